@@ -1,0 +1,51 @@
+# espace-sante: `make run` serves the demo, `make test` runs every test. Both set themselves up.
+SHELL := /bin/bash
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+UV := $(shell command -v uv 2>/dev/null || echo $(VENV)-tools/bin/uv)
+DATA_DIR ?= .data
+HOST ?= 127.0.0.1
+PORT ?= 8000
+T ?= tests
+
+.DEFAULT_GOAL := help
+.PHONY: help install run test lint typecheck bench lock clean
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+$(VENV)-tools/bin/uv:
+	$(PY) -m venv $(VENV)-tools
+	$(VENV)-tools/bin/pip install -q uv
+
+$(BIN)/.installed: requirements.lock pyproject.toml | $(UV)
+	@test -x $(BIN)/python || $(UV) venv -q --python $(PY) $(VENV)
+	$(UV) pip sync -q --python $(BIN)/python requirements.lock
+	$(UV) pip install -q --python $(BIN)/python --no-deps -e .
+	@touch $@
+
+$(UV):
+	$(MAKE) $(VENV)-tools/bin/uv
+
+install: $(BIN)/.installed ## Create .venv from the lock file (uv) with the test extras
+
+lock: | $(UV) ## Re-resolve requirements.lock from pyproject.toml
+	$(UV) pip compile -q --python-version 3.11 --extra test --generate-hashes -o requirements.lock pyproject.toml
+
+run: install ## Serve the demo on http://$(HOST):$(PORT) with the embedded PostgreSQL in $(DATA_DIR)
+	$(BIN)/espace-sante --data-dir $(DATA_DIR) serve --host $(HOST) --port $(PORT) --demo
+
+test: install ## Run the whole test suite (T=path to run a part)
+	$(BIN)/python -m pytest $(T)
+
+lint: install ## ruff and mypy --strict
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/mypy src
+
+bench: install ## Benchmarks against a real `espace-sante serve` (results in benchmarks/results/)
+	$(BIN)/python -m benchmarks.run
+
+clean: ## Remove the venv and the demo data folder
+	rm -rf $(VENV) $(VENV)-tools $(DATA_DIR)

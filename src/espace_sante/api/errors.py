@@ -1,0 +1,62 @@
+"""Errors become responses here, and only here (STYLE habit 9). Under /fhir every error is an OperationOutcome;
+elsewhere a small JSON object. A fault of ours answers 500 with an id to quote, never a stack trace."""
+
+from __future__ import annotations
+
+import traceback
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException
+from starlette.responses import JSONResponse, Response
+
+from ..errors import BadRequest, FhirError, MethodNotAllowed, NotFound
+from ..logs import get_logger
+from ..storage.db import DatabaseUnavailable
+from .fhir.render import error_response
+
+log = get_logger(__name__)
+
+
+def _respond(request: Request, error: FhirError, headers: dict[str, str] | None = None) -> Response:
+    if request.url.path.startswith("/fhir"):
+        return error_response(error, headers)
+    return JSONResponse({"error": error.code, "error_description": error.message}, error.status, headers)
+
+
+def install(app: FastAPI) -> None:
+    @app.exception_handler(FhirError)
+    async def fhir_error(request: Request, exc: FhirError) -> Response:
+        headers = {"WWW-Authenticate": 'Bearer realm="espace-sante"'} if exc.status == 401 else None
+        return _respond(request, exc, headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, exc: RequestValidationError) -> Response:
+        first = exc.errors()[0] if exc.errors() else {}
+        where = ".".join(str(p) for p in first.get("loc", ()))
+        if first.get("loc", ("",))[0] == "path":
+            return _respond(request, NotFound(f"chemin invalide / invalid path: {where}"))
+        return _respond(request, BadRequest(f"requête invalide / invalid request: {where}: {first.get('msg', '')}"))
+
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, exc: HTTPException) -> Response:
+        if exc.status_code == 404:
+            return _respond(request, NotFound("chemin inconnu / unknown path"))
+        if exc.status_code == 405:
+            return _respond(request, MethodNotAllowed(f"méthode {request.method} non permise ici / not allowed here"),
+                            dict(exc.headers or {}))
+        return _respond(request, FhirError(str(exc.detail), exc.status_code, "processing"))
+
+    @app.exception_handler(DatabaseUnavailable)
+    async def unavailable(request: Request, exc: DatabaseUnavailable) -> Response:
+        log.warning("db.unavailable", request_id=getattr(request.state, "request_id", None), error=str(exc))
+        return _respond(request, FhirError("service momentanément indisponible / service temporarily unavailable",
+                                           503, "transient"), {"Retry-After": "5"})
+
+    @app.exception_handler(Exception)
+    async def fault(request: Request, exc: Exception) -> Response:
+        request_id = getattr(request.state, "request_id", "-")
+        # The traceback's frames only: an exception message may quote data we must not log (V7 7.1.1).
+        log.error("request.fault", request_id=request_id, error=type(exc).__name__,
+                  frames="".join(traceback.format_tb(exc.__traceback__))[-4000:])
+        return _respond(request, FhirError(f"erreur interne / internal error (id {request_id})", 500, "exception"))

@@ -1,0 +1,95 @@
+"""The CapabilityStatement (GET /fhir/metadata), built from the same tables the server runs on: the supported
+types, their search parameters and the interactions the routes implement, so it cannot drift from the code."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Any
+
+from ... import __version__
+from ...fhir.searchparams import params_for
+from ...fhir.validation import RESOURCE_TYPES
+from ...services.fhir import READ_ONLY_TYPES
+from ...settings import Settings
+
+_WRITE = ("create", "update", "delete")
+_READ = ("read", "vread", "history-instance", "history-type", "search-type")
+_SMART_EXT = "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris"
+
+
+def _resource(rtype: str) -> dict[str, Any]:
+    interactions = _READ if rtype in READ_ONLY_TYPES else (*_READ, *_WRITE)
+    params = params_for(rtype)
+    entry: dict[str, Any] = {
+        "type": rtype,
+        "interaction": [{"code": code} for code in interactions],
+        "versioning": "versioned-update",
+        "readHistory": True,
+        "updateCreate": False,
+        "conditionalCreate": rtype not in READ_ONLY_TYPES,
+        "conditionalRead": "not-supported",
+        "conditionalUpdate": False,
+        "conditionalDelete": "not-supported",
+        "referencePolicy": ["literal", "local", "enforced"],
+        "searchInclude": [f"{rtype}:{p.name}" for p in params.values() if p.type == "reference"],
+        "searchParam": [
+            {"name": "_id", "type": "token"},
+            {"name": "_lastUpdated", "type": "date"},
+            *({"name": p.name, "type": p.type, **({"documentation": p.description} if p.description else {})}
+              for p in params.values()),
+        ],
+    }
+    revs = [f"{other}:{p.name}" for other in RESOURCE_TYPES for p in params_for(other).values()
+            if p.type == "reference" and (not p.targets or rtype in p.targets)]
+    entry["searchRevInclude"] = revs
+    return entry
+
+
+@lru_cache(maxsize=4)
+def _statement(base_url: str, fhir_base: str) -> dict[str, Any]:
+    return {
+        "resourceType": "CapabilityStatement",
+        "status": "active",
+        "date": "2026-11-24",
+        "publisher": "espace-sante",
+        "kind": "instance",
+        "software": {"name": "espace-sante", "version": __version__},
+        "implementation": {"description": "espace-sante FHIR R4 server", "url": fhir_base},
+        "fhirVersion": "4.0.1",
+        "format": ["application/fhir+json", "json"],
+        "rest": [{
+            "mode": "server",
+            "security": {
+                "cors": False,
+                "service": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/restful-security-service",
+                                         "code": "SMART-on-FHIR"}]}],
+                "description": "OAuth 2 bearer tokens. Machine clients: client credentials with SMART system/ "
+                               "scopes (v1 and v2 syntax) at the token endpoint.",
+                "extension": [{"url": _SMART_EXT,
+                               "extension": [{"url": "token", "valueUri": f"{base_url}/oauth/token"}]}],
+            },
+            "resource": [_resource(rtype) for rtype in RESOURCE_TYPES],
+            "interaction": [{"code": "transaction"}, {"code": "batch"}],
+            "searchParam": [{"name": n, "type": t} for n, t in
+                            (("_count", "number"), ("_sort", "string"), ("_include", "string"),
+                             ("_revinclude", "string"), ("_summary", "token"), ("_total", "token"))],
+        }],
+    }
+
+
+def statement(settings: Settings) -> dict[str, Any]:
+    return _statement(settings.base_url.rstrip("/"), settings.fhir_base)
+
+
+def smart_configuration(settings: Settings) -> dict[str, Any]:
+    """SMART App Launch 2.2 section 2.0.1 (.well-known/smart-configuration)."""
+    base = settings.base_url.rstrip("/")
+    return {
+        "issuer": base,
+        "token_endpoint": f"{base}/oauth/token",
+        "grant_types_supported": ["client_credentials"],
+        "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
+        "scopes_supported": ["system/*.read", "system/*.write", "system/*.*", "system/*.cruds", "system/*.rs"],
+        "capabilities": ["client-confidential-symmetric"],
+        "code_challenge_methods_supported": ["S256"],
+    }

@@ -1,0 +1,153 @@
+"""The FHIR R4 REST API at /fhir (http.html). Routes parse, call one service function and render."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+
+import orjson
+from fastapi import APIRouter, Depends, Path, Request
+from starlette.responses import Response
+
+from ...context import Context
+from ...errors import BadRequest, MethodNotAllowed, UnsupportedMediaType
+from ...fhir.searchparams import parse_date_range
+from ...fhir.validation import RESOURCE_TYPES
+from ...services import bundles, fhir
+from ..deps import fhir_context
+from . import capability, render
+from .openapi import BODY, ERRORS, SEARCH_FORM
+
+router = APIRouter(prefix="/fhir", tags=["FHIR R4"], responses=ERRORS)
+
+Ctx = Annotated[Context, Depends(fhir_context)]
+Type = Annotated[str, Path(description="FHIR resource type", json_schema_extra={"enum": list(RESOURCE_TYPES)})]
+Id = Annotated[str, Path(description="Logical id", pattern=r"^[A-Za-z0-9\-.]{1,64}$")]
+
+_JSON_TYPES = ("application/fhir+json", "application/json", "application/json-patch+json")
+
+
+def _base(ctx: Context) -> str:
+    return ctx.runtime.settings.fhir_base
+
+
+async def json_body(request: Request) -> Any:
+    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if ctype not in _JSON_TYPES[:2]:
+        raise UnsupportedMediaType(
+            f"Content-Type « {ctype or '(absent)'} » non pris en charge : ce serveur ne parle que JSON / this server "
+            "speaks JSON only (application/fhir+json)")
+    raw = await request.body()
+    if not raw.strip():
+        raise BadRequest("corps de requête vide / empty request body")
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise BadRequest(f"JSON invalide / invalid JSON: {exc.msg} (ligne/line {exc.lineno}, "
+                         f"colonne/column {exc.colno})", code="structure") from None
+
+
+def _minimal(request: Request) -> bool:
+    return "return=minimal" in request.headers.get("prefer", "")
+
+
+def _paging(request: Request) -> tuple[datetime | None, int, int]:
+    params = request.query_params
+    since = None
+    if "_since" in params:
+        parsed = parse_date_range(params["_since"])
+        if parsed is None:
+            raise BadRequest("_since : date invalide / invalid instant", expression="_since")
+        since = parsed[0]
+    count, offset = params.get("_count", "20"), params.get("_offset", "0")
+    if not count.isdigit() or not offset.isdigit() or len(count) > 6 or len(offset) > 12:
+        raise BadRequest("_count et _offset sont des entiers positifs / must be non-negative integers")
+    return since, min(int(count), 200), int(offset)
+
+
+@router.get("/metadata", summary="CapabilityStatement", dependencies=[])
+async def metadata(request: Request) -> Response:
+    settings = request.app.state.runtime.settings
+    return render.json_response(capability.statement(settings), headers={"Cache-Control": "public, max-age=300"})
+
+
+@router.post("/", include_in_schema=False)
+@router.post("", summary="Batch or transaction Bundle", openapi_extra=BODY)
+async def bundle(request: Request, ctx: Ctx) -> Response:
+    result = await bundles.process(ctx, await json_body(request))
+    return render.json_response(render.bundle_response(result, _base(ctx)))
+
+
+@router.get("/{rtype}", summary="Search (GET)")
+async def search_get(rtype: Type, request: Request, ctx: Ctx) -> Response:
+    result = await fhir.search(ctx, rtype, request.query_params.multi_items())
+    return render.json_response(render.searchset(result, _base(ctx)))
+
+
+@router.post("/{rtype}/_search", summary="Search (POST form)", openapi_extra=SEARCH_FORM)
+async def search_post(rtype: Type, request: Request, ctx: Ctx) -> Response:
+    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if ctype != "application/x-www-form-urlencoded":
+        raise UnsupportedMediaType("POST _search attend application/x-www-form-urlencoded / expects "
+                                   "application/x-www-form-urlencoded")
+    form = await request.form()
+    pairs = [*request.query_params.multi_items(), *((k, v) for k, v in form.multi_items() if isinstance(v, str))]
+    result = await fhir.search(ctx, rtype, pairs)
+    return render.json_response(render.searchset(result, _base(ctx)))
+
+
+@router.post("/{rtype}", summary="Create (If-None-Exist for conditional create)", status_code=201,
+             openapi_extra=BODY)
+async def create(rtype: Type, request: Request, ctx: Ctx) -> Response:
+    body = await json_body(request)
+    if isinstance(body, dict) and body.get("resourceType") != rtype:
+        raise BadRequest(f"resourceType « {body.get('resourceType')} » ne correspond pas à l'URL / does not match "
+                         f"the URL ({rtype})", expression="resourceType")
+    fhir.check_type(rtype)
+    written = await fhir.create(ctx, body, if_none_exist=request.headers.get("if-none-exist"))
+    return render.resource_response(written.stored, _base(ctx), 201 if written.created else 200,
+                                    location=True, minimal=_minimal(request))
+
+
+@router.get("/{rtype}/_history", summary="Type history")
+async def type_history(rtype: Type, request: Request, ctx: Ctx) -> Response:
+    since, count, offset = _paging(request)
+    versions = await fhir.history(ctx, rtype, None, since=since, count=count, offset=offset)
+    return render.json_response(render.history(versions, _base(ctx), str(request.url)))
+
+
+@router.get("/{rtype}/{rid}", summary="Read")
+async def read(rtype: Type, rid: Id, ctx: Ctx) -> Response:
+    return render.resource_response(await fhir.read(ctx, rtype, rid), _base(ctx))
+
+
+@router.put("/{rtype}/{rid}", summary="Update (If-Match for version-aware update)", openapi_extra=BODY)
+async def update(rtype: Type, rid: Id, request: Request, ctx: Ctx) -> Response:
+    body = await json_body(request)
+    written = await fhir.update(ctx, rtype, rid, body, if_match=request.headers.get("if-match"))
+    return render.resource_response(written.stored, _base(ctx), 201 if written.created else 200,
+                                    location=written.created, minimal=_minimal(request))
+
+
+@router.patch("/{rtype}/{rid}", summary="Patch (not supported)")
+async def patch(rtype: Type, rid: Id, ctx: Ctx) -> Response:
+    fhir.check_type(rtype)
+    raise MethodNotAllowed("PATCH n'est pas pris en charge sur ce type / PATCH is not supported here; use PUT")
+
+
+@router.delete("/{rtype}/{rid}", summary="Delete", status_code=204)
+async def delete(rtype: Type, rid: Id, ctx: Ctx) -> Response:
+    await fhir.delete(ctx, rtype, rid)
+    return Response(status_code=204, headers=render.NO_STORE)
+
+
+@router.get("/{rtype}/{rid}/_history", summary="Instance history")
+async def instance_history(rtype: Type, rid: Id, request: Request, ctx: Ctx) -> Response:
+    since, count, offset = _paging(request)
+    versions = await fhir.history(ctx, rtype, rid, since=since, count=count, offset=offset)
+    return render.json_response(render.history(versions, _base(ctx), str(request.url)))
+
+
+@router.get("/{rtype}/{rid}/_history/{vid}", summary="Version read (vread)")
+async def vread(rtype: Type, rid: Id, vid: Annotated[str, Path(pattern=r"^\d{1,18}$")], ctx: Ctx) -> Response:
+    return render.resource_response(await fhir.vread(ctx, rtype, rid, vid), _base(ctx))

@@ -1,0 +1,55 @@
+"""The composition root: builds the ASGI app from Settings. `create_app()` is what uvicorn serves."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from . import __version__
+from .api import errors, health
+from .api.fhir.routes import router as fhir_router
+from .api.middleware import RequestGuard
+from .api.oauth.routes import router as oauth_router
+from .logs import configure
+from .services.runtime import Runtime
+from .settings import Settings
+
+
+def create_app(settings: Settings | None = None, runtime: Runtime | None = None) -> FastAPI:
+    """The app. With `runtime` given (tests), the caller owns it; otherwise the lifespan opens and closes one."""
+    settings = settings or (runtime.settings if runtime else Settings())
+    configure(settings.log_level)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if runtime is not None:
+            app.state.runtime = runtime
+            yield
+            return
+        rt = await Runtime.open(settings)
+        app.state.runtime = rt
+        try:
+            yield
+        finally:
+            await rt.close()
+
+    app = FastAPI(
+        title="espace-sante",
+        version=__version__,
+        description="A national personal health space: FHIR R4 API with SMART on FHIR authorization.",
+        lifespan=lifespan,
+        docs_url="/docs",
+        redoc_url=None,
+        redirect_slashes=False,
+    )
+    if runtime is not None:
+        app.state.runtime = runtime
+    errors.install(app)
+    app.include_router(health.router)
+    app.include_router(oauth_router)
+    app.include_router(fhir_router)
+    app.add_middleware(RequestGuard, max_body=settings.max_request_bytes,
+                       hsts=settings.base_url.startswith("https://"))
+    return app

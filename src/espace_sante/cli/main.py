@@ -1,0 +1,180 @@
+"""The `espace-sante` command line. Every command takes `--data-dir` (or ESPACE_SANTE_DATA_DIR) and honours
+DATABASE_URL; every command works while `serve` runs on the same data folder (they share its PostgreSQL)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Annotated, TypeVar
+
+import typer
+
+from ..errors import FhirError
+from ..settings import Settings, UnsafeSettings
+
+T = TypeVar("T")
+
+app = typer.Typer(help="espace-sante: espace numérique de santé / personal health space.", no_args_is_help=True,
+                  add_completion=False, pretty_exceptions_show_locals=False)
+client_app = typer.Typer(help="Clients machine (OAuth 2) / machine clients.", no_args_is_help=True)
+app.add_typer(client_app, name="client")
+
+
+@app.callback()
+def main_options(
+    data_dir: Annotated[Path | None, typer.Option("--data-dir", envvar="ESPACE_SANTE_DATA_DIR",
+                                                  help="Dossier des données (PostgreSQL embarqué, clés).")] = None,
+) -> None:
+    if data_dir is not None:
+        # Through the environment, so that uvicorn's worker processes see the same folder.
+        os.environ["ESPACE_SANTE_DATA_DIR"] = str(data_dir.resolve())
+
+
+def _settings() -> Settings:
+    return Settings()
+
+
+def _fail(message: str, code: int = 2) -> typer.Exit:
+    typer.echo(f"espace-sante: {message}", err=True)
+    return typer.Exit(code)
+
+
+def _run(func: Callable[[], Awaitable[T]]) -> T:
+    try:
+        return asyncio.run(func())  # type: ignore[arg-type]
+    except UnsafeSettings as exc:
+        raise _fail(str(exc)) from None
+    except FhirError as exc:
+        raise _fail(exc.message) from None
+    except OSError as exc:
+        raise _fail(f"{type(exc).__name__}: {exc}") from None
+
+
+async def _with_runtime(settings: Settings, work: Callable[..., Awaitable[T]], *, migrate: bool = True) -> T:
+    from ..services.runtime import Runtime
+
+    rt = await Runtime.open(settings, apply_migrations=migrate)
+    try:
+        return await work(rt)
+    finally:
+        await rt.close()
+
+
+@app.command()
+def migrate() -> None:
+    """Applique les migrations de la base / apply database migrations."""
+    from ..services.runtime import Runtime
+    from ..storage import migrate as migrations
+
+    async def work(rt: Runtime) -> list[migrations.Migration]:
+        return await migrations.migrate(rt.db.dsn)
+
+    done = _run(lambda: _with_runtime(_settings(), work, migrate=False))
+    names = ", ".join(f"{m.version:04d}_{m.name}" for m in done)
+    typer.echo(f"{len(done)} migration(s) applied: {names}" if done else "schema is current")
+
+
+@app.command()
+def demo() -> None:
+    """Charge les données de démonstration (idempotent) / load demo data (idempotent)."""
+    from ..services import demo as demo_data
+
+    settings = _settings()
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    settings.dev_marker.touch()
+    counts = _run(lambda: _with_runtime(settings, demo_data.load))
+    typer.echo(f"demo data: {counts['created']} created, {counts['unchanged']} already there")
+
+
+@client_app.command("create")
+def client_create(
+    name: Annotated[str, typer.Option(help="Nom du logiciel client / client software name.")],
+    scope: Annotated[str, typer.Option(help='Portées SMART, ex. "system/*.*" / SMART scopes.')] = "system/*.read",
+    as_json: Annotated[bool, typer.Option("--json", help='Affiche {"client_id", "client_secret"}.')] = False,
+) -> None:
+    """Enregistre un client machine et affiche ses identifiants une seule fois / register a machine client."""
+    from ..services import oauth
+
+    settings = _settings()
+    client = _run(lambda: _with_runtime(settings, lambda rt: oauth.create_client(rt, name, scope)))
+    if as_json:
+        typer.echo(json.dumps({"client_id": client.client_id, "client_secret": client.client_secret}))
+        return
+    typer.echo(f"client_id:     {client.client_id}\nclient_secret: {client.client_secret}\nscope:         "
+               f"{client.scope}\nLe secret ne sera plus affiché / the secret will not be shown again.")
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Adresse d'écoute / listen address.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port.")] = 8000,
+    workers: Annotated[int, typer.Option(min=1, max=64, help="Processus de l'application / app processes.")] = 1,
+    demo_data: Annotated[bool, typer.Option("--demo", help="Charge les données de démonstration.")] = False,
+    migrate_first: Annotated[bool, typer.Option("--migrate/--no-migrate", help="Migrations au démarrage.")] = True,
+) -> None:
+    """Sert l'API ; arrêter le service arrête aussi le PostgreSQL embarqué / serve the API."""
+    import uvicorn
+
+    from ..logs import configure
+    from ..storage.embedded import EmbeddedPostgres, ensure_database
+
+    settings = _settings()
+    configure(settings.log_level)
+    if demo_data:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        settings.dev_marker.touch()
+    os.environ.setdefault("ESPACE_SANTE_BASE_URL", f"http://{host}:{port}")
+    settings = _settings()
+    embedded = None
+    try:
+        if settings.embedded:
+            embedded = EmbeddedPostgres(settings.pg_data)
+            dsn = asyncio.run(ensure_database(embedded.start()))
+            # The app processes use the server started here; it stops when serve stops.
+            os.environ["DATABASE_URL"] = dsn
+            settings = _settings()
+        if migrate_first or demo_data:
+            from ..services import demo as demo_module
+
+            async def prepare(rt: object) -> dict[str, str] | None:
+                from ..services.runtime import Runtime
+
+                assert isinstance(rt, Runtime)
+                if demo_data:
+                    await demo_module.load(rt)
+                    return await demo_module.ensure_demo_client(rt)
+                return None
+
+            client = _run(lambda: _with_runtime(settings, prepare, migrate=True))
+        else:
+            client = None
+        base = settings.base_url.rstrip("/")
+        typer.echo(f"\nespace-sante sert sur / is serving on {base}\n"
+                   f"  API FHIR R4      {base}/fhir/metadata\n"
+                   f"  OpenAPI (docs)   {base}/docs\n"
+                   f"  santé / health   {base}/readyz\n"
+                   f"  données / data   {settings.data_dir.resolve()}", err=True)
+        if client:
+            typer.echo(f"  client démo      {settings.data_dir / 'demo-client.json'} "
+                       f"(client_id {client['client_id']})\n", err=True)
+        uvicorn.run("espace_sante.app:create_app", factory=True, host=host, port=port, workers=workers,
+                    server_header=False, date_header=True, access_log=False, log_config=None,
+                    proxy_headers=False, timeout_graceful_shutdown=10)
+    finally:
+        if embedded is not None:
+            embedded.stop()
+
+
+def main() -> None:
+    try:
+        app()
+    except KeyboardInterrupt:
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,26 @@
+"""The request context: built once per request (or job, or command) and passed to every service call, so
+that the actor, and later whom they act for and the access decision, reach storage without rework."""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from .access.actors import SYSTEM, Actor
+
+if TYPE_CHECKING:
+    from .services.runtime import Runtime
+
+
+@dataclass
+class Context:
+    runtime: Runtime
+    actor: Actor
+    request_id: str = field(default_factory=lambda: secrets.token_hex(8))
+    #: Prefer: handling=strict (FHIR search.html#errors): unknown search parameters are errors.
+    strict: bool = False
+
+    @classmethod
+    def system(cls, runtime: Runtime) -> Context:
+        return cls(runtime, SYSTEM)

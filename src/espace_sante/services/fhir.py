@@ -1,0 +1,390 @@
+"""The FHIR resource service: the rules of create, read, vread, update, delete, history and search.
+
+Every public function takes the request `Context`, asks the policy for a `Decision`, and runs one named
+transaction. The `_*_in` functions do the same work on an open connection so that a transaction Bundle runs
+each entry through the very same code inside one transaction (services/bundles.py)."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import uuid
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from ..access.policy import Action, Decision, decide
+from ..context import Context
+from ..errors import (
+    BadRequest,
+    Forbidden,
+    Gone,
+    InvalidResource,
+    MethodNotAllowed,
+    NotFound,
+    PreconditionFailed,
+)
+from ..fhir import compartment
+from ..fhir.searchquery import SearchRequest, parse_search
+from ..fhir.validation import RESOURCE_TYPES, validate_resource
+from ..storage import resources as store
+from ..storage import search as search_store
+from ..storage import spaces
+from ..storage.db import Conn
+from ..storage.keys import DIRECTORY_SPACE
+
+#: Types a client may only read and search (the trace is written by the server).
+READ_ONLY_TYPES = frozenset({"AuditEvent"})
+
+_ETAG = re.compile(r'^(?:W/)?"(\d{1,18})"$')
+
+
+@dataclass(frozen=True)
+class Written:
+    """The result of a write: the stored version and whether it created something (201)."""
+
+    stored: store.Stored
+    created: bool
+
+
+@dataclass
+class SearchResult:
+    request: SearchRequest
+    matches: list[store.Stored]
+    included: list[store.Stored] = field(default_factory=list)
+    total: int | None = None
+    has_next: bool = False
+
+
+# --- decisions -------------------------------------------------------------------------------------------
+
+
+def check_type(resource_type: str) -> None:
+    if resource_type not in RESOURCE_TYPES:
+        raise NotFound(f"type de ressource non pris en charge / unsupported resource type: {resource_type}")
+
+
+def _decide(ctx: Context, action: Action, resource_type: str) -> Decision:
+    """Ask the policy; a refusal of the interaction itself is a 403 (the type, not a resource, is refused)."""
+    check_type(resource_type)
+    if resource_type in READ_ONLY_TYPES and action in ("create", "update", "patch", "delete"):
+        raise MethodNotAllowed(f"{resource_type} est en lecture seule / {resource_type} is read-only")
+    decision = decide(ctx.actor, action, resource_type)
+    if not decision.allowed:
+        raise Forbidden(f"accès refusé / access denied: {action} {resource_type} ({decision.reason})")
+    return decision
+
+
+def _locate(resource_type: str, resource_id: str) -> uuid.UUID | None:
+    """The space of an existing resource from its id; None when the id cannot be one of ours."""
+    if compartment.is_directory(resource_type):
+        return DIRECTORY_SPACE if compartment.is_directory_id(resource_id) else None
+    return compartment.space_of(resource_id)
+
+
+def parse_etag(value: str) -> int:
+    match = _ETAG.match(value.strip())
+    if not match:
+        raise BadRequest(f'If-Match invalide / invalid If-Match: attendu / expected W/"<versionId>"', code="value")
+    return int(match.group(1))
+
+
+# --- reads -----------------------------------------------------------------------------------------------
+
+
+async def read(ctx: Context, resource_type: str, resource_id: str) -> store.Stored:
+    decision = _decide(ctx, "read", resource_type)
+    return await ctx.runtime.db.interaction("fhir_read", _read_in, ctx, decision, resource_type, resource_id, None)
+
+
+async def vread(ctx: Context, resource_type: str, resource_id: str, version: str) -> store.Stored:
+    decision = _decide(ctx, "vread", resource_type)
+    if not version.isdigit() or len(version) > 18:
+        raise NotFound(f"version introuvable / version not found: {version}")
+    return await ctx.runtime.db.interaction("fhir_vread", _read_in, ctx, decision, resource_type, resource_id,
+                                            int(version))
+
+
+async def _read_in(conn: Conn, ctx: Context, decision: Decision, rtype: str, rid: str,
+                   version: int | None) -> store.Stored:
+    space_id = _locate(rtype, rid)
+    if space_id is None or not decision.covers(space_id):
+        raise NotFound(f"{rtype}/{rid} introuvable / not found")
+    found = await store.read(conn, ctx.runtime.keys, decision, space_id, rtype, rid, version)
+    if found is None:
+        raise NotFound(f"{rtype}/{rid}{'' if version is None else f'/_history/{version}'} introuvable / not found")
+    if found.deleted:
+        raise Gone(f"{rtype}/{rid} a été supprimé / was deleted (version {found.version_id})")
+    return found
+
+
+async def history(ctx: Context, resource_type: str, resource_id: str | None, *, since: datetime | None,
+                  count: int, offset: int) -> list[store.Stored]:
+    decision = _decide(ctx, "history" if resource_id else "search", resource_type)
+
+    async def run(conn: Conn) -> list[store.Stored]:
+        space_id = None
+        if resource_id is not None:
+            space_id = _locate(resource_type, resource_id)
+            if space_id is None or not decision.covers(space_id):
+                raise NotFound(f"{resource_type}/{resource_id} introuvable / not found")
+        rows = await store.history(conn, ctx.runtime.keys, decision, rtype=resource_type, space_id=space_id,
+                                   rid=resource_id, since=since, count=count, offset=offset)
+        if resource_id is not None and not rows and offset == 0:
+            raise NotFound(f"{resource_type}/{resource_id} introuvable / not found")
+        return rows
+
+    return await ctx.runtime.db.interaction("fhir_history", run)
+
+
+async def search(ctx: Context, resource_type: str, pairs: Sequence[tuple[str, str]]) -> SearchResult:
+    check_type(resource_type)
+    request = parse_search(resource_type, pairs, strict=ctx.strict,
+                           default_count=ctx.runtime.settings.search_default_count,
+                           max_count=ctx.runtime.settings.search_max_count)
+    decision = _decide(ctx, "search", resource_type)
+    return await ctx.runtime.db.interaction("fhir_search", _search_in, ctx, decision, request)
+
+
+async def _search_in(conn: Conn, ctx: Context, decision: Decision, request: SearchRequest) -> SearchResult:
+    keys = ctx.runtime.keys
+    if request.summary == "count" or request.count == 0:
+        total = await search_store.count(conn, decision, request)
+        return SearchResult(request, [], [], total, False)
+    page, has_next = await search_store.page(conn, decision, request)
+    matches = await store.fetch_current(conn, keys, decision, request.resource_type, page)
+    total = None
+    if request.total == "accurate":
+        total = await search_store.count(conn, decision, request)
+    elif not has_next:
+        total = request.offset + len(matches)
+    included: list[store.Stored] = []
+    seen = {(m.resource_type, m.resource_id) for m in matches}
+    for target_type, found in await search_store.includes(conn, request, page):
+        included += await _fetch_included(conn, ctx, target_type, found, seen)
+    return SearchResult(request, matches, included, total, has_next)
+
+
+async def _fetch_included(conn: Conn, ctx: Context, rtype: str, keys_: list[tuple[uuid.UUID, str]],
+                          seen: set[tuple[str, str]]) -> list[store.Stored]:
+    """Included resources pass the policy like any read: what the actor may not read is silently left out."""
+    if rtype not in RESOURCE_TYPES:
+        return []
+    decision = decide(ctx.actor, "read", rtype)
+    if not decision.allowed:
+        return []
+    fresh = [k for k in dict.fromkeys(keys_) if (rtype, k[1]) not in seen]
+    seen.update((rtype, k[1]) for k in fresh)
+    return await store.fetch_current(conn, ctx.runtime.keys, decision, rtype, fresh)
+
+
+# --- writes ----------------------------------------------------------------------------------------------
+
+
+def _body_type(body: Any) -> str:
+    if not isinstance(body, dict) or not isinstance(body.get("resourceType"), str):
+        raise BadRequest("le corps doit être une ressource FHIR JSON / the body must be a FHIR JSON resource",
+                         expression="resourceType")
+    return str(body["resourceType"])
+
+
+async def create(ctx: Context, body: Any, *, if_none_exist: str | None = None) -> Written:
+    rtype = _body_type(body)
+    decision = _decide(ctx, "create", rtype)
+    validate_resource(body, expected_type=rtype)
+    return await ctx.runtime.db.interaction("fhir_create", _create_in, ctx, decision, body, if_none_exist)
+
+
+async def _create_in(conn: Conn, ctx: Context, decision: Decision, body: dict[str, Any],
+                     if_none_exist: str | None, *, assigned: tuple[uuid.UUID, str] | None = None) -> Written:
+    rtype = decision.resource_type
+    if if_none_exist:
+        existing = await conditional_match(conn, ctx, rtype, if_none_exist, lock=True)
+        if len(existing) > 1:
+            raise PreconditionFailed(
+                f"If-None-Exist : {len(existing)} ressources correspondent / {len(existing)} resources match")
+        if existing:
+            return Written(existing[0], False)
+    if assigned is not None:
+        space_id, rid = assigned
+    else:
+        space_id = await space_for_new(conn, ctx, body)
+        rid = compartment.new_resource_id(None if space_id == DIRECTORY_SPACE else space_id)
+    if rtype == "Patient":
+        await spaces.create(conn, ctx.runtime.keys, space_id)
+    else:
+        await _check_patient_exists(conn, decision, body, space_id)
+    check_references_stay_in_space(body, space_id)
+    stored = await store.write(conn, ctx.runtime.keys, decision, space_id, rtype, rid, body, method="POST",
+                               previous=None)
+    return Written(stored, True)
+
+
+async def update(ctx: Context, resource_type: str, resource_id: str, body: Any, *,
+                 if_match: str | None = None) -> Written:
+    decision = _decide(ctx, "update", resource_type)
+    rtype = _body_type(body)
+    if rtype != resource_type:
+        raise BadRequest(f"resourceType « {rtype} » ne correspond pas à l'URL / does not match the URL "
+                         f"({resource_type})", expression="resourceType")
+    if body.get("id") != resource_id:
+        raise BadRequest("Resource.id doit être présent et égal à l'id de l'URL / Resource.id must be present "
+                         "and equal the id in the URL (FHIR http.html#update)", expression=f"{rtype}.id")
+    validate_resource(body, expected_type=rtype)
+    expected = parse_etag(if_match) if if_match else None
+    return await ctx.runtime.db.interaction("fhir_update", _update_in, ctx, decision, resource_id, body, expected)
+
+
+async def _update_in(conn: Conn, ctx: Context, decision: Decision, rid: str, body: dict[str, Any],
+                     expected: int | None) -> Written:
+    rtype = decision.resource_type
+    space_id = _locate(rtype, rid)
+    previous = None
+    if space_id is not None and decision.covers(space_id):
+        previous = await store.current(conn, decision, space_id, rtype, rid, for_update=True)
+    if space_id is None or previous is None:
+        # The server assigns ids (CapabilityStatement updateCreate = false): PUT cannot create.
+        raise MethodNotAllowed(f"{rtype}/{rid} n'existe pas ; créez-la par POST / does not exist; the server "
+                               "assigns ids, create it with POST (update-as-create is not supported)")
+    if expected is not None and expected != previous.version_id:
+        raise PreconditionFailed(f"version {expected} périmée, la version courante est {previous.version_id} / "
+                                 f"stale version {expected}, current is {previous.version_id}")
+    if rtype != "Patient" and space_id != DIRECTORY_SPACE:
+        if await space_for_new(conn, ctx, body) != space_id:
+            raise InvalidResource("une ressource ne peut pas changer de patient / a resource cannot move to "
+                                  "another patient", expression=_patient_element(rtype))
+        await _check_patient_exists(conn, decision, body, space_id)
+    check_references_stay_in_space(body, space_id)
+    stored = await store.write(conn, ctx.runtime.keys, decision, space_id, rtype, rid, body, method="PUT",
+                               previous=previous)
+    return Written(stored, previous.deleted)
+
+
+async def delete(ctx: Context, resource_type: str, resource_id: str) -> None:
+    decision = _decide(ctx, "delete", resource_type)
+    await ctx.runtime.db.interaction("fhir_delete", _delete_in, ctx, decision, resource_id)
+
+
+async def _delete_in(conn: Conn, ctx: Context, decision: Decision, rid: str) -> store.Stored | None:
+    rtype = decision.resource_type
+    space_id = _locate(rtype, rid)
+    previous = None
+    if space_id is not None and decision.covers(space_id):
+        previous = await store.current(conn, decision, space_id, rtype, rid, for_update=True)
+    if space_id is None or previous is None:
+        raise NotFound(f"{rtype}/{rid} introuvable / not found")
+    if previous.deleted:
+        return None  # deleting a deleted resource succeeds and changes nothing (http.html#delete)
+    return await store.write(conn, ctx.runtime.keys, decision, space_id, rtype, rid, None, method="DELETE",
+                             previous=previous)
+
+
+# --- spaces and references -------------------------------------------------------------------------------
+
+
+def _patient_element(rtype: str) -> str:
+    return f"{rtype}.{compartment.PATIENT_ELEMENT.get(rtype, 'subject')}"
+
+
+async def space_for_new(conn: Conn, ctx: Context, body: Mapping[str, Any]) -> uuid.UUID:
+    """The space a new resource goes to: a new one for a Patient, the directory for directory types, else the
+    space of the Patient it names (references already resolved to `Patient/<id>`)."""
+    rtype = str(body["resourceType"])
+    if rtype == "Patient":
+        return compartment.new_space_id()
+    if compartment.is_directory(rtype):
+        return DIRECTORY_SPACE
+    found: set[uuid.UUID] = set()
+    for where, reference in compartment.patient_references(body):
+        target = _local_patient(reference, ctx)
+        if target is None:
+            raise InvalidResource(f"{where} doit désigner un Patient de ce serveur (Patient/<id>) / must reference "
+                                  f"a Patient of this server: « {reference} »", expression=where)
+        found.add(target)
+    if not found:
+        raise InvalidResource(f"{_patient_element(rtype)} doit désigner le patient / must reference the patient "
+                              "(Patient/<id>)", expression=_patient_element(rtype))
+    if len(found) > 1:
+        raise InvalidResource("la ressource désigne plusieurs patients / the resource references several patients",
+                              expression=_patient_element(rtype))
+    return found.pop()
+
+
+def _local_patient(reference: str, ctx: Context) -> uuid.UUID | None:
+    base = ctx.runtime.settings.fhir_base + "/"
+    if reference.startswith(base):
+        reference = reference[len(base):]
+    kind, _, rid = reference.partition("/")
+    if kind != "Patient" or "/" in rid:
+        return None
+    return compartment.space_of(rid)
+
+
+async def _check_patient_exists(conn: Conn, decision: Decision, body: Mapping[str, Any],
+                                space_id: uuid.UUID) -> None:
+    for where, reference in compartment.patient_references(body):
+        rid = reference.rsplit("/", 1)[-1]
+        if not await store.exists(conn, decision, space_id, "Patient", rid):
+            raise InvalidResource(f"{where} : le patient « {reference} » n'existe pas / patient does not exist",
+                                  expression=where)
+
+
+def iter_references(node: Any, where: str) -> Iterator[tuple[str, dict[str, Any], str]]:
+    """(location, holder object, key) of every literal reference and Attachment.url in a resource."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key in ("reference", "url") and isinstance(value, str):
+                yield f"{where}.{key}", node, key
+            elif isinstance(value, (dict, list)):
+                yield from iter_references(value, f"{where}.{key}")
+    elif isinstance(node, list):
+        for i, item in enumerate(node):
+            yield from iter_references(item, f"{where}[{i}]")
+
+
+def check_references_stay_in_space(body: dict[str, Any], space_id: uuid.UUID) -> None:
+    """A resource may reference its own space and the directory, never another space (SECURITY, FHIR attack 4:
+    planted references)."""
+    rtype = str(body.get("resourceType"))
+    for where, holder, key in iter_references(body, rtype):
+        value = holder[key]
+        if key == "url" and not value.startswith(("Binary/", "DocumentReference/")):
+            continue
+        target = compartment.space_of(value.rsplit("/", 1)[-1]) if "/" in value else None
+        if target is not None and target != space_id:
+            raise InvalidResource(f"{where} désigne les données d'un autre patient / references another "
+                                  f"patient's data", expression=where)
+
+
+async def conditional_match(conn: Conn, ctx: Context, rtype: str, query: str, *,
+                            lock: bool = False) -> list[store.Stored]:
+    """Resources of `rtype` matching a conditional query (If-None-Exist, conditional references).
+    The actor needs search rights on the type: a condition must not reveal what they could not search."""
+    from urllib.parse import parse_qsl
+
+    if "?" in query:
+        prefix, _, query = query.partition("?")
+        if prefix and prefix != rtype:
+            raise BadRequest(f"condition sur {prefix}, attendu {rtype} / condition on {prefix}, expected {rtype}")
+    try:
+        pairs = parse_qsl(query, keep_blank_values=True, strict_parsing=True)
+    except ValueError:
+        raise BadRequest(f"condition invalide / invalid condition: « {query} »") from None
+    if not pairs:
+        raise BadRequest("condition vide / empty condition")
+    decision = _decide(ctx, "search", rtype)
+    request = parse_search(rtype, pairs, strict=True, default_count=2, max_count=2)
+    if lock:
+        # Two concurrent conditional creates with one condition must not both create (http.html#ccreate).
+        key = int.from_bytes(hashlib.sha256(f"{rtype}?{query}".encode()).digest()[:8], "big", signed=True)
+        await conn.execute("SELECT pg_advisory_xact_lock($1)", key)
+    page, _ = await search_store.page(conn, decision, _first_two(request))
+    return await store.fetch_current(conn, ctx.runtime.keys, decision, rtype, page)
+
+
+def _first_two(request: SearchRequest) -> SearchRequest:
+    from dataclasses import replace
+
+    return replace(request, count=2, offset=0, includes=[], revincludes=[], sort=[])
+

@@ -1,0 +1,52 @@
+"""The composition root's state: settings, database pool, key store, and the embedded PostgreSQL when used.
+One Runtime per process; the web app, the CLI and the jobs all build it the same way."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ..crypto import KeyRing, LocalKek
+from ..settings import Settings
+from ..storage import migrate as migrations
+from ..storage import spaces
+from ..storage.db import Database
+from ..storage.embedded import EmbeddedPostgres, ensure_database
+from ..storage.keys import KeyStore
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    db: Database
+    keys: KeyStore
+    embedded: EmbeddedPostgres | None = field(default=None)
+
+    @classmethod
+    async def open(cls, settings: Settings, *, apply_migrations: bool = False) -> Runtime:
+        settings.check_production()
+        kek, *previous = settings.kek_bytes()
+        keys = KeyStore(KeyRing(LocalKek(kek), [LocalKek(k) for k in previous]))
+        embedded = None
+        dsn = settings.database_url
+        if not dsn:
+            embedded = EmbeddedPostgres(settings.pg_data)
+            dsn = await ensure_database(embedded.start())
+        if apply_migrations:
+            await migrations.migrate(dsn)
+        db = Database(dsn, min_size=settings.db_pool_min, max_size=settings.db_pool_max,
+                      statement_timeout_ms=settings.db_statement_timeout_ms)
+        await db.open()
+        runtime = cls(settings, db, keys, embedded)
+        if not await runtime.migrations_pending():
+            await db.interaction("ensure_directory_key", spaces.ensure_directory, keys)
+        return runtime
+
+    async def migrations_pending(self) -> list[str]:
+        async with self.db.pool.acquire() as conn:
+            return [f"{m.version:04d}_{m.name}" for m in await migrations.pending(conn)]
+
+    async def close(self) -> None:
+        await self.db.close()
+        if self.embedded is not None:
+            self.embedded.stop()
+            self.embedded = None

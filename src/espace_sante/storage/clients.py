@@ -1,0 +1,65 @@
+"""Machine clients and their access tokens (SQL for `oauth_client`, `oauth_token`). Secrets and tokens arrive
+here already hashed: this module never sees one in clear."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from .db import Conn
+
+
+@dataclass(frozen=True)
+class ClientRow:
+    client_id: str
+    name: str
+    secret_hash: bytes
+    scope: str
+    disabled: bool
+
+
+@dataclass(frozen=True)
+class TokenRow:
+    client_id: str
+    scope: str
+    expires_at: datetime
+
+
+async def insert_client(conn: Conn, client_id: str, name: str, secret_hash: bytes, scope: str) -> None:
+    await conn.execute(
+        "INSERT INTO oauth_client (client_id, name, secret_hash, scope) VALUES ($1, $2, $3, $4)",
+        client_id, name, secret_hash, scope,
+    )
+
+
+async def get_client(conn: Conn, client_id: str) -> ClientRow | None:
+    row = await conn.fetchrow(
+        "SELECT client_id, name, secret_hash, scope, disabled FROM oauth_client WHERE client_id = $1", client_id
+    )
+    return None if row is None else ClientRow(**dict(row))
+
+
+async def insert_token(conn: Conn, token_hash: bytes, client_id: str, scope: str, expires_at: datetime) -> None:
+    await conn.execute(
+        "INSERT INTO oauth_token (token_hash, client_id, scope, expires_at) VALUES ($1, $2, $3, $4)",
+        token_hash, client_id, scope, expires_at,
+    )
+    # Keep the table small: expired tokens are useless. A cheap, bounded sweep on each issue.
+    await conn.execute(
+        "DELETE FROM oauth_token WHERE ctid = ANY(ARRAY(SELECT ctid FROM oauth_token "
+        "WHERE expires_at < now() - interval '1 hour' LIMIT 100))"
+    )
+
+
+async def active_token(conn: Conn, token_hash: bytes) -> TokenRow | None:
+    row = await conn.fetchrow(
+        "SELECT t.client_id, t.scope, t.expires_at FROM oauth_token t JOIN oauth_client c USING (client_id) "
+        "WHERE t.token_hash = $1 AND NOT t.revoked AND t.expires_at > now() AND NOT c.disabled",
+        token_hash,
+    )
+    return None if row is None else TokenRow(**dict(row))
+
+
+async def revoke_token(conn: Conn, token_hash: bytes) -> bool:
+    status: str = await conn.execute("UPDATE oauth_token SET revoked = true WHERE token_hash = $1", token_hash)
+    return status.endswith(" 1")

@@ -1,0 +1,99 @@
+"""The connection pool and named transactions.
+
+Every unit of work runs as `await db.interaction("name", func, *args)`: one transaction, retried on
+serialization failures and deadlocks, timed and counted under its name (STYLE habit 7, after Synapse's
+runInteraction). `func` receives the connection and must not keep it."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, Concatenate, ParamSpec, TypeVar
+
+import asyncpg
+from prometheus_client import Histogram
+
+from ..logs import get_logger
+
+Conn = asyncpg.Connection
+P = ParamSpec("P")
+T = TypeVar("T")
+
+log = get_logger(__name__)
+
+TX_SECONDS = Histogram("espace_sante_db_transaction_seconds", "Duration of named transactions", ["name"])
+
+_RETRYABLE = (asyncpg.SerializationError, asyncpg.DeadlockDetectedError)
+
+
+class DatabaseUnavailable(RuntimeError):
+    """The database cannot be reached or timed out: the API answers 503."""
+
+
+class Database:
+    def __init__(self, dsn: str, *, min_size: int = 2, max_size: int = 10, statement_timeout_ms: int = 15_000):
+        self.dsn = dsn
+        self._min = min_size
+        self._max = max_size
+        self._timeout = statement_timeout_ms
+        self._pool: asyncpg.Pool | None = None
+
+    async def open(self) -> None:
+        self._pool = await asyncpg.create_pool(
+            self.dsn,
+            min_size=self._min,
+            max_size=self._max,
+            server_settings={
+                "application_name": "espace-sante",
+                "statement_timeout": str(self._timeout),
+                "idle_in_transaction_session_timeout": "60000",
+                "timezone": "UTC",
+            },
+        )
+
+    async def close(self) -> None:
+        if self._pool is not None:
+            await self._pool.close()
+            self._pool = None
+
+    @property
+    def pool(self) -> asyncpg.Pool:
+        if self._pool is None:
+            raise RuntimeError("database not opened")
+        return self._pool
+
+    async def interaction(
+        self,
+        name: str,
+        func: Callable[Concatenate[Conn, P], Awaitable[T]],
+        *args: P.args,
+        **kwargs: P.kwargs,
+    ) -> T:
+        """Run `func(conn, ...)` in one transaction named `name`, retrying transient conflicts."""
+        attempt = 0
+        while True:
+            attempt += 1
+            start = time.perf_counter()
+            try:
+                async with self.pool.acquire() as conn, conn.transaction():
+                    result = await func(conn, *args, **kwargs)
+                return result
+            except _RETRYABLE:
+                if attempt >= 5:
+                    raise
+                log.info("db.retry", transaction=name, attempt=attempt)
+                await asyncio.sleep(0.01 * attempt)
+            except (OSError, asyncpg.CannotConnectNowError, asyncpg.TooManyConnectionsError,
+                    asyncpg.QueryCanceledError, asyncpg.ConnectionDoesNotExistError) as exc:
+                raise DatabaseUnavailable(f"{name}: {type(exc).__name__}") from exc
+            finally:
+                TX_SECONDS.labels(name).observe(time.perf_counter() - start)
+
+    async def fetchval(self, name: str, sql: str, *args: Any) -> Any:
+        """A single read outside any transaction (health checks)."""
+        start = time.perf_counter()
+        try:
+            return await self.pool.fetchval(sql, *args)
+        finally:
+            TX_SECONDS.labels(name).observe(time.perf_counter() - start)

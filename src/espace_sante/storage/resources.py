@@ -1,0 +1,285 @@
+"""FHIR resources with full history, encrypted bodies and search index rows (all SQL for them).
+
+A body is stored as the client's JSON plus `id` and `meta.versionId` / `meta.lastUpdated`, serialised once
+with orjson, encrypted with the space's data key, and returned on read exactly as stored (never re-serialised
+through the models). Every function that touches space data takes the policy's `Decision` and checks it
+covers the space (STYLE habit 2)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import orjson
+
+from ..access.policy import Decision
+from ..crypto import DecryptionFailed, open_, resource_aad, seal
+from ..fhir import searchparams
+from .db import Conn
+from .keys import DIRECTORY_SPACE, KeyStore
+from .tables import Tables, tables_for
+
+
+@dataclass(frozen=True)
+class Stored:
+    """One version of a resource. `body` is the stored JSON (None for a delete)."""
+
+    resource_type: str
+    resource_id: str
+    version_id: int
+    last_updated: datetime
+    body: bytes | None
+    method: str = "PUT"
+    space_id: uuid.UUID = DIRECTORY_SPACE
+
+    @property
+    def deleted(self) -> bool:
+        return self.body is None
+
+
+@dataclass(frozen=True)
+class Current:
+    """The current state of a resource, without its body (for preconditions)."""
+
+    version_id: int
+    last_updated: datetime
+    deleted: bool
+
+
+class DataUnreadable(DecryptionFailed):
+    """A stored body failed to decrypt: tampered with, swapped, or its space key was destroyed."""
+
+
+def _guard(decision: Decision, action: Any, resource_type: str, space_id: uuid.UUID) -> None:
+    decision.require(action, resource_type)
+    if not decision.covers(space_id):
+        raise PermissionError(f"decision does not cover space {space_id}")
+
+
+def stamp(body: dict[str, Any], resource_id: str, version_id: int, when: datetime) -> bytes:
+    """The stored form: the client's JSON with the server's id and meta (FHIR http.html#create: the server
+    sets id, meta.versionId and meta.lastUpdated; it ignores what the client sent there)."""
+    body["id"] = resource_id
+    meta = body.get("meta")
+    meta = dict(meta) if isinstance(meta, dict) else {}
+    meta["versionId"] = str(version_id)
+    meta["lastUpdated"] = when.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    body["meta"] = meta
+    return orjson.dumps(body)
+
+
+async def _encrypt(conn: Conn, keys: KeyStore, space_id: uuid.UUID, rtype: str, rid: str, version: int,
+                   plaintext: bytes) -> tuple[int, bytes]:
+    key_version, aead = await keys.current(conn, space_id)
+    return key_version, seal(aead, plaintext, resource_aad(str(space_id), rtype, rid, version, key_version))
+
+
+async def _decrypt(conn: Conn, keys: KeyStore, space_id: uuid.UUID, rtype: str, rid: str, version: int,
+                   key_version: int, blob: bytes) -> bytes:
+    try:
+        aead = await keys.version(conn, space_id, key_version)
+        return open_(aead, blob, resource_aad(str(space_id), rtype, rid, version, key_version))
+    except DecryptionFailed as exc:
+        raise DataUnreadable(f"{rtype}/{rid}/_history/{version}: {exc}") from None
+
+
+async def current(conn: Conn, decision: Decision, space_id: uuid.UUID, rtype: str, rid: str,
+                  *, for_update: bool = False) -> Current | None:
+    _guard(decision, decision.action, rtype, space_id)
+    t = tables_for(rtype)
+    row = await conn.fetchrow(
+        f"SELECT version_id, last_updated, deleted FROM {t.resource} "
+        f"WHERE space_id = $1 AND resource_type = $2 AND resource_id = $3{' FOR UPDATE' if for_update else ''}",
+        space_id, rtype, rid,
+    )
+    return None if row is None else Current(row["version_id"], row["last_updated"], row["deleted"])
+
+
+async def exists(conn: Conn, decision: Decision, space_id: uuid.UUID, rtype: str, rid: str) -> bool:
+    """Whether a live resource exists in a space the decision covers (integrity checks on write)."""
+    if not decision.covers(space_id):
+        raise PermissionError(f"decision does not cover space {space_id}")
+    t = tables_for(rtype)
+    return bool(await conn.fetchval(
+        f"SELECT 1 FROM {t.resource} WHERE space_id = $1 AND resource_type = $2 AND resource_id = $3 "
+        f"AND NOT deleted", space_id, rtype, rid))
+
+
+async def write(conn: Conn, keys: KeyStore, decision: Decision, space_id: uuid.UUID, rtype: str, rid: str,
+                body: dict[str, Any] | None, *, method: str, previous: Current | None) -> Stored:
+    """Write a new version (create, update or delete when body is None). `previous` is the current state read
+    FOR UPDATE in this transaction (None when creating)."""
+    _guard(decision, decision.action, rtype, space_id)
+    t = tables_for(rtype)
+    version = 1 if previous is None else previous.version_id + 1
+    now = datetime.now(UTC)
+    when = now.replace(microsecond=now.microsecond // 1000 * 1000)  # meta.lastUpdated has milliseconds
+    if previous is not None and when <= previous.last_updated:  # clocks differ between app processes
+        when = previous.last_updated + timedelta(milliseconds=1)
+    plaintext = None if body is None else stamp(body, rid, version, when)
+    key_version, blob = (0, None) if plaintext is None else await _encrypt(conn, keys, space_id, rtype, rid,
+                                                                           version, plaintext)
+    await conn.execute(
+        f"INSERT INTO {t.version} (space_id, resource_type, resource_id, version_id, last_updated, method, "
+        f"key_version, body) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        space_id, rtype, rid, version, when, method, key_version, blob,
+    )
+    if previous is None:
+        await conn.execute(
+            f"INSERT INTO {t.resource} (space_id, resource_type, resource_id, version_id, last_updated, deleted) "
+            f"VALUES ($1, $2, $3, $4, $5, false)",
+            space_id, rtype, rid, version, when,
+        )
+    else:
+        await conn.execute(
+            f"UPDATE {t.resource} SET version_id = $4, last_updated = $5, deleted = $6 "
+            f"WHERE space_id = $1 AND resource_type = $2 AND resource_id = $3",
+            space_id, rtype, rid, version, when, body is None,
+        )
+        await _clear_index(conn, t, space_id, rtype, rid)
+    if body is not None:
+        await _write_index(conn, t, space_id, rtype, rid, searchparams.extract(body))
+    return Stored(rtype, rid, version, when, plaintext, method, space_id)
+
+
+async def read(conn: Conn, keys: KeyStore, decision: Decision, space_id: uuid.UUID, rtype: str, rid: str,
+               version_id: int | None = None) -> Stored | None:
+    """The current version (or a given one). A deleted resource comes back with body None."""
+    _guard(decision, decision.action, rtype, space_id)
+    t = tables_for(rtype)
+    if version_id is None:
+        row = await conn.fetchrow(
+            f"SELECT v.version_id, v.last_updated, v.method, v.key_version, v.body FROM {t.resource} r "
+            f"JOIN {t.version} v USING (space_id, resource_type, resource_id, version_id) "
+            f"WHERE r.space_id = $1 AND r.resource_type = $2 AND r.resource_id = $3",
+            space_id, rtype, rid,
+        )
+    else:
+        row = await conn.fetchrow(
+            f"SELECT version_id, last_updated, method, key_version, body FROM {t.version} "
+            f"WHERE space_id = $1 AND resource_type = $2 AND resource_id = $3 AND version_id = $4",
+            space_id, rtype, rid, version_id,
+        )
+    if row is None:
+        return None
+    return await _stored(conn, keys, space_id, rtype, rid, row)
+
+
+async def _stored(conn: Conn, keys: KeyStore, space_id: uuid.UUID, rtype: str, rid: str, row: Any) -> Stored:
+    body = row["body"]
+    if body is not None:
+        body = await _decrypt(conn, keys, space_id, rtype, rid, row["version_id"], row["key_version"], body)
+    return Stored(rtype, rid, row["version_id"], row["last_updated"], body, row["method"], space_id)
+
+
+async def history(conn: Conn, keys: KeyStore, decision: Decision, *, rtype: str, space_id: uuid.UUID | None,
+                  rid: str | None, since: datetime | None, count: int, offset: int) -> list[Stored]:
+    """Versions newest first: of one resource (rid given), or of a type (within the decision's spaces)."""
+    t = tables_for(rtype)
+    decision.require(decision.action, rtype)
+    where = ["resource_type = $1"]
+    args: list[Any] = [rtype]
+    if space_id is not None:
+        _guard(decision, decision.action, rtype, space_id)
+        args.append(space_id)
+        where.append(f"space_id = ${len(args)}")
+    elif decision.spaces is not None:
+        args.append(list(decision.spaces))
+        where.append(f"space_id = ANY(${len(args)})")
+    if rid is not None:
+        args.append(rid)
+        where.append(f"resource_id = ${len(args)}")
+    if since is not None:
+        args.append(since)
+        where.append(f"last_updated >= ${len(args)}")
+    args += [count, offset]
+    rows = await conn.fetch(
+        f"SELECT space_id, resource_id, version_id, last_updated, method, key_version, body FROM {t.version} "
+        f"WHERE {' AND '.join(where)} ORDER BY last_updated DESC, resource_id, version_id DESC "
+        f"LIMIT ${len(args) - 1} OFFSET ${len(args)}",
+        *args,
+    )
+    return [await _stored(conn, keys, r["space_id"], rtype, r["resource_id"], r) for r in rows]
+
+
+async def fetch_current(conn: Conn, keys: KeyStore, decision: Decision, rtype: str,
+                        keys_: Sequence[tuple[uuid.UUID, str]]) -> list[Stored]:
+    """Current bodies of the given (space, id) pairs, in that order, skipping deleted or missing ones.
+    Used for search pages and includes, whose ids come from a query the decision already scoped."""
+    decision.require(decision.action, rtype)
+    if not keys_:
+        return []
+    t = tables_for(rtype)
+    allowed = [(s, i) for s, i in keys_ if decision.covers(s)]
+    rows = await conn.fetch(
+        f"SELECT v.space_id, v.resource_id, v.version_id, v.last_updated, v.method, v.key_version, v.body "
+        f"FROM unnest($2::uuid[], $3::text[]) AS k(space_id, resource_id) "
+        f"JOIN {t.resource} r ON r.space_id = k.space_id AND r.resource_type = $1 AND r.resource_id = k.resource_id "
+        f"JOIN {t.version} v ON v.space_id = r.space_id AND v.resource_type = r.resource_type "
+        f"AND v.resource_id = r.resource_id AND v.version_id = r.version_id WHERE NOT r.deleted",
+        rtype, [s for s, _ in allowed], [i for _, i in allowed],
+    )
+    by_key = {(r["space_id"], r["resource_id"]): r for r in rows}
+    out = []
+    for key in allowed:
+        row = by_key.get(key)
+        if row is not None:
+            out.append(await _stored(conn, keys, key[0], rtype, key[1], row))
+    return out
+
+
+async def _clear_index(conn: Conn, t: Tables, space_id: uuid.UUID, rtype: str, rid: str) -> None:
+    for table in t.index_tables:
+        await conn.execute(
+            f"DELETE FROM {table} WHERE space_id = $1 AND resource_type = $2 AND resource_id = $3",
+            space_id, rtype, rid,
+        )
+
+
+async def _write_index(conn: Conn, t: Tables, space_id: uuid.UUID, rtype: str, rid: str,
+                       values: searchparams.IndexValues) -> None:
+    head = "space_id, resource_type, resource_id, param"
+    if values.tokens:
+        await conn.execute(
+            f"INSERT INTO {t.token} ({head}, system, code) "
+            f"SELECT $1, $2, $3, * FROM unnest($4::text[], $5::text[], $6::text[])",
+            space_id, rtype, rid, [v.param for v in values.tokens], [v.system for v in values.tokens],
+            [v.code for v in values.tokens],
+        )
+    if values.strings:
+        await conn.execute(
+            f"INSERT INTO {t.string} ({head}, normalized, exact) "
+            f"SELECT $1, $2, $3, * FROM unnest($4::text[], $5::text[], $6::text[])",
+            space_id, rtype, rid, [v.param for v in values.strings], [v.normalized for v in values.strings],
+            [v.exact for v in values.strings],
+        )
+    if values.dates:
+        await conn.execute(
+            f"INSERT INTO {t.date} ({head}, low, high) "
+            f"SELECT $1, $2, $3, * FROM unnest($4::text[], $5::timestamptz[], $6::timestamptz[])",
+            space_id, rtype, rid, [v.param for v in values.dates], [v.low for v in values.dates],
+            [v.high for v in values.dates],
+        )
+    if values.references:
+        await conn.execute(
+            f"INSERT INTO {t.reference} ({head}, target_type, target_id) "
+            f"SELECT $1, $2, $3, * FROM unnest($4::text[], $5::text[], $6::text[])",
+            space_id, rtype, rid, [v.param for v in values.references],
+            [v.target_type for v in values.references], [v.target_id for v in values.references],
+        )
+    if values.quantities:
+        await conn.execute(
+            f"INSERT INTO {t.quantity} ({head}, value, system, code) "
+            f"SELECT $1, $2, $3, * FROM unnest($4::text[], $5::numeric[], $6::text[], $7::text[])",
+            space_id, rtype, rid, [v.param for v in values.quantities], [v.value for v in values.quantities],
+            [v.system for v in values.quantities], [v.code for v in values.quantities],
+        )
+    if values.numbers:
+        await conn.execute(
+            f"INSERT INTO {t.number} ({head}, value) SELECT $1, $2, $3, * FROM unnest($4::text[], $5::numeric[])",
+            space_id, rtype, rid, [v.param for v in values.numbers], [v.value for v in values.numbers],
+        )
+

@@ -1,0 +1,290 @@
+"""Search over the index tables (STYLE habit 10): the parsed request becomes one parameterised query, limited
+by the policy's decision inside SQL so that paging, counts and includes see exactly what the actor may see.
+No search reads a resource body.
+
+Date, number and quantity comparisons follow FHIR R4 search.html#prefix, with both the stored value and the
+searched value read as half-open ranges [low, high)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from decimal import Decimal
+from typing import Any
+
+from ..access.policy import Decision
+from ..fhir import compartment
+from ..fhir.searchquery import (
+    Clause,
+    DateQuery,
+    NumberQuery,
+    QuantityQuery,
+    ReferenceQuery,
+    SearchRequest,
+    StringQuery,
+    TokenQuery,
+)
+from .db import Conn
+from .keys import DIRECTORY_SPACE
+from .tables import Tables, tables_for
+
+MAX_INCLUDED = 1000
+_TOP = "\U0010ffff"
+
+
+class _Sql:
+    """Collects positional arguments: every value from the request becomes a $n parameter."""
+
+    def __init__(self) -> None:
+        self.args: list[Any] = []
+
+    def arg(self, value: Any) -> str:
+        self.args.append(value)
+        return f"${len(self.args)}"
+
+
+def _owned(q: _Sql, alias: str, table: str, rtype: str, param: str, condition: str | None) -> str:
+    """`alias` (a resource row) owns an index row of `param` satisfying `condition`."""
+    where = f"x.resource_type = {q.arg(rtype)} AND x.param = {q.arg(param)}"
+    if condition:
+        where += f" AND ({condition})"
+    return f"({alias}.space_id, {alias}.resource_id) IN (SELECT x.space_id, x.resource_id FROM {table} x WHERE {where})"
+
+
+def _date_cond(q: _Sql, lo: str, hi: str, v: DateQuery) -> str:
+    ql, qh = q.arg(v.low), q.arg(v.high)
+    inside = f"({lo} >= {ql} AND {hi} <= {qh})"
+    match v.prefix:
+        case "eq":
+            return inside
+        case "ne":
+            return f"NOT {inside}"
+        case "gt":
+            return f"{hi} > {qh}"
+        case "lt":
+            return f"{lo} < {ql}"
+        case "ge":
+            return f"({hi} > {qh} OR {inside})"
+        case "le":
+            return f"({lo} < {ql} OR {inside})"
+        case "sa":
+            return f"{lo} >= {qh}"
+        case "eb":
+            return f"{hi} <= {ql}"
+        case _:  # ap: the ranges overlap
+            return f"({lo} < {qh} AND {hi} > {ql})"
+
+
+def _half_unit(value: Decimal) -> Decimal:
+    """Half of the last significant digit written: 5.4 -> 0.05, 100 -> 0.5 (search.html#number)."""
+    exponent = value.as_tuple().exponent
+    return Decimal(5).scaleb(int(exponent) - 1) if isinstance(exponent, int) else Decimal(0)
+
+
+def _number_cond(q: _Sql, col: str, prefix: str, value: Decimal) -> str:
+    match prefix:
+        case "eq" | "ne":
+            half = _half_unit(value)
+            cond = f"({col} >= {q.arg(value - half)} AND {col} < {q.arg(value + half)})"
+            return cond if prefix == "eq" else f"NOT {cond}"
+        case "gt" | "sa":
+            return f"{col} > {q.arg(value)}"
+        case "lt" | "eb":
+            return f"{col} < {q.arg(value)}"
+        case "ge":
+            return f"{col} >= {q.arg(value)}"
+        case "le":
+            return f"{col} <= {q.arg(value)}"
+        case _:  # ap: within 10 %
+            spread = abs(value) / 10
+            return f"({col} >= {q.arg(value - spread)} AND {col} <= {q.arg(value + spread)})"
+
+
+def _token_cond(q: _Sql, v: TokenQuery) -> str:
+    if v.code is None:
+        return f"x.system = {q.arg(v.system)}" if v.system else "false"
+    code = f"x.code = {q.arg(v.code)}"
+    if v.any_system:
+        return code
+    if v.system is None:
+        return f"(x.system IS NULL AND {code})"
+    return f"(x.system = {q.arg(v.system)} AND {code})"
+
+
+def _value_cond(q: _Sql, v: object) -> str:
+    if isinstance(v, TokenQuery):
+        return _token_cond(q, v)
+    if isinstance(v, StringQuery):
+        if v.mode == "exact":
+            return f"x.exact = {q.arg(v.text)}"
+        if v.mode == "contains":
+            escaped = v.text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+            return f"x.normalized LIKE {q.arg('%' + escaped + '%')}"
+        return f"(x.normalized >= {q.arg(v.text)} AND x.normalized < {q.arg(v.text + _TOP)})"
+    if isinstance(v, DateQuery):
+        return _date_cond(q, "x.low", "x.high", v)
+    if isinstance(v, ReferenceQuery):
+        cond = f"x.target_id = {q.arg(v.target_id)}"
+        return cond if v.target_type is None else f"({cond} AND x.target_type = {q.arg(v.target_type)})"
+    if isinstance(v, QuantityQuery):
+        cond = _number_cond(q, "x.value", v.prefix, v.value)
+        if v.system is not None:
+            cond += f" AND x.system = {q.arg(v.system)}"
+        if v.code is not None:
+            cond += f" AND x.code = {q.arg(v.code)}"
+        return f"({cond})"
+    if isinstance(v, NumberQuery):
+        return _number_cond(q, "x.value", v.prefix, v.value)
+    raise TypeError(f"unsupported search value {type(v).__name__}")
+
+
+_TABLE_OF = {"token": "token", "uri": "token", "string": "string", "date": "date", "reference": "reference",
+             "quantity": "quantity", "number": "number"}
+
+
+def _clause(q: _Sql, t: Tables, alias: str, rtype: str, clause: Clause) -> str:
+    """One AND-ed clause as a boolean SQL expression about the resource row `alias`."""
+    if clause.param is None:  # _id, _lastUpdated
+        if clause.name == "_id":
+            ids = [v.code for v in clause.values if isinstance(v, TokenQuery) and v.code is not None]
+            return f"{alias}.resource_id = ANY({q.arg(ids)}::text[])"
+        parts = [_date_cond(q, f"{alias}.last_updated", f"({alias}.last_updated + interval '1 millisecond')", v)
+                 for v in clause.values if isinstance(v, DateQuery)]
+        return "(" + " OR ".join(parts or ["false"]) + ")"
+    param = clause.param
+    table = getattr(t, _TABLE_OF[param.type])
+    if clause.missing is not None:
+        owned = _owned(q, alias, table, rtype, param.name, None)
+        return f"NOT {owned}" if clause.missing else owned
+    if clause.chain is not None:
+        chain = clause.chain
+        target = tables_for(chain.target_type)
+        inner = _clause(q, target, "c", chain.target_type, chain.inner)
+        sub = (f"x.target_type = {q.arg(chain.target_type)} AND x.target_id IN (SELECT c.resource_id FROM "
+               f"{target.resource} c WHERE c.resource_type = {q.arg(chain.target_type)} AND NOT c.deleted "
+               f"AND {inner})")
+        return _owned(q, alias, table, rtype, param.name, sub)
+    condition = " OR ".join(_value_cond(q, v) for v in clause.values) or "false"
+    if clause.modifier == "not":
+        return f"NOT {_owned(q, alias, table, rtype, param.name, condition)}"
+    return _owned(q, alias, table, rtype, param.name, condition)
+
+
+def _space_hint(request: SearchRequest) -> uuid.UUID | None:
+    """A search pinned to one patient (patient=..., subject=Patient/...) runs in that patient's space only."""
+    for clause in request.clauses:
+        if clause.param is None or clause.param.type != "reference" or clause.modifier == "not":
+            continue
+        if len(clause.values) == 1 and isinstance(clause.values[0], ReferenceQuery):
+            ref = clause.values[0]
+            if ref.target_type in (None, "Patient"):
+                space = compartment.space_of(ref.target_id)
+                if space is not None:
+                    return space
+    if request.resource_type == "Patient":
+        for clause in request.clauses:
+            if clause.name == "_id" and len(clause.values) == 1 and isinstance(clause.values[0], TokenQuery):
+                code = clause.values[0].code
+                return compartment.space_of(code) if code else None
+    return None
+
+
+def _where(q: _Sql, decision: Decision, request: SearchRequest) -> tuple[Tables, str]:
+    rtype = request.resource_type
+    decision.require("search", rtype)
+    t = tables_for(rtype)
+    where = [f"r.resource_type = {q.arg(rtype)}", "NOT r.deleted"]
+    if decision.spaces is not None:
+        where.append(f"r.space_id = ANY({q.arg(list(decision.spaces))}::uuid[])")
+    hint = _space_hint(request) if t.resource == "resource" else None
+    if hint is not None:
+        where.append(f"r.space_id = {q.arg(hint)}")
+    where += [_clause(q, t, "r", rtype, c) for c in request.clauses]
+    return t, " AND ".join(where)
+
+
+def _order(q: _Sql, t: Tables, request: SearchRequest) -> str:
+    keys = []
+    for key in request.sort:
+        direction = "DESC" if key.descending else "ASC"
+        if key.param is None:
+            column = "r.resource_id" if key.name == "_id" else "r.last_updated"
+        else:
+            table, column_name = {"date": (t.date, "low" if not key.descending else "high"),
+                                  "string": (t.string, "normalized"),
+                                  "token": (t.token, "code")}[key.param.type]
+            agg = "max" if key.descending else "min"
+            column = (f"(SELECT {agg}(s.{column_name}) FROM {table} s WHERE s.space_id = r.space_id AND "
+                      f"s.resource_type = r.resource_type AND s.resource_id = r.resource_id AND "
+                      f"s.param = {q.arg(key.param.name)})")
+        keys.append(f"{column} {direction} NULLS LAST")
+    if not keys:
+        keys.append("r.last_updated ASC")
+    keys.append("r.resource_id ASC")
+    return ", ".join(keys)
+
+
+async def page(conn: Conn, decision: Decision, request: SearchRequest) -> tuple[list[tuple[uuid.UUID, str]], bool]:
+    """The (space, id) keys of one page of matches, and whether another page follows."""
+    q = _Sql()
+    t, where = _where(q, decision, request)
+    order = _order(q, t, request)
+    limit, offset = q.arg(request.count + 1), q.arg(request.offset)
+    rows = await conn.fetch(
+        f"SELECT r.space_id, r.resource_id FROM {t.resource} r WHERE {where} ORDER BY {order} "
+        f"LIMIT {limit} OFFSET {offset}",
+        *q.args,
+    )
+    keys = [(row["space_id"], row["resource_id"]) for row in rows]
+    return keys[: request.count], len(keys) > request.count
+
+
+async def count(conn: Conn, decision: Decision, request: SearchRequest) -> int:
+    q = _Sql()
+    t, where = _where(q, decision, request)
+    return int(await conn.fetchval(f"SELECT count(*) FROM {t.resource} r WHERE {where}", *q.args))
+
+
+async def includes(conn: Conn, request: SearchRequest,
+                   page_keys: Sequence[tuple[uuid.UUID, str]]) -> list[tuple[str, list[tuple[uuid.UUID, str]]]]:
+    """Keys of the resources `_include`d and `_revinclude`d by a page, grouped by type. The caller passes
+    each group through the policy before reading it."""
+    if not page_keys or not (request.includes or request.revincludes):
+        return []
+    rtype = request.resource_type
+    t = tables_for(rtype)
+    spaces = [s for s, _ in page_keys]
+    ids = [i for _, i in page_keys]
+    found: dict[str, list[tuple[uuid.UUID, str]]] = {}
+    budget = MAX_INCLUDED
+    for inc in request.includes:
+        if inc.source_type != rtype or budget <= 0:
+            continue
+        rows = await conn.fetch(
+            f"SELECT DISTINCT x.target_type, x.target_id FROM {t.reference} x "
+            f"JOIN unnest($1::uuid[], $2::text[]) AS k(space_id, resource_id) USING (space_id, resource_id) "
+            f"WHERE x.resource_type = $3 AND x.param = $4 AND ($5::text IS NULL OR x.target_type = $5) LIMIT $6",
+            spaces, ids, rtype, inc.param.name, inc.target_type, budget,
+        )
+        budget -= len(rows)
+        for row in rows:
+            space = (DIRECTORY_SPACE if compartment.is_directory(row["target_type"])
+                     else compartment.space_of(row["target_id"]))
+            if space is not None:
+                found.setdefault(row["target_type"], []).append((space, row["target_id"]))
+    for inc in request.revincludes:
+        if budget <= 0 or (inc.target_type is not None and inc.target_type != rtype):
+            continue
+        source = tables_for(inc.source_type)
+        # References never cross spaces, so a space page is referenced only from its own spaces; the
+        # directory is referenced from anywhere.
+        within = list(set(spaces)) if source.resource == "resource" and t.resource == "resource" else None
+        rows = await conn.fetch(
+            f"SELECT DISTINCT x.space_id, x.resource_id FROM {source.reference} x "
+            f"WHERE x.resource_type = $1 AND x.param = $2 AND x.target_type = $3 AND x.target_id = ANY($4::text[]) "
+            f"AND ($5::uuid[] IS NULL OR x.space_id = ANY($5::uuid[])) LIMIT $6",
+            inc.source_type, inc.param.name, rtype, ids, within, budget,
+        )
+        budget -= len(rows)
+        found.setdefault(inc.source_type, []).extend((row["space_id"], row["resource_id"]) for row in rows)
+    return list(found.items())

@@ -1,0 +1,86 @@
+"""The test world: one embedded PostgreSQL for the session (a real server, migrated once), the real ASGI app
+driven through httpx, and machine clients that get real tokens from the real token endpoint.
+
+Tests share the database, so each builds its own data with unique identifiers (`new_nir()`) and never
+assumes an empty table."""
+
+from __future__ import annotations
+
+import base64
+import os
+import warnings
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
+
+from espace_sante.app import create_app  # noqa: E402
+from espace_sante.services import oauth  # noqa: E402
+from espace_sante.services.runtime import Runtime  # noqa: E402
+from espace_sante.settings import Settings  # noqa: E402
+from espace_sante.storage import migrate  # noqa: E402
+from espace_sante.storage.embedded import EmbeddedPostgres, ensure_database  # noqa: E402
+
+from tests.factories import BASE  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("espace-sante")
+
+
+@pytest.fixture(scope="session")
+async def runtime(data_dir: Path) -> AsyncIterator[Runtime]:
+    embedded = EmbeddedPostgres(data_dir / "pg")
+    dsn = await ensure_database(embedded.start())
+    await migrate.migrate(dsn)
+    settings = Settings(data_dir=data_dir, database_url=dsn, dev=True, base_url=BASE,
+                        kek=base64.b64encode(os.urandom(32)).decode())
+    rt = await Runtime.open(settings)
+    rt.embedded = embedded  # closing the runtime stops the server
+    yield rt
+    await rt.close()
+
+
+@pytest.fixture(scope="session")
+async def app(runtime: Runtime) -> Any:
+    return create_app(runtime=runtime)
+
+
+@pytest.fixture(scope="session")
+async def http(app: Any) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url=BASE) as client:
+        yield client
+
+
+TokenFactory = Callable[[str], Awaitable[str]]
+
+
+@pytest.fixture(scope="session")
+async def token_for(runtime: Runtime, http: httpx.AsyncClient) -> TokenFactory:
+    """Registers a client with the given scopes and returns a fresh access token for it."""
+    cache: dict[str, str] = {}
+
+    async def make(scope: str) -> str:
+        if scope not in cache:
+            client = await oauth.create_client(runtime, f"test {scope}", scope)
+            response = await http.post("/oauth/token", data={"grant_type": "client_credentials"},
+                                       auth=(client.client_id, client.client_secret))
+            assert response.status_code == 200, response.text
+            cache[scope] = response.json()["access_token"]
+        return cache[scope]
+
+    return make
+
+
+@pytest.fixture(scope="session")
+async def fhir(http: httpx.AsyncClient, token_for: TokenFactory) -> httpx.AsyncClient:
+    """An httpx client for /fhir as a feed with every system scope."""
+    token = await token_for("system/*.*")
+    return httpx.AsyncClient(transport=http._transport, base_url=f"{BASE}/fhir",
+                             headers={"Authorization": f"Bearer {token}", "Accept": "application/fhir+json"})

@@ -1,0 +1,33 @@
+"""Builders for test data: valid French identifiers and small resources."""
+
+from __future__ import annotations
+
+import secrets
+from typing import Any
+
+from espace_sante.fhir.identifiers import make_nir
+
+BASE = "http://127.0.0.1:8000"
+INS = "urn:oid:1.2.250.1.213.1.4.8"
+FHIR_JSON = {"Content-Type": "application/fhir+json"}
+
+
+def new_nir() -> str:
+    """A fresh, valid INS-NIR (random commune and rank, correct key)."""
+    sex = secrets.choice("12")
+    year = f"{secrets.randbelow(100):02d}"
+    month = f"{secrets.randbelow(12) + 1:02d}"
+    dept = secrets.choice(["75", "69", "13", "2A", "2B", "44", "33"])
+    return make_nir(f"{sex}{year}{month}{dept}{secrets.randbelow(1000):03d}{secrets.randbelow(999) + 1:03d}")
+
+
+def patient(nir: str | None = None, **extra: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "resourceType": "Patient",
+        "identifier": [{"system": INS, "value": nir or new_nir()}],
+        "name": [{"family": "Martin", "given": ["Jeanne"]}],
+        "gender": "female",
+        "birthDate": "1955-08-14",
+    }
+    body.update(extra)
+    return body
