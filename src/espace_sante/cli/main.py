@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import signal
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -161,12 +162,19 @@ def serve(
         if client:
             typer.echo(f"  client démo      {settings.data_dir / 'demo-client.json'} "
                        f"(client_id {client['client_id']})\n", err=True)
+        # uvicorn shuts down gracefully on SIGTERM, then raises the signal again: with this handler that ends
+        # in SystemExit, so the `finally` below runs and stops the embedded PostgreSQL.
+        signal.signal(signal.SIGTERM, _exit_on_sigterm)
         uvicorn.run("espace_sante.app:create_app", factory=True, host=host, port=port, workers=workers,
                     server_header=False, date_header=True, access_log=False, log_config=None,
                     proxy_headers=False, timeout_graceful_shutdown=10)
     finally:
         if embedded is not None:
             embedded.stop()
+
+
+def _exit_on_sigterm(signum: int, frame: object) -> None:
+    raise SystemExit(0)
 
 
 def main() -> None:

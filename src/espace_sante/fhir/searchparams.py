@@ -135,6 +135,7 @@ _TABLE: Final[dict[str, tuple[_Row, ...]]] = {
         ("encounter", "reference", "List.encounter", "Encounter", "Context in which list created"),
     ),
     "AllergyIntolerance": (
+        ("identifier", "token", "AllergyIntolerance.identifier", "", "A business identifier"),
         ("patient", "reference", "AllergyIntolerance.patient", "Patient", "Who the sensitivity is for"),
         ("clinical-status", "token", "AllergyIntolerance.clinicalStatus", "", "active | inactive | resolved"),
         ("verification-status", "token", "AllergyIntolerance.verificationStatus", "", "Certainty"),
@@ -149,6 +150,7 @@ _TABLE: Final[dict[str, tuple[_Row, ...]]] = {
          "Practitioner Patient PractitionerRole RelatedPerson", "Source of the information"),
     ),
     "MedicationStatement": (
+        ("identifier", "token", "MedicationStatement.identifier", "", "A business identifier"),
         ("patient", "reference", "MedicationStatement.subject", "Patient", "Who is taking the medication"),
         ("subject", "reference", "MedicationStatement.subject", "Group Patient", "Who is taking it"),
         ("status", "token", "MedicationStatement.status", "", "Status of the statement"),
@@ -160,6 +162,7 @@ _TABLE: Final[dict[str, tuple[_Row, ...]]] = {
         ("source", "reference", "MedicationStatement.informationSource", _WHO, "Who informed"),
     ),
     "Condition": (
+        ("identifier", "token", "Condition.identifier", "", "A business identifier"),
         ("patient", "reference", "Condition.subject", "Patient", "Who has the condition"),
         ("subject", "reference", "Condition.subject", "Group Patient", "Who has the condition"),
         ("code", "token", "Condition.code", "", "Code for the condition"),
@@ -173,6 +176,7 @@ _TABLE: Final[dict[str, tuple[_Row, ...]]] = {
          "Person who asserts this condition"),
     ),
     "Procedure": (
+        ("identifier", "token", "Procedure.identifier", "", "A business identifier"),
         ("patient", "reference", "Procedure.subject", "Patient", "Who the procedure was performed on"),
         ("subject", "reference", "Procedure.subject", "Group Patient", "Who the procedure was performed on"),
         ("code", "token", "Procedure.code", "", "A code to identify the procedure"),
@@ -183,6 +187,7 @@ _TABLE: Final[dict[str, tuple[_Row, ...]]] = {
         ("category", "token", "Procedure.category", "", "Classification of the procedure"),
     ),
     "Immunization": (
+        ("identifier", "token", "Immunization.identifier", "", "A business identifier"),
         ("patient", "reference", "Immunization.patient", "Patient", "The patient for the vaccination record"),
         ("vaccine-code", "token", "Immunization.vaccineCode", "", "Vaccine product administered"),
         ("status", "token", "Immunization.status", "", "Immunization event status"),
@@ -192,6 +197,7 @@ _TABLE: Final[dict[str, tuple[_Row, ...]]] = {
         ("lot-number", "string", "Immunization.lotNumber", "", "Vaccine lot number"),
     ),
     "Observation": (
+        ("identifier", "token", "Observation.identifier", "", "A business identifier"),
         ("patient", "reference", "Observation.subject", "Patient", "The patient observed"),
         ("subject", "reference", "Observation.subject", "Group Device Patient Location", "The subject"),
         ("code", "token", "Observation.code", "", "The code of the observation type"),
@@ -205,6 +211,7 @@ _TABLE: Final[dict[str, tuple[_Row, ...]]] = {
          "The code of the observation or of a component"),
     ),
     "Consent": (
+        ("identifier", "token", "Consent.identifier", "", "A business identifier"),
         ("patient", "reference", "Consent.patient", "Patient", "Who the consent applies to"),
         ("status", "token", "Consent.status", "", "draft | proposed | active | rejected | inactive"),
         ("category", "token", "Consent.category", "", "Classification of the consent statement"),
@@ -217,6 +224,7 @@ _TABLE: Final[dict[str, tuple[_Row, ...]]] = {
         ("purpose", "token", "Consent.provision.purpose", "", "Context of activities covered by this rule"),
     ),
     "Communication": (
+        ("identifier", "token", "Communication.identifier", "", "A business identifier"),
         ("patient", "reference", "Communication.subject", "Patient", "Focus of the message"),
         ("subject", "reference", "Communication.subject", "Group Patient", "Focus of the message"),
         ("status", "token", "Communication.status", "", "The status of the communication"),
@@ -232,6 +240,7 @@ _TABLE: Final[dict[str, tuple[_Row, ...]]] = {
         ("based-on", "reference", "Communication.basedOn", "", "Request fulfilled by this communication"),
     ),
     "Appointment": (
+        ("identifier", "token", "Appointment.identifier", "", "A business identifier"),
         ("patient", "reference", "Appointment.participant.actor", "Patient", "One of the individuals"),
         ("actor", "reference", "Appointment.participant.actor",
          "Practitioner Device Patient HealthcareService PractitionerRole RelatedPerson Location",

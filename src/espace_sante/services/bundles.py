@@ -87,10 +87,10 @@ def _parse_entry(ctx: Context, index: int, raw: Any) -> Entry:
                          expression=_where(index, "request.url"))
     base = ctx.runtime.settings.fhir_base + "/"
     path = url[len(base):] if url.startswith(base) else url
+    path, _, query = path.partition("?")
     if "://" in path:
         raise BadRequest(f"URL hors de ce serveur / URL outside this server: « {url} »",
                          expression=_where(index, "request.url"))
-    path, _, query = path.partition("?")
     parts = path.strip("/").split("/")
     entry = Entry(index, method, url, parts[0], query=query or None)
     if len(parts) >= 2:
