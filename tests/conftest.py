@@ -24,7 +24,6 @@ from espace_sante.services.runtime import Runtime  # noqa: E402
 from espace_sante.settings import Settings  # noqa: E402
 from espace_sante.storage import migrate  # noqa: E402
 from espace_sante.storage.embedded import EmbeddedPostgres, ensure_database  # noqa: E402
-
 from tests.factories import BASE  # noqa: E402
 
 
@@ -38,8 +37,13 @@ async def runtime(data_dir: Path) -> AsyncIterator[Runtime]:
     embedded = EmbeddedPostgres(data_dir / "pg")
     dsn = await ensure_database(embedded.start())
     await migrate.migrate(dsn)
-    settings = Settings(data_dir=data_dir, database_url=dsn, dev=True, base_url=BASE,
-                        kek=base64.b64encode(os.urandom(32)).decode())
+    settings = Settings(
+        data_dir=data_dir,
+        database_url=dsn,
+        dev=True,
+        base_url=BASE,
+        kek=base64.b64encode(os.urandom(32)).decode(),
+    )
     rt = await Runtime.open(settings)
     rt.embedded = embedded  # closing the runtime stops the server
     yield rt
@@ -69,8 +73,11 @@ async def token_for(runtime: Runtime, http: httpx.AsyncClient) -> TokenFactory:
     async def make(scope: str) -> str:
         if scope not in cache:
             client = await oauth.create_client(runtime, f"test {scope}", scope)
-            response = await http.post("/oauth/token", data={"grant_type": "client_credentials"},
-                                       auth=(client.client_id, client.client_secret))
+            response = await http.post(
+                "/oauth/token",
+                data={"grant_type": "client_credentials"},
+                auth=(client.client_id, client.client_secret),
+            )
             assert response.status_code == 200, response.text
             cache[scope] = response.json()["access_token"]
         return cache[scope]
@@ -82,5 +89,8 @@ async def token_for(runtime: Runtime, http: httpx.AsyncClient) -> TokenFactory:
 async def fhir(http: httpx.AsyncClient, token_for: TokenFactory) -> httpx.AsyncClient:
     """An httpx client for /fhir as a feed with every system scope."""
     token = await token_for("system/*.*")
-    return httpx.AsyncClient(transport=http._transport, base_url=f"{BASE}/fhir",
-                             headers={"Authorization": f"Bearer {token}", "Accept": "application/fhir+json"})
+    return httpx.AsyncClient(
+        transport=http._transport,
+        base_url=f"{BASE}/fhir",
+        headers={"Authorization": f"Bearer {token}", "Accept": "application/fhir+json"},
+    )

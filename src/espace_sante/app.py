@@ -50,6 +50,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     app.include_router(health.router)
     app.include_router(oauth_router)
     app.include_router(fhir_router)
-    app.add_middleware(RequestGuard, max_body=settings.max_request_bytes,
-                       hsts=settings.base_url.startswith("https://"))
+    app.add_middleware(
+        RequestGuard, max_body=settings.max_request_bytes, hsts=settings.base_url.startswith("https://")
+    )
     return app

@@ -86,7 +86,9 @@ def open_(aead: AESGCM, blob: bytes, aad: bytes) -> bytes:
         raise DecryptionFailed("authentication tag mismatch") from None
 
 
-def resource_aad(space_id: str, resource_type: str, resource_id: str, version_id: int, key_version: int) -> bytes:
+def resource_aad(
+    space_id: str, resource_type: str, resource_id: str, version_id: int, key_version: int
+) -> bytes:
     """Associated data of a resource body: which space, resource, version and data key it belongs to."""
     return f"fhir/{space_id}/{resource_type}/{resource_id}/{version_id}/k{key_version}".encode()
 

@@ -46,7 +46,9 @@ class InvalidResource(FhirError):
     """422 Unprocessable Entity: a well-formed resource that breaks a rule (FHIR http.html#2.21.0.8)."""
 
     def __init__(self, message: str, *, expression: str | None = None, issues: list[Issue] | None = None):
-        super().__init__(message, 422, "processing" if issues is None else "invalid", expression, issues or [])
+        super().__init__(
+            message, 422, "processing" if issues is None else "invalid", expression, issues or []
+        )
 
 
 class NotFound(FhirError):

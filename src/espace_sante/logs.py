@@ -12,7 +12,9 @@ import structlog
 _configured = False
 
 #: Keys that must never reach a log line even if a caller passes them by mistake.
-_FORBIDDEN = frozenset({"body", "resource", "query", "query_string", "authorization", "token", "secret", "password"})
+_FORBIDDEN = frozenset(
+    {"body", "resource", "query", "query_string", "authorization", "token", "secret", "password"}
+)
 
 
 def _drop_forbidden(_: object, __: str, event: dict[str, object]) -> dict[str, object]:
@@ -35,9 +37,15 @@ def configure(level: str = "info") -> None:
     ]
     # Standard-library loggers (uvicorn, asyncpg) come out as the same JSON lines.
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(structlog.stdlib.ProcessorFormatter(
-        processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, structlog.processors.JSONRenderer()],
-        foreign_pre_chain=[*shared, structlog.stdlib.add_logger_name]))
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            processors=[
+                structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+                structlog.processors.JSONRenderer(),
+            ],
+            foreign_pre_chain=[*shared, structlog.stdlib.add_logger_name],
+        )
+    )
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(numeric)

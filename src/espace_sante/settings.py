@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 from functools import cached_property
 from pathlib import Path
 from typing import Literal
@@ -122,9 +123,7 @@ def _dev_kek(path: Path) -> bytes:
             fh.write(base64.b64encode(secrets.token_bytes(32)).decode())
             fh.flush()
             os.fsync(fh.fileno())
-        try:
+        with contextlib.suppress(FileExistsError):
             os.link(tmp, path)  # atomic and never overwrites a key another process just wrote
-        except FileExistsError:
-            pass
         tmp.unlink(missing_ok=True)
     return _b64key(path.read_text().strip(), str(path))

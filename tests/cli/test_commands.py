@@ -27,8 +27,9 @@ def _env() -> dict[str, str]:
 
 
 def run(data: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    done = subprocess.run([*EXE, "--data-dir", str(data), *args], capture_output=True, text=True, env=_env(),
-                          timeout=120)
+    done = subprocess.run(
+        [*EXE, "--data-dir", str(data), *args], capture_output=True, text=True, env=_env(), timeout=120
+    )
     if check:
         assert done.returncode == 0, done.stderr
     return done
@@ -68,8 +69,11 @@ def test_demo_is_idempotent(folder: Path) -> None:
 
 
 def test_client_create_prints_exactly_the_credentials_in_json(folder: Path) -> None:
-    out = json.loads(run(folder, "client", "create", "--name", "Logiciel du cabinet", "--scope", "system/*.*",
-                         "--json").stdout)
+    out = json.loads(
+        run(
+            folder, "client", "create", "--name", "Logiciel du cabinet", "--scope", "system/*.*", "--json"
+        ).stdout
+    )
     assert set(out) == {"client_id", "client_secret"}
     assert len(out["client_secret"]) >= 40
 
@@ -85,8 +89,13 @@ def test_serve_shares_its_database_with_other_commands_and_stops_it_on_sigterm(f
     """An operator serves the API, registers a client from another terminal while it runs, a feed uses it;
     then stopping the service stops its PostgreSQL too: no process is left behind."""
     port = _free_port()
-    server = subprocess.Popen([*EXE, "--data-dir", str(folder), "serve", "--port", str(port), "--workers", "2"],
-                              env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    server = subprocess.Popen(
+        [*EXE, "--data-dir", str(folder), "serve", "--port", str(port), "--workers", "2"],
+        env=_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 60
@@ -99,12 +108,19 @@ def test_serve_shares_its_database_with_other_commands_and_stops_it_on_sigterm(f
             assert server.poll() is None, server.stderr.read() if server.stderr else ""
             assert time.monotonic() < deadline, "serve did not become ready"
             time.sleep(0.3)
-        creds = json.loads(run(folder, "client", "create", "--name", "flux", "--scope", "system/*.cruds",
-                               "--json").stdout)
-        token = httpx.post(f"{base}/oauth/token", data={"grant_type": "client_credentials"},
-                           auth=(creds["client_id"], creds["client_secret"])).json()["access_token"]
-        created = httpx.post(f"{base}/fhir/Patient", json=patient(),
-                             headers={"Authorization": f"Bearer {token}", "Content-Type": "application/fhir+json"})
+        creds = json.loads(
+            run(folder, "client", "create", "--name", "flux", "--scope", "system/*.cruds", "--json").stdout
+        )
+        token = httpx.post(
+            f"{base}/oauth/token",
+            data={"grant_type": "client_credentials"},
+            auth=(creds["client_id"], creds["client_secret"]),
+        ).json()["access_token"]
+        created = httpx.post(
+            f"{base}/fhir/Patient",
+            json=patient(),
+            headers={"Authorization": f"Bearer {token}", "Content-Type": "application/fhir+json"},
+        )
         assert created.status_code == 201, created.text
         assert _postgres_of(folder)
     finally:

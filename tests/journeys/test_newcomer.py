@@ -17,22 +17,44 @@ async def test_transaction_creates_a_patient_and_a_document_then_finds_them(fhir
         "resourceType": "Bundle",
         "type": "transaction",
         "entry": [
-            {"fullUrl": "urn:uuid:6a7d0c1e-1111-4a4a-9b9b-000000000001",
-             "resource": {"resourceType": "Patient", "identifier": [{"system": INS, "value": nir}],
-                          "name": [{"family": "Dupont", "given": ["Émile"]}], "gender": "male",
-                          "birthDate": "1953-12-10"},
-             "request": {"method": "POST", "url": "Patient", "ifNoneExist": f"identifier={INS}|{nir}"}},
-            {"fullUrl": "urn:uuid:6a7d0c1e-1111-4a4a-9b9b-000000000002",
-             "resource": {"resourceType": "Binary", "contentType": "text/plain",
-                          "data": base64.b64encode(b"Examen normal.").decode()},
-             "request": {"method": "POST", "url": "Binary"}},
-            {"fullUrl": "urn:uuid:6a7d0c1e-1111-4a4a-9b9b-000000000003",
-             "resource": {"resourceType": "DocumentReference", "status": "current",
-                          "type": {"coding": [{"system": "http://loinc.org", "code": "11488-4"}]},
-                          "subject": {"reference": f"Patient?identifier={INS}|{nir}"},
-                          "content": [{"attachment": {"contentType": "text/plain",
-                                                      "url": "urn:uuid:6a7d0c1e-1111-4a4a-9b9b-000000000002"}}]},
-             "request": {"method": "POST", "url": "DocumentReference"}},
+            {
+                "fullUrl": "urn:uuid:6a7d0c1e-1111-4a4a-9b9b-000000000001",
+                "resource": {
+                    "resourceType": "Patient",
+                    "identifier": [{"system": INS, "value": nir}],
+                    "name": [{"family": "Dupont", "given": ["Émile"]}],
+                    "gender": "male",
+                    "birthDate": "1953-12-10",
+                },
+                "request": {"method": "POST", "url": "Patient", "ifNoneExist": f"identifier={INS}|{nir}"},
+            },
+            {
+                "fullUrl": "urn:uuid:6a7d0c1e-1111-4a4a-9b9b-000000000002",
+                "resource": {
+                    "resourceType": "Binary",
+                    "contentType": "text/plain",
+                    "data": base64.b64encode(b"Examen normal.").decode(),
+                },
+                "request": {"method": "POST", "url": "Binary"},
+            },
+            {
+                "fullUrl": "urn:uuid:6a7d0c1e-1111-4a4a-9b9b-000000000003",
+                "resource": {
+                    "resourceType": "DocumentReference",
+                    "status": "current",
+                    "type": {"coding": [{"system": "http://loinc.org", "code": "11488-4"}]},
+                    "subject": {"reference": f"Patient?identifier={INS}|{nir}"},
+                    "content": [
+                        {
+                            "attachment": {
+                                "contentType": "text/plain",
+                                "url": "urn:uuid:6a7d0c1e-1111-4a4a-9b9b-000000000002",
+                            }
+                        }
+                    ],
+                },
+                "request": {"method": "POST", "url": "DocumentReference"},
+            },
         ],
     }
     response = await fhir.post("", json=bundle, headers=FHIR_JSON)
@@ -47,12 +69,16 @@ async def test_transaction_creates_a_patient_and_a_document_then_finds_them(fhir
     binary_id = result["entry"][1]["resource"]["id"]
     assert document["content"][0]["attachment"]["url"] == f"Binary/{binary_id}"
 
-    found = await fhir.get("/DocumentReference", params={"patient.identifier": f"{INS}|{nir}",
-                                                         "_include": "DocumentReference:subject"})
+    found = await fhir.get(
+        "/DocumentReference",
+        params={"patient.identifier": f"{INS}|{nir}", "_include": "DocumentReference:subject"},
+    )
     assert found.status_code == 200, found.text
     entries = found.json()["entry"]
     assert [(e["resource"]["resourceType"], e["search"]["mode"]) for e in entries] == [
-        ("DocumentReference", "match"), ("Patient", "include")]
+        ("DocumentReference", "match"),
+        ("Patient", "include"),
+    ]
     assert found.json()["total"] == 1
 
     again = await fhir.get(f"/Binary/{binary_id}")

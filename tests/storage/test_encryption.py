@@ -24,9 +24,16 @@ from tests.factories import patient
 async def _patient_with_note(runtime: Runtime, marker: str) -> tuple[str, str]:
     ctx = Context.system(runtime)
     pat = (await fhir.create(ctx, patient())).stored
-    obs = await fhir.create(ctx, {
-        "resourceType": "Observation", "status": "final", "code": {"text": "Note"},
-        "subject": {"reference": f"Patient/{pat.resource_id}"}, "note": [{"text": marker}]})
+    obs = await fhir.create(
+        ctx,
+        {
+            "resourceType": "Observation",
+            "status": "final",
+            "code": {"text": "Note"},
+            "subject": {"reference": f"Patient/{pat.resource_id}"},
+            "note": [{"text": marker}],
+        },
+    )
     return pat.resource_id, obs.stored.resource_id
 
 
@@ -42,7 +49,9 @@ def _files_containing(root: Path, needle: bytes) -> list[str]:
     return found
 
 
-async def test_the_database_files_never_hold_a_resource_body_in_clear(runtime: Runtime, data_dir: Path) -> None:
+async def test_the_database_files_never_hold_a_resource_body_in_clear(
+    runtime: Runtime, data_dir: Path
+) -> None:
     """SECURITY V6 6.1.1: a clinical note goes in; after a checkpoint, neither the table files nor the WAL on
     disk contain its text, while the API still reads it back."""
     marker = "note-confidentielle-" + secrets.token_hex(8)
@@ -50,7 +59,9 @@ async def test_the_database_files_never_hold_a_resource_body_in_clear(runtime: R
     async with runtime.db.pool.acquire() as conn:
         await conn.execute("CHECKPOINT")
         raw = await conn.fetchval(
-            "SELECT body FROM resource_version WHERE resource_type = 'Observation' AND resource_id = $1", obs_id)
+            "SELECT body FROM resource_version WHERE resource_type = 'Observation' AND resource_id = $1",
+            obs_id,
+        )
     assert marker.encode() not in raw
     assert _files_containing(data_dir / "pg", marker.encode()) == []
     back = await fhir.read(Context.system(runtime), "Observation", obs_id)
@@ -65,7 +76,10 @@ async def test_a_body_swapped_onto_another_row_fails_to_decrypt(runtime: Runtime
     async with runtime.db.pool.acquire() as conn:
         await conn.execute(
             "UPDATE resource_version SET body = (SELECT body FROM resource_version WHERE resource_id = $1) "
-            "WHERE resource_id = $2", other, victim)
+            "WHERE resource_id = $2",
+            other,
+            victim,
+        )
     with pytest.raises(DataUnreadable):
         await fhir.read(Context.system(runtime), "Observation", victim)
 
@@ -75,7 +89,8 @@ async def test_a_flipped_bit_fails_to_decrypt(runtime: Runtime) -> None:
     async with runtime.db.pool.acquire() as conn:
         await conn.execute(
             "UPDATE resource_version SET body = set_byte(body, 20, get_byte(body, 20) # 1) WHERE resource_id = $1",
-            obs)
+            obs,
+        )
     with pytest.raises(DataUnreadable):
         await fhir.read(Context.system(runtime), "Observation", obs)
 
@@ -98,7 +113,7 @@ async def test_destroying_the_space_key_makes_every_body_unreadable(runtime: Run
 async def test_rotating_the_key_encryption_key_keeps_every_body_readable(runtime: Runtime) -> None:
     """SECURITY V1 1.6.1: a new KEK is configured with the old one as previous; rewrapping moves every data
     key under the new KEK; then a process that knows only the new KEK reads everything."""
-    pat_id, obs_id = await _patient_with_note(runtime, "e")
+    _, obs_id = await _patient_with_note(runtime, "e")
     old = runtime.keys.ring.current
     new = LocalKek(base64.b64decode(base64.b64encode(os.urandom(32))))
     rotating = KeyStore(KeyRing(new, [old]))
@@ -110,8 +125,9 @@ async def test_rotating_the_key_encryption_key_keeps_every_body_readable(runtime
     space = fhir.compartment.space_of(obs_id)
     assert space is not None
     async with runtime.db.pool.acquire() as conn:
-        got = await resources.read(conn, only_new, decide(SYSTEM, "read", "Observation"), space, "Observation",
-                                   obs_id)
+        got = await resources.read(
+            conn, only_new, decide(SYSTEM, "read", "Observation"), space, "Observation", obs_id
+        )
     assert got is not None and got.body is not None and b'"e"' in got.body
     # Put the session's runtime on the new KEK so later tests keep working.
     runtime.keys.ring = KeyRing(new, [old])

@@ -23,8 +23,9 @@ async def scratch(runtime: Runtime) -> AsyncIterator[str]:
         await conn.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
 
 
-async def test_an_upgrade_applies_only_new_migrations_and_keeps_the_data(scratch: str,
-                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_an_upgrade_applies_only_new_migrations_and_keeps_the_data(
+    scratch: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     first = await migrate.migrate(scratch)
     assert [m.version for m in first] == [m.version for m in migrate.available()]
     conn = await asyncpg.connect(scratch)

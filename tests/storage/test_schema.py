@@ -20,7 +20,8 @@ NOT_SPACE_DATA = {
 async def _tables(conn: asyncpg.Connection) -> list[str]:
     rows = await conn.fetch(
         "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
-        "WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p') ORDER BY 1")
+        "WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p') ORDER BY 1"
+    )
     return [r["relname"] for r in rows]
 
 
@@ -34,16 +35,23 @@ async def test_every_table_of_space_data_leads_its_keys_with_space_id(runtime: R
             if table in NOT_SPACE_DATA:
                 continue
             column = await conn.fetchrow(
-                "SELECT attnotnull FROM pg_attribute WHERE attrelid = $1::regclass AND attname = 'space_id'", table)
+                "SELECT attnotnull FROM pg_attribute WHERE attrelid = $1::regclass AND attname = 'space_id'",
+                table,
+            )
             if column is None or not column["attnotnull"]:
                 problems.append(f"{table}: no NOT NULL space_id column")
                 continue
             indexes = await conn.fetch(
                 "SELECT i.indexrelid::regclass::text AS name, a.attname AS first FROM pg_index i "
                 "JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0] "
-                "WHERE i.indrelid = $1::regclass AND (i.indisunique OR i.indisprimary)", table)
-            problems += [f"{table}: unique index {ix['name']} starts with {ix['first']}"
-                         for ix in indexes if ix["first"] != "space_id"]
+                "WHERE i.indrelid = $1::regclass AND (i.indisunique OR i.indisprimary)",
+                table,
+            )
+            problems += [
+                f"{table}: unique index {ix['name']} starts with {ix['first']}"
+                for ix in indexes
+                if ix["first"] != "space_id"
+            ]
         assert problems == []
         assert {"resource", "resource_version", "sp_token", "space_key"} <= set(tables)
 

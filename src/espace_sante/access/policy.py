@@ -54,7 +54,9 @@ class Decision:
     def require(self, action: Action, resource_type: str) -> None:
         """Storage's guard: this decision must allow exactly this action on this type."""
         if not self.allowed or self.resource_type != resource_type or self.action != action:
-            raise PermissionError(f"decision for {self.action} {self.resource_type} used for {action} {resource_type}")
+            raise PermissionError(
+                f"decision for {self.action} {self.resource_type} used for {action} {resource_type}"
+            )
 
 
 def decide(actor: Actor, action: Action, resource_type: str, space_id: uuid.UUID | None = None) -> Decision:

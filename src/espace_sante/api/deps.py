@@ -19,8 +19,10 @@ async def fhir_context(request: Request) -> Context:
     """Authenticate the bearer token (RFC 6750 section 2.1: header only) and build the context."""
     if "access_token" in request.query_params:
         # SECURITY V13 13.1.3: tokens in URLs end up in logs and histories.
-        raise BadRequest("access_token dans l'URL refusé : utilisez l'en-tête Authorization / access_token in the "
-                         "query string is refused: use the Authorization header")
+        raise BadRequest(
+            "access_token dans l'URL refusé : utilisez l'en-tête Authorization / access_token in the "
+            "query string is refused: use the Authorization header"
+        )
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():

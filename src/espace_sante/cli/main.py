@@ -19,16 +19,26 @@ from ..settings import Settings, UnsafeSettings
 
 T = TypeVar("T")
 
-app = typer.Typer(help="espace-sante: espace numérique de santé / personal health space.", no_args_is_help=True,
-                  add_completion=False, pretty_exceptions_show_locals=False)
+app = typer.Typer(
+    help="espace-sante: espace numérique de santé / personal health space.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_show_locals=False,
+)
 client_app = typer.Typer(help="Clients machine (OAuth 2) / machine clients.", no_args_is_help=True)
 app.add_typer(client_app, name="client")
 
 
 @app.callback()
 def main_options(
-    data_dir: Annotated[Path | None, typer.Option("--data-dir", envvar="ESPACE_SANTE_DATA_DIR",
-                                                  help="Dossier des données (PostgreSQL embarqué, clés).")] = None,
+    data_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--data-dir",
+            envvar="ESPACE_SANTE_DATA_DIR",
+            help="Dossier des données (PostgreSQL embarqué, clés).",
+        ),
+    ] = None,
 ) -> None:
     if data_dir is not None:
         # Through the environment, so that uvicorn's worker processes see the same folder.
@@ -94,7 +104,9 @@ def demo() -> None:
 @client_app.command("create")
 def client_create(
     name: Annotated[str, typer.Option(help="Nom du logiciel client / client software name.")],
-    scope: Annotated[str, typer.Option(help='Portées SMART, ex. "system/*.*" / SMART scopes.')] = "system/*.read",
+    scope: Annotated[
+        str, typer.Option(help='Portées SMART, ex. "system/*.*" / SMART scopes.')
+    ] = "system/*.read",
     as_json: Annotated[bool, typer.Option("--json", help='Affiche {"client_id", "client_secret"}.')] = False,
 ) -> None:
     """Enregistre un client machine et affiche ses identifiants une seule fois / register a machine client."""
@@ -105,17 +117,23 @@ def client_create(
     if as_json:
         typer.echo(json.dumps({"client_id": client.client_id, "client_secret": client.client_secret}))
         return
-    typer.echo(f"client_id:     {client.client_id}\nclient_secret: {client.client_secret}\nscope:         "
-               f"{client.scope}\nLe secret ne sera plus affiché / the secret will not be shown again.")
+    typer.echo(
+        f"client_id:     {client.client_id}\nclient_secret: {client.client_secret}\nscope:         "
+        f"{client.scope}\nLe secret ne sera plus affiché / the secret will not be shown again."
+    )
 
 
 @app.command()
 def serve(
     host: Annotated[str, typer.Option(help="Adresse d'écoute / listen address.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port.")] = 8000,
-    workers: Annotated[int, typer.Option(min=1, max=64, help="Processus de l'application / app processes.")] = 1,
+    workers: Annotated[
+        int, typer.Option(min=1, max=64, help="Processus de l'application / app processes.")
+    ] = 1,
     demo_data: Annotated[bool, typer.Option("--demo", help="Charge les données de démonstration.")] = False,
-    migrate_first: Annotated[bool, typer.Option("--migrate/--no-migrate", help="Migrations au démarrage.")] = True,
+    migrate_first: Annotated[
+        bool, typer.Option("--migrate/--no-migrate", help="Migrations au démarrage.")
+    ] = True,
 ) -> None:
     """Sert l'API ; arrêter le service arrête aussi le PostgreSQL embarqué / serve the API."""
     import uvicorn
@@ -154,20 +172,36 @@ def serve(
         else:
             client = None
         base = settings.base_url.rstrip("/")
-        typer.echo(f"\nespace-sante sert sur / is serving on {base}\n"
-                   f"  API FHIR R4      {base}/fhir/metadata\n"
-                   f"  OpenAPI (docs)   {base}/docs\n"
-                   f"  santé / health   {base}/readyz\n"
-                   f"  données / data   {settings.data_dir.resolve()}", err=True)
+        typer.echo(
+            f"\nespace-sante sert sur / is serving on {base}\n"
+            f"  API FHIR R4      {base}/fhir/metadata\n"
+            f"  OpenAPI (docs)   {base}/docs\n"
+            f"  santé / health   {base}/readyz\n"
+            f"  données / data   {settings.data_dir.resolve()}",
+            err=True,
+        )
         if client:
-            typer.echo(f"  client démo      {settings.data_dir / 'demo-client.json'} "
-                       f"(client_id {client['client_id']})\n", err=True)
+            typer.echo(
+                f"  client démo      {settings.data_dir / 'demo-client.json'} "
+                f"(client_id {client['client_id']})\n",
+                err=True,
+            )
         # uvicorn shuts down gracefully on SIGTERM, then raises the signal again: with this handler that ends
         # in SystemExit, so the `finally` below runs and stops the embedded PostgreSQL.
         signal.signal(signal.SIGTERM, _exit_on_sigterm)
-        uvicorn.run("espace_sante.app:create_app", factory=True, host=host, port=port, workers=workers,
-                    server_header=False, date_header=True, access_log=False, log_config=None,
-                    proxy_headers=False, timeout_graceful_shutdown=10)
+        uvicorn.run(
+            "espace_sante.app:create_app",
+            factory=True,
+            host=host,
+            port=port,
+            workers=workers,
+            server_header=False,
+            date_header=True,
+            access_log=False,
+            log_config=None,
+            proxy_headers=False,
+            timeout_graceful_shutdown=10,
+        )
     finally:
         if embedded is not None:
             embedded.stop()

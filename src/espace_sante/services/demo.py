@@ -39,24 +39,48 @@ def _cond(rtype: str, system: str, value: str) -> str:
 
 
 def _entry(full_url: str, resource: dict[str, Any], system: str, value: str) -> dict[str, Any]:
-    return {"fullUrl": full_url, "resource": resource,
-            "request": {"method": "POST", "url": resource["resourceType"],
-                        "ifNoneExist": _cond(resource["resourceType"], system, value)}}
+    return {
+        "fullUrl": full_url,
+        "resource": resource,
+        "request": {
+            "method": "POST",
+            "url": resource["resourceType"],
+            "ifNoneExist": _cond(resource["resourceType"], system, value),
+        },
+    }
 
 
 def world() -> list[dict[str, Any]]:
     """One transaction Bundle per patient, each with the shared directory entries."""
     bundles_: list[dict[str, Any]] = []
     directory = [
-        _entry("urn:uuid:0b6f1c1e-0000-4000-8000-000000000001", {
-            "resourceType": "Organization", "identifier": [{"system": FINESS, "value": "690781810"}],
-            "name": "Hôpital Édouard Herriot", "active": True,
-            "address": [{"city": "Lyon", "postalCode": "69003", "country": "FR"}]}, FINESS, "690781810"),
+        _entry(
+            "urn:uuid:0b6f1c1e-0000-4000-8000-000000000001",
+            {
+                "resourceType": "Organization",
+                "identifier": [{"system": FINESS, "value": "690781810"}],
+                "name": "Hôpital Édouard Herriot",
+                "active": True,
+                "address": [{"city": "Lyon", "postalCode": "69003", "country": "FR"}],
+            },
+            FINESS,
+            "690781810",
+        ),
     ]
     for i, (rpps, family, given) in enumerate(PRACTITIONERS):
-        directory.append(_entry(f"urn:uuid:0b6f1c1e-0000-4000-8000-00000000010{i}", {
-            "resourceType": "Practitioner", "identifier": [{"system": RPPS, "value": rpps}],
-            "name": [{"family": family, "given": [given], "prefix": ["Dr"]}], "active": True}, RPPS, rpps))
+        directory.append(
+            _entry(
+                f"urn:uuid:0b6f1c1e-0000-4000-8000-00000000010{i}",
+                {
+                    "resourceType": "Practitioner",
+                    "identifier": [{"system": RPPS, "value": rpps}],
+                    "name": [{"family": family, "given": [given], "prefix": ["Dr"]}],
+                    "active": True,
+                },
+                RPPS,
+                rpps,
+            )
+        )
     org_ref = {"reference": "urn:uuid:0b6f1c1e-0000-4000-8000-000000000001"}
     doctor_ref = {"reference": "urn:uuid:0b6f1c1e-0000-4000-8000-000000000100"}
     for n, (nir13, family, given, gender, birth, city) in enumerate(PATIENTS):
@@ -64,67 +88,187 @@ def world() -> list[dict[str, Any]]:
         pid = f"urn:uuid:0b6f1c1e-0000-4000-8000-0000000010{n:02d}"
         patient_ref = {"reference": pid}
         entries = list(directory)
-        entries.append(_entry(pid, {
-            "resourceType": "Patient",
-            "identifier": [{"use": "official", "system": INS, "value": nir,
-                            "type": {"coding": [{"system": "https://hl7.fr/ig/fhir/core/CodeSystem/fr-core-cs-v2-0203",
-                                                 "code": "INS-NIR"}]}}],
-            "name": [{"use": "official", "family": family, "given": [given]}],
-            "gender": gender, "birthDate": birth,
-            "address": [{"city": city, "country": "FR"}],
-            "generalPractitioner": [doctor_ref]}, INS, nir))
-        for k, (code, display, value, unit, ucum, when) in enumerate([
-            ("29463-7", "Poids corporel", 64.5, "kg", "kg", "2026-10-02"),
-            ("8302-2", "Taille", 165, "cm", "cm", "2026-10-02"),
-            ("8867-4", "Fréquence cardiaque", 72, "/min", "/min", "2026-11-03"),
-        ]):
+        entries.append(
+            _entry(
+                pid,
+                {
+                    "resourceType": "Patient",
+                    "identifier": [
+                        {
+                            "use": "official",
+                            "system": INS,
+                            "value": nir,
+                            "type": {
+                                "coding": [
+                                    {
+                                        "system": "https://hl7.fr/ig/fhir/core/CodeSystem/fr-core-cs-v2-0203",
+                                        "code": "INS-NIR",
+                                    }
+                                ]
+                            },
+                        }
+                    ],
+                    "name": [{"use": "official", "family": family, "given": [given]}],
+                    "gender": gender,
+                    "birthDate": birth,
+                    "address": [{"city": city, "country": "FR"}],
+                    "generalPractitioner": [doctor_ref],
+                },
+                INS,
+                nir,
+            )
+        )
+        for k, (code, display, value, unit, ucum, when) in enumerate(
+            [
+                ("29463-7", "Poids corporel", 64.5, "kg", "kg", "2026-10-02"),
+                ("8302-2", "Taille", 165, "cm", "cm", "2026-10-02"),
+                ("8867-4", "Fréquence cardiaque", 72, "/min", "/min", "2026-11-03"),
+            ]
+        ):
             ident = f"{nir}-obs-{k}"
-            entries.append(_entry(f"urn:uuid:0b6f1c1e-0000-4000-8001-{n:04d}0000{k:04d}", {
-                "resourceType": "Observation", "identifier": [{"system": DEMO_IDS, "value": ident}],
-                "status": "final",
-                "category": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/observation-category",
-                                          "code": "vital-signs"}]}],
-                "code": {"coding": [{"system": "http://loinc.org", "code": code, "display": display}]},
-                "subject": patient_ref, "effectiveDateTime": when,
-                "valueQuantity": {"value": value, "unit": unit, "system": "http://unitsofmeasure.org",
-                                  "code": ucum}}, DEMO_IDS, ident))
+            entries.append(
+                _entry(
+                    f"urn:uuid:0b6f1c1e-0000-4000-8001-{n:04d}0000{k:04d}",
+                    {
+                        "resourceType": "Observation",
+                        "identifier": [{"system": DEMO_IDS, "value": ident}],
+                        "status": "final",
+                        "category": [
+                            {
+                                "coding": [
+                                    {
+                                        "system": "http://terminology.hl7.org/CodeSystem/observation-category",
+                                        "code": "vital-signs",
+                                    }
+                                ]
+                            }
+                        ],
+                        "code": {
+                            "coding": [{"system": "http://loinc.org", "code": code, "display": display}]
+                        },
+                        "subject": patient_ref,
+                        "effectiveDateTime": when,
+                        "valueQuantity": {
+                            "value": value,
+                            "unit": unit,
+                            "system": "http://unitsofmeasure.org",
+                            "code": ucum,
+                        },
+                    },
+                    DEMO_IDS,
+                    ident,
+                )
+            )
         ident = f"{nir}-allergy"
-        entries.append(_entry(f"urn:uuid:0b6f1c1e-0000-4000-8002-{n:012d}", {
-            "resourceType": "AllergyIntolerance", "identifier": [{"system": DEMO_IDS, "value": ident}],
-            "clinicalStatus": {"coding": [{
-                "system": "http://terminology.hl7.org/CodeSystem/allergyintolerance-clinical", "code": "active"}]},
-            "category": ["medication"], "criticality": "high",
-            "code": {"text": "Pénicilline"}, "patient": patient_ref}, DEMO_IDS, ident))
+        entries.append(
+            _entry(
+                f"urn:uuid:0b6f1c1e-0000-4000-8002-{n:012d}",
+                {
+                    "resourceType": "AllergyIntolerance",
+                    "identifier": [{"system": DEMO_IDS, "value": ident}],
+                    "clinicalStatus": {
+                        "coding": [
+                            {
+                                "system": "http://terminology.hl7.org/CodeSystem/allergyintolerance-clinical",
+                                "code": "active",
+                            }
+                        ]
+                    },
+                    "category": ["medication"],
+                    "criticality": "high",
+                    "code": {"text": "Pénicilline"},
+                    "patient": patient_ref,
+                },
+                DEMO_IDS,
+                ident,
+            )
+        )
         ident = f"{nir}-vaccin"
-        entries.append(_entry(f"urn:uuid:0b6f1c1e-0000-4000-8003-{n:012d}", {
-            "resourceType": "Immunization", "identifier": [{"system": DEMO_IDS, "value": ident}],
-            "status": "completed",
-            "vaccineCode": {"text": "Grippe saisonnière 2026-2027"},
-            "patient": patient_ref, "occurrenceDateTime": "2026-10-15"}, DEMO_IDS, ident))
+        entries.append(
+            _entry(
+                f"urn:uuid:0b6f1c1e-0000-4000-8003-{n:012d}",
+                {
+                    "resourceType": "Immunization",
+                    "identifier": [{"system": DEMO_IDS, "value": ident}],
+                    "status": "completed",
+                    "vaccineCode": {"text": "Grippe saisonnière 2026-2027"},
+                    "patient": patient_ref,
+                    "occurrenceDateTime": "2026-10-15",
+                },
+                DEMO_IDS,
+                ident,
+            )
+        )
         text = f"Compte rendu de consultation de {given} {family} : examen normal.\n"
         binary = f"urn:uuid:0b6f1c1e-0000-4000-8004-{n:012d}"
         ident = f"{nir}-binary"
-        entries.append(_entry(binary, {
-            "resourceType": "Binary", "contentType": "text/plain",
-            "securityContext": patient_ref,
-            "data": base64.b64encode(text.encode()).decode()}, DEMO_IDS, ident) | {
-            "request": {"method": "POST", "url": "Binary"}})
+        entries.append(
+            _entry(
+                binary,
+                {
+                    "resourceType": "Binary",
+                    "contentType": "text/plain",
+                    "securityContext": patient_ref,
+                    "data": base64.b64encode(text.encode()).decode(),
+                },
+                DEMO_IDS,
+                ident,
+            )
+            | {"request": {"method": "POST", "url": "Binary"}}
+        )
         ident = f"{nir}-cr"
-        entries.append(_entry(f"urn:uuid:0b6f1c1e-0000-4000-8005-{n:012d}", {
-            "resourceType": "DocumentReference",
-            "masterIdentifier": {"system": "urn:ietf:rfc:3986", "value": f"urn:oid:1.2.250.1.999.{n}.1"},
-            "identifier": [{"system": DEMO_IDS, "value": ident}],
-            "status": "current",
-            "type": {"coding": [{"system": "http://loinc.org", "code": "11488-4",
-                                 "display": "Compte rendu de consultation"}]},
-            "category": [{"coding": [{"system": "urn:oid:1.2.250.1.213.1.1.4.1", "code": "10",
-                                      "display": "Compte rendu"}]}],
-            "subject": patient_ref, "date": "2026-11-03T10:00:00+01:00",
-            "author": [doctor_ref], "custodian": org_ref,
-            "description": "Consultation de suivi",
-            "content": [{"attachment": {"contentType": "text/plain", "language": "fr-FR", "url": binary,
-                                        "title": "Compte rendu", "creation": "2026-11-03T10:00:00+01:00"}}],
-        }, DEMO_IDS, ident))
+        entries.append(
+            _entry(
+                f"urn:uuid:0b6f1c1e-0000-4000-8005-{n:012d}",
+                {
+                    "resourceType": "DocumentReference",
+                    "masterIdentifier": {
+                        "system": "urn:ietf:rfc:3986",
+                        "value": f"urn:oid:1.2.250.1.999.{n}.1",
+                    },
+                    "identifier": [{"system": DEMO_IDS, "value": ident}],
+                    "status": "current",
+                    "type": {
+                        "coding": [
+                            {
+                                "system": "http://loinc.org",
+                                "code": "11488-4",
+                                "display": "Compte rendu de consultation",
+                            }
+                        ]
+                    },
+                    "category": [
+                        {
+                            "coding": [
+                                {
+                                    "system": "urn:oid:1.2.250.1.213.1.1.4.1",
+                                    "code": "10",
+                                    "display": "Compte rendu",
+                                }
+                            ]
+                        }
+                    ],
+                    "subject": patient_ref,
+                    "date": "2026-11-03T10:00:00+01:00",
+                    "author": [doctor_ref],
+                    "custodian": org_ref,
+                    "description": "Consultation de suivi",
+                    "content": [
+                        {
+                            "attachment": {
+                                "contentType": "text/plain",
+                                "language": "fr-FR",
+                                "url": binary,
+                                "title": "Compte rendu",
+                                "creation": "2026-11-03T10:00:00+01:00",
+                            }
+                        }
+                    ],
+                },
+                DEMO_IDS,
+                ident,
+            )
+        )
         bundles_.append({"resourceType": "Bundle", "type": "transaction", "entry": entries})
     return bundles_
 
@@ -136,12 +280,21 @@ async def load(rt: Runtime) -> dict[str, int]:
     for bundle in world():
         # A Binary has no identifier to search by; skip it when its DocumentReference already exists.
         doc = bundle["entry"][-1]["request"]["ifNoneExist"]
-        existing = await bundles.process(ctx, {"resourceType": "Bundle", "type": "batch", "entry": [
-            {"request": {"method": "GET", "url": f"DocumentReference?{doc}"}}]})
+        existing = await bundles.process(
+            ctx,
+            {
+                "resourceType": "Bundle",
+                "type": "batch",
+                "entry": [{"request": {"method": "GET", "url": f"DocumentReference?{doc}"}}],
+            },
+        )
         search = existing.entries[0].search
         if search is not None and search.matches:
-            bundle["entry"] = [e for e in bundle["entry"] if e["resource"]["resourceType"] not in
-                               ("Binary", "DocumentReference")]
+            bundle["entry"] = [
+                e
+                for e in bundle["entry"]
+                if e["resource"]["resourceType"] not in ("Binary", "DocumentReference")
+            ]
         result = await bundles.process(ctx, bundle)
         created += sum(1 for e in result.entries if e.created)
         found += sum(1 for e in result.entries if not e.created)

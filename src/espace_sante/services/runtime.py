@@ -4,12 +4,13 @@ One Runtime per process; the web app, the CLI and the jobs all build it the same
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import cast
 
 from ..crypto import KeyRing, LocalKek
 from ..settings import Settings
 from ..storage import migrate as migrations
 from ..storage import spaces
-from ..storage.db import Database
+from ..storage.db import Conn, Database
 from ..storage.embedded import EmbeddedPostgres, ensure_database
 from ..storage.keys import KeyStore
 
@@ -33,8 +34,12 @@ class Runtime:
             dsn = await ensure_database(embedded.start())
         if apply_migrations:
             await migrations.migrate(dsn)
-        db = Database(dsn, min_size=settings.db_pool_min, max_size=settings.db_pool_max,
-                      statement_timeout_ms=settings.db_statement_timeout_ms)
+        db = Database(
+            dsn,
+            min_size=settings.db_pool_min,
+            max_size=settings.db_pool_max,
+            statement_timeout_ms=settings.db_statement_timeout_ms,
+        )
         await db.open()
         runtime = cls(settings, db, keys, embedded)
         if not await runtime.migrations_pending():
@@ -43,7 +48,7 @@ class Runtime:
 
     async def migrations_pending(self) -> list[str]:
         async with self.db.pool.acquire() as conn:
-            return [f"{m.version:04d}_{m.name}" for m in await migrations.pending(conn)]
+            return [f"{m.version:04d}_{m.name}" for m in await migrations.pending(cast(Conn, conn))]
 
     async def close(self) -> None:
         await self.db.close()

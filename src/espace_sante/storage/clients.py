@@ -28,21 +28,30 @@ class TokenRow:
 async def insert_client(conn: Conn, client_id: str, name: str, secret_hash: bytes, scope: str) -> None:
     await conn.execute(
         "INSERT INTO oauth_client (client_id, name, secret_hash, scope) VALUES ($1, $2, $3, $4)",
-        client_id, name, secret_hash, scope,
+        client_id,
+        name,
+        secret_hash,
+        scope,
     )
 
 
 async def get_client(conn: Conn, client_id: str) -> ClientRow | None:
     row = await conn.fetchrow(
-        "SELECT client_id, name, secret_hash, scope, disabled FROM oauth_client WHERE client_id = $1", client_id
+        "SELECT client_id, name, secret_hash, scope, disabled FROM oauth_client WHERE client_id = $1",
+        client_id,
     )
     return None if row is None else ClientRow(**dict(row))
 
 
-async def insert_token(conn: Conn, token_hash: bytes, client_id: str, scope: str, expires_at: datetime) -> None:
+async def insert_token(
+    conn: Conn, token_hash: bytes, client_id: str, scope: str, expires_at: datetime
+) -> None:
     await conn.execute(
         "INSERT INTO oauth_token (token_hash, client_id, scope, expires_at) VALUES ($1, $2, $3, $4)",
-        token_hash, client_id, scope, expires_at,
+        token_hash,
+        client_id,
+        scope,
+        expires_at,
     )
     # Keep the table small: expired tokens are useless. A cheap, bounded sweep on each issue.
     await conn.execute(
@@ -61,5 +70,7 @@ async def active_token(conn: Conn, token_hash: bytes) -> TokenRow | None:
 
 
 async def revoke_token(conn: Conn, token_hash: bytes) -> bool:
-    status: str = await conn.execute("UPDATE oauth_token SET revoked = true WHERE token_hash = $1", token_hash)
+    status: str = await conn.execute(
+        "UPDATE oauth_token SET revoked = true WHERE token_hash = $1", token_hash
+    )
     return status.endswith(" 1")

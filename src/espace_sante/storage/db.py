@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any, Concatenate, ParamSpec, TypeVar
+from typing import Any, Concatenate, ParamSpec, TypeVar, cast
 
 import asyncpg
 from prometheus_client import Histogram
@@ -32,7 +32,9 @@ class DatabaseUnavailable(RuntimeError):
 
 
 class Database:
-    def __init__(self, dsn: str, *, min_size: int = 2, max_size: int = 10, statement_timeout_ms: int = 15_000):
+    def __init__(
+        self, dsn: str, *, min_size: int = 2, max_size: int = 10, statement_timeout_ms: int = 15_000
+    ):
         self.dsn = dsn
         self._min = min_size
         self._max = max_size
@@ -77,15 +79,21 @@ class Database:
             start = time.perf_counter()
             try:
                 async with self.pool.acquire() as conn, conn.transaction():
-                    result = await func(conn, *args, **kwargs)
+                    # The pool hands out proxies that behave as connections.
+                    result = await func(cast(Conn, conn), *args, **kwargs)
                 return result
             except _RETRYABLE:
                 if attempt >= 5:
                     raise
                 log.info("db.retry", transaction=name, attempt=attempt)
                 await asyncio.sleep(0.01 * attempt)
-            except (OSError, asyncpg.CannotConnectNowError, asyncpg.TooManyConnectionsError,
-                    asyncpg.QueryCanceledError, asyncpg.ConnectionDoesNotExistError) as exc:
+            except (
+                OSError,
+                asyncpg.CannotConnectNowError,
+                asyncpg.TooManyConnectionsError,
+                asyncpg.QueryCanceledError,
+                asyncpg.ConnectionDoesNotExistError,
+            ) as exc:
                 raise DatabaseUnavailable(f"{name}: {type(exc).__name__}") from exc
             finally:
                 TX_SECONDS.labels(name).observe(time.perf_counter() - start)

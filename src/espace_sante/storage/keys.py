@@ -37,7 +37,9 @@ class KeyStore:
         inserted = await conn.fetchval(
             """INSERT INTO space_key (space_id, key_version, kek_id, wrapped_key) VALUES ($1, 1, $2, $3)
                ON CONFLICT DO NOTHING RETURNING key_version""",
-            space_id, kek.key_id, wrapped,
+            space_id,
+            kek.key_id,
+            wrapped,
         )
         if inserted is None:
             return await self.current(conn, space_id)
@@ -58,7 +60,9 @@ class KeyStore:
         )
         if row is None:
             raise MissingDataKey(f"no data key for space {space_id}")
-        dek = self.ring.get(row["kek_id"]).unwrap(row["wrapped_key"], dek_context(str(space_id), row["key_version"]))
+        dek = self.ring.get(row["kek_id"]).unwrap(
+            row["wrapped_key"], dek_context(str(space_id), row["key_version"])
+        )
         aead = AESGCM(dek)
         self._remember(space_id, row["key_version"], aead)
         return row["key_version"], aead
@@ -70,11 +74,14 @@ class KeyStore:
             return cached[2]
         row = await conn.fetchrow(
             "SELECT kek_id, wrapped_key FROM space_key WHERE space_id = $1 AND key_version = $2",
-            space_id, key_version,
+            space_id,
+            key_version,
         )
         if row is None:
             raise MissingDataKey(f"no data key {key_version} for space {space_id}")
-        return AESGCM(self.ring.get(row["kek_id"]).unwrap(row["wrapped_key"], dek_context(str(space_id), key_version)))
+        return AESGCM(
+            self.ring.get(row["kek_id"]).unwrap(row["wrapped_key"], dek_context(str(space_id), key_version))
+        )
 
     async def destroy(self, conn: Conn, space_id: uuid.UUID) -> int:
         """Crypto-shredding: delete every data key of the space. Its bodies can never be read again."""
@@ -94,7 +101,10 @@ class KeyStore:
             dek = self.ring.get(row["kek_id"]).unwrap(row["wrapped_key"], context)
             await conn.execute(
                 "UPDATE space_key SET kek_id = $3, wrapped_key = $4 WHERE space_id = $1 AND key_version = $2",
-                row["space_id"], row["key_version"], kek.key_id, kek.wrap(dek, context),
+                row["space_id"],
+                row["key_version"],
+                kek.key_id,
+                kek.wrap(dek, context),
             )
         self._cache.clear()
         return len(rows)

@@ -68,13 +68,17 @@ async def migrate(dsn: str) -> list[Migration]:
             for m in available():
                 if m.version in have:
                     if have[m.version] != m.checksum:
-                        raise MigrationDrift(f"migration {m.version:04d}_{m.name} changed after it was applied")
+                        raise MigrationDrift(
+                            f"migration {m.version:04d}_{m.name} changed after it was applied"
+                        )
                     continue
                 async with conn.transaction():
                     await conn.execute(m.sql)
                     await conn.execute(
                         "INSERT INTO schema_migration (version, name, checksum) VALUES ($1, $2, $3)",
-                        m.version, m.name, m.checksum,
+                        m.version,
+                        m.name,
+                        m.checksum,
                     )
                 done.append(m)
         finally:

@@ -71,14 +71,23 @@ def stamp(body: dict[str, Any], resource_id: str, version_id: int, when: datetim
     return orjson.dumps(body)
 
 
-async def _encrypt(conn: Conn, keys: KeyStore, space_id: uuid.UUID, rtype: str, rid: str, version: int,
-                   plaintext: bytes) -> tuple[int, bytes]:
+async def _encrypt(
+    conn: Conn, keys: KeyStore, space_id: uuid.UUID, rtype: str, rid: str, version: int, plaintext: bytes
+) -> tuple[int, bytes]:
     key_version, aead = await keys.current(conn, space_id)
     return key_version, seal(aead, plaintext, resource_aad(str(space_id), rtype, rid, version, key_version))
 
 
-async def _decrypt(conn: Conn, keys: KeyStore, space_id: uuid.UUID, rtype: str, rid: str, version: int,
-                   key_version: int, blob: bytes) -> bytes:
+async def _decrypt(
+    conn: Conn,
+    keys: KeyStore,
+    space_id: uuid.UUID,
+    rtype: str,
+    rid: str,
+    version: int,
+    key_version: int,
+    blob: bytes,
+) -> bytes:
     try:
         aead = await keys.version(conn, space_id, key_version)
         return open_(aead, blob, resource_aad(str(space_id), rtype, rid, version, key_version))
@@ -86,14 +95,17 @@ async def _decrypt(conn: Conn, keys: KeyStore, space_id: uuid.UUID, rtype: str, 
         raise DataUnreadable(f"{rtype}/{rid}/_history/{version}: {exc}") from None
 
 
-async def current(conn: Conn, decision: Decision, space_id: uuid.UUID, rtype: str, rid: str,
-                  *, for_update: bool = False) -> Current | None:
+async def current(
+    conn: Conn, decision: Decision, space_id: uuid.UUID, rtype: str, rid: str, *, for_update: bool = False
+) -> Current | None:
     _guard(decision, decision.action, rtype, space_id)
     t = tables_for(rtype)
     row = await conn.fetchrow(
         f"SELECT version_id, last_updated, deleted FROM {t.resource} "
         f"WHERE space_id = $1 AND resource_type = $2 AND resource_id = $3{' FOR UPDATE' if for_update else ''}",
-        space_id, rtype, rid,
+        space_id,
+        rtype,
+        rid,
     )
     return None if row is None else Current(row["version_id"], row["last_updated"], row["deleted"])
 
@@ -103,13 +115,29 @@ async def exists(conn: Conn, decision: Decision, space_id: uuid.UUID, rtype: str
     if not decision.covers(space_id):
         raise PermissionError(f"decision does not cover space {space_id}")
     t = tables_for(rtype)
-    return bool(await conn.fetchval(
-        f"SELECT 1 FROM {t.resource} WHERE space_id = $1 AND resource_type = $2 AND resource_id = $3 "
-        f"AND NOT deleted", space_id, rtype, rid))
+    return bool(
+        await conn.fetchval(
+            f"SELECT 1 FROM {t.resource} WHERE space_id = $1 AND resource_type = $2 AND resource_id = $3 "
+            f"AND NOT deleted",
+            space_id,
+            rtype,
+            rid,
+        )
+    )
 
 
-async def write(conn: Conn, keys: KeyStore, decision: Decision, space_id: uuid.UUID, rtype: str, rid: str,
-                body: dict[str, Any] | None, *, method: str, previous: Current | None) -> Stored:
+async def write(
+    conn: Conn,
+    keys: KeyStore,
+    decision: Decision,
+    space_id: uuid.UUID,
+    rtype: str,
+    rid: str,
+    body: dict[str, Any] | None,
+    *,
+    method: str,
+    previous: Current | None,
+) -> Stored:
     """Write a new version (create, update or delete when body is None). `previous` is the current state read
     FOR UPDATE in this transaction (None when creating)."""
     _guard(decision, decision.action, rtype, space_id)
@@ -120,24 +148,43 @@ async def write(conn: Conn, keys: KeyStore, decision: Decision, space_id: uuid.U
     if previous is not None and when <= previous.last_updated:  # clocks differ between app processes
         when = previous.last_updated + timedelta(milliseconds=1)
     plaintext = None if body is None else stamp(body, rid, version, when)
-    key_version, blob = (0, None) if plaintext is None else await _encrypt(conn, keys, space_id, rtype, rid,
-                                                                           version, plaintext)
+    key_version, blob = (
+        (0, None)
+        if plaintext is None
+        else await _encrypt(conn, keys, space_id, rtype, rid, version, plaintext)
+    )
     await conn.execute(
         f"INSERT INTO {t.version} (space_id, resource_type, resource_id, version_id, last_updated, method, "
         f"key_version, body) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-        space_id, rtype, rid, version, when, method, key_version, blob,
+        space_id,
+        rtype,
+        rid,
+        version,
+        when,
+        method,
+        key_version,
+        blob,
     )
     if previous is None:
         await conn.execute(
             f"INSERT INTO {t.resource} (space_id, resource_type, resource_id, version_id, last_updated, deleted) "
             f"VALUES ($1, $2, $3, $4, $5, false)",
-            space_id, rtype, rid, version, when,
+            space_id,
+            rtype,
+            rid,
+            version,
+            when,
         )
     else:
         await conn.execute(
             f"UPDATE {t.resource} SET version_id = $4, last_updated = $5, deleted = $6 "
             f"WHERE space_id = $1 AND resource_type = $2 AND resource_id = $3",
-            space_id, rtype, rid, version, when, body is None,
+            space_id,
+            rtype,
+            rid,
+            version,
+            when,
+            body is None,
         )
         await _clear_index(conn, t, space_id, rtype, rid)
     if body is not None:
@@ -145,8 +192,15 @@ async def write(conn: Conn, keys: KeyStore, decision: Decision, space_id: uuid.U
     return Stored(rtype, rid, version, when, plaintext, method, space_id)
 
 
-async def read(conn: Conn, keys: KeyStore, decision: Decision, space_id: uuid.UUID, rtype: str, rid: str,
-               version_id: int | None = None) -> Stored | None:
+async def read(
+    conn: Conn,
+    keys: KeyStore,
+    decision: Decision,
+    space_id: uuid.UUID,
+    rtype: str,
+    rid: str,
+    version_id: int | None = None,
+) -> Stored | None:
     """The current version (or a given one). A deleted resource comes back with body None."""
     _guard(decision, decision.action, rtype, space_id)
     t = tables_for(rtype)
@@ -155,13 +209,18 @@ async def read(conn: Conn, keys: KeyStore, decision: Decision, space_id: uuid.UU
             f"SELECT v.version_id, v.last_updated, v.method, v.key_version, v.body FROM {t.resource} r "
             f"JOIN {t.version} v USING (space_id, resource_type, resource_id, version_id) "
             f"WHERE r.space_id = $1 AND r.resource_type = $2 AND r.resource_id = $3",
-            space_id, rtype, rid,
+            space_id,
+            rtype,
+            rid,
         )
     else:
         row = await conn.fetchrow(
             f"SELECT version_id, last_updated, method, key_version, body FROM {t.version} "
             f"WHERE space_id = $1 AND resource_type = $2 AND resource_id = $3 AND version_id = $4",
-            space_id, rtype, rid, version_id,
+            space_id,
+            rtype,
+            rid,
+            version_id,
         )
     if row is None:
         return None
@@ -175,8 +234,18 @@ async def _stored(conn: Conn, keys: KeyStore, space_id: uuid.UUID, rtype: str, r
     return Stored(rtype, rid, row["version_id"], row["last_updated"], body, row["method"], space_id)
 
 
-async def history(conn: Conn, keys: KeyStore, decision: Decision, *, rtype: str, space_id: uuid.UUID | None,
-                  rid: str | None, since: datetime | None, count: int, offset: int) -> list[Stored]:
+async def history(
+    conn: Conn,
+    keys: KeyStore,
+    decision: Decision,
+    *,
+    rtype: str,
+    space_id: uuid.UUID | None,
+    rid: str | None,
+    since: datetime | None,
+    count: int,
+    offset: int,
+) -> list[Stored]:
     """Versions newest first: of one resource (rid given), or of a type (within the decision's spaces)."""
     t = tables_for(rtype)
     decision.require(decision.action, rtype)
@@ -205,8 +274,9 @@ async def history(conn: Conn, keys: KeyStore, decision: Decision, *, rtype: str,
     return [await _stored(conn, keys, r["space_id"], rtype, r["resource_id"], r) for r in rows]
 
 
-async def fetch_current(conn: Conn, keys: KeyStore, decision: Decision, rtype: str,
-                        keys_: Sequence[tuple[uuid.UUID, str]]) -> list[Stored]:
+async def fetch_current(
+    conn: Conn, keys: KeyStore, decision: Decision, rtype: str, keys_: Sequence[tuple[uuid.UUID, str]]
+) -> list[Stored]:
     """Current bodies of the given (space, id) pairs, in that order, skipping deleted or missing ones.
     Used for search pages and includes, whose ids come from a query the decision already scoped."""
     decision.require(decision.action, rtype)
@@ -220,7 +290,9 @@ async def fetch_current(conn: Conn, keys: KeyStore, decision: Decision, rtype: s
         f"JOIN {t.resource} r ON r.space_id = k.space_id AND r.resource_type = $1 AND r.resource_id = k.resource_id "
         f"JOIN {t.version} v ON v.space_id = r.space_id AND v.resource_type = r.resource_type "
         f"AND v.resource_id = r.resource_id AND v.version_id = r.version_id WHERE NOT r.deleted",
-        rtype, [s for s, _ in allowed], [i for _, i in allowed],
+        rtype,
+        [s for s, _ in allowed],
+        [i for _, i in allowed],
     )
     by_key = {(r["space_id"], r["resource_id"]): r for r in rows}
     out = []
@@ -235,51 +307,78 @@ async def _clear_index(conn: Conn, t: Tables, space_id: uuid.UUID, rtype: str, r
     for table in t.index_tables:
         await conn.execute(
             f"DELETE FROM {table} WHERE space_id = $1 AND resource_type = $2 AND resource_id = $3",
-            space_id, rtype, rid,
+            space_id,
+            rtype,
+            rid,
         )
 
 
-async def _write_index(conn: Conn, t: Tables, space_id: uuid.UUID, rtype: str, rid: str,
-                       values: searchparams.IndexValues) -> None:
+async def _write_index(
+    conn: Conn, t: Tables, space_id: uuid.UUID, rtype: str, rid: str, values: searchparams.IndexValues
+) -> None:
     head = "space_id, resource_type, resource_id, param"
     if values.tokens:
         await conn.execute(
             f"INSERT INTO {t.token} ({head}, system, code) "
             f"SELECT $1, $2, $3, * FROM unnest($4::text[], $5::text[], $6::text[])",
-            space_id, rtype, rid, [v.param for v in values.tokens], [v.system for v in values.tokens],
+            space_id,
+            rtype,
+            rid,
+            [v.param for v in values.tokens],
+            [v.system for v in values.tokens],
             [v.code for v in values.tokens],
         )
     if values.strings:
         await conn.execute(
             f"INSERT INTO {t.string} ({head}, normalized, exact) "
             f"SELECT $1, $2, $3, * FROM unnest($4::text[], $5::text[], $6::text[])",
-            space_id, rtype, rid, [v.param for v in values.strings], [v.normalized for v in values.strings],
+            space_id,
+            rtype,
+            rid,
+            [v.param for v in values.strings],
+            [v.normalized for v in values.strings],
             [v.exact for v in values.strings],
         )
     if values.dates:
         await conn.execute(
             f"INSERT INTO {t.date} ({head}, low, high) "
             f"SELECT $1, $2, $3, * FROM unnest($4::text[], $5::timestamptz[], $6::timestamptz[])",
-            space_id, rtype, rid, [v.param for v in values.dates], [v.low for v in values.dates],
+            space_id,
+            rtype,
+            rid,
+            [v.param for v in values.dates],
+            [v.low for v in values.dates],
             [v.high for v in values.dates],
         )
     if values.references:
         await conn.execute(
             f"INSERT INTO {t.reference} ({head}, target_type, target_id) "
             f"SELECT $1, $2, $3, * FROM unnest($4::text[], $5::text[], $6::text[])",
-            space_id, rtype, rid, [v.param for v in values.references],
-            [v.target_type for v in values.references], [v.target_id for v in values.references],
+            space_id,
+            rtype,
+            rid,
+            [v.param for v in values.references],
+            [v.target_type for v in values.references],
+            [v.target_id for v in values.references],
         )
     if values.quantities:
         await conn.execute(
             f"INSERT INTO {t.quantity} ({head}, value, system, code) "
             f"SELECT $1, $2, $3, * FROM unnest($4::text[], $5::numeric[], $6::text[], $7::text[])",
-            space_id, rtype, rid, [v.param for v in values.quantities], [v.value for v in values.quantities],
-            [v.system for v in values.quantities], [v.code for v in values.quantities],
+            space_id,
+            rtype,
+            rid,
+            [v.param for v in values.quantities],
+            [v.value for v in values.quantities],
+            [v.system for v in values.quantities],
+            [v.code for v in values.quantities],
         )
     if values.numbers:
         await conn.execute(
             f"INSERT INTO {t.number} ({head}, value) SELECT $1, $2, $3, * FROM unnest($4::text[], $5::numeric[])",
-            space_id, rtype, rid, [v.param for v in values.numbers], [v.value for v in values.numbers],
+            space_id,
+            rtype,
+            rid,
+            [v.param for v in values.numbers],
+            [v.value for v in values.numbers],
         )
-

@@ -24,10 +24,26 @@ class Tables:
         return (self.token, self.string, self.date, self.reference, self.quantity, self.number)
 
 
-SPACE = Tables("resource", "resource_version", "sp_token", "sp_string", "sp_date", "sp_reference",
-               "sp_quantity", "sp_number")
-DIRECTORY = Tables("dir_resource", "dir_resource_version", "dir_sp_token", "dir_sp_string", "dir_sp_date",
-                   "dir_sp_reference", "dir_sp_quantity", "dir_sp_number")
+SPACE = Tables(
+    "resource",
+    "resource_version",
+    "sp_token",
+    "sp_string",
+    "sp_date",
+    "sp_reference",
+    "sp_quantity",
+    "sp_number",
+)
+DIRECTORY = Tables(
+    "dir_resource",
+    "dir_resource_version",
+    "dir_sp_token",
+    "dir_sp_string",
+    "dir_sp_date",
+    "dir_sp_reference",
+    "dir_sp_quantity",
+    "dir_sp_number",
+)
 
 
 def tables_for(resource_type: str) -> Tables:

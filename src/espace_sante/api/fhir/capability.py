@@ -35,12 +35,22 @@ def _resource(rtype: str) -> dict[str, Any]:
         "searchParam": [
             {"name": "_id", "type": "token"},
             {"name": "_lastUpdated", "type": "date"},
-            *({"name": p.name, "type": p.type, **({"documentation": p.description} if p.description else {})}
-              for p in params.values()),
+            *(
+                {
+                    "name": p.name,
+                    "type": p.type,
+                    **({"documentation": p.description} if p.description else {}),
+                }
+                for p in params.values()
+            ),
         ],
     }
-    revs = [f"{other}:{p.name}" for other in RESOURCE_TYPES for p in params_for(other).values()
-            if p.type == "reference" and (not p.targets or rtype in p.targets)]
+    revs = [
+        f"{other}:{p.name}"
+        for other in RESOURCE_TYPES
+        for p in params_for(other).values()
+        if p.type == "reference" and (not p.targets or rtype in p.targets)
+    ]
     entry["searchRevInclude"] = revs
     return entry
 
@@ -57,23 +67,45 @@ def _statement(base_url: str, fhir_base: str) -> dict[str, Any]:
         "implementation": {"description": "espace-sante FHIR R4 server", "url": fhir_base},
         "fhirVersion": "4.0.1",
         "format": ["application/fhir+json", "json"],
-        "rest": [{
-            "mode": "server",
-            "security": {
-                "cors": False,
-                "service": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/restful-security-service",
-                                         "code": "SMART-on-FHIR"}]}],
-                "description": "OAuth 2 bearer tokens. Machine clients: client credentials with SMART system/ "
-                               "scopes (v1 and v2 syntax) at the token endpoint.",
-                "extension": [{"url": _SMART_EXT,
-                               "extension": [{"url": "token", "valueUri": f"{base_url}/oauth/token"}]}],
-            },
-            "resource": [_resource(rtype) for rtype in RESOURCE_TYPES],
-            "interaction": [{"code": "transaction"}, {"code": "batch"}],
-            "searchParam": [{"name": n, "type": t} for n, t in
-                            (("_count", "number"), ("_sort", "string"), ("_include", "string"),
-                             ("_revinclude", "string"), ("_summary", "token"), ("_total", "token"))],
-        }],
+        "rest": [
+            {
+                "mode": "server",
+                "security": {
+                    "cors": False,
+                    "service": [
+                        {
+                            "coding": [
+                                {
+                                    "system": "http://terminology.hl7.org/CodeSystem/restful-security-service",
+                                    "code": "SMART-on-FHIR",
+                                }
+                            ]
+                        }
+                    ],
+                    "description": "OAuth 2 bearer tokens. Machine clients: client credentials with SMART system/ "
+                    "scopes (v1 and v2 syntax) at the token endpoint.",
+                    "extension": [
+                        {
+                            "url": _SMART_EXT,
+                            "extension": [{"url": "token", "valueUri": f"{base_url}/oauth/token"}],
+                        }
+                    ],
+                },
+                "resource": [_resource(rtype) for rtype in RESOURCE_TYPES],
+                "interaction": [{"code": "transaction"}, {"code": "batch"}],
+                "searchParam": [
+                    {"name": n, "type": t}
+                    for n, t in (
+                        ("_count", "number"),
+                        ("_sort", "string"),
+                        ("_include", "string"),
+                        ("_revinclude", "string"),
+                        ("_summary", "token"),
+                        ("_total", "token"),
+                    )
+                ],
+            }
+        ],
     }
 
 
@@ -89,7 +121,13 @@ def smart_configuration(settings: Settings) -> dict[str, Any]:
         "token_endpoint": f"{base}/oauth/token",
         "grant_types_supported": ["client_credentials"],
         "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
-        "scopes_supported": ["system/*.read", "system/*.write", "system/*.*", "system/*.cruds", "system/*.rs"],
+        "scopes_supported": [
+            "system/*.read",
+            "system/*.write",
+            "system/*.*",
+            "system/*.cruds",
+            "system/*.rs",
+        ],
         "capabilities": ["client-confidential-symmetric"],
         "code_challenge_methods_supported": ["S256"],
     }
