@@ -83,6 +83,12 @@ EXPECTED_NAMES: dict[str, set[str]] = {
     "AuditEvent": {"patient", "agent", "entity", "date", "type", "subtype", "action", "outcome", "source"},
 }  # fmt: skip
 
+# Every clinical type with Resource.identifier is searchable by it: conditional create (If-None-Exist) and
+# idempotent feeds rely on it.
+for _rtype in ("AllergyIntolerance", "MedicationStatement", "Condition", "Procedure", "Immunization",
+               "Observation", "Consent", "Communication", "Appointment"):
+    EXPECTED_NAMES[_rtype] = EXPECTED_NAMES[_rtype] | {"identifier"}
+
 
 def test_every_requested_parameter_is_defined() -> None:
     assert set(EXPECTED_NAMES) == KNOWN_TYPES
