@@ -135,3 +135,21 @@ def test_serve_shares_its_database_with_other_commands_and_stops_it_on_sigterm(f
     lines = [line for line in stderr.splitlines() if line.startswith("{")]
     assert lines and all(json.loads(line) for line in lines)  # JSON logs
     assert "Bearer" not in stderr and "Martin" not in stderr  # no token, no medical content
+
+
+def test_rotating_the_key_encryption_key_from_the_command_line(folder: Path) -> None:
+    """An operator rotates the KEK: new key configured, old one kept as previous, `keys rewrap`; afterwards the
+    old key can be dropped and the demo data still reads (`demo` reads every demo resource back)."""
+    import base64
+
+    old = (folder / "kek.key").read_text().strip()
+    new = base64.b64encode(os.urandom(32)).decode()
+    env = {"ESPACE_SANTE_KEK": new, "ESPACE_SANTE_KEK_PREVIOUS": old}
+    done = subprocess.run([*EXE, "--data-dir", str(folder), "keys", "rewrap"], capture_output=True, text=True,
+                          env={**_env(), **env}, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert int(done.stdout.split()[0]) >= 2  # the directory's key and the demo spaces' keys
+    again = subprocess.run([*EXE, "--data-dir", str(folder), "demo"], capture_output=True, text=True,
+                           env={**_env(), "ESPACE_SANTE_KEK": new}, timeout=120)
+    assert again.returncode == 0, again.stderr
+    assert again.stdout.startswith("demo data: 0 created")

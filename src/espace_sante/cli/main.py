@@ -25,8 +25,10 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_show_locals=False,
 )
+keys_app = typer.Typer(help="Clés de chiffrement / encryption keys.", no_args_is_help=True)
 client_app = typer.Typer(help="Clients machine (OAuth 2) / machine clients.", no_args_is_help=True)
 app.add_typer(client_app, name="client")
+app.add_typer(keys_app, name="keys")
 
 
 @app.callback()
@@ -121,6 +123,21 @@ def client_create(
         f"client_id:     {client.client_id}\nclient_secret: {client.client_secret}\nscope:         "
         f"{client.scope}\nLe secret ne sera plus affiché / the secret will not be shown again."
     )
+
+
+@keys_app.command("rewrap")
+def keys_rewrap() -> None:
+    """Rechiffre les clés de données sous la KEK courante / rewrap data keys under the current KEK.
+
+    Rotation: set the new key in ESPACE_SANTE_KEK and the old one in ESPACE_SANTE_KEK_PREVIOUS, run this, then
+    drop the old key from the configuration."""
+    from ..services.runtime import Runtime
+
+    async def work(rt: Runtime) -> int:
+        return await rt.db.interaction("keys_rewrap", rt.keys.rewrap)
+
+    count = _run(lambda: _with_runtime(_settings(), work))
+    typer.echo(f"{count} data key(s) rewrapped")
 
 
 @app.command()
