@@ -40,7 +40,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         version=__version__,
         description="A national personal health space: FHIR R4 API with SMART on FHIR authorization.",
         lifespan=lifespan,
-        docs_url="/docs",
+        docs_url=None,  # Swagger UI loads from a CDN: refused by our CSP and by SECURITY 14.2.3
         redoc_url=None,
         redirect_slashes=False,
     )

@@ -192,7 +192,7 @@ def serve(
         typer.echo(
             f"\nespace-sante sert sur / is serving on {base}\n"
             f"  API FHIR R4      {base}/fhir/metadata\n"
-            f"  OpenAPI (docs)   {base}/docs\n"
+            f"  OpenAPI          {base}/openapi.json\n"
             f"  santé / health   {base}/readyz\n"
             f"  données / data   {settings.data_dir.resolve()}",
             err=True,
