@@ -27,7 +27,12 @@ def _respond(request: Request, error: FhirError, headers: dict[str, str] | None 
 def install(app: FastAPI) -> None:
     @app.exception_handler(FhirError)
     async def fhir_error(request: Request, exc: FhirError) -> Response:
-        headers = {"WWW-Authenticate": 'Bearer realm="espace-sante"'} if exc.status == 401 else None
+        headers = None
+        if exc.status == 401:
+            # RFC 6750 section 3.1: name the error when a token was presented, the bare challenge otherwise.
+            presented = request.headers.get("authorization", "")[:7].lower() == "bearer "
+            challenge = 'Bearer realm="espace-sante"' + (', error="invalid_token"' if presented else "")
+            headers = {"WWW-Authenticate": challenge}
         return _respond(request, exc, headers)
 
     @app.exception_handler(RequestValidationError)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import secrets
 import time
+import uuid
 from typing import Any
 
 import orjson
@@ -44,10 +45,9 @@ class RequestGuard:
         limit = self.max_body
 
         for name, value in scope["headers"]:
-            if name == b"content-length":
-                if not value.isdigit() or int(value) > limit:
-                    await self._too_large(scope, send, request_id)
-                    return
+            if name == b"content-length" and (not value.isdigit() or int(value) > limit):
+                await self._too_large(scope, send, request_id)
+                return
 
         received = 0
 
@@ -79,10 +79,15 @@ class RequestGuard:
                      ms=round((time.perf_counter() - start) * 1000, 2))
 
     async def _too_large(self, scope: Scope, send: Send, request_id: str) -> None:
-        body = orjson.dumps({"resourceType": "OperationOutcome", "issue": [{
-            "severity": "error", "code": "too-costly",
-            "diagnostics": f"corps de requête trop grand / request body too large (> {self.max_body} bytes)"}]})
+        message = f"corps de requête trop grand / request body too large (> {self.max_body} bytes)"
+        if str(scope.get("path", "")).startswith("/fhir"):
+            ctype = b"application/fhir+json; charset=utf-8"
+            body = orjson.dumps({"resourceType": "OperationOutcome", "id": uuid.uuid4().hex, "issue": [{
+                "severity": "error", "code": "too-costly", "diagnostics": message}]})
+        else:  # the same shape as every other error outside /fhir (api/errors.py)
+            ctype = b"application/json"
+            body = orjson.dumps({"error": "too-costly", "error_description": message})
         await send({"type": "http.response.start", "status": 413, "headers": [
-            (b"content-type", b"application/fhir+json; charset=utf-8"), (b"content-length", str(len(body)).encode()),
+            (b"content-type", ctype), (b"content-length", str(len(body)).encode()),
             (b"connection", b"close"), (b"x-request-id", request_id.encode()), *self.headers]})
         await send({"type": "http.response.body", "body": body})

@@ -15,7 +15,17 @@ from urllib.parse import parse_qsl, urlsplit
 
 from ..access.policy import Decision
 from ..context import Context
-from ..errors import BadRequest, FhirError, InvalidResource, Issue, MethodNotAllowed, PayloadTooLarge
+from ..errors import (
+    BadRequest,
+    FhirError,
+    Forbidden,
+    InvalidResource,
+    Issue,
+    MethodNotAllowed,
+    NotFound,
+    PayloadTooLarge,
+    PreconditionFailed,
+)
 from ..fhir import compartment
 from ..fhir.validation import validate_resource
 from ..storage import resources as store
@@ -65,11 +75,31 @@ def _where(entry: int, detail: str | None = None) -> str:
     return f"Bundle.entry[{entry}]" + (f".{detail}" if detail else "")
 
 
-def _entry_error(index: int, exc: FhirError) -> FhirError:
+def _in_entry(index: int, expression: str | None, in_request: bool = False) -> str:
+    """An issue location inside entry `index`: `Observation.subject` becomes `Bundle.entry[i].resource.subject`;
+    a location already in the Bundle is kept; a search parameter of a GET entry is in its request.url."""
+    if expression is None:
+        return _where(index)
+    if expression.startswith("Bundle."):
+        return expression
+    if in_request:
+        return _where(index, "request.url")
+    head, dot, rest = expression.partition(".")
+    if dot and head[:1].isupper() and head.isalpha():
+        expression = rest
+    return _where(index, f"resource.{expression}")
+
+
+def _entry_error(index: int, exc: FhirError, *, in_request: bool = False) -> FhirError:
     """Prefix every issue location with the entry, so the client knows which one failed."""
-    issues = [Issue(f"Bundle.entry[{index}] : {i.diagnostics}", i.code, i.severity,
-                    _where(index, f"resource.{i.expression}" if i.expression else None)) for i in exc.all_issues()]
-    return FhirError(f"Bundle.entry[{index}] : {exc.message}", exc.status, exc.code, issues[0].expression, issues)
+    prefix = f"Bundle.entry[{index}]"
+
+    def named(text: str) -> str:
+        return text if text.startswith(prefix) else f"{prefix} : {text}"
+
+    issues = [Issue(named(i.diagnostics), i.code, i.severity, _in_entry(index, i.expression, in_request))
+              for i in exc.all_issues()]
+    return FhirError(named(exc.message), exc.status, exc.code, issues[0].expression, issues)
 
 
 def _parse_entry(ctx: Context, index: int, raw: Any) -> Entry:
@@ -154,7 +184,7 @@ def parse(ctx: Context, body: Any) -> tuple[str, list[Entry]]:
         except FhirError as exc:
             if kind == "transaction":
                 raise _entry_error(i, exc) from None
-            entries.append(Entry(i, "INVALID", "", "", query=None, body={"error": exc}))
+            entries.append(Entry(i, "INVALID", "", "", query=None, body={"error": _entry_error(i, exc)}))
     if kind == "transaction":
         urls = [e.full_url for e in entries if e.full_url]
         if len(urls) != len(set(urls)):
@@ -199,7 +229,7 @@ async def _transaction(conn: Conn, ctx: Context, entries: list[Entry]) -> list[E
             if e.if_none_exist:
                 found = await fhir.conditional_match(conn, ctx, e.resource_type, e.if_none_exist, lock=True)
                 if len(found) > 1:
-                    raise _entry_error(e.index, fhir.PreconditionFailed(
+                    raise _entry_error(e.index, PreconditionFailed(
                         f"ifNoneExist : {len(found)} ressources correspondent / resources match"))
                 if found:
                     results[e.index] = EntryResult(200, stored=found[0])
@@ -224,9 +254,9 @@ async def _transaction(conn: Conn, ctx: Context, entries: list[Entry]) -> list[E
         while pending:
             progressed = False
             for e in list(pending):
-                space = await _space_from_patient(conn, ctx, e, refmap) or _space_from_referrers(e, entries)
-                if space is not None:
-                    _assign(e, space, refmap)
+                found_space = await _space_from_patient(conn, ctx, e, refmap) or _space_from_referrers(e, entries)
+                if found_space is not None:
+                    _assign(e, found_space, refmap)
                     pending.remove(e)
                     progressed = True
             if not progressed:
@@ -345,6 +375,8 @@ async def _resolve_conditional_references(conn: Conn, ctx: Context, e: Entry,
         try:
             fhir.check_type(target_type)
             stored = await fhir.conditional_match(conn, ctx, target_type, value.split("?", 1)[1])
+        except Forbidden:
+            raise  # a refusal stays a 403: the actor may not search the target type
         except FhirError as exc:
             raise InvalidResource(f"{where} : référence conditionnelle invalide / invalid conditional reference "
                                   f"« {value} » : {exc.message}", expression=where) from None
@@ -385,11 +417,11 @@ async def _execute(conn: Conn, ctx: Context, e: Entry) -> EntryResult:
             return EntryResult(200, search=await fhir._search_in(conn, ctx, decision, request))
         version = int(e.version) if e.version and e.version.isdigit() else None
         if e.version and version is None:
-            raise fhir.NotFound(f"version introuvable / version not found: {e.version}")
+            raise NotFound(f"version introuvable / version not found: {e.version}")
         return EntryResult(200, stored=await fhir._read_in(conn, ctx, decision, e.resource_type, e.resource_id,
                                                            version))
     except FhirError as exc:
-        raise _entry_error(e.index, exc) from None
+        raise _entry_error(e.index, exc, in_request=e.method == "GET" and e.resource_id is None) from None
 
 
 def split_url(url: str) -> tuple[str, str]:

@@ -86,7 +86,7 @@ def _locate(resource_type: str, resource_id: str) -> uuid.UUID | None:
 def parse_etag(value: str) -> int:
     match = _ETAG.match(value.strip())
     if not match:
-        raise BadRequest(f'If-Match invalide / invalid If-Match: attendu / expected W/"<versionId>"', code="value")
+        raise BadRequest('If-Match invalide / invalid If-Match: attendu / expected W/"<versionId>"', code="value")
     return int(match.group(1))
 
 
@@ -119,21 +119,34 @@ async def _read_in(conn: Conn, ctx: Context, decision: Decision, rtype: str, rid
     return found
 
 
+@dataclass(frozen=True)
+class HistoryPage:
+    """One page of a history, newest first, and whether a next page exists (for the Bundle's links)."""
+
+    versions: list[store.Stored]
+    count: int
+    offset: int
+    has_next: bool
+
+
 async def history(ctx: Context, resource_type: str, resource_id: str | None, *, since: datetime | None,
-                  count: int, offset: int) -> list[store.Stored]:
+                  count: int, offset: int) -> HistoryPage:
     decision = _decide(ctx, "history" if resource_id else "search", resource_type)
 
-    async def run(conn: Conn) -> list[store.Stored]:
+    async def run(conn: Conn) -> HistoryPage:
         space_id = None
         if resource_id is not None:
             space_id = _locate(resource_type, resource_id)
             if space_id is None or not decision.covers(space_id):
                 raise NotFound(f"{resource_type}/{resource_id} introuvable / not found")
         rows = await store.history(conn, ctx.runtime.keys, decision, rtype=resource_type, space_id=space_id,
-                                   rid=resource_id, since=since, count=count, offset=offset)
-        if resource_id is not None and not rows and offset == 0:
+                                   rid=resource_id, since=since, count=count + 1, offset=offset)
+        # An empty page (_since after the last change, _count=0, past the end) of an existing resource is an
+        # empty history, not a 404.
+        if (resource_id is not None and space_id is not None and not rows
+                and await store.current(conn, decision, space_id, resource_type, resource_id) is None):
             raise NotFound(f"{resource_type}/{resource_id} introuvable / not found")
-        return rows
+        return HistoryPage(rows[:count], count, offset, count > 0 and len(rows) > count)
 
     return await ctx.runtime.db.interaction("fhir_history", run)
 
@@ -150,15 +163,16 @@ async def search(ctx: Context, resource_type: str, pairs: Sequence[tuple[str, st
 async def _search_in(conn: Conn, ctx: Context, decision: Decision, request: SearchRequest) -> SearchResult:
     keys = ctx.runtime.keys
     if request.summary == "count" or request.count == 0:
-        total = await search_store.count(conn, decision, request)
-        return SearchResult(request, [], [], total, False)
+        return SearchResult(request, [], [], await search_store.count(conn, decision, request), False)
     page, has_next = await search_store.page(conn, decision, request)
     matches = await store.fetch_current(conn, keys, decision, request.resource_type, page)
-    total = None
+    total: int | None = None
     if request.total == "accurate":
         total = await search_store.count(conn, decision, request)
-    elif not has_next:
+    elif not has_next and (matches or request.offset == 0):
         total = request.offset + len(matches)
+    elif not has_next:  # a page past the end (a stale next link): count rather than report the offset
+        total = await search_store.count(conn, decision, request)
     included: list[store.Stored] = []
     seen = {(m.resource_type, m.resource_id) for m in matches}
     for target_type, found in await search_store.includes(conn, request, page):
@@ -250,7 +264,10 @@ async def _update_in(conn: Conn, ctx: Context, decision: Decision, rid: str, bod
     if expected is not None and expected != previous.version_id:
         raise PreconditionFailed(f"version {expected} périmée, la version courante est {previous.version_id} / "
                                  f"stale version {expected}, current is {previous.version_id}")
-    if rtype != "Patient" and space_id != DIRECTORY_SPACE:
+    # A Binary may have no securityContext (a transaction puts it in the space of the document that points at
+    # it); its id already fixes its space. Any other space resource must keep naming the same patient.
+    unbound_binary = rtype == "Binary" and not compartment.patient_references(body)
+    if rtype != "Patient" and space_id != DIRECTORY_SPACE and not unbound_binary:
         if await space_for_new(conn, ctx, body) != space_id:
             raise InvalidResource("une ressource ne peut pas changer de patient / a resource cannot move to "
                                   "another patient", expression=_patient_element(rtype))
@@ -343,15 +360,27 @@ def iter_references(node: Any, where: str) -> Iterator[tuple[str, dict[str, Any]
             yield from iter_references(item, f"{where}[{i}]")
 
 
+#: Attachment.url values that point at a resource of this server (relative, or absolute under a base).
+_ATTACHED = re.compile(r"(?:^|/)(?:Binary|DocumentReference)/")
+
+
+def _referenced_id(reference: str) -> str:
+    """The logical id a literal reference names: `Type/id`, `Type/id/_history/v`, absolute or relative."""
+    parts = reference.split("?", 1)[0].split("#", 1)[0].rstrip("/").split("/")
+    if len(parts) >= 4 and parts[-2] == "_history":
+        parts = parts[:-2]
+    return parts[-1]
+
+
 def check_references_stay_in_space(body: dict[str, Any], space_id: uuid.UUID) -> None:
     """A resource may reference its own space and the directory, never another space (SECURITY, FHIR attack 4:
     planted references)."""
     rtype = str(body.get("resourceType"))
     for where, holder, key in iter_references(body, rtype):
         value = holder[key]
-        if key == "url" and not value.startswith(("Binary/", "DocumentReference/")):
+        if key == "url" and not _ATTACHED.search(value):
             continue
-        target = compartment.space_of(value.rsplit("/", 1)[-1]) if "/" in value else None
+        target = compartment.space_of(_referenced_id(value)) if "/" in value else None
         if target is not None and target != space_id:
             raise InvalidResource(f"{where} désigne les données d'un autre patient / references another "
                                   f"patient's data", expression=where)

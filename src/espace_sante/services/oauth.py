@@ -32,6 +32,9 @@ from ..storage import clients as store
 from ..storage.db import Conn
 from .runtime import Runtime
 
+#: SMART Backend Services: system access tokens live five minutes at most, whatever the settings say.
+MAX_SYSTEM_TOKEN_LIFETIME = 300
+
 
 def digest(secret: str) -> bytes:
     return hashlib.sha256(secret.encode()).digest()
@@ -188,7 +191,7 @@ async def token_endpoint(rt: Runtime, uri: str, headers: Mapping[str, str],
     row = None
     if client_id:
         row = await rt.db.interaction("oauth_get_client", store.get_client, client_id)
-    server = _Server(row, rt.settings.system_token_lifetime)
+    server = _Server(row, max(1, min(rt.settings.system_token_lifetime, MAX_SYSTEM_TOKEN_LIFETIME)))
     status, body, out_headers = server.create_token_response(_Request(uri, headers, form))
     for token, owner in server.issued:
         expires = datetime.now(UTC) + timedelta(seconds=int(token["expires_in"]))

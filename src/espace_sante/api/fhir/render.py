@@ -8,14 +8,14 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from email.utils import format_datetime
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import orjson
 from starlette.responses import Response
 
 from ...errors import FhirError
 from ...services.bundles import BundleResult, EntryResult
-from ...services.fhir import SearchResult
+from ...services.fhir import HistoryPage, SearchResult
 from ...storage.resources import Stored
 
 FHIR_JSON = "application/fhir+json; charset=utf-8"
@@ -102,9 +102,24 @@ def searchset(result: SearchResult, base: str) -> dict[str, Any]:
     return bundle
 
 
-def history(versions: list[Stored], base: str, self_url: str) -> dict[str, Any]:
+def _with_page(url: str, count: int, offset: int) -> str:
+    parts = urlsplit(url)
+    params = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k not in ("_count", "_offset")]
+    params.append(("_count", str(count)))
+    if offset:
+        params.append(("_offset", str(offset)))
+    return urlunsplit(parts._replace(query=urlencode(params)))
+
+
+def history(page: HistoryPage, base: str, self_url: str) -> dict[str, Any]:
+    links = [{"relation": "self", "url": self_url}]
+    if page.has_next:
+        links.append({"relation": "next", "url": _with_page(self_url, page.count, page.offset + page.count)})
+    if page.offset > 0 and page.count > 0:
+        links.append({"relation": "previous",
+                      "url": _with_page(self_url, page.count, max(0, page.offset - page.count))})
     entries = []
-    for s in versions:
+    for s in page.versions:
         entry: dict[str, Any] = {"fullUrl": _full_url(base, s)}
         if s.body is not None:
             entry["resource"] = orjson.Fragment(s.body)
@@ -114,7 +129,7 @@ def history(versions: list[Stored], base: str, self_url: str) -> dict[str, Any]:
                              ("204 No Content" if s.method == "DELETE" else "200 OK"),
                              "etag": etag(s), "lastModified": instant(s.last_updated)}
         entries.append(entry)
-    return _bundle("history", entries, link=[{"relation": "self", "url": self_url}])
+    return _bundle("history", entries, link=links)
 
 
 _REASONS = {200: "200 OK", 201: "201 Created", 204: "204 No Content"}

@@ -18,7 +18,18 @@ from ..deps import fhir_context
 from . import capability, render
 from .openapi import BODY, ERRORS, SEARCH_FORM
 
-router = APIRouter(prefix="/fhir", tags=["FHIR R4"], responses=ERRORS)
+_FORMATS = ("json", "application/fhir+json", "application/json")
+
+
+def json_format(request: Request) -> None:
+    """`_format` (http.html#mime-type) on any interaction: only JSON is served, anything else is 415."""
+    for value in request.query_params.getlist("_format"):
+        if value.split(";", 1)[0].strip().lower() not in _FORMATS:
+            raise UnsupportedMediaType(f"_format « {value[:40]} » non pris en charge : ce serveur ne parle que JSON "
+                                       "/ unsupported _format: this server speaks JSON only (application/fhir+json)")
+
+
+router = APIRouter(prefix="/fhir", tags=["FHIR R4"], responses=ERRORS, dependencies=[Depends(json_format)])
 
 Ctx = Annotated[Context, Depends(fhir_context)]
 Type = Annotated[str, Path(description="FHIR resource type", json_schema_extra={"enum": list(RESOURCE_TYPES)})]
@@ -112,8 +123,8 @@ async def create(rtype: Type, request: Request, ctx: Ctx) -> Response:
 @router.get("/{rtype}/_history", summary="Type history")
 async def type_history(rtype: Type, request: Request, ctx: Ctx) -> Response:
     since, count, offset = _paging(request)
-    versions = await fhir.history(ctx, rtype, None, since=since, count=count, offset=offset)
-    return render.json_response(render.history(versions, _base(ctx), str(request.url)))
+    page = await fhir.history(ctx, rtype, None, since=since, count=count, offset=offset)
+    return render.json_response(render.history(page, _base(ctx), str(request.url)))
 
 
 @router.get("/{rtype}/{rid}", summary="Read")
@@ -144,8 +155,8 @@ async def delete(rtype: Type, rid: Id, ctx: Ctx) -> Response:
 @router.get("/{rtype}/{rid}/_history", summary="Instance history")
 async def instance_history(rtype: Type, rid: Id, request: Request, ctx: Ctx) -> Response:
     since, count, offset = _paging(request)
-    versions = await fhir.history(ctx, rtype, rid, since=since, count=count, offset=offset)
-    return render.json_response(render.history(versions, _base(ctx), str(request.url)))
+    page = await fhir.history(ctx, rtype, rid, since=since, count=count, offset=offset)
+    return render.json_response(render.history(page, _base(ctx), str(request.url)))
 
 
 @router.get("/{rtype}/{rid}/_history/{vid}", summary="Version read (vread)")
