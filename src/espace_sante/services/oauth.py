@@ -205,7 +205,7 @@ async def resolve_bearer(rt: Runtime, conn: Conn | None, token: str) -> Actor:
     if not token or len(token) > 512:
         raise Unauthorized("jeton d'accès invalide ou expiré / invalid or expired access token")
     if conn is None:
-        row = await rt.db.interaction("oauth_resolve_token", store.active_token, digest(token))
+        row = await rt.db.read("oauth_resolve_token", store.active_token, digest(token))
     else:
         row = await store.active_token(conn, digest(token))
     if row is None:

@@ -25,6 +25,14 @@ log = get_logger(__name__)
 TX_SECONDS = Histogram("espace_sante_db_transaction_seconds", "Duration of named transactions", ["name"])
 
 _RETRYABLE = (asyncpg.SerializationError, asyncpg.DeadlockDetectedError)
+#: The database is down, overloaded or too slow (statement_timeout): the API answers 503, never 500.
+_UNAVAILABLE = (
+    OSError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.TooManyConnectionsError,
+    asyncpg.QueryCanceledError,
+    asyncpg.ConnectionDoesNotExistError,
+)
 
 
 class DatabaseUnavailable(RuntimeError):
@@ -87,16 +95,28 @@ class Database:
                     raise
                 log.info("db.retry", transaction=name, attempt=attempt)
                 await asyncio.sleep(0.01 * attempt)
-            except (
-                OSError,
-                asyncpg.CannotConnectNowError,
-                asyncpg.TooManyConnectionsError,
-                asyncpg.QueryCanceledError,
-                asyncpg.ConnectionDoesNotExistError,
-            ) as exc:
+            except _UNAVAILABLE as exc:
                 raise DatabaseUnavailable(f"{name}: {type(exc).__name__}") from exc
             finally:
                 TX_SECONDS.labels(name).observe(time.perf_counter() - start)
+
+    async def read(
+        self,
+        name: str,
+        func: Callable[Concatenate[Conn, P], Awaitable[T]],
+        *args: P.args,
+        **kwargs: P.kwargs,
+    ) -> T:
+        """Run a single-statement read `func(conn, ...)` outside a transaction: one round trip instead of
+        three (BEGIN, query, COMMIT). Only for reads that need no consistent snapshot across statements."""
+        start = time.perf_counter()
+        try:
+            async with self.pool.acquire() as conn:
+                return await func(cast(Conn, conn), *args, **kwargs)
+        except _UNAVAILABLE as exc:
+            raise DatabaseUnavailable(f"{name}: {type(exc).__name__}") from exc
+        finally:
+            TX_SECONDS.labels(name).observe(time.perf_counter() - start)
 
     async def fetchval(self, name: str, sql: str, *args: Any) -> Any:
         """A single read outside any transaction (health checks)."""
