@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from types import MappingProxyType
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, TypeGuard
 
 ParamType = Literal["token", "string", "date", "reference", "quantity", "number", "uri"]
 
@@ -547,13 +547,19 @@ def _walk(root: dict[str, Any], steps: tuple[_Step, ...]) -> list[Any]:
 
 
 def _opt_str(v: Any) -> str | None:
-    return v if isinstance(v, str) and v else None
+    return v if isinstance(v, str) and v and "\x00" not in v else None
+
+
+def _indexable(v: Any) -> TypeGuard[str]:
+    """A non-empty string PostgreSQL can store: U+0000 cannot be in a text column (and no search may hold it),
+    so a code with one is left out of the index rather than failing the write."""
+    return isinstance(v, str) and bool(v) and "\x00" not in v
 
 
 def _tokens(name: str, node: Any, contact_point: bool, out: IndexValues) -> None:
     # R4 search.html#token: which element of each data type gives the (system, code) pair.
     if isinstance(node, str):
-        if node:
+        if _indexable(node):
             out.tokens.append(TokenValue(name, None, node))
     elif isinstance(node, bool):
         out.tokens.append(TokenValue(name, None, "true" if node else "false"))
@@ -563,15 +569,15 @@ def _tokens(name: str, node: Any, contact_point: bool, out: IndexValues) -> None
             for c in codings:
                 if isinstance(c, dict):
                     code = c.get("code")
-                    if isinstance(code, str) and code:
+                    if _indexable(code):
                         out.tokens.append(TokenValue(name, _opt_str(c.get("system")), code))
             return
         code = node.get("code")
-        if isinstance(code, str) and code:  # Coding
+        if _indexable(code):  # Coding
             out.tokens.append(TokenValue(name, _opt_str(node.get("system")), code))
             return
         value = node.get("value")
-        if isinstance(value, str) and value:
+        if _indexable(value):
             if contact_point:  # ContactPoint.system is a kind (phone, email), not a namespace
                 out.tokens.append(TokenValue(name, None, value))
             else:  # Identifier
@@ -586,6 +592,8 @@ _STRING_PARTS: Final = (
 
 
 def _add_string(name: str, s: str, out: IndexValues) -> None:
+    if "\x00" in s:  # PostgreSQL text cannot hold U+0000; searches refuse it too
+        s = s.replace("\x00", "")
     norm = normalize_text(s)
     if norm:
         out.strings.append(StringValue(name, norm, s))

@@ -618,6 +618,13 @@ def parse_search(
             )
         if not name:
             _fail(name, "Nom de paramètre vide", "empty parameter name")
+        if "\x00" in name or "\x00" in value:
+            # No stored value holds U+0000 (PostgreSQL text cannot): a malformed request, not a 500.
+            _fail(
+                name.replace("\x00", ""),
+                "Caractère nul (U+0000) interdit dans une recherche",
+                "NUL character (U+0000) not allowed in a search",
+            )
         try:
             echoed = parser.pair(name, value)
         except _Ignore:

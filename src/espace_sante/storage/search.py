@@ -52,27 +52,36 @@ def _owned(q: _Sql, alias: str, table: str, rtype: str, param: str, condition: s
 
 
 def _date_cond(q: _Sql, lo: str, hi: str, v: DateQuery) -> str:
-    ql, qh = q.arg(v.low), q.arg(v.high)
-    inside = f"({lo} >= {ql} AND {hi} <= {qh})"
+    # Only the bounds a prefix uses become parameters: PostgreSQL cannot type a parameter the query never
+    # mentions (gt, lt, sa and eb compare one bound only).
+    def ql() -> str:
+        return q.arg(v.low)
+
+    def qh() -> str:
+        return q.arg(v.high)
+
+    def inside() -> str:
+        return f"({lo} >= {ql()} AND {hi} <= {qh()})"
+
     match v.prefix:
         case "eq":
-            return inside
+            return inside()
         case "ne":
-            return f"NOT {inside}"
+            return f"NOT {inside()}"
         case "gt":
-            return f"{hi} > {qh}"
+            return f"{hi} > {qh()}"
         case "lt":
-            return f"{lo} < {ql}"
+            return f"{lo} < {ql()}"
         case "ge":
-            return f"({hi} > {qh} OR {inside})"
+            return f"({hi} > {qh()} OR {inside()})"
         case "le":
-            return f"({lo} < {ql} OR {inside})"
+            return f"({lo} < {ql()} OR {inside()})"
         case "sa":
-            return f"{lo} >= {qh}"
+            return f"{lo} >= {qh()}"
         case "eb":
-            return f"{hi} <= {ql}"
+            return f"{hi} <= {ql()}"
         case _:  # ap: the ranges overlap
-            return f"({lo} < {qh} AND {hi} > {ql})"
+            return f"({lo} < {qh()} AND {hi} > {ql()})"
 
 
 def _half_unit(value: Decimal) -> Decimal:

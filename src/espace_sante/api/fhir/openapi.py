@@ -9,7 +9,17 @@ _OUTCOME = {"application/fhir+json": {"schema": {"type": "object", "required": [
                                                   "properties": {"resourceType": {"const": "OperationOutcome"},
                                                                  "issue": {"type": "array"}}}}}
 
-ERRORS: dict[int | str, dict[str, Any]] = {
+_RESOURCE_SCHEMA: dict[str, Any] = {"type": "object", "required": ["resourceType"],
+                    "properties": {"resourceType": {"type": "string"}}, "additionalProperties": True}
+_FHIR_RESOURCE: dict[str, Any] = {"application/fhir+json": {"schema": _RESOURCE_SCHEMA}}
+
+# Every FHIR route answers FHIR JSON (a resource, a Bundle or a CapabilityStatement) with 200: reads, searches,
+# history, updates and bundles; a conditional create that finds its match too (http.html#ccreate). The
+# router applies these to each route, with the route's own status (201 create, 204 delete) added by FastAPI.
+_SUCCESS: dict[int | str, dict[str, Any]] = {
+    200: {"description": "A FHIR resource or Bundle", "content": _FHIR_RESOURCE},
+}
+ERRORS: dict[int | str, dict[str, Any]] = _SUCCESS | {
     status: {"description": text, "content": _OUTCOME}
     for status, text in {
         400: "Bad request (OperationOutcome)",
@@ -27,12 +37,11 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     }.items()
 }
 
-_RESOURCE_SCHEMA = {"type": "object", "required": ["resourceType"],
-                    "properties": {"resourceType": {"type": "string"}}, "additionalProperties": True}
-
 BODY: dict[str, Any] = {
     "requestBody": {"required": True, "content": {"application/fhir+json": {"schema": _RESOURCE_SCHEMA},
-                                                  "application/json": {"schema": _RESOURCE_SCHEMA}}}
+                                                  "application/json": {"schema": _RESOURCE_SCHEMA}}},
+    # create answers 201 with the stored resource; so does an update that brings a deleted resource back.
+    "responses": {"201": {"description": "Created", "content": _FHIR_RESOURCE}},
 }
 
 SEARCH_FORM: dict[str, Any] = {
