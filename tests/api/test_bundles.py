@@ -31,8 +31,10 @@ def observation(subject: str, **extra: Any) -> dict[str, Any]:
 
 
 def post(resource: dict[str, Any], full_url: str | None = None, **request: str) -> dict[str, Any]:
-    entry: dict[str, Any] = {"resource": resource,
-                             "request": {"method": "POST", "url": resource["resourceType"], **request}}
+    entry: dict[str, Any] = {
+        "resource": resource,
+        "request": {"method": "POST", "url": resource["resourceType"], **request},
+    }
     if full_url:
         entry["fullUrl"] = full_url
     return entry
@@ -66,14 +68,21 @@ async def test_transaction_resolves_urn_uuid_references_between_its_entries(fhir
     The server gives each an id and rewrites the references to them."""
     nir, rpps = new_nir(), "1" + new_nir()[:10]
     doc_url, pat_url, obs_url = urn(), urn(), urn()
-    practitioner = {"resourceType": "Practitioner", "identifier": [{"system": RPPS, "value": rpps}],
-                    "name": [{"family": "Curie"}]}
-    result = await fhir.post("", json=bundle(
-        "transaction",
-        post(observation(pat_url, performer=[{"reference": doc_url}]), obs_url),
-        post(practitioner, doc_url),
-        post(patient(nir), pat_url),
-    ), headers=FHIR_JSON)
+    practitioner = {
+        "resourceType": "Practitioner",
+        "identifier": [{"system": RPPS, "value": rpps}],
+        "name": [{"family": "Curie"}],
+    }
+    result = await fhir.post(
+        "",
+        json=bundle(
+            "transaction",
+            post(observation(pat_url, performer=[{"reference": doc_url}]), obs_url),
+            post(practitioner, doc_url),
+            post(patient(nir), pat_url),
+        ),
+        headers=FHIR_JSON,
+    )
     assert result.status_code == 200, result.text
     body = result.json()
     assert body["type"] == "transaction-response"
@@ -91,17 +100,25 @@ async def test_a_bad_entry_rolls_back_every_entry(fhir: httpx.AsyncClient) -> No
     version. The update fails (412), and nothing of the transaction exists afterwards: not the new Patient,
     not the Observation, and the existing Patient is unchanged."""
     existing = await _create(fhir, patient())
-    changed = await fhir.put(f"/Patient/{existing['id']}", json=dict(existing, gender="male"), headers=FHIR_JSON)
+    changed = await fhir.put(
+        f"/Patient/{existing['id']}", json=dict(existing, gender="male"), headers=FHIR_JSON
+    )
     assert changed.status_code == 200
     nir, marker = new_nir(), uuid.uuid4().hex
     pat_url = urn()
-    result = await fhir.post("", json=bundle(
-        "transaction",
-        post(patient(nir), pat_url),
-        post(observation(pat_url, identifier=[{"system": OBS_IDS, "value": marker}])),
-        {"resource": dict(existing, gender="other"),
-         "request": {"method": "PUT", "url": f"Patient/{existing['id']}", "ifMatch": 'W/"1"'}},
-    ), headers=FHIR_JSON)
+    result = await fhir.post(
+        "",
+        json=bundle(
+            "transaction",
+            post(patient(nir), pat_url),
+            post(observation(pat_url, identifier=[{"system": OBS_IDS, "value": marker}])),
+            {
+                "resource": dict(existing, gender="other"),
+                "request": {"method": "PUT", "url": f"Patient/{existing['id']}", "ifMatch": 'W/"1"'},
+            },
+        ),
+        headers=FHIR_JSON,
+    )
     assert result.status_code == 412, result.text
     assert "Bundle.entry[2]" in diagnostics(result.json())
 
@@ -112,13 +129,20 @@ async def test_a_bad_entry_rolls_back_every_entry(fhir: httpx.AsyncClient) -> No
 
 
 async def test_an_invalid_resource_in_a_transaction_is_named_and_nothing_is_written(
-        fhir: httpx.AsyncClient) -> None:
+    fhir: httpx.AsyncClient,
+) -> None:
     """The second entry's Patient has gender "femme": the transaction is refused with 422 naming
     Bundle.entry[1] and the gender element, and the first entry's Patient was not created."""
     nir = new_nir()
-    result = await fhir.post("", json=bundle(
-        "transaction", post(patient(nir)), post(patient(gender="femme")),
-    ), headers=FHIR_JSON)
+    result = await fhir.post(
+        "",
+        json=bundle(
+            "transaction",
+            post(patient(nir)),
+            post(patient(gender="femme")),
+        ),
+        headers=FHIR_JSON,
+    )
     assert result.status_code == 422, result.text
     outcome = result.json()
     assert "Bundle.entry[1]" in diagnostics(outcome)
@@ -130,11 +154,15 @@ async def test_a_failing_read_rolls_back_the_writes_before_it(fhir: httpx.AsyncC
     """GET entries run last; a read of a missing resource fails the transaction after the creates ran, and
     the creates are undone."""
     nir = new_nir()
-    result = await fhir.post("", json=bundle(
-        "transaction",
-        {"request": {"method": "GET", "url": f"Patient/{'c' * 48}"}},
-        post(patient(nir)),
-    ), headers=FHIR_JSON)
+    result = await fhir.post(
+        "",
+        json=bundle(
+            "transaction",
+            {"request": {"method": "GET", "url": f"Patient/{'c' * 48}"}},
+            post(patient(nir)),
+        ),
+        headers=FHIR_JSON,
+    )
     assert result.status_code == 404, result.text
     assert "Bundle.entry[0]" in diagnostics(result.json())
     assert await _total(fhir, "Patient", identifier=f"{INS}|{nir}") == 0
@@ -145,9 +173,14 @@ async def test_conditional_reference_resolves_to_the_one_match(fhir: httpx.Async
     Patient's id into the reference."""
     nir = new_nir()
     pat = await _create(fhir, patient(nir))
-    result = await fhir.post("", json=bundle(
-        "transaction", post(observation(f"Patient?identifier={INS}|{nir}")),
-    ), headers=FHIR_JSON)
+    result = await fhir.post(
+        "",
+        json=bundle(
+            "transaction",
+            post(observation(f"Patient?identifier={INS}|{nir}")),
+        ),
+        headers=FHIR_JSON,
+    )
     assert result.status_code == 200, result.text
     assert result.json()["entry"][0]["resource"]["subject"]["reference"] == f"Patient/{pat['id']}"
 
@@ -155,11 +188,19 @@ async def test_conditional_reference_resolves_to_the_one_match(fhir: httpx.Async
 async def test_conditional_reference_with_no_match_is_a_clear_422(fhir: httpx.AsyncClient) -> None:
     """No Patient has this INS: 422 naming the entry, the element and "no resource matches"; nothing written."""
     nir, marker = new_nir(), uuid.uuid4().hex
-    result = await fhir.post("", json=bundle(
-        "transaction",
-        post(patient(new_nir())),
-        post(observation(f"Patient?identifier={INS}|{nir}", identifier=[{"system": OBS_IDS, "value": marker}])),
-    ), headers=FHIR_JSON)
+    result = await fhir.post(
+        "",
+        json=bundle(
+            "transaction",
+            post(patient(new_nir())),
+            post(
+                observation(
+                    f"Patient?identifier={INS}|{nir}", identifier=[{"system": OBS_IDS, "value": marker}]
+                )
+            ),
+        ),
+        headers=FHIR_JSON,
+    )
     assert result.status_code == 422, result.text
     outcome = result.json()
     text = diagnostics(outcome)
@@ -175,9 +216,14 @@ async def test_conditional_reference_with_two_matches_is_a_clear_422(fhir: httpx
     nir = new_nir()
     await _create(fhir, patient(nir))
     await _create(fhir, patient(nir))
-    result = await fhir.post("", json=bundle(
-        "transaction", post(observation(f"Patient?identifier={INS}|{nir}")),
-    ), headers=FHIR_JSON)
+    result = await fhir.post(
+        "",
+        json=bundle(
+            "transaction",
+            post(observation(f"Patient?identifier={INS}|{nir}")),
+        ),
+        headers=FHIR_JSON,
+    )
     assert result.status_code == 422, result.text
     text = diagnostics(result.json())
     assert "Bundle.entry[0]" in text
@@ -185,14 +231,19 @@ async def test_conditional_reference_with_two_matches_is_a_clear_422(fhir: httpx
 
 
 async def test_conditional_reference_matches_a_patient_created_in_the_same_transaction(
-        fhir: httpx.AsyncClient) -> None:
+    fhir: httpx.AsyncClient,
+) -> None:
     """The Patient is created by the transaction and the Observation names it by INS, not by urn:uuid."""
     nir = new_nir()
-    result = await fhir.post("", json=bundle(
-        "transaction",
-        post(observation(f"Patient?identifier={INS}|{nir}")),
-        post(patient(nir), urn()),
-    ), headers=FHIR_JSON)
+    result = await fhir.post(
+        "",
+        json=bundle(
+            "transaction",
+            post(observation(f"Patient?identifier={INS}|{nir}")),
+            post(patient(nir), urn()),
+        ),
+        headers=FHIR_JSON,
+    )
     assert result.status_code == 200, result.text
     obs, pat = (e["resource"] for e in result.json()["entry"])
     assert obs["subject"]["reference"] == f"Patient/{pat['id']}"
@@ -204,18 +255,24 @@ async def test_references_to_another_patients_space_are_refused(fhir: httpx.Asyn
     jeanne, paul = await _create(fhir, patient()), await _create(fhir, patient())
     pauls = await _create(fhir, observation(f"Patient/{paul['id']}"))
 
-    planted = observation(f"Patient/{jeanne['id']}", derivedFrom=[{"reference": f"Observation/{pauls['id']}"}])
+    planted = observation(
+        f"Patient/{jeanne['id']}", derivedFrom=[{"reference": f"Observation/{pauls['id']}"}]
+    )
     response = await fhir.post("/Observation", json=planted, headers=FHIR_JSON)
     assert response.status_code == 422, response.text
     assert "another patient" in diagnostics(response.json())
     assert response.json()["issue"][0]["expression"] == ["Observation.derivedFrom[0].reference"]
 
     marker = uuid.uuid4().hex
-    result = await fhir.post("", json=bundle(
-        "transaction",
-        post(observation(f"Patient/{jeanne['id']}", identifier=[{"system": OBS_IDS, "value": marker}])),
-        post(observation(f"Patient/{jeanne['id']}", performer=[{"reference": f"Patient/{paul['id']}"}])),
-    ), headers=FHIR_JSON)
+    result = await fhir.post(
+        "",
+        json=bundle(
+            "transaction",
+            post(observation(f"Patient/{jeanne['id']}", identifier=[{"system": OBS_IDS, "value": marker}])),
+            post(observation(f"Patient/{jeanne['id']}", performer=[{"reference": f"Patient/{paul['id']}"}])),
+        ),
+        headers=FHIR_JSON,
+    )
     assert result.status_code == 422, result.text
     assert "Bundle.entry[1]" in diagnostics(result.json())
     assert await _total(fhir, "Observation", identifier=f"{OBS_IDS}|{marker}") == 0
@@ -226,13 +283,17 @@ async def test_batch_entries_succeed_or_fail_independently(fhir: httpx.AsyncClie
     another good Patient. The batch answers 200; each entry has its own status, the failures carry an
     OperationOutcome, and both good Patients exist."""
     good1, good2 = new_nir(), new_nir()
-    result = await fhir.post("", json=bundle(
-        "batch",
-        post(patient(good1)),
-        post(patient(gender="femme")),
-        {"request": {"method": "GET", "url": f"Patient/{'d' * 48}"}},
-        post(patient(good2)),
-    ), headers=FHIR_JSON)
+    result = await fhir.post(
+        "",
+        json=bundle(
+            "batch",
+            post(patient(good1)),
+            post(patient(gender="femme")),
+            {"request": {"method": "GET", "url": f"Patient/{'d' * 48}"}},
+            post(patient(good2)),
+        ),
+        headers=FHIR_JSON,
+    )
     assert result.status_code == 200, result.text
     body = result.json()
     assert body["type"] == "batch-response"
@@ -251,12 +312,16 @@ async def test_batch_reads_and_searches(fhir: httpx.AsyncClient) -> None:
     """GET entries in a batch: a read, a vread and a search each come back in their entry."""
     nir = new_nir()
     pat = await _create(fhir, patient(nir))
-    result = await fhir.post("", json=bundle(
-        "batch",
-        {"request": {"method": "GET", "url": f"Patient/{pat['id']}"}},
-        {"request": {"method": "GET", "url": f"Patient/{pat['id']}/_history/1"}},
-        {"request": {"method": "GET", "url": f"Patient?identifier={INS}|{nir}"}},
-    ), headers=FHIR_JSON)
+    result = await fhir.post(
+        "",
+        json=bundle(
+            "batch",
+            {"request": {"method": "GET", "url": f"Patient/{pat['id']}"}},
+            {"request": {"method": "GET", "url": f"Patient/{pat['id']}/_history/1"}},
+            {"request": {"method": "GET", "url": f"Patient?identifier={INS}|{nir}"}},
+        ),
+        headers=FHIR_JSON,
+    )
     assert result.status_code == 200, result.text
     read, vread, search = result.json()["entry"]
     assert read["response"]["status"] == "200 OK"
@@ -274,12 +339,18 @@ async def test_update_and_delete_in_a_transaction_honour_if_match(fhir: httpx.As
     Both happen; the Observation reads 410 afterwards."""
     pat = await _create(fhir, patient())
     obs = await _create(fhir, observation(f"Patient/{pat['id']}"))
-    result = await fhir.post("", json=bundle(
-        "transaction",
-        {"resource": dict(pat, gender="male"),
-         "request": {"method": "PUT", "url": f"Patient/{pat['id']}", "ifMatch": 'W/"1"'}},
-        {"request": {"method": "DELETE", "url": f"Observation/{obs['id']}"}},
-    ), headers=FHIR_JSON)
+    result = await fhir.post(
+        "",
+        json=bundle(
+            "transaction",
+            {
+                "resource": dict(pat, gender="male"),
+                "request": {"method": "PUT", "url": f"Patient/{pat['id']}", "ifMatch": 'W/"1"'},
+            },
+            {"request": {"method": "DELETE", "url": f"Observation/{obs['id']}"}},
+        ),
+        headers=FHIR_JSON,
+    )
     assert result.status_code == 200, result.text
     put, delete = result.json()["entry"]
     assert put["response"]["status"] == "200 OK"
@@ -294,12 +365,18 @@ async def test_a_stale_delete_in_a_transaction_is_412_and_undoes_the_rest(fhir: 
     pat = await _create(fhir, patient())
     obs = await _create(fhir, observation(f"Patient/{pat['id']}"))
     await fhir.put(f"/Patient/{pat['id']}", json=dict(pat, gender="male"), headers=FHIR_JSON)
-    result = await fhir.post("", json=bundle(
-        "transaction",
-        {"request": {"method": "DELETE", "url": f"Observation/{obs['id']}"}},
-        {"resource": dict(pat, gender="other"),
-         "request": {"method": "PUT", "url": f"Patient/{pat['id']}", "ifMatch": 'W/"1"'}},
-    ), headers=FHIR_JSON)
+    result = await fhir.post(
+        "",
+        json=bundle(
+            "transaction",
+            {"request": {"method": "DELETE", "url": f"Observation/{obs['id']}"}},
+            {
+                "resource": dict(pat, gender="other"),
+                "request": {"method": "PUT", "url": f"Patient/{pat['id']}", "ifMatch": 'W/"1"'},
+            },
+        ),
+        headers=FHIR_JSON,
+    )
     assert result.status_code == 412, result.text
     assert "Bundle.entry[1]" in diagnostics(result.json())
     assert (await fhir.get(f"/Observation/{obs['id']}")).status_code == 200
@@ -341,17 +418,29 @@ async def test_a_transaction_entry_with_an_unknown_urn_reference_is_named(fhir: 
 async def test_a_malformed_entry_is_located_precisely(fhir: httpx.AsyncClient) -> None:
     """An entry without request.url fails a transaction naming Bundle.entry[1].request.url; in a batch a
     PATCH entry gets its own 405 and the other entry still runs."""
-    result = await fhir.post("", json=bundle(
-        "transaction", post(patient()), {"resource": patient(), "request": {"method": "POST"}},
-    ), headers=FHIR_JSON)
+    result = await fhir.post(
+        "",
+        json=bundle(
+            "transaction",
+            post(patient()),
+            {"resource": patient(), "request": {"method": "POST"}},
+        ),
+        headers=FHIR_JSON,
+    )
     assert result.status_code == 400, result.text
     assert result.json()["issue"][0]["expression"] == ["Bundle.entry[1].request.url"]
     assert diagnostics(result.json()).count("Bundle.entry[1]") == 1
 
     nir = new_nir()
-    batch = await fhir.post("", json=bundle(
-        "batch", {"request": {"method": "PATCH", "url": "Patient/x"}}, post(patient(nir)),
-    ), headers=FHIR_JSON)
+    batch = await fhir.post(
+        "",
+        json=bundle(
+            "batch",
+            {"request": {"method": "PATCH", "url": "Patient/x"}},
+            post(patient(nir)),
+        ),
+        headers=FHIR_JSON,
+    )
     assert batch.status_code == 200, batch.text
     first, second = batch.json()["entry"]
     assert first["response"]["status"] == "405"
@@ -366,9 +455,11 @@ async def test_resending_a_transaction_reuses_the_patient_it_matched(fhir: httpx
 
     def send() -> dict[str, Any]:
         pat_url = urn()
-        return bundle("transaction",
-                      post(patient(nir), pat_url, ifNoneExist=f"identifier={INS}|{nir}"),
-                      post(observation(pat_url)))
+        return bundle(
+            "transaction",
+            post(patient(nir), pat_url, ifNoneExist=f"identifier={INS}|{nir}"),
+            post(observation(pat_url)),
+        )
 
     first = await fhir.post("", json=send(), headers=FHIR_JSON)
     assert first.status_code == 200, first.text
@@ -387,13 +478,22 @@ async def test_a_binary_made_by_a_transaction_can_be_updated(fhir: httpx.AsyncCl
     a PUT of the same Binary works without adding a securityContext."""
     pat = await _create(fhir, patient())
     bin_url = urn()
-    result = await fhir.post("", json=bundle(
-        "transaction",
-        post({"resourceType": "Binary", "contentType": "text/plain", "data": "djE="}, bin_url),
-        post({"resourceType": "DocumentReference", "status": "current",
-              "subject": {"reference": f"Patient/{pat['id']}"},
-              "content": [{"attachment": {"contentType": "text/plain", "url": bin_url}}]}),
-    ), headers=FHIR_JSON)
+    result = await fhir.post(
+        "",
+        json=bundle(
+            "transaction",
+            post({"resourceType": "Binary", "contentType": "text/plain", "data": "djE="}, bin_url),
+            post(
+                {
+                    "resourceType": "DocumentReference",
+                    "status": "current",
+                    "subject": {"reference": f"Patient/{pat['id']}"},
+                    "content": [{"attachment": {"contentType": "text/plain", "url": bin_url}}],
+                }
+            ),
+        ),
+        headers=FHIR_JSON,
+    )
     assert result.status_code == 200, result.text
     binary = result.json()["entry"][0]["resource"]
     replaced = await fhir.put(f"/Binary/{binary['id']}", json=dict(binary, data="djI="), headers=FHIR_JSON)
@@ -401,14 +501,22 @@ async def test_a_binary_made_by_a_transaction_can_be_updated(fhir: httpx.AsyncCl
     assert (await fhir.get(f"/Binary/{binary['id']}")).json()["data"] == "djI="
 
 
-async def test_a_conditional_create_matching_two_patients_fails_the_transaction(fhir: httpx.AsyncClient) -> None:
+async def test_a_conditional_create_matching_two_patients_fails_the_transaction(
+    fhir: httpx.AsyncClient,
+) -> None:
     """ifNoneExist matches two Patients: 412 naming the entry, and the other entry is not written."""
     nir, other = new_nir(), new_nir()
     await _create(fhir, patient(nir))
     await _create(fhir, patient(nir))
-    result = await fhir.post("", json=bundle(
-        "transaction", post(patient(other)), post(patient(nir), ifNoneExist=f"identifier={INS}|{nir}"),
-    ), headers=FHIR_JSON)
+    result = await fhir.post(
+        "",
+        json=bundle(
+            "transaction",
+            post(patient(other)),
+            post(patient(nir), ifNoneExist=f"identifier={INS}|{nir}"),
+        ),
+        headers=FHIR_JSON,
+    )
     assert result.status_code == 412, result.text
     assert "Bundle.entry[1]" in diagnostics(result.json())
     assert await _total(fhir, "Patient", identifier=f"{INS}|{other}") == 0
@@ -416,15 +524,22 @@ async def test_a_conditional_create_matching_two_patients_fails_the_transaction(
 
 async def test_duplicate_full_urls_and_deletes_of_nothing_fail_a_transaction(fhir: httpx.AsyncClient) -> None:
     same = urn()
-    duplicate = await fhir.post("", json=bundle("transaction", post(patient(), same), post(patient(), same)),
-                                headers=FHIR_JSON)
+    duplicate = await fhir.post(
+        "", json=bundle("transaction", post(patient(), same), post(patient(), same)), headers=FHIR_JSON
+    )
     assert duplicate.status_code == 400, duplicate.text
     assert "fullUrl" in diagnostics(duplicate.json())
 
     nir = new_nir()
-    missing = await fhir.post("", json=bundle(
-        "transaction", post(patient(nir)), {"request": {"method": "DELETE", "url": f"Observation/{'9' * 48}"}},
-    ), headers=FHIR_JSON)
+    missing = await fhir.post(
+        "",
+        json=bundle(
+            "transaction",
+            post(patient(nir)),
+            {"request": {"method": "DELETE", "url": f"Observation/{'9' * 48}"}},
+        ),
+        headers=FHIR_JSON,
+    )
     assert missing.status_code == 404, missing.text
     assert "Bundle.entry[1]" in diagnostics(missing.json())
     assert await _total(fhir, "Patient", identifier=f"{INS}|{nir}") == 0
@@ -433,11 +548,15 @@ async def test_duplicate_full_urls_and_deletes_of_nothing_fail_a_transaction(fhi
 async def test_batch_entry_errors_name_their_entry_and_where_in_it(fhir: httpx.AsyncClient) -> None:
     """A search entry with a bad `_count` is located in its request.url; an entry of an unknown type is
     named by its index like every other entry."""
-    result = await fhir.post("", json=bundle(
-        "batch",
-        {"request": {"method": "GET", "url": "Patient?_count=beaucoup"}},
-        {"request": {"method": "GET", "url": "Medication/1"}},
-    ), headers=FHIR_JSON)
+    result = await fhir.post(
+        "",
+        json=bundle(
+            "batch",
+            {"request": {"method": "GET", "url": "Patient?_count=beaucoup"}},
+            {"request": {"method": "GET", "url": "Medication/1"}},
+        ),
+        headers=FHIR_JSON,
+    )
     assert result.status_code == 200, result.text
     search, unknown = (e["response"] for e in result.json()["entry"])
     assert search["status"] == "400"

@@ -45,8 +45,14 @@ def _outcome_text(response: httpx.Response) -> str:
 async def test_create_sets_id_and_meta_itself_and_says_where_the_resource_is(fhir: httpx.AsyncClient) -> None:
     """A hospital posts a Patient with its own id and a made-up version: the server ignores both, assigns a
     space-prefixed id and version 1, and answers 201 with Location, ETag, Last-Modified and no caching."""
-    body = patient(id="mon-id-local", meta={"versionId": "42", "lastUpdated": "2001-01-01T00:00:00Z",
-                                            "tag": [{"system": "urn:test", "code": "kept"}]})
+    body = patient(
+        id="mon-id-local",
+        meta={
+            "versionId": "42",
+            "lastUpdated": "2001-01-01T00:00:00Z",
+            "tag": [{"system": "urn:test", "code": "kept"}],
+        },
+    )
     response = await fhir.post("/Patient", json=body, headers=FHIR_JSON)
     assert response.status_code == 201, response.text
     created = response.json()
@@ -74,7 +80,9 @@ async def test_read_returns_what_was_stored_with_its_version_headers(fhir: httpx
     assert "last-modified" in response.headers
 
 
-async def test_update_with_the_current_version_succeeds_and_a_stale_one_is_refused(fhir: httpx.AsyncClient) -> None:
+async def test_update_with_the_current_version_succeeds_and_a_stale_one_is_refused(
+    fhir: httpx.AsyncClient,
+) -> None:
     """Two nurses edit the same Patient. The first sends If-Match W/"1" and gets version 2; the second, still
     on version 1, gets 412 naming both versions, and the stored Patient keeps the first edit."""
     created = await _create(fhir, patient())
@@ -100,8 +108,9 @@ async def test_update_with_the_current_version_succeeds_and_a_stale_one_is_refus
 async def test_a_malformed_if_match_is_a_clear_400(fhir: httpx.AsyncClient) -> None:
     """If-Match must be an ETag the server gave out; "deux" is not one."""
     created = await _create(fhir, patient())
-    response = await fhir.put(f"/Patient/{created['id']}", json=created,
-                              headers={**FHIR_JSON, "If-Match": "deux"})
+    response = await fhir.put(
+        f"/Patient/{created['id']}", json=created, headers={**FHIR_JSON, "If-Match": "deux"}
+    )
     assert response.status_code == 400, response.text
     assert "If-Match" in _outcome_text(response)
 
@@ -167,7 +176,9 @@ async def test_resource_type_must_match_the_url(fhir: httpx.AsyncClient) -> None
 
     created = await _create(fhir, patient())
     obs = await _create(fhir, observation(created["id"]))
-    response = await fhir.put(f"/Observation/{obs['id']}", json=dict(created, id=obs["id"]), headers=FHIR_JSON)
+    response = await fhir.put(
+        f"/Observation/{obs['id']}", json=dict(created, id=obs["id"]), headers=FHIR_JSON
+    )
     assert response.status_code == 400, response.text
     assert response.json()["issue"][0]["expression"] == ["resourceType"]
 
@@ -189,8 +200,11 @@ async def test_conditional_create_creates_once_then_returns_the_match(fhir: http
     family = "Doublon" + new_nir()[:8]
     for _ in range(2):
         await _create(fhir, patient(name=[{"family": family}]))
-    several = await fhir.post("/Patient", json=patient(name=[{"family": family}]),
-                              headers={**FHIR_JSON, "If-None-Exist": f"family:exact={family}"})
+    several = await fhir.post(
+        "/Patient",
+        json=patient(name=[{"family": family}]),
+        headers={**FHIR_JSON, "If-None-Exist": f"family:exact={family}"},
+    )
     assert several.status_code == 412, several.text
     assert "2" in _outcome_text(several)
     again = await fhir.get("/Patient", params={"family:exact": family})
@@ -206,7 +220,9 @@ async def test_prefer_return_minimal_sends_no_body(fhir: httpx.AsyncClient) -> N
     assert location.startswith(f"{BASE}/fhir/Patient/") and location.endswith("/_history/1")
     pid = location.split("/")[-3]
     stored = (await fhir.get(f"/Patient/{pid}")).json()
-    updated = await fhir.put(f"/Patient/{pid}", json=stored, headers={**FHIR_JSON, "Prefer": "return=minimal"})
+    updated = await fhir.put(
+        f"/Patient/{pid}", json=stored, headers={**FHIR_JSON, "Prefer": "return=minimal"}
+    )
     assert updated.status_code == 200
     assert updated.content == b""
     assert updated.headers["etag"] == 'W/"2"'
@@ -353,12 +369,22 @@ async def test_a_versioned_reference_into_another_patients_record_is_refused(fhi
 async def test_an_attachment_url_into_another_patients_record_is_refused(fhir: httpx.AsyncClient) -> None:
     """A DocumentReference for Jeanne whose attachment is Paul's Binary, by relative or absolute URL: 422."""
     jeanne, paul = await _create(fhir, patient()), await _create(fhir, patient())
-    binary = await _create(fhir, {"resourceType": "Binary", "contentType": "text/plain", "data": "eA==",
-                                  "securityContext": {"reference": f"Patient/{paul['id']}"}})
+    binary = await _create(
+        fhir,
+        {
+            "resourceType": "Binary",
+            "contentType": "text/plain",
+            "data": "eA==",
+            "securityContext": {"reference": f"Patient/{paul['id']}"},
+        },
+    )
     for url in (f"Binary/{binary['id']}", f"{BASE}/fhir/Binary/{binary['id']}"):
-        doc = {"resourceType": "DocumentReference", "status": "current",
-               "subject": {"reference": f"Patient/{jeanne['id']}"},
-               "content": [{"attachment": {"contentType": "text/plain", "url": url}}]}
+        doc = {
+            "resourceType": "DocumentReference",
+            "status": "current",
+            "subject": {"reference": f"Patient/{jeanne['id']}"},
+            "content": [{"attachment": {"contentType": "text/plain", "url": url}}],
+        }
         response = await fhir.post("/DocumentReference", json=doc, headers=FHIR_JSON)
         assert response.status_code == 422, (url, response.text)
         assert "another patient" in _outcome_text(response)
@@ -366,8 +392,9 @@ async def test_an_attachment_url_into_another_patients_record_is_refused(fhir: h
 
 async def test_a_malformed_if_none_exist_is_400(fhir: httpx.AsyncClient) -> None:
     for condition in ("nimportequoi", "nope=1"):
-        response = await fhir.post("/Patient", json=patient(),
-                                   headers={**FHIR_JSON, "If-None-Exist": condition})
+        response = await fhir.post(
+            "/Patient", json=patient(), headers={**FHIR_JSON, "If-None-Exist": condition}
+        )
         assert response.status_code == 400, (condition, response.text)
 
 

@@ -51,8 +51,9 @@ async def _patient_id(fhir: httpx.AsyncClient) -> str:
 
 async def test_bad_json_names_the_line_and_column(fhir: httpx.AsyncClient) -> None:
     """A body with a missing value on its second line: 400 saying where the JSON breaks."""
-    response = await fhir.post("/Patient", content=b'{"resourceType": "Patient",\n  "gender": }',
-                               headers=FHIR_JSON)
+    response = await fhir.post(
+        "/Patient", content=b'{"resourceType": "Patient",\n  "gender": }', headers=FHIR_JSON
+    )
     assert response.status_code == 400
     message = text(response)
     assert "invalid JSON" in message
@@ -86,7 +87,12 @@ async def test_no_token_is_401_with_www_authenticate(http: httpx.AsyncClient) ->
 
 
 async def test_an_invalid_token_is_401(http: httpx.AsyncClient) -> None:
-    for header in ("Bearer " + secrets.token_urlsafe(32), "Basic dXNlcjpwYXNz", "Bearer", "Bearer " + "x" * 600):
+    for header in (
+        "Bearer " + secrets.token_urlsafe(32),
+        "Basic dXNlcjpwYXNz",
+        "Bearer",
+        "Bearer " + "x" * 600,
+    ):
         response = await http.get("/fhir/Patient", headers={"Authorization": header})
         assert response.status_code == 401, header
         assert response.headers["www-authenticate"].startswith("Bearer")
@@ -97,22 +103,31 @@ async def test_an_expired_token_is_401(http: httpx.AsyncClient, runtime: Runtime
     """A token whose lifetime is over no longer opens anything, and the answer says so."""
     client = await oauth.create_client(runtime, "expired", "system/*.read")
     token = secrets.token_urlsafe(32)
-    await runtime.db.interaction("test_expired_token", clients.insert_token, oauth.digest(token), client.client_id,
-                                 "system/*.read", datetime.now(UTC) - timedelta(seconds=1))
+    await runtime.db.interaction(
+        "test_expired_token",
+        clients.insert_token,
+        oauth.digest(token),
+        client.client_id,
+        "system/*.read",
+        datetime.now(UTC) - timedelta(seconds=1),
+    )
     response = await http.get("/fhir/Patient", headers={"Authorization": f"Bearer {token}"})
     assert response.status_code == 401
     assert "expired" in text(response)
     assert response.headers["www-authenticate"].startswith("Bearer")
 
 
-async def test_a_token_in_the_query_string_is_refused(http: httpx.AsyncClient, token_for: TokenFactory) -> None:
+async def test_a_token_in_the_query_string_is_refused(
+    http: httpx.AsyncClient, token_for: TokenFactory
+) -> None:
     """Tokens in URLs end up in logs: refused even when valid, with a pointer to the Authorization header."""
     token = await token_for("system/*.*")
     response = await http.get("/fhir/Patient", params={"access_token": token})
     assert response.status_code in (400, 401)
     assert "Authorization" in text(response)
-    both = await http.get("/fhir/Patient", params={"access_token": token},
-                          headers={"Authorization": f"Bearer {token}"})
+    both = await http.get(
+        "/fhir/Patient", params={"access_token": token}, headers={"Authorization": f"Bearer {token}"}
+    )
     assert both.status_code in (400, 401)
 
 
@@ -120,11 +135,13 @@ async def test_a_token_in_the_query_string_is_refused(http: httpx.AsyncClient, t
 
 
 async def test_a_scope_that_does_not_cover_the_interaction_is_403(
-        http: httpx.AsyncClient, token_for: TokenFactory) -> None:
+    http: httpx.AsyncClient, token_for: TokenFactory
+) -> None:
     """A read-only feed tries to create a Patient: 403 naming the interaction and the type."""
     token = await token_for("system/*.read")
-    response = await http.post("/fhir/Patient", json=patient(),
-                               headers={**FHIR_JSON, "Authorization": f"Bearer {token}"})
+    response = await http.post(
+        "/fhir/Patient", json=patient(), headers={**FHIR_JSON, "Authorization": f"Bearer {token}"}
+    )
     assert response.status_code == 403
     message = text(response)
     assert "create Patient" in message
@@ -135,8 +152,11 @@ async def test_a_scope_that_does_not_cover_the_interaction_is_403(
 
 
 async def test_an_unknown_type_is_404_naming_it(fhir: httpx.AsyncClient) -> None:
-    for response in (await fhir.get("/Medication"), await fhir.get("/Medication/abc"),
-                     await fhir.post("/Medication", json={"resourceType": "Medication"}, headers=FHIR_JSON)):
+    for response in (
+        await fhir.get("/Medication"),
+        await fhir.get("/Medication/abc"),
+        await fhir.post("/Medication", json={"resourceType": "Medication"}, headers=FHIR_JSON),
+    ):
         assert response.status_code == 404, response.text
         assert "Medication" in text(response)
 
@@ -166,8 +186,11 @@ async def test_an_unknown_path_is_404(fhir: httpx.AsyncClient, http: httpx.Async
 
 async def test_patch_is_405_pointing_to_put(fhir: httpx.AsyncClient) -> None:
     pid = await _patient_id(fhir)
-    response = await fhir.patch(f"/Patient/{pid}", json=[{"op": "replace", "path": "/gender", "value": "male"}],
-                                headers={"Content-Type": "application/json-patch+json"})
+    response = await fhir.patch(
+        f"/Patient/{pid}",
+        json=[{"op": "replace", "path": "/gender", "value": "male"}],
+        headers={"Content-Type": "application/json-patch+json"},
+    )
     assert response.status_code == 405
     assert "PUT" in text(response)
 
@@ -185,8 +208,13 @@ async def test_put_without_an_existing_id_is_405(fhir: httpx.AsyncClient) -> Non
 
 async def test_writing_an_audit_event_is_405(fhir: httpx.AsyncClient) -> None:
     """AuditEvent is written by the server only: create, update and delete are 405, search works."""
-    event = {"resourceType": "AuditEvent", "type": {"code": "rest"}, "recorded": "2026-11-24T10:00:00Z",
-             "agent": [{"requestor": True}], "source": {"observer": {"display": "x"}}}
+    event = {
+        "resourceType": "AuditEvent",
+        "type": {"code": "rest"},
+        "recorded": "2026-11-24T10:00:00Z",
+        "agent": [{"requestor": True}],
+        "source": {"observer": {"display": "x"}},
+    }
     create = await fhir.post("/AuditEvent", json=event, headers=FHIR_JSON)
     assert create.status_code == 405, create.text
     assert "read-only" in text(create)
@@ -223,8 +251,11 @@ async def small(runtime: Runtime, token_for: TokenFactory) -> AsyncIterator[http
     settings = runtime.settings.model_copy(update={"max_request_bytes": 2048})
     app = create_app(settings=settings, runtime=runtime)
     token = await token_for("system/*.*")
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=f"{BASE}/fhir",
-                                 headers={"Authorization": f"Bearer {token}"}) as client:
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app),
+        base_url=f"{BASE}/fhir",
+        headers={"Authorization": f"Bearer {token}"},
+    ) as client:
         yield client
 
 
@@ -247,7 +278,7 @@ async def test_a_chunked_body_over_the_limit_is_413(small: httpx.AsyncClient) ->
 
     async def chunks() -> AsyncIterator[bytes]:
         for i in range(0, len(body), 500):
-            yield body[i:i + 500]
+            yield body[i : i + 500]
 
     response = await small.post("/Patient", content=chunks(), headers=FHIR_JSON)
     assert "content-length" not in response.request.headers
@@ -265,8 +296,11 @@ async def test_a_body_under_the_limit_passes(small: httpx.AsyncClient) -> None:
 
 async def test_xml_is_415(fhir: httpx.AsyncClient) -> None:
     """This server speaks JSON only: an XML body, a body without Content-Type and _format=xml are 415."""
-    xml = await fhir.post("/Patient", content=b'<Patient xmlns="http://hl7.org/fhir"/>',
-                          headers={"Content-Type": "application/fhir+xml"})
+    xml = await fhir.post(
+        "/Patient",
+        content=b'<Patient xmlns="http://hl7.org/fhir"/>',
+        headers={"Content-Type": "application/fhir+xml"},
+    )
     assert xml.status_code == 415
     assert "JSON" in text(xml) and "application/fhir+xml" in text(xml)
 
@@ -320,8 +354,12 @@ async def test_an_observation_without_subject_is_422_naming_it(fhir: httpx.Async
 
 
 async def test_an_observation_about_a_patient_that_does_not_exist_is_422(fhir: httpx.AsyncClient) -> None:
-    body = {"resourceType": "Observation", "status": "final", "code": {"text": "Poids"},
-            "subject": {"reference": f"Patient/{'f' * 48}"}}
+    body = {
+        "resourceType": "Observation",
+        "status": "final",
+        "code": {"text": "Poids"},
+        "subject": {"reference": f"Patient/{'f' * 48}"},
+    }
     response = await fhir.post("/Observation", json=body, headers=FHIR_JSON)
     assert response.status_code == 422
     assert "does not exist" in text(response)
@@ -338,8 +376,13 @@ async def test_an_unknown_element_is_422_naming_it(fhir: httpx.AsyncClient) -> N
 
 
 async def test_security_headers_are_on_every_answer(fhir: httpx.AsyncClient, http: httpx.AsyncClient) -> None:
-    answers = [await fhir.get("/Patient"), await fhir.get("/Nope"), await http.get("/fhir/metadata"),
-               await http.get("/healthz"), await http.post("/oauth/token", data={"grant_type": "password"})]
+    answers = [
+        await fhir.get("/Patient"),
+        await fhir.get("/Nope"),
+        await http.get("/fhir/metadata"),
+        await http.get("/healthz"),
+        await http.post("/oauth/token", data={"grant_type": "password"}),
+    ]
     for response in answers:
         assert response.headers["x-content-type-options"] == "nosniff"
         assert "default-src 'none'" in response.headers["content-security-policy"]
@@ -362,7 +405,9 @@ async def test_no_error_answers_with_a_stack_trace_or_without_an_outcome_id(fhir
         fhir.post("/Patient", content=b"[" * 10000 + b"]" * 10000, headers=FHIR_JSON),
         fhir.post("/Patient", json={"resourceType": "Patient", "birthDate": 19550814}, headers=FHIR_JSON),
         fhir.put(f"/Patient/{pid}", json={"resourceType": "Patient"}, headers={**FHIR_JSON, "If-Match": "x"}),
-        fhir.post("", json={"resourceType": "Bundle", "type": "transaction", "entry": "x"}, headers=FHIR_JSON),
+        fhir.post(
+            "", json={"resourceType": "Bundle", "type": "transaction", "entry": "x"}, headers=FHIR_JSON
+        ),
         fhir.delete("/Patient"),
     ]
     for pending in odd:

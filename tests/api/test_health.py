@@ -26,7 +26,9 @@ class _Db:
 class _Runtime:
     """A stand-in runtime whose database is down, or whose schema is behind."""
 
-    def __init__(self, real: Runtime, *, fault: Exception | None = None, pending: list[str] | None = None) -> None:
+    def __init__(
+        self, real: Runtime, *, fault: Exception | None = None, pending: list[str] | None = None
+    ) -> None:
         self.settings = real.settings
         self.db = _Db(fault)
         self.pending = pending or []
@@ -59,7 +61,9 @@ async def test_readyz_is_503_when_the_database_is_down(runtime: Runtime) -> None
     response = await _probe(_Runtime(runtime, fault=DatabaseUnavailable("readyz: OSError")), "/readyz")
     assert response.status_code == 503
     assert response.json() == {"status": "unavailable", "database": "DatabaseUnavailable"}
-    broken = await _probe(_Runtime(runtime, fault=OSError("postgresql://user:secret@db/x refused")), "/readyz")
+    broken = await _probe(
+        _Runtime(runtime, fault=OSError("postgresql://user:secret@db/x refused")), "/readyz"
+    )
     assert broken.status_code == 503
     assert "secret" not in broken.text and "Traceback" not in broken.text
 

@@ -20,18 +20,28 @@ from tests.factories import BASE, FHIR_JSON, patient
 
 
 async def _token(http: httpx.AsyncClient, client: oauth.NewClient, **form: str) -> httpx.Response:
-    return await http.post("/oauth/token", data={"grant_type": "client_credentials", **form},
-                           auth=(client.client_id, client.client_secret))
+    return await http.post(
+        "/oauth/token",
+        data={"grant_type": "client_credentials", **form},
+        auth=(client.client_id, client.client_secret),
+    )
 
 
 def _as(http: httpx.AsyncClient, token: str) -> httpx.AsyncClient:
-    return httpx.AsyncClient(transport=http._transport, base_url=f"{BASE}/fhir",
-                             headers={"Authorization": f"Bearer {token}", "Accept": "application/fhir+json"})
+    return httpx.AsyncClient(
+        transport=http._transport,
+        base_url=f"{BASE}/fhir",
+        headers={"Authorization": f"Bearer {token}", "Accept": "application/fhir+json"},
+    )
 
 
 def observation(patient_id: str) -> dict[str, Any]:
-    return {"resourceType": "Observation", "status": "final", "code": {"text": "Poids"},
-            "subject": {"reference": f"Patient/{patient_id}"}}
+    return {
+        "resourceType": "Observation",
+        "status": "final",
+        "code": {"text": "Poids"},
+        "subject": {"reference": f"Patient/{patient_id}"},
+    }
 
 
 # --- the token endpoint ------------------------------------------------------------------------------------
@@ -53,11 +63,18 @@ async def test_client_credentials_with_http_basic(http: httpx.AsyncClient, runti
     assert (await _as(http, token["access_token"]).get("/Patient", params={"_count": "1"})).status_code == 200
 
 
-async def test_client_credentials_with_the_secret_in_the_form(http: httpx.AsyncClient, runtime: Runtime) -> None:
+async def test_client_credentials_with_the_secret_in_the_form(
+    http: httpx.AsyncClient, runtime: Runtime
+) -> None:
     client = await oauth.create_client(runtime, "labo post", "system/Patient.rs")
-    response = await http.post("/oauth/token", data={"grant_type": "client_credentials",
-                                                     "client_id": client.client_id,
-                                                     "client_secret": client.client_secret})
+    response = await http.post(
+        "/oauth/token",
+        data={
+            "grant_type": "client_credentials",
+            "client_id": client.client_id,
+            "client_secret": client.client_secret,
+        },
+    )
     assert response.status_code == 200, response.text
     assert response.json()["scope"] == "system/Patient.rs"
 
@@ -66,28 +83,38 @@ async def test_secrets_and_tokens_are_stored_hashed(http: httpx.AsyncClient, run
     """The database holds SHA-256 digests, never the secret or the token themselves."""
     client = await oauth.create_client(runtime, "hash check", "system/*.read")
     token = (await _token(http, client)).json()["access_token"]
-    stored = await runtime.db.fetchval("test_secret", "SELECT secret_hash FROM oauth_client WHERE client_id = $1",
-                                       client.client_id)
+    stored = await runtime.db.fetchval(
+        "test_secret", "SELECT secret_hash FROM oauth_client WHERE client_id = $1", client.client_id
+    )
     assert bytes(stored) == hashlib.sha256(client.client_secret.encode()).digest()
-    held = await runtime.db.fetchval("test_token", "SELECT count(*) FROM oauth_token WHERE token_hash = $1",
-                                     hashlib.sha256(token.encode()).digest())
+    held = await runtime.db.fetchval(
+        "test_token",
+        "SELECT count(*) FROM oauth_token WHERE token_hash = $1",
+        hashlib.sha256(token.encode()).digest(),
+    )
     assert held == 1
 
 
 async def test_a_wrong_secret_is_invalid_client(http: httpx.AsyncClient, runtime: Runtime) -> None:
     """A wrong secret, by Basic or in the form, or an unknown client: 401 invalid_client, no token."""
     client = await oauth.create_client(runtime, "labo wrong", "system/*.read")
-    basic = await http.post("/oauth/token", data={"grant_type": "client_credentials"},
-                            auth=(client.client_id, client.client_secret + "x"))
+    basic = await http.post(
+        "/oauth/token",
+        data={"grant_type": "client_credentials"},
+        auth=(client.client_id, client.client_secret + "x"),
+    )
     assert basic.status_code == 401, basic.text
     assert basic.json()["error"] == "invalid_client"
     assert "access_token" not in basic.json()
-    form = await http.post("/oauth/token", data={"grant_type": "client_credentials", "client_id": client.client_id,
-                                                 "client_secret": "nope"})
+    form = await http.post(
+        "/oauth/token",
+        data={"grant_type": "client_credentials", "client_id": client.client_id, "client_secret": "nope"},
+    )
     assert form.status_code == 401
     assert form.json()["error"] == "invalid_client"
-    unknown = await http.post("/oauth/token", data={"grant_type": "client_credentials"},
-                              auth=("cli_unknown", "whatever"))
+    unknown = await http.post(
+        "/oauth/token", data={"grant_type": "client_credentials"}, auth=("cli_unknown", "whatever")
+    )
     assert unknown.status_code == 401
     assert unknown.json()["error"] == "invalid_client"
     anonymous = await http.post("/oauth/token", data={"grant_type": "client_credentials"})
@@ -98,19 +125,25 @@ async def test_a_wrong_secret_is_invalid_client(http: httpx.AsyncClient, runtime
 async def test_an_unknown_grant_type_is_refused(http: httpx.AsyncClient, runtime: Runtime) -> None:
     client = await oauth.create_client(runtime, "labo grant", "system/*.read")
     for grant in ("password", "authorization_code", "refresh_token"):
-        response = await http.post("/oauth/token", data={"grant_type": grant},
-                                   auth=(client.client_id, client.client_secret))
+        response = await http.post(
+            "/oauth/token", data={"grant_type": grant}, auth=(client.client_id, client.client_secret)
+        )
         assert response.status_code == 400, (grant, response.text)
         assert response.json()["error"] in ("unsupported_grant_type", "unauthorized_client"), response.json()
-    missing = await http.post("/oauth/token", data={"scope": "system/*.read"}, auth=(client.client_id, client.client_secret))
+    missing = await http.post(
+        "/oauth/token", data={"scope": "system/*.read"}, auth=(client.client_id, client.client_secret)
+    )
     assert missing.status_code == 400
     assert missing.json()["error"] in ("unsupported_grant_type", "invalid_request")
 
 
 async def test_the_token_endpoint_takes_a_form_only(http: httpx.AsyncClient, runtime: Runtime) -> None:
     client = await oauth.create_client(runtime, "labo json", "system/*.read")
-    response = await http.post("/oauth/token", json={"grant_type": "client_credentials"},
-                               auth=(client.client_id, client.client_secret))
+    response = await http.post(
+        "/oauth/token",
+        json={"grant_type": "client_credentials"},
+        auth=(client.client_id, client.client_secret),
+    )
     assert response.status_code == 415
     assert "x-www-form-urlencoded" in response.json()["error_description"]
 
@@ -162,28 +195,48 @@ async def _can(client: httpx.AsyncClient, ids: dict[str, str]) -> dict[str, int]
         "Patient.history": (await client.get(f"/Patient/{pid}/_history")).status_code,
         "Patient.create": (await client.post("/Patient", json=patient(), headers=FHIR_JSON)).status_code,
         "Patient.update": (await client.put(f"/Patient/{pid}", json=current, headers=FHIR_JSON)).status_code
-        if current.get("resourceType") == "Patient" else 403,
+        if current.get("resourceType") == "Patient"
+        else 403,
         "Observation.read": (await client.get(f"/Observation/{oid}")).status_code,
         "Observation.search": (await client.get("/Observation", params={"_id": oid})).status_code,
-        "Observation.create": (await client.post("/Observation", json=observation(pid),
-                                                 headers=FHIR_JSON)).status_code,
+        "Observation.create": (
+            await client.post("/Observation", json=observation(pid), headers=FHIR_JSON)
+        ).status_code,
     }
 
 
-@pytest.mark.parametrize(("scope", "allowed"), [
-    ("system/*.read", {"Patient.read", "Patient.search", "Patient.history", "Observation.read",
-                       "Observation.search"}),
-    ("system/Patient.*", {"Patient.read", "Patient.search", "Patient.history", "Patient.create",
-                          "Patient.update"}),
-    ("system/*.cruds", {"Patient.read", "Patient.search", "Patient.history", "Patient.create", "Patient.update",
-                        "Observation.read", "Observation.search", "Observation.create"}),
-    ("system/Patient.rs", {"Patient.read", "Patient.search", "Patient.history"}),
-    ("system/Observation.rs", {"Observation.read", "Observation.search"}),
-    ("system/Observation.cs", {"Observation.search", "Observation.create"}),
-])
+@pytest.mark.parametrize(
+    ("scope", "allowed"),
+    [
+        (
+            "system/*.read",
+            {"Patient.read", "Patient.search", "Patient.history", "Observation.read", "Observation.search"},
+        ),
+        (
+            "system/Patient.*",
+            {"Patient.read", "Patient.search", "Patient.history", "Patient.create", "Patient.update"},
+        ),
+        (
+            "system/*.cruds",
+            {
+                "Patient.read",
+                "Patient.search",
+                "Patient.history",
+                "Patient.create",
+                "Patient.update",
+                "Observation.read",
+                "Observation.search",
+                "Observation.create",
+            },
+        ),
+        ("system/Patient.rs", {"Patient.read", "Patient.search", "Patient.history"}),
+        ("system/Observation.rs", {"Observation.read", "Observation.search"}),
+        ("system/Observation.cs", {"Observation.search", "Observation.create"}),
+    ],
+)
 async def test_scopes_are_enforced_per_type_and_interaction(
-        http: httpx.AsyncClient, token_for: TokenFactory, ids: dict[str, str], scope: str,
-        allowed: set[str]) -> None:
+    http: httpx.AsyncClient, token_for: TokenFactory, ids: dict[str, str], scope: str, allowed: set[str]
+) -> None:
     """Each token may do exactly what its scope names: the rest is 403."""
     client = _as(http, await token_for(scope))
     statuses = await _can(client, ids)
@@ -191,8 +244,9 @@ async def test_scopes_are_enforced_per_type_and_interaction(
     assert {v for k, v in statuses.items() if k not in allowed} <= {403}, statuses
 
 
-async def test_a_refusal_says_which_interaction_and_type(http: httpx.AsyncClient, token_for: TokenFactory,
-                                                         ids: dict[str, str]) -> None:
+async def test_a_refusal_says_which_interaction_and_type(
+    http: httpx.AsyncClient, token_for: TokenFactory, ids: dict[str, str]
+) -> None:
     client = _as(http, await token_for("system/Patient.rs"))
     response = await client.get(f"/Observation/{ids['Observation']}")
     assert response.status_code == 403
@@ -203,26 +257,35 @@ async def test_a_refusal_says_which_interaction_and_type(http: httpx.AsyncClient
 
 
 async def test_included_resources_the_token_may_not_read_are_left_out(
-        http: httpx.AsyncClient, token_for: TokenFactory, ids: dict[str, str]) -> None:
+    http: httpx.AsyncClient, token_for: TokenFactory, ids: dict[str, str]
+) -> None:
     """An Observation-only token asks to include the subject: it gets the Observation, not the Patient."""
     client = _as(http, await token_for("system/Observation.rs"))
-    response = await client.get("/Observation", params={"_id": ids["Observation"],
-                                                        "_include": "Observation:subject"})
+    response = await client.get(
+        "/Observation", params={"_id": ids["Observation"], "_include": "Observation:subject"}
+    )
     assert response.status_code == 200, response.text
     kinds = [e["resource"]["resourceType"] for e in response.json()["entry"]]
     assert kinds == ["Observation"]
     everything = _as(http, await token_for("system/*.read"))
-    both = await everything.get("/Observation", params={"_id": ids["Observation"],
-                                                        "_include": "Observation:subject"})
+    both = await everything.get(
+        "/Observation", params={"_id": ids["Observation"], "_include": "Observation:subject"}
+    )
     assert [e["resource"]["resourceType"] for e in both.json()["entry"]] == ["Observation", "Patient"]
 
 
-async def test_a_transaction_entry_outside_the_scope_is_403(http: httpx.AsyncClient, token_for: TokenFactory,
-                                                            ids: dict[str, str]) -> None:
+async def test_a_transaction_entry_outside_the_scope_is_403(
+    http: httpx.AsyncClient, token_for: TokenFactory, ids: dict[str, str]
+) -> None:
     client = _as(http, await token_for("system/Patient.cruds"))
-    bundle = {"resourceType": "Bundle", "type": "transaction", "entry": [
-        {"resource": patient(), "request": {"method": "POST", "url": "Patient"}},
-        {"resource": observation(ids["Patient"]), "request": {"method": "POST", "url": "Observation"}}]}
+    bundle = {
+        "resourceType": "Bundle",
+        "type": "transaction",
+        "entry": [
+            {"resource": patient(), "request": {"method": "POST", "url": "Patient"}},
+            {"resource": observation(ids["Patient"]), "request": {"method": "POST", "url": "Observation"}},
+        ],
+    }
     response = await client.post("", json=bundle, headers=FHIR_JSON)
     assert response.status_code == 403, response.text
     assert "Bundle.entry[1]" in response.json()["issue"][0]["diagnostics"]
@@ -237,7 +300,10 @@ async def test_smart_configuration_points_to_the_token_endpoint(http: httpx.Asyn
     config = response.json()
     assert config["token_endpoint"] == f"{BASE}/oauth/token"
     assert "client_credentials" in config["grant_types_supported"]
-    assert set(config["token_endpoint_auth_methods_supported"]) == {"client_secret_basic", "client_secret_post"}
+    assert set(config["token_endpoint_auth_methods_supported"]) == {
+        "client_secret_basic",
+        "client_secret_post",
+    }
     assert "system/*.read" in config["scopes_supported"]
 
 
@@ -256,11 +322,14 @@ async def test_metadata_is_open_and_tells_the_truth(http: httpx.AsyncClient) -> 
         names = {p["name"] for p in resource["searchParam"]}
         assert set(params_for(rtype)) | {"_id", "_lastUpdated"} <= names, rtype
         assert resource["updateCreate"] is False
-    assert {"identifier", "birthdate", "family", "given", "name"} <= {p["name"] for p in
-                                                                     by_type["Patient"]["searchParam"]}
+    assert {"identifier", "birthdate", "family", "given", "name"} <= {
+        p["name"] for p in by_type["Patient"]["searchParam"]
+    }
     codes = {i["code"] for i in by_type["AuditEvent"]["interaction"]}
     assert "read" in codes and "search-type" in codes and not codes & {"create", "update", "delete"}
-    assert {"create", "update", "delete", "read", "vread"} <= {i["code"] for i in by_type["Patient"]["interaction"]}
+    assert {"create", "update", "delete", "read", "vread"} <= {
+        i["code"] for i in by_type["Patient"]["interaction"]
+    }
     security = rest["security"]
     assert security["service"][0]["coding"][0]["code"] == "SMART-on-FHIR"
     uris = {e["url"]: e["valueUri"] for e in security["extension"][0]["extension"]}
@@ -268,21 +337,26 @@ async def test_metadata_is_open_and_tells_the_truth(http: httpx.AsyncClient) -> 
     assert {i["code"] for i in rest["interaction"]} == {"transaction", "batch"}
 
 
-@pytest.mark.parametrize(("method", "path"), [
-    ("GET", "/fhir/Patient"),
-    ("GET", "/fhir/Patient/" + "a" * 48),
-    ("GET", "/fhir/Patient/" + "a" * 48 + "/_history"),
-    ("GET", "/fhir/Patient/" + "a" * 48 + "/_history/1"),
-    ("GET", "/fhir/Patient/_history"),
-    ("POST", "/fhir/Patient"),
-    ("POST", "/fhir/Patient/_search"),
-    ("PUT", "/fhir/Patient/" + "a" * 48),
-    ("PATCH", "/fhir/Patient/" + "a" * 48),
-    ("DELETE", "/fhir/Patient/" + "a" * 48),
-    ("POST", "/fhir"),
-    ("GET", "/fhir/Nope"),
-])
-async def test_everything_else_under_fhir_needs_a_token(http: httpx.AsyncClient, method: str, path: str) -> None:
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("GET", "/fhir/Patient"),
+        ("GET", "/fhir/Patient/" + "a" * 48),
+        ("GET", "/fhir/Patient/" + "a" * 48 + "/_history"),
+        ("GET", "/fhir/Patient/" + "a" * 48 + "/_history/1"),
+        ("GET", "/fhir/Patient/_history"),
+        ("POST", "/fhir/Patient"),
+        ("POST", "/fhir/Patient/_search"),
+        ("PUT", "/fhir/Patient/" + "a" * 48),
+        ("PATCH", "/fhir/Patient/" + "a" * 48),
+        ("DELETE", "/fhir/Patient/" + "a" * 48),
+        ("POST", "/fhir"),
+        ("GET", "/fhir/Nope"),
+    ],
+)
+async def test_everything_else_under_fhir_needs_a_token(
+    http: httpx.AsyncClient, method: str, path: str
+) -> None:
     response = await http.request(method, path, json=patient(), headers=FHIR_JSON)
     assert response.status_code == 401, response.text
     assert response.json()["resourceType"] == "OperationOutcome"
@@ -290,13 +364,23 @@ async def test_everything_else_under_fhir_needs_a_token(http: httpx.AsyncClient,
 
 
 async def test_a_conditional_reference_needs_search_rights_on_its_target(
-        http: httpx.AsyncClient, token_for: TokenFactory, ids: dict[str, str]) -> None:
+    http: httpx.AsyncClient, token_for: TokenFactory, ids: dict[str, str]
+) -> None:
     """A feed that may create Observations but not search Patients cannot find a Patient by INS through a
     conditional reference: 403, not a validation error, and nothing about the Patient is revealed."""
     client = _as(http, await token_for("system/Observation.c"))
-    bundle = {"resourceType": "Bundle", "type": "transaction", "entry": [
-        {"resource": dict(observation(ids["Patient"]), subject={"reference": "Patient?identifier=urn:x|1"}),
-         "request": {"method": "POST", "url": "Observation"}}]}
+    bundle = {
+        "resourceType": "Bundle",
+        "type": "transaction",
+        "entry": [
+            {
+                "resource": dict(
+                    observation(ids["Patient"]), subject={"reference": "Patient?identifier=urn:x|1"}
+                ),
+                "request": {"method": "POST", "url": "Observation"},
+            }
+        ],
+    }
     response = await client.post("", json=bundle, headers=FHIR_JSON)
     assert response.status_code == 403, response.text
     assert "search Patient" in response.json()["issue"][0]["diagnostics"]
@@ -324,6 +408,8 @@ async def test_system_tokens_never_outlive_five_minutes(runtime: Runtime) -> Non
     assert response.status_code == 200, response.text
     assert response.json()["expires_in"] == 300
     expires = await runtime.db.fetchval(
-        "test_expiry", "SELECT expires_at - now() FROM oauth_token WHERE token_hash = $1",
-        hashlib.sha256(response.json()["access_token"].encode()).digest())
+        "test_expiry",
+        "SELECT expires_at - now() FROM oauth_token WHERE token_hash = $1",
+        hashlib.sha256(response.json()["access_token"].encode()).digest(),
+    )
     assert expires.total_seconds() <= 300

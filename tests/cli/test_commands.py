@@ -145,11 +145,21 @@ def test_rotating_the_key_encryption_key_from_the_command_line(folder: Path) -> 
     old = (folder / "kek.key").read_text().strip()
     new = base64.b64encode(os.urandom(32)).decode()
     env = {"ESPACE_SANTE_KEK": new, "ESPACE_SANTE_KEK_PREVIOUS": old}
-    done = subprocess.run([*EXE, "--data-dir", str(folder), "keys", "rewrap"], capture_output=True, text=True,
-                          env={**_env(), **env}, timeout=120)
+    done = subprocess.run(
+        [*EXE, "--data-dir", str(folder), "keys", "rewrap"],
+        capture_output=True,
+        text=True,
+        env={**_env(), **env},
+        timeout=120,
+    )
     assert done.returncode == 0, done.stderr
     assert int(done.stdout.split()[0]) >= 2  # the directory's key and the demo spaces' keys
-    again = subprocess.run([*EXE, "--data-dir", str(folder), "demo"], capture_output=True, text=True,
-                           env={**_env(), "ESPACE_SANTE_KEK": new}, timeout=120)
+    again = subprocess.run(
+        [*EXE, "--data-dir", str(folder), "demo"],
+        capture_output=True,
+        text=True,
+        env={**_env(), "ESPACE_SANTE_KEK": new},
+        timeout=120,
+    )
     assert again.returncode == 0, again.stderr
     assert again.stdout.startswith("demo data: 0 created")

@@ -85,8 +85,17 @@ EXPECTED_NAMES: dict[str, set[str]] = {
 
 # Every clinical type with Resource.identifier is searchable by it: conditional create (If-None-Exist) and
 # idempotent feeds rely on it.
-for _rtype in ("AllergyIntolerance", "MedicationStatement", "Condition", "Procedure", "Immunization",
-               "Observation", "Consent", "Communication", "Appointment"):
+for _rtype in (
+    "AllergyIntolerance",
+    "MedicationStatement",
+    "Condition",
+    "Procedure",
+    "Immunization",
+    "Observation",
+    "Consent",
+    "Communication",
+    "Appointment",
+):
     EXPECTED_NAMES[_rtype] = EXPECTED_NAMES[_rtype] | {"identifier"}
 
 

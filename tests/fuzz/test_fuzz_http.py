@@ -26,7 +26,9 @@ _SCALE = float(os.environ.get("FUZZ_SCALE", "1"))
 
 
 def _examples(n: int) -> settings:
-    return settings(max_examples=max(1, int(n * _SCALE)), deadline=None, suppress_health_check=list(HealthCheck))
+    return settings(
+        max_examples=max(1, int(n * _SCALE)), deadline=None, suppress_health_check=list(HealthCheck)
+    )
 
 
 FUZZ = _examples(60)
@@ -34,14 +36,61 @@ FEW = _examples(30)
 
 # --- strategies -------------------------------------------------------------------------------------------
 
-_scalars = (st.none() | st.booleans() | st.integers(min_value=-(2**70), max_value=2**70)
-            | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=20)
-            | st.sampled_from(["Patient", "Observation", "Bundle", "", "1955-08-14", "Patient/1", "urn:uuid:x",
-                               INS, "final", "female", "#a", "a\x00b"]))
-_keys = st.text(max_size=12) | st.sampled_from([
-    "resourceType", "id", "meta", "identifier", "name", "family", "given", "gender", "birthDate", "system",
-    "value", "reference", "subject", "status", "code", "coding", "entry", "request", "resource", "method",
-    "url", "type", "extension", "contained", "text", "valueQuantity", "effectiveDateTime", "_birthDate"])
+_scalars = (
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**70), max_value=2**70)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=20)
+    | st.sampled_from(
+        [
+            "Patient",
+            "Observation",
+            "Bundle",
+            "",
+            "1955-08-14",
+            "Patient/1",
+            "urn:uuid:x",
+            INS,
+            "final",
+            "female",
+            "#a",
+            "a\x00b",
+        ]
+    )
+)
+_keys = st.text(max_size=12) | st.sampled_from(
+    [
+        "resourceType",
+        "id",
+        "meta",
+        "identifier",
+        "name",
+        "family",
+        "given",
+        "gender",
+        "birthDate",
+        "system",
+        "value",
+        "reference",
+        "subject",
+        "status",
+        "code",
+        "coding",
+        "entry",
+        "request",
+        "resource",
+        "method",
+        "url",
+        "type",
+        "extension",
+        "contained",
+        "text",
+        "valueQuantity",
+        "effectiveDateTime",
+        "_birthDate",
+    ]
+)
 json_values = st.recursive(
     _scalars,
     lambda children: st.lists(children, max_size=4) | st.dictionaries(_keys, children, max_size=5),
@@ -90,15 +139,22 @@ def _get(node: Any, path: tuple[Any, ...]) -> Any:
 
 
 def _valid_patient() -> dict[str, Any]:
-    return patient(nir=new_nir(), address=[{"city": "Lyon", "postalCode": "69003"}],
-                   telecom=[{"system": "phone", "value": "0600000000"}])
+    return patient(
+        nir=new_nir(),
+        address=[{"city": "Lyon", "postalCode": "69003"}],
+        telecom=[{"system": "phone", "value": "0600000000"}],
+    )
 
 
 def _observation(pid: str) -> dict[str, Any]:
-    return {"resourceType": "Observation", "status": "final",
-            "code": {"coding": [{"system": "http://loinc.org", "code": "29463-7"}]},
-            "subject": {"reference": f"Patient/{pid}"}, "effectiveDateTime": "2025-03-10T08:30:00+01:00",
-            "valueQuantity": {"value": 64.5, "unit": "kg", "system": "http://unitsofmeasure.org", "code": "kg"}}
+    return {
+        "resourceType": "Observation",
+        "status": "final",
+        "code": {"coding": [{"system": "http://loinc.org", "code": "29463-7"}]},
+        "subject": {"reference": f"Patient/{pid}"},
+        "effectiveDateTime": "2025-03-10T08:30:00+01:00",
+        "valueQuantity": {"value": 64.5, "unit": "kg", "system": "http://unitsofmeasure.org", "code": "kg"},
+    }
 
 
 def _check(response: httpx.Response) -> None:
@@ -128,7 +184,9 @@ async def test_any_json_to_create_patient_is_never_a_server_error(fhir: httpx.As
 
 @FUZZ
 @given(data=st.data())
-async def test_mutated_patients_are_never_a_server_error(fhir: httpx.AsyncClient, data: st.DataObject) -> None:
+async def test_mutated_patients_are_never_a_server_error(
+    fhir: httpx.AsyncClient, data: st.DataObject
+) -> None:
     """A valid Patient with random edits: accepted (201) or refused with an OperationOutcome."""
     body = data.draw(mutated(_valid_patient()))
     response = await fhir.post("/Patient", content=_dumps(body), headers=FHIR_JSON)
@@ -146,11 +204,28 @@ async def test_raw_bytes_are_never_a_server_error(fhir: httpx.AsyncClient, raw: 
 
 
 _methods = st.sampled_from(["GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "", None, 3])
-_urls = st.sampled_from([
-    "Patient", "Patient/", "Observation", "Patient?identifier=x|y", "Patient/abc", "Patient/abc/_history/1",
-    "Patient/abc/_history/x", "Unknown", "/Patient", "http://other/fhir/Patient", "http://127.0.0.1:8000/fhir/Patient",
-    "Observation?patient=1&_count=x", "", "Patient/../x", "Patient?", "?", "Binary", "metadata",
-]) | st.text(max_size=30)
+_urls = st.sampled_from(
+    [
+        "Patient",
+        "Patient/",
+        "Observation",
+        "Patient?identifier=x|y",
+        "Patient/abc",
+        "Patient/abc/_history/1",
+        "Patient/abc/_history/x",
+        "Unknown",
+        "/Patient",
+        "http://other/fhir/Patient",
+        "http://127.0.0.1:8000/fhir/Patient",
+        "Observation?patient=1&_count=x",
+        "",
+        "Patient/../x",
+        "Patient?",
+        "?",
+        "Binary",
+        "metadata",
+    ]
+) | st.text(max_size=30)
 
 
 @st.composite
@@ -171,24 +246,34 @@ def bundles(draw: st.DrawFn) -> Any:
             resource = _valid_patient()
         elif kind == 2:
             resource = _observation(draw(st.sampled_from(["0" * 48, placeholder, "x"])))
-            resource["subject"]["reference"] = draw(st.sampled_from(
-                [placeholder, f"Patient?identifier={INS}|{new_nir()}", "Patient/" + "0" * 48, "Patient/x"]))
+            resource["subject"]["reference"] = draw(
+                st.sampled_from(
+                    [placeholder, f"Patient?identifier={INS}|{new_nir()}", "Patient/" + "0" * 48, "Patient/x"]
+                )
+            )
         elif kind == 3:
             resource = draw(mutated(_valid_patient()))
         else:
             resource = draw(json_values)
-        entry: dict[str, Any] = {"resource": resource,
-                                 "request": {"method": draw(_methods), "url": draw(_urls)}}
+        entry: dict[str, Any] = {
+            "resource": resource,
+            "request": {"method": draw(_methods), "url": draw(_urls)},
+        }
         if draw(st.booleans()):
             entry["fullUrl"] = draw(st.sampled_from([placeholder, "urn:uuid:bad", "Patient/1"]))
         if draw(st.booleans()):
-            entry["request"]["ifNoneExist"] = draw(st.sampled_from(
-                ["identifier=x|y", "", "a=b&&", "Patient?identifier=x", "colour=blue", "_count=x", "%zz"]))
+            entry["request"]["ifNoneExist"] = draw(
+                st.sampled_from(
+                    ["identifier=x|y", "", "a=b&&", "Patient?identifier=x", "colour=blue", "_count=x", "%zz"]
+                )
+            )
         if draw(st.booleans()):
             entry["request"]["ifMatch"] = draw(st.sampled_from(['W/"1"', "1", 'W/"x"', ""]))
         entries.append(entry)
-    bundle: dict[str, Any] = {"resourceType": draw(st.sampled_from(["Bundle", "Bundle", "Patient", 1])),
-                              "type": draw(st.sampled_from(["transaction", "batch", "collection", None]))}
+    bundle: dict[str, Any] = {
+        "resourceType": draw(st.sampled_from(["Bundle", "Bundle", "Patient", 1])),
+        "type": draw(st.sampled_from(["transaction", "batch", "collection", None])),
+    }
     if draw(st.integers(0, 5)):
         bundle["entry"] = entries
     else:
@@ -236,21 +321,107 @@ _PUT_TARGETS: dict[str, str] = {}
 
 # --- query strings --------------------------------------------------------------------------------------
 
-_NAMES = ["_id", "_lastUpdated", "_count", "_offset", "_sort", "_summary", "_total", "_include", "_revinclude",
-          "_format", "_pretty", "_elements", "_has", "identifier", "name", "family", "given", "birthdate", "gender",
-          "address-city", "general-practitioner", "patient", "subject", "code", "category", "status", "date",
-          "value-quantity", "performer", "combo-code", "link", "active", "telecom", "colour", ""]
-_MODS = ["", ":exact", ":contains", ":missing", ":not", ":Patient", ":Practitioner", ":above", ":text",
-         ":iterate", ":", "::"]
+_NAMES = [
+    "_id",
+    "_lastUpdated",
+    "_count",
+    "_offset",
+    "_sort",
+    "_summary",
+    "_total",
+    "_include",
+    "_revinclude",
+    "_format",
+    "_pretty",
+    "_elements",
+    "_has",
+    "identifier",
+    "name",
+    "family",
+    "given",
+    "birthdate",
+    "gender",
+    "address-city",
+    "general-practitioner",
+    "patient",
+    "subject",
+    "code",
+    "category",
+    "status",
+    "date",
+    "value-quantity",
+    "performer",
+    "combo-code",
+    "link",
+    "active",
+    "telecom",
+    "colour",
+    "",
+]
+_MODS = [
+    "",
+    ":exact",
+    ":contains",
+    ":missing",
+    ":not",
+    ":Patient",
+    ":Practitioner",
+    ":above",
+    ":text",
+    ":iterate",
+    ":",
+    "::",
+]
 _CHAINS = ["", ".identifier", ".name", ".family", ".birthdate", "._id", ".general-practitioner.name", ".x"]
 _PREFIXES = ["", "eq", "ne", "lt", "le", "gt", "ge", "sa", "eb", "ap", "zz"]
-_VALUES = ["1955", "1955-08", "1955-08-14", "1955-08-14T10:00", "2025-03-10T08:30:00+01:00", "2025-13-40",
-           "9999-12-31T23:59:59.999999999-14:00", "0001-01-01T00:00:00+14:00", "60|http://unitsofmeasure.org|kg",
-           "60||kg", "60|", "1e400", "-0", ".5", "NaN", f"{INS}|1", "|x", "x|", "|", "a,b", "\\,", "\\",
-           "Patient/x", "Patient/" + "0" * 48, "Observation:patient", "Observation:subject:Patient",
-           "DocumentReference:subject", "*", "true", "false", "count", "accurate", "json", "xml", "birthdate",
-           "-birthdate", "family,-_id", "_lastUpdated", "émile", "%", "_", "'; drop table resource; --", "",
-           "a\x00b", "\x00", "\ud800".encode("utf-8", "surrogatepass").decode("utf-8", "replace")]
+_VALUES = [
+    "1955",
+    "1955-08",
+    "1955-08-14",
+    "1955-08-14T10:00",
+    "2025-03-10T08:30:00+01:00",
+    "2025-13-40",
+    "9999-12-31T23:59:59.999999999-14:00",
+    "0001-01-01T00:00:00+14:00",
+    "60|http://unitsofmeasure.org|kg",
+    "60||kg",
+    "60|",
+    "1e400",
+    "-0",
+    ".5",
+    "NaN",
+    f"{INS}|1",
+    "|x",
+    "x|",
+    "|",
+    "a,b",
+    "\\,",
+    "\\",
+    "Patient/x",
+    "Patient/" + "0" * 48,
+    "Observation:patient",
+    "Observation:subject:Patient",
+    "DocumentReference:subject",
+    "*",
+    "true",
+    "false",
+    "count",
+    "accurate",
+    "json",
+    "xml",
+    "birthdate",
+    "-birthdate",
+    "family,-_id",
+    "_lastUpdated",
+    "émile",
+    "%",
+    "_",
+    "'; drop table resource; --",
+    "",
+    "a\x00b",
+    "\x00",
+    "\ud800".encode("utf-8", "surrogatepass").decode("utf-8", "replace"),
+]
 
 
 @st.composite
@@ -260,7 +431,9 @@ def query_pairs(draw: st.DrawFn) -> list[tuple[str, str]]:
         if draw(st.integers(0, 4)) == 0:
             name = draw(st.text(max_size=15))
         else:
-            name = draw(st.sampled_from(_NAMES)) + draw(st.sampled_from(_MODS)) + draw(st.sampled_from(_CHAINS))
+            name = (
+                draw(st.sampled_from(_NAMES)) + draw(st.sampled_from(_MODS)) + draw(st.sampled_from(_CHAINS))
+            )
         if draw(st.integers(0, 3)) == 0:
             value = draw(st.text(max_size=30))
         else:
@@ -273,16 +446,22 @@ def query_pairs(draw: st.DrawFn) -> list[tuple[str, str]]:
 
 def _query(pairs: list[tuple[str, str]]) -> str:
     # quote by hand: surrogates and NULs would not survive httpx's own encoding
-    return "&".join(f"{quote(k.encode('utf-8', 'surrogatepass'), safe='')}="
-                    f"{quote(v.encode('utf-8', 'surrogatepass'), safe='')}" for k, v in pairs)
+    return "&".join(
+        f"{quote(k.encode('utf-8', 'surrogatepass'), safe='')}="
+        f"{quote(v.encode('utf-8', 'surrogatepass'), safe='')}"
+        for k, v in pairs
+    )
 
 
 @FUZZ
-@given(pairs=query_pairs(), rtype=st.sampled_from(["Patient", "Observation", "DocumentReference",
-                                                    "Practitioner"]),
-       strict=st.booleans())
-async def test_any_query_string_is_never_a_server_error(fhir: httpx.AsyncClient, pairs: list[tuple[str, str]],
-                                                        rtype: str, strict: bool) -> None:
+@given(
+    pairs=query_pairs(),
+    rtype=st.sampled_from(["Patient", "Observation", "DocumentReference", "Practitioner"]),
+    strict=st.booleans(),
+)
+async def test_any_query_string_is_never_a_server_error(
+    fhir: httpx.AsyncClient, pairs: list[tuple[str, str]], rtype: str, strict: bool
+) -> None:
     """Real parameter names, modifiers, chains, prefixes and values mixed with random text, strict or
     lenient: a searchset or a 4xx OperationOutcome, never a 5xx; POST _search answers the same status."""
     headers = {"Prefer": "handling=strict"} if strict else {}
@@ -291,8 +470,11 @@ async def test_any_query_string_is_never_a_server_error(fhir: httpx.AsyncClient,
     _check(response)
     if response.status_code == 200:
         assert response.json()["type"] == "searchset"
-    posted = await fhir.post(f"/{rtype}/_search", content=query.encode(),
-                             headers={**headers, "Content-Type": "application/x-www-form-urlencoded"})
+    posted = await fhir.post(
+        f"/{rtype}/_search",
+        content=query.encode(),
+        headers={**headers, "Content-Type": "application/x-www-form-urlencoded"},
+    )
     _check(posted)
     assert posted.status_code == response.status_code
 
@@ -309,15 +491,19 @@ async def test_raw_query_strings_are_never_a_server_error(fhir: httpx.AsyncClien
 # --- the token endpoint ------------------------------------------------------------------------------------
 
 _FORM_NAMES = st.sampled_from(["grant_type", "client_id", "client_secret", "scope", "client_assertion", "x"])
-_FORM_VALUES = st.sampled_from(["client_credentials", "password", "system/*.read", "system/*.cruds", "",
-                                "a\x00b", "%00"]) | st.text(max_size=20)
+_FORM_VALUES = st.sampled_from(
+    ["client_credentials", "password", "system/*.read", "system/*.cruds", "", "a\x00b", "%00"]
+) | st.text(max_size=20)
 
 
 @FEW
-@given(form=st.lists(st.tuples(_FORM_NAMES, _FORM_VALUES), max_size=5),
-       basic=st.none() | st.tuples(st.text(max_size=10), st.text(max_size=10)))
-async def test_the_token_endpoint_is_never_a_server_error(http: httpx.AsyncClient, form: list[tuple[str, str]],
-                                                          basic: tuple[str, str] | None) -> None:
+@given(
+    form=st.lists(st.tuples(_FORM_NAMES, _FORM_VALUES), max_size=5),
+    basic=st.none() | st.tuples(st.text(max_size=10), st.text(max_size=10)),
+)
+async def test_the_token_endpoint_is_never_a_server_error(
+    http: httpx.AsyncClient, form: list[tuple[str, str]], basic: tuple[str, str] | None
+) -> None:
     """Any form, with or without Basic credentials: an RFC 6749 error (4xx JSON with "error"), never a
     5xx. (A NUL in a client id used to reach PostgreSQL and fail there.)"""
     headers = {"Content-Type": "application/x-www-form-urlencoded"}
@@ -395,17 +581,18 @@ def _variant(draw: Callable[[st.SearchStrategy[Any]], Any], text: str) -> str:
 
 
 @_examples(40)
-@given(data=st.data(),
-       people=st.lists(st.tuples(fhir_dates(), families), min_size=1, max_size=6))
-async def test_date_and_string_search_agree_with_the_oracle(fhir: httpx.AsyncClient, data: st.DataObject,
-                                                            people: list[tuple[str, str]]) -> None:
+@given(data=st.data(), people=st.lists(st.tuples(fhir_dates(), families), min_size=1, max_size=6))
+async def test_date_and_string_search_agree_with_the_oracle(
+    fhir: httpx.AsyncClient, data: st.DataObject, people: list[tuple[str, str]]
+) -> None:
     """Patients with random (partial) birth dates and names; birthdate=<prefix><date>, family=<text>,
     family:exact and family:contains find exactly what the oracle says."""
     system = f"urn:uuid:{uuid.uuid4()}"
     made: dict[str, tuple[str, str]] = {}
     for n, (birth, family) in enumerate(people):
-        body = patient(identifier=[{"system": system, "value": str(n)}], birthDate=birth,
-                       name=[{"family": family}])
+        body = patient(
+            identifier=[{"system": system, "value": str(n)}], birthDate=birth, name=[{"family": family}]
+        )
         response = await fhir.post("/Patient", json=body, headers=FHIR_JSON)
         assert response.status_code == 201, response.text
         made[response.json()["id"]] = (birth, family)
@@ -433,4 +620,3 @@ async def test_date_and_string_search_agree_with_the_oracle(fhir: httpx.AsyncCli
         assert await ids(("family:contains", typed)) == expected, (typed, made)
         expected = {i for i, (_, f) in made.items() if f == typed}
         assert await ids(("family:exact", typed)) == expected, (typed, made)
-

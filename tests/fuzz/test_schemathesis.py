@@ -64,9 +64,15 @@ def api_schema(app: Any) -> Any:
 
 def _request_kwargs(case: Any, token: str) -> dict[str, Any]:
     """The case as httpx arguments (schemathesis serialises it for `requests`)."""
-    kwargs = case.as_transport_kwargs(base_url="http://127.0.0.1:8000", headers={"Authorization": f"Bearer {token}"})
-    out: dict[str, Any] = {"method": kwargs["method"], "url": kwargs["url"],
-                           "headers": kwargs.get("headers") or {}, "params": kwargs.get("params")}
+    kwargs = case.as_transport_kwargs(
+        base_url="http://127.0.0.1:8000", headers={"Authorization": f"Bearer {token}"}
+    )
+    out: dict[str, Any] = {
+        "method": kwargs["method"],
+        "url": kwargs["url"],
+        "headers": kwargs.get("headers") or {},
+        "params": kwargs.get("params"),
+    }
     if kwargs.get("cookies"):
         out["cookies"] = kwargs["cookies"]
     if "json" in kwargs:
@@ -93,9 +99,14 @@ def test_every_operation_is_covered(api_schema: Any) -> None:
 @pytest.mark.parametrize(("method", "path"), OPERATIONS, ids=[f"{m} {p}" for m, p in OPERATIONS])
 @settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck))
 @given(data=st.data())
-async def test_operation_conforms_to_the_description(api_schema: Any, http: httpx.AsyncClient,
-                                                     token_for: TokenFactory, method: str, path: str,
-                                                     data: st.DataObject) -> None:
+async def test_operation_conforms_to_the_description(
+    api_schema: Any,
+    http: httpx.AsyncClient,
+    token_for: TokenFactory,
+    method: str,
+    path: str,
+    data: st.DataObject,
+) -> None:
     """Generated requests with a valid token: no 5xx, and statuses, content types, headers and bodies as
     documented."""
     token = await token_for("system/*.*")

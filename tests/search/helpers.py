@@ -62,8 +62,11 @@ def match_ids(bundle: dict[str, Any]) -> list[str]:
 
 
 def included(bundle: dict[str, Any]) -> set[tuple[str, str]]:
-    return {(e["resource"]["resourceType"], e["resource"]["id"])
-            for e in bundle.get("entry", []) if e["search"]["mode"] == "include"}
+    return {
+        (e["resource"]["resourceType"], e["resource"]["id"])
+        for e in bundle.get("entry", [])
+        if e["search"]["mode"] == "include"
+    }
 
 
 def link(bundle: dict[str, Any], relation: str) -> str | None:

@@ -71,7 +71,10 @@ async def test_identifier_in_its_four_forms(fhir: httpx.AsyncClient) -> None:
     assert await found(fhir, "Patient", {"identifier": f"{system}|{value}"}) == {with_system["id"]}
     assert await found(fhir, "Patient", {"identifier": f"|{value}"}) == {without_system["id"]}
     assert await found(fhir, "Patient", {"identifier": value}) == {with_system["id"], without_system["id"]}
-    assert await found(fhir, "Patient", {"identifier": f"{system}|"}) == {with_system["id"], other_value["id"]}
+    assert await found(fhir, "Patient", {"identifier": f"{system}|"}) == {
+        with_system["id"],
+        other_value["id"],
+    }
     # a token is an exact match, never a prefix
     assert await found(fhir, "Patient", {"identifier": f"{system}|{value[:-1]}"}) == set()
 
@@ -86,7 +89,9 @@ async def test_ins_identifier(fhir: httpx.AsyncClient) -> None:
 async def test_repeated_identifier_params_are_anded_and_commas_ored(fhir: httpx.AsyncClient) -> None:
     """identifier=a&identifier=b: patients with both; identifier=a,b: patients with either."""
     system = unique_system()
-    both = await new_patient(fhir, identifier=[{"system": system, "value": "a"}, {"system": system, "value": "b"}])
+    both = await new_patient(
+        fhir, identifier=[{"system": system, "value": "a"}, {"system": system, "value": "b"}]
+    )
     only_a = await new_patient(fhir, identifier=[{"system": system, "value": "a"}])
     only_b = await new_patient(fhir, identifier=[{"system": system, "value": "b"}])
     anded = [("identifier", f"{system}|a"), ("identifier", f"{system}|b")]
@@ -103,7 +108,9 @@ async def test_observations_by_patient_subject_and_chain(fhir: httpx.AsyncClient
     patient's identifier (with and without the type modifier)."""
     nir = new_nir()
     system = unique_system()
-    mine = await new_patient(fhir, identifier=[{"system": INS, "value": nir}, {"system": system, "value": "1"}])
+    mine = await new_patient(
+        fhir, identifier=[{"system": INS, "value": nir}, {"system": system, "value": "1"}]
+    )
     other = await new_patient(fhir)
     obs = {(await create(fhir, observation(mine["id"])))["id"] for _ in range(2)}
     await create(fhir, observation(other["id"]))
@@ -156,8 +163,9 @@ async def test_birthdate_prefixes_and_partial_dates(fhir: httpx.AsyncClient) -> 
     assert await born("sa1955") == of("1960-06-15")
     assert await born("eb1955-08-14") == of("1949-12-31", "1950-01-01")
     assert await born("1955,1960") == of("1955-08-14", "1955-12-31", "1960-06-15")
-    assert await found(fhir, "Patient", [("family", family), ("birthdate", "ge1950"),
-                                         ("birthdate", "lt1956")]) == of("1950-01-01", "1955-08-14", "1955-12-31")
+    assert await found(
+        fhir, "Patient", [("family", family), ("birthdate", "ge1950"), ("birthdate", "lt1956")]
+    ) == of("1950-01-01", "1955-08-14", "1955-12-31")
 
 
 async def test_observation_date_ranges(fhir: httpx.AsyncClient) -> None:
@@ -192,12 +200,18 @@ async def test_tokens_with_and_without_system(fhir: httpx.AsyncClient) -> None:
     as plain codes; :not."""
     p = await new_patient(fhir)
     pid = p["id"]
-    weight = await create(fhir, observation(pid, category=[{"coding": [{"system": OBS_CATEGORY,
-                                                                           "code": "vital-signs"}]}]))
-    local = await create(fhir, observation(pid, status="preliminary",
-                                           code={"coding": [{"code": "29463-7"}]}))
-    heart = await create(fhir, observation(pid, code={"coding": [{"system": LOINC, "code": "8867-4"}]},
-                                           category=[{"coding": [{"system": OBS_CATEGORY, "code": "exam"}]}]))
+    weight = await create(
+        fhir, observation(pid, category=[{"coding": [{"system": OBS_CATEGORY, "code": "vital-signs"}]}])
+    )
+    local = await create(fhir, observation(pid, status="preliminary", code={"coding": [{"code": "29463-7"}]}))
+    heart = await create(
+        fhir,
+        observation(
+            pid,
+            code={"coding": [{"system": LOINC, "code": "8867-4"}]},
+            category=[{"coding": [{"system": OBS_CATEGORY, "code": "exam"}]}],
+        ),
+    )
 
     async def obs(**params: str) -> set[str]:
         return await found(fhir, "Observation", {"patient": pid, **params})
@@ -230,12 +244,15 @@ async def test_strings_start_with_ignore_case_and_accents(fhir: httpx.AsyncClien
     """family, given, name and address-city: starts-with by default, without case or accents; :exact is
     the exact text; :contains anywhere in it."""
     stem = unique_family("Qq")
-    emile = await new_patient(fhir, name=[{"family": f"{stem}Dupont", "given": ["Émile"]}],
-                              address=[{"city": "Saint-Étienne"}])
-    emilie = await new_patient(fhir, name=[{"family": f"{stem}Duport", "given": ["Émilie", "Rose"]}],
-                               address=[{"city": "Lyon"}])
-    leon = await new_patient(fhir, name=[{"family": f"{stem}Lefèvre", "given": ["Léon"]}],
-                             address=[{"city": "Étampes"}])
+    emile = await new_patient(
+        fhir, name=[{"family": f"{stem}Dupont", "given": ["Émile"]}], address=[{"city": "Saint-Étienne"}]
+    )
+    emilie = await new_patient(
+        fhir, name=[{"family": f"{stem}Duport", "given": ["Émilie", "Rose"]}], address=[{"city": "Lyon"}]
+    )
+    leon = await new_patient(
+        fhir, name=[{"family": f"{stem}Lefèvre", "given": ["Léon"]}], address=[{"city": "Étampes"}]
+    )
     e, i, lo = emile["id"], emilie["id"], leon["id"]
 
     async def pats(*pairs: tuple[str, str]) -> set[str]:
@@ -332,10 +349,18 @@ async def test_an_updated_resource_is_found_by_its_new_values_only(fhir: httpx.A
     """After a PUT, the old name, birth date and identifier no longer find the patient; the new ones do."""
     old_family, new_family = unique_family(), unique_family()
     old_system, new_system = unique_system(), unique_system()
-    p = await new_patient(fhir, name=[{"family": old_family}], birthDate="1970-01-01",
-                          identifier=[{"system": old_system, "value": "1"}])
-    changed = {**p, "name": [{"family": new_family}], "birthDate": "1971-02-02",
-               "identifier": [{"system": new_system, "value": "1"}]}
+    p = await new_patient(
+        fhir,
+        name=[{"family": old_family}],
+        birthDate="1970-01-01",
+        identifier=[{"system": old_system, "value": "1"}],
+    )
+    changed = {
+        **p,
+        "name": [{"family": new_family}],
+        "birthDate": "1971-02-02",
+        "identifier": [{"system": new_system, "value": "1"}],
+    }
     response = await fhir.put(f"/Patient/{p['id']}", json=changed, headers=FHIR_JSON)
     assert response.status_code == 200, response.text
     assert await found(fhir, "Patient", {"family": old_family}) == set()
@@ -367,14 +392,18 @@ async def test_unknown_parameters_are_ignored_and_left_out_of_the_self_link(fhir
     assert match_ids(again.json()) == [p["id"]]
 
 
-@pytest.mark.parametrize("query", [
-    {"colour": "blue"},
-    {"family:sounds-like": "x"},
-    {"_has:Observation:patient:code": "1"},
-    {"general-practitioner.name.family": "x"},
-])
+@pytest.mark.parametrize(
+    "query",
+    [
+        {"colour": "blue"},
+        {"family:sounds-like": "x"},
+        {"_has:Observation:patient:code": "1"},
+        {"general-practitioner.name.family": "x"},
+    ],
+)
 async def test_unknown_parameters_are_refused_with_strict_handling(
-        fhir: httpx.AsyncClient, query: dict[str, str]) -> None:
+    fhir: httpx.AsyncClient, query: dict[str, str]
+) -> None:
     """Prefer: handling=strict turns an unknown or unsupported parameter into a 400 OperationOutcome that
     names it."""
     response = await fhir.get("/Patient", params=query, headers={"Prefer": "handling=strict"})
@@ -382,21 +411,26 @@ async def test_unknown_parameters_are_refused_with_strict_handling(
     outcome = response.json()
     assert outcome["resourceType"] == "OperationOutcome"
     name = next(iter(query))
-    assert any(name in issue.get("diagnostics", "") or name in issue.get("expression", [""])[0]
-               for issue in outcome["issue"])
+    assert any(
+        name in issue.get("diagnostics", "") or name in issue.get("expression", [""])[0]
+        for issue in outcome["issue"]
+    )
 
 
-@pytest.mark.parametrize("query", [
-    {"birthdate": "1955-13"},
-    {"birthdate": "xx1955"},
-    {"_count": "-1"},
-    {"_sort": "colour"},
-    {"_id": "bad id!"},
-    {"general-practitioner": "Patient/x"},
-    {"identifier": "|"},
-    {"_summary": "maybe"},
-    {"_include": "Observation:patient"},
-])
+@pytest.mark.parametrize(
+    "query",
+    [
+        {"birthdate": "1955-13"},
+        {"birthdate": "xx1955"},
+        {"_count": "-1"},
+        {"_sort": "colour"},
+        {"_id": "bad id!"},
+        {"general-practitioner": "Patient/x"},
+        {"identifier": "|"},
+        {"_summary": "maybe"},
+        {"_include": "Observation:patient"},
+    ],
+)
 async def test_malformed_values_are_a_400_outcome(fhir: httpx.AsyncClient, query: dict[str, str]) -> None:
     """A malformed value is always an error, strict or not."""
     response = await fhir.get("/Patient", params=query)
@@ -408,8 +442,17 @@ async def test_post_search_gives_the_same_result_as_get(fhir: httpx.AsyncClient)
     """POST /fhir/Patient/_search with a form body answers what GET answers, including its paging links."""
     family = unique_family()
     system = unique_system()
-    by_n = [(await new_patient(fhir, name=[{"family": family}], identifier=[{"system": system, "value": str(n)}],
-                               birthDate=f"19{60 + n}-01-01"))["id"] for n in range(3)]
+    by_n = [
+        (
+            await new_patient(
+                fhir,
+                name=[{"family": family}],
+                identifier=[{"system": system, "value": str(n)}],
+                birthDate=f"19{60 + n}-01-01",
+            )
+        )["id"]
+        for n in range(3)
+    ]
     params = [("family", family), ("birthdate", "ge1961"), ("_count", "1"), ("_sort", "birthdate")]
     got = await search(fhir, "Patient", params)
     assert match_ids(got) == [by_n[1]]
@@ -430,8 +473,18 @@ async def test_post_search_gives_the_same_result_as_get(fhir: httpx.AsyncClient)
 # --- regressions ----------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("query", ["family=a%00b", "family:exact=%00", "identifier=x%00|y", "_id=a%00",
-                                   "value-quantity=60|%00|kg", "patient.name=%00", "x%00=1"])
+@pytest.mark.parametrize(
+    "query",
+    [
+        "family=a%00b",
+        "family:exact=%00",
+        "identifier=x%00|y",
+        "_id=a%00",
+        "value-quantity=60|%00|kg",
+        "patient.name=%00",
+        "x%00=1",
+    ],
+)
 async def test_a_nul_character_in_a_search_is_a_400_not_a_500(fhir: httpx.AsyncClient, query: str) -> None:
     """PostgreSQL text cannot hold U+0000: a search carrying one used to fail in the database (500); it is
     a malformed request (400 OperationOutcome)."""
@@ -443,13 +496,17 @@ async def test_a_nul_character_in_a_search_is_a_400_not_a_500(fhir: httpx.AsyncC
 
 
 async def test_a_resource_holding_a_nul_character_is_stored_and_found_by_its_other_values(
-        fhir: httpx.AsyncClient) -> None:
+    fhir: httpx.AsyncClient,
+) -> None:
     """A NUL inside a name or an identifier used to fail the write of the search index (500). The resource
     is stored as sent; the name is indexed without the NUL, the unusable identifier is left out."""
     family = unique_family()
     system = unique_system()
-    body = {"resourceType": "Patient", "name": [{"family": family + "\x00x", "given": ["A\x00"]}],
-            "identifier": [{"system": system, "value": "v\x00"}, {"system": system, "value": "ok"}]}
+    body = {
+        "resourceType": "Patient",
+        "name": [{"family": family + "\x00x", "given": ["A\x00"]}],
+        "identifier": [{"system": system, "value": "v\x00"}, {"system": system, "value": "ok"}],
+    }
     response = await fhir.post("/Patient", json=body, headers=FHIR_JSON)
     assert response.status_code in (201, 400, 422), response.text
     if response.status_code != 201:  # refusing it outright is as good
@@ -466,8 +523,10 @@ async def test_last_updated_gt_and_lt_are_not_server_errors(fhir: httpx.AsyncCli
     """gt/lt/sa/eb compare one bound only; the other used to be sent as an untyped, unused parameter that
     PostgreSQL refused (500 on every one-sided date search)."""
     for prefix in ("gt", "lt", "sa", "eb"):
-        response = await fhir.get("/Patient", params={"_lastUpdated": f"{prefix}2020-01-01",
-                                                      "birthdate": f"{prefix}1900", "_count": "1"})
+        response = await fhir.get(
+            "/Patient",
+            params={"_lastUpdated": f"{prefix}2020-01-01", "birthdate": f"{prefix}1900", "_count": "1"},
+        )
         assert response.status_code == 200, response.text
 
 

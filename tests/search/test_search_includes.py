@@ -26,16 +26,23 @@ def document(patient_id: str, **extra: Any) -> dict[str, Any]:
         "status": "current",
         "type": {"coding": [{"system": "http://loinc.org", "code": "11488-4"}]},
         "subject": {"reference": f"Patient/{patient_id}"},
-        "content": [{"attachment": {"contentType": "text/plain",
-                                    "data": base64.b64encode(b"Compte rendu").decode()}}],
+        "content": [
+            {"attachment": {"contentType": "text/plain", "data": base64.b64encode(b"Compte rendu").decode()}}
+        ],
     }
     body.update(extra)
     return body
 
 
 async def practitioner(fhir: httpx.AsyncClient, family: str) -> dict[str, Any]:
-    return await create(fhir, {"resourceType": "Practitioner", "name": [{"family": family}],
-                               "identifier": [{"system": unique_system(), "value": "1"}]})
+    return await create(
+        fhir,
+        {
+            "resourceType": "Practitioner",
+            "name": [{"family": family}],
+            "identifier": [{"system": unique_system(), "value": "1"}],
+        },
+    )
 
 
 async def test_revinclude_brings_the_patients_observations(fhir: httpx.AsyncClient) -> None:
@@ -55,13 +62,16 @@ async def test_include_the_subject_of_documents_once(fhir: httpx.AsyncClient) ->
     patient once."""
     p = await new_patient(fhir)
     docs = {(await create(fhir, document(p["id"])))["id"] for _ in range(2)}
-    bundle = await search(fhir, "DocumentReference", {"patient": p["id"], "_include": "DocumentReference:subject"})
+    bundle = await search(
+        fhir, "DocumentReference", {"patient": p["id"], "_include": "DocumentReference:subject"}
+    )
     assert set(match_ids(bundle)) == docs
     assert included(bundle) == {("Patient", p["id"])}
     modes = [e["search"]["mode"] for e in bundle["entry"]]
     assert modes == ["match", "match", "include"]
-    typed = await search(fhir, "DocumentReference", {"patient": p["id"],
-                                                     "_include": "DocumentReference:subject:Patient"})
+    typed = await search(
+        fhir, "DocumentReference", {"patient": p["id"], "_include": "DocumentReference:subject:Patient"}
+    )
     assert included(typed) == {("Patient", p["id"])}
     assert included(await search(fhir, "DocumentReference", {"patient": p["id"]})) == set()
 
@@ -76,11 +86,13 @@ async def test_include_a_directory_practitioner_from_an_observation(fhir: httpx.
     bundle = await search(fhir, "Observation", {"patient": p["id"], "_include": "Observation:performer"})
     assert match_ids(bundle) == [obs["id"]]
     assert included(bundle) == {("Practitioner", doctor["id"])}
-    typed = await search(fhir, "Observation", {"patient": p["id"],
-                                               "_include": "Observation:performer:Practitioner"})
+    typed = await search(
+        fhir, "Observation", {"patient": p["id"], "_include": "Observation:performer:Practitioner"}
+    )
     assert included(typed) == {("Practitioner", doctor["id"])}
-    other_type = await search(fhir, "Observation", {"patient": p["id"],
-                                                    "_include": "Observation:performer:Organization"})
+    other_type = await search(
+        fhir, "Observation", {"patient": p["id"], "_include": "Observation:performer:Organization"}
+    )
     assert included(other_type) == set()
 
     reverse = await search(fhir, "Practitioner", {"family": family, "_revinclude": "Observation:performer"})
@@ -109,8 +121,11 @@ async def test_include_and_revinclude_together_on_a_page(fhir: httpx.AsyncClient
     a = await new_patient(fhir, name=[{"family": family}], birthDate="1950-01-01")
     b = await new_patient(fhir, name=[{"family": family}], birthDate="1960-01-01")
     oa, ob = await create(fhir, observation(a["id"])), await create(fhir, observation(b["id"]))
-    first = await search(fhir, "Patient", {"family": family, "_sort": "birthdate", "_count": "1",
-                                           "_revinclude": "Observation:patient"})
+    first = await search(
+        fhir,
+        "Patient",
+        {"family": family, "_sort": "birthdate", "_count": "1", "_revinclude": "Observation:patient"},
+    )
     assert match_ids(first) == [a["id"]]
     assert included(first) == {("Observation", oa["id"])}
     nxt = next(item["url"] for item in first["link"] if item["relation"] == "next")
@@ -125,8 +140,14 @@ async def test_chains_into_the_directory(fhir: httpx.AsyncClient) -> None:
     patients by their general practitioner's name."""
     system = unique_system()
     family = unique_family("Dr")
-    doctor = await create(fhir, {"resourceType": "Practitioner", "name": [{"family": family}],
-                                 "identifier": [{"system": system, "value": "42"}]})
+    doctor = await create(
+        fhir,
+        {
+            "resourceType": "Practitioner",
+            "name": [{"family": family}],
+            "identifier": [{"system": system, "value": "42"}],
+        },
+    )
     ref = {"reference": f"Practitioner/{doctor['id']}"}
     p = await new_patient(fhir, generalPractitioner=[ref])
     other = await new_patient(fhir)

@@ -77,8 +77,9 @@ async def test_links_keep_the_search_and_sort(fhir: httpx.AsyncClient) -> None:
     births = ["1990-05-01", "1950-01-01", "1970-03-03", "1950-01-01", "2001-12-31", "1962-07-14"]
     made = await _family_of(fhir, family, births)
     expected = [p["id"] for p in sorted(made, key=lambda p: (p["birthDate"], p["id"]), reverse=False)]
-    pages = await _walk(fhir, await search(fhir, "Patient", {"family": family, "_sort": "birthdate",
-                                                             "_count": "2"}))
+    pages = await _walk(
+        fhir, await search(fhir, "Patient", {"family": family, "_sort": "birthdate", "_count": "2"})
+    )
     assert [i for p in pages for i in match_ids(p)] == expected
     for page in pages:
         self_link = link(page, "self") or ""
@@ -110,7 +111,10 @@ async def test_sort_orders_are_stable(fhir: httpx.AsyncClient) -> None:
     dated = [i for i in ids if birth[i] is not None]
     undated = [i for i in ids if birth[i] is None]
     assert await order("birthdate") == sorted(dated, key=lambda i: (birth[i], i)) + undated
-    assert await order("-birthdate") == sorted(sorted(dated), key=lambda i: birth[i] or "", reverse=True) + undated
+    assert (
+        await order("-birthdate")
+        == sorted(sorted(dated), key=lambda i: birth[i] or "", reverse=True) + undated
+    )
     assert await order("family") == sorted(ids, key=lambda i: (fam[i].lower(), i))
     assert await order("-family") == sorted(sorted(ids), key=lambda i: fam[i].lower(), reverse=True)
     assert await order("_lastUpdated") == ids  # created one after the other
@@ -118,7 +122,8 @@ async def test_sort_orders_are_stable(fhir: httpx.AsyncClient) -> None:
     assert await order("-_id") == sorted(ids, reverse=True)
     assert await order("_id") == sorted(ids)
     assert await order("family,-birthdate") == sorted(
-        sorted(sorted(ids), key=lambda i: birth[i] or "", reverse=True), key=lambda i: fam[i].lower())
+        sorted(sorted(ids), key=lambda i: birth[i] or "", reverse=True), key=lambda i: fam[i].lower()
+    )
 
 
 async def test_summary_count_and_total_accurate(fhir: httpx.AsyncClient) -> None:

@@ -41,27 +41,43 @@ def install(app: FastAPI) -> None:
         where = ".".join(str(p) for p in first.get("loc", ()))
         if first.get("loc", ("",))[0] == "path":
             return _respond(request, NotFound(f"chemin invalide / invalid path: {where}"))
-        return _respond(request, BadRequest(f"requête invalide / invalid request: {where}: {first.get('msg', '')}"))
+        return _respond(
+            request, BadRequest(f"requête invalide / invalid request: {where}: {first.get('msg', '')}")
+        )
 
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, exc: HTTPException) -> Response:
         if exc.status_code == 404:
             return _respond(request, NotFound("chemin inconnu / unknown path"))
         if exc.status_code == 405:
-            return _respond(request, MethodNotAllowed(f"méthode {request.method} non permise ici / not allowed here"),
-                            dict(exc.headers or {}))
+            return _respond(
+                request,
+                MethodNotAllowed(f"méthode {request.method} non permise ici / not allowed here"),
+                dict(exc.headers or {}),
+            )
         return _respond(request, FhirError(str(exc.detail), exc.status_code, "processing"))
 
     @app.exception_handler(DatabaseUnavailable)
     async def unavailable(request: Request, exc: DatabaseUnavailable) -> Response:
         log.warning("db.unavailable", request_id=getattr(request.state, "request_id", None), error=str(exc))
-        return _respond(request, FhirError("service momentanément indisponible / service temporarily unavailable",
-                                           503, "transient"), {"Retry-After": "5"})
+        return _respond(
+            request,
+            FhirError(
+                "service momentanément indisponible / service temporarily unavailable", 503, "transient"
+            ),
+            {"Retry-After": "5"},
+        )
 
     @app.exception_handler(Exception)
     async def fault(request: Request, exc: Exception) -> Response:
         request_id = getattr(request.state, "request_id", "-")
         # The traceback's frames only: an exception message may quote data we must not log (V7 7.1.1).
-        log.error("request.fault", request_id=request_id, error=type(exc).__name__,
-                  frames="".join(traceback.format_tb(exc.__traceback__))[-4000:])
-        return _respond(request, FhirError(f"erreur interne / internal error (id {request_id})", 500, "exception"))
+        log.error(
+            "request.fault",
+            request_id=request_id,
+            error=type(exc).__name__,
+            frames="".join(traceback.format_tb(exc.__traceback__))[-4000:],
+        )
+        return _respond(
+            request, FhirError(f"erreur interne / internal error (id {request_id})", 500, "exception")
+        )

@@ -16,9 +16,24 @@ async def healthz() -> Response:
     return JSONResponse({"status": "ok"})
 
 
-@router.get("/readyz", summary="The database is reachable and migrations are current",
-            responses={503: {"description": "not ready", "content": {"application/json": {"schema": {
-                "type": "object", "required": ["status"], "properties": {"status": {"const": "unavailable"}}}}}}})
+@router.get(
+    "/readyz",
+    summary="The database is reachable and migrations are current",
+    responses={
+        503: {
+            "description": "not ready",
+            "content": {
+                "application/json": {
+                    "schema": {
+                        "type": "object",
+                        "required": ["status"],
+                        "properties": {"status": {"const": "unavailable"}},
+                    }
+                }
+            },
+        }
+    },
+)
 async def readyz(request: Request) -> Response:
     rt = runtime(request)
     try:

@@ -57,7 +57,9 @@ class RequestGuard:
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > limit:
-                    raise PayloadTooLarge(f"corps de requête trop grand / request body too large (> {limit} bytes)")
+                    raise PayloadTooLarge(
+                        f"corps de requête trop grand / request body too large (> {limit} bytes)"
+                    )
             return message
 
         async def guarded_send(message: Message) -> None:
@@ -74,20 +76,40 @@ class RequestGuard:
             await self.app(scope, guarded_receive, guarded_send)
         finally:
             route: Any = scope.get("route")
-            log.info("http", request_id=request_id, method=scope["method"],
-                     route=getattr(route, "path", "(unmatched)"), status=status,
-                     ms=round((time.perf_counter() - start) * 1000, 2))
+            log.info(
+                "http",
+                request_id=request_id,
+                method=scope["method"],
+                route=getattr(route, "path", "(unmatched)"),
+                status=status,
+                ms=round((time.perf_counter() - start) * 1000, 2),
+            )
 
     async def _too_large(self, scope: Scope, send: Send, request_id: str) -> None:
         message = f"corps de requête trop grand / request body too large (> {self.max_body} bytes)"
         if str(scope.get("path", "")).startswith("/fhir"):
             ctype = b"application/fhir+json; charset=utf-8"
-            body = orjson.dumps({"resourceType": "OperationOutcome", "id": uuid.uuid4().hex, "issue": [{
-                "severity": "error", "code": "too-costly", "diagnostics": message}]})
+            body = orjson.dumps(
+                {
+                    "resourceType": "OperationOutcome",
+                    "id": uuid.uuid4().hex,
+                    "issue": [{"severity": "error", "code": "too-costly", "diagnostics": message}],
+                }
+            )
         else:  # the same shape as every other error outside /fhir (api/errors.py)
             ctype = b"application/json"
             body = orjson.dumps({"error": "too-costly", "error_description": message})
-        await send({"type": "http.response.start", "status": 413, "headers": [
-            (b"content-type", ctype), (b"content-length", str(len(body)).encode()),
-            (b"connection", b"close"), (b"x-request-id", request_id.encode()), *self.headers]})
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 413,
+                "headers": [
+                    (b"content-type", ctype),
+                    (b"content-length", str(len(body)).encode()),
+                    (b"connection", b"close"),
+                    (b"x-request-id", request_id.encode()),
+                    *self.headers,
+                ],
+            }
+        )
         await send({"type": "http.response.body", "body": body})

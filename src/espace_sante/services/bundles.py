@@ -97,30 +97,41 @@ def _entry_error(index: int, exc: FhirError, *, in_request: bool = False) -> Fhi
     def named(text: str) -> str:
         return text if text.startswith(prefix) else f"{prefix} : {text}"
 
-    issues = [Issue(named(i.diagnostics), i.code, i.severity, _in_entry(index, i.expression, in_request))
-              for i in exc.all_issues()]
+    issues = [
+        Issue(named(i.diagnostics), i.code, i.severity, _in_entry(index, i.expression, in_request))
+        for i in exc.all_issues()
+    ]
     return FhirError(named(exc.message), exc.status, exc.code, issues[0].expression, issues)
 
 
 def _parse_entry(ctx: Context, index: int, raw: Any) -> Entry:
     if not isinstance(raw, dict):
-        raise BadRequest("chaque entrée doit être un objet / each entry must be an object", expression=_where(index))
+        raise BadRequest(
+            "chaque entrée doit être un objet / each entry must be an object", expression=_where(index)
+        )
     request = raw.get("request")
     if not isinstance(request, dict):
-        raise BadRequest("Bundle.entry.request est obligatoire / is required", expression=_where(index, "request"))
+        raise BadRequest(
+            "Bundle.entry.request est obligatoire / is required", expression=_where(index, "request")
+        )
     method, url = request.get("method"), request.get("url")
     if method not in _ORDER:
-        raise MethodNotAllowed(f"{_where(index, 'request.method')} : méthode non prise en charge / unsupported "
-                               f"method « {method} » (GET, POST, PUT, DELETE)")
+        raise MethodNotAllowed(
+            f"{_where(index, 'request.method')} : méthode non prise en charge / unsupported "
+            f"method « {method} » (GET, POST, PUT, DELETE)"
+        )
     if not isinstance(url, str) or not url:
-        raise BadRequest("Bundle.entry.request.url est obligatoire / is required",
-                         expression=_where(index, "request.url"))
+        raise BadRequest(
+            "Bundle.entry.request.url est obligatoire / is required", expression=_where(index, "request.url")
+        )
     base = ctx.runtime.settings.fhir_base + "/"
-    path = url[len(base):] if url.startswith(base) else url
+    path = url[len(base) :] if url.startswith(base) else url
     path, _, query = path.partition("?")
     if "://" in path:
-        raise BadRequest(f"URL hors de ce serveur / URL outside this server: « {url} »",
-                         expression=_where(index, "request.url"))
+        raise BadRequest(
+            f"URL hors de ce serveur / URL outside this server: « {url} »",
+            expression=_where(index, "request.url"),
+        )
     parts = path.strip("/").split("/")
     entry = Entry(index, method, url, parts[0], query=query or None)
     if len(parts) >= 2:
@@ -128,29 +139,41 @@ def _parse_entry(ctx: Context, index: int, raw: Any) -> Entry:
     if len(parts) == 4 and parts[2] == "_history" and method == "GET":
         entry.version = parts[3]
     elif len(parts) > 2 or (len(parts) == 2 and query):
-        raise BadRequest(f"URL d'entrée non prise en charge / unsupported entry URL « {url} »",
-                         expression=_where(index, "request.url"))
+        raise BadRequest(
+            f"URL d'entrée non prise en charge / unsupported entry URL « {url} »",
+            expression=_where(index, "request.url"),
+        )
     fhir.check_type(entry.resource_type)
     if method in ("PUT", "DELETE") and entry.resource_id is None:
-        raise BadRequest(f"{method} sans id : les mises à jour conditionnelles ne sont pas prises en charge / "
-                         f"{method} needs an id: conditional {method} is not supported",
-                         expression=_where(index, "request.url"))
+        raise BadRequest(
+            f"{method} sans id : les mises à jour conditionnelles ne sont pas prises en charge / "
+            f"{method} needs an id: conditional {method} is not supported",
+            expression=_where(index, "request.url"),
+        )
     if method == "POST" and entry.resource_id is not None:
-        raise BadRequest("POST se fait sur le type / POST goes to the type URL", expression=_where(index, "request.url"))
+        raise BadRequest(
+            "POST se fait sur le type / POST goes to the type URL", expression=_where(index, "request.url")
+        )
     if method in ("POST", "PUT"):
         resource = raw.get("resource")
         if not isinstance(resource, dict):
-            raise BadRequest("Bundle.entry.resource est obligatoire pour POST et PUT / is required for POST and PUT",
-                             expression=_where(index, "resource"))
+            raise BadRequest(
+                "Bundle.entry.resource est obligatoire pour POST et PUT / is required for POST and PUT",
+                expression=_where(index, "resource"),
+            )
         if resource.get("resourceType") != entry.resource_type:
-            raise BadRequest(f"resourceType « {resource.get('resourceType')} » ne correspond pas à l'URL / does "
-                             f"not match the URL ({entry.resource_type})",
-                             expression=_where(index, "resource.resourceType"))
+            raise BadRequest(
+                f"resourceType « {resource.get('resourceType')} » ne correspond pas à l'URL / does "
+                f"not match the URL ({entry.resource_type})",
+                expression=_where(index, "resource.resourceType"),
+            )
         validate_resource(resource, expected_type=entry.resource_type)
         entry.body = resource
         if method == "PUT" and resource.get("id") != entry.resource_id:
-            raise BadRequest("Resource.id doit être égal à l'id de l'URL / must equal the id in the URL",
-                             expression=_where(index, "resource.id"))
+            raise BadRequest(
+                "Resource.id doit être égal à l'id de l'URL / must equal the id in the URL",
+                expression=_where(index, "resource.id"),
+            )
     full_url = raw.get("fullUrl")
     entry.full_url = full_url if isinstance(full_url, str) and full_url else None
     if isinstance(request.get("ifNoneExist"), str) and request["ifNoneExist"]:
@@ -158,19 +181,23 @@ def _parse_entry(ctx: Context, index: int, raw: Any) -> Entry:
     if isinstance(request.get("ifMatch"), str) and request["ifMatch"]:
         entry.if_match = request["ifMatch"]
     action = {"POST": "create", "PUT": "update", "DELETE": "delete"}.get(method) or (
-        "search" if entry.resource_id is None else ("vread" if entry.version else "read"))
+        "search" if entry.resource_id is None else ("vread" if entry.version else "read")
+    )
     entry.decision = fhir._decide(ctx, action, entry.resource_type)  # type: ignore[arg-type]
     return entry
 
 
 def parse(ctx: Context, body: Any) -> tuple[str, list[Entry]]:
     if not isinstance(body, dict) or body.get("resourceType") != "Bundle":
-        raise BadRequest("POST sur la base attend un Bundle / POST to the base expects a Bundle",
-                         expression="Bundle")
+        raise BadRequest(
+            "POST sur la base attend un Bundle / POST to the base expects a Bundle", expression="Bundle"
+        )
     kind = body.get("type")
     if kind not in ("batch", "transaction"):
-        raise BadRequest(f"Bundle.type doit être batch ou transaction / must be batch or transaction (« {kind} »)",
-                         expression="Bundle.type")
+        raise BadRequest(
+            f"Bundle.type doit être batch ou transaction / must be batch or transaction (« {kind} »)",
+            expression="Bundle.type",
+        )
     raw_entries = body.get("entry", [])
     if not isinstance(raw_entries, list):
         raise BadRequest("Bundle.entry doit être une liste / must be an array", expression="Bundle.entry")
@@ -188,8 +215,10 @@ def parse(ctx: Context, body: Any) -> tuple[str, list[Entry]]:
     if kind == "transaction":
         urls = [e.full_url for e in entries if e.full_url]
         if len(urls) != len(set(urls)):
-            raise BadRequest("fullUrl en double dans la transaction / duplicate fullUrl in the transaction",
-                             expression="Bundle.entry.fullUrl")
+            raise BadRequest(
+                "fullUrl en double dans la transaction / duplicate fullUrl in the transaction",
+                expression="Bundle.entry.fullUrl",
+            )
     return kind, entries
 
 
@@ -229,8 +258,12 @@ async def _transaction(conn: Conn, ctx: Context, entries: list[Entry]) -> list[E
             if e.if_none_exist:
                 found = await fhir.conditional_match(conn, ctx, e.resource_type, e.if_none_exist, lock=True)
                 if len(found) > 1:
-                    raise _entry_error(e.index, PreconditionFailed(
-                        f"ifNoneExist : {len(found)} ressources correspondent / resources match"))
+                    raise _entry_error(
+                        e.index,
+                        PreconditionFailed(
+                            f"ifNoneExist : {len(found)} ressources correspondent / resources match"
+                        ),
+                    )
                 if found:
                     results[e.index] = EntryResult(200, stored=found[0])
                     if e.full_url:
@@ -254,7 +287,9 @@ async def _transaction(conn: Conn, ctx: Context, entries: list[Entry]) -> list[E
         while pending:
             progressed = False
             for e in list(pending):
-                found_space = await _space_from_patient(conn, ctx, e, refmap) or _space_from_referrers(e, entries)
+                found_space = await _space_from_patient(conn, ctx, e, refmap) or _space_from_referrers(
+                    e, entries
+                )
                 if found_space is not None:
                     _assign(e, found_space, refmap)
                     pending.remove(e)
@@ -262,8 +297,13 @@ async def _transaction(conn: Conn, ctx: Context, entries: list[Entry]) -> list[E
             if not progressed:
                 e = pending[0]
                 await fhir.space_for_new(conn, ctx, _rewritten(e.body, refmap))  # raises the precise error
-                raise _entry_error(e.index, InvalidResource("impossible de rattacher la ressource à un patient / "
-                                                            "cannot attach the resource to a patient"))
+                raise _entry_error(
+                    e.index,
+                    InvalidResource(
+                        "impossible de rattacher la ressource à un patient / "
+                        "cannot attach the resource to a patient"
+                    ),
+                )
         # 4. Rewrite references, then run the entries in the spec's order.
         for e in entries:
             if e.body is not None:
@@ -314,6 +354,7 @@ def _space_from_referrers(e: Entry, entries: list[Entry]) -> uuid.UUID | None:
 
 def _rewritten(body: Any, refmap: dict[str, str]) -> dict[str, Any]:
     """A copy of body with placeholder references replaced (Reference.reference and Attachment.url)."""
+
     def walk(node: Any, key: str | None = None) -> Any:
         if isinstance(node, dict):
             return {k: walk(v, k) for k, v in node.items()}
@@ -322,6 +363,7 @@ def _rewritten(body: Any, refmap: dict[str, str]) -> dict[str, Any]:
         if key in ("reference", "url") and isinstance(node, str) and node in refmap:
             return refmap[node]
         return node
+
     result: dict[str, Any] = walk(body)
     return result
 
@@ -330,9 +372,14 @@ def _check_unresolved(e: Entry) -> None:
     assert e.body is not None
     for where, holder, key in fhir.iter_references(e.body, e.resource_type):
         if key == "reference" and holder[key].startswith(_PLACEHOLDER):
-            raise _entry_error(e.index, InvalidResource(
-                f"{where} : « {holder[key]} » ne désigne aucune entrée de la transaction / matches no fullUrl "
-                "in the transaction", expression=where))
+            raise _entry_error(
+                e.index,
+                InvalidResource(
+                    f"{where} : « {holder[key]} » ne désigne aucune entrée de la transaction / matches no fullUrl "
+                    "in the transaction",
+                    expression=where,
+                ),
+            )
 
 
 def _matches_new(target_type: str, query: str, created: list[Entry]) -> list[str]:
@@ -358,13 +405,17 @@ def _matches_new(target_type: str, query: str, created: list[Entry]) -> list[str
             continue
         tokens = {(t.param, t.system, t.code) for t in extract(e.body).tokens}
         codes = {(t.param, t.code) for t in extract(e.body).tokens}
-        if all(((n, s or None, c) in tokens) if has_system else ((n, c) in codes) for n, s, c, has_system in wanted):
+        if all(
+            ((n, s or None, c) in tokens) if has_system else ((n, c) in codes)
+            for n, s, c, has_system in wanted
+        ):
             found.append(f"{target_type}/{e.assigned[1]}")
     return found
 
 
-async def _resolve_conditional_references(conn: Conn, ctx: Context, e: Entry,
-                                          created: list[Entry] | None = None) -> None:
+async def _resolve_conditional_references(
+    conn: Conn, ctx: Context, e: Entry, created: list[Entry] | None = None
+) -> None:
     """Replace `Type?query` references by the one resource they match (http.html#trules)."""
     assert e.body is not None
     for where, holder, key in list(fhir.iter_references(e.body, e.resource_type)):
@@ -378,14 +429,23 @@ async def _resolve_conditional_references(conn: Conn, ctx: Context, e: Entry,
         except Forbidden:
             raise  # a refusal stays a 403: the actor may not search the target type
         except FhirError as exc:
-            raise InvalidResource(f"{where} : référence conditionnelle invalide / invalid conditional reference "
-                                  f"« {value} » : {exc.message}", expression=where) from None
+            raise InvalidResource(
+                f"{where} : référence conditionnelle invalide / invalid conditional reference "
+                f"« {value} » : {exc.message}",
+                expression=where,
+            ) from None
         found = [f"{target_type}/{s.resource_id}" for s in stored]
-        found += [ref for ref in _matches_new(target_type, value.split("?", 1)[1], created or [])
-                  if ref not in found]
+        found += [
+            ref
+            for ref in _matches_new(target_type, value.split("?", 1)[1], created or [])
+            if ref not in found
+        ]
         if len(found) != 1:
-            what = "aucune ressource ne correspond / no resource matches" if not found else \
-                "plusieurs ressources correspondent / several resources match"
+            what = (
+                "aucune ressource ne correspond / no resource matches"
+                if not found
+                else "plusieurs ressources correspondent / several resources match"
+            )
             raise InvalidResource(f"{where} : « {value} » : {what}", expression=where)
         holder[key] = found[0]
 
@@ -397,12 +457,16 @@ async def _execute(conn: Conn, ctx: Context, e: Entry) -> EntryResult:
         if e.method == "POST":
             assert e.body is not None
             written = await fhir._create_in(conn, ctx, decision, e.body, e.if_none_exist, assigned=e.assigned)
-            return EntryResult(201 if written.created else 200, stored=written.stored, created=written.created)
+            return EntryResult(
+                201 if written.created else 200, stored=written.stored, created=written.created
+            )
         if e.method == "PUT":
             assert e.body is not None and e.resource_id is not None
             expected = fhir.parse_etag(e.if_match) if e.if_match else None
             written = await fhir._update_in(conn, ctx, decision, e.resource_id, e.body, expected)
-            return EntryResult(201 if written.created else 200, stored=written.stored, created=written.created)
+            return EntryResult(
+                201 if written.created else 200, stored=written.stored, created=written.created
+            )
         if e.method == "DELETE":
             assert e.resource_id is not None
             await fhir._delete_in(conn, ctx, decision, e.resource_id)
@@ -411,15 +475,20 @@ async def _execute(conn: Conn, ctx: Context, e: Entry) -> EntryResult:
             from ..fhir.searchquery import parse_search
 
             pairs = parse_qsl(e.query or "", keep_blank_values=True)
-            request = parse_search(e.resource_type, pairs, strict=ctx.strict,
-                                   default_count=ctx.runtime.settings.search_default_count,
-                                   max_count=ctx.runtime.settings.search_max_count)
+            request = parse_search(
+                e.resource_type,
+                pairs,
+                strict=ctx.strict,
+                default_count=ctx.runtime.settings.search_default_count,
+                max_count=ctx.runtime.settings.search_max_count,
+            )
             return EntryResult(200, search=await fhir._search_in(conn, ctx, decision, request))
         version = int(e.version) if e.version and e.version.isdigit() else None
         if e.version and version is None:
             raise NotFound(f"version introuvable / version not found: {e.version}")
-        return EntryResult(200, stored=await fhir._read_in(conn, ctx, decision, e.resource_type, e.resource_id,
-                                                           version))
+        return EntryResult(
+            200, stored=await fhir._read_in(conn, ctx, decision, e.resource_type, e.resource_id, version)
+        )
     except FhirError as exc:
         raise _entry_error(e.index, exc, in_request=e.method == "GET" and e.resource_id is None) from None
 

@@ -86,7 +86,9 @@ def _locate(resource_type: str, resource_id: str) -> uuid.UUID | None:
 def parse_etag(value: str) -> int:
     match = _ETAG.match(value.strip())
     if not match:
-        raise BadRequest('If-Match invalide / invalid If-Match: attendu / expected W/"<versionId>"', code="value")
+        raise BadRequest(
+            'If-Match invalide / invalid If-Match: attendu / expected W/"<versionId>"', code="value"
+        )
     return int(match.group(1))
 
 
@@ -95,25 +97,31 @@ def parse_etag(value: str) -> int:
 
 async def read(ctx: Context, resource_type: str, resource_id: str) -> store.Stored:
     decision = _decide(ctx, "read", resource_type)
-    return await ctx.runtime.db.interaction("fhir_read", _read_in, ctx, decision, resource_type, resource_id, None)
+    return await ctx.runtime.db.interaction(
+        "fhir_read", _read_in, ctx, decision, resource_type, resource_id, None
+    )
 
 
 async def vread(ctx: Context, resource_type: str, resource_id: str, version: str) -> store.Stored:
     decision = _decide(ctx, "vread", resource_type)
     if not version.isdigit() or len(version) > 18:
         raise NotFound(f"version introuvable / version not found: {version}")
-    return await ctx.runtime.db.interaction("fhir_vread", _read_in, ctx, decision, resource_type, resource_id,
-                                            int(version))
+    return await ctx.runtime.db.interaction(
+        "fhir_vread", _read_in, ctx, decision, resource_type, resource_id, int(version)
+    )
 
 
-async def _read_in(conn: Conn, ctx: Context, decision: Decision, rtype: str, rid: str,
-                   version: int | None) -> store.Stored:
+async def _read_in(
+    conn: Conn, ctx: Context, decision: Decision, rtype: str, rid: str, version: int | None
+) -> store.Stored:
     space_id = _locate(rtype, rid)
     if space_id is None or not decision.covers(space_id):
         raise NotFound(f"{rtype}/{rid} introuvable / not found")
     found = await store.read(conn, ctx.runtime.keys, decision, space_id, rtype, rid, version)
     if found is None:
-        raise NotFound(f"{rtype}/{rid}{'' if version is None else f'/_history/{version}'} introuvable / not found")
+        raise NotFound(
+            f"{rtype}/{rid}{'' if version is None else f'/_history/{version}'} introuvable / not found"
+        )
     if found.deleted:
         raise Gone(f"{rtype}/{rid} a été supprimé / was deleted (version {found.version_id})")
     return found
@@ -129,8 +137,15 @@ class HistoryPage:
     has_next: bool
 
 
-async def history(ctx: Context, resource_type: str, resource_id: str | None, *, since: datetime | None,
-                  count: int, offset: int) -> HistoryPage:
+async def history(
+    ctx: Context,
+    resource_type: str,
+    resource_id: str | None,
+    *,
+    since: datetime | None,
+    count: int,
+    offset: int,
+) -> HistoryPage:
     decision = _decide(ctx, "history" if resource_id else "search", resource_type)
 
     async def run(conn: Conn) -> HistoryPage:
@@ -139,12 +154,25 @@ async def history(ctx: Context, resource_type: str, resource_id: str | None, *, 
             space_id = _locate(resource_type, resource_id)
             if space_id is None or not decision.covers(space_id):
                 raise NotFound(f"{resource_type}/{resource_id} introuvable / not found")
-        rows = await store.history(conn, ctx.runtime.keys, decision, rtype=resource_type, space_id=space_id,
-                                   rid=resource_id, since=since, count=count + 1, offset=offset)
+        rows = await store.history(
+            conn,
+            ctx.runtime.keys,
+            decision,
+            rtype=resource_type,
+            space_id=space_id,
+            rid=resource_id,
+            since=since,
+            count=count + 1,
+            offset=offset,
+        )
         # An empty page (_since after the last change, _count=0, past the end) of an existing resource is an
         # empty history, not a 404.
-        if (resource_id is not None and space_id is not None and not rows
-                and await store.current(conn, decision, space_id, resource_type, resource_id) is None):
+        if (
+            resource_id is not None
+            and space_id is not None
+            and not rows
+            and await store.current(conn, decision, space_id, resource_type, resource_id) is None
+        ):
             raise NotFound(f"{resource_type}/{resource_id} introuvable / not found")
         return HistoryPage(rows[:count], count, offset, count > 0 and len(rows) > count)
 
@@ -153,9 +181,13 @@ async def history(ctx: Context, resource_type: str, resource_id: str | None, *, 
 
 async def search(ctx: Context, resource_type: str, pairs: Sequence[tuple[str, str]]) -> SearchResult:
     check_type(resource_type)
-    request = parse_search(resource_type, pairs, strict=ctx.strict,
-                           default_count=ctx.runtime.settings.search_default_count,
-                           max_count=ctx.runtime.settings.search_max_count)
+    request = parse_search(
+        resource_type,
+        pairs,
+        strict=ctx.strict,
+        default_count=ctx.runtime.settings.search_default_count,
+        max_count=ctx.runtime.settings.search_max_count,
+    )
     decision = _decide(ctx, "search", resource_type)
     return await ctx.runtime.db.interaction("fhir_search", _search_in, ctx, decision, request)
 
@@ -180,8 +212,9 @@ async def _search_in(conn: Conn, ctx: Context, decision: Decision, request: Sear
     return SearchResult(request, matches, included, total, has_next)
 
 
-async def _fetch_included(conn: Conn, ctx: Context, rtype: str, keys_: list[tuple[uuid.UUID, str]],
-                          seen: set[tuple[str, str]]) -> list[store.Stored]:
+async def _fetch_included(
+    conn: Conn, ctx: Context, rtype: str, keys_: list[tuple[uuid.UUID, str]], seen: set[tuple[str, str]]
+) -> list[store.Stored]:
     """Included resources pass the policy like any read: what the actor may not read is silently left out."""
     if rtype not in RESOURCE_TYPES:
         return []
@@ -198,8 +231,10 @@ async def _fetch_included(conn: Conn, ctx: Context, rtype: str, keys_: list[tupl
 
 def _body_type(body: Any) -> str:
     if not isinstance(body, dict) or not isinstance(body.get("resourceType"), str):
-        raise BadRequest("le corps doit être une ressource FHIR JSON / the body must be a FHIR JSON resource",
-                         expression="resourceType")
+        raise BadRequest(
+            "le corps doit être une ressource FHIR JSON / the body must be a FHIR JSON resource",
+            expression="resourceType",
+        )
     return str(body["resourceType"])
 
 
@@ -210,14 +245,22 @@ async def create(ctx: Context, body: Any, *, if_none_exist: str | None = None) -
     return await ctx.runtime.db.interaction("fhir_create", _create_in, ctx, decision, body, if_none_exist)
 
 
-async def _create_in(conn: Conn, ctx: Context, decision: Decision, body: dict[str, Any],
-                     if_none_exist: str | None, *, assigned: tuple[uuid.UUID, str] | None = None) -> Written:
+async def _create_in(
+    conn: Conn,
+    ctx: Context,
+    decision: Decision,
+    body: dict[str, Any],
+    if_none_exist: str | None,
+    *,
+    assigned: tuple[uuid.UUID, str] | None = None,
+) -> Written:
     rtype = decision.resource_type
     if if_none_exist:
         existing = await conditional_match(conn, ctx, rtype, if_none_exist, lock=True)
         if len(existing) > 1:
             raise PreconditionFailed(
-                f"If-None-Exist : {len(existing)} ressources correspondent / {len(existing)} resources match")
+                f"If-None-Exist : {len(existing)} ressources correspondent / {len(existing)} resources match"
+            )
         if existing:
             return Written(existing[0], False)
     if assigned is not None:
@@ -230,28 +273,38 @@ async def _create_in(conn: Conn, ctx: Context, decision: Decision, body: dict[st
     else:
         await _check_patient_exists(conn, decision, body, space_id)
     check_references_stay_in_space(body, space_id)
-    stored = await store.write(conn, ctx.runtime.keys, decision, space_id, rtype, rid, body, method="POST",
-                               previous=None)
+    stored = await store.write(
+        conn, ctx.runtime.keys, decision, space_id, rtype, rid, body, method="POST", previous=None
+    )
     return Written(stored, True)
 
 
-async def update(ctx: Context, resource_type: str, resource_id: str, body: Any, *,
-                 if_match: str | None = None) -> Written:
+async def update(
+    ctx: Context, resource_type: str, resource_id: str, body: Any, *, if_match: str | None = None
+) -> Written:
     decision = _decide(ctx, "update", resource_type)
     rtype = _body_type(body)
     if rtype != resource_type:
-        raise BadRequest(f"resourceType « {rtype} » ne correspond pas à l'URL / does not match the URL "
-                         f"({resource_type})", expression="resourceType")
+        raise BadRequest(
+            f"resourceType « {rtype} » ne correspond pas à l'URL / does not match the URL ({resource_type})",
+            expression="resourceType",
+        )
     if body.get("id") != resource_id:
-        raise BadRequest("Resource.id doit être présent et égal à l'id de l'URL / Resource.id must be present "
-                         "and equal the id in the URL (FHIR http.html#update)", expression=f"{rtype}.id")
+        raise BadRequest(
+            "Resource.id doit être présent et égal à l'id de l'URL / Resource.id must be present "
+            "and equal the id in the URL (FHIR http.html#update)",
+            expression=f"{rtype}.id",
+        )
     validate_resource(body, expected_type=rtype)
     expected = parse_etag(if_match) if if_match else None
-    return await ctx.runtime.db.interaction("fhir_update", _update_in, ctx, decision, resource_id, body, expected)
+    return await ctx.runtime.db.interaction(
+        "fhir_update", _update_in, ctx, decision, resource_id, body, expected
+    )
 
 
-async def _update_in(conn: Conn, ctx: Context, decision: Decision, rid: str, body: dict[str, Any],
-                     expected: int | None) -> Written:
+async def _update_in(
+    conn: Conn, ctx: Context, decision: Decision, rid: str, body: dict[str, Any], expected: int | None
+) -> Written:
     rtype = decision.resource_type
     space_id = _locate(rtype, rid)
     previous = None
@@ -259,22 +312,29 @@ async def _update_in(conn: Conn, ctx: Context, decision: Decision, rid: str, bod
         previous = await store.current(conn, decision, space_id, rtype, rid, for_update=True)
     if space_id is None or previous is None:
         # The server assigns ids (CapabilityStatement updateCreate = false): PUT cannot create.
-        raise MethodNotAllowed(f"{rtype}/{rid} n'existe pas ; créez-la par POST / does not exist; the server "
-                               "assigns ids, create it with POST (update-as-create is not supported)")
+        raise MethodNotAllowed(
+            f"{rtype}/{rid} n'existe pas ; créez-la par POST / does not exist; the server "
+            "assigns ids, create it with POST (update-as-create is not supported)"
+        )
     if expected is not None and expected != previous.version_id:
-        raise PreconditionFailed(f"version {expected} périmée, la version courante est {previous.version_id} / "
-                                 f"stale version {expected}, current is {previous.version_id}")
+        raise PreconditionFailed(
+            f"version {expected} périmée, la version courante est {previous.version_id} / "
+            f"stale version {expected}, current is {previous.version_id}"
+        )
     # A Binary may have no securityContext (a transaction puts it in the space of the document that points at
     # it); its id already fixes its space. Any other space resource must keep naming the same patient.
     unbound_binary = rtype == "Binary" and not compartment.patient_references(body)
     if rtype != "Patient" and space_id != DIRECTORY_SPACE and not unbound_binary:
         if await space_for_new(conn, ctx, body) != space_id:
-            raise InvalidResource("une ressource ne peut pas changer de patient / a resource cannot move to "
-                                  "another patient", expression=_patient_element(rtype))
+            raise InvalidResource(
+                "une ressource ne peut pas changer de patient / a resource cannot move to another patient",
+                expression=_patient_element(rtype),
+            )
         await _check_patient_exists(conn, decision, body, space_id)
     check_references_stay_in_space(body, space_id)
-    stored = await store.write(conn, ctx.runtime.keys, decision, space_id, rtype, rid, body, method="PUT",
-                               previous=previous)
+    stored = await store.write(
+        conn, ctx.runtime.keys, decision, space_id, rtype, rid, body, method="PUT", previous=previous
+    )
     return Written(stored, previous.deleted)
 
 
@@ -293,8 +353,9 @@ async def _delete_in(conn: Conn, ctx: Context, decision: Decision, rid: str) -> 
         raise NotFound(f"{rtype}/{rid} introuvable / not found")
     if previous.deleted:
         return None  # deleting a deleted resource succeeds and changes nothing (http.html#delete)
-    return await store.write(conn, ctx.runtime.keys, decision, space_id, rtype, rid, None, method="DELETE",
-                             previous=previous)
+    return await store.write(
+        conn, ctx.runtime.keys, decision, space_id, rtype, rid, None, method="DELETE", previous=previous
+    )
 
 
 # --- spaces and references -------------------------------------------------------------------------------
@@ -316,35 +377,45 @@ async def space_for_new(conn: Conn, ctx: Context, body: Mapping[str, Any]) -> uu
     for where, reference in compartment.patient_references(body):
         target = _local_patient(reference, ctx)
         if target is None:
-            raise InvalidResource(f"{where} doit désigner un Patient de ce serveur (Patient/<id>) / must reference "
-                                  f"a Patient of this server: « {reference} »", expression=where)
+            raise InvalidResource(
+                f"{where} doit désigner un Patient de ce serveur (Patient/<id>) / must reference "
+                f"a Patient of this server: « {reference} »",
+                expression=where,
+            )
         found.add(target)
     if not found:
-        raise InvalidResource(f"{_patient_element(rtype)} doit désigner le patient / must reference the patient "
-                              "(Patient/<id>)", expression=_patient_element(rtype))
+        raise InvalidResource(
+            f"{_patient_element(rtype)} doit désigner le patient / must reference the patient (Patient/<id>)",
+            expression=_patient_element(rtype),
+        )
     if len(found) > 1:
-        raise InvalidResource("la ressource désigne plusieurs patients / the resource references several patients",
-                              expression=_patient_element(rtype))
+        raise InvalidResource(
+            "la ressource désigne plusieurs patients / the resource references several patients",
+            expression=_patient_element(rtype),
+        )
     return found.pop()
 
 
 def _local_patient(reference: str, ctx: Context) -> uuid.UUID | None:
     base = ctx.runtime.settings.fhir_base + "/"
     if reference.startswith(base):
-        reference = reference[len(base):]
+        reference = reference[len(base) :]
     kind, _, rid = reference.partition("/")
     if kind != "Patient" or "/" in rid:
         return None
     return compartment.space_of(rid)
 
 
-async def _check_patient_exists(conn: Conn, decision: Decision, body: Mapping[str, Any],
-                                space_id: uuid.UUID) -> None:
+async def _check_patient_exists(
+    conn: Conn, decision: Decision, body: Mapping[str, Any], space_id: uuid.UUID
+) -> None:
     for where, reference in compartment.patient_references(body):
         rid = reference.rsplit("/", 1)[-1]
         if not await store.exists(conn, decision, space_id, "Patient", rid):
-            raise InvalidResource(f"{where} : le patient « {reference} » n'existe pas / patient does not exist",
-                                  expression=where)
+            raise InvalidResource(
+                f"{where} : le patient « {reference} » n'existe pas / patient does not exist",
+                expression=where,
+            )
 
 
 def iter_references(node: Any, where: str) -> Iterator[tuple[str, dict[str, Any], str]]:
@@ -382,12 +453,15 @@ def check_references_stay_in_space(body: dict[str, Any], space_id: uuid.UUID) ->
             continue
         target = compartment.space_of(_referenced_id(value)) if "/" in value else None
         if target is not None and target != space_id:
-            raise InvalidResource(f"{where} désigne les données d'un autre patient / references another "
-                                  f"patient's data", expression=where)
+            raise InvalidResource(
+                f"{where} désigne les données d'un autre patient / references another patient's data",
+                expression=where,
+            )
 
 
-async def conditional_match(conn: Conn, ctx: Context, rtype: str, query: str, *,
-                            lock: bool = False) -> list[store.Stored]:
+async def conditional_match(
+    conn: Conn, ctx: Context, rtype: str, query: str, *, lock: bool = False
+) -> list[store.Stored]:
     """Resources of `rtype` matching a conditional query (If-None-Exist, conditional references).
     The actor needs search rights on the type: a condition must not reveal what they could not search."""
     from urllib.parse import parse_qsl
@@ -395,7 +469,9 @@ async def conditional_match(conn: Conn, ctx: Context, rtype: str, query: str, *,
     if "?" in query:
         prefix, _, query = query.partition("?")
         if prefix and prefix != rtype:
-            raise BadRequest(f"condition sur {prefix}, attendu {rtype} / condition on {prefix}, expected {rtype}")
+            raise BadRequest(
+                f"condition sur {prefix}, attendu {rtype} / condition on {prefix}, expected {rtype}"
+            )
     try:
         pairs = parse_qsl(query, keep_blank_values=True, strict_parsing=True)
     except ValueError:
@@ -416,4 +492,3 @@ def _first_two(request: SearchRequest) -> SearchRequest:
     from dataclasses import replace
 
     return replace(request, count=2, offset=0, includes=[], revincludes=[], sort=[])
-

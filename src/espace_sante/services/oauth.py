@@ -61,8 +61,14 @@ async def create_client(rt: Runtime, name: str, scope: str) -> NewClient:
             "attendu / expected e.g. system/*.read, system/Patient.*, system/*.cruds"
         )
     client = NewClient("cli_" + secrets.token_urlsafe(12), secrets.token_urlsafe(32), name, str(parsed))
-    await rt.db.interaction("oauth_create_client", store.insert_client, client.client_id, client.name,
-                            digest(client.client_secret), client.scope)
+    await rt.db.interaction(
+        "oauth_create_client",
+        store.insert_client,
+        client.client_id,
+        client.name,
+        digest(client.client_secret),
+        client.scope,
+    )
     return client
 
 
@@ -152,11 +158,22 @@ class _Server(AuthorizationServer):  # type: ignore[misc]
             return None
         return _Client(self._client)
 
-    def _generate(self, grant_type: str, client: _Client, user: Any = None, scope: str | None = None,
-                  expires_in: int | None = None, include_refresh_token: bool = True) -> dict[str, Any]:
+    def _generate(
+        self,
+        grant_type: str,
+        client: _Client,
+        user: Any = None,
+        scope: str | None = None,
+        expires_in: int | None = None,
+        include_refresh_token: bool = True,
+    ) -> dict[str, Any]:
         # SMART Backend Services: system tokens are short-lived (<= 300 s) and have no refresh token.
-        return {"token_type": "Bearer", "access_token": secrets.token_urlsafe(32),
-                "expires_in": self._lifetime, "scope": client.get_allowed_scope(scope)}
+        return {
+            "token_type": "Bearer",
+            "access_token": secrets.token_urlsafe(32),
+            "expires_in": self._lifetime,
+            "scope": client.get_allowed_scope(scope),
+        }
 
     def save_token(self, token: dict[str, Any], request: _Request) -> None:
         self.issued.append((token, request.client.get_client_id()))
@@ -184,8 +201,9 @@ def _client_id_of(headers: Mapping[str, str], form: Sequence[tuple[str, str]]) -
     return dict(form).get("client_id")
 
 
-async def token_endpoint(rt: Runtime, uri: str, headers: Mapping[str, str],
-                         form: Sequence[tuple[str, str]]) -> tuple[int, dict[str, Any], list[tuple[str, str]]]:
+async def token_endpoint(
+    rt: Runtime, uri: str, headers: Mapping[str, str], form: Sequence[tuple[str, str]]
+) -> tuple[int, dict[str, Any], list[tuple[str, str]]]:
     """POST /oauth/token. Returns (status, JSON body, headers) as RFC 6749 section 5 describes."""
     client_id = _client_id_of(headers, form)
     row = None
@@ -195,8 +213,14 @@ async def token_endpoint(rt: Runtime, uri: str, headers: Mapping[str, str],
     status, body, out_headers = server.create_token_response(_Request(uri, headers, form))
     for token, owner in server.issued:
         expires = datetime.now(UTC) + timedelta(seconds=int(token["expires_in"]))
-        await rt.db.interaction("oauth_issue_token", store.insert_token, digest(token["access_token"]), owner,
-                                token["scope"], expires)
+        await rt.db.interaction(
+            "oauth_issue_token",
+            store.insert_token,
+            digest(token["access_token"]),
+            owner,
+            token["scope"],
+            expires,
+        )
     return status, dict(body), list(out_headers)
 
 

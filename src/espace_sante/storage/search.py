@@ -147,8 +147,15 @@ def _value_cond(q: _Sql, v: object) -> str:
     raise TypeError(f"unsupported search value {type(v).__name__}")
 
 
-_TABLE_OF = {"token": "token", "uri": "token", "string": "string", "date": "date", "reference": "reference",
-             "quantity": "quantity", "number": "number"}
+_TABLE_OF = {
+    "token": "token",
+    "uri": "token",
+    "string": "string",
+    "date": "date",
+    "reference": "reference",
+    "quantity": "quantity",
+    "number": "number",
+}
 
 
 def _clause(q: _Sql, t: Tables, alias: str, rtype: str, clause: Clause) -> str:
@@ -157,8 +164,11 @@ def _clause(q: _Sql, t: Tables, alias: str, rtype: str, clause: Clause) -> str:
         if clause.name == "_id":
             ids = [v.code for v in clause.values if isinstance(v, TokenQuery) and v.code is not None]
             return f"{alias}.resource_id = ANY({q.arg(ids)}::text[])"
-        parts = [_date_cond(q, f"{alias}.last_updated", f"({alias}.last_updated + interval '1 millisecond')", v)
-                 for v in clause.values if isinstance(v, DateQuery)]
+        parts = [
+            _date_cond(q, f"{alias}.last_updated", f"({alias}.last_updated + interval '1 millisecond')", v)
+            for v in clause.values
+            if isinstance(v, DateQuery)
+        ]
         return "(" + " OR ".join(parts or ["false"]) + ")"
     param = clause.param
     table = getattr(t, _TABLE_OF[param.type])
@@ -169,9 +179,11 @@ def _clause(q: _Sql, t: Tables, alias: str, rtype: str, clause: Clause) -> str:
         chain = clause.chain
         target = tables_for(chain.target_type)
         inner = _clause(q, target, "c", chain.target_type, chain.inner)
-        sub = (f"x.target_type = {q.arg(chain.target_type)} AND x.target_id IN (SELECT c.resource_id FROM "
-               f"{target.resource} c WHERE c.resource_type = {q.arg(chain.target_type)} AND NOT c.deleted "
-               f"AND {inner})")
+        sub = (
+            f"x.target_type = {q.arg(chain.target_type)} AND x.target_id IN (SELECT c.resource_id FROM "
+            f"{target.resource} c WHERE c.resource_type = {q.arg(chain.target_type)} AND NOT c.deleted "
+            f"AND {inner})"
+        )
         return _owned(q, alias, table, rtype, param.name, sub)
     condition = " OR ".join(_value_cond(q, v) for v in clause.values) or "false"
     if clause.modifier == "not":
@@ -219,13 +231,17 @@ def _order(q: _Sql, t: Tables, request: SearchRequest) -> str:
         if key.param is None:
             column = "r.resource_id" if key.name == "_id" else "r.last_updated"
         else:
-            table, column_name = {"date": (t.date, "low" if not key.descending else "high"),
-                                  "string": (t.string, "normalized"),
-                                  "token": (t.token, "code")}[key.param.type]
+            table, column_name = {
+                "date": (t.date, "low" if not key.descending else "high"),
+                "string": (t.string, "normalized"),
+                "token": (t.token, "code"),
+            }[key.param.type]
             agg = "max" if key.descending else "min"
-            column = (f"(SELECT {agg}(s.{column_name}) FROM {table} s WHERE s.space_id = r.space_id AND "
-                      f"s.resource_type = r.resource_type AND s.resource_id = r.resource_id AND "
-                      f"s.param = {q.arg(key.param.name)})")
+            column = (
+                f"(SELECT {agg}(s.{column_name}) FROM {table} s WHERE s.space_id = r.space_id AND "
+                f"s.resource_type = r.resource_type AND s.resource_id = r.resource_id AND "
+                f"s.param = {q.arg(key.param.name)})"
+            )
         keys.append(f"{column} {direction} NULLS LAST")
     if not keys:
         keys.append("r.last_updated ASC")
@@ -233,7 +249,9 @@ def _order(q: _Sql, t: Tables, request: SearchRequest) -> str:
     return ", ".join(keys)
 
 
-async def page(conn: Conn, decision: Decision, request: SearchRequest) -> tuple[list[tuple[uuid.UUID, str]], bool]:
+async def page(
+    conn: Conn, decision: Decision, request: SearchRequest
+) -> tuple[list[tuple[uuid.UUID, str]], bool]:
     """The (space, id) keys of one page of matches, and whether another page follows."""
     q = _Sql()
     t, where = _where(q, decision, request)
@@ -254,8 +272,9 @@ async def count(conn: Conn, decision: Decision, request: SearchRequest) -> int:
     return int(await conn.fetchval(f"SELECT count(*) FROM {t.resource} r WHERE {where}", *q.args))
 
 
-async def includes(conn: Conn, request: SearchRequest,
-                   page_keys: Sequence[tuple[uuid.UUID, str]]) -> list[tuple[str, list[tuple[uuid.UUID, str]]]]:
+async def includes(
+    conn: Conn, request: SearchRequest, page_keys: Sequence[tuple[uuid.UUID, str]]
+) -> list[tuple[str, list[tuple[uuid.UUID, str]]]]:
     """Keys of the resources `_include`d and `_revinclude`d by a page, grouped by type. The caller passes
     each group through the policy before reading it."""
     if not page_keys or not (request.includes or request.revincludes):
@@ -273,12 +292,20 @@ async def includes(conn: Conn, request: SearchRequest,
             f"SELECT DISTINCT x.target_type, x.target_id FROM {t.reference} x "
             f"JOIN unnest($1::uuid[], $2::text[]) AS k(space_id, resource_id) USING (space_id, resource_id) "
             f"WHERE x.resource_type = $3 AND x.param = $4 AND ($5::text IS NULL OR x.target_type = $5) LIMIT $6",
-            spaces, ids, rtype, inc.param.name, inc.target_type, budget,
+            spaces,
+            ids,
+            rtype,
+            inc.param.name,
+            inc.target_type,
+            budget,
         )
         budget -= len(rows)
         for row in rows:
-            space = (DIRECTORY_SPACE if compartment.is_directory(row["target_type"])
-                     else compartment.space_of(row["target_id"]))
+            space = (
+                DIRECTORY_SPACE
+                if compartment.is_directory(row["target_type"])
+                else compartment.space_of(row["target_id"])
+            )
             if space is not None:
                 found.setdefault(row["target_type"], []).append((space, row["target_id"]))
     for inc in request.revincludes:
@@ -292,7 +319,12 @@ async def includes(conn: Conn, request: SearchRequest,
             f"SELECT DISTINCT x.space_id, x.resource_id FROM {source.reference} x "
             f"WHERE x.resource_type = $1 AND x.param = $2 AND x.target_type = $3 AND x.target_id = ANY($4::text[]) "
             f"AND ($5::uuid[] IS NULL OR x.space_id = ANY($5::uuid[])) LIMIT $6",
-            inc.source_type, inc.param.name, rtype, ids, within, budget,
+            inc.source_type,
+            inc.param.name,
+            rtype,
+            ids,
+            within,
+            budget,
         )
         budget -= len(rows)
         found.setdefault(inc.source_type, []).extend((row["space_id"], row["resource_id"]) for row in rows)

@@ -5,12 +5,22 @@ from __future__ import annotations
 
 from typing import Any
 
-_OUTCOME = {"application/fhir+json": {"schema": {"type": "object", "required": ["resourceType", "issue"],
-                                                  "properties": {"resourceType": {"const": "OperationOutcome"},
-                                                                 "issue": {"type": "array"}}}}}
+_OUTCOME = {
+    "application/fhir+json": {
+        "schema": {
+            "type": "object",
+            "required": ["resourceType", "issue"],
+            "properties": {"resourceType": {"const": "OperationOutcome"}, "issue": {"type": "array"}},
+        }
+    }
+}
 
-_RESOURCE_SCHEMA: dict[str, Any] = {"type": "object", "required": ["resourceType"],
-                    "properties": {"resourceType": {"type": "string"}}, "additionalProperties": True}
+_RESOURCE_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["resourceType"],
+    "properties": {"resourceType": {"type": "string"}},
+    "additionalProperties": True,
+}
 _FHIR_RESOURCE: dict[str, Any] = {"application/fhir+json": {"schema": _RESOURCE_SCHEMA}}
 
 # Every FHIR route answers FHIR JSON (a resource, a Bundle or a CapabilityStatement) with 200: reads, searches,
@@ -38,13 +48,24 @@ ERRORS: dict[int | str, dict[str, Any]] = _SUCCESS | {
 }
 
 BODY: dict[str, Any] = {
-    "requestBody": {"required": True, "content": {"application/fhir+json": {"schema": _RESOURCE_SCHEMA},
-                                                  "application/json": {"schema": _RESOURCE_SCHEMA}}},
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/fhir+json": {"schema": _RESOURCE_SCHEMA},
+            "application/json": {"schema": _RESOURCE_SCHEMA},
+        },
+    },
     # create answers 201 with the stored resource; so does an update that brings a deleted resource back.
     "responses": {"201": {"description": "Created", "content": _FHIR_RESOURCE}},
 }
 
 SEARCH_FORM: dict[str, Any] = {
-    "requestBody": {"required": False, "content": {"application/x-www-form-urlencoded": {
-        "schema": {"type": "object", "additionalProperties": {"type": "string"}}}}}
+    "requestBody": {
+        "required": False,
+        "content": {
+            "application/x-www-form-urlencoded": {
+                "schema": {"type": "object", "additionalProperties": {"type": "string"}}
+            }
+        },
+    }
 }

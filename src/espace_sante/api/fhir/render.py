@@ -41,7 +41,11 @@ def json_response(payload: Any, status: int = 200, headers: dict[str, str] | Non
 def outcome(error: FhirError) -> dict[str, Any]:
     issues = []
     for issue in error.all_issues():
-        item: dict[str, Any] = {"severity": issue.severity, "code": issue.code, "diagnostics": issue.diagnostics}
+        item: dict[str, Any] = {
+            "severity": issue.severity,
+            "code": issue.code,
+            "diagnostics": issue.diagnostics,
+        }
         if issue.expression:
             item["expression"] = [issue.expression]
         issues.append(item)
@@ -52,12 +56,15 @@ def error_response(error: FhirError, headers: dict[str, str] | None = None) -> R
     return json_response(outcome(error), error.status, headers)
 
 
-def resource_response(stored: Stored, base: str, status: int = 200, *, location: bool = False,
-                      minimal: bool = False) -> Response:
+def resource_response(
+    stored: Stored, base: str, status: int = 200, *, location: bool = False, minimal: bool = False
+) -> Response:
     assert stored.body is not None
     headers = {"ETag": etag(stored), "Last-Modified": http_date(stored.last_updated)}
     if location:
-        headers["Location"] = f"{base}/{stored.resource_type}/{stored.resource_id}/_history/{stored.version_id}"
+        headers["Location"] = (
+            f"{base}/{stored.resource_type}/{stored.resource_id}/_history/{stored.version_id}"
+        )
     if minimal:
         return Response(b"", status, {**NO_STORE, **headers})
     return Response(stored.body, status, {**NO_STORE, **headers}, media_type=FHIR_JSON)
@@ -68,8 +75,12 @@ def _full_url(base: str, stored: Stored) -> str:
 
 
 def _bundle(kind: str, entries: list[dict[str, Any]], **extra: Any) -> dict[str, Any]:
-    bundle: dict[str, Any] = {"resourceType": "Bundle", "id": uuid.uuid4().hex,
-                              "meta": {"lastUpdated": instant(datetime.now(UTC))}, "type": kind}
+    bundle: dict[str, Any] = {
+        "resourceType": "Bundle",
+        "id": uuid.uuid4().hex,
+        "meta": {"lastUpdated": instant(datetime.now(UTC))},
+        "type": kind,
+    }
     bundle.update({k: v for k, v in extra.items() if v is not None})
     bundle["entry"] = entries
     return bundle
@@ -85,17 +96,35 @@ def _page_link(base: str, rtype: str, echo: Sequence[tuple[str, str]], count: in
 
 def searchset(result: SearchResult, base: str) -> dict[str, Any]:
     req = result.request
-    links = [{"relation": "self", "url": _page_link(base, req.resource_type, req.echo, req.count, req.offset)}]
+    links = [
+        {"relation": "self", "url": _page_link(base, req.resource_type, req.echo, req.count, req.offset)}
+    ]
     if result.has_next:
-        links.append({"relation": "next",
-                      "url": _page_link(base, req.resource_type, req.echo, req.count, req.offset + req.count)})
+        links.append(
+            {
+                "relation": "next",
+                "url": _page_link(base, req.resource_type, req.echo, req.count, req.offset + req.count),
+            }
+        )
     if req.offset > 0 and req.count > 0:
-        links.append({"relation": "previous",
-                      "url": _page_link(base, req.resource_type, req.echo, req.count, max(0, req.offset - req.count))})
-    entries = [{"fullUrl": _full_url(base, s), "resource": orjson.Fragment(s.body), "search": {"mode": "match"}}
-               for s in result.matches if s.body is not None]
-    entries += [{"fullUrl": _full_url(base, s), "resource": orjson.Fragment(s.body), "search": {"mode": "include"}}
-                for s in result.included if s.body is not None]
+        links.append(
+            {
+                "relation": "previous",
+                "url": _page_link(
+                    base, req.resource_type, req.echo, req.count, max(0, req.offset - req.count)
+                ),
+            }
+        )
+    entries = [
+        {"fullUrl": _full_url(base, s), "resource": orjson.Fragment(s.body), "search": {"mode": "match"}}
+        for s in result.matches
+        if s.body is not None
+    ]
+    entries += [
+        {"fullUrl": _full_url(base, s), "resource": orjson.Fragment(s.body), "search": {"mode": "include"}}
+        for s in result.included
+        if s.body is not None
+    ]
     bundle = _bundle("searchset", entries, total=result.total, link=links)
     if req.summary == "count" or req.count == 0:
         bundle.pop("entry")
@@ -104,7 +133,9 @@ def searchset(result: SearchResult, base: str) -> dict[str, Any]:
 
 def _with_page(url: str, count: int, offset: int) -> str:
     parts = urlsplit(url)
-    params = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k not in ("_count", "_offset")]
+    params = [
+        (k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k not in ("_count", "_offset")
+    ]
     params.append(("_count", str(count)))
     if offset:
         params.append(("_offset", str(offset)))
@@ -116,8 +147,12 @@ def history(page: HistoryPage, base: str, self_url: str) -> dict[str, Any]:
     if page.has_next:
         links.append({"relation": "next", "url": _with_page(self_url, page.count, page.offset + page.count)})
     if page.offset > 0 and page.count > 0:
-        links.append({"relation": "previous",
-                      "url": _with_page(self_url, page.count, max(0, page.offset - page.count))})
+        links.append(
+            {
+                "relation": "previous",
+                "url": _with_page(self_url, page.count, max(0, page.offset - page.count)),
+            }
+        )
     entries = []
     for s in page.versions:
         entry: dict[str, Any] = {"fullUrl": _full_url(base, s)}
@@ -125,9 +160,13 @@ def history(page: HistoryPage, base: str, self_url: str) -> dict[str, Any]:
             entry["resource"] = orjson.Fragment(s.body)
         url = s.resource_type if s.method == "POST" else f"{s.resource_type}/{s.resource_id}"
         entry["request"] = {"method": s.method, "url": url}
-        entry["response"] = {"status": "201 Created" if s.method == "POST" else
-                             ("204 No Content" if s.method == "DELETE" else "200 OK"),
-                             "etag": etag(s), "lastModified": instant(s.last_updated)}
+        entry["response"] = {
+            "status": "201 Created"
+            if s.method == "POST"
+            else ("204 No Content" if s.method == "DELETE" else "200 OK"),
+            "etag": etag(s),
+            "lastModified": instant(s.last_updated),
+        }
         entries.append(entry)
     return _bundle("history", entries, link=links)
 
@@ -147,7 +186,9 @@ def _entry(e: EntryResult, base: str) -> dict[str, Any]:
     if e.stored is not None and e.stored.body is not None:
         entry["fullUrl"] = _full_url(base, e.stored)
         entry["resource"] = orjson.Fragment(e.stored.body)
-        response["location"] = f"{e.stored.resource_type}/{e.stored.resource_id}/_history/{e.stored.version_id}"
+        response["location"] = (
+            f"{e.stored.resource_type}/{e.stored.resource_id}/_history/{e.stored.version_id}"
+        )
         response["etag"] = etag(e.stored)
         response["lastModified"] = instant(e.stored.last_updated)
     elif e.search is not None:

@@ -25,14 +25,18 @@ def json_format(request: Request) -> None:
     """`_format` (http.html#mime-type) on any interaction: only JSON is served, anything else is 415."""
     for value in request.query_params.getlist("_format"):
         if value.split(";", 1)[0].strip().lower() not in _FORMATS:
-            raise UnsupportedMediaType(f"_format « {value[:40]} » non pris en charge : ce serveur ne parle que JSON "
-                                       "/ unsupported _format: this server speaks JSON only (application/fhir+json)")
+            raise UnsupportedMediaType(
+                f"_format « {value[:40]} » non pris en charge : ce serveur ne parle que JSON "
+                "/ unsupported _format: this server speaks JSON only (application/fhir+json)"
+            )
 
 
 router = APIRouter(prefix="/fhir", tags=["FHIR R4"], responses=ERRORS, dependencies=[Depends(json_format)])
 
 Ctx = Annotated[Context, Depends(fhir_context)]
-Type = Annotated[str, Path(description="FHIR resource type", json_schema_extra={"enum": list(RESOURCE_TYPES)})]
+Type = Annotated[
+    str, Path(description="FHIR resource type", json_schema_extra={"enum": list(RESOURCE_TYPES)})
+]
 Id = Annotated[str, Path(description="Logical id", pattern=r"^[A-Za-z0-9\-.]{1,64}$")]
 
 _JSON_TYPES = ("application/fhir+json", "application/json", "application/json-patch+json")
@@ -47,15 +51,18 @@ async def json_body(request: Request) -> Any:
     if ctype not in _JSON_TYPES[:2]:
         raise UnsupportedMediaType(
             f"Content-Type « {ctype or '(absent)'} » non pris en charge : ce serveur ne parle que JSON / this server "
-            "speaks JSON only (application/fhir+json)")
+            "speaks JSON only (application/fhir+json)"
+        )
     raw = await request.body()
     if not raw.strip():
         raise BadRequest("corps de requête vide / empty request body")
     try:
         return orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
-        raise BadRequest(f"JSON invalide / invalid JSON: {exc.msg} (ligne/line {exc.lineno}, "
-                         f"colonne/column {exc.colno})", code="structure") from None
+        raise BadRequest(
+            f"JSON invalide / invalid JSON: {exc.msg} (ligne/line {exc.lineno}, colonne/column {exc.colno})",
+            code="structure",
+        ) from None
 
 
 def _minimal(request: Request) -> bool:
@@ -79,7 +86,9 @@ def _paging(request: Request) -> tuple[datetime | None, int, int]:
 @router.get("/metadata", summary="CapabilityStatement", dependencies=[])
 async def metadata(request: Request) -> Response:
     settings = request.app.state.runtime.settings
-    return render.json_response(capability.statement(settings), headers={"Cache-Control": "public, max-age=300"})
+    return render.json_response(
+        capability.statement(settings), headers={"Cache-Control": "public, max-age=300"}
+    )
 
 
 @router.post("/", include_in_schema=False)
@@ -99,25 +108,35 @@ async def search_get(rtype: Type, request: Request, ctx: Ctx) -> Response:
 async def search_post(rtype: Type, request: Request, ctx: Ctx) -> Response:
     ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if ctype != "application/x-www-form-urlencoded":
-        raise UnsupportedMediaType("POST _search attend application/x-www-form-urlencoded / expects "
-                                   "application/x-www-form-urlencoded")
+        raise UnsupportedMediaType(
+            "POST _search attend application/x-www-form-urlencoded / expects "
+            "application/x-www-form-urlencoded"
+        )
     form = await request.form()
-    pairs = [*request.query_params.multi_items(), *((k, v) for k, v in form.multi_items() if isinstance(v, str))]
+    pairs = [
+        *request.query_params.multi_items(),
+        *((k, v) for k, v in form.multi_items() if isinstance(v, str)),
+    ]
     result = await fhir.search(ctx, rtype, pairs)
     return render.json_response(render.searchset(result, _base(ctx)))
 
 
-@router.post("/{rtype}", summary="Create (If-None-Exist for conditional create)", status_code=201,
-             openapi_extra=BODY)
+@router.post(
+    "/{rtype}", summary="Create (If-None-Exist for conditional create)", status_code=201, openapi_extra=BODY
+)
 async def create(rtype: Type, request: Request, ctx: Ctx) -> Response:
     body = await json_body(request)
     if isinstance(body, dict) and body.get("resourceType") != rtype:
-        raise BadRequest(f"resourceType « {body.get('resourceType')} » ne correspond pas à l'URL / does not match "
-                         f"the URL ({rtype})", expression="resourceType")
+        raise BadRequest(
+            f"resourceType « {body.get('resourceType')} » ne correspond pas à l'URL / does not match "
+            f"the URL ({rtype})",
+            expression="resourceType",
+        )
     fhir.check_type(rtype)
     written = await fhir.create(ctx, body, if_none_exist=request.headers.get("if-none-exist"))
-    return render.resource_response(written.stored, _base(ctx), 201 if written.created else 200,
-                                    location=True, minimal=_minimal(request))
+    return render.resource_response(
+        written.stored, _base(ctx), 201 if written.created else 200, location=True, minimal=_minimal(request)
+    )
 
 
 @router.get("/{rtype}/_history", summary="Type history")
@@ -136,14 +155,21 @@ async def read(rtype: Type, rid: Id, ctx: Ctx) -> Response:
 async def update(rtype: Type, rid: Id, request: Request, ctx: Ctx) -> Response:
     body = await json_body(request)
     written = await fhir.update(ctx, rtype, rid, body, if_match=request.headers.get("if-match"))
-    return render.resource_response(written.stored, _base(ctx), 201 if written.created else 200,
-                                    location=written.created, minimal=_minimal(request))
+    return render.resource_response(
+        written.stored,
+        _base(ctx),
+        201 if written.created else 200,
+        location=written.created,
+        minimal=_minimal(request),
+    )
 
 
 @router.patch("/{rtype}/{rid}", summary="Patch (not supported)")
 async def patch(rtype: Type, rid: Id, ctx: Ctx) -> Response:
     fhir.check_type(rtype)
-    raise MethodNotAllowed("PATCH n'est pas pris en charge sur ce type / PATCH is not supported here; use PUT")
+    raise MethodNotAllowed(
+        "PATCH n'est pas pris en charge sur ce type / PATCH is not supported here; use PUT"
+    )
 
 
 @router.delete("/{rtype}/{rid}", summary="Delete", status_code=204)
