@@ -372,6 +372,44 @@ def _refuse(message: str, code: str, expression: str | None = None) -> InvalidRe
     return InvalidResource(message, issues=[Issue(message, code, expression=expression)])
 
 
+# FHIR string (datatypes.html#string): Unicode without control characters other than tab, CR and LF.
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f]")
+
+
+def _control_character_issues(body: Mapping[str, Any], resource_type: str) -> list[Issue]:
+    found: list[Issue] = []
+
+    def walk(node: Any, where: str) -> None:
+        if len(found) >= 5:
+            return
+        if isinstance(node, str):
+            if _CONTROL.search(node):
+                found.append(
+                    Issue(
+                        f"{where} : caractère de contrôle interdit / control character not allowed in a FHIR string",
+                        "invalid",
+                        expression=where,
+                    )
+                )
+        elif isinstance(node, Mapping):
+            for key, value in node.items():
+                if isinstance(key, str) and _CONTROL.search(key):
+                    found.append(
+                        Issue(
+                            f"{where} : nom d'élément invalide / invalid element name",
+                            "structure",
+                            expression=where,
+                        )
+                    )
+                walk(value, f"{where}.{key}")
+        elif isinstance(node, list):
+            for i, item in enumerate(node):
+                walk(item, f"{where}[{i}]")
+
+    walk(body, resource_type)
+    return found
+
+
 def validate_resource(body: object, *, expected_type: str | None = None) -> dict[str, Any]:
     """Validate a client's resource before it is stored; return ``body`` itself, unchanged.
 
@@ -421,6 +459,7 @@ def validate_resource(body: object, *, expected_type: str | None = None) -> dict
         issues += _primitive_issues(resource_type, body, {i.expression for i in issues if i.expression})
     issues += check_bindings(body)
     issues += _identifier_issues(body, resource_type)
+    issues += _control_character_issues(body, resource_type)
     if not issues:
         return body
     if len(issues) > MAX_ISSUES:

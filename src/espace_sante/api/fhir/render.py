@@ -14,6 +14,7 @@ import orjson
 from starlette.responses import Response
 
 from ...errors import FhirError
+from ...fhir import summary
 from ...services.bundles import BundleResult, EntryResult
 from ...services.fhir import HistoryPage, SearchResult
 from ...storage.resources import Stored
@@ -116,13 +117,13 @@ def searchset(result: SearchResult, base: str) -> dict[str, Any]:
             }
         )
     entries = [
-        {"fullUrl": _full_url(base, s), "resource": orjson.Fragment(s.body), "search": {"mode": "match"}}
-        for s in result.matches
-        if s.body is not None
-    ]
-    entries += [
-        {"fullUrl": _full_url(base, s), "resource": orjson.Fragment(s.body), "search": {"mode": "include"}}
-        for s in result.included
+        {
+            "fullUrl": _full_url(base, s),
+            "resource": orjson.Fragment(summary.apply(s.body, s.resource_type, req.summary)),
+            "search": {"mode": mode},
+        }
+        for mode, found in (("match", result.matches), ("include", result.included))
+        for s in found
         if s.body is not None
     ]
     bundle = _bundle("searchset", entries, total=result.total, link=links)
