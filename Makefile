@@ -3,7 +3,11 @@ SHELL := /bin/bash
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-UV := $(shell command -v uv 2>/dev/null || echo $(VENV)-tools/bin/uv)
+# uv if the machine has it, else installed once into .venv-tools from PyPI (a fresh machine has only Python).
+UV := $(shell command -v uv 2>/dev/null)
+ifeq ($(UV),)
+UV := $(VENV)-tools/bin/uv
+endif
 DATA_DIR ?= .data
 HOST ?= 127.0.0.1
 PORT ?= 8000
@@ -24,9 +28,6 @@ $(BIN)/.installed: requirements.lock pyproject.toml | $(UV)
 	$(UV) pip sync -q --python $(BIN)/python requirements.lock
 	$(UV) pip install -q --python $(BIN)/python --no-deps -e .
 	@touch $@
-
-$(UV):
-	$(MAKE) $(VENV)-tools/bin/uv
 
 install: $(BIN)/.installed ## Create .venv from the lock file (uv) with the test extras
 
