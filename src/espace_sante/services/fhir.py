@@ -302,14 +302,24 @@ async def update(
     )
 
 
+async def _lock_current(
+    conn: Conn, decision: Decision, rid: str
+) -> tuple[uuid.UUID | None, store.Current | None]:
+    """The space and current state of a resource about to be written, locked until the transaction ends;
+    (space, None) when it does not exist or the decision does not cover its space."""
+    space_id = _locate(decision.resource_type, rid)
+    if space_id is None or not decision.covers(space_id):
+        return space_id, None
+    return space_id, await store.current(
+        conn, decision, space_id, decision.resource_type, rid, for_update=True
+    )
+
+
 async def _update_in(
     conn: Conn, ctx: Context, decision: Decision, rid: str, body: dict[str, Any], expected: int | None
 ) -> Written:
     rtype = decision.resource_type
-    space_id = _locate(rtype, rid)
-    previous = None
-    if space_id is not None and decision.covers(space_id):
-        previous = await store.current(conn, decision, space_id, rtype, rid, for_update=True)
+    space_id, previous = await _lock_current(conn, decision, rid)
     if space_id is None or previous is None:
         # The server assigns ids (CapabilityStatement updateCreate = false): PUT cannot create.
         raise MethodNotAllowed(
@@ -345,10 +355,7 @@ async def delete(ctx: Context, resource_type: str, resource_id: str) -> None:
 
 async def _delete_in(conn: Conn, ctx: Context, decision: Decision, rid: str) -> store.Stored | None:
     rtype = decision.resource_type
-    space_id = _locate(rtype, rid)
-    previous = None
-    if space_id is not None and decision.covers(space_id):
-        previous = await store.current(conn, decision, space_id, rtype, rid, for_update=True)
+    space_id, previous = await _lock_current(conn, decision, rid)
     if space_id is None or previous is None:
         raise NotFound(f"{rtype}/{rid} introuvable / not found")
     if previous.deleted:

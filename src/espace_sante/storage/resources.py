@@ -313,72 +313,33 @@ async def _clear_index(conn: Conn, t: Tables, space_id: uuid.UUID, rtype: str, r
         )
 
 
+#: Per index table: the IndexValues field that feeds it, and its value columns with their SQL types.
+_INDEX_COLUMNS: tuple[tuple[str, str, tuple[tuple[str, str], ...]], ...] = (
+    ("token", "tokens", (("system", "text"), ("code", "text"))),
+    ("string", "strings", (("normalized", "text"), ("exact", "text"))),
+    ("date", "dates", (("low", "timestamptz"), ("high", "timestamptz"))),
+    ("reference", "references", (("target_type", "text"), ("target_id", "text"))),
+    ("quantity", "quantities", (("value", "numeric"), ("system", "text"), ("code", "text"))),
+    ("number", "numbers", (("value", "numeric"),)),
+)
+
+
 async def _write_index(
     conn: Conn, t: Tables, space_id: uuid.UUID, rtype: str, rid: str, values: searchparams.IndexValues
 ) -> None:
-    head = "space_id, resource_type, resource_id, param"
-    if values.tokens:
+    """One multi-row INSERT per index table that has values (unnest of parallel arrays)."""
+    for table, field, columns in _INDEX_COLUMNS:
+        rows = getattr(values, field)
+        if not rows:
+            continue
+        names = ", ".join(name for name, _ in columns)
+        arrays = ", ".join(f"${i}::{sqltype}[]" for i, (_, sqltype) in enumerate(columns, start=5))
         await conn.execute(
-            f"INSERT INTO {t.token} ({head}, system, code) "
-            f"SELECT $1, $2, $3, * FROM unnest($4::text[], $5::text[], $6::text[])",
+            f"INSERT INTO {getattr(t, table)} (space_id, resource_type, resource_id, param, {names}) "
+            f"SELECT $1, $2, $3, * FROM unnest($4::text[], {arrays})",
             space_id,
             rtype,
             rid,
-            [v.param for v in values.tokens],
-            [v.system for v in values.tokens],
-            [v.code for v in values.tokens],
-        )
-    if values.strings:
-        await conn.execute(
-            f"INSERT INTO {t.string} ({head}, normalized, exact) "
-            f"SELECT $1, $2, $3, * FROM unnest($4::text[], $5::text[], $6::text[])",
-            space_id,
-            rtype,
-            rid,
-            [v.param for v in values.strings],
-            [v.normalized for v in values.strings],
-            [v.exact for v in values.strings],
-        )
-    if values.dates:
-        await conn.execute(
-            f"INSERT INTO {t.date} ({head}, low, high) "
-            f"SELECT $1, $2, $3, * FROM unnest($4::text[], $5::timestamptz[], $6::timestamptz[])",
-            space_id,
-            rtype,
-            rid,
-            [v.param for v in values.dates],
-            [v.low for v in values.dates],
-            [v.high for v in values.dates],
-        )
-    if values.references:
-        await conn.execute(
-            f"INSERT INTO {t.reference} ({head}, target_type, target_id) "
-            f"SELECT $1, $2, $3, * FROM unnest($4::text[], $5::text[], $6::text[])",
-            space_id,
-            rtype,
-            rid,
-            [v.param for v in values.references],
-            [v.target_type for v in values.references],
-            [v.target_id for v in values.references],
-        )
-    if values.quantities:
-        await conn.execute(
-            f"INSERT INTO {t.quantity} ({head}, value, system, code) "
-            f"SELECT $1, $2, $3, * FROM unnest($4::text[], $5::numeric[], $6::text[], $7::text[])",
-            space_id,
-            rtype,
-            rid,
-            [v.param for v in values.quantities],
-            [v.value for v in values.quantities],
-            [v.system for v in values.quantities],
-            [v.code for v in values.quantities],
-        )
-    if values.numbers:
-        await conn.execute(
-            f"INSERT INTO {t.number} ({head}, value) SELECT $1, $2, $3, * FROM unnest($4::text[], $5::numeric[])",
-            space_id,
-            rtype,
-            rid,
-            [v.param for v in values.numbers],
-            [v.value for v in values.numbers],
+            [row.param for row in rows],
+            *([getattr(row, name) for row in rows] for name, _ in columns),
         )
