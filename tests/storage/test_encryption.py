@@ -131,4 +131,4 @@ async def test_rotating_the_key_encryption_key_keeps_every_body_readable(runtime
     assert got is not None and got.body is not None and b'"e"' in got.body
     # Put the session's runtime on the new KEK so later tests keep working.
     runtime.keys.ring = KeyRing(new, [old])
-    runtime.keys._cache.clear()
+    runtime.keys.clear()

@@ -97,16 +97,14 @@ def parse_etag(value: str) -> int:
 
 async def read(ctx: Context, resource_type: str, resource_id: str) -> store.Stored:
     decision = _decide(ctx, "read", resource_type)
-    return await ctx.runtime.db.interaction(
-        "fhir_read", _read_in, ctx, decision, resource_type, resource_id, None
-    )
+    return await ctx.runtime.db.read("fhir_read", _read_in, ctx, decision, resource_type, resource_id, None)
 
 
 async def vread(ctx: Context, resource_type: str, resource_id: str, version: str) -> store.Stored:
     decision = _decide(ctx, "vread", resource_type)
     if not version.isdigit() or len(version) > 18:
         raise NotFound(f"version introuvable / version not found: {version}")
-    return await ctx.runtime.db.interaction(
+    return await ctx.runtime.db.read(
         "fhir_vread", _read_in, ctx, decision, resource_type, resource_id, int(version)
     )
 
@@ -176,7 +174,7 @@ async def history(
             raise NotFound(f"{resource_type}/{resource_id} introuvable / not found")
         return HistoryPage(rows[:count], count, offset, count > 0 and len(rows) > count)
 
-    return await ctx.runtime.db.interaction("fhir_history", run)
+    return await ctx.runtime.db.read("fhir_history", run)
 
 
 async def search(ctx: Context, resource_type: str, pairs: Sequence[tuple[str, str]]) -> SearchResult:
@@ -189,15 +187,15 @@ async def search(ctx: Context, resource_type: str, pairs: Sequence[tuple[str, st
         max_count=ctx.runtime.settings.search_max_count,
     )
     decision = _decide(ctx, "search", resource_type)
-    return await ctx.runtime.db.interaction("fhir_search", _search_in, ctx, decision, request)
+    return await ctx.runtime.db.read("fhir_search", _search_in, ctx, decision, request)
 
 
 async def _search_in(conn: Conn, ctx: Context, decision: Decision, request: SearchRequest) -> SearchResult:
     keys = ctx.runtime.keys
     if request.summary == "count" or request.count == 0:
         return SearchResult(request, [], [], await search_store.count(conn, decision, request), False)
-    page, has_next = await search_store.page(conn, decision, request)
-    matches = await store.fetch_current(conn, keys, decision, request.resource_type, page)
+    matches, has_next = await search_store.page(conn, keys, decision, request)
+    page = [(m.space_id, m.resource_id) for m in matches]
     total: int | None = None
     if request.total == "accurate":
         total = await search_store.count(conn, decision, request)
@@ -491,8 +489,8 @@ async def conditional_match(
         # Two concurrent conditional creates with one condition must not both create (http.html#ccreate).
         key = int.from_bytes(hashlib.sha256(f"{rtype}?{query}".encode()).digest()[:8], "big", signed=True)
         await conn.execute("SELECT pg_advisory_xact_lock($1)", key)
-    page, _ = await search_store.page(conn, decision, _first_two(request))
-    return await store.fetch_current(conn, ctx.runtime.keys, decision, rtype, page)
+    found, _ = await search_store.page(conn, ctx.runtime.keys, decision, _first_two(request))
+    return found
 
 
 def _first_two(request: SearchRequest) -> SearchRequest:

@@ -35,6 +35,14 @@ _UNAVAILABLE = (
 )
 
 
+async def _reset(conn: asyncpg.Connection) -> None:
+    """Run when a connection goes back to the pool. asyncpg's default resets all session state (a round trip
+    per request); we never change session state (settings are fixed at connect, locks are transaction-scoped),
+    so only an abandoned transaction needs undoing."""
+    if conn.is_in_transaction():
+        await conn.execute("ROLLBACK")
+
+
 class DatabaseUnavailable(RuntimeError):
     """The database cannot be reached or timed out: the API answers 503."""
 
@@ -54,6 +62,7 @@ class Database:
             self.dsn,
             min_size=self._min,
             max_size=self._max,
+            reset=_reset,
             server_settings={
                 "application_name": "espace-sante",
                 "statement_timeout": str(self._timeout),
@@ -107,8 +116,9 @@ class Database:
         *args: P.args,
         **kwargs: P.kwargs,
     ) -> T:
-        """Run a single-statement read `func(conn, ...)` outside a transaction: one round trip instead of
-        three (BEGIN, query, COMMIT). Only for reads that need no consistent snapshot across statements."""
+        """Run a read-only `func(conn, ...)` outside an explicit transaction: no BEGIN and COMMIT round trips.
+        Under READ COMMITTED a transaction gives reads no common snapshot anyway (each statement sees the data
+        committed when it starts), so reads lose nothing. Writes always go through `interaction`."""
         start = time.perf_counter()
         try:
             async with self.pool.acquire() as conn:

@@ -27,7 +27,9 @@ class MissingDataKey(DecryptionFailed):
 class KeyStore:
     def __init__(self, ring: KeyRing) -> None:
         self.ring = ring
-        self._cache: OrderedDict[uuid.UUID, tuple[float, int, AESGCM]] = OrderedDict()
+        #: (space, key version) -> (expiry, key); and space -> newest key version, for encrypting.
+        self._cache: OrderedDict[tuple[uuid.UUID, int], tuple[float, AESGCM]] = OrderedDict()
+        self._newest: dict[uuid.UUID, int] = {}
 
     async def create(self, conn: Conn, space_id: uuid.UUID) -> tuple[int, AESGCM]:
         """A fresh data key for a new space (idempotent: an existing key is returned)."""
@@ -43,16 +45,17 @@ class KeyStore:
         )
         if inserted is None:
             return await self.current(conn, space_id)
-        entry = (1, AESGCM(dek))
-        self._remember(space_id, *entry)
-        return entry
+        aead = AESGCM(dek)
+        self._remember(space_id, 1, aead, newest=True)
+        return 1, aead
 
     async def current(self, conn: Conn, space_id: uuid.UUID) -> tuple[int, AESGCM]:
         """The newest data key of a space, for encrypting."""
-        cached = self._cache.get(space_id)
-        if cached is not None and cached[0] > time.monotonic():
-            self._cache.move_to_end(space_id)
-            return cached[1], cached[2]
+        newest = self._newest.get(space_id)
+        if newest is not None:
+            aead = self._cached(space_id, newest)
+            if aead is not None:
+                return newest, aead
         row = await conn.fetchrow(
             """SELECT key_version, kek_id, wrapped_key FROM space_key WHERE space_id = $1
                ORDER BY key_version DESC LIMIT 1""",
@@ -60,18 +63,15 @@ class KeyStore:
         )
         if row is None:
             raise MissingDataKey(f"no data key for space {space_id}")
-        dek = self.ring.get(row["kek_id"]).unwrap(
-            row["wrapped_key"], dek_context(str(space_id), row["key_version"])
-        )
-        aead = AESGCM(dek)
-        self._remember(space_id, row["key_version"], aead)
+        aead = self._unwrap(space_id, row["key_version"], row["kek_id"], row["wrapped_key"])
+        self._remember(space_id, row["key_version"], aead, newest=True)
         return row["key_version"], aead
 
     async def version(self, conn: Conn, space_id: uuid.UUID, key_version: int) -> AESGCM:
-        """A given data key version, for decrypting older rows."""
-        cached = self._cache.get(space_id)
-        if cached is not None and cached[1] == key_version and cached[0] > time.monotonic():
-            return cached[2]
+        """A given data key version, for decrypting."""
+        aead = self._cached(space_id, key_version)
+        if aead is not None:
+            return aead
         row = await conn.fetchrow(
             "SELECT kek_id, wrapped_key FROM space_key WHERE space_id = $1 AND key_version = $2",
             space_id,
@@ -79,13 +79,13 @@ class KeyStore:
         )
         if row is None:
             raise MissingDataKey(f"no data key {key_version} for space {space_id}")
-        return AESGCM(
-            self.ring.get(row["kek_id"]).unwrap(row["wrapped_key"], dek_context(str(space_id), key_version))
-        )
+        aead = self._unwrap(space_id, key_version, row["kek_id"], row["wrapped_key"])
+        self._remember(space_id, key_version, aead, newest=False)
+        return aead
 
     async def destroy(self, conn: Conn, space_id: uuid.UUID) -> int:
         """Crypto-shredding: delete every data key of the space. Its bodies can never be read again."""
-        self._cache.pop(space_id, None)
+        self._forget(space_id)
         status: str = await conn.execute("DELETE FROM space_key WHERE space_id = $1", space_id)
         return int(status.split()[-1])
 
@@ -106,11 +106,33 @@ class KeyStore:
                 kek.key_id,
                 kek.wrap(dek, context),
             )
-        self._cache.clear()
+        self.clear()
         return len(rows)
 
-    def _remember(self, space_id: uuid.UUID, key_version: int, aead: AESGCM) -> None:
-        self._cache[space_id] = (time.monotonic() + CACHE_SECONDS, key_version, aead)
-        self._cache.move_to_end(space_id)
+    def clear(self) -> None:
+        self._cache.clear()
+        self._newest.clear()
+
+    def _unwrap(self, space_id: uuid.UUID, key_version: int, kek_id: str, wrapped: bytes) -> AESGCM:
+        return AESGCM(self.ring.get(kek_id).unwrap(wrapped, dek_context(str(space_id), key_version)))
+
+    def _cached(self, space_id: uuid.UUID, key_version: int) -> AESGCM | None:
+        entry = self._cache.get((space_id, key_version))
+        if entry is None or entry[0] <= time.monotonic():
+            return None
+        self._cache.move_to_end((space_id, key_version))
+        return entry[1]
+
+    def _remember(self, space_id: uuid.UUID, key_version: int, aead: AESGCM, *, newest: bool) -> None:
+        self._cache[(space_id, key_version)] = (time.monotonic() + CACHE_SECONDS, aead)
+        self._cache.move_to_end((space_id, key_version))
+        if newest:
+            self._newest[space_id] = key_version
         while len(self._cache) > CACHE_ENTRIES:
-            self._cache.popitem(last=False)
+            (old_space, _), _ = self._cache.popitem(last=False)
+            self._newest.pop(old_space, None)
+
+    def _forget(self, space_id: uuid.UUID) -> None:
+        for key in [k for k in self._cache if k[0] == space_id]:
+            del self._cache[key]
+        self._newest.pop(space_id, None)

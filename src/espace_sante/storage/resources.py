@@ -224,10 +224,12 @@ async def read(
         )
     if row is None:
         return None
-    return await _stored(conn, keys, space_id, rtype, rid, row)
+    return await _decode(conn, keys, space_id, rtype, rid, row)
 
 
-async def _stored(conn: Conn, keys: KeyStore, space_id: uuid.UUID, rtype: str, rid: str, row: Any) -> Stored:
+async def _decode(conn: Conn, keys: KeyStore, space_id: uuid.UUID, rtype: str, rid: str, row: Any) -> Stored:
+    """A version row (version_id, last_updated, method, key_version, body) as a Stored, body decrypted.
+    Storage-internal: callers fetched the row under a Decision."""
     body = row["body"]
     if body is not None:
         body = await _decrypt(conn, keys, space_id, rtype, rid, row["version_id"], row["key_version"], body)
@@ -271,7 +273,7 @@ async def history(
         f"LIMIT ${len(args) - 1} OFFSET ${len(args)}",
         *args,
     )
-    return [await _stored(conn, keys, r["space_id"], rtype, r["resource_id"], r) for r in rows]
+    return [await _decode(conn, keys, r["space_id"], rtype, r["resource_id"], r) for r in rows]
 
 
 async def fetch_current(
@@ -299,7 +301,7 @@ async def fetch_current(
     for key in allowed:
         row = by_key.get(key)
         if row is not None:
-            out.append(await _stored(conn, keys, key[0], rtype, key[1], row))
+            out.append(await _decode(conn, keys, key[0], rtype, key[1], row))
     return out
 
 

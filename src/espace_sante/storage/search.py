@@ -25,7 +25,8 @@ from ..fhir.searchquery import (
     TokenQuery,
 )
 from .db import Conn
-from .keys import DIRECTORY_SPACE
+from .keys import DIRECTORY_SPACE, KeyStore
+from .resources import Stored, _decode
 from .tables import Tables, tables_for
 
 MAX_INCLUDED = 1000
@@ -250,20 +251,25 @@ def _order(q: _Sql, t: Tables, request: SearchRequest) -> str:
 
 
 async def page(
-    conn: Conn, decision: Decision, request: SearchRequest
-) -> tuple[list[tuple[uuid.UUID, str]], bool]:
-    """The (space, id) keys of one page of matches, and whether another page follows."""
+    conn: Conn, keys: KeyStore, decision: Decision, request: SearchRequest
+) -> tuple[list[Stored], bool]:
+    """One page of matches with their current bodies (one query), and whether another page follows."""
     q = _Sql()
     t, where = _where(q, decision, request)
     order = _order(q, t, request)
     limit, offset = q.arg(request.count + 1), q.arg(request.offset)
     rows = await conn.fetch(
-        f"SELECT r.space_id, r.resource_id FROM {t.resource} r WHERE {where} ORDER BY {order} "
-        f"LIMIT {limit} OFFSET {offset}",
+        f"SELECT r.space_id, r.resource_id, v.version_id, v.last_updated, v.method, v.key_version, v.body "
+        f"FROM {t.resource} r JOIN {t.version} v ON v.space_id = r.space_id AND "
+        f"v.resource_type = r.resource_type AND v.resource_id = r.resource_id AND v.version_id = r.version_id "
+        f"WHERE {where} ORDER BY {order} LIMIT {limit} OFFSET {offset}",
         *q.args,
     )
-    keys = [(row["space_id"], row["resource_id"]) for row in rows]
-    return keys[: request.count], len(keys) > request.count
+    found = [
+        await _decode(conn, keys, row["space_id"], request.resource_type, row["resource_id"], row)
+        for row in rows[: request.count]
+    ]
+    return found, len(rows) > request.count
 
 
 async def count(conn: Conn, decision: Decision, request: SearchRequest) -> int:

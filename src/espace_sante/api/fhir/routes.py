@@ -21,8 +21,9 @@ from .openapi import BODY, ERRORS, SEARCH_FORM
 _FORMATS = ("json", "application/fhir+json", "application/json")
 
 
-def json_format(request: Request) -> None:
-    """`_format` (http.html#mime-type) on any interaction: only JSON is served, anything else is 415."""
+async def json_format(request: Request) -> None:
+    """`_format` (http.html#mime-type) on any interaction: only JSON is served, anything else is 415.
+    (async: a plain `def` dependency would cost a thread hop on every request.)"""
     for value in request.query_params.getlist("_format"):
         if value.split(";", 1)[0].strip().lower() not in _FORMATS:
             raise UnsupportedMediaType(
