@@ -7,6 +7,7 @@ import logging
 import sys
 from typing import Any
 
+import orjson
 import structlog
 
 _configured = False
@@ -21,6 +22,11 @@ def _drop_forbidden(_: object, __: str, event: dict[str, object]) -> dict[str, o
     for key in _FORBIDDEN.intersection(event):
         event[key] = "[redacted]"
     return event
+
+
+def _dumps(event: Any, **_: Any) -> str:
+    # orjson: several times faster than the standard library for the access line written on every request.
+    return orjson.dumps(event, default=str).decode()
 
 
 def configure(level: str = "info") -> None:
@@ -41,7 +47,7 @@ def configure(level: str = "info") -> None:
         structlog.stdlib.ProcessorFormatter(
             processors=[
                 structlog.stdlib.ProcessorFormatter.remove_processors_meta,
-                structlog.processors.JSONRenderer(),
+                structlog.processors.JSONRenderer(serializer=_dumps),
             ],
             foreign_pre_chain=[*shared, structlog.stdlib.add_logger_name],
         )
@@ -59,7 +65,7 @@ def configure(level: str = "info") -> None:
         processors=[
             *shared,
             structlog.processors.format_exc_info,
-            structlog.processors.JSONRenderer(),
+            structlog.processors.JSONRenderer(serializer=_dumps),
         ],
         wrapper_class=structlog.make_filtering_bound_logger(numeric),
         logger_factory=structlog.PrintLoggerFactory(sys.stderr),

@@ -83,6 +83,14 @@ class KeyStore:
         self._remember(space_id, key_version, aead, newest=False)
         return aead
 
+    def from_row(self, space_id: uuid.UUID, key_version: int, kek_id: str, wrapped: bytes) -> AESGCM:
+        """A data key fetched by the caller's own query (joined to the rows it decrypts)."""
+        aead = self._cached(space_id, key_version)
+        if aead is None:
+            aead = self._unwrap(space_id, key_version, kek_id, wrapped)
+            self._remember(space_id, key_version, aead, newest=False)
+        return aead
+
     async def destroy(self, conn: Conn, space_id: uuid.UUID) -> int:
         """Crypto-shredding: delete every data key of the space. Its bodies can never be read again."""
         self._forget(space_id)

@@ -14,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from ..access.policy import Decision
 from ..crypto import DecryptionFailed, open_, resource_aad, seal
@@ -78,6 +79,12 @@ async def _encrypt(
     return key_version, seal(aead, plaintext, resource_aad(str(space_id), rtype, rid, version, key_version))
 
 
+#: Hot reads fetch the row's wrapped data key in the same query (`JOIN_KEY` on the version alias `v`), so a
+#: key-cache miss costs an unwrap, not another round trip.
+WRAPPED_KEY = "k.kek_id, k.wrapped_key"
+JOIN_KEY = "LEFT JOIN space_key k ON k.space_id = v.space_id AND k.key_version = v.key_version"
+
+
 async def _decrypt(
     conn: Conn,
     keys: KeyStore,
@@ -87,9 +94,11 @@ async def _decrypt(
     version: int,
     key_version: int,
     blob: bytes,
+    aead: AESGCM | None = None,
 ) -> bytes:
     try:
-        aead = await keys.version(conn, space_id, key_version)
+        if aead is None:
+            aead = await keys.version(conn, space_id, key_version)
         return open_(aead, blob, resource_aad(str(space_id), rtype, rid, version, key_version))
     except DecryptionFailed as exc:
         raise DataUnreadable(f"{rtype}/{rid}/_history/{version}: {exc}") from None
@@ -206,9 +215,9 @@ async def read(
     t = tables_for(rtype)
     if version_id is None:
         row = await conn.fetchrow(
-            f"SELECT v.version_id, v.last_updated, v.method, v.key_version, v.body FROM {t.resource} r "
-            f"JOIN {t.version} v USING (space_id, resource_type, resource_id, version_id) "
-            f"WHERE r.space_id = $1 AND r.resource_type = $2 AND r.resource_id = $3",
+            f"SELECT v.version_id, v.last_updated, v.method, v.key_version, v.body, {WRAPPED_KEY} "
+            f"FROM {t.resource} r JOIN {t.version} v USING (space_id, resource_type, resource_id, version_id) "
+            f"{JOIN_KEY} WHERE r.space_id = $1 AND r.resource_type = $2 AND r.resource_id = $3",
             space_id,
             rtype,
             rid,
@@ -232,7 +241,13 @@ async def _decode(conn: Conn, keys: KeyStore, space_id: uuid.UUID, rtype: str, r
     Storage-internal: callers fetched the row under a Decision."""
     body = row["body"]
     if body is not None:
-        body = await _decrypt(conn, keys, space_id, rtype, rid, row["version_id"], row["key_version"], body)
+        aead = None
+        wrapped = row.get("wrapped_key")  # present when the query joined the key (JOIN_KEY)
+        if wrapped is not None:
+            aead = keys.from_row(space_id, row["key_version"], row["kek_id"], wrapped)
+        body = await _decrypt(
+            conn, keys, space_id, rtype, rid, row["version_id"], row["key_version"], body, aead
+        )
     return Stored(rtype, rid, row["version_id"], row["last_updated"], body, row["method"], space_id)
 
 

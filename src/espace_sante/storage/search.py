@@ -26,7 +26,7 @@ from ..fhir.searchquery import (
 )
 from .db import Conn
 from .keys import DIRECTORY_SPACE, KeyStore
-from .resources import Stored, _decode
+from .resources import JOIN_KEY, WRAPPED_KEY, Stored, _decode
 from .tables import Tables, tables_for
 
 MAX_INCLUDED = 1000
@@ -259,10 +259,10 @@ async def page(
     order = _order(q, t, request)
     limit, offset = q.arg(request.count + 1), q.arg(request.offset)
     rows = await conn.fetch(
-        f"SELECT r.space_id, r.resource_id, v.version_id, v.last_updated, v.method, v.key_version, v.body "
-        f"FROM {t.resource} r JOIN {t.version} v ON v.space_id = r.space_id AND "
+        f"SELECT r.space_id, r.resource_id, v.version_id, v.last_updated, v.method, v.key_version, v.body, "
+        f"{WRAPPED_KEY} FROM {t.resource} r JOIN {t.version} v ON v.space_id = r.space_id AND "
         f"v.resource_type = r.resource_type AND v.resource_id = r.resource_id AND v.version_id = r.version_id "
-        f"WHERE {where} ORDER BY {order} LIMIT {limit} OFFSET {offset}",
+        f"{JOIN_KEY} WHERE {where} ORDER BY {order} LIMIT {limit} OFFSET {offset}",
         *q.args,
     )
     found = [
