@@ -28,7 +28,7 @@ async def fhir_context(request: Request) -> Context:
     if scheme.lower() != "bearer" or not token.strip():
         raise Unauthorized()
     rt = runtime(request)
-    actor = await oauth.resolve_bearer(rt, None, token.strip())
+    actor = await oauth.resolve_bearer(rt, token.strip())
     strict = "handling=strict" in request.headers.get("prefer", "")
     ctx = Context(rt, actor, request_id=request.state.request_id, strict=strict)
     return ctx

@@ -29,7 +29,6 @@ from ..access.actors import Actor
 from ..access.scopes import Scopes
 from ..errors import BadRequest, Unauthorized
 from ..storage import clients as store
-from ..storage.db import Conn
 from .runtime import Runtime
 
 #: SMART Backend Services: system access tokens live five minutes at most, whatever the settings say.
@@ -224,14 +223,18 @@ async def token_endpoint(
     return status, dict(body), list(out_headers)
 
 
-async def resolve_bearer(rt: Runtime, conn: Conn | None, token: str) -> Actor:
-    """The actor behind a bearer token, or Unauthorized."""
+async def resolve_bearer(rt: Runtime, token: str) -> Actor:
+    """The actor behind a bearer token, or Unauthorized. Served from the process's token cache when the
+    revocation listener is up (services/token_cache.py), else from the database."""
     if not token or len(token) > 512:
         raise Unauthorized("jeton d'accès invalide ou expiré / invalid or expired access token")
-    if conn is None:
-        row = await rt.db.read("oauth_resolve_token", store.active_token, digest(token))
-    else:
-        row = await store.active_token(conn, digest(token))
+    token_hash = digest(token)
+    actor = rt.tokens.get(token_hash)
+    if actor is not None:
+        return actor
+    row = await rt.db.read("oauth_resolve_token", store.active_token, token_hash)
     if row is None:
         raise Unauthorized("jeton d'accès invalide ou expiré / invalid or expired access token")
-    return Actor("client", row.client_id, Scopes.parse(row.scope))
+    actor = Actor("client", row.client_id, Scopes.parse(row.scope))
+    rt.tokens.put(token_hash, actor, row.expires_at)
+    return actor

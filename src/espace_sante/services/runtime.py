@@ -9,10 +9,12 @@ from typing import cast
 from ..crypto import KeyRing, LocalKek
 from ..settings import Settings
 from ..storage import migrate as migrations
-from ..storage import spaces
+from ..storage import notify, spaces
 from ..storage.db import Conn, Database
 from ..storage.embedded import EmbeddedPostgres, ensure_database
 from ..storage.keys import KeyStore
+from ..storage.notify import Listener
+from .token_cache import TokenCache
 
 
 @dataclass
@@ -21,6 +23,8 @@ class Runtime:
     db: Database
     keys: KeyStore
     embedded: EmbeddedPostgres | None = field(default=None)
+    tokens: TokenCache = field(default_factory=TokenCache)
+    listener: Listener | None = field(default=None)
 
     @classmethod
     async def open(cls, settings: Settings, *, apply_migrations: bool = False) -> Runtime:
@@ -42,6 +46,7 @@ class Runtime:
         )
         await db.open()
         runtime = cls(settings, db, keys, embedded)
+        await runtime._listen(dsn)
         if not await runtime.migrations_pending():
             await db.interaction("ensure_directory_key", spaces.ensure_directory, keys)
         return runtime
@@ -50,7 +55,24 @@ class Runtime:
         async with self.db.pool.acquire() as conn:
             return [f"{m.version:04d}_{m.name}" for m in await migrations.pending(cast(Conn, conn))]
 
+    async def _listen(self, dsn: str) -> None:
+        """Token revocations from any process reach this one's cache; without the listener, no caching."""
+
+        def lost() -> None:
+            self.tokens.enabled = False
+            self.tokens.clear()
+
+        def ready() -> None:
+            self.tokens.clear()
+            self.tokens.enabled = True
+
+        self.listener = Listener(dsn, notify.TOKENS, self.tokens.invalidate, lost, ready)
+        await self.listener.start()
+
     async def close(self) -> None:
+        if self.listener is not None:
+            await self.listener.close()
+            self.listener = None
         await self.db.close()
         if self.embedded is not None:
             self.embedded.stop()

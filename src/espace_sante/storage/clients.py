@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
+from . import notify
 from .db import Conn
 
 
@@ -70,7 +71,18 @@ async def active_token(conn: Conn, token_hash: bytes) -> TokenRow | None:
 
 
 async def revoke_token(conn: Conn, token_hash: bytes) -> bool:
+    """Revoke one token; every process drops it from its cache when this commits."""
     status: str = await conn.execute(
         "UPDATE oauth_token SET revoked = true WHERE token_hash = $1", token_hash
     )
+    await notify.publish(conn, notify.TOKENS, "token:" + token_hash.hex())
+    return status.endswith(" 1")
+
+
+async def disable_client(conn: Conn, client_id: str) -> bool:
+    """Disable a client: its tokens stop working on every process when this commits."""
+    status: str = await conn.execute(
+        "UPDATE oauth_client SET disabled = true WHERE client_id = $1", client_id
+    )
+    await notify.publish(conn, notify.TOKENS, "client:" + client_id)
     return status.endswith(" 1")
