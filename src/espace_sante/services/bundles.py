@@ -104,7 +104,7 @@ def _entry_error(index: int, exc: FhirError, *, in_request: bool = False) -> Fhi
     return FhirError(named(exc.message), exc.status, exc.code, issues[0].expression, issues)
 
 
-def _parse_entry(ctx: Context, index: int, raw: Any) -> Entry:
+async def _parse_entry(ctx: Context, index: int, raw: Any) -> Entry:
     if not isinstance(raw, dict):
         raise BadRequest(
             "chaque entrée doit être un objet / each entry must be an object", expression=_where(index)
@@ -183,11 +183,11 @@ def _parse_entry(ctx: Context, index: int, raw: Any) -> Entry:
     action = {"POST": "create", "PUT": "update", "DELETE": "delete"}.get(method) or (
         "search" if entry.resource_id is None else ("vread" if entry.version else "read")
     )
-    entry.decision = fhir._decide(ctx, action, entry.resource_type)  # type: ignore[arg-type]
+    entry.decision = await fhir._decide(ctx, action, entry.resource_type)  # type: ignore[arg-type]
     return entry
 
 
-def parse(ctx: Context, body: Any) -> tuple[str, list[Entry]]:
+async def parse(ctx: Context, body: Any) -> tuple[str, list[Entry]]:
     if not isinstance(body, dict) or body.get("resourceType") != "Bundle":
         raise BadRequest(
             "POST sur la base attend un Bundle / POST to the base expects a Bundle", expression="Bundle"
@@ -207,7 +207,7 @@ def parse(ctx: Context, body: Any) -> tuple[str, list[Entry]]:
     entries = []
     for i, raw in enumerate(raw_entries):
         try:
-            entries.append(_parse_entry(ctx, i, raw))
+            entries.append(await _parse_entry(ctx, i, raw))
         except FhirError as exc:
             if kind == "transaction":
                 raise _entry_error(i, exc) from None
@@ -223,7 +223,7 @@ def parse(ctx: Context, body: Any) -> tuple[str, list[Entry]]:
 
 
 async def process(ctx: Context, body: Any) -> BundleResult:
-    kind, entries = parse(ctx, body)
+    kind, entries = await parse(ctx, body)
     if kind == "transaction":
         results = await ctx.runtime.db.interaction("fhir_transaction", _transaction, ctx, entries)
         return BundleResult("transaction-response", results)

@@ -33,6 +33,7 @@ from ..storage import search as search_store
 from ..storage import spaces
 from ..storage.db import Conn
 from ..storage.keys import DIRECTORY_SPACE
+from . import trace
 
 #: Types a client may only read and search (the trace is written by the server).
 READ_ONLY_TYPES = frozenset({"AuditEvent"})
@@ -65,13 +66,15 @@ def check_type(resource_type: str) -> None:
         raise NotFound(f"type de ressource non pris en charge / unsupported resource type: {resource_type}")
 
 
-def _decide(ctx: Context, action: Action, resource_type: str) -> Decision:
-    """Ask the policy; a refusal of the interaction itself is a 403 (the type, not a resource, is refused)."""
+async def _decide(ctx: Context, action: Action, resource_type: str) -> Decision:
+    """Ask the policy; a refusal of the interaction itself is a 403 (the type, not a resource, is refused),
+    and is traced."""
     check_type(resource_type)
     if resource_type in READ_ONLY_TYPES and action in ("create", "update", "patch", "delete"):
         raise MethodNotAllowed(f"{resource_type} est en lecture seule / {resource_type} is read-only")
     decision = decide(ctx.actor, action, resource_type)
     if not decision.allowed:
+        await trace.refusal(ctx, decision)
         raise Forbidden(f"accès refusé / access denied: {action} {resource_type} ({decision.reason})")
     return decision
 
@@ -96,15 +99,17 @@ def parse_etag(value: str) -> int:
 
 
 async def read(ctx: Context, resource_type: str, resource_id: str) -> store.Stored:
-    decision = _decide(ctx, "read", resource_type)
-    return await ctx.runtime.db.read("fhir_read", _read_in, ctx, decision, resource_type, resource_id, None)
+    decision = await _decide(ctx, "read", resource_type)
+    return await ctx.runtime.db.interaction(
+        "fhir_read", _read_in, ctx, decision, resource_type, resource_id, None
+    )
 
 
 async def vread(ctx: Context, resource_type: str, resource_id: str, version: str) -> store.Stored:
-    decision = _decide(ctx, "vread", resource_type)
+    decision = await _decide(ctx, "vread", resource_type)
     if not version.isdigit() or len(version) > 18:
         raise NotFound(f"version introuvable / version not found: {version}")
-    return await ctx.runtime.db.read(
+    return await ctx.runtime.db.interaction(
         "fhir_vread", _read_in, ctx, decision, resource_type, resource_id, int(version)
     )
 
@@ -122,6 +127,10 @@ async def _read_in(
         )
     if found.deleted:
         raise Gone(f"{rtype}/{rid} a été supprimé / was deleted (version {found.version_id})")
+    action = "resource:read" if version is None else "resource:vread"
+    await trace.access(
+        conn, ctx, decision, action, space_id, entity_type=rtype, entity_id=rid, version=found.version_id
+    )
     return found
 
 
@@ -144,7 +153,7 @@ async def history(
     count: int,
     offset: int,
 ) -> HistoryPage:
-    decision = _decide(ctx, "history" if resource_id else "search", resource_type)
+    decision = await _decide(ctx, "history" if resource_id else "search", resource_type)
 
     async def run(conn: Conn) -> HistoryPage:
         space_id = None
@@ -172,9 +181,24 @@ async def history(
             and await store.current(conn, decision, space_id, resource_type, resource_id) is None
         ):
             raise NotFound(f"{resource_type}/{resource_id} introuvable / not found")
-        return HistoryPage(rows[:count], count, offset, count > 0 and len(rows) > count)
+        page = rows[:count]
+        if resource_id is not None and space_id is not None and page:
+            await trace.access(
+                conn,
+                ctx,
+                decision,
+                "resource:history",
+                space_id,
+                entity_type=resource_type,
+                entity_id=resource_id,
+            )
+        elif page:
+            await trace.accesses(
+                conn, ctx, decision, "resource:history", (v.space_id for v in page), entity_type=resource_type
+            )
+        return HistoryPage(page, count, offset, count > 0 and len(rows) > count)
 
-    return await ctx.runtime.db.read("fhir_history", run)
+    return await ctx.runtime.db.interaction("fhir_history", run)
 
 
 async def search(ctx: Context, resource_type: str, pairs: Sequence[tuple[str, str]]) -> SearchResult:
@@ -186,8 +210,8 @@ async def search(ctx: Context, resource_type: str, pairs: Sequence[tuple[str, st
         default_count=ctx.runtime.settings.search_default_count,
         max_count=ctx.runtime.settings.search_max_count,
     )
-    decision = _decide(ctx, "search", resource_type)
-    return await ctx.runtime.db.read("fhir_search", _search_in, ctx, decision, request)
+    decision = await _decide(ctx, "search", resource_type)
+    return await ctx.runtime.db.interaction("fhir_search", _search_in, ctx, decision, request)
 
 
 async def _search_in(conn: Conn, ctx: Context, decision: Decision, request: SearchRequest) -> SearchResult:
@@ -207,7 +231,22 @@ async def _search_in(conn: Conn, ctx: Context, decision: Decision, request: Sear
     seen = {(m.resource_type, m.resource_id) for m in matches}
     for target_type, found in await search_store.includes(conn, request, page):
         included += await _fetch_included(conn, ctx, target_type, found, seen)
+    await trace.accesses(
+        conn,
+        ctx,
+        decision,
+        "resource:search",
+        (s.space_id for s in (*matches, *included)),
+        entity_type=request.resource_type,
+        detail=_searched(request),
+    )
     return SearchResult(request, matches, included, total, has_next)
+
+
+def _searched(request: SearchRequest) -> str:
+    """What a search asked for, for the trace: parameter names only, never their values (they hold INS,
+    names, dates of birth)."""
+    return "?" + "&".join(sorted({name for name, _ in request.echo}))
 
 
 async def _fetch_included(
@@ -238,7 +277,7 @@ def _body_type(body: Any) -> str:
 
 async def create(ctx: Context, body: Any, *, if_none_exist: str | None = None) -> Written:
     rtype = _body_type(body)
-    decision = _decide(ctx, "create", rtype)
+    decision = await _decide(ctx, "create", rtype)
     validate_resource(body, expected_type=rtype)
     return await ctx.runtime.db.interaction("fhir_create", _create_in, ctx, decision, body, if_none_exist)
 
@@ -274,13 +313,14 @@ async def _create_in(
     stored = await store.write(
         conn, ctx.runtime.keys, decision, space_id, rtype, rid, body, method="POST", previous=None
     )
+    await _traced_write(conn, ctx, decision, "resource:create", stored)
     return Written(stored, True)
 
 
 async def update(
     ctx: Context, resource_type: str, resource_id: str, body: Any, *, if_match: str | None = None
 ) -> Written:
-    decision = _decide(ctx, "update", resource_type)
+    decision = await _decide(ctx, "update", resource_type)
     rtype = _body_type(body)
     if rtype != resource_type:
         raise BadRequest(
@@ -343,11 +383,12 @@ async def _update_in(
     stored = await store.write(
         conn, ctx.runtime.keys, decision, space_id, rtype, rid, body, method="PUT", previous=previous
     )
+    await _traced_write(conn, ctx, decision, "resource:update", stored)
     return Written(stored, previous.deleted)
 
 
 async def delete(ctx: Context, resource_type: str, resource_id: str) -> None:
-    decision = _decide(ctx, "delete", resource_type)
+    decision = await _decide(ctx, "delete", resource_type)
     await ctx.runtime.db.interaction("fhir_delete", _delete_in, ctx, decision, resource_id)
 
 
@@ -358,8 +399,25 @@ async def _delete_in(conn: Conn, ctx: Context, decision: Decision, rid: str) -> 
         raise NotFound(f"{rtype}/{rid} introuvable / not found")
     if previous.deleted:
         return None  # deleting a deleted resource succeeds and changes nothing (http.html#delete)
-    return await store.write(
+    stored = await store.write(
         conn, ctx.runtime.keys, decision, space_id, rtype, rid, None, method="DELETE", previous=previous
+    )
+    await _traced_write(conn, ctx, decision, "resource:delete", stored)
+    return stored
+
+
+async def _traced_write(
+    conn: Conn, ctx: Context, decision: Decision, action: str, stored: store.Stored
+) -> None:
+    await trace.access(
+        conn,
+        ctx,
+        decision,
+        action,
+        stored.space_id,
+        entity_type=stored.resource_type,
+        entity_id=stored.resource_id,
+        version=stored.version_id,
     )
 
 
@@ -483,13 +541,22 @@ async def conditional_match(
         raise BadRequest(f"condition invalide / invalid condition: « {query} »") from None
     if not pairs:
         raise BadRequest("condition vide / empty condition")
-    decision = _decide(ctx, "search", rtype)
+    decision = await _decide(ctx, "search", rtype)
     request = parse_search(rtype, pairs, strict=True, default_count=2, max_count=2)
     if lock:
         # Two concurrent conditional creates with one condition must not both create (http.html#ccreate).
         key = int.from_bytes(hashlib.sha256(f"{rtype}?{query}".encode()).digest()[:8], "big", signed=True)
         await conn.execute("SELECT pg_advisory_xact_lock($1)", key)
     found, _ = await search_store.page(conn, ctx.runtime.keys, decision, _first_two(request))
+    await trace.accesses(
+        conn,
+        ctx,
+        decision,
+        "resource:search",
+        (f.space_id for f in found),
+        entity_type=rtype,
+        detail="conditional " + _searched(request),
+    )
     return found
 
 

@@ -1,0 +1,67 @@
+"""One audit record, and the canonical bytes its hash covers.
+
+The vocabulary is one list of `subject:verb` actions (STYLE habit 6). A record names who acted (actor and
+the decision's basis), on what (type, id, version) and with what outcome, using FHIR AuditEvent outcome codes
+(0 success, 4 minor failure, 8 serious failure). It never holds medical content: no resource body, no search
+values (a search records the parameter names it used)."""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from typing import Literal
+
+import orjson
+
+Action = Literal[
+    "resource:create",
+    "resource:read",
+    "resource:vread",
+    "resource:update",
+    "resource:delete",
+    "resource:search",
+    "resource:history",
+    "access:refused",
+]
+ACTIONS: tuple[str, ...] = Action.__args__  # type: ignore[attr-defined]
+
+SUCCESS = "0"
+MINOR_FAILURE = "4"
+SERIOUS_FAILURE = "8"
+
+GENESIS = bytes(32)
+
+
+@dataclass(frozen=True)
+class Record:
+    action: str
+    outcome: str
+    actor_kind: str
+    actor_id: str
+    actor_display: str = ""
+    basis: str = ""
+    entity_type: str | None = None
+    entity_id: str | None = None
+    entity_version: int | None = None
+    detail: str = ""
+    request_id: str = ""
+    recorded_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+
+    def __post_init__(self) -> None:
+        if self.action not in ACTIONS:
+            raise ValueError(f"unknown audit action {self.action!r}")
+
+
+def canonical(space_id: uuid.UUID, seq: int, record: Record) -> bytes:
+    """The bytes a record's hash covers: every field, the space and the position, in a fixed order."""
+    fields = asdict(record)
+    fields["recorded_at"] = record.recorded_at.astimezone(UTC).isoformat(timespec="microseconds")
+    fields["space_id"] = str(space_id)
+    fields["seq"] = seq
+    return orjson.dumps(fields, option=orjson.OPT_SORT_KEYS)
+
+
+def chain_hash(prev_hash: bytes, space_id: uuid.UUID, seq: int, record: Record) -> bytes:
+    return hashlib.sha256(prev_hash + canonical(space_id, seq, record)).digest()

@@ -1,0 +1,90 @@
+"""Writing the trace from the services: one call per access, inside the action's transaction.
+
+What is traced: every read, search, history and write of a space's data (in that space's chain), writes to
+the directory (in the directory's chain), and every refusal by the policy (in the directory's chain, since a
+refused request may name no space). Reads of directory data (a practitioner's name) are not medical data and
+are not traced. A search that returned nothing touched no space and leaves no record; one that returned
+data from several spaces leaves one record in each."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable
+
+from ..access.policy import Decision
+from ..audit.record import SUCCESS, Record
+from ..context import Context
+from ..storage import audit as audit_store
+from ..storage.db import Conn
+from ..storage.keys import DIRECTORY_SPACE
+
+
+async def access(
+    conn: Conn,
+    ctx: Context,
+    decision: Decision,
+    action: str,
+    space_id: uuid.UUID,
+    *,
+    entity_type: str | None = None,
+    entity_id: str | None = None,
+    version: int | None = None,
+    detail: str = "",
+    outcome: str = SUCCESS,
+) -> None:
+    """Record one access to `space_id` in the caller's transaction."""
+    if space_id == DIRECTORY_SPACE and action in (
+        "resource:read",
+        "resource:vread",
+        "resource:search",
+        "resource:history",
+    ):
+        return
+    await audit_store.append(
+        conn,
+        space_id,
+        Record(
+            action=action,
+            outcome=outcome,
+            actor_kind=ctx.actor.kind,
+            actor_id=ctx.actor.id,
+            actor_display=ctx.actor.display,
+            basis=decision.reason,
+            entity_type=entity_type,
+            entity_id=entity_id,
+            entity_version=version,
+            detail=detail,
+            request_id=ctx.request_id,
+        ),
+    )
+
+
+async def accesses(
+    conn: Conn,
+    ctx: Context,
+    decision: Decision,
+    action: str,
+    spaces: Iterable[uuid.UUID],
+    *,
+    entity_type: str,
+    detail: str = "",
+) -> None:
+    """One record per space touched (a search or a type history spanning several spaces)."""
+    for space_id in sorted(set(spaces)):
+        await access(conn, ctx, decision, action, space_id, entity_type=entity_type, detail=detail)
+
+
+async def refusal(ctx: Context, decision: Decision) -> None:
+    """Record a refusal by the policy, in its own transaction (the refused action never runs)."""
+    record = Record(
+        action="access:refused",
+        outcome="8",
+        actor_kind=ctx.actor.kind,
+        actor_id=ctx.actor.id,
+        actor_display=ctx.actor.display,
+        basis=decision.reason,
+        entity_type=decision.resource_type,
+        detail=decision.action,
+        request_id=ctx.request_id,
+    )
+    await ctx.runtime.db.interaction("audit_refusal", audit_store.append, DIRECTORY_SPACE, record)

@@ -1,0 +1,164 @@
+"""The trace's SQL: append a record to a space's hash chain, read it back, read seals.
+
+`append` runs inside the caller's transaction: the record commits with the action or not at all. Allocating
+the sequence number locks the space's chain row until that transaction ends, so concurrent writers to one
+space are serialised and the chain stays linear; writers to different spaces never wait for each other."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from ..audit.record import GENESIS, Record, chain_hash
+from .db import Conn
+
+_COLUMNS = (
+    "recorded_at, action, outcome, actor_kind, actor_id, actor_display, basis, entity_type, entity_id, "
+    "entity_version, detail, request_id"
+)
+
+
+async def append(conn: Conn, space_id: uuid.UUID, record: Record) -> tuple[int, bytes]:
+    """Append `record` to the space's chain; returns (seq, hash)."""
+    row = await conn.fetchrow(
+        "INSERT INTO audit_chain AS c (space_id, seq, head) VALUES ($1, 1, $2) "
+        "ON CONFLICT (space_id) DO UPDATE SET seq = c.seq + 1 RETURNING seq, head",
+        space_id,
+        GENESIS,
+    )
+    assert row is not None  # an upsert with RETURNING always returns its row
+    seq, prev = int(row["seq"]), bytes(row["head"])
+    digest = chain_hash(prev, space_id, seq, record)
+    await conn.execute(
+        f"WITH e AS (INSERT INTO audit_event (space_id, seq, {_COLUMNS}, prev_hash, hash) "
+        f"VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)) "
+        f"UPDATE audit_chain SET head = $16 WHERE space_id = $1",
+        space_id,
+        seq,
+        record.recorded_at,
+        record.action,
+        record.outcome,
+        record.actor_kind,
+        record.actor_id,
+        record.actor_display,
+        record.basis,
+        record.entity_type,
+        record.entity_id,
+        record.entity_version,
+        record.detail,
+        record.request_id,
+        prev,
+        digest,
+    )
+    return seq, digest
+
+
+@dataclass(frozen=True)
+class StoredRecord:
+    space_id: uuid.UUID
+    seq: int
+    record: Record
+    prev_hash: bytes
+    hash: bytes
+
+
+def _stored(row: Any) -> StoredRecord:
+    record = Record(
+        action=row["action"],
+        outcome=row["outcome"],
+        actor_kind=row["actor_kind"],
+        actor_id=row["actor_id"],
+        actor_display=row["actor_display"],
+        basis=row["basis"],
+        entity_type=row["entity_type"],
+        entity_id=row["entity_id"],
+        entity_version=row["entity_version"],
+        detail=row["detail"],
+        request_id=row["request_id"],
+        recorded_at=row["recorded_at"],
+    )
+    return StoredRecord(row["space_id"], row["seq"], record, bytes(row["prev_hash"]), bytes(row["hash"]))
+
+
+async def chain(conn: Conn, space_id: uuid.UUID, *, batch: int = 5000) -> AsyncIterator[StoredRecord]:
+    """Every record of a space in order (for verification), fetched in batches."""
+    after = 0
+    while True:
+        rows = await conn.fetch(
+            f"SELECT space_id, seq, {_COLUMNS}, prev_hash, hash FROM audit_event "
+            "WHERE space_id = $1 AND seq > $2 ORDER BY seq LIMIT $3",
+            space_id,
+            after,
+            batch,
+        )
+        for row in rows:
+            yield _stored(row)
+        if len(rows) < batch:
+            return
+        after = rows[-1]["seq"]
+
+
+async def head(conn: Conn, space_id: uuid.UUID) -> tuple[int, bytes] | None:
+    row = await conn.fetchrow("SELECT seq, head FROM audit_chain WHERE space_id = $1", space_id)
+    return None if row is None else (int(row["seq"]), bytes(row["head"]))
+
+
+async def spaces(conn: Conn) -> list[uuid.UUID]:
+    return [r["space_id"] for r in await conn.fetch("SELECT space_id FROM audit_chain ORDER BY space_id")]
+
+
+async def recent(
+    conn: Conn, space_id: uuid.UUID, *, before: datetime | None, limit: int, offset: int = 0
+) -> list[StoredRecord]:
+    """A space's records, newest first (for the holder's view and AuditEvent)."""
+    rows = await conn.fetch(
+        f"SELECT space_id, seq, {_COLUMNS}, prev_hash, hash FROM audit_event WHERE space_id = $1 "
+        "AND ($2::timestamptz IS NULL OR recorded_at < $2) ORDER BY seq DESC LIMIT $3 OFFSET $4",
+        space_id,
+        before,
+        limit,
+        offset,
+    )
+    return [_stored(r) for r in rows]
+
+
+@dataclass(frozen=True)
+class Seal:
+    space_id: uuid.UUID
+    seq: int
+    head: bytes
+    key_id: str
+    signature: bytes
+
+
+async def add_seal(conn: Conn, seal: Seal) -> bool:
+    status: str = await conn.execute(
+        "INSERT INTO audit_seal (space_id, seq, head, key_id, signature) VALUES ($1, $2, $3, $4, $5) "
+        "ON CONFLICT DO NOTHING",
+        seal.space_id,
+        seal.seq,
+        seal.head,
+        seal.key_id,
+        seal.signature,
+    )
+    return status.endswith(" 1")
+
+
+async def seals(conn: Conn, space_id: uuid.UUID) -> list[Seal]:
+    rows = await conn.fetch(
+        "SELECT space_id, seq, head, key_id, signature FROM audit_seal WHERE space_id = $1 ORDER BY seq",
+        space_id,
+    )
+    return [Seal(r["space_id"], r["seq"], bytes(r["head"]), r["key_id"], bytes(r["signature"])) for r in rows]
+
+
+async def unsealed_heads(conn: Conn) -> list[tuple[uuid.UUID, int, bytes]]:
+    """Chain heads that moved since their last seal."""
+    rows = await conn.fetch(
+        "SELECT c.space_id, c.seq, c.head FROM audit_chain c WHERE c.seq > coalesce("
+        "(SELECT max(s.seq) FROM audit_seal s WHERE s.space_id = c.space_id), 0)"
+    )
+    return [(r["space_id"], int(r["seq"]), bytes(r["head"])) for r in rows]
