@@ -36,6 +36,15 @@ class Settings(BaseSettings):
     #: Earlier key-encryption keys still able to unwrap data keys during a rotation, base64, comma-separated.
     kek_previous: str = ""
 
+    #: The key that signs the trace's chain heads: a raw Ed25519 private key (32 bytes, base64) or a file holding
+    #: it. Like the KEK it is never in the database (SECURITY V7 7.3.3): a seal proves nothing if whoever can
+    #: rewrite the trace can also re-sign it. Generated in the data folder in development; required in production.
+    audit_signing_key: str | None = None
+    audit_signing_key_file: Path | None = None
+    #: Earlier signing keys' public keys (raw Ed25519, base64, comma-separated): seals made before a rotation
+    #: still verify. The current key's public key is always accepted.
+    audit_verify_keys: str = ""
+
     db_pool_min: int = 2
     db_pool_max: int = 10
     db_statement_timeout_ms: int = 15_000
@@ -84,6 +93,26 @@ class Settings(BaseSettings):
             keys.append(_b64key(item, "ESPACE_SANTE_KEK_PREVIOUS"))
         return keys
 
+    def audit_signing_key_bytes(self) -> bytes:
+        """The raw Ed25519 private key that seals chain heads. Generates one in development."""
+        what = "the audit signing key must be a raw Ed25519 private key (32 bytes)"
+        if self.audit_signing_key:
+            return _b64key(self.audit_signing_key, "ESPACE_SANTE_AUDIT_SIGNING_KEY", what)
+        if self.audit_signing_key_file:
+            text = self.audit_signing_key_file.read_text().strip()
+            return _b64key(text, str(self.audit_signing_key_file), what)
+        if self.environment == "production":
+            raise UnsafeSettings(
+                "ESPACE_SANTE_AUDIT_SIGNING_KEY or ESPACE_SANTE_AUDIT_SIGNING_KEY_FILE is required in production"
+            )
+        return _dev_kek(self.data_dir / "audit-signing.key", what)
+
+    def audit_verify_key_bytes(self) -> list[bytes]:
+        """Raw Ed25519 public keys of earlier signing keys, still accepted when verifying seals."""
+        what = "an audit verify key must be a raw Ed25519 public key (32 bytes)"
+        items = filter(None, (s.strip() for s in self.audit_verify_keys.split(",")))
+        return [_b64key(item, "ESPACE_SANTE_AUDIT_VERIFY_KEYS", what) for item in items]
+
     def check_production(self) -> None:
         """Refuse to serve production data with unsafe settings (DESIGN.md, "Running it")."""
         if self.environment != "production":
@@ -93,6 +122,10 @@ class Settings(BaseSettings):
             problems.append("development mode is on (ESPACE_SANTE_DEV)")
         if not (self.kek or self.kek_file):
             problems.append("no key-encryption key (ESPACE_SANTE_KEK / ESPACE_SANTE_KEK_FILE)")
+        if not (self.audit_signing_key or self.audit_signing_key_file):
+            problems.append(
+                "no audit signing key (ESPACE_SANTE_AUDIT_SIGNING_KEY / ESPACE_SANTE_AUDIT_SIGNING_KEY_FILE)"
+            )
         if not self.database_url:
             problems.append("the embedded PostgreSQL is for development; set DATABASE_URL")
         if not self.base_url.startswith("https://"):
@@ -101,17 +134,22 @@ class Settings(BaseSettings):
             raise UnsafeSettings("refusing to start in production: " + "; ".join(problems))
 
 
-def _b64key(text: str, where: str) -> bytes:
+_KEK_SIZE = "the key-encryption key must be 32 bytes (AES-256)"
+
+
+def _b64key(text: str, where: str, what: str = _KEK_SIZE) -> bytes:
     try:
         key = base64.b64decode(text, validate=True)
     except (binascii.Error, ValueError) as exc:
         raise UnsafeSettings(f"{where}: not valid base64") from exc
     if len(key) != 32:
-        raise UnsafeSettings(f"{where}: the key-encryption key must be 32 bytes (AES-256), got {len(key)}")
+        raise UnsafeSettings(f"{where}: {what}, got {len(key)}")
     return key
 
 
-def _dev_kek(path: Path) -> bytes:
+def _dev_kek(path: Path, what: str = _KEK_SIZE) -> bytes:
+    """A random 32-byte key kept in `path` (mode 0600), made once. Also serves the development audit signing
+    key: a raw Ed25519 private key is 32 random bytes too."""
     import os
     import secrets
 
@@ -126,4 +164,4 @@ def _dev_kek(path: Path) -> bytes:
         with contextlib.suppress(FileExistsError):
             os.link(tmp, path)  # atomic and never overwrites a key another process just wrote
         tmp.unlink(missing_ok=True)
-    return _b64key(path.read_text().strip(), str(path))
+    return _b64key(path.read_text().strip(), str(path), what)

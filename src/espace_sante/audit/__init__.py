@@ -1,1 +1,2 @@
-"""The trace: what is recorded (record.py), how records chain (chain.py), and how heads are sealed (seal.py)."""
+"""The trace: what is recorded and how records chain (record.py), how heads are sealed (seal.py), how a
+chain is checked (verify.py)."""

@@ -8,6 +8,7 @@ import json
 import os
 import signal
 import sys
+import uuid
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Annotated, TypeVar
@@ -29,6 +30,8 @@ keys_app = typer.Typer(help="Clés de chiffrement / encryption keys.", no_args_i
 client_app = typer.Typer(help="Clients machine (OAuth 2) / machine clients.", no_args_is_help=True)
 app.add_typer(client_app, name="client")
 app.add_typer(keys_app, name="keys")
+audit_app = typer.Typer(help="Trace des accès / audit trail.", no_args_is_help=True)
+app.add_typer(audit_app, name="audit")
 
 
 @app.callback()
@@ -138,6 +141,74 @@ def keys_rewrap() -> None:
 
     count = _run(lambda: _with_runtime(_settings(), work))
     typer.echo(f"{count} data key(s) rewrapped")
+
+
+@audit_app.command("seal")
+def audit_seal() -> None:
+    """Scelle (signe) les têtes de chaîne qui ont avancé / sign the chain heads that moved since their last seal.
+
+    Run it periodically (a timer): a rewrite of the trace by someone with database access shows up at the
+    first seal after the rewritten records."""
+    from ..services import audit
+    from ..services.runtime import Runtime
+
+    async def work(rt: Runtime) -> int:
+        return await audit.seal_heads(rt)
+
+    count = _run(lambda: _with_runtime(_settings(), work))
+    typer.echo(f"{count} tête(s) de chaîne scellée(s) / chain head(s) sealed")
+
+
+@audit_app.command("verify")
+def audit_verify(
+    space: Annotated[
+        str | None, typer.Option("--space", help="Un seul espace (UUID) / one space only (UUID).")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Rapport en JSON / JSON report.")] = False,
+) -> None:
+    """Vérifie la trace : chaînes, têtes et sceaux / check the trace: chains, heads and seals.
+
+    Sort avec 0 si tout est intact, 1 si un maillon est rompu (le premier de chaque espace est nommé) /
+    exits 0 when intact, 1 when a link is broken (the first broken link of each space is named)."""
+    from ..audit.verify import Report, SpaceReport
+    from ..services import audit
+    from ..services.runtime import Runtime
+
+    space_id = None
+    if space is not None:
+        try:
+            space_id = uuid.UUID(space)
+        except ValueError:
+            raise _fail(
+                f"--space : « {space} » n'est pas un identifiant d'espace (UUID attendu) / "
+                "is not a space id (a UUID)"
+            ) from None
+
+    def show(result: SpaceReport) -> None:
+        # Printed as found, so that an operator checking millions of spaces sees a break at once.
+        if result.broken is not None and not as_json:
+            b = result.broken
+            typer.echo(
+                f"ROMPU / BROKEN espace / space {b.space_id} seq {b.seq}: {b.message_fr} / {b.message}"
+            )
+
+    async def work(rt: Runtime) -> Report:
+        return await audit.verify(rt, space_id, on_space=show)
+
+    report = _run(lambda: _with_runtime(_settings(), work))
+    if as_json:
+        typer.echo(json.dumps(report.as_dict()))
+    elif report.ok:
+        if space_id is not None and report.records == 0:
+            typer.echo(f"espace / space {space_id}: aucune trace / no trace")
+        typer.echo(
+            f"intact : {report.spaces} espace(s), {report.records} enregistrement(s), {report.seals} sceau(x) "
+            f"vérifiés / intact: spaces, records, seals checked"
+        )
+    else:
+        typer.echo(f"{len(report.broken)} espace(s) rompu(s) sur {report.spaces} / broken space(s)")
+    if not report.ok:
+        raise typer.Exit(1)
 
 
 @app.command()

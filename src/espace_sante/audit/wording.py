@@ -1,0 +1,455 @@
+"""The trace in plain words: one sentence per record, French first, for the holder (PRODUCT.md section 5:
+"the holder, the médecin traitant and the professional concerned see this history in plain words, with the
+basis of each access"; issue 4: "Dr X, pharmacist, read your prescription of 3 March — because: …").
+
+The reader is the holder of the space: resources are "votre observation", the holder acting is "Vous".
+Dates are shown in Europe/Paris time (the trace stores UTC instants), in words ("le 3 mars 2026 à 10 h 12").
+Nothing here reads medical content: a record names a resource kind and an id, never a value, and a search
+names its parameters, never what was searched for."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Literal
+from zoneinfo import ZoneInfo
+
+from .record import Record
+
+Lang = Literal["fr", "en"]
+
+PARIS = ZoneInfo("Europe/Paris")
+
+
+@dataclass(frozen=True)
+class Kind:
+    """How to name one resource type: "votre X", "vos X", "un X" (French), then the English forms."""
+
+    mine: str
+    mine_plural: str
+    one: str
+    en_mine: str
+    en_mine_plural: str
+    en_one: str
+
+
+KINDS: dict[str, Kind] = {
+    "Patient": Kind(
+        "votre identité", "votre identité", "votre identité", "your identity", "your identity", "your identity"
+    ),
+    "Observation": Kind(
+        "votre mesure (observation)",
+        "vos mesures et observations",
+        "une mesure (observation)",
+        "your measurement (observation)",
+        "your measurements and observations",
+        "a measurement (observation)",
+    ),
+    "DocumentReference": Kind(
+        "votre document", "vos documents", "un document", "your document", "your documents", "a document"
+    ),
+    "Binary": Kind(
+        "le contenu de votre document",
+        "le contenu de vos documents",
+        "le contenu d'un document",
+        "the content of your document",
+        "the content of your documents",
+        "the content of a document",
+    ),
+    "List": Kind(
+        "votre lot de documents",
+        "vos lots de documents",
+        "un lot de documents",
+        "your set of documents",
+        "your sets of documents",
+        "a set of documents",
+    ),
+    "Immunization": Kind(
+        "votre vaccination",
+        "vos vaccinations",
+        "une vaccination",
+        "your vaccination",
+        "your vaccinations",
+        "a vaccination",
+    ),
+    "AllergyIntolerance": Kind(
+        "votre allergie", "vos allergies", "une allergie", "your allergy", "your allergies", "an allergy"
+    ),
+    "MedicationStatement": Kind(
+        "votre traitement",
+        "vos traitements",
+        "un traitement",
+        "your treatment",
+        "your treatments",
+        "a treatment",
+    ),
+    "Condition": Kind(
+        "votre problème de santé",
+        "vos antécédents et problèmes de santé",
+        "un problème de santé",
+        "your health problem",
+        "your medical history and health problems",
+        "a health problem",
+    ),
+    "Procedure": Kind(
+        "votre acte médical",
+        "vos actes médicaux",
+        "un acte médical",
+        "your medical procedure",
+        "your medical procedures",
+        "a medical procedure",
+    ),
+    "Consent": Kind(
+        "votre consentement",
+        "vos consentements",
+        "un consentement",
+        "your consent",
+        "your consents",
+        "a consent",
+    ),
+    "Communication": Kind(
+        "votre message", "vos messages", "un message", "your message", "your messages", "a message"
+    ),
+    "Appointment": Kind(
+        "votre rendez-vous",
+        "vos rendez-vous",
+        "un rendez-vous",
+        "your appointment",
+        "your appointments",
+        "an appointment",
+    ),
+    "RelatedPerson": Kind(
+        "votre proche", "vos proches", "un proche", "your relative", "your relatives", "a relative"
+    ),
+    "AuditEvent": Kind(
+        "une entrée de l'historique des accès à votre dossier",
+        "l'historique des accès à votre dossier",
+        "une entrée de l'historique des accès",
+        "an entry of the log of accesses to your record",
+        "the log of accesses to your record",
+        "an entry of the access log",
+    ),
+    # Directory data: only ever named in refusals (it lives outside any space).
+    "Practitioner": Kind(
+        "la fiche d'un professionnel de santé",
+        "les fiches des professionnels de santé",
+        "la fiche d'un professionnel de santé",
+        "a health professional's entry",
+        "the health professionals' entries",
+        "a health professional's entry",
+    ),
+    "PractitionerRole": Kind(
+        "la fiche d'exercice d'un professionnel",
+        "les fiches d'exercice des professionnels",
+        "la fiche d'exercice d'un professionnel",
+        "a professional's practice entry",
+        "the professionals' practice entries",
+        "a professional's practice entry",
+    ),
+    "Organization": Kind(
+        "la fiche d'un établissement",
+        "les fiches des établissements",
+        "la fiche d'un établissement",
+        "an organisation's entry",
+        "the organisations' entries",
+        "an organisation's entry",
+    ),
+}
+_DATA = Kind("vos données", "vos données", "vos données", "your data", "your data", "your data")
+
+_MONTHS_FR = (
+    "janvier",
+    "février",
+    "mars",
+    "avril",
+    "mai",
+    "juin",
+    "juillet",
+    "août",
+    "septembre",
+    "octobre",
+    "novembre",
+    "décembre",
+)
+_MONTHS_EN = (
+    "January",
+    "February",
+    "March",
+    "April",
+    "May",
+    "June",
+    "July",
+    "August",
+    "September",
+    "October",
+    "November",
+    "December",
+)
+
+#: Search parameter names in plain words. Paging and formatting parameters say nothing about what was
+#: looked for and are left out.
+_PARAMS: dict[str, tuple[str, str]] = {
+    "identifier": ("identifiant", "identifier"),
+    "_id": ("identifiant technique", "technical id"),
+    "_lastUpdated": ("date de mise à jour", "date of last change"),
+    "date": ("date", "date"),
+    "birthdate": ("date de naissance", "date of birth"),
+    "family": ("nom de famille", "family name"),
+    "given": ("prénom", "given name"),
+    "name": ("nom", "name"),
+    "gender": ("sexe", "sex"),
+    "patient": ("patient", "patient"),
+    "subject": ("patient", "patient"),
+    "code": ("code", "code"),
+    "category": ("catégorie", "category"),
+    "type": ("type", "type"),
+    "status": ("statut", "status"),
+    "action": ("type d'action", "kind of action"),
+    "subtype": ("type d'accès", "kind of access"),
+    "outcome": ("résultat", "outcome"),
+    "entity": ("élément concerné", "item concerned"),
+    "author": ("auteur", "author"),
+    "period": ("période", "period"),
+}
+_PAGING = frozenset(
+    {
+        "_count",
+        "_offset",
+        "_sort",
+        "_summary",
+        "_total",
+        "_include",
+        "_revinclude",
+        "_format",
+        "_pretty",
+        "_upto",
+    }
+)
+
+#: The policy's reasons (access/policy.py) in plain words; anything else is shown as recorded.
+_BASES: tuple[tuple[re.Pattern[str], str, str], ...] = (
+    (re.compile(r"^system scope grants \S+$"), "accès système autorisé", "authorised system access"),
+    (re.compile(r"^system actor$"), "opération interne du service", "internal operation of the service"),
+    (
+        re.compile(r"^no system scope for \S+$"),
+        "ce logiciel n'a pas le droit correspondant",
+        "this software does not hold the corresponding right",
+    ),
+    (
+        re.compile(r"^no rule for \S+ actors yet$"),
+        "aucune règle n'autorise ce type d'utilisateur",
+        "no rule allows this kind of user",
+    ),
+    (re.compile(r"^unknown action$"), "action inconnue", "unknown action"),
+    (
+        re.compile(r"^policy error$"),
+        "erreur de la règle d'accès (refus par précaution)",
+        "access rule error (refused as a precaution)",
+    ),
+)
+
+
+def kind(resource_type: str | None) -> Kind:
+    return KINDS.get(resource_type or "", _DATA)
+
+
+def when(instant: datetime, lang: Lang = "fr") -> str:
+    """"le 3 mars 2026 à 10 h 12" / "on 3 March 2026 at 10:12", in Paris time (summer and winter time)."""
+    local = instant.astimezone(PARIS)
+    if lang == "en":
+        return f"on {local.day} {_MONTHS_EN[local.month - 1]} {local.year} at {local:%H:%M}"
+    day = "1er" if local.day == 1 else str(local.day)
+    return f"le {day} {_MONTHS_FR[local.month - 1]} {local.year} à {local:%H} h {local:%M}"
+
+
+def basis(reason: str, lang: Lang = "fr") -> str:
+    text = reason.strip()
+    if not text:
+        return "non précisée" if lang == "fr" else "not stated"
+    for pattern, fr, en in _BASES:
+        if pattern.match(text):
+            return fr if lang == "fr" else en
+    return text
+
+
+def criteria(detail: str, lang: Lang = "fr") -> list[str]:
+    """The parameter names a search recorded ("?date&identifier", "conditional ?identifier"), in words."""
+    names = detail.split("?", 1)[1] if "?" in detail else ""
+    words: list[str] = []
+    for name in names.split("&"):
+        base = name.split(":", 1)[0].split(".", 1)[0]
+        if not base or base in _PAGING:
+            continue
+        fr, en = _PARAMS.get(base, (base, base))
+        word = fr if lang == "fr" else en
+        if word not in words:
+            words.append(word)
+    return words
+
+
+def _quoted(name: str, lang: Lang) -> str:
+    return f"« {name} »" if lang == "fr" else f"“{name}”"
+
+
+def _actor(record: Record, lang: Lang) -> tuple[str, bool]:
+    """(subject of the sentence, whether it is the reader: "Vous" takes "avez", not "a")."""
+    name = record.actor_display.strip() or record.actor_id
+    kind_ = record.actor_kind
+    if kind_ == "holder":
+        return ("Vous" if lang == "fr" else "You"), True
+    if lang == "fr":
+        subjects = {
+            "client": f"Le logiciel {_quoted(name, lang)}",
+            "app": f"L'application {_quoted(name, lang)}",
+            "system": "Le service espace santé lui-même",
+            "representative": f"Votre représentant légal {name}",
+            "practitioner": f"Le professionnel de santé {name}",
+            "operator": f"Un agent du service ({name})",
+        }
+        return subjects.get(kind_, f"L'utilisateur {_quoted(name, lang)}"), False
+    subjects = {
+        "client": f"The software {_quoted(name, lang)}",
+        "app": f"The app {_quoted(name, lang)}",
+        "system": "The espace santé service itself",
+        "representative": f"Your legal representative {name}",
+        "practitioner": f"The health professional {name}",
+        "operator": f"A service operator ({name})",
+    }
+    return subjects.get(kind_, f"The user {_quoted(name, lang)}"), False
+
+
+def _of(phrase: str) -> str:
+    """French "de" before a noun phrase: du, des, d', de."""
+    if phrase.startswith("le "):
+        return "du " + phrase[3:]
+    if phrase.startswith("les "):
+        return "des " + phrase[4:]
+    if phrase[:1] in "aeéèêiouyh" or phrase.startswith("l'"):
+        return "d'" + phrase if not phrase.startswith("l'") else "de " + phrase
+    return "de " + phrase
+
+
+def _what_fr(action: str, record: Record) -> str:
+    """What was done, after "a"/"avez" (the past participle and its object)."""
+    k = kind(record.entity_type)
+    if action == "resource:read":
+        return f"consulté {k.mine}"
+    if action == "resource:vread":
+        version = f"la version {record.entity_version}" if record.entity_version else "une version"
+        return f"consulté {version} {_of(k.mine)}"
+    if action == "resource:history":
+        if record.entity_id:
+            return f"consulté l'historique des modifications {_of(k.mine)}"
+        return f"consulté l'historique des modifications {_of(k.mine_plural)}"
+    if action == "resource:search":
+        if record.entity_type == "AuditEvent":
+            return f"consulté {k.mine_plural}"
+        verb = "vérifié l'existence" if record.detail.startswith("conditional") else "recherché parmi"
+        if verb.startswith("vérifié"):
+            return f"{verb} {_of(k.mine_plural)}"
+        return f"{verb} {k.mine_plural}"
+    if action == "resource:create":
+        if record.entity_type == "Patient":
+            return "ouvert votre dossier (votre identité)"
+        return f"ajouté {k.one} à votre dossier"
+    if action == "resource:update":
+        return f"modifié {k.mine}"
+    if action == "resource:delete":
+        return f"supprimé {k.mine}"
+    return f"accédé à {k.mine}"
+
+
+def _what_en(action: str, record: Record) -> str:
+    k = kind(record.entity_type)
+    if action == "resource:read":
+        return f"read {k.en_mine}"
+    if action == "resource:vread":
+        version = f"version {record.entity_version}" if record.entity_version else "an earlier version"
+        return f"read {version} of {k.en_mine}"
+    if action == "resource:history":
+        target = k.en_mine if record.entity_id else k.en_mine_plural
+        return f"read the history of changes to {target}"
+    if action == "resource:search":
+        if record.entity_type == "AuditEvent":
+            return f"read {k.en_mine_plural}"
+        if record.detail.startswith("conditional"):
+            return f"checked whether {k.en_mine_plural} already held a match"
+        return f"searched {k.en_mine_plural}"
+    if action == "resource:create":
+        if record.entity_type == "Patient":
+            return "opened your record (your identity)"
+        return f"added {k.en_one} to your record"
+    if action == "resource:update":
+        return f"changed {k.en_mine}"
+    if action == "resource:delete":
+        return f"deleted {k.en_mine}"
+    return f"accessed {k.en_mine}"
+
+
+#: A refusal records the policy's action (access/policy.py Action) in `detail`: what was attempted.
+_ATTEMPT: dict[str, str] = {
+    "read": "resource:read",
+    "vread": "resource:vread",
+    "history": "resource:history",
+    "search": "resource:search",
+    "create": "resource:create",
+    "update": "resource:update",
+    "patch": "resource:update",
+    "delete": "resource:delete",
+}
+
+_ATTEMPT_FR: dict[str, str] = {
+    "resource:read": "la consultation {of_mine}",
+    "resource:vread": "la consultation d'une version antérieure {of_mine}",
+    "resource:history": "la consultation de l'historique {of_mine}",
+    "resource:search": "une recherche parmi {plural}",
+    "resource:create": "l'ajout {of_one}",
+    "resource:update": "la modification {of_mine}",
+    "resource:delete": "la suppression {of_mine}",
+}
+_ATTEMPT_EN: dict[str, str] = {
+    "resource:read": "reading {mine}",
+    "resource:vread": "reading an earlier version of {mine}",
+    "resource:history": "reading the history of {mine}",
+    "resource:search": "searching {plural}",
+    "resource:create": "adding {one}",
+    "resource:update": "changing {mine}",
+    "resource:delete": "deleting {mine}",
+}
+
+
+def sentence(record: Record, lang: Lang = "fr") -> str:
+    """One record as a sentence the holder understands, e.g. « Le logiciel « Logiciel du cabinet » a consulté
+    votre mesure (observation) le 3 mars 2026 à 10 h 12 — base : accès système autorisé. »"""
+    subject, reader = _actor(record, lang)
+    at = when(record.recorded_at, lang)
+    why = basis(record.basis, lang)
+    refused = record.action == "access:refused" or record.outcome != "0"
+    k = kind(record.entity_type)
+    if lang == "fr":
+        if refused:
+            attempted = _ATTEMPT.get(record.detail, record.action)
+            template = _ATTEMPT_FR.get(attempted, "l'accès {to_mine}")
+            what = template.format(
+                of_mine=_of(k.mine), of_one=_of(k.one), plural=k.mine_plural, to_mine="à " + k.mine
+            )
+            verb = "vous êtes vu refuser" if reader else "s'est vu refuser"
+            return f"{subject} {verb} {what} {at} — motif : {why}."
+        aux = "avez" if reader else "a"
+        text = f"{subject} {aux} {_what_fr(record.action, record)} {at}"
+        words = criteria(record.detail, lang) if record.action == "resource:search" else []
+        if words:
+            text += f" (critères : {', '.join(words)})"
+        return f"{text} — base : {why}."
+    if refused:
+        attempted = _ATTEMPT.get(record.detail, record.action)
+        template = _ATTEMPT_EN.get(attempted, "access to {mine}")
+        what = template.format(mine=k.en_mine, one=k.en_one, plural=k.en_mine_plural)
+        verb = "were refused" if reader else "was refused"
+        return f"{subject} {verb} {what} {at} — reason: {why}."
+    text = f"{subject} {_what_en(record.action, record)} {at}"
+    words = criteria(record.detail, lang) if record.action == "resource:search" else []
+    if words:
+        text += f" (criteria: {', '.join(words)})"
+    return f"{text} — basis: {why}."
