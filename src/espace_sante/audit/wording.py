@@ -36,7 +36,12 @@ class Kind:
 
 KINDS: dict[str, Kind] = {
     "Patient": Kind(
-        "votre identité", "votre identité", "votre identité", "your identity", "your identity", "your identity"
+        "votre identité",
+        "votre identité",
+        "votre identité",
+        "your identity",
+        "your identity",
+        "your identity",
     ),
     "Observation": Kind(
         "votre mesure (observation)",
@@ -255,7 +260,7 @@ def kind(resource_type: str | None) -> Kind:
 
 
 def when(instant: datetime, lang: Lang = "fr") -> str:
-    """"le 3 mars 2026 à 10 h 12" / "on 3 March 2026 at 10:12", in Paris time (summer and winter time)."""
+    """French "le 3 mars 2026 à 10 h 12", English "on 3 March 2026 at 10:12", in Paris time (summer and winter)."""
     local = instant.astimezone(PARIS)
     if lang == "en":
         return f"on {local.day} {_MONTHS_EN[local.month - 1]} {local.year} at {local:%H:%M}"
@@ -325,8 +330,10 @@ def _of(phrase: str) -> str:
         return "du " + phrase[3:]
     if phrase.startswith("les "):
         return "des " + phrase[4:]
-    if phrase[:1] in "aeéèêiouyh" or phrase.startswith("l'"):
-        return "d'" + phrase if not phrase.startswith("l'") else "de " + phrase
+    if phrase.startswith("l'"):
+        return "de " + phrase
+    if phrase[:1] in "aeéèêiouyh":
+        return "d'" + phrase
     return "de " + phrase
 
 
@@ -345,10 +352,11 @@ def _what_fr(action: str, record: Record) -> str:
     if action == "resource:search":
         if record.entity_type == "AuditEvent":
             return f"consulté {k.mine_plural}"
-        verb = "vérifié l'existence" if record.detail.startswith("conditional") else "recherché parmi"
-        if verb.startswith("vérifié"):
-            return f"{verb} {_of(k.mine_plural)}"
-        return f"{verb} {k.mine_plural}"
+        if record.entity_type == "Patient":  # a patient search finds the record itself
+            return "recherché votre dossier"
+        if record.detail.startswith("conditional"):  # If-None-Exist, conditional references
+            return f"vérifié l'existence {_of(k.mine_plural)}"
+        return f"recherché parmi {k.mine_plural}"
     if action == "resource:create":
         if record.entity_type == "Patient":
             return "ouvert votre dossier (votre identité)"
@@ -373,6 +381,8 @@ def _what_en(action: str, record: Record) -> str:
     if action == "resource:search":
         if record.entity_type == "AuditEvent":
             return f"read {k.en_mine_plural}"
+        if record.entity_type == "Patient":
+            return "searched for your record"
         if record.detail.startswith("conditional"):
             return f"checked whether {k.en_mine_plural} already held a match"
         return f"searched {k.en_mine_plural}"

@@ -35,8 +35,12 @@ from ..storage.db import Conn
 from ..storage.keys import DIRECTORY_SPACE
 from . import trace
 
-#: Types a client may only read and search (the trace is written by the server).
+#: Types a client may only read and search (the trace is written by the server). They are not in the generic
+#: store: services/auditevents.py renders them from the trace, and offers read and search-type only.
 READ_ONLY_TYPES = frozenset({"AuditEvent"})
+_READ_AND_SEARCH_ONLY = (
+    "AuditEvent : seules read et search-type sont prises en charge / only read and search-type are supported"
+)
 
 _ETAG = re.compile(r'^(?:W/)?"(\d{1,18})"$')
 
@@ -72,6 +76,8 @@ async def _decide(ctx: Context, action: Action, resource_type: str) -> Decision:
     check_type(resource_type)
     if resource_type in READ_ONLY_TYPES and action in ("create", "update", "patch", "delete"):
         raise MethodNotAllowed(f"{resource_type} est en lecture seule / {resource_type} is read-only")
+    if resource_type in READ_ONLY_TYPES and action == "vread":
+        raise MethodNotAllowed(_READ_AND_SEARCH_ONLY)
     decision = decide(ctx.actor, action, resource_type)
     if not decision.allowed:
         await trace.refusal(ctx, decision)
@@ -117,6 +123,10 @@ async def vread(ctx: Context, resource_type: str, resource_id: str, version: str
 async def _read_in(
     conn: Conn, ctx: Context, decision: Decision, rtype: str, rid: str, version: int | None
 ) -> store.Stored:
+    if rtype in READ_ONLY_TYPES:
+        from . import auditevents  # imports this module
+
+        return await auditevents.read_in(conn, ctx, decision, rid)
     space_id = _locate(rtype, rid)
     if space_id is None or not decision.covers(space_id):
         raise NotFound(f"{rtype}/{rid} introuvable / not found")
@@ -153,6 +163,8 @@ async def history(
     count: int,
     offset: int,
 ) -> HistoryPage:
+    if resource_type in READ_ONLY_TYPES:
+        raise MethodNotAllowed(_READ_AND_SEARCH_ONLY)
     decision = await _decide(ctx, "history" if resource_id else "search", resource_type)
 
     async def run(conn: Conn) -> HistoryPage:
@@ -215,6 +227,10 @@ async def search(ctx: Context, resource_type: str, pairs: Sequence[tuple[str, st
 
 
 async def _search_in(conn: Conn, ctx: Context, decision: Decision, request: SearchRequest) -> SearchResult:
+    if request.resource_type in READ_ONLY_TYPES:
+        from . import auditevents  # imports this module
+
+        return await auditevents.search_in(conn, ctx, decision, request)
     keys = ctx.runtime.keys
     if request.summary == "count" or request.count == 0:
         return SearchResult(request, [], [], await search_store.count(conn, decision, request), False)

@@ -235,6 +235,6 @@ async def resolve_bearer(rt: Runtime, token: str) -> Actor:
     row = await rt.db.read("oauth_resolve_token", store.active_token, token_hash)
     if row is None:
         raise Unauthorized("jeton d'accès invalide ou expiré / invalid or expired access token")
-    actor = Actor("client", row.client_id, Scopes.parse(row.scope))
+    actor = Actor("client", row.client_id, Scopes.parse(row.scope), row.name)
     rt.tokens.put(token_hash, actor, row.expires_at)
     return actor

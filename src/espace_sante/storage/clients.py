@@ -24,6 +24,7 @@ class TokenRow:
     client_id: str
     scope: str
     expires_at: datetime
+    name: str
 
 
 async def insert_client(conn: Conn, client_id: str, name: str, secret_hash: bytes, scope: str) -> None:
@@ -63,7 +64,7 @@ async def insert_token(
 
 async def active_token(conn: Conn, token_hash: bytes) -> TokenRow | None:
     row = await conn.fetchrow(
-        "SELECT t.client_id, t.scope, t.expires_at FROM oauth_token t JOIN oauth_client c USING (client_id) "
+        "SELECT t.client_id, t.scope, t.expires_at, c.name FROM oauth_token t JOIN oauth_client c USING (client_id) "
         "WHERE t.token_hash = $1 AND NOT t.revoked AND t.expires_at > now() AND NOT c.disabled",
         token_hash,
     )

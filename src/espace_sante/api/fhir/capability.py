@@ -14,10 +14,24 @@ from ...settings import Settings
 
 _WRITE = ("create", "update", "delete")
 _READ = ("read", "vread", "history-instance", "history-type", "search-type")
+#: AuditEvent is the trace rendered on the way out (services/auditevents.py): read and search-type only,
+#: with the parameters that service implements, never _include or _revinclude.
+_AUDIT_EVENT = "AuditEvent"
+_AUDIT_DOCS = {
+    "patient": "Required: the trace is listed one patient at a time (Patient/<id> or <id>)",
+    "date": "When the event was recorded (eq, ne, lt, le, gt, ge, sa, eb; partial dates)",
+    "action": "C, R, U, D or E (a search is E, as in IHE BALP)",
+    "subtype": "The FHIR interaction (restful-interaction: read, vread, search-type, create, update, "
+    "delete, history-instance, history-type)",
+    "agent": "Never matches: agents are identified by identifier, not by a literal reference",
+    "source": "Never matches: the observer is identified by identifier, not by a literal reference",
+}
 _SMART_EXT = "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris"
 
 
 def _resource(rtype: str) -> dict[str, Any]:
+    if rtype == _AUDIT_EVENT:
+        return _audit_event()
     interactions = _READ if rtype in READ_ONLY_TYPES else (*_READ, *_WRITE)
     params = params_for(rtype)
     entry: dict[str, Any] = {
@@ -49,10 +63,40 @@ def _resource(rtype: str) -> dict[str, Any]:
         f"{other}:{p.name}"
         for other in RESOURCE_TYPES
         for p in params_for(other).values()
-        if p.type == "reference" and (not p.targets or rtype in p.targets)
+        if p.type == "reference" and (not p.targets or rtype in p.targets) and other != _AUDIT_EVENT
     ]
     entry["searchRevInclude"] = revs
     return entry
+
+
+def _audit_event() -> dict[str, Any]:
+    return {
+        "type": _AUDIT_EVENT,
+        "documentation": "The trace (R1111-43) as IHE BALP-style AuditEvents, with a plain-words narrative "
+        "in French and English. Read-only; a search must name its patient; newest first.",
+        "interaction": [{"code": "read"}, {"code": "search-type"}],
+        "versioning": "no-version",
+        "readHistory": False,
+        "updateCreate": False,
+        "conditionalCreate": False,
+        "conditionalRead": "not-supported",
+        "conditionalUpdate": False,
+        "conditionalDelete": "not-supported",
+        "searchInclude": [],
+        "searchRevInclude": [],
+        "searchParam": [
+            {"name": "_id", "type": "token"},
+            {"name": "_lastUpdated", "type": "date", "documentation": "Same as date"},
+            *(
+                {
+                    "name": p.name,
+                    "type": p.type,
+                    "documentation": _AUDIT_DOCS.get(p.name, p.description),
+                }
+                for p in params_for(_AUDIT_EVENT).values()
+            ),
+        ],
+    }
 
 
 @lru_cache(maxsize=4)

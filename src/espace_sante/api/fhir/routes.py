@@ -13,7 +13,7 @@ from ...context import Context
 from ...errors import BadRequest, MethodNotAllowed, UnsupportedMediaType
 from ...fhir.searchparams import parse_date_range
 from ...fhir.validation import RESOURCE_TYPES
-from ...services import bundles, fhir
+from ...services import auditevents, bundles, fhir
 from ..deps import fhir_context
 from . import capability, render
 from .openapi import BODY, ERRORS, SEARCH_FORM
@@ -84,6 +84,13 @@ def _paging(request: Request) -> tuple[datetime | None, int, int]:
     return since, min(int(count), 200), int(offset)
 
 
+async def _search(ctx: Context, rtype: str, pairs: list[tuple[str, str]]) -> fhir.SearchResult:
+    """AuditEvent is the trace, not a stored type: its own service lists it (and pins paging snapshots)."""
+    if rtype == "AuditEvent":
+        return await auditevents.search(ctx, pairs)
+    return await fhir.search(ctx, rtype, pairs)
+
+
 @router.get("/metadata", summary="CapabilityStatement", dependencies=[])
 async def metadata(request: Request) -> Response:
     settings = request.app.state.runtime.settings
@@ -101,7 +108,7 @@ async def bundle(request: Request, ctx: Ctx) -> Response:
 
 @router.get("/{rtype}", summary="Search (GET)")
 async def search_get(rtype: Type, request: Request, ctx: Ctx) -> Response:
-    result = await fhir.search(ctx, rtype, request.query_params.multi_items())
+    result = await _search(ctx, rtype, request.query_params.multi_items())
     return render.json_response(render.searchset(result, _base(ctx)))
 
 
@@ -118,7 +125,7 @@ async def search_post(rtype: Type, request: Request, ctx: Ctx) -> Response:
         *request.query_params.multi_items(),
         *((k, v) for k, v in form.multi_items() if isinstance(v, str)),
     ]
-    result = await fhir.search(ctx, rtype, pairs)
+    result = await _search(ctx, rtype, pairs)
     return render.json_response(render.searchset(result, _base(ctx)))
 
 
@@ -149,6 +156,8 @@ async def type_history(rtype: Type, request: Request, ctx: Ctx) -> Response:
 
 @router.get("/{rtype}/{rid}", summary="Read")
 async def read(rtype: Type, rid: Id, ctx: Ctx) -> Response:
+    if rtype == "AuditEvent":
+        return render.resource_response(await auditevents.read(ctx, rid), _base(ctx))
     return render.resource_response(await fhir.read(ctx, rtype, rid), _base(ctx))
 
 

@@ -1,0 +1,156 @@
+"""The trace's SQL for the AuditEvent view: one record, and a space's records filtered and paged, newest first.
+
+Every query is scoped to one space's chain (the primary key's leading column) and to a snapshot: the highest
+sequence number the listing covers. Reading the trace appends a record to the very chain being listed, so
+without the snapshot each page would shift the next by one."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from ..audit.fhir import REFUSED_SUBTYPES, SUBTYPES
+from .audit import _COLUMNS, StoredRecord, _stored  # one row shape for the whole trace
+from .db import Conn
+
+
+@dataclass(frozen=True)
+class Range:
+    """`recorded_at` in [low, high) (a bound None is open); `negate` for the `ne` prefix."""
+
+    low: datetime | None
+    high: datetime | None
+    negate: bool = False
+
+
+@dataclass(frozen=True)
+class TraceQuery:
+    """A filtered listing of one chain. Each list is an AND of ORs; None means "no filter"."""
+
+    space_id: uuid.UUID
+    upto: int
+    dates: Sequence[Sequence[Range]] = ()
+    subtypes: frozenset[str] | None = None
+    outcomes: frozenset[str] | None = None
+    seqs: frozenset[int] | None = None
+    #: (entity type or None for any, entity id): a record matches one of them.
+    entities: Sequence[tuple[str | None, str]] | None = None
+    #: A filter that can match nothing (a code of another system): skip the rows, keep the query's shape.
+    nothing: bool = False
+
+
+def _literal(text: str) -> str:
+    # The codes come from constant tables in audit/fhir.py, never from a request; quoted all the same.
+    return "'" + text.replace("'", "''") + "'"
+
+
+def _subtype_sql() -> str:
+    """The restful-interaction code of a row, in SQL (the same tables audit/fhir.subtype reads)."""
+    cases = " ".join(
+        f"WHEN {_literal(action)} THEN {_literal(code)}"
+        for action, code in SUBTYPES.items()
+        if action != "resource:history"
+    )
+    refused = " ".join(f"WHEN {_literal(a)} THEN {_literal(c)}" for a, c in REFUSED_SUBTYPES.items())
+    return (
+        f"(CASE WHEN action = 'resource:history' THEN "
+        f"(CASE WHEN entity_id IS NULL THEN 'history-type' ELSE 'history-instance' END) "
+        f"WHEN action = 'access:refused' THEN (CASE detail {refused} ELSE 'read' END) "
+        f"ELSE (CASE action {cases} END) END)"
+    )
+
+
+_SUBTYPE = _subtype_sql()
+
+
+def _where(q: TraceQuery) -> tuple[str, list[Any]]:
+    params: list[Any] = [q.space_id, q.upto]
+    conds = ["space_id = $1", "seq <= $2"]
+
+    def arg(value: Any) -> str:
+        params.append(value)
+        return f"${len(params)}"
+
+    if q.nothing:
+        conds.append("false")
+    for ors in q.dates:
+        parts = []
+        for r in ors:
+            bounds = []
+            if r.low is not None:
+                bounds.append(f"recorded_at >= {arg(r.low)}")
+            if r.high is not None:
+                bounds.append(f"recorded_at < {arg(r.high)}")
+            expr = " AND ".join(bounds) or "true"
+            parts.append(f"NOT ({expr})" if r.negate else f"({expr})")
+        conds.append("(" + " OR ".join(parts or ["false"]) + ")")
+    if q.subtypes is not None:
+        conds.append(f"{_SUBTYPE} = ANY({arg(sorted(q.subtypes))}::text[])")
+    if q.outcomes is not None:
+        conds.append(f"outcome = ANY({arg(sorted(q.outcomes))}::text[])")
+    if q.seqs is not None:
+        conds.append(f"seq = ANY({arg(sorted(q.seqs))}::bigint[])")
+    if q.entities is not None:
+        parts = []
+        for rtype, rid in q.entities:
+            if rtype is None:
+                parts.append(f"entity_id = {arg(rid)}")
+            else:
+                parts.append(f"(entity_type = {arg(rtype)} AND entity_id = {arg(rid)})")
+        conds.append("(" + " OR ".join(parts or ["false"]) + ")")
+    return " AND ".join(conds), params
+
+
+async def page(conn: Conn, q: TraceQuery, *, limit: int, offset: int) -> list[StoredRecord]:
+    where, params = _where(q)
+    rows = await conn.fetch(
+        f"SELECT space_id, seq, {_COLUMNS}, prev_hash, hash FROM audit_event WHERE {where} "
+        f"ORDER BY seq DESC LIMIT ${len(params) + 1} OFFSET ${len(params) + 2}",
+        *params,
+        limit,
+        offset,
+    )
+    return [_stored(r) for r in rows]
+
+
+async def count(conn: Conn, q: TraceQuery) -> int:
+    where, params = _where(q)
+    return int(await conn.fetchval(f"SELECT count(*) FROM audit_event WHERE {where}", *params))
+
+
+async def one(conn: Conn, space_id: uuid.UUID, seq: int) -> StoredRecord | None:
+    row = await conn.fetchrow(
+        f"SELECT space_id, seq, {_COLUMNS}, prev_hash, hash FROM audit_event WHERE space_id = $1 AND seq = $2",
+        space_id,
+        seq,
+    )
+    return None if row is None else _stored(row)
+
+
+async def head_seq(conn: Conn, space_id: uuid.UUID) -> int | None:
+    value = await conn.fetchval("SELECT seq FROM audit_chain WHERE space_id = $1", space_id)
+    return None if value is None else int(value)
+
+
+async def patient_of(conn: Conn, space_id: uuid.UUID) -> str | None:
+    """The id of the space's Patient, from the chain itself (the first record naming a Patient: its
+    creation). The trace outlives the resources, so it does not ask the resource tables."""
+    value = await conn.fetchval(
+        "SELECT entity_id FROM audit_event WHERE space_id = $1 AND entity_type = 'Patient' "
+        "AND entity_id IS NOT NULL AND action <> 'access:refused' ORDER BY seq LIMIT 1",
+        space_id,
+    )
+    return None if value is None else str(value)
+
+
+async def client_names(conn: Conn, client_ids: Sequence[str]) -> dict[str, str]:
+    """Registered names of machine clients, for records whose actor has no display name."""
+    if not client_ids:
+        return {}
+    rows = await conn.fetch(
+        "SELECT client_id, name FROM oauth_client WHERE client_id = ANY($1::text[])", list(client_ids)
+    )
+    return {r["client_id"]: r["name"] for r in rows}
