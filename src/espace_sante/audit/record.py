@@ -54,14 +54,17 @@ class Record:
             raise ValueError(f"unknown audit action {self.action!r}")
 
 
-def canonical(space_id: uuid.UUID, seq: int, record: Record) -> bytes:
-    """The bytes a record's hash covers: every field, the space and the position, in a fixed order."""
+def canonical(space_id: uuid.UUID, record: Record) -> bytes:
+    """The record's bytes that its hash covers: every field and the space, in a fixed order. The position
+    (seq) is added by the database, which allocates it (storage/migrations/0002_audit.sql, audit_append)."""
     fields = asdict(record)
     fields["recorded_at"] = record.recorded_at.astimezone(UTC).isoformat(timespec="microseconds")
     fields["space_id"] = str(space_id)
-    fields["seq"] = seq
     return orjson.dumps(fields, option=orjson.OPT_SORT_KEYS)
 
 
 def chain_hash(prev_hash: bytes, space_id: uuid.UUID, seq: int, record: Record) -> bytes:
-    return hashlib.sha256(prev_hash + canonical(space_id, seq, record)).digest()
+    """hash(n) = SHA-256(hash(n-1) || n as a big-endian int8 || canonical(record n)), as audit_append()."""
+    return hashlib.sha256(
+        prev_hash + seq.to_bytes(8, "big", signed=True) + canonical(space_id, record)
+    ).digest()

@@ -106,16 +106,14 @@ def parse_etag(value: str) -> int:
 
 async def read(ctx: Context, resource_type: str, resource_id: str) -> store.Stored:
     decision = await _decide(ctx, "read", resource_type)
-    return await ctx.runtime.db.interaction(
-        "fhir_read", _read_in, ctx, decision, resource_type, resource_id, None
-    )
+    return await ctx.runtime.db.read("fhir_read", _read_in, ctx, decision, resource_type, resource_id, None)
 
 
 async def vread(ctx: Context, resource_type: str, resource_id: str, version: str) -> store.Stored:
     decision = await _decide(ctx, "vread", resource_type)
     if not version.isdigit() or len(version) > 18:
         raise NotFound(f"version introuvable / version not found: {version}")
-    return await ctx.runtime.db.interaction(
+    return await ctx.runtime.db.read(
         "fhir_vread", _read_in, ctx, decision, resource_type, resource_id, int(version)
     )
 

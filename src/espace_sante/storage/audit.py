@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from ..audit.record import GENESIS, Record, chain_hash
+from ..audit.record import Record, canonical
 from .db import Conn
 
 _COLUMNS = (
@@ -21,23 +21,11 @@ _COLUMNS = (
 )
 
 
-async def append(conn: Conn, space_id: uuid.UUID, record: Record) -> tuple[int, bytes]:
-    """Append `record` to the space's chain; returns (seq, hash)."""
-    row = await conn.fetchrow(
-        "INSERT INTO audit_chain AS c (space_id, seq, head) VALUES ($1, 1, $2) "
-        "ON CONFLICT (space_id) DO UPDATE SET seq = c.seq + 1 RETURNING seq, head",
+async def append(conn: Conn, space_id: uuid.UUID, record: Record) -> int:
+    """Append `record` to the space's chain (one statement, audit_append in 0002_audit.sql); returns its seq."""
+    seq = await conn.fetchval(
+        "SELECT audit_append($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
         space_id,
-        GENESIS,
-    )
-    assert row is not None  # an upsert with RETURNING always returns its row
-    seq, prev = int(row["seq"]), bytes(row["head"])
-    digest = chain_hash(prev, space_id, seq, record)
-    await conn.execute(
-        f"WITH e AS (INSERT INTO audit_event (space_id, seq, {_COLUMNS}, prev_hash, hash) "
-        f"VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)) "
-        f"UPDATE audit_chain SET head = $16 WHERE space_id = $1",
-        space_id,
-        seq,
         record.recorded_at,
         record.action,
         record.outcome,
@@ -50,10 +38,9 @@ async def append(conn: Conn, space_id: uuid.UUID, record: Record) -> tuple[int, 
         record.entity_version,
         record.detail,
         record.request_id,
-        prev,
-        digest,
+        canonical(space_id, record),
     )
-    return seq, digest
+    return int(seq)
 
 
 @dataclass(frozen=True)

@@ -118,7 +118,8 @@ class Database:
     ) -> T:
         """Run a read-only `func(conn, ...)` outside an explicit transaction: no BEGIN and COMMIT round trips.
         Under READ COMMITTED a transaction gives reads no common snapshot anyway (each statement sees the data
-        committed when it starts), so reads lose nothing. Writes always go through `interaction`."""
+        committed when it starts), so reads lose nothing. A read's trace is one atomic statement run last (if it
+        fails, no data leaves). Writes always go through `interaction`."""
         start = time.perf_counter()
         try:
             async with self.pool.acquire() as conn:
