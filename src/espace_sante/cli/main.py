@@ -203,7 +203,7 @@ def audit_verify(
             typer.echo(f"espace / space {space_id}: aucune trace / no trace")
         typer.echo(
             f"intact : {report.spaces} espace(s), {report.records} enregistrement(s), {report.seals} sceau(x) "
-            f"vérifiés / intact: spaces, records, seals checked"
+            f"vérifiés / intact: {report.spaces} space(s), {report.records} record(s), {report.seals} seal(s) checked"
         )
     else:
         typer.echo(f"{len(report.broken)} espace(s) rompu(s) sur {report.spaces} / broken space(s)")
