@@ -12,7 +12,7 @@ after."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 
 from ..audit.seal import KeySet, Sealer
 from ..audit.verify import Report, SpaceReport, check_space
@@ -45,14 +45,31 @@ async def verify(
     """Check one space's trace, or every space's; the report names each broken space's first broken link.
     `on_space` sees every space's result as it is checked (the report keeps only the broken ones)."""
     keys = KeySet.from_settings(rt.settings)
-    targets = [space_id] if space_id is not None else await rt.db.read("audit_spaces", audit_store.spaces)
     report = Report()
-    for target in targets:
+    async for target in _targets(rt, space_id):
         result = await rt.db.read("audit_verify", _check, target, keys)
         report.add(result)
         if on_space is not None:
             on_space(result)
     return report
+
+
+_PAGE = 10_000
+
+
+async def _targets(rt: Runtime, space_id: uuid.UUID | None) -> AsyncIterator[uuid.UUID]:
+    """The space asked for, or every space with a trace, a page at a time (memory stays bounded)."""
+    if space_id is not None:
+        yield space_id
+        return
+    after = None
+    while True:
+        page = await rt.db.read("audit_spaces", audit_store.spaces, after=after, limit=_PAGE)
+        for target in page:
+            yield target
+        if len(page) < _PAGE:
+            return
+        after = page[-1]
 
 
 async def _check(conn: Conn, space_id: uuid.UUID, keys: KeySet) -> SpaceReport:

@@ -93,8 +93,17 @@ async def head(conn: Conn, space_id: uuid.UUID) -> tuple[int, bytes] | None:
     return None if row is None else (int(row["seq"]), bytes(row["head"]))
 
 
-async def spaces(conn: Conn) -> list[uuid.UUID]:
-    return [r["space_id"] for r in await conn.fetch("SELECT space_id FROM audit_chain ORDER BY space_id")]
+async def spaces(conn: Conn, *, after: uuid.UUID | None = None, limit: int = 10_000) -> list[uuid.UUID]:
+    """One page of the spaces that have a trace, in id order (page with `after`): a national deployment has
+    tens of millions, too many for one list. Spaces with seals but no chain row (a superuser deleted the
+    chain) are listed too, so that verification still looks at them."""
+    rows = await conn.fetch(
+        "SELECT space_id FROM (SELECT space_id FROM audit_chain UNION SELECT DISTINCT space_id FROM audit_seal) s "
+        "WHERE $1::uuid IS NULL OR space_id > $1 ORDER BY space_id LIMIT $2",
+        after,
+        limit,
+    )
+    return [r["space_id"] for r in rows]
 
 
 async def recent(
