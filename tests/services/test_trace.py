@@ -167,3 +167,19 @@ async def test_a_refusal_is_traced(http: httpx.AsyncClient, token_for: Any, runt
     )
     assert last.actor_kind == "client"
     assert INS not in last.detail
+
+
+async def test_the_spaces_with_a_trace_are_listed_a_page_at_a_time(runtime: Runtime) -> None:
+    """`audit verify` over the whole country reads the list of spaces in pages, in order, each once."""
+    ctx = Context.system(runtime)
+    for _ in range(3):
+        await fhir_service.create(ctx, patient())
+    async with runtime.db.pool.acquire() as conn:
+        everything = await audit_store.spaces(conn, limit=1_000_000)
+        paged: list[uuid.UUID] = []
+        after = None
+        while page := await audit_store.spaces(conn, after=after, limit=2):
+            paged += page
+            after = page[-1]
+    assert paged == everything == sorted(everything)
+    assert len(everything) >= 3
