@@ -24,7 +24,7 @@ from ..audit import fhir as audit_fhir
 from ..context import Context
 from ..errors import BadRequest, NotFound
 from ..fhir import compartment
-from ..fhir.searchquery import DateQuery, ReferenceQuery, SearchRequest, TokenQuery, parse_search
+from ..fhir.searchquery import DateQuery, ReferenceQuery, SearchRequest, TokenQuery
 from ..storage import auditevents as trace_store
 from ..storage.audit import StoredRecord
 from ..storage.db import Conn
@@ -278,13 +278,7 @@ async def read_in(conn: Conn, ctx: Context, decision: Decision, rid: str) -> Sto
 
 async def search(ctx: Context, pairs: Sequence[tuple[str, str]]) -> fhir.SearchResult:
     upto, rest = _split_upto(pairs)
-    request = parse_search(
-        RTYPE,
-        rest,
-        strict=ctx.strict,
-        default_count=ctx.runtime.settings.search_default_count,
-        max_count=ctx.runtime.settings.search_max_count,
-    )
+    request = fhir.parse_request(ctx, RTYPE, rest)
     _patient(request)
     _check_shape(request)
     decision = await fhir._decide(ctx, "search", RTYPE)

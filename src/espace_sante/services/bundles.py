@@ -472,16 +472,8 @@ async def _execute(conn: Conn, ctx: Context, e: Entry) -> EntryResult:
             await fhir._delete_in(conn, ctx, decision, e.resource_id)
             return EntryResult(204)
         if e.resource_id is None:
-            from ..fhir.searchquery import parse_search
-
             pairs = parse_qsl(e.query or "", keep_blank_values=True)
-            request = parse_search(
-                e.resource_type,
-                pairs,
-                strict=ctx.strict,
-                default_count=ctx.runtime.settings.search_default_count,
-                max_count=ctx.runtime.settings.search_max_count,
-            )
+            request = fhir.parse_request(ctx, e.resource_type, pairs)
             return EntryResult(200, search=await fhir._search_in(conn, ctx, decision, request))
         version = int(e.version) if e.version and e.version.isdigit() else None
         if e.version and version is None:

@@ -211,15 +211,21 @@ async def history(
     return await ctx.runtime.db.interaction("fhir_history", run)
 
 
-async def search(ctx: Context, resource_type: str, pairs: Sequence[tuple[str, str]]) -> SearchResult:
-    check_type(resource_type)
-    request = parse_search(
+def parse_request(ctx: Context, resource_type: str, pairs: Sequence[tuple[str, str]]) -> SearchRequest:
+    """A search request parsed with this context's strictness and the configured page sizes."""
+    settings = ctx.runtime.settings
+    return parse_search(
         resource_type,
         pairs,
         strict=ctx.strict,
-        default_count=ctx.runtime.settings.search_default_count,
-        max_count=ctx.runtime.settings.search_max_count,
+        default_count=settings.search_default_count,
+        max_count=settings.search_max_count,
     )
+
+
+async def search(ctx: Context, resource_type: str, pairs: Sequence[tuple[str, str]]) -> SearchResult:
+    check_type(resource_type)
+    request = parse_request(ctx, resource_type, pairs)
     decision = await _decide(ctx, "search", resource_type)
     return await ctx.runtime.db.interaction("fhir_search", _search_in, ctx, decision, request)
 
