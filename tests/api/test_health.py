@@ -17,10 +17,9 @@ class _Db:
     def __init__(self, fault: Exception | None) -> None:
         self.fault = fault
 
-    async def fetchval(self, name: str, sql: str, *args: Any) -> Any:
+    async def ping(self) -> None:
         if self.fault is not None:
             raise self.fault
-        return 1
 
 
 class _Runtime:

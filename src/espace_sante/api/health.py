@@ -37,7 +37,7 @@ async def healthz() -> Response:
 async def readyz(request: Request) -> Response:
     rt = runtime(request)
     try:
-        await rt.db.fetchval("readyz", "SELECT 1")
+        await rt.db.ping()
         pending = await rt.migrations_pending()
     except (DatabaseUnavailable, OSError, Exception) as exc:  # any failure means "not ready", never a 500
         return JSONResponse({"status": "unavailable", "database": type(exc).__name__}, 503)

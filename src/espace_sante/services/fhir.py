@@ -6,7 +6,6 @@ each entry through the very same code inside one transaction (services/bundles.p
 
 from __future__ import annotations
 
-import hashlib
 import re
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
@@ -28,9 +27,9 @@ from ..errors import (
 from ..fhir import compartment
 from ..fhir.searchquery import SearchRequest, parse_search
 from ..fhir.validation import RESOURCE_TYPES, validate_resource
+from ..storage import locks, spaces
 from ..storage import resources as store
 from ..storage import search as search_store
-from ..storage import spaces
 from ..storage.db import Conn
 from ..storage.keys import DIRECTORY_SPACE
 from . import trace
@@ -565,8 +564,7 @@ async def conditional_match(
     request = parse_search(rtype, pairs, strict=True, default_count=2, max_count=2)
     if lock:
         # Two concurrent conditional creates with one condition must not both create (http.html#ccreate).
-        key = int.from_bytes(hashlib.sha256(f"{rtype}?{query}".encode()).digest()[:8], "big", signed=True)
-        await conn.execute("SELECT pg_advisory_xact_lock($1)", key)
+        await locks.hold_until_commit(conn, f"conditional-create {rtype}?{query}")
     found, _ = await search_store.page(conn, ctx.runtime.keys, decision, _first_two(request))
     await trace.accesses(
         conn,

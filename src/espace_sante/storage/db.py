@@ -130,9 +130,17 @@ class Database:
             TX_SECONDS.labels(name).observe(time.perf_counter() - start)
 
     async def fetchval(self, name: str, sql: str, *args: Any) -> Any:
-        """A single read outside any transaction (health checks)."""
+        """A single read outside any transaction (operations, tests)."""
         start = time.perf_counter()
         try:
             return await self.pool.fetchval(sql, *args)
         finally:
             TX_SECONDS.labels(name).observe(time.perf_counter() - start)
+
+    async def ping(self) -> None:
+        """A round trip to the database (readiness probe)."""
+        start = time.perf_counter()
+        try:
+            await self.pool.fetchval("SELECT 1")
+        finally:
+            TX_SECONDS.labels("ping").observe(time.perf_counter() - start)
