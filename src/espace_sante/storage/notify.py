@@ -43,6 +43,8 @@ class Listener:
         self._conn: asyncpg.Connection | None = None
         self._task: asyncio.Task[None] | None = None
         self._closing = False
+        #: How many times the connection was lost (monitoring, tests).
+        self.losses = 0
 
     @property
     def healthy(self) -> bool:
@@ -66,7 +68,10 @@ class Listener:
         self.on_message(str(payload))
 
     def _lost(self, connection: Any) -> None:
+        if self._conn is None:
+            return  # already handled (termination callback and watchdog both saw it)
         self._conn = None
+        self.losses += 1
         self.on_lost()
 
     async def _connect(self) -> None:
