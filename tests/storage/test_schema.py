@@ -14,6 +14,7 @@ NOT_SPACE_DATA = {
     "schema_migration": "bookkeeping",
     "oauth_client": "machine clients (directory)",
     "oauth_token": "machine client tokens (directory)",
+    "operator": "insurer agents (directory)",
 }
 
 

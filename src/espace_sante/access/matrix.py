@@ -138,3 +138,38 @@ def markdown_table(matrix: Matrix) -> str:
                 cells.append("lire" if c in grant.read else "—")
         rows.append(f"| {label} ({', '.join(members)}) | " + " | ".join(cells) + " |")
     return "\n".join(rows)
+
+
+#: Labels of TRE_G15-ProfessionSante (same file), for plain words ("Dr X, pharmacien").
+PROFESSION_LABELS: dict[str, str] = {
+    "10": "Médecin",
+    "21": "Pharmacien",
+    "26": "Audioprothésiste",
+    "28": "Opticien-Lunetier",
+    "31": "Assistant dentaire",
+    "32": "Physicien médical",
+    "35": "Aide-soignant",
+    "36": "Ambulancier",
+    "37": "Auxiliaire de puériculture",
+    "38": "Préparateur en pharmacie hospitalière",
+    "39": "Préparateur en pharmacie",
+    "40": "Chirurgien-Dentiste",
+    "50": "Sage-Femme",
+    "60": "Infirmier",
+    "69": "Infirmier psychiatrique",
+    "70": "Masseur-Kinésithérapeute",
+    "80": "Pédicure-Podologue",
+    "81": "Orthoprothésiste",
+    "82": "Podo-Orthésiste",
+    "83": "Orthopédiste-Orthésiste",
+    "84": "Oculariste",
+    "85": "Epithésiste",
+    "86": "Technicien de labo médical",
+    "91": "Orthophoniste",
+    "92": "Orthoptiste",
+    "93": "Psychologue",
+    "94": "Ergothérapeute",
+    "95": "Diététicien",
+    "96": "Psychomotricien",
+    "98": "Manipulateur ERM",
+}

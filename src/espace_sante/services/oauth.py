@@ -27,8 +27,9 @@ from authlib.oauth2.rfc6749.grants import ClientCredentialsGrant
 
 from ..access.actors import Actor
 from ..access.scopes import Scopes
-from ..errors import BadRequest, Unauthorized
+from ..errors import BadRequest, FhirError, Unauthorized
 from ..storage import clients as store
+from . import people
 from .runtime import Runtime
 
 #: SMART Backend Services: system access tokens live five minutes at most, whatever the settings say.
@@ -235,6 +236,45 @@ async def resolve_bearer(rt: Runtime, token: str) -> Actor:
     row = await rt.db.read("oauth_resolve_token", store.active_token, token_hash)
     if row is None:
         raise Unauthorized("jeton d'accès invalide ou expiré / invalid or expired access token")
-    actor = Actor("client", row.client_id, Scopes.parse(row.scope), row.name)
+    actor = await _actor_of(rt, row)
     rt.tokens.put(token_hash, actor, row.expires_at)
     return actor
+
+
+async def _actor_of(rt: Runtime, row: store.TokenRow) -> Actor:
+    scopes = Scopes.parse(row.scope)
+    if row.actor_kind == "client" and row.client_id is not None:
+        return Actor("client", row.client_id, scopes, row.name)
+    if row.actor_kind == "app" and row.client_id is not None:
+        return Actor("app", row.client_id, scopes, row.name, subject=row.subject, acr=row.acr)
+    if row.actor_kind in people.PERSON_KINDS and row.actor_id:
+        kind = people.PERSON_KINDS[people.PERSON_KINDS.index(row.actor_kind)]  # narrows str to ActorKind
+        try:
+            return await people.actor_for(
+                rt, kind, row.actor_id, scopes=scopes, acr=row.acr, via=row.client_id or ""
+            )
+        except FhirError as exc:  # the person left the directory since: the token no longer works
+            raise Unauthorized("jeton d'accès invalide ou expiré / invalid or expired access token") from exc
+    raise Unauthorized("jeton d'accès invalide ou expiré / invalid or expired access token")
+
+
+async def issue_person_token(
+    rt: Runtime, actor: Actor, *, lifetime: int, client_id: str | None = None
+) -> tuple[str, int]:
+    """A bearer token acting for a person (`actor` from people.actor_for): returns (token, expires_in).
+    Only its SHA-256 digest is stored."""
+    token = secrets.token_urlsafe(32)
+    expires = datetime.now(UTC) + timedelta(seconds=lifetime)
+    await rt.db.interaction(
+        "oauth_issue_person_token",
+        store.insert_person_token,
+        digest(token),
+        client_id=client_id,
+        actor_kind=actor.kind,
+        actor_id=actor.id,
+        scope=str(actor.scopes),
+        expires_at=expires,
+        subject=actor.subject,
+        acr=actor.acr,
+    )
+    return token, lifetime

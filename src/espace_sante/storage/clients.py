@@ -21,10 +21,17 @@ class ClientRow:
 
 @dataclass(frozen=True)
 class TokenRow:
-    client_id: str
+    """An active token. `actor_kind` is "client" for a machine client acting as itself; otherwise the token
+    acts for a person (`actor_id`), through `client_id` (None for a development token)."""
+
+    client_id: str | None
     scope: str
     expires_at: datetime
     name: str
+    actor_kind: str = "client"
+    actor_id: str | None = None
+    subject: str = ""
+    acr: str = ""
 
 
 async def insert_client(conn: Conn, client_id: str, name: str, secret_hash: bytes, scope: str) -> None:
@@ -62,10 +69,38 @@ async def insert_token(
     )
 
 
+async def insert_person_token(
+    conn: Conn,
+    token_hash: bytes,
+    *,
+    client_id: str | None,
+    actor_kind: str,
+    actor_id: str,
+    scope: str,
+    expires_at: datetime,
+    subject: str = "",
+    acr: str = "",
+) -> None:
+    await conn.execute(
+        "INSERT INTO oauth_token (token_hash, client_id, scope, expires_at, actor_kind, actor_id, subject, acr) "
+        "VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        token_hash,
+        client_id,
+        scope,
+        expires_at,
+        actor_kind,
+        actor_id,
+        subject,
+        acr,
+    )
+
+
 async def active_token(conn: Conn, token_hash: bytes) -> TokenRow | None:
     row = await conn.fetchrow(
-        "SELECT t.client_id, t.scope, t.expires_at, c.name FROM oauth_token t JOIN oauth_client c USING (client_id) "
-        "WHERE t.token_hash = $1 AND NOT t.revoked AND t.expires_at > now() AND NOT c.disabled",
+        "SELECT t.client_id, t.scope, t.expires_at, coalesce(c.name, '') AS name, t.actor_kind, t.actor_id, "
+        "t.subject, t.acr FROM oauth_token t LEFT JOIN oauth_client c USING (client_id) "
+        "WHERE t.token_hash = $1 AND NOT t.revoked AND t.expires_at > now() "
+        "AND (t.client_id IS NULL OR NOT c.disabled)",
         token_hash,
     )
     return None if row is None else TokenRow(**dict(row))

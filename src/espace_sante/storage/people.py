@@ -1,0 +1,92 @@
+"""Who a national identifier designates, read from the search index (no body is decrypted): the holder's
+space and Patient from an INS, a professional's directory entry, profession and organisation from an RPPS."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+
+from .db import Conn
+
+INS_SYSTEM = "urn:oid:1.2.250.1.213.1.4.8"
+RPPS_SYSTEMS = ("https://rpps.esante.gouv.fr", "urn:oid:1.2.250.1.71.4.2.1")
+FINESS_SYSTEMS = ("https://finess.esante.gouv.fr", "urn:oid:1.2.250.1.71.4.2.2")
+PROFESSION_SYSTEMS = (
+    "https://mos.esante.gouv.fr/NOS/TRE_G15-ProfessionSante/FHIR/TRE-G15-ProfessionSante",
+    "urn:oid:1.2.250.1.71.1.2.7",
+)
+SPECIALTY_SYSTEMS = (
+    "https://mos.esante.gouv.fr/NOS/TRE_R38-SpecialiteOrdinale/FHIR/TRE-R38-SpecialiteOrdinale",
+    "urn:oid:1.2.250.1.213.2.28",
+)
+
+
+@dataclass(frozen=True)
+class PatientRef:
+    space_id: uuid.UUID
+    patient_id: str
+
+
+@dataclass(frozen=True)
+class PractitionerRef:
+    practitioner_id: str
+    profession: str
+    specialty: str
+    organisation: str
+
+
+async def patient_by_ins(conn: Conn, ins: str) -> PatientRef | None:
+    row = await conn.fetchrow(
+        "SELECT t.space_id, t.resource_id FROM sp_token t JOIN resource r USING (space_id, resource_type, "
+        "resource_id) WHERE t.resource_type = 'Patient' AND t.param = 'identifier' AND t.code = $1 "
+        "AND t.system = $2 AND NOT r.deleted ORDER BY r.last_updated LIMIT 1",
+        ins,
+        INS_SYSTEM,
+    )
+    return None if row is None else PatientRef(row["space_id"], row["resource_id"])
+
+
+async def practitioner_by_rpps(conn: Conn, rpps: str) -> PractitionerRef | None:
+    """The directory Practitioner with this RPPS and, from its first active PractitionerRole, the profession
+    (TRE_G15), the specialty and the organisation's FINESS."""
+    pid = await conn.fetchval(
+        "SELECT t.resource_id FROM dir_sp_token t JOIN dir_resource r USING (space_id, resource_type, resource_id) "
+        "WHERE t.resource_type = 'Practitioner' AND t.param = 'identifier' AND t.code = $1 "
+        "AND t.system = ANY($2::text[]) AND NOT r.deleted ORDER BY r.last_updated LIMIT 1",
+        rpps,
+        list(RPPS_SYSTEMS),
+    )
+    if pid is None:
+        return None
+    role = await conn.fetchrow(
+        "SELECT x.resource_id, "
+        "(SELECT t.code FROM dir_sp_token t WHERE t.space_id = x.space_id AND t.resource_type = x.resource_type "
+        " AND t.resource_id = x.resource_id AND t.param = 'role' AND t.system = ANY($2::text[]) LIMIT 1) AS profession, "
+        "(SELECT t.code FROM dir_sp_token t WHERE t.space_id = x.space_id AND t.resource_type = x.resource_type "
+        " AND t.resource_id = x.resource_id AND t.param = 'specialty' AND t.system = ANY($3::text[]) LIMIT 1) AS specialty, "
+        "(SELECT o.code FROM dir_sp_reference y JOIN dir_sp_token o ON o.resource_type = 'Organization' "
+        " AND o.resource_id = y.target_id AND o.param = 'identifier' AND o.system = ANY($4::text[]) "
+        " WHERE y.space_id = x.space_id AND y.resource_type = x.resource_type AND y.resource_id = x.resource_id "
+        " AND y.param = 'organization' LIMIT 1) AS organisation "
+        "FROM dir_sp_reference x JOIN dir_resource r USING (space_id, resource_type, resource_id) "
+        "WHERE x.resource_type = 'PractitionerRole' AND x.param = 'practitioner' AND x.target_id = $1 "
+        "AND NOT r.deleted ORDER BY r.last_updated LIMIT 1",
+        pid,
+        list(PROFESSION_SYSTEMS),
+        list(SPECIALTY_SYSTEMS),
+        list(FINESS_SYSTEMS),
+    )
+    if role is None:
+        return PractitionerRef(pid, "", "", "")
+    return PractitionerRef(pid, role["profession"] or "", role["specialty"] or "", role["organisation"] or "")
+
+
+async def operator_display(conn: Conn, login: str) -> str | None:
+    value = await conn.fetchval("SELECT display FROM operator WHERE login = $1 AND NOT disabled", login)
+    return None if value is None else str(value)
+
+
+async def ensure_operator(conn: Conn, login: str, display: str) -> None:
+    await conn.execute(
+        "INSERT INTO operator (login, display) VALUES ($1, $2) ON CONFLICT (login) DO NOTHING", login, display
+    )
