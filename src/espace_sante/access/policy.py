@@ -1,16 +1,22 @@
 """The one decision point (SECURITY V1 1.4.4, V4). Every read and write of FHIR data asks `decide` and passes
 the returned `Decision` to storage; storage refuses to run without one. Only this module can make a Decision.
 
-Deny by default (STYLE habit 4): an actor kind without a rule here gets nothing. Today the rules cover machine
-clients with SMART `system/` scopes and the named SYSTEM actor; the access issue adds people, bases (care team,
-consent, médecin traitant, emergency) and document flags as more rules of the same function."""
+`decide` is a pure function of the actor, the action, the resource type and the facts of the spaces concerned
+(`SpaceFacts`, read by storage/access.py inside the action's transaction). Its answer says, space by space,
+which rows the actor reaches (`Slice`): storage turns that into SQL, so that reads, searches, counts, paging,
+`_include` and `_revinclude` all see exactly the same set. Deny by default (STYLE habit 4): a kind of actor,
+a type or a basis without a rule here gets nothing. The rules and their articles are in docs/access-policy.md
+and PRODUCT.md section 4."""
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import date
 from typing import Literal
 
+from . import matrix as habilitation
 from .actors import Actor
 
 Action = Literal["create", "read", "vread", "update", "patch", "delete", "search", "history"]
@@ -25,31 +31,138 @@ _INTERACTION: dict[str, str] = {
     "delete": "d",
     "search": "s",
 }
+_READS = frozenset({"read", "vread", "history", "search"})
+
+#: Document visibility codes (TRE_A07-StatutVisibiliteDocument, carried in DocumentReference.securityLabel).
+HIDDEN_FROM_HOLDER = "INVISIBLE_PATIENT"
+HIDDEN_FROM_REPRESENTATIVES = "INVISIBLE_REPRESENTANTS_LEGAUX"
+MASKED_FROM_PROFESSIONALS = "MASQUE_PS"
+
+DIRECTORY_TYPES = frozenset({"Practitioner", "PractitionerRole", "Organization"})
+DOCUMENT_TYPES = frozenset({"DocumentReference", "Binary"})
+#: Types a professional with a basis reads whatever their profession: who the holder is, and the
+#: submission sets that list documents (each document inside still passes the matrix).
+PROFESSIONAL_OPEN_READ = frozenset({"Patient", "List"})
+
+Basis = Literal["medecin_traitant", "care_team", "consent", "emergency", "samu"]
+#: Strongest first: the reason given for an access names the strongest basis held.
+BASES: tuple[Basis, ...] = ("medecin_traitant", "care_team", "consent", "emergency", "samu")
+BASIS_WORDS: Mapping[str, str] = {
+    "medecin_traitant": "médecin traitant",
+    "care_team": "équipe de soins",
+    "consent": "consentement du titulaire",
+    "emergency": "accès en urgence",
+    "samu": "régulation médicale (SAMU)",
+}
 
 _MINT = object()
 
 
 @dataclass(frozen=True)
-class Decision:
-    """The answer of the policy for (actor, action, resource type, space).
+class SpaceFacts:
+    """What the policy needs to know about one space and the actor asking (storage/access.py reads it).
 
-    `spaces` is the SQL scope: None means every space the rule allows (system feeds), otherwise only these.
-    `reason` is a plain-words basis, for the trace and for refusals."""
+    `relation` links a person to the space itself: its holder, or a legal representative whose rights end
+    on `representative_until` (the minor's 18th birthday). `bases` are a professional's active bases there
+    (emergency ones included while they last; the holder's refusals are applied here, not in storage)."""
+
+    space_id: uuid.UUID
+    patient_id: str = ""
+    relation: Literal["holder", "representative", ""] = ""
+    representative_until: date | None = None
+    bases: frozenset[str] = frozenset()
+    blocked: bool = False
+    emergency_refused: bool = False
+    samu_refused: bool = False
+    masked_in_emergency: bool = False
+    shared_sections: frozenset[str] | None = None
+    overrides: Mapping[str, habilitation.Override] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Rows:
+    """Which rows of a type the actor reaches in a space. Only documents are filtered row by row; other
+    types are reached whole or not at all. Storage turns this into SQL (storage/search.py `rows_sql`).
+
+    - `categories`: the TRE_A03 document classes readable (None: every class).
+    - `hidden`: visibility codes that hide a document.
+    - `masked_author`: when set, a MASQUE_PS document stays visible if this Practitioner id authored it.
+    - `author`: when set (`Type/id`), only documents authored by it (writing one's own documents).
+    - `own_actions`: when set (`kind:id`), only the trace records of that actor (a professional's own accesses)."""
+
+    categories: frozenset[str] | None = None
+    hidden: frozenset[str] = frozenset()
+    masked_author: str = ""
+    author: str = ""
+    own_actions: str = ""
+
+    @property
+    def everything(self) -> bool:
+        return self == EVERYTHING
+
+
+EVERYTHING = Rows()
+
+
+@dataclass(frozen=True)
+class Slice:
+    spaces: frozenset[uuid.UUID]
+    rows: Rows
+    reason: str
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The answer of the policy for (actor, action, resource type, spaces).
+
+    `allowed` says whether the interaction is permitted at all (a refusal is a 403, traced). `slices` is
+    where: None means every space with every row (system feeds), otherwise exactly these spaces with their
+    rows, and a space outside them is answered like one that does not exist. `reason` is a plain-words
+    basis, for the trace and for refusals."""
 
     actor: Actor
     action: Action
     resource_type: str
     allowed: bool
     reason: str
-    spaces: frozenset[uuid.UUID] | None = None
+    slices: tuple[Slice, ...] | None = None
+    write_categories: frozenset[str] | None = None
     _mint: object = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self._mint is not _MINT:
             raise TypeError("only espace_sante.access.policy can make a Decision")
 
+    @property
+    def spaces(self) -> frozenset[uuid.UUID] | None:
+        """The SQL scope: None for every space, otherwise only these."""
+        if self.slices is None:
+            return None
+        return frozenset().union(*(s.spaces for s in self.slices))
+
     def covers(self, space_id: uuid.UUID) -> bool:
-        return self.allowed and (self.spaces is None or space_id in self.spaces)
+        return self.allowed and (self.slices is None or any(space_id in s.spaces for s in self.slices))
+
+    def rows_in(self, space_id: uuid.UUID) -> Rows | None:
+        """The rows reached in a space (None when the space is not covered)."""
+        if not self.allowed:
+            return None
+        if self.slices is None:
+            return EVERYTHING
+        for s in self.slices:
+            if space_id in s.spaces:
+                return s.rows
+        return None
+
+    def reason_in(self, space_id: uuid.UUID) -> str:
+        for s in self.slices or ():
+            if space_id in s.spaces:
+                return s.reason
+        return self.reason
+
+    def may_write_category(self, category: str | None) -> bool:
+        """A document written under this decision must be of a class the actor may write."""
+        return self.write_categories is None or (category is not None and category in self.write_categories)
 
     def require(self, action: Action, resource_type: str) -> None:
         """Storage's guard: this decision must allow exactly this action on this type."""
@@ -59,23 +172,160 @@ class Decision:
             )
 
 
-def decide(actor: Actor, action: Action, resource_type: str, space_id: uuid.UUID | None = None) -> Decision:
-    """Decide whether `actor` may do `action` on `resource_type` (in `space_id` when known)."""
+def needs_facts(actor: Actor) -> bool:
+    """Whether decisions for this actor depend on the spaces' facts (people and apps do; machines do not)."""
+    return actor.kind in ("holder", "representative", "practitioner", "app")
+
+
+def decide(
+    actor: Actor,
+    action: Action,
+    resource_type: str,
+    facts: Sequence[SpaceFacts] | None = None,
+    *,
+    today: date | None = None,
+) -> Decision:
+    """Decide whether `actor` may do `action` on `resource_type`, and where.
+
+    Without `facts`, the answer for a person is the type-level one (scopes): allowed or not, reaching no
+    space yet. With `facts`, it reaches the spaces among them that a rule allows."""
     try:
-        allowed, reason = _rule(actor, action, resource_type)
+        return _decide(actor, action, resource_type, facts, today or date.today())
     except Exception:  # fail closed (ASVS 4.1.5): a fault in a rule refuses
-        allowed, reason = False, "policy error"
-    return Decision(actor, action, resource_type, allowed, reason, None, _MINT)
+        return Decision(actor, action, resource_type, False, "policy error", (), None, _MINT)
 
 
-def _rule(actor: Actor, action: Action, resource_type: str) -> tuple[bool, str]:
+def _decide(
+    actor: Actor, action: Action, rtype: str, facts: Sequence[SpaceFacts] | None, today: date
+) -> Decision:
+    def answer(
+        allowed: bool,
+        reason: str,
+        slices: tuple[Slice, ...] | None = (),
+        writes: frozenset[str] | None = None,
+    ) -> Decision:
+        return Decision(actor, action, rtype, allowed, reason, slices if allowed else (), writes, _MINT)
+
     if action not in _INTERACTION:
-        return False, "unknown action"
+        return answer(False, "unknown action")
+    letter = _INTERACTION[action]
     if actor.kind == "system":
-        return True, "system actor"
+        return answer(True, "system actor", None)
     if actor.kind == "client":
-        letter = _INTERACTION[action]
-        if actor.scopes.allows("system", resource_type, letter):
-            return True, f"system scope grants {resource_type}.{letter}"
-        return False, f"no system scope for {resource_type}.{letter}"
-    return False, f"no rule for {actor.kind} actors yet"
+        if actor.scopes.allows("system", rtype, letter):
+            return answer(True, f"system scope grants {rtype}.{letter}", None)
+        return answer(False, f"no system scope for {rtype}.{letter}")
+    if rtype in DIRECTORY_TYPES:
+        # The directory of professionals and organisations is public health-system data, not medical data:
+        # any signed-in person may read it; only feeds write it.
+        if action in _READS and actor.kind in ("holder", "representative", "practitioner", "operator", "app"):
+            return answer(True, "annuaire / directory", None)
+        return answer(False, "the directory is written by feeds only")
+    if actor.kind == "operator":
+        return answer(False, "operators never reach medical data")
+    if actor.kind not in ("holder", "representative", "practitioner", "app"):
+        return answer(False, f"no rule for {actor.kind} actors")
+    context = "user" if actor.kind == "practitioner" else "patient"
+    if not actor.scopes.allows(context, rtype, letter):
+        return answer(False, f"no {context} scope for {rtype}.{letter}")
+    if facts is None:
+        return answer(True, f"{context} scope grants {rtype}.{letter}")
+    rule = _practitioner_rule if actor.kind == "practitioner" else _person_rule
+    groups: dict[tuple[Rows, str], set[uuid.UUID]] = {}
+    writes: frozenset[str] | None = None
+    for f in facts:
+        reached = rule(actor, action, rtype, f, today)
+        if reached is None:
+            continue
+        rows, reason, categories = reached
+        groups.setdefault((rows, reason), set()).add(f.space_id)
+        if categories is not None:
+            writes = categories if writes is None else writes & categories
+    slices = tuple(Slice(frozenset(spaces), rows, reason) for (rows, reason), spaces in groups.items())
+    reason = slices[0].reason if len(slices) == 1 else f"{context} scope grants {rtype}.{letter}"
+    return answer(True, reason, slices, writes)
+
+
+_Reached = tuple[Rows, str, frozenset[str] | None] | None
+
+
+def _person_rule(actor: Actor, action: Action, rtype: str, f: SpaceFacts, today: date) -> _Reached:
+    """The holder (directly or through an app they connected) and legal representatives of a minor."""
+    if f.relation == "holder" and actor.kind in ("holder", "app"):
+        hidden = frozenset({HIDDEN_FROM_HOLDER})
+        reason = "titulaire" if actor.kind == "holder" else "application autorisée par le titulaire"
+    elif f.relation == "representative" and actor.kind == "representative":
+        if f.representative_until is None or today >= f.representative_until:
+            return None  # rights end at the minor's 18th birthday (R1111-38)
+        hidden = frozenset({HIDDEN_FROM_HOLDER, HIDDEN_FROM_REPRESENTATIVES})
+        reason = "représentant légal"
+    else:
+        return None
+    if action in _READS:
+        return (Rows(hidden=hidden) if rtype in DOCUMENT_TYPES else EVERYTHING), reason, None
+    if rtype == "Patient":
+        return None  # identity comes from the insurer's registry (INS), not from the person
+    if rtype == "DocumentReference" and action != "create":
+        # A person changes or removes only what they deposited; a professional's document is theirs.
+        return Rows(hidden=hidden, author=f"Patient/{f.patient_id}"), reason, None
+    return EVERYTHING, reason, None
+
+
+def _practitioner_rule(actor: Actor, action: Action, rtype: str, f: SpaceFacts, today: date) -> _Reached:
+    if f.blocked:
+        return None  # blocked by the holder: nothing, on any basis, emergency included (L1111-15)
+    bases = set(f.bases) & set(BASES)
+    if f.emergency_refused:
+        bases.discard("emergency")
+    if f.samu_refused:
+        bases.discard("samu")
+    if not bases:
+        return None
+    basis = next(b for b in BASES if b in bases)
+    reason = BASIS_WORDS[basis]
+    treating = bases - {"emergency", "samu"}
+    if action not in _READS and not treating:
+        return None  # emergency access reads; it writes nothing
+    is_mt = "medecin_traitant" in bases
+    matrix = habilitation.default()
+    override = f.overrides.get(actor.profession)
+    if rtype == "AuditEvent":
+        if action not in _READS:
+            return None
+        # The trace of a space: the médecin traitant sees all of it; another professional, their own accesses.
+        return (EVERYTHING if is_mt else Rows(own_actions=str(actor))), reason, None
+    if rtype in PROFESSIONAL_OPEN_READ:
+        return (EVERYTHING, reason, None) if action in _READS else None
+    if rtype in DOCUMENT_TYPES:
+        operation: habilitation.Operation = "read" if action in _READS else "write"
+        if is_mt:
+            categories = None  # the médecin traitant reads and writes every document (L1111-16)
+        else:
+            categories = frozenset(
+                c
+                for c in matrix.categories
+                if matrix.allows(actor.profession, operation, category=c, override=override)
+            )
+            if not categories:
+                return None
+        if operation == "write":
+            if action == "create":
+                return EVERYTHING, reason, categories
+            # Replacing or removing a document: its author, or the médecin traitant.
+            author = "" if is_mt else f"Practitioner/{actor.practitioner_id}"
+            return Rows(author=author), reason, categories
+        shows_masked = is_mt or (not treating and f.masked_in_emergency)
+        hidden = frozenset() if shows_masked else frozenset({MASKED_FROM_PROFESSIONALS})
+        masked_author = "" if shows_masked else actor.practitioner_id
+        return Rows(categories=categories, hidden=hidden, masked_author=masked_author), reason, None
+    if rtype in matrix.sections:
+        shared = f.shared_sections
+        if shared is None:
+            shared = frozenset(s for s in matrix.sections if matrix.shared_by_default(s))
+        if action in _READS and rtype not in shared:
+            return None  # the holder keeps this part of their profile to themselves
+        operation = "read" if action in _READS else "write"
+        if is_mt or matrix.allows(actor.profession, operation, section=rtype, override=override):
+            return EVERYTHING, reason, None
+        return None
+    return None  # messaging and appointments are reached through their own services, not by basis

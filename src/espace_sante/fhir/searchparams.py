@@ -718,6 +718,22 @@ def _dedupe(values: Iterable[Any]) -> list[Any]:
     return list(dict.fromkeys(values))
 
 
+#: Internal index (not a search parameter: parse() does not know it): the Binary a DocumentReference's
+#: content points at, so that the access policy reaches a document's content exactly when it reaches the
+#: document (storage/visibility.py).
+ATTACHMENT_PARAM = "attachment"
+
+
+def _attachments(root: Mapping[str, Any], out: IndexValues) -> None:
+    contents = root.get("content")
+    for content in contents if isinstance(contents, list) else ():
+        attachment = content.get("attachment") if isinstance(content, dict) else None
+        url = attachment.get("url") if isinstance(attachment, dict) else None
+        parsed = parse_reference(url) if isinstance(url, str) else None
+        if parsed is not None and parsed[0] == "Binary":
+            out.references.append(ReferenceValue(ATTACHMENT_PARAM, "Binary", parsed[1]))
+
+
 def extract(resource: Mapping[str, Any]) -> IndexValues:
     """Every search value of `resource` (by its resourceType), deduplicated; unknown types give nothing."""
     out = IndexValues()
@@ -729,6 +745,8 @@ def extract(resource: Mapping[str, Any]) -> IndexValues:
     for steps, fn in plan:
         for node in _walk(root, steps):
             fn(node, out)
+    if rtype == "DocumentReference":
+        _attachments(root, out)
     out.tokens = _dedupe(out.tokens)
     out.strings = _dedupe(out.strings)
     out.dates = _dedupe(out.dates)

@@ -251,6 +251,16 @@ async def _rendered(
 # --- read ------------------------------------------------------------------------------------------------
 
 
+def _own_actions(decision: Decision, space_id: uuid.UUID) -> tuple[str, str] | None:
+    """(kind, id) when the decision reaches only the actor's own records in this space (a professional who
+    is not the médecin traitant), else None."""
+    rows = decision.rows_in(space_id)
+    if rows is None or not rows.own_actions:
+        return None
+    kind, _, ident = rows.own_actions.partition(":")
+    return kind, ident
+
+
 async def read(ctx: Context, rid: str) -> Stored:
     decision = await fhir._decide(ctx, "read", RTYPE)
     return await ctx.runtime.db.interaction("fhir_auditevent_read", read_in, ctx, decision, rid)
@@ -258,12 +268,15 @@ async def read(ctx: Context, rid: str) -> Stored:
 
 async def read_in(conn: Conn, ctx: Context, decision: Decision, rid: str) -> Stored:
     parsed = audit_fhir.parse_id(rid)
+    if parsed is not None and parsed[0] != DIRECTORY_SPACE:
+        decision = await fhir.scoped(conn, ctx, decision, [parsed[0]])
     # The directory's chain (refusals, operator actions) is no patient's trace: not readable here.
     if parsed is None or parsed[0] == DIRECTORY_SPACE or not decision.covers(parsed[0]):
         raise NotFound(f"{RTYPE}/{rid} introuvable / not found")
     space_id, seq = parsed
     found = await trace_store.one(conn, space_id, seq)
-    if found is None:
+    own = _own_actions(decision, space_id)
+    if found is None or (own is not None and (found.record.actor_kind, found.record.actor_id) != own):
         raise NotFound(f"{RTYPE}/{rid} introuvable / not found")
     patient_id = await trace_store.patient_of(conn, space_id)
     (stored,) = await _rendered(conn, ctx, [found], patient_id)
@@ -294,6 +307,8 @@ async def search_in(
     _check_shape(request)
     empty = fhir.SearchResult(request, [], [], 0, False)
     space_id = compartment.space_of(patient_id)
+    if space_id is not None and space_id != DIRECTORY_SPACE:
+        decision = await fhir.scoped(conn, ctx, decision, [space_id])
     if space_id is None or space_id == DIRECTORY_SPACE or not decision.covers(space_id):
         return empty
     head = await trace_store.head_seq(conn, space_id)
@@ -301,7 +316,7 @@ async def search_in(
     if head is None or await trace_store.patient_of(conn, space_id) != patient_id:
         return empty
     snapshot = head if upto is None else min(upto, head)
-    query = _query(request, space_id, snapshot, patient_id)
+    query = replace(_query(request, space_id, snapshot, patient_id), actor=_own_actions(decision, space_id))
     detail = _searched(request)
     if UPTO not in {name for name, _ in request.echo}:
         request.echo.append((UPTO, str(snapshot)))

@@ -10,10 +10,10 @@ import re
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
-from ..access.policy import Action, Decision, decide
+from ..access.policy import Action, Decision, decide, needs_facts
 from ..context import Context
 from ..errors import (
     BadRequest,
@@ -27,7 +27,8 @@ from ..errors import (
 from ..fhir import compartment
 from ..fhir.searchquery import SearchRequest, parse_search
 from ..fhir.validation import RESOURCE_TYPES, validate_resource
-from ..storage import locks, spaces
+from ..storage import access as access_store
+from ..storage import locks, spaces, visibility
 from ..storage import resources as store
 from ..storage import search as search_store
 from ..storage.db import Conn
@@ -84,6 +85,23 @@ async def _decide(ctx: Context, action: Action, resource_type: str) -> Decision:
     return decision
 
 
+async def scoped(
+    conn: Conn, ctx: Context, decision: Decision, spaces: Sequence[uuid.UUID] | None
+) -> Decision:
+    """The decision in these spaces (None: every space the actor relates to), decided on the facts read in
+    this transaction. Machines and the directory need no facts; for a person, a decision that skipped this
+    step reaches no space (storage answers "not found")."""
+    if decision.slices is None or not needs_facts(ctx.actor) or not decision.allowed:
+        return decision
+    today = date.today()
+    if spaces is None:
+        spaces = await access_store.related_spaces(conn, ctx.actor, today=today)
+    facts = await access_store.facts(
+        conn, ctx.actor, [s for s in spaces if s != DIRECTORY_SPACE], today=today
+    )
+    return decide(ctx.actor, decision.action, decision.resource_type, facts, today=today)
+
+
 def _locate(resource_type: str, resource_id: str) -> uuid.UUID | None:
     """The space of an existing resource from its id; None when the id cannot be one of ours."""
     if compartment.is_directory(resource_type):
@@ -125,6 +143,8 @@ async def _read_in(
 
         return await auditevents.read_in(conn, ctx, decision, rid)
     space_id = _locate(rtype, rid)
+    if space_id is not None:
+        decision = await scoped(conn, ctx, decision, [space_id])
     if space_id is None or not decision.covers(space_id):
         raise NotFound(f"{rtype}/{rid} introuvable / not found")
     found = await store.read(conn, ctx.runtime.keys, decision, space_id, rtype, rid, version)
@@ -168,12 +188,15 @@ async def history(
         space_id = None
         if resource_id is not None:
             space_id = _locate(resource_type, resource_id)
-            if space_id is None or not decision.covers(space_id):
+            scope = await scoped(conn, ctx, decision, [] if space_id is None else [space_id])
+            if space_id is None or not scope.covers(space_id):
                 raise NotFound(f"{resource_type}/{resource_id} introuvable / not found")
+        else:
+            scope = await scoped(conn, ctx, decision, None)
         rows = await store.history(
             conn,
             ctx.runtime.keys,
-            decision,
+            scope,
             rtype=resource_type,
             space_id=space_id,
             rid=resource_id,
@@ -187,7 +210,7 @@ async def history(
             resource_id is not None
             and space_id is not None
             and not rows
-            and await store.current(conn, decision, space_id, resource_type, resource_id) is None
+            and await store.current(conn, scope, space_id, resource_type, resource_id) is None
         ):
             raise NotFound(f"{resource_type}/{resource_id} introuvable / not found")
         page = rows[:count]
@@ -195,7 +218,7 @@ async def history(
             await trace.access(
                 conn,
                 ctx,
-                decision,
+                scope,
                 "resource:history",
                 space_id,
                 entity_type=resource_type,
@@ -203,7 +226,7 @@ async def history(
             )
         elif page:
             await trace.accesses(
-                conn, ctx, decision, "resource:history", (v.space_id for v in page), entity_type=resource_type
+                conn, ctx, scope, "resource:history", (v.space_id for v in page), entity_type=resource_type
             )
         return HistoryPage(page, count, offset, count > 0 and len(rows) > count)
 
@@ -234,6 +257,8 @@ async def _search_in(conn: Conn, ctx: Context, decision: Decision, request: Sear
         from . import auditevents  # imports this module
 
         return await auditevents.search_in(conn, ctx, decision, request)
+    hint = search_store.space_hint(request)
+    decision = await scoped(conn, ctx, decision, None if hint is None else [hint])
     keys = ctx.runtime.keys
     if request.summary == "count" or request.count == 0:
         return SearchResult(request, [], [], await search_store.count(conn, decision, request), False)
@@ -274,10 +299,10 @@ async def _fetch_included(
     """Included resources pass the policy like any read: what the actor may not read is silently left out."""
     if rtype not in RESOURCE_TYPES:
         return []
-    decision = decide(ctx.actor, "read", rtype)
+    decision = await scoped(conn, ctx, decide(ctx.actor, "read", rtype), sorted({s for s, _ in keys_}))
     if not decision.allowed:
         return []
-    fresh = [k for k in dict.fromkeys(keys_) if (rtype, k[1]) not in seen]
+    fresh = [k for k in dict.fromkeys(keys_) if (rtype, k[1]) not in seen and decision.covers(k[0])]
     seen.update((rtype, k[1]) for k in fresh)
     return await store.fetch_current(conn, ctx.runtime.keys, decision, rtype, fresh)
 
@@ -324,6 +349,11 @@ async def _create_in(
     else:
         space_id = await space_for_new(conn, ctx, body)
         rid = compartment.new_resource_id(None if space_id == DIRECTORY_SPACE else space_id)
+    decision = await scoped(conn, ctx, decision, [space_id])
+    if not decision.covers(space_id):
+        # A space the actor has no basis on answers like one that does not exist.
+        raise _no_such_patient(rtype, body)
+    _check_category(decision, body)
     if rtype == "Patient":
         await spaces.create(conn, ctx.runtime.keys, space_id)
     else:
@@ -360,23 +390,29 @@ async def update(
 
 
 async def _lock_current(
-    conn: Conn, decision: Decision, rid: str
-) -> tuple[uuid.UUID | None, store.Current | None]:
-    """The space and current state of a resource about to be written, locked until the transaction ends;
-    (space, None) when it does not exist or the decision does not cover its space."""
+    conn: Conn, ctx: Context, decision: Decision, rid: str
+) -> tuple[uuid.UUID | None, store.Current | None, Decision]:
+    """The space and current state of a resource about to be written, locked until the transaction ends,
+    and the decision in that space; (space, None, decision) when it does not exist or the decision does not
+    reach it."""
     space_id = _locate(decision.resource_type, rid)
+    if space_id is not None:
+        decision = await scoped(conn, ctx, decision, [space_id])
     if space_id is None or not decision.covers(space_id):
-        return space_id, None
-    return space_id, await store.current(
-        conn, decision, space_id, decision.resource_type, rid, for_update=True
-    )
+        return space_id, None, decision
+    current = await store.current(conn, decision, space_id, decision.resource_type, rid, for_update=True)
+    if current is not None and not await visibility.reaches(
+        conn, decision, space_id, decision.resource_type, rid
+    ):
+        return space_id, None, decision
+    return space_id, current, decision
 
 
 async def _update_in(
     conn: Conn, ctx: Context, decision: Decision, rid: str, body: dict[str, Any], expected: int | None
 ) -> Written:
     rtype = decision.resource_type
-    space_id, previous = await _lock_current(conn, decision, rid)
+    space_id, previous, decision = await _lock_current(conn, ctx, decision, rid)
     if space_id is None or previous is None:
         # The server assigns ids (CapabilityStatement updateCreate = false): PUT cannot create.
         raise MethodNotAllowed(
@@ -398,6 +434,7 @@ async def _update_in(
                 expression=_patient_element(rtype),
             )
         await _check_patient_exists(conn, decision, body, space_id)
+    _check_category(decision, body)
     check_references_stay_in_space(body, space_id)
     stored = await store.write(
         conn, ctx.runtime.keys, decision, space_id, rtype, rid, body, method="PUT", previous=previous
@@ -413,7 +450,7 @@ async def delete(ctx: Context, resource_type: str, resource_id: str) -> None:
 
 async def _delete_in(conn: Conn, ctx: Context, decision: Decision, rid: str) -> store.Stored | None:
     rtype = decision.resource_type
-    space_id, previous = await _lock_current(conn, decision, rid)
+    space_id, previous, decision = await _lock_current(conn, ctx, decision, rid)
     if space_id is None or previous is None:
         raise NotFound(f"{rtype}/{rid} introuvable / not found")
     if previous.deleted:
@@ -494,10 +531,45 @@ async def _check_patient_exists(
     for where, reference in compartment.patient_references(body):
         rid = reference.rsplit("/", 1)[-1]
         if not await store.exists(conn, decision, space_id, "Patient", rid):
-            raise InvalidResource(
-                f"{where} : le patient « {reference} » n'existe pas / patient does not exist",
-                expression=where,
-            )
+            raise _missing_patient(where, reference)
+
+
+def _missing_patient(where: str, reference: str) -> InvalidResource:
+    return InvalidResource(
+        f"{where} : le patient « {reference} » n'existe pas / patient does not exist", expression=where
+    )
+
+
+def _no_such_patient(rtype: str, body: Mapping[str, Any]) -> InvalidResource:
+    """The same answer as for a patient that does not exist (SECURITY FHIR attack 1: no existence leak)."""
+    for where, reference in compartment.patient_references(body):
+        return _missing_patient(where, reference)
+    return InvalidResource(
+        f"{_patient_element(rtype)} : le patient n'existe pas / patient does not exist",
+        expression=_patient_element(rtype),
+    )
+
+
+def _document_classes(body: Mapping[str, Any]) -> list[str]:
+    classes = []
+    for concept in body.get("category") or ():
+        for coding in concept.get("coding") or () if isinstance(concept, dict) else ():
+            if isinstance(coding, dict) and isinstance(coding.get("code"), str):
+                classes.append(coding["code"])
+    return classes
+
+
+def _check_category(decision: Decision, body: Mapping[str, Any]) -> None:
+    """A professional deposits only the document classes the habilitation matrix lets their profession write."""
+    if decision.write_categories is None or body.get("resourceType") != "DocumentReference":
+        return
+    classes = _document_classes(body)
+    if not classes or not all(decision.may_write_category(c) for c in classes):
+        raise Forbidden(
+            "votre profession ne peut pas déposer cette classe de document (matrice d'habilitation) / your "
+            "profession may not deposit this class of document (habilitation matrix): "
+            + (", ".join(classes) or "aucune classe / no class")
+        )
 
 
 def iter_references(node: Any, where: str) -> Iterator[tuple[str, dict[str, Any], str]]:
@@ -562,6 +634,8 @@ async def conditional_match(
         raise BadRequest("condition vide / empty condition")
     decision = await _decide(ctx, "search", rtype)
     request = parse_search(rtype, pairs, strict=True, default_count=2, max_count=2)
+    hint = search_store.space_hint(request)
+    decision = await scoped(conn, ctx, decision, None if hint is None else [hint])
     if lock:
         # Two concurrent conditional creates with one condition must not both create (http.html#ccreate).
         await locks.hold_until_commit(conn, f"conditional-create {rtype}?{query}")

@@ -49,7 +49,7 @@ async def access(
             actor_kind=ctx.actor.kind,
             actor_id=ctx.actor.id,
             actor_display=ctx.actor.display,
-            basis=decision.reason,
+            basis=decision.reason_in(space_id),
             entity_type=entity_type,
             entity_id=entity_id,
             entity_version=version,

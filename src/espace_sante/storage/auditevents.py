@@ -40,6 +40,8 @@ class TraceQuery:
     entities: Sequence[tuple[str | None, str]] | None = None
     #: A filter that can match nothing (a code of another system): skip the rows, keep the query's shape.
     nothing: bool = False
+    #: (actor kind, actor id): only that actor's records (a professional sees their own accesses).
+    actor: tuple[str, str] | None = None
 
 
 def _literal(text: str) -> str:
@@ -76,6 +78,8 @@ def _where(q: TraceQuery) -> tuple[str, list[Any]]:
 
     if q.nothing:
         conds.append("false")
+    if q.actor is not None:
+        conds.append(f"actor_kind = {arg(q.actor[0])} AND actor_id = {arg(q.actor[1])}")
     for ors in q.dates:
         parts = []
         for r in ors:

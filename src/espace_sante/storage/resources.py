@@ -19,6 +19,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from ..access.policy import Decision
 from ..crypto import DecryptionFailed, open_, resource_aad, seal
 from ..fhir import searchparams
+from . import visibility
 from .db import Conn
 from .keys import DIRECTORY_SPACE, KeyStore
 from .tables import Tables, tables_for
@@ -210,8 +211,11 @@ async def read(
     rid: str,
     version_id: int | None = None,
 ) -> Stored | None:
-    """The current version (or a given one). A deleted resource comes back with body None."""
+    """The current version (or a given one). A deleted resource comes back with body None. A resource the
+    decision does not reach (a hidden or masked document) is None, as if absent."""
     _guard(decision, decision.action, rtype, space_id)
+    if not await visibility.reaches(conn, decision, space_id, rtype, rid):
+        return None
     t = tables_for(rtype)
     if version_id is None:
         row = await conn.fetchrow(
@@ -272,10 +276,18 @@ async def history(
         _guard(decision, decision.action, rtype, space_id)
         args.append(space_id)
         where.append(f"space_id = ${len(args)}")
-    elif decision.spaces is not None:
-        args.append(list(decision.spaces))
-        where.append(f"space_id = ANY(${len(args)})")
+    else:
+
+        def arg(value: Any) -> str:
+            args.append(value)
+            return f"${len(args)}"
+
+        scope = visibility.scope_sql(arg, "r", decision)
+        if scope is not None:
+            where.append(scope)
     if rid is not None:
+        if space_id is None or not await visibility.reaches(conn, decision, space_id, rtype, rid):
+            return []
         args.append(rid)
         where.append(f"resource_id = ${len(args)}")
     if since is not None:
@@ -283,7 +295,7 @@ async def history(
         where.append(f"last_updated >= ${len(args)}")
     args += [count, offset]
     rows = await conn.fetch(
-        f"SELECT space_id, resource_id, version_id, last_updated, method, key_version, body FROM {t.version} "
+        f"SELECT space_id, resource_id, version_id, last_updated, method, key_version, body FROM {t.version} r "
         f"WHERE {' AND '.join(where)} ORDER BY last_updated DESC, resource_id, version_id DESC "
         f"LIMIT ${len(args) - 1} OFFSET ${len(args)}",
         *args,
@@ -301,15 +313,21 @@ async def fetch_current(
         return []
     t = tables_for(rtype)
     allowed = [(s, i) for s, i in keys_ if decision.covers(s)]
+    args: list[Any] = [rtype, [s for s, _ in allowed], [i for _, i in allowed]]
+
+    def arg(value: Any) -> str:
+        args.append(value)
+        return f"${len(args)}"
+
+    scope = visibility.scope_sql(arg, "r", decision)
     rows = await conn.fetch(
         f"SELECT v.space_id, v.resource_id, v.version_id, v.last_updated, v.method, v.key_version, v.body "
         f"FROM unnest($2::uuid[], $3::text[]) AS k(space_id, resource_id) "
         f"JOIN {t.resource} r ON r.space_id = k.space_id AND r.resource_type = $1 AND r.resource_id = k.resource_id "
         f"JOIN {t.version} v ON v.space_id = r.space_id AND v.resource_type = r.resource_type "
-        f"AND v.resource_id = r.resource_id AND v.version_id = r.version_id WHERE NOT r.deleted",
-        rtype,
-        [s for s, _ in allowed],
-        [i for _, i in allowed],
+        f"AND v.resource_id = r.resource_id AND v.version_id = r.version_id WHERE NOT r.deleted"
+        + ("" if scope is None else f" AND {scope}"),
+        *args,
     )
     by_key = {(r["space_id"], r["resource_id"]): r for r in rows}
     out = []

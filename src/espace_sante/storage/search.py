@@ -24,6 +24,7 @@ from ..fhir.searchquery import (
     StringQuery,
     TokenQuery,
 )
+from . import visibility
 from .db import Conn
 from .keys import DIRECTORY_SPACE, KeyStore
 from .resources import JOIN_KEY, WRAPPED_KEY, Stored, _decode
@@ -192,7 +193,7 @@ def _clause(q: _Sql, t: Tables, alias: str, rtype: str, clause: Clause) -> str:
     return _owned(q, alias, table, rtype, param.name, condition)
 
 
-def _space_hint(request: SearchRequest) -> uuid.UUID | None:
+def space_hint(request: SearchRequest) -> uuid.UUID | None:
     """A search pinned to one patient (patient=..., subject=Patient/...) runs in that patient's space only."""
     for clause in request.clauses:
         if clause.param is None or clause.param.type != "reference" or clause.modifier == "not":
@@ -216,9 +217,10 @@ def _where(q: _Sql, decision: Decision, request: SearchRequest) -> tuple[Tables,
     decision.require("search", rtype)
     t = tables_for(rtype)
     where = [f"r.resource_type = {q.arg(rtype)}", "NOT r.deleted"]
-    if decision.spaces is not None:
-        where.append(f"r.space_id = ANY({q.arg(list(decision.spaces))}::uuid[])")
-    hint = _space_hint(request) if t.resource == "resource" else None
+    scope = visibility.scope_sql(q.arg, "r", decision)
+    if scope is not None:
+        where.append(scope)
+    hint = space_hint(request) if t.resource == "resource" else None
     if hint is not None:
         where.append(f"r.space_id = {q.arg(hint)}")
     where += [_clause(q, t, "r", rtype, c) for c in request.clauses]

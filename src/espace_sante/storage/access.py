@@ -1,0 +1,257 @@
+"""The facts the access policy decides on, read in the action's own transaction (a consent withdrawn or a
+block set while a request runs is seen by that request or not at all: SECURITY V11 11.1.6), and the writes
+that change them. Rows are in migrations/0003_access.sql."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from datetime import date, datetime
+from typing import Any
+
+import orjson
+
+from ..access import matrix as habilitation
+from ..access.actors import Actor
+from ..access.policy import SpaceFacts
+from .db import Conn
+from .people import patient_by_ins
+
+
+def _who(actor: Actor) -> list[str]:
+    """The names a professional's bases may be recorded under: their RPPS, and their organisation's care team."""
+    names = [actor.id]
+    if actor.organisation:
+        names.append(f"finess:{actor.organisation}")
+    return names
+
+
+async def related_spaces(conn: Conn, actor: Actor, *, today: date) -> list[uuid.UUID]:
+    """Every space the actor may have something in: the holder's own (an app's holder's), a representative's
+    minors (rights not yet ended), a professional's spaces with an active basis or emergency access. The
+    policy still decides on each."""
+    if actor.kind in ("holder", "app"):
+        ins = actor.id if actor.kind == "holder" else actor.subject
+        found = await patient_by_ins(conn, ins) if ins else None
+        return [] if found is None else [found.space_id]
+    if actor.kind == "representative":
+        rows = await conn.fetch(
+            "SELECT space_id FROM space_representative WHERE representative_ins = $1 AND until > $2",
+            actor.id,
+            today,
+        )
+        return [r["space_id"] for r in rows]
+    if actor.kind == "practitioner":
+        rows = await conn.fetch(
+            "SELECT space_id FROM access_basis WHERE who = ANY($1::text[]) AND revoked_at IS NULL "
+            "UNION SELECT space_id FROM emergency_access WHERE rpps = $2 AND ends_at > now()",
+            _who(actor),
+            actor.id,
+        )
+        return sorted(r["space_id"] for r in rows)
+    return []
+
+
+async def facts(conn: Conn, actor: Actor, spaces: Sequence[uuid.UUID], *, today: date) -> list[SpaceFacts]:
+    """The facts of each space for this actor, in one round trip per table."""
+    if not spaces:
+        return []
+    ids = list(dict.fromkeys(spaces))
+    patients = {
+        r["space_id"]: r["resource_id"]
+        for r in await conn.fetch(
+            "SELECT space_id, resource_id FROM resource WHERE space_id = ANY($1::uuid[]) "
+            "AND resource_type = 'Patient' AND NOT deleted",
+            ids,
+        )
+    }
+    settings = {
+        r["space_id"]: r
+        for r in await conn.fetch(
+            "SELECT space_id, emergency_refused, samu_refused, masked_in_emergency, shared_sections, "
+            "matrix_overrides FROM space_settings WHERE space_id = ANY($1::uuid[])",
+            ids,
+        )
+    }
+    relation: dict[uuid.UUID, tuple[str, date | None]] = {}
+    bases: dict[uuid.UUID, set[str]] = {}
+    blocked: set[uuid.UUID] = set()
+    if actor.kind in ("holder", "app"):
+        ins = actor.id if actor.kind == "holder" else actor.subject
+        own = await patient_by_ins(conn, ins) if ins else None
+        if own is not None and own.space_id in patients:
+            relation[own.space_id] = ("holder", None)
+    elif actor.kind == "representative":
+        for r in await conn.fetch(
+            "SELECT space_id, until FROM space_representative WHERE representative_ins = $1 "
+            "AND space_id = ANY($2::uuid[])",
+            actor.id,
+            ids,
+        ):
+            relation[r["space_id"]] = ("representative", r["until"])
+    elif actor.kind == "practitioner":
+        for r in await conn.fetch(
+            "SELECT space_id, basis FROM access_basis WHERE who = ANY($1::text[]) AND revoked_at IS NULL "
+            "AND space_id = ANY($2::uuid[]) "
+            "UNION SELECT space_id, kind FROM emergency_access WHERE rpps = $3 AND ends_at > now() "
+            "AND space_id = ANY($2::uuid[])",
+            _who(actor),
+            ids,
+            actor.id,
+        ):
+            bases.setdefault(r["space_id"], set()).add(r["basis"])
+        blocked = {
+            r["space_id"]
+            for r in await conn.fetch(
+                "SELECT space_id FROM access_block WHERE rpps = $1 AND space_id = ANY($2::uuid[])",
+                actor.id,
+                ids,
+            )
+        }
+    out = []
+    for space_id in ids:
+        if space_id not in patients:
+            continue  # no such space (or an id that only looks like one)
+        s = settings.get(space_id)
+        kind, until = relation.get(space_id, ("", None))
+        out.append(
+            SpaceFacts(
+                space_id=space_id,
+                patient_id=patients[space_id],
+                relation=kind,  # type: ignore[arg-type]
+                representative_until=until,
+                bases=frozenset(bases.get(space_id, ())),
+                blocked=space_id in blocked,
+                emergency_refused=bool(s and s["emergency_refused"]),
+                samu_refused=bool(s and s["samu_refused"]),
+                masked_in_emergency=bool(s and s["masked_in_emergency"]),
+                shared_sections=None
+                if s is None or s["shared_sections"] is None
+                else frozenset(s["shared_sections"]),
+                overrides=_overrides(s["matrix_overrides"]) if s else {},
+            )
+        )
+    return out
+
+
+def _overrides(raw: Any) -> dict[str, habilitation.Override]:
+    data = orjson.loads(raw) if isinstance(raw, (str, bytes)) else (raw or {})
+    return {
+        str(profession): habilitation.Override(frozenset(v.get("add", ())), frozenset(v.get("remove", ())))
+        for profession, v in data.items()
+        if isinstance(v, dict)
+    }
+
+
+# --- changes of rights (the services trace each one in the same transaction) ----------------------------
+
+
+async def set_basis(conn: Conn, space_id: uuid.UUID, who: str, basis: str, granted_by: str) -> None:
+    await conn.execute(
+        "INSERT INTO access_basis (space_id, who, basis, granted_by) VALUES ($1, $2, $3, $4) "
+        "ON CONFLICT (space_id, who, basis) DO UPDATE SET granted_by = EXCLUDED.granted_by, "
+        "granted_at = now(), revoked_at = NULL",
+        space_id,
+        who,
+        basis,
+        granted_by,
+    )
+
+
+async def revoke_basis(conn: Conn, space_id: uuid.UUID, who: str, basis: str) -> bool:
+    status: str = await conn.execute(
+        "UPDATE access_basis SET revoked_at = now() WHERE space_id = $1 AND who = $2 AND basis = $3 "
+        "AND revoked_at IS NULL",
+        space_id,
+        who,
+        basis,
+    )
+    return status.endswith(" 1")
+
+
+async def medecin_traitant(conn: Conn, space_id: uuid.UUID) -> str | None:
+    value = await conn.fetchval(
+        "SELECT who FROM access_basis WHERE space_id = $1 AND basis = 'medecin_traitant' AND revoked_at IS NULL",
+        space_id,
+    )
+    return None if value is None else str(value)
+
+
+async def bases_of(conn: Conn, space_id: uuid.UUID) -> list[dict[str, Any]]:
+    rows = await conn.fetch(
+        "SELECT who, basis, granted_by, granted_at, revoked_at FROM access_basis WHERE space_id = $1 "
+        "ORDER BY granted_at, who",
+        space_id,
+    )
+    return [dict(r) for r in rows]
+
+
+async def block(conn: Conn, space_id: uuid.UUID, rpps: str) -> None:
+    await conn.execute(
+        "INSERT INTO access_block (space_id, rpps) VALUES ($1, $2) ON CONFLICT DO NOTHING", space_id, rpps
+    )
+
+
+async def unblock(conn: Conn, space_id: uuid.UUID, rpps: str) -> bool:
+    status: str = await conn.execute(
+        "DELETE FROM access_block WHERE space_id = $1 AND rpps = $2", space_id, rpps
+    )
+    return status.endswith(" 1")
+
+
+async def blocked_of(conn: Conn, space_id: uuid.UUID) -> list[str]:
+    rows = await conn.fetch("SELECT rpps FROM access_block WHERE space_id = $1 ORDER BY rpps", space_id)
+    return [r["rpps"] for r in rows]
+
+
+async def start_emergency(
+    conn: Conn, space_id: uuid.UUID, rpps: str, kind: str, reason: str, ends_at: datetime
+) -> uuid.UUID:
+    access_id = uuid.uuid4()
+    await conn.execute(
+        "INSERT INTO emergency_access (space_id, access_id, rpps, kind, reason, ends_at) "
+        "VALUES ($1, $2, $3, $4, $5, $6)",
+        space_id,
+        access_id,
+        rpps,
+        kind,
+        reason,
+        ends_at,
+    )
+    return access_id
+
+
+async def save_settings(
+    conn: Conn,
+    space_id: uuid.UUID,
+    *,
+    emergency_refused: bool,
+    samu_refused: bool,
+    masked_in_emergency: bool,
+    shared_sections: Sequence[str] | None,
+    matrix_overrides: dict[str, dict[str, list[str]]],
+) -> None:
+    await conn.execute(
+        "INSERT INTO space_settings (space_id, emergency_refused, samu_refused, masked_in_emergency, "
+        "shared_sections, matrix_overrides) VALUES ($1, $2, $3, $4, $5, $6::jsonb) "
+        "ON CONFLICT (space_id) DO UPDATE SET emergency_refused = EXCLUDED.emergency_refused, "
+        "samu_refused = EXCLUDED.samu_refused, masked_in_emergency = EXCLUDED.masked_in_emergency, "
+        "shared_sections = EXCLUDED.shared_sections, matrix_overrides = EXCLUDED.matrix_overrides, "
+        "updated_at = now()",
+        space_id,
+        emergency_refused,
+        samu_refused,
+        masked_in_emergency,
+        None if shared_sections is None else list(shared_sections),
+        orjson.dumps(matrix_overrides).decode(),
+    )
+
+
+async def add_representative(conn: Conn, space_id: uuid.UUID, representative_ins: str, until: date) -> None:
+    await conn.execute(
+        "INSERT INTO space_representative (space_id, representative_ins, until) VALUES ($1, $2, $3) "
+        "ON CONFLICT (space_id, representative_ins) DO UPDATE SET until = EXCLUDED.until",
+        space_id,
+        representative_ins,
+        until,
+    )

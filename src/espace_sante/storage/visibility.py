@@ -1,0 +1,120 @@
+"""The policy's answer as SQL: which rows of a type a decision reaches, space by space (access/policy.py
+`Slice` and `Rows`). Search, read, history and includes all filter through here, so a count, a page, an
+included resource and a read by id agree on what exists for the actor (SECURITY FHIR attacks 1 and 2).
+
+Documents are filtered on their current index rows: their class (`category`), their visibility codes
+(`security-label`) and their author; a Binary is reached through the documents that point at it."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+from ..access.policy import EVERYTHING, MASKED_FROM_PROFESSIONALS, Decision, Rows
+from ..fhir.searchparams import ATTACHMENT_PARAM
+from .db import Conn
+from .tables import tables_for
+
+Arg = Callable[[Any], str]
+
+
+def _owns(alias: str, table: str, param: str, condition: str) -> str:
+    return (
+        f"EXISTS (SELECT 1 FROM {table} f WHERE f.space_id = {alias}.space_id AND f.resource_type = "
+        f"{alias}.resource_type AND f.resource_id = {alias}.resource_id AND f.param = '{param}' AND {condition})"
+    )
+
+
+def _labelled(arg: Arg, alias: str, codes: list[str]) -> str:
+    return _owns(alias, "sp_token", "security-label", f"f.code = ANY({arg(codes)}::text[])")
+
+
+def _authored(arg: Arg, alias: str, reference: str) -> str:
+    target_type, _, target_id = reference.partition("/")
+    return _owns(
+        alias,
+        "sp_reference",
+        "author",
+        f"f.target_type = {arg(target_type)} AND f.target_id = {arg(target_id)}",
+    )
+
+
+def _document_rows(arg: Arg, alias: str, rows: Rows) -> list[str]:
+    conds = []
+    if rows.categories is not None:
+        conds.append(
+            _owns(alias, "sp_token", "category", f"f.code = ANY({arg(sorted(rows.categories))}::text[])")
+        )
+    hidden = set(rows.hidden)
+    if rows.masked_author and MASKED_FROM_PROFESSIONALS in hidden:
+        hidden.discard(MASKED_FROM_PROFESSIONALS)
+        conds.append(
+            f"(NOT {_labelled(arg, alias, [MASKED_FROM_PROFESSIONALS])} OR "
+            f"{_authored(arg, alias, 'Practitioner/' + rows.masked_author)})"
+        )
+    if hidden:
+        conds.append(f"NOT {_labelled(arg, alias, sorted(hidden))}")
+    if rows.author:
+        conds.append(_authored(arg, alias, rows.author))
+    return conds
+
+
+def rows_sql(arg: Arg, alias: str, rtype: str, rows: Rows) -> str:
+    """A boolean SQL expression over the resource row `alias`: true for the rows `rows` reaches."""
+    if rows.everything or rtype not in ("DocumentReference", "Binary"):
+        return "true"
+    if rtype == "DocumentReference":
+        conds = _document_rows(arg, alias, rows)
+        return " AND ".join(conds) if conds else "true"
+    # A Binary is a document's content: reached through a reachable document that points at it. A person in
+    # their own space (only visibility codes apply) also reaches content no document points at (their uploads).
+    pointing = (
+        "SELECT 1 FROM sp_reference b JOIN resource d ON d.space_id = b.space_id AND d.resource_type = "
+        "b.resource_type AND d.resource_id = b.resource_id AND NOT d.deleted WHERE b.space_id = "
+        f"{alias}.space_id AND b.resource_type = 'DocumentReference' AND b.param = '{ATTACHMENT_PARAM}' "
+        f"AND b.target_type = 'Binary' AND b.target_id = {alias}.resource_id"
+    )
+    if rows.categories is None and not rows.masked_author and not rows.author:
+        if not rows.hidden:
+            return "true"
+        return f"NOT EXISTS ({pointing} AND {_labelled(arg, 'd', sorted(rows.hidden))})"
+    conds = _document_rows(arg, "d", rows)
+    return f"EXISTS ({pointing}{''.join(' AND ' + c for c in conds)})"
+
+
+def scope_sql(arg: Arg, alias: str, decision: Decision) -> str | None:
+    """The decision's reach over `alias` (a row of the decided type): None when it reaches everything."""
+    if decision.slices is None:
+        return None
+    if not decision.slices:
+        return "false"
+    parts = []
+    for s in decision.slices:
+        rows = rows_sql(arg, alias, decision.resource_type, s.rows)
+        spaces = f"{alias}.space_id = ANY({arg(sorted(s.spaces))}::uuid[])"
+        parts.append(spaces if rows == "true" else f"({spaces} AND {rows})")
+    return parts[0] if len(parts) == 1 else "(" + " OR ".join(parts) + ")"
+
+
+async def reaches(conn: Conn, decision: Decision, space_id: uuid.UUID, rtype: str, rid: str) -> bool:
+    """Whether the decision reaches this resource (its current index rows), whatever its version."""
+    rows = decision.rows_in(space_id)
+    if rows is None:
+        return False
+    if rows == EVERYTHING or rtype not in ("DocumentReference", "Binary"):
+        return True
+    args: list[Any] = [space_id, rtype, rid]
+
+    def arg(value: Any) -> str:
+        args.append(value)
+        return f"${len(args)}"
+
+    t = tables_for(rtype)
+    return bool(
+        await conn.fetchval(
+            f"SELECT 1 FROM {t.resource} r WHERE r.space_id = $1 AND r.resource_type = $2 AND r.resource_id = $3 "
+            f"AND {rows_sql(arg, 'r', rtype, rows)}",
+            *args,
+        )
+    )
