@@ -9,6 +9,7 @@ from fastapi import FastAPI
 
 from . import __version__
 from .api import errors, health
+from .api.access.routes import router as access_router
 from .api.fhir.routes import router as fhir_router
 from .api.middleware import RequestGuard
 from .api.oauth.routes import router as oauth_router
@@ -50,6 +51,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     app.include_router(health.router)
     app.include_router(oauth_router)
     app.include_router(fhir_router)
+    app.include_router(access_router)
     app.add_middleware(
         RequestGuard, max_body=settings.max_request_bytes, hsts=settings.base_url.startswith("https://")
     )

@@ -45,6 +45,40 @@ class Settings(BaseSettings):
     #: still verify. The current key's public key is always accepted.
     audit_verify_keys: str = ""
 
+    #: The password pepper (32 bytes, base64) or a file holding it: an HMAC key applied to every password before
+    #: argon2id, kept outside the database like the KEK (SECURITY V2 2.4.2/2.4.5: a copy of the database alone
+    #: cannot check a guess). Also keys the encryption of TOTP secrets, recovery code digests and sign-in form
+    #: tokens. Generated in the data folder in development; required in production.
+    password_pepper: str | None = None
+    password_pepper_file: Path | None = None
+    #: Earlier peppers (base64, comma-separated), still accepted after a rotation until each password is
+    #: re-hashed at its owner's next sign-in.
+    password_pepper_previous: str = ""
+    #: Optional list of breached passwords as SHA-1 digests, one `HEX:COUNT` line each, sorted (the "Pwned
+    #: Passwords" download format). Checked by binary search on top of the bundled common-password list.
+    breached_passwords_file: Path | None = None
+    #: argon2id cost (RFC 9106 second recommended option: t=3, 64 MiB).
+    password_hash_time_cost: int = 3
+    password_hash_memory_kib: int = 65536
+    #: Sessions (SECURITY V3 3.3.2): idle and absolute timeouts; a factor change needs a sign-in this recent.
+    session_idle_seconds: int = 30 * 60
+    session_absolute_seconds: int = 12 * 3600
+    reauth_seconds: int = 10 * 60
+    #: Sign-in limits (SECURITY V2 2.2.1, docs/access-policy.md "Sign-in limits"): failures per account and
+    #: factor, and per IP address, within a window; reaching the limit locks for `signin_lockout_seconds`.
+    signin_max_failures: int = 5
+    signin_ip_max_failures: int = 50
+    signin_failure_window_seconds: int = 15 * 60
+    signin_lockout_seconds: int = 15 * 60
+    #: Lifetime of a WebAuthn challenge and of the step between password and second factor.
+    signin_step_seconds: int = 300
+    #: Mail for security notices (SECURITY V2 2.2.3/2.5.5). Without an SMTP host, messages go to the `outbox`
+    #: table instead.
+    smtp_host: str | None = None
+    smtp_port: int = 25
+    smtp_starttls: bool = False
+    mail_from: str = "Mon espace santé <ne-pas-repondre@espace-sante.localhost>"
+
     db_pool_min: int = 2
     db_pool_max: int = 10
     db_statement_timeout_ms: int = 15_000
@@ -54,6 +88,40 @@ class Settings(BaseSettings):
     search_default_count: int = 20
     search_max_count: int = 200
     system_token_lifetime: int = 300
+    #: How long an emergency ("bris de glace") or SAMU access lasts (R1111-48: time-limited), in minutes.
+    emergency_access_minutes: int = Field(default=240, ge=5, le=24 * 60)
+    #: Lifetime of development tokens from `espace-sante token issue` (SECURITY: user tokens <= 1 h).
+    dev_token_lifetime: int = Field(default=3600, ge=60, le=3600)
+
+    # --- OAuth 2 / SMART for apps and software (services/smart.py, services/backend_auth.py) ---------------
+    #: Access tokens acting for a person through an app or a professional's software (SECURITY: <= 1 h).
+    user_token_lifetime: int = Field(default=3600, ge=60, le=3600)
+    #: Refresh tokens (offline_access / online_access), rotated on every use, in days.
+    refresh_token_lifetime_days: int = Field(default=30, ge=1, le=365)
+    #: Authorization codes (SECURITY FHIR item 10: single use, <= 60 s).
+    authorization_code_lifetime: int = Field(default=60, ge=10, le=60)
+    #: Development and tests only: let jwks_uri and OpenID Connect discovery reach http://localhost /
+    #: 127.0.0.1 (production refuses it: outbound fetches go to public https addresses only).
+    outbound_allow_loopback: bool = False
+
+    # --- OpenID Connect federation (services/federation.py): the national identity providers -------------
+    #: FranceConnect+ for holders: issuer URL (discovery at <issuer>/.well-known/openid-configuration).
+    fcplus_issuer: str = ""
+    fcplus_client_id: str = ""
+    fcplus_client_secret: str = ""
+    fcplus_scope: str = "openid given_name family_name birthdate gender birthplace birthcountry"
+    #: The weakest `acr` accepted (eIDAS: eidas1 < eidas2 < eidas3); PGSSI-S asks substantial (eidas2).
+    fcplus_acr: str = "eidas2"
+    #: The claim that carries the holder's INS (FranceConnect's pivot identity has none: see architecture.md).
+    fcplus_ins_claim: str = "ins"
+    #: Pro Santé Connect for professionals.
+    psc_issuer: str = ""
+    psc_client_id: str = ""
+    psc_client_secret: str = ""
+    psc_scope: str = "openid scope_all"
+    psc_acr: str = "eidas1"
+    #: The claim that carries the national identifier (IdNat_PS: "8" + RPPS), or `preferred_username`.
+    psc_rpps_claim: str = "SubjectNameID"
 
     log_level: str = "info"
 
@@ -107,6 +175,25 @@ class Settings(BaseSettings):
             )
         return _dev_kek(self.data_dir / "audit-signing.key", what)
 
+    def password_pepper_bytes(self) -> list[bytes]:
+        """The current password pepper first, then previous ones. Generates one in development."""
+        what = "the password pepper must be 32 bytes"
+        peppers: list[bytes] = []
+        if self.password_pepper:
+            peppers.append(_b64key(self.password_pepper, "ESPACE_SANTE_PASSWORD_PEPPER", what))
+        elif self.password_pepper_file:
+            text = self.password_pepper_file.read_text().strip()
+            peppers.append(_b64key(text, str(self.password_pepper_file), what))
+        else:
+            if self.environment == "production":
+                raise UnsafeSettings(
+                    "ESPACE_SANTE_PASSWORD_PEPPER or ESPACE_SANTE_PASSWORD_PEPPER_FILE is required in production"
+                )
+            peppers.append(_dev_kek(self.data_dir / "password-pepper.key", what))
+        for item in filter(None, (s.strip() for s in self.password_pepper_previous.split(","))):
+            peppers.append(_b64key(item, "ESPACE_SANTE_PASSWORD_PEPPER_PREVIOUS", what))
+        return peppers
+
     def audit_verify_key_bytes(self) -> list[bytes]:
         """Raw Ed25519 public keys of earlier signing keys, still accepted when verifying seals."""
         what = "an audit verify key must be a raw Ed25519 public key (32 bytes)"
@@ -126,10 +213,19 @@ class Settings(BaseSettings):
             problems.append(
                 "no audit signing key (ESPACE_SANTE_AUDIT_SIGNING_KEY / ESPACE_SANTE_AUDIT_SIGNING_KEY_FILE)"
             )
+        if not (self.password_pepper or self.password_pepper_file):
+            problems.append(
+                "no password pepper (ESPACE_SANTE_PASSWORD_PEPPER / ESPACE_SANTE_PASSWORD_PEPPER_FILE)"
+            )
         if not self.database_url:
             problems.append("the embedded PostgreSQL is for development; set DATABASE_URL")
         if not self.base_url.startswith("https://"):
             problems.append("ESPACE_SANTE_BASE_URL must be https")
+        if self.outbound_allow_loopback:
+            problems.append("ESPACE_SANTE_OUTBOUND_ALLOW_LOOPBACK is for development and tests")
+        for name, issuer in (("FCPLUS", self.fcplus_issuer), ("PSC", self.psc_issuer)):
+            if issuer and not issuer.startswith("https://"):
+                problems.append(f"ESPACE_SANTE_{name}_ISSUER must be https")
         if problems:
             raise UnsafeSettings("refusing to start in production: " + "; ".join(problems))
 

@@ -44,6 +44,15 @@ OPERATIONS = [
     ("DELETE", "/fhir/{rtype}/{rid}"),
     ("GET", "/fhir/{rtype}/{rid}/_history"),
     ("GET", "/fhir/{rtype}/{rid}/_history/{vid}"),
+    ("GET", "/access"),
+    ("POST", "/access/grants"),
+    ("POST", "/access/grants/revoke"),
+    ("POST", "/access/blocks"),
+    ("POST", "/access/blocks/remove"),
+    ("PUT", "/access/settings"),
+    ("POST", "/access/emergency"),
+    ("POST", "/access/representatives"),
+    ("GET", "/access/preview"),
 ]
 
 CHECKS = [

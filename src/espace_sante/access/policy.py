@@ -329,3 +329,58 @@ def _practitioner_rule(actor: Actor, action: Action, rtype: str, f: SpaceFacts, 
             return EVERYTHING, reason, None
         return None
     return None  # messaging and appointments are reached through their own services, not by basis
+
+
+# --- changes of rights ---------------------------------------------------------------------------------
+
+Change = Literal[
+    "consent", "care_team", "medecin_traitant", "revoke", "block", "unblock", "settings", "emergency",
+    "representative", "preview",
+]  # fmt: skip
+#: Changes the holder makes only after a strong sign-in (SECURITY V3 3.7.1: sharing changes).
+STRONG_CHANGES = frozenset({"consent", "revoke", "block", "unblock", "settings"})
+STRONG_LEVEL = "eidas2"
+
+
+def may_change(actor: Actor, change: Change, facts: SpaceFacts | None, *, who: str = "") -> tuple[bool, str]:
+    """Whether `actor` may make `change` to the rights on the space of `facts` (for professional `who`).
+
+    The holder (or a representative of a minor) decides who sees their record; a professional may declare
+    themselves in the care team, record the holder's consent given during a consultation, or open an
+    emergency access, for themselves only and never when blocked; the insurer's feeds (system scopes) record
+    the médecin traitant, care teams and legal representatives. Only professionals (RPPS) and establishments
+    (FINESS) can ever be granted access: no insurer or employer has such an identifier (L1111-18)."""
+    from .actors import level_at_least
+
+    if facts is None:
+        return False, "no such space"
+    if actor.kind in ("system", "client"):
+        if actor.kind == "client" and not actor.scopes.allows("system", "Patient", "u"):
+            return False, "no system scope for Patient.u"
+        if change in ("care_team", "medecin_traitant", "representative", "revoke"):
+            return True, "flux de l'assurance maladie / insurer feed"
+        return False, "feeds do not decide for the holder"
+    person = (actor.kind == "holder" and facts.relation == "holder") or (
+        actor.kind == "representative"
+        and facts.relation == "representative"
+        and facts.representative_until is not None
+        and date.today() < facts.representative_until
+    )
+    if person:
+        if change in ("emergency", "representative", "care_team"):
+            return False, "not a holder's decision"
+        if change in STRONG_CHANGES and not level_at_least(actor.acr, STRONG_LEVEL):
+            return False, f"sign-in level {STRONG_LEVEL} required"
+        return True, "titulaire" if actor.kind == "holder" else "représentant légal"
+    if actor.kind == "practitioner":
+        if facts.blocked:
+            return False, "blocked by the holder"
+        mine = who in (actor.id, f"finess:{actor.organisation}" if actor.organisation else actor.id)
+        if change == "care_team" and mine:
+            return True, "déclaration du professionnel (équipe de soins)"
+        if change == "consent" and who == actor.id:
+            return True, "consentement recueilli en consultation"
+        if change == "emergency":
+            return True, "accès en urgence"
+        return False, "not a professional's decision"
+    return False, f"no rule for {actor.kind} actors"

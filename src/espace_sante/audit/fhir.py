@@ -98,6 +98,8 @@ ACTIONS: dict[str, str] = {
     "patch": "U",
     "delete": "D",
 }
+#: Our own events that are not RESTful interactions (changes of rights, emergency access).
+ESPACE_SANTE_EVENTS = "https://espace-sante.example/fhir/CodeSystem/audit-event"
 _OUTCOMES = {"0": "Success", "4": "Minor failure", "8": "Serious failure", "12": "Major failure"}
 
 _ID = re.compile(r"^([0-9a-f]{32})-([1-9][0-9]{0,17})$")
@@ -119,6 +121,8 @@ def subtype(record: Record) -> str:
     """The restful-interaction code of a record (a refusal: the interaction that was refused)."""
     if record.action == "access:refused":
         return REFUSED_SUBTYPES.get(record.detail, "read")
+    if record.action not in SUBTYPES:
+        return ""  # a change of rights or an emergency access: not a RESTful interaction
     code = SUBTYPES[record.action]
     if code == "history-instance" and record.entity_id is None:
         return "history-type"
@@ -234,12 +238,16 @@ def audit_event(
         "meta": {"versionId": "1", "lastUpdated": _instant(record)},
         "language": "fr-FR",
         "text": _narrative(record),
-        "type": _coding(AUDIT_EVENT_TYPE, "rest", "Restful Operation"),
+        "type": _coding(AUDIT_EVENT_TYPE, "rest", "Restful Operation")
+        if code
+        else _coding(ESPACE_SANTE_EVENTS, record.action, record.action),
         "subtype": [_coding(RESTFUL_INTERACTION, code, code)],
-        "action": ACTIONS.get(code, "E"),
+        "action": ACTIONS.get(code, "U" if record.action.startswith("rights:") else "E"),
         "recorded": _instant(record),
         "outcome": record.outcome,
     }
+    if not code:
+        del event["subtype"]
     if record.outcome != "0":
         event["outcomeDesc"] = (
             f"Accès refusé / access refused: {record.basis or _OUTCOMES.get(record.outcome, '')}"

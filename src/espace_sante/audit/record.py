@@ -24,6 +24,28 @@ Action = Literal[
     "resource:search",
     "resource:history",
     "access:refused",
+    # Sign-in and accounts (directory chain): sign-ins, failures, lockouts, sessions ended, credentials changed.
+    "signin:success",
+    "signin:failure",
+    "signin:locked",
+    "session:end",
+    "session:revoke",
+    "credential:add",
+    "credential:change",
+    "credential:remove",
+    "account:create",
+    "account:disable",
+    # Changes of rights (services/rights.py): detail is "basis|who|who's name" or the setting changed.
+    "rights:grant",
+    "rights:revoke",
+    "rights:block",
+    "rights:unblock",
+    "rights:settings",
+    "rights:representative",
+    "rights:preview",
+    "access:emergency",
+    # A development token minted by `espace-sante token issue` (directory chain).
+    "token:issue",
 ]
 ACTIONS: tuple[str, ...] = Action.__args__  # type: ignore[attr-defined]
 

@@ -246,6 +246,42 @@ _BASES: tuple[tuple[re.Pattern[str], str, str], ...] = (
         "aucune règle n'autorise ce type d'utilisateur",
         "no rule allows this kind of user",
     ),
+    (re.compile(r"^titulaire$"), "vous-même, titulaire du dossier", "yourself, the holder of the record"),
+    (re.compile(r"^représentant légal$"), "représentant légal", "legal representative"),
+    (
+        re.compile(r"^application autorisée par le titulaire$"),
+        "application que vous avez autorisée",
+        "an app you authorised",
+    ),
+    (re.compile(r"^médecin traitant$"), "médecin traitant", "regular doctor (médecin traitant)"),
+    (re.compile(r"^équipe de soins$"), "équipe de soins", "care team"),
+    (re.compile(r"^consentement du titulaire$"), "votre consentement", "your consent"),
+    (re.compile(r"^accès en urgence$"), "accès en urgence", "emergency access"),
+    (
+        re.compile(r"^régulation médicale \(SAMU\)$"),
+        "régulation médicale (SAMU)",
+        "emergency regulation (SAMU)",
+    ),
+    (
+        re.compile(r"^(user|patient) scope grants \S+$"),
+        "droit accordé à la connexion",
+        "right granted at sign-in",
+    ),
+    (
+        re.compile(r"^no (user|patient) scope for \S+$"),
+        "cette connexion n'a pas le droit correspondant",
+        "this connection does not hold the corresponding right",
+    ),
+    (
+        re.compile(r"^no rule for \S+ actors$"),
+        "aucune règle n'autorise ce type d'utilisateur",
+        "no rule allows this kind of user",
+    ),
+    (
+        re.compile(r"^operators never reach medical data$"),
+        "les agents du service n'accèdent jamais aux données médicales",
+        "service operators never reach medical data",
+    ),
     (re.compile(r"^unknown action$"), "action inconnue", "unknown action"),
     (
         re.compile(r"^policy error$"),
@@ -429,12 +465,113 @@ _ATTEMPT_EN: dict[str, str] = {
 }
 
 
+_BASIS_NAMES: dict[str, tuple[str, str]] = {
+    "consent": ("votre consentement", "your consent"),
+    "care_team": ("l'équipe de soins", "the care team"),
+    "medecin_traitant": ("médecin traitant", "regular doctor (médecin traitant)"),
+    "emergency": ("accès en urgence", "emergency access"),
+    "samu": ("régulation médicale (SAMU)", "emergency medical regulation (SAMU)"),
+}
+_EMERGENCY_REASONS: dict[str, tuple[str, str]] = {
+    "unable_to_consent": (
+        "vous n'étiez pas en état d'exprimer votre volonté",
+        "you could not express your will",
+    ),
+    "immediate_risk": ("risque immédiat pour votre santé", "immediate risk to your health"),
+    "samu_call": ("appel au SAMU vous concernant", "a call to the SAMU about you"),
+}
+
+
+def _rights_fr(record: Record) -> str:
+    basis_code, _, rest = record.detail.partition("|")
+    who, _, name = rest.partition("|")
+    whom = (
+        f"{name} ({who})"
+        if name
+        else (f"l'établissement FINESS {who[7:]}" if who.startswith("finess:") else who)
+    )
+    b = _BASIS_NAMES.get(basis_code, (basis_code, basis_code))[0]
+    if record.action == "rights:grant":
+        if basis_code == "consent":
+            return f"autorisé {whom} à accéder à votre dossier (votre consentement)"
+        if basis_code == "care_team":
+            return f"enregistré {whom} dans votre équipe de soins"
+        if basis_code == "medecin_traitant":
+            return f"déclaré {whom} comme votre médecin traitant"
+        return f"donné un accès à {whom} ({b})"
+    if record.action == "rights:revoke":
+        return f"retiré l'accès de {whom} ({b})"
+    if record.action == "rights:block":
+        return f"bloqué tout accès de {whom} à votre dossier"
+    if record.action == "rights:unblock":
+        return f"débloqué l'accès de {whom}"
+    if record.action == "rights:settings":
+        return "modifié vos règles de partage"
+    if record.action == "rights:representative":
+        return f"enregistré un représentant légal ({who})"
+    if record.action == "rights:preview":
+        return f"vérifié ce que {whom} peut voir de votre dossier"
+    if record.action == "access:emergency":
+        reason = _EMERGENCY_REASONS.get(who, (who, who))[0]
+        kind_ = "un accès de régulation (SAMU)" if basis_code == "samu" else "un accès en urgence"
+        return f"ouvert {kind_} à votre dossier (motif : {reason})"
+    return "modifié les accès à votre dossier"
+
+
+def _rights_en(record: Record) -> str:
+    basis_code, _, rest = record.detail.partition("|")
+    who, _, name = rest.partition("|")
+    whom = (
+        f"{name} ({who})"
+        if name
+        else (f"the establishment FINESS {who[7:]}" if who.startswith("finess:") else who)
+    )
+    b = _BASIS_NAMES.get(basis_code, (basis_code, basis_code))[1]
+    if record.action == "rights:grant":
+        if basis_code == "consent":
+            return f"allowed {whom} to access your record (your consent)"
+        if basis_code == "care_team":
+            return f"recorded {whom} in your care team"
+        if basis_code == "medecin_traitant":
+            return f"declared {whom} as your regular doctor (médecin traitant)"
+        return f"gave {whom} access ({b})"
+    if record.action == "rights:revoke":
+        return f"withdrew the access of {whom} ({b})"
+    if record.action == "rights:block":
+        return f"blocked all access by {whom} to your record"
+    if record.action == "rights:unblock":
+        return f"unblocked {whom}"
+    if record.action == "rights:settings":
+        return "changed your sharing rules"
+    if record.action == "rights:representative":
+        return f"recorded a legal representative ({who})"
+    if record.action == "rights:preview":
+        return f"checked what {whom} can see of your record"
+    if record.action == "access:emergency":
+        reason = _EMERGENCY_REASONS.get(who, (who, who))[1]
+        kind_ = "an emergency regulation (SAMU) access" if basis_code == "samu" else "an emergency access"
+        return f"opened {kind_} to your record (reason: {reason})"
+    return "changed who can access your record"
+
+
 def sentence(record: Record, lang: Lang = "fr") -> str:
     """One record as a sentence the holder understands, e.g. « Le logiciel « Logiciel du cabinet » a consulté
     votre mesure (observation) le 3 mars 2026 à 10 h 12 — base : accès système autorisé. »"""
     subject, reader = _actor(record, lang)
     at = when(record.recorded_at, lang)
     why = basis(record.basis, lang)
+    if record.action.split(":", 1)[0] in _ACCOUNT_SUBJECTS:
+        return _account_sentence(record, subject, reader, at, lang)
+    if record.action == "token:issue":
+        if lang == "fr":
+            return (
+                f"{subject} {'avez' if reader else 'a'} reçu un jeton de développement {at} — base : {why}."
+            )
+        return f"{subject} {'were' if reader else 'was'} given a development token {at} — basis: {why}."
+    if record.action.startswith("rights:") or record.action == "access:emergency":
+        if lang == "fr":
+            return f"{subject} {'avez' if reader else 'a'} {_rights_fr(record)} {at} — base : {why}."
+        return f"{subject} {_rights_en(record)} {at} — basis: {why}."
     refused = record.action == "access:refused" or record.outcome != "0"
     k = kind(record.entity_type)
     if lang == "fr":
@@ -463,3 +600,99 @@ def sentence(record: Record, lang: Lang = "fr") -> str:
     if words:
         text += f" (criteria: {', '.join(words)})"
     return f"{text} — basis: {why}."
+
+
+# --- Sign-in and accounts (directory chain) -----------------------------------------------------------------
+# Impersonal sentences ("Connexion à votre compte avec une clé d'accès le …"): no gender agreement to guess.
+# `detail` holds the method or credential first (then, for sign-ins, "ip=<address>"); `basis` a reason code.
+
+_ACCOUNT_SUBJECTS = frozenset({"signin", "session", "credential", "account"})
+
+_SIGNIN_METHODS: dict[str, tuple[str, str]] = {
+    "password+totp": (
+        "un mot de passe et un code de l'application d'authentification",
+        "a password and an authenticator app code",
+    ),
+    "password+recovery": ("un mot de passe et un code de secours", "a password and a recovery code"),
+    "passkey": ("une clé d'accès", "a passkey"),
+    "password": ("un mot de passe", "a password"),
+    "totp": ("un code de l'application d'authentification", "an authenticator app code"),
+    "recovery": ("un code de secours", "a recovery code"),
+}
+_CREDENTIALS: dict[str, tuple[str, str]] = {
+    "passkey": ("une clé d'accès", "a passkey"),
+    "totp": ("l'application d'authentification", "the authenticator app"),
+    "password": ("le mot de passe", "the password"),
+    "recovery-codes": ("les codes de secours", "the recovery codes"),
+}
+_SIGNIN_REASONS: dict[str, tuple[str, str]] = {
+    "wrong secret": ("identifiant, mot de passe ou code incorrect", "wrong login, password or code"),
+    "locked": ("trop d'essais : accès verrouillé pour un temps", "too many attempts: locked for a while"),
+    "too many failures": ("trop d'essais infructueux", "too many failed attempts"),
+    "disabled": ("compte désactivé", "account disabled"),
+    "no second factor": ("aucun second facteur n'est configuré", "no second factor is set up"),
+    "replayed code": ("code déjà utilisé", "code already used"),
+}
+
+
+def _account_sentence(record: Record, subject: str, reader: bool, at: str, lang: Lang) -> str:
+    verb = record.action.split(":", 1)[1]
+    first = record.detail.split(" ", 1)[0]
+    fr = lang == "fr"
+    pick = 0 if fr else 1
+    method = _SIGNIN_METHODS.get(first, (first, first))[pick]
+    credential = _CREDENTIALS.get(first, (first, first))[pick]
+    reason = _SIGNIN_REASONS.get(record.basis, (record.basis, record.basis))[pick]
+    because = f" ({reason})" if reason else ""
+    anonymous = record.actor_kind == "anonymous"
+    lowered = subject[:1].lower() + subject[1:]
+    if fr:
+        of_owner = "de votre compte" if reader else f"du compte {_of(lowered)}"
+        to_owner = "à votre compte" if reader else f"au compte {_of(lowered)}"
+        if record.action == "signin:success":
+            return f"Connexion {to_owner} avec {method} {at}."
+        if record.action == "signin:failure":
+            if anonymous:
+                return f"Échec de connexion avec un identifiant inconnu{because} {at}."
+            return f"Échec de connexion {to_owner}{because} {at}."
+        if record.action == "signin:locked":
+            return f"Verrouillage temporaire {of_owner}{because} {at}."
+        if record.action == "session:end":
+            return f"Déconnexion {of_owner} {at}."
+        if record.action == "session:revoke":
+            if first == "all":
+                return f"Fermeture de toutes les sessions {of_owner} (déconnexion partout) {at}."
+            return f"Fermeture d'une session {of_owner} {at}."
+        if record.action == "credential:add":
+            return f"Ajout {_of(credential)} {to_owner} {at}."
+        if record.action == "credential:change":
+            return f"Changement {_of(credential)} {of_owner} {at}."
+        if record.action == "credential:remove":
+            return f"Suppression {_of(credential)} {of_owner} {at}."
+        if record.action == "account:create":
+            return f"Création {of_owner} {at}."
+        return f"Désactivation {of_owner} {at}."
+    owner = "your account" if reader else f"the account of {lowered}"
+    if record.action == "signin:success":
+        return f"Sign-in to {owner} with {method} {at}."
+    if record.action == "signin:failure":
+        if anonymous:
+            return f"Failed sign-in with an unknown login{because} {at}."
+        return f"Failed sign-in to {owner}{because} {at}."
+    if record.action == "signin:locked":
+        return f"{owner[:1].upper() + owner[1:]} temporarily locked{because} {at}."
+    if record.action == "session:end":
+        return f"Sign-out from {owner} {at}."
+    if record.action == "session:revoke":
+        if first == "all":
+            return f"Every session of {owner} closed (signed out everywhere) {at}."
+        return f"A session of {owner} closed {at}."
+    if record.action == "credential:add":
+        return f"{credential[:1].upper() + credential[1:]} added to {owner} {at}."
+    if record.action == "credential:change":
+        return f"{credential[:1].upper() + credential[1:]} of {owner} changed {at}."
+    if record.action == "credential:remove":
+        return f"{credential[:1].upper() + credential[1:]} removed from {owner} {at}."
+    if record.action == "account:create":
+        return f"{owner[:1].upper() + owner[1:]} created {at}."
+    return f"{owner[:1].upper() + owner[1:]} disabled {at}."

@@ -33,6 +33,10 @@ app.add_typer(keys_app, name="keys")
 audit_app = typer.Typer(help="Trace des accès / audit trail.", no_args_is_help=True)
 app.add_typer(audit_app, name="audit")
 
+from .tokens import token_app  # noqa: E402  (the sub-app imports helpers from this module lazily)
+
+app.add_typer(token_app, name="token")
+
 
 @app.callback()
 def main_options(

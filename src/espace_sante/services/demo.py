@@ -298,8 +298,11 @@ async def load(rt: Runtime) -> dict[str, int]:
         result = await bundles.process(ctx, bundle)
         created += sum(1 for e in result.entries if e.created)
         found += sum(1 for e in result.entries if not e.created)
+    from . import demo_access  # the access world builds on this one
+
+    more = await demo_access.load(rt)
     await ensure_demo_client(rt)
-    return {"created": created, "unchanged": found}
+    return {"created": created + more["created"], "unchanged": found + more["unchanged"]}
 
 
 def demo_client_file(rt: Runtime) -> Any:

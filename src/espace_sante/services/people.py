@@ -91,6 +91,16 @@ async def _actor_in(
     raise BadRequest(f"type d'acteur inconnu / unknown actor kind: {kind}")
 
 
+async def practitioner_display(conn: Conn, rt: Runtime, rpps: str) -> str:
+    """ "Dr Claire Lefèvre, médecin" for an RPPS, "" when the directory does not know it."""
+    found = await store.practitioner_by_rpps(conn, rpps)
+    if found is None:
+        return ""
+    name = await _practitioner_name(conn, rt, found.practitioner_id)
+    label = PROFESSION_LABELS.get(found.profession, "")
+    return f"{name}, {label.lower()}" if label else name
+
+
 async def _practitioner_name(conn: Conn, rt: Runtime, practitioner_id: str) -> str:
     """ "Dr Claire Lefèvre" from the directory entry (directory data, not medical: read as the system)."""
     decision = decide(SYSTEM, "read", "Practitioner")

@@ -88,3 +88,10 @@ async def refusal(ctx: Context, decision: Decision) -> None:
         request_id=ctx.request_id,
     )
     await ctx.runtime.db.interaction("audit_refusal", audit_store.append, DIRECTORY_SPACE, record)
+
+
+async def account_event(conn: Conn, record: Record) -> None:
+    """Record a sign-in, a failed or locked sign-in, the end of a session or a change of credentials, in the
+    directory's chain and in the caller's transaction (SECURITY V7 7.1.3/7.2.1: the session row and its
+    record commit together). Never a secret: the record names the method or credential, not its value."""
+    await audit_store.append(conn, DIRECTORY_SPACE, record)

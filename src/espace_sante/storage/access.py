@@ -255,3 +255,13 @@ async def add_representative(conn: Conn, space_id: uuid.UUID, representative_ins
         representative_ins,
         until,
     )
+
+
+async def is_representative(conn: Conn, space_id: uuid.UUID, representative_ins: str) -> bool:
+    return bool(
+        await conn.fetchval(
+            "SELECT 1 FROM space_representative WHERE space_id = $1 AND representative_ins = $2",
+            space_id,
+            representative_ins,
+        )
+    )

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
+from datetime import UTC, date
 
 from .db import Conn
 
@@ -90,3 +91,14 @@ async def ensure_operator(conn: Conn, login: str, display: str) -> None:
     await conn.execute(
         "INSERT INTO operator (login, display) VALUES ($1, $2) ON CONFLICT (login) DO NOTHING", login, display
     )
+
+
+async def birth_date(conn: Conn, space_id: uuid.UUID, patient_id: str) -> date | None:
+    """The holder's date of birth, from the search index (for the end of a representative's rights)."""
+    value = await conn.fetchval(
+        "SELECT low FROM sp_date WHERE space_id = $1 AND resource_type = 'Patient' AND resource_id = $2 "
+        "AND param = 'birthdate' LIMIT 1",
+        space_id,
+        patient_id,
+    )
+    return None if value is None else value.astimezone(UTC).date()

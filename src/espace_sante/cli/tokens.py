@@ -1,0 +1,34 @@
+"""`espace-sante token issue`: development tokens for demo people (services/devtokens.py)."""
+
+from __future__ import annotations
+
+import json
+
+import typer
+
+token_app = typer.Typer(help="Jetons de développement / development tokens.", no_args_is_help=True)
+
+
+@token_app.command("issue")
+def token_issue(
+    actor: str = typer.Option(
+        ..., "--actor", help="holder:<INS>, representative:<INS>, practitioner:<RPPS> ou/or operator:<login>"
+    ),
+    scope: str = typer.Option(..., "--scope", help="ex. patient/*.rs, user/*.cruds"),
+    acr: str = typer.Option("eidas2", "--acr", help="niveau de connexion simulé / sign-in level stood for"),
+    as_json: bool = typer.Option(False, "--json", help='{"access_token": ..., "expires_in": N}'),
+) -> None:
+    """Émet un jeton pour une personne de démonstration (mode développement seulement, tracé) / mint a token
+    for a demo person (development mode only, traced)."""
+    from ..services import devtokens
+    from ..services.runtime import Runtime
+    from .main import _run, _settings, _with_runtime
+
+    async def work(rt: Runtime) -> devtokens.Issued:
+        return await devtokens.issue(rt, actor, scope, acr=acr)
+
+    issued = _run(lambda: _with_runtime(_settings(), work))
+    if as_json:
+        typer.echo(json.dumps({"access_token": issued.access_token, "expires_in": issued.expires_in}))
+    else:
+        typer.echo(issued.access_token)
