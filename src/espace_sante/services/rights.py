@@ -144,6 +144,9 @@ async def grant(
     async def run(conn: Conn) -> None:
         target = await _target(conn, ctx, patient, ins)
         reason = await _allow(conn, ctx, basis, target, who)  # type: ignore[arg-type]
+        if not who.startswith("finess:") and await people_store.practitioner_by_rpps(conn, who) is None:
+            # Access goes to professionals of the national directory only (L1111-18: never an insurer).
+            raise BadRequest(f"professionnel inconnu de l'annuaire / professional not in the directory: {who}")
         if basis == "medecin_traitant":
             # One médecin traitant at a time: declaring a new one ends the former's basis.
             former = await store.medecin_traitant(conn, target.space_id)
