@@ -21,6 +21,8 @@ MT, HOSPITAL, PHARMACIST, URGENTIST, BLOCKED = (p.rpps for p in w.PROFESSIONALS)
 ALL_MOTHER = {"cr", "ordonnance", "cr-hospit", "cr-masque", "resultat-annonce"}
 
 # (actor, the mother's documents the actor finds)
+# The urgentist's line holds until test_emergency_access_opens_for_a_time... below opens her access (tests of
+# this file run in order and share the session's database).
 MOTHER_DOCUMENTS = [
     (f"holder:{MOTHER}", "patient/*.*", ALL_MOTHER - {"resultat-annonce"}),
     (f"practitioner:{MT}", "user/*.rs", ALL_MOTHER),  # masked included (L1111-16)
@@ -68,6 +70,26 @@ async def test_a_document_out_of_reach_answers_like_one_that_does_not_exist(
         else:
             assert response.status_code == absent.status_code == 404, key
             assert "introuvable" in response.json()["issue"][0]["diagnostics"]
+
+
+@pytest.mark.parametrize(("actor", "scope", "expected"), MOTHER_DOCUMENTS)
+async def test_versions_and_history_follow_the_same_rule(
+    as_actor: Client, world: World, actor: str, scope: str, expected: set[str]
+) -> None:
+    """SECURITY FHIR attack 1 and 3: vread and _history of a document out of reach answer "not found", and a
+    type history lists only reachable documents."""
+    client = await as_actor(actor, scope)
+    for key in ALL_MOTHER:
+        rid = world.documents[key]
+        vread = await client.get(f"/fhir/DocumentReference/{rid}/_history/1")
+        history = await client.get(f"/fhir/DocumentReference/{rid}/_history")
+        wanted = 200 if key in expected else 404
+        assert (vread.status_code, history.status_code) == (wanted, wanted), key
+    listed = await client.get("/fhir/DocumentReference/_history", params={"_count": "200"})
+    ids = {e["resource"]["id"] for e in listed.json().get("entry", []) if "resource" in e}
+    reachable = {world.documents[k] for k in expected}
+    mother_ids = {world.documents[k] for k in ALL_MOTHER}
+    assert ids & mother_ids == reachable
 
 
 async def test_the_content_of_a_document_follows_the_document(as_actor: Client, world: World) -> None:

@@ -189,7 +189,11 @@ async def history(
         if resource_id is not None:
             space_id = _locate(resource_type, resource_id)
             scope = await scoped(conn, ctx, decision, [] if space_id is None else [space_id])
-            if space_id is None or not scope.covers(space_id):
+            if (
+                space_id is None
+                or not scope.covers(space_id)
+                or not await visibility.reaches(conn, scope, space_id, resource_type, resource_id)
+            ):
                 raise NotFound(f"{resource_type}/{resource_id} introuvable / not found")
         else:
             scope = await scoped(conn, ctx, decision, None)
