@@ -259,3 +259,21 @@ async def test_the_child_is_not_an_adult_yet_and_the_parent_is_his_representativ
     # Léo represents no one: his token reaches nothing.
     response = await child.get("/fhir/DocumentReference", params={"patient": world.mother_patient})
     assert response.json()["total"] == 0
+
+
+async def test_the_trace_keeps_a_hidden_document_hidden(as_actor: Client, world: World) -> None:
+    """SECURITY FHIR attack 3: the hospital doctor reads the result awaiting its announcement; the holder's
+    trace does not reveal it (nor its id), the médecin traitant's view of the trace does."""
+    hospital = await as_actor(f"practitioner:{HOSPITAL}", "user/*.rs")
+    hidden = world.documents["resultat-annonce"]
+    assert (await hospital.get(f"/fhir/DocumentReference/{hidden}")).status_code == 200
+    holder = await as_actor(f"holder:{MOTHER}", "patient/*.*")
+    mine = await holder.get("/fhir/AuditEvent", params={"patient": world.mother_patient, "_count": "500"})
+    assert hidden not in mine.text
+    count = await holder.get(
+        "/fhir/AuditEvent", params={"patient": world.mother_patient, "_summary": "count"}
+    )
+    assert count.json()["total"] == len(mine.json()["entry"]) + 1  # + the listing itself, now traced
+    mt = await as_actor(f"practitioner:{MT}", "user/*.rs")
+    full = await mt.get("/fhir/AuditEvent", params={"patient": world.mother_patient, "_count": "500"})
+    assert hidden in full.text

@@ -262,7 +262,9 @@ def _person_rule(actor: Actor, action: Action, rtype: str, f: SpaceFacts, today:
     else:
         return None
     if action in _READS:
-        return (Rows(hidden=hidden) if rtype in DOCUMENT_TYPES else EVERYTHING), reason, None
+        # The trace too keeps hidden documents hidden: no record of an access to them is listed (attack 3).
+        filtered = rtype in DOCUMENT_TYPES or rtype == "AuditEvent"
+        return (Rows(hidden=hidden) if filtered else EVERYTHING), reason, None
     if rtype == "Patient":
         return None  # identity comes from the insurer's registry (INS), not from the person
     if rtype == "DocumentReference" and action != "create":

@@ -26,6 +26,7 @@ from ..errors import BadRequest, NotFound
 from ..fhir import compartment
 from ..fhir.searchquery import DateQuery, ReferenceQuery, SearchRequest, TokenQuery
 from ..storage import auditevents as trace_store
+from ..storage import visibility
 from ..storage.audit import StoredRecord
 from ..storage.db import Conn
 from ..storage.keys import DIRECTORY_SPACE
@@ -261,6 +262,14 @@ def _own_actions(decision: Decision, space_id: uuid.UUID) -> tuple[str, str] | N
     return kind, ident
 
 
+async def _hidden(conn: Conn, decision: Decision, space_id: uuid.UUID) -> set[tuple[str, str]]:
+    """Documents hidden from this reader: their accesses stay out of the trace they read."""
+    rows = decision.rows_in(space_id)
+    if rows is None or not rows.hidden:
+        return set()
+    return set(await visibility.hidden_documents(conn, space_id, rows.hidden))
+
+
 async def read(ctx: Context, rid: str) -> Stored:
     decision = await fhir._decide(ctx, "read", RTYPE)
     return await ctx.runtime.db.interaction("fhir_auditevent_read", read_in, ctx, decision, rid)
@@ -276,7 +285,12 @@ async def read_in(conn: Conn, ctx: Context, decision: Decision, rid: str) -> Sto
     space_id, seq = parsed
     found = await trace_store.one(conn, space_id, seq)
     own = _own_actions(decision, space_id)
-    if found is None or (own is not None and (found.record.actor_kind, found.record.actor_id) != own):
+    hidden = await _hidden(conn, decision, space_id)
+    if (
+        found is None
+        or (own is not None and (found.record.actor_kind, found.record.actor_id) != own)
+        or (found.record.entity_type or "", found.record.entity_id or "") in hidden
+    ):
         raise NotFound(f"{RTYPE}/{rid} introuvable / not found")
     patient_id = await trace_store.patient_of(conn, space_id)
     (stored,) = await _rendered(conn, ctx, [found], patient_id)
@@ -316,7 +330,11 @@ async def search_in(
     if head is None or await trace_store.patient_of(conn, space_id) != patient_id:
         return empty
     snapshot = head if upto is None else min(upto, head)
-    query = replace(_query(request, space_id, snapshot, patient_id), actor=_own_actions(decision, space_id))
+    query = replace(
+        _query(request, space_id, snapshot, patient_id),
+        actor=_own_actions(decision, space_id),
+        excluded=sorted(await _hidden(conn, decision, space_id)),
+    )
     detail = _searched(request)
     if UPTO not in {name for name, _ in request.echo}:
         request.echo.append((UPTO, str(snapshot)))

@@ -42,6 +42,8 @@ class TraceQuery:
     nothing: bool = False
     #: (actor kind, actor id): only that actor's records (a professional sees their own accesses).
     actor: tuple[str, str] | None = None
+    #: (entity type, entity id) whose records are left out (documents hidden from the reader).
+    excluded: Sequence[tuple[str, str]] = ()
 
 
 def _literal(text: str) -> str:
@@ -80,6 +82,11 @@ def _where(q: TraceQuery) -> tuple[str, list[Any]]:
         conds.append("false")
     if q.actor is not None:
         conds.append(f"actor_kind = {arg(q.actor[0])} AND actor_id = {arg(q.actor[1])}")
+    if q.excluded:
+        conds.append(
+            f"(entity_id IS NULL OR (entity_type, entity_id) NOT IN (SELECT * FROM unnest("
+            f"{arg([t for t, _ in q.excluded])}::text[], {arg([i for _, i in q.excluded])}::text[])))"
+        )
     for ors in q.dates:
         parts = []
         for r in ors:

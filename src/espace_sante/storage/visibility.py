@@ -118,3 +118,21 @@ async def reaches(conn: Conn, decision: Decision, space_id: uuid.UUID, rtype: st
             *args,
         )
     )
+
+
+async def hidden_documents(conn: Conn, space_id: uuid.UUID, labels: frozenset[str]) -> list[tuple[str, str]]:
+    """(type, id) of the documents carrying one of these visibility codes in a space, and of their content:
+    what a trace listing must leave out for a reader those documents are hidden from."""
+    if not labels:
+        return []
+    rows = await conn.fetch(
+        "SELECT 'DocumentReference' AS t, t.resource_id AS id FROM sp_token t WHERE t.space_id = $1 "
+        "AND t.resource_type = 'DocumentReference' AND t.param = 'security-label' AND t.code = ANY($2::text[]) "
+        "UNION SELECT 'Binary', b.target_id FROM sp_reference b JOIN sp_token t ON t.space_id = b.space_id "
+        "AND t.resource_type = b.resource_type AND t.resource_id = b.resource_id AND t.param = 'security-label' "
+        f"AND t.code = ANY($2::text[]) WHERE b.space_id = $1 AND b.resource_type = 'DocumentReference' "
+        f"AND b.param = '{ATTACHMENT_PARAM}' AND b.target_type = 'Binary'",
+        space_id,
+        sorted(labels),
+    )
+    return [(r["t"], r["id"]) for r in rows]
