@@ -277,3 +277,19 @@ async def test_the_trace_keeps_a_hidden_document_hidden(as_actor: Client, world:
     mt = await as_actor(f"practitioner:{MT}", "user/*.rs")
     full = await mt.get("/fhir/AuditEvent", params={"patient": world.mother_patient, "_count": "500"})
     assert hidden in full.text
+
+
+async def test_a_read_without_basis_is_refused_in_the_trace(
+    as_actor: Client, world: World, runtime: object
+) -> None:
+    from espace_sante.storage import audit as audit_store
+    from espace_sante.storage.keys import DIRECTORY_SPACE
+
+    async def refusals(conn: object) -> int:
+        rows = await audit_store.recent(conn, DIRECTORY_SPACE, before=None, limit=100_000)  # type: ignore[arg-type]
+        return sum(1 for r in rows if r.record.action == "access:refused" and r.record.actor_id == BLOCKED)
+
+    before = await runtime.db.read("t", refusals)  # type: ignore[attr-defined]
+    blocked = await as_actor(f"practitioner:{BLOCKED}", "user/*.rs")
+    assert (await blocked.get(f"/fhir/Patient/{world.mother_patient}")).status_code == 404
+    assert await runtime.db.read("t", refusals) == before + 1  # type: ignore[attr-defined]

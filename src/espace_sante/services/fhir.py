@@ -102,6 +102,13 @@ async def scoped(
     return decide(ctx.actor, decision.action, decision.resource_type, facts, today=today)
 
 
+async def _out_of_reach(ctx: Context, decision: Decision, space_id: uuid.UUID | None) -> None:
+    """A person asked for a record they have no basis on: they are answered "not found" like anyone, and
+    the attempt is traced as a refusal (SECURITY V8 8.1.4: one professional opening many records shows)."""
+    if space_id is not None and needs_facts(ctx.actor) and decision.slices is not None:
+        await trace.refusal(ctx, decision, reason="aucune base sur ce dossier / no basis on this record")
+
+
 def _locate(resource_type: str, resource_id: str) -> uuid.UUID | None:
     """The space of an existing resource from its id; None when the id cannot be one of ours."""
     if compartment.is_directory(resource_type):
@@ -146,6 +153,7 @@ async def _read_in(
     if space_id is not None:
         decision = await scoped(conn, ctx, decision, [space_id])
     if space_id is None or not decision.covers(space_id):
+        await _out_of_reach(ctx, decision, space_id)
         raise NotFound(f"{rtype}/{rid} introuvable / not found")
     found = await store.read(conn, ctx.runtime.keys, decision, space_id, rtype, rid, version)
     if found is None:

@@ -74,7 +74,7 @@ async def accesses(
         await access(conn, ctx, decision, action, space_id, entity_type=entity_type, detail=detail)
 
 
-async def refusal(ctx: Context, decision: Decision) -> None:
+async def refusal(ctx: Context, decision: Decision, *, reason: str | None = None) -> None:
     """Record a refusal by the policy, in its own transaction (the refused action never runs)."""
     record = Record(
         action="access:refused",
@@ -82,7 +82,7 @@ async def refusal(ctx: Context, decision: Decision) -> None:
         actor_kind=ctx.actor.kind,
         actor_id=ctx.actor.id,
         actor_display=ctx.actor.display,
-        basis=decision.reason,
+        basis=reason or decision.reason,
         entity_type=decision.resource_type,
         detail=decision.action,
         request_id=ctx.request_id,
