@@ -126,8 +126,13 @@ class Scenario:
     def next(self, rng: random.Random) -> Request:
         nir, pid = self.patients[rng.randrange(len(self.patients))]
         match self.name:
-            case "read" | "ceiling":
+            case "read" | "ceiling" | "read-practitioner":
                 return Request(self._raw("GET", f"/fhir/Patient/{pid}"), 200)
+            case "search-practitioner":
+                # The médecin traitant's view of a record's history (a profile section shared by default).
+                return Request(
+                    self._raw("GET", f"/fhir/Condition?patient={pid}"), 200, lambda b: b'"total":' in b
+                )
             case "search-identifier":
                 query = quote(f"{INS_NIR}|{nir}", safe=":")
                 # Exactly one Patient has each loaded INS.

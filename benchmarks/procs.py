@@ -203,3 +203,87 @@ class Tokens:
             self._token = str(body["access_token"])
             self._expires = time.monotonic() + float(body["expires_in"])
         return self._token
+
+
+#: The benchmark's professional: médecin traitant of every loaded patient (the heaviest person rule: facts read
+#: and applied on every request).
+BENCH_RPPS = "10005556660"
+
+
+async def ensure_practitioner(base: str, system_token: str, db_url: str) -> None:
+    """A Practitioner with a doctor's role, declared médecin traitant of every loaded space (set-based SQL:
+    the insurer's feed would do this row by row)."""
+    import asyncpg
+
+    bundle = {
+        "resourceType": "Bundle",
+        "type": "transaction",
+        "entry": [
+            {
+                "fullUrl": "urn:uuid:5e0c4e2a-0000-4000-8000-000000000001",
+                "resource": {
+                    "resourceType": "Practitioner",
+                    "identifier": [{"system": "https://rpps.esante.gouv.fr", "value": BENCH_RPPS}],
+                    "name": [{"family": "Banc", "given": ["Essai"], "prefix": ["Dr"]}],
+                },
+                "request": {
+                    "method": "POST",
+                    "url": "Practitioner",
+                    "ifNoneExist": f"identifier=https://rpps.esante.gouv.fr|{BENCH_RPPS}",
+                },
+            },
+            {
+                "resource": {
+                    "resourceType": "PractitionerRole",
+                    "identifier": [{"system": "https://espace-sante.example/bench", "value": "role"}],
+                    "practitioner": {"reference": "urn:uuid:5e0c4e2a-0000-4000-8000-000000000001"},
+                    "code": [
+                        {
+                            "coding": [
+                                {
+                                    "system": "https://mos.esante.gouv.fr/NOS/TRE_G15-ProfessionSante/FHIR/TRE-G15-ProfessionSante",
+                                    "code": "10",
+                                }
+                            ]
+                        }
+                    ],
+                },
+                "request": {
+                    "method": "POST",
+                    "url": "PractitionerRole",
+                    "ifNoneExist": "identifier=https://espace-sante.example/bench|role",
+                },
+            },
+        ],
+    }
+    async with httpx.AsyncClient(timeout=60) as client:
+        response = await client.post(
+            f"{base}/fhir",
+            json=bundle,
+            headers={"Authorization": f"Bearer {system_token}", "Content-Type": "application/fhir+json"},
+        )
+    response.raise_for_status()
+    conn = await asyncpg.connect(db_url)
+    try:
+        await conn.execute(
+            "INSERT INTO access_basis (space_id, who, basis, granted_by) SELECT space_id, $1, "
+            "'medecin_traitant', 'bench' FROM resource WHERE resource_type = 'Patient' AND NOT deleted "
+            "ON CONFLICT DO NOTHING",
+            BENCH_RPPS,
+        )
+    finally:
+        await conn.close()
+
+
+def practitioner_token(data_dir: Path) -> str:
+    """A development token (one hour) for the benchmark's professional, from the real CLI."""
+    out = subprocess.run(
+        [sys.executable, "-m", "espace_sante", "--data-dir", str(data_dir), "token", "issue", "--actor",
+         f"practitioner:{BENCH_RPPS}", "--scope", "user/*.rs", "--json"],
+        env=base_env(data_dir),
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )  # fmt: skip
+    return str(json.loads(out.stdout.strip().splitlines()[-1])["access_token"])

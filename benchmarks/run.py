@@ -31,7 +31,16 @@ import psutil
 
 from . import load, procs, report
 
-SCENARIOS = ("ceiling", "read", "search-identifier", "search-patient", "create", "transaction")
+SCENARIOS = (
+    "ceiling",
+    "read",
+    "search-identifier",
+    "search-patient",
+    "create",
+    "transaction",
+    "read-practitioner",
+    "search-practitioner",
+)
 DATA_ROOT = Path(__file__).parent / ".data"
 
 
@@ -203,6 +212,10 @@ def main(argv: list[str] | None = None) -> int:
         ceiling = procs.start_ceiling(data_dir, ceiling_port, db_url)
         children.append(ceiling)
         check_same_json(base, f"http://{procs.HOST}:{ceiling_port}", tokens.get(), saved["patients"][0][1])
+        practitioner = ""
+        if any(s.endswith("-practitioner") for s in args.scenarios):
+            asyncio.run(procs.ensure_practitioner(base, tokens.get(), db_url))
+            practitioner = procs.practitioner_token(data_dir)
 
         runs: dict[tuple[str, int], list[dict[str, Any]]] = {}
         for repeat in range(args.repeats):
@@ -214,7 +227,11 @@ def main(argv: list[str] | None = None) -> int:
                         "clients": clients,
                         "host": procs.HOST,
                         "port": ceiling_port if scenario == "ceiling" else port,
-                        "token": None if scenario == "ceiling" else tokens.get(margin=args.duration + 60),
+                        "token": None
+                        if scenario == "ceiling"
+                        else practitioner
+                        if scenario.endswith("-practitioner")
+                        else tokens.get(margin=args.duration + 60),
                         "manifest": str(manifest),
                         "warmup": args.warmup,
                         "duration": args.duration,
