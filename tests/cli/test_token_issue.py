@@ -50,7 +50,9 @@ def test_a_demo_holder_gets_a_token_as_json(demo: Path) -> None:
         ("operator:nobody", "aucun opérateur"),
     ],
 )
-def test_unknown_or_invalid_people_are_refused_with_a_clear_message(demo: Path, actor: str, message: str) -> None:
+def test_unknown_or_invalid_people_are_refused_with_a_clear_message(
+    demo: Path, actor: str, message: str
+) -> None:
     done = run(demo, "token", "issue", "--actor", actor, "--scope", "user/*.rs", check=False)
     assert done.returncode != 0 and message in done.stderr, done.stderr
 

@@ -21,7 +21,9 @@ from ..fhir.openapi import ERRORS
 router = APIRouter(
     prefix="/access", tags=["Access rights"], responses={k: v for k, v in ERRORS.items() if k != 200}
 )
-_JSON_OBJECT = {200: {"description": "JSON", "content": {"application/json": {"schema": {"type": "object"}}}}}
+_JSON_OBJECT: dict[int | str, dict[str, Any]] = {
+    200: {"description": "JSON", "content": {"application/json": {"schema": {"type": "object"}}}}
+}
 Ctx = Annotated[Context, Depends(fhir_context)]
 _Id = Field(default=None, max_length=64, pattern=r"^[A-Za-z0-9\-.]{1,64}$")
 _Ins = Field(default=None, min_length=15, max_length=15)
