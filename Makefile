@@ -14,7 +14,7 @@ PORT ?= 8000
 T ?= tests
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test lint typecheck bench lock clean
+.PHONY: help install run test lint typecheck bench lock clean chromium
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -37,7 +37,10 @@ lock: | $(UV) ## Re-resolve requirements.lock from pyproject.toml
 run: install ## Serve the demo on http://$(HOST):$(PORT) with the embedded PostgreSQL in $(DATA_DIR)
 	$(BIN)/espace-sante --data-dir $(DATA_DIR) serve --host $(HOST) --port $(PORT) --demo
 
-test: install ## Run the whole test suite (T=path to run a part)
+chromium: ## Debian's Chromium for the browser tests (CI starts from a clean machine and runs as root)
+	@test -x /usr/bin/chromium || { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; }
+
+test: install chromium ## Run the whole test suite (T=path to run a part)
 	$(BIN)/python -m pytest $(T)
 
 lint: install ## ruff and mypy --strict

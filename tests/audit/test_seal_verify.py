@@ -426,6 +426,7 @@ def test_production_requires_a_signing_key(tmp_path: Path) -> None:
         environment="production",
         data_dir=tmp_path,
         kek=_b64(os.urandom(32)),
+        password_pepper=_b64(os.urandom(32)),
         database_url="postgresql://db/espace_sante",
         base_url="https://espace-sante.example",
     )

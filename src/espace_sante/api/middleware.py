@@ -67,7 +67,10 @@ class RequestGuard:
             if message["type"] == "http.response.start":
                 status = message["status"]
                 headers = [h for h in message.get("headers", []) if h[0] not in (b"server",)]
-                headers += self.headers
+                # A response that sets one of these (a portal page's own CSP) keeps it: two CSP headers
+                # would both apply, and the default `default-src 'none'` would block the page's script.
+                present = {h[0].lower() for h in headers}
+                headers += [h for h in self.headers if h[0] not in present]
                 headers.append((b"x-request-id", request_id.encode()))
                 message = {**message, "headers": headers}
             await send(message)

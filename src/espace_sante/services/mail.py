@@ -1,0 +1,157 @@
+"""Security notices by mail (SECURITY V2 2.2.3/2.5.5: tell the person when a credential or factor changes).
+
+Two backends behind one small protocol (STYLE habit 8), chosen by settings: SMTP when `smtp_host` is set
+(standard library `smtplib`, run in a thread), otherwise the `outbox` table (the embedded default; a later
+command lists it). A message that SMTP refuses is kept in the outbox with the error, never lost.
+
+A notice says what changed and when, and what to do if it was not you: never any medical content, never a
+secret, never the INS. Header values are checked for CR/LF (ASVS 5.2.3): `email.message` refuses them too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import smtplib
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.message import EmailMessage
+from email.utils import make_msgid
+from typing import Protocol
+
+from ..audit.wording import when
+from ..logs import get_logger
+from ..settings import Settings
+from ..storage import accounts as store
+from ..storage.db import Conn
+from .runtime import Runtime
+
+log = get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class Message:
+    to: str
+    subject: str
+    text: str
+
+    def __post_init__(self) -> None:
+        for value in (self.to, self.subject):
+            if "\r" in value or "\n" in value:
+                raise ValueError("a mail header cannot hold a line break")
+
+
+class Mailer(Protocol):
+    async def send(self, message: Message) -> None: ...
+
+
+class OutboxMailer:
+    """Keeps messages in the `outbox` table (no SMTP server configured)."""
+
+    def __init__(self, rt: Runtime) -> None:
+        self.rt = rt
+
+    async def send(self, message: Message) -> None:
+        await self.rt.db.interaction("mail_outbox", _keep, message, "")
+
+
+async def _keep(conn: Conn, message: Message, error: str) -> None:
+    await store.add_outbox(
+        conn, uuid.uuid4(), recipient=message.to, subject=message.subject, body=message.text, error=error
+    )
+
+
+class SmtpMailer:
+    def __init__(self, settings: Settings) -> None:
+        if not settings.smtp_host:
+            raise ValueError("no SMTP host configured")
+        self.host = settings.smtp_host
+        self.port = settings.smtp_port
+        self.starttls = settings.smtp_starttls
+        self.sender = settings.mail_from
+        self.domain = self.sender.rsplit("@", 1)[-1].strip(" >") or "espace-sante.localhost"
+
+    def _send_sync(self, message: Message) -> None:
+        mail = EmailMessage()
+        mail["From"] = self.sender
+        mail["To"] = message.to
+        mail["Subject"] = message.subject
+        mail["Message-ID"] = make_msgid(domain=self.domain)
+        mail["Date"] = datetime.now(UTC).strftime("%a, %d %b %Y %H:%M:%S +0000")
+        mail["Auto-Submitted"] = "auto-generated"
+        mail.set_content(message.text)
+        with smtplib.SMTP(self.host, self.port, timeout=10) as smtp:
+            if self.starttls:
+                smtp.starttls()
+            smtp.send_message(mail)
+
+    async def send(self, message: Message) -> None:
+        await asyncio.to_thread(self._send_sync, message)
+
+
+def mailer(rt: Runtime) -> Mailer:
+    return SmtpMailer(rt.settings) if rt.settings.smtp_host else OutboxMailer(rt)
+
+
+#: What changed, in the notice's words (French, then English).
+CHANGES: dict[str, tuple[str, str]] = {
+    "passkey": (
+        "une nouvelle clé d'accès a été ajoutée à votre compte",
+        "a new passkey was added to your account",
+    ),
+    "passkey-removed": (
+        "une clé d'accès a été retirée de votre compte",
+        "a passkey was removed from your account",
+    ),
+    "totp": (
+        "une application d'authentification (codes à usage unique) a été configurée pour votre compte",
+        "an authenticator app (one-time codes) was set up for your account",
+    ),
+    "password": ("le mot de passe de votre compte a été changé", "your account's password was changed"),
+    "recovery-codes": (
+        "de nouveaux codes de secours ont été créés pour votre compte (les anciens ne marchent plus)",
+        "new recovery codes were created for your account (the old ones no longer work)",
+    ),
+    "recovery-code-used": (
+        "un code de secours a été utilisé pour vous connecter à votre compte",
+        "a recovery code was used to sign in to your account",
+    ),
+}
+
+
+def credential_notice(settings: Settings, to: str, change: str, at: datetime) -> Message:
+    fr, en = CHANGES[change]
+    page = settings.base_url.rstrip("/") + "/compte/securite"
+    text = (
+        f"Bonjour,\n\n"
+        f"Le {when(at, 'fr').removeprefix('le ')}, {fr}.\n\n"
+        f"Si c'est bien vous, il n'y a rien à faire.\n"
+        f"Si ce n'est pas vous, connectez-vous et ouvrez la page « Sécurité du compte » ({page}) : fermez les "
+        f"sessions que vous ne reconnaissez pas, changez votre mot de passe et retirez les moyens de "
+        f"connexion inconnus. Ne communiquez jamais vos codes : nos services ne vous les demanderont pas.\n\n"
+        f"Mon espace santé\n\n"
+        f"---\n\n"
+        f"Hello,\n\n"
+        f"On {when(at, 'en').removeprefix('on ')}, {en}.\n\n"
+        f"If it was you, there is nothing to do. If it was not, sign in and open the account security page "
+        f"({page}): close the sessions you do not recognise, change your password and remove unknown sign-in "
+        f"means. Never share your codes: we will never ask for them.\n"
+    )
+    subject = "Mon espace santé : modification de la sécurité de votre compte / account security change"
+    return Message(to, subject, text)
+
+
+async def notify_credential_change(rt: Runtime, to: str | None, change: str) -> None:
+    """Send the notice of `change` (a key of CHANGES) to `to`, after the change has committed. Without an
+    address nothing is sent. A failing SMTP server keeps the message in the outbox; it never fails the
+    change itself, which has already happened."""
+    if not to:
+        log.info("mail.skipped", reason="no address", change=change)
+        return
+    message = credential_notice(rt.settings, to, change, datetime.now(UTC))
+    sender = mailer(rt)
+    try:
+        await sender.send(message)
+    except (OSError, smtplib.SMTPException) as exc:
+        log.warning("mail.failed", change=change, error=type(exc).__name__)
+        await rt.db.interaction("mail_outbox", _keep, message, type(exc).__name__)

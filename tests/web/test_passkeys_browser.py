@@ -1,0 +1,163 @@
+"""Passkeys in a real browser (SECURITY V2 2.3.2, V3 3.4): Chromium with its virtual authenticator (Chrome
+DevTools Protocol `WebAuthn` domain) against a real uvicorn server started here.
+
+Jeanne signs in with her password and authenticator app, adds a passkey named after her phone, signs out, then
+signs in with the passkey alone (the device verified her: two factors, level "eidas2"). The browser never sees
+the session cookie from script, the page's CSP reports nothing, and the trace and the notice are there.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import socket
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import uvicorn
+
+from espace_sante.app import create_app
+from espace_sante.services.runtime import Runtime
+from tests.accounts.helpers import new_person, next_code, trace_actions
+
+CHROMIUM = "/usr/bin/chromium"
+ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+pytestmark = pytest.mark.skipif(
+    not Path(CHROMIUM).exists(), reason="Debian's chromium is missing: `make test` installs it"
+)
+
+
+class _Server(uvicorn.Server):
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:  # the test runner keeps its own signal handlers
+        yield
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+async def site(runtime: Runtime) -> AsyncIterator[tuple[Runtime, str]]:
+    """The real app under uvicorn on a free port. Its base URL uses `localhost` (WebAuthn refuses IP
+    addresses as relying party ids, and http://localhost is a secure context)."""
+    port = _free_port()
+    base = f"http://localhost:{port}"
+    rt = dataclasses.replace(runtime, settings=runtime.settings.model_copy(update={"base_url": base}))
+    server = _Server(uvicorn.Config(create_app(runtime=rt), host="127.0.0.1", port=port, log_config=None))
+    task = asyncio.create_task(server.serve())
+    for _ in range(200):
+        if server.started:
+            break
+        await asyncio.sleep(0.05)
+    assert server.started, "uvicorn did not start"
+    try:
+        yield rt, base
+    finally:
+        server.should_exit = True
+        await asyncio.wait_for(task, 10)
+
+
+async def test_a_holder_adds_a_passkey_and_signs_in_with_it(
+    site: tuple[Runtime, str], fhir: httpx.AsyncClient
+) -> None:
+    from playwright.async_api import async_playwright
+
+    rt, base = site
+    jeanne = await new_person(rt, fhir)
+    problems: list[str] = []
+    async with async_playwright() as pw:
+        browser = await pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        try:
+            context = await browser.new_context()
+            page = await context.new_page()
+            page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
+            page.on("pageerror", lambda e: problems.append(str(e)))
+            cdp = await context.new_cdp_session(page)
+            await cdp.send("WebAuthn.enable", {"enableUI": False})
+            added: dict[str, Any] = await cdp.send(
+                "WebAuthn.addVirtualAuthenticator",
+                {
+                    "options": {
+                        "protocol": "ctap2",
+                        "transport": "internal",
+                        "hasResidentKey": True,
+                        "hasUserVerification": True,
+                        "isUserVerified": True,
+                        "automaticPresenceSimulation": True,
+                    }
+                },
+            )
+            authenticator = added["authenticatorId"]
+
+            # Password and code, as today.
+            await page.goto(f"{base}/connexion")
+            await page.locator("#login").fill(jeanne.login)
+            await page.get_by_label("Mot de passe", exact=True).fill(jeanne.password)
+            await page.get_by_role("button", name="Continuer").click()
+            await page.wait_for_url(f"{base}/connexion/code")
+            await page.get_by_label("Code à 6 chiffres").fill(next_code(jeanne.totp_secret))
+            await page.get_by_role("button", name="Se connecter", exact=True).click()
+            await page.wait_for_url(f"{base}/compte/securite")
+
+            cookies = {c["name"]: c for c in await context.cookies()}
+            session_cookie = cookies["__Host-es_session"]
+            assert session_cookie["secure"] and session_cookie["httpOnly"]
+            assert session_cookie["sameSite"] == "Lax" and session_cookie["path"] == "/"
+            assert "__Host-es_session" not in await page.evaluate("document.cookie")
+
+            # A passkey on this device.
+            await page.get_by_label("Nom de la clé").fill("Téléphone de Jeanne")
+            await page.get_by_role("button", name="Ajouter une clé d'accès").click()
+            await page.wait_for_url(f"{base}/compte/securite?message=cle")
+            assert "Téléphone de Jeanne" in await page.content()
+            stored = await cdp.send("WebAuthn.getCredentials", {"authenticatorId": authenticator})
+            assert len(stored["credentials"]) == 1 and stored["credentials"][0]["isResidentCredential"]
+
+            # Sign out, then in with the passkey alone.
+            await page.get_by_role("button", name="Se déconnecter", exact=True).click()
+            await page.wait_for_url(f"{base}/connexion?message=fin")
+            await page.get_by_role("button", name="Se connecter avec une clé d'accès").click()
+            await page.wait_for_url(f"{base}/compte/securite")
+            text = await page.content()
+            assert "par clé d'accès" in text and "substantiel" in text
+
+            # Without user verification on the device, no sign-in.
+            await page.get_by_role("button", name="Se déconnecter", exact=True).click()
+            await page.wait_for_url(f"{base}/connexion?message=fin")
+            await cdp.send(
+                "WebAuthn.setUserVerified", {"authenticatorId": authenticator, "isUserVerified": False}
+            )
+            await page.get_by_role("button", name="Se connecter avec une clé d'accès").click()
+            await page.wait_for_function(
+                "(t => t && !t.startsWith('Vérification'))(document.getElementById('passkey-status').textContent)"
+            )
+            said = await page.locator("#passkey-status").text_content()
+            assert said and ("annulée" in said or "n'a pas pu être vérifiée" in said), said
+            assert page.url.startswith(f"{base}/connexion")
+        finally:
+            await browser.close()
+    csp = [p for p in problems if "Content Security Policy" in p or "Refused to" in p]
+    assert csp == []
+    records = await trace_actions(rt, jeanne.actor_id)
+    assert ("credential:add", "0", "passkey", "") in records
+    assert any(a == "signin:success" and d.startswith("passkey") for a, _, d, _ in records)
+    async with rt.db.pool.acquire() as conn:
+        bodies = await conn.fetch("SELECT body FROM outbox WHERE recipient = $1", jeanne.login)
+    assert any("nouvelle clé d'accès" in b["body"] for b in bodies)
