@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -13,9 +14,12 @@ from .api.access.routes import router as access_router
 from .api.fhir.routes import router as fhir_router
 from .api.middleware import RequestGuard
 from .api.oauth.routes import router as oauth_router
+from .jobs import seal
 from .logs import configure
 from .services.runtime import Runtime
 from .settings import Settings
+from .web.auth import install as install_web_auth
+from .web.oauth import router as oauth_pages
 
 
 def create_app(settings: Settings | None = None, runtime: Runtime | None = None) -> FastAPI:
@@ -31,9 +35,16 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
             return
         rt = await Runtime.open(settings)
         app.state.runtime = rt
+        stop = asyncio.Event()
+        timer = None
+        if settings.audit_seal_interval_seconds > 0:
+            timer = asyncio.create_task(seal.run(rt, settings.audit_seal_interval_seconds, stop))
         try:
             yield
         finally:
+            stop.set()
+            if timer is not None:
+                await timer
             await rt.close()
 
     app = FastAPI(
@@ -51,6 +62,8 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     app.include_router(health.router)
     app.include_router(oauth_router)
     app.include_router(fhir_router)
+    install_web_auth(app)  # sign-in and account security pages, /static
+    app.include_router(oauth_pages)  # /oauth/authorize, connected apps, federated sign-in
     app.include_router(access_router)
     app.add_middleware(
         RequestGuard, max_body=settings.max_request_bytes, hsts=settings.base_url.startswith("https://")

@@ -88,6 +88,9 @@ class Settings(BaseSettings):
     search_default_count: int = 20
     search_max_count: int = 200
     system_token_lifetime: int = 300
+    #: Seconds between two seals of the trace's chain heads by each serving process (0: only by
+    #: `espace-sante audit seal`). What a rewrite could hide is bounded by this interval.
+    audit_seal_interval_seconds: float = Field(default=300, ge=0)
     #: How long an emergency ("bris de glace") or SAMU access lasts (R1111-48: time-limited), in minutes.
     emergency_access_minutes: int = Field(default=240, ge=5, le=24 * 60)
     #: Lifetime of development tokens from `espace-sante token issue` (SECURITY: user tokens <= 1 h).

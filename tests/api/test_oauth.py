@@ -303,6 +303,8 @@ async def test_smart_configuration_points_to_the_token_endpoint(http: httpx.Asyn
     assert set(config["token_endpoint_auth_methods_supported"]) == {
         "client_secret_basic",
         "client_secret_post",
+        "private_key_jwt",
+        "none",
     }
     assert "system/*.read" in config["scopes_supported"]
 

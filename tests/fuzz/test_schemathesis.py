@@ -31,6 +31,8 @@ OPERATIONS = [
     ("GET", "/healthz"),
     ("GET", "/readyz"),
     ("POST", "/oauth/token"),
+    ("POST", "/oauth/introspect"),
+    ("POST", "/oauth/revoke"),
     ("GET", "/.well-known/smart-configuration"),
     ("GET", "/fhir/metadata"),
     ("POST", "/fhir"),

@@ -14,7 +14,23 @@ NOT_SPACE_DATA = {
     "schema_migration": "bookkeeping",
     "oauth_client": "machine clients (directory)",
     "oauth_token": "machine client tokens (directory)",
+    "oauth_grant": "a person's authorisations of apps and software (directory)",
+    "oauth_code": "authorization codes (directory)",
+    "oauth_refresh": "refresh tokens (directory)",
+    "oauth_jti": "client assertion replay cache (directory)",
+    "oidc_flow": "OpenID Connect sign-ins in progress (directory)",
     "operator": "insurer agents (directory)",
+    "account": "people who sign in (directory)",
+    "account_password": "sign-in credentials (directory)",
+    "account_totp": "sign-in credentials (directory)",
+    "account_totp_pending": "sign-in credentials (directory)",
+    "account_recovery_code": "sign-in credentials (directory)",
+    "account_passkey": "sign-in credentials (directory)",
+    "webauthn_challenge": "sign-in ceremonies (directory)",
+    "signin_flow": "sign-in ceremonies (directory)",
+    "web_session": "sign-in sessions (directory)",
+    "signin_throttle": "sign-in limits (directory)",
+    "outbox": "mail to send (directory)",
 }
 
 

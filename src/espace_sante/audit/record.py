@@ -46,6 +46,16 @@ Action = Literal[
     "access:emergency",
     # A development token minted by `espace-sante token issue` (directory chain).
     "token:issue",
+    # OAuth 2 / SMART (services/oauth.py, services/smart.py): a token issued to a client (detail "grant type|
+    # scope"), a person's grant to an app or software given or withdrawn (detail "client id|name|scope", basis
+    # the reason: disconnected, refresh_reuse). In the holder's space, else the directory's chain.
+    "oauth:token",
+    "oauth:grant",
+    "oauth:withdraw",
+    # Sign-in through a national identity provider (services/federation.py; detail "provider|acr"), and a
+    # refused one (outcome 8, detail "provider|reason"). Directory chain.
+    "federation:signin",
+    "federation:refused",
 ]
 ACTIONS: tuple[str, ...] = Action.__args__  # type: ignore[attr-defined]
 

@@ -282,6 +282,11 @@ _BASES: tuple[tuple[re.Pattern[str], str, str], ...] = (
         "les agents du service n'accèdent jamais aux données médicales",
         "service operators never reach medical data",
     ),
+    (
+        re.compile(r"^aucune base sur ce dossier / no basis on this record$"),
+        "aucune base d'accès sur ce dossier",
+        "no basis of access on this record",
+    ),
     (re.compile(r"^unknown action$"), "action inconnue", "unknown action"),
     (
         re.compile(r"^policy error$"),
@@ -562,6 +567,8 @@ def sentence(record: Record, lang: Lang = "fr") -> str:
     why = basis(record.basis, lang)
     if record.action.split(":", 1)[0] in _ACCOUNT_SUBJECTS:
         return _account_sentence(record, subject, reader, at, lang)
+    if record.action.split(":", 1)[0] in ("oauth", "federation"):
+        return _oauth_sentence(record, subject, reader, at, why, lang)
     if record.action == "token:issue":
         if lang == "fr":
             return (
@@ -636,7 +643,6 @@ _SIGNIN_REASONS: dict[str, tuple[str, str]] = {
 
 
 def _account_sentence(record: Record, subject: str, reader: bool, at: str, lang: Lang) -> str:
-    verb = record.action.split(":", 1)[1]
     first = record.detail.split(" ", 1)[0]
     fr = lang == "fr"
     pick = 0 if fr else 1
@@ -696,3 +702,44 @@ def _account_sentence(record: Record, subject: str, reader: bool, at: str, lang:
     if record.action == "account:create":
         return f"{owner[:1].upper() + owner[1:]} created {at}."
     return f"{owner[:1].upper() + owner[1:]} disabled {at}."
+
+
+_PROVIDERS: dict[str, str] = {"fcplus": "FranceConnect+", "psc": "Pro Santé Connect"}
+_WITHDRAW_REASONS: dict[str, tuple[str, str]] = {
+    "disconnected": ("déconnexion de l'application", "the app was disconnected"),
+    "refresh_reuse": (
+        "un jeton de l'application a été réutilisé : accès coupé par précaution",
+        "one of the app's tokens was reused: access cut off as a precaution",
+    ),
+}
+
+
+def _oauth_sentence(record: Record, subject: str, reader: bool, at: str, why: str, lang: Lang) -> str:
+    """Apps, software and identity providers (services/oauth.py, services/smart.py, services/federation.py).
+    Scopes are named by count, not listed: the consent page shows them in words."""
+    first, _, rest = record.detail.partition("|")
+    second, _, _scope = rest.partition("|")
+    fr = lang == "fr"
+    aux = ("avez" if reader else "a") if fr else ""
+    if record.action == "oauth:token":
+        if fr:
+            return f"{subject} {aux} obtenu un accès à vos données {at} — base : {why}."
+        return f"{subject} {'were' if reader else 'was'} given access to your data {at} — basis: {why}."
+    if record.action in ("oauth:grant", "oauth:withdraw"):
+        app = _quoted(second or first, lang)
+        if record.action == "oauth:grant":
+            if fr:
+                return f"{subject} {aux} autorisé l'application {app} à accéder à votre dossier {at}."
+            return f"{subject} authorised the app {app} to access your record {at}."
+        reason = _WITHDRAW_REASONS.get(record.basis, (record.basis, record.basis))
+        if fr:
+            return f"L'accès de l'application {app} a été retiré {at} — motif : {reason[0]}."
+        return f"The access of the app {app} was withdrawn {at} — reason: {reason[1]}."
+    provider = _PROVIDERS.get(first, first)
+    if record.action == "federation:signin":
+        if fr:
+            return f"{subject} {aux} ouvert une session avec {provider} {at}."
+        return f"{subject} signed in with {provider} {at}."
+    if fr:
+        return f"Une connexion avec {provider} a été refusée {at} — motif : {second or why}."
+    return f"A sign-in with {provider} was refused {at} — reason: {second or why}."

@@ -17,6 +17,7 @@ import typer
 
 from ..errors import FhirError
 from ..settings import Settings, UnsafeSettings
+from . import accounts as accounts_cli
 
 T = TypeVar("T")
 
@@ -32,6 +33,7 @@ app.add_typer(client_app, name="client")
 app.add_typer(keys_app, name="keys")
 audit_app = typer.Typer(help="Trace des accès / audit trail.", no_args_is_help=True)
 app.add_typer(audit_app, name="audit")
+app.add_typer(accounts_cli.app, name="account")  # sign-in accounts (cli/accounts.py)
 
 from .tokens import token_app  # noqa: E402  (the sub-app imports helpers from this module lazily)
 
@@ -117,11 +119,64 @@ def client_create(
         str, typer.Option(help='Portées SMART, ex. "system/*.*" / SMART scopes.')
     ] = "system/*.read",
     as_json: Annotated[bool, typer.Option("--json", help='Affiche {"client_id", "client_secret"}.')] = False,
+    jwks: Annotated[
+        Path | None,
+        typer.Option("--jwks", help="JWKS public (fichier JSON) : private_key_jwt / public JWKS file."),
+    ] = None,
+    jwks_uri: Annotated[
+        str | None, typer.Option("--jwks-uri", help="Adresse https du JWKS / https JWKS URL.")
+    ] = None,
+    kind: Annotated[
+        str, typer.Option("--kind", help="system, app (titulaire) ou software (professionnel).")
+    ] = "system",
+    redirect_uri: Annotated[
+        list[str] | None,
+        typer.Option("--redirect-uri", help="Adresse de retour exacte (répétable) / redirect URI."),
+    ] = None,
+    public: Annotated[
+        bool, typer.Option("--public", help="Application publique (PKCE seul) / public app.")
+    ] = False,
 ) -> None:
     """Enregistre un client machine et affiche ses identifiants une seule fois / register a machine client."""
     from ..services import oauth
 
     settings = _settings()
+    if jwks or jwks_uri or kind != "system" or redirect_uri or public:
+        try:
+            keys = json.loads(jwks.read_text(encoding="utf-8")) if jwks else None
+        except (OSError, ValueError) as exc:
+            raise _fail(f"--jwks : fichier illisible / unreadable file: {exc}") from None
+        registered = _run(
+            lambda: _with_runtime(
+                settings,
+                lambda rt: oauth.register_client(
+                    rt,
+                    name,
+                    scope,
+                    kind=kind,
+                    jwks=keys,
+                    jwks_uri=jwks_uri,
+                    redirect_uris=tuple(redirect_uri or ()),
+                    public=public,
+                ),
+            )
+        )
+        if as_json:
+            typer.echo(
+                json.dumps({"client_id": registered.client_id, "client_secret": registered.client_secret})
+            )
+            return
+        typer.echo(
+            f"client_id:     {registered.client_id}\nkind:          {registered.kind}\nauth:          "
+            f"{registered.auth_method}\nscope:         {registered.scope}"
+            + (
+                f"\nclient_secret: {registered.client_secret}\nLe secret ne sera plus affiché / the secret will "
+                "not be shown again."
+                if registered.client_secret
+                else ""
+            )
+        )
+        return
     client = _run(lambda: _with_runtime(settings, lambda rt: oauth.create_client(rt, name, scope)))
     if as_json:
         typer.echo(json.dumps({"client_id": client.client_id, "client_secret": client.client_secret}))

@@ -54,7 +54,10 @@ class TokenCache:
                 self.clear()
         elif kind == "client":
             for key in [
-                k for k, e in self._entries.items() if e.actor.kind == "client" and e.actor.id == value
+                k
+                for k, e in self._entries.items()
+                # a machine client, an app (its id is the client's), a professional through their software
+                if (e.actor.kind in ("client", "app") and e.actor.id == value) or e.actor.via == value
             ]:
                 del self._entries[key]
         else:

@@ -1,4 +1,5 @@
-"""OAuth 2 endpoints: the token endpoint (RFC 6749 section 3.2) and SMART discovery."""
+"""OAuth 2 endpoints: the token endpoint (RFC 6749 section 3.2), introspection (RFC 7662), revocation (RFC 7009)
+and SMART discovery. The authorization endpoint is a page (web/oauth.py): a person signs in there."""
 
 from __future__ import annotations
 
@@ -10,9 +11,8 @@ from fastapi import APIRouter, Request
 from starlette.responses import JSONResponse, Response
 
 from ...errors import UnsupportedMediaType
-from ...services import oauth
+from ...services import oauth, smart
 from ..deps import runtime
-from ..fhir.capability import smart_configuration
 
 router = APIRouter(tags=["OAuth 2 / SMART"])
 
@@ -35,10 +35,19 @@ _TOKEN_DOC = {
                     "type": "object",
                     "required": ["grant_type"],
                     "properties": {
-                        "grant_type": {"type": "string", "enum": ["client_credentials"]},
+                        "grant_type": {
+                            "type": "string",
+                            "enum": ["client_credentials", "authorization_code", "refresh_token"],
+                        },
                         "scope": {"type": "string"},
+                        "code": {"type": "string"},
+                        "redirect_uri": {"type": "string"},
+                        "code_verifier": {"type": "string"},
+                        "refresh_token": {"type": "string"},
                         "client_id": {"type": "string"},
                         "client_secret": {"type": "string"},
+                        "client_assertion_type": {"type": "string"},
+                        "client_assertion": {"type": "string"},
                     },
                 }
             }
@@ -57,6 +66,9 @@ _TOKEN_DOC = {
                             "token_type": {"type": "string"},
                             "expires_in": {"type": "integer"},
                             "scope": {"type": "string"},
+                            "refresh_token": {"type": "string"},
+                            "patient": {"type": "string"},
+                            "fhirUser": {"type": "string"},
                         },
                     }
                 }
@@ -85,8 +97,8 @@ def _has_nul(authorization: str, pairs: list[tuple[str, str]]) -> bool:
     return False
 
 
-@router.post("/oauth/token", summary="Token endpoint (client credentials)", openapi_extra=_TOKEN_DOC)
-async def token(request: Request) -> Response:
+async def _form(request: Request) -> list[tuple[str, str]] | Response:
+    """The form of an OAuth POST, or the error response (415 not a form, 400 NUL characters)."""
     ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if ctype != "application/x-www-form-urlencoded":
         raise UnsupportedMediaType(
@@ -106,18 +118,86 @@ async def token(request: Request) -> Response:
             400,
             headers={"Cache-Control": "no-store"},
         )
-    rt = runtime(request)
-    status, body, headers = await oauth.token_endpoint(
-        rt, rt.settings.base_url.rstrip("/") + "/oauth/token", request.headers, pairs
-    )
+    return pairs
+
+
+def _answer(status: int, body: dict[str, object], headers: list[tuple[str, str]]) -> Response:
     response = JSONResponse(body, status)
     for name, value in headers:
         if name.lower() != "content-type":
             response.headers[name] = value
     response.headers["Cache-Control"] = "no-store"
+    response.headers["Pragma"] = "no-cache"
     return response
 
 
+def _token_url(request: Request) -> str:
+    return runtime(request).settings.base_url.rstrip("/") + "/oauth/token"
+
+
+@router.post("/oauth/token", summary="Token endpoint", openapi_extra=_TOKEN_DOC)
+async def token(request: Request) -> Response:
+    pairs = await _form(request)
+    if isinstance(pairs, Response):
+        return pairs
+    status, body, headers = await oauth.token_endpoint(
+        runtime(request), _token_url(request), request.headers, pairs, request_id=request.state.request_id
+    )
+    return _answer(status, body, headers)
+
+
+_INTROSPECT_DOC = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/x-www-form-urlencoded": {
+                "schema": {
+                    "type": "object",
+                    "required": ["token"],
+                    "properties": {
+                        "token": {"type": "string"},
+                        "token_type_hint": {"type": "string"},
+                        "client_id": {"type": "string"},
+                        "client_secret": {"type": "string"},
+                        "client_assertion_type": {"type": "string"},
+                        "client_assertion": {"type": "string"},
+                    },
+                }
+            }
+        },
+    },
+    "responses": {
+        "200": {
+            "description": "RFC 7662 section 2.2 (introspection) or RFC 7009 section 2.2 (revocation)",
+            "content": {"application/json": {"schema": {"type": "object"}}},
+        },
+        "400": {"description": "OAuth error", "content": _OAUTH_ERROR},
+        "401": {"description": "invalid_client", "content": _OAUTH_ERROR},
+        "413": {
+            "description": "Payload too large (OperationOutcome, from the request guard)",
+            "content": {"application/fhir+json": {"schema": {"type": "object"}}},
+        },
+        "415": {"description": "not a form", "content": _OAUTH_ERROR},
+    },
+}
+
+
+@router.post("/oauth/introspect", summary="Token introspection (RFC 7662)", openapi_extra=_INTROSPECT_DOC)
+async def introspect(request: Request) -> Response:
+    pairs = await _form(request)
+    if isinstance(pairs, Response):
+        return pairs
+    return _answer(*await oauth.introspect(runtime(request), _token_url(request), request.headers, pairs))
+
+
+@router.post("/oauth/revoke", summary="Token revocation (RFC 7009)", openapi_extra=_INTROSPECT_DOC)
+async def revoke(request: Request) -> Response:
+    pairs = await _form(request)
+    if isinstance(pairs, Response):
+        return pairs
+    return _answer(*await oauth.revoke(runtime(request), _token_url(request), request.headers, pairs))
+
+
 @router.get("/.well-known/smart-configuration", summary="SMART configuration")
-async def smart(request: Request) -> Response:
-    return JSONResponse(smart_configuration(runtime(request).settings))
+async def smart_configuration(request: Request) -> Response:
+    return JSONResponse(smart.configuration(runtime(request).settings))
