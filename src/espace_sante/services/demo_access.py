@@ -219,7 +219,42 @@ async def load(rt: Runtime) -> dict[str, int]:
         result = await bundles.process(ctx, bundle)
         created += sum(1 for e in result.entries if e.created)
     await _rights(rt)
+    await _accounts(rt)
     return {"created": created, "unchanged": found}
+
+
+#: Demo sign-in (development data only; README "Demo actors"): one password for everyone, and a TOTP secret
+#: per person so that `python3 -c 'import pyotp; print(pyotp.TOTP("<secret>").now())'` gives the code.
+DEMO_PASSWORD = "girafe violette sous la pluie 47"
+DEMO_ACCOUNTS = (
+    # (kind, actor id, login, TOTP secret)
+    ("holder", MOTHER_NIR13, "marie-ange.santoni@demo.localhost", "ONUWFJWOTSLIVW7BC3O5MKKI4N2HQKTW"),
+    ("practitioner", MEDECIN_TRAITANT.rpps, "claire.lefevre@demo.localhost", "XR4JBU565AG5BGBQ4FXRZW2P4FU6572R"),
+    ("practitioner", HOSPITAL_DOCTOR.rpps, "antoine.moreau@demo.localhost", "NNQIRGXBY6G6I4K2IZUIG7JZDCDPPQMP"),
+    ("practitioner", PHARMACIST.rpps, "pierre.garnier@demo.localhost", "5IUCW6ESJ7Y3RKWUJ5LFMOP4KDFWFK2T"),
+    ("practitioner", EMERGENCY_DOCTOR.rpps, "sophie.bernard@demo.localhost", "T4S24RUENMKUTBXPMZSVT5FBSVUIW7E4"),
+    ("practitioner", BLOCKED.rpps, "marc.roux@demo.localhost", "VRYRBOWSYBFKRM2QMKGWASW5GVQYCW6T"),
+    ("operator", "agent.dupont", "agent.dupont@demo.localhost", "2OKNI7C4RMEGY7WNIZORCP7YVNOB5VVL"),
+)
+
+
+async def _accounts(rt: Runtime) -> None:
+    """Local accounts (password + TOTP) for the demo people, with the addresses their notices go to."""
+    from . import accounts
+
+    await rt.db.interaction("demo_operator", people_store.ensure_operator, "agent.dupont", "Agent Dupont")
+    for kind, ident, login, secret in DEMO_ACCOUNTS:
+        actor_id = make_nir(ident) if kind == "holder" else ident
+        if await accounts.find_by_actor(rt, kind, actor_id) is None:
+            await accounts.ensure_local_account(
+                rt,
+                kind=kind,
+                actor_id=actor_id,
+                login=login,
+                password=DEMO_PASSWORD,
+                totp_secret=secret,
+                email=login,
+            )
 
 
 async def _rights(rt: Runtime) -> None:

@@ -146,7 +146,9 @@ async def grant(
         reason = await _allow(conn, ctx, basis, target, who)  # type: ignore[arg-type]
         if not who.startswith("finess:") and await people_store.practitioner_by_rpps(conn, who) is None:
             # Access goes to professionals of the national directory only (L1111-18: never an insurer).
-            raise BadRequest(f"professionnel inconnu de l'annuaire / professional not in the directory: {who}")
+            raise BadRequest(
+                f"professionnel inconnu de l'annuaire / professional not in the directory: {who}"
+            )
         if basis == "medecin_traitant":
             # One médecin traitant at a time: declaring a new one ends the former's basis.
             former = await store.medecin_traitant(conn, target.space_id)
@@ -220,15 +222,51 @@ async def emergency(
         )
     minutes = ctx.runtime.settings.emergency_access_minutes
 
-    async def run(conn: Conn) -> datetime:
+    async def run(conn: Conn) -> tuple[datetime, list[tuple[str, str]]]:
         target = await _target(conn, ctx, patient, ins)
         basis = await _allow(conn, ctx, "emergency", target, ctx.actor.id)
         ends = datetime.now(UTC) + timedelta(minutes=minutes)
         await store.start_emergency(conn, target.space_id, ctx.actor.id, kind, reason, ends)
         await _trace(conn, ctx, target, "access:emergency", basis, f"{kind}|{reason}|")
-        return ends
+        # Who is told (R1111-48): the holder (or a minor's representatives) and the médecin traitant.
+        told = [("holder", i) for i in [await people_store.ins_of_space(conn, target.space_id)] if i]
+        told += [("holder", i) for i in await people_store.representatives_of(conn, target.space_id)]
+        mt = await store.medecin_traitant(conn, target.space_id)
+        if mt and not mt.startswith("finess:"):
+            told.append(("practitioner", mt))
+        return ends, told
 
-    return await ctx.runtime.db.interaction("rights_emergency", run)
+    ends, told = await ctx.runtime.db.interaction("rights_emergency", run)
+    await _tell_emergency(ctx, told, kind)
+    return ends
+
+
+async def _tell_emergency(ctx: Context, told: list[tuple[str, str]], kind: str) -> None:
+    """E-mail each person told who has an address on their account; no medical content, only that an access
+    happened and where to read the trace. Sent after the commit; a failure keeps the message in the outbox."""
+    from . import accounts, mail
+
+    who = ctx.actor.display or ctx.actor.id
+    what_fr = "un accès de régulation (SAMU)" if kind == "samu" else "un accès en urgence"
+    what_en = "an emergency regulation (SAMU) access" if kind == "samu" else "an emergency access"
+    page = ctx.runtime.settings.base_url.rstrip("/")
+    for actor_kind, actor_id in told:
+        account = await accounts.find_by_actor(ctx.runtime, actor_kind, actor_id)
+        address = account.notice_address if account is not None and not account.disabled else None
+        if not address:
+            continue
+        text = (
+            f"Bonjour,\n\n{who} a ouvert {what_fr} à un dossier que vous suivez (le vôtre, celui d'un enfant "
+            f"que vous représentez ou d'un patient dont vous êtes le médecin traitant). Il est limité dans le temps "
+            f"et inscrit dans l'historique des accès : {page}\n\nMon espace santé\n\n---\n\n"
+            f"Hello,\n\n{who} opened {what_en} to a record you follow. It is time-limited and listed in the "
+            f"access history: {page}\n"
+        )
+        message = mail.Message(address, "Mon espace santé : accès en urgence / emergency access", text)
+        try:
+            await mail.mailer(ctx.runtime).send(message)
+        except OSError:
+            await mail.OutboxMailer(ctx.runtime).send(message)
 
 
 async def add_representative(

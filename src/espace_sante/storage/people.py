@@ -102,3 +102,23 @@ async def birth_date(conn: Conn, space_id: uuid.UUID, patient_id: str) -> date |
         patient_id,
     )
     return None if value is None else value.astimezone(UTC).date()
+
+
+async def ins_of_space(conn: Conn, space_id: uuid.UUID) -> str | None:
+    """The INS of a space's holder (for notices to them), from the search index."""
+    value = await conn.fetchval(
+        "SELECT t.code FROM sp_token t JOIN resource r USING (space_id, resource_type, resource_id) "
+        "WHERE t.space_id = $1 AND t.resource_type = 'Patient' AND t.param = 'identifier' AND t.system = $2 "
+        "AND NOT r.deleted LIMIT 1",
+        space_id,
+        INS_SYSTEM,
+    )
+    return None if value is None else str(value)
+
+
+async def representatives_of(conn: Conn, space_id: uuid.UUID) -> list[str]:
+    rows = await conn.fetch(
+        "SELECT representative_ins FROM space_representative WHERE space_id = $1 AND until > current_date",
+        space_id,
+    )
+    return [r["representative_ins"] for r in rows]
