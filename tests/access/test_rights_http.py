@@ -239,3 +239,30 @@ def _client(http: httpx.AsyncClient, token: str) -> httpx.AsyncClient:
         base_url=BASE,
         headers={"Authorization": f"Bearer {token}", "Accept": "application/fhir+json"},
     )
+
+
+async def test_the_holder_narrows_and_widens_the_matrix_for_her_record(
+    runtime: Runtime, http: httpx.AsyncClient, fhir: httpx.AsyncClient
+) -> None:
+    nir, pid = await _fresh_holder(fhir)
+    prescription = (
+        await fhir.post("/DocumentReference", json=_document(pid, "42"), headers=FHIR_JSON)
+    ).json()["id"]
+    report = (await fhir.post("/DocumentReference", json=_document(pid, "10"), headers=FHIR_JSON)).json()[
+        "id"
+    ]
+    holder = _client(http, (await devtokens.issue(runtime, f"holder:{nir}", "patient/*.*")).access_token)
+    assert (
+        await holder.post("/access/grants", json={"basis": "consent", "who": PHARMACIST})
+    ).status_code == 204
+    pharmacist = _client(
+        http, (await devtokens.issue(runtime, f"practitioner:{PHARMACIST}", "user/*.rs")).access_token
+    )
+    assert (await pharmacist.get(f"/fhir/DocumentReference/{prescription}")).status_code == 200
+    assert (await pharmacist.get(f"/fhir/DocumentReference/{report}")).status_code == 404
+    rules = {"matrix_overrides": {"21": {"add": ["10"], "remove": ["42"]}}}
+    assert (await holder.put("/access/settings", json=rules)).status_code == 204
+    assert (await pharmacist.get(f"/fhir/DocumentReference/{prescription}")).status_code == 404
+    assert (await pharmacist.get(f"/fhir/DocumentReference/{report}")).status_code == 200
+    bad = await holder.put("/access/settings", json={"matrix_overrides": {"21": {"add": ["99"]}}})
+    assert bad.status_code == 400 and "inconnue" in bad.json()["issue"][0]["diagnostics"]
