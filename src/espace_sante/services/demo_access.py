@@ -225,14 +225,29 @@ async def load(rt: Runtime) -> dict[str, int]:
 
 #: Demo sign-in (development data only; README "Demo actors"): one password for everyone, and a TOTP secret
 #: per person so that `python3 -c 'import pyotp; print(pyotp.TOTP("<secret>").now())'` gives the code.
-DEMO_PASSWORD = "girafe violette sous la pluie 47"
+DEMO_PASSWORD = "girafe violette sous la pluie 47"  # noqa: S105 (demo data, published in the README)
 DEMO_ACCOUNTS = (
     # (kind, actor id, login, TOTP secret)
     ("holder", MOTHER_NIR13, "marie-ange.santoni@demo.localhost", "ONUWFJWOTSLIVW7BC3O5MKKI4N2HQKTW"),
-    ("practitioner", MEDECIN_TRAITANT.rpps, "claire.lefevre@demo.localhost", "XR4JBU565AG5BGBQ4FXRZW2P4FU6572R"),
-    ("practitioner", HOSPITAL_DOCTOR.rpps, "antoine.moreau@demo.localhost", "NNQIRGXBY6G6I4K2IZUIG7JZDCDPPQMP"),
+    (
+        "practitioner",
+        MEDECIN_TRAITANT.rpps,
+        "claire.lefevre@demo.localhost",
+        "XR4JBU565AG5BGBQ4FXRZW2P4FU6572R",
+    ),
+    (
+        "practitioner",
+        HOSPITAL_DOCTOR.rpps,
+        "antoine.moreau@demo.localhost",
+        "NNQIRGXBY6G6I4K2IZUIG7JZDCDPPQMP",
+    ),
     ("practitioner", PHARMACIST.rpps, "pierre.garnier@demo.localhost", "5IUCW6ESJ7Y3RKWUJ5LFMOP4KDFWFK2T"),
-    ("practitioner", EMERGENCY_DOCTOR.rpps, "sophie.bernard@demo.localhost", "T4S24RUENMKUTBXPMZSVT5FBSVUIW7E4"),
+    (
+        "practitioner",
+        EMERGENCY_DOCTOR.rpps,
+        "sophie.bernard@demo.localhost",
+        "T4S24RUENMKUTBXPMZSVT5FBSVUIW7E4",
+    ),
     ("practitioner", BLOCKED.rpps, "marc.roux@demo.localhost", "VRYRBOWSYBFKRM2QMKGWASW5GVQYCW6T"),
     ("operator", "agent.dupont", "agent.dupont@demo.localhost", "2OKNI7C4RMEGY7WNIZORCP7YVNOB5VVL"),
 )
