@@ -293,3 +293,18 @@ async def test_a_read_without_basis_is_refused_in_the_trace(
     blocked = await as_actor(f"practitioner:{BLOCKED}", "user/*.rs")
     assert (await blocked.get(f"/fhir/Patient/{world.mother_patient}")).status_code == 404
     assert await runtime.db.read("t", refusals) == before + 1  # type: ignore[attr-defined]
+
+
+async def test_a_professional_reaching_many_records_names_the_patient(
+    as_actor: Client, world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from espace_sante.services import fhir as fhir_service
+
+    monkeypatch.setattr(fhir_service, "MAX_SPACES_WITHOUT_PATIENT", 1)
+    mt = await as_actor(f"practitioner:{MT}", "user/*.rs")  # médecin traitant of the mother and of her son
+    broad = await mt.get("/fhir/DocumentReference")
+    assert broad.status_code == 400 and broad.json()["issue"][0]["expression"] == ["patient"]
+    named = await mt.get("/fhir/DocumentReference", params={"patient": world.mother_patient})
+    assert named.status_code == 200
+    holder = await as_actor(f"holder:{MOTHER}", "patient/*.*")
+    assert (await holder.get("/fhir/DocumentReference")).status_code == 200

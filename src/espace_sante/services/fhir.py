@@ -85,6 +85,10 @@ async def _decide(ctx: Context, action: Action, resource_type: str) -> Decision:
     return decision
 
 
+#: Above this many reachable records, a person's search must name its patient.
+MAX_SPACES_WITHOUT_PATIENT = 1000
+
+
 async def scoped(
     conn: Conn, ctx: Context, decision: Decision, spaces: Sequence[uuid.UUID] | None
 ) -> Decision:
@@ -96,6 +100,15 @@ async def scoped(
     today = date.today()
     if spaces is None:
         spaces = await access_store.related_spaces(conn, ctx.actor, today=today)
+        if len(spaces) > MAX_SPACES_WITHOUT_PATIENT:
+            # A hospital's care team reaches thousands of records: a professional's search names its patient
+            # (as IHE MHD ITI-67 requires), which also keeps one request to one partition.
+            raise BadRequest(
+                "précisez le patient (paramètre patient ou patient.identifier) / name the patient "
+                "(patient or patient.identifier parameter)",
+                code="required",
+                expression="patient",
+            )
     facts = await access_store.facts(
         conn, ctx.actor, [s for s in spaces if s != DIRECTORY_SPACE], today=today
     )
