@@ -172,7 +172,7 @@ async def test_operators_never_reach_medical_data(runtime: object, as_actor: Cli
 async def test_emergency_access_opens_for_a_time_and_the_holder_reads_it_in_her_trace(
     as_actor: Client, world: World
 ) -> None:
-    urgentist = await as_actor(f"practitioner:{URGENTIST}", "user/*.rs")
+    urgentist = await as_actor(f"practitioner:{URGENTIST}", "user/*.rs user/Consent.c")
     opened = await urgentist.post("/access/emergency", json={"ins": MOTHER, "reason": "unable_to_consent"})
     assert opened.status_code == 200, opened.text
     response = await urgentist.get("/fhir/DocumentReference", params={"patient": world.mother_patient})
@@ -185,7 +185,7 @@ async def test_emergency_access_opens_for_a_time_and_the_holder_reads_it_in_her_
 
 
 async def test_a_blocked_professional_cannot_open_an_emergency_access(as_actor: Client, world: World) -> None:
-    blocked = await as_actor(f"practitioner:{BLOCKED}", "user/*.rs")
+    blocked = await as_actor(f"practitioner:{BLOCKED}", "user/*.rs user/Consent.c")
     response = await blocked.post("/access/emergency", json={"ins": MOTHER, "reason": "immediate_risk"})
     assert response.status_code == 404
 

@@ -140,7 +140,8 @@ async def test_a_professional_records_consent_given_in_consultation_and_the_hold
 ) -> None:
     nir, pid = await _fresh_holder(fhir)
     nurse_free = _client(
-        http, (await devtokens.issue(runtime, f"practitioner:{HOSPITAL}", "user/*.rs")).access_token
+        http,
+        (await devtokens.issue(runtime, f"practitioner:{HOSPITAL}", "user/*.rs user/Consent.c")).access_token,
     )
     recorded = await nurse_free.post("/access/grants", json={"ins": nir, "basis": "consent", "who": HOSPITAL})
     assert recorded.status_code == 204, recorded.text

@@ -73,7 +73,9 @@ async def test_an_emergency_access_is_told_to_the_holder_and_the_medecin_traitan
     before = len(await _outbox(runtime, mt_mail))
 
     token = (
-        await devtokens.issue(runtime, f"practitioner:{demo_access.EMERGENCY_DOCTOR.rpps}", "user/*.rs")
+        await devtokens.issue(
+            runtime, f"practitioner:{demo_access.EMERGENCY_DOCTOR.rpps}", "user/*.rs user/Consent.c"
+        )
     ).access_token
     opened = await http.post(
         "/access/emergency",

@@ -83,5 +83,9 @@ def test_storage_functions_that_touch_medical_data_require_a_decision() -> None:
                 continue
             if "decision" not in inspect.signature(func).parameters:
                 missing.append(f"{module.__name__}.{name}")
-    # `includes` returns only keys, which the service passes through the policy before reading.
-    assert missing == ["espace_sante.storage.search.includes"]
+    # `includes` returns only keys, which the service passes through the policy before reading;
+    # `created_here` only tells whether this transaction wrote a row (a document's content check).
+    assert sorted(missing) == [
+        "espace_sante.storage.resources.created_here",
+        "espace_sante.storage.search.includes",
+    ]

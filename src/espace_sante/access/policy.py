@@ -40,9 +40,9 @@ MASKED_FROM_PROFESSIONALS = "MASQUE_PS"
 
 DIRECTORY_TYPES = frozenset({"Practitioner", "PractitionerRole", "Organization"})
 DOCUMENT_TYPES = frozenset({"DocumentReference", "Binary"})
-#: Types a professional with a basis reads whatever their profession: who the holder is, and the
-#: submission sets that list documents (each document inside still passes the matrix).
-PROFESSIONAL_OPEN_READ = frozenset({"Patient", "List"})
+#: Types a professional with a basis reads whatever their profession: who the holder is. (Submission sets,
+#: Lists, name documents the reader may not see: they come back with the documents issue, filtered.)
+PROFESSIONAL_OPEN_READ = frozenset({"Patient"})
 
 Basis = Literal["medecin_traitant", "care_team", "consent", "emergency", "samu"]
 #: Strongest first: the reason given for an access names the strongest basis held.
@@ -127,6 +127,9 @@ class Decision:
     reason: str
     slices: tuple[Slice, ...] | None = None
     write_categories: frozenset[str] | None = None
+    #: For a search with chained parameters (`item:DocumentReference.type=…`): the decision on each chained
+    #: type, so that a chain only matches what the actor may see of its target (SECURITY FHIR attack 2).
+    chains: Mapping[str, Decision] = field(default_factory=dict)
     _mint: object = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -172,6 +175,21 @@ class Decision:
             )
 
 
+def with_chains(decision: Decision, chains: Mapping[str, Decision]) -> Decision:
+    """The search decision carrying the decisions on its chained types."""
+    return Decision(
+        decision.actor,
+        decision.action,
+        decision.resource_type,
+        decision.allowed,
+        decision.reason,
+        decision.slices,
+        decision.write_categories,
+        dict(chains),
+        _MINT,
+    )
+
+
 def needs_facts(actor: Actor) -> bool:
     """Whether decisions for this actor depend on the spaces' facts (people and apps do; machines do not)."""
     return actor.kind in ("holder", "representative", "practitioner", "app")
@@ -192,7 +210,7 @@ def decide(
     try:
         return _decide(actor, action, resource_type, facts, today or date.today())
     except Exception:  # fail closed (ASVS 4.1.5): a fault in a rule refuses
-        return Decision(actor, action, resource_type, False, "policy error", (), None, _MINT)
+        return Decision(actor, action, resource_type, False, "policy error", (), None, {}, _MINT)
 
 
 def _decide(
@@ -204,7 +222,7 @@ def _decide(
         slices: tuple[Slice, ...] | None = (),
         writes: frozenset[str] | None = None,
     ) -> Decision:
-        return Decision(actor, action, rtype, allowed, reason, slices if allowed else (), writes, _MINT)
+        return Decision(actor, action, rtype, allowed, reason, slices if allowed else (), writes, {}, _MINT)
 
     if action not in _INTERACTION:
         return answer(False, "unknown action")
@@ -261,16 +279,23 @@ def _person_rule(actor: Actor, action: Action, rtype: str, f: SpaceFacts, today:
         reason = "représentant légal"
     else:
         return None
+    if rtype == "List":
+        return None  # submission sets name documents hidden from people: the documents issue filters them
     if action in _READS:
         # The trace too keeps hidden documents hidden: no record of an access to them is listed (attack 3).
         filtered = rtype in DOCUMENT_TYPES or rtype == "AuditEvent"
         return (Rows(hidden=hidden) if filtered else EVERYTHING), reason, None
     if rtype == "Patient":
         return None  # identity comes from the insurer's registry (INS), not from the person
-    if rtype == "DocumentReference" and action != "create":
-        # A person changes or removes only what they deposited; a professional's document is theirs.
+    if action == "create":
+        return EVERYTHING, reason, None
+    if rtype in DOCUMENT_TYPES:
+        # A person changes or removes only what they deposited (and its content); a professional's document
+        # is theirs (SECURITY threat model: no edit of a professional's document).
         return Rows(hidden=hidden, author=f"Patient/{f.patient_id}"), reason, None
-    return EVERYTHING, reason, None
+    if rtype in habilitation.default().sections:
+        return EVERYTHING, reason, None  # the medical profile is the holder's to keep
+    return None  # submission sets, messages, appointments: their own services decide
 
 
 def _practitioner_rule(actor: Actor, action: Action, rtype: str, f: SpaceFacts, today: date) -> _Reached:
@@ -356,6 +381,12 @@ def may_change(actor: Actor, change: Change, facts: SpaceFacts | None, *, who: s
 
     if facts is None:
         return False, "no such space"
+    # Rights are Consent-like data (FHIR Consent is the privacy rule resource): a token needs `Consent`
+    # rights to change them, or to read them for a preview (SMART scopes; a session holds every scope).
+    letter = "r" if change == "preview" else "c"
+    context = {"practitioner": "user", "holder": "patient", "representative": "patient"}.get(actor.kind)
+    if context is not None and not actor.scopes.allows(context, "Consent", letter):
+        return False, f"no {context} scope for Consent.{letter}"
     if actor.kind in ("system", "client"):
         if actor.kind == "client" and not actor.scopes.allows("system", "Patient", "u"):
             return False, "no system scope for Patient.u"
@@ -369,7 +400,7 @@ def may_change(actor: Actor, change: Change, facts: SpaceFacts | None, *, who: s
         and date.today() < facts.representative_until
     )
     if person:
-        if change in ("emergency", "representative", "care_team"):
+        if change in ("emergency", "representative"):
             return False, "not a holder's decision"
         if change in STRONG_CHANGES and not level_at_least(actor.acr, STRONG_LEVEL):
             return False, f"sign-in level {STRONG_LEVEL} required"

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import traceback
 
+import asyncpg
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
@@ -56,6 +57,12 @@ def install(app: FastAPI) -> None:
                 dict(exc.headers or {}),
             )
         return _respond(request, FhirError(str(exc.detail), exc.status_code, "processing"))
+
+    @app.exception_handler(asyncpg.exceptions.CharacterNotInRepertoireError)
+    @app.exception_handler(asyncpg.exceptions.UntranslatableCharacterError)
+    async def bad_characters(request: Request, exc: Exception) -> Response:
+        # A value PostgreSQL cannot store as text (a NUL byte) that a check upstream missed: the client's fault.
+        return _respond(request, BadRequest("caractère invalide (NUL) / invalid character (NUL)"))
 
     @app.exception_handler(DatabaseUnavailable)
     async def unavailable(request: Request, exc: DatabaseUnavailable) -> Response:

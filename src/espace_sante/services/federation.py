@@ -435,7 +435,12 @@ async def _userinfo(
             "userinfo", "informations du fournisseur indisponibles", "userinfo unavailable"
         ) from exc
     if isinstance(answer, str):  # application/jwt: signed by the provider like the ID token
-        header = backend_auth._b64json(answer.split(".")[0]) if answer.count(".") == 2 else {}
+        try:
+            header = backend_auth._b64json(answer.split(".")[0]) if answer.count(".") == 2 else {}
+        except backend_auth.InvalidAssertion as exc:  # a provider's garbled answer refuses the sign-in
+            raise _refused(
+                "userinfo", "informations du fournisseur illisibles", "unreadable userinfo"
+            ) from exc
         alg = header.get("alg")
         if alg not in ID_TOKEN_ALGORITHMS:
             raise _refused("userinfo", "informations du fournisseur illisibles", "unreadable userinfo")

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
 
-from ..access.policy import Action, Decision, decide, needs_facts
+from ..access.policy import Action, Decision, decide, needs_facts, with_chains
 from ..context import Context
 from ..errors import (
     BadRequest,
@@ -120,6 +120,18 @@ async def _out_of_reach(ctx: Context, decision: Decision, space_id: uuid.UUID | 
     the attempt is traced as a refusal (SECURITY V8 8.1.4: one professional opening many records shows)."""
     if space_id is not None and needs_facts(ctx.actor) and decision.slices is not None:
         await trace.refusal(ctx, decision, reason="aucune base sur ce dossier / no basis on this record")
+
+
+async def scoped_search(conn: Conn, ctx: Context, decision: Decision, request: SearchRequest) -> Decision:
+    """A search's decision in the spaces it may reach, with the decisions on its chained types."""
+    hint = search_store.space_hint(request)
+    decision = await scoped(conn, ctx, decision, None if hint is None else [hint])
+    targets = {c.chain.target_type for c in request.clauses if c.chain is not None}
+    if not targets or decision.slices is None:
+        return decision
+    spaces = sorted(decision.spaces or ())
+    chains = {t: await scoped(conn, ctx, decide(ctx.actor, "search", t), spaces) for t in sorted(targets)}
+    return with_chains(decision, chains)
 
 
 def _locate(resource_type: str, resource_id: str) -> uuid.UUID | None:
@@ -282,8 +294,7 @@ async def _search_in(conn: Conn, ctx: Context, decision: Decision, request: Sear
         from . import auditevents  # imports this module
 
         return await auditevents.search_in(conn, ctx, decision, request)
-    hint = search_store.space_hint(request)
-    decision = await scoped(conn, ctx, decision, None if hint is None else [hint])
+    decision = await scoped_search(conn, ctx, decision, request)
     keys = ctx.runtime.keys
     if request.summary == "count" or request.count == 0:
         return SearchResult(request, [], [], await search_store.count(conn, decision, request), False)
@@ -379,6 +390,7 @@ async def _create_in(
         # A space the actor has no basis on answers like one that does not exist.
         raise _no_such_patient(rtype, body)
     _check_category(decision, body)
+    await _check_document_links(conn, ctx, decision, body, space_id, rid)
     if rtype == "Patient":
         await spaces.create(conn, ctx.runtime.keys, space_id)
     else:
@@ -460,6 +472,7 @@ async def _update_in(
             )
         await _check_patient_exists(conn, decision, body, space_id)
     _check_category(decision, body)
+    await _check_document_links(conn, ctx, decision, body, space_id, rid)
     check_references_stay_in_space(body, space_id)
     stored = await store.write(
         conn, ctx.runtime.keys, decision, space_id, rtype, rid, body, method="PUT", previous=previous
@@ -584,6 +597,66 @@ def _document_classes(body: Mapping[str, Any]) -> list[str]:
     return classes
 
 
+async def _check_document_links(
+    conn: Conn, ctx: Context, decision: Decision, body: dict[str, Any], space_id: uuid.UUID, rid: str
+) -> None:
+    """A document's author and content, for people (SECURITY 5.1.2, and the review of 2026-11-24):
+
+    - the author is the person writing: a professional names themselves, a holder or a representative the
+      holder; the server adds it when absent, and refuses someone else;
+    - a Binary is the content of one document only, and a person's document takes as content only a Binary
+      written in the same transaction or already its own: pointing a new document at another document's
+      content would give its reader and its author's rights over that content."""
+    if body.get("resourceType") != "DocumentReference" or not needs_facts(ctx.actor):
+        return
+    actor = ctx.actor
+    own = (
+        f"Practitioner/{actor.practitioner_id}"
+        if actor.kind == "practitioner"
+        else f"Patient/{(await _patient_of_space(conn, space_id))}"
+    )
+    authors = body.get("author")
+    if not isinstance(authors, list) or not authors:
+        body["author"] = [{"reference": own}]
+    else:
+        for i, author in enumerate(authors):
+            ref = author.get("reference") if isinstance(author, dict) else None
+            kind = ref.split("/", 1)[0] if isinstance(ref, str) else ""
+            if kind in ("Practitioner", "Patient", "RelatedPerson", "PractitionerRole") and ref != own:
+                raise InvalidResource(
+                    f"DocumentReference.author[{i}] : vous ne pouvez signer qu'en votre nom ({own}) / you may "
+                    f"only author as yourself",
+                    expression=f"DocumentReference.author[{i}]",
+                )
+        if not any(isinstance(a, dict) and a.get("reference") == own for a in authors):
+            authors.append({"reference": own})
+    for i, content in enumerate(body.get("content") or []):
+        url = content.get("attachment", {}).get("url") if isinstance(content, dict) else None
+        if not isinstance(url, str):
+            continue
+        target = _referenced_id(url) if "Binary/" in url else None
+        if target is None:
+            continue
+        where = f"DocumentReference.content[{i}].attachment.url"
+        owners = await visibility.documents_pointing_at(conn, space_id, target)
+        if any(owner != rid for owner in owners):
+            raise InvalidResource(
+                f"{where} : ce contenu appartient à un autre document / this content belongs to another document",
+                expression=where,
+            )
+        if rid not in owners and not await store.created_here(conn, space_id, "Binary", target):
+            raise InvalidResource(
+                f"{where} : le contenu doit être déposé avec le document (même transaction) / the content "
+                "must be submitted with the document (same transaction)",
+                expression=where,
+            )
+
+
+async def _patient_of_space(conn: Conn, space_id: uuid.UUID) -> str:
+    found = await access_store.patient_of_space(conn, space_id)
+    return found or ""
+
+
 def _check_category(decision: Decision, body: Mapping[str, Any]) -> None:
     """A professional deposits only the document classes the habilitation matrix lets their profession write."""
     if decision.write_categories is None or body.get("resourceType") != "DocumentReference":
@@ -659,8 +732,7 @@ async def conditional_match(
         raise BadRequest("condition vide / empty condition")
     decision = await _decide(ctx, "search", rtype)
     request = parse_search(rtype, pairs, strict=True, default_count=2, max_count=2)
-    hint = search_store.space_hint(request)
-    decision = await scoped(conn, ctx, decision, None if hint is None else [hint])
+    decision = await scoped_search(conn, ctx, decision, request)
     if lock:
         # Two concurrent conditional creates with one condition must not both create (http.html#ccreate).
         await locks.hold_until_commit(conn, f"conditional-create {rtype}?{query}")

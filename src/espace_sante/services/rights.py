@@ -29,6 +29,7 @@ from ..storage import access as store
 from ..storage import audit as audit_store
 from ..storage import people as people_store
 from ..storage import search as search_store
+from ..storage import visibility
 from ..storage.db import Conn
 from . import people
 
@@ -79,8 +80,11 @@ async def _allow(conn: Conn, ctx: Context, change: Change, target: Target, who: 
     allowed, reason = may_change(ctx.actor, change, facts[0] if facts else None, who=who)
     if allowed:
         return reason
-    if ctx.actor.kind == "practitioner":
-        raise NotFound("dossier introuvable / record not found")  # a blocked professional learns nothing
+    related = bool(facts) and facts[0].relation != "" and ctx.actor.kind in ("holder", "representative")
+    if not related and ctx.actor.kind not in ("system", "client"):
+        # Someone with no relation to the record (a blocked professional, another holder) learns nothing,
+        # not even that the record exists (SECURITY threat model: no hint whether a person has a space).
+        raise NotFound("dossier introuvable / record not found")
     if reason.startswith("sign-in level"):
         raise Forbidden(
             "connexion renforcée requise (clé d'accès, code à usage unique ou FranceConnect+) / a stronger "
@@ -162,7 +166,13 @@ async def grant(
                     reason,
                     f"{basis}|{former}|{await _name(conn, ctx, former)}",
                 )
-        await store.set_basis(conn, target.space_id, who, basis, str(ctx.actor))
+        by_person = ctx.actor.kind in ("holder", "representative")
+        lifts = by_person or basis == "medecin_traitant"
+        if not await store.set_basis(
+            conn, target.space_id, who, basis, str(ctx.actor), lifts_objection=lifts
+        ):
+            # The holder objected to this professional: only she lifts it.
+            raise NotFound("dossier introuvable / record not found")
         await _trace(
             conn, ctx, target, "rights:grant", reason, f"{basis}|{who}|{await _name(conn, ctx, who)}"
         )
@@ -181,7 +191,8 @@ async def revoke(
     async def run(conn: Conn) -> None:
         target = await _target(conn, ctx, patient, ins)
         reason = await _allow(conn, ctx, "revoke", target, who)
-        if not await store.revoke_basis(conn, target.space_id, who, basis):
+        objection = ctx.actor.kind in ("holder", "representative") and basis != "medecin_traitant"
+        if not await store.revoke_basis(conn, target.space_id, who, basis, objection=objection):
             raise NotFound("aucun accès de ce type pour ce professionnel / no such access")
         await _trace(
             conn, ctx, target, "rights:revoke", reason, f"{basis}|{who}|{await _name(conn, ctx, who)}"
@@ -417,11 +428,15 @@ async def preview(ctx: Context, *, rpps: str, patient: str | None = None) -> dic
         target = await _target(conn, ctx, patient, None)
         reason = await _allow(conn, ctx, "preview", target)
         facts = await store.facts(conn, professional, [target.space_id], today=date.today())
+        own_facts = await store.facts(conn, ctx.actor, [target.space_id], today=date.today())
         items: list[dict[str, Any]] = []
         for rtype in PREVIEW_TYPES:
             decision = decide(professional, "search", rtype, facts)
             if not decision.covers(target.space_id):
                 continue
+            # What the asker may not see themselves stays out (a result awaiting its announcement, a minor's
+            # confidential care): the preview is the professional's answer within the asker's own.
+            asker = decide(ctx.actor, "read", rtype, own_facts)
             # The decision covers only the holder's space: the search reaches nothing else.
             request = parse_search(
                 rtype,
@@ -433,6 +448,8 @@ async def preview(ctx: Context, *, rpps: str, patient: str | None = None) -> dic
             found, _ = await search_store.page(conn, ctx.runtime.keys, decision, request)
             why = decision.reason_in(target.space_id)
             for stored in found:
+                if not await visibility.reaches(conn, asker, target.space_id, rtype, stored.resource_id):
+                    continue
                 body = orjson.loads(stored.body) if stored.body else {}
                 items.append({"type": rtype, "id": stored.resource_id, "label": _label(body), "reason": why})
         await _trace(conn, ctx, target, "rights:preview", reason, f"|{rpps}|{professional.display}")

@@ -108,7 +108,9 @@ async def validate(rt: Runtime, params: Sequence[tuple[str, str]]) -> Authorizat
         raise AuthorizeError("invalid_request", "paramètre répété / repeated parameter")
     client_id = values.get("client_id", "")
     client = None
-    if client_id and len(client_id) <= 200:
+    # Client ids are printable ASCII (ours are URL-safe): anything else is unknown, without asking the
+    # database (a NUL byte would be a driver error, not an answer).
+    if client_id and len(client_id) <= 200 and client_id.isascii() and client_id.isprintable():
         client = await rt.db.read("oauth_get_client", client_store.get_client, client_id)
     if client is None or client.disabled or client.kind not in PERSON_OF_KIND:
         raise AuthorizeError("invalid_client", "application inconnue / unknown application")

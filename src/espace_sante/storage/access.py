@@ -113,25 +113,37 @@ def _overrides(raw: Any) -> dict[str, habilitation.Override]:
 # --- changes of rights (the services trace each one in the same transaction) ----------------------------
 
 
-async def set_basis(conn: Conn, space_id: uuid.UUID, who: str, basis: str, granted_by: str) -> None:
-    await conn.execute(
+async def set_basis(
+    conn: Conn, space_id: uuid.UUID, who: str, basis: str, granted_by: str, *, lifts_objection: bool = True
+) -> bool:
+    """Give (or give again) a basis. False when the holder objected to it and this grant may not lift that
+    (a professional declaring themselves)."""
+    status: str = await conn.execute(
         "INSERT INTO access_basis (space_id, who, basis, granted_by) VALUES ($1, $2, $3, $4) "
         "ON CONFLICT (space_id, who, basis) DO UPDATE SET granted_by = EXCLUDED.granted_by, "
-        "granted_at = now(), revoked_at = NULL",
+        "granted_at = now(), revoked_at = NULL, objected_at = NULL "
+        "WHERE access_basis.objected_at IS NULL OR $5",
         space_id,
         who,
         basis,
         granted_by,
+        lifts_objection,
     )
+    return status.endswith(" 1")
 
 
-async def revoke_basis(conn: Conn, space_id: uuid.UUID, who: str, basis: str) -> bool:
+async def revoke_basis(
+    conn: Conn, space_id: uuid.UUID, who: str, basis: str, *, objection: bool = False
+) -> bool:
+    """End a basis; with `objection` (the holder's), it also stays ended until the holder gives it again."""
     status: str = await conn.execute(
-        "UPDATE access_basis SET revoked_at = now() WHERE space_id = $1 AND who = $2 AND basis = $3 "
-        "AND revoked_at IS NULL",
+        "UPDATE access_basis SET revoked_at = now(), "
+        "objected_at = CASE WHEN $4 THEN now() ELSE objected_at END "
+        "WHERE space_id = $1 AND who = $2 AND basis = $3 AND revoked_at IS NULL",
         space_id,
         who,
         basis,
+        objection,
     )
     return status.endswith(" 1")
 
@@ -232,3 +244,11 @@ async def is_representative(conn: Conn, space_id: uuid.UUID, representative_ins:
             representative_ins,
         )
     )
+
+
+async def patient_of_space(conn: Conn, space_id: uuid.UUID) -> str | None:
+    value = await conn.fetchval(
+        "SELECT resource_id FROM resource WHERE space_id = $1 AND resource_type = 'Patient' AND NOT deleted",
+        space_id,
+    )
+    return None if value is None else str(value)

@@ -196,7 +196,10 @@ async def write(
             when,
             body is None,
         )
-        await _clear_index(conn, t, space_id, rtype, rid)
+        # A deleted document keeps the index rows its visibility is judged on (class, visibility codes,
+        # author, content): its old versions and its content stay hidden from whom they were hidden from.
+        keep = VISIBILITY_PARAMS if body is None and rtype == "DocumentReference" else ()
+        await _clear_index(conn, t, space_id, rtype, rid, keep=keep)
     if body is not None:
         await _write_index(conn, t, space_id, rtype, rid, searchparams.extract(body))
     return Stored(rtype, rid, version, when, plaintext, method, space_id)
@@ -338,14 +341,37 @@ async def fetch_current(
     return out
 
 
-async def _clear_index(conn: Conn, t: Tables, space_id: uuid.UUID, rtype: str, rid: str) -> None:
+#: The index rows storage/visibility.py judges a document on.
+VISIBILITY_PARAMS = ("category", "security-label", "author", searchparams.ATTACHMENT_PARAM)
+
+
+async def _clear_index(
+    conn: Conn, t: Tables, space_id: uuid.UUID, rtype: str, rid: str, *, keep: Sequence[str] = ()
+) -> None:
     for table in t.index_tables:
         await conn.execute(
-            f"DELETE FROM {table} WHERE space_id = $1 AND resource_type = $2 AND resource_id = $3",
+            f"DELETE FROM {table} WHERE space_id = $1 AND resource_type = $2 AND resource_id = $3 "
+            "AND NOT (param = ANY($4::text[]))",
+            space_id,
+            rtype,
+            rid,
+            list(keep),
+        )
+
+
+async def created_here(conn: Conn, space_id: uuid.UUID, rtype: str, rid: str) -> bool:
+    """Whether this resource was created by the current transaction (its row's xmin is our transaction id):
+    a document may take as content a Binary written in the same transaction."""
+    t = tables_for(rtype)
+    return bool(
+        await conn.fetchval(
+            f"SELECT xmin::text = (pg_current_xact_id()::text::bigint % 4294967296)::text FROM {t.resource} "
+            "WHERE space_id = $1 AND resource_type = $2 AND resource_id = $3",
             space_id,
             rtype,
             rid,
         )
+    )
 
 
 #: Per index table: the IndexValues field that feeds it, and its value columns with their SQL types.

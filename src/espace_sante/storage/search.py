@@ -160,7 +160,7 @@ _TABLE_OF = {
 }
 
 
-def _clause(q: _Sql, t: Tables, alias: str, rtype: str, clause: Clause) -> str:
+def _clause(q: _Sql, t: Tables, alias: str, rtype: str, clause: Clause, decision: Decision) -> str:
     """One AND-ed clause as a boolean SQL expression about the resource row `alias`."""
     if clause.param is None:  # _id, _lastUpdated
         if clause.name == "_id":
@@ -180,11 +180,16 @@ def _clause(q: _Sql, t: Tables, alias: str, rtype: str, clause: Clause) -> str:
     if clause.chain is not None:
         chain = clause.chain
         target = tables_for(chain.target_type)
-        inner = _clause(q, target, "c", chain.target_type, chain.inner)
+        inner = _clause(q, target, "c", chain.target_type, chain.inner, decision)
+        # The chain's target passes the policy too: a chain never tests what the actor may not see.
+        reach: str | None = None
+        if decision.slices is not None:
+            chained = decision.chains.get(chain.target_type)
+            reach = "false" if chained is None else visibility.scope_sql(q.arg, "c", chained)
         sub = (
             f"x.target_type = {q.arg(chain.target_type)} AND x.target_id IN (SELECT c.resource_id FROM "
             f"{target.resource} c WHERE c.resource_type = {q.arg(chain.target_type)} AND NOT c.deleted "
-            f"AND {inner})"
+            f"AND {inner}{'' if reach is None else f' AND {reach}'})"
         )
         return _owned(q, alias, table, rtype, param.name, sub)
     condition = " OR ".join(_value_cond(q, v) for v in clause.values) or "false"
@@ -223,7 +228,7 @@ def _where(q: _Sql, decision: Decision, request: SearchRequest) -> tuple[Tables,
     hint = space_hint(request) if t.resource == "resource" else None
     if hint is not None:
         where.append(f"r.space_id = {q.arg(hint)}")
-    where += [_clause(q, t, "r", rtype, c) for c in request.clauses]
+    where += [_clause(q, t, "r", rtype, c, decision) for c in request.clauses]
     return t, " AND ".join(where)
 
 

@@ -69,9 +69,11 @@ def rows_sql(arg: Arg, alias: str, rtype: str, rows: Rows) -> str:
         return " AND ".join(conds) if conds else "true"
     # A Binary is a document's content: reached through a reachable document that points at it. A person in
     # their own space (only visibility codes apply) also reaches content no document points at (their uploads).
+    # Deleted documents keep these index rows (storage/resources.py VISIBILITY_PARAMS): the content of a
+    # hidden document stays hidden after its deletion.
     pointing = (
         "SELECT 1 FROM sp_reference b JOIN resource d ON d.space_id = b.space_id AND d.resource_type = "
-        "b.resource_type AND d.resource_id = b.resource_id AND NOT d.deleted WHERE b.space_id = "
+        "b.resource_type AND d.resource_id = b.resource_id WHERE b.space_id = "
         f"{alias}.space_id AND b.resource_type = 'DocumentReference' AND b.param = '{ATTACHMENT_PARAM}' "
         f"AND b.target_type = 'Binary' AND b.target_id = {alias}.resource_id"
     )
@@ -80,7 +82,7 @@ def rows_sql(arg: Arg, alias: str, rtype: str, rows: Rows) -> str:
             return "true"
         return f"NOT EXISTS ({pointing} AND {_labelled(arg, 'd', sorted(rows.hidden))})"
     conds = _document_rows(arg, "d", rows)
-    return f"EXISTS ({pointing}{''.join(' AND ' + c for c in conds)})"
+    return f"EXISTS ({pointing} AND NOT d.deleted{''.join(' AND ' + c for c in conds)})"
 
 
 def scope_sql(arg: Arg, alias: str, decision: Decision) -> str | None:
@@ -136,3 +138,14 @@ async def hidden_documents(conn: Conn, space_id: uuid.UUID, labels: frozenset[st
         sorted(labels),
     )
     return [(r["t"], r["id"]) for r in rows]
+
+
+async def documents_pointing_at(conn: Conn, space_id: uuid.UUID, binary_id: str) -> list[str]:
+    """The documents (live or deleted) whose content is this Binary."""
+    rows = await conn.fetch(
+        "SELECT resource_id FROM sp_reference WHERE space_id = $1 AND resource_type = 'DocumentReference' "
+        f"AND param = '{ATTACHMENT_PARAM}' AND target_type = 'Binary' AND target_id = $2",
+        space_id,
+        binary_id,
+    )
+    return [r["resource_id"] for r in rows]
