@@ -31,3 +31,16 @@ def patient(nir: str | None = None, **extra: Any) -> dict[str, Any]:
     }
     body.update(extra)
     return body
+
+
+def new_rpps() -> str:
+    """A fresh RPPS (11 digits, Luhn key)."""
+    digits = [int(c) for c in "1" + "".join(secrets.choice("0123456789") for _ in range(9))]
+    for check in range(10):
+        total = 0
+        for i, d in enumerate(reversed([*digits, check])):
+            d = d * 2 if i % 2 else d
+            total += d - 9 if d > 9 else d
+        if total % 10 == 0:
+            return "".join(map(str, digits)) + str(check)
+    raise AssertionError("unreachable")

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import base64
 import json
-import secrets
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -25,7 +24,7 @@ from hypothesis import strategies as st
 from espace_sante.services import devtokens
 from espace_sante.services.runtime import Runtime
 from espace_sante.storage import access as access_store
-from tests.factories import BASE, FHIR_JSON, new_nir, patient
+from tests.factories import BASE, FHIR_JSON, new_nir, new_rpps, patient
 
 G15 = "https://mos.esante.gouv.fr/NOS/TRE_G15-ProfessionSante/FHIR/TRE-G15-ProfessionSante"
 A03 = "urn:oid:1.2.250.1.213.1.1.4.1"
@@ -49,18 +48,6 @@ def _habilitation() -> dict[str, dict[str, set[str]]]:
 
 HABILITATION = _habilitation()
 SHARED_BY_DEFAULT = {"Immunization", "Condition", "Procedure", "Consent", "RelatedPerson"}
-
-
-def new_rpps() -> str:
-    digits = [int(c) for c in "1" + "".join(secrets.choice("0123456789") for _ in range(9))]
-    for check in range(10):
-        total = 0
-        for i, d in enumerate(reversed([*digits, check])):
-            d = d * 2 if i % 2 else d
-            total += d - 9 if d > 9 else d
-        if total % 10 == 0:
-            return "".join(map(str, digits)) + str(check)
-    raise AssertionError("unreachable")
 
 
 @dataclass

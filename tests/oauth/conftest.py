@@ -26,26 +26,13 @@ from espace_sante.app import create_app
 from espace_sante.context import Context
 from espace_sante.services import oauth, people, smart
 from espace_sante.services.runtime import Runtime
-from tests.factories import BASE, FHIR_JSON, new_nir, patient
+from tests.factories import BASE, FHIR_JSON, new_nir, new_rpps, patient
 
 TOKEN_URL = f"{BASE}/oauth/token"
 FHIR_BASE = f"{BASE}/fhir"
 G15 = "https://mos.esante.gouv.fr/NOS/TRE_G15-ProfessionSante/FHIR/TRE-G15-ProfessionSante"
 APP_REDIRECT = "https://app.example.org/callback"
 SOFTWARE_REDIRECT = "https://cabinet.example.org/oauth/retour"
-
-
-def new_rpps() -> str:
-    """A fresh RPPS (11 digits, Luhn key)."""
-    digits = [int(c) for c in "1" + "".join(secrets.choice("0123456789") for _ in range(9))]
-    for check in range(10):
-        total = 0
-        for i, d in enumerate(reversed([*digits, check])):
-            d = d * 2 if i % 2 else d
-            total += d - 9 if d > 9 else d
-        if total % 10 == 0:
-            return "".join(map(str, digits)) + str(check)
-    raise AssertionError("unreachable")
 
 
 @dataclass(frozen=True)

@@ -38,7 +38,8 @@ def _cond(rtype: str, system: str, value: str) -> str:
     return f"identifier={system}|{value}"
 
 
-def _entry(full_url: str, resource: dict[str, Any], system: str, value: str) -> dict[str, Any]:
+def conditional_entry(full_url: str, resource: dict[str, Any], system: str, value: str) -> dict[str, Any]:
+    """A transaction entry creating `resource` unless one with this identifier exists (idempotent loads)."""
     return {
         "fullUrl": full_url,
         "resource": resource,
@@ -54,7 +55,7 @@ def world() -> list[dict[str, Any]]:
     """One transaction Bundle per patient, each with the shared directory entries."""
     bundles_: list[dict[str, Any]] = []
     directory = [
-        _entry(
+        conditional_entry(
             "urn:uuid:0b6f1c1e-0000-4000-8000-000000000001",
             {
                 "resourceType": "Organization",
@@ -69,7 +70,7 @@ def world() -> list[dict[str, Any]]:
     ]
     for i, (rpps, family, given) in enumerate(PRACTITIONERS):
         directory.append(
-            _entry(
+            conditional_entry(
                 f"urn:uuid:0b6f1c1e-0000-4000-8000-00000000010{i}",
                 {
                     "resourceType": "Practitioner",
@@ -89,7 +90,7 @@ def world() -> list[dict[str, Any]]:
         patient_ref = {"reference": pid}
         entries = list(directory)
         entries.append(
-            _entry(
+            conditional_entry(
                 pid,
                 {
                     "resourceType": "Patient",
@@ -127,7 +128,7 @@ def world() -> list[dict[str, Any]]:
         ):
             ident = f"{nir}-obs-{k}"
             entries.append(
-                _entry(
+                conditional_entry(
                     f"urn:uuid:0b6f1c1e-0000-4000-8001-{n:04d}0000{k:04d}",
                     {
                         "resourceType": "Observation",
@@ -161,7 +162,7 @@ def world() -> list[dict[str, Any]]:
             )
         ident = f"{nir}-allergy"
         entries.append(
-            _entry(
+            conditional_entry(
                 f"urn:uuid:0b6f1c1e-0000-4000-8002-{n:012d}",
                 {
                     "resourceType": "AllergyIntolerance",
@@ -185,7 +186,7 @@ def world() -> list[dict[str, Any]]:
         )
         ident = f"{nir}-vaccin"
         entries.append(
-            _entry(
+            conditional_entry(
                 f"urn:uuid:0b6f1c1e-0000-4000-8003-{n:012d}",
                 {
                     "resourceType": "Immunization",
@@ -203,7 +204,7 @@ def world() -> list[dict[str, Any]]:
         binary = f"urn:uuid:0b6f1c1e-0000-4000-8004-{n:012d}"
         ident = f"{nir}-binary"
         entries.append(
-            _entry(
+            conditional_entry(
                 binary,
                 {
                     "resourceType": "Binary",
@@ -218,7 +219,7 @@ def world() -> list[dict[str, Any]]:
         )
         ident = f"{nir}-cr"
         entries.append(
-            _entry(
+            conditional_entry(
                 f"urn:uuid:0b6f1c1e-0000-4000-8005-{n:012d}",
                 {
                     "resourceType": "DocumentReference",

@@ -19,6 +19,7 @@ from ..storage import access as access_store
 from ..storage import people as people_store
 from ..storage.db import Conn
 from . import bundles, people, rights
+from .demo import conditional_entry
 from .runtime import Runtime
 
 RPPS = "https://rpps.esante.gouv.fr"
@@ -67,23 +68,11 @@ PROFESSIONALS = (
 MEDECIN_TRAITANT, HOSPITAL_DOCTOR, PHARMACIST, EMERGENCY_DOCTOR, BLOCKED = PROFESSIONALS
 
 
-def _conditional(full_url: str, resource: dict[str, Any], system: str, value: str) -> dict[str, Any]:
-    return {
-        "fullUrl": full_url,
-        "resource": resource,
-        "request": {
-            "method": "POST",
-            "url": resource["resourceType"],
-            "ifNoneExist": f"identifier={system}|{value}",
-        },
-    }
-
-
 def directory() -> dict[str, Any]:
     """Practitioners with their roles (profession, specialty, organisation): the policy reads the profession
     from PractitionerRole.code (TRE_G15)."""
     entries: list[dict[str, Any]] = [
-        _conditional(
+        conditional_entry(
             "urn:uuid:0b6f1c1e-0000-4000-9000-000000000001",
             {
                 "resourceType": "Organization",
@@ -101,7 +90,7 @@ def directory() -> dict[str, Any]:
         if p.prefix:
             name["prefix"] = [p.prefix]
         entries.append(
-            _conditional(
+            conditional_entry(
                 practitioner,
                 {
                     "resourceType": "Practitioner",
@@ -125,7 +114,7 @@ def directory() -> dict[str, Any]:
         if p.organisation:
             role["organization"] = {"reference": "urn:uuid:0b6f1c1e-0000-4000-9000-000000000001"}
         entries.append(
-            _conditional(
+            conditional_entry(
                 f"urn:uuid:0b6f1c1e-0000-4000-9000-0000000002{i:02d}", role, DEMO_IDS, f"role-{p.rpps}"
             )
         )
@@ -172,7 +161,7 @@ def _document(
         },
         "request": {"method": "POST", "url": "Binary"},
     }
-    return [content, _conditional(f"urn:uuid:0b6f1c1e-0000-4000-9200-{n:012d}", doc, DEMO_IDS, ident)]
+    return [content, conditional_entry(f"urn:uuid:0b6f1c1e-0000-4000-9200-{n:012d}", doc, DEMO_IDS, ident)]
 
 
 def documents() -> list[tuple[str, dict[str, Any]]]:
