@@ -44,3 +44,34 @@ def new_rpps() -> str:
         if total % 10 == 0:
             return "".join(map(str, digits)) + str(check)
     raise AssertionError("unreachable")
+
+
+G15 = "https://mos.esante.gouv.fr/NOS/TRE_G15-ProfessionSante/FHIR/TRE-G15-ProfessionSante"
+
+
+async def new_professional(fhir: Any, profession: str = "10") -> tuple[str, str]:
+    """A Practitioner with a fresh RPPS and a PractitionerRole of this TRE_G15 profession, created through the
+    API by a feed (`fhir`: a system client on /fhir). Returns (RPPS, Practitioner id)."""
+    rpps = new_rpps()
+    created = await fhir.post(
+        "/Practitioner",
+        json={
+            "resourceType": "Practitioner",
+            "identifier": [{"system": "https://rpps.esante.gouv.fr", "value": rpps}],
+            "name": [{"family": "Lefèvre", "given": ["Claire"], "prefix": ["Dr"]}],
+        },
+        headers=FHIR_JSON,
+    )
+    assert created.status_code == 201, created.text
+    pid = str(created.json()["id"])
+    role = await fhir.post(
+        "/PractitionerRole",
+        json={
+            "resourceType": "PractitionerRole",
+            "practitioner": {"reference": f"Practitioner/{pid}"},
+            "code": [{"coding": [{"system": G15, "code": profession}]}],
+        },
+        headers=FHIR_JSON,
+    )
+    assert role.status_code == 201, role.text
+    return rpps, pid

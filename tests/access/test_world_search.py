@@ -24,7 +24,7 @@ from hypothesis import strategies as st
 from espace_sante.services import devtokens
 from espace_sante.services.runtime import Runtime
 from espace_sante.storage import access as access_store
-from tests.factories import BASE, FHIR_JSON, new_nir, new_rpps, patient
+from tests.factories import BASE, FHIR_JSON, new_nir, new_professional, patient
 
 G15 = "https://mos.esante.gouv.fr/NOS/TRE_G15-ProfessionSante/FHIR/TRE-G15-ProfessionSante"
 A03 = "urn:oid:1.2.250.1.213.1.1.4.1"
@@ -93,27 +93,7 @@ async def professionals(
 ) -> list[tuple[Professional, httpx.AsyncClient]]:
     out = []
     for profession in PROFESSIONS:
-        rpps = new_rpps()
-        created = await fhir.post(
-            "/Practitioner",
-            json={
-                "resourceType": "Practitioner",
-                "identifier": [{"system": "https://rpps.esante.gouv.fr", "value": rpps}],
-            },
-            headers=FHIR_JSON,
-        )
-        assert created.status_code == 201, created.text
-        pid = created.json()["id"]
-        role = await fhir.post(
-            "/PractitionerRole",
-            json={
-                "resourceType": "PractitionerRole",
-                "practitioner": {"reference": f"Practitioner/{pid}"},
-                "code": [{"coding": [{"system": G15, "code": profession}]}],
-            },
-            headers=FHIR_JSON,
-        )
-        assert role.status_code == 201, role.text
+        rpps, pid = await new_professional(fhir, profession)
         token = (await devtokens.issue(runtime, f"practitioner:{rpps}", "user/*.rs")).access_token
         client = httpx.AsyncClient(
             transport=fhir._transport, base_url=f"{BASE}/fhir", headers={"Authorization": f"Bearer {token}"}

@@ -26,7 +26,7 @@ from espace_sante.app import create_app
 from espace_sante.context import Context
 from espace_sante.services import oauth, people, smart
 from espace_sante.services.runtime import Runtime
-from tests.factories import BASE, FHIR_JSON, new_nir, new_rpps, patient
+from tests.factories import BASE, FHIR_JSON, new_nir, new_professional, patient
 
 TOKEN_URL = f"{BASE}/oauth/token"
 FHIR_BASE = f"{BASE}/fhir"
@@ -68,29 +68,7 @@ async def make_holder(fhir: httpx.AsyncClient) -> Holder:
 
 
 async def make_professional(fhir: httpx.AsyncClient) -> Professional:
-    rpps = new_rpps()
-    created = await fhir.post(
-        "/Practitioner",
-        json={
-            "resourceType": "Practitioner",
-            "identifier": [{"system": "https://rpps.esante.gouv.fr", "value": rpps}],
-            "name": [{"family": "Lefèvre", "given": ["Claire"], "prefix": ["Dr"]}],
-        },
-        headers=FHIR_JSON,
-    )
-    assert created.status_code == 201, created.text
-    pid = created.json()["id"]
-    role = await fhir.post(
-        "/PractitionerRole",
-        json={
-            "resourceType": "PractitionerRole",
-            "practitioner": {"reference": f"Practitioner/{pid}"},
-            "code": [{"coding": [{"system": G15, "code": "10"}]}],
-        },
-        headers=FHIR_JSON,
-    )
-    assert role.status_code == 201, role.text
-    return Professional(rpps, pid)
+    return Professional(*await new_professional(fhir))
 
 
 @pytest.fixture

@@ -118,27 +118,22 @@ def _status_of(message: str) -> int:
 # --- sign-in -----------------------------------------------------------------------------------------------
 
 
-def _signin_page(
-    request: Request, *, error: str = "", status: int = 200, login: str = "", next_path: str = ""
-) -> Response:
+def _pre_session_page(request: Request, template: str, context: dict[str, str], status: int) -> Response:
+    """A page of the sign-in steps, with its signed anti-forgery token (the browser's pre-session cookie is
+    set on its first visit)."""
     value, new = pre_cookie(request)
-    notice = NOTICES.get(request.query_params.get("message", ""), "")
-    response = render(
-        request,
-        "signin.html",
-        {
-            "csrf": pre_token(request, value),
-            "error": error,
-            "notice": notice,
-            "login": login,
-            "next": next_path,
-            "title": "Se connecter",
-        },
-        status=status,
-    )
+    response = render(request, template, {"csrf": pre_token(request, value), **context}, status=status)
     if new:
         set_cookie(response, PRE_COOKIE, value)
     return response
+
+
+def _signin_page(
+    request: Request, *, error: str = "", status: int = 200, login: str = "", next_path: str = ""
+) -> Response:
+    notice = NOTICES.get(request.query_params.get("message", ""), "")
+    context = {"error": error, "notice": notice, "login": login, "next": next_path, "title": "Se connecter"}
+    return _pre_session_page(request, "signin.html", context, status)
 
 
 @router.get("/connexion")
@@ -172,21 +167,8 @@ async def signin_password(request: Request) -> Response:
 
 
 def _code_page(request: Request, account: Account, *, error: str = "", status: int = 200) -> Response:
-    value, new = pre_cookie(request)
-    response = render(
-        request,
-        "signin_code.html",
-        {
-            "csrf": pre_token(request, value),
-            "error": error,
-            "login": account.login,
-            "title": "Code de vérification",
-        },
-        status=status,
-    )
-    if new:
-        set_cookie(response, PRE_COOKIE, value)
-    return response
+    context = {"error": error, "login": account.login, "title": "Code de vérification"}
+    return _pre_session_page(request, "signin_code.html", context, status)
 
 
 @router.get("/connexion/code")

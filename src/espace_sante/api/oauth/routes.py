@@ -26,6 +26,14 @@ _OAUTH_ERROR = {
     }
 }
 
+#: How a client authenticates in a form (RFC 6749 2.3.1, RFC 7523 2.2): the fields every endpoint documents.
+_CLIENT_AUTH = {
+    "client_id": {"type": "string"},
+    "client_secret": {"type": "string"},
+    "client_assertion_type": {"type": "string"},
+    "client_assertion": {"type": "string"},
+}
+
 _TOKEN_DOC = {
     "requestBody": {
         "required": True,
@@ -44,10 +52,7 @@ _TOKEN_DOC = {
                         "redirect_uri": {"type": "string"},
                         "code_verifier": {"type": "string"},
                         "refresh_token": {"type": "string"},
-                        "client_id": {"type": "string"},
-                        "client_secret": {"type": "string"},
-                        "client_assertion_type": {"type": "string"},
-                        "client_assertion": {"type": "string"},
+                        **_CLIENT_AUTH,
                     },
                 }
             }
@@ -157,10 +162,7 @@ _INTROSPECT_DOC = {
                     "properties": {
                         "token": {"type": "string"},
                         "token_type_hint": {"type": "string"},
-                        "client_id": {"type": "string"},
-                        "client_secret": {"type": "string"},
-                        "client_assertion_type": {"type": "string"},
-                        "client_assertion": {"type": "string"},
+                        **_CLIENT_AUTH,
                     },
                 }
             }
