@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 import secrets
+import time
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -61,12 +62,19 @@ _LAST_STEP: dict[str, int] = {}
 
 
 def next_code(secret: str) -> str:
-    """A valid TOTP code not used yet in this test session (each step's code works once)."""
-    current = totp.current_step()
-    step = max(current - 1, _LAST_STEP.get(secret, 0) + 1)
-    assert step <= current + 1, "more than three sign-ins of one account in 30 seconds"
-    _LAST_STEP[secret] = step
-    return totp.code_at(secret, step)
+    """A valid TOTP code not used yet in this test session (each step's code works once).
+
+    The server accepts its own step and one either side, so a step `s` stays valid until (s + 2) x 30 s. A code
+    is taken only if it stays valid for at least 5 more seconds (a browser test takes a moment to submit it);
+    when the three acceptable steps are used up, this waits for the next step."""
+    while True:
+        now = time.time()
+        current = int(now // totp.STEP_SECONDS)
+        for step in (current - 1, current, current + 1):
+            if step > _LAST_STEP.get(secret, 0) and (step + 2) * totp.STEP_SECONDS - now >= 5:
+                _LAST_STEP[secret] = step
+                return totp.code_at(secret, step)
+        time.sleep((current + 1) * totp.STEP_SECONDS - now + 0.05)
 
 
 def browser(app: Any) -> httpx.AsyncClient:

@@ -3,6 +3,7 @@ ended, anti-forgery tokens, cookies (SECURITY V2, V3, V4 4.2.2)."""
 
 from __future__ import annotations
 
+import secrets
 from typing import Any
 
 import httpx
@@ -273,7 +274,8 @@ async def test_a_recovery_code_signs_in_once_and_a_notice_is_kept_in_the_outbox(
 
 
 async def test_a_totp_code_works_once(runtime: Runtime, fhir: httpx.AsyncClient, app: Any) -> None:
-    jeanne = await new_person(runtime, fhir)
+    address = f"jeanne-{secrets.token_hex(4)}@exemple.fr"
+    jeanne = await new_person(runtime, fhir, email=address)
     code = next_code(jeanne.totp_secret)
     async with browser(app) as client:
         assert (await sign_in(client, jeanne, code=code)).status_code == 303
@@ -283,6 +285,10 @@ async def test_a_totp_code_works_once(runtime: Runtime, fhir: httpx.AsyncClient,
         assert "__Host-es_session" not in thief.cookies
     failures = [b for a, _, _, b in await trace_actions(runtime, jeanne.actor_id) if a == "signin:failure"]
     assert failures[-1] == "replayed code"
+    # SECURITY V2 2.8.4: the replay is also told to the person (their password is known to someone).
+    async with runtime.db.pool.acquire() as conn:
+        mails = await conn.fetch("SELECT body FROM outbox WHERE recipient = $1", address)
+    assert len(mails) == 1 and "déjà utilisé" in mails[0]["body"]
 
 
 async def test_the_security_page_needs_a_session_and_sign_in_comes_back_to_it(

@@ -112,6 +112,12 @@ CHANGES: dict[str, tuple[str, str]] = {
         "de nouveaux codes de secours ont été créés pour votre compte (les anciens ne marchent plus)",
         "new recovery codes were created for your account (the old ones no longer work)",
     ),
+    "totp-replayed": (
+        "un code à usage unique déjà utilisé a été présenté pour vous connecter (s'il ne vient pas de vous, "
+        "quelqu'un connaît votre mot de passe)",
+        "a one-time code already used was presented to sign in to your account (if it was not you, someone "
+        "knows your password)",
+    ),
     "recovery-code-used": (
         "un code de secours a été utilisé pour vous connecter à votre compte",
         "a recovery code was used to sign in to your account",

@@ -42,6 +42,10 @@ NO_SECOND_FACTOR = (
 )
 
 
+class _Expired(Exception):
+    """The sign-in step expired while its second factor was being checked (rolls the check back)."""
+
+
 class SignInRefused(Exception):
     def __init__(self, message: str) -> None:
         super().__init__(message)
@@ -224,7 +228,8 @@ async def second_factor_step(
         ):
             return "wrong secret"
         if not await store.end_flow(conn, flow_digest(flow_secret)):
-            return "expired"
+            # Roll back: an expired step must not use up the code or the recovery code just checked.
+            raise _Expired
         await ratelimit.succeeded(conn, gate)
         cookie, session = await sessions.start_in(
             conn,
@@ -238,11 +243,15 @@ async def second_factor_step(
         )
         return SignedIn(cookie, session, next_path)
 
-    outcome = await rt.db.interaction("signin_second_factor", work)
+    try:
+        outcome = await rt.db.interaction("signin_second_factor", work)
+    except _Expired:
+        raise SignInRefused(EXPIRED) from None
     if isinstance(outcome, str):
-        if outcome == "expired":
-            raise SignInRefused(EXPIRED)
         await _refuse(rt, gate, who, factor=factor, reason=outcome, ip=ip, request_id=request_id)
+        if outcome == "replayed code":
+            # SECURITY V2 2.8.4: a code used twice may mean someone else saw it; the person is told.
+            await mail.notify_credential_change(rt, account.notice_address, "totp-replayed")
         raise SignInRefused(REPLAYED if outcome == "replayed code" else WRONG_CODE)
     if not use_totp:
         await mail.notify_credential_change(rt, account.notice_address, "recovery-code-used")
