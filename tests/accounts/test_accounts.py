@@ -183,3 +183,23 @@ async def test_an_operator_creates_an_account_at_the_command_line_and_disables_i
     assert off.returncode == 0, off.stderr
     listed = await asyncio.to_thread(_cli, runtime, "account", "sessions", "--login", login)
     assert "aucune session" in listed.stdout
+
+
+async def test_disabling_an_account_stops_every_token_acting_for_the_person(
+    runtime: Runtime, fhir: httpx.AsyncClient, http: httpx.AsyncClient
+) -> None:
+    """Review of 2026-11-24 (S5): the sessions end, and so do the tokens of the person's apps and software."""
+    from espace_sante.services import devtokens
+
+    jeanne = await new_person(runtime, fhir)
+    token = (await devtokens.issue(runtime, f"holder:{jeanne.actor_id}", "patient/*.rs")).access_token
+    headers = {"Authorization": f"Bearer {token}"}
+    assert (await http.get("/fhir/Patient", headers=headers)).status_code == 200
+    await accounts.disable(runtime, jeanne.login)
+    # Every process's token cache drops the token when the revocation's notification arrives (LISTEN/NOTIFY).
+    for _ in range(100):
+        status = (await http.get("/fhir/Patient", headers=headers)).status_code
+        if status == 401:
+            break
+        await asyncio.sleep(0.02)
+    assert status == 401

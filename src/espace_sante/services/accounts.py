@@ -26,6 +26,8 @@ from ..access.scopes import Scopes
 from ..audit.record import Record
 from ..errors import BadRequest, Conflict, NotFound
 from ..storage import accounts as store
+from ..storage import clients as client_store
+from ..storage import grants as grant_store
 from ..storage import sessions as session_store
 from ..storage.accounts import AccountRow, Factors
 from ..storage.db import Conn
@@ -289,7 +291,7 @@ async def factors(rt: Runtime, account_id: uuid.UUID) -> Factors:
 
 
 async def disable(rt: Runtime, login: str, *, request_id: str = "") -> Account:
-    """Disable an account and end all its sessions at once."""
+    """Disable an account: end all its sessions, its apps' grants and its tokens at once."""
     row = await rt.db.read("account_by_login", store.by_login, login_key(login))
     if row is None:
         raise AccountError("Aucun compte avec cet identifiant. / No account with this login.")
@@ -297,6 +299,10 @@ async def disable(rt: Runtime, login: str, *, request_id: str = "") -> Account:
     async def work(conn: Conn) -> None:
         await store.set_disabled(conn, row.account_id, True)
         await session_store.delete_all(conn, row.account_id)
+        # ...and everything acting for the person: their apps' and software's grants, and live tokens.
+        for grant in await grant_store.of_person(conn, row.kind, row.actor_id):
+            await grant_store.revoke(conn, grant.grant_id, "account disabled")
+        await client_store.revoke_person_tokens(conn, row.kind, row.actor_id)
         await trace.account_event(conn, _record_for(row, "account:disable", request_id=request_id))
 
     await rt.db.interaction("account_disable", work)

@@ -234,6 +234,21 @@ async def revoke_tokens(
     return len(rows)
 
 
+async def revoke_person_tokens(conn: Conn, kind: str, actor_id: str) -> int:
+    """Revoke every live token acting for a person (through their software, their apps, or a development
+    token), e.g. when their account is disabled; every process drops them when this commits."""
+    rows = await conn.fetch(
+        "UPDATE oauth_token SET revoked = true WHERE NOT revoked AND expires_at > now() AND "
+        "((actor_kind = $1 AND actor_id = $2) OR ($1 = 'holder' AND actor_kind = 'app' AND subject = $2)) "
+        "RETURNING token_hash",
+        kind,
+        actor_id,
+    )
+    for row in rows:
+        await notify.publish(conn, notify.TOKENS, "token:" + bytes(row["token_hash"]).hex())
+    return len(rows)
+
+
 async def disable_client(conn: Conn, client_id: str) -> bool:
     """Disable a client: its tokens stop working on every process when this commits."""
     status: str = await conn.execute(
