@@ -1,0 +1,1 @@
+"""The insurer's registry of beneficiaries: reading it (rows.py); importing it comes next (provisioning issue)."""

@@ -1,0 +1,295 @@
+"""The insurer's registry of beneficiaries, read row by row (docs/registry-format.md).
+
+A file is UTF-8 CSV with a header row, or NDJSON with the same keys. `read_registry` streams it: memory stays
+constant whatever the size, and each row comes out either as a checked `Beneficiary` or as a `Rejected` that
+names its line, its field and the reason, so that nothing is lost silently. A file whose header is wrong is
+refused as a whole (`RegistryFormatError`) before any row is read."""
+
+from __future__ import annotations
+
+import csv
+import re
+import unicodedata
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from datetime import date
+from typing import BinaryIO, Literal
+
+import orjson
+
+from ..fhir.identifiers import IdentifierError, validate_nir
+
+COLUMNS = (
+    "nir",
+    "last_name",
+    "first_names",
+    "birth_date",
+    "sex",
+    "address_line",
+    "postal_code",
+    "city",
+    "email",
+    "representative_1_nir",
+    "representative_2_nir",
+    "death_date",
+)
+MAX_FIELD = 200
+MAX_LINE_BYTES = 8192
+OLDEST_BIRTH = date(1880, 1, 1)
+
+_POSTAL_CODE = re.compile(r"^(?:0[1-9]|[1-8]\d|9[0-8])\d{3}$")  # metropolitan and overseas (97x, 98x)
+# Deliberately simple: one @, a dot in the domain, no spaces or controls. Delivery proves the rest.
+_EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]+$")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+class RegistryFormatError(ValueError):
+    """The file cannot be read as a registry at all (header, format): nothing of it is imported."""
+
+
+@dataclass(frozen=True)
+class Beneficiary:
+    line: int
+    nir: str
+    last_name: str
+    first_names: str
+    birth_date: date
+    sex: Literal["F", "M", "U"]
+    address_line: str
+    postal_code: str
+    city: str
+    email: str | None
+    representatives: tuple[str, ...]
+    death_date: date | None
+
+    def is_minor(self, on: date) -> bool:
+        return _age(self.birth_date, on) < 18
+
+
+@dataclass(frozen=True)
+class Rejected:
+    line: int
+    field: str
+    reason: str
+
+
+Row = Beneficiary | Rejected
+
+
+class _Bad(Exception):
+    def __init__(self, field: str, reason: str) -> None:
+        super().__init__(reason)
+        self.field = field
+        self.reason = reason
+
+
+def _age(born: date, on: date) -> int:
+    return on.year - born.year - ((on.month, on.day) < (born.month, born.day))
+
+
+def _text(values: dict[str, str], field: str, *, required: bool) -> str:
+    value = unicodedata.normalize("NFC", values.get(field, "") or "").strip()
+    if any("\udc80" <= c <= "\udcff" for c in value):  # bytes that were not UTF-8 (surrogateescape)
+        raise _Bad(field, "encodage invalide (UTF-8 attendu) / invalid encoding (UTF-8 expected)")
+    if _CONTROL.search(value):
+        raise _Bad(field, "caractère de contrôle / control character")
+    if len(value) > MAX_FIELD:
+        raise _Bad(field, f"trop long ({len(value)} > {MAX_FIELD}) / too long")
+    if required and not value:
+        raise _Bad(field, "obligatoire / required")
+    return value
+
+
+def _date(values: dict[str, str], field: str, *, required: bool, today: date) -> date | None:
+    raw = _text(values, field, required=required)
+    if not raw:
+        return None
+    try:
+        if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", raw):
+            raise ValueError
+        value = date.fromisoformat(raw)
+    except ValueError:
+        raise _Bad(
+            field, f"date invalide « {raw[:20]} » : AAAA-MM-JJ attendu / invalid date: YYYY-MM-DD"
+        ) from None
+    if value > today:
+        raise _Bad(field, "date dans le futur / date in the future")
+    if value < OLDEST_BIRTH:
+        raise _Bad(field, f"date avant {OLDEST_BIRTH.year} / date before {OLDEST_BIRTH.year}")
+    return value
+
+
+def _nir(values: dict[str, str], field: str, *, required: bool) -> str | None:
+    raw = _text(values, field, required=required)
+    if not raw:
+        return None
+    try:
+        return validate_nir(raw)
+    except IdentifierError as exc:
+        raise _Bad(field, exc.message) from None
+
+
+def check_row(values: dict[str, str], line: int, *, today: date) -> Row:
+    """One row's values (strings by column) as a Beneficiary, or the first problem found."""
+    try:
+        nir = _nir(values, "nir", required=True)
+        assert nir is not None
+        last_name = _text(values, "last_name", required=True)
+        first_names = _text(values, "first_names", required=True)
+        born = _date(values, "birth_date", required=True, today=today)
+        assert born is not None
+        sex = _text(values, "sex", required=True).upper()
+        if sex not in ("F", "M", "U"):
+            raise _Bad("sex", f"« {sex[:5]} » : F, M ou U attendu / F, M or U expected")
+        address = {f: _text(values, f, required=False) for f in ("address_line", "postal_code", "city")}
+        if any(address.values()) and not all(address.values()):
+            missing = next(f for f, v in address.items() if not v)
+            raise _Bad(missing, "adresse incomplète (ligne, code postal et ville) / incomplete address")
+        if address["postal_code"] and not _POSTAL_CODE.match(address["postal_code"]):
+            raise _Bad("postal_code", "code postal : 5 chiffres attendus / postal code: 5 digits expected")
+        email = _text(values, "email", required=False) or None
+        if email is not None and (len(email) > 254 or not _EMAIL.match(email)):
+            raise _Bad("email", "adresse électronique invalide / invalid e-mail address")
+        representatives = []
+        for field in ("representative_1_nir", "representative_2_nir"):
+            rep = _nir(values, field, required=False)
+            if rep is None:
+                continue
+            if rep == nir:
+                raise _Bad(
+                    field,
+                    "une personne ne se représente pas elle-même / a person cannot represent themselves",
+                )
+            if rep in representatives:
+                raise _Bad(field, "représentant en double / duplicate representative")
+            representatives.append(rep)
+        if representatives and _age(born, today) >= 18:
+            raise _Bad("representative_1_nir", "représentant pour un majeur / representative of an adult")
+        died = _date(values, "death_date", required=False, today=today)
+        if died is not None and died < born:
+            raise _Bad("death_date", "décès avant la naissance / death before birth")
+    except _Bad as bad:
+        return Rejected(line, bad.field, bad.reason)
+    return Beneficiary(
+        line,
+        nir,
+        last_name,
+        first_names,
+        born,
+        sex,  # type: ignore[arg-type]
+        address["address_line"],
+        address["postal_code"],
+        address["city"],
+        email,
+        tuple(representatives),
+        died,
+    )
+
+
+def _check_header(names: Iterable[str]) -> None:
+    seen = [n.strip() for n in names]
+    unknown = sorted(set(seen) - set(COLUMNS))
+    missing = [c for c in COLUMNS if c not in seen]
+    if unknown or missing or len(seen) != len(set(seen)):
+        parts = []
+        if missing:
+            parts.append(f"colonnes manquantes / missing columns: {', '.join(missing)}")
+        if unknown:
+            parts.append(f"colonnes inconnues / unknown columns: {', '.join(unknown)}")
+        if len(seen) != len(set(seen)):
+            parts.append("colonne en double / duplicate column")
+        raise RegistryFormatError("en-tête invalide / invalid header: " + "; ".join(parts))
+
+
+def _lines(stream: BinaryIO) -> Iterator[tuple[int, bytes]]:
+    """(line number, bytes) of each physical line, bounded in length (a line past the bound is cut to it and
+    flagged by its length, so that one bad row cannot exhaust memory)."""
+    number = 0
+    while True:
+        raw = stream.readline(MAX_LINE_BYTES + 1)
+        if not raw:
+            return
+        number += 1
+        if len(raw) > MAX_LINE_BYTES and not raw.endswith(b"\n"):
+            while True:  # skip the rest of the over-long line
+                more = stream.readline(MAX_LINE_BYTES + 1)
+                if not more or more.endswith(b"\n"):
+                    break
+        yield number, raw
+
+
+def _read_csv(stream: BinaryIO, today: date) -> Iterator[Row]:
+    header: list[str] | None = None
+    for number, raw in _lines(stream):
+        if len(raw) > MAX_LINE_BYTES:
+            if header is None:
+                raise RegistryFormatError("en-tête trop long / header too long")
+            yield Rejected(number, "", f"ligne trop longue (> {MAX_LINE_BYTES} octets) / line too long")
+            continue
+        # Each line is decoded alone: a byte that is not UTF-8 spoils its own row only (surrogateescape keeps
+        # it visible to the field checks, which reject it).
+        text = raw.decode("utf-8", "surrogateescape")
+        if number == 1:
+            text = text.removeprefix("\ufeff")
+        if not text.strip():
+            continue
+        # One record per physical line: a quoted field never spans lines in this format, so that a broken
+        # quote costs one row, not the rest of the file.
+        try:
+            fields = next(csv.reader([text], strict=True))
+        except csv.Error as exc:
+            if header is None:
+                raise RegistryFormatError(f"en-tête illisible / unreadable header ({exc})") from None
+            yield Rejected(number, "", f"ligne CSV mal formée / malformed CSV line ({exc})")
+            continue
+        if header is None:
+            _check_header(fields)
+            header = [f.strip() for f in fields]
+            continue
+        if len(fields) != len(header):
+            yield Rejected(
+                number,
+                "",
+                f"{len(fields)} champs au lieu de {len(header)} / {len(fields)} fields, expected {len(header)}",
+            )
+            continue
+        yield check_row(dict(zip(header, fields, strict=True)), number, today=today)
+    if header is None:
+        raise RegistryFormatError("fichier vide : en-tête attendu / empty file: header expected")
+
+
+def _read_ndjson(stream: BinaryIO, today: date) -> Iterator[Row]:
+    for number, raw in _lines(stream):
+        if not raw.strip():
+            continue
+        if len(raw) > MAX_LINE_BYTES:
+            yield Rejected(number, "", f"ligne trop longue (> {MAX_LINE_BYTES} octets) / line too long")
+            continue
+        try:
+            value = orjson.loads(raw.removeprefix(b"\xef\xbb\xbf") if number == 1 else raw)
+        except orjson.JSONDecodeError:
+            yield Rejected(number, "", "JSON invalide / invalid JSON")
+            continue
+        if not isinstance(value, dict):
+            yield Rejected(number, "", "objet JSON attendu / JSON object expected")
+            continue
+        unknown = sorted(set(value) - set(COLUMNS))
+        if unknown:
+            yield Rejected(number, unknown[0], "champ inconnu / unknown field")
+            continue
+        bad = next((k for k, v in value.items() if v is not None and not isinstance(v, str)), None)
+        if bad is not None:
+            yield Rejected(number, bad, "chaîne attendue / string expected")
+            continue
+        yield check_row({k: v or "" for k, v in value.items()}, number, today=today)
+
+
+def read_registry(
+    stream: BinaryIO, *, fmt: Literal["csv", "ndjson"] | None = None, today: date | None = None
+) -> Iterator[Row]:
+    """Stream a registry file (CSV by default; NDJSON when `fmt` says so or the first byte is `{`)."""
+    today = today or date.today()
+    if fmt is None:
+        head = stream.peek(4)[:4] if hasattr(stream, "peek") else b""
+        fmt = "ndjson" if head.removeprefix(b"\xef\xbb\xbf")[:1] == b"{" else "csv"
+    return _read_ndjson(stream, today) if fmt == "ndjson" else _read_csv(stream, today)
