@@ -39,6 +39,10 @@ from .tokens import token_app  # noqa: E402  (the sub-app imports helpers from t
 
 app.add_typer(token_app, name="token")
 
+from .registry import registry_app  # noqa: E402
+
+app.add_typer(registry_app, name="registry")
+
 
 @app.callback()
 def main_options(

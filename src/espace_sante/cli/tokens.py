@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Annotated
 
 import typer
 
@@ -11,12 +12,17 @@ token_app = typer.Typer(help="Jetons de développement / development tokens.", n
 
 @token_app.command("issue")
 def token_issue(
-    actor: str = typer.Option(
-        ..., "--actor", help="holder:<INS>, representative:<INS>, practitioner:<RPPS> ou/or operator:<login>"
-    ),
-    scope: str = typer.Option(..., "--scope", help="ex. patient/*.rs, user/*.cruds"),
-    acr: str = typer.Option("eidas2", "--acr", help="niveau de connexion simulé / sign-in level stood for"),
-    as_json: bool = typer.Option(False, "--json", help='{"access_token": ..., "expires_in": N}'),
+    actor: Annotated[
+        str,
+        typer.Option(
+            "--actor", help="holder:<INS>, representative:<INS>, practitioner:<RPPS> ou/or operator:<login>"
+        ),
+    ],
+    scope: Annotated[str, typer.Option("--scope", help="ex. patient/*.rs, user/*.cruds")],
+    acr: Annotated[
+        str, typer.Option("--acr", help="niveau de connexion simulé / sign-in level stood for")
+    ] = "eidas2",
+    as_json: Annotated[bool, typer.Option("--json", help='{"access_token": ..., "expires_in": N}')] = False,
 ) -> None:
     """Émet un jeton pour une personne de démonstration (mode développement seulement, tracé) / mint a token
     for a demo person (development mode only, traced)."""

@@ -1,0 +1,69 @@
+"""`espace-sante registry`: the insurer's registry of beneficiaries (docs/registry-format.md)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+registry_app = typer.Typer(
+    help="Registre des bénéficiaires / registry of beneficiaries.", no_args_is_help=True
+)
+
+
+@registry_app.command("check")
+def registry_check(
+    file: Annotated[
+        Path, typer.Argument(exists=True, dir_okay=False, readable=True, help="CSV ou/or NDJSON")
+    ],
+    rejects: Annotated[
+        Path | None, typer.Option("--rejects", help="fichier CSV des lignes refusées / rejects file")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help='{"read": N, "valid": N, "rejected": N}')] = False,
+) -> None:
+    """Vérifie un fichier du registre sans rien importer / check a registry file, importing nothing.
+
+    Chaque ligne refusée va dans le fichier des rejets avec son numéro de ligne, le champ et la raison."""
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    from ..registry.rejects import RejectsFile, Tally
+    from ..registry.rows import RegistryFormatError, Rejected, read_registry
+
+    tally = Tally()
+    try:
+        with (
+            file.open("rb") as stream,
+            RejectsFile(rejects) as out,
+            Progress(
+                SpinnerColumn(),
+                TextColumn("{task.completed:,} lignes lues / rows read"),
+                TimeElapsedColumn(),
+                disable=as_json or not sys.stderr.isatty(),
+                console=None,
+                transient=True,
+            ) as progress,
+        ):
+            task = progress.add_task("registry", total=None)
+            for row in read_registry(stream):
+                tally.add(row)
+                if isinstance(row, Rejected):
+                    out.write(row)
+                if tally.read % 10_000 == 0:
+                    progress.update(task, completed=tally.read)
+    except RegistryFormatError as exc:
+        typer.echo(f"espace-sante: {exc}", err=True)
+        raise typer.Exit(2) from None
+    except OSError as exc:
+        typer.echo(f"espace-sante: {type(exc).__name__}: {exc}", err=True)
+        raise typer.Exit(2) from None
+    if as_json:
+        typer.echo(json.dumps({"read": tally.read, "valid": tally.valid, "rejected": tally.rejected}))
+        return
+    typer.echo(
+        f"{tally.read:,} lignes lues, {tally.valid:,} valides, {tally.rejected:,} refusées / rows read, valid, rejected"
+    )
+    for name, count in sorted(tally.by_field.items(), key=lambda kv: -kv[1]):
+        typer.echo(f"  {name}: {count:,}")
