@@ -49,6 +49,16 @@ class KeyStore:
         self._remember(space_id, 1, aead, newest=True)
         return 1, aead
 
+    def new_key(self, space_id: uuid.UUID) -> tuple[str, bytes, AESGCM]:
+        """A fresh version-1 data key for a space the caller is about to create in bulk: (KEK id, wrapped key,
+        cipher). The caller writes the `space_key` row in its transaction (storage/provision.py)."""
+        dek = new_data_key()
+        kek = self.ring.current
+        wrapped = kek.wrap(dek, dek_context(str(space_id), 1))
+        aead = AESGCM(dek)
+        self._remember(space_id, 1, aead, newest=True)
+        return kek.key_id, wrapped, aead
+
     async def current(self, conn: Conn, space_id: uuid.UUID) -> tuple[int, AESGCM]:
         """The newest data key of a space, for encrypting."""
         newest = self._newest.get(space_id)
