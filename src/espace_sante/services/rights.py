@@ -63,10 +63,8 @@ async def _target(conn: Conn, ctx: Context, patient: str | None, ins: str | None
         return Target(found.space_id, found.patient_id)
     if patient:
         space_id = compartment.space_of(patient)
-        if space_id is not None:
-            facts = await store.facts(conn, ctx.actor, [space_id], today=date.today())
-            if facts and facts[0].patient_id == patient:
-                return Target(space_id, patient)
+        if space_id is not None and await store.patient_of_space(conn, space_id) == patient:
+            return Target(space_id, patient)
         raise NotFound("dossier introuvable / record not found")
     if ctx.actor.kind == "holder":
         own = await people_store.patient_by_ins(conn, ctx.actor.id)

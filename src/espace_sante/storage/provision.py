@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -79,19 +79,8 @@ async def create_spaces(
         index["reference"] += [(*key, v.param, v.target_type, v.target_id) for v in values.references]
         if values.quantities or values.numbers:
             raise ValueError("a Patient has no quantity or number search values")
-        mine = Record(
-            action=record.action,
-            outcome=record.outcome,
-            actor_kind=record.actor_kind,
-            actor_id=record.actor_id,
-            actor_display=record.actor_display,
-            basis=record.basis,
-            entity_type="Patient",
-            entity_id=s.patient_id,
-            entity_version=1,
-            detail=record.detail,
-            request_id=record.request_id,
-            recorded_at=now,
+        mine = replace(
+            record, entity_type="Patient", entity_id=s.patient_id, entity_version=1, recorded_at=now
         )
         digest = chain_hash(GENESIS, s.space_id, 1, mine)
         audit_rows.append(
