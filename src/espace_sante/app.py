@@ -14,6 +14,7 @@ from .api.access.routes import router as access_router
 from .api.fhir.routes import router as fhir_router
 from .api.middleware import RequestGuard
 from .api.oauth.routes import router as oauth_router
+from .jobs import documents as documents_job
 from .jobs import seal
 from .logs import configure
 from .services.runtime import Runtime
@@ -36,14 +37,18 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         rt = await Runtime.open(settings)
         app.state.runtime = rt
         stop = asyncio.Event()
-        timer = None
+        timers = []
         if settings.audit_seal_interval_seconds > 0:
-            timer = asyncio.create_task(seal.run(rt, settings.audit_seal_interval_seconds, stop))
+            timers.append(asyncio.create_task(seal.run(rt, settings.audit_seal_interval_seconds, stop)))
+        if settings.documents_job_interval_seconds > 0:
+            timers.append(
+                asyncio.create_task(documents_job.run(rt, settings.documents_job_interval_seconds, stop))
+            )
         try:
             yield
         finally:
             stop.set()
-            if timer is not None:
+            for timer in timers:
                 await timer
             await rt.close()
 

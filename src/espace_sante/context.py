@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 from .access.actors import SYSTEM, Actor
 
 if TYPE_CHECKING:
+    from .content.checks import Checked
     from .services.runtime import Runtime
 
 
@@ -20,6 +21,9 @@ class Context:
     request_id: str = field(default_factory=lambda: secrets.token_hex(8))
     #: Prefer: handling=strict (FHIR search.html#errors): unknown search parameters are errors.
     strict: bool = False
+    #: Content accepted during this request, by Binary id (services/documents.py): a submission's documents are
+    #: checked against the hash, size and type of the content sent with them, and its total size is bounded.
+    deposits: dict[str, Checked] = field(default_factory=dict)
 
     @classmethod
     def system(cls, runtime: Runtime) -> Context:

@@ -95,3 +95,25 @@ def resource_aad(
 
 def dek_context(space_id: str, key_version: int) -> bytes:
     return f"dek/{space_id}/k{key_version}".encode()
+
+
+#: The one nonce never drawn for a sealed body (nonces are random: a collision has probability 2**-96 per seal),
+#: reserved for deriving subkeys. Only one plaintext is ever sealed under it, so its reuse leaks nothing.
+_DERIVE_NONCE = bytes(NONCE_BYTES)
+_DERIVE_INPUT = b"espace-sante subkey derivation v1"
+
+
+def derive_subkey(aead: AESGCM, label: bytes) -> bytes:
+    """A 32-byte key for another purpose (a MAC), derived from a data key we hold only as an AEAD object: the
+    encryption of a constant under the reserved nonce is a pseudo-random function of the key, and HKDF
+    separates purposes by `label` (RFC 5869)."""
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+    seed = aead.encrypt(_DERIVE_NONCE, _DERIVE_INPUT, b"")[:32]
+    return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=label).derive(seed)
+
+
+def blob_aad(space_id: str, blob_id: str, key_version: int) -> bytes:
+    """Associated data of a stored document's content: its space, blob and data-key version."""
+    return f"blob/{space_id}/{blob_id}/k{key_version}".encode()

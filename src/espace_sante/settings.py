@@ -83,7 +83,8 @@ class Settings(BaseSettings):
     db_pool_max: int = 10
     db_statement_timeout_ms: int = 15_000
 
-    max_request_bytes: int = 30 * 1024 * 1024
+    #: A request body, counted while streaming: an ITI-65 Bundle carries its documents in base64 (4/3).
+    max_request_bytes: int = 60 * 1024 * 1024
     max_bundle_entries: int = 1000
     search_default_count: int = 20
     search_max_count: int = 200
@@ -126,6 +127,35 @@ class Settings(BaseSettings):
     #: The claim that carries the national identifier (IdNat_PS: "8" + RPPS), or `preferred_username`.
     psc_rpps_claim: str = "SubjectNameID"
 
+    # --- Documents (services/documents.py, IHE MHD / PDSm) -------------------------------------------------
+    #: Largest document content accepted, decoded (PDSm deposits; a CDA or a scanned report).
+    document_max_bytes: int = Field(default=20 * 1024 * 1024, ge=1024)
+    #: Largest total content of one submission (ITI-65 Bundle), decoded.
+    submission_max_bytes: int = Field(default=40 * 1024 * 1024, ge=1024)
+    #: Largest file a holder uploads from the portal.
+    upload_max_bytes: int = Field(default=5 * 1024 * 1024, ge=1024)
+    #: Accept codes outside the French value sets when their system is a known international one (LOINC,
+    #: SNOMED CT, IHE format codes), as in the ANS example bundles; each such code is reported as a warning.
+    #: Off by default: the DMP accepts only the French JDV codes (docs/documents.md, "Lenient mode").
+    documents_lenient_codes: bool = False
+    #: Where document content lives: "local" (files under blob_dir) or "s3" (any S3 service).
+    blob_backend: Literal["local", "s3"] = "local"
+    #: Local blob folder (default: <data_dir>/blobs).
+    blob_dir: Path | None = None
+    s3_endpoint_url: str | None = None
+    s3_bucket: str = "espace-sante-documents"
+    s3_region: str = "us-east-1"
+    s3_access_key_id: str | None = None
+    s3_secret_access_key: str | None = None
+    #: A blob written for a submission that never committed is deleted after this many seconds.
+    blob_orphan_grace_seconds: int = Field(default=3600, ge=0)
+    #: A document hidden from the holder (INVISIBLE_PATIENT) that nobody released: the holder is told to see a
+    #: professional after this many days, and it becomes visible on its own after the second (R1111-53).
+    hidden_notice_days: int = Field(default=14, ge=0)
+    hidden_release_days: int = Field(default=30, ge=1)
+    #: Seconds between two runs of the documents timer in each serving process (0: only from the CLI).
+    documents_job_interval_seconds: float = Field(default=3600, ge=0)
+
     log_level: str = "info"
 
     @property
@@ -135,6 +165,10 @@ class Settings(BaseSettings):
     @property
     def pg_data(self) -> Path:
         return self.data_dir.resolve() / "pg"
+
+    @property
+    def blob_path(self) -> Path:
+        return (self.blob_dir or self.data_dir / "blobs").resolve()
 
     @property
     def dev_marker(self) -> Path:

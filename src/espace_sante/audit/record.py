@@ -24,6 +24,14 @@ Action = Literal[
     "resource:search",
     "resource:history",
     "access:refused",
+    # Documents (services/documents.py): a document's content retrieved (ITI-68), masked from or shown again
+    # to professionals by the holder, hidden from the holder until the announcement consultation, released
+    # (by its author, the médecin traitant, or on its own after a month). Detail: the visibility code.
+    "document:download",
+    "document:mask",
+    "document:unmask",
+    "document:hide",
+    "document:release",
     # Sign-in and accounts (directory chain): sign-ins, failures, lockouts, sessions ended, credentials changed.
     "signin:success",
     "signin:failure",

@@ -406,6 +406,20 @@ def _what_fr(action: str, record: Record) -> str:
         return f"modifié {k.mine}"
     if action == "resource:delete":
         return f"supprimé {k.mine}"
+    if action == "document:download":
+        return "téléchargé votre document"
+    if action == "document:mask":
+        return "masqué votre document aux professionnels de santé"
+    if action == "document:unmask":
+        return "rendu votre document de nouveau visible aux professionnels de santé"
+    if action == "document:hide":
+        if record.detail == "INVISIBLE_REPRESENTANTS_LEGAUX":
+            return "rendu un document invisible à vos représentants légaux"
+        return "mis un document en attente d'une consultation d'annonce"
+    if action == "document:release":
+        if record.detail == "INVISIBLE_REPRESENTANTS_LEGAUX":
+            return "rendu un document de nouveau visible à vos représentants légaux"
+        return "rendu visible un document qui attendait une consultation d'annonce"
     return f"accédé à {k.mine}"
 
 
@@ -435,6 +449,20 @@ def _what_en(action: str, record: Record) -> str:
         return f"changed {k.en_mine}"
     if action == "resource:delete":
         return f"deleted {k.en_mine}"
+    if action == "document:download":
+        return "downloaded your document"
+    if action == "document:mask":
+        return "masked your document from health professionals"
+    if action == "document:unmask":
+        return "made your document visible to health professionals again"
+    if action == "document:hide":
+        if record.detail == "INVISIBLE_REPRESENTANTS_LEGAUX":
+            return "made a document invisible to your legal representatives"
+        return "held a document back until an announcement consultation"
+    if action == "document:release":
+        if record.detail == "INVISIBLE_REPRESENTANTS_LEGAUX":
+            return "made a document visible to your legal representatives again"
+        return "released a document that was waiting for an announcement consultation"
     return f"accessed {k.en_mine}"
 
 

@@ -43,6 +43,10 @@ from .registry import registry_app  # noqa: E402
 
 app.add_typer(registry_app, name="registry")
 
+from .documents import documents_app  # noqa: E402
+
+app.add_typer(documents_app, name="documents")
+
 
 @app.callback()
 def main_options(

@@ -13,7 +13,9 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
-from ..access.policy import Decision
+import orjson
+
+from ..access.policy import Decision, decide
 from ..context import Context
 from ..errors import (
     BadRequest,
@@ -29,11 +31,12 @@ from ..errors import (
 from ..fhir import compartment
 from ..fhir.validation import validate_resource
 from ..storage import resources as store
+from ..storage import locks
 from ..storage.db import Conn
 from ..storage.keys import DIRECTORY_SPACE
-from . import fhir
+from . import fhir, trace
 
-_ORDER = {"DELETE": 0, "POST": 1, "PUT": 2, "GET": 3}
+_ORDER = {"DELETE": 0, "POST": 1, "PUT": 2, "PATCH": 2, "GET": 3}
 _PLACEHOLDER = ("urn:uuid:", "urn:oid:")
 
 
@@ -52,6 +55,9 @@ class Entry:
     if_match: str | None = None
     decision: Decision | None = None
     assigned: tuple[uuid.UUID, str] | None = None
+    #: PATCH entries: the patch document (FHIRPath Patch Parameters, or a JSON Patch array) and its kind.
+    patch: Any = None
+    json_patch: bool = False
 
 
 @dataclass
@@ -63,6 +69,8 @@ class EntryResult:
     search: fhir.SearchResult | None = None
     error: FhirError | None = None
     created: bool = False
+    #: Warnings for this entry (response.outcome): PDSm codes accepted in lenient mode.
+    warnings: list[Issue] = field(default_factory=list)
 
 
 @dataclass
@@ -118,7 +126,7 @@ async def _parse_entry(ctx: Context, index: int, raw: Any) -> Entry:
     if method not in _ORDER:
         raise MethodNotAllowed(
             f"{_where(index, 'request.method')} : méthode non prise en charge / unsupported "
-            f"method « {method} » (GET, POST, PUT, DELETE)"
+            f"method « {method} » (GET, POST, PUT, PATCH, DELETE)"
         )
     if not isinstance(url, str) or not url:
         raise BadRequest(
@@ -136,6 +144,8 @@ async def _parse_entry(ctx: Context, index: int, raw: Any) -> Entry:
     entry = Entry(index, method, url, parts[0], query=query or None)
     if len(parts) >= 2:
         entry.resource_id = parts[1]
+    if method == "PATCH":
+        return await _parse_patch(ctx, entry, raw)
     if len(parts) == 4 and parts[2] == "_history" and method == "GET":
         entry.version = parts[3]
     elif len(parts) > 2 or (len(parts) == 2 and query):
@@ -187,6 +197,41 @@ async def _parse_entry(ctx: Context, index: int, raw: Any) -> Entry:
     return entry
 
 
+async def _parse_patch(ctx: Context, entry: Entry, raw: dict[str, Any]) -> Entry:
+    """A PATCH entry (PDSm metadata update, and the TD2.1 replacement's PATCH of the old document): a FHIRPath
+    Patch `Parameters`, or a JSON Patch carried as a Binary (http.html#patch, transaction)."""
+    where = _where(entry.index, "request.url")
+    if entry.resource_type != "DocumentReference":
+        raise MethodNotAllowed(f"{where} : PATCH n'est pris en charge que sur DocumentReference / PATCH is supported on DocumentReference only")
+    if (entry.resource_id is None) == (entry.query is None):
+        raise BadRequest(f"{where} : PATCH vise un id ou une condition / PATCH targets an id or a condition", expression=where)
+    resource = raw.get("resource")
+    if isinstance(resource, dict) and resource.get("resourceType") == "Parameters":
+        entry.patch = resource
+    elif isinstance(resource, dict) and resource.get("resourceType") == "Binary":
+        import base64
+        import binascii
+
+        import orjson
+
+        try:
+            entry.patch = orjson.loads(base64.b64decode(str(resource.get("data", "")), validate=True))
+        except (binascii.Error, ValueError, orjson.JSONDecodeError):
+            raise BadRequest(
+                f"{_where(entry.index, 'resource.data')} : JSON Patch illisible / unreadable JSON Patch",
+                expression=_where(entry.index, "resource.data"),
+            ) from None
+        entry.json_patch = True
+    else:
+        raise BadRequest(
+            f"{_where(entry.index, 'resource')} : un PATCH porte un Parameters (FHIRPath Patch) ou un Binary (JSON "
+            "Patch) / a PATCH carries a Parameters or a Binary",
+            expression=_where(entry.index, "resource"),
+        )
+    entry.decision = await fhir._decide(ctx, "patch", entry.resource_type)
+    return entry
+
+
 async def parse(ctx: Context, body: Any) -> tuple[str, list[Entry]]:
     if not isinstance(body, dict) or body.get("resourceType") != "Bundle":
         raise BadRequest(
@@ -225,7 +270,11 @@ async def parse(ctx: Context, body: Any) -> tuple[str, list[Entry]]:
 async def process(ctx: Context, body: Any) -> BundleResult:
     kind, entries = await parse(ctx, body)
     if kind == "transaction":
-        results = await ctx.runtime.db.interaction("fhir_transaction", _transaction, ctx, entries)
+        warnings = _submission_checks(ctx, entries)
+        name = "mhd_provide" if warnings is not None else "fhir_transaction"
+        results = await ctx.runtime.db.interaction(name, _transaction, ctx, entries, warnings is not None)
+        for index, issue in warnings or ():
+            results[index].warnings.append(issue)
         return BundleResult("transaction-response", results)
     out = []
     for entry in entries:
@@ -247,7 +296,22 @@ async def _run_alone(conn: Conn, ctx: Context, entry: Entry) -> EntryResult:
     return await _execute(conn, ctx, entry)
 
 
-async def _transaction(conn: Conn, ctx: Context, entries: list[Entry]) -> list[EntryResult]:
+def _submission_checks(ctx: Context, entries: list[Entry]) -> list[tuple[int, Issue]] | None:
+    """An ITI-65 Provide Document Bundle (a transaction holding a SubmissionSet List) is checked against PDSm
+    before anything runs; None for any other transaction."""
+    from . import documents
+
+    if not any(documents.is_submission_set(e.body) for e in entries):
+        return None
+    found = [(_where(e.index, "resource"), e.body) for e in entries if e.body is not None]
+    indexes = [e.index for e in entries if e.body is not None]
+    return [(indexes[i], issue) for i, issue in documents.check_submission(ctx, found)]
+
+
+async def _transaction(
+    conn: Conn, ctx: Context, entries: list[Entry], submission: bool = False
+) -> list[EntryResult]:
+    ctx.deposits.clear()  # a retried transaction starts again from nothing
     refmap: dict[str, str] = {}
     results: dict[int, EntryResult] = {}
     posts = [e for e in entries if e.method == "POST"]
@@ -309,15 +373,99 @@ async def _transaction(conn: Conn, ctx: Context, entries: list[Entry]) -> list[E
             if e.body is not None:
                 e.body = _rewritten(e.body, refmap)
                 _check_unresolved(e)
+        if submission:
+            replayed = await _replay(conn, ctx, entries)
+            if replayed is not None:
+                return replayed
         for e in sorted(entries, key=lambda x: (_ORDER[x.method], x.resource_type != "Patient", x.index)):
             if e.index not in results:
                 results[e.index] = await _execute(conn, ctx, e)
+        from . import documents
+
+        for e in entries:
+            if e.body is not None and e.resource_type == "DocumentReference":
+                try:
+                    documents.check_attachments(ctx, e.body)
+                except FhirError as exc:
+                    raise _entry_error(e.index, exc) from None
     except FhirError as exc:
         if exc.message.startswith("Bundle.entry["):
             raise
         failing = next((e for e in entries if e.index not in results), entries[0] if entries else None)
         raise (_entry_error(failing.index, exc) if failing else exc) from None
     return [results[e.index] for e in entries]
+
+
+async def _replay(conn: Conn, ctx: Context, entries: list[Entry]) -> list[EntryResult] | None:
+    """A submission sent again (same SubmissionSet uniqueId, in the same record) is answered with what the
+    first one stored, and stores nothing (ITI-65 retries after a lost response must not duplicate documents).
+    Two concurrent copies are serialised on the uniqueId."""
+    from ..fhir import pdsm
+    from ..storage import search as search_store
+    from . import documents
+
+    sset = next(e for e in entries if documents.is_submission_set(e.body))
+    assert sset.body is not None and sset.assigned is not None
+    unique = pdsm.submission_unique_id(sset.body)
+    if unique is None:
+        return None
+    space_id = sset.assigned[0]
+    await locks.hold_until_commit(conn, f"mhd-submission {space_id} {unique}")
+    system = next(
+        (i.get("system") or "" for i in sset.body.get("identifier") or () if isinstance(i, dict) and i.get("value") == unique),
+        "",
+    )
+    found = await search_store.by_identifier(conn, space_id, "List", system, unique)
+    if not found:
+        return None
+    read = await fhir.scoped(conn, ctx, decide(ctx.actor, "read", "List"), [space_id])
+    if not read.covers(space_id):
+        return None  # the actor cannot see the first submission: it runs, and its documents' uniqueIds decide
+    results: list[EntryResult] = []
+    stored_list = await store.read(conn, ctx.runtime.keys, read, space_id, "List", found[0], None)
+    if stored_list is None:
+        return None
+    binaries: dict[str, str] = {}
+    documents_read = await fhir.scoped(conn, ctx, decide(ctx.actor, "read", "DocumentReference"), [space_id])
+    binary_read = await fhir.scoped(conn, ctx, decide(ctx.actor, "read", "Binary"), [space_id])
+    for e in entries:
+        stored = None
+        if e is sset:
+            stored = stored_list
+        elif e.resource_type == "DocumentReference" and e.body is not None:
+            master = e.body.get("masterIdentifier") or {}
+            ids = await search_store.by_identifier(
+                conn, space_id, "DocumentReference", master.get("system") or "", str(master.get("value"))
+            )
+            if ids:
+                stored = await store.read(conn, ctx.runtime.keys, documents_read, space_id, "DocumentReference", ids[0], None)
+            for i, content in enumerate(e.body.get("content") or ()):
+                url = (content.get("attachment") or {}).get("url") if isinstance(content, dict) else None
+                if stored is not None and stored.body is not None and isinstance(url, str):
+                    first = orjson.loads(stored.body).get("content") or []
+                    if i < len(first):
+                        binaries[url] = (first[i].get("attachment") or {}).get("url", "")
+        if stored is None and e.resource_type == "Binary" and e.assigned is not None:
+            stored = None  # filled below once every document told where its content is
+        results.append(EntryResult(200, stored=stored))
+    for e, result in zip(entries, results, strict=True):
+        if e.resource_type == "Binary" and e.assigned is not None and result.stored is None:
+            url = next((u for new, u in binaries.items() if new.endswith(e.assigned[1])), "")
+            rid = url.rsplit("Binary/", 1)[-1] if "Binary/" in url else ""
+            if rid:
+                result.stored = await store.read(conn, ctx.runtime.keys, binary_read, space_id, "Binary", rid, None)
+        if result.stored is None:
+            raise _entry_error(
+                e.index,
+                InvalidResource(
+                    "lot de soumission déjà reçu, mais cette entrée n'y figurait pas / submission set already "
+                    "received, but without this entry (a resent submission must be identical)"
+                ),
+            )
+    await trace.access(
+        conn, ctx, read, "resource:read", space_id, entity_type="List", entity_id=found[0], detail="mhd-resend"
+    )
+    return results
 
 
 def _assign(e: Entry, space: uuid.UUID, refmap: dict[str, str]) -> None:
@@ -471,6 +619,13 @@ async def _execute(conn: Conn, ctx: Context, e: Entry) -> EntryResult:
             assert e.resource_id is not None
             await fhir._delete_in(conn, ctx, decision, e.resource_id)
             return EntryResult(204)
+        if e.method == "PATCH":
+            from . import documents
+
+            patched = await documents.patch_in(
+                conn, ctx, decision, e.resource_id, e.query, e.patch, e.json_patch
+            )
+            return EntryResult(200, stored=patched)
         if e.resource_id is None:
             pairs = parse_qsl(e.query or "", keep_blank_values=True)
             request = fhir.parse_request(ctx, e.resource_type, pairs)

@@ -168,8 +168,17 @@ async def vread(ctx: Context, resource_type: str, resource_id: str, version: str
 
 
 async def _read_in(
-    conn: Conn, ctx: Context, decision: Decision, rtype: str, rid: str, version: int | None
+    conn: Conn,
+    ctx: Context,
+    decision: Decision,
+    rtype: str,
+    rid: str,
+    version: int | None,
+    *,
+    traced: bool = True,
 ) -> store.Stored:
+    """A read or vread. A Binary comes back with its content in `data` unless `traced` is off: the document
+    retrieve (services/documents.py) streams the content itself and writes its own trace record."""
     if rtype in READ_ONLY_TYPES:
         from . import auditevents  # imports this module
 
@@ -187,10 +196,16 @@ async def _read_in(
         )
     if found.deleted:
         raise Gone(f"{rtype}/{rid} a été supprimé / was deleted (version {found.version_id})")
+    if not traced:
+        return found
     action = "resource:read" if version is None else "resource:vread"
     await trace.access(
         conn, ctx, decision, action, space_id, entity_type=rtype, entity_id=rid, version=found.version_id
     )
+    if rtype == "Binary":
+        from . import documents
+
+        found = await documents.inline(conn, ctx, found)
     return found
 
 
@@ -396,11 +411,58 @@ async def _create_in(
     else:
         await _check_patient_exists(conn, decision, body, space_id)
     check_references_stay_in_space(body, space_id)
-    stored = await store.write(
-        conn, ctx.runtime.keys, decision, space_id, rtype, rid, body, method="POST", previous=None
-    )
+    if rtype == "DocumentReference":
+        await _check_unique_document(conn, ctx, body, space_id)
+    stored = await _write_with_content(conn, ctx, decision, space_id, rid, body, "POST", None)
     await _traced_write(conn, ctx, decision, "resource:create", stored)
+    if rtype == "DocumentReference":
+        from . import documents
+
+        await documents.after_document_write(conn, ctx, stored, body)
     return Written(stored, True)
+
+
+async def _write_with_content(
+    conn: Conn,
+    ctx: Context,
+    decision: Decision,
+    space_id: uuid.UUID,
+    rid: str,
+    body: dict[str, Any],
+    method: str,
+    previous: store.Current | None,
+) -> store.Stored:
+    """store.write, except that a Binary's content goes to the blob store (services/documents.py) and only its
+    metadata to the resource tables."""
+    rtype = decision.resource_type
+    if rtype != "Binary":
+        return await store.write(
+            conn, ctx.runtime.keys, decision, space_id, rtype, rid, body, method=method, previous=previous
+        )
+    from . import documents
+
+    content = await documents.take_content(conn, ctx, space_id, rid, body)
+    stored = await store.write(
+        conn, ctx.runtime.keys, decision, space_id, rtype, rid, body, method=method, previous=previous
+    )
+    await documents.attach(conn, stored, content)
+    return stored
+
+
+async def _check_unique_document(conn: Conn, ctx: Context, body: dict[str, Any], space_id: uuid.UUID) -> None:
+    """A document's uniqueId (masterIdentifier) names one document in a record (XDS: a second document with
+    the same uniqueId is refused; a replacement carries a new one). A resent submission never gets here: it
+    is recognised by its SubmissionSet's uniqueId first (services/bundles.py)."""
+    master = body.get("masterIdentifier")
+    if not isinstance(master, dict) or not isinstance(master.get("value"), str):
+        return
+    system = master.get("system") or ""
+    if await search_store.identifier_exists(conn, space_id, "DocumentReference", system, master["value"]):
+        raise InvalidResource(
+            f"DocumentReference.masterIdentifier : un document de ce dossier porte déjà l'identifiant « "
+            f"{master['value']} » / a document of this record already has this uniqueId",
+            expression="DocumentReference.masterIdentifier",
+        )
 
 
 async def update(
@@ -474,10 +536,12 @@ async def _update_in(
     _check_category(decision, body)
     await _check_document_links(conn, ctx, decision, body, space_id, rid)
     check_references_stay_in_space(body, space_id)
-    stored = await store.write(
-        conn, ctx.runtime.keys, decision, space_id, rtype, rid, body, method="PUT", previous=previous
-    )
+    stored = await _write_with_content(conn, ctx, decision, space_id, rid, body, "PUT", previous)
     await _traced_write(conn, ctx, decision, "resource:update", stored)
+    if rtype == "DocumentReference":
+        from . import documents
+
+        await documents.after_document_write(conn, ctx, stored, body)
     return Written(stored, previous.deleted)
 
 
@@ -497,6 +561,10 @@ async def _delete_in(conn: Conn, ctx: Context, decision: Decision, rid: str) -> 
         conn, ctx.runtime.keys, decision, space_id, rtype, rid, None, method="DELETE", previous=previous
     )
     await _traced_write(conn, ctx, decision, "resource:delete", stored)
+    if rtype == "DocumentReference":
+        from ..storage import documents as docs_store
+
+        await docs_store.unhide(conn, space_id, rid)
     return stored
 
 

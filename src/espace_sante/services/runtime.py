@@ -10,6 +10,7 @@ from ..crypto import KeyRing, LocalKek
 from ..settings import Settings
 from ..storage import migrate as migrations
 from ..storage import notify, spaces
+from ..storage.blobs import BlobStore, open_blob_store
 from ..storage.db import Conn, Database
 from ..storage.embedded import EmbeddedPostgres, ensure_database
 from ..storage.keys import KeyStore
@@ -25,6 +26,8 @@ class Runtime:
     embedded: EmbeddedPostgres | None = field(default=None)
     tokens: TokenCache = field(default_factory=TokenCache)
     listener: Listener | None = field(default=None)
+    #: Where document content lives (local files or S3): services/documents.py.
+    blobs: BlobStore | None = field(default=None)
 
     @classmethod
     async def open(cls, settings: Settings, *, apply_migrations: bool = False) -> Runtime:
@@ -45,11 +48,17 @@ class Runtime:
             statement_timeout_ms=settings.db_statement_timeout_ms,
         )
         await db.open()
-        runtime = cls(settings, db, keys, embedded)
+        runtime = cls(settings, db, keys, embedded, blobs=open_blob_store(settings))
         await runtime._listen(dsn)
         if not await runtime.migrations_pending():
             await db.interaction("ensure_directory_key", spaces.ensure_directory, keys)
         return runtime
+
+    @property
+    def blob_store(self) -> BlobStore:
+        if self.blobs is None:
+            self.blobs = open_blob_store(self.settings)
+        return self.blobs
 
     async def migrations_pending(self) -> list[str]:
         async with self.db.pool.acquire() as conn:
@@ -70,6 +79,8 @@ class Runtime:
         await self.listener.start()
 
     async def close(self) -> None:
+        if self.blobs is not None:
+            await self.blobs.close()
         if self.listener is not None:
             await self.listener.close()
             self.listener = None

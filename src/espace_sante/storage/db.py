@@ -56,25 +56,49 @@ class Database:
         self._max = max_size
         self._timeout = statement_timeout_ms
         self._pool: asyncpg.Pool | None = None
+        self._side: asyncpg.Pool | None = None
+
+    def _settings(self) -> dict[str, str]:
+        return {
+            "application_name": "espace-sante",
+            "statement_timeout": str(self._timeout),
+            "idle_in_transaction_session_timeout": "60000",
+            "timezone": "UTC",
+        }
 
     async def open(self) -> None:
         self._pool = await asyncpg.create_pool(
-            self.dsn,
-            min_size=self._min,
-            max_size=self._max,
-            reset=_reset,
-            server_settings={
-                "application_name": "espace-sante",
-                "statement_timeout": str(self._timeout),
-                "idle_in_transaction_session_timeout": "60000",
-                "timezone": "UTC",
-            },
+            self.dsn, min_size=self._min, max_size=self._max, reset=_reset, server_settings=self._settings()
         )
 
     async def close(self) -> None:
-        if self._pool is not None:
-            await self._pool.close()
-            self._pool = None
+        for pool in (self._side, self._pool):
+            if pool is not None:
+                await pool.close()
+        self._pool = self._side = None
+
+    async def autonomous(
+        self,
+        name: str,
+        func: Callable[Concatenate[Conn, P], Awaitable[T]],
+        *args: P.args,
+        **kwargs: P.kwargs,
+    ) -> T:
+        """Run `func` in its own transaction, committed whatever becomes of the caller's: for records that must
+        outlive a rollback (a blob's upload intent). It uses a separate small pool, so a caller that holds a
+        connection of the main pool never waits on that pool for it (no pool-exhaustion deadlock)."""
+        if self._side is None:
+            self._side = await asyncpg.create_pool(
+                self.dsn, min_size=0, max_size=2, reset=_reset, server_settings=self._settings()
+            )
+        start = time.perf_counter()
+        try:
+            async with self._side.acquire() as conn, conn.transaction():
+                return await func(cast(Conn, conn), *args, **kwargs)
+        except _UNAVAILABLE as exc:
+            raise DatabaseUnavailable(f"{name}: {type(exc).__name__}") from exc
+        finally:
+            TX_SECONDS.labels(name).observe(time.perf_counter() - start)
 
     @property
     def pool(self) -> asyncpg.Pool:

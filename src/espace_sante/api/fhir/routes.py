@@ -13,7 +13,7 @@ from ...context import Context
 from ...errors import BadRequest, MethodNotAllowed, UnsupportedMediaType
 from ...fhir.searchparams import parse_date_range
 from ...fhir.validation import RESOURCE_TYPES
-from ...services import auditevents, bundles, fhir
+from ...services import auditevents, bundles, documents, fhir
 from ..deps import fhir_context
 from . import capability, render
 from .openapi import BODY, ERRORS, SEARCH_FORM
@@ -141,6 +141,13 @@ async def create(rtype: Type, request: Request, ctx: Ctx) -> Response:
             expression="resourceType",
         )
     fhir.check_type(rtype)
+    if rtype == "DocumentReference" and documents.has_inline_content(body):
+        # ITI-105 Simplified Publish: the document in attachment.data.
+        stored, warnings = await documents.publish_simplified(ctx, body)
+        response = render.resource_response(stored, _base(ctx), 201, location=True, minimal=_minimal(request))
+        if warnings:
+            response.headers["Warning"] = f'199 - "{len(warnings)} code(s) hors des jeux de valeurs français"'
+        return response
     written = await fhir.create(ctx, body, if_none_exist=request.headers.get("if-none-exist"))
     return render.resource_response(
         written.stored, _base(ctx), 201 if written.created else 200, location=True, minimal=_minimal(request)
@@ -154,11 +161,34 @@ async def type_history(rtype: Type, request: Request, ctx: Ctx) -> Response:
     return render.json_response(render.history(page, _base(ctx), str(request.url)))
 
 
-@router.get("/{rtype}/{rid}", summary="Read")
-async def read(rtype: Type, rid: Id, ctx: Ctx) -> Response:
+def _wants_resource(request: Request) -> bool:
+    """FHIR binary.html: a read of a Binary returns the resource when the client asks for a FHIR format, and the
+    content itself otherwise (IHE MHD ITI-68 Retrieve Document is a GET of `attachment.url`)."""
+    if request.query_params.get("_format"):
+        return True
+    accept = request.headers.get("accept", "").lower()
+    return any(t in accept for t in ("application/fhir+json", "application/json"))
+
+
+@router.get("/{rtype}/{rid}", summary="Read (a Binary without a FHIR Accept: ITI-68 Retrieve Document)")
+async def read(rtype: Type, rid: Id, request: Request, ctx: Ctx) -> Response:
     if rtype == "AuditEvent":
         return render.resource_response(await auditevents.read(ctx, rid), _base(ctx))
+    if rtype == "Binary" and not _wants_resource(request):
+        return await _retrieve(rid, request, ctx)
     return render.resource_response(await fhir.read(ctx, rtype, rid), _base(ctx))
+
+
+async def _retrieve(rid: str, request: Request, ctx: Context) -> Response:
+    try:
+        retrieved = await documents.retrieve(
+            ctx, rid, range_header=request.headers.get("range"), if_range=request.headers.get("if-range")
+        )
+    except documents.RangeNotSatisfiable as exc:
+        return render.error_response(exc, {"Content-Range": f"bytes */{exc.size}"})
+    if request.headers.get("if-none-match") == retrieved.etag:
+        return Response(status_code=304, headers={"ETag": retrieved.etag, **render.CONTENT_HEADERS})
+    return render.content_response(retrieved, ctx)
 
 
 @router.put("/{rtype}/{rid}", summary="Update (If-Match for version-aware update)", openapi_extra=BODY)
@@ -174,12 +204,53 @@ async def update(rtype: Type, rid: Id, request: Request, ctx: Ctx) -> Response:
     )
 
 
-@router.patch("/{rtype}/{rid}", summary="Patch (not supported)")
-async def patch(rtype: Type, rid: Id, ctx: Ctx) -> Response:
+async def _patch_body(request: Request) -> tuple[Any, bool]:
+    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if ctype == "application/json-patch+json":
+        raw = await request.body()
+        try:
+            return orjson.loads(raw), True
+        except orjson.JSONDecodeError as exc:
+            raise BadRequest(f"JSON Patch invalide / invalid JSON: {exc.msg}", code="structure") from None
+    return await json_body(request), False
+
+
+async def _patch(rtype: str, rid: str | None, request: Request, ctx: Context) -> Response:
     fhir.check_type(rtype)
-    raise MethodNotAllowed(
-        "PATCH n'est pas pris en charge sur ce type / PATCH is not supported here; use PUT"
+    if rtype != "DocumentReference":
+        raise MethodNotAllowed(
+            "PATCH n'est pris en charge que pour les métadonnées d'un DocumentReference (PDSm) / PATCH is "
+            "supported for DocumentReference metadata only (PDSm); use PUT"
+        )
+    payload, is_json_patch = await _patch_body(request)
+    condition = request.url.query if rid is None else None
+    stored = await documents.patch(
+        ctx,
+        rid=rid,
+        condition=condition,
+        payload=payload,
+        json_patch=is_json_patch,
+        if_match=request.headers.get("if-match"),
     )
+    return render.resource_response(stored, _base(ctx), minimal=_minimal(request))
+
+
+@router.patch(
+    "/{rtype}/{rid}",
+    summary="Patch a DocumentReference's status, securityLabel or isArchived (JSON Patch or FHIRPath Patch)",
+    openapi_extra=BODY,
+)
+async def patch(rtype: Type, rid: Id, request: Request, ctx: Ctx) -> Response:
+    return await _patch(rtype, rid, request, ctx)
+
+
+@router.patch(
+    "/{rtype}",
+    summary="Conditional patch (PDSm: DocumentReference?identifier=…)",
+    openapi_extra=BODY,
+)
+async def conditional_patch(rtype: Type, request: Request, ctx: Ctx) -> Response:
+    return await _patch(rtype, None, request, ctx)
 
 
 @router.delete("/{rtype}/{rid}", summary="Delete", status_code=204)
