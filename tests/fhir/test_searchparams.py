@@ -50,7 +50,7 @@ EXPECTED_NAMES: dict[str, set[str]] = {
     "DocumentReference": {
         "identifier", "patient", "subject", "status", "type", "category", "date", "author", "custodian",
         "relatesto", "relation", "security-label", "format", "facility", "setting", "event", "period",
-        "contenttype", "language", "description",
+        "contenttype", "language", "description", "creation",
     },
     "Binary": set(),
     "List": {
@@ -382,6 +382,7 @@ def test_document_reference_extraction() -> None:
     assert set(v.dates) == {
         DateValue("date", utc(2024, 3, 1, 8, 58, 12), utc(2024, 3, 1, 8, 58, 13)),
         DateValue("period", utc(2024, 2, 28), utc(2024, 3, 1, 8, 0, 1)),
+        DateValue("creation", utc(2024, 3, 1, 8, 50), utc(2024, 3, 1, 8, 50, 1)),
     }
     assert v.strings == [
         StringValue(

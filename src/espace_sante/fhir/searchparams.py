@@ -117,6 +117,8 @@ _TABLE: Final[dict[str, tuple[_Row, ...]]] = {
         ("event", "token", "DocumentReference.context.event", "", "Main clinical acts documented"),
         ("period", "date", "DocumentReference.context.period", "", "Time of service documented"),
         ("contenttype", "token", "DocumentReference.content.attachment.contentType", "", "MIME type"),
+        # IHE MHD ITI-67 (PDSm): when the document itself was created.
+        ("creation", "date", "DocumentReference.content.attachment.creation", "", "Date attachment was first created"),
         ("language", "token", "DocumentReference.content.attachment.language", "", "Human language"),
         ("description", "string", "DocumentReference.description", "", "Human-readable description"),
     ),
