@@ -401,7 +401,7 @@ async def _replay(conn: Conn, ctx: Context, entries: list[Entry]) -> list[EntryR
     first one stored, and stores nothing (ITI-65 retries after a lost response must not duplicate documents).
     Two concurrent copies are serialised on the uniqueId."""
     from ..fhir import pdsm
-    from ..storage import search as search_store
+    from ..storage import documents as docs_store
     from . import documents
 
     sset = next(e for e in entries if documents.is_submission_set(e.body))
@@ -415,7 +415,7 @@ async def _replay(conn: Conn, ctx: Context, entries: list[Entry]) -> list[EntryR
         (i.get("system") or "" for i in sset.body.get("identifier") or () if isinstance(i, dict) and i.get("value") == unique),
         "",
     )
-    found = await search_store.by_identifier(conn, space_id, "List", system, unique)
+    found = await docs_store.by_identifier(conn, space_id, "List", system, unique)
     if not found:
         return None
     read = await fhir.scoped(conn, ctx, decide(ctx.actor, "read", "List"), [space_id])
@@ -434,7 +434,7 @@ async def _replay(conn: Conn, ctx: Context, entries: list[Entry]) -> list[EntryR
             stored = stored_list
         elif e.resource_type == "DocumentReference" and e.body is not None:
             master = e.body.get("masterIdentifier") or {}
-            ids = await search_store.by_identifier(
+            ids = await docs_store.by_identifier(
                 conn, space_id, "DocumentReference", master.get("system") or "", str(master.get("value"))
             )
             if ids:

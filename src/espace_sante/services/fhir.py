@@ -28,6 +28,7 @@ from ..fhir import compartment
 from ..fhir.searchquery import SearchRequest, parse_search
 from ..fhir.validation import RESOURCE_TYPES, validate_resource
 from ..storage import access as access_store
+from ..storage import documents as docs_store
 from ..storage import locks, spaces, visibility
 from ..storage import resources as store
 from ..storage import search as search_store
@@ -457,7 +458,7 @@ async def _check_unique_document(conn: Conn, ctx: Context, body: dict[str, Any],
     if not isinstance(master, dict) or not isinstance(master.get("value"), str):
         return
     system = master.get("system") or ""
-    if await search_store.identifier_exists(conn, space_id, "DocumentReference", system, master["value"]):
+    if await docs_store.identifier_exists(conn, space_id, "DocumentReference", system, master["value"]):
         raise InvalidResource(
             f"DocumentReference.masterIdentifier : un document de ce dossier porte déjà l'identifiant « "
             f"{master['value']} » / a document of this record already has this uniqueId",
@@ -562,8 +563,6 @@ async def _delete_in(conn: Conn, ctx: Context, decision: Decision, rid: str) -> 
     )
     await _traced_write(conn, ctx, decision, "resource:delete", stored)
     if rtype == "DocumentReference":
-        from ..storage import documents as docs_store
-
         await docs_store.unhide(conn, space_id, rid)
     return stored
 

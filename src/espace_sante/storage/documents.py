@@ -173,6 +173,26 @@ async def binaries_without_content(conn: Conn, limit: int = 100) -> list[tuple[u
     return [(r["space_id"], r["resource_id"], r["version_id"]) for r in rows]
 
 
+async def by_identifier(conn: Conn, space_id: uuid.UUID, rtype: str, system: str, value: str) -> list[str]:
+    """Ids of the live resources of a space with this identifier (for MHD: a document's or a submission
+    set's uniqueId). An internal lookup for the documents service's own rules, not a search by the actor."""
+    rows = await conn.fetch(
+        "SELECT DISTINCT t.resource_id FROM sp_token t JOIN resource r ON r.space_id = t.space_id AND "
+        "r.resource_type = t.resource_type AND r.resource_id = t.resource_id AND NOT r.deleted "
+        "WHERE t.space_id = $1 AND t.resource_type = $2 AND t.param = 'identifier' AND t.code = $4 "
+        "AND t.system IS NOT DISTINCT FROM $3",
+        space_id,
+        rtype,
+        system or None,
+        value,
+    )
+    return [r["resource_id"] for r in rows]
+
+
+async def identifier_exists(conn: Conn, space_id: uuid.UUID, rtype: str, system: str, value: str) -> bool:
+    return bool(await by_identifier(conn, space_id, rtype, system, value))
+
+
 # --- documents hidden from the holder (INVISIBLE_PATIENT) -------------------------------------------------
 
 
