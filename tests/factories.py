@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import json
 import secrets
+import uuid
+from pathlib import Path
 from typing import Any
 
 from espace_sante.fhir.identifiers import make_nir
@@ -75,3 +80,43 @@ async def new_professional(fhir: Any, profession: str = "10") -> tuple[str, str]
     )
     assert role.status_code == 201, role.text
     return rpps, pid
+
+
+PDSM_EXAMPLES = Path(__file__).parent / "data" / "pdsm"
+A03 = "https://mos.esante.gouv.fr/NOS/TRE_A03-ClasseDocument/FHIR/TRE-A03-ClasseDocument"
+A07 = "https://mos.esante.gouv.fr/NOS/TRE_A07-StatutVisibiliteDocument/FHIR/TRE-A07-StatutVisibiliteDocument"
+A11 = "https://mos.esante.gouv.fr/NOS/TRE_A11-IheFormatCode/FHIR/TRE-A11-IheFormatCode"
+
+
+def pdsm_document(
+    subject: str,
+    *,
+    category: str = "10",
+    text: str = "Compte rendu : examen normal.",
+    labels: tuple[str, ...] = (),
+    rpps: str | None = None,
+) -> dict[str, Any]:
+    """An ITI-105 Simplified Publish DocumentReference as French software sends it (tests/data/pdsm), with
+    this subject (`Patient/<id>` or the conditional INS reference), TRE_A03 class, plain-text content, TRE_A07
+    visibility codes, a fresh uniqueId, and the contained author's RPPS when given."""
+    body: dict[str, Any] = json.loads((PDSM_EXAMPLES / "iti105-fr.json").read_text())
+    content = text.encode()
+    body["subject"] = {"reference": subject}
+    body["masterIdentifier"]["value"] = f"urn:uuid:{uuid.uuid4()}"
+    body["category"] = [{"coding": [{"system": A03, "code": category}]}]
+    body["securityLabel"] += [{"coding": [{"system": A07, "code": code}]} for code in labels]
+    attachment = body["content"][0]["attachment"]
+    attachment.update(
+        contentType="text/plain",
+        data=base64.b64encode(content).decode(),
+        size=len(content),
+        hash=base64.b64encode(hashlib.sha1(content, usedforsecurity=False).digest()).decode(),
+    )
+    body["content"][0]["format"] = {"system": A11, "code": "urn:ihe:iti:xds-sd:text:2008"}
+    if rpps is not None:
+        author = next(c for c in body["contained"] if c["resourceType"] == "Practitioner")
+        author["identifier"] = [
+            {"system": "urn:oid:1.2.250.1.71.4.2.1", "value": "8" + rpps},
+            {"system": "https://rpps.esante.gouv.fr", "value": rpps},
+        ]
+    return body

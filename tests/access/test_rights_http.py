@@ -14,7 +14,7 @@ from espace_sante.services import demo_access as w
 from espace_sante.services import devtokens
 from espace_sante.services.runtime import Runtime
 from espace_sante.storage import access as access_store
-from tests.factories import BASE, FHIR_JSON, new_nir, patient
+from tests.factories import BASE, FHIR_JSON, new_nir, patient, pdsm_document
 
 from .conftest import MOTHER, Client, World
 
@@ -23,13 +23,8 @@ A03 = "urn:oid:1.2.250.1.213.1.1.4.1"
 
 
 def _document(patient_id: str, category: str, author: str | None = None) -> dict[str, Any]:
-    body: dict[str, Any] = {
-        "resourceType": "DocumentReference",
-        "status": "current",
-        "subject": {"reference": f"Patient/{patient_id}"},
-        "category": [{"coding": [{"system": A03, "code": category}]}],
-        "content": [{"attachment": {"contentType": "text/plain", "data": "eA=="}}],
-    }
+    """An ITI-105 deposit of this class; a holder's own upload names her as author."""
+    body = pdsm_document(f"Patient/{patient_id}", category=category)
     if author:
         body["author"] = [{"reference": author}]
     return body

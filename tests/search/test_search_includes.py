@@ -3,11 +3,11 @@ bundle with search.mode "include", once each, across the space / directory bound
 
 from __future__ import annotations
 
-import base64
 from typing import Any
 
 import httpx
 
+from tests.factories import pdsm_document
 from tests.search.helpers import (
     create,
     included,
@@ -21,15 +21,7 @@ from tests.search.helpers import (
 
 
 def document(patient_id: str, **extra: Any) -> dict[str, Any]:
-    body: dict[str, Any] = {
-        "resourceType": "DocumentReference",
-        "status": "current",
-        "type": {"coding": [{"system": "http://loinc.org", "code": "11488-4"}]},
-        "subject": {"reference": f"Patient/{patient_id}"},
-        "content": [
-            {"attachment": {"contentType": "text/plain", "data": base64.b64encode(b"Compte rendu").decode()}}
-        ],
-    }
+    body = pdsm_document(f"Patient/{patient_id}", text="Compte rendu")
     body.update(extra)
     return body
 

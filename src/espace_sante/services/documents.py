@@ -589,6 +589,8 @@ async def patch_in(
     before = orjson.loads(current.body)
     after = apply_json_patch(before, payload) if json_patch else apply_fhirpath_patch(before, payload)
     change = _describe(before, after)
+    if change == Change(None, frozenset(), frozenset(), None, None):
+        return current  # nothing changes (e.g. the TD2.1 PATCH of a document the replacement superseded)
     _allowed_change(ctx, change)
     if change.added or change.removed:
         conf, flags = pdsm.security_flags(after)
@@ -685,8 +687,8 @@ async def _supersede(conn: Conn, ctx: Context, old: str, space_id: uuid.UUID, wh
     if current is None or current.body is None:
         raise InvalidResource(f"{where} : document remplacé introuvable / replaced document not found", expression=where)
     before = orjson.loads(current.body)
-    if before.get("status") == "superseded":
-        return  # the submission also PATCHed it (the ANS TD2.1 example): one change, not two
+    # XDS replaces only an approved document. The TD2.1 example's own PATCH to superseded runs after the new
+    # document (POST before PATCH, http.html#trules) and then changes nothing.
     if before.get("status") != "current":
         raise InvalidResource(
             f"{where} : seul un document courant peut être remplacé / only a current document can be replaced",

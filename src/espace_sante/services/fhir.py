@@ -697,6 +697,8 @@ async def _check_document_links(
                 )
         if not any(isinstance(a, dict) and a.get("reference") == own for a in authors):
             authors.append({"reference": own})
+    if actor.kind == "practitioner":
+        _check_contained_authors(body, actor.id)
     for i, content in enumerate(body.get("content") or []):
         url = content.get("attachment", {}).get("url") if isinstance(content, dict) else None
         if not isinstance(url, str):
@@ -716,6 +718,42 @@ async def _check_document_links(
                 f"{where} : le contenu doit être déposé avec le document (même transaction) / the content "
                 "must be submitted with the document (same transaction)",
                 expression=where,
+            )
+
+
+#: A professional's national identifiers as PDSm authors carry them: the RPPS, or the IdNat_PS ("8" + RPPS).
+_RPPS_SYSTEM = "https://rpps.esante.gouv.fr"
+_IDNPS_SYSTEM = "urn:oid:1.2.250.1.71.4.2.1"
+
+
+def _check_contained_authors(body: dict[str, Any], rpps: str) -> None:
+    """PDSm authors are contained resources (`#id`): a professional may name only themselves there too."""
+    contained = {
+        c.get("id"): c for c in body.get("contained") or () if isinstance(c, dict) and isinstance(c.get("id"), str)
+    }
+    for i, author in enumerate(body.get("author") or ()):
+        ref = author.get("reference") if isinstance(author, dict) else None
+        if not isinstance(ref, str) or not ref.startswith("#"):
+            continue
+        target = contained.get(ref[1:])
+        if isinstance(target, dict) and target.get("resourceType") == "PractitionerRole":
+            inner = (target.get("practitioner") or {}).get("reference")
+            target = contained.get(inner[1:]) if isinstance(inner, str) and inner.startswith("#") else None
+        if not isinstance(target, dict) or target.get("resourceType") != "Practitioner":
+            continue
+        ids = {
+            (ident.get("system"), ident.get("value"))
+            for ident in target.get("identifier") or ()
+            if isinstance(ident, dict)
+        }
+        named = {v for s_, v in ids if s_ == _RPPS_SYSTEM} | {
+            v[1:] for s_, v in ids if s_ == _IDNPS_SYSTEM and isinstance(v, str) and v.startswith("8")
+        }
+        if named and named != {rpps}:
+            raise InvalidResource(
+                f"DocumentReference.author[{i}] : vous ne pouvez signer qu'en votre nom (RPPS {rpps}) / you may "
+                "only author as yourself",
+                expression=f"DocumentReference.author[{i}]",
             )
 
 
