@@ -86,6 +86,8 @@ PDSM_EXAMPLES = Path(__file__).parent / "data" / "pdsm"
 A03 = "https://mos.esante.gouv.fr/NOS/TRE_A03-ClasseDocument/FHIR/TRE-A03-ClasseDocument"
 A07 = "https://mos.esante.gouv.fr/NOS/TRE_A07-StatutVisibiliteDocument/FHIR/TRE-A07-StatutVisibiliteDocument"
 A11 = "https://mos.esante.gouv.fr/NOS/TRE_A11-IheFormatCode/FHIR/TRE-A11-IheFormatCode"
+A05 = "https://mos.esante.gouv.fr/NOS/TRE_A05-TypeDocComplementaire/FHIR/TRE-A05-TypeDocComplementaire"
+A00 = "https://mos.esante.gouv.fr/NOS/TRE_A00-ProducteurDocNonPS/FHIR/TRE-A00-ProducteurDocNonPS"
 
 
 def pdsm_document(
@@ -95,6 +97,7 @@ def pdsm_document(
     text: str = "Compte rendu : examen normal.",
     labels: tuple[str, ...] = (),
     rpps: str | None = None,
+    holder: str | None = None,
 ) -> dict[str, Any]:
     """An ITI-105 Simplified Publish DocumentReference as French software sends it (tests/data/pdsm), with
     this subject (`Patient/<id>` or the conditional INS reference), TRE_A03 class, plain-text content, TRE_A07
@@ -113,6 +116,21 @@ def pdsm_document(
         hash=base64.b64encode(hashlib.sha1(content, usedforsecurity=False).digest()).decode(),
     )
     body["content"][0]["format"] = {"system": A11, "code": "urn:ihe:iti:xds-sd:text:2008"}
+    if holder is not None:  # the holder's own document (INS `holder`): PDSm's patient-as-author form
+        patient_author = {"resourceType": "Patient", "id": "titulaire", "identifier": [{"system": INS, "value": holder}]}
+        host = {"resourceType": "Organization", "id": "hebergeur", "name": "Mon espace santé"}
+        body["contained"] = [patient_author, host]
+        body["author"] = [{"reference": "#titulaire"}]
+        body.pop("authenticator", None)
+        body["custodian"] = {"reference": "#hebergeur"}
+        body["category"] = [{"coding": [{"system": A03, "code": "90"}]}]
+        body["type"] = {"coding": [{"system": A05, "code": "DOCPAT03"}]}
+        body["context"] = {
+            "period": {"start": "2026-06-23T09:40:00+02:00"},
+            "facilityType": {"coding": [{"system": A00, "code": "EXP_PATIENT"}]},
+            "practiceSetting": {"coding": [{"system": A00, "code": "EXP_PATIENT"}]},
+            "sourcePatientInfo": {"reference": "#titulaire"},
+        }
     if rpps is not None:
         author = next(c for c in body["contained"] if c["resourceType"] == "Practitioner")
         author["identifier"] = [

@@ -22,12 +22,13 @@ MT, HOSPITAL, PHARMACIST, URGENTIST, BLOCKED = (p.rpps for p in w.PROFESSIONALS)
 A03 = "urn:oid:1.2.250.1.213.1.1.4.1"
 
 
-def _document(patient_id: str, category: str, author: str | None = None) -> dict[str, Any]:
-    """An ITI-105 deposit of this class; a holder's own upload names her as author."""
-    body = pdsm_document(f"Patient/{patient_id}", category=category)
-    if author:
-        body["author"] = [{"reference": author}]
-    return body
+def _document(patient_id: str, category: str, actor: str = "") -> dict[str, Any]:
+    """An ITI-105 deposit of this class by `actor` (kind:id): a professional's names them as author, a holder's
+    own upload names her (PDSm's patient-as-author form)."""
+    kind, _, who = actor.partition(":")
+    if kind == "holder":
+        return pdsm_document(f"Patient/{patient_id}", holder=who)
+    return pdsm_document(f"Patient/{patient_id}", category=category, rpps=who if kind == "practitioner" else None)
 
 
 async def _fresh_holder(fhir: httpx.AsyncClient) -> tuple[str, str]:
@@ -56,13 +57,13 @@ async def test_who_may_deposit_what(
     scope = "patient/*.*" if actor.startswith("holder") else "user/*.cruds"
     client = await as_actor(actor, scope)
     response = await client.post(
-        "/fhir/DocumentReference", json=_document(world.mother_patient, category), headers=FHIR_JSON
+        "/fhir/DocumentReference", json=_document(world.mother_patient, category, actor), headers=FHIR_JSON
     )
     assert response.status_code == status, response.text
     if status == 422:
         unknown = await client.post(
             "/fhir/DocumentReference",
-            json=_document(uuid.uuid4().hex + "0" * 16, category),
+            json=_document(uuid.uuid4().hex + "0" * 16, category, actor),
             headers=FHIR_JSON,
         )
         assert unknown.status_code == 422
@@ -78,7 +79,7 @@ async def test_the_holder_removes_her_uploads_but_not_a_professionals_document(
     holder = await as_actor(f"holder:{MOTHER}", "patient/*.*")
     own = await holder.post(
         "/fhir/DocumentReference",
-        json=_document(world.mother_patient, "90", f"Patient/{world.mother_patient}"),
+        json=_document(world.mother_patient, "90", f"holder:{MOTHER}"),
         headers=FHIR_JSON,
     )
     assert own.status_code == 201

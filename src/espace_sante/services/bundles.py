@@ -377,7 +377,11 @@ async def _transaction(
             replayed = await _replay(conn, ctx, entries)
             if replayed is not None:
                 return replayed
-        for e in sorted(entries, key=lambda x: (_ORDER[x.method], x.resource_type != "Patient", x.index)):
+        # Within POSTs: Patients first (new spaces), then content before the documents that point at it.
+        for e in sorted(
+            entries,
+            key=lambda x: (_ORDER[x.method], x.resource_type != "Patient", x.resource_type != "Binary", x.index),
+        ):
             if e.index not in results:
                 results[e.index] = await _execute(conn, ctx, e)
         from . import documents

@@ -933,12 +933,12 @@ async def publish_simplified(ctx: Context, body: dict[str, Any]) -> tuple[store.
         attachment.setdefault("size", len(raw))
         attachment.setdefault("hash", base64.b64encode(hashlib.sha1(raw, usedforsecurity=False).digest()).decode())
     doc_url = f"urn:uuid:{uuid.uuid4()}"
-    entries.insert(0, {"fullUrl": doc_url, "resource": doc, "request": {"method": "POST", "url": "DocumentReference"}})
+    entries.append({"fullUrl": doc_url, "resource": doc, "request": {"method": "POST", "url": "DocumentReference"}})
     try:
         result = await bundles.process(ctx, {"resourceType": "Bundle", "type": "transaction", "entry": entries})
     except FhirError as exc:
-        raise _unwrapped(exc) from None
-    stored = result.entries[0].stored
+        raise _unwrapped(exc, len(entries) - 1) from None
+    stored = result.entries[-1].stored
     assert stored is not None
     return stored, report.warnings
 
@@ -952,17 +952,20 @@ def _decoded(data: Any, where: str) -> bytes:
         raise InvalidResource(f"{where} : base64 invalide / invalid base64", expression=where) from None
 
 
-def _unwrapped(exc: FhirError) -> FhirError:
-    """An error of the inner transaction, said about the DocumentReference the client sent (entry 0 is the
-    document, the others its content)."""
+def _unwrapped(exc: FhirError, doc: int) -> FhirError:
+    """An error of the inner transaction, said about the DocumentReference the client sent (the last entry;
+    entry i before it holds the content of its attachment i)."""
+
     def fix(text: str | None) -> str | None:
         if text is None:
             return None
-        return (
-            text.replace("Bundle.entry[0].resource.", "DocumentReference.")
-            .replace("Bundle.entry[0] : ", "")
-            .replace("Bundle.entry[1].resource.data", "DocumentReference.content[0].attachment.data")
+        text = text.replace(f"Bundle.entry[{doc}].resource.", "DocumentReference.").replace(
+            f"Bundle.entry[{doc}] : ", ""
         )
+        for i in range(doc):
+            text = text.replace(f"Bundle.entry[{i}].resource.data", f"DocumentReference.content[{i}].attachment.data")
+            text = text.replace(f"Bundle.entry[{i}] : ", "")
+        return text
 
     issues = [Issue(fix(i.diagnostics) or "", i.code, i.severity, fix(i.expression)) for i in exc.all_issues()]
     return FhirError(fix(exc.message) or exc.message, exc.status, exc.code, issues[0].expression, issues)
@@ -1026,7 +1029,11 @@ async def upload(
     fmt_system, fmt_code = _FORMATS[checked.kind]
     body: dict[str, Any] = {
         "resourceType": "DocumentReference",
-        "contained": [{"resourceType": "Patient", "id": "auteur", "identifier": [{"system": f"urn:oid:{pdsm.INS_NIR_OID}", "value": ins}]}],
+        "contained": [
+            {"resourceType": "Patient", "id": "auteur", "identifier": [{"system": f"urn:oid:{pdsm.INS_NIR_OID}", "value": ins}]},
+            # The custodian of a holder's own document is the service that keeps the record (PDSm custodian 1..1).
+            {"resourceType": "Organization", "id": "hebergeur", "name": "Mon espace santé"},
+        ],
         "masterIdentifier": {"system": "urn:ietf:rfc:3986", "value": f"urn:uuid:{uuid.uuid4()}"},
         "status": "current",
         "type": {"coding": [{"system": _A05, "code": type_code, "display": UPLOAD_TYPES[type_code][0]}]},
@@ -1034,7 +1041,7 @@ async def upload(
         "subject": {"reference": f"Patient/{ref.patient_id}"},
         "date": now,
         "author": [{"reference": "#auteur"}],
-        "custodian": {"reference": "#auteur"},
+        "custodian": {"reference": "#hebergeur"},
         "description": title,
         "securityLabel": [{"coding": [{"system": _CONFIDENTIALITY, "code": "N", "display": "Normal"}]}],
         "content": [
