@@ -117,7 +117,11 @@ def pdsm_document(
     )
     body["content"][0]["format"] = {"system": A11, "code": "urn:ihe:iti:xds-sd:text:2008"}
     if holder is not None:  # the holder's own document (INS `holder`): PDSm's patient-as-author form
-        patient_author = {"resourceType": "Patient", "id": "titulaire", "identifier": [{"system": INS, "value": holder}]}
+        patient_author = {
+            "resourceType": "Patient",
+            "id": "titulaire",
+            "identifier": [{"system": INS, "value": holder}],
+        }
         host = {"resourceType": "Organization", "id": "hebergeur", "name": "Mon espace santé"}
         body["contained"] = [patient_author, host]
         body["author"] = [{"reference": "#titulaire"}]

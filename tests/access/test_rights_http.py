@@ -28,7 +28,9 @@ def _document(patient_id: str, category: str, actor: str = "") -> dict[str, Any]
     kind, _, who = actor.partition(":")
     if kind == "holder":
         return pdsm_document(f"Patient/{patient_id}", holder=who)
-    return pdsm_document(f"Patient/{patient_id}", category=category, rpps=who if kind == "practitioner" else None)
+    return pdsm_document(
+        f"Patient/{patient_id}", category=category, rpps=who if kind == "practitioner" else None
+    )
 
 
 async def _fresh_holder(fhir: httpx.AsyncClient) -> tuple[str, str]:

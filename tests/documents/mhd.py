@@ -20,7 +20,9 @@ def _oid() -> str:
 
 def iti65(nir: str) -> dict[str, Any]:
     """The ITI-65 example for the person with this INS: new SubmissionSet and document uniqueIds."""
-    bundle: dict[str, Any] = json.loads((PDSM_EXAMPLES / "iti65-fr.json").read_text().replace(EXAMPLE_INS, nir))
+    bundle: dict[str, Any] = json.loads(
+        (PDSM_EXAMPLES / "iti65-fr.json").read_text().replace(EXAMPLE_INS, nir)
+    )
     for entry in bundle["entry"]:
         resource = entry["resource"]
         if resource["resourceType"] == "List":
@@ -33,7 +35,9 @@ def iti65(nir: str) -> dict[str, Any]:
 
 
 def iti105(nir: str) -> dict[str, Any]:
-    body: dict[str, Any] = json.loads((PDSM_EXAMPLES / "iti105-fr.json").read_text().replace(EXAMPLE_INS, nir))
+    body: dict[str, Any] = json.loads(
+        (PDSM_EXAMPLES / "iti105-fr.json").read_text().replace(EXAMPLE_INS, nir)
+    )
     body["masterIdentifier"]["value"] = _oid()
     return body
 

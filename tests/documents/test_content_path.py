@@ -60,8 +60,12 @@ def _transaction(nir: str, content: bytes, content_type: str, **attachment: Any)
     }
 
 
-async def _deposit(fhir: httpx.AsyncClient, content: bytes, content_type: str, **attachment: Any) -> dict[str, Any]:
-    response = await fhir.post("/", json=_transaction(new_nir(), content, content_type, **attachment), headers=FHIR_JSON)
+async def _deposit(
+    fhir: httpx.AsyncClient, content: bytes, content_type: str, **attachment: Any
+) -> dict[str, Any]:
+    response = await fhir.post(
+        "/", json=_transaction(new_nir(), content, content_type, **attachment), headers=FHIR_JSON
+    )
     assert response.status_code == 200, response.text
     return {e["resource"]["resourceType"]: e["resource"] for e in response.json()["entry"]}
 
@@ -175,7 +179,9 @@ async def test_declared_size_and_hash_must_match_the_content(fhir: httpx.AsyncCl
     pdf = report_pdf()
     wrong = base64.b64encode(hashlib.sha1(b"another file", usedforsecurity=False).digest()).decode()
     response = await fhir.post(
-        "/", json=_transaction(new_nir(), pdf, "application/pdf", size=len(pdf) + 1, hash=wrong), headers=FHIR_JSON
+        "/",
+        json=_transaction(new_nir(), pdf, "application/pdf", size=len(pdf) + 1, hash=wrong),
+        headers=FHIR_JSON,
     )
     assert response.status_code == 422
     expressions = {e for i in response.json()["issue"] for e in i.get("expression", [])}
@@ -186,7 +192,9 @@ async def test_declared_size_and_hash_must_match_the_content(fhir: httpx.AsyncCl
 
     right = base64.b64encode(hashlib.sha1(pdf, usedforsecurity=False).digest()).decode()
     ok = await fhir.post(
-        "/", json=_transaction(new_nir(), pdf, "application/pdf", size=len(pdf), hash=right), headers=FHIR_JSON
+        "/",
+        json=_transaction(new_nir(), pdf, "application/pdf", size=len(pdf), hash=right),
+        headers=FHIR_JSON,
     )
     assert ok.status_code == 200, ok.text
 

@@ -31,18 +31,27 @@ async def test_a_discharge_summary_is_deposited_and_found_again_by_ins(fhir: htt
     assert [e["response"]["status"] for e in answer["entry"]] == ["201 Created"] * 3
     assert [e["resource"]["resourceType"] for e in answer["entry"]] == ["List", "DocumentReference", "Binary"]
     stored = by_type(response)
-    assert stored["List"]["entry"][0]["item"]["reference"] == f"DocumentReference/{stored['DocumentReference']['id']}"
-    assert stored["DocumentReference"]["content"][0]["attachment"]["url"] == f"Binary/{stored['Binary']['id']}"
+    assert (
+        stored["List"]["entry"][0]["item"]["reference"]
+        == f"DocumentReference/{stored['DocumentReference']['id']}"
+    )
+    assert (
+        stored["DocumentReference"]["content"][0]["attachment"]["url"] == f"Binary/{stored['Binary']['id']}"
+    )
 
     found = await documents_of(fhir, nir)
     assert [d["id"] for d in found] == [stored["DocumentReference"]["id"]]
     for params in ({"category": "10"}, {"type": "http://loinc.org|34112-3"}, {"setting": "ETABLISSEMENT"},
                    {"facility": "SA01"}, {"format": "urn:ihe:iti:xds-sd:pdf:2008"}, {"creation": "ge2020-01-01"},
                    {"security-label": "N"}):  # fmt: skip
-        assert [d["id"] for d in await documents_of(fhir, nir, **params)] == [stored["DocumentReference"]["id"]], params
+        assert [d["id"] for d in await documents_of(fhir, nir, **params)] == [
+            stored["DocumentReference"]["id"]
+        ], params
     assert await documents_of(fhir, nir, category="11") == []
 
-    pdf = base64.b64decode(next(e for e in bundle["entry"] if e["resource"]["resourceType"] == "Binary")["resource"]["data"])
+    pdf = base64.b64decode(
+        next(e for e in bundle["entry"] if e["resource"]["resourceType"] == "Binary")["resource"]["data"]
+    )
     retrieved = await fhir.get(f"/Binary/{stored['Binary']['id']}", headers={"Accept": "application/pdf"})
     assert retrieved.status_code == 200 and retrieved.content == pdf
 
@@ -57,7 +66,9 @@ async def test_a_resent_submission_stores_nothing_twice(fhir: httpx.AsyncClient)
     again = await fhir.post("/", json=bundle, headers=FHIR_JSON)
     assert again.status_code == 200, again.text
     assert [e["response"]["status"] for e in again.json()["entry"]] == ["200 OK"] * 3
-    assert [e["resource"]["id"] for e in again.json()["entry"]] == [e["resource"]["id"] for e in first.json()["entry"]]
+    assert [e["resource"]["id"] for e in again.json()["entry"]] == [
+        e["resource"]["id"] for e in first.json()["entry"]
+    ]
     assert len(await documents_of(fhir, nir)) == 1
 
     # Another submission carrying the same document uniqueId is refused (a new version is a replacement).
@@ -82,12 +93,18 @@ async def test_metadata_errors_name_the_element_and_the_value_set(fhir: httpx.As
     issues = response.json()["issue"]
     expressions = {x for i in issues for x in i.get("expression", [])}
     assert "Bundle.entry[1].resource.custodian" in expressions
-    assert any("JDV_J07" in i["diagnostics"] and "1.2.250.1.213.1.1.5.471" in i["diagnostics"] for i in issues)
+    assert any(
+        "JDV_J07" in i["diagnostics"] and "1.2.250.1.213.1.1.5.471" in i["diagnostics"] for i in issues
+    )
     assert await documents_of(fhir, nir) == []
 
 
-@pytest.mark.skipif(not SHARED_EXAMPLES.exists(), reason="../shared/fr-interop/examples is not beside the repository")
-async def test_the_ans_example_codes_pass_only_in_lenient_mode(fhir: httpx.AsyncClient, runtime: Runtime) -> None:
+@pytest.mark.skipif(
+    not SHARED_EXAMPLES.exists(), reason="../shared/fr-interop/examples is not beside the repository"
+)
+async def test_the_ans_example_codes_pass_only_in_lenient_mode(
+    fhir: httpx.AsyncClient, runtime: Runtime
+) -> None:
     """The ANS TD2 example uses LOINC displays in English and SNOMED CT facility codes: refused by default,
     accepted with warnings in lenient mode (docs/documents.md). Its fictitious INS and missing custodian and
     uniqueIds are repaired first: those are errors in any mode."""
@@ -108,13 +125,17 @@ async def test_the_ans_example_codes_pass_only_in_lenient_mode(fhir: httpx.Async
         if resource["resourceType"] == "DocumentReference":
             resource["custodian"] = custodian
             resource["contained"].append(organisation)
-            resource["masterIdentifier"]["value"] = french["entry"][1]["resource"]["masterIdentifier"]["value"]
+            resource["masterIdentifier"]["value"] = french["entry"][1]["resource"]["masterIdentifier"][
+                "value"
+            ]
         if resource["resourceType"] == "List":
             resource["identifier"] = sset["identifier"]
             resource["extension"] = [x for x in resource["extension"] if "designationType" not in x["url"]]
             resource["extension"] += [x for x in sset["extension"] if "designationType" in x["url"]]
         if resource["resourceType"] == "Binary":
-            resource.update(next(e for e in french["entry"] if e["resource"]["resourceType"] == "Binary")["resource"])
+            resource.update(
+                next(e for e in french["entry"] if e["resource"]["resourceType"] == "Binary")["resource"]
+            )
             resource["securityContext"] = {"reference": f"Patient?identifier={INS}|{nir}"}
     for entry in ans["entry"]:
         if entry["resource"]["resourceType"] == "DocumentReference":
@@ -165,7 +186,9 @@ async def _deposit(fhir: httpx.AsyncClient, nir: str) -> dict[str, Any]:
     return by_type(response)["DocumentReference"]
 
 
-async def test_metadata_updates_touch_only_status_security_labels_and_archiving(fhir: httpx.AsyncClient) -> None:
+async def test_metadata_updates_touch_only_status_security_labels_and_archiving(
+    fhir: httpx.AsyncClient,
+) -> None:
     nir, _ = await new_person(fhir)
     doc = await _deposit(fhir, nir)
     master = doc["masterIdentifier"]["value"]
@@ -194,16 +217,22 @@ async def test_metadata_updates_touch_only_status_security_labels_and_archiving(
             "valueBoolean": True} in archived.json()["extension"]  # fmt: skip
 
     none = await fhir.patch(
-        "/DocumentReference?identifier=urn:ietf:rfc:3986|urn:oid:1.2.3.999", content=json.dumps(hide), headers=JSON_PATCH
+        "/DocumentReference?identifier=urn:ietf:rfc:3986|urn:oid:1.2.3.999",
+        content=json.dumps(hide),
+        headers=JSON_PATCH,
     )
     assert none.status_code == 404
 
 
-async def test_a_replacement_supersedes_the_old_version_which_stays_in_history(fhir: httpx.AsyncClient) -> None:
+async def test_a_replacement_supersedes_the_old_version_which_stays_in_history(
+    fhir: httpx.AsyncClient,
+) -> None:
     nir, _ = await new_person(fhir)
     old = await _deposit(fhir, nir)
     replacement = iti65(nir)
-    doc = next(e for e in replacement["entry"] if e["resource"]["resourceType"] == "DocumentReference")["resource"]
+    doc = next(e for e in replacement["entry"] if e["resource"]["resourceType"] == "DocumentReference")[
+        "resource"
+    ]
     doc["relatesTo"] = [{"code": "replaces", "target": {"reference": f"DocumentReference/{old['id']}"}}]
     # As in the ANS TD2.1 example, the submission also PATCHes the old document to superseded.
     replacement["entry"].append({

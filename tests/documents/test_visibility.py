@@ -24,7 +24,9 @@ JSON_PATCH = {"Content-Type": "application/json-patch+json"}
 
 
 def _labels(*codes: str) -> list[dict[str, Any]]:
-    confidentiality = {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-Confidentiality", "code": "N"}]}
+    confidentiality = {
+        "coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-Confidentiality", "code": "N"}]
+    }
     return [confidentiality, *({"coding": [{"system": A07, "code": c}]} for c in codes)]
 
 
@@ -58,15 +60,23 @@ async def test_the_holder_masks_a_report_from_professionals_but_not_from_its_aut
     hospital = await as_actor(f"practitioner:{HOSPITAL}", "user/*.rs")
     assert await _sees(pharmacist, doc)
 
-    masked = await holder.patch(f"/fhir/DocumentReference/{doc['id']}", content=_set_labels("MASQUE_PS"), headers=JSON_PATCH)
+    masked = await holder.patch(
+        f"/fhir/DocumentReference/{doc['id']}", content=_set_labels("MASQUE_PS"), headers=JSON_PATCH
+    )
     assert masked.status_code == 200, masked.text
     assert not await _sees(pharmacist, doc)
     assert await _sees(mt, doc) and await _sees(hospital, doc) and await _sees(holder, doc)
-    search = await pharmacist.get("/fhir/DocumentReference", params={"patient": world.mother_patient, "_summary": "count"})
-    everything = await mt.get("/fhir/DocumentReference", params={"patient": world.mother_patient, "_summary": "count"})
+    search = await pharmacist.get(
+        "/fhir/DocumentReference", params={"patient": world.mother_patient, "_summary": "count"}
+    )
+    everything = await mt.get(
+        "/fhir/DocumentReference", params={"patient": world.mother_patient, "_summary": "count"}
+    )
     assert search.json()["total"] < everything.json()["total"]
 
-    shown = await holder.patch(f"/fhir/DocumentReference/{doc['id']}", content=_set_labels(), headers=JSON_PATCH)
+    shown = await holder.patch(
+        f"/fhir/DocumentReference/{doc['id']}", content=_set_labels(), headers=JSON_PATCH
+    )
     assert shown.status_code == 200
     assert await _sees(pharmacist, doc)
 
@@ -88,7 +98,9 @@ async def test_what_the_holder_may_not_do_to_a_professionals_document(as_actor: 
 
     # And a professional never masks: that is the holder's decision (R1111-49).
     hospital = await as_actor(f"practitioner:{HOSPITAL}", "user/*.cruds")
-    assert (await hospital.patch(url, content=_set_labels("MASQUE_PS"), headers=JSON_PATCH)).status_code == 403
+    assert (
+        await hospital.patch(url, content=_set_labels("MASQUE_PS"), headers=JSON_PATCH)
+    ).status_code == 403
     # Another professional changes nothing of a document they did not write.
     pharmacist = await as_actor(f"practitioner:{PHARMACIST}", "user/*.cruds")
     assert (await pharmacist.patch(url, content=status, headers=JSON_PATCH)).status_code in (403, 404)
@@ -104,18 +116,25 @@ async def test_a_result_waits_for_its_announcement_until_its_author_releases_it(
     assert doc["id"] not in {e["resource"]["id"] for e in listed.json().get("entry", [])}
 
     hospital = await as_actor(f"practitioner:{HOSPITAL}", "user/*.cruds")
-    released = await hospital.patch(f"/fhir/DocumentReference/{doc['id']}", content=_set_labels(), headers=JSON_PATCH)
+    released = await hospital.patch(
+        f"/fhir/DocumentReference/{doc['id']}", content=_set_labels(), headers=JSON_PATCH
+    )
     assert released.status_code == 200, released.text
     assert await _sees(holder, doc)
     trace = await holder.get("/fhir/AuditEvent", params={"patient": world.mother_patient, "_count": "200"})
     text = " ".join(e["resource"]["text"]["div"] for e in trace.json()["entry"])
-    assert "Dr Antoine Moreau, médecin a rendu visible un document qui attendait une consultation d'annonce" in text
+    assert (
+        "Dr Antoine Moreau, médecin a rendu visible un document qui attendait une consultation d'annonce"
+        in text
+    )
 
 
 async def test_the_medecin_traitant_may_release_a_result_too(as_actor: Client, world: World) -> None:
     doc = await _deposit(as_actor, world.mother_patient, HOSPITAL, "10", "INVISIBLE_PATIENT")
     mt = await as_actor(f"practitioner:{MT}", "user/*.cruds")
-    released = await mt.patch(f"/fhir/DocumentReference/{doc['id']}", content=_set_labels(), headers=JSON_PATCH)
+    released = await mt.patch(
+        f"/fhir/DocumentReference/{doc['id']}", content=_set_labels(), headers=JSON_PATCH
+    )
     assert released.status_code == 200, released.text
     assert await _sees(await as_actor(f"holder:{MOTHER}", "patient/*.*"), doc)
 
@@ -157,7 +176,9 @@ async def test_without_an_announcement_the_holder_is_told_after_two_weeks_and_se
     assert codes == {"N"}  # the confidentiality code stays; only the flag went
 
 
-async def test_a_released_or_deleted_document_is_not_released_again(as_actor: Client, world: World, runtime: Runtime) -> None:
+async def test_a_released_or_deleted_document_is_not_released_again(
+    as_actor: Client, world: World, runtime: Runtime
+) -> None:
     doc = await _deposit(as_actor, world.mother_patient, HOSPITAL, "10", "INVISIBLE_PATIENT")
     hospital = await as_actor(f"practitioner:{HOSPITAL}", "user/*.cruds")
     assert (await hospital.delete(f"/fhir/DocumentReference/{doc['id']}")).status_code == 204
@@ -174,7 +195,9 @@ async def test_a_minors_confidential_document_stays_hidden_from_his_representati
     assert not await _sees(mother, doc)
     assert await _sees(await as_actor(f"practitioner:{MT}", "user/*.rs"), doc)
     # The representative may not lift it either.
-    lifted = await mother.patch(f"/fhir/DocumentReference/{doc['id']}", content=_set_labels(), headers=JSON_PATCH)
+    lifted = await mother.patch(
+        f"/fhir/DocumentReference/{doc['id']}", content=_set_labels(), headers=JSON_PATCH
+    )
     assert lifted.status_code == 404
     assert CHILD  # the child's INS names his own space (the representative acts there, not as holder)
 

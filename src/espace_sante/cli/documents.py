@@ -24,7 +24,8 @@ def _as_of(value: str | None) -> datetime | None:
 @documents_app.command("verify")
 def documents_verify(
     deep: Annotated[
-        bool, typer.Option("--deep", help="Déchiffre chaque contenu / decrypt and authenticate every content.")
+        bool,
+        typer.Option("--deep", help="Déchiffre chaque contenu / decrypt and authenticate every content."),
     ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Rapport en JSON / JSON report.")] = False,
 ) -> None:
@@ -58,7 +59,9 @@ def documents_verify(
 
 @documents_app.command("collect")
 def documents_collect(
-    as_of: Annotated[str | None, typer.Option("--as-of", help="Date de référence / as of (YYYY-MM-DD)")] = None,
+    as_of: Annotated[
+        str | None, typer.Option("--as-of", help="Date de référence / as of (YYYY-MM-DD)")
+    ] = None,
 ) -> None:
     """Supprime les contenus de soumissions jamais validées / delete content of submissions that never
     committed (after the grace period)."""
@@ -77,7 +80,9 @@ def documents_collect(
 
 @documents_app.command("release")
 def documents_release(
-    as_of: Annotated[str | None, typer.Option("--as-of", help="Date de référence / as of (YYYY-MM-DD)")] = None,
+    as_of: Annotated[
+        str | None, typer.Option("--as-of", help="Date de référence / as of (YYYY-MM-DD)")
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help='{"noticed": N, "released": N}')] = False,
 ) -> None:
     """Prévient les titulaires et rend visibles les documents en attente d'annonce échus / tell holders and
@@ -95,4 +100,6 @@ def documents_release(
     if as_json:
         typer.echo(json.dumps({"noticed": run.noticed, "released": run.released}))
     else:
-        typer.echo(f"{run.noticed} titulaire(s) prévenu(s) / told, {run.released} document(s) rendu(s) visible(s) / released")
+        typer.echo(
+            f"{run.noticed} titulaire(s) prévenu(s) / told, {run.released} document(s) rendu(s) visible(s) / released"
+        )

@@ -29,10 +29,10 @@ async def run(rt: Runtime, interval: float, stop: asyncio.Event) -> None:
         try:
             released = await documents.run_hidden_documents(ctx)
             collected = await documents.collect_orphans(ctx)
-        except Exception as exc:  # retried at the next tick; nothing is half-done (each step is a transaction)
+        except (
+            Exception
+        ) as exc:  # retried at the next tick; nothing is half-done (each step is a transaction)
             log.warning("documents.job_failed", error=type(exc).__name__)
             continue
         if released.noticed or released.released or collected:
-            log.info(
-                "documents.job", noticed=released.noticed, released=released.released, orphans=collected
-            )
+            log.info("documents.job", noticed=released.noticed, released=released.released, orphans=collected)

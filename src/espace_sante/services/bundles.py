@@ -30,8 +30,8 @@ from ..errors import (
 )
 from ..fhir import compartment
 from ..fhir.validation import validate_resource
-from ..storage import resources as store
 from ..storage import locks
+from ..storage import resources as store
 from ..storage.db import Conn
 from ..storage.keys import DIRECTORY_SPACE
 from . import fhir, trace
@@ -202,9 +202,14 @@ async def _parse_patch(ctx: Context, entry: Entry, raw: dict[str, Any]) -> Entry
     Patch `Parameters`, or a JSON Patch carried as a Binary (http.html#patch, transaction)."""
     where = _where(entry.index, "request.url")
     if entry.resource_type != "DocumentReference":
-        raise MethodNotAllowed(f"{where} : PATCH n'est pris en charge que sur DocumentReference / PATCH is supported on DocumentReference only")
+        raise MethodNotAllowed(
+            f"{where} : PATCH n'est pris en charge que sur DocumentReference / PATCH is supported on DocumentReference only"
+        )
     if (entry.resource_id is None) == (entry.query is None):
-        raise BadRequest(f"{where} : PATCH vise un id ou une condition / PATCH targets an id or a condition", expression=where)
+        raise BadRequest(
+            f"{where} : PATCH vise un id ou une condition / PATCH targets an id or a condition",
+            expression=where,
+        )
     resource = raw.get("resource")
     if isinstance(resource, dict) and resource.get("resourceType") == "Parameters":
         entry.patch = resource
@@ -380,7 +385,12 @@ async def _transaction(
         # Within POSTs: Patients first (new spaces), then content before the documents that point at it.
         for e in sorted(
             entries,
-            key=lambda x: (_ORDER[x.method], x.resource_type != "Patient", x.resource_type != "Binary", x.index),
+            key=lambda x: (
+                _ORDER[x.method],
+                x.resource_type != "Patient",
+                x.resource_type != "Binary",
+                x.index,
+            ),
         ):
             if e.index not in results:
                 results[e.index] = await _execute(conn, ctx, e)
@@ -416,7 +426,11 @@ async def _replay(conn: Conn, ctx: Context, entries: list[Entry]) -> list[EntryR
     space_id = sset.assigned[0]
     await locks.hold_until_commit(conn, f"mhd-submission {space_id} {unique}")
     system = next(
-        (i.get("system") or "" for i in sset.body.get("identifier") or () if isinstance(i, dict) and i.get("value") == unique),
+        (
+            i.get("system") or ""
+            for i in sset.body.get("identifier") or ()
+            if isinstance(i, dict) and i.get("value") == unique
+        ),
         "",
     )
     found = await docs_store.by_identifier(conn, space_id, "List", system, unique)
@@ -442,7 +456,9 @@ async def _replay(conn: Conn, ctx: Context, entries: list[Entry]) -> list[EntryR
                 conn, space_id, "DocumentReference", master.get("system") or "", str(master.get("value"))
             )
             if ids:
-                stored = await store.read(conn, ctx.runtime.keys, documents_read, space_id, "DocumentReference", ids[0], None)
+                stored = await store.read(
+                    conn, ctx.runtime.keys, documents_read, space_id, "DocumentReference", ids[0], None
+                )
             for i, content in enumerate(e.body.get("content") or ()):
                 url = (content.get("attachment") or {}).get("url") if isinstance(content, dict) else None
                 if stored is not None and stored.body is not None and isinstance(url, str):
@@ -457,7 +473,9 @@ async def _replay(conn: Conn, ctx: Context, entries: list[Entry]) -> list[EntryR
             url = next((u for new, u in binaries.items() if new.endswith(e.assigned[1])), "")
             rid = url.rsplit("Binary/", 1)[-1] if "Binary/" in url else ""
             if rid:
-                result.stored = await store.read(conn, ctx.runtime.keys, binary_read, space_id, "Binary", rid, None)
+                result.stored = await store.read(
+                    conn, ctx.runtime.keys, binary_read, space_id, "Binary", rid, None
+                )
         if result.stored is None:
             raise _entry_error(
                 e.index,
@@ -467,7 +485,14 @@ async def _replay(conn: Conn, ctx: Context, entries: list[Entry]) -> list[EntryR
                 ),
             )
     await trace.access(
-        conn, ctx, read, "resource:read", space_id, entity_type="List", entity_id=found[0], detail="mhd-resend"
+        conn,
+        ctx,
+        read,
+        "resource:read",
+        space_id,
+        entity_type="List",
+        entity_id=found[0],
+        detail="mhd-resend",
     )
     return results
 

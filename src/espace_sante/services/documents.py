@@ -165,7 +165,9 @@ async def _store_blob(
 
 
 async def attach(conn: Conn, stored: store.Stored, content: Content) -> None:
-    await docs_store.attach(conn, stored.space_id, stored.resource_id, stored.version_id, content.blob.blob_id)
+    await docs_store.attach(
+        conn, stored.space_id, stored.resource_id, stored.version_id, content.blob.blob_id
+    )
 
 
 async def read_all(conn: Conn, ctx: Context, blob: docs_store.BlobRow) -> bytes:
@@ -250,7 +252,12 @@ def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
     if unit.strip().lower() != "bytes" or "," in spec:
         return None
     first, dash, last = spec.strip().partition("-")
-    if not dash or not (first.isdigit() or last.isdigit()) or (first and not first.isdigit()) or (last and not last.isdigit()):
+    if (
+        not dash
+        or not (first.isdigit() or last.isdigit())
+        or (first and not first.isdigit())
+        or (last and not last.isdigit())
+    ):
         return None
     if not first:  # suffix: the last N bytes
         n = int(last)
@@ -340,7 +347,9 @@ def check_attachments(ctx: Context, body: dict[str, Any], where: str = "Document
                 )
             )
         ctype = attachment.get("contentType")
-        if isinstance(ctype, str) and ctype.split(";")[0].strip().lower() not in media_types_for(checked.kind):
+        if isinstance(ctype, str) and ctype.split(";")[0].strip().lower() not in media_types_for(
+            checked.kind
+        ):
             problems.append(
                 Issue(
                     f"{at}.contentType : « {ctype} » déclaré, le contenu est {checked.media_type} / declared "
@@ -360,7 +369,9 @@ def is_submission_set(body: Any) -> bool:
     return any(isinstance(c, dict) and c.get("code") == "submissionset" for c in codings)
 
 
-def check_submission(ctx: Context, resources: Sequence[tuple[str, dict[str, Any]]]) -> list[tuple[int, Issue]]:
+def check_submission(
+    ctx: Context, resources: Sequence[tuple[str, dict[str, Any]]]
+) -> list[tuple[int, Issue]]:
     """PDSm checks of an ITI-65 submission's SubmissionSet and DocumentReferences before anything runs:
     every problem of every entry is reported at once. Returns lenient-mode warnings by entry index."""
     lenient = ctx.runtime.settings.documents_lenient_codes
@@ -403,10 +414,18 @@ def apply_json_patch(body: dict[str, Any], operations: Any) -> dict[str, Any]:
     import jsonpatch
 
     if not isinstance(operations, list):
-        raise BadRequest("JSON Patch : un tableau d'opérations est attendu / an array of operations is expected")
+        raise BadRequest(
+            "JSON Patch : un tableau d'opérations est attendu / an array of operations is expected"
+        )
     try:
         result = jsonpatch.JsonPatch(operations).apply(orjson.loads(orjson.dumps(body)))
-    except (jsonpatch.JsonPatchException, jsonpatch.JsonPointerException, TypeError, KeyError, ValueError) as exc:
+    except (
+        jsonpatch.JsonPatchException,
+        jsonpatch.JsonPointerException,
+        TypeError,
+        KeyError,
+        ValueError,
+    ) as exc:
         raise BadRequest(f"JSON Patch invalide / invalid JSON Patch: {exc}") from None
     if not isinstance(result, dict):
         raise BadRequest("JSON Patch : le résultat n'est pas une ressource / the result is not a resource")
@@ -417,10 +436,16 @@ def apply_fhirpath_patch(body: dict[str, Any], parameters: Any) -> dict[str, Any
     """FHIRPath Patch (fhirpatch.html) limited to what PDSm changes: `replace` of DocumentReference.status,
     `add`/`delete`/`replace` on DocumentReference.securityLabel, and the isArchived extension."""
     if not isinstance(parameters, dict) or parameters.get("resourceType") != "Parameters":
-        raise BadRequest("FHIRPath Patch : une ressource Parameters est attendue / a Parameters resource is expected")
+        raise BadRequest(
+            "FHIRPath Patch : une ressource Parameters est attendue / a Parameters resource is expected"
+        )
     result: dict[str, Any] = orjson.loads(orjson.dumps(body))
     for n, op in enumerate(parameters.get("parameter") or ()):
-        parts = {p.get("name"): p for p in (op.get("part") or ()) if isinstance(p, dict)} if isinstance(op, dict) else {}
+        parts = (
+            {p.get("name"): p for p in (op.get("part") or ()) if isinstance(p, dict)}
+            if isinstance(op, dict)
+            else {}
+        )
         kind = (parts.get("type") or {}).get("valueCode")
         path = (parts.get("path") or {}).get("valueString")
         value_part = parts.get("value") or {}
@@ -428,28 +453,48 @@ def apply_fhirpath_patch(body: dict[str, Any], parameters: Any) -> dict[str, Any
         where = f"Parameters.parameter[{n}]"
         if path == "DocumentReference.status" and kind == "replace" and isinstance(value, str):
             result["status"] = value
-        elif path == "DocumentReference" and kind == "add" and (parts.get("name") or {}).get("valueString") == "securityLabel":
+        elif (
+            path == "DocumentReference"
+            and kind == "add"
+            and (parts.get("name") or {}).get("valueString") == "securityLabel"
+        ):
             result.setdefault("securityLabel", []).append(value)
         elif path == "DocumentReference.securityLabel" and kind == "replace" and isinstance(value, dict):
             result["securityLabel"] = [value]
         elif path is not None and path.startswith("DocumentReference.securityLabel") and kind == "delete":
             index = path[len("DocumentReference.securityLabel") :]
             labels = result.get("securityLabel") or []
-            if index.startswith("[") and index.endswith("]") and index[1:-1].isdigit() and int(index[1:-1]) < len(labels):
+            if (
+                index.startswith("[")
+                and index.endswith("]")
+                and index[1:-1].isdigit()
+                and int(index[1:-1]) < len(labels)
+            ):
                 labels.pop(int(index[1:-1]))
             elif index == "":
                 result.pop("securityLabel", None)
             else:
                 raise BadRequest(f"{where} : chemin non pris en charge / unsupported path « {path} »")
-        elif path is not None and "extension" in path and "isArchived" in path.replace("is-archived", "isArchived") and kind == "replace":
+        elif (
+            path is not None
+            and "extension" in path
+            and "isArchived" in path.replace("is-archived", "isArchived")
+            and kind == "replace"
+        ):
             _set_archived(result, value is True)
-        elif path is not None and path.split(".")[1:2] and path.split(".")[1].split("[")[0].split("(")[0] not in PATCHABLE:
+        elif (
+            path is not None
+            and path.split(".")[1:2]
+            and path.split(".")[1].split("[")[0].split("(")[0] not in PATCHABLE
+        ):
             raise MethodNotAllowed(
                 f"{where} : seuls status, securityLabel et isArchived sont modifiables / only status, "
                 f"securityLabel and isArchived may be changed (PDSm), not « {path} »"
             )
         else:
-            raise BadRequest(f"{where} : opération non prise en charge / unsupported operation ({kind} {path})")
+            raise BadRequest(
+                f"{where} : opération non prise en charge / unsupported operation ({kind} {path})"
+            )
     return result
 
 
@@ -461,7 +506,9 @@ def _archived(body: dict[str, Any]) -> bool:
 
 
 def _set_archived(body: dict[str, Any], archived: bool) -> None:
-    kept = [e for e in body.get("extension") or () if not (isinstance(e, dict) and e.get("url") in _ARCHIVED_URLS)]
+    kept = [
+        e for e in body.get("extension") or () if not (isinstance(e, dict) and e.get("url") in _ARCHIVED_URLS)
+    ]
     body["extension"] = [*kept, {"url": ARCHIVED_URL, "valueBoolean": archived}]
 
 
@@ -469,8 +516,16 @@ def _changed_elements(before: dict[str, Any], after: dict[str, Any]) -> set[str]
     keys = (set(before) | set(after)) - {"meta", "id"}
     changed = {k for k in keys if before.get(k) != after.get(k)}
     if "extension" in changed:
-        strip = [e for e in before.get("extension") or () if not (isinstance(e, dict) and e.get("url") in _ARCHIVED_URLS)]
-        strip_after = [e for e in after.get("extension") or () if not (isinstance(e, dict) and e.get("url") in _ARCHIVED_URLS)]
+        strip = [
+            e
+            for e in before.get("extension") or ()
+            if not (isinstance(e, dict) and e.get("url") in _ARCHIVED_URLS)
+        ]
+        strip_after = [
+            e
+            for e in after.get("extension") or ()
+            if not (isinstance(e, dict) and e.get("url") in _ARCHIVED_URLS)
+        ]
         if strip == strip_after:
             changed.discard("extension")
             if _archived(before) != _archived(after):
@@ -527,12 +582,11 @@ def _allowed_change(ctx: Context, change: Change) -> None:
                 "le titulaire peut masquer un document aux professionnels ou l'archiver, rien d'autre / the holder "
                 "may mask a document from professionals or archive it, nothing else"
             )
-    elif kind == "practitioner":
-        if MASKED_FROM_PROFESSIONALS in flags:
-            raise Forbidden(
-                "seul le titulaire masque un document aux professionnels / only the holder masks a document from "
-                "professionals (R1111-49)"
-            )
+    elif kind == "practitioner" and MASKED_FROM_PROFESSIONALS in flags:
+        raise Forbidden(
+            "seul le titulaire masque un document aux professionnels / only the holder masks a document from "
+            "professionals (R1111-49)"
+        )
 
 
 async def patch(
@@ -583,7 +637,9 @@ async def patch_in(
             f"version {expected} périmée, la version courante est {previous.version_id} / stale version"
         )
     read_decision = await fhir.scoped(conn, ctx, decide(ctx.actor, "read", "DocumentReference"), [space_id])
-    current = await store.read(conn, ctx.runtime.keys, read_decision, space_id, "DocumentReference", rid, None)
+    current = await store.read(
+        conn, ctx.runtime.keys, read_decision, space_id, "DocumentReference", rid, None
+    )
     if current is None or current.body is None:
         raise NotFound(f"DocumentReference/{rid} introuvable / not found")
     before = orjson.loads(current.body)
@@ -609,12 +665,26 @@ async def _write_metadata(
     change: Change,
 ) -> store.Stored:
     stored = await store.write(
-        conn, ctx.runtime.keys, decision, space_id, "DocumentReference", rid, after, method="PATCH", previous=previous
+        conn,
+        ctx.runtime.keys,
+        decision,
+        space_id,
+        "DocumentReference",
+        rid,
+        after,
+        method="PATCH",
+        previous=previous,
     )
     await fhir._traced_write(conn, ctx, decision, "resource:update", stored)
     for flag, action in (
-        *((f, "document:mask" if f == MASKED_FROM_PROFESSIONALS else "document:hide") for f in sorted(change.added)),
-        *((f, "document:unmask" if f == MASKED_FROM_PROFESSIONALS else "document:release") for f in sorted(change.removed)),
+        *(
+            (f, "document:mask" if f == MASKED_FROM_PROFESSIONALS else "document:hide")
+            for f in sorted(change.added)
+        ),
+        *(
+            (f, "document:unmask" if f == MASKED_FROM_PROFESSIONALS else "document:release")
+            for f in sorted(change.removed)
+        ),
     ):
         await trace.access(
             conn,
@@ -636,7 +706,9 @@ async def _write_metadata(
     return stored
 
 
-async def schedule_release(conn: Conn, ctx: Context, space_id: uuid.UUID, rid: str, deposited: datetime) -> None:
+async def schedule_release(
+    conn: Conn, ctx: Context, space_id: uuid.UUID, rid: str, deposited: datetime
+) -> None:
     settings = ctx.runtime.settings
     await docs_store.hide(
         conn,
@@ -663,10 +735,15 @@ async def after_document_write(conn: Conn, ctx: Context, stored: store.Stored, b
         target = (relation.get("target") or {}).get("reference")
         where = f"DocumentReference.relatesTo[{i}].target"
         if not isinstance(target, str) or not target.startswith("DocumentReference/"):
-            raise InvalidResource(f"{where} : un DocumentReference est attendu / a DocumentReference is expected", expression=where)
+            raise InvalidResource(
+                f"{where} : un DocumentReference est attendu / a DocumentReference is expected",
+                expression=where,
+            )
         old = target.split("/", 1)[1]
         if old == stored.resource_id:
-            raise InvalidResource(f"{where} : un document ne se remplace pas lui-même / cannot replace itself", expression=where)
+            raise InvalidResource(
+                f"{where} : un document ne se remplace pas lui-même / cannot replace itself", expression=where
+            )
         await _supersede(conn, ctx, old, stored.space_id, where)
 
 
@@ -683,9 +760,13 @@ async def _supersede(conn: Conn, ctx: Context, old: str, space_id: uuid.UUID, wh
             expression=where,
         )
     read_decision = await fhir.scoped(conn, ctx, decide(ctx.actor, "read", "DocumentReference"), [space_id])
-    current = await store.read(conn, ctx.runtime.keys, read_decision, space_id, "DocumentReference", old, None)
+    current = await store.read(
+        conn, ctx.runtime.keys, read_decision, space_id, "DocumentReference", old, None
+    )
     if current is None or current.body is None:
-        raise InvalidResource(f"{where} : document remplacé introuvable / replaced document not found", expression=where)
+        raise InvalidResource(
+            f"{where} : document remplacé introuvable / replaced document not found", expression=where
+        )
     before = orjson.loads(current.body)
     # XDS replaces only an approved document. The TD2.1 example's own PATCH to superseded runs after the new
     # document (POST before PATCH, http.html#trules) and then changes nothing.
@@ -725,6 +806,7 @@ async def run_hidden_documents(ctx: Context, now: datetime | None = None) -> Rel
         await _tell_holder(ctx, space_id, mail)
     released = 0
     while True:
+
         async def releases(conn: Conn) -> int:
             due = await docs_store.due_releases(conn, now, limit=100)
             for space_id, rid in due:
@@ -745,7 +827,9 @@ async def _release(conn: Conn, ctx: Context, space_id: uuid.UUID, rid: str) -> N
         await docs_store.unhide(conn, space_id, rid)
         return
     read_decision = decide(ctx.actor, "read", "DocumentReference")
-    current = await store.read(conn, ctx.runtime.keys, read_decision, space_id, "DocumentReference", rid, None)
+    current = await store.read(
+        conn, ctx.runtime.keys, read_decision, space_id, "DocumentReference", rid, None
+    )
     if current is None or current.body is None:
         await docs_store.unhide(conn, space_id, rid)
         return
@@ -782,7 +866,9 @@ async def _tell_holder(ctx: Context, space_id: uuid.UUID, mail: Any) -> None:
         "health professional before it is shown to you. Please make an appointment with your doctor. Without "
         f"that consultation, it will become visible in your space in two weeks: {page}\n"
     )
-    message = mail.Message(address, "Mon espace santé : un document vous attend / a document awaits you", text)
+    message = mail.Message(
+        address, "Mon espace santé : un document vous attend / a document awaits you", text
+    )
     try:
         await mail.mailer(ctx.runtime).send(message)
     except OSError:
@@ -803,7 +889,9 @@ async def collect_orphans(ctx: Context, *, now: datetime | None = None) -> int:
         if not stale:
             return removed
         for space_id, blob_id in stale:
-            recorded = await ctx.runtime.db.interaction("blob_recorded", docs_store.is_recorded, space_id, blob_id)
+            recorded = await ctx.runtime.db.interaction(
+                "blob_recorded", docs_store.is_recorded, space_id, blob_id
+            )
             if not recorded:
                 await ctx.runtime.blob_store.delete(docs_store.blob_key(space_id, blob_id))
                 removed += 1
@@ -825,7 +913,9 @@ class Verification:
 
     @property
     def clean(self) -> bool:
-        return not (self.missing or self.wrong_size or self.unreadable or self.orphans or self.without_content)
+        return not (
+            self.missing or self.wrong_size or self.unreadable or self.orphans or self.without_content
+        )
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -861,6 +951,7 @@ async def verify(ctx: Context, *, deep: bool = False, page: int = 1000) -> Verif
                 result.wrong_size.append(b.key)
             elif deep:
                 try:
+
                     async def whole(conn: Conn, blob: docs_store.BlobRow = b) -> bytes:
                         return await read_all(conn, ctx, blob)
 
@@ -884,7 +975,9 @@ async def verify(ctx: Context, *, deep: bool = False, page: int = 1000) -> Verif
             continue
         if not await rt.db.interaction("documents_verify_recorded", docs_store.is_recorded, *parsed):
             result.orphans.append(info.key)
-    missing_content = await rt.db.interaction("documents_verify_binaries", docs_store.binaries_without_content)
+    missing_content = await rt.db.interaction(
+        "documents_verify_binaries", docs_store.binaries_without_content
+    )
     result.without_content.extend(f"Binary/{rid}/_history/{v}" for _, rid, v in missing_content)
     return result
 
@@ -927,15 +1020,23 @@ async def publish_simplified(ctx: Context, body: dict[str, Any]) -> tuple[store.
             binary["contentType"] = attachment["contentType"]
         if isinstance(subject, str):
             binary["securityContext"] = {"reference": subject}
-        entries.append({"fullUrl": full_url, "resource": binary, "request": {"method": "POST", "url": "Binary"}})
+        entries.append(
+            {"fullUrl": full_url, "resource": binary, "request": {"method": "POST", "url": "Binary"}}
+        )
         attachment["url"] = full_url
         raw = _decoded(data, f"DocumentReference.content[{i}].attachment.data")
         attachment.setdefault("size", len(raw))
-        attachment.setdefault("hash", base64.b64encode(hashlib.sha1(raw, usedforsecurity=False).digest()).decode())
+        attachment.setdefault(
+            "hash", base64.b64encode(hashlib.sha1(raw, usedforsecurity=False).digest()).decode()
+        )
     doc_url = f"urn:uuid:{uuid.uuid4()}"
-    entries.append({"fullUrl": doc_url, "resource": doc, "request": {"method": "POST", "url": "DocumentReference"}})
+    entries.append(
+        {"fullUrl": doc_url, "resource": doc, "request": {"method": "POST", "url": "DocumentReference"}}
+    )
     try:
-        result = await bundles.process(ctx, {"resourceType": "Bundle", "type": "transaction", "entry": entries})
+        result = await bundles.process(
+            ctx, {"resourceType": "Bundle", "type": "transaction", "entry": entries}
+        )
     except FhirError as exc:
         raise _unwrapped(exc, len(entries) - 1) from None
     stored = result.entries[-1].stored
@@ -963,11 +1064,15 @@ def _unwrapped(exc: FhirError, doc: int) -> FhirError:
             f"Bundle.entry[{doc}] : ", ""
         )
         for i in range(doc):
-            text = text.replace(f"Bundle.entry[{i}].resource.data", f"DocumentReference.content[{i}].attachment.data")
+            text = text.replace(
+                f"Bundle.entry[{i}].resource.data", f"DocumentReference.content[{i}].attachment.data"
+            )
             text = text.replace(f"Bundle.entry[{i}] : ", "")
         return text
 
-    issues = [Issue(fix(i.diagnostics) or "", i.code, i.severity, fix(i.expression)) for i in exc.all_issues()]
+    issues = [
+        Issue(fix(i.diagnostics) or "", i.code, i.severity, fix(i.expression)) for i in exc.all_issues()
+    ]
     return FhirError(fix(exc.message) or exc.message, exc.status, exc.code, issues[0].expression, issues)
 
 
@@ -992,7 +1097,10 @@ _FORMATS = {
     "pdf": (_A11, "urn:ihe:iti:xds-sd:pdf:2008"),
     "text": (_A11, "urn:ihe:iti:xds-sd:text:2008"),
     "jpeg": (_A11, "urn:ihe:iti-fr:xds-sd:jpeg:2010"),
-    "png": ("http://ihe.net/fhir/ihe.formatcode.fhir/CodeSystem/formatcode", "urn:ihe:iti:xds:2017:mimeTypeSufficient"),
+    "png": (
+        "http://ihe.net/fhir/ihe.formatcode.fhir/CodeSystem/formatcode",
+        "urn:ihe:iti:xds:2017:mimeTypeSufficient",
+    ),
 }
 
 
@@ -1030,14 +1138,20 @@ async def upload(
     body: dict[str, Any] = {
         "resourceType": "DocumentReference",
         "contained": [
-            {"resourceType": "Patient", "id": "auteur", "identifier": [{"system": f"urn:oid:{pdsm.INS_NIR_OID}", "value": ins}]},
+            {
+                "resourceType": "Patient",
+                "id": "auteur",
+                "identifier": [{"system": f"urn:oid:{pdsm.INS_NIR_OID}", "value": ins}],
+            },
             # The custodian of a holder's own document is the service that keeps the record (PDSm custodian 1..1).
             {"resourceType": "Organization", "id": "hebergeur", "name": "Mon espace santé"},
         ],
         "masterIdentifier": {"system": "urn:ietf:rfc:3986", "value": f"urn:uuid:{uuid.uuid4()}"},
         "status": "current",
         "type": {"coding": [{"system": _A05, "code": type_code, "display": UPLOAD_TYPES[type_code][0]}]},
-        "category": [{"coding": [{"system": _A03, "code": "90", "display": "Autres documents déposés par le patient"}]}],
+        "category": [
+            {"coding": [{"system": _A03, "code": "90", "display": "Autres documents déposés par le patient"}]}
+        ],
         "subject": {"reference": f"Patient/{ref.patient_id}"},
         "date": now,
         "author": [{"reference": "#auteur"}],
@@ -1058,8 +1172,16 @@ async def upload(
         ],
         "context": {
             "period": {"start": now},
-            "facilityType": {"coding": [{"system": _A00, "code": "EXP_PATIENT", "display": "Expression personnelle du patient"}]},
-            "practiceSetting": {"coding": [{"system": _A00, "code": "EXP_PATIENT", "display": "Expression personnelle du patient"}]},
+            "facilityType": {
+                "coding": [
+                    {"system": _A00, "code": "EXP_PATIENT", "display": "Expression personnelle du patient"}
+                ]
+            },
+            "practiceSetting": {
+                "coding": [
+                    {"system": _A00, "code": "EXP_PATIENT", "display": "Expression personnelle du patient"}
+                ]
+            },
             "sourcePatientInfo": {"reference": "#auteur"},
         },
     }

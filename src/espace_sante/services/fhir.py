@@ -729,7 +729,9 @@ _IDNPS_SYSTEM = "urn:oid:1.2.250.1.71.4.2.1"
 def _check_contained_authors(body: dict[str, Any], rpps: str) -> None:
     """PDSm authors are contained resources (`#id`): a professional may name only themselves there too."""
     contained = {
-        c.get("id"): c for c in body.get("contained") or () if isinstance(c, dict) and isinstance(c.get("id"), str)
+        c.get("id"): c
+        for c in body.get("contained") or ()
+        if isinstance(c, dict) and isinstance(c.get("id"), str)
     }
     for i, author in enumerate(body.get("author") or ()):
         ref = author.get("reference") if isinstance(author, dict) else None

@@ -47,7 +47,9 @@ _BLOB_COLUMNS = "space_id, blob_id, key_version, size, stored_size, kind, media_
 
 def _blob(row: object) -> BlobRow:
     r = row  # asyncpg.Record
-    return BlobRow(r["space_id"], r["blob_id"], r["key_version"], r["size"], r["stored_size"], r["kind"], r["media_type"])  # type: ignore[index]
+    return BlobRow(
+        r["space_id"], r["blob_id"], r["key_version"], r["size"], r["stored_size"], r["kind"], r["media_type"]
+    )  # type: ignore[index]
 
 
 async def find_by_mac(conn: Conn, space_id: uuid.UUID, mac: bytes, key_version: int) -> BlobRow | None:
@@ -99,7 +101,9 @@ async def record_blob(
     return _blob(row)
 
 
-async def attach(conn: Conn, space_id: uuid.UUID, binary_id: str, version_id: int, blob_id: uuid.UUID) -> None:
+async def attach(
+    conn: Conn, space_id: uuid.UUID, binary_id: str, version_id: int, blob_id: uuid.UUID
+) -> None:
     await conn.execute(
         "INSERT INTO binary_content (space_id, binary_id, version_id, blob_id) VALUES ($1, $2, $3, $4)",
         space_id,
@@ -143,7 +147,9 @@ async def forget_upload(conn: Conn, space_id: uuid.UUID, blob_id: uuid.UUID) -> 
 async def blobs_page(conn: Conn, after: tuple[uuid.UUID, uuid.UUID] | None, limit: int) -> list[BlobRow]:
     """Every recorded blob, in key order, a page at a time (for `documents verify`)."""
     if after is None:
-        rows = await conn.fetch(f"SELECT {_BLOB_COLUMNS} FROM blob ORDER BY space_id, blob_id LIMIT $1", limit)
+        rows = await conn.fetch(
+            f"SELECT {_BLOB_COLUMNS} FROM blob ORDER BY space_id, blob_id LIMIT $1", limit
+        )
     else:
         rows = await conn.fetch(
             f"SELECT {_BLOB_COLUMNS} FROM blob WHERE (space_id, blob_id) > ($1, $2) "

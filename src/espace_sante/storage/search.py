@@ -342,4 +342,3 @@ async def includes(
         budget -= len(rows)
         found.setdefault(inc.source_type, []).extend((row["space_id"], row["resource_id"]) for row in rows)
     return list(found.items())
-
