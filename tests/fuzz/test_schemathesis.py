@@ -43,6 +43,7 @@ OPERATIONS = [
     ("GET", "/fhir/{rtype}/{rid}"),
     ("PUT", "/fhir/{rtype}/{rid}"),
     ("PATCH", "/fhir/{rtype}/{rid}"),
+    ("PATCH", "/fhir/{rtype}"),
     ("DELETE", "/fhir/{rtype}/{rid}"),
     ("GET", "/fhir/{rtype}/{rid}/_history"),
     ("GET", "/fhir/{rtype}/{rid}/_history/{vid}"),

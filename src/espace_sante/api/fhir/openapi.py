@@ -69,3 +69,37 @@ SEARCH_FORM: dict[str, Any] = {
         },
     }
 }
+
+#: A read: the resource, or for a Binary without a FHIR Accept the document itself (IHE MHD ITI-68), whole or
+#: one byte range, with conditional answers.
+_CONTENT_HEADERS = {
+    "ETag": {"schema": {"type": "string"}},
+    "X-Content-Type-Options": {"schema": {"type": "string", "const": "nosniff"}},
+    "Content-Security-Policy": {"schema": {"type": "string"}},
+}
+READ: dict[str, Any] = {
+    "responses": {
+        "200": {
+            "description": "The resource (FHIR JSON), or a Binary's content (ITI-68) as a download",
+            "content": {**_FHIR_RESOURCE, "*/*": {"schema": {"type": "string", "format": "binary"}}},
+        },
+        "206": {
+            "description": "One byte range of a Binary's content (RFC 9110 Range)",
+            "headers": {**_CONTENT_HEADERS, "Content-Range": {"schema": {"type": "string"}}},
+            "content": {"*/*": {"schema": {"type": "string", "format": "binary"}}},
+        },
+        "304": {"description": "Not modified (If-None-Match on a Binary's content)"},
+        "416": {"description": "Range not satisfiable", "content": _OUTCOME},
+    }
+}
+
+#: PDSm metadata update: JSON Patch or FHIRPath Patch (Parameters).
+PATCH_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json-patch+json": {"schema": {"type": "array", "items": {"type": "object"}}},
+            "application/fhir+json": {"schema": _RESOURCE_SCHEMA},
+        },
+    }
+}

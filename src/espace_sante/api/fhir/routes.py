@@ -16,7 +16,7 @@ from ...fhir.validation import RESOURCE_TYPES
 from ...services import auditevents, bundles, documents, fhir
 from ..deps import fhir_context
 from . import capability, render
-from .openapi import BODY, ERRORS, SEARCH_FORM
+from .openapi import BODY, ERRORS, PATCH_BODY, READ, SEARCH_FORM
 
 _FORMATS = ("json", "application/fhir+json", "application/json")
 
@@ -170,7 +170,9 @@ def _wants_resource(request: Request) -> bool:
     return any(t in accept for t in ("application/fhir+json", "application/json"))
 
 
-@router.get("/{rtype}/{rid}", summary="Read (a Binary without a FHIR Accept: ITI-68 Retrieve Document)")
+@router.get(
+    "/{rtype}/{rid}", summary="Read (a Binary without a FHIR Accept: ITI-68 Retrieve Document)", openapi_extra=READ
+)
 async def read(rtype: Type, rid: Id, request: Request, ctx: Ctx) -> Response:
     if rtype == "AuditEvent":
         return render.resource_response(await auditevents.read(ctx, rid), _base(ctx))
@@ -238,7 +240,7 @@ async def _patch(rtype: str, rid: str | None, request: Request, ctx: Context) ->
 @router.patch(
     "/{rtype}/{rid}",
     summary="Patch a DocumentReference's status, securityLabel or isArchived (JSON Patch or FHIRPath Patch)",
-    openapi_extra=BODY,
+    openapi_extra=PATCH_BODY,
 )
 async def patch(rtype: Type, rid: Id, request: Request, ctx: Ctx) -> Response:
     return await _patch(rtype, rid, request, ctx)
@@ -247,7 +249,7 @@ async def patch(rtype: Type, rid: Id, request: Request, ctx: Ctx) -> Response:
 @router.patch(
     "/{rtype}",
     summary="Conditional patch (PDSm: DocumentReference?identifier=…)",
-    openapi_extra=BODY,
+    openapi_extra=PATCH_BODY,
 )
 async def conditional_patch(rtype: Type, request: Request, ctx: Ctx) -> Response:
     return await _patch(rtype, None, request, ctx)
