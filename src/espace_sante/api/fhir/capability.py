@@ -59,6 +59,22 @@ def _resource(rtype: str) -> dict[str, Any]:
             ),
         ],
     }
+    if rtype == "DocumentReference":
+        # PDSm metadata update (status, securityLabel, isArchived) and IHE MHD Document Responder.
+        entry["interaction"].append({"code": "patch"})
+        entry["supportedProfile"] = [
+            "https://interop.esante.gouv.fr/ig/fhir/pdsm/StructureDefinition/pdsm-comprehensive-document-reference",
+            "https://interop.esante.gouv.fr/ig/fhir/pdsm/StructureDefinition/pdsm-simplified-publish",
+        ]
+        entry["documentation"] = (
+            "IHE MHD (PDSm) Document Recipient and Responder: ITI-65 as a transaction Bundle, ITI-105, ITI-67, "
+            "ITI-68 as a read of Binary without a FHIR Accept header; see docs/documents.md"
+        )
+    if rtype == "Binary":
+        entry["documentation"] = (
+            "A document's content, checked from its bytes and encrypted outside the resource tables; read with "
+            "a non-FHIR Accept header for the content itself (ITI-68: streamed, ETag, one byte range)"
+        )
     revs = [
         f"{other}:{p.name}"
         for other in RESOURCE_TYPES
