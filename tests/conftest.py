@@ -9,7 +9,7 @@ from __future__ import annotations
 import base64
 import os
 import warnings
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +25,7 @@ from espace_sante.settings import Settings  # noqa: E402
 from espace_sante.storage import migrate  # noqa: E402
 from espace_sante.storage.embedded import EmbeddedPostgres, ensure_database  # noqa: E402
 from tests.factories import BASE  # noqa: E402
+from tests.seaweed import SeaweedFS, start_seaweedfs  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -94,3 +95,11 @@ async def fhir(http: httpx.AsyncClient, token_for: TokenFactory) -> httpx.AsyncC
         base_url=f"{BASE}/fhir",
         headers={"Authorization": f"Bearer {token}", "Accept": "application/fhir+json"},
     )
+
+
+@pytest.fixture(scope="session")
+def seaweedfs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeaweedFS]:
+    server = start_seaweedfs(tmp_path_factory.mktemp("seaweedfs"))
+    print(f"\nSeaweedFS S3 at {server.endpoint}: first put after {server.started_in:.1f} s")
+    yield server
+    server.stop()

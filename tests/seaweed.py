@@ -24,8 +24,11 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from espace_sante.storage.blobs import S3BlobStore
 
 START_TIMEOUT = 30.0
 READY_BUCKET = "ready-probe"
@@ -211,3 +214,21 @@ def start_seaweedfs(tmp: Path, *, timeout: float = START_TIMEOUT, attempts: int 
             continue  # died on its own: try other ports
         break
     raise RuntimeError(failure)
+
+
+def s3_store(
+    server: SeaweedFS,
+    bucket: str | None = None,
+    *,
+    access_key_id: str | None = None,
+    secret_access_key: str | None = None,
+) -> S3BlobStore:
+    """A store on `server`, in a fresh bucket unless one is named, with the server's credentials unless
+    others are given."""
+    return S3BlobStore(
+        endpoint_url=server.endpoint,
+        bucket=bucket or f"t-{uuid.uuid4().hex[:20]}",
+        region=server.region,
+        access_key_id=access_key_id or server.access_key,
+        secret_access_key=secret_access_key or server.secret_key,
+    )
