@@ -83,3 +83,31 @@ async def test_transaction_creates_a_patient_and_a_document_then_finds_them(fhir
 
     again = await fhir.get(f"/Binary/{binary_id}")
     assert base64.b64decode(again.json()["data"]) == b"Examen normal."
+
+
+async def test_the_readme_submission_is_found_by_ins_and_downloaded(fhir: httpx.AsyncClient) -> None:
+    """The README's document story: the example patient, then the French ITI-65 example (twice: the second
+    time stores nothing), found by INS with the README's query and downloaded as the README does."""
+    import json
+    from pathlib import Path
+
+    root = Path(__file__).parents[2]
+    created = await fhir.post(
+        "/", content=(root / "docs" / "readme-transaction.json").read_bytes(), headers=FHIR_JSON
+    )
+    assert created.status_code == 200, created.text
+    submission = (root / "tests" / "data" / "pdsm" / "iti65-fr.json").read_bytes()
+    first = await fhir.post("/", content=submission, headers=FHIR_JSON)
+    again = await fhir.post("/", content=submission, headers=FHIR_JSON)
+    assert first.status_code == 200 and again.status_code == 200, (first.text, again.text)
+    assert [e["resource"]["id"] for e in again.json()["entry"]] == [
+        e["resource"]["id"] for e in first.json()["entry"]
+    ]
+    found = await fhir.get(
+        "/DocumentReference",
+        params={"patient.identifier": f"{INS}|294037512000591", "status": "current", "category": "10"},
+    )
+    url = found.json()["entry"][0]["resource"]["content"][0]["attachment"]["url"]
+    pdf = await fhir.get(f"/{url}", headers={"Accept": "*/*"})
+    binary = next(e for e in json.loads(submission)["entry"] if e["resource"]["resourceType"] == "Binary")
+    assert pdf.content == base64.b64decode(binary["resource"]["data"])
