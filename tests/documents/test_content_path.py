@@ -210,3 +210,31 @@ async def test_documents_over_the_size_limit_are_refused(fhir: httpx.AsyncClient
         runtime.settings.document_max_bytes = limit
     assert response.status_code == 413
     assert "2048" in response.json()["issue"][0]["diagnostics"]
+
+
+async def test_a_missing_object_is_an_error_before_any_byte_is_sent(
+    fhir: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    """The store lost an object (an operator's mistake, a restored backup): the download answers 503 with an
+    OperationOutcome, not a 200 cut short, and `documents verify` names it."""
+    from espace_sante.context import Context
+    from espace_sante.fhir import compartment
+    from espace_sante.services import documents
+    from espace_sante.storage import documents as docs_store
+
+    binary = (await _deposit(fhir, report_pdf(pages=2, lines=7), "application/pdf"))["Binary"]
+    space = compartment.space_of(binary["id"])
+    assert space is not None
+    blob = await runtime.db.read("t_blob", docs_store.content_of, space, binary["id"], 1)
+    assert blob is not None
+    path = runtime.settings.blob_path / blob.key
+    saved = path.read_bytes()
+    path.unlink()
+    try:
+        lost = await fhir.get(f"/Binary/{binary['id']}", headers={"Accept": "*/*"})
+        assert lost.status_code == 503
+        assert lost.json()["resourceType"] == "OperationOutcome"
+        report = await documents.verify(Context.system(runtime))
+        assert blob.key in (report.missing or []) and not report.clean
+    finally:
+        path.write_bytes(saved)

@@ -46,11 +46,16 @@ from ..errors import (
     PreconditionFailed,
 )
 from ..fhir import compartment, pdsm
+from ..crypto import DecryptionFailed
+from ..logs import get_logger
 from ..storage import blobcrypt
+from ..storage.blobs import BlobMissing, BlobStoreError
 from ..storage import documents as docs_store
 from ..storage import resources as store
 from ..storage.db import Conn
 from . import fhir, trace
+
+log = get_logger(__name__)
 
 #: What a person may upload from the portal or an app: no CDA (structured documents come from professionals'
 #: software), PDFs, photos and scans, plain text.
@@ -224,9 +229,11 @@ class Retrieved:
     def length(self) -> int:
         return self.end - self.start
 
-    def chunks(self, ctx: Context) -> AsyncIterator[bytes]:
+    async def opened(self, ctx: Context) -> AsyncIterator[bytes]:
+        """The content's chunks, the first one already read and authenticated: a missing or altered object is
+        answered with an OperationOutcome before any byte is sent, not with a response cut in the middle."""
         b = self.blob
-        return blobcrypt.read_plain(
+        chunks = blobcrypt.read_plain(
             ctx.runtime.blob_store,
             b.key,
             self.aead,
@@ -234,6 +241,28 @@ class Retrieved:
             plain_total=b.size,
             start=self.start,
             end=self.end,
+        )
+        try:
+            first = await anext(chunks, b"")
+        except (BlobMissing, BlobStoreError, DecryptionFailed) as exc:
+            log.error("documents.content_unavailable", blob=b.key, error=type(exc).__name__)
+            raise ContentUnavailable() from None
+
+        async def rest() -> AsyncIterator[bytes]:
+            if first:
+                yield first
+            async for chunk in chunks:
+                yield chunk
+
+        return rest()
+
+
+class ContentUnavailable(FhirError):
+    def __init__(self) -> None:
+        super().__init__(
+            "contenu du document momentanément indisponible / the document's content is unavailable",
+            503,
+            "transient",
         )
 
 

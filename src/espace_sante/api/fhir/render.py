@@ -211,7 +211,7 @@ CONTENT_HEADERS = {
 _EXTENSIONS = {"pdf": "pdf", "cda": "xml", "jpeg": "jpg", "png": "png", "text": "txt"}
 
 
-def content_response(retrieved: Any, ctx: Any, *, head: bool = False) -> Response:
+async def content_response(retrieved: Any, ctx: Any, *, head: bool = False) -> Response:
     """ITI-68: the document itself, streamed and decrypted segment by segment; one byte range when asked."""
     from starlette.responses import StreamingResponse
 
@@ -227,4 +227,4 @@ def content_response(retrieved: Any, ctx: Any, *, head: bool = False) -> Respons
     status = 206 if retrieved.partial else 200
     if head:
         return Response(b"", status, headers, media_type=blob.media_type)
-    return StreamingResponse(retrieved.chunks(ctx), status, headers, media_type=blob.media_type)
+    return StreamingResponse(await retrieved.opened(ctx), status, headers, media_type=blob.media_type)

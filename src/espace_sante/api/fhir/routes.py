@@ -171,7 +171,9 @@ def _wants_resource(request: Request) -> bool:
 
 
 @router.get(
-    "/{rtype}/{rid}", summary="Read (a Binary without a FHIR Accept: ITI-68 Retrieve Document)", openapi_extra=READ
+    "/{rtype}/{rid}",
+    summary="Read (a Binary without a FHIR Accept: ITI-68 Retrieve Document)",
+    openapi_extra=READ,
 )
 async def read(rtype: Type, rid: Id, request: Request, ctx: Ctx) -> Response:
     if rtype == "AuditEvent":
@@ -190,7 +192,7 @@ async def _retrieve(rid: str, request: Request, ctx: Context) -> Response:
         return render.error_response(exc, {"Content-Range": f"bytes */{exc.size}"})
     if request.headers.get("if-none-match") == retrieved.etag:
         return Response(status_code=304, headers={"ETag": retrieved.etag, **render.CONTENT_HEADERS})
-    return render.content_response(retrieved, ctx)
+    return await render.content_response(retrieved, ctx)
 
 
 @router.put("/{rtype}/{rid}", summary="Update (If-Match for version-aware update)", openapi_extra=BODY)
