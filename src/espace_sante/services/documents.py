@@ -33,7 +33,7 @@ import orjson
 from ..access.policy import HIDDEN_FROM_HOLDER, MASKED_FROM_PROFESSIONALS, Decision, decide
 from ..content.checks import KINDS, Checked, ContentRefused, check_content, media_types_for
 from ..context import Context
-from ..crypto import blob_aad, derive_subkey
+from ..crypto import DecryptionFailed, blob_aad, derive_subkey
 from ..errors import (
     BadRequest,
     FhirError,
@@ -46,12 +46,11 @@ from ..errors import (
     PreconditionFailed,
 )
 from ..fhir import compartment, pdsm
-from ..crypto import DecryptionFailed
 from ..logs import get_logger
 from ..storage import blobcrypt
-from ..storage.blobs import BlobMissing, BlobStoreError
 from ..storage import documents as docs_store
 from ..storage import resources as store
+from ..storage.blobs import BlobMissing, BlobStoreError
 from ..storage.db import Conn
 from . import fhir, trace
 
