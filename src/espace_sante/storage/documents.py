@@ -9,6 +9,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
+import asyncpg
+
 from .db import Conn
 
 
@@ -45,11 +47,10 @@ def parse_blob_key(key: str) -> tuple[uuid.UUID, uuid.UUID] | None:
 _BLOB_COLUMNS = "space_id, blob_id, key_version, size, stored_size, kind, media_type"
 
 
-def _blob(row: object) -> BlobRow:
-    r = row  # asyncpg.Record
+def _blob(r: asyncpg.Record) -> BlobRow:
     return BlobRow(
         r["space_id"], r["blob_id"], r["key_version"], r["size"], r["stored_size"], r["kind"], r["media_type"]
-    )  # type: ignore[index]
+    )
 
 
 async def find_by_mac(conn: Conn, space_id: uuid.UUID, mac: bytes, key_version: int) -> BlobRow | None:
