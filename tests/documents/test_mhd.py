@@ -268,3 +268,36 @@ async def test_a_replacement_supersedes_the_old_version_which_stays_in_history(
     doc = next(e for e in late["entry"] if e["resource"]["resourceType"] == "DocumentReference")["resource"]
     doc["relatesTo"] = [{"code": "replaces", "target": {"reference": f"DocumentReference/{old['id']}"}}]
     assert (await fhir.post("/", json=late, headers=FHIR_JSON)).status_code == 422
+
+
+async def test_the_ans_style_patch_of_the_first_label_keeps_confidentiality_and_other_flags(
+    fhir: httpx.AsyncClient,
+) -> None:
+    """PDSM4DMP TD3.3a masks by replacing securityLabel/0: done literally, it would drop the N/R/V code (fr-interop
+    §4). The server keeps the confidentiality and every flag the patch did not touch."""
+    nir, _ = await new_person(fhir)
+    doc = await _deposit(fhir, nir)
+    a07 = "https://mos.esante.gouv.fr/NOS/TRE_A07-StatutVisibiliteDocument/FHIR/TRE-A07-StatutVisibiliteDocument"
+    hide = [
+        {
+            "op": "add",
+            "path": "/securityLabel/-",
+            "value": {"coding": [{"system": a07, "code": "INVISIBLE_REPRESENTANTS_LEGAUX"}]},
+        }
+    ]
+    assert (
+        await fhir.patch(f"/DocumentReference/{doc['id']}", content=json.dumps(hide), headers=JSON_PATCH)
+    ).status_code == 200
+    mask = [
+        {
+            "op": "replace",
+            "path": "/securityLabel/0",
+            "value": {"coding": [{"system": a07, "code": "MASQUE_PS"}]},
+        }
+    ]
+    patched = await fhir.patch(
+        f"/DocumentReference/{doc['id']}", content=json.dumps(mask), headers=JSON_PATCH
+    )
+    assert patched.status_code == 200, patched.text
+    codes = sorted(c["code"] for label in patched.json()["securityLabel"] for c in label["coding"])
+    assert codes == ["INVISIBLE_REPRESENTANTS_LEGAUX", "MASQUE_PS", "N"]

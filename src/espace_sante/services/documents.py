@@ -588,6 +588,10 @@ def _describe(before: dict[str, Any], after: dict[str, Any]) -> Change:
         )
     conf_before, vis_before = pdsm.security_flags(before)
     conf_after, vis_after = pdsm.security_flags(after)
+    if conf_after is None:
+        # A patch that replaced the list without the N/R/V code (the ANS TD3.3 examples replace
+        # securityLabel/0) keeps the document's confidentiality: flags and confidentiality never drop each other.
+        conf_after = conf_before
     return Change(
         status,  # type: ignore[arg-type]
         vis_after - vis_before,
@@ -676,9 +680,9 @@ async def patch_in(
     if change == Change(None, frozenset(), frozenset(), None, None):
         return current  # nothing changes (e.g. the TD2.1 PATCH of a document the replacement superseded)
     _allowed_change(ctx, change)
-    if change.added or change.removed:
+    if "securityLabel" in _changed_elements(before, after):
         conf, flags = pdsm.security_flags(after)
-        after["securityLabel"] = pdsm.with_flags(after, conf, flags)
+        after["securityLabel"] = pdsm.with_flags(after, conf or pdsm.security_flags(before)[0], flags)
     return await _write_metadata(conn, ctx, scope, space_id, rid, previous, after, change)
 
 
