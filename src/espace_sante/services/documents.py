@@ -45,7 +45,8 @@ from ..errors import (
     PayloadTooLarge,
     PreconditionFailed,
 )
-from ..fhir import compartment, pdsm
+from ..fhir import pdsm
+from ..fhir.validation import validate_resource
 from ..logs import get_logger
 from ..storage import blobcrypt
 from ..storage import documents as docs_store
@@ -479,6 +480,8 @@ def apply_fhirpath_patch(body: dict[str, Any], parameters: Any) -> dict[str, Any
         value_part = parts.get("value") or {}
         value = next((v for k, v in value_part.items() if k.startswith("value")), None)
         where = f"Parameters.parameter[{n}]"
+        if not isinstance(path, str) or not isinstance(kind, str):
+            raise BadRequest(f"{where} : type et path sont obligatoires / type and path are required")
         if path == "DocumentReference.status" and kind == "replace" and isinstance(value, str):
             result["status"] = value
         elif (
@@ -677,6 +680,7 @@ async def patch_in(
     before = orjson.loads(current.body)
     after = apply_json_patch(before, payload) if json_patch else apply_fhirpath_patch(before, payload)
     change = _describe(before, after)
+    validate_resource(after, expected_type="DocumentReference")  # a patched document is still a valid one
     if change == Change(None, frozenset(), frozenset(), None, None):
         return current  # nothing changes (e.g. the TD2.1 PATCH of a document the replacement superseded)
     _allowed_change(ctx, change)
@@ -1012,10 +1016,6 @@ async def verify(ctx: Context, *, deep: bool = False, page: int = 1000) -> Verif
     )
     result.without_content.extend(f"Binary/{rid}/_history/{v}" for _, rid, v in missing_content)
     return result
-
-
-def locate(rid: str) -> uuid.UUID | None:
-    return compartment.space_of(rid)
 
 
 # --- ITI-105 Simplified Publish, and the holder's uploads ----------------------------------------------
