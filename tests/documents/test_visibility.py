@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
+import pytest
 
 from espace_sante.context import Context
 from espace_sante.services import demo_access as w
@@ -210,3 +211,50 @@ async def test_operators_download_nothing(runtime: Runtime, as_actor: Client, wo
     operator = await as_actor("operator:agent.martin", "user/*.rs")
     content = await operator.get(f"/fhir/{doc['content'][0]['attachment']['url']}", headers={"Accept": "*/*"})
     assert content.status_code in (403, 404)
+
+
+def _change(kind: str) -> tuple[str, str]:
+    """(HTTP method, JSON Patch body) of a change named as in docs/documents.md's table."""
+    if kind == "mask":
+        return "PATCH", _set_labels("MASQUE_PS")
+    if kind == "hide-from-holder":
+        return "PATCH", _set_labels("INVISIBLE_PATIENT")
+    if kind == "hide-from-representatives":
+        return "PATCH", _set_labels("INVISIBLE_REPRESENTANTS_LEGAUX")
+    if kind == "status":
+        return "PATCH", json.dumps([{"op": "replace", "path": "/status", "value": "entered-in-error"}])
+    if kind == "archive":
+        url = "https://interop.esante.gouv.fr/ig/fhir/pdsm/StructureDefinition/pdsm-ext-is-archived"
+        return "PATCH", json.dumps(
+            [{"op": "add", "path": "/extension", "value": [{"url": url, "valueBoolean": True}]}]
+        )
+    return "DELETE", ""
+
+
+#: docs/documents.md, "Who changes what", for a report Dr Moreau (care team) wrote in Marie-Ange's record.
+WHO_CHANGES_WHAT = {
+    f"holder:{MOTHER}": {"mask": 200, "hide-from-holder": 403, "hide-from-representatives": 403, "status": 403,
+                         "archive": 200, "delete": 404},
+    f"practitioner:{HOSPITAL}": {"mask": 403, "hide-from-holder": 200, "hide-from-representatives": 200,
+                                 "status": 200, "archive": 200, "delete": 204},
+    f"practitioner:{MT}": {"mask": 403, "hide-from-holder": 200, "hide-from-representatives": 200, "status": 200,
+                           "archive": 200, "delete": 204},
+    f"practitioner:{PHARMACIST}": {"mask": 404, "hide-from-holder": 404, "hide-from-representatives": 404,
+                                   "status": 404, "archive": 404, "delete": 404},
+}  # fmt: skip
+CASES = [(actor, change, status) for actor, row in WHO_CHANGES_WHAT.items() for change, status in row.items()]
+
+
+@pytest.mark.parametrize(("actor", "change", "status"), CASES, ids=[f"{a}-{c}" for a, c, _ in CASES])
+async def test_who_changes_what_on_a_professionals_document(
+    as_actor: Client, world: World, actor: str, change: str, status: int
+) -> None:
+    doc = await _deposit(as_actor, world.mother_patient, HOSPITAL, "10")
+    client = await as_actor(actor, "patient/*.*" if actor.startswith("holder") else "user/*.cruds")
+    method, body = _change(change)
+    url = f"/fhir/DocumentReference/{doc['id']}"
+    response = await client.request(method, url, content=body or None, headers=JSON_PATCH if body else None)
+    assert response.status_code == status, response.text
+    unchanged = (await (await as_actor(f"practitioner:{MT}", "user/*.rs")).get(url)).json()
+    if status >= 400:
+        assert unchanged["meta"]["versionId"] == "1"
