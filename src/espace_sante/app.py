@@ -20,6 +20,7 @@ from .logs import configure
 from .services.runtime import Runtime
 from .settings import Settings
 from .web.auth import install as install_web_auth
+from .web.documents import install_documents_pages
 from .web.oauth import router as oauth_pages
 
 
@@ -68,6 +69,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     app.include_router(oauth_router)
     app.include_router(fhir_router)
     install_web_auth(app)  # sign-in and account security pages, /static
+    install_documents_pages(app)  # the holder's « Mes documents » pages
     app.include_router(oauth_pages)  # /oauth/authorize, connected apps, federated sign-in
     app.include_router(access_router)
     app.add_middleware(
