@@ -6,6 +6,7 @@ from his representatives. Each test deposits its own documents so the shared wor
 from __future__ import annotations
 
 import json
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -22,6 +23,27 @@ from tests.factories import FHIR_JSON, pdsm_document
 MT, HOSPITAL, PHARMACIST = w.MEDECIN_TRAITANT.rpps, w.HOSPITAL_DOCTOR.rpps, w.PHARMACIST.rpps
 A07 = "https://mos.esante.gouv.fr/NOS/TRE_A07-StatutVisibiliteDocument/FHIR/TRE-A07-StatutVisibiliteDocument"
 JSON_PATCH = {"Content-Type": "application/json-patch+json"}
+
+
+@pytest.fixture(autouse=True)
+async def _leave_the_world_as_found(fhir: httpx.AsyncClient, world: World) -> AsyncIterator[None]:
+    """Documents a test deposits in the demo's records are deleted afterwards: other tests count them."""
+    start = (datetime.now(UTC) - timedelta(seconds=1)).isoformat(timespec="seconds")
+    demo = set(world.documents.values())
+    before = {rid: (await fhir.get(f"/DocumentReference/{rid}")).json() for rid in demo}
+    yield
+    for rid, body in before.items():  # the release job may have lifted a demo document's flag: put it back
+        now = (await fhir.get(f"/DocumentReference/{rid}")).json()
+        if now.get("securityLabel") != body.get("securityLabel"):
+            restored = await fhir.put(f"/DocumentReference/{rid}", json=dict(body, meta={}), headers=FHIR_JSON)
+            assert restored.status_code == 200, restored.text
+    for patient in (world.mother_patient, world.child_patient):
+        found = await fhir.get(
+            "/DocumentReference", params={"patient": patient, "_lastUpdated": f"ge{start}", "_count": "200"}
+        )
+        for entry in found.json().get("entry", []):
+            if entry["resource"]["id"] not in demo:
+                await fhir.delete(f"/DocumentReference/{entry['resource']['id']}")
 
 
 def _labels(*codes: str) -> list[dict[str, Any]]:
@@ -258,3 +280,39 @@ async def test_who_changes_what_on_a_professionals_document(
     unchanged = (await (await as_actor(f"practitioner:{MT}", "user/*.rs")).get(url)).json()
     if status >= 400:
         assert unchanged["meta"]["versionId"] == "1"
+
+
+async def test_a_holder_deletes_her_upload_and_its_content_goes_with_it(
+    as_actor: Client, world: World
+) -> None:
+    holder = await as_actor(f"holder:{MOTHER}", "patient/*.*")
+    body = pdsm_document(f"Patient/{world.mother_patient}", holder=MOTHER.replace(" ", ""))
+    made = await holder.post("/fhir/DocumentReference", json=body, headers=FHIR_JSON)
+    assert made.status_code == 201, made.text
+    url = made.json()["content"][0]["attachment"]["url"]
+    assert (await holder.get(f"/fhir/{url}", headers={"Accept": "*/*"})).status_code == 200
+    assert (await holder.delete(f"/fhir/DocumentReference/{made.json()['id']}")).status_code == 204
+    assert (await holder.get(f"/fhir/{url}", headers={"Accept": "*/*"})).status_code in (404, 410)
+
+
+async def test_unmasking_the_only_label_leaves_no_empty_list(as_actor: Client, world: World) -> None:
+    doc = await _deposit(as_actor, world.mother_patient, HOSPITAL, "11")
+    holder = await as_actor(f"holder:{MOTHER}", "patient/*.*")
+    url = f"/fhir/DocumentReference/{doc['id']}"
+    only_mask = json.dumps(
+        [
+            {
+                "op": "replace",
+                "path": "/securityLabel",
+                "value": [{"coding": [{"system": A07, "code": "MASQUE_PS"}]}],
+            }
+        ]
+    )
+    masked = await holder.patch(url, content=only_mask, headers=JSON_PATCH)
+    assert masked.status_code == 200
+    shown = await holder.patch(
+        url, content=json.dumps([{"op": "remove", "path": "/securityLabel/1"}]), headers=JSON_PATCH
+    )
+    assert shown.status_code == 200, shown.text
+    labels = shown.json().get("securityLabel")
+    assert labels is None or labels  # never []

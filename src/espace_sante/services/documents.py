@@ -529,6 +529,14 @@ def apply_fhirpath_patch(body: dict[str, Any], parameters: Any) -> dict[str, Any
     return result
 
 
+def _set_labels(body: dict[str, Any], labels: list[dict[str, Any]]) -> None:
+    """FHIR forbids empty arrays: a document left without any label loses the element."""
+    if labels:
+        body["securityLabel"] = labels
+    else:
+        body.pop("securityLabel", None)
+
+
 def _archived(body: dict[str, Any]) -> bool:
     return any(
         isinstance(e, dict) and e.get("url") in _ARCHIVED_URLS and e.get("valueBoolean") is True
@@ -686,7 +694,7 @@ async def patch_in(
     _allowed_change(ctx, change)
     if "securityLabel" in _changed_elements(before, after):
         conf, flags = pdsm.security_flags(after)
-        after["securityLabel"] = pdsm.with_flags(after, conf or pdsm.security_flags(before)[0], flags)
+        _set_labels(after, pdsm.with_flags(after, conf or pdsm.security_flags(before)[0], flags))
     return await _write_metadata(conn, ctx, scope, space_id, rid, previous, after, change)
 
 
@@ -874,7 +882,8 @@ async def _release(conn: Conn, ctx: Context, space_id: uuid.UUID, rid: str) -> N
     if HIDDEN_FROM_HOLDER not in flags:
         await docs_store.unhide(conn, space_id, rid)
         return
-    after = dict(before, securityLabel=pdsm.with_flags(before, conf, flags - {HIDDEN_FROM_HOLDER}))
+    after = dict(before)
+    _set_labels(after, pdsm.with_flags(before, conf, flags - {HIDDEN_FROM_HOLDER}))
     await _write_metadata(conn, ctx, scope, space_id, rid, previous, after, _describe(before, after))
 
 

@@ -558,6 +558,17 @@ async def _delete_in(conn: Conn, ctx: Context, decision: Decision, rid: str) -> 
         raise NotFound(f"{rtype}/{rid} introuvable / not found")
     if previous.deleted:
         return None  # deleting a deleted resource succeeds and changes nothing (http.html#delete)
+    if rtype == "DocumentReference":
+        # The document's content goes with it (a holder who deletes her upload expects the file gone). Its
+        # bytes stay under the space's key for the history until the space is destroyed.
+        content = decide(ctx.actor, "delete", "Binary")
+        if content.allowed:
+            content = await scoped(conn, ctx, content, [space_id])
+            for binary in await docs_store.content_ids(conn, space_id, rid):
+                try:
+                    await _delete_in(conn, ctx, content, binary)
+                except NotFound:
+                    pass  # content the actor does not reach (another document's, or none) stays
     stored = await store.write(
         conn, ctx.runtime.keys, decision, space_id, rtype, rid, None, method="DELETE", previous=previous
     )

@@ -257,3 +257,17 @@ async def due_releases(conn: Conn, now: datetime, limit: int = 500) -> list[tupl
         limit,
     )
     return [(r["space_id"], r["document_id"]) for r in rows]
+
+
+async def content_ids(conn: Conn, space_id: uuid.UUID, document_id: str) -> list[str]:
+    """The Binaries a document's attachments point at (the attachment index)."""
+    from ..fhir.searchparams import ATTACHMENT_PARAM
+
+    rows = await conn.fetch(
+        "SELECT DISTINCT target_id FROM sp_reference WHERE space_id = $1 AND resource_type = 'DocumentReference' "
+        "AND resource_id = $2 AND param = $3 AND target_type = 'Binary'",
+        space_id,
+        document_id,
+        ATTACHMENT_PARAM,
+    )
+    return [r["target_id"] for r in rows]
