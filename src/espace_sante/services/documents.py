@@ -51,7 +51,7 @@ from ..logs import get_logger
 from ..storage import blobcrypt
 from ..storage import documents as docs_store
 from ..storage import resources as store
-from ..storage.blobs import BlobMissing, BlobStoreError
+from ..storage.blobs import TEMP_PREFIX, BlobMissing, BlobStoreError, LocalBlobStore
 from ..storage.db import Conn
 from . import fhir, trace
 
@@ -927,8 +927,14 @@ async def collect_orphans(ctx: Context, *, now: datetime | None = None) -> int:
     """Delete the objects of upload intents older than the grace period whose blob was never recorded (a
     rollback, a retry or a crash between the put and the commit). Idempotent; safe with serving processes."""
     now = now or datetime.now(UTC)
-    before = now - timedelta(seconds=ctx.runtime.settings.blob_orphan_grace_seconds)
+    grace = timedelta(seconds=ctx.runtime.settings.blob_orphan_grace_seconds)
+    before = now - grace
     removed = 0
+    store = ctx.runtime.blob_store
+    if isinstance(store, LocalBlobStore):
+        # Local writes a crash cut short before their rename (S3 never shows a partial object). Deleting an
+        # intent's key below removes its own; this catches any other left behind.
+        removed += await store.delete_stale_temps(grace)
     while True:
         stale = await ctx.runtime.db.interaction("blob_orphans", docs_store.stale_uploads, before, 500)
         if not stale:
@@ -1020,6 +1026,14 @@ async def verify(ctx: Context, *, deep: bool = False, page: int = 1000) -> Verif
             continue
         if not await rt.db.interaction("documents_verify_recorded", docs_store.is_recorded, *parsed):
             result.orphans.append(info.key)
+    if isinstance(rt.blob_store, LocalBlobStore):
+        grace = timedelta(seconds=rt.settings.blob_orphan_grace_seconds)
+        for temp in await rt.blob_store.stale_temps(grace):
+            # `.tmp-<name>.<random>`: a write cut short; its key's intent, if still pending, will collect it.
+            folder, _, name = temp.rpartition("/")
+            parsed = docs_store.parse_blob_key(f"{folder}/{name[len(TEMP_PREFIX):].rsplit('.', 1)[0]}")
+            if parsed is None or parsed not in pending:
+                result.orphans.append(temp)
     missing_content = await rt.db.interaction(
         "documents_verify_binaries", docs_store.binaries_without_content
     )

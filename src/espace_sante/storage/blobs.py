@@ -16,6 +16,7 @@ so that tests on one speak for the other.
 from __future__ import annotations
 
 import asyncio
+import builtins
 import contextlib
 import os
 import secrets
@@ -141,7 +142,8 @@ class LocalBlobStore:
 
     def _put(self, path: Path, data: bytes) -> None:
         self._make_dirs(path.parent)
-        tmp = path.parent / f"{TEMP_PREFIX}{secrets.token_hex(8)}"
+        # Named after its key, so that deleting the key (orphan collection) also finds a write cut short.
+        tmp = path.parent / f"{TEMP_PREFIX}{path.name}.{secrets.token_hex(8)}"
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
         try:
             with os.fdopen(fd, "wb") as fh:
@@ -197,6 +199,7 @@ class LocalBlobStore:
         # again. Empty folders are left in place, because removing them would race with a concurrent put
         # creating a file there.
         await asyncio.to_thread(_unlink_file, path)
+        await asyncio.to_thread(_unlink_temps, path)
 
     async def list(self, prefix: str = "", *, page_size: int = DEFAULT_PAGE_SIZE) -> AsyncIterator[BlobInfo]:
         """`page_size` only exists for parity with S3: the walk goes one folder per thread hop."""
@@ -209,6 +212,21 @@ class LocalBlobStore:
             pending.extend(sorted(subfolders, reverse=True))
             for info in infos:
                 yield info
+
+    async def stale_temps(self, older_than: timedelta) -> builtins.list[str]:
+        """Temporary files older than `older_than`: writes a crash cut short (`documents verify` reports them)."""
+        cutoff = datetime.now(UTC).timestamp() - older_than.total_seconds()
+        return await asyncio.to_thread(self._stale_temps, cutoff)
+
+    def _stale_temps(self, cutoff: float) -> builtins.list[str]:
+        found = []
+        for folder, _dirs, files in os.walk(self.root):
+            for name in files:
+                path = os.path.join(folder, name)
+                with contextlib.suppress(FileNotFoundError):
+                    if name.startswith(TEMP_PREFIX) and os.lstat(path).st_mtime < cutoff:
+                        found.append(os.path.relpath(path, self.root).replace(os.sep, "/"))
+        return sorted(found)
 
     async def delete_stale_temps(self, older_than: timedelta) -> int:
         """Removes temporary files left by a crashed `put`, older than `older_than` so that a put in
@@ -249,6 +267,15 @@ def _file_size(path: Path) -> int | None:
     except (FileNotFoundError, NotADirectoryError):
         return None
     return st.st_size if stat.S_ISREG(st.st_mode) else None
+
+
+def _unlink_temps(path: Path) -> None:
+    """The temporary files of a key's puts that a crash cut short (a put in progress loses its file and fails:
+    deletion only happens to keys nobody is writing any more)."""
+    with contextlib.suppress(FileNotFoundError, NotADirectoryError):
+        for entry in os.scandir(path.parent):
+            if entry.name.startswith(f"{TEMP_PREFIX}{path.name}."):
+                _unlink_file(Path(entry.path))
 
 
 def _unlink_file(path: Path) -> None:
