@@ -4,6 +4,7 @@ that the actor, and later whom they act for and the access decision, reach stora
 from __future__ import annotations
 
 import secrets
+import uuid
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -24,6 +25,9 @@ class Context:
     #: Content accepted during this request, by Binary id (services/documents.py): a submission's documents are
     #: checked against the hash, size and type of the content sent with them, and its total size is bounded.
     deposits: dict[str, Checked] = field(default_factory=dict)
+    #: Objects this request put in the blob store (space, blob): any left unrecorded when it ends (a refused
+    #: submission, a retried transaction) is deleted at once rather than after the orphan grace period.
+    uploads: list[tuple[uuid.UUID, uuid.UUID]] = field(default_factory=list)
 
     @classmethod
     def system(cls, runtime: Runtime) -> Context:

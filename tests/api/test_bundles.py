@@ -473,9 +473,11 @@ async def test_resending_a_transaction_reuses_the_patient_it_matched(fhir: httpx
     assert await _total(fhir, "Observation", patient=pid) == 2
 
 
-async def test_a_binary_made_by_a_transaction_can_be_updated(fhir: httpx.AsyncClient) -> None:
-    """The Binary of a document gets its space from the DocumentReference; replacing its content later with
-    a PUT of the same Binary works without adding a securityContext."""
+async def test_a_documents_content_takes_its_space_from_the_document_and_is_not_rewritten(
+    fhir: httpx.AsyncClient,
+) -> None:
+    """The Binary of a document gets its space from the DocumentReference. Once deposited, its content is what
+    the document's metadata describes: a PUT of new bytes is refused (a correction is a replacement)."""
     pat = await _create(fhir, patient())
     bin_url = urn()
     result = await fhir.post(
@@ -496,9 +498,11 @@ async def test_a_binary_made_by_a_transaction_can_be_updated(fhir: httpx.AsyncCl
     )
     assert result.status_code == 200, result.text
     binary = result.json()["entry"][0]["resource"]
+    assert binary["id"][:32] == pat["id"][:32]  # the patient's space
     replaced = await fhir.put(f"/Binary/{binary['id']}", json=dict(binary, data="djI="), headers=FHIR_JSON)
-    assert replaced.status_code == 200, replaced.text
-    assert (await fhir.get(f"/Binary/{binary['id']}")).json()["data"] == "djI="
+    assert replaced.status_code == 422, replaced.text
+    assert "remplacement" in replaced.json()["issue"][0]["diagnostics"] or "replacement" in replaced.text
+    assert (await fhir.get(f"/Binary/{binary['id']}")).json()["data"] == "djE="
 
 
 async def test_a_conditional_create_matching_two_patients_fails_the_transaction(

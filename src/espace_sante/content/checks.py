@@ -624,6 +624,27 @@ def _check_cda(data: bytes, sniffed: str, max_size: int) -> None:
         )
     if non_xml is not None:
         _check_non_xml_body(non_xml, max_size)
+    # Every embedded payload, wherever it sits (another component's nonXMLBody, an observationMedia of a
+    # structured body, any ED value in B64): a reader opens each of them (review of 2026-12-03, D6).
+    for element in root.iter(f"{_V3}text", f"{_V3}value"):
+        if element.get("representation") == "B64" and element.getparent() is not non_xml:
+            _check_embedded(element, max_size)
+    for extra in root.iter(f"{_V3}nonXMLBody"):
+        if extra is not non_xml:
+            _check_non_xml_body(extra, max_size)
+
+
+def _check_embedded(element: etree._Element, max_size: int) -> None:
+    """An encapsulated payload (CDA ED data type) passes the same checks as a document."""
+    inner = _b64decode(element.text or "")
+    try:
+        check_content(
+            inner, declared_type=element.get("mediaType"), max_size=max_size, allowed=_NON_XML_KINDS
+        )
+    except ContentRefused as exc:
+        raise ContentRefused(
+            f"Contenu intégré au CDA : {exc.fr}", f"Content embedded in the CDA: {exc.en}", code=exc.code
+        ) from None
 
 
 def _check_non_xml_body(body: etree._Element, max_size: int) -> None:

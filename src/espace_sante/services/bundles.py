@@ -13,8 +13,6 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
-import orjson
-
 from ..access.policy import Decision, decide
 from ..context import Context
 from ..errors import (
@@ -71,6 +69,8 @@ class EntryResult:
     created: bool = False
     #: Warnings for this entry (response.outcome): PDSm codes accepted in lenient mode.
     warnings: list[Issue] = field(default_factory=list)
+    #: What the entry names when its body is not returned (a resent submission's sender without read rights).
+    location: str | None = None
 
 
 @dataclass
@@ -273,6 +273,16 @@ async def parse(ctx: Context, body: Any) -> tuple[str, list[Entry]]:
 
 
 async def process(ctx: Context, body: Any) -> BundleResult:
+    from . import documents
+
+    try:
+        return await _process(ctx, body)
+    finally:
+        if ctx.uploads:
+            await documents.discard_unrecorded(ctx)
+
+
+async def _process(ctx: Context, body: Any) -> BundleResult:
     kind, entries = await parse(ctx, body)
     if kind == "transaction":
         warnings = _submission_checks(ctx, entries)
@@ -413,7 +423,8 @@ async def _transaction(
 async def _replay(conn: Conn, ctx: Context, entries: list[Entry]) -> list[EntryResult] | None:
     """A submission sent again (same SubmissionSet uniqueId, in the same record) is answered with what the
     first one stored, and stores nothing (ITI-65 retries after a lost response must not duplicate documents).
-    Two concurrent copies are serialised on the uniqueId."""
+    Two concurrent copies are serialised on the uniqueId. Each entry names what the first submission made
+    (`location`); its body comes back only if the sender may read it (a feed that only writes gets ids)."""
     from ..fhir import pdsm
     from ..storage import documents as docs_store
     from . import documents
@@ -436,47 +447,32 @@ async def _replay(conn: Conn, ctx: Context, entries: list[Entry]) -> list[EntryR
     found = await docs_store.by_identifier(conn, space_id, "List", system, unique)
     if not found:
         return None
-    read = await fhir.scoped(conn, ctx, decide(ctx.actor, "read", "List"), [space_id])
-    if not read.covers(space_id):
-        return None  # the actor cannot see the first submission: it runs, and its documents' uniqueIds decide
-    results: list[EntryResult] = []
-    stored_list = await store.read(conn, ctx.runtime.keys, read, space_id, "List", found[0], None)
-    if stored_list is None:
-        return None
-    binaries: dict[str, str] = {}
-    documents_read = await fhir.scoped(conn, ctx, decide(ctx.actor, "read", "DocumentReference"), [space_id])
-    binary_read = await fhir.scoped(conn, ctx, decide(ctx.actor, "read", "Binary"), [space_id])
+    made: dict[int, tuple[str, str]] = {sset.index: ("List", found[0])}
+    binaries: dict[str, str] = {}  # this request's Binary reference -> the Binary the first submission made
     for e in entries:
-        stored = None
-        if e is sset:
-            stored = stored_list
-        elif e.resource_type == "DocumentReference" and e.body is not None:
-            master = e.body.get("masterIdentifier") or {}
-            ids = await docs_store.by_identifier(
-                conn, space_id, "DocumentReference", master.get("system") or "", str(master.get("value"))
-            )
-            if ids:
-                stored = await store.read(
-                    conn, ctx.runtime.keys, documents_read, space_id, "DocumentReference", ids[0], None
-                )
-            for i, content in enumerate(e.body.get("content") or ()):
-                url = (content.get("attachment") or {}).get("url") if isinstance(content, dict) else None
-                if stored is not None and stored.body is not None and isinstance(url, str):
-                    first = orjson.loads(stored.body).get("content") or []
-                    if i < len(first):
-                        binaries[url] = (first[i].get("attachment") or {}).get("url", "")
-        if stored is None and e.resource_type == "Binary" and e.assigned is not None:
-            stored = None  # filled below once every document told where its content is
-        results.append(EntryResult(200, stored=stored))
-    for e, result in zip(entries, results, strict=True):
-        if e.resource_type == "Binary" and e.assigned is not None and result.stored is None:
-            url = next((u for new, u in binaries.items() if new.endswith(e.assigned[1])), "")
-            rid = url.rsplit("Binary/", 1)[-1] if "Binary/" in url else ""
-            if rid:
-                result.stored = await store.read(
-                    conn, ctx.runtime.keys, binary_read, space_id, "Binary", rid, None
-                )
-        if result.stored is None:
+        if e.resource_type != "DocumentReference" or e.body is None:
+            continue
+        master = e.body.get("masterIdentifier") or {}
+        ids = await docs_store.by_identifier(
+            conn, space_id, "DocumentReference", master.get("system") or "", str(master.get("value"))
+        )
+        if not ids:
+            continue
+        made[e.index] = ("DocumentReference", ids[0])
+        stored_contents = await docs_store.content_ids(conn, space_id, ids[0])
+        urls = [
+            (c.get("attachment") or {}).get("url") for c in e.body.get("content") or () if isinstance(c, dict)
+        ]
+        if len(urls) == len(stored_contents) == 1 and isinstance(urls[0], str):
+            binaries[urls[0]] = stored_contents[0]
+    for e in entries:
+        if e.resource_type == "Binary" and e.assigned is not None:
+            first = next((b for url, b in binaries.items() if url.endswith(f"Binary/{e.assigned[1]}")), None)
+            if first is not None:
+                made[e.index] = ("Binary", first)
+    results: list[EntryResult] = []
+    for e in entries:
+        if e.index not in made:
             raise _entry_error(
                 e.index,
                 InvalidResource(
@@ -484,16 +480,24 @@ async def _replay(conn: Conn, ctx: Context, entries: list[Entry]) -> list[EntryR
                     "received, but without this entry (a resent submission must be identical)"
                 ),
             )
-    await trace.access(
-        conn,
-        ctx,
-        read,
-        "resource:read",
-        space_id,
-        entity_type="List",
-        entity_id=found[0],
-        detail="mhd-resend",
-    )
+        rtype, rid = made[e.index]
+        readable = await fhir.scoped(conn, ctx, decide(ctx.actor, "read", rtype), [space_id])
+        stored = None
+        if readable.covers(space_id):
+            stored = await store.read(conn, ctx.runtime.keys, readable, space_id, rtype, rid, None)
+        results.append(EntryResult(200, stored=stored, location=f"{rtype}/{rid}"))
+    list_read = await fhir.scoped(conn, ctx, decide(ctx.actor, "read", "List"), [space_id])
+    if list_read.covers(space_id):
+        await trace.access(
+            conn,
+            ctx,
+            list_read,
+            "resource:read",
+            space_id,
+            entity_type="List",
+            entity_id=found[0],
+            detail="mhd-resend",
+        )
     return results
 
 

@@ -22,6 +22,7 @@ import base64
 import binascii
 import hashlib
 import hmac
+import re
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
@@ -152,6 +153,7 @@ async def _store_blob(
         blobcrypt.encrypt, aead, raw, blob_aad(str(space_id), str(blob_id), key_version)
     )
     await rt.blob_store.put(docs_store.blob_key(space_id, blob_id), sealed)
+    ctx.uploads.append((space_id, blob_id))
     row = await docs_store.record_blob(
         conn,
         space_id,
@@ -272,6 +274,11 @@ class RangeNotSatisfiable(FhirError):
         self.size = size
 
 
+#: One `first-last` range with ASCII digits only (str.isdigit() takes "²" and other scripts' digits) and no
+#: number longer than a file size can be.
+_RANGE = re.compile(r"([0-9]{0,15})-([0-9]{0,15})", re.ASCII)
+
+
 def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
     """One `bytes=` range of RFC 9110 14.1.2 as [start, end); None to send everything (no header, several
     ranges, or another unit: a server may ignore Range). Raises RangeNotSatisfiable past the end."""
@@ -280,14 +287,10 @@ def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
     unit, _, spec = header.strip().partition("=")
     if unit.strip().lower() != "bytes" or "," in spec:
         return None
-    first, dash, last = spec.strip().partition("-")
-    if (
-        not dash
-        or not (first.isdigit() or last.isdigit())
-        or (first and not first.isdigit())
-        or (last and not last.isdigit())
-    ):
-        return None
+    match = _RANGE.fullmatch(spec.strip())
+    if match is None or not (match.group(1) or match.group(2)):
+        return None  # malformed: ignored, the whole document is sent (RFC 9110 14.2)
+    first, last = match.group(1), match.group(2)
     if not first:  # suffix: the last N bytes
         n = int(last)
         if n == 0:
@@ -469,12 +472,18 @@ def apply_fhirpath_patch(body: dict[str, Any], parameters: Any) -> dict[str, Any
             "FHIRPath Patch : une ressource Parameters est attendue / a Parameters resource is expected"
         )
     result: dict[str, Any] = orjson.loads(orjson.dumps(body))
-    for n, op in enumerate(parameters.get("parameter") or ()):
-        parts = (
-            {p.get("name"): p for p in (op.get("part") or ()) if isinstance(p, dict)}
-            if isinstance(op, dict)
-            else {}
-        )
+    operations = parameters.get("parameter") or []
+    if not isinstance(operations, list):
+        raise BadRequest("Parameters.parameter : un tableau est attendu / an array is expected")
+    for n, op in enumerate(operations):
+        raw_parts = op.get("part") if isinstance(op, dict) else None
+        if not isinstance(raw_parts, list):
+            raise BadRequest(
+                f"Parameters.parameter[{n}].part : un tableau est attendu / an array is expected"
+            )
+        parts = {
+            p.get("name"): p for p in raw_parts if isinstance(p, dict) and isinstance(p.get("name"), str)
+        }
         kind = (parts.get("type") or {}).get("valueCode")
         path = (parts.get("path") or {}).get("valueString")
         value_part = parts.get("value") or {}
@@ -529,6 +538,87 @@ def apply_fhirpath_patch(body: dict[str, Any], parameters: Any) -> dict[str, Any
     return result
 
 
+def check_label_systems(body: dict[str, Any], where: str = "DocumentReference") -> None:
+    """Visibility codes are TRE_A07's and confidentiality codes HL7's, whatever the spelling of the system, and
+    nothing else: access SQL matches a label by its code, the rules read it by its system's OID, and both must
+    mean the same label (review of 2026-12-03, D3 and D14)."""
+    from ..fhir import valuesets
+
+    problems = []
+    for i, label in enumerate(body.get("securityLabel") or ()):
+        for j, coding in enumerate((label.get("coding") or ()) if isinstance(label, dict) else ()):
+            if not isinstance(coding, dict):
+                continue
+            code, oid = coding.get("code"), valuesets.system_oid(coding.get("system"))
+            at = f"{where}.securityLabel[{i}].coding[{j}]"
+            if code in pdsm.VISIBILITY_CODES and oid != valuesets.VISIBILITY_OID:
+                problems.append(
+                    Issue(
+                        f"{at} : {code} appartient à TRE_A07-StatutVisibiliteDocument ({valuesets.VISIBILITY_OID}) / "
+                        f"{code} belongs to TRE_A07-StatutVisibiliteDocument",
+                        "code-invalid",
+                        expression=at,
+                    )
+                )
+            elif oid == valuesets.VISIBILITY_OID and code not in pdsm.VISIBILITY_CODES:
+                problems.append(
+                    Issue(
+                        f"{at} : code de visibilité inconnu « {str(code)[:40]} » (MASQUE_PS, INVISIBLE_PATIENT, "
+                        "INVISIBLE_REPRESENTANTS_LEGAUX) / unknown visibility code",
+                        "code-invalid",
+                        expression=at,
+                    )
+                )
+            elif oid == valuesets.CONFIDENTIALITY_OID and code not in pdsm.CONFIDENTIALITY_CODES:
+                problems.append(
+                    Issue(
+                        f"{at} : niveau de confidentialité inconnu « {str(code)[:40]} » (N, R, V) / unknown "
+                        "confidentiality code",
+                        "code-invalid",
+                        expression=at,
+                    )
+                )
+    if problems:
+        raise InvalidResource(problems[0].diagnostics, issues=problems)
+
+
+async def check_update(
+    conn: Conn, ctx: Context, space_id: uuid.UUID, rid: str, after: dict[str, Any]
+) -> None:
+    """A PUT of a document follows the metadata rules of a PATCH: its uniqueId never changes (XDS) and its
+    visibility codes change only as their owners may (review of 2026-12-03, D2 and D7)."""
+    check_label_systems(after)
+    read = await fhir.scoped(conn, ctx, decide(ctx.actor, "read", "DocumentReference"), [space_id])
+    if not read.covers(space_id):
+        return
+    current = await store.read(conn, ctx.runtime.keys, read, space_id, "DocumentReference", rid, None)
+    if current is None or current.body is None:
+        return
+    before = orjson.loads(current.body)
+    if before.get("masterIdentifier") != after.get("masterIdentifier"):
+        raise InvalidResource(
+            "DocumentReference.masterIdentifier : l'identifiant unique d'un document ne change pas ; une nouvelle "
+            "version est un remplacement (relatesTo) / a document's uniqueId never changes; a new version is a "
+            "replacement",
+            expression="DocumentReference.masterIdentifier",
+        )
+    _, flags_before = pdsm.security_flags(before)
+    _, flags_after = pdsm.security_flags(after)
+    _allowed_change(ctx, Change(None, flags_after - flags_before, flags_before - flags_after, None, None))
+
+
+async def check_content_update(conn: Conn, space_id: uuid.UUID, binary_id: str) -> None:
+    """A document's content is what its size and SHA-1 describe: it is not rewritten in place; a corrected
+    document is a replacement with new content (review of 2026-12-03, D8)."""
+    if await docs_store.pointed_by_live_document(conn, space_id, binary_id):
+        raise InvalidResource(
+            "Binary : le contenu d'un document déposé ne se modifie pas ; déposez une nouvelle version "
+            "(DocumentReference.relatesTo replaces) / a deposited document's content is not rewritten; submit a "
+            "replacement",
+            expression="Binary",
+        )
+
+
 def _set_labels(body: dict[str, Any], labels: list[dict[str, Any]]) -> None:
     """FHIR forbids empty arrays: a document left without any label loses the element."""
     if labels:
@@ -551,9 +641,20 @@ def _set_archived(body: dict[str, Any], archived: bool) -> None:
     body["extension"] = [*kept, {"url": ARCHIVED_URL, "valueBoolean": archived}]
 
 
+def _client_meta(body: dict[str, Any]) -> dict[str, Any]:
+    meta = body.get("meta")
+    return (
+        {k: v for k, v in meta.items() if k not in ("versionId", "lastUpdated")}
+        if isinstance(meta, dict)
+        else {}
+    )
+
+
 def _changed_elements(before: dict[str, Any], after: dict[str, Any]) -> set[str]:
     keys = (set(before) | set(after)) - {"meta", "id"}
     changed = {k for k in keys if before.get(k) != after.get(k)}
+    if _client_meta(before) != _client_meta(after):
+        changed.add("meta")  # profiles, tags and security labels of meta are not the patcher's (review D9)
     if "extension" in changed:
         strip = [
             e
@@ -687,6 +788,7 @@ async def patch_in(
         raise NotFound(f"DocumentReference/{rid} introuvable / not found")
     before = orjson.loads(current.body)
     after = apply_json_patch(before, payload) if json_patch else apply_fhirpath_patch(before, payload)
+    check_label_systems(after)
     change = _describe(before, after)
     validate_resource(after, expected_type="DocumentReference")  # a patched document is still a valid one
     if change == Change(None, frozenset(), frozenset(), None, None):
@@ -923,6 +1025,21 @@ async def _tell_holder(ctx: Context, space_id: uuid.UUID, mail: Any) -> None:
 # --- orphans and verification ----------------------------------------------------------------------------
 
 
+async def discard_unrecorded(ctx: Context) -> None:
+    """Delete what this request put in the store and did not record (its transaction failed or lost a race
+    for the same content): a refused submission leaves nothing behind (review of 2026-12-03, D10). A failure
+    here leaves the intent to the collector."""
+    uploads, ctx.uploads = ctx.uploads, []
+    for space_id, blob_id in uploads:
+        try:
+            if await ctx.runtime.db.autonomous("blob_recorded", docs_store.is_recorded, space_id, blob_id):
+                continue
+            await ctx.runtime.blob_store.delete(docs_store.blob_key(space_id, blob_id))
+            await ctx.runtime.db.autonomous("blob_forget", docs_store.forget_upload, space_id, blob_id)
+        except Exception as exc:  # the collector will do it after the grace period
+            log.warning("documents.discard_failed", error=type(exc).__name__)
+
+
 async def collect_orphans(ctx: Context, *, now: datetime | None = None) -> int:
     """Delete the objects of upload intents older than the grace period whose blob was never recorded (a
     rollback, a retry or a crash between the put and the commit). Idempotent; safe with serving processes."""
@@ -1031,7 +1148,7 @@ async def verify(ctx: Context, *, deep: bool = False, page: int = 1000) -> Verif
         for temp in await rt.blob_store.stale_temps(grace):
             # `.tmp-<name>.<random>`: a write cut short; its key's intent, if still pending, will collect it.
             folder, _, name = temp.rpartition("/")
-            parsed = docs_store.parse_blob_key(f"{folder}/{name[len(TEMP_PREFIX):].rsplit('.', 1)[0]}")
+            parsed = docs_store.parse_blob_key(f"{folder}/{name[len(TEMP_PREFIX) :].rsplit('.', 1)[0]}")
             if parsed is None or parsed not in pending:
                 result.orphans.append(temp)
     missing_content = await rt.db.interaction(

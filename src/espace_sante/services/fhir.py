@@ -6,6 +6,7 @@ each entry through the very same code inside one transaction (services/bundles.p
 
 from __future__ import annotations
 
+import contextlib
 import re
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
@@ -375,7 +376,13 @@ async def create(ctx: Context, body: Any, *, if_none_exist: str | None = None) -
     rtype = _body_type(body)
     decision = await _decide(ctx, "create", rtype)
     validate_resource(body, expected_type=rtype)
-    return await ctx.runtime.db.interaction("fhir_create", _create_in, ctx, decision, body, if_none_exist)
+    try:
+        return await ctx.runtime.db.interaction("fhir_create", _create_in, ctx, decision, body, if_none_exist)
+    finally:
+        if ctx.uploads:
+            from . import documents
+
+            await documents.discard_unrecorded(ctx)
 
 
 async def _create_in(
@@ -413,6 +420,9 @@ async def _create_in(
         await _check_patient_exists(conn, decision, body, space_id)
     check_references_stay_in_space(body, space_id)
     if rtype == "DocumentReference":
+        from . import documents
+
+        documents.check_label_systems(body)
         await _check_unique_document(conn, ctx, body, space_id)
     stored = await _write_with_content(conn, ctx, decision, space_id, rid, body, "POST", None)
     await _traced_write(conn, ctx, decision, "resource:create", stored)
@@ -484,9 +494,15 @@ async def update(
         )
     validate_resource(body, expected_type=rtype)
     expected = parse_etag(if_match) if if_match else None
-    return await ctx.runtime.db.interaction(
-        "fhir_update", _update_in, ctx, decision, resource_id, body, expected
-    )
+    try:
+        return await ctx.runtime.db.interaction(
+            "fhir_update", _update_in, ctx, decision, resource_id, body, expected
+        )
+    finally:
+        if ctx.uploads:
+            from . import documents
+
+            await documents.discard_unrecorded(ctx)
 
 
 async def _lock_current(
@@ -537,11 +553,15 @@ async def _update_in(
     _check_category(decision, body)
     await _check_document_links(conn, ctx, decision, body, space_id, rid)
     check_references_stay_in_space(body, space_id)
+    from . import documents
+
+    if rtype == "DocumentReference" and not previous.deleted:
+        await documents.check_update(conn, ctx, space_id, rid, body)
+    if rtype == "Binary" and not previous.deleted:
+        await documents.check_content_update(conn, space_id, rid)
     stored = await _write_with_content(conn, ctx, decision, space_id, rid, body, "PUT", previous)
     await _traced_write(conn, ctx, decision, "resource:update", stored)
     if rtype == "DocumentReference":
-        from . import documents
-
         await documents.after_document_write(conn, ctx, stored, body)
     return Written(stored, previous.deleted)
 
@@ -565,10 +585,9 @@ async def _delete_in(conn: Conn, ctx: Context, decision: Decision, rid: str) -> 
         if content.allowed:
             content = await scoped(conn, ctx, content, [space_id])
             for binary in await docs_store.content_ids(conn, space_id, rid):
-                try:
+                # Content the actor does not reach (another document's, or none) stays.
+                with contextlib.suppress(NotFound):
                     await _delete_in(conn, ctx, content, binary)
-                except NotFound:
-                    pass  # content the actor does not reach (another document's, or none) stays
     stored = await store.write(
         conn, ctx.runtime.keys, decision, space_id, rtype, rid, None, method="DELETE", previous=previous
     )
@@ -710,6 +729,8 @@ async def _check_document_links(
             authors.append({"reference": own})
     if actor.kind == "practitioner":
         _check_contained_authors(body, actor.id)
+    else:
+        _check_person_authors(body)
     for i, content in enumerate(body.get("content") or []):
         url = content.get("attachment", {}).get("url") if isinstance(content, dict) else None
         if not isinstance(url, str):
@@ -749,14 +770,19 @@ def _check_contained_authors(body: dict[str, Any], rpps: str) -> None:
         if not isinstance(ref, str) or not ref.startswith("#"):
             continue
         target = contained.get(ref[1:])
+        named_by = [target]
         if isinstance(target, dict) and target.get("resourceType") == "PractitionerRole":
+            # The role's own IdNat_PS counts as much as its practitioner's (PDSm accepts either; review D4).
             inner = (target.get("practitioner") or {}).get("reference")
-            target = contained.get(inner[1:]) if isinstance(inner, str) and inner.startswith("#") else None
-        if not isinstance(target, dict) or target.get("resourceType") != "Practitioner":
-            continue
+            named_by.append(
+                contained.get(inner[1:]) if isinstance(inner, str) and inner.startswith("#") else None
+            )
         ids = {
             (ident.get("system"), ident.get("value"))
-            for ident in target.get("identifier") or ()
+            for resource in named_by
+            if isinstance(resource, dict)
+            and resource.get("resourceType") in ("Practitioner", "PractitionerRole")
+            for ident in resource.get("identifier") or ()
             if isinstance(ident, dict)
         }
         named = {v for s_, v in ids if s_ == _RPPS_SYSTEM} | {
@@ -766,6 +792,29 @@ def _check_contained_authors(body: dict[str, Any], rpps: str) -> None:
             raise InvalidResource(
                 f"DocumentReference.author[{i}] : vous ne pouvez signer qu'en votre nom (RPPS {rpps}) / you may "
                 "only author as yourself",
+                expression=f"DocumentReference.author[{i}]",
+            )
+
+
+def _check_person_authors(body: dict[str, Any]) -> None:
+    """A holder's (or representative's, or app's) document is theirs: no contained professional or organisation
+    as its author (review of 2026-12-03, D5: a prescription "signed" by her doctor)."""
+    contained = {
+        c.get("id"): c
+        for c in body.get("contained") or ()
+        if isinstance(c, dict) and isinstance(c.get("id"), str)
+    }
+    for i, author in enumerate(body.get("author") or ()):
+        ref = author.get("reference") if isinstance(author, dict) else None
+        target = contained.get(ref[1:]) if isinstance(ref, str) and ref.startswith("#") else None
+        if isinstance(target, dict) and target.get("resourceType") in (
+            "Practitioner",
+            "PractitionerRole",
+            "Organization",
+        ):
+            raise InvalidResource(
+                f"DocumentReference.author[{i}] : vous ne pouvez signer qu'en votre nom / you may only author as "
+                "yourself",
                 expression=f"DocumentReference.author[{i}]",
             )
 

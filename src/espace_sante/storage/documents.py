@@ -271,3 +271,20 @@ async def content_ids(conn: Conn, space_id: uuid.UUID, document_id: str) -> list
         ATTACHMENT_PARAM,
     )
     return [r["target_id"] for r in rows]
+
+
+async def pointed_by_live_document(conn: Conn, space_id: uuid.UUID, binary_id: str) -> bool:
+    """Whether a live document's attachment points at this Binary."""
+    from ..fhir.searchparams import ATTACHMENT_PARAM
+
+    return bool(
+        await conn.fetchval(
+            "SELECT 1 FROM sp_reference b JOIN resource d ON d.space_id = b.space_id AND d.resource_type = "
+            "b.resource_type AND d.resource_id = b.resource_id AND NOT d.deleted WHERE b.space_id = $1 AND "
+            "b.resource_type = 'DocumentReference' AND b.param = $2 AND b.target_type = 'Binary' "
+            "AND b.target_id = $3 LIMIT 1",
+            space_id,
+            ATTACHMENT_PARAM,
+            binary_id,
+        )
+    )

@@ -67,10 +67,10 @@ def rows_sql(arg: Arg, alias: str, rtype: str, rows: Rows) -> str:
     if rtype == "DocumentReference":
         conds = _document_rows(arg, alias, rows)
         return " AND ".join(conds) if conds else "true"
-    # A Binary is a document's content: reached through a reachable document that points at it. A person in
-    # their own space (only visibility codes apply) also reaches content no document points at (their uploads).
-    # Deleted documents keep these index rows (storage/resources.py VISIBILITY_PARAMS): the content of a
-    # hidden document stays hidden after its deletion.
+    # A Binary is a document's content: reached through a live document that points at it, and never when any
+    # document pointing at it (live or deleted: deleted documents keep these index rows, storage/resources.py
+    # VISIBILITY_PARAMS) hides it. Content no document points at any more (replaced by a correction) is reached
+    # by no person: it may be the first version of a result hidden from them (review of 2026-12-03, D1).
     pointing = (
         "SELECT 1 FROM sp_reference b JOIN resource d ON d.space_id = b.space_id AND d.resource_type = "
         "b.resource_type AND d.resource_id = b.resource_id WHERE b.space_id = "
@@ -80,7 +80,10 @@ def rows_sql(arg: Arg, alias: str, rtype: str, rows: Rows) -> str:
     if rows.categories is None and not rows.masked_author and not rows.author:
         if not rows.hidden:
             return "true"
-        return f"NOT EXISTS ({pointing} AND {_labelled(arg, 'd', sorted(rows.hidden))})"
+        return (
+            f"EXISTS ({pointing} AND NOT d.deleted) AND "
+            f"NOT EXISTS ({pointing} AND {_labelled(arg, 'd', sorted(rows.hidden))})"
+        )
     conds = _document_rows(arg, "d", rows)
     return f"EXISTS ({pointing} AND NOT d.deleted{''.join(' AND ' + c for c in conds)})"
 

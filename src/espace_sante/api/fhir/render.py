@@ -194,6 +194,8 @@ def _entry(e: EntryResult, base: str) -> dict[str, Any]:
         response["lastModified"] = instant(e.stored.last_updated)
     elif e.search is not None:
         entry["resource"] = searchset(e.search, base)
+    elif e.location is not None:
+        response["location"] = e.location
     if e.warnings:
         response["outcome"] = outcome(FhirError(e.warnings[0].diagnostics, issues=e.warnings))
     entry["response"] = response
