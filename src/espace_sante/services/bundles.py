@@ -354,10 +354,11 @@ async def _transaction(
         # 2. Conditional references anywhere in the bundle, matched against stored resources and against the
         #    resources this transaction creates.
         created = [e for e in posts if e.assigned is not None]
+        resolved: dict[str, str] = {}
         for e in entries:
             if e.body is not None:
                 try:
-                    await _resolve_conditional_references(conn, ctx, e, created)
+                    await _resolve_conditional_references(conn, ctx, e, created, resolved)
                 except FhirError as exc:
                     raise _entry_error(e.index, exc) from None
         # 3. Spaces of the other new resources: from their patient, else from an entry that references them
@@ -595,13 +596,22 @@ def _matches_new(target_type: str, query: str, created: list[Entry]) -> list[str
 
 
 async def _resolve_conditional_references(
-    conn: Conn, ctx: Context, e: Entry, created: list[Entry] | None = None
+    conn: Conn,
+    ctx: Context,
+    e: Entry,
+    created: list[Entry] | None = None,
+    resolved: dict[str, str] | None = None,
 ) -> None:
-    """Replace `Type?query` references by the one resource they match (http.html#trules)."""
+    """Replace `Type?query` references by the one resource they match (http.html#trules). `resolved` keeps
+    what this transaction already matched: a submission names its patient's INS in the List, the document,
+    the Binary and contained resources, and one search (and one trace record) is enough."""
     assert e.body is not None
     for where, holder, key in list(fhir.iter_references(e.body, e.resource_type)):
         value = holder[key]
         if key != "reference" or "?" not in value or value.startswith(("#", *_PLACEHOLDER)):
+            continue
+        if resolved is not None and value in resolved:
+            holder[key] = resolved[value]
             continue
         target_type = value.split("?", 1)[0].rsplit("/", 1)[-1]
         try:
@@ -629,6 +639,8 @@ async def _resolve_conditional_references(
             )
             raise InvalidResource(f"{where} : « {value} » : {what}", expression=where)
         holder[key] = found[0]
+        if resolved is not None:
+            resolved[value] = found[0]
 
 
 async def _execute(conn: Conn, ctx: Context, e: Entry) -> EntryResult:
