@@ -14,7 +14,7 @@ PORT ?= 8000
 T ?= tests
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test lint typecheck bench lock clean chromium
+.PHONY: help install run test lint typecheck bench lock clean chromium libmagic
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -23,7 +23,10 @@ $(VENV)-tools/bin/uv:
 	$(PY) -m venv $(VENV)-tools
 	$(VENV)-tools/bin/pip install -q uv
 
-$(BIN)/.installed: requirements.lock pyproject.toml | $(UV)
+libmagic: ## Debian's libmagic1, which python-magic reads content types with (usually already there)
+	@ldconfig -p | grep -q 'libmagic.so.1 ' || { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q libmagic1; }
+
+$(BIN)/.installed: requirements.lock pyproject.toml | $(UV) libmagic
 	@test -x $(BIN)/python || $(UV) venv -q --python $(PY) $(VENV)
 	$(UV) pip sync -q --python $(BIN)/python requirements.lock
 	$(UV) pip install -q --python $(BIN)/python --no-deps -e .
