@@ -35,7 +35,6 @@ import os
 import random
 import shutil
 import signal
-import subprocess
 import sys
 import time
 import uuid
@@ -382,23 +381,8 @@ def loadgen_main() -> None:
 
 
 def run_loadgen(spec: dict[str, Any], meter: run.CpuMeter) -> dict[str, Any]:
-    """One measurement in a fresh load-generator process (as run.run_loadgen, with this module's scenarios)."""
-    with meter:
-        out = subprocess.run(
-            [sys.executable, "-m", "benchmarks.documents", "--loadgen"],
-            input=json.dumps(spec),
-            capture_output=True,
-            text=True,
-            timeout=spec["warmup"] + spec["duration"] + 120,
-            check=False,
-        )
-    if out.returncode != 0:
-        raise RuntimeError(f"load generator failed ({out.returncode}):\n{out.stderr[-3000:]}")
-    result: dict[str, Any] = json.loads(out.stdout)
-    result["server_cpu_percent"] = meter.app_percent
-    result["postgres_cpu_percent"] = meter.pg_percent
-    result["machine_cpu_percent"] = meter.machine_percent
-    return result
+    """One measurement in a fresh load-generator process, with this module's scenarios."""
+    return run.run_loadgen(spec, meter, ("benchmarks.documents", "--loadgen"))
 
 
 # --- the search dataset: 100,000 spaces × 10 documents, in bulk --------------------------------------------------

@@ -124,10 +124,13 @@ class CpuMeter:
         self.machine_percent = round(100 * (sum(m1) - sum(m0) - idle) / wall, 1)
 
 
-def run_loadgen(spec: dict[str, Any], meter: CpuMeter) -> dict[str, Any]:
+def run_loadgen(
+    spec: dict[str, Any], meter: CpuMeter, command: tuple[str, ...] = ("benchmarks.loadgen",)
+) -> dict[str, Any]:
+    """One measurement in a fresh load-generator process (`python -m <command>`, the spec on its stdin)."""
     with meter:
         out = subprocess.run(
-            [sys.executable, "-m", "benchmarks.loadgen"],
+            [sys.executable, "-m", *command],
             input=json.dumps(spec),
             capture_output=True,
             text=True,

@@ -11,14 +11,11 @@ and no CSP report)."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import dataclasses
 import itertools
 import re
-import socket
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from html import unescape
 from pathlib import Path
 from typing import Any
@@ -26,10 +23,8 @@ from typing import Any
 import httpx
 import orjson
 import pytest
-import uvicorn
 
 from espace_sante.access.policy import MASKED_FROM_PROFESSIONALS
-from espace_sante.app import create_app
 from espace_sante.context import Context
 from espace_sante.fhir import pdsm
 from espace_sante.fhir.identifiers import make_nir
@@ -40,6 +35,7 @@ from espace_sante.web.documents import binary_of
 from tests.access.conftest import World, world  # noqa: F401 (the demo world, loaded once)
 from tests.accounts.helpers import Person, browser, csrf_of, new_person, next_code, sign_in
 from tests.content.samples import png, report_pdf
+from tests.web.browser import ARGS, CHROMIUM, needs_chromium, serve
 
 HOME = "/mon-espace/documents"
 MOTHER = make_nir(demo_access.MOTHER_NIR13)
@@ -376,52 +372,11 @@ async def test_the_pages_are_french_phone_first_and_load_no_inline_code(
 
 # --- in a real browser, on a phone ------------------------------------------------------------------------
 
-CHROMIUM = "/usr/bin/chromium"
-ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-needs_chromium = pytest.mark.skipif(
-    not Path(CHROMIUM).exists(), reason="Debian's chromium is missing: `make test` installs it"
-)
-
-
-class _Server(uvicorn.Server):
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:  # the test runner keeps its own signal handlers
-        yield
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
 
 @pytest.fixture
 async def site(runtime: Runtime) -> AsyncIterator[tuple[Runtime, str]]:
-    """The real app under uvicorn on a free port (http://localhost is a secure context: `__Host-` cookies)."""
-    port = _free_port()
-    base = f"http://localhost:{port}"
-    rt = dataclasses.replace(runtime, settings=runtime.settings.model_copy(update={"base_url": base}))
-    server = _Server(uvicorn.Config(create_app(runtime=rt), host="127.0.0.1", port=port, log_config=None))
-    task = asyncio.create_task(server.serve())
-    for _ in range(200):
-        if server.started:
-            break
-        await asyncio.sleep(0.05)
-    assert server.started, "uvicorn did not start"
-    try:
-        yield rt, base
-    finally:
-        server.should_exit = True
-        await asyncio.wait_for(task, 10)
+    async with serve(runtime) as served:
+        yield served
 
 
 #: In the page's main part: every control at least 44 CSS pixels high (WCAG 2.5.5; a radio's target is its

@@ -8,70 +8,23 @@ the session cookie from script, the page's CSP reports nothing, and the trace an
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import dataclasses
-import socket
-from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 
-from espace_sante.app import create_app
 from espace_sante.services.runtime import Runtime
 from tests.accounts.helpers import new_person, next_code, trace_actions
+from tests.web.browser import ARGS, CHROMIUM, needs_chromium, serve
 
-CHROMIUM = "/usr/bin/chromium"
-ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-
-pytestmark = pytest.mark.skipif(
-    not Path(CHROMIUM).exists(), reason="Debian's chromium is missing: `make test` installs it"
-)
-
-
-class _Server(uvicorn.Server):
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:  # the test runner keeps its own signal handlers
-        yield
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+pytestmark = needs_chromium
 
 
 @pytest.fixture
 async def site(runtime: Runtime) -> AsyncIterator[tuple[Runtime, str]]:
-    """The real app under uvicorn on a free port. Its base URL uses `localhost` (WebAuthn refuses IP
-    addresses as relying party ids, and http://localhost is a secure context)."""
-    port = _free_port()
-    base = f"http://localhost:{port}"
-    rt = dataclasses.replace(runtime, settings=runtime.settings.model_copy(update={"base_url": base}))
-    server = _Server(uvicorn.Config(create_app(runtime=rt), host="127.0.0.1", port=port, log_config=None))
-    task = asyncio.create_task(server.serve())
-    for _ in range(200):
-        if server.started:
-            break
-        await asyncio.sleep(0.05)
-    assert server.started, "uvicorn did not start"
-    try:
-        yield rt, base
-    finally:
-        server.should_exit = True
-        await asyncio.wait_for(task, 10)
+    async with serve(runtime) as served:
+        yield served
 
 
 async def test_a_holder_adds_a_passkey_and_signs_in_with_it(

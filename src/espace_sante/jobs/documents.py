@@ -7,32 +7,22 @@ same on demand (and move through time with --as-of)."""
 from __future__ import annotations
 
 import asyncio
-import secrets
 
 from ..context import Context
 from ..logs import get_logger
 from ..services import documents
 from ..services.runtime import Runtime
+from .timer import every
 
 log = get_logger(__name__)
 
 
 async def run(rt: Runtime, interval: float, stop: asyncio.Event) -> None:
-    while not stop.is_set():
-        delay = interval * (1 + secrets.randbelow(100) / 1000)
-        try:
-            await asyncio.wait_for(stop.wait(), timeout=delay)
-            return
-        except TimeoutError:
-            pass
+    async def round_() -> None:
         ctx = Context.system(rt)
-        try:
-            released = await documents.run_hidden_documents(ctx)
-            collected = await documents.collect_orphans(ctx)
-        except (
-            Exception
-        ) as exc:  # retried at the next tick; nothing is half-done (each step is a transaction)
-            log.warning("documents.job_failed", error=type(exc).__name__)
-            continue
+        released = await documents.run_hidden_documents(ctx)
+        collected = await documents.collect_orphans(ctx)
         if released.noticed or released.released or collected:
             log.info("documents.job", noticed=released.noticed, released=released.released, orphans=collected)
+
+    await every(interval, stop, "documents.job", round_)

@@ -635,10 +635,7 @@ def _archived(body: dict[str, Any]) -> bool:
 
 
 def _set_archived(body: dict[str, Any], archived: bool) -> None:
-    kept = [
-        e for e in body.get("extension") or () if not (isinstance(e, dict) and e.get("url") in _ARCHIVED_URLS)
-    ]
-    body["extension"] = [*kept, {"url": ARCHIVED_URL, "valueBoolean": archived}]
+    body["extension"] = [*_other_extensions(body), {"url": ARCHIVED_URL, "valueBoolean": archived}]
 
 
 def _client_meta(body: dict[str, Any]) -> dict[str, Any]:
@@ -655,22 +652,18 @@ def _changed_elements(before: dict[str, Any], after: dict[str, Any]) -> set[str]
     changed = {k for k in keys if before.get(k) != after.get(k)}
     if _client_meta(before) != _client_meta(after):
         changed.add("meta")  # profiles, tags and security labels of meta are not the patcher's (review D9)
-    if "extension" in changed:
-        strip = [
-            e
-            for e in before.get("extension") or ()
-            if not (isinstance(e, dict) and e.get("url") in _ARCHIVED_URLS)
-        ]
-        strip_after = [
-            e
-            for e in after.get("extension") or ()
-            if not (isinstance(e, dict) and e.get("url") in _ARCHIVED_URLS)
-        ]
-        if strip == strip_after:
-            changed.discard("extension")
-            if _archived(before) != _archived(after):
-                changed.add("isArchived")
+    if "extension" in changed and _other_extensions(before) == _other_extensions(after):
+        changed.discard("extension")
+        if _archived(before) != _archived(after):
+            changed.add("isArchived")
     return changed
+
+
+def _other_extensions(body: dict[str, Any]) -> list[Any]:
+    """A document's extensions but isArchived (the one PDSm lets a metadata update change)."""
+    return [
+        e for e in body.get("extension") or () if not (isinstance(e, dict) and e.get("url") in _ARCHIVED_URLS)
+    ]
 
 
 @dataclass(frozen=True)

@@ -758,8 +758,8 @@ _RPPS_SYSTEM = "https://rpps.esante.gouv.fr"
 _IDNPS_SYSTEM = "urn:oid:1.2.250.1.71.4.2.1"
 
 
-def _check_contained_authors(body: dict[str, Any], rpps: str) -> None:
-    """PDSm authors are contained resources (`#id`): a professional may name only themselves there too."""
+def _contained_authors(body: dict[str, Any]) -> Iterator[tuple[int, dict[str, Any] | None]]:
+    """(index, contained resource) of each author given as `#id` (PDSm contains its authors)."""
     contained = {
         c.get("id"): c
         for c in body.get("contained") or ()
@@ -767,16 +767,19 @@ def _check_contained_authors(body: dict[str, Any], rpps: str) -> None:
     }
     for i, author in enumerate(body.get("author") or ()):
         ref = author.get("reference") if isinstance(author, dict) else None
-        if not isinstance(ref, str) or not ref.startswith("#"):
-            continue
-        target = contained.get(ref[1:])
+        if isinstance(ref, str) and ref.startswith("#"):
+            yield i, contained.get(ref[1:])
+
+
+def _check_contained_authors(body: dict[str, Any], rpps: str) -> None:
+    """PDSm authors are contained resources (`#id`): a professional may name only themselves there too."""
+    for i, target in _contained_authors(body):
         named_by = [target]
         if isinstance(target, dict) and target.get("resourceType") == "PractitionerRole":
             # The role's own IdNat_PS counts as much as its practitioner's (PDSm accepts either; review D4).
             inner = (target.get("practitioner") or {}).get("reference")
-            named_by.append(
-                contained.get(inner[1:]) if isinstance(inner, str) and inner.startswith("#") else None
-            )
+            if isinstance(inner, str) and inner.startswith("#"):
+                named_by += [t for j, t in _contained_authors({**body, "author": [{"reference": inner}]})]
         ids = {
             (ident.get("system"), ident.get("value"))
             for resource in named_by
@@ -799,14 +802,7 @@ def _check_contained_authors(body: dict[str, Any], rpps: str) -> None:
 def _check_person_authors(body: dict[str, Any]) -> None:
     """A holder's (or representative's, or app's) document is theirs: no contained professional or organisation
     as its author (review of 2026-12-03, D5: a prescription "signed" by her doctor)."""
-    contained = {
-        c.get("id"): c
-        for c in body.get("contained") or ()
-        if isinstance(c, dict) and isinstance(c.get("id"), str)
-    }
-    for i, author in enumerate(body.get("author") or ()):
-        ref = author.get("reference") if isinstance(author, dict) else None
-        target = contained.get(ref[1:]) if isinstance(ref, str) and ref.startswith("#") else None
+    for i, target in _contained_authors(body):
         if isinstance(target, dict) and target.get("resourceType") in (
             "Practitioner",
             "PractitionerRole",

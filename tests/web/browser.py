@@ -1,0 +1,66 @@
+"""Debian's Chromium for the browser tests (`make test` installs it), and the real app served by uvicorn on a
+free port for it to open (tests/web/conftest.py `site`)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import socket
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+import uvicorn
+
+from espace_sante.app import create_app
+from espace_sante.services.runtime import Runtime
+
+CHROMIUM = "/usr/bin/chromium"
+#: Headless, and none of Chromium's own connections: this machine's network refuses them (env notes).
+ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+needs_chromium = pytest.mark.skipif(
+    not Path(CHROMIUM).exists(), reason="Debian's chromium is missing: `make test` installs it"
+)
+
+
+class _Server(uvicorn.Server):
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:  # the test runner keeps its own signal handlers
+        yield
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextlib.asynccontextmanager
+async def serve(runtime: Runtime) -> AsyncIterator[tuple[Runtime, str]]:
+    """The real app under uvicorn on a free port. Its base URL uses `localhost`: WebAuthn refuses IP addresses
+    as relying party ids, and http://localhost is a secure context (`__Host-` cookies)."""
+    port = _free_port()
+    base = f"http://localhost:{port}"
+    rt = dataclasses.replace(runtime, settings=runtime.settings.model_copy(update={"base_url": base}))
+    server = _Server(uvicorn.Config(create_app(runtime=rt), host="127.0.0.1", port=port, log_config=None))
+    task = asyncio.create_task(server.serve())
+    for _ in range(200):
+        if server.started:
+            break
+        await asyncio.sleep(0.05)
+    assert server.started, "uvicorn did not start"
+    try:
+        yield rt, base
+    finally:
+        server.should_exit = True
+        await asyncio.wait_for(task, 10)
