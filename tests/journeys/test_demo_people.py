@@ -7,11 +7,10 @@ from __future__ import annotations
 from typing import Any
 
 import httpx
-import pyotp
 
 from espace_sante.services import demo, demo_access, devtokens
 from espace_sante.services.runtime import Runtime
-from tests.accounts.helpers import browser, csrf_of
+from tests.accounts.helpers import browser, csrf_of, next_code
 from tests.factories import BASE, FHIR_JSON, new_nir, patient
 
 MARIE_ANGE = demo_access.DEMO_ACCOUNTS[0]
@@ -29,9 +28,7 @@ async def test_the_demo_holder_signs_in_with_the_readmes_password_and_code(
     )
     assert first.status_code == 303, first.text
     form = await client.get("/connexion/code")
-    done = await client.post(
-        "/connexion/code", data={"csrf": csrf_of(form.text), "code": pyotp.TOTP(secret).now()}
-    )
+    done = await client.post("/connexion/code", data={"csrf": csrf_of(form.text), "code": next_code(secret)})
     assert done.status_code == 303, done.text
     security = await client.get("/compte/securite")
     assert security.status_code == 200 and login in security.text
