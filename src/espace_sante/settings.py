@@ -127,7 +127,7 @@ class Settings(BaseSettings):
     #: The claim that carries the national identifier (IdNat_PS: "8" + RPPS), or `preferred_username`.
     psc_rpps_claim: str = "SubjectNameID"
 
-    # --- Documents (services/documents.py, IHE MHD / PDSm) -------------------------------------------------
+    # --- Documents (services/documents/, IHE MHD / PDSm) -------------------------------------------------
     #: Largest document content accepted, decoded (PDSm deposits; a CDA or a scanned report).
     document_max_bytes: int = Field(default=20 * 1024 * 1024, ge=1024)
     #: Largest total content of one submission (ITI-65 Bundle), decoded.

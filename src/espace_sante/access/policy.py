@@ -291,7 +291,7 @@ def _person_rule(actor: Actor, action: Action, rtype: str, f: SpaceFacts, today:
         return EVERYTHING, reason, None
     if action == "patch" and rtype == "DocumentReference":
         # A metadata update (PDSm): the holder masks any document they see from professionals, or archives it;
-        # services/documents.py limits a person's change to exactly that (R1111-49).
+        # services/documents/ limits a person's change to exactly that (R1111-49).
         return Rows(hidden=hidden), reason, None
     if rtype in DOCUMENT_TYPES:
         # A person changes or removes only what they deposited (and its content); a professional's document

@@ -24,7 +24,7 @@ Action = Literal[
     "resource:search",
     "resource:history",
     "access:refused",
-    # Documents (services/documents.py): a document's content retrieved (ITI-68), masked from or shown again
+    # Documents (services/documents/): a document's content retrieved (ITI-68), masked from or shown again
     # to professionals by the holder, hidden from the holder until the announcement consultation, released
     # (by its author, the médecin traitant, or on its own after a month). Detail: the visibility code.
     "document:download",

@@ -180,7 +180,7 @@ async def _read_in(
     traced: bool = True,
 ) -> store.Stored:
     """A read or vread. A Binary comes back with its content in `data` unless `traced` is off: the document
-    retrieve (services/documents.py) streams the content itself and writes its own trace record."""
+    retrieve (services/documents/) streams the content itself and writes its own trace record."""
     if rtype in READ_ONLY_TYPES:
         from . import auditevents  # imports this module
 
@@ -443,7 +443,7 @@ async def _write_with_content(
     method: str,
     previous: store.Current | None,
 ) -> store.Stored:
-    """store.write, except that a Binary's content goes to the blob store (services/documents.py) and only its
+    """store.write, except that a Binary's content goes to the blob store (services/documents/) and only its
     metadata to the resource tables."""
     rtype = decision.resource_type
     if rtype != "Binary":

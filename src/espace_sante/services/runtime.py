@@ -26,7 +26,7 @@ class Runtime:
     embedded: EmbeddedPostgres | None = field(default=None)
     tokens: TokenCache = field(default_factory=TokenCache)
     listener: Listener | None = field(default=None)
-    #: Where document content lives (local files or S3): services/documents.py.
+    #: Where document content lives (local files or S3): services/documents/.
     blobs: BlobStore | None = field(default=None)
 
     @classmethod

@@ -12,7 +12,7 @@ Routes:
   `<details>` confirmation step; the service refuses anyone else's document).
 - `GET/POST /mon-espace/documents/ajouter`: upload a PDF, photo or text with a title and a type.
 
-Each route calls the services (services/fhir.py, services/documents.py); the rules stay there. Every POST
+Each route calls the services (services/fhir.py, services/documents/); the rules stay there. Every POST
 carries the session's anti-forgery token (web/deps.py). A refusal becomes a French page with its status, never
 a 500; an upload refusal comes back on the form with what she typed.
 """
