@@ -163,7 +163,7 @@ KINDS: dict[str, Kind] = {
 }
 _DATA = Kind("vos données", "vos données", "vos données", "your data", "your data", "your data")
 
-_MONTHS_FR = (
+MONTHS_FR = (
     "janvier",
     "février",
     "mars",
@@ -306,7 +306,7 @@ def when(instant: datetime, lang: Lang = "fr") -> str:
     if lang == "en":
         return f"on {local.day} {_MONTHS_EN[local.month - 1]} {local.year} at {local:%H:%M}"
     day = "1er" if local.day == 1 else str(local.day)
-    return f"le {day} {_MONTHS_FR[local.month - 1]} {local.year} à {local:%H} h {local:%M}"
+    return f"le {day} {MONTHS_FR[local.month - 1]} {local.year} à {local:%H} h {local:%M}"
 
 
 def basis(reason: str, lang: Lang = "fr") -> str:

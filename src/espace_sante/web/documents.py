@@ -35,7 +35,7 @@ from starlette.responses import RedirectResponse, Response
 
 from ..access.policy import MASKED_FROM_PROFESSIONALS
 from ..api.fhir import render as fhir_render
-from ..audit.wording import PARIS
+from ..audit.wording import MONTHS_FR, PARIS
 from ..context import Context
 from ..errors import FhirError, NotFound, PayloadTooLarge
 from ..fhir import pdsm, valuesets
@@ -76,20 +76,6 @@ NOTICES: dict[str, str] = {
 }
 
 _ID = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
-_MONTHS = (
-    "janvier",
-    "février",
-    "mars",
-    "avril",
-    "mai",
-    "juin",
-    "juillet",
-    "août",
-    "septembre",
-    "octobre",
-    "novembre",
-    "décembre",
-)
 
 
 class NotHolder(Exception):
@@ -215,14 +201,14 @@ def day(value: Any) -> str:
             if len(parts) == 1:
                 return str(parts[0])
             if len(parts) == 2:
-                return f"{_MONTHS[parts[1] - 1]} {parts[0]}"
+                return f"{MONTHS_FR[parts[1] - 1]} {parts[0]}"
             when = date(parts[0], parts[1], parts[2])
         else:
             instant = datetime.fromisoformat(value.replace("Z", "+00:00"))
             when = (instant.astimezone(PARIS) if instant.tzinfo else instant).date()
     except (ValueError, IndexError):
         return ""
-    return f"{'1er' if when.day == 1 else when.day} {_MONTHS[when.month - 1]} {when.year}"
+    return f"{'1er' if when.day == 1 else when.day} {MONTHS_FR[when.month - 1]} {when.year}"
 
 
 def _name(resource: Mapping[str, Any]) -> str:
