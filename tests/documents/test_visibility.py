@@ -35,7 +35,9 @@ async def _leave_the_world_as_found(fhir: httpx.AsyncClient, world: World) -> As
     for rid, body in before.items():  # the release job may have lifted a demo document's flag: put it back
         now = (await fhir.get(f"/DocumentReference/{rid}")).json()
         if now.get("securityLabel") != body.get("securityLabel"):
-            restored = await fhir.put(f"/DocumentReference/{rid}", json=dict(body, meta={}), headers=FHIR_JSON)
+            restored = await fhir.put(
+                f"/DocumentReference/{rid}", json=dict(body, meta={}), headers=FHIR_JSON
+            )
             assert restored.status_code == 200, restored.text
     for patient in (world.mother_patient, world.child_patient):
         found = await fhir.get(
