@@ -56,3 +56,17 @@ async def test_bulk_made_spaces_read_back_search_and_verify(
     assert trace.json()["total"] >= 2
     assert not (await audit.verify(runtime, one.space_id)).broken
     assert uuid.UUID(one.patient_id[:32]) == one.space_id
+
+
+def test_the_bulk_chain_hash_is_the_trace_s_own() -> None:
+    """provision.py hashes records without dataclasses.asdict (for speed); the bytes must be the same."""
+    from espace_sante.audit.record import chain_hash
+
+    space = compartment.new_space_id()
+    record = Record(
+        action="rights:representative", outcome=SUCCESS, actor_kind="system", actor_id="espace-sante",
+        actor_display="espace-sante", basis="système", entity_type="Patient", entity_id="x" * 48,
+        entity_version=3, detail="|185112B31618668|", request_id="registre é",
+    )  # fmt: skip
+    prev = bytes(range(32))
+    assert provision._chain_hash(prev, space, 7, record) == chain_hash(prev, space, 7, record)

@@ -31,6 +31,8 @@ NOT_SPACE_DATA = {
     "web_session": "sign-in sessions (directory)",
     "signin_throttle": "sign-in limits (directory)",
     "outbox": "mail to send (directory)",
+    "registry_person": "INS -> space lookup of the registry import, unique per INS (Citus: distributed by nir)",
+    "registry_import": "registry import checkpoints (bookkeeping)",
 }
 
 

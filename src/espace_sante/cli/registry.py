@@ -67,3 +67,76 @@ def registry_check(
     )
     for name, count in sorted(tally.by_field.items(), key=lambda kv: -kv[1]):
         typer.echo(f"  {name}: {count:,}")
+
+
+@registry_app.command("import")
+def registry_import(
+    file: Annotated[
+        Path, typer.Argument(exists=True, dir_okay=False, readable=True, help="CSV ou/or NDJSON")
+    ],
+    rejects: Annotated[
+        Path | None, typer.Option("--rejects", help="fichier CSV des lignes refusées / rejects file")
+    ] = None,
+    as_json: Annotated[
+        bool,
+        typer.Option("--json", help='{"read": N, "created": N, "updated": N, "unchanged": N, "rejected": N}'),
+    ] = False,
+) -> None:
+    """Importe le registre : crée, met à jour ou laisse chaque espace / import the registry of beneficiaries.
+
+    Idempotent et reprenable : relancé après une interruption, il reprend où il s'était arrêté / idempotent,
+    and a run killed midway is resumed by the next run of the same file."""
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    from ..registry.importer import Counts, ImportRunning, import_file
+    from ..registry.rejects import RejectsFile
+    from ..registry.rows import RegistryFormatError
+    from ..services.runtime import Runtime
+    from .main import _fail, _run, _settings, _with_runtime
+
+    with (
+        Progress(
+            SpinnerColumn(),
+            TextColumn(
+                "{task.completed:,} lignes lues / rows read · {task.fields[created]:,} créés / created · "
+                "{task.fields[updated]:,} mis à jour / updated · {task.fields[rejected]:,} refusés / rejected"
+            ),
+            TimeElapsedColumn(),
+            disable=as_json or not sys.stderr.isatty(),
+            transient=True,
+        ) as progress,
+        RejectsFile(rejects) as out,
+    ):
+        task = progress.add_task("registry", total=None, created=0, updated=0, rejected=0)
+
+        def show(counts: Counts) -> None:
+            progress.update(
+                task,
+                completed=counts.read,
+                created=counts.created,
+                updated=counts.updated,
+                rejected=counts.rejected,
+            )
+
+        async def work(rt: Runtime) -> Counts:
+            return await import_file(rt, file, rejects=out, progress=show, resumed=tell)
+
+        def tell(line: int) -> None:
+            typer.echo(f"reprise après la ligne {line:,} / resuming after line {line}", err=True)
+
+        try:
+            counts = _run(lambda: _with_runtime(_settings(), work))
+        except RegistryFormatError as exc:
+            raise _fail(str(exc)) from None
+        except ImportRunning as exc:
+            raise _fail(str(exc), 3) from None
+    if as_json:
+        typer.echo(json.dumps(counts.as_json()))
+        return
+    typer.echo(
+        f"{counts.read:,} lignes lues, {counts.created:,} créées, {counts.updated:,} mises à jour, "
+        f"{counts.unchanged:,} inchangées, {counts.rejected:,} refusées / rows read, created, updated, "
+        "unchanged, rejected"
+    )
+    for name, count in sorted(counts.by_field.items(), key=lambda kv: -kv[1]):
+        typer.echo(f"  {name}: {count:,}")

@@ -1,1 +1,2 @@
-"""The insurer's registry of beneficiaries: reading it (rows.py); importing it comes next (provisioning issue)."""
+"""The insurer's registry of beneficiaries: reading it (rows.py), its rejects (rejects.py), importing it
+(importer.py). docs/registry-format.md."""

@@ -1,0 +1,431 @@
+"""Importing the insurer's registry (docs/registry-format.md, "Import"): each valid row makes, updates or
+leaves alone the space of the person it names.
+
+The file is streamed (constant memory) and cut into batches of at most `BATCH` people, each one transaction:
+- people the registry never named get their space in bulk (storage/provision.py: COPY of keys, encrypted
+  Patients, index rows and the first audit records, representatives traced in the same chain);
+- people whose row changed since the last import (a fingerprint of the row is kept in `registry_person`) get a
+  new version of their Patient through the app's own storage (storage/resources.py `write`), traced in their
+  space's chain as written by the system (the insurer's feed);
+- a person the registry names whose Patient was made otherwise (through the API) is adopted: their space is
+  recorded and their Patient brought up to date, never a second space;
+- the batch moves the run's checkpoint (`registry_import`) in the same transaction, so a run killed at any
+  point is resumed by the next run of the same file and ends as one clean run would.
+
+The INS is the key: `registry_person`'s primary key makes a second space for one NIR impossible, even with two
+imports at once. A person absent from a later file is left as is."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from datetime import date
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import orjson
+
+from ..access.actors import SYSTEM
+from ..access.policy import Decision, decide
+from ..audit.record import SUCCESS, Record
+from ..fhir import compartment, searchparams
+from ..services.runtime import Runtime
+from ..storage import audit as audit_store
+from ..storage import provision
+from ..storage import resources as store
+from ..storage.db import Conn
+from ..storage.people import INS_SYSTEM
+from .rejects import RejectsFile
+from .rows import Beneficiary, Rejected, read_registry
+
+BATCH = 2000
+#: The state of a space made from the registry, before its notice is sent (the lifecycle step moves it on).
+NEW_STATE = "registered"
+FEED = "registre des bénéficiaires / beneficiaries registry"
+_GENDER = {"F": "female", "M": "male", "U": "unknown"}
+
+
+class ImportRunning(RuntimeError):
+    """Another run of the same file holds its lock."""
+
+
+@dataclass
+class Counts:
+    read: int = 0
+    created: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    rejected: int = 0
+    by_field: dict[str, int] = field(default_factory=dict)
+
+    def as_json(self) -> dict[str, int]:
+        return {
+            "read": self.read,
+            "created": self.created,
+            "updated": self.updated,
+            "unchanged": self.unchanged,
+            "rejected": self.rejected,
+        }
+
+
+def eighteenth_birthday(born: date) -> date:
+    try:
+        return born.replace(year=born.year + 18)
+    except ValueError:  # born on 29 February: of age on 1 March
+        return date(born.year + 18, 3, 1)
+
+
+def fingerprint(b: Beneficiary) -> bytes:
+    """What the registry said about a person (the line number aside): equal rows, equal fingerprints."""
+    return hashlib.sha256(
+        orjson.dumps(
+            [
+                b.nir, b.last_name, b.first_names, b.birth_date.isoformat(), b.sex, b.address_line,
+                b.postal_code, b.city, b.email, list(b.representatives),
+                b.death_date.isoformat() if b.death_date else None,
+            ]
+        )
+    ).digest()  # fmt: skip
+
+
+def identity(b: Beneficiary) -> dict[str, Any]:
+    """The Patient elements the registry owns, from its row."""
+    body: dict[str, Any] = {
+        "identifier": [{"system": INS_SYSTEM, "value": b.nir}],
+        "name": [{"use": "official", "family": b.last_name, "given": b.first_names.split()}],
+        "gender": _GENDER[b.sex],
+        "birthDate": b.birth_date.isoformat(),
+    }
+    if b.address_line:
+        body["address"] = [
+            {
+                "use": "home",
+                "line": [b.address_line],
+                "postalCode": b.postal_code,
+                "city": b.city,
+                "country": "FR",
+            }
+        ]
+    if b.email:
+        body["telecom"] = [{"system": "email", "value": b.email}]
+    if b.death_date:
+        body["deceasedDateTime"] = b.death_date.isoformat()
+    return body
+
+
+def new_patient(b: Beneficiary) -> dict[str, Any]:
+    return {"resourceType": "Patient", **identity(b)}
+
+
+def merged(current: dict[str, Any], b: Beneficiary) -> dict[str, Any]:
+    """The current Patient with the registry's elements replaced by the row's: other identifiers, other
+    telecoms (a phone the holder gave) and other elements are kept; an address or e-mail the row no longer
+    has is removed, as is a death the row no longer states."""
+    mine = identity(b)
+    body = {k: v for k, v in current.items() if k not in ("meta", "deceasedDateTime", "deceasedBoolean")}
+    others = [
+        i for i in body.get("identifier", []) if not (isinstance(i, dict) and i.get("system") == INS_SYSTEM)
+    ]
+    body["identifier"] = mine["identifier"] + others
+    body["name"] = mine["name"]
+    body["gender"] = mine["gender"]
+    body["birthDate"] = mine["birthDate"]
+    body.pop("address", None)
+    if "address" in mine:
+        body["address"] = mine["address"]
+    telecom = [t for t in body.pop("telecom", []) if not (isinstance(t, dict) and t.get("system") == "email")]
+    telecom = mine.get("telecom", []) + telecom
+    if telecom:
+        body["telecom"] = telecom
+    if "deceasedDateTime" in mine:
+        body["deceasedDateTime"] = mine["deceasedDateTime"]
+    return body
+
+
+def _same(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    strip = ("id", "meta")
+    return {k: v for k, v in a.items() if k not in strip} == {k: v for k, v in b.items() if k not in strip}
+
+
+def _representative_record(decision: Decision, space_id: uuid.UUID, patient_id: str, ins: str) -> Record:
+    return Record(
+        action="rights:representative",
+        outcome=SUCCESS,
+        actor_kind=SYSTEM.kind,
+        actor_id=SYSTEM.id,
+        actor_display=SYSTEM.display,
+        basis=decision.reason_in(space_id),
+        entity_type="Patient",
+        entity_id=patient_id,
+        detail=f"|{ins}|",
+        request_id=FEED,
+    )
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A valid row and what can be computed from it before the database is asked (in the reading thread)."""
+
+    row: Beneficiary
+    fingerprint: bytes
+    patient: dict[str, Any]
+    values: searchparams.IndexValues
+
+
+def prepare(row: Beneficiary) -> Prepared:
+    patient = new_patient(row)
+    return Prepared(row, fingerprint(row), patient, searchparams.extract(patient))
+
+
+class Importer:
+    def __init__(self, runtime: Runtime, *, today: date | None = None) -> None:
+        self.rt = runtime
+        self.today = today or date.today()
+        self.create = decide(SYSTEM, "create", "Patient")
+        self.update = decide(SYSTEM, "update", "Patient")
+        self.record = Record(
+            action="resource:create",
+            outcome=SUCCESS,
+            actor_kind=SYSTEM.kind,
+            actor_id=SYSTEM.id,
+            actor_display=SYSTEM.display,
+            basis=self.create.reason,
+            request_id=FEED,
+        )
+
+    def _links(self, b: Beneficiary, space_id: uuid.UUID) -> list[tuple[uuid.UUID, str, date]]:
+        until = eighteenth_birthday(b.birth_date)
+        if until <= self.today or b.death_date is not None:
+            return []
+        return [(space_id, rep, until) for rep in b.representatives]
+
+    async def batch(self, conn: Conn, prepared: list[Prepared]) -> tuple[int, int, int]:
+        """One batch in the caller's transaction (one row per NIR). Returns (created, updated, unchanged)."""
+        ready = {p.row.nir: p for p in prepared}
+        # One lock order for every import: no deadlock between two of them.
+        rows = sorted((p.row for p in prepared), key=lambda r: r.nir)
+        nirs = [r.nir for r in rows]
+        known = await provision.registry_people(conn, nirs)
+        fresh = [r for r in rows if r.nir not in known]
+        adopted: dict[str, tuple[uuid.UUID, str]] = {}
+        claimed: set[str] = set()
+        planned: dict[str, tuple[uuid.UUID, str]] = {}
+        if fresh:
+            adopted = await provision.patients_by_ins(conn, [r.nir for r in fresh])
+            for r in fresh:
+                if r.nir in adopted:
+                    planned[r.nir] = adopted[r.nir]
+                else:
+                    space = compartment.new_space_id()
+                    planned[r.nir] = (space, compartment.new_resource_id(space))
+            claimed = await provision.claim(conn, [(r.nir, *planned[r.nir], fingerprint(r)) for r in fresh])
+            if len(claimed) < len(fresh):  # another import claimed some since: they are now known
+                known |= await provision.registry_people(conn, [r.nir for r in fresh if r.nir not in claimed])
+        spaces: list[provision.NewSpace] = []
+        links: list[tuple[uuid.UUID, str, date]] = []
+        changed: list[tuple[Beneficiary, uuid.UUID, str]] = []
+        fingerprints: list[tuple[str, bytes]] = []
+        unchanged = 0
+        for r in rows:
+            if r.nir in claimed and r.nir not in adopted:
+                space, pid = planned[r.nir]
+                mine = self._links(r, space)
+                more = tuple(_representative_record(self.create, space, pid, rep) for _, rep, _ in mine)
+                p = ready[r.nir]
+                spaces.append(provision.NewSpace(space, pid, p.patient, NEW_STATE, more, p.values))
+                links += mine
+            elif r.nir in claimed:
+                changed.append((r, *adopted[r.nir]))
+            else:
+                k = known[r.nir]
+                if k.fingerprint == ready[r.nir].fingerprint:
+                    unchanged += 1
+                else:
+                    changed.append((r, k.space_id, k.patient_id))
+                    fingerprints.append((r.nir, ready[r.nir].fingerprint))
+        await provision.create_spaces(conn, self.rt.keys, self.create, spaces, record=self.record)
+        await provision.add_representatives(conn, links)
+        updated = 0
+        for r, space, pid in changed:
+            if await self._update(conn, r, space, pid):
+                updated += 1
+            else:
+                unchanged += 1
+        await provision.set_fingerprints(conn, fingerprints)
+        return len(spaces), updated, unchanged
+
+    async def _update(self, conn: Conn, b: Beneficiary, space_id: uuid.UUID, patient_id: str) -> bool:
+        """Bring one person's Patient and representatives up to date; False when nothing needed to change."""
+        decision = self.update
+        touched = False
+        current = await store.current(conn, decision, space_id, "Patient", patient_id, for_update=True)
+        if current is not None and not current.deleted:
+            stored = await store.read(conn, self.rt.keys, decision, space_id, "Patient", patient_id)
+            assert stored is not None and stored.body is not None
+            before = orjson.loads(stored.body)
+            after = merged(before, b)
+            if not _same(before, after):
+                written = await store.write(
+                    conn, self.rt.keys, decision, space_id, "Patient", patient_id, after,
+                    method="PUT", previous=current,
+                )  # fmt: skip
+                await audit_store.append(
+                    conn,
+                    space_id,
+                    replace(
+                        self.record,
+                        action="resource:update",
+                        basis=decision.reason_in(space_id),
+                        entity_type="Patient",
+                        entity_id=patient_id,
+                        entity_version=written.version_id,
+                    ),
+                )
+                touched = True
+        for _, rep in await provision.add_representatives(conn, self._links(b, space_id)):
+            await audit_store.append(
+                conn, space_id, _representative_record(decision, space_id, patient_id, rep)
+            )
+            touched = True
+        return touched
+
+
+def file_digest(path: Path) -> bytes:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        while chunk := fh.read(1 << 20):
+            digest.update(chunk)
+    return digest.digest()
+
+
+async def import_file(
+    runtime: Runtime,
+    path: Path,
+    *,
+    rejects: RejectsFile,
+    progress: Callable[[Counts], None] | None = None,
+    resumed: Callable[[int], None] | None = None,
+    batch_size: int = BATCH,
+    today: date | None = None,
+) -> Counts:
+    """Import a registry file (resuming an unfinished run of the same bytes). Raises RegistryFormatError for a
+    file that is not a registry, ImportRunning when another run of the same file is going on."""
+    digest = file_digest(path)
+    importer = Importer(runtime, today=today)
+    async with runtime.db.pool.acquire() as lock:
+        # A session lock for the run: a second run of the same file refuses to start; a killed run's lock goes
+        # with its connection.
+        key = int.from_bytes(digest[:8], "big", signed=True)
+        if not await lock.fetchval("SELECT pg_try_advisory_lock($1)", key):
+            raise ImportRunning("un import de ce fichier est en cours / this file is being imported")
+        try:
+            with path.open("rb") as stream:
+                return await _run(runtime, importer, stream, digest, rejects, progress, resumed, batch_size)
+        finally:
+            await lock.execute("SELECT pg_advisory_unlock($1)", key)
+
+
+class _Reader:
+    """Reads the file in batches (in a worker thread, while the previous batch is in the database): rejected
+    rows go to the rejects file, rows the resumed run committed are skipped, the others are prepared."""
+
+    def __init__(
+        self, stream: BinaryIO, today: date, rejects: RejectsFile, counts: Counts, after: int, size: int
+    ) -> None:
+        self.rows = iter(read_registry(stream, today=today))
+        self.rejects = rejects
+        self.counts = counts
+        self.after = after
+        self.size = size
+        self.carried: Beneficiary | None = None
+
+    def next_batch(self) -> tuple[list[Prepared], int]:
+        """Up to `size` rows, one per NIR (the same person twice: the later row goes in the next batch, so it
+        applies after the earlier one), and the last line they cover; ([], 0) at the end."""
+        batch: list[Prepared] = []
+        nirs: set[str] = set()
+        last = 0
+        if self.carried is not None:
+            batch.append(prepare(self.carried))
+            nirs.add(self.carried.nir)
+            last = self.carried.line
+            self.carried = None
+        for row in self.rows:
+            self.counts.read += 1
+            if isinstance(row, Rejected):
+                self.counts.rejected += 1
+                name = row.field or "(ligne)"
+                self.counts.by_field[name] = self.counts.by_field.get(name, 0) + 1
+                self.rejects.write(row)
+                continue
+            if row.line <= self.after:
+                continue  # committed by the run this one resumes
+            if row.nir in nirs:
+                self.carried = row
+                break
+            batch.append(prepare(row))
+            nirs.add(row.nir)
+            last = row.line
+            if len(batch) >= self.size:
+                break
+        return batch, last
+
+
+async def _run(
+    runtime: Runtime,
+    importer: Importer,
+    stream: BinaryIO,
+    digest: bytes,
+    rejects: RejectsFile,
+    progress: Callable[[Counts], None] | None,
+    resumed: Callable[[int], None] | None,
+    batch_size: int,
+) -> Counts:
+    checkpoint = await runtime.db.interaction("registry_start", provision.start_import, digest)
+    if checkpoint.last_line and resumed is not None:
+        resumed(checkpoint.last_line)
+    counts = Counts(created=checkpoint.created, updated=checkpoint.updated, unchanged=checkpoint.unchanged)
+    reader = _Reader(stream, importer.today, rejects, counts, checkpoint.last_line, batch_size)
+    pending = asyncio.ensure_future(asyncio.to_thread(reader.next_batch))
+    while True:
+        batch, last = await pending
+        if not batch:
+            break
+        pending = asyncio.ensure_future(
+            asyncio.to_thread(reader.next_batch)
+        )  # read on while this one commits
+
+        async def work(
+            conn: Conn,
+            batch: list[Prepared] = batch,
+            last: int = last,
+            base: provision.Checkpoint = checkpoint,
+        ) -> provision.Checkpoint:
+            created, updated, unchanged = await importer.batch(conn, batch)
+            moved = replace(
+                base,
+                last_line=last,
+                created=base.created + created,
+                updated=base.updated + updated,
+                unchanged=base.unchanged + unchanged,
+            )
+            await provision.advance_import(conn, moved)
+            return moved
+
+        try:
+            checkpoint = await runtime.db.interaction("registry_batch", work)
+        except BaseException:
+            await asyncio.gather(pending, return_exceptions=True)
+            raise
+        counts.created, counts.updated, counts.unchanged = (
+            checkpoint.created, checkpoint.updated, checkpoint.unchanged,
+        )  # fmt: skip
+        if progress is not None:
+            progress(counts)
+    await runtime.db.interaction("registry_finish", provision.finish_import, checkpoint.import_id)
+    if progress is not None:
+        progress(counts)
+    return counts

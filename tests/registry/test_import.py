@@ -1,0 +1,208 @@
+"""`registry import` in the session's database (registry/importer.py): spaces made from a file are found by
+INS through the API and their trace verifies; a second import changes nothing; a changed row makes one new
+version, traced; a minor's representatives can read the child's record; bad rows go to the rejects file."""
+
+from __future__ import annotations
+
+import csv
+import uuid
+from datetime import date, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from espace_sante.errors import NotFound
+from espace_sante.registry.importer import Counts, import_file
+from espace_sante.registry.rejects import RejectsFile
+from espace_sante.registry.rows import COLUMNS
+from espace_sante.services import audit, devtokens
+from espace_sante.services.runtime import Runtime
+from espace_sante.storage.db import Conn
+from tests.factories import FHIR_JSON, INS, new_nir, patient
+
+
+def person(**values: str) -> dict[str, str]:
+    return (
+        {c: "" for c in COLUMNS}
+        | {
+            "nir": new_nir(),
+            "last_name": "Lefèvre",
+            "first_names": "Anne Marie",
+            "birth_date": "1971-03-02",
+            "sex": "F",
+            "address_line": "12 rue Pasteur",
+            "postal_code": "69003",
+            "city": "Lyon",
+            "email": "anne.lefevre@exemple.fr",
+        }
+        | values
+    )
+
+
+def write(path: Path, rows: list[dict[str, str]]) -> Path:
+    with path.open("w", encoding="utf-8", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=COLUMNS)
+        writer.writeheader()
+        writer.writerows(rows)
+    return path
+
+
+async def run(runtime: Runtime, path: Path, rejects: Path | None = None, **kw: Any) -> dict[str, int]:
+    with RejectsFile(rejects) as out:
+        counts: Counts = await import_file(runtime, path, rejects=out, **kw)
+    return counts.as_json()
+
+
+async def by_ins(fhir: httpx.AsyncClient, nir: str) -> list[dict[str, Any]]:
+    found = await fhir.get("/Patient", params={"identifier": f"{INS}|{nir}"})
+    assert found.status_code == 200, found.text
+    return [e["resource"] for e in found.json().get("entry", [])]
+
+
+async def test_a_file_makes_spaces_found_by_ins_whose_trace_verifies(
+    runtime: Runtime, fhir: httpx.AsyncClient, tmp_path: Path
+) -> None:
+    people = [person(), person(email="", last_name="Ngô", first_names="Văn"), person(death_date="2024-01-05")]
+    registry = write(tmp_path / "registre.csv", people)
+    assert await run(runtime, registry, batch_size=2) == {
+        "read": 3, "created": 3, "updated": 0, "unchanged": 0, "rejected": 0
+    }  # fmt: skip
+    for row in people:
+        [found] = await by_ins(fhir, row["nir"])
+        assert found["name"][0]["family"] == row["last_name"] and found["birthDate"] == row["birth_date"]
+        assert found["meta"]["versionId"] == "1"
+        space = uuid.UUID(found["id"][:32])
+        assert not (await audit.verify(runtime, space)).broken
+    first, second, dead = [(await by_ins(fhir, r["nir"]))[0] for r in people]
+    assert first["telecom"] == [{"system": "email", "value": "anne.lefevre@exemple.fr"}]
+    assert first["address"][0]["postalCode"] == "69003" and first["gender"] == "female"
+    assert first["name"][0]["given"] == ["Anne", "Marie"]
+    assert "telecom" not in second
+    assert dead["deceasedDateTime"] == "2024-01-05"
+    # The creation is in the space's trace, written by the system.
+    trace = await fhir.get("/AuditEvent", params={"patient": first["id"]})
+    assert trace.json()["total"] >= 1
+
+
+async def test_the_same_file_twice_changes_nothing(
+    runtime: Runtime, fhir: httpx.AsyncClient, tmp_path: Path
+) -> None:
+    people = [person() for _ in range(5)]
+    registry = write(tmp_path / "registre.csv", people)
+    assert (await run(runtime, registry))["created"] == 5
+    again = await run(runtime, registry)
+    assert again == {"read": 5, "created": 0, "updated": 0, "unchanged": 5, "rejected": 0}
+    for row in people:
+        [found] = await by_ins(fhir, row["nir"])
+        assert found["meta"]["versionId"] == "1"
+
+
+async def test_a_changed_row_makes_one_new_version_and_an_absent_person_stays(
+    runtime: Runtime, fhir: httpx.AsyncClient, tmp_path: Path
+) -> None:
+    moving, staying, leaving = person(), person(), person()
+    await run(runtime, write(tmp_path / "janvier.csv", [moving, staying, leaving]))
+    moved = moving | {"address_line": "3 quai Saint-Michel", "postal_code": "29200", "city": "Brest"}
+    later = write(tmp_path / "fevrier.csv", [moved, staying])
+    assert await run(runtime, later) == {"read": 2, "created": 0, "updated": 1, "unchanged": 1, "rejected": 0}
+    [found] = await by_ins(fhir, moving["nir"])
+    assert found["meta"]["versionId"] == "2" and found["address"][0]["city"] == "Brest"
+    history = await fhir.get(f"/Patient/{found['id']}/_history")
+    assert [e["resource"]["meta"]["versionId"] for e in history.json()["entry"]] == ["2", "1"]
+    space = uuid.UUID(found["id"][:32])
+    assert not (await audit.verify(runtime, space)).broken
+    trace = await fhir.get("/AuditEvent", params={"patient": found["id"]})
+    assert trace.json()["total"] >= 2
+    assert len(await by_ins(fhir, leaving["nir"])) == 1  # not in February's file: not deleted
+    assert await run(runtime, later) == {"read": 2, "created": 0, "updated": 0, "unchanged": 2, "rejected": 0}
+
+
+async def test_a_patient_made_through_the_api_is_adopted_not_doubled(
+    runtime: Runtime, fhir: httpx.AsyncClient, tmp_path: Path
+) -> None:
+    nir = new_nir()
+    made = await fhir.post(
+        "/Patient",
+        json=patient(nir, telecom=[{"system": "phone", "value": "+33600000000"}]),
+        headers=FHIR_JSON,
+    )
+    assert made.status_code == 201, made.text
+    row = person(nir=nir)
+    assert (await run(runtime, write(tmp_path / "r.csv", [row])))["updated"] == 1
+    [found] = await by_ins(fhir, nir)
+    assert found["id"] == made.json()["id"] and found["meta"]["versionId"] == "2"
+    assert {"system": "phone", "value": "+33600000000"} in found["telecom"]  # what the registry does not own
+    assert found["name"][0]["family"] == "Lefèvre"
+
+
+async def test_a_minors_representatives_read_the_childs_record(
+    runtime: Runtime, http: httpx.AsyncClient, fhir: httpx.AsyncClient, tmp_path: Path
+) -> None:
+    mother, father = person(), person(first_names="Paul", sex="M")
+    born = date.today() - timedelta(days=5 * 365)
+    child = person(
+        birth_date=born.isoformat(),
+        first_names="Léo",
+        representative_1_nir=mother["nir"],
+        representative_2_nir=father["nir"],
+    )
+    stranger = person()
+    # The father is not in this file: his link is recorded by INS and waits for him.
+    assert (await run(runtime, write(tmp_path / "r.csv", [child, mother, stranger])))["created"] == 3
+    [record] = await by_ins(fhir, child["nir"])
+
+    async def reads(who: str) -> int:
+        issued = await devtokens.issue(runtime, f"representative:{who}", "patient/*.*")
+        read = await http.get(
+            f"/fhir/Patient/{record['id']}",
+            headers={"Authorization": f"Bearer {issued.access_token}", "Accept": "application/fhir+json"},
+        )
+        return read.status_code
+
+    assert await reads(mother["nir"]) == 200
+    with pytest.raises(NotFound):  # no space yet, so no sign-in as anyone
+        await reads(father["nir"])
+    assert (await run(runtime, write(tmp_path / "r2.csv", [father])))["created"] == 1
+    assert await reads(father["nir"]) == 200
+    assert await reads(stranger["nir"]) == 404
+
+    async def until(conn: Conn) -> list[date]:
+        rows = await conn.fetch(
+            "SELECT until FROM space_representative WHERE space_id = $1", uuid.UUID(record["id"][:32])
+        )
+        return [r["until"] for r in rows]
+
+    ends = await runtime.db.read("test_until", until)
+    assert ends == [born.replace(year=born.year + 18)] * 2
+    space = uuid.UUID(record["id"][:32])
+    assert not (await audit.verify(runtime, space)).broken  # creation + two rights:representative records
+    assert (await run(runtime, write(tmp_path / "r.csv", [child, mother, stranger])))["unchanged"] == 3
+
+
+async def test_bad_rows_go_to_the_rejects_file_and_good_ones_through(
+    runtime: Runtime, fhir: httpx.AsyncClient, tmp_path: Path
+) -> None:
+    good = person()
+    bad_key = person()
+    bad_key["nir"] = bad_key["nir"][:13] + ("01" if bad_key["nir"][13:] != "01" else "02")
+    rows = [person(sex="X"), good, bad_key, person(postal_code=""), person(email="pas une adresse")]
+    rejects = tmp_path / "rejets.csv"
+    counts = await run(runtime, write(tmp_path / "r.csv", rows), rejects)
+    assert counts == {"read": 5, "created": 1, "updated": 0, "unchanged": 0, "rejected": 4}
+    with rejects.open(encoding="utf-8") as fh:
+        refused = [(r["line"], r["field"]) for r in csv.DictReader(fh)]
+    assert refused == [("2", "sex"), ("4", "nir"), ("5", "postal_code"), ("6", "email")]
+    assert len(await by_ins(fhir, good["nir"])) == 1
+
+
+async def test_the_same_person_twice_in_one_file_applies_in_order(
+    runtime: Runtime, fhir: httpx.AsyncClient, tmp_path: Path
+) -> None:
+    first = person()
+    second = first | {"email": "nouvelle@exemple.fr"}
+    counts = await run(runtime, write(tmp_path / "r.csv", [first, second]))
+    assert counts == {"read": 2, "created": 1, "updated": 1, "unchanged": 0, "rejected": 0}
+    [found] = await by_ins(fhir, first["nir"])
+    assert found["telecom"][0]["value"] == "nouvelle@exemple.fr"
