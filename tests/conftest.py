@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import os
+import time
 import warnings
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
@@ -68,32 +69,49 @@ TokenFactory = Callable[[str], Awaitable[str]]
 
 @pytest.fixture(scope="session")
 async def token_for(runtime: Runtime, http: httpx.AsyncClient) -> TokenFactory:
-    """Registers a client with the given scopes and returns a fresh access token for it."""
-    cache: dict[str, str] = {}
+    """Registers a client with the given scopes once and returns an access token for it, a fresh one when the
+    last is close to its end (system tokens live 300 s; the session lasts longer)."""
+    clients: dict[str, tuple[str, str]] = {}
+    cache: dict[str, tuple[str, float]] = {}
 
     async def make(scope: str) -> str:
-        if scope not in cache:
+        if scope not in clients:
             client = await oauth.create_client(runtime, f"test {scope}", scope)
+            clients[scope] = (client.client_id, client.client_secret)
+        token, until = cache.get(scope, ("", 0.0))
+        if time.monotonic() >= until:
             response = await http.post(
-                "/oauth/token",
-                data={"grant_type": "client_credentials"},
-                auth=(client.client_id, client.client_secret),
+                "/oauth/token", data={"grant_type": "client_credentials"}, auth=clients[scope]
             )
             assert response.status_code == 200, response.text
-            cache[scope] = response.json()["access_token"]
-        return cache[scope]
+            body = response.json()
+            token, until = body["access_token"], time.monotonic() + body["expires_in"] - 60
+            cache[scope] = (token, until)
+        return token
 
     return make
+
+
+class _Bearer(httpx.Auth):
+    """The current token of a scope on every request (a session-long client outlives any one token)."""
+
+    def __init__(self, token_for: TokenFactory, scope: str) -> None:
+        self.token_for, self.scope = token_for, scope
+
+    async def async_auth_flow(self, request: httpx.Request) -> Any:
+        if "Authorization" not in request.headers:
+            request.headers["Authorization"] = f"Bearer {await self.token_for(self.scope)}"
+        yield request
 
 
 @pytest.fixture(scope="session")
 async def fhir(http: httpx.AsyncClient, token_for: TokenFactory) -> httpx.AsyncClient:
     """An httpx client for /fhir as a feed with every system scope."""
-    token = await token_for("system/*.*")
     return httpx.AsyncClient(
         transport=http._transport,
         base_url=f"{BASE}/fhir",
-        headers={"Authorization": f"Bearer {token}", "Accept": "application/fhir+json"},
+        headers={"Accept": "application/fhir+json"},
+        auth=_Bearer(token_for, "system/*.*"),
     )
 
 
