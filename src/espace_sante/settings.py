@@ -156,6 +156,27 @@ class Settings(BaseSettings):
     #: Seconds between two runs of the documents timer in each serving process (0: only from the CLI).
     documents_job_interval_seconds: float = Field(default=3600, ge=0)
 
+    # Activation codes (services/activation.py, docs/activation.md).
+    #: Days a code stays valid after it is issued: the opposition window (CSP R1111-28, 6 weeks).
+    activation_code_days: int = Field(default=42, ge=1)
+    #: Wrong birth dates typed with one code before it locks (only an operator's new code unlocks it).
+    activation_max_failures: int = Field(default=5, ge=1)
+    #: Redemption attempts per client address within the window; reaching it locks the address for the lockout.
+    activation_ip_max_attempts: int = Field(default=20, ge=1)
+    activation_ip_window_seconds: int = Field(default=3600, ge=1)
+    activation_ip_lockout_seconds: int = Field(default=3600, ge=1)
+    #: Redemption attempts per minute for the whole service (every process), beyond which all are refused.
+    activation_global_per_minute: int = Field(default=600, ge=1)
+
+    #: The lifecycle of a space (services/lifecycle.py, docs/lifecycle.md). A notified space opens this many
+    #: days after its notice (6 weeks, CSP R1111-28); a closed one is kept this many years before it is
+    #: destroyed; a destruction the holder asks for is carried out after this many days (within 3 months);
+    #: a suspension not contested within this many days closes the space (6 weeks, R1111-36).
+    opposition_window_days: int = Field(default=42, ge=0)
+    archive_years: int = Field(default=10, ge=0)
+    destruction_delay_days: int = Field(default=90, ge=0)
+    suspension_days: int = Field(default=42, ge=0)
+
     log_level: str = "info"
 
     @property

@@ -57,6 +57,14 @@ BASIS_WORDS: Mapping[str, str] = {
 
 _MINT = object()
 
+#: The lifecycle of a space (services/lifecycle.py, docs/lifecycle.md) decides who may reach it at all,
+#: before any other rule. Professionals deposit and read only once the space is open (after the objection
+#: window, or activated by the holder). Its holder and representatives reach it from its creation (they sign
+#: in only once they activated it). Nobody reaches a suspended, closed (archived), opposed or destroyed space:
+#: a closed one is reopened through the lifecycle service, not read; a destroyed one has no data left.
+PROFESSIONAL_STATES = frozenset({"open", "active"})
+PERSON_STATES = frozenset({"registered", "notified", "open", "active"})
+
 
 @dataclass(frozen=True)
 class SpaceFacts:
@@ -77,6 +85,8 @@ class SpaceFacts:
     masked_in_emergency: bool = False
     shared_sections: frozenset[str] | None = None
     overrides: Mapping[str, habilitation.Override] = field(default_factory=dict)
+    #: The space's lifecycle state (space.state, migration 0009_lifecycle.sql).
+    state: str = "active"
 
 
 @dataclass(frozen=True)
@@ -252,6 +262,10 @@ def _decide(
     groups: dict[tuple[Rows, str], set[uuid.UUID]] = {}
     writes: frozenset[str] | None = None
     for f in facts:
+        # The space's state first (PERSON_STATES, PROFESSIONAL_STATES): a space out of reach in its state
+        # is answered like one that does not exist, whatever the bases held there.
+        if f.state not in (PROFESSIONAL_STATES if actor.kind == "practitioner" else PERSON_STATES):
+            continue
         reached = rule(actor, action, rtype, f, today)
         if reached is None:
             continue
@@ -385,6 +399,8 @@ def may_change(actor: Actor, change: Change, facts: SpaceFacts | None, *, who: s
 
     if facts is None:
         return False, "no such space"
+    if facts.state not in PERSON_STATES:
+        return False, f"space {facts.state}"  # rights of a suspended, closed or opposed space do not change
     # Rights are Consent-like data (FHIR Consent is the privacy rule resource): a token needs `Consent`
     # rights to change them, or to read them for a preview (SMART scopes; a session holds every scope).
     letter = "r" if change == "preview" else "c"

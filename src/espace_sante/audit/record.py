@@ -64,6 +64,27 @@ Action = Literal[
     # refused one (outcome 8, detail "provider|reason"). Directory chain.
     "federation:signin",
     "federation:refused",
+    # Activation codes (services/activation.py): a code issued or re-issued (detail "until=YYYY-MM-DD", basis
+    # "reissue" when it replaced one), redeemed, refused (basis: "wrong code", "wrong birth date", "expired",
+    # "used", "locked", "throttled"; never the code nor the date typed), and locked after too many failures.
+    # In the space's chain when the code named a space, else the directory's chain.
+    "activation:issue",
+    "activation:redeem",
+    "activation:failure",
+    "activation:locked",
+    # The lifecycle of a space (services/lifecycle.py), in the space's own chain: detail is "from>to|reason"
+    # (reason: the opposition's channel, or why the space was closed: holder, death, suspension, erase).
+    "space:notify",
+    "space:oppose",
+    "space:request",
+    "space:open",
+    "space:activate",
+    "space:suspend",
+    "space:resume",
+    "space:close",
+    "space:reopen",
+    "space:erase",
+    "space:destroy",
 ]
 ACTIONS: tuple[str, ...] = Action.__args__  # type: ignore[attr-defined]
 

@@ -597,6 +597,10 @@ def sentence(record: Record, lang: Lang = "fr") -> str:
         return _account_sentence(record, subject, reader, at, lang)
     if record.action.split(":", 1)[0] in ("oauth", "federation"):
         return _oauth_sentence(record, subject, reader, at, why, lang)
+    if record.action.startswith("activation:"):
+        return _activation_sentence(record, at, lang)
+    if record.action.startswith("space:"):
+        return _space_sentence(record, subject, reader, at, lang)
     if record.action == "token:issue":
         if lang == "fr":
             return (
@@ -771,3 +775,140 @@ def _oauth_sentence(record: Record, subject: str, reader: bool, at: str, why: st
     if fr:
         return f"Une connexion avec {provider} a été refusée {at} — motif : {second or why}."
     return f"A sign-in with {provider} was refused {at} — reason: {second or why}."
+
+
+# --- Activation codes (services/activation.py) -------------------------------------------------------------
+# Impersonal sentences. In the space's chain the code is the holder's ("votre code"); in the directory's chain
+# the code named no space (unknown code, or refused before any lookup). `detail` holds "until=YYYY-MM-DD" for
+# an issue, "ip=<address>" for an attempt; `basis` a reason code ("address" for a lockout of a client address,
+# in the directory's chain). Never the code nor the birth date typed.
+
+_ACTIVATION_REASONS: dict[str, tuple[str, str]] = {
+    "wrong code": ("code inconnu", "unknown code"),
+    "wrong birth date": ("date de naissance incorrecte", "wrong birth date"),
+    "expired": ("code expiré", "expired code"),
+    "used": ("code déjà utilisé", "code already used"),
+    "locked": ("code bloqué après trop d'essais", "code locked after too many attempts"),
+    "throttled": ("trop d'essais : réessayer plus tard", "too many attempts: try again later"),
+}
+
+
+def _until(detail: str, lang: Lang) -> str:
+    """ "until=2026-04-14" as "jusqu'au 14 avril 2026" / "until 14 April 2026" ("" when absent)."""
+    match = re.search(r"until=(\d{4})-(\d{2})-(\d{2})", detail)
+    if match is None:
+        return ""
+    year, month, day = (int(g) for g in match.groups())
+    if not 1 <= month <= 12:
+        return ""
+    if lang == "en":
+        return f" (valid until {day} {_MONTHS_EN[month - 1]} {year})"
+    return f" (valable jusqu'au {'1er' if day == 1 else day} {MONTHS_FR[month - 1]} {year})"
+
+
+def _activation_sentence(record: Record, at: str, lang: Lang) -> str:
+    fr = lang == "fr"
+    reason = _ACTIVATION_REASONS.get(record.basis, (record.basis, record.basis))[0 if fr else 1]
+    because = f" ({reason})" if reason else ""
+    unknown = record.basis in ("wrong code", "throttled")
+    if record.action == "activation:issue":
+        until = _until(record.detail, lang)
+        if record.basis == "reissue":
+            if fr:
+                return (
+                    f"Un nouveau code d'activation a été émis pour votre espace {at}{until} : "
+                    "le précédent ne fonctionne plus."
+                )
+            return f"A new activation code was issued for your space {at}{until}: the previous one no longer works."
+        if fr:
+            return f"Un code d'activation a été émis pour votre espace {at}{until}."
+        return f"An activation code was issued for your space {at}{until}."
+    if record.action == "activation:redeem":
+        if fr:
+            return f"Votre code d'activation a été utilisé, avec votre date de naissance, {at}."
+        return f"Your activation code was used, with your birth date, {at}."
+    if record.action == "activation:failure":
+        if fr:
+            whose = "un code d'activation" if unknown else "votre code d'activation"
+            return f"Tentative d'activation refusée avec {whose}{because} {at}."
+        whose = "an activation code" if unknown else "your activation code"
+        return f"Activation attempt with {whose} refused{because} {at}."
+    if record.basis == "address":
+        if fr:
+            return f"Tentatives d'activation bloquées pour une adresse après trop d'essais {at}."
+        return f"Activation attempts from one address blocked after too many attempts {at}."
+    if fr:
+        return (
+            f"Votre code d'activation a été bloqué après trop d'essais {at} : le service peut vous en envoyer "
+            "un nouveau."
+        )
+    return (
+        f"Your activation code was locked after too many attempts {at}: the service can send you a new one."
+    )
+
+
+# --- The lifecycle of a space (services/lifecycle.py) --------------------------------------------------------
+# `detail` is "from>to|reason"; the reason is an opposition's channel or a closure's cause.
+
+_CHANNELS: dict[str, tuple[str, str]] = {
+    "online": ("en ligne", "online"),
+    "phone": ("par téléphone", "by phone"),
+    "counter": ("à un guichet", "at a counter"),
+}
+_CLOSURES: dict[str, tuple[str, str]] = {
+    "holder": ("à votre demande", "at your request"),
+    "death": ("à la suite d'un décès", "following a death"),
+    "suspension": (
+        "suspension non contestée dans le délai",
+        "the suspension was not contested in time",
+    ),
+}
+_SPACE_WORDS: dict[str, tuple[str, str]] = {
+    "space:notify": (
+        "envoyé l'avis de création de votre espace santé",
+        "sent the notice that your health space is being created",
+    ),
+    "space:oppose": (
+        "enregistré votre opposition à la création de votre espace santé",
+        "recorded your objection to the creation of your health space",
+    ),
+    "space:request": (
+        "demandé la création de votre espace santé après une opposition",
+        "asked for your health space after an earlier objection",
+    ),
+    "space:open": (
+        "ouvert votre espace santé (fin du délai d'opposition)",
+        "opened your health space (the objection period ended)",
+    ),
+    "space:activate": ("activé votre espace santé", "activated your health space"),
+    "space:suspend": ("suspendu votre espace santé", "suspended your health space"),
+    "space:resume": (
+        "levé la suspension de votre espace santé",
+        "lifted the suspension of your health space",
+    ),
+    "space:close": ("fermé votre espace santé", "closed your health space"),
+    "space:reopen": (
+        "rouvert votre espace santé, avec toutes ses données",
+        "reopened your health space, with all its data",
+    ),
+    "space:erase": (
+        "demandé la destruction de votre espace santé",
+        "asked for your health space to be destroyed",
+    ),
+    "space:destroy": (
+        "détruit définitivement les données de votre espace santé",
+        "destroyed the data of your health space for good",
+    ),
+}
+
+
+def _space_sentence(record: Record, subject: str, reader: bool, at: str, lang: Lang) -> str:
+    pick = 0 if lang == "fr" else 1
+    what = _SPACE_WORDS.get(record.action, ("modifié votre espace santé", "changed your health space"))[pick]
+    reason = record.detail.partition("|")[2]
+    words = _CHANNELS.get(reason) if record.action == "space:oppose" else _CLOSURES.get(reason)
+    if words is not None and record.action in ("space:oppose", "space:close"):
+        what += f" ({words[pick]})"
+    if lang == "fr":
+        return f"{subject} {'avez' if reader else 'a'} {what} {at}."
+    return f"{subject} {what} {at}."

@@ -70,8 +70,11 @@ async def facts(conn: Conn, actor: Actor, spaces: Sequence[uuid.UUID], *, today:
         "ARRAY(SELECT b.basis FROM access_basis b WHERE b.space_id = r.space_id AND b.who = ANY($5::text[]) "
         " AND b.revoked_at IS NULL UNION SELECT e.kind FROM emergency_access e WHERE e.space_id = r.space_id "
         " AND e.rpps = $4 AND e.ends_at > now()) AS bases, "
-        "EXISTS (SELECT 1 FROM access_block k WHERE k.space_id = r.space_id AND k.rpps = $4) AS blocked "
-        "FROM resource r LEFT JOIN space_settings s ON s.space_id = r.space_id "
+        "EXISTS (SELECT 1 FROM access_block k WHERE k.space_id = r.space_id AND k.rpps = $4) AS blocked, "
+        # The lifecycle state (0009_lifecycle.sql): the policy reaches only spaces in a usable state.
+        "sp.state "
+        "FROM resource r JOIN space sp ON sp.space_id = r.space_id "
+        "LEFT JOIN space_settings s ON s.space_id = r.space_id "
         "WHERE r.space_id = ANY($1::uuid[]) AND r.resource_type = 'Patient' AND NOT r.deleted",
         list(dict.fromkeys(spaces)),
         holder_ins,
@@ -96,6 +99,7 @@ async def facts(conn: Conn, actor: Actor, spaces: Sequence[uuid.UUID], *, today:
                 masked_in_emergency=bool(r["masked_in_emergency"]),
                 shared_sections=None if r["shared_sections"] is None else frozenset(r["shared_sections"]),
                 overrides=_overrides(r["matrix_overrides"]),
+                state=r["state"],
             )
         )
     return out

@@ -1,0 +1,152 @@
+"""`espace-sante lifecycle`: the states of spaces (services/lifecycle.py, docs/lifecycle.md). `run` carries out
+every transition due on a date, with the same function as the periodic job; the other commands are the
+operator's (the insurer's agents: an opposition by phone or at a counter, a suspension) or stand for the
+holder's own requests in development."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import date
+from typing import Annotated, Any
+
+import typer
+
+lifecycle_app = typer.Typer(help="Cycle de vie des espaces / lifecycle of spaces.", no_args_is_help=True)
+
+EVENTS = ("notify", "oppose", "request", "activate", "suspend", "resume", "close", "reopen", "erase")
+
+
+async def _space(rt: Any, text: str) -> uuid.UUID:
+    """A space named by its id (32 hex) or by its holder's INS (15 characters), as an operator on the phone
+    knows it."""
+    from ..errors import NotFound
+    from ..storage import people
+
+    if len(text) == 15:
+        found = await rt.db.read("lifecycle_by_ins", people.patient_by_ins, text)
+        if found is None:
+            raise NotFound("aucun espace pour cet INS / no space for this INS")
+        return uuid.UUID(str(found.space_id))
+    try:
+        return uuid.UUID(text)
+    except ValueError:
+        raise NotFound(f"identifiant d'espace invalide / invalid space id {text!r}") from None
+
+
+def _day(value: str | None) -> date | None:
+    if value is None:
+        return None
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise typer.BadParameter(f"date attendue AAAA-MM-JJ / expected YYYY-MM-DD: {value!r}") from None
+
+
+@lifecycle_app.command("run")
+def lifecycle_run(
+    as_of: Annotated[
+        str | None, typer.Option("--as-of", help="date du calcul / run as of YYYY-MM-DD (today by default)")
+    ] = None,
+    as_json: Annotated[
+        bool,
+        typer.Option(
+            "--json", help='{"as_of": …, "opened": N, "closed_suspended": N, "closed_deceased": N, …}'
+        ),
+    ] = False,
+) -> None:
+    """Exécute les changements d'état dus à une date / run every transition due as of a date.
+
+    Ouvre les espaces dont le délai d'opposition est passé, ferme les espaces suspendus sans contestation et
+    ceux des personnes décédées, détruit les espaces dont l'archivage ou la destruction demandée est échu.
+    Idempotent / idempotent: a second run does nothing."""
+    from ..services import lifecycle
+    from ..services.runtime import Runtime
+    from .main import _run, _settings, _with_runtime
+
+    day = _day(as_of) or date.today()
+
+    async def work(rt: Runtime) -> lifecycle.RunCounts:
+        return await lifecycle.run(rt, day)
+
+    counts = _run(lambda: _with_runtime(_settings(), work))
+    if as_json:
+        typer.echo(json.dumps({"as_of": day.isoformat(), **counts.as_json()}))
+        return
+    typer.echo(
+        f"au {day.isoformat()} : {counts.opened} ouverts, {counts.closed_suspended} fermés après suspension, "
+        f"{counts.closed_deceased} fermés après décès, {counts.destroyed} détruits / as of {day.isoformat()}: "
+        "opened, closed after suspension, closed after death, destroyed"
+    )
+
+
+@lifecycle_app.command("set")
+def lifecycle_set(
+    space: Annotated[
+        str, typer.Argument(help="espace (32 hex) ou INS du titulaire / space id or holder's INS")
+    ],
+    event: Annotated[str, typer.Argument(help=" | ".join(EVENTS))],
+    operator: Annotated[
+        str | None,
+        typer.Option("--operator", help="agent qui enregistre / operator login (else: the service)"),
+    ] = None,
+    channel: Annotated[
+        str, typer.Option("--channel", help="opposition : online | phone | counter")
+    ] = "counter",
+    on: Annotated[
+        str | None, typer.Option("--on", help="date de l'avis / notice date (notify, erase)")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help='{"space": …, "from": …, "to": …}')] = False,
+) -> None:
+    """Applique un changement d'état à un espace / apply one transition to a space.
+
+    Un changement non permis est refusé (code 2) / an illegal transition is refused (exit 2)."""
+    from ..access.actors import Actor
+    from ..context import Context
+    from ..services import lifecycle
+    from ..services.runtime import Runtime
+    from .main import _fail, _run, _settings, _with_runtime
+
+    if event not in EVENTS:
+        raise _fail(f"événement inconnu / unknown event {event!r} ({', '.join(EVENTS)})")
+    day = _day(on)
+
+    async def work(rt: Runtime) -> tuple[uuid.UUID, str, str]:
+        space_id = await _space(rt, space)
+        ctx = Context.system(rt)
+        if operator:
+            ctx = Context(rt, Actor("operator", operator, display=operator))
+        kw: dict[str, Any] = {
+            "reason": channel if event == "oppose" else ("holder" if event == "close" else "")
+        }
+        if event in ("notify", "erase"):
+            kw["on"] = day
+        before, after = await lifecycle.transition(ctx, space_id, event, **kw)  # type: ignore[arg-type]
+        return space_id, before, after
+
+    space_id, before, after = _run(lambda: _with_runtime(_settings(), work))
+    if as_json:
+        typer.echo(json.dumps({"space": space_id.hex, "from": before, "to": after}))
+        return
+    typer.echo(f"{space_id.hex}: {before} -> {after}")
+
+
+@lifecycle_app.command("show")
+def lifecycle_show(
+    space: Annotated[
+        str, typer.Argument(help="espace (32 hex) ou INS du titulaire / space id or holder's INS")
+    ],
+) -> None:
+    """Affiche l'état d'un espace / show a space's state."""
+    from ..services import lifecycle
+    from ..services.runtime import Runtime
+    from .main import _fail, _run, _settings, _with_runtime
+
+    async def work(rt: Runtime) -> str | None:
+        return await lifecycle.state(rt, await _space(rt, space))
+
+    found = _run(lambda: _with_runtime(_settings(), work))
+    if found is None:
+        raise _fail("espace introuvable / space not found", 1)
+    fr, en = lifecycle.STATE_WORDS.get(found, (found, found))
+    typer.echo(f"{found} ({fr} / {en})")

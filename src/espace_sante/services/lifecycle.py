@@ -1,0 +1,428 @@
+"""The lifecycle of a space (PRODUCT.md section 2, docs/lifecycle.md): every change of state goes through
+`TRANSITIONS`, the one table of what may happen, from which states, and by whom; each change is traced in the
+space's own chain in the same transaction as the change.
+
+    registered --notify--> notified --open (run, window ended)--> open --activate--> active
+    registered|notified --oppose--> opposed --request--> registered
+    registered|notified|open --activate--> active
+    open|active --suspend--> suspended --resume--> (the state before) | --close (run)--> closed
+    registered..active|suspended --close (holder, death)--> closed --reopen--> active
+    open|active|closed --erase (holder asks destruction)--> closed, destroyed by the run after the delay
+    closed --destroy (run: archive period ended, or the asked destruction is due)--> destroyed
+
+`run(rt, as_of)` carries out every transition that is due on a date, set-based, in batches, idempotent: the
+periodic job and `espace-sante lifecycle run --as-of` call the same function."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from typing import Any, Literal
+
+import orjson
+
+from ..access.actors import SYSTEM, Actor
+from ..access.policy import decide
+from ..audit.record import SUCCESS, Record
+from ..context import Context
+from ..errors import BadRequest, Conflict, Forbidden, NotFound
+from ..storage import lifecycle as store
+from ..storage import people as people_store
+from ..storage import resources
+from ..storage.db import Conn
+from ..storage.documents import blob_key
+from .runtime import Runtime
+
+State = Literal["registered", "notified", "opposed", "open", "active", "suspended", "closed", "destroyed"]
+Event = Literal[
+    "notify", "oppose", "request", "open", "activate", "suspend", "resume", "close", "reopen", "erase", "destroy"
+]  # fmt: skip
+Channel = Literal["online", "phone", "counter"]
+
+STATE_WORDS: Mapping[str, tuple[str, str]] = {
+    "registered": ("créé, avis pas encore envoyé", "registered, no notice sent yet"),
+    "notified": ("avis envoyé, en attente d'ouverture", "notice sent, waiting to open"),
+    "opposed": ("opposition enregistrée", "objected to"),
+    "open": ("ouvert", "open"),
+    "active": ("activé par son titulaire", "activated by its holder"),
+    "suspended": ("suspendu", "suspended"),
+    "closed": ("fermé (archivé)", "closed (archived)"),
+    "destroyed": ("détruit", "destroyed"),
+}
+
+#: Who may act: the space's holder (or a legal representative with rights), an operator of the insurer, the
+#: service itself (the periodic run, the registry, the notices). Machine clients never change a state.
+Who = Literal["person", "operator", "system"]
+
+
+@dataclass(frozen=True)
+class Transition:
+    sources: frozenset[str]
+    target: str  # "prior": back to the state before the suspension
+    who: frozenset[str] = field(default_factory=frozenset)
+
+
+def _t(sources: str, target: str, who: str) -> Transition:
+    return Transition(frozenset(sources.split()), target, frozenset(who.split()))
+
+
+#: THE transition table. Nothing else writes `space.state` (storage/lifecycle.py takes the sources from here).
+TRANSITIONS: Mapping[str, Transition] = {
+    "notify": _t("registered", "notified", "system operator"),
+    "oppose": _t("registered notified", "opposed", "person operator system"),
+    "request": _t("opposed", "registered", "person operator system"),
+    "open": _t("notified", "open", "system"),
+    "activate": _t("registered notified open", "active", "person system"),
+    "suspend": _t("open active", "suspended", "operator system"),
+    "resume": _t("suspended", "prior", "person operator system"),
+    "close": _t("registered notified open active suspended", "closed", "person operator system"),
+    "reopen": _t("closed", "active", "person operator system"),
+    "erase": _t("open active closed", "closed", "person operator system"),
+    "destroy": _t("closed", "destroyed", "system"),
+}
+#: States in which a death date on the Patient closes the space at the next run.
+LIVE = TRANSITIONS["close"].sources
+BATCH = 1000
+
+log = logging.getLogger(__name__)
+
+
+def _who(actor: Actor) -> str:
+    if actor.kind in ("holder", "representative", "app"):
+        return "person"
+    return actor.kind
+
+
+def _refused(event: str, state: str) -> Conflict:
+    fr, en = STATE_WORDS.get(state, (state, state))
+    return Conflict(
+        f"changement impossible : « {event} » n'est pas permis pour un espace {fr} / "
+        f"illegal transition: {event!r} is not allowed for a space that is {en} ({state})"
+    )
+
+
+def _record(actor: Actor, event: str, before: str, after: str, reason: str, request_id: str) -> Record:
+    return Record(
+        action=f"space:{event}",
+        outcome=SUCCESS,
+        actor_kind=actor.kind,
+        actor_id=actor.id,
+        actor_display=actor.display,
+        basis="cycle de vie de l'espace / space lifecycle",
+        detail=f"{before}>{after}|{reason}",
+        request_id=request_id,
+    )
+
+
+async def _check_person(conn: Conn, actor: Actor, space_id: uuid.UUID) -> None:
+    """A person changes only their own space, or that of a minor they represent (rights not ended)."""
+    ins = actor.subject if actor.kind == "app" else actor.id
+    if actor.kind in ("holder", "app") and ins and await people_store.ins_of_space(conn, space_id) == ins:
+        return
+    if actor.kind == "representative" and await conn.fetchval(
+        "SELECT 1 FROM space_representative WHERE space_id = $1 AND representative_ins = $2 AND until > $3",
+        space_id,
+        actor.id,
+        date.today(),
+    ):
+        return
+    raise NotFound("Espace introuvable / space not found")
+
+
+async def _apply(
+    conn: Conn, ctx: Context, event: str, space_id: uuid.UUID, reason: str, on: date
+) -> tuple[str, str]:
+    """One transition of one space in the caller's transaction: checks, side effects, new state, trace."""
+    rule = TRANSITIONS[event]
+    row = await store.lock(conn, space_id)
+    if row is None or row.state == "destroyed":
+        raise NotFound("Espace introuvable / space not found")
+    who = _who(ctx.actor)
+    if who not in rule.who:
+        raise Forbidden(
+            f"« {event} » : action non permise à ce rôle / not allowed to {ctx.actor.kind} actors"
+        )
+    if who == "person":
+        await _check_person(conn, ctx.actor, space_id)
+    if row.state not in rule.sources:
+        raise _refused(event, row.state)
+    target = (row.prior_state or "active") if rule.target == "prior" else rule.target
+    settings = ctx.runtime.settings
+    extra: dict[str, Any] = {}
+    if event == "notify":
+        extra["opens_on"] = on + timedelta(days=settings.opposition_window_days)
+    elif event == "suspend":
+        extra["prior_state"] = row.state
+    elif event == "close":
+        extra["closed_reason"] = reason
+    elif event == "erase":
+        extra["closed_reason"] = "erase"
+        extra["destroy_on"] = on + timedelta(days=settings.destruction_delay_days)
+    elif event == "reopen":
+        if row.closed_reason == "death":
+            raise Conflict(
+                "un espace fermé après un décès ne se rouvre pas / a space closed on death stays closed"
+            )
+        archived_until = _add_years(row.state_at.date(), settings.archive_years)
+        if on >= archived_until:
+            raise _refused(event, "destroyed")
+    elif event == "oppose":
+        await _shred_keeping_identity(conn, ctx, space_id)
+    elif event == "request":
+        await ctx.runtime.keys.create(conn, space_id)  # a no-op: opposition already gave a fresh key
+    moved = await store.move(conn, space_id, rule.sources, target, **extra)
+    if not moved:  # unreachable: the row is locked
+        raise _refused(event, row.state)
+    await store.append_many(
+        conn, [(space_id, _record(ctx.actor, event, row.state, target, reason, ctx.request_id))]
+    )
+    return row.state, target
+
+
+def _add_years(day: date, years: int) -> date:
+    try:
+        return day.replace(year=day.year + years)
+    except ValueError:  # 29 February
+        return day.replace(year=day.year + years, day=28)
+
+
+async def _shred_keeping_identity(conn: Conn, ctx: Context, space_id: uuid.UUID) -> None:
+    """Opposition: nothing medical is kept. Every row of the space's data is deleted and its data key
+    destroyed (what a backup holds can never be read), then the identity the registry gave (the Patient, which
+    is the insurer's administrative data, not medical data) is written again under a fresh key, so that the
+    person is recognised, their opposition proved, and a space can be made again if they ask."""
+    keys = ctx.runtime.keys
+    reading = decide(SYSTEM, "read", "Patient")
+    patient_id = await conn.fetchval(
+        "SELECT resource_id FROM resource WHERE space_id = $1 AND resource_type = 'Patient' AND NOT deleted",
+        space_id,
+    )
+    body = None
+    if patient_id is not None:
+        stored = await resources.read(conn, keys, reading, space_id, "Patient", patient_id)
+        body = None if stored is None or stored.body is None else orjson.loads(stored.body)
+    ctx.uploads.extend(await store.blob_keys(conn, [space_id]))  # deleted from the store after commit
+    await store.erase(conn, keys, [space_id])
+    await keys.create(conn, space_id)
+    if body is not None and patient_id is not None:
+        body.pop("meta", None)
+        writing = decide(SYSTEM, "create", "Patient")
+        await resources.write(
+            conn, keys, writing, space_id, "Patient", patient_id, body, method="POST", previous=None
+        )
+
+
+async def _delete_objects(rt: Runtime, objects: list[tuple[uuid.UUID, uuid.UUID]]) -> None:
+    """Best effort, after commit: the objects are unreadable anyway (their key is destroyed); what a failure
+    leaves is found by `documents verify` as an object without a row."""
+    for space_id, blob_id in objects:
+        try:
+            await rt.blob_store.delete(blob_key(space_id, blob_id))
+        except Exception as exc:  # crypto-shredded already: a left object is unreadable
+            log.warning("blob of destroyed space %s left in the store: %s", space_id, exc)
+
+
+async def transition(
+    ctx: Context, space_id: uuid.UUID, event: Event, *, reason: str = "", on: date | None = None
+) -> tuple[str, str]:
+    """Apply `event` to one space now (or as of `on`, for dates the transition computes); returns (before,
+    after). An illegal transition raises Conflict (409), an unknown or destroyed space NotFound."""
+    if event not in TRANSITIONS:
+        raise BadRequest(f"événement inconnu / unknown event {event!r}")
+    objects_before = len(ctx.uploads)
+    result = await ctx.runtime.db.interaction(
+        f"lifecycle_{event}", _apply, ctx, event, space_id, reason, on or date.today()
+    )
+    shredded = ctx.uploads[objects_before:]
+    del ctx.uploads[objects_before:]
+    await _delete_objects(ctx.runtime, shredded)
+    return result
+
+
+# --- the named steps (what the services, the API and the CLI call) --------------------------------------------
+
+
+async def notify(ctx: Context, space_id: uuid.UUID, *, on: date | None = None) -> tuple[str, str]:
+    """The notice was sent (on `on`): the space opens `opposition_window_days` later unless opposed."""
+    return await transition(ctx, space_id, "notify", on=on)
+
+
+async def oppose(ctx: Context, space_id: uuid.UUID, channel: Channel) -> tuple[str, str]:
+    """Record an opposition (online by the person, whose code the activation service checked; by phone or at
+    a counter by an operator). The space's data and data key are destroyed; only the identity stays."""
+    if channel not in ("online", "phone", "counter"):
+        raise BadRequest(f"canal inconnu / unknown channel {channel!r} (online, phone, counter)")
+    return await transition(ctx, space_id, "oppose", reason=channel)
+
+
+async def request(ctx: Context, space_id: uuid.UUID) -> tuple[str, str]:
+    """An opposed person asks for a space after all: back to `registered`, a new notice follows."""
+    return await transition(ctx, space_id, "request")
+
+
+async def activate(ctx: Context, space_id: uuid.UUID) -> tuple[str, str]:
+    return await transition(ctx, space_id, "activate")
+
+
+async def suspend(ctx: Context, space_id: uuid.UUID, reason: str = "") -> tuple[str, str]:
+    return await transition(ctx, space_id, "suspend", reason=reason)
+
+
+async def resume(ctx: Context, space_id: uuid.UUID) -> tuple[str, str]:
+    """The holder objected to the suspension (or the insurer lifts it): back to the state before."""
+    return await transition(ctx, space_id, "resume")
+
+
+async def close(ctx: Context, space_id: uuid.UUID, *, reason: str = "holder") -> tuple[str, str]:
+    return await transition(ctx, space_id, "close", reason=reason)
+
+
+async def reopen(ctx: Context, space_id: uuid.UUID) -> tuple[str, str]:
+    """Within the archive period, everything comes back: the data was never touched while closed."""
+    return await transition(ctx, space_id, "reopen")
+
+
+async def erase(ctx: Context, space_id: uuid.UUID, *, on: date | None = None) -> tuple[str, str]:
+    """The holder asks for destruction: closed at once, destroyed by the run `destruction_delay_days` later
+    (they may still reopen it until then)."""
+    return await transition(ctx, space_id, "erase", on=on)
+
+
+async def state(rt: Runtime, space_id: uuid.UUID) -> str | None:
+    return await rt.db.read("lifecycle_state", store.state_of, space_id)
+
+
+# --- the periodic run ------------------------------------------------------------------------------------------
+
+
+@dataclass
+class RunCounts:
+    opened: int = 0
+    closed_suspended: int = 0
+    closed_deceased: int = 0
+    destroyed: int = 0
+
+    def as_json(self) -> dict[str, int]:
+        return {
+            "opened": self.opened,
+            "closed_suspended": self.closed_suspended,
+            "closed_deceased": self.closed_deceased,
+            "destroyed": self.destroyed,
+        }
+
+
+async def run(rt: Runtime, as_of: date | None = None, *, batch: int = BATCH) -> RunCounts:
+    """Every transition due on `as_of` (today by default), in batches of `batch` spaces, one transaction
+    each; spaces another run holds are skipped (SKIP LOCKED), and a second run finds nothing left to do."""
+    day = as_of or date.today()
+    counts = RunCounts()
+    ctx = Context.system(rt)
+    settings = rt.settings
+
+    async def due(event: str, before: str, due_sql: str, *args: Any, reason: str | None = None) -> int:
+        rule = TRANSITIONS[event]
+        total = 0
+        while True:
+
+            async def step(conn: Conn) -> int:
+                moved = await store.move_due(
+                    conn, due_sql, rule.sources, rule.target, *args, limit=batch, closed_reason=reason
+                )
+                await store.append_many(
+                    conn,
+                    [
+                        (s, _record(SYSTEM, event, before, rule.target, reason or "", ctx.request_id))
+                        for s in moved
+                    ],
+                )
+                return len(moved)
+
+            done = await rt.db.interaction(f"lifecycle_run_{event}", step)
+            total += done
+            if done < batch:
+                return total
+
+    counts.opened = await due("open", "notified", "opens_on <= $4", day)
+    counts.closed_suspended = await due(
+        "close",
+        "suspended",
+        "state = 'suspended' AND (state_at AT TIME ZONE 'Europe/Paris')::date + $4::int <= $5",
+        settings.suspension_days,
+        day,
+        reason="suspension",
+    )
+    counts.closed_deceased = await _close_deceased(rt, ctx, day, batch)
+    counts.destroyed = await _destroy_due(rt, ctx, day, batch)
+    return counts
+
+
+async def _close_deceased(rt: Runtime, ctx: Context, day: date, batch: int) -> int:
+    """Spaces whose Patient carries a death date (deceasedDateTime, written by the registry import) on or
+    before `day` are closed. Only Patients changed since they were last checked are decrypted."""
+    reading = decide(SYSTEM, "read", "Patient")
+    closed = 0
+    after: uuid.UUID | None = None
+    while True:
+
+        async def step(conn: Conn, start: uuid.UUID | None) -> tuple[int, uuid.UUID | None, int]:
+            found = await store.death_candidates(conn, LIVE, after=start, limit=batch)
+            dead: list[uuid.UUID] = []
+            checked: list[tuple[uuid.UUID, int]] = []
+            for space_id, patient_id, version in found:
+                stored = await resources.read(conn, rt.keys, reading, space_id, "Patient", patient_id)
+                body = {} if stored is None or stored.body is None else orjson.loads(stored.body)
+                died = str(body.get("deceasedDateTime") or "")[:10]
+                if died and died <= day.isoformat():
+                    dead.append(space_id)
+                elif not died:
+                    checked.append((space_id, version))  # a death date still to come is read again next run
+            moved = await store.move_due(
+                conn, "space_id = ANY($4::uuid[])", LIVE, "closed", dead, limit=batch, closed_reason="death"
+            )
+            await store.mark_death_checked(conn, checked)
+            await store.append_many(
+                conn, [(s, _record(SYSTEM, "close", "", "closed", "death", ctx.request_id)) for s in moved]
+            )
+            return len(moved), (found[-1][0] if found else None), len(found)
+
+        moved, last, seen = await rt.db.interaction("lifecycle_run_deaths", step, after)
+        closed += moved
+        if seen < batch or last is None:
+            return closed
+        after = last
+
+
+async def _destroy_due(rt: Runtime, ctx: Context, day: date, batch: int) -> int:
+    """Closed spaces past the archive period, or whose asked destruction is due: rows deleted, data keys
+    destroyed, one `space:destroy` record each (the trace stays)."""
+    destroyed = 0
+    while True:
+
+        async def step(conn: Conn) -> tuple[int, list[tuple[uuid.UUID, uuid.UUID]]]:
+            spaces = await store.due_for_destruction(conn, day, rt.settings.archive_years, limit=batch)
+            if not spaces:
+                return 0, []
+            objects = await store.blob_keys(conn, spaces)
+            await store.erase(conn, rt.keys, spaces)
+            moved = await store.move_due(
+                conn,
+                "space_id = ANY($4::uuid[])",
+                TRANSITIONS["destroy"].sources,
+                "destroyed",
+                spaces,
+                limit=batch,
+            )
+            await store.append_many(
+                conn,
+                [(s, _record(SYSTEM, "destroy", "closed", "destroyed", "", ctx.request_id)) for s in moved],
+            )
+            return len(moved), objects
+
+        done, objects = await rt.db.interaction("lifecycle_run_destroy", step)
+        await _delete_objects(rt, objects)
+        destroyed += done
+        if done < batch:
+            return destroyed

@@ -1,0 +1,190 @@
+"""The lifecycle's SQL (migrations/0009_lifecycle.sql): a space's state row, the set-based searches of
+`lifecycle run`, and the deletion of a space's data. Which transition is legal is decided by the table in
+services/lifecycle.py, which passes the allowed source states to every statement here: a row whose state
+changed meanwhile is simply not matched."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date
+from typing import Any
+
+from ..audit.record import Record, canonical
+from .db import Conn
+from .keys import KeyStore
+
+#: Tables with a `space_id` that outlive the space's data: the space row itself (its state is the
+#: tombstone), its trace (kept as the record of what was done; it holds no medical content and its rows
+#: cannot be deleted: 0002_audit.sql), and the registry's INS -> space link (so that a later import does
+#: not make a second space for an opposed person). Every other table with a space_id is space data and is
+#: deleted; tests/lifecycle checks that a new table falls on one side.
+KEPT_TABLES = frozenset({"space", "audit_chain", "audit_event", "audit_seal", "registry_person"})
+#: Deleted first: rows that reference others (binary_content -> blob).
+_FIRST = ("binary_content",)
+
+
+@dataclass(frozen=True)
+class SpaceRow:
+    space_id: uuid.UUID
+    state: str
+    state_at: Any
+    opens_on: date | None
+    prior_state: str | None
+    closed_reason: str | None
+    destroy_on: date | None
+
+
+async def lock(conn: Conn, space_id: uuid.UUID) -> SpaceRow | None:
+    """The space's lifecycle row, locked until the end of the transaction."""
+    row = await conn.fetchrow(
+        "SELECT space_id, state, state_at, opens_on, prior_state, closed_reason, destroy_on FROM space "
+        "WHERE space_id = $1 FOR UPDATE",
+        space_id,
+    )
+    return None if row is None else SpaceRow(**dict(row))
+
+
+async def state_of(conn: Conn, space_id: uuid.UUID) -> str | None:
+    value = await conn.fetchval("SELECT state FROM space WHERE space_id = $1", space_id)
+    return None if value is None else str(value)
+
+
+async def move(
+    conn: Conn,
+    space_id: uuid.UUID,
+    sources: frozenset[str],
+    target: str,
+    *,
+    opens_on: date | None = None,
+    prior_state: str | None = None,
+    closed_reason: str | None = None,
+    destroy_on: date | None = None,
+) -> bool:
+    """Set the new state if the space is still in one of `sources`; False otherwise. The date columns are
+    those of the new state (others are cleared)."""
+    status: str = await conn.execute(
+        "UPDATE space SET state = $3, state_at = now(), opens_on = $4, prior_state = $5, closed_reason = $6, "
+        "destroy_on = $7 WHERE space_id = $1 AND state = ANY($2::text[])",
+        space_id,
+        sorted(sources),
+        target,
+        opens_on,
+        prior_state,
+        closed_reason,
+        destroy_on,
+    )
+    return status.endswith(" 1")
+
+
+async def move_due(conn: Conn, due_sql: str, sources: frozenset[str], target: str, *args: Any, limit: int,
+                   closed_reason: str | None = None) -> list[uuid.UUID]:  # fmt: skip
+    """Move up to `limit` spaces in `sources` matching `due_sql` (a condition on `space`, parameters from $4)
+    to `target`, skipping rows another run holds; returns them."""
+    rows = await conn.fetch(
+        "UPDATE space SET state = $2, state_at = now(), opens_on = NULL, prior_state = NULL, "
+        "closed_reason = $3, destroy_on = NULL WHERE space_id IN (SELECT space_id FROM space "
+        f"WHERE state = ANY($1::text[]) AND ({due_sql}) ORDER BY space_id LIMIT {int(limit)} "
+        "FOR UPDATE SKIP LOCKED) RETURNING space_id",
+        sorted(sources),
+        target,
+        closed_reason,
+        *args,
+    )
+    return sorted(r["space_id"] for r in rows)
+
+
+async def due_for_destruction(conn: Conn, as_of: date, archive_years: int, *, limit: int) -> list[uuid.UUID]:
+    """Closed spaces whose archive period ended, or whose holder asked for destruction due by `as_of`,
+    locked (another run skips them)."""
+    rows = await conn.fetch(
+        "SELECT space_id FROM space WHERE state = 'closed' AND (destroy_on <= $1 OR "
+        "(state_at AT TIME ZONE 'Europe/Paris')::date + make_interval(years => $2) <= $1) "
+        f"ORDER BY space_id LIMIT {int(limit)} FOR UPDATE SKIP LOCKED",
+        as_of,
+        archive_years,
+    )
+    return [r["space_id"] for r in rows]
+
+
+async def death_candidates(conn: Conn, live: frozenset[str], *, after: uuid.UUID | None, limit: int) -> list[
+    tuple[uuid.UUID, str, int]
+]:  # fmt: skip
+    """Spaces in a live state whose Patient changed since it was last checked for a death date:
+    (space, Patient id, version), by space id from `after`."""
+    rows = await conn.fetch(
+        "SELECT s.space_id, r.resource_id, r.version_id FROM space s JOIN resource r ON r.space_id = s.space_id "
+        "AND r.resource_type = 'Patient' AND NOT r.deleted WHERE s.state = ANY($1::text[]) "
+        "AND r.version_id > s.death_checked AND ($2::uuid IS NULL OR s.space_id > $2) "
+        f"ORDER BY s.space_id LIMIT {int(limit)}",
+        sorted(live),
+        after,
+    )
+    return [(r["space_id"], r["resource_id"], r["version_id"]) for r in rows]
+
+
+async def mark_death_checked(conn: Conn, checked: Sequence[tuple[uuid.UUID, int]]) -> None:
+    if checked:
+        await conn.execute(
+            "UPDATE space s SET death_checked = c.version FROM unnest($1::uuid[], $2::bigint[]) AS c(id, version) "
+            "WHERE s.space_id = c.id AND s.death_checked < c.version",
+            [c[0] for c in checked],
+            [c[1] for c in checked],
+        )
+
+
+async def append_many(conn: Conn, records: Sequence[tuple[uuid.UUID, Record]]) -> None:
+    """One audit record in each space's chain, in one statement (audit_append of 0002_audit.sql per row)."""
+    if not records:
+        return
+    columns: list[list[Any]] = [[] for _ in range(14)]
+    for space_id, r in records:
+        values = (
+            space_id, r.recorded_at, r.action, r.outcome, r.actor_kind, r.actor_id, r.actor_display, r.basis,
+            r.entity_type, r.entity_id, r.entity_version, r.detail, r.request_id, canonical(space_id, r),
+        )  # fmt: skip
+        for column, value in zip(columns, values, strict=True):
+            column.append(value)
+    await conn.execute(
+        "SELECT audit_append(u.s, u.t, u.a, u.o, u.ak, u.ai, u.ad, u.b, u.et, u.ei, u.ev, u.d, u.r, u.c) "
+        "FROM unnest($1::uuid[], $2::timestamptz[], $3::text[], $4::text[], $5::text[], $6::text[], "
+        "$7::text[], $8::text[], $9::text[], $10::text[], $11::bigint[], $12::text[], $13::text[], "
+        "$14::bytea[]) WITH ORDINALITY AS u(s, t, a, o, ak, ai, ad, b, et, ei, ev, d, r, c, n) ORDER BY u.n",
+        *columns,
+    )
+
+
+async def space_tables(conn: Conn) -> list[str]:
+    """Every table of space data (a NOT NULL space_id column) except the kept ones, children first."""
+    rows = await conn.fetch(
+        "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+        "JOIN pg_attribute a ON a.attrelid = c.oid AND a.attname = 'space_id' AND a.attnotnull "
+        "WHERE n.nspname = current_schema() AND c.relkind IN ('r', 'p') ORDER BY c.relname"
+    )
+    names = [r["relname"] for r in rows if r["relname"] not in KEPT_TABLES and r["relname"] != "space_key"]
+    return sorted(names, key=lambda name: (name not in _FIRST, name))
+
+
+async def blob_keys(conn: Conn, spaces: Sequence[uuid.UUID]) -> list[tuple[uuid.UUID, uuid.UUID]]:
+    """The stored objects of these spaces (to delete from the blob store once their rows are gone)."""
+    rows = await conn.fetch(
+        "SELECT space_id, blob_id FROM blob WHERE space_id = ANY($1::uuid[]) "
+        "UNION SELECT space_id, blob_id FROM blob_upload WHERE space_id = ANY($1::uuid[])",
+        list(spaces),
+    )
+    return [(r["space_id"], r["blob_id"]) for r in rows]
+
+
+async def erase(conn: Conn, keys: KeyStore, spaces: Sequence[uuid.UUID]) -> int:
+    """Delete every row of these spaces' data (resources, versions, index, rights, documents, settings...)
+    and destroy their data keys (crypto-shredding: what a backup still holds can never be decrypted).
+    Returns the number of rows deleted. The trace and the space rows stay (KEPT_TABLES)."""
+    ids = list(spaces)
+    deleted = 0
+    for table in await space_tables(conn):
+        status: str = await conn.execute(f'DELETE FROM "{table}" WHERE space_id = ANY($1::uuid[])', ids)
+        deleted += int(status.split()[-1])
+    for space_id in ids:
+        deleted += await keys.destroy(conn, space_id)
+    return deleted
