@@ -710,15 +710,7 @@ def table(rows: list[dict[str, Any]]) -> str:
     )
     lines = [head, "-" * len(head)]
     for r in rows:
-        cpu = "/".join(
-            f"{r[k]:.0f}"
-            for k in (
-                "server_cpu_percent",
-                "postgres_cpu_percent",
-                "loadgen_cpu_percent",
-                "machine_cpu_percent",
-            )
-        )
+        cpu = report.cpu_column(r)
         per = f"{r['app_cpu_ms']:.2f}+{r['pg_cpu_ms']:.2f}"
         lines.append(
             f"{r['scenario']:<15} {r['clients']:>7} {r['rps']:>8,.1f} {r['mb_per_s']:>7.2f} {r['p50_ms']:>8.2f} "

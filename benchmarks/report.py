@@ -66,6 +66,12 @@ def verdicts(rows: list[dict[str, Any]], patients: int) -> dict[str, Any]:
     return out
 
 
+def cpu_column(r: dict[str, Any]) -> str:
+    """CPU % of the target process, PostgreSQL, the load generator and the whole machine (100 = one core)."""
+    keys = ("server_cpu_percent", "postgres_cpu_percent", "loadgen_cpu_percent", "machine_cpu_percent")
+    return "/".join(f"{r[k]:.0f}" for k in keys)
+
+
 def table(rows: list[dict[str, Any]], checks: dict[str, Any]) -> str:
     head = (
         f"{'scenario':<18} {'clients':>7} {'req/s':>9} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} "
@@ -73,15 +79,7 @@ def table(rows: list[dict[str, Any]], checks: dict[str, Any]) -> str:
     )
     lines = [head, "-" * len(head)]
     for r in rows:
-        cpu = "/".join(
-            f"{r[k]:.0f}"
-            for k in (
-                "server_cpu_percent",
-                "postgres_cpu_percent",
-                "loadgen_cpu_percent",
-                "machine_cpu_percent",
-            )
-        )
+        cpu = cpu_column(r)
         lines.append(
             f"{r['scenario']:<18} {r['clients']:>7} {r['rps']:>9,.0f} {r['p50_ms']:>8.2f} "
             f"{r['p95_ms']:>8.2f} {r['p99_ms']:>8.2f} {r['errors']:>6}  {cpu:>20}"
