@@ -149,7 +149,19 @@ async def test_an_opposed_space_never_opens_and_its_data_and_key_are_gone(
     await lifecycle.notify(Context.system(runtime), space, on=TODAY)
     found = await runtime.db.read("t_by_ins", people_store.patient_by_ins, nir)
     assert found is not None
-    await observation(fhir, found.patient_id)  # e.g. a legacy record's content, already there
+    # A legacy record's content, already there (imported by the system, as the legacy DMP import will: machine
+    # clients deposit only once the space is open).
+    from espace_sante.services import fhir as fhir_service
+
+    legacy = {
+        "resourceType": "Observation",
+        "status": "final",
+        "code": {"coding": [{"system": "http://loinc.org", "code": "8867-4"}]},
+        "subject": {"reference": f"Patient/{found.patient_id}"},
+    }
+    await fhir_service.create(Context.system(runtime), legacy)
+    refused = await fhir.post("/Observation", json=legacy, headers=FHIR_JSON)
+    assert refused.status_code == 422  # a feed cannot write before the space opens
     before = await bodies(runtime, space)
     assert await readable_with_the_key_store(runtime, space, before) == len(before) >= 2
     operator = Context(runtime, Actor("operator", "agent-cpam", display="Agent CPAM"))
@@ -324,3 +336,20 @@ async def test_every_table_of_space_data_is_deleted_or_knowingly_kept(runtime: R
     )
     assert erased[0] == "binary_content"  # before the blobs it references
     assert not set(erased) & lifecycle_store.KEPT_TABLES
+
+
+async def test_a_feed_deposits_nothing_in_a_space_that_is_not_open(
+    runtime: Runtime, fhir: httpx.AsyncClient
+) -> None:
+    """Machine clients are decided without facts; a deposit into a closed space is still refused, like an
+    unknown patient (the state check on writes, services/fhir._create_in)."""
+    from tests.factories import pdsm_document
+
+    created = await fhir.post("/Patient", json=patient(), headers=FHIR_JSON)
+    pid = created.json()["id"]
+    ok = await fhir.post("/DocumentReference", json=pdsm_document(f"Patient/{pid}"), headers=FHIR_JSON)
+    assert ok.status_code == 201, ok.text
+    space = uuid.UUID(pid[:32])
+    await lifecycle.close(Context.system(runtime), space, reason="holder")
+    refused = await fhir.post("/DocumentReference", json=pdsm_document(f"Patient/{pid}"), headers=FHIR_JSON)
+    assert refused.status_code == 422

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
 
-from ..access.policy import Action, Decision, decide, needs_facts, with_chains
+from ..access.policy import PROFESSIONAL_STATES, Action, Decision, decide, needs_facts, with_chains
 from ..context import Context
 from ..errors import (
     BadRequest,
@@ -412,6 +412,13 @@ async def _create_in(
     if not decision.covers(space_id):
         # A space the actor has no basis on answers like one that does not exist.
         raise _no_such_patient(rtype, body)
+    if ctx.actor.kind == "client" and rtype != "Patient" and space_id != DIRECTORY_SPACE:
+        # Machine clients (professionals' software, feeds) are decided without facts; a deposit still waits for
+        # the space to open, and a closed, opposed or suspended one takes nothing (PRODUCT §2).
+        from ..storage import lifecycle as lifecycle_store
+
+        if await lifecycle_store.state_of(conn, space_id) not in PROFESSIONAL_STATES:
+            raise _no_such_patient(rtype, body)
     _check_category(decision, body)
     await _check_document_links(conn, ctx, decision, body, space_id, rid)
     if rtype == "Patient":
