@@ -145,34 +145,25 @@ def check_label_systems(body: dict[str, Any], where: str = "DocumentReference") 
             if not isinstance(coding, dict):
                 continue
             code, oid = coding.get("code"), valuesets.system_oid(coding.get("system"))
-            at = f"{where}.securityLabel[{i}].coding[{j}]"
+            shown = str(code)[:40]
             if code in pdsm.VISIBILITY_CODES and oid != valuesets.VISIBILITY_OID:
-                problems.append(
-                    Issue(
-                        f"{at} : {code} appartient à TRE_A07-StatutVisibiliteDocument ({valuesets.VISIBILITY_OID}) / "
-                        f"{code} belongs to TRE_A07-StatutVisibiliteDocument",
-                        "code-invalid",
-                        expression=at,
-                    )
+                why = (
+                    f"{shown} appartient à TRE_A07-StatutVisibiliteDocument ({valuesets.VISIBILITY_OID}) / "
+                    f"{shown} belongs to TRE_A07-StatutVisibiliteDocument"
                 )
             elif oid == valuesets.VISIBILITY_OID and code not in pdsm.VISIBILITY_CODES:
-                problems.append(
-                    Issue(
-                        f"{at} : code de visibilité inconnu « {str(code)[:40]} » (MASQUE_PS, INVISIBLE_PATIENT, "
-                        "INVISIBLE_REPRESENTANTS_LEGAUX) / unknown visibility code",
-                        "code-invalid",
-                        expression=at,
-                    )
+                why = (
+                    f"code de visibilité inconnu « {shown} » (MASQUE_PS, INVISIBLE_PATIENT, "
+                    "INVISIBLE_REPRESENTANTS_LEGAUX) / unknown visibility code"
                 )
             elif oid == valuesets.CONFIDENTIALITY_OID and code not in pdsm.CONFIDENTIALITY_CODES:
-                problems.append(
-                    Issue(
-                        f"{at} : niveau de confidentialité inconnu « {str(code)[:40]} » (N, R, V) / unknown "
-                        "confidentiality code",
-                        "code-invalid",
-                        expression=at,
-                    )
+                why = (
+                    f"niveau de confidentialité inconnu « {shown} » (N, R, V) / unknown confidentiality code"
                 )
+            else:
+                continue
+            at = f"{where}.securityLabel[{i}].coding[{j}]"
+            problems.append(Issue(f"{at} : {why}", "code-invalid", expression=at))
     if problems:
         raise InvalidResource(problems[0].diagnostics, issues=problems)
 
