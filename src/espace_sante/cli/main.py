@@ -51,6 +51,12 @@ from .lifecycle import lifecycle_app  # noqa: E402
 
 app.add_typer(lifecycle_app, name="lifecycle")  # states of spaces (cli/lifecycle.py)
 
+from .notices import letters_app, notices_app, outbox_app  # noqa: E402
+
+app.add_typer(notices_app, name="notices")  # notices of new spaces (cli/notices.py)
+app.add_typer(letters_app, name="letters")
+app.add_typer(outbox_app, name="outbox")
+
 
 @app.callback()
 def main_options(

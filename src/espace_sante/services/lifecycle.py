@@ -250,6 +250,12 @@ async def notify(ctx: Context, space_id: uuid.UUID, *, on: date | None = None) -
     return await transition(ctx, space_id, "notify", on=on)
 
 
+async def notify_in(conn: Conn, ctx: Context, space_id: uuid.UUID, on: date) -> tuple[str, str]:
+    """`notify` in the caller's transaction: the notices record the notice, its code and the new state in one
+    transaction (services/notices.py), so that a crash never sends a notice twice nor skips one."""
+    return await _apply(conn, ctx, "notify", space_id, "", on)
+
+
 async def oppose(ctx: Context, space_id: uuid.UUID, channel: Channel) -> tuple[str, str]:
     """Record an opposition (online by the person, whose code the activation service checked; by phone or at
     a counter by an operator). The space's data and data key are destroyed; only the identity stays."""

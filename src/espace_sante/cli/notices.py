@@ -1,0 +1,127 @@
+"""`espace-sante notices`, `letters` and `outbox`: the notices of new spaces (services/notices.py,
+docs/notices.md), the letters for a mailing house, and the local outbox of the embedded default."""
+
+from __future__ import annotations
+
+import json
+from datetime import date
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+notices_app = typer.Typer(help="Avis de création des espaces / notices of new spaces.", no_args_is_help=True)
+letters_app = typer.Typer(help="Lettres à imprimer / letters to print.", no_args_is_help=True)
+outbox_app = typer.Typer(help="Messages de la boîte d'envoi locale / local outbox.", no_args_is_help=True)
+
+
+def _day(text: str | None) -> date | None:
+    from .main import _fail
+
+    if text is None:
+        return None
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise _fail(
+            f"--as-of : « {text} » n'est pas une date AAAA-MM-JJ / is not a YYYY-MM-DD date"
+        ) from None
+
+
+@notices_app.command("send")
+def notices_send(
+    as_of: Annotated[
+        str | None, typer.Option("--as-of", help="Date d'envoi AAAA-MM-JJ / sending date (YYYY-MM-DD).")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Compteurs en JSON / counts as JSON.")] = False,
+) -> None:
+    """Envoie l'avis et le code d'activation de chaque espace créé / send every new space's notice and code.
+
+    Idempotent : relancé, il n'envoie rien deux fois et reprend ce qu'une interruption a laissé / idempotent:
+    a second run sends nothing twice and delivers what a crash left."""
+    from ..services import notices
+    from ..services.runtime import Runtime
+    from .main import _run, _settings, _with_runtime
+
+    day = _day(as_of)
+
+    async def work(rt: Runtime) -> notices.SendCounts:
+        return await notices.send(rt, day)
+
+    counts = _run(lambda: _with_runtime(_settings(), work))
+    if as_json:
+        typer.echo(json.dumps(counts.as_json()))
+        return
+    typer.echo(
+        f"{counts.notified} espace(s) notifié(s) : {counts.emails} courriel(s), {counts.letters} lettre(s) en "
+        f"attente ; {counts.delivered} courriel(s) remis, {counts.failed} en échec / spaces notified, e-mails, "
+        "letters queued, e-mails delivered, failed"
+    )
+
+
+@letters_app.command("build")
+def letters_build(
+    out: Annotated[Path, typer.Option("--out", help="Dossier de sortie / output folder.")],
+    as_json: Annotated[
+        bool, typer.Option("--json", help='{"files": [...], "letters": N, "manifest": ...}')
+    ] = False,
+) -> None:
+    """Imprime les lettres en attente en PDF par lots, avec un manifeste CSV / build the queued letters."""
+    from ..services import notices
+    from ..services.runtime import Runtime
+    from .main import _run, _settings, _with_runtime
+
+    async def work(rt: Runtime) -> notices.Built:
+        return await notices.build_letters(rt, out)
+
+    built = _run(lambda: _with_runtime(_settings(), work))
+    if as_json:
+        typer.echo(json.dumps(built.as_json()))
+        return
+    if not built.letters:
+        typer.echo("aucune lettre en attente / no letter waiting")
+        return
+    typer.echo(
+        f"{built.letters} lettre(s) dans / letter(s) in {len(built.files)} PDF, manifeste {built.manifest}"
+    )
+    for name in built.files:
+        typer.echo(f"  {out / name}")
+
+
+@outbox_app.command("list")
+def outbox_list(
+    as_json: Annotated[bool, typer.Option("--json", help="Une liste JSON / a JSON list.")] = False,
+    with_body: Annotated[bool, typer.Option("--with-body", help="Affiche le texte / show the text.")] = False,
+    limit: Annotated[int, typer.Option("--limit", min=1, help="Nombre maximum / at most.")] = 1000,
+) -> None:
+    """Les messages de la boîte d'envoi locale (sans serveur SMTP) / the local outbox's messages."""
+    from ..services.runtime import Runtime
+    from ..storage import notices as store
+    from .main import _run, _settings, _with_runtime
+
+    async def work(rt: Runtime) -> list[store.OutboxMessage]:
+        return await rt.db.read("outbox_list", store.outbox, with_body=with_body, limit=limit)
+
+    messages = _run(lambda: _with_runtime(_settings(), work))
+    if as_json:
+        rows: list[dict[str, Any]] = []
+        for m in messages:
+            row: dict[str, Any] = {
+                "id": str(m.message_id),
+                "to": m.recipient,
+                "subject": m.subject,
+                "date": m.created_at.isoformat(),
+                "sent": m.sent_at.isoformat() if m.sent_at else None,
+                "error": m.error,
+            }
+            if with_body:
+                row["body"] = m.body
+            rows.append(row)
+        typer.echo(json.dumps(rows, ensure_ascii=False))
+        return
+    if not messages:
+        typer.echo("boîte d'envoi vide / outbox empty")
+    for m in messages:
+        typer.echo(f"{m.created_at:%Y-%m-%d %H:%M}  {m.recipient}  {m.subject}")
+        if with_body and m.body:
+            typer.echo("    " + m.body.replace("\n", "\n    "))
