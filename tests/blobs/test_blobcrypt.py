@@ -77,7 +77,7 @@ def test_round_trip(size: int) -> None:
     assert len(blob) == encrypted_size(size)
     assert plain_size(len(blob)) == size
     assert decrypt(KEY, blob, AAD) == plaintext
-    if size:
+    if size >= 16:  # a shorter run of random bytes turns up in any ciphertext by chance (1 byte: ~11 %)
         assert plaintext not in blob
     # A fresh nonce prefix each time: the same content never encrypts to the same bytes.
     assert encrypt(KEY, plaintext, AAD) != blob
