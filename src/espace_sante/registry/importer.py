@@ -24,7 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import date
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, cast
 
 import orjson
 
@@ -34,7 +34,7 @@ from ..audit.record import SUCCESS, Record
 from ..fhir import compartment, searchparams
 from ..services.runtime import Runtime
 from ..storage import audit as audit_store
-from ..storage import provision
+from ..storage import locks, provision
 from ..storage import resources as store
 from ..storage.db import Conn
 from ..storage.people import INS_SYSTEM
@@ -319,13 +319,13 @@ async def import_file(
         # A session lock for the run: a second run of the same file refuses to start; a killed run's lock goes
         # with its connection.
         key = int.from_bytes(digest[:8], "big", signed=True)
-        if not await lock.fetchval("SELECT pg_try_advisory_lock($1)", key):
+        if not await locks.try_session_lock(cast(Conn, lock), key):
             raise ImportRunning("un import de ce fichier est en cours / this file is being imported")
         try:
             with path.open("rb") as stream:
                 return await _run(runtime, importer, stream, digest, rejects, progress, resumed, batch_size)
         finally:
-            await lock.execute("SELECT pg_advisory_unlock($1)", key)
+            await locks.session_unlock(cast(Conn, lock), key)
 
 
 class _Reader:

@@ -29,6 +29,7 @@ from ..access.policy import decide
 from ..audit.record import SUCCESS, Record
 from ..context import Context
 from ..errors import BadRequest, Conflict, Forbidden, NotFound
+from ..storage import access as access_store
 from ..storage import lifecycle as store
 from ..storage import people as people_store
 from ..storage import resources
@@ -122,11 +123,8 @@ async def _check_person(conn: Conn, actor: Actor, space_id: uuid.UUID) -> None:
     ins = actor.subject if actor.kind == "app" else actor.id
     if actor.kind in ("holder", "app") and ins and await people_store.ins_of_space(conn, space_id) == ins:
         return
-    if actor.kind == "representative" and await conn.fetchval(
-        "SELECT 1 FROM space_representative WHERE space_id = $1 AND representative_ins = $2 AND until > $3",
-        space_id,
-        actor.id,
-        date.today(),
+    if actor.kind == "representative" and await access_store.is_representative(
+        conn, space_id, actor.id, on=date.today()
     ):
         return
     raise NotFound("Espace introuvable / space not found")
@@ -196,10 +194,7 @@ async def _shred_keeping_identity(conn: Conn, ctx: Context, space_id: uuid.UUID)
     person is recognised, their opposition proved, and a space can be made again if they ask."""
     keys = ctx.runtime.keys
     reading = decide(SYSTEM, "read", "Patient")
-    patient_id = await conn.fetchval(
-        "SELECT resource_id FROM resource WHERE space_id = $1 AND resource_type = 'Patient' AND NOT deleted",
-        space_id,
-    )
+    patient_id = await access_store.patient_of_space(conn, space_id)
     body = None
     if patient_id is not None:
         stored = await resources.read(conn, keys, reading, space_id, "Patient", patient_id)

@@ -281,12 +281,7 @@ async def deliver(rt: Runtime, *, batch: int = BATCH) -> tuple[int, int]:
                         await sender.send(Message(n.recipient, n.subject, n.body))
                     except (OSError, smtplib.SMTPException) as exc:
                         log.warning("notice.mail_failed", error=type(exc).__name__)
-                        await conn.execute(
-                            "UPDATE notice SET error = $3 WHERE space_id = $1 AND notice_id = $2",
-                            n.space_id,
-                            n.notice_id,
-                            type(exc).__name__,
-                        )
+                        await store.mark_failed(conn, n.space_id, n.notice_id, type(exc).__name__)
                         bad += 1
                         continue
                 await store.mark_delivered(conn, n.space_id, n.notice_id)

@@ -240,12 +240,17 @@ async def add_representative(conn: Conn, space_id: uuid.UUID, representative_ins
     )
 
 
-async def is_representative(conn: Conn, space_id: uuid.UUID, representative_ins: str) -> bool:
+async def is_representative(
+    conn: Conn, space_id: uuid.UUID, representative_ins: str, *, on: date | None = None
+) -> bool:
+    """Whether this person represents the space's holder (on `on`: with rights not ended that day)."""
     return bool(
         await conn.fetchval(
-            "SELECT 1 FROM space_representative WHERE space_id = $1 AND representative_ins = $2",
+            "SELECT 1 FROM space_representative WHERE space_id = $1 AND representative_ins = $2 "
+            "AND ($3::date IS NULL OR until > $3)",
             space_id,
             representative_ins,
+            on,
         )
     )
 

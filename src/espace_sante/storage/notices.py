@@ -93,6 +93,13 @@ async def due_emails(conn: Conn, limit: int) -> list[EmailNotice]:
     return [EmailNotice(r["space_id"], r["notice_id"], r["recipient"], r["subject"], r["body"]) for r in rows]
 
 
+async def mark_failed(conn: Conn, space_id: uuid.UUID, notice_id: uuid.UUID, error: str) -> None:
+    """A delivery refused by the relay: kept, with why, for the next run."""
+    await conn.execute(
+        "UPDATE notice SET error = $3 WHERE space_id = $1 AND notice_id = $2", space_id, notice_id, error
+    )
+
+
 async def mark_delivered(conn: Conn, space_id: uuid.UUID, notice_id: uuid.UUID, error: str = "") -> None:
     """Delivered: the text (which holds the code) is erased, only the subject and address stay."""
     await conn.execute(
