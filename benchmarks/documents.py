@@ -548,38 +548,10 @@ async def _copy_documents(
     audit_rows: list[tuple[Any, ...]],
     chain_rows: list[tuple[Any, ...]],
 ) -> None:
-    """The rows of a batch's documents, one COPY per table (the columns storage/provision.py writes)."""
-    await conn.copy_records_to_table(
-        "resource",
-        records=resource_rows,
-        columns=("space_id", "resource_type", "resource_id", "version_id", "last_updated", "deleted"),
-    )
-    await conn.copy_records_to_table(
-        "resource_version",
-        records=version_rows,
-        columns=(
-            "space_id", "resource_type", "resource_id", "version_id", "last_updated", "method", "key_version",
-            "body",
-        ),
-    )  # fmt: skip
-    base = ("space_id", "resource_type", "resource_id", "param")
-    columns = {
-        "token": ("system", "code"),
-        "string": ("normalized", "exact"),
-        "date": ("low", "high"),
-        "reference": ("target_type", "target_id"),
-    }
-    for table, rows in index.items():
-        if rows:
-            await conn.copy_records_to_table(f"sp_{table}", records=rows, columns=(*base, *columns[table]))
-    await conn.copy_records_to_table(
-        "audit_event",
-        records=audit_rows,
-        columns=(
-            "space_id", "seq", "recorded_at", "action", "outcome", "actor_kind", "actor_id", "actor_display",
-            "basis", "entity_type", "entity_id", "entity_version", "detail", "request_id", "prev_hash", "hash",
-        ),
-    )  # fmt: skip
+    """The rows of a batch's documents, one COPY per table (storage/provision.copy_rows)."""
+    from espace_sante.storage import provision
+
+    await provision.copy_rows(conn, resource_rows, version_rows, index, audit_rows)
     # The chains create_spaces started at seq 1 now end at the documents' last record.
     await conn.execute(
         "UPDATE audit_chain c SET seq = n.seq, head = n.head FROM unnest($1::uuid[], $2::bigint[], $3::bytea[]) "

@@ -119,6 +119,19 @@ async def create_spaces(
         records=key_rows,
         columns=("space_id", "key_version", "kek_id", "wrapped_key", "created_at"),
     )
+    await copy_rows(conn, resource_rows, version_rows, index, audit_rows)
+    await conn.copy_records_to_table("audit_chain", records=chain_rows, columns=("space_id", "seq", "head"))
+
+
+async def copy_rows(
+    conn: Conn,
+    resource_rows: list[tuple[Any, ...]],
+    version_rows: list[tuple[Any, ...]],
+    index: dict[str, list[tuple[Any, ...]]],
+    audit_rows: list[tuple[Any, ...]],
+) -> None:
+    """One COPY per table for resources made in bulk: their current rows, versions (encrypted bodies), search
+    index rows by kind (`token`, `string`, `date`, `reference`) and audit records."""
     await conn.copy_records_to_table(
         "resource",
         records=resource_rows,
@@ -133,14 +146,9 @@ async def create_spaces(
         ),
     )  # fmt: skip
     base = ("space_id", "resource_type", "resource_id", "param")
-    await conn.copy_records_to_table("sp_token", records=index["token"], columns=(*base, "system", "code"))
-    await conn.copy_records_to_table(
-        "sp_string", records=index["string"], columns=(*base, "normalized", "exact")
-    )
-    await conn.copy_records_to_table("sp_date", records=index["date"], columns=(*base, "low", "high"))
-    await conn.copy_records_to_table(
-        "sp_reference", records=index["reference"], columns=(*base, "target_type", "target_id")
-    )
+    for kind, columns in _INDEX_COLUMNS.items():
+        if index.get(kind):
+            await conn.copy_records_to_table(f"sp_{kind}", records=index[kind], columns=(*base, *columns))
     await conn.copy_records_to_table(
         "audit_event",
         records=audit_rows,
@@ -149,7 +157,14 @@ async def create_spaces(
             "basis", "entity_type", "entity_id", "entity_version", "detail", "request_id", "prev_hash", "hash",
         ),
     )  # fmt: skip
-    await conn.copy_records_to_table("audit_chain", records=chain_rows, columns=("space_id", "seq", "head"))
+
+
+_INDEX_COLUMNS = {
+    "token": ("system", "code"),
+    "string": ("normalized", "exact"),
+    "date": ("low", "high"),
+    "reference": ("target_type", "target_id"),
+}
 
 
 # --- the registry import's bookkeeping (migrations/0008_registry.sql) -----------------------------------
