@@ -11,7 +11,6 @@ import json
 import os
 import random
 import signal
-import socket
 import subprocess
 import threading
 import time
@@ -22,7 +21,8 @@ from typing import Any
 import httpx
 import psutil
 
-from tests.cli.test_commands import EXE, _env
+from tests.cli.test_commands import EXE, _env  # the CLI tests' process helpers
+from tests.cli.test_commands import _free_port as free_port
 from tests.content.samples import report_pdf
 from tests.documents.test_content_path import _transaction
 from tests.factories import FHIR_JSON, new_nir
@@ -53,21 +53,6 @@ def cli(data: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [*EXE, "--data-dir", str(data), *args], capture_output=True, text=True, env=env(), timeout=120
     )
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def postgres_of(data: Path) -> list[psutil.Process]:
-    found = []
-    for proc in psutil.process_iter(["name", "cmdline"]):
-        cmdline = proc.info["cmdline"] or []
-        if proc.info["name"] == "postgres" and str(data / "pg") in " ".join(cmdline):
-            found.append(proc)
-    return found
 
 
 def group_members(pgid: int) -> list[int]:

@@ -39,6 +39,7 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.cli.test_commands import _postgres_of as postgres_of
 from tests.documents.crash_client import (
     SEGMENT,
     Ledger,
@@ -47,7 +48,6 @@ from tests.documents.crash_client import (
     cli,
     client_loop,
     objects_in_store,
-    postgres_of,
     store_files,
     wait_for_new_file,
 )

@@ -439,17 +439,6 @@ async def _checked(request: Request) -> tuple[Session, Context, FormData | None]
     return session, ctx, form
 
 
-def mask_patch(body: Mapping[str, Any], masked: bool) -> list[dict[str, Any]]:
-    """The JSON Patch setting the document's `securityLabel` with or without MASQUE_PS, keeping its
-    confidentiality level and its other visibility codes (pdsm.with_flags)."""
-    _, flags = pdsm.security_flags(body)
-    wanted = flags | {MASKED_FROM_PROFESSIONALS} if masked else flags - {MASKED_FROM_PROFESSIONALS}
-    labels = pdsm.with_flags(body, None, wanted)
-    if labels:
-        return [{"op": "add", "path": "/securityLabel", "value": labels}]
-    return [{"op": "remove", "path": "/securityLabel"}] if "securityLabel" in body else []
-
-
 async def _set_masked(request: Request, rid: str, masked: bool) -> Response:
     session: Session | None = None
     try:
@@ -458,18 +447,7 @@ async def _set_masked(request: Request, rid: str, masked: bool) -> Response:
             return _forged(request, session)
         if not _ID.match(rid):
             raise NotFound()
-        stored = await fhir.read(ctx, "DocumentReference", rid)
-        body = orjson.loads(stored.body or b"{}")
-        payload = mask_patch(body, masked)
-        if payload:
-            await documents.patch(
-                ctx,
-                rid=rid,
-                condition=None,
-                payload=payload,
-                json_patch=True,
-                if_match=f'W/"{stored.version_id}"',
-            )
+        await documents.set_masked(ctx, rid, masked)
         return _see_other(f"{HOME}?message={'masque' if masked else 'affiche'}#doc-{rid}")
     except FhirError as exc:
         return error_page(request, session, exc)

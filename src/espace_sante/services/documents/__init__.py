@@ -48,6 +48,7 @@ from .metadata import (
     patch,
     patch_in,
     schedule_release,
+    set_masked,
 )
 from .publish import UPLOAD_TYPES, has_inline_content, publish_simplified, upload
 from .submission import check_attachments, check_submission, is_submission_set
@@ -86,6 +87,7 @@ __all__ = [
     "retrieve",
     "run_hidden_documents",
     "schedule_release",
+    "set_masked",
     "take_content",
     "upload",
     "verify",

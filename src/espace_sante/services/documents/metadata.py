@@ -333,6 +333,27 @@ async def patch(
     return await ctx.runtime.db.interaction("document_patch", run)
 
 
+async def set_masked(ctx: Context, rid: str, masked: bool) -> store.Stored:
+    """The holder's "mask from professionals" switch (the portal): the current version read and patched with
+    MASQUE_PS added or removed, its confidentiality level and other visibility codes kept; a version changed in
+    between is a 412, not a lost update."""
+    current = await fhir.read(ctx, "DocumentReference", rid)
+    body = orjson.loads(current.body or b"{}")
+    _, flags = pdsm.security_flags(body)
+    wanted = flags | {MASKED_FROM_PROFESSIONALS} if masked else flags - {MASKED_FROM_PROFESSIONALS}
+    if wanted == flags:
+        return current
+    labels = pdsm.with_flags(body, None, wanted)
+    payload = (
+        [{"op": "add", "path": "/securityLabel", "value": labels}]
+        if labels
+        else [{"op": "remove", "path": "/securityLabel"}]
+    )
+    return await patch(
+        ctx, rid=rid, condition=None, payload=payload, json_patch=True, if_match=f'W/"{current.version_id}"'
+    )
+
+
 async def patch_in(
     conn: Conn,
     ctx: Context,
