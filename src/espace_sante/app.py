@@ -11,6 +11,7 @@ from fastapi import FastAPI
 from . import __version__
 from .api import errors, health
 from .api.access.routes import router as access_router
+from .api.spaces.routes import router as spaces_router
 from .api.fhir.routes import router as fhir_router
 from .api.middleware import RequestGuard
 from .api.oauth.routes import router as oauth_router
@@ -72,6 +73,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     install_documents_pages(app)  # the holder's « Mes documents » pages
     app.include_router(oauth_pages)  # /oauth/authorize, connected apps, federated sign-in
     app.include_router(access_router)
+    app.include_router(spaces_router)  # a space's lifecycle: holder and operators
     app.add_middleware(
         RequestGuard, max_body=settings.max_request_bytes, hsts=settings.base_url.startswith("https://")
     )

@@ -353,3 +353,31 @@ async def test_a_feed_deposits_nothing_in_a_space_that_is_not_open(
     await lifecycle.close(Context.system(runtime), space, reason="holder")
     refused = await fhir.post("/DocumentReference", json=pdsm_document(f"Patient/{pid}"), headers=FHIR_JSON)
     assert refused.status_code == 422
+
+
+async def test_a_feed_reads_nothing_of_a_closed_space_until_it_is_reopened(
+    runtime: Runtime, fhir: httpx.AsyncClient
+) -> None:
+    """A machine client with system scopes reaches every open or active space, and a closed one not at all:
+    a read by id, a version, a search and a history answer as if it did not exist."""
+    from tests.factories import pdsm_document
+
+    pid = (await fhir.post("/Patient", json=patient(), headers=FHIR_JSON)).json()["id"]
+    doc = await fhir.post("/DocumentReference", json=pdsm_document(f"Patient/{pid}"), headers=FHIR_JSON)
+    did = doc.json()["id"]
+    space = uuid.UUID(pid[:32])
+
+    async def seen() -> tuple[int, int, int, int]:
+        read = await fhir.get(f"/DocumentReference/{did}")
+        vread = await fhir.get(f"/DocumentReference/{did}/_history/1")
+        found = await fhir.get("/DocumentReference", params={"patient": f"Patient/{pid}"})
+        history = await fhir.get(f"/Patient/{pid}/_history")
+        total = len(found.json().get("entry", [])) if found.status_code == 200 else -1
+        versions = len(history.json().get("entry", [])) if history.status_code == 200 else 0
+        return read.status_code, vread.status_code, total, versions
+
+    assert await seen() == (200, 200, 1, 1)
+    await lifecycle.close(Context.system(runtime), space, reason="holder")
+    assert await seen() == (404, 404, 0, 0)
+    await lifecycle.reopen(Context.system(runtime), space)
+    assert await seen() == (200, 200, 1, 1)

@@ -141,6 +141,9 @@ class Decision:
     #: type, so that a chain only matches what the actor may see of its target (SECURITY FHIR attack 2).
     chains: Mapping[str, Decision] = field(default_factory=dict)
     _mint: object = field(default=None, repr=False, compare=False)
+    #: With `slices` None (every space): only spaces in these lifecycle states. A machine client reaches
+    #: open and active spaces only, like the professionals it acts for; the service itself reaches all.
+    states: frozenset[str] | None = None
 
     def __post_init__(self) -> None:
         if self._mint is not _MINT:
@@ -197,6 +200,7 @@ def with_chains(decision: Decision, chains: Mapping[str, Decision]) -> Decision:
         decision.write_categories,
         dict(chains),
         _MINT,
+        decision.states,
     )
 
 
@@ -231,8 +235,11 @@ def _decide(
         reason: str,
         slices: tuple[Slice, ...] | None = (),
         writes: frozenset[str] | None = None,
+        states: frozenset[str] | None = None,
     ) -> Decision:
-        return Decision(actor, action, rtype, allowed, reason, slices if allowed else (), writes, {}, _MINT)
+        return Decision(
+            actor, action, rtype, allowed, reason, slices if allowed else (), writes, {}, _MINT, states
+        )
 
     if action not in _INTERACTION:
         return answer(False, "unknown action")
@@ -241,7 +248,9 @@ def _decide(
         return answer(True, "system actor", None)
     if actor.kind == "client":
         if actor.scopes.allows("system", rtype, letter):
-            return answer(True, f"system scope grants {rtype}.{letter}", None)
+            # Every space, but only open or active ones: a closed, suspended or opposed space is answered like
+            # one that does not exist (PRODUCT section 2: a closed space is readable by no one).
+            return answer(True, f"system scope grants {rtype}.{letter}", None, states=PROFESSIONAL_STATES)
         return answer(False, f"no system scope for {rtype}.{letter}")
     if rtype in DIRECTORY_TYPES:
         # The directory of professionals and organisations is public health-system data, not medical data:

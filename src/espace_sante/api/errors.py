@@ -1,4 +1,4 @@
-"""Errors become responses here, and only here (STYLE habit 9). Under /fhir and /access every error is an OperationOutcome;
+"""Errors become responses here, and only here (STYLE habit 9). Under /fhir, /access and /space every error is an OperationOutcome;
 elsewhere a small JSON object. A fault of ours answers 500 with an id to quote, never a stack trace."""
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ log = get_logger(__name__)
 
 
 def _respond(request: Request, error: FhirError, headers: dict[str, str] | None = None) -> Response:
-    if request.url.path.startswith(("/fhir", "/access")):
+    if request.url.path.startswith(("/fhir", "/access", "/space")):
         return error_response(error, headers)
     return JSONResponse({"error": error.code, "error_description": error.message}, error.status, headers)
 

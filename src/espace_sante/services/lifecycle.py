@@ -251,6 +251,20 @@ async def notify_in(conn: Conn, ctx: Context, space_id: uuid.UUID, on: date) -> 
     return await _apply(conn, ctx, "notify", space_id, "", on)
 
 
+async def oppose_in(conn: Conn, ctx: Context, space_id: uuid.UUID, channel: Channel) -> tuple[str, str]:
+    """`oppose` in the caller's transaction: an online opposition spends the activation code and records the
+    opposition in one transaction (services/activation.py), so that a code is never spent without it. The
+    document objects to delete after commit are appended to `ctx.uploads` (`transition` does it for `oppose`)."""
+    if channel not in ("online", "phone", "counter"):
+        raise BadRequest(f"canal inconnu / unknown channel {channel!r} (online, phone, counter)")
+    return await _apply(conn, ctx, "oppose", space_id, channel, date.today())
+
+
+async def activate_in(conn: Conn, ctx: Context, space_id: uuid.UUID) -> tuple[str, str]:
+    """`activate` in the caller's transaction: the activation code is spent if and only if this commits."""
+    return await _apply(conn, ctx, "activate", space_id, "", date.today())
+
+
 async def oppose(ctx: Context, space_id: uuid.UUID, channel: Channel) -> tuple[str, str]:
     """Record an opposition (online by the person, whose code the activation service checked; by phone or at
     a counter by an operator). The space's data and data key are destroyed; only the identity stays."""
@@ -294,6 +308,88 @@ async def erase(ctx: Context, space_id: uuid.UUID, *, on: date | None = None) ->
 
 async def state(rt: Runtime, space_id: uuid.UUID) -> str | None:
     return await rt.db.read("lifecycle_state", store.state_of, space_id)
+
+
+# --- asked through the API: which space, and what it is like ---------------------------------------------------
+
+#: What people and operators may ask for through the API. `notify`, `open` and `destroy` are the service's
+#: own; `activate` needs the activation code (services/activation.py), not only a signed-in account.
+REQUESTED: frozenset[str] = frozenset({"oppose", "request", "suspend", "resume", "close", "reopen", "erase"})
+
+
+@dataclass(frozen=True)
+class Status:
+    space_id: uuid.UUID
+    state: str
+    since: Any
+    opens_on: date | None
+    destroy_on: date | None
+    closed_reason: str | None
+
+    def as_json(self) -> dict[str, Any]:
+        fr, en = STATE_WORDS.get(self.state, (self.state, self.state))
+        return {
+            "state": self.state,
+            "since": self.since.isoformat(),
+            "opens_on": None if self.opens_on is None else self.opens_on.isoformat(),
+            "destroy_on": None if self.destroy_on is None else self.destroy_on.isoformat(),
+            "closed_reason": self.closed_reason,
+            "words": {"fr": fr, "en": en},
+        }
+
+
+async def space_of(ctx: Context, ins: str | None) -> uuid.UUID:
+    """The space a request is about: the one of this INS, or, when none is given, the signed-in holder's own
+    (an app's holder's). Whether the caller may act on it is the transition's check (or `status`'s)."""
+    actor = ctx.actor
+    if ins is None:
+        if actor.kind == "holder":
+            ins = actor.id
+        elif actor.kind == "app" and actor.subject:
+            ins = actor.subject
+        else:
+            raise BadRequest("indiquez l'INS du titulaire / give the holder's INS (ins)")
+    found = await ctx.runtime.db.read("lifecycle_space_of", people_store.patient_by_ins, ins)
+    if found is None:
+        raise NotFound("Espace introuvable / space not found")
+    return found.space_id
+
+
+async def status(ctx: Context, space_id: uuid.UUID) -> Status:
+    """The state of a space, for its holder (or a representative with rights) and for the insurer's operators;
+    anyone else is answered as if it did not exist."""
+    actor = ctx.actor
+
+    async def work(conn: Conn) -> store.SpaceRow:
+        if _who(actor) == "person":
+            await _check_person(conn, actor, space_id)
+        elif actor.kind not in ("operator", "system"):
+            raise NotFound("Espace introuvable / space not found")
+        row = await store.row_of(conn, space_id)
+        if row is None or row.state == "destroyed":
+            raise NotFound("Espace introuvable / space not found")
+        return row
+
+    row = await ctx.runtime.db.interaction("lifecycle_status", work)
+    return Status(space_id, row.state, row.state_at, row.opens_on, row.destroy_on, row.closed_reason)
+
+
+async def requested(
+    ctx: Context, space_id: uuid.UUID, event: str, *, channel: str | None = None, reason: str = ""
+) -> tuple[str, str]:
+    """A transition asked through the API (REQUESTED): the same rules as every other caller."""
+    if event not in REQUESTED:
+        raise BadRequest(
+            f"changement non demandable / this change cannot be asked for: {event!r} "
+            f"({', '.join(sorted(REQUESTED))})"
+        )
+    if event == "oppose":
+        if ctx.actor.kind == "operator" and channel not in ("phone", "counter"):
+            raise BadRequest("canal : phone ou counter / channel: phone or counter")
+        return await oppose(ctx, space_id, channel or "online")  # type: ignore[arg-type]
+    if event == "close":  # an operator records the holder's own request (by phone, at a counter)
+        return await close(ctx, space_id, reason="holder")
+    return await transition(ctx, space_id, event, reason=reason)  # type: ignore[arg-type]
 
 
 # --- the periodic run ------------------------------------------------------------------------------------------

@@ -46,6 +46,16 @@ async def lock(conn: Conn, space_id: uuid.UUID) -> SpaceRow | None:
     return None if row is None else SpaceRow(**dict(row))
 
 
+async def row_of(conn: Conn, space_id: uuid.UUID) -> SpaceRow | None:
+    """The space's lifecycle row, without a lock (what the holder or an operator is shown)."""
+    row = await conn.fetchrow(
+        "SELECT space_id, state, state_at, opens_on, prior_state, closed_reason, destroy_on FROM space "
+        "WHERE space_id = $1",
+        space_id,
+    )
+    return None if row is None else SpaceRow(**dict(row))
+
+
 async def state_of(conn: Conn, space_id: uuid.UUID) -> str | None:
     value = await conn.fetchval("SELECT state FROM space WHERE space_id = $1", space_id)
     return None if value is None else str(value)

@@ -91,7 +91,9 @@ def rows_sql(arg: Arg, alias: str, rtype: str, rows: Rows) -> str:
 def scope_sql(arg: Arg, alias: str, decision: Decision) -> str | None:
     """The decision's reach over `alias` (a row of the decided type): None when it reaches everything."""
     if decision.slices is None:
-        return None
+        if decision.states is None:
+            return None
+        return f"{_in_states(arg, alias, decision.states)}"
     if not decision.slices:
         return "false"
     parts = []
@@ -102,11 +104,22 @@ def scope_sql(arg: Arg, alias: str, decision: Decision) -> str | None:
     return parts[0] if len(parts) == 1 else "(" + " OR ".join(parts) + ")"
 
 
+def _in_states(arg: Arg, alias: str, states: frozenset[str]) -> str:
+    return (
+        f"EXISTS (SELECT 1 FROM space s WHERE s.space_id = {alias}.space_id "
+        f"AND s.state = ANY({arg(sorted(states))}::text[]))"
+    )
+
+
 async def reaches(conn: Conn, decision: Decision, space_id: uuid.UUID, rtype: str, rid: str) -> bool:
     """Whether the decision reaches this resource (its current index rows), whatever its version."""
     rows = decision.rows_in(space_id)
     if rows is None:
         return False
+    if decision.slices is None and decision.states is not None:
+        state = await conn.fetchval("SELECT state FROM space WHERE space_id = $1", space_id)
+        if state not in decision.states:
+            return False
     if rows == EVERYTHING or rtype not in ("DocumentReference", "Binary"):
         return True
     args: list[Any] = [space_id, rtype, rid]

@@ -1,0 +1,1 @@
+"""The lifecycle of a space, as an API (holder and operators)."""
