@@ -56,6 +56,8 @@ OPERATIONS = [
     ("POST", "/access/emergency"),
     ("POST", "/access/representatives"),
     ("GET", "/access/preview"),
+    ("POST", "/space/status"),
+    ("POST", "/space/transitions"),
 ]
 
 CHECKS = [
