@@ -20,6 +20,7 @@ from .jobs import seal
 from .logs import configure
 from .services.runtime import Runtime
 from .settings import Settings
+from .web.activation import router as activation_pages
 from .web.auth import install as install_web_auth
 from .web.documents import install_documents_pages
 from .web.oauth import router as oauth_pages
@@ -71,6 +72,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     app.include_router(fhir_router)
     install_web_auth(app)  # sign-in and account security pages, /static
     install_documents_pages(app)  # the holder's « Mes documents » pages
+    app.include_router(activation_pages)  # /activation: activate with the notice's code, or oppose
     app.include_router(oauth_pages)  # /oauth/authorize, connected apps, federated sign-in
     app.include_router(access_router)
     app.include_router(spaces_router)  # a space's lifecycle: holder and operators

@@ -51,6 +51,10 @@ from .lifecycle import lifecycle_app  # noqa: E402
 
 app.add_typer(lifecycle_app, name="lifecycle")  # states of spaces (cli/lifecycle.py)
 
+from .opposition import opposition_app  # noqa: E402
+
+app.add_typer(opposition_app, name="opposition")  # proofs of opposition (cli/opposition.py)
+
 from .notices import letters_app, notices_app, outbox_app  # noqa: E402
 
 app.add_typer(notices_app, name="notices")  # notices of new spaces (cli/notices.py)

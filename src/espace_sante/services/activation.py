@@ -27,34 +27,48 @@ proves that whoever types it received the notice (PRODUCT section 2; SECURITY V2
 - Every issue, success, failure and lockout is traced (`activation:*`) in the space's chain when the code
   named a space, else in the directory's chain: never the code nor the birth date typed.
 
-What redeeming does to the space (its lifecycle state) is not decided here: `redeem` returns the space and
-can run the caller's `then(conn, space_id)` in the transaction that uses the code, so that the code is spent
-if and only if the lifecycle's transition commits.
+What redeeming does to the space (its lifecycle state) is decided by the lifecycle: `redeem` returns the space
+and runs the caller's `then(conn, space_id)` in the transaction that uses the code, so that the code is spent
+if and only if the lifecycle's transition commits. The activation page's three uses are at the end:
+`check` (right code and birth date, nothing spent: the opposition's confirmation step comes first),
+`activate_with_code` and `oppose_with_code`.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 import math
 import re
 import secrets
 import unicodedata
 import uuid
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
 
+import orjson
+
+from ..access.actors import SYSTEM, Actor
+from ..access.policy import decide
 from ..audit.record import MINOR_FAILURE, SUCCESS, Record
 from ..context import Context
-from ..errors import NotFound
+from ..errors import Conflict, NotFound
+from ..storage import access as access_store
+from ..storage import accounts as accounts_store
 from ..storage import activation as store
 from ..storage import audit as audit_store
+from ..storage import lifecycle as lifecycle_store
+from ..storage import people as people_store
 from ..storage import ratelimit as counters
-from ..storage import spaces
+from ..storage import resources, spaces
 from ..storage.db import Conn
+from ..storage.documents import blob_key
 from ..storage.keys import DIRECTORY_SPACE
+from . import lifecycle
 from .passwords import Peppers, peppers
+from .runtime import Runtime
 
 #: Printed symbols: digits 2-9 and the letters but I, L, O and U (no 0/O, 1/I/L, U/V confusion).
 ALPHABET = "23456789ABCDEFGHJKMNPQRSTVWXYZ"
@@ -82,6 +96,22 @@ LOCKED = (
 THROTTLED = (
     "Trop d'essais d'activation : réessayez plus tard. / Too many activation attempts: try again later."
 )
+ALREADY_ACTIVE = (
+    "Cet espace est déjà activé et a déjà un compte : connectez-vous avec votre identifiant. Votre code n'a pas "
+    "servi. / This space is already activated and has an account: sign in. Your code was not used."
+)
+NOT_ACTIVABLE = (
+    "Cet espace ne peut pas être activé en ligne dans son état actuel : appelez le service Mon espace santé. "
+    "Votre code n'a pas servi. / This space cannot be activated online in its current state: call the Mon "
+    "espace santé service. Your code was not used."
+)
+TOO_LATE = (
+    "Cet espace est déjà ouvert : il n'est plus possible de s'opposer à sa création. Vous pouvez en revanche "
+    "le fermer à tout moment. Votre code n'a pas servi. / This space is already open: it is too late to object "
+    "to its creation, but you may close it at any time. Your code was not used."
+)
+
+log = logging.getLogger(__name__)
 
 #: What lifecycle runs in the redeeming transaction, with the redeemed space.
 Then = Callable[[Conn, uuid.UUID], Awaitable[None]]
@@ -327,3 +357,158 @@ async def redeem(
         raise ActivationRefused(outcome.refusal, locked=outcome.locked)
     assert outcome.space_id is not None
     return outcome.space_id
+
+
+# --- the activation page: check, activate, oppose ------------------------------------------------------------
+
+#: States in which an opposition may still be recorded (the window has not ended).
+OPPOSABLE = lifecycle.TRANSITIONS["oppose"].sources
+
+
+@dataclass(frozen=True)
+class Holder:
+    """Whose space a code opened, as the activation page and the proof of opposition need it: administrative
+    data from the registry's Patient, never anything medical."""
+
+    space_id: uuid.UUID
+    ins: str
+    name: str
+    birth_date: date | None
+    state: str
+    #: The space has legal representatives whose rights run: they act for the child and sign in as themselves.
+    minor: bool
+    #: The holder already has a sign-in account.
+    has_account: bool
+
+
+def name_of(body: dict[str, object]) -> str:
+    """ "Anne Marie Lefèvre" from a Patient's first name entry."""
+    names = body.get("name")
+    first = names[0] if isinstance(names, list) and names and isinstance(names[0], dict) else {}
+    given = first.get("given")
+    given_text = " ".join(str(g) for g in given) if isinstance(given, list) else ""
+    return f"{given_text} {first.get('family') or ''}".strip()
+
+
+async def holder_in(conn: Conn, rt: Runtime, space_id: uuid.UUID) -> Holder:
+    """The space's holder, read in the caller's transaction (the Patient is decrypted with the system's
+    decision: it is the registry's identity, which the person just proved to own with code and birth date)."""
+    row = await lifecycle_store.row_of(conn, space_id)
+    if row is None or row.state == "destroyed":
+        raise NotFound("Espace introuvable / space not found")
+    patient_id = await access_store.patient_of_space(conn, space_id)
+    body: dict[str, object] = {}
+    if patient_id is not None:
+        stored = await resources.read(
+            conn, rt.keys, decide(SYSTEM, "read", "Patient"), space_id, "Patient", patient_id
+        )
+        if stored is not None and stored.body is not None:
+            body = orjson.loads(stored.body)
+    ins = await people_store.ins_of_space(conn, space_id) or ""
+    born = await store.holder_birth_date(conn, space_id)
+    minor = bool(await people_store.representatives_of(conn, space_id))
+    account = await accounts_store.by_actor(conn, "holder", ins) if ins else None
+    return Holder(space_id, ins, name_of(body), born, row.state, minor, account is not None)
+
+
+def _person(ctx: Context, holder: Holder) -> Context:
+    """Who the lifecycle's trace names: the holder, whose code and birth date were just checked; for a minor,
+    one of the representatives, unknown by name (both get the same code), so the service acting for them."""
+    if holder.minor or not holder.ins:
+        actor = Actor("system", "activation", display="représentant légal, avec le code d'activation")
+    else:
+        actor = Actor("holder", holder.ins, display=holder.name)
+    return Context(ctx.runtime, actor, request_id=ctx.request_id)
+
+
+class _Checked(Exception):
+    """Rolls back a redemption that was only a check (nothing is spent), carrying what was found."""
+
+    def __init__(self, holder: Holder) -> None:
+        super().__init__("checked")
+        self.holder = holder
+
+
+async def check(ctx: Context, code: str, birth_date: date, *, ip: str = "") -> Holder:
+    """Whether the code and the birth date are right, spending nothing: the same limits and counters as
+    `redeem` (a wrong birth date counts against the code and may lock it; the attempt counts against the
+    address), then the redeeming transaction is rolled back. The opposition page checks first, so that the
+    person reads the consequences knowing their code works, and redeems only when they confirm.
+    ActivationRefused as `redeem`."""
+    rt = ctx.runtime
+
+    async def then(conn: Conn, space_id: uuid.UUID) -> None:
+        raise _Checked(await holder_in(conn, rt, space_id))
+
+    try:
+        await redeem(ctx, code, birth_date, ip=ip, then=then)
+    except _Checked as done:
+        return done.holder
+    raise AssertionError("redeem returned without running then")  # pragma: no cover
+
+
+@dataclass(frozen=True)
+class Activated:
+    holder: Holder
+    #: The space was active already (activated earlier without a sign-in account being made then): the code
+    #: was spent so that the person can now make their account.
+    was_active: bool
+
+
+async def activate_with_code(ctx: Context, code: str, birth_date: date, *, ip: str = "") -> Activated:
+    """Spend the code and activate the space (lifecycle `activate`, in the same transaction), at any time, the
+    opposition window included. Returns the holder, for the page that makes their sign-in account.
+    ActivationRefused when the code or birth date is refused (`redeem`), when the space is already active
+    with an account (or a minor's: the representatives sign in with their own accounts) or in a state that
+    cannot be activated; then the code is not spent."""
+    rt = ctx.runtime
+    done: list[Activated] = []
+
+    async def then(conn: Conn, space_id: uuid.UUID) -> None:
+        holder = await holder_in(conn, rt, space_id)
+        if holder.state == "active":
+            if holder.has_account or holder.minor:
+                raise ActivationRefused(ALREADY_ACTIVE)
+            done.append(Activated(holder, True))
+            return
+        try:
+            await lifecycle.activate_in(conn, _person(ctx, holder), space_id)
+        except Conflict:
+            raise ActivationRefused(NOT_ACTIVABLE) from None
+        done.append(Activated(replace(holder, state="active"), False))
+
+    await redeem(ctx, code, birth_date, ip=ip, then=then)
+    return done[-1]
+
+
+async def oppose_with_code(ctx: Context, code: str, birth_date: date, *, ip: str = "") -> Holder:
+    """Spend the code and record the opposition online (lifecycle `oppose`, channel online, in the same
+    transaction): the space's data and data key are destroyed, only the identity stays. Returns the holder
+    (for the proof of opposition). ActivationRefused as `redeem`, or TOO_LATE once the space opened (the code
+    is then not spent)."""
+    rt = ctx.runtime
+    done: list[Holder] = []
+    objects: list[tuple[uuid.UUID, uuid.UUID]] = []
+
+    async def then(conn: Conn, space_id: uuid.UUID) -> None:
+        holder = await holder_in(conn, rt, space_id)
+        if holder.state not in OPPOSABLE:
+            raise ActivationRefused(TOO_LATE)
+        person = _person(ctx, holder)
+        await lifecycle.oppose_in(conn, person, space_id, "online")
+        objects[:] = person.uploads  # a retried transaction starts the list again
+        done.append(replace(holder, state="opposed"))
+
+    await redeem(ctx, code, birth_date, ip=ip, then=then)
+    await _delete_objects(rt, objects)
+    return done[-1]
+
+
+async def _delete_objects(rt: Runtime, objects: list[tuple[uuid.UUID, uuid.UUID]]) -> None:
+    """After commit, best effort, as the lifecycle does for an opposition: the objects are unreadable already
+    (their data key is destroyed); one left is found by `documents verify` as an object without a row."""
+    for space_id, blob_id in objects:
+        try:
+            await rt.blob_store.delete(blob_key(space_id, blob_id))
+        except Exception as exc:  # crypto-shredded already
+            log.warning("blob of opposed space %s left in the store: %s", space_id, type(exc).__name__)

@@ -119,3 +119,17 @@ async def holder_birth_date(conn: Conn, space_id: uuid.UUID) -> date | None:
     if patient_id is None:
         return None
     return await people.birth_date(conn, space_id, str(patient_id))
+
+
+async def last_opposition(conn: Conn, space_id: uuid.UUID) -> tuple[datetime, str, str] | None:
+    """When and how the space's latest opposition was recorded, from its trace (which outlives the space's
+    data): (recorded_at, channel, actor kind). The lifecycle writes `space:oppose` with detail
+    `from>opposed|channel`."""
+    row = await conn.fetchrow(
+        "SELECT recorded_at, detail, actor_kind FROM audit_event WHERE space_id = $1 AND action = 'space:oppose' "
+        "ORDER BY seq DESC LIMIT 1",
+        space_id,
+    )
+    if row is None:
+        return None
+    return row["recorded_at"], str(row["detail"]).rpartition("|")[2], str(row["actor_kind"])
