@@ -177,6 +177,14 @@ class Settings(BaseSettings):
     destruction_delay_days: int = Field(default=90, ge=0)
     suspension_days: int = Field(default=42, ge=0)
 
+    #: The legacy DMP import (legacy/, services/legacy.py, docs/legacy.md): limits checked on a package's ZIP
+    #: central directory before anything is read (SECURITY V12 12.1.3, FHIR/IHE attack 8).
+    legacy_package_max_bytes: int = Field(default=2 * 1024**3, ge=1024)
+    legacy_max_entries: int = Field(default=10_000, ge=1)
+    legacy_max_total_bytes: int = Field(default=8 * 1024**3, ge=1024)
+    legacy_entry_max_bytes: int = Field(default=20 * 1024 * 1024, ge=1024)
+    legacy_max_ratio: int = Field(default=100, ge=2)
+
     log_level: str = "info"
 
     @property

@@ -47,6 +47,10 @@ from .documents import documents_app  # noqa: E402
 
 app.add_typer(documents_app, name="documents")
 
+from .legacy import legacy_app  # noqa: E402
+
+app.add_typer(legacy_app, name="legacy")  # the legacy DMP's XDM export (cli/legacy.py)
+
 from .lifecycle import lifecycle_app  # noqa: E402
 
 app.add_typer(lifecycle_app, name="lifecycle")  # states of spaces (cli/lifecycle.py)

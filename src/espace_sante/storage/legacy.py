@@ -1,0 +1,199 @@
+"""The set-aside store of the legacy DMP import (migration 0013_legacy.sql, docs/legacy.md).
+
+A document that cannot be deposited is kept here, encrypted with the data key of the legacy pseudo-space
+(`LEGACY_SPACE`: a `space_key` row wrapped by the KEK like any space's, so `keys rewrap` covers it and no
+plaintext reaches the database). Rows are found again by an HMAC of the document's uniqueId (`unique_key`)."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from ..crypto import derive_subkey, open_, seal
+from .db import Conn
+from .keys import KeyStore, MissingDataKey
+
+#: The legacy import's pseudo-space: it holds no resource, only the data key of the set-aside store and the
+#: rows of `legacy_set_aside` (which, like all space data, lead their keys with a space id).
+LEGACY_SPACE = uuid.UUID("00000000-0000-0000-0000-00000000d309")
+
+
+async def _cipher(conn: Conn, keys: KeyStore) -> tuple[int, AESGCM]:
+    try:
+        return await keys.current(conn, LEGACY_SPACE)
+    except MissingDataKey:
+        return await keys.create(conn, LEGACY_SPACE)
+
+
+def _aad(unique: bytes, what: str, key_version: int) -> bytes:
+    return f"legacy/{unique.hex()}/{what}/k{key_version}".encode()
+
+
+async def unique_key(conn: Conn, keys: KeyStore, identity: str) -> bytes:
+    """The row key of a document: HMAC-SHA256 of its uniqueId (or, without one, its package and path) under a
+    key derived from the store's data key."""
+    _, aead = await _cipher(conn, keys)
+    return hmac.new(derive_subkey(aead, b"legacy-set-aside"), identity.encode(), hashlib.sha256).digest()
+
+
+async def set_aside(
+    conn: Conn,
+    keys: KeyStore,
+    *,
+    unique: bytes,
+    reason: str,
+    location: str,
+    package: str,
+    entry_path: str,
+    entry: bytes,
+    content: bytes | None,
+    retried: bool = False,
+) -> str:
+    """Keep (or keep again) one document. Returns "new", "changed" (another reason, or set aside again after
+    it had been resolved) or "unchanged" (a re-import with the same reason: nothing is written, unless
+    `retried`, which counts the attempt)."""
+    key_version, aead = await _cipher(conn, keys)
+    sealed_entry = seal(aead, entry, _aad(unique, "entry", key_version))
+    sealed_content = None if content is None else seal(aead, content, _aad(unique, "content", key_version))
+    row = await conn.fetchrow(
+        """INSERT INTO legacy_set_aside AS s (space_id, item_id, unique_key, reason, location, package,
+               entry_path, key_version, entry, content)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+           ON CONFLICT (space_id, unique_key) DO UPDATE SET
+               reason = EXCLUDED.reason, location = EXCLUDED.location, package = EXCLUDED.package,
+               entry_path = EXCLUDED.entry_path, key_version = EXCLUDED.key_version, entry = EXCLUDED.entry,
+               content = CASE WHEN EXCLUDED.content IS NULL AND s.key_version = EXCLUDED.key_version
+                              THEN s.content ELSE EXCLUDED.content END,
+               updated_at = now(), attempts = s.attempts + 1, resolved_at = NULL, outcome = NULL
+           WHERE $11 OR s.resolved_at IS NOT NULL OR s.reason <> EXCLUDED.reason
+                 OR s.location <> EXCLUDED.location
+           RETURNING (xmax = 0) AS inserted""",
+        LEGACY_SPACE,
+        uuid.uuid4(),
+        unique,
+        reason,
+        location,
+        package,
+        entry_path,
+        key_version,
+        sealed_entry,
+        sealed_content,
+        retried,
+    )
+    if row is None:
+        return "unchanged"
+    return "new" if row["inserted"] else "changed"
+
+
+async def resolve(conn: Conn, unique: bytes, outcome: str) -> bool:
+    """The document is in its space now ("imported", or "already" there): the row stays for the report, its
+    encrypted entry and content are erased (nothing medical is kept twice)."""
+    found = await conn.fetchval(
+        """UPDATE legacy_set_aside SET resolved_at = now(), updated_at = now(), outcome = $3, entry = NULL,
+               content = NULL
+           WHERE space_id = $1 AND unique_key = $2 AND resolved_at IS NULL RETURNING item_id""",
+        LEGACY_SPACE,
+        unique,
+        outcome,
+    )
+    return found is not None
+
+
+@dataclass(frozen=True)
+class Pending:
+    """A document still set aside, its entry decrypted (the XDS metadata as JSON bytes)."""
+
+    item_id: uuid.UUID
+    created_at: datetime
+    unique: bytes
+    reason: str
+    package: str
+    entry_path: str
+    entry: bytes
+    has_content: bool
+
+
+async def pending_page(
+    conn: Conn, keys: KeyStore, *, after: tuple[datetime, uuid.UUID] | None, limit: int
+) -> list[Pending]:
+    """The next documents still set aside, oldest first (keyset paging: a retry run walks them once)."""
+    rows = await conn.fetch(
+        """SELECT item_id, created_at, unique_key, reason, package, entry_path, key_version, entry,
+                  content IS NOT NULL AS has_content
+           FROM legacy_set_aside
+           WHERE space_id = $1 AND resolved_at IS NULL
+             AND ($2::timestamptz IS NULL OR (created_at, item_id) > ($2::timestamptz, $3::uuid))
+           ORDER BY created_at, item_id LIMIT $4""",
+        LEGACY_SPACE,
+        after[0] if after else None,
+        after[1] if after else None,
+        limit,
+    )
+    out = []
+    for r in rows:
+        aead = await keys.version(conn, LEGACY_SPACE, r["key_version"])
+        out.append(
+            Pending(
+                r["item_id"],
+                r["created_at"],
+                r["unique_key"],
+                r["reason"],
+                r["package"],
+                r["entry_path"],
+                open_(aead, r["entry"], _aad(r["unique_key"], "entry", r["key_version"])),
+                r["has_content"],
+            )
+        )
+    return out
+
+
+async def content_of(conn: Conn, keys: KeyStore, item_id: uuid.UUID) -> bytes | None:
+    """The document kept for one row, decrypted (None when none could be read from its package)."""
+    row = await conn.fetchrow(
+        "SELECT unique_key, key_version, content FROM legacy_set_aside WHERE space_id = $1 AND item_id = $2",
+        LEGACY_SPACE,
+        item_id,
+    )
+    if row is None or row["content"] is None:
+        return None
+    aead = await keys.version(conn, LEGACY_SPACE, row["key_version"])
+    return open_(aead, row["content"], _aad(row["unique_key"], "content", row["key_version"]))
+
+
+@dataclass(frozen=True)
+class ReportRow:
+    """What the report shows of a document set aside: nothing medical, no identity."""
+
+    item_id: uuid.UUID
+    created_at: datetime
+    updated_at: datetime
+    reason: str
+    location: str
+    package: str
+    entry_path: str
+    attempts: int
+
+
+async def report(conn: Conn, *, limit: int) -> tuple[dict[str, int], dict[str, int], list[ReportRow]]:
+    """(pending by reason, resolved by outcome, the oldest `limit` pending rows)."""
+    counts = await conn.fetch(
+        """SELECT resolved_at IS NULL AS pending, CASE WHEN resolved_at IS NULL THEN reason ELSE outcome END
+                  AS label, count(*) AS n
+           FROM legacy_set_aside WHERE space_id = $1 GROUP BY 1, 2 ORDER BY 2""",
+        LEGACY_SPACE,
+    )
+    rows = await conn.fetch(
+        """SELECT item_id, created_at, updated_at, reason, location, package, entry_path, attempts
+           FROM legacy_set_aside WHERE space_id = $1 AND resolved_at IS NULL
+           ORDER BY created_at, item_id LIMIT $2""",
+        LEGACY_SPACE,
+        limit,
+    )
+    pending = {r["label"]: r["n"] for r in counts if r["pending"]}
+    resolved = {r["label"]: r["n"] for r in counts if not r["pending"]}
+    return pending, resolved, [ReportRow(**dict(r)) for r in rows]
