@@ -44,18 +44,28 @@ async def space_of(runtime: Runtime, nir: str) -> uuid.UUID:
 
 
 async def letters_of(runtime: Runtime, space: uuid.UUID) -> list[dict[str, object]]:
+    """The space's letters, opened with its data key (they are stored sealed), with where they were built."""
+
     async def q(conn: Conn) -> list[dict[str, object]]:
         rows = await conn.fetch(
-            "SELECT letter, built_at, batch_file, page FROM notice WHERE space_id = $1 AND channel = 'letter'",
+            "SELECT built_at, batch_file, page, letter FROM notice WHERE space_id = $1 AND channel = 'letter' "
+            "ORDER BY created_at, notice_id",
             space,
         )
         return [
-            json.loads(r["letter"])
-            | {"built": r["built_at"] is not None, "file": r["batch_file"], "page": r["page"]}
+            {
+                "built": r["built_at"] is not None,
+                "file": r["batch_file"],
+                "page": r["page"],
+                "clear": r["letter"],
+            }
             for r in rows
         ]
 
-    return await runtime.db.read("t", q)
+    opened = await notices.letters_of(runtime, space)
+    stored = await runtime.db.read("t", q)
+    assert all(s["clear"] is None for s in stored)  # nothing in clear
+    return [o | {k: v for k, v in s.items() if k != "clear"} for o, s in zip(opened, stored, strict=True)]
 
 
 async def test_send_notifies_mails_codes_that_redeem_and_queues_letters(
@@ -145,7 +155,7 @@ def test_the_commands_as_an_operator_runs_them(tmp_path: Path) -> None:
     online, paper = person(email=mail()), person(email="")
     cli(data, "registry", "import", str(write(tmp_path / "r.csv", [online, paper])))
     sent = json.loads(cli(data, "notices", "send", "--as-of", "2030-01-01", "--json").stdout)
-    assert sent == {"notified": 2, "emails": 1, "letters": 1, "delivered": 1, "failed": 0}
+    assert sent == {"notified": 2, "emails": 1, "letters": 1, "delivered": 1, "failed": 0, "uncertain": 0}
     assert json.loads(cli(data, "notices", "send", "--json").stdout)["notified"] == 0
     listed = json.loads(cli(data, "outbox", "list", "--json").stdout)
     [message] = [m for m in listed if m["to"] == online["email"]]

@@ -33,6 +33,10 @@ NOT_SPACE_DATA = {
     "outbox": "mail to send (directory)",
     "registry_person": "INS -> space lookup of the registry import, unique per INS (Citus: distributed by nir)",
     "registry_import": "registry import checkpoints (bookkeeping)",
+    "procrastinate_jobs": "background jobs (procrastinate, 0012_jobs.sql); args name rows, hold no data",
+    "procrastinate_events": "background jobs (procrastinate)",
+    "procrastinate_periodic_defers": "background jobs (procrastinate)",
+    "procrastinate_workers": "background jobs (procrastinate)",
 }
 
 

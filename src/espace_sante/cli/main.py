@@ -65,6 +65,10 @@ app.add_typer(notices_app, name="notices")  # notices of new spaces (cli/notices
 app.add_typer(letters_app, name="letters")
 app.add_typer(outbox_app, name="outbox")
 
+from .worker import worker  # noqa: E402
+
+app.command()(worker)  # background jobs (cli/worker.py, docs/jobs.md)
+
 
 @app.callback()
 def main_options(

@@ -34,11 +34,21 @@ def notices_send(
         str | None, typer.Option("--as-of", help="Date d'envoi AAAA-MM-JJ / sending date (YYYY-MM-DD).")
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Compteurs en JSON / counts as JSON.")] = False,
+    deliver: Annotated[
+        bool,
+        typer.Option(
+            "--deliver/--no-deliver",
+            help="Remet aussi les courriels maintenant, sinon le worker s'en charge / also deliver the e-mails "
+            "now; with --no-deliver the worker's jobs do.",
+        ),
+    ] = True,
 ) -> None:
     """Envoie l'avis et le code d'activation de chaque espace créé / send every new space's notice and code.
 
-    Idempotent : relancé, il n'envoie rien deux fois et reprend ce qu'une interruption a laissé / idempotent:
-    a second run sends nothing twice and delivers what a crash left."""
+    Chaque courriel a sa tâche de remise (`espace-sante worker`), enregistrée avec l'avis / each e-mail's
+    delivery job is recorded with the notice. Idempotent : relancé, il n'envoie rien deux fois et reprend ce
+    qu'une interruption a laissé / idempotent: a second run sends nothing twice and delivers what a crash
+    left."""
     from ..services import notices
     from ..services.runtime import Runtime
     from .main import _run, _settings, _with_runtime
@@ -46,7 +56,7 @@ def notices_send(
     day = _day(as_of)
 
     async def work(rt: Runtime) -> notices.SendCounts:
-        return await notices.send(rt, day)
+        return await notices.send(rt, day, deliver_now=deliver)
 
     counts = _run(lambda: _with_runtime(_settings(), work))
     if as_json:
@@ -54,8 +64,8 @@ def notices_send(
         return
     typer.echo(
         f"{counts.notified} espace(s) notifié(s) : {counts.emails} courriel(s), {counts.letters} lettre(s) en "
-        f"attente ; {counts.delivered} courriel(s) remis, {counts.failed} en échec / spaces notified, e-mails, "
-        "letters queued, e-mails delivered, failed"
+        f"attente ; {counts.delivered} courriel(s) remis, {counts.failed} en échec, {counts.uncertain} incertain(s) "
+        "/ spaces notified, e-mails, letters queued, e-mails delivered, failed, uncertain"
     )
 
 

@@ -11,12 +11,15 @@ secret, never the INS. Header values are checked for CR/LF (ASVS 5.2.3): `email.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import re
 import smtplib
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from email import policy
 from email.message import EmailMessage
-from email.utils import make_msgid
+from email.utils import make_msgid, parseaddr
 from typing import Protocol
 
 from ..audit.wording import when
@@ -71,15 +74,19 @@ class SmtpMailer:
         self.sender = settings.mail_from
         self.domain = self.sender.rsplit("@", 1)[-1].strip(" >") or "espace-sante.localhost"
 
-    def _send_sync(self, message: Message) -> None:
+    def build(self, message: Message, message_id: str | None = None) -> EmailMessage:
         mail = EmailMessage()
         mail["From"] = self.sender
         mail["To"] = message.to
         mail["Subject"] = message.subject
-        mail["Message-ID"] = make_msgid(domain=self.domain)
+        mail["Message-ID"] = message_id or make_msgid(domain=self.domain)
         mail["Date"] = datetime.now(UTC).strftime("%a, %d %b %Y %H:%M:%S +0000")
         mail["Auto-Submitted"] = "auto-generated"
         mail.set_content(message.text)
+        return mail
+
+    def _send_sync(self, message: Message) -> None:
+        mail = self.build(message)
         with smtplib.SMTP(self.host, self.port, timeout=10) as smtp:
             if self.starttls:
                 smtp.starttls()
@@ -87,6 +94,75 @@ class SmtpMailer:
 
     async def send(self, message: Message) -> None:
         await asyncio.to_thread(self._send_sync, message)
+
+
+def stable_message_id(notice_id: uuid.UUID, domain: str) -> str:
+    """The Message-ID of a notice, the same at every attempt: a mailbox that already holds it may drop a
+    second copy (many do); our own guarantee does not rest on that (docs/notices.md)."""
+    return f"<notice.{notice_id.hex}@{domain}>"  # short: an unfolded header line
+
+
+class HandOff:
+    """One message to the SMTP relay in three steps, so that the caller can record, in between, the one
+    moment that matters: the relay accepts a message only when the "." that ends DATA arrives (RFC 5321
+    4.1.1.4); a session cut before it leaves nothing behind.
+
+    `stage()` connects and sends everything but that "." (blocking: run it in a thread); `hand()` sends the
+    "." (three bytes, immediate); `answer()` reads the relay's reply (blocking), raising SMTPDataError on a
+    refusal (not accepted) and OSError/SMTPServerDisconnected when the answer is lost (maybe accepted)."""
+
+    def __init__(self, smtp_mailer: SmtpMailer, message: Message, message_id: str) -> None:
+        self.mailer = smtp_mailer
+        self.mail = smtp_mailer.build(message, message_id)
+        self.to = message.to
+        self._smtp: smtplib.SMTP | None = None
+
+    def stage(self) -> None:
+        m = self.mailer
+        smtp = smtplib.SMTP(m.host, m.port, timeout=10)
+        self._smtp = smtp
+        try:
+            if m.starttls:
+                smtp.starttls()
+            smtp.ehlo_or_helo_if_needed()
+            sender = parseaddr(m.sender)[1]
+            code, reply = smtp.mail(sender)
+            if code != 250:
+                raise smtplib.SMTPSenderRefused(code, reply, sender)
+            code, reply = smtp.rcpt(self.to)
+            if code not in (250, 251):
+                raise smtplib.SMTPRecipientsRefused({self.to: (code, reply)})
+            code, reply = smtp.docmd("data")
+            if code != 354:
+                raise smtplib.SMTPDataError(code, reply)
+            data = self.mail.as_bytes(policy=policy.SMTP)
+            data = re.sub(rb"(?m)^\.", b"..", data)  # dot-stuffing (RFC 5321 4.5.2)
+            if not data.endswith(b"\r\n"):
+                data += b"\r\n"
+            smtp.send(data)
+        except BaseException:
+            self.abort()
+            raise
+
+    def hand(self) -> None:
+        assert self._smtp is not None
+        self._smtp.send(b".\r\n")
+
+    def answer(self) -> None:
+        assert self._smtp is not None
+        code, reply = self._smtp.getreply()
+        if code != 250:
+            raise smtplib.SMTPDataError(code, reply)
+        with contextlib.suppress(OSError, smtplib.SMTPException):  # accepted already: QUIT is a courtesy
+            self._smtp.quit()
+        self._smtp = None
+
+    def abort(self) -> None:
+        """Drop the session without the final ".": the relay discards the message."""
+        if self._smtp is not None:
+            with contextlib.suppress(OSError):
+                self._smtp.close()
+            self._smtp = None
 
 
 def mailer(rt: Runtime) -> Mailer:

@@ -2,14 +2,19 @@
 and a notice, by e-mail when the registry gave an address, else by letter; a minor's notice goes to the
 representative(s), naming the child.
 
-Exactly once, crash or not: for each person ONE transaction issues the code (activation.issue_in), moves the
-space to `notified` (the lifecycle's own transition, in that transaction) and records the notice (the e-mail's
-text, or the letter's data) in the `notice` table. Delivery happens after commit, from that table:
+Exactly once, crash or not: a batch of spaces is notified in ONE transaction: their move to `notified` (the
+row and trace the lifecycle's `notify` writes), their codes (only HMAC digests stored, as
+activation.issue_in does), the notice rows (the e-mail's text, or the letter's data sealed under the space's
+data key) and, for each e-mail, its delivery job (procrastinate, through storage/jobs.defer): all or none.
 
-- an e-mail in the embedded default (no SMTP relay) is written to the `outbox` under the notice's id in the
-  same transaction that marks it delivered: never twice, never lost;
-- through an SMTP relay it is sent, then marked delivered (a crash between the two is the one window where a
-  relay may see it twice; it is never skipped);
+Delivery (a worker's job per e-mail, `espace-sante worker`; or inline, `notices send`):
+- the embedded default (no SMTP relay): the e-mail is written to the `outbox` under the notice's id in the
+  transaction that marks it delivered: never twice, never lost;
+- an SMTP relay: the notice's delivery lock is held by the delivering connection; `handed_at` is committed
+  just before the "." that ends DATA, `delivered_at` when the relay says 250. An attempt that died before the
+  "." left nothing at the relay: it is sent again. One that died after may have been accepted: it is never
+  sent again automatically, but marked `uncertain_at` for an operator. So: never twice; never skipped
+  without a trace (docs/notices.md, "Guarantees", measures the residual window);
 - a letter waits for `letters build`, which prints it into a batch PDF and, in the transaction that marks it
   built, erases its code from the database (the code then exists only on paper).
 
@@ -28,19 +33,25 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from ..access.actors import SYSTEM
 from ..access.policy import decide
+from ..audit.record import SUCCESS, Record
 from ..audit.wording import MONTHS_FR
 from ..context import Context
-from ..errors import Conflict, NotFound
+from ..crypto import open_, seal
+from ..errors import NotFound
 from ..logs import get_logger
 from ..storage import accounts as accounts_store
+from ..storage import jobs as jobs_store
+from ..storage import lifecycle as lifecycle_store
 from ..storage import notices as store
-from ..storage import people, resources
+from ..storage import people, provision, resources
 from ..storage.db import Conn
 from . import activation, lifecycle
-from .mail import Message, OutboxMailer, mailer
+from .mail import HandOff, Message, OutboxMailer, SmtpMailer, mailer, stable_message_id
+from .passwords import peppers
 from .runtime import Runtime
 
 log = get_logger(__name__)
@@ -159,6 +170,22 @@ def email_text(base_url: str, to_name: str, opens_on: date, code: str, child: st
 
 # --- sending ---------------------------------------------------------------------------------------------------
 
+#: The delivery job of one e-mail notice (registered in jobs/queue.py; deferred here, in SQL, with the notice).
+DELIVER_TASK = "notices.deliver"
+QUEUE = "notices"
+
+
+def delivery_job(space_id: uuid.UUID, notice_id: uuid.UUID) -> jobs_store.JobToDefer:
+    """The job that delivers exactly this notice; its locks keep it to one waiting and one running job."""
+    key = f"notice:{notice_id}"
+    return jobs_store.JobToDefer(
+        DELIVER_TASK,
+        {"space_id": str(space_id), "notice_id": str(notice_id)},
+        queue=QUEUE,
+        lock=key,
+        queueing_lock=key,
+    )
+
 
 @dataclass
 class SendCounts:
@@ -167,6 +194,7 @@ class SendCounts:
     letters: int = 0
     delivered: int = 0
     failed: int = 0
+    uncertain: int = 0
     skipped: list[str] = field(default_factory=list)
 
     def as_json(self) -> dict[str, Any]:
@@ -176,6 +204,7 @@ class SendCounts:
             "letters": self.letters,
             "delivered": self.delivered,
             "failed": self.failed,
+            "uncertain": self.uncertain,
         }
 
 
@@ -184,16 +213,27 @@ def valid_until(opens_on: date) -> datetime:
     return datetime.combine(opens_on, time.min, tzinfo=UTC)
 
 
-async def _queue(
-    conn: Conn, rt: Runtime, space_id: uuid.UUID, to: Person, opens_on: date, code: str, child: str | None
-) -> str:
-    notice_id = uuid.uuid4()
-    if to.email:
-        subject = SUBJECT_CHILD if child else SUBJECT
-        text = email_text(rt.settings.base_url, to.name, opens_on, code, child)
-        await store.add_email(conn, space_id, notice_id, to.email, subject, text)
-        return "email"
-    letter = {
+def _letter_aad(space_id: uuid.UUID, notice_id: uuid.UUID, key_version: int) -> bytes:
+    return f"notice/{space_id}/{notice_id}/k{key_version}".encode()
+
+
+def seal_letter(
+    aead: AESGCM, key_version: int, space_id: uuid.UUID, notice_id: uuid.UUID, letter: dict[str, Any]
+) -> bytes:
+    """The letter's data (name, address, code) under the space's data key: a copy of the database shows
+    neither, and destroying the space's key (opposition, destruction) makes it unreadable."""
+    return seal(aead, orjson.dumps(letter), _letter_aad(space_id, notice_id, key_version))
+
+
+def open_letter(
+    aead: AESGCM, key_version: int, space_id: uuid.UUID, notice_id: uuid.UUID, sealed: bytes
+) -> dict[str, Any]:
+    letter: dict[str, Any] = orjson.loads(open_(aead, sealed, _letter_aad(space_id, notice_id, key_version)))
+    return letter
+
+
+def _letter(to: Person, opens_on: date, code: str, child: str | None) -> dict[str, Any]:
+    return {
         "name": to.name,
         "address_line": to.address_line,
         "postal_code": to.postal_code,
@@ -202,27 +242,11 @@ async def _queue(
         "opens_on": opens_on.isoformat(),
         "code": code,
     }
-    await store.add_letter(conn, space_id, notice_id, letter)
-    return "letter"
 
 
-async def notify_in(conn: Conn, ctx: Context, space_id: uuid.UUID, on: date) -> list[str]:
-    """One person, in the caller's transaction: to `notified` (Conflict if no longer `registered`), a code,
-    the notice(s) recorded. Returns the channels of the notices queued."""
-    rt = ctx.runtime
-    await lifecycle.notify_in(conn, ctx, space_id, on)
-    opens_on = on + timedelta(days=rt.settings.opposition_window_days)
-    code = await activation.issue_in(conn, ctx, space_id, valid_until=valid_until(opens_on))
-    holder = await _person(conn, rt, space_id)
-    if holder is None:
-        raise NotFound("Patient introuvable / no Patient in the space")
-    representatives: list[Person] = []
-    for ins in await people.representatives_of(conn, space_id):
-        ref = await people.patient_by_ins(conn, ins)
-        rep = None if ref is None else await _person(conn, rt, ref.space_id, ref.patient_id)
-        if rep is not None and (rep.email or rep.address_line):
-            representatives.append(rep)
-    if await people.representatives_of(conn, space_id) and not representatives:
+def _recipients(holder: Person, reps: list[Person], has_reps: bool) -> list[tuple[Person, str | None]]:
+    """Who gets the notice, and the child it names (None for the holder's own)."""
+    if has_reps and not reps:
         # A minor whose representatives the registry does not reach: a letter to the child's address,
         # addressed to the child's legal representatives.
         to = Person(
@@ -231,68 +255,336 @@ async def notify_in(conn: Conn, ctx: Context, space_id: uuid.UUID, on: date) -> 
             postal_code=holder.postal_code,
             city=holder.city,
         )
-        return [await _queue(conn, rt, space_id, to, opens_on, code, holder.name)]
-    if representatives:
-        return [await _queue(conn, rt, space_id, r, opens_on, code, holder.name) for r in representatives]
-    return [await _queue(conn, rt, space_id, holder, opens_on, code, None)]
+        return [(to, holder.name)]
+    if reps:
+        return [(r, holder.name) for r in reps]
+    return [(holder, None)]
 
 
-async def send(rt: Runtime, as_of: date | None = None, *, batch: int = BATCH) -> SendCounts:
-    """Notify every `registered` space (one transaction per person), then deliver the e-mails waiting."""
+def _notice(
+    rt: Runtime,
+    space_id: uuid.UUID,
+    key: tuple[int, AESGCM],
+    to: Person,
+    opens_on: date,
+    code: str,
+    child: str | None,
+) -> store.NewNotice:
+    notice_id = uuid.uuid4()
+    if to.email:
+        subject = SUBJECT_CHILD if child else SUBJECT
+        text = email_text(rt.settings.base_url, to.name, opens_on, code, child)
+        return store.NewNotice(space_id, notice_id, "email", to.email, subject, text)
+    version, aead = key
+    sealed = seal_letter(aead, version, space_id, notice_id, _letter(to, opens_on, code, child))
+    return store.NewNotice(space_id, notice_id, "letter", key_version=version, letter_sealed=sealed)
+
+
+async def _record(conn: Conn, notices: list[store.NewNotice]) -> None:
+    """The notices and, in the same transaction, one delivery job per e-mail."""
+    await store.add_many(conn, notices)
+    await jobs_store.defer(
+        conn, [delivery_job(n.space_id, n.notice_id) for n in notices if n.channel == "email"]
+    )
+
+
+async def notify_in(conn: Conn, ctx: Context, space_id: uuid.UUID, on: date) -> list[str]:
+    """One person, in the caller's transaction: to `notified` (Conflict if no longer `registered`), a code,
+    the notice(s) recorded with their delivery jobs. Returns the channels of the notices queued."""
+    rt = ctx.runtime
+    await lifecycle.notify_in(conn, ctx, space_id, on)
+    opens_on = on + timedelta(days=rt.settings.opposition_window_days)
+    code = await activation.issue_in(conn, ctx, space_id, valid_until=valid_until(opens_on))
+    holder = await _person(conn, rt, space_id)
+    if holder is None:
+        raise NotFound("Patient introuvable / no Patient in the space")
+    representatives: list[Person] = []
+    rep_ins = await people.representatives_of(conn, space_id)
+    for ins in rep_ins:
+        ref = await people.patient_by_ins(conn, ins)
+        rep = None if ref is None else await _person(conn, rt, ref.space_id, ref.patient_id)
+        if rep is not None and (rep.email or rep.address_line):
+            representatives.append(rep)
+    key = await rt.keys.current(conn, space_id)
+    notices = [
+        _notice(rt, space_id, key, to, opens_on, code, child)
+        for to, child in _recipients(holder, representatives, bool(rep_ins))
+    ]
+    await _record(conn, notices)
+    return [n.channel for n in notices]
+
+
+@dataclass
+class _Batch:
+    seen: int = 0
+    last: uuid.UUID | None = None
+    notified: int = 0
+    emails: int = 0
+    letters: int = 0
+    skipped: list[str] = field(default_factory=list)
+
+
+async def _notify_batch(conn: Conn, ctx: Context, on: date, after: uuid.UUID | None, limit: int) -> _Batch:
+    """Up to `limit` registered spaces after `after`, in the caller's transaction, set-based: a handful of
+    statements for the whole batch whatever its size (the per-person path, notify_in, takes about 20)."""
+    rt = ctx.runtime
+    result = _Batch()
+    spaces = await store.lock_registered(conn, after, limit)
+    result.seen, result.last = len(spaces), (spaces[-1] if spaces else None)
+    if not spaces:
+        return result
+    patients = await store.patients_of(conn, spaces)
+    reps_ins = await store.representatives(conn, spaces)
+    wanted = sorted({ins for found in reps_ins.values() for ins in found})
+    rep_refs = await provision.patients_by_ins(conn, wanted) if wanted else {}
+    # The data keys of every space read or written, in one query (the cache then serves the decryption).
+    newest: dict[uuid.UUID, tuple[int, AESGCM]] = {}
+    for space_id, version, kek_id, wrapped in await store.data_keys(
+        conn, sorted(set(patients) | {ref[0] for ref in rep_refs.values()})
+    ):
+        newest[space_id] = (version, rt.keys.from_row(space_id, version, kek_id, wrapped))
+    pairs = sorted({(s, pid) for s, pid in patients.items()} | set(rep_refs.values()))
+    bodies = await resources.fetch_current(conn, rt.keys, decide(SYSTEM, "read", "Patient"), "Patient", pairs)
+    found = {(b.space_id, b.resource_id): person_of(orjson.loads(b.body)) for b in bodies if b.body}
+
+    ready: list[tuple[uuid.UUID, Person]] = []
+    for space_id in spaces:
+        holder = found.get((space_id, patients.get(space_id, "")))
+        if holder is None or space_id not in newest:
+            result.skipped.append(f"{space_id}: Patient introuvable / no Patient in the space")
+            continue
+        ready.append((space_id, holder))
+    opens_on = on + timedelta(days=rt.settings.opposition_window_days)
+    moved = set(await store.notify_many(conn, [s for s, _ in ready], opens_on))
+    ready = [(s, h) for s, h in ready if s in moved]
+    if not ready:
+        return result
+
+    # Codes drawn here, only their keyed digests stored (activation.issue_in's rules, for a batch).
+    p = peppers(rt.settings)
+    codes = {s: activation.new_code() for s, _ in ready}
+    until = valid_until(opens_on)
+    replaced = await store.replace_codes(
+        conn,
+        [(s, activation.digest(p, activation.normalise(codes[s]))) for s, _ in ready],
+        p.current_id,
+        until,
+    )
+    actor = ctx.actor
+    await lifecycle_store.append_many(
+        conn,
+        [
+            (s, lifecycle._record(actor, "notify", "registered", "notified", "", ctx.request_id))
+            for s, _ in ready
+        ],
+    )
+    await lifecycle_store.append_many(
+        conn,
+        [
+            (
+                s,
+                Record(
+                    action="activation:issue",
+                    outcome=SUCCESS,
+                    actor_kind=actor.kind,
+                    actor_id=actor.id,
+                    actor_display=actor.display,
+                    basis="reissue" if replaced.get(s) else "",
+                    detail=f"until={until.date().isoformat()}",
+                    request_id=ctx.request_id,
+                ),
+            )
+            for s, _ in ready
+        ],
+    )
+
+    notices: list[store.NewNotice] = []
+    for space_id, holder in ready:
+        reps: list[Person] = []
+        for ins in reps_ins.get(space_id, []):
+            ref = rep_refs.get(ins)
+            rep = None if ref is None else found.get(ref)
+            if rep is not None and (rep.email or rep.address_line):
+                reps.append(rep)
+        for to, child in _recipients(holder, reps, bool(reps_ins.get(space_id))):
+            notices.append(_notice(rt, space_id, newest[space_id], to, opens_on, codes[space_id], child))
+    await _record(conn, notices)
+    result.notified = len(ready)
+    result.emails = sum(1 for n in notices if n.channel == "email")
+    result.letters = len(notices) - result.emails
+    return result
+
+
+async def send(
+    rt: Runtime, as_of: date | None = None, *, batch: int = BATCH, deliver_now: bool = True
+) -> SendCounts:
+    """Notify every `registered` space, `batch` spaces per transaction (each with its codes, trace, notices
+    and delivery jobs), then, with `deliver_now`, deliver the e-mails waiting (else the worker's jobs do)."""
     on = as_of or date.today()
     ctx = Context.system(rt)
     counts = SendCounts()
     after: uuid.UUID | None = None
     while True:
-        spaces = await rt.db.read("notices_registered", store.registered_spaces, after, batch)
-        for space_id in spaces:
-            try:
-                channels = await rt.db.interaction("notices_notify", notify_in, ctx, space_id, on)
-            except (Conflict, NotFound) as exc:  # notified meanwhile by another run, or no Patient
-                counts.skipped.append(f"{space_id}: {exc}")
-                continue
-            counts.notified += 1
-            counts.emails += channels.count("email")
-            counts.letters += channels.count("letter")
-        if len(spaces) < batch:
+        done = await rt.db.interaction("notices_notify", _notify_batch, ctx, on, after, batch)
+        counts.notified += done.notified
+        counts.emails += done.emails
+        counts.letters += done.letters
+        counts.skipped += done.skipped
+        if done.seen < batch:
             break
-        after = spaces[-1]
-    delivered, failed = await deliver(rt, batch=batch)
-    counts.delivered, counts.failed = delivered, failed
+        after = done.last
+    if deliver_now:
+        result = await deliver(rt, batch=batch)
+        counts.delivered, counts.failed, counts.uncertain = result.delivered, result.failed, result.uncertain
     return counts
 
 
-async def deliver(rt: Runtime, *, batch: int = BATCH) -> tuple[int, int]:
-    """Deliver the recorded e-mails not yet delivered (also those a crash left): (delivered, failed)."""
-    sender = mailer(rt)
-    delivered = failed = 0
-    while True:
+# --- delivering ------------------------------------------------------------------------------------------------
 
-        async def step(conn: Conn) -> tuple[int, int]:
-            done = bad = 0
-            for n in await store.due_emails(conn, batch):
-                if isinstance(sender, OutboxMailer):
+
+class DeliveryDeferred(Exception):
+    """The relay did not take the message now (down, or refused it): not accepted, tried again later (the
+    job's retries with backoff, then the periodic sweep). Its text is the error's type, never an address."""
+
+
+@dataclass
+class Delivered:
+    delivered: int = 0
+    failed: int = 0
+    uncertain: int = 0
+
+
+async def _keep_in_outbox(conn: Conn, space_id: uuid.UUID, notice_id: uuid.UUID) -> str:
+    n = await store.email_to_keep(conn, space_id, notice_id)
+    if n is None:
+        return "already"
+    await accounts_store.add_outbox(conn, n.notice_id, recipient=n.recipient, subject=n.subject, body=n.body)
+    await store.mark_delivered(conn, n.space_id, n.notice_id)
+    return "delivered"
+
+
+async def deliver_one(rt: Runtime, space_id: uuid.UUID, notice_id: uuid.UUID) -> str:
+    """Deliver exactly this e-mail notice: "delivered", "already" (delivered or uncertain before),
+    "busy" (another live process is delivering it) or "uncertain" (a dead attempt had handed it to the relay:
+    not sent again). Raises DeliveryDeferred when the relay cannot take it now."""
+    sender = mailer(rt)
+    if isinstance(sender, OutboxMailer):
+        return await rt.db.interaction("notice_outbox", _keep_in_outbox, space_id, notice_id)
+    assert isinstance(sender, SmtpMailer)
+    async with store.delivery_session(rt.db, notice_id) as conn:
+        if conn is None:
+            return "busy"
+        async with conn.transaction():
+            claim = await store.claim_email(conn, space_id, notice_id)
+            if claim is not None and claim.handed:
+                await store.mark_uncertain(
+                    conn, space_id, notice_id, "uncertain: handed to the relay, answer not recorded"
+                )
+        if claim is None:
+            return "already"
+        if claim.handed:
+            log.warning("notice.uncertain", notice=str(notice_id), attempts=claim.attempts)
+            return "uncertain"
+        message = Message(claim.recipient, claim.subject, claim.body)
+        handoff = HandOff(sender, message, stable_message_id(notice_id, sender.domain))
+        try:
+            await asyncio.to_thread(handoff.stage)
+        except (OSError, smtplib.SMTPException) as exc:  # nothing accepted: the relay saw no final "."
+            async with conn.transaction():
+                await store.mark_failed(conn, space_id, notice_id, type(exc).__name__)
+            raise DeliveryDeferred(type(exc).__name__) from exc
+        try:
+            async with conn.transaction():
+                await store.mark_handed(conn, space_id, notice_id)
+        except BaseException:
+            handoff.abort()
+            raise
+        # From here the relay may accept the message. The "." goes at once (three bytes, no thread hop) to keep
+        # short the window where a crash loses it (after the commit of handed_at, before the "." leaves): such
+        # a notice is marked uncertain by the next attempt, never silently dropped.
+        try:
+            handoff.hand()
+        except OSError as exc:  # the relay had gone: the "." did not reach it, nothing accepted
+            handoff.abort()
+            async with conn.transaction():
+                await store.unhand(conn, space_id, notice_id, type(exc).__name__)
+            raise DeliveryDeferred(type(exc).__name__) from exc
+        try:
+            await asyncio.to_thread(handoff.answer)
+        except smtplib.SMTPResponseException as exc:  # a refusal, with its code: not accepted
+            handoff.abort()
+            async with conn.transaction():
+                await store.unhand(conn, space_id, notice_id, f"{type(exc).__name__} {exc.smtp_code}")
+            raise DeliveryDeferred(type(exc).__name__) from exc
+        except (OSError, smtplib.SMTPException) as exc:  # the answer is lost: maybe accepted, never resent
+            handoff.abort()
+            async with conn.transaction():
+                await store.mark_uncertain(conn, space_id, notice_id, f"uncertain: {type(exc).__name__}")
+            log.warning("notice.uncertain", notice=str(notice_id), error=type(exc).__name__)
+            return "uncertain"
+        async with conn.transaction():
+            await store.mark_delivered(conn, space_id, notice_id)
+        return "delivered"
+
+
+async def deliver(rt: Runtime, *, batch: int = BATCH, min_age_seconds: float = 0) -> Delivered:
+    """Deliver the recorded e-mails not yet delivered (also those a crash or a failed job left): the inline
+    path of `notices send` and the worker's periodic sweep, which leaves the notices younger than
+    `min_age_seconds` to their own jobs. Stops at the first relay failure (the next run, or the job's
+    retries, try again)."""
+    sender = mailer(rt)
+    result = Delivered()
+    if isinstance(sender, OutboxMailer) and not min_age_seconds:
+        while True:
+
+            async def step(conn: Conn) -> int:
+                due = await store.due_emails(conn, batch)
+                for n in due:
                     # The outbox is in this database: written under the notice's id with the mark, at once.
                     await accounts_store.add_outbox(
                         conn, n.notice_id, recipient=n.recipient, subject=n.subject, body=n.body
                     )
-                else:
-                    try:
-                        await sender.send(Message(n.recipient, n.subject, n.body))
-                    except (OSError, smtplib.SMTPException) as exc:
-                        log.warning("notice.mail_failed", error=type(exc).__name__)
-                        await store.mark_failed(conn, n.space_id, n.notice_id, type(exc).__name__)
-                        bad += 1
-                        continue
-                await store.mark_delivered(conn, n.space_id, n.notice_id)
-                done += 1
-            return done, bad
+                    await store.mark_delivered(conn, n.space_id, n.notice_id)
+                return len(due)
 
-        done, bad = await rt.db.interaction("notices_deliver", step)
-        delivered += done
-        failed += bad
-        if bad or done < batch:  # a failing relay: stop, the next run tries again
-            return delivered, failed
+            done = await rt.db.interaction("notices_deliver", step)
+            result.delivered += done
+            if done < batch:
+                return result
+    after: tuple[datetime, uuid.UUID] | None = None
+    while True:
+        due = await rt.db.read("notices_due", store.due_email_keys, batch, after, min_age_seconds)
+        for space_id, notice_id, _ in due:
+            try:
+                outcome = await deliver_one(rt, space_id, notice_id)
+            except DeliveryDeferred as exc:
+                log.warning("notice.mail_failed", error=str(exc))
+                result.failed += 1
+                return result
+            result.delivered += outcome == "delivered"
+            result.uncertain += outcome == "uncertain"
+        if len(due) < batch:
+            return result
+        after = (due[-1][2], due[-1][1])
+
+
+async def letters_of(rt: Runtime, space_id: uuid.UUID) -> list[dict[str, Any]]:
+    """A space's letters as stored, opened (operators, tests): their data, without the code once built."""
+
+    async def q(conn: Conn) -> list[dict[str, Any]]:
+        out = []
+        for n in await store.letters(conn, space_id):
+            out.append(await _open(conn, rt, n))
+        return out
+
+    return await rt.db.read("notice_letters", q)
+
+
+async def _open(conn: Conn, rt: Runtime, n: store.LetterNotice) -> dict[str, Any]:
+    if n.sealed is None or n.key_version is None:
+        return dict(n.letter or {})
+    aead = await rt.keys.version(conn, n.space_id, n.key_version)
+    return open_letter(aead, n.key_version, n.space_id, n.notice_id, n.sealed)
 
 
 # --- letters ---------------------------------------------------------------------------------------------------
@@ -357,12 +649,19 @@ async def build_letters(rt: Runtime, out: Path, *, per_file: int = LETTERS_PER_F
             letters = await store.due_letters(conn, per_file)
             if not letters:
                 return 0
-            data = [n.letter for n in letters]
+            data = [await _open(conn, rt, n) for n in letters]
+            built: list[tuple[uuid.UUID, uuid.UUID, str, int, bytes | None]] = []
+            for page, (n, letter) in enumerate(zip(letters, data, strict=True), 1):
+                resealed = None
+                if n.sealed is not None and n.key_version is not None:
+                    # Kept sealed, without the code (it exists only on paper now).
+                    aead = await rt.keys.version(conn, n.space_id, n.key_version)
+                    rest = {k: v for k, v in letter.items() if k != "code"}
+                    resealed = seal_letter(aead, n.key_version, n.space_id, n.notice_id, rest)
+                built.append((n.space_id, n.notice_id, pdf_name, page, resealed))
             size = await asyncio.to_thread(_write_batch, out, manifest, pdf_name, data, rt.settings.base_url)
             try:
-                await store.mark_built(
-                    conn, [(n.space_id, n.notice_id, pdf_name, page) for page, n in enumerate(letters, 1)]
-                )
+                await store.mark_built(conn, built)
             except BaseException:
                 await asyncio.to_thread(_undo_batch, out, manifest, pdf_name, size)
                 raise

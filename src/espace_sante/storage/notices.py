@@ -1,15 +1,21 @@
-"""SQL of the notices of new spaces (services/notices.py, migration 0011_notices.sql) and the outbox listing."""
+"""SQL of the notices of new spaces (services/notices.py, migrations 0011_notices.sql and 0012_jobs.sql) and
+the outbox listing: the set-based steps of `notices send` (a batch of spaces per statement), and the states of
+one e-mail's delivery (claimed, handed to the relay, delivered or uncertain)."""
 
 from __future__ import annotations
 
+import hashlib
 import uuid
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from datetime import datetime
-from typing import Any
+from datetime import date, datetime
+from typing import Any, cast
 
 import orjson
 
-from .db import Conn
+from . import locks
+from .db import Conn, Database
 
 
 @dataclass(frozen=True)
@@ -25,7 +31,37 @@ class EmailNotice:
 class LetterNotice:
     space_id: uuid.UUID
     notice_id: uuid.UUID
-    letter: dict[str, Any]
+    #: The clear data of a letter queued before migration 0012 (None when sealed).
+    letter: dict[str, Any] | None
+    #: The letter's data sealed under the space's data key `key_version` (services/notices.py).
+    sealed: bytes | None = None
+    key_version: int | None = None
+
+
+@dataclass(frozen=True)
+class NewNotice:
+    """A notice row as `notices send` writes it: an e-mail (recipient, subject, text) or a sealed letter."""
+
+    space_id: uuid.UUID
+    notice_id: uuid.UUID
+    channel: str
+    recipient: str = ""
+    subject: str = ""
+    body: str = ""
+    key_version: int | None = None
+    letter_sealed: bytes | None = None
+
+
+@dataclass(frozen=True)
+class Claim:
+    """One e-mail claimed for an attempt: its text, and whether an earlier attempt had already handed it to
+    the relay (then it may have been accepted: it is not sent again)."""
+
+    recipient: str
+    subject: str
+    body: str
+    handed: bool
+    attempts: int
 
 
 @dataclass(frozen=True)
@@ -83,14 +119,228 @@ async def add_letter(conn: Conn, space_id: uuid.UUID, notice_id: uuid.UUID, lett
 
 
 async def due_emails(conn: Conn, limit: int) -> list[EmailNotice]:
-    """E-mails not yet delivered, locked for this transaction (another sender skips them)."""
+    """E-mails not yet delivered (nor left uncertain), locked for this transaction (another sender skips
+    them). The outbox path: written and marked in this one transaction."""
     rows = await conn.fetch(
         "SELECT space_id, notice_id, recipient, subject, body FROM notice "
-        "WHERE channel = 'email' AND delivered_at IS NULL ORDER BY created_at "
+        "WHERE channel = 'email' AND delivered_at IS NULL AND uncertain_at IS NULL ORDER BY created_at "
         "LIMIT $1 FOR UPDATE SKIP LOCKED",
         limit,
     )
     return [EmailNotice(r["space_id"], r["notice_id"], r["recipient"], r["subject"], r["body"]) for r in rows]
+
+
+async def email_to_keep(conn: Conn, space_id: uuid.UUID, notice_id: uuid.UUID) -> EmailNotice | None:
+    """One e-mail not yet delivered, locked for this transaction; None when delivered, uncertain, or being
+    delivered by someone else (who holds the row)."""
+    r = await conn.fetchrow(
+        "SELECT space_id, notice_id, recipient, subject, body FROM notice WHERE space_id = $1 "
+        "AND notice_id = $2 AND channel = 'email' AND delivered_at IS NULL AND uncertain_at IS NULL "
+        "FOR UPDATE SKIP LOCKED",
+        space_id,
+        notice_id,
+    )
+    return (
+        None
+        if r is None
+        else EmailNotice(r["space_id"], r["notice_id"], r["recipient"], r["subject"], r["body"])
+    )
+
+
+async def due_email_keys(
+    conn: Conn, limit: int, after: tuple[datetime, uuid.UUID] | None, min_age_seconds: float = 0
+) -> list[tuple[uuid.UUID, uuid.UUID, datetime]]:
+    """(space, notice, created_at) of e-mails waiting for delivery, recorded at least `min_age_seconds` ago,
+    in order after `after` (keyset)."""
+    rows = await conn.fetch(
+        "SELECT space_id, notice_id, created_at FROM notice WHERE channel = 'email' AND delivered_at IS NULL "
+        "AND uncertain_at IS NULL AND ($2::timestamptz IS NULL OR (created_at, notice_id) > ($2, $3)) "
+        "AND created_at <= now() - make_interval(secs => $4) ORDER BY created_at, notice_id LIMIT $1",
+        limit,
+        None if after is None else after[0],
+        None if after is None else after[1],
+        min_age_seconds,
+    )
+    return [(r["space_id"], r["notice_id"], r["created_at"]) for r in rows]
+
+
+def _session_key(notice_id: uuid.UUID) -> int:
+    digest = hashlib.sha256(b"notice-delivery:" + notice_id.bytes).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)
+
+
+@asynccontextmanager
+async def delivery_session(db: Database, notice_id: uuid.UUID) -> AsyncIterator[Conn | None]:
+    """A connection holding the notice's delivery lock (a session advisory lock) for as long as the caller
+    talks to the relay, or None when another live process holds it. The lock is the connection's: a killed
+    worker's lock goes with its connection, so a crash never leaves a notice locked, and the committed states
+    (handed_at) tell the next attempt what the dead one did."""
+    async with db.pool.acquire() as proxy:
+        conn = cast(Conn, proxy)  # the pool hands out proxies that behave as connections
+        key = _session_key(notice_id)
+        if not await locks.try_session_lock(conn, key):
+            yield None
+            return
+        try:
+            yield conn
+        finally:
+            try:
+                await locks.session_unlock(conn, key)
+            except Exception:  # a broken connection: close it, the lock goes with it
+                conn.terminate()
+
+
+async def claim_email(conn: Conn, space_id: uuid.UUID, notice_id: uuid.UUID) -> Claim | None:
+    """Count an attempt at an e-mail still to deliver; None when it is delivered or uncertain already."""
+    r = await conn.fetchrow(
+        "UPDATE notice SET attempts = attempts + 1 WHERE space_id = $1 AND notice_id = $2 AND channel = 'email' "
+        "AND delivered_at IS NULL AND uncertain_at IS NULL "
+        "RETURNING recipient, subject, body, handed_at IS NOT NULL AS handed, attempts",
+        space_id,
+        notice_id,
+    )
+    if r is None:
+        return None
+    return Claim(r["recipient"], r["subject"], r["body"], r["handed"], r["attempts"])
+
+
+async def mark_handed(conn: Conn, space_id: uuid.UUID, notice_id: uuid.UUID) -> None:
+    """Committed just before the end of DATA goes to the relay: from here on the message may be accepted."""
+    await conn.execute(
+        "UPDATE notice SET handed_at = now() WHERE space_id = $1 AND notice_id = $2", space_id, notice_id
+    )
+
+
+async def unhand(conn: Conn, space_id: uuid.UUID, notice_id: uuid.UUID, error: str) -> None:
+    """The relay answered the end of DATA with a refusal: not accepted, so it may be sent again."""
+    await conn.execute(
+        "UPDATE notice SET handed_at = NULL, error = $3 WHERE space_id = $1 AND notice_id = $2",
+        space_id,
+        notice_id,
+        error,
+    )
+
+
+async def mark_uncertain(conn: Conn, space_id: uuid.UUID, notice_id: uuid.UUID, error: str) -> None:
+    """Handed to the relay without its answer recorded: it may have been accepted, so it is never sent again
+    automatically; an operator sees it (`uncertain_at`)."""
+    await conn.execute(
+        "UPDATE notice SET uncertain_at = now(), error = $3 WHERE space_id = $1 AND notice_id = $2 "
+        "AND delivered_at IS NULL",
+        space_id,
+        notice_id,
+        error,
+    )
+
+
+async def counts(conn: Conn) -> dict[str, int]:
+    """E-mails by delivery state (operators, tests)."""
+    r = await conn.fetchrow(
+        "SELECT count(*) FILTER (WHERE delivered_at IS NOT NULL) AS delivered, "
+        "count(*) FILTER (WHERE uncertain_at IS NOT NULL) AS uncertain, "
+        "count(*) FILTER (WHERE delivered_at IS NULL AND uncertain_at IS NULL) AS waiting "
+        "FROM notice WHERE channel = 'email'"
+    )
+    assert r is not None
+    return {"delivered": r["delivered"], "uncertain": r["uncertain"], "waiting": r["waiting"]}
+
+
+# --- the set-based steps of `notices send` -----------------------------------------------------------------
+
+
+async def lock_registered(conn: Conn, after: uuid.UUID | None, limit: int) -> list[uuid.UUID]:
+    """The next `limit` spaces waiting for their notice after `after`, locked until the end of the
+    transaction; spaces another run holds are skipped (it is notifying them)."""
+    rows = await conn.fetch(
+        "SELECT space_id FROM space WHERE state = 'registered' AND ($1::uuid IS NULL OR space_id > $1) "
+        f"ORDER BY space_id LIMIT {int(limit)} FOR UPDATE SKIP LOCKED",
+        after,
+    )
+    return [r["space_id"] for r in rows]
+
+
+async def notify_many(conn: Conn, spaces: Sequence[uuid.UUID], opens_on: date) -> list[uuid.UUID]:
+    """`registered` -> `notified` for the (locked) spaces, opening on `opens_on`: the row the lifecycle's
+    `notify` writes (storage/lifecycle.move), for a batch. Returns those moved."""
+    rows = await conn.fetch(
+        "UPDATE space SET state = 'notified', state_at = now(), opens_on = $2, prior_state = NULL, "
+        "closed_reason = NULL, destroy_on = NULL WHERE space_id = ANY($1::uuid[]) AND state = 'registered' "
+        "RETURNING space_id",
+        list(spaces),
+        opens_on,
+    )
+    return [r["space_id"] for r in rows]
+
+
+async def replace_codes(
+    conn: Conn, codes: Sequence[tuple[uuid.UUID, bytes]], pepper_id: str, expires_at: datetime
+) -> dict[uuid.UUID, bool]:
+    """Each space's new activation code digest (storage/activation.replace, for a batch): space -> whether a
+    previous code was replaced."""
+    rows = await conn.fetch(
+        """INSERT INTO activation_code AS a (space_id, digest, pepper_id, expires_at)
+           SELECT c.s, c.d, $3, $4 FROM unnest($1::uuid[], $2::bytea[]) AS c(s, d)
+           ON CONFLICT (space_id) DO UPDATE SET digest = excluded.digest, pepper_id = excluded.pepper_id,
+             issued_at = now(), expires_at = excluded.expires_at, used_at = NULL, failures = 0, locked_at = NULL
+           RETURNING space_id, (xmax <> 0) AS replaced""",
+        [c[0] for c in codes],
+        [c[1] for c in codes],
+        pepper_id,
+        expires_at,
+    )
+    return {r["space_id"]: bool(r["replaced"]) for r in rows}
+
+
+async def patients_of(conn: Conn, spaces: Sequence[uuid.UUID]) -> dict[uuid.UUID, str]:
+    """Each space's Patient (the oldest live one, as `patient_of`)."""
+    rows = await conn.fetch(
+        "SELECT DISTINCT ON (space_id) space_id, resource_id FROM resource WHERE space_id = ANY($1::uuid[]) "
+        "AND resource_type = 'Patient' AND NOT deleted ORDER BY space_id, last_updated",
+        list(spaces),
+    )
+    return {r["space_id"]: str(r["resource_id"]) for r in rows}
+
+
+async def data_keys(conn: Conn, spaces: Sequence[uuid.UUID]) -> list[tuple[uuid.UUID, int, str, bytes]]:
+    """The wrapped data keys of these spaces, newest last per space: (space, version, KEK id, wrapped)."""
+    rows = await conn.fetch(
+        "SELECT space_id, key_version, kek_id, wrapped_key FROM space_key WHERE space_id = ANY($1::uuid[]) "
+        "ORDER BY space_id, key_version",
+        list(spaces),
+    )
+    return [(r["space_id"], r["key_version"], r["kek_id"], bytes(r["wrapped_key"])) for r in rows]
+
+
+async def representatives(conn: Conn, spaces: Sequence[uuid.UUID]) -> dict[uuid.UUID, list[str]]:
+    """The INS of each space's representatives whose rights run (people.representatives_of, for a batch)."""
+    rows = await conn.fetch(
+        "SELECT space_id, representative_ins FROM space_representative WHERE space_id = ANY($1::uuid[]) "
+        "AND until > current_date ORDER BY space_id, representative_ins",
+        list(spaces),
+    )
+    found: dict[uuid.UUID, list[str]] = {}
+    for r in rows:
+        found.setdefault(r["space_id"], []).append(r["representative_ins"])
+    return found
+
+
+async def add_many(conn: Conn, notices: Sequence[NewNotice]) -> None:
+    """The batch's notices, in one statement."""
+    if not notices:
+        return
+    await conn.execute(
+        "INSERT INTO notice (space_id, notice_id, channel, recipient, subject, body, key_version, letter_sealed) "
+        "SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::text[], $6::text[], "
+        "$7::int[], $8::bytea[])",
+        [n.space_id for n in notices],
+        [n.notice_id for n in notices],
+        [n.channel for n in notices],
+        [n.recipient for n in notices],
+        [n.subject for n in notices],
+        [n.body for n in notices],
+        [n.key_version for n in notices],
+        [n.letter_sealed for n in notices],
+    )
 
 
 async def mark_failed(conn: Conn, space_id: uuid.UUID, notice_id: uuid.UUID, error: str) -> None:
@@ -113,18 +363,49 @@ async def mark_delivered(conn: Conn, space_id: uuid.UUID, notice_id: uuid.UUID, 
 
 async def due_letters(conn: Conn, limit: int) -> list[LetterNotice]:
     rows = await conn.fetch(
-        "SELECT space_id, notice_id, letter FROM notice WHERE channel = 'letter' AND built_at IS NULL "
-        "ORDER BY created_at, notice_id LIMIT $1 FOR UPDATE SKIP LOCKED",
+        "SELECT space_id, notice_id, letter, letter_sealed, key_version FROM notice WHERE channel = 'letter' "
+        "AND built_at IS NULL ORDER BY created_at, notice_id LIMIT $1 FOR UPDATE SKIP LOCKED",
         limit,
     )
-    return [LetterNotice(r["space_id"], r["notice_id"], orjson.loads(r["letter"])) for r in rows]
+    return [
+        LetterNotice(
+            r["space_id"],
+            r["notice_id"],
+            None if r["letter"] is None else orjson.loads(r["letter"]),
+            None if r["letter_sealed"] is None else bytes(r["letter_sealed"]),
+            r["key_version"],
+        )
+        for r in rows
+    ]
 
 
-async def mark_built(conn: Conn, built: list[tuple[uuid.UUID, uuid.UUID, str, int]]) -> None:
-    """Built into (file, page): the code is erased from the stored letter (it exists only on paper now)."""
+async def letters(conn: Conn, space_id: uuid.UUID) -> list[LetterNotice]:
+    """A space's letters, built or not (operators, tests)."""
+    rows = await conn.fetch(
+        "SELECT space_id, notice_id, letter, letter_sealed, key_version FROM notice WHERE space_id = $1 "
+        "AND channel = 'letter' ORDER BY created_at, notice_id",
+        space_id,
+    )
+    return [
+        LetterNotice(
+            r["space_id"],
+            r["notice_id"],
+            None if r["letter"] is None else orjson.loads(r["letter"]),
+            None if r["letter_sealed"] is None else bytes(r["letter_sealed"]),
+            r["key_version"],
+        )
+        for r in rows
+    ]
+
+
+async def mark_built(
+    conn: Conn, built: Sequence[tuple[uuid.UUID, uuid.UUID, str, int, bytes | None]]
+) -> None:
+    """Built into (file, page): the code is erased from the stored letter (it exists only on paper now); a
+    sealed letter is replaced by its data sealed again without the code."""
     await conn.executemany(
-        "UPDATE notice SET built_at = now(), batch_file = $3, page = $4, letter = letter - 'code' "
-        "WHERE space_id = $1 AND notice_id = $2",
+        "UPDATE notice SET built_at = now(), batch_file = $3, page = $4, letter = letter - 'code', "
+        "letter_sealed = COALESCE($5, letter_sealed) WHERE space_id = $1 AND notice_id = $2",
         built,
     )
 

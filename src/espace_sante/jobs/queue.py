@@ -1,0 +1,132 @@
+"""The background jobs (docs/jobs.md): procrastinate on the same PostgreSQL as the data, its schema installed by
+our migrations (0012_jobs.sql), run by `espace-sante worker`.
+
+Why procrastinate: jobs live in PostgreSQL, so a job can be inserted in the transaction of the data it is about
+(storage/jobs.defer: a notice and its delivery job commit together or not at all), with locks (one job per
+notice), retries with backoff and periodic tasks that many workers share without running them twice.
+
+procrastinate talks to PostgreSQL through psycopg 3 (its PsycopgConnector); the rest of the application uses
+asyncpg. Both reach the same database: the worker opens our Runtime (asyncpg pool, keys, settings) for the
+tasks, and procrastinate's own pool for the queue.
+
+The tasks:
+- `notices.deliver`: one e-mail notice (services/notices.deliver_one), deferred with the notice; a relay that
+  cannot take it now raises DeliveryDeferred, retried with exponential backoff (2^n seconds, 12 attempts:
+  about two hours and a quarter in all); then the periodic sweep picks the notice up;
+- periodic `notices.sweep` (every 10 minutes): delivers the notices still waiting 10 minutes after they were
+  recorded (a job killed with its worker, a job out of retries);
+- periodic `lifecycle.run` (hourly): opens the spaces whose opposition window ended, closes and destroys what
+  is due: the same code as `espace-sante lifecycle run`, idempotent and set-based;
+- periodic `documents.round` (every 5 minutes): the round serve's timer runs (jobs/documents.py), idempotent;
+- periodic `jobs.recover` (every 5 minutes): jobs left `doing` by a worker that stopped sending heartbeats
+  (killed) are queued again."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from procrastinate import App, JobContext, PsycopgConnector, RetryStrategy
+
+from ..context import Context
+from ..logs import get_logger
+from ..services import documents, lifecycle, notices
+from ..services.runtime import Runtime
+
+log = get_logger(__name__)
+
+#: A worker silent this long is taken for dead: its `doing` jobs are queued again (jobs.recover).
+STALLED_SECONDS = 60
+#: The sweep leaves younger notices to their own jobs (it is the safety net, not the main path).
+SWEEP_AGE_SECONDS = 600
+#: How long a stopping worker (SIGTERM, Ctrl-C) waits for its running jobs before cancelling them.
+GRACEFUL_SECONDS = 30
+
+#: Tasks registered here; the worker binds it to the runtime's database (`on_runtime`).
+app = App(connector=PsycopgConnector())
+
+DELIVERY_RETRY = RetryStrategy(
+    max_attempts=12, exponential_wait=2, retry_exceptions={notices.DeliveryDeferred}
+)
+
+
+def _runtime(context: JobContext) -> Runtime:
+    rt = context.additional_context["runtime"]
+    assert isinstance(rt, Runtime)
+    return rt
+
+
+@app.task(name=notices.DELIVER_TASK, queue=notices.QUEUE, pass_context=True, retry=DELIVERY_RETRY)
+async def deliver_notice(context: JobContext, space_id: str, notice_id: str) -> str:
+    """Deliver exactly this notice (its outcome is the job's result, kept in logs: no address, no text)."""
+    return await notices.deliver_one(_runtime(context), uuid.UUID(space_id), uuid.UUID(notice_id))
+
+
+@app.periodic(cron="*/10 * * * *", periodic_id="sweep")
+@app.task(name="notices.sweep", queue=notices.QUEUE, pass_context=True, queueing_lock="notices.sweep")
+async def sweep_notices(context: JobContext, timestamp: int) -> None:
+    done = await notices.deliver(_runtime(context), min_age_seconds=SWEEP_AGE_SECONDS)
+    if done.delivered or done.failed or done.uncertain:
+        log.info("notices.sweep", delivered=done.delivered, failed=done.failed, uncertain=done.uncertain)
+
+
+@app.periodic(cron="7 * * * *", periodic_id="hourly")
+@app.task(name="lifecycle.run", queue="lifecycle", pass_context=True, queueing_lock="lifecycle.run")
+async def lifecycle_run(context: JobContext, timestamp: int) -> dict[str, Any]:
+    counts = await lifecycle.run(_runtime(context))
+    result: dict[str, Any] = counts.as_json()
+    log.info("lifecycle.run", **{k: v for k, v in result.items() if k != "as_of"})
+    return result
+
+
+@app.periodic(cron="*/5 * * * *", periodic_id="round")
+@app.task(name="documents.round", queue="documents", pass_context=True, queueing_lock="documents.round")
+async def documents_round(context: JobContext, timestamp: int) -> None:
+    ctx = Context.system(_runtime(context))
+    released = await documents.run_hidden_documents(ctx)
+    collected = await documents.collect_orphans(ctx)
+    if released.noticed or released.released or collected:
+        log.info("documents.job", noticed=released.noticed, released=released.released, orphans=collected)
+
+
+@app.periodic(cron="*/5 * * * *", periodic_id="recover")
+@app.task(name="jobs.recover", queue="jobs", pass_context=True, queueing_lock="jobs.recover")
+async def recover_stalled(context: JobContext, timestamp: int) -> int:
+    """Queue again the jobs a dead worker left `doing` (procrastinate does not on its own). Safe for every task
+    here: each is idempotent, and a notice's delivery state says what a dead attempt did."""
+    manager = context.app.job_manager
+    stalled = list(await manager.get_stalled_jobs(seconds_since_heartbeat=STALLED_SECONDS))
+    for job in stalled:
+        await manager.retry_job(job)
+    if stalled:
+        log.info("jobs.recovered", jobs=len(stalled))
+    return len(stalled)
+
+
+@contextmanager
+def on_runtime(rt: Runtime, *, max_connections: int = 10) -> Iterator[App]:
+    """The app on the runtime's database (DATABASE_URL or the embedded PostgreSQL), for the block."""
+    connector = PsycopgConnector(
+        conninfo=rt.db.dsn,
+        min_size=1,
+        max_size=max_connections,
+        kwargs={"application_name": "espace-sante-worker"},
+    )
+    with app.replace_connector(connector) as bound:
+        yield bound
+
+
+def worker_options(rt: Runtime, *, concurrency: int, once: bool) -> dict[str, Any]:
+    """How `espace-sante worker` runs procrastinate's worker."""
+    return {
+        "concurrency": concurrency,
+        "wait": not once,
+        "additional_context": {"runtime": rt},
+        "delete_jobs": "successful",  # 68 M notices: keep the table small, keep failures to look at
+        "shutdown_graceful_timeout": GRACEFUL_SECONDS,
+        "install_signal_handlers": True,
+        "stalled_worker_timeout": STALLED_SECONDS,
+        "name": "espace-sante",
+    }
