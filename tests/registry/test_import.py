@@ -4,6 +4,7 @@ version, traced; a minor's representatives can read the child's record; bad rows
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import uuid
 from datetime import date, timedelta
@@ -206,3 +207,42 @@ async def test_the_same_person_twice_in_one_file_applies_in_order(
     assert counts == {"read": 2, "created": 1, "updated": 1, "unchanged": 0, "rejected": 0}
     [found] = await by_ins(fhir, first["nir"])
     assert found["telecom"][0]["value"] == "nouvelle@exemple.fr"
+
+
+async def test_two_importers_at_once_on_halves_of_a_file_make_one_space_per_person(
+    runtime: Runtime, tmp_path: Path
+) -> None:
+    """The scale-out of benchmarks/README.md: the registry cut into shards imported at once. Disjoint halves
+    (with a child whose parent is in the other half) and, worse, two overlapping shards: still one space per
+    NIR, every person counted once as created, and the links recorded."""
+    parents = [person() for _ in range(30)]
+    children = [
+        person(birth_date=(date.today() - timedelta(days=3000)).isoformat(), representative_1_nir=p["nir"])
+        for p in parents[:10]
+    ]
+    everyone = parents + children
+    first, second = everyone[::2], everyone[1::2]  # a child and its parent often land in different halves
+    shards = [write(tmp_path / "a.csv", first), write(tmp_path / "b.csv", second)]
+    a, b = await asyncio.gather(*(run(runtime, s, batch_size=4) for s in shards))
+    assert a["created"] + b["created"] == len(everyone) and a["rejected"] == b["rejected"] == 0
+    overlap = [person() for _ in range(20)]
+    shards = [write(tmp_path / "c.csv", overlap), write(tmp_path / "d.csv", overlap[5:] + overlap[:5])]
+    c, d = await asyncio.gather(*(run(runtime, s, batch_size=3) for s in shards))
+    assert c["created"] + d["created"] == len(overlap)
+    assert c["unchanged"] + d["unchanged"] == len(overlap)
+
+    async def check(conn: Conn) -> tuple[int, int, int]:
+        nirs = [p["nir"] for p in everyone + overlap]
+        spaces = await conn.fetchval(
+            "SELECT count(DISTINCT space_id) FROM sp_token WHERE resource_type = 'Patient' "
+            "AND param = 'identifier' AND code = ANY($1::text[])",
+            nirs,
+        )
+        people = await conn.fetchval("SELECT count(*) FROM registry_person WHERE nir = ANY($1::text[])", nirs)
+        links = await conn.fetchval(
+            "SELECT count(*) FROM space_representative WHERE representative_ins = ANY($1::text[])",
+            [p["nir"] for p in parents],
+        )
+        return spaces, people, links
+
+    assert await runtime.db.interaction("test_check", check) == (len(everyone) + 20, len(everyone) + 20, 10)

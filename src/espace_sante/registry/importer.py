@@ -18,6 +18,7 @@ imports at once. A person absent from a later file is left as is."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import hashlib
 import uuid
 from collections.abc import Callable
@@ -31,17 +32,20 @@ import orjson
 from ..access.actors import SYSTEM
 from ..access.policy import Decision, decide
 from ..audit.record import SUCCESS, Record
-from ..fhir import compartment, searchparams
+from ..fhir import compartment
 from ..services.runtime import Runtime
 from ..storage import audit as audit_store
 from ..storage import locks, provision
 from ..storage import resources as store
 from ..storage.db import Conn
 from ..storage.people import INS_SYSTEM
+from . import patients
 from .rejects import RejectsFile
 from .rows import Beneficiary, Rejected, read_registry
 
 BATCH = 2000
+#: Batches between two collections of cyclic garbage during a run (see `import_file`).
+_COLLECT_EVERY = 20
 #: The state of a space made from the registry, before its notice is sent (the lifecycle step moves it on).
 NEW_STATE = "registered"
 FEED = "registre des bénéficiaires / beneficiaries registry"
@@ -167,17 +171,23 @@ def _representative_record(decision: Decision, space_id: uuid.UUID, patient_id: 
 
 @dataclass(frozen=True)
 class Prepared:
-    """A valid row and what can be computed from it before the database is asked (in the reading thread)."""
+    """A valid row and what can be computed from it before the database is asked (in the reading thread),
+    including the ids its space gets if the person turns out to be new."""
 
     row: Beneficiary
     fingerprint: bytes
     patient: dict[str, Any]
-    values: searchparams.IndexValues
+    tuples: provision.IndexTuples
+    space_id: uuid.UUID
+    patient_id: str
 
 
 def prepare(row: Beneficiary) -> Prepared:
-    patient = new_patient(row)
-    return Prepared(row, fingerprint(row), patient, searchparams.extract(patient))
+    space = compartment.new_space_id()
+    return Prepared(
+        row, fingerprint(row), new_patient(row), patients.index_tuples(row), space,
+        compartment.new_resource_id(space),
+    )  # fmt: skip
 
 
 class Importer:
@@ -196,14 +206,33 @@ class Importer:
             request_id=FEED,
         )
 
+    def build(self, prepared: list[Prepared]) -> provision.SpaceRows:
+        """The rows that create the spaces of these people (keys, encrypted Patients, index rows, chains),
+        as if all were new: CPU only, so the reading thread does it while the previous batch is in the
+        database; `batch` keeps the rows of those who really are new."""
+        spaces = []
+        for p in prepared:
+            more = tuple(
+                _representative_record(self.create, p.space_id, p.patient_id, rep)
+                for _, rep, _ in self._links(p.row, p.space_id)
+            )
+            spaces.append(
+                provision.NewSpace(p.space_id, p.patient_id, p.patient, NEW_STATE, more, tuples=p.tuples)
+            )
+        return provision.build_spaces(self.rt.keys, self.create, spaces, record=self.record, remember=False)
+
     def _links(self, b: Beneficiary, space_id: uuid.UUID) -> list[tuple[uuid.UUID, str, date]]:
         until = eighteenth_birthday(b.birth_date)
         if until <= self.today or b.death_date is not None:
             return []
         return [(space_id, rep, until) for rep in b.representatives]
 
-    async def batch(self, conn: Conn, prepared: list[Prepared]) -> tuple[int, int, int]:
-        """One batch in the caller's transaction (one row per NIR). Returns (created, updated, unchanged)."""
+    async def batch(
+        self, conn: Conn, prepared: list[Prepared], built: provision.SpaceRows | None = None
+    ) -> tuple[int, int, int]:
+        """One batch in the caller's transaction (one row per NIR). `built` is `build(prepared)` when the
+        reading thread made it. Returns (created, updated, unchanged)."""
+        await provision.bulk_transaction(conn)
         ready = {p.row.nir: p for p in prepared}
         # One lock order for every import: no deadlock between two of them.
         rows = sorted((p.row for p in prepared), key=lambda r: r.nir)
@@ -212,31 +241,25 @@ class Importer:
         fresh = [r for r in rows if r.nir not in known]
         adopted: dict[str, tuple[uuid.UUID, str]] = {}
         claimed: set[str] = set()
-        planned: dict[str, tuple[uuid.UUID, str]] = {}
         if fresh:
             adopted = await provision.patients_by_ins(conn, [r.nir for r in fresh])
-            for r in fresh:
-                if r.nir in adopted:
-                    planned[r.nir] = adopted[r.nir]
-                else:
-                    space = compartment.new_space_id()
-                    planned[r.nir] = (space, compartment.new_resource_id(space))
-            claimed = await provision.claim(conn, [(r.nir, *planned[r.nir], fingerprint(r)) for r in fresh])
+            planned = {
+                r.nir: adopted.get(r.nir) or (ready[r.nir].space_id, ready[r.nir].patient_id) for r in fresh
+            }
+            claimed = await provision.claim(
+                conn, [(r.nir, *planned[r.nir], ready[r.nir].fingerprint) for r in fresh]
+            )
             if len(claimed) < len(fresh):  # another import claimed some since: they are now known
                 known |= await provision.registry_people(conn, [r.nir for r in fresh if r.nir not in claimed])
-        spaces: list[provision.NewSpace] = []
+        new: list[Prepared] = []
         links: list[tuple[uuid.UUID, str, date]] = []
         changed: list[tuple[Beneficiary, uuid.UUID, str]] = []
         fingerprints: list[tuple[str, bytes]] = []
         unchanged = 0
         for r in rows:
             if r.nir in claimed and r.nir not in adopted:
-                space, pid = planned[r.nir]
-                mine = self._links(r, space)
-                more = tuple(_representative_record(self.create, space, pid, rep) for _, rep, _ in mine)
-                p = ready[r.nir]
-                spaces.append(provision.NewSpace(space, pid, p.patient, NEW_STATE, more, p.values))
-                links += mine
+                new.append(ready[r.nir])
+                links += self._links(r, ready[r.nir].space_id)
             elif r.nir in claimed:
                 changed.append((r, *adopted[r.nir]))
             else:
@@ -246,7 +269,11 @@ class Importer:
                 else:
                     changed.append((r, k.space_id, k.patient_id))
                     fingerprints.append((r.nir, ready[r.nir].fingerprint))
-        await provision.create_spaces(conn, self.rt.keys, self.create, spaces, record=self.record)
+        if built is None:
+            built = self.build(new)
+        elif len(new) < len(prepared):  # some were known after all: only the new people's rows
+            built = built.only({p.space_id for p in new})
+        await provision.write_spaces(conn, built)
         await provision.add_representatives(conn, links)
         updated = 0
         for r, space, pid in changed:
@@ -255,7 +282,7 @@ class Importer:
             else:
                 unchanged += 1
         await provision.set_fingerprints(conn, fingerprints)
-        return len(spaces), updated, unchanged
+        return len(new), updated, unchanged
 
     async def _update(self, conn: Conn, b: Beneficiary, space_id: uuid.UUID, patient_id: str) -> bool:
         """Bring one person's Patient and representatives up to date; False when nothing needed to change."""
@@ -321,30 +348,54 @@ async def import_file(
         key = int.from_bytes(digest[:8], "big", signed=True)
         if not await locks.try_session_lock(cast(Conn, lock), key):
             raise ImportRunning("un import de ce fichier est en cours / this file is being imported")
+        # The cyclic garbage collector ran on every few hundred of the millions of short-lived tuples a run
+        # makes, rescanning the batches in flight each time: 40 % of the Python time per row. Those rows hold
+        # no cycles (reference counting frees them), so automatic collection is off during the run and one
+        # collection per `_COLLECT_EVERY` batches frees what cycles asyncio or the driver leave (constant
+        # memory); the objects alive before the run are frozen out of those collections.
+        was_enabled = gc.isenabled()
+        gc.freeze()
+        gc.disable()
         try:
             with path.open("rb") as stream:
                 return await _run(runtime, importer, stream, digest, rejects, progress, resumed, batch_size)
         finally:
+            if was_enabled:
+                gc.enable()
+            gc.unfreeze()
             await locks.session_unlock(cast(Conn, lock), key)
 
 
 class _Reader:
     """Reads the file in batches (in a worker thread, while the previous batch is in the database): rejected
-    rows go to the rejects file, rows the resumed run committed are skipped, the others are prepared."""
+    rows go to the rejects file, rows the resumed run committed are skipped, the others are prepared and,
+    while most people turn out new (`eager`), their spaces' rows built."""
 
     def __init__(
-        self, stream: BinaryIO, today: date, rejects: RejectsFile, counts: Counts, after: int, size: int
+        self,
+        stream: BinaryIO,
+        today: date,
+        rejects: RejectsFile,
+        counts: Counts,
+        after: int,
+        size: int,
+        build: Callable[[list[Prepared]], provision.SpaceRows],
     ) -> None:
         self.rows = iter(read_registry(stream, today=today))
+        self.build = build
+        #: Build spaces ahead: right for a first import, wasted on a re-import where nearly every row is
+        #: unchanged (the transaction then builds the few new ones itself). Set from the last batch's counts.
+        self.eager = True
         self.rejects = rejects
         self.counts = counts
         self.after = after
         self.size = size
         self.carried: Beneficiary | None = None
 
-    def next_batch(self) -> tuple[list[Prepared], int]:
+    def next_batch(self) -> tuple[list[Prepared], int, provision.SpaceRows | None]:
         """Up to `size` rows, one per NIR (the same person twice: the later row goes in the next batch, so it
-        applies after the earlier one), and the last line they cover; ([], 0) at the end."""
+        applies after the earlier one), the last line they cover, and their spaces' rows if `eager`;
+        ([], 0, None) at the end."""
         batch: list[Prepared] = []
         nirs: set[str] = set()
         last = 0
@@ -371,7 +422,7 @@ class _Reader:
             last = row.line
             if len(batch) >= self.size:
                 break
-        return batch, last
+        return batch, last, self.build(batch) if self.eager and batch else None
 
 
 async def _run(
@@ -388,10 +439,13 @@ async def _run(
     if checkpoint.last_line and resumed is not None:
         resumed(checkpoint.last_line)
     counts = Counts(created=checkpoint.created, updated=checkpoint.updated, unchanged=checkpoint.unchanged)
-    reader = _Reader(stream, importer.today, rejects, counts, checkpoint.last_line, batch_size)
+    reader = _Reader(
+        stream, importer.today, rejects, counts, checkpoint.last_line, batch_size, importer.build
+    )
     pending = asyncio.ensure_future(asyncio.to_thread(reader.next_batch))
+    batches = 0
     while True:
-        batch, last = await pending
+        batch, last, built = await pending
         if not batch:
             break
         pending = asyncio.ensure_future(
@@ -403,8 +457,9 @@ async def _run(
             batch: list[Prepared] = batch,
             last: int = last,
             base: provision.Checkpoint = checkpoint,
+            built: provision.SpaceRows | None = built,
         ) -> provision.Checkpoint:
-            created, updated, unchanged = await importer.batch(conn, batch)
+            created, updated, unchanged = await importer.batch(conn, batch, built)
             moved = replace(
                 base,
                 last_line=last,
@@ -420,6 +475,10 @@ async def _run(
         except BaseException:
             await asyncio.gather(pending, return_exceptions=True)
             raise
+        reader.eager = 2 * (checkpoint.created - counts.created) >= len(batch)
+        batches += 1
+        if batches % _COLLECT_EVERY == 0:
+            gc.collect()
         counts.created, counts.updated, counts.unchanged = (
             checkpoint.created, checkpoint.updated, checkpoint.unchanged,
         )  # fmt: skip
