@@ -140,3 +140,37 @@ def registry_import(
     )
     for name, count in sorted(counts.by_field.items(), key=lambda kv: -kv[1]):
         typer.echo(f"  {name}: {count:,}")
+
+
+@registry_app.command("sample")
+def registry_sample(
+    out: Annotated[
+        Path, typer.Option("--out", dir_okay=False, help="fichier CSV à écrire / CSV file to write")
+    ],
+    rows: Annotated[
+        int, typer.Option("--rows", min=1, max=10_000_000, help="nombre de lignes / rows")
+    ] = 10_000,
+    seed: Annotated[int, typer.Option("--seed", help="graine / seed (same seed, same people)")] = 6,
+    as_json: Annotated[
+        bool,
+        typer.Option("--json", help='{"rows": N, "minors": N, "bad": N, "with_email": N, "deceased": N}'),
+    ] = False,
+) -> None:
+    """Écrit un registre fictif pour essayer / write a made-up registry to try the import.
+
+    NIR valides, noms et adresses français, environ 20 % de mineurs rattachés à leurs représentants, 60 %
+    avec une adresse e-mail, quelques décès et environ 0,1 % de lignes erronées. Personne n'y existe."""
+    from ..registry.sample import generate
+
+    try:
+        stats = generate(out, rows, seed)
+    except OSError as exc:
+        typer.echo(f"espace-sante: {type(exc).__name__}: {exc}", err=True)
+        raise typer.Exit(2) from None
+    if as_json:
+        typer.echo(json.dumps(stats))
+        return
+    typer.echo(
+        f"{stats['rows']} lignes écrites dans {out} ({stats['minors']} mineurs, {stats['with_email']} avec e-mail, "
+        f"{stats['bad']} erronées) / rows written"
+    )
