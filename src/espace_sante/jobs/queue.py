@@ -17,6 +17,8 @@ The tasks:
   recorded (a job killed with its worker, a job out of retries);
 - periodic `lifecycle.run` (hourly): opens the spaces whose opposition window ended, closes and destroys what
   is due: the same code as `espace-sante lifecycle run`, idempotent and set-based;
+- periodic `legacy.retry` (hourly, half an hour after it): deposits the legacy DMP documents set aside until
+  their space opened or their person was registered (services/legacy.retry);
 - periodic `documents.round` (every 5 minutes): the round serve's timer runs (jobs/documents.py), idempotent;
 - periodic `jobs.recover` (every 5 minutes): jobs left `doing` by a worker that stopped sending heartbeats
   (killed) are queued again."""
@@ -32,7 +34,7 @@ from procrastinate import App, JobContext, PsycopgConnector, RetryStrategy
 
 from ..context import Context
 from ..logs import get_logger
-from ..services import documents, lifecycle, notices
+from ..services import documents, legacy, lifecycle, notices
 from ..services.runtime import Runtime
 
 log = get_logger(__name__)
@@ -78,6 +80,22 @@ async def lifecycle_run(context: JobContext, timestamp: int) -> dict[str, Any]:
     counts = await lifecycle.run(_runtime(context))
     result: dict[str, Any] = counts.as_json()
     log.info("lifecycle.run", **{k: v for k, v in result.items() if k != "as_of"})
+    return result
+
+
+@app.periodic(cron="37 * * * *", periodic_id="hourly")
+@app.task(name="legacy.retry", queue="legacy", pass_context=True, queueing_lock="legacy.retry")
+async def legacy_retry(context: JobContext, timestamp: int) -> dict[str, int] | None:
+    """The legacy DMP documents set aside until their space opens (or their person is registered) are
+    deposited once it has: half an hour after the hourly lifecycle run. A manual `legacy import` or
+    `legacy retry` running at that moment holds the lock: this round is skipped, the next one catches up."""
+    try:
+        counts = await legacy.retry(_runtime(context))
+    except legacy.LegacyRunning:
+        return None
+    result = counts.as_json()
+    if counts.retried:
+        log.info("legacy.retry", **result)
     return result
 
 
