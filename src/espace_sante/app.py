@@ -11,10 +11,10 @@ from fastapi import FastAPI
 from . import __version__
 from .api import errors, health
 from .api.access.routes import router as access_router
-from .api.spaces.routes import router as spaces_router
 from .api.fhir.routes import router as fhir_router
 from .api.middleware import RequestGuard
 from .api.oauth.routes import router as oauth_router
+from .api.spaces.routes import router as spaces_router
 from .jobs import documents as documents_job
 from .jobs import seal
 from .logs import configure

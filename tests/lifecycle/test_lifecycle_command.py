@@ -24,6 +24,7 @@ def test_a_notified_space_opens_when_the_run_passes_the_window(tmp_path: Path) -
         "closed_suspended": 0,
         "closed_deceased": 0,
         "destroyed": 0,
+        "of_age": 0,
     }
     due = json.loads(run(data, "lifecycle", "run", "--as-of", "2030-02-12", "--json").stdout)
     assert due["opened"] == 1

@@ -21,7 +21,7 @@ from espace_sante.registry.rows import COLUMNS
 from espace_sante.services import audit, devtokens
 from espace_sante.services.runtime import Runtime
 from espace_sante.storage.db import Conn
-from tests.factories import FHIR_JSON, INS, new_nir, patient
+from tests.factories import BASE, FHIR_JSON, INS, new_nir, patient
 
 
 def person(**values: str) -> dict[str, str]:
@@ -56,14 +56,26 @@ async def run(runtime: Runtime, path: Path, rejects: Path | None = None, **kw: A
     return counts.as_json()
 
 
-async def by_ins(fhir: httpx.AsyncClient, nir: str) -> list[dict[str, Any]]:
-    found = await fhir.get("/Patient", params={"identifier": f"{INS}|{nir}"})
+async def as_holder(runtime: Runtime, http: httpx.AsyncClient, nir: str) -> httpx.AsyncClient:
+    """The person herself: a space made by the registry is `registered` until its notice's window ends, and
+    only its holder (and representatives) reach it before then; feeds and professionals do not."""
+    issued = await devtokens.issue(runtime, f"holder:{nir}", "patient/*.*")
+    return httpx.AsyncClient(
+        transport=http._transport,
+        base_url=f"{BASE}/fhir",
+        headers={"Authorization": f"Bearer {issued.access_token}", "Accept": "application/fhir+json"},
+    )
+
+
+async def by_ins(runtime: Runtime, http: httpx.AsyncClient, nir: str) -> list[dict[str, Any]]:
+    reader = await as_holder(runtime, http, nir)
+    found = await reader.get("/Patient", params={"identifier": f"{INS}|{nir}"})
     assert found.status_code == 200, found.text
     return [e["resource"] for e in found.json().get("entry", [])]
 
 
 async def test_a_file_makes_spaces_found_by_ins_whose_trace_verifies(
-    runtime: Runtime, fhir: httpx.AsyncClient, tmp_path: Path
+    runtime: Runtime, http: httpx.AsyncClient, tmp_path: Path
 ) -> None:
     people = [person(), person(email="", last_name="Ngô", first_names="Văn"), person(death_date="2024-01-05")]
     registry = write(tmp_path / "registre.csv", people)
@@ -71,24 +83,26 @@ async def test_a_file_makes_spaces_found_by_ins_whose_trace_verifies(
         "read": 3, "created": 3, "updated": 0, "unchanged": 0, "rejected": 0
     }  # fmt: skip
     for row in people:
-        [found] = await by_ins(fhir, row["nir"])
+        [found] = await by_ins(runtime, http, row["nir"])
         assert found["name"][0]["family"] == row["last_name"] and found["birthDate"] == row["birth_date"]
         assert found["meta"]["versionId"] == "1"
         space = uuid.UUID(found["id"][:32])
         assert not (await audit.verify(runtime, space)).broken
-    first, second, dead = [(await by_ins(fhir, r["nir"]))[0] for r in people]
+    first, second, dead = [(await by_ins(runtime, http, r["nir"]))[0] for r in people]
     assert first["telecom"] == [{"system": "email", "value": "anne.lefevre@exemple.fr"}]
     assert first["address"][0]["postalCode"] == "69003" and first["gender"] == "female"
     assert first["name"][0]["given"] == ["Anne", "Marie"]
     assert "telecom" not in second
     assert dead["deceasedDateTime"] == "2024-01-05"
     # The creation is in the space's trace, written by the system.
-    trace = await fhir.get("/AuditEvent", params={"patient": first["id"]})
+    trace = await (await as_holder(runtime, http, people[0]["nir"])).get(
+        "/AuditEvent", params={"patient": first["id"]}
+    )
     assert trace.json()["total"] >= 1
 
 
 async def test_the_same_file_twice_changes_nothing(
-    runtime: Runtime, fhir: httpx.AsyncClient, tmp_path: Path
+    runtime: Runtime, http: httpx.AsyncClient, tmp_path: Path
 ) -> None:
     people = [person() for _ in range(5)]
     registry = write(tmp_path / "registre.csv", people)
@@ -96,32 +110,33 @@ async def test_the_same_file_twice_changes_nothing(
     again = await run(runtime, registry)
     assert again == {"read": 5, "created": 0, "updated": 0, "unchanged": 5, "rejected": 0}
     for row in people:
-        [found] = await by_ins(fhir, row["nir"])
+        [found] = await by_ins(runtime, http, row["nir"])
         assert found["meta"]["versionId"] == "1"
 
 
 async def test_a_changed_row_makes_one_new_version_and_an_absent_person_stays(
-    runtime: Runtime, fhir: httpx.AsyncClient, tmp_path: Path
+    runtime: Runtime, http: httpx.AsyncClient, tmp_path: Path
 ) -> None:
     moving, staying, leaving = person(), person(), person()
     await run(runtime, write(tmp_path / "janvier.csv", [moving, staying, leaving]))
     moved = moving | {"address_line": "3 quai Saint-Michel", "postal_code": "29200", "city": "Brest"}
     later = write(tmp_path / "fevrier.csv", [moved, staying])
     assert await run(runtime, later) == {"read": 2, "created": 0, "updated": 1, "unchanged": 1, "rejected": 0}
-    [found] = await by_ins(fhir, moving["nir"])
+    [found] = await by_ins(runtime, http, moving["nir"])
     assert found["meta"]["versionId"] == "2" and found["address"][0]["city"] == "Brest"
-    history = await fhir.get(f"/Patient/{found['id']}/_history")
+    moving_holder = await as_holder(runtime, http, moving["nir"])
+    history = await moving_holder.get(f"/Patient/{found['id']}/_history")
     assert [e["resource"]["meta"]["versionId"] for e in history.json()["entry"]] == ["2", "1"]
     space = uuid.UUID(found["id"][:32])
     assert not (await audit.verify(runtime, space)).broken
-    trace = await fhir.get("/AuditEvent", params={"patient": found["id"]})
+    trace = await moving_holder.get("/AuditEvent", params={"patient": found["id"]})
     assert trace.json()["total"] >= 2
-    assert len(await by_ins(fhir, leaving["nir"])) == 1  # not in February's file: not deleted
+    assert len(await by_ins(runtime, http, leaving["nir"])) == 1  # not in February's file: not deleted
     assert await run(runtime, later) == {"read": 2, "created": 0, "updated": 0, "unchanged": 2, "rejected": 0}
 
 
 async def test_a_patient_made_through_the_api_is_adopted_not_doubled(
-    runtime: Runtime, fhir: httpx.AsyncClient, tmp_path: Path
+    runtime: Runtime, http: httpx.AsyncClient, fhir: httpx.AsyncClient, tmp_path: Path
 ) -> None:
     nir = new_nir()
     made = await fhir.post(
@@ -132,14 +147,14 @@ async def test_a_patient_made_through_the_api_is_adopted_not_doubled(
     assert made.status_code == 201, made.text
     row = person(nir=nir)
     assert (await run(runtime, write(tmp_path / "r.csv", [row])))["updated"] == 1
-    [found] = await by_ins(fhir, nir)
+    [found] = await by_ins(runtime, http, nir)
     assert found["id"] == made.json()["id"] and found["meta"]["versionId"] == "2"
     assert {"system": "phone", "value": "+33600000000"} in found["telecom"]  # what the registry does not own
     assert found["name"][0]["family"] == "Lefèvre"
 
 
 async def test_a_minors_representatives_read_the_childs_record(
-    runtime: Runtime, http: httpx.AsyncClient, fhir: httpx.AsyncClient, tmp_path: Path
+    runtime: Runtime, http: httpx.AsyncClient, tmp_path: Path
 ) -> None:
     mother, father = person(), person(first_names="Paul", sex="M")
     born = date.today() - timedelta(days=5 * 365)
@@ -152,7 +167,7 @@ async def test_a_minors_representatives_read_the_childs_record(
     stranger = person()
     # The father is not in this file: his link is recorded by INS and waits for him.
     assert (await run(runtime, write(tmp_path / "r.csv", [child, mother, stranger])))["created"] == 3
-    [record] = await by_ins(fhir, child["nir"])
+    [record] = await by_ins(runtime, http, child["nir"])
 
     async def reads(who: str) -> int:
         issued = await devtokens.issue(runtime, f"representative:{who}", "patient/*.*")
@@ -183,7 +198,7 @@ async def test_a_minors_representatives_read_the_childs_record(
 
 
 async def test_bad_rows_go_to_the_rejects_file_and_good_ones_through(
-    runtime: Runtime, fhir: httpx.AsyncClient, tmp_path: Path
+    runtime: Runtime, http: httpx.AsyncClient, tmp_path: Path
 ) -> None:
     good = person()
     bad_key = person()
@@ -195,17 +210,17 @@ async def test_bad_rows_go_to_the_rejects_file_and_good_ones_through(
     with rejects.open(encoding="utf-8") as fh:
         refused = [(r["line"], r["field"]) for r in csv.DictReader(fh)]
     assert refused == [("2", "sex"), ("4", "nir"), ("5", "postal_code"), ("6", "email")]
-    assert len(await by_ins(fhir, good["nir"])) == 1
+    assert len(await by_ins(runtime, http, good["nir"])) == 1
 
 
 async def test_the_same_person_twice_in_one_file_applies_in_order(
-    runtime: Runtime, fhir: httpx.AsyncClient, tmp_path: Path
+    runtime: Runtime, http: httpx.AsyncClient, tmp_path: Path
 ) -> None:
     first = person()
     second = first | {"email": "nouvelle@exemple.fr"}
     counts = await run(runtime, write(tmp_path / "r.csv", [first, second]))
     assert counts == {"read": 2, "created": 1, "updated": 1, "unchanged": 0, "rejected": 0}
-    [found] = await by_ins(fhir, first["nir"])
+    [found] = await by_ins(runtime, http, first["nir"])
     assert found["telecom"][0]["value"] == "nouvelle@exemple.fr"
 
 

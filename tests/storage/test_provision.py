@@ -25,7 +25,9 @@ async def test_bulk_made_spaces_read_back_search_and_verify(
     for _ in range(50):
         space = compartment.new_space_id()
         nir = new_nir()
-        people.append(provision.NewSpace(space, compartment.new_resource_id(space), patient(nir), "notified"))
+        people.append(
+            provision.NewSpace(space, compartment.new_resource_id(space), patient(nir), "open")
+        )  # open: feeds reach it
     decision = decide(SYSTEM, "create", "Patient")
     record = Record(action="resource:create", outcome=SUCCESS, actor_kind="system", actor_id="espace-sante")
 

@@ -249,8 +249,10 @@ def _decide(
     if actor.kind == "client":
         if actor.scopes.allows("system", rtype, letter):
             # Every space, but only open or active ones: a closed, suspended or opposed space is answered like
-            # one that does not exist (PRODUCT section 2: a closed space is readable by no one).
-            return answer(True, f"system scope grants {rtype}.{letter}", None, states=PROFESSIONAL_STATES)
+            # one that does not exist (PRODUCT section 2: a closed space is readable by no one). The directory
+            # is no person's space and has no lifecycle state: it stays whole (review of 2026-12-03).
+            states = None if rtype in DIRECTORY_TYPES else PROFESSIONAL_STATES
+            return answer(True, f"system scope grants {rtype}.{letter}", None, states=states)
         return answer(False, f"no system scope for {rtype}.{letter}")
     if rtype in DIRECTORY_TYPES:
         # The directory of professionals and organisations is public health-system data, not medical data:

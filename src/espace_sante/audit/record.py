@@ -85,6 +85,10 @@ Action = Literal[
     "space:reopen",
     "space:erase",
     "space:destroy",
+    "space:of_age",
+    # An operator's decision on a notice e-mail left uncertain (services/notices.resolve), in the space's chain:
+    # basis "delivered", "resend" or "letter"; detail "notice=<id>" (never the address nor the text).
+    "notice:resolve",
 ]
 ACTIONS: tuple[str, ...] = Action.__args__  # type: ignore[attr-defined]
 

@@ -601,6 +601,8 @@ def sentence(record: Record, lang: Lang = "fr") -> str:
         return _activation_sentence(record, at, lang)
     if record.action.startswith("space:"):
         return _space_sentence(record, subject, reader, at, lang)
+    if record.action == "notice:resolve":
+        return _notice_sentence(record, subject, reader, at, lang)
     if record.action == "token:issue":
         if lang == "fr":
             return (
@@ -895,11 +897,39 @@ _SPACE_WORDS: dict[str, tuple[str, str]] = {
         "demandé la destruction de votre espace santé",
         "asked for your health space to be destroyed",
     ),
+    "space:of_age": (
+        "noté votre majorité : vos représentants légaux n'ont plus accès à votre espace santé",
+        "noted that you came of age: your legal representatives no longer reach your health space",
+    ),
     "space:destroy": (
         "détruit définitivement les données de votre espace santé",
         "destroyed the data of your health space for good",
     ),
 }
+
+
+_NOTICE_RESOLUTIONS: dict[str, tuple[str, str]] = {
+    "delivered": (
+        "vérifié que l'avis de création envoyé par courriel vous a bien été remis",
+        "checked that the notice e-mailed to you was delivered",
+    ),
+    "resend": (
+        "renvoyé l'avis de création par courriel, le premier envoi n'ayant pas abouti",
+        "sent the notice by e-mail again, the first one having failed",
+    ),
+    "letter": (
+        "remplacé l'avis de création par courriel par une lettre",
+        "replaced the notice by e-mail with a letter",
+    ),
+}
+
+
+def _notice_sentence(record: Record, subject: str, reader: bool, at: str, lang: Lang) -> str:
+    pick = 0 if lang == "fr" else 1
+    what = _NOTICE_RESOLUTIONS.get(record.basis, ("traité un avis", "handled a notice"))[pick]
+    if lang == "fr":
+        return f"{subject} {'avez' if reader else 'a'} {what} {at}."
+    return f"{subject} {what} {at}."
 
 
 def _space_sentence(record: Record, subject: str, reader: bool, at: str, lang: Lang) -> str:

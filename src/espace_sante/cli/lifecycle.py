@@ -51,7 +51,9 @@ def lifecycle_run(
     as_json: Annotated[
         bool,
         typer.Option(
-            "--json", help='{"as_of": …, "opened": N, "closed_suspended": N, "closed_deceased": N, …}'
+            "--json",
+            help='{"as_of": …, "opened": N, "closed_suspended": N, "closed_deceased": N, "destroyed": N, '
+            '"of_age": N}',
         ),
     ] = False,
 ) -> None:
@@ -75,8 +77,9 @@ def lifecycle_run(
         return
     typer.echo(
         f"au {day.isoformat()} : {counts.opened} ouverts, {counts.closed_suspended} fermés après suspension, "
-        f"{counts.closed_deceased} fermés après décès, {counts.destroyed} détruits / as of {day.isoformat()}: "
-        "opened, closed after suspension, closed after death, destroyed"
+        f"{counts.closed_deceased} fermés après décès, {counts.destroyed} détruits, {counts.of_age} majeurs "
+        f"prévenus / as of {day.isoformat()}: opened, closed after suspension, closed after death, destroyed, "
+        "young adults told their space is now theirs"
     )
 
 

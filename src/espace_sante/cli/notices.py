@@ -135,3 +135,90 @@ def outbox_list(
         typer.echo(f"{m.created_at:%Y-%m-%d %H:%M}  {m.recipient}  {m.subject}")
         if with_body and m.body:
             typer.echo("    " + m.body.replace("\n", "\n    "))
+
+
+@notices_app.command("uncertain")
+def notices_uncertain(
+    as_json: Annotated[bool, typer.Option("--json", help="Une liste JSON / a JSON list.")] = False,
+    limit: Annotated[int, typer.Option("--limit", min=1, help="Nombre maximum / at most.")] = 1000,
+) -> None:
+    """Les courriels remis au relais sans réponse enregistrée / e-mails handed to the relay, answer lost.
+
+    Chacun a peut-être été accepté : il n'est jamais renvoyé automatiquement. Vérifiez dans les journaux du
+    relais, puis `notices resolve` / each may have been accepted: never resent automatically. Check the
+    relay's logs, then `notices resolve`."""
+    from ..services import notices
+    from ..services.runtime import Runtime
+    from .main import _run, _settings, _with_runtime
+
+    async def work(rt: Runtime) -> list[notices.UncertainNotice]:
+        return await notices.uncertain(rt, limit=limit)
+
+    found = _run(lambda: _with_runtime(_settings(), work))
+    if as_json:
+        typer.echo(json.dumps([u.as_json() for u in found], ensure_ascii=False))
+        return
+    if not found:
+        typer.echo("aucun courriel incertain / no uncertain e-mail")
+    for u in found:
+        typer.echo(
+            f"{u.notice_id}  espace/space {u.space_id}  {u.recipient}  depuis/since {u.since:%Y-%m-%d %H:%M}"
+        )
+
+
+@notices_app.command("resolve")
+def notices_resolve(
+    notice_id: Annotated[str, typer.Argument(help="L'avis incertain / the uncertain notice's id.")],
+    delivered: Annotated[
+        bool,
+        typer.Option("--delivered", help="Le relais l'a accepté / the relay's logs show it accepted it."),
+    ] = False,
+    resend: Annotated[
+        bool,
+        typer.Option(
+            "--resend",
+            help="Le relais ne l'a pas accepté : renvoyer une fois / not accepted: send once more.",
+        ),
+    ] = False,
+    letter: Annotated[
+        bool,
+        typer.Option(
+            "--letter", help="Envoyer une lettre à la place / send a letter to the postal address instead."
+        ),
+    ] = False,
+    operator: Annotated[
+        str | None, typer.Option("--operator", help="Agent qui décide / operator login (else: the service).")
+    ] = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Le résultat en JSON / the outcome as JSON.")
+    ] = False,
+) -> None:
+    """Décide d'un courriel incertain, tracé dans l'espace / resolve an uncertain e-mail, traced in the space."""
+    import uuid
+
+    from ..services import notices
+    from ..services.runtime import Runtime
+    from .main import _fail, _run, _settings, _with_runtime
+
+    chosen = [name for name, on in (("delivered", delivered), ("resend", resend), ("letter", letter)) if on]
+    if len(chosen) != 1:
+        raise _fail("choisissez une option : --delivered, --resend ou --letter / choose one of them")
+    try:
+        nid = uuid.UUID(notice_id)
+    except ValueError:
+        raise _fail(f"« {notice_id} » n'est pas un identifiant d'avis / is not a notice id") from None
+    how: notices.Resolution = chosen[0]  # type: ignore[assignment]
+
+    async def work(rt: Runtime) -> dict[str, Any]:
+        return await notices.resolve(rt, nid, how, operator=operator)
+
+    done = _run(lambda: _with_runtime(_settings(), work))
+    if as_json:
+        typer.echo(json.dumps(done))
+        return
+    words = {
+        "delivered": "marqué remis / marked delivered",
+        "resend": "sera renvoyé une fois / will be sent once more",
+        "letter": f"remplacé par la lettre / replaced by the letter {done.get('letter')}",
+    }
+    typer.echo(f"{done['notice']} : {words[how]}")

@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import ipaddress
 import logging
 import math
 import re
@@ -218,7 +219,17 @@ async def discard(conn: Conn, space_id: uuid.UUID) -> bool:
 
 
 def ip_key(ip: str) -> str:
-    return f"act-ip:{ip or 'unknown'}"
+    """The counter of a client address. IPv6 addresses count per /64, the network any one host is given (one
+    client would otherwise have 2^64 addresses, each with its own limit); an IPv4-mapped address as IPv4."""
+    try:
+        address = ipaddress.ip_address(ip.strip().split("%", 1)[0])
+    except ValueError:
+        return f"act-ip:{ip[:64] or 'unknown'}"
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return f"act-ip:{address.ipv4_mapped}"
+        return f"act-ip:{ipaddress.IPv6Network((address, 64), strict=False)}"
+    return f"act-ip:{address}"
 
 
 @dataclass
@@ -234,9 +245,6 @@ async def _enter(ctx: Context, ip: str) -> _Gate:
 
     async def count(conn: Conn) -> _Gate:
         gate = _Gate()
-        total, _ = await counters.attempt(conn, GLOBAL_KEY, 60)
-        if total > s.activation_global_per_minute:
-            gate.allowed = False
         key = ip_key(ip)
         tries, until = await counters.attempt(conn, key, s.activation_ip_window_seconds)
         if until is not None:
@@ -244,6 +252,13 @@ async def _enter(ctx: Context, ip: str) -> _Gate:
         elif tries > s.activation_ip_max_attempts:
             gate.allowed = False
             gate.address_locked_now = await counters.lock(conn, key, s.activation_ip_lockout_seconds)
+        if not gate.allowed:
+            # Refused for its address: it does not spend the service's ceiling, which one locked-out client
+            # would otherwise keep spent for everyone (review of 2026-12-03).
+            return gate
+        total, _ = await counters.attempt(conn, GLOBAL_KEY, 60)
+        if total > s.activation_global_per_minute:
+            gate.allowed = False
         return gate
 
     return await ctx.runtime.db.interaction("activation_gate", count)
@@ -329,6 +344,11 @@ async def redeem(
             await failure("used")
             return _Outcome(space, WRONG)
         if row.expired:
+            await failure("expired")
+            return _Outcome(space, WRONG)
+        if await store.issued_to_former_representatives(conn, space):
+            # Sent to a minor's representatives, whose rights have ended (the 18th birthday): the code was
+            # theirs, it must not make the young adult's account nor oppose for them; their own code follows.
             await failure("expired")
             return _Outcome(space, WRONG)
         born = await store.holder_birth_date(conn, space)

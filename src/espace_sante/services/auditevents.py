@@ -280,7 +280,11 @@ async def read_in(conn: Conn, ctx: Context, decision: Decision, rid: str) -> Sto
     if parsed is not None and parsed[0] != DIRECTORY_SPACE:
         decision = await fhir.scoped(conn, ctx, decision, [parsed[0]])
     # The directory's chain (refusals, operator actions) is no patient's trace: not readable here.
-    if parsed is None or parsed[0] == DIRECTORY_SPACE or not decision.covers(parsed[0]):
+    if (
+        parsed is None
+        or parsed[0] == DIRECTORY_SPACE
+        or not await visibility.covers(conn, decision, parsed[0])
+    ):
         raise NotFound(f"{RTYPE}/{rid} introuvable / not found")
     space_id, seq = parsed
     found = await trace_store.one(conn, space_id, seq)
@@ -323,7 +327,11 @@ async def search_in(
     space_id = compartment.space_of(patient_id)
     if space_id is not None and space_id != DIRECTORY_SPACE:
         decision = await fhir.scoped(conn, ctx, decision, [space_id])
-    if space_id is None or space_id == DIRECTORY_SPACE or not decision.covers(space_id):
+    if (
+        space_id is None
+        or space_id == DIRECTORY_SPACE
+        or not await visibility.covers(conn, decision, space_id)
+    ):
         return empty
     head = await trace_store.head_seq(conn, space_id)
     # The patient named must be the space's own (an id with the right prefix is not enough).

@@ -55,8 +55,12 @@ STATE_WORDS: Mapping[str, tuple[str, str]] = {
 }
 
 #: Who may act: the space's holder (or a legal representative with rights), an operator of the insurer, the
-#: service itself (the periodic run, the registry, the notices). Machine clients never change a state.
+#: service itself (the periodic run, the registry, the notices). Machine clients never change a state, nor do
+#: the apps a holder connected: they read the state for her, but closing, destroying or opposing the whole
+#: space is her own decision (review of 2026-12-03).
 Who = Literal["person", "operator", "system"]
+#: Actors acting as or for a person: they see only their own space (or a represented minor's).
+PEOPLE = frozenset({"holder", "representative", "app"})
 
 
 @dataclass(frozen=True)
@@ -92,9 +96,19 @@ log = logging.getLogger(__name__)
 
 
 def _who(actor: Actor) -> str:
-    if actor.kind in ("holder", "representative", "app"):
+    if actor.kind in ("holder", "representative"):
         return "person"
     return actor.kind
+
+
+async def _check_sees(conn: Conn, actor: Actor, space_id: uuid.UUID) -> None:
+    """The space is one the actor may know exists (a person's own, or a represented minor's; any for the
+    insurer's operators and the service): else "not found", before any other answer, so that no refusal tells
+    whether someone else's INS has a space."""
+    if actor.kind in PEOPLE:
+        await _check_person(conn, actor, space_id)
+    elif actor.kind not in ("operator", "system"):
+        raise NotFound("Espace introuvable / space not found")
 
 
 def _refused(event: str, state: str) -> Conflict:
@@ -138,13 +152,11 @@ async def _apply(
     row = await store.lock(conn, space_id)
     if row is None or row.state == "destroyed":
         raise NotFound("Espace introuvable / space not found")
-    who = _who(ctx.actor)
-    if who not in rule.who:
+    await _check_sees(conn, ctx.actor, space_id)
+    if _who(ctx.actor) not in rule.who:
         raise Forbidden(
             f"« {event} » : action non permise à ce rôle / not allowed to {ctx.actor.kind} actors"
         )
-    if who == "person":
-        await _check_person(conn, ctx.actor, space_id)
     if row.state not in rule.sources:
         raise _refused(event, row.state)
     target = (row.prior_state or "active") if rule.target == "prior" else rule.target
@@ -361,10 +373,7 @@ async def status(ctx: Context, space_id: uuid.UUID) -> Status:
     actor = ctx.actor
 
     async def work(conn: Conn) -> store.SpaceRow:
-        if _who(actor) == "person":
-            await _check_person(conn, actor, space_id)
-        elif actor.kind not in ("operator", "system"):
-            raise NotFound("Espace introuvable / space not found")
+        await _check_sees(conn, actor, space_id)
         row = await store.row_of(conn, space_id)
         if row is None or row.state == "destroyed":
             raise NotFound("Espace introuvable / space not found")
@@ -383,9 +392,14 @@ async def requested(
             f"changement non demandable / this change cannot be asked for: {event!r} "
             f"({', '.join(sorted(REQUESTED))})"
         )
+    # Whether the caller may know this space exists comes first: no later refusal must tell it.
+    await ctx.runtime.db.read("lifecycle_sees", _check_sees, ctx.actor, space_id)
     if event == "oppose":
         if ctx.actor.kind == "operator" and channel not in ("phone", "counter"):
             raise BadRequest("canal : phone ou counter / channel: phone or counter")
+        if ctx.actor.kind != "operator" and channel not in (None, "online"):
+            # The channel is printed on the proof: phone and counter are what an operator records.
+            raise BadRequest("canal : online / channel: online (phone and counter are operators')")
         return await oppose(ctx, space_id, channel or "online")  # type: ignore[arg-type]
     if event == "close":  # an operator records the holder's own request (by phone, at a counter)
         return await close(ctx, space_id, reason="holder")
@@ -401,6 +415,7 @@ class RunCounts:
     closed_suspended: int = 0
     closed_deceased: int = 0
     destroyed: int = 0
+    of_age: int = 0
 
     def as_json(self) -> dict[str, int]:
         return {
@@ -408,6 +423,7 @@ class RunCounts:
             "closed_suspended": self.closed_suspended,
             "closed_deceased": self.closed_deceased,
             "destroyed": self.destroyed,
+            "of_age": self.of_age,
         }
 
 
@@ -453,7 +469,46 @@ async def run(rt: Runtime, as_of: date | None = None, *, batch: int = BATCH) -> 
     )
     counts.closed_deceased = await _close_deceased(rt, ctx, day, batch)
     counts.destroyed = await _destroy_due(rt, ctx, day, batch)
+    counts.of_age = await _of_age(rt, ctx, day, batch)
     return counts
+
+
+#: A minor's space in these states, on the 18th birthday, sends the young adult their own notice and code.
+#: A `registered` one is only marked: its first notice, still to come, goes to them. A suspended or closed
+#: one waits: it is handled when it is live again.
+OF_AGE_NOTICED = frozenset({"notified", "open", "active"})
+OF_AGE_STATES = OF_AGE_NOTICED | {"registered"}
+
+
+async def _of_age(rt: Runtime, ctx: Context, day: date, batch: int) -> int:
+    """Minors who came of age by `day`: their representatives' rights ended on their `until` date (the policy
+    compares it with each request's day: nothing to revoke); what is done here, once per space and in one
+    transaction with its trace, is the young adult's own notice with a new activation code, which makes the
+    child's code the representatives received useless. What was hidden from representatives stays as it
+    was: the labels are on the documents, not on the people."""
+    from . import notices  # notices calls this module's transitions
+
+    total = 0
+    while True:
+
+        async def step(conn: Conn) -> int:
+            due = await store.coming_of_age(conn, OF_AGE_STATES, day, limit=batch)
+            records = []
+            for space_id, state in due:
+                if state in OF_AGE_NOTICED:
+                    try:
+                        await notices.of_age_in(conn, ctx, space_id, day)
+                    except NotFound:  # no Patient to write to (an API-made space without one): traced only
+                        log.warning("of-age notice without a Patient in space %s", space_id)
+                records.append((space_id, _record(SYSTEM, "of_age", state, state, "", ctx.request_id)))
+            await store.mark_of_age(conn, [s for s, _ in due], day)
+            await store.append_many(conn, records)
+            return len(due)
+
+        done = await rt.db.interaction("lifecycle_run_of_age", step)
+        total += done
+        if done < batch:
+            return total
 
 
 async def _close_deceased(rt: Runtime, ctx: Context, day: date, batch: int) -> int:

@@ -25,25 +25,28 @@ from __future__ import annotations
 import asyncio
 import csv
 import os
+import re
+import secrets
 import smtplib
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import orjson
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from ..access.actors import SYSTEM
+from ..access.actors import SYSTEM, Actor
 from ..access.policy import decide
 from ..audit.record import SUCCESS, Record
 from ..audit.wording import MONTHS_FR
 from ..context import Context
 from ..crypto import open_, seal
-from ..errors import NotFound
+from ..errors import Conflict, NotFound
 from ..logs import get_logger
 from ..storage import accounts as accounts_store
+from ..storage import audit as audit_store
 from ..storage import jobs as jobs_store
 from ..storage import lifecycle as lifecycle_store
 from ..storage import notices as store
@@ -56,7 +59,10 @@ from .runtime import Runtime
 
 log = get_logger(__name__)
 
-BATCH = 500
+BATCH = 1000
+#: Batches of `notices send` in flight at once (one process): the database works on one while Python
+#: prepares the other.
+LANES = 3
 LETTERS_PER_FILE = 500
 PHONE = "34 22"
 _MONTHS_EN = (
@@ -168,6 +174,113 @@ def email_text(base_url: str, to_name: str, opens_on: date, code: str, child: st
     return f"Bonjour {to_name},\n\n{fr}\n\nMon espace santé\n\n---\n\nHello {to_name},\n\n{en}\n"
 
 
+# --- a minor comes of age: the young adult's own notice ---------------------------------------------------------
+
+SUBJECT_OF_AGE = "Mon espace santé : vous avez 18 ans, votre espace santé est à vous / you are 18, your health space is yours"
+#: How long the young adult's own code is valid (the notice may wait for a letter, then for the person).
+OF_AGE_CODE_DAYS = 90
+#: States in which a young adult's space can still be opposed (before it opens).
+_OPPOSABLE = frozenset({"registered", "notified"})
+#: States in which the space has nothing to give (no data, no key, or closed: its codes are discarded).
+_NOTHING_TO_GIVE = frozenset({"opposed", "destroyed", "closed"})
+
+
+@dataclass(frozen=True)
+class OfAge:
+    """What the young adult's notice says: the code, its validity, and whether opposing is still possible."""
+
+    code: str
+    valid_until: date
+    opposable: bool
+    opens_on: date | None = None
+
+
+def of_age_paragraphs_fr(base_url: str, o: OfAge) -> list[str]:
+    page = base_url.rstrip("/") + "/activation"
+    if o.opposable:
+        by = f" jusqu'au {day_fr(o.opens_on)}" if o.opens_on else " tant qu'il n'est pas ouvert"
+        way_out = (
+            f"Vous pouvez encore vous opposer à sa création{by} : en ligne sur {page} avec ce code et votre date "
+            f"de naissance ; par téléphone au {PHONE} ; ou à l'accueil de votre caisse d'assurance maladie. Une "
+            "fois ouvert, vous pourrez le fermer à tout moment."
+        )
+    else:
+        way_out = (
+            "Votre espace est ouvert : il n'est plus possible de s'opposer à sa création, mais vous pouvez le "
+            f"fermer à tout moment, depuis votre espace, par téléphone au {PHONE} ou à l'accueil de votre caisse "
+            "d'assurance maladie."
+        )
+    return [
+        "Vous avez 18 ans : votre espace santé (Mon espace santé) est désormais le vôtre.",
+        "Vos représentants légaux n'y ont plus accès.",
+        f"Code d'activation confidentiel : {o.code} (valable jusqu'au {day_fr(o.valid_until)}).",
+        f"Pour l'activer : sur {page}, saisissez ce code et votre date de naissance, puis choisissez votre moyen "
+        "de connexion. Si votre espace est déjà activé, vous obtenez ainsi votre propre connexion ; les "
+        "documents que vos représentants ne pouvaient pas voir restent tels qu'ils étaient.",
+        way_out,
+        "Ne communiquez jamais ce code : nos services ne vous le demanderont jamais.",
+    ]
+
+
+def of_age_paragraphs_en(base_url: str, o: OfAge) -> list[str]:
+    page = base_url.rstrip("/") + "/activation"
+    if o.opposable:
+        by = f" until {day_en(o.opens_on)}" if o.opens_on else " until it opens"
+        way_out = (
+            f"You may still object to its creation{by}: online at {page} with this code and your birth date; by "
+            f"phone on {PHONE}; or at a counter of your health insurance office. Once it is open, you may close "
+            "it at any time."
+        )
+    else:
+        way_out = (
+            "Your space is open: it is no longer possible to object to its creation, but you may close it at "
+            f"any time, from your space, by phone on {PHONE} or at a counter of your health insurance office."
+        )
+    return [
+        "You are 18: your health space (Mon espace santé) is now yours.",
+        "Your legal representatives no longer have access to it.",
+        f"Confidential activation code: {o.code} (valid until {day_en(o.valid_until)}).",
+        f"To activate it: at {page}, type this code and your birth date, then choose how you will sign in. If "
+        "your space is already active, this gives you your own sign-in; the documents your representatives "
+        "could not see stay as they were.",
+        way_out,
+        "Never share this code: we will never ask for it.",
+    ]
+
+
+def of_age_text(base_url: str, to_name: str, o: OfAge) -> str:
+    fr = "\n\n".join(of_age_paragraphs_fr(base_url, o))
+    en = "\n\n".join(of_age_paragraphs_en(base_url, o))
+    return f"Bonjour {to_name},\n\n{fr}\n\nMon espace santé\n\n---\n\nHello {to_name},\n\n{en}\n"
+
+
+def _of_age_letter(to: Person, o: OfAge) -> dict[str, Any]:
+    return {
+        "kind": "of_age",
+        "name": to.name,
+        "address_line": to.address_line,
+        "postal_code": to.postal_code,
+        "city": to.city,
+        "child": "",
+        "code": o.code,
+        "valid_until": o.valid_until.isoformat(),
+        "opposable": o.opposable,
+        "opens_on": o.opens_on.isoformat() if o.opens_on else "",
+    }
+
+
+def _of_age_notice(
+    rt: Runtime, space_id: uuid.UUID, key: tuple[int, AESGCM], to: Person, o: OfAge
+) -> store.NewNotice:
+    notice_id = uuid.uuid4()
+    if to.email:
+        text = of_age_text(rt.settings.base_url, to.name, o)
+        return store.NewNotice(space_id, notice_id, "email", to.email, SUBJECT_OF_AGE, text)
+    version, aead = key
+    sealed = seal_letter(aead, version, space_id, notice_id, _of_age_letter(to, o))
+    return store.NewNotice(space_id, notice_id, "letter", key_version=version, letter_sealed=sealed)
+
+
 # --- sending ---------------------------------------------------------------------------------------------------
 
 #: The delivery job of one e-mail notice (registered in jobs/queue.py; deferred here, in SQL, with the notice).
@@ -206,6 +319,24 @@ class SendCounts:
             "failed": self.failed,
             "uncertain": self.uncertain,
         }
+
+
+#: Random bytes to code symbols: the 240 lowest values map 8 each to the 30 symbols (uniform); the 16 highest
+#: are dropped (rejection sampling), as `secrets.choice` does one symbol at a time.
+_SYMBOLS = bytes(ord(activation.ALPHABET[b % len(activation.ALPHABET)]) for b in range(256))
+_DROPPED = bytes(range(256 - 256 % len(activation.ALPHABET), 256))
+
+
+def new_codes(n: int) -> list[str]:
+    """`n` codes as activation.new_code draws them (14 symbols, uniform over the alphabet, from `secrets`), in
+    one pass over random bytes rather than one call per symbol."""
+    need = n * activation.LENGTH
+    pool = b""
+    while len(pool) < need:
+        pool += secrets.token_bytes(need - len(pool) + 32).translate(_SYMBOLS, _DROPPED)
+    text = pool[:need].decode("ascii")
+    step = activation.LENGTH
+    return [activation.grouped(text[i : i + step]) for i in range(0, need, step)]
 
 
 def valid_until(opens_on: date) -> datetime:
@@ -314,6 +445,33 @@ async def notify_in(conn: Conn, ctx: Context, space_id: uuid.UUID, on: date) -> 
     return [n.channel for n in notices]
 
 
+async def of_age_in(conn: Conn, ctx: Context, space_id: uuid.UUID, on: date) -> list[str]:
+    """A minor came of age (the representatives' rights ended): in the caller's transaction, a fresh activation
+    code for the space (activation.issue_in, valid OF_AGE_CODE_DAYS from `on`: it replaces the code the
+    representatives received, which stops working), the representatives' notices still waiting withdrawn
+    (they carry that dead code), and the young adult's own notice, to their e-mail or else by letter to their
+    address, recorded with its delivery job. The space's state does not change. Returns the channels queued:
+    none for a space with nothing to give (opposed, destroyed, or closed: its codes are discarded and it
+    reopens only on request). NotFound when the space has no readable Patient."""
+    rt = ctx.runtime
+    row = await lifecycle_store.row_of(conn, space_id)
+    if row is None or row.state == "destroyed":
+        raise NotFound("Espace introuvable / space not found")
+    if row.state in _NOTHING_TO_GIVE:
+        return []
+    holder = await _person(conn, rt, space_id)
+    if holder is None:
+        raise NotFound("Patient introuvable / no Patient in the space")
+    until = on + timedelta(days=OF_AGE_CODE_DAYS)
+    code = await activation.issue_in(conn, ctx, space_id, valid_until=valid_until(until))
+    await store.withdraw_pending(conn, space_id)
+    opposable = row.state in _OPPOSABLE
+    o = OfAge(code, until, opposable, row.opens_on if opposable else None)
+    notice = _of_age_notice(rt, space_id, await rt.keys.current(conn, space_id), holder, o)
+    await _record(conn, [notice])
+    return [notice.channel]
+
+
 @dataclass
 class _Batch:
     seen: int = 0
@@ -362,7 +520,7 @@ async def _notify_batch(conn: Conn, ctx: Context, on: date, after: uuid.UUID | N
 
     # Codes drawn here, only their keyed digests stored (activation.issue_in's rules, for a batch).
     p = peppers(rt.settings)
-    codes = {s: activation.new_code() for s, _ in ready}
+    codes = dict(zip((s for s, _ in ready), new_codes(len(ready)), strict=True))
     until = valid_until(opens_on)
     replaced = await store.replace_codes(
         conn,
@@ -371,16 +529,11 @@ async def _notify_batch(conn: Conn, ctx: Context, on: date, after: uuid.UUID | N
         until,
     )
     actor = ctx.actor
-    await lifecycle_store.append_many(
-        conn,
-        [
-            (s, lifecycle._record(actor, "notify", "registered", "notified", "", ctx.request_id))
-            for s, _ in ready
-        ],
-    )
-    await lifecycle_store.append_many(
-        conn,
-        [
+    issued = f"until={until.date().isoformat()}"
+    records: list[tuple[uuid.UUID, Record]] = []
+    for s, _ in ready:
+        records.append((s, lifecycle._record(actor, "notify", "registered", "notified", "", ctx.request_id)))
+        records.append(
             (
                 s,
                 Record(
@@ -390,13 +543,12 @@ async def _notify_batch(conn: Conn, ctx: Context, on: date, after: uuid.UUID | N
                     actor_id=actor.id,
                     actor_display=actor.display,
                     basis="reissue" if replaced.get(s) else "",
-                    detail=f"until={until.date().isoformat()}",
+                    detail=issued,
                     request_id=ctx.request_id,
                 ),
             )
-            for s, _ in ready
-        ],
-    )
+        )
+    await store.append_chained(conn, records)
 
     notices: list[store.NewNotice] = []
     for space_id, holder in ready:
@@ -416,23 +568,34 @@ async def _notify_batch(conn: Conn, ctx: Context, on: date, after: uuid.UUID | N
 
 
 async def send(
-    rt: Runtime, as_of: date | None = None, *, batch: int = BATCH, deliver_now: bool = True
+    rt: Runtime,
+    as_of: date | None = None,
+    *,
+    batch: int = BATCH,
+    deliver_now: bool = True,
+    lanes: int = LANES,
 ) -> SendCounts:
     """Notify every `registered` space, `batch` spaces per transaction (each with its codes, trace, notices
-    and delivery jobs), then, with `deliver_now`, deliver the e-mails waiting (else the worker's jobs do)."""
+    and delivery jobs), then, with `deliver_now`, deliver the e-mails waiting (else the worker's jobs do).
+    `lanes` transactions run at once (SKIP LOCKED: never the same space twice), so that the database works
+    on one batch while this process prepares the next."""
     on = as_of or date.today()
     ctx = Context.system(rt)
     counts = SendCounts()
-    after: uuid.UUID | None = None
-    while True:
-        done = await rt.db.interaction("notices_notify", _notify_batch, ctx, on, after, batch)
-        counts.notified += done.notified
-        counts.emails += done.emails
-        counts.letters += done.letters
-        counts.skipped += done.skipped
-        if done.seen < batch:
-            break
-        after = done.last
+
+    async def lane() -> None:
+        after: uuid.UUID | None = None
+        while True:
+            done = await rt.db.interaction("notices_notify", _notify_batch, ctx, on, after, batch)
+            counts.notified += done.notified
+            counts.emails += done.emails
+            counts.letters += done.letters
+            counts.skipped += [s for s in done.skipped if s not in counts.skipped]
+            if done.seen < batch:
+                return
+            after = done.last
+
+    await asyncio.gather(*(lane() for _ in range(max(1, lanes))))
     if deliver_now:
         result = await deliver(rt, batch=batch)
         counts.delivered, counts.failed, counts.uncertain = result.delivered, result.failed, result.uncertain
@@ -536,18 +699,8 @@ async def deliver(rt: Runtime, *, batch: int = BATCH, min_age_seconds: float = 0
     result = Delivered()
     if isinstance(sender, OutboxMailer) and not min_age_seconds:
         while True:
-
-            async def step(conn: Conn) -> int:
-                due = await store.due_emails(conn, batch)
-                for n in due:
-                    # The outbox is in this database: written under the notice's id with the mark, at once.
-                    await accounts_store.add_outbox(
-                        conn, n.notice_id, recipient=n.recipient, subject=n.subject, body=n.body
-                    )
-                    await store.mark_delivered(conn, n.space_id, n.notice_id)
-                return len(due)
-
-            done = await rt.db.interaction("notices_deliver", step)
+            # The outbox is in this database: written under the notices' ids with their marks, at once.
+            done = await rt.db.interaction("notices_deliver", store.keep_due_in_outbox, batch)
             result.delivered += done
             if done < batch:
                 return result
@@ -585,6 +738,141 @@ async def _open(conn: Conn, rt: Runtime, n: store.LetterNotice) -> dict[str, Any
         return dict(n.letter or {})
     aead = await rt.keys.version(conn, n.space_id, n.key_version)
     return open_letter(aead, n.key_version, n.space_id, n.notice_id, n.sealed)
+
+
+# --- uncertain e-mails: an operator's way out ----------------------------------------------------------------
+
+Resolution = Literal["delivered", "resend", "letter"]
+_CODE_IN_TEXT = re.compile(r"\b([%s]{4}-[%s]{4}-[%s]{4}-[%s]{2})\b" % ((activation.ALPHABET,) * 4))
+
+
+def masked(address: str) -> str:
+    """`j***@example.fr`: enough for an operator to match the relay's logs, not a list of addresses."""
+    local, at, domain = address.partition("@")
+    if not at:
+        return "***"
+    return f"{local[:1]}***@{domain}"
+
+
+@dataclass(frozen=True)
+class UncertainNotice:
+    notice_id: uuid.UUID
+    space_id: uuid.UUID
+    recipient: str
+    since: datetime
+    attempts: int
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "notice": str(self.notice_id),
+            "space": str(self.space_id),
+            "to": self.recipient,
+            "since": self.since.isoformat(),
+            "attempts": self.attempts,
+        }
+
+
+async def uncertain(rt: Runtime, *, limit: int = 1000) -> list[UncertainNotice]:
+    """E-mails handed to the relay whose answer was lost (a worker died, the connection dropped), waiting for
+    an operator: their recipient masked."""
+    found = await rt.db.read("notices_uncertain", store.uncertain, limit)
+    return [UncertainNotice(u.notice_id, u.space_id, masked(u.recipient), u.since, u.attempts) for u in found]
+
+
+def _operator(rt: Runtime, login: str | None) -> Context:
+    if login:
+        return Context(rt, Actor("operator", login, display=login))
+    return Context.system(rt)
+
+
+async def _letter_instead(conn: Conn, rt: Runtime, held: store.Held) -> store.NewNotice:
+    """The letter that stands in for an uncertain e-mail: the same code (still the space's live one: other
+    notices, a minor's other representative, may carry it too), to the same person's postal address."""
+    space_id = held.space_id
+    found = _CODE_IN_TEXT.search(held.body)
+    if found is None:
+        raise Conflict("le texte du courriel n'est plus disponible / the e-mail's text is gone")
+    code = found.group(1)
+    p = peppers(rt.settings)
+    typed = activation.normalise(code)
+    if not await store.code_is_live(conn, space_id, [activation.digest(p, typed, k) for k in p.keys]):
+        raise Conflict(
+            "le code de ce courriel ne fonctionne plus : émettez un nouveau code / the code of this e-mail no "
+            "longer works: issue a new one"
+        )
+    row = await lifecycle_store.row_of(conn, space_id)
+    holder = await _person(conn, rt, space_id)
+    if row is None or holder is None:
+        raise NotFound("Patient introuvable / no Patient in the space")
+    to: Person | None = holder if holder.email == held.recipient else None
+    child: str | None = None
+    if held.subject == SUBJECT_CHILD:
+        to, child = None, holder.name
+        for ins in await people.representatives_of(conn, space_id):
+            ref = await people.patient_by_ins(conn, ins)
+            rep = None if ref is None else await _person(conn, rt, ref.space_id, ref.patient_id)
+            if rep is not None and rep.email == held.recipient:
+                to = rep
+                break
+    if to is None or not to.address_line:
+        raise Conflict("pas d'adresse postale pour ce destinataire / no postal address for this recipient")
+    to = Person(to.name, to.birth_date, "", to.address_line, to.postal_code, to.city)  # a letter, not a mail
+    key = await rt.keys.current(conn, space_id)
+    if held.subject == SUBJECT_OF_AGE:
+        expires = await store.code_expiry(conn, space_id)
+        assert expires is not None  # the code is live
+        opposable = row.state in _OPPOSABLE
+        o = OfAge(code, expires.astimezone(UTC).date(), opposable, row.opens_on if opposable else None)
+        return _of_age_notice(rt, space_id, key, to, o)
+    opens_on = row.opens_on or (await store.code_expiry(conn, space_id) or datetime.now(UTC)).date()
+    return _notice(rt, space_id, key, to, opens_on, code, child)
+
+
+async def resolve(
+    rt: Runtime, notice_id: uuid.UUID, how: Resolution, *, operator: str | None = None
+) -> dict[str, Any]:
+    """An operator's decision on an uncertain e-mail, after checking the relay's logs, in one transaction with
+    its `notice:resolve` record in the space's chain:
+    - `delivered`: the relay's logs show it accepted the message; marked delivered (the text erased);
+    - `resend`: the logs show it was not accepted; sent once more, on purpose (a new delivery job);
+    - `letter`: a letter to the person's postal address, with the same code, instead (the e-mail withdrawn).
+    NotFound when the notice is not an uncertain, unresolved e-mail; Conflict when a letter cannot be made."""
+    ctx = _operator(rt, operator)
+    actor = ctx.actor
+
+    async def work(conn: Conn) -> dict[str, Any]:
+        held = await store.lock_uncertain(conn, notice_id)
+        if held is None:
+            raise NotFound("aucun courriel incertain avec cet identifiant / no uncertain e-mail with this id")
+        result: dict[str, Any] = {"notice": str(notice_id), "space": str(held.space_id), "resolution": how}
+        letter = await _letter_instead(conn, rt, held) if how == "letter" else None
+        await store.resolve(conn, held.space_id, notice_id, how, actor.id)
+        job = delivery_job(held.space_id, notice_id)
+        if how == "resend" and not await store.job_waiting(conn, job.queueing_lock or ""):
+            await jobs_store.defer(conn, [job])  # else the job already waiting delivers it
+        if letter is not None:
+            await store.add_many(conn, [letter])
+            await store.mark_replaces(conn, held.space_id, letter.notice_id, notice_id)
+            result["letter"] = str(letter.notice_id)
+        await audit_store.append(
+            conn,
+            held.space_id,
+            Record(
+                action="notice:resolve",
+                outcome=SUCCESS,
+                actor_kind=actor.kind,
+                actor_id=actor.id,
+                actor_display=actor.display,
+                basis=how,
+                detail=f"notice={notice_id}",
+                request_id=ctx.request_id,
+            ),
+        )
+        return result
+
+    done = await rt.db.interaction("notice_resolve", work)
+    log.info("notice.resolved", notice=str(notice_id), resolution=how, operator=actor.id)
+    return done
 
 
 # --- letters ---------------------------------------------------------------------------------------------------
@@ -696,6 +984,23 @@ def _fonts() -> tuple[str, str]:
     return "NoticeSans", "NoticeSans-Bold"
 
 
+def _letter_words(letter: dict[str, Any], base_url: str) -> tuple[str, list[str]]:
+    """The French title and paragraphs of a letter (a new space's notice, or a young adult's at 18)."""
+    code = letter.get("code", "")
+    if letter.get("kind") == "of_age":
+        opens_on = letter.get("opens_on") or ""
+        o = OfAge(
+            code,
+            date.fromisoformat(letter["valid_until"]),
+            bool(letter.get("opposable")),
+            date.fromisoformat(opens_on) if opens_on else None,
+        )
+        return SUBJECT_OF_AGE.split(" / ")[0], of_age_paragraphs_fr(base_url, o)
+    child = letter.get("child") or None
+    title = SUBJECT_CHILD.split(" / ")[0] if child else SUBJECT.split(" / ")[0]
+    return title, paragraphs_fr(base_url, date.fromisoformat(letter["opens_on"]), code, child)
+
+
 def render(path: Path, letters: list[dict[str, Any]], base_url: str) -> None:
     """One A4 page per letter, in French. The address block sits where a French DL window envelope shows it
     (left 110 mm, top 50 mm, 85 x 40 mm); the sender top left; then the same words as the e-mail."""
@@ -730,14 +1035,12 @@ def render(path: Path, letters: list[dict[str, Any]], base_url: str) -> None:
             if line:
                 pdf.drawString(110 * mm, y, line[:48])
                 y -= 5 * mm
-        opens_on = date.fromisoformat(letter["opens_on"])
-        child = letter.get("child") or None
-        code = letter.get("code", "")
+        title, paragraphs = _letter_words(letter, base_url)
         story: list[Any] = [
-            Paragraph(escape(SUBJECT_CHILD.split(" / ")[0] if child else SUBJECT.split(" / ")[0]), strong),
+            Paragraph(escape(title), strong),
             Paragraph(escape(f"Bonjour {letter['name']},"), body),
         ]
-        for text in paragraphs_fr(base_url, opens_on, code, child):
+        for text in paragraphs:
             style = strong if text.startswith("Code d'activation") else body
             story.append(Paragraph(escape(text), style))
         story.append(Paragraph("Mon espace santé", body))

@@ -104,6 +104,18 @@ async def discard(conn: Conn, space_id: uuid.UUID) -> bool:
     return status.endswith(" 1")
 
 
+async def issued_to_former_representatives(conn: Conn, space_id: uuid.UUID) -> bool:
+    """Whether the space's live code was issued while the holder had legal representatives whose rights have
+    ended since (the code went to them, before the 18th birthday)."""
+    return bool(
+        await conn.fetchval(
+            "SELECT EXISTS (SELECT 1 FROM activation_code a JOIN space_representative r USING (space_id) "
+            "WHERE a.space_id = $1 AND r.until <= current_date AND a.issued_at::date < r.until)",
+            space_id,
+        )
+    )
+
+
 async def holder_birth_date(conn: Conn, space_id: uuid.UUID) -> date | None:
     """The birth date of the space's Patient (the registry's Patient when the space came from the registry,
     else the space's one Patient), from the search index: no body is decrypted."""

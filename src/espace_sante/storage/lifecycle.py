@@ -105,6 +105,29 @@ async def move_due(conn: Conn, due_sql: str, sources: frozenset[str], target: st
     return sorted(r["space_id"] for r in rows)
 
 
+async def coming_of_age(
+    conn: Conn, states: frozenset[str], as_of: date, *, limit: int
+) -> list[tuple[uuid.UUID, str]]:
+    """(space, state) of spaces in `states` with a representative whose rights ended by `as_of` and were not
+    yet handled, locked (another run skips them)."""
+    rows = await conn.fetch(
+        "SELECT s.space_id, s.state FROM space s WHERE s.space_id IN (SELECT p.space_id FROM "
+        "space_representative p WHERE NOT p.of_age_done AND p.until <= $2) AND s.state = ANY($1::text[]) "
+        f"ORDER BY s.space_id LIMIT {int(limit)} FOR UPDATE OF s SKIP LOCKED",
+        sorted(states),
+        as_of,
+    )
+    return [(r["space_id"], r["state"]) for r in rows]
+
+
+async def mark_of_age(conn: Conn, spaces: Sequence[uuid.UUID], as_of: date) -> None:
+    await conn.execute(
+        "UPDATE space_representative SET of_age_done = true WHERE space_id = ANY($1::uuid[]) AND until <= $2",
+        list(spaces),
+        as_of,
+    )
+
+
 async def due_for_destruction(conn: Conn, as_of: date, archive_years: int, *, limit: int) -> list[uuid.UUID]:
     """Closed spaces whose archive period ended, or whose holder asked for destruction due by `as_of`,
     locked (another run skips them)."""

@@ -111,15 +111,23 @@ def _in_states(arg: Arg, alias: str, states: frozenset[str]) -> str:
     )
 
 
-async def reaches(conn: Conn, decision: Decision, space_id: uuid.UUID, rtype: str, rid: str) -> bool:
-    """Whether the decision reaches this resource (its current index rows), whatever its version."""
-    rows = decision.rows_in(space_id)
-    if rows is None:
+async def covers(conn: Conn, decision: Decision, space_id: uuid.UUID) -> bool:
+    """`decision.covers(space_id)`, and the space's lifecycle state among the decision's `states` (a machine
+    client's decision reaches every space, but only open or active ones): for readers that check a space, not
+    a resource (the trace)."""
+    if not decision.covers(space_id):
         return False
     if decision.slices is None and decision.states is not None:
         state = await conn.fetchval("SELECT state FROM space WHERE space_id = $1", space_id)
-        if state not in decision.states:
-            return False
+        return state in decision.states
+    return True
+
+
+async def reaches(conn: Conn, decision: Decision, space_id: uuid.UUID, rtype: str, rid: str) -> bool:
+    """Whether the decision reaches this resource (its current index rows), whatever its version."""
+    rows = decision.rows_in(space_id)
+    if rows is None or not await covers(conn, decision, space_id):
+        return False
     if rows == EVERYTHING or rtype not in ("DocumentReference", "Binary"):
         return True
     args: list[Any] = [space_id, rtype, rid]

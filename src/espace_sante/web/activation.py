@@ -214,7 +214,7 @@ _MONTH_NAMES = {
 
 def _month(text: str) -> int | None:
     """3, 03, « mars », « Mars », « fevrier », « févr. »: what people type for a month."""
-    if text.isdigit():
+    if text.isdecimal():  # not isdigit(): « ² » is a digit that int() refuses
         return int(text)
     folded = unicodedata.normalize("NFKD", text.lower()).encode("ascii", "ignore").decode().rstrip(".")
     if len(folded) >= 3:
@@ -241,13 +241,13 @@ def birth_date_of(day: str, month: str, year: str) -> tuple[date | None, Problem
                 f"La date de naissance doit comprendre un jour, un mois et une année : saisissez {fr}.",
                 f"The birth date needs a day, a month and a year: type {en}.",
             )
-    if not (year.isdigit() and len(year) == 4):
+    if not (year.isdecimal() and len(year) == 4):
         return None, Problem(
             "annee", "L'année doit compter 4 chiffres, par exemple 1950.", "The year needs 4 digits."
         )
     number = _month(month)
     try:
-        if not day.isdigit() or number is None:
+        if not day.isdecimal() or number is None:
             raise ValueError
         born = date(int(year), number, int(day))
     except ValueError:
