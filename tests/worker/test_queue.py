@@ -41,10 +41,12 @@ def test_the_tasks_and_their_schedules() -> None:
         "notices.sweep",
         "lifecycle.run",
         "documents.round",
+        "legacy.retry",
         "jobs.recover",
     } <= names
     crons = {p.task.name: p.cron for p in queue.app.periodic_registry.periodic_tasks.values()}
     assert crons["lifecycle.run"] == "7 * * * *" and crons["notices.sweep"] == "*/10 * * * *"
+    assert crons["legacy.retry"] == "37 * * * *"  # after the lifecycle run has opened spaces
     assert queue.app.tasks[notices.DELIVER_TASK].retry_strategy is queue.DELIVERY_RETRY
 
 
