@@ -132,7 +132,7 @@ SUBJECT_CHILD = (
 
 def paragraphs_fr(base_url: str, opens_on: date, code: str, child: str | None) -> list[str]:
     page = base_url.rstrip("/") + "/activation"
-    whose = f"de votre enfant {child}" if child else "votre"
+    whose = f"de l'espace de votre enfant {child}" if child else "de votre espace"
     born = "la date de naissance de votre enfant" if child else "votre date de naissance"
     return [
         (
@@ -142,7 +142,7 @@ def paragraphs_fr(base_url: str, opens_on: date, code: str, child: str | None) -
         ),
         f"Il sera ouvert le {day_fr(opens_on)}, sauf si vous vous y opposez d'ici là.",
         f"Code d'activation confidentiel : {code} (valable jusqu'au {day_fr(opens_on)}).",
-        f"Pour vous opposer à la création de l'espace {whose} : en ligne sur {page} avec ce code et {born} ; "
+        f"Pour vous opposer à la création {whose} : en ligne sur {page} avec ce code et {born} ; "
         f"par téléphone au {PHONE} ; ou à l'accueil de votre caisse d'assurance maladie.",
         f"Pour l'activer sans attendre : sur {page}, saisissez ce code et {born}, puis choisissez votre moyen "
         "de connexion.",
