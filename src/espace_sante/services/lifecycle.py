@@ -511,6 +511,12 @@ async def _of_age(rt: Runtime, ctx: Context, day: date, batch: int) -> int:
             return total
 
 
+async def close_deceased(rt: Runtime, as_of: date | None = None) -> int:
+    """Close now the spaces of people the registry says died (the run's own step): the notices call it first,
+    so that nobody is sent a notice and a code for a dead person."""
+    return await _close_deceased(rt, Context.system(rt), as_of or date.today(), BATCH)
+
+
 async def _close_deceased(rt: Runtime, ctx: Context, day: date, batch: int) -> int:
     """Spaces whose Patient carries a death date (deceasedDateTime, written by the registry import) on or
     before `day` are closed. Only Patients changed since they were last checked are decrypted."""

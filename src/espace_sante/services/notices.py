@@ -579,6 +579,9 @@ async def send(
     and delivery jobs), then, with `deliver_now`, deliver the e-mails waiting (else the worker's jobs do).
     `lanes` transactions run at once (SKIP LOCKED: never the same space twice), so that the database works
     on one batch while this process prepares the next."""
+    # A death date in the registry closes the space (lifecycle run's step, done here first): no notice, no
+    # code for a person who died.
+    await lifecycle.close_deceased(rt, as_of)
     on = as_of or date.today()
     ctx = Context.system(rt)
     counts = SendCounts()
