@@ -4,11 +4,13 @@ suspends; nobody reaches someone else's space; bad input is an OperationOutcome.
 
 from __future__ import annotations
 
+import uuid
 from datetime import date, timedelta
 from pathlib import Path
 
 import httpx
 
+from espace_sante.context import Context
 from espace_sante.services import devtokens, lifecycle
 from espace_sante.services.runtime import Runtime
 from espace_sante.storage import people as people_store
@@ -123,3 +125,24 @@ async def test_an_operator_records_a_phone_opposition_and_a_suspension_the_holde
     contested = await holder.post("/space/transitions", json={"event": "resume"})  # her objection
     assert contested.json()["to"] == "active"
     assert (await holder.get(f"/fhir/Patient/{pid}")).status_code == 200
+
+
+async def test_the_registrys_space_stands_for_the_person_even_after_destruction(
+    runtime: Runtime, http: httpx.AsyncClient, fhir: httpx.AsyncClient, tmp_path: Path
+) -> None:
+    """An INS names the space the registry made for it, not another Patient carrying the same INS (review of
+    2026-12-03), and still names it once destroyed, so that an operator can tell what became of it."""
+    from tests.factories import FHIR_JSON, patient
+
+    space, nir = await registered(runtime, tmp_path)
+    other = await fhir.post("/Patient", json=patient(nir), headers=FHIR_JSON)  # a hospital's own Patient
+    if other.status_code == 201:
+        assert uuid.UUID(other.json()["id"][:32]) != space
+    assert await lifecycle.space_of_ins(runtime, nir) == space
+
+    system = Context.system(runtime)
+    await lifecycle.close(system, space)
+    await lifecycle.erase(system, space, on=date.today())
+    await lifecycle.run(runtime, date.today() + timedelta(days=runtime.settings.destruction_delay_days))
+    assert await lifecycle.space_of_ins(runtime, nir) == space
+    assert await lifecycle.state(runtime, space) == "destroyed"

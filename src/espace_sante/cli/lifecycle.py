@@ -21,13 +21,13 @@ async def _space(rt: Any, text: str) -> uuid.UUID:
     """A space named by its id (32 hex) or by its holder's INS (15 characters), as an operator on the phone
     knows it."""
     from ..errors import NotFound
-    from ..storage import people
+    from ..services import lifecycle
 
     if len(text) == 15:
-        found = await rt.db.read("lifecycle_by_ins", people.patient_by_ins, text)
+        found = await lifecycle.space_of_ins(rt, text)
         if found is None:
             raise NotFound("aucun espace pour cet INS / no space for this INS")
-        return uuid.UUID(str(found.space_id))
+        return found
     try:
         return uuid.UUID(text)
     except ValueError:

@@ -361,10 +361,15 @@ async def space_of(ctx: Context, ins: str | None) -> uuid.UUID:
             ins = actor.subject
         else:
             raise BadRequest("indiquez l'INS du titulaire / give the holder's INS (ins)")
-    found = await ctx.runtime.db.read("lifecycle_space_of", people_store.patient_by_ins, ins)
+    found = await space_of_ins(ctx.runtime, ins)
     if found is None:
         raise NotFound("Espace introuvable / space not found")
-    return found.space_id
+    return found
+
+
+async def space_of_ins(rt: Runtime, ins: str) -> uuid.UUID | None:
+    """The space of this INS (storage/lifecycle.space_of_ins: the registry's link first), destroyed included."""
+    return await rt.db.read("lifecycle_space_of_ins", store.space_of_ins, ins.strip())
 
 
 async def status(ctx: Context, space_id: uuid.UUID) -> Status:

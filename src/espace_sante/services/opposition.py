@@ -25,8 +25,8 @@ from typing import Any
 from ..audit.wording import when
 from ..errors import NotFound
 from ..storage import activation as activation_store
-from ..storage import people as people_store
 from ..storage.db import Conn
+from . import lifecycle
 from .activation import holder_in, normalise
 from .passwords import peppers
 from .runtime import Runtime
@@ -107,10 +107,10 @@ async def recorded(rt: Runtime, space_id: uuid.UUID) -> Opposition:
 
 
 async def space_of_ins(rt: Runtime, ins: str) -> uuid.UUID:
-    found = await rt.db.read("opposition_space", people_store.patient_by_ins, ins.strip())
+    found = await lifecycle.space_of_ins(rt, ins)
     if found is None:
         raise NotFound("Aucun espace pour cet INS / no space for this INS")
-    return uuid.UUID(str(found.space_id))
+    return found
 
 
 async def verify(rt: Runtime, ins: str, ref: str) -> Opposition | None:

@@ -12,6 +12,7 @@ from datetime import date
 from typing import Any
 
 from ..audit.record import Record, canonical
+from . import people
 from .db import Conn
 from .keys import KeyStore
 
@@ -44,6 +45,18 @@ async def lock(conn: Conn, space_id: uuid.UUID) -> SpaceRow | None:
         space_id,
     )
     return None if row is None else SpaceRow(**dict(row))
+
+
+async def space_of_ins(conn: Conn, ins: str) -> uuid.UUID | None:
+    """The space of a person: the one the registry made for this INS (kept after destruction, so that the
+    state can still be told), else the oldest live Patient carrying it (spaces made through the API before the
+    registry knew the person). The registry's link comes first: a Patient another space made with the same
+    INS must not stand for the person's own space."""
+    made = await conn.fetchval("SELECT space_id FROM registry_person WHERE nir = $1", ins)
+    if made is not None:
+        return uuid.UUID(str(made))
+    ref = await people.patient_by_ins(conn, ins)
+    return None if ref is None else uuid.UUID(str(ref.space_id))
 
 
 async def row_of(conn: Conn, space_id: uuid.UUID) -> SpaceRow | None:
