@@ -154,14 +154,17 @@ async def test_paul_opposes_online_keeps_only_his_identity_and_gets_a_proof(
     assert await kept(runtime, space) == {"resources": ["Patient"], "codes": []}
     assert ("space:oppose", "holder", "notified>opposed|online") in await space_events(runtime, space)
 
-    found, content = await opposition.proof_pdf(runtime, space)
+    found, content = await opposition.proof_pdf(Context(runtime, OPERATOR), space)
     assert found.channel == "online" and found.reference.startswith("OPP-") and len(found.reference) == 23
     text = pdf_text(content)
     assert "Attestation d'opposition" in text and "Nom : Paul Ngô" in text
     assert "Date de naissance : 1er juillet 1951" in text and "en ligne" in text
     assert f"Référence : {found.reference}" in text and "Aucune donnée médicale n'est conservée" in text
     assert "appelez le 34 22" in text and "Assurance maladie" in text
-    assert (await opposition.proof_pdf(runtime, space))[0].reference == found.reference  # printed again
+    assert (await opposition.proof_pdf(Context(runtime, OPERATOR), space))[0].reference == found.reference
+    # Printing it shows who he is: each print is in his trace, by whom, with the reference only.
+    prints = [e for e in await space_events(runtime, space) if e[0] == "opposition:proof"]
+    assert prints == [("opposition:proof", "operator", found.reference)] * 2
 
     checked = await opposition.verify(runtime, paul["nir"], found.reference.lower().replace("-", " "))
     assert checked is not None and checked.space_id == space

@@ -86,6 +86,8 @@ Action = Literal[
     "space:erase",
     "space:destroy",
     "space:of_age",
+    # The proof of an opposition printed for the person (services/opposition.proof_pdf): it shows their identity.
+    "opposition:proof",
     # An operator's decision on a notice e-mail left uncertain (services/notices.resolve), in the space's chain:
     # basis "delivered", "resend" or "letter"; detail "notice=<id>" (never the address nor the text).
     "notice:resolve",

@@ -603,6 +603,10 @@ def sentence(record: Record, lang: Lang = "fr") -> str:
         return _space_sentence(record, subject, reader, at, lang)
     if record.action == "notice:resolve":
         return _notice_sentence(record, subject, reader, at, lang)
+    if record.action == "opposition:proof":
+        if lang == "fr":
+            return f"{subject} {'avez' if reader else 'a'} imprimé l'attestation de votre opposition {at}."
+        return f"{subject} printed the proof of your objection {at}."
     if record.action == "token:issue":
         if lang == "fr":
             return (

@@ -21,6 +21,12 @@ def opposition_proof(
         str, typer.Argument(help="espace (32 hex) ou INS du titulaire / space id or holder's INS")
     ],
     out: Annotated[Path, typer.Option("--out", help="fichier PDF à écrire / PDF file to write")],
+    operator: Annotated[
+        str | None,
+        typer.Option(
+            "--operator", help="agent qui imprime (tracé) / operator printing it (traced; else: the service)"
+        ),
+    ] = None,
     as_json: Annotated[
         bool, typer.Option("--json", help='{"space": …, "reference": …, "at": …, "channel": …, "file": …}')
     ] = False,
@@ -28,6 +34,8 @@ def opposition_proof(
     """Écrit l'attestation de la dernière opposition d'un espace / write the proof of a space's opposition.
 
     Refusé (code 1) si aucune opposition n'est enregistrée / exit 1 when no opposition was recorded."""
+    from ..access.actors import Actor
+    from ..context import Context
     from ..errors import NotFound
     from ..services import opposition
     from ..services.runtime import Runtime
@@ -37,7 +45,10 @@ def opposition_proof(
     async def work(rt: Runtime) -> opposition.Opposition | None:
         space_id = await _space(rt, space)
         try:
-            found, content = await opposition.proof_pdf(rt, space_id)
+            ctx = (
+                Context(rt, Actor("operator", operator, display=operator)) if operator else Context.system(rt)
+            )
+            found, content = await opposition.proof_pdf(ctx, space_id)
         except NotFound:
             return None
         # Written next to its final name, then renamed: a half-written proof is never left under that name.

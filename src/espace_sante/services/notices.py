@@ -482,6 +482,87 @@ class _Batch:
     skipped: list[str] = field(default_factory=list)
 
 
+@dataclass(frozen=True)
+class Addressee:
+    """Who one space's notice goes to: its holder and, for a minor (a space with representatives whose rights
+    run), the representatives found in the registry (reachable or not: `recipients` keeps those with an e-mail
+    or an address). `notices send` reads them from the stored Patients; the registry import (`registry import
+    --notify`) has them from the rows it is writing."""
+
+    space_id: uuid.UUID
+    holder: Person
+    representatives: tuple[Person, ...] = ()
+    minor: bool = False
+
+    def recipients(self) -> list[tuple[Person, str | None]]:
+        reps = [r for r in self.representatives if r.email or r.address_line]
+        return _recipients(self.holder, reps, self.minor)
+
+
+@dataclass(frozen=True)
+class Codes:
+    """A batch's activation codes, drawn here, with the keyed digests that alone are stored
+    (activation.issue_in's rules, for a batch)."""
+
+    opens_on: date
+    until: datetime
+    pepper_id: str
+    codes: dict[uuid.UUID, str]
+    digests: dict[uuid.UUID, bytes]
+
+
+def draw_codes(rt: Runtime, spaces: list[uuid.UUID], on: date) -> Codes:
+    """One code per space, valid until the space opens (`on` + the opposition window). CPU only."""
+    p = peppers(rt.settings)
+    opens_on = on + timedelta(days=rt.settings.opposition_window_days)
+    codes = dict(zip(spaces, new_codes(len(spaces)), strict=True))
+    digests = {s: activation.digest(p, activation.normalise(c)) for s, c in codes.items()}
+    return Codes(opens_on, valid_until(opens_on), p.current_id, codes, digests)
+
+
+def notify_trace(ctx: Context, codes: Codes, replaced: bool = False) -> tuple[Record, Record]:
+    """The two records a notified space's chain gets: the lifecycle's `notify` and the code's issue."""
+    actor = ctx.actor
+    return (
+        lifecycle._record(actor, "notify", "registered", "notified", "", ctx.request_id),
+        Record(
+            action="activation:issue",
+            outcome=SUCCESS,
+            actor_kind=actor.kind,
+            actor_id=actor.id,
+            actor_display=actor.display,
+            basis="reissue" if replaced else "",
+            detail=f"until={codes.until.date().isoformat()}",
+            request_id=ctx.request_id,
+        ),
+    )
+
+
+def notices_of(rt: Runtime, a: Addressee, key: tuple[int, AESGCM], codes: Codes) -> list[store.NewNotice]:
+    """The notice rows of one space (one per recipient: e-mail text, or letter sealed under `key`). CPU only."""
+    code = codes.codes[a.space_id]
+    return [_notice(rt, a.space_id, key, to, codes.opens_on, code, child) for to, child in a.recipients()]
+
+
+async def record(conn: Conn, notices: list[store.NewNotice]) -> None:
+    """The notices and, in the caller's transaction, one delivery job per e-mail."""
+    await _record(conn, notices)
+
+
+async def people_by_ins(conn: Conn, rt: Runtime, nirs: list[str]) -> dict[str, Person]:
+    """The registry data of the people these INS name (their stored Patients, decrypted in one query)."""
+    refs = await provision.patients_by_ins(conn, sorted(set(nirs))) if nirs else {}
+    if not refs:
+        return {}
+    for space_id, version, kek_id, wrapped in await store.data_keys(conn, sorted({r[0] for r in refs.values()})):
+        rt.keys.from_row(space_id, version, kek_id, wrapped)  # cached for the decryption below
+    bodies = await resources.fetch_current(
+        conn, rt.keys, decide(SYSTEM, "read", "Patient"), "Patient", sorted(set(refs.values()))
+    )
+    found = {(b.space_id, b.resource_id): person_of(orjson.loads(b.body)) for b in bodies if b.body}
+    return {ins: found[ref] for ins, ref in refs.items() if ref in found}
+
+
 async def _notify_batch(conn: Conn, ctx: Context, on: date, after: uuid.UUID | None, limit: int) -> _Batch:
     """Up to `limit` registered spaces after `after`, in the caller's transaction, set-based: a handful of
     statements for the whole batch whatever its size (the per-person path, notify_in, takes about 20)."""
@@ -505,61 +586,50 @@ async def _notify_batch(conn: Conn, ctx: Context, on: date, after: uuid.UUID | N
     bodies = await resources.fetch_current(conn, rt.keys, decide(SYSTEM, "read", "Patient"), "Patient", pairs)
     found = {(b.space_id, b.resource_id): person_of(orjson.loads(b.body)) for b in bodies if b.body}
 
-    ready: list[tuple[uuid.UUID, Person]] = []
+    ready: list[tuple[Addressee, tuple[int, AESGCM]]] = []
     for space_id in spaces:
         holder = found.get((space_id, patients.get(space_id, "")))
         if holder is None or space_id not in newest:
             result.skipped.append(f"{space_id}: Patient introuvable / no Patient in the space")
             continue
-        ready.append((space_id, holder))
-    opens_on = on + timedelta(days=rt.settings.opposition_window_days)
-    moved = set(await store.notify_many(conn, [s for s, _ in ready], opens_on))
-    ready = [(s, h) for s, h in ready if s in moved]
-    if not ready:
-        return result
-
-    # Codes drawn here, only their keyed digests stored (activation.issue_in's rules, for a batch).
-    p = peppers(rt.settings)
-    codes = dict(zip((s for s, _ in ready), new_codes(len(ready)), strict=True))
-    until = valid_until(opens_on)
-    replaced = await store.replace_codes(
-        conn,
-        [(s, activation.digest(p, activation.normalise(codes[s]))) for s, _ in ready],
-        p.current_id,
-        until,
-    )
-    actor = ctx.actor
-    issued = f"until={until.date().isoformat()}"
-    records: list[tuple[uuid.UUID, Record]] = []
-    for s, _ in ready:
-        records.append((s, lifecycle._record(actor, "notify", "registered", "notified", "", ctx.request_id)))
-        records.append(
-            (
-                s,
-                Record(
-                    action="activation:issue",
-                    outcome=SUCCESS,
-                    actor_kind=actor.kind,
-                    actor_id=actor.id,
-                    actor_display=actor.display,
-                    basis="reissue" if replaced.get(s) else "",
-                    detail=issued,
-                    request_id=ctx.request_id,
-                ),
-            )
-        )
-    await store.append_chained(conn, records)
-
-    notices: list[store.NewNotice] = []
-    for space_id, holder in ready:
         reps: list[Person] = []
         for ins in reps_ins.get(space_id, []):
             ref = rep_refs.get(ins)
             rep = None if ref is None else found.get(ref)
-            if rep is not None and (rep.email or rep.address_line):
+            if rep is not None:
                 reps.append(rep)
-        for to, child in _recipients(holder, reps, bool(reps_ins.get(space_id))):
-            notices.append(_notice(rt, space_id, newest[space_id], to, opens_on, codes[space_id], child))
+        minor = bool(reps_ins.get(space_id))
+        ready.append((Addressee(space_id, holder, tuple(reps), minor), newest[space_id]))
+    done = await notify_addressed(conn, ctx, on, ready)
+    result.notified, result.emails, result.letters = done.notified, done.emails, done.letters
+    return result
+
+
+async def notify_addressed(
+    conn: Conn, ctx: Context, on: date, ready: list[tuple[Addressee, tuple[int, AESGCM]]]
+) -> _Batch:
+    """Notify these `registered` spaces (locked by the caller, or created in its transaction) in the caller's
+    transaction, their addressees given: to `notified` (the row and trace the lifecycle's `notify` writes), a
+    code each (only its digest stored), the notices and their delivery jobs. A space no longer `registered` is
+    left alone."""
+    rt = ctx.runtime
+    result = _Batch()
+    opens_on = on + timedelta(days=rt.settings.opposition_window_days)
+    moved = set(await store.notify_many(conn, [a.space_id for a, _ in ready], opens_on))
+    ready = [(a, k) for a, k in ready if a.space_id in moved]
+    if not ready:
+        return result
+    codes = draw_codes(rt, [a.space_id for a, _ in ready], on)
+    replaced = await store.replace_codes(
+        conn, [(a.space_id, codes.digests[a.space_id]) for a, _ in ready], codes.pepper_id, codes.until
+    )
+    records: list[tuple[uuid.UUID, Record]] = []
+    for a, _ in ready:
+        records += [(a.space_id, r) for r in notify_trace(ctx, codes, bool(replaced.get(a.space_id)))]
+    await store.append_chained(conn, records)
+    notices: list[store.NewNotice] = []
+    for a, key in ready:
+        notices += notices_of(rt, a, key, codes)
     await _record(conn, notices)
     result.notified = len(ready)
     result.emails = sum(1 for n in notices if n.channel == "email")

@@ -22,9 +22,12 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
 
+from ..audit.record import SUCCESS, Record
 from ..audit.wording import when
+from ..context import Context
 from ..errors import NotFound
 from ..storage import activation as activation_store
+from ..storage import audit as audit_store
 from ..storage.db import Conn
 from . import lifecycle
 from .activation import holder_in, normalise
@@ -223,10 +226,31 @@ def pdf(op: Opposition) -> bytes:
     return out.getvalue()
 
 
-async def proof_pdf(rt: Runtime, space_id: uuid.UUID) -> tuple[Opposition, bytes]:
-    """The proof of the space's latest opposition (the page after an online opposition, the operator's
-    command after one by phone or at a counter). NotFound when none was recorded."""
-    found = await recorded(rt, space_id)
+async def proof_pdf(ctx: Context, space_id: uuid.UUID) -> tuple[Opposition, bytes]:
+    """The proof of the space's latest opposition, printed by an operator (after one by phone or at a counter,
+    or again on request): it shows the person's name and birth date, so who printed it is traced in the
+    space's chain, in the same transaction as the read. NotFound when none was recorded."""
+    actor = ctx.actor
+
+    async def work(conn: Conn) -> Opposition:
+        found = await _recorded_in(conn, ctx.runtime, space_id)
+        await audit_store.append(
+            conn,
+            space_id,
+            Record(
+                action="opposition:proof",
+                outcome=SUCCESS,
+                actor_kind=actor.kind,
+                actor_id=actor.id,
+                actor_display=actor.display,
+                basis="attestation d'opposition / proof of objection",
+                detail=found.reference,
+                request_id=ctx.request_id,
+            ),
+        )
+        return found
+
+    found = await ctx.runtime.db.interaction("opposition_proof", work)
     return found, pdf(found)
 
 
