@@ -9,6 +9,7 @@ import dataclasses
 import socket
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import uvicorn
@@ -64,3 +65,28 @@ async def serve(runtime: Runtime) -> AsyncIterator[tuple[Runtime, str]]:
     finally:
         server.should_exit = True
         await asyncio.wait_for(task, 10)
+
+
+@contextlib.asynccontextmanager
+async def phone(problems: list[str], width: int = 320, height: int = 640) -> AsyncIterator[Any]:
+    """A page in Chromium with a phone's touch screen (320 px wide by default: the narrowest in use); console
+    errors and page errors go to `problems`."""
+    from playwright.async_api import async_playwright
+
+    async with async_playwright() as pw:
+        chromium = await pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        try:
+            context = await chromium.new_context(
+                viewport={"width": width, "height": height},
+                is_mobile=True,
+                has_touch=True,
+                accept_downloads=True,
+            )
+            page = await context.new_page()
+            page.on(
+                "console", lambda m: problems.append(f"{m.text} {m.location}") if m.type == "error" else None
+            )
+            page.on("pageerror", lambda e: problems.append(str(e)))
+            yield page
+        finally:
+            await chromium.close()

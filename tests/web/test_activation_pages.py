@@ -9,7 +9,6 @@ Chromium on a 360 px wide phone, with the keyboard only."""
 
 from __future__ import annotations
 
-import contextlib
 import re
 import uuid
 from collections.abc import AsyncIterator
@@ -28,7 +27,7 @@ from tests.activation.pdftext import pdf_text
 from tests.activation.test_activate_and_oppose import code_for, imported, kept
 from tests.activation.test_redeem import new_ip
 from tests.registry.test_import import person
-from tests.web.browser import ARGS, CHROMIUM, needs_chromium, serve
+from tests.web.browser import needs_chromium, phone, serve
 
 PASSWORD = "girafe violette sous la pluie 47"
 
@@ -329,26 +328,6 @@ _AUDIT = """() => {
 }"""
 
 
-@contextlib.asynccontextmanager
-async def _phone(problems: list[str]) -> AsyncIterator[Any]:
-    from playwright.async_api import async_playwright
-
-    async with async_playwright() as pw:
-        chromium = await pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        try:
-            context = await chromium.new_context(
-                viewport={"width": 360, "height": 740}, is_mobile=True, has_touch=True, accept_downloads=True
-            )
-            page = await context.new_page()
-            page.on(
-                "console", lambda m: problems.append(f"{m.text} {m.location}") if m.type == "error" else None
-            )
-            page.on("pageerror", lambda e: problems.append(str(e)))
-            yield page
-        finally:
-            await chromium.close()
-
-
 async def _tab_to(page: Any, what: str) -> None:
     """Press Tab until the focused element's accessible text or id is `what` (keyboard only, no clicks)."""
     for _ in range(40):
@@ -370,7 +349,7 @@ async def test_on_a_phone_paul_opposes_with_the_keyboard_and_downloads_his_proof
     [space] = await imported(rt, tmp_path, paul)
     code = await code_for(rt, space)
     problems: list[str] = []
-    async with _phone(problems) as page:
+    async with phone(problems, 360, 740) as page:
         await page.goto(f"{base}/activation")
         assert await page.title() == "Activer mon espace santé ou m'opposer à sa création · Mon espace santé"
         assert await page.evaluate(_AUDIT) == []

@@ -11,7 +11,6 @@ and no CSP report)."""
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import re
 import uuid
@@ -35,7 +34,7 @@ from espace_sante.web.documents import binary_of
 from tests.access.conftest import World, world  # noqa: F401 (the demo world, loaded once)
 from tests.accounts.helpers import Person, browser, csrf_of, new_person, next_code, sign_in
 from tests.content.samples import png, report_pdf
-from tests.web.browser import ARGS, CHROMIUM, needs_chromium, serve
+from tests.web.browser import needs_chromium, phone, serve
 
 HOME = "/mon-espace/documents"
 MOTHER = make_nir(demo_access.MOTHER_NIR13)
@@ -406,27 +405,6 @@ _AUDIT = """() => {
 }"""
 
 
-@contextlib.asynccontextmanager
-async def _phone(problems: list[str]) -> AsyncIterator[Any]:
-    """A page in Chromium with a 320 px wide touch screen; console errors and failed loads go to `problems`."""
-    from playwright.async_api import async_playwright
-
-    async with async_playwright() as pw:
-        chromium = await pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        try:
-            context = await chromium.new_context(
-                viewport={"width": 320, "height": 640}, is_mobile=True, has_touch=True, accept_downloads=True
-            )
-            page = await context.new_page()
-            page.on(
-                "console", lambda m: problems.append(f"{m.text} {m.location}") if m.type == "error" else None
-            )
-            page.on("pageerror", lambda e: problems.append(str(e)))
-            yield page
-        finally:
-            await chromium.close()
-
-
 async def _sign_in_for(page: Any, base: str, person: Person) -> None:
     """Open the documents page: the sign-in forms come first, then the page itself."""
     await page.goto(f"{base}{HOME}")
@@ -456,7 +434,7 @@ async def test_on_a_phone_marie_ange_masks_a_report_then_shows_it_again_and_down
     ordonnance = world.documents["ordonnance"]
     problems: list[str] = []
     try:
-        async with _phone(problems) as page:
+        async with phone(problems) as page:
             await _sign_in_for(page, base, marie)
             assert await page.title() == "Mes documents · Mon espace santé"
             assert await page.get_by_text("Résultat en attente").count() == 0
@@ -495,7 +473,7 @@ async def test_on_a_phone_a_holder_uploads_a_pdf_then_deletes_it_after_confirmin
     broken = tmp_path / "photo.png"
     broken.write_bytes(png()[:-12])
     problems: list[str] = []
-    async with _phone(problems) as page:
+    async with phone(problems) as page:
         await _sign_in_for(page, base, jeanne)
         await page.get_by_role("link", name="Ajouter un document").click()
         await page.wait_for_url(f"{base}{HOME}/ajouter")
