@@ -41,6 +41,21 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def wait_ready(server: subprocess.Popen[str], base: str, timeout: float = 60) -> None:
+    """Until `serve` answers /readyz (its PostgreSQL started, migrations applied); fails with its stderr if it
+    exits first."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        assert server.poll() is None, server.stderr.read() if server.stderr else ""
+        assert time.monotonic() < deadline, "serve did not become ready"
+        time.sleep(0.3)
+
+
 def _postgres_of(data: Path) -> list[psutil.Process]:
     found = []
     for proc in psutil.process_iter(["name", "cmdline"]):
@@ -98,16 +113,7 @@ def test_serve_shares_its_database_with_other_commands_and_stops_it_on_sigterm(f
     )
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert server.poll() is None, server.stderr.read() if server.stderr else ""
-            assert time.monotonic() < deadline, "serve did not become ready"
-            time.sleep(0.3)
+        wait_ready(server, base)
         creds = json.loads(
             run(folder, "client", "create", "--name", "flux", "--scope", "system/*.cruds", "--json").stdout
         )
