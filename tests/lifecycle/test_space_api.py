@@ -84,6 +84,9 @@ async def test_nobody_reaches_someone_elses_space_and_people_cannot_suspend(
     assert refused.status_code == 403
     assert (await holder.post("/space/transitions", json={"event": "destroy"})).status_code == 400
     assert (await holder.post("/space/transitions", json={"event": "close", "x": 1})).status_code == 400
+    # No free text reaches the trace the holder reads: a reason is a code, and only for a suspension.
+    told = await holder.post("/space/transitions", json={"event": "close", "reason": "suivi oncologique"})
+    assert told.status_code == 400
     assert (await holder.post("/space/status", json={"ins": "not-an-ins"})).status_code == 400
     assert (await http.post("/space/status", json={})).status_code == 401
 
@@ -115,7 +118,7 @@ async def test_an_operator_records_a_phone_opposition_and_a_suspension_the_holde
 
     _, holder_nir, pid = await active(fhir)
     suspended = await operator.post(
-        "/space/transitions", json={"ins": holder_nir, "event": "suspend", "reason": "fraude"}
+        "/space/transitions", json={"ins": holder_nir, "event": "suspend", "reason": "fraud"}
     )
     assert suspended.json()["to"] == "suspended"
     holder = await bearer(runtime, http, f"holder:{holder_nir}", "patient/*.*")

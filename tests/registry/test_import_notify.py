@@ -35,7 +35,9 @@ from espace_sante.storage.embedded import EmbeddedPostgres, database_uri, ensure
 from tests.cli.test_commands import EXE, _env, run
 from tests.registry.test_import import person, write
 
-CODE = re.compile(r"\b[2-9A-HJKMNP-TV-Z]{4}-[2-9A-HJKMNP-TV-Z]{4}-[2-9A-HJKMNP-TV-Z]{4}-[2-9A-HJKMNP-TV-Z]{2}\b")
+CODE = re.compile(
+    r"\b[2-9A-HJKMNP-TV-Z]{4}-[2-9A-HJKMNP-TV-Z]{4}-[2-9A-HJKMNP-TV-Z]{4}-[2-9A-HJKMNP-TV-Z]{2}\b"
+)
 ON = date.today()
 
 Fresh = Callable[[], Awaitable[Runtime]]
@@ -114,7 +116,9 @@ async def _picture(rt: Runtime) -> dict[str, Any]:
         picture[r["nir"]] = {
             "state": (r["state"], r["opens_on"], r["closed_reason"]),
             "mails": sorted((m["recipient"], m["subject"], _uncoded(m["body"])) for m in mails),
-            "letters": sorted(json.dumps({k: v for k, v in x.items() if k != "code"}, sort_keys=True) for x in letters),
+            "letters": sorted(
+                json.dumps({k: v for k, v in x.items() if k != "code"}, sort_keys=True) for x in letters
+            ),
             "trace": [tuple(t) for t in trace],
             "jobs": len(jobs),
             "codes": set(codes),
@@ -208,7 +212,10 @@ async def test_one_pass_equals_import_then_send(fresh: Fresh, tmp_path: Path) ->
             continue
         [code] = of(key)["codes"]
         redeemed = await activation.redeem(
-            Context.system(one), code, date.fromisoformat(row["birth_date"]), ip=f"2001:db8:{len(key)}::{hash(key) % 999}"
+            Context.system(one),
+            code,
+            date.fromisoformat(row["birth_date"]),
+            ip=f"2001:db8:{len(key)}::{hash(key) % 999}",
         )
         assert redeemed == of(key)["space"]
 
@@ -286,14 +293,17 @@ def test_a_notifying_import_killed_midway_then_run_again_equals_one_clean_run(tm
         proc.wait()
         assert 6_000 <= asyncio.run(_value(dsn, sql)) < 20_001
         # Killed: what committed is whole (every notified space has its code, notices and jobs).
-        assert asyncio.run(
-            _value(
-                dsn,
-                "SELECT count(*) FROM space s WHERE s.state = 'notified' AND (NOT EXISTS (SELECT 1 FROM "
-                "activation_code c WHERE c.space_id = s.space_id) OR NOT EXISTS (SELECT 1 FROM notice n "
-                "WHERE n.space_id = s.space_id))",
+        assert (
+            asyncio.run(
+                _value(
+                    dsn,
+                    "SELECT count(*) FROM space s WHERE s.state = 'notified' AND (NOT EXISTS (SELECT 1 FROM "
+                    "activation_code c WHERE c.space_id = s.space_id) OR NOT EXISTS (SELECT 1 FROM notice n "
+                    "WHERE n.space_id = s.space_id))",
+                )
             )
-        ) == 0
+            == 0
+        )
         again = json.loads(run(killed, *command).stdout)
         keys = ("read", "created", "updated", "unchanged", "rejected")
         assert {k: again[k] for k in keys} == {k: expected[k] for k in keys}

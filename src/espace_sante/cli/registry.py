@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from datetime import date
 from pathlib import Path
 from typing import Annotated
 
@@ -79,13 +80,42 @@ def registry_import(
     ] = None,
     as_json: Annotated[
         bool,
-        typer.Option("--json", help='{"read": N, "created": N, "updated": N, "unchanged": N, "rejected": N}'),
+        typer.Option(
+            "--json",
+            help='{"read": N, "created": N, "updated": N, "unchanged": N, "rejected": N} (and with --notify '
+            '"notified", "emails", "letters", "delivered")',
+        ),
     ] = False,
+    notify: Annotated[
+        bool,
+        typer.Option(
+            "--notify",
+            help="Envoie aussi les avis (codes d'activation) des espaces créés, dans la même transaction, puis "
+            "`notices send` pour le reste / also notify the spaces created, in the same transaction, then "
+            "what is left as `notices send` does.",
+        ),
+    ] = False,
+    as_of: Annotated[
+        str | None,
+        typer.Option(
+            "--as-of", help="Avec --notify : date d'envoi AAAA-MM-JJ / with --notify: sending date."
+        ),
+    ] = None,
+    deliver: Annotated[
+        bool,
+        typer.Option(
+            "--deliver/--no-deliver",
+            help="Avec --notify : remet les courriels à la fin, sinon le worker s'en charge / with --notify: "
+            "deliver the e-mails at the end; with --no-deliver the worker's jobs do.",
+        ),
+    ] = True,
 ) -> None:
     """Importe le registre : crée, met à jour ou laisse chaque espace / import the registry of beneficiaries.
 
     Idempotent et reprenable : relancé après une interruption, il reprend où il s'était arrêté / idempotent,
-    and a run killed midway is resumed by the next run of the same file."""
+    and a run killed midway is resumed by the next run of the same file. Avec --notify, en un seul passage, les
+    personnes créées reçoivent leur avis comme avec `notices send` / with --notify, one pass: the people
+    created get their notices as `notices send` would give them."""
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
     from ..registry.importer import Counts, ImportRunning, import_file
@@ -93,6 +123,11 @@ def registry_import(
     from ..registry.rows import RegistryFormatError
     from ..services.runtime import Runtime
     from .main import _fail, _run, _settings, _with_runtime
+    from .notices import _day
+
+    if as_of is not None and not notify:
+        raise _fail("--as-of va avec --notify / --as-of goes with --notify")
+    day = (_day(as_of) or date.today()) if notify else None
 
     with (
         Progress(
@@ -119,7 +154,9 @@ def registry_import(
             )
 
         async def work(rt: Runtime) -> Counts:
-            return await import_file(rt, file, rejects=out, progress=show, resumed=tell)
+            return await import_file(
+                rt, file, rejects=out, progress=show, resumed=tell, notify=day, deliver=deliver
+            )
 
         def tell(line: int) -> None:
             typer.echo(f"reprise après la ligne {line:,} / resuming after line {line}", err=True)
@@ -140,6 +177,12 @@ def registry_import(
     )
     for name, count in sorted(counts.by_field.items(), key=lambda kv: -kv[1]):
         typer.echo(f"  {name}: {count:,}")
+    if counts.notices is not None:
+        n = counts.notices
+        typer.echo(
+            f"{n.notified:,} avis envoyés : {n.emails:,} courriels, {n.letters:,} lettres ; {n.delivered:,} "
+            "courriels remis / notified: e-mails, letters queued; e-mails delivered"
+        )
 
 
 @registry_app.command("sample")

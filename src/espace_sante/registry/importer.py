@@ -10,7 +10,13 @@ The file is streamed (constant memory) and cut into batches of at most `BATCH` p
 - a person the registry names whose Patient was made otherwise (through the API) is adopted: their space is
   recorded and their Patient brought up to date, never a second space;
 - the batch moves the run's checkpoint (`registry_import`) in the same transaction, so a run killed at any
-  point is resumed by the next run of the same file and ends as one clean run would.
+  point is resumed by the next run of the same file and ends as one clean run would;
+- with `notify` (`registry import --notify`), the people the batch creates are notified in the same
+  transaction, from the rows in memory (no Patient decrypted again): their spaces are written `notified`
+  with their chains' `space:notify` and `activation:issue` records after the creation's, their codes (only
+  HMAC digests) and notices (and the e-mails' delivery jobs) alongside, as `notices send` would write them.
+  A minor whose representative is not yet known (later in the file) and a person with a death date stay
+  `registered`; the run's last step is `notices send` for what is left (services/notices.py).
 
 The INS is the key: `registry_person`'s primary key makes a second space for one NIR impossible, even with two
 imports at once. A person absent from a later file is left as is."""
@@ -32,12 +38,15 @@ import orjson
 from ..access.actors import SYSTEM
 from ..access.policy import Decision, decide
 from ..audit.record import SUCCESS, Record
+from ..context import Context
 from ..fhir import compartment
+from ..services import notices
 from ..services.runtime import Runtime
 from ..storage import audit as audit_store
 from ..storage import locks, provision
 from ..storage import resources as store
 from ..storage.db import Conn
+from ..storage.notices import NewNotice
 from ..storage.people import INS_SYSTEM
 from . import patients
 from .rejects import RejectsFile
@@ -65,14 +74,24 @@ class Counts:
     rejected: int = 0
     by_field: dict[str, int] = field(default_factory=dict)
 
+    #: With --notify: the notices this process recorded (in the batches and the last step; a resumed run counts
+    #: its own), and the e-mails delivered at the end.
+    notices: notices.SendCounts | None = None
+
     def as_json(self) -> dict[str, int]:
-        return {
+        out = {
             "read": self.read,
             "created": self.created,
             "updated": self.updated,
             "unchanged": self.unchanged,
             "rejected": self.rejected,
         }
+        if self.notices is not None:
+            out |= {k: v for k, v in self.notices.as_json().items() if k in _NOTICE_COUNTS}
+        return out
+
+
+_NOTICE_COUNTS = ("notified", "emails", "letters", "delivered")
 
 
 def eighteenth_birthday(born: date) -> date:
@@ -169,6 +188,27 @@ def _representative_record(decision: Decision, space_id: uuid.UUID, patient_id: 
     )
 
 
+@dataclass
+class Built:
+    """A batch's new spaces' rows (`build`) and, with --notify, their notices (written with them) and the
+    minors whose representatives are not all in the batch (notified in the transaction once looked up)."""
+
+    rows: provision.SpaceRows
+    notices: list[NewNotice] = field(default_factory=list)
+    later: list[Prepared] = field(default_factory=list)
+    counts: tuple[int, int, int] = (0, 0, 0)  # notified, e-mails, letters among `notices`
+
+    def only(self, keep: set[uuid.UUID]) -> Built:
+        mine = [n for n in self.notices if n.space_id in keep]
+        emails = sum(1 for n in mine if n.channel == "email")
+        return Built(
+            self.rows.only(keep),
+            mine,
+            [p for p in self.later if p.space_id in keep],
+            (len({n.space_id for n in mine}), emails, len(mine) - emails),
+        )
+
+
 @dataclass(frozen=True)
 class Prepared:
     """A valid row and what can be computed from it before the database is asked (in the reading thread),
@@ -191,9 +231,14 @@ def prepare(row: Beneficiary) -> Prepared:
 
 
 class Importer:
-    def __init__(self, runtime: Runtime, *, today: date | None = None) -> None:
+    def __init__(self, runtime: Runtime, *, today: date | None = None, notify: date | None = None) -> None:
         self.rt = runtime
         self.today = today or date.today()
+        #: The notice date of --notify (None: spaces are created `registered`, as before).
+        self.notify = notify
+        self.ctx = Context.system(runtime)
+        #: (notified, e-mails, letters) of the last batch's transaction, read once it committed.
+        self.sent: tuple[int, int, int] = (0, 0, 0)
         self.create = decide(SYSTEM, "create", "Patient")
         self.update = decide(SYSTEM, "update", "Patient")
         self.record = Record(
@@ -206,20 +251,64 @@ class Importer:
             request_id=FEED,
         )
 
-    def build(self, prepared: list[Prepared]) -> provision.SpaceRows:
+    def build(self, prepared: list[Prepared], batch: list[Prepared] | None = None) -> Built:
         """The rows that create the spaces of these people (keys, encrypted Patients, index rows, chains),
         as if all were new: CPU only, so the reading thread does it while the previous batch is in the
-        database; `batch` keeps the rows of those who really are new."""
-        spaces = []
+        database; `batch` keeps the rows of those who really are new. With --notify, those who can be
+        notified from the batch's rows (`batch`: the whole batch, `prepared` by default) are created
+        `notified`, with their codes and notices."""
+        spaces: list[provision.NewSpace] = []
+        on = self.notify
+        people = {p.row.nir: notices.person_of(p.patient) for p in batch or prepared} if on else {}
+        addressed: list[notices.Addressee] = []
+        later: list[Prepared] = []
+        notified: list[tuple[Prepared, tuple[Record, ...]]] = []
         for p in prepared:
+            links = self._links(p.row, p.space_id)
             more = tuple(
-                _representative_record(self.create, p.space_id, p.patient_id, rep)
-                for _, rep, _ in self._links(p.row, p.space_id)
+                _representative_record(self.create, p.space_id, p.patient_id, rep) for _, rep, _ in links
             )
+            alive = p.row.death_date is None
+            if on is None or not alive:
+                pass
+            elif all(rep in people for _, rep, _ in links):
+                reps = tuple(people[rep] for _, rep, _ in links)
+                addressed.append(notices.Addressee(p.space_id, people[p.row.nir], reps, bool(links)))
+                notified.append((p, more))
+                continue
+            else:  # a representative not in this batch: looked up in the transaction
+                later.append(p)
             spaces.append(
-                provision.NewSpace(p.space_id, p.patient_id, p.patient, NEW_STATE, more, tuples=p.tuples)
-            )
-        return provision.build_spaces(self.rt.keys, self.create, spaces, record=self.record, remember=False)
+                provision.NewSpace(
+                    p.space_id, p.patient_id, p.patient, NEW_STATE, more, tuples=p.tuples,
+                    death_checked=1 if alive else 0,
+                )
+            )  # fmt: skip
+        codes = None
+        if on is not None and addressed:
+            codes = notices.draw_codes(self.rt, [a.space_id for a in addressed], on)
+            trace = notices.notify_trace(self.ctx, codes)
+            for p, more in notified:
+                spaces.append(
+                    provision.NewSpace(
+                        p.space_id, p.patient_id, p.patient, "notified", (*more, *trace), tuples=p.tuples,
+                        opens_on=codes.opens_on, death_checked=1,
+                    )
+                )  # fmt: skip
+        rows = provision.build_spaces(
+            self.rt.keys, self.create, spaces, record=self.record, remember=False, keep_keys=on is not None
+        )
+        built = Built(rows, later=later)
+        if codes is not None:
+            rows.codes = [
+                (a.space_id, codes.digests[a.space_id], codes.pepper_id, codes.until) for a in addressed
+            ]
+            for a in addressed:
+                built.notices += notices.notices_of(self.rt, a, (1, rows.aeads[a.space_id]), codes)
+            emails = sum(1 for n in built.notices if n.channel == "email")
+            built.counts = (len(addressed), emails, len(built.notices) - emails)
+        rows.aeads = {p.space_id: rows.aeads[p.space_id] for p in later}  # the keys still needed
+        return built
 
     def _links(self, b: Beneficiary, space_id: uuid.UUID) -> list[tuple[uuid.UUID, str, date]]:
         until = eighteenth_birthday(b.birth_date)
@@ -228,7 +317,7 @@ class Importer:
         return [(space_id, rep, until) for rep in b.representatives]
 
     async def batch(
-        self, conn: Conn, prepared: list[Prepared], built: provision.SpaceRows | None = None
+        self, conn: Conn, prepared: list[Prepared], built: Built | None = None
     ) -> tuple[int, int, int]:
         """One batch in the caller's transaction (one row per NIR). `built` is `build(prepared)` when the
         reading thread made it. Returns (created, updated, unchanged)."""
@@ -270,11 +359,13 @@ class Importer:
                     changed.append((r, k.space_id, k.patient_id))
                     fingerprints.append((r.nir, ready[r.nir].fingerprint))
         if built is None:
-            built = self.build(new)
+            built = self.build(new, prepared)
         elif len(new) < len(prepared):  # some were known after all: only the new people's rows
             built = built.only({p.space_id for p in new})
-        await provision.write_spaces(conn, built)
+        await provision.write_spaces(conn, built.rows)
         await provision.add_representatives(conn, links)
+        await notices.record(conn, built.notices)
+        sent = built.counts
         updated = 0
         for r, space, pid in changed:
             if await self._update(conn, r, space, pid):
@@ -282,7 +373,30 @@ class Importer:
             else:
                 unchanged += 1
         await provision.set_fingerprints(conn, fingerprints)
+        if built.later:
+            more = await self._notify_later(conn, prepared, built)
+            sent = (sent[0] + more.notified, sent[1] + more.emails, sent[2] + more.letters)
+        self.sent = sent
         return len(new), updated, unchanged
+
+    async def _notify_later(self, conn: Conn, prepared: list[Prepared], built: Built) -> Any:
+        """Notify the minors just created whose representatives were not all in the batch, those found in the
+        database (earlier batches, earlier imports) read from their Patients; a minor with a representative
+        found nowhere yet (later in the file, or not in the registry) stays `registered` for the run's last
+        step, as `notices send` after the import would find them."""
+        assert self.notify is not None
+        people = {p.row.nir: notices.person_of(p.patient) for p in prepared}
+        wanted = sorted({rep for p in built.later for rep in p.row.representatives if rep not in people})
+        people |= await notices.people_by_ins(conn, self.rt, wanted)
+        ready = []
+        for p in built.later:
+            reps = [rep for _, rep, _ in self._links(p.row, p.space_id)]
+            if all(rep in people for rep in reps):
+                addressee = notices.Addressee(
+                    p.space_id, people[p.row.nir], tuple(people[r] for r in reps), bool(reps)
+                )
+                ready.append((addressee, (1, built.rows.aeads[p.space_id])))
+        return await notices.notify_addressed(conn, self.ctx, self.notify, ready)
 
     async def _update(self, conn: Conn, b: Beneficiary, space_id: uuid.UUID, patient_id: str) -> bool:
         """Bring one person's Patient and representatives up to date; False when nothing needed to change."""
@@ -337,11 +451,15 @@ async def import_file(
     resumed: Callable[[int], None] | None = None,
     batch_size: int = BATCH,
     today: date | None = None,
+    notify: date | None = None,
+    deliver: bool = False,
 ) -> Counts:
     """Import a registry file (resuming an unfinished run of the same bytes). Raises RegistryFormatError for a
-    file that is not a registry, ImportRunning when another run of the same file is going on."""
+    file that is not a registry, ImportRunning when another run of the same file is going on. With `notify`
+    (the notice date), the people created are notified in their batch's transaction, then what is still
+    `registered` by `notices send` (services/notices.py), which delivers the e-mails when `deliver`."""
     digest = file_digest(path)
-    importer = Importer(runtime, today=today)
+    importer = Importer(runtime, today=today, notify=notify)
     async with runtime.db.pool.acquire() as lock:
         # A session lock for the run: a second run of the same file refuses to start; a killed run's lock goes
         # with its connection.
@@ -358,7 +476,9 @@ async def import_file(
         gc.disable()
         try:
             with path.open("rb") as stream:
-                return await _run(runtime, importer, stream, digest, rejects, progress, resumed, batch_size)
+                return await _run(
+                    runtime, importer, stream, digest, rejects, progress, resumed, batch_size, deliver
+                )
         finally:
             if was_enabled:
                 gc.enable()
@@ -379,7 +499,7 @@ class _Reader:
         counts: Counts,
         after: int,
         size: int,
-        build: Callable[[list[Prepared]], provision.SpaceRows],
+        build: Callable[[list[Prepared]], Built],
     ) -> None:
         self.rows = iter(read_registry(stream, today=today))
         self.build = build
@@ -392,7 +512,7 @@ class _Reader:
         self.size = size
         self.carried: Beneficiary | None = None
 
-    def next_batch(self) -> tuple[list[Prepared], int, provision.SpaceRows | None]:
+    def next_batch(self) -> tuple[list[Prepared], int, Built | None]:
         """Up to `size` rows, one per NIR (the same person twice: the later row goes in the next batch, so it
         applies after the earlier one), the last line they cover, and their spaces' rows if `eager`;
         ([], 0, None) at the end."""
@@ -434,11 +554,14 @@ async def _run(
     progress: Callable[[Counts], None] | None,
     resumed: Callable[[int], None] | None,
     batch_size: int,
+    deliver: bool = False,
 ) -> Counts:
     checkpoint = await runtime.db.interaction("registry_start", provision.start_import, digest)
     if checkpoint.last_line and resumed is not None:
         resumed(checkpoint.last_line)
     counts = Counts(created=checkpoint.created, updated=checkpoint.updated, unchanged=checkpoint.unchanged)
+    if importer.notify is not None:
+        counts.notices = notices.SendCounts()
     reader = _Reader(
         stream, importer.today, rejects, counts, checkpoint.last_line, batch_size, importer.build
     )
@@ -457,7 +580,7 @@ async def _run(
             batch: list[Prepared] = batch,
             last: int = last,
             base: provision.Checkpoint = checkpoint,
-            built: provision.SpaceRows | None = built,
+            built: Built | None = built,
         ) -> provision.Checkpoint:
             created, updated, unchanged = await importer.batch(conn, batch, built)
             moved = replace(
@@ -476,6 +599,10 @@ async def _run(
             await asyncio.gather(pending, return_exceptions=True)
             raise
         reader.eager = 2 * (checkpoint.created - counts.created) >= len(batch)
+        if counts.notices is not None:
+            n = counts.notices
+            notified, emails, letters = importer.sent
+            n.notified, n.emails, n.letters = n.notified + notified, n.emails + emails, n.letters + letters
         batches += 1
         if batches % _COLLECT_EVERY == 0:
             gc.collect()
@@ -484,6 +611,22 @@ async def _run(
         )  # fmt: skip
         if progress is not None:
             progress(counts)
+    if importer.notify is not None and counts.notices is not None:
+        # The rest, as `notices send` after the import: the deceased closed, then every space still
+        # `registered` (minors whose representative came later in the file, people registered earlier).
+        rest = await notices.send(runtime, importer.notify, deliver_now=deliver)
+        n = counts.notices
+        n.notified, n.emails, n.letters = (
+            n.notified + rest.notified,
+            n.emails + rest.emails,
+            n.letters + rest.letters,
+        )
+        n.delivered, n.failed, n.uncertain, n.skipped = (
+            rest.delivered,
+            rest.failed,
+            rest.uncertain,
+            rest.skipped,
+        )
     await runtime.db.interaction("registry_finish", provision.finish_import, checkpoint.import_id)
     if progress is not None:
         progress(counts)

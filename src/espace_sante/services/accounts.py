@@ -167,11 +167,13 @@ async def create(
     email: str | None = None,
     totp_secret: str | None = None,
     new_totp: bool = False,
+    totp_step: int = 0,
     request_id: str = "",
 ) -> Created:
     """Create an account, or return the existing one when this login already belongs to this person
     (idempotent; its credentials are left as they are). AccountError when the login or the person already has
-    another account, or when the password is refused by the policy."""
+    another account, or when the password is refused by the policy. `totp_step`: the time step of a code
+    the person already typed to prove the secret (spent: it cannot sign in again)."""
     display_login = check_login(login)
     key = login_key(display_login)
     address = check_email(email)
@@ -219,7 +221,7 @@ async def create(
             await store.set_password(conn, account_id, *hashed)
         if totp_secret is not None:
             blob, key_id = totp.encrypt(peppers, account_id, totp_secret)
-            await store.set_totp(conn, account_id, blob, key_id)
+            await store.set_totp(conn, account_id, blob, key_id, totp_step)
         if codes:
             digests = [totp.recovery_digest(peppers, account_id, c) for c in codes]
             await store.replace_recovery_codes(conn, account_id, digests, peppers.current_id)

@@ -486,6 +486,9 @@ async def activate_with_code(ctx: Context, code: str, birth_date: date, *, ip: s
 
     async def then(conn: Conn, space_id: uuid.UUID) -> None:
         holder = await holder_in(conn, rt, space_id)
+        if not holder.ins:
+            # The account is the INS's (actor id): a space without one cannot give a sign-in (review 2026-12-03).
+            raise ActivationRefused(NOT_ACTIVABLE)
         if holder.state == "active":
             if holder.has_account or holder.minor:
                 raise ActivationRefused(ALREADY_ACTIVE)

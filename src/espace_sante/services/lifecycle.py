@@ -326,6 +326,8 @@ async def state(rt: Runtime, space_id: uuid.UUID) -> str | None:
 
 #: What people and operators may ask for through the API. `notify`, `open` and `destroy` are the service's
 #: own; `activate` needs the activation code (services/activation.py), not only a signed-in account.
+#: Why the insurer suspends a space (PRODUCT section 2): fraud, or a malfunction being investigated.
+SUSPENSION_REASONS = frozenset({"fraud", "malfunction"})
 REQUESTED: frozenset[str] = frozenset({"oppose", "request", "suspend", "resume", "close", "reopen", "erase"})
 
 
@@ -399,6 +401,12 @@ async def requested(
         )
     # Whether the caller may know this space exists comes first: no later refusal must tell it.
     await ctx.runtime.db.read("lifecycle_sees", _check_sees, ctx.actor, space_id)
+    if reason and (event != "suspend" or reason not in SUSPENSION_REASONS):
+        # The reason goes into the trace the holder reads: a code, never free text (no medical data there).
+        raise BadRequest(
+            "motif : seulement pour une suspension, « fraud » ou « malfunction » / reason: only for a "
+            "suspension, 'fraud' or 'malfunction'"
+        )
     if event == "oppose":
         if ctx.actor.kind == "operator" and channel not in ("phone", "counter"):
             raise BadRequest("canal : phone ou counter / channel: phone or counter")

@@ -554,7 +554,9 @@ async def people_by_ins(conn: Conn, rt: Runtime, nirs: list[str]) -> dict[str, P
     refs = await provision.patients_by_ins(conn, sorted(set(nirs))) if nirs else {}
     if not refs:
         return {}
-    for space_id, version, kek_id, wrapped in await store.data_keys(conn, sorted({r[0] for r in refs.values()})):
+    for space_id, version, kek_id, wrapped in await store.data_keys(
+        conn, sorted({r[0] for r in refs.values()})
+    ):
         rt.keys.from_row(space_id, version, kek_id, wrapped)  # cached for the decryption below
     bodies = await resources.fetch_current(
         conn, rt.keys, decide(SYSTEM, "read", "Patient"), "Patient", sorted(set(refs.values()))

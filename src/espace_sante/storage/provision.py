@@ -54,6 +54,11 @@ class NewSpace:
     values: searchparams.IndexValues | None = None
     #: Or the same values as tuples (the registry import builds them from its row: registry/patients.py).
     tuples: IndexTuples | None = None
+    #: A space created `notified` (the registry import with --notify): the day it opens.
+    opens_on: date | None = None
+    #: The Patient version already checked for a death date (lifecycle's `death_checked`): 1 when the caller
+    #: knows the new Patient has none, so that `lifecycle run` does not decrypt it to find out.
+    death_checked: int = 0
 
 
 _RECORD_FIELDS = tuple(f.name for f in fields(Record))
@@ -108,6 +113,10 @@ class SpaceRows:
     )
     audit: list[tuple[Any, ...]] = field(default_factory=list)
     chains: list[tuple[Any, ...]] = field(default_factory=list)
+    #: Activation codes of spaces created `notified`: (space, digest, pepper id, expires at).
+    codes: list[tuple[Any, ...]] = field(default_factory=list)
+    #: Each space's data key, when `build_spaces` was asked to keep them (to seal its letters).
+    aeads: dict[uuid.UUID, AESGCM] = field(default_factory=dict)
 
     def only(self, keep: set[uuid.UUID]) -> SpaceRows:
         """These rows for the spaces in `keep` only (every row's first column is its space)."""
@@ -118,6 +127,7 @@ class SpaceRows:
         return SpaceRows(
             mine(self.spaces), mine(self.keys), mine(self.resources), mine(self.versions),
             {kind: mine(rows) for kind, rows in self.index.items()}, mine(self.audit), mine(self.chains),
+            mine(self.codes), {s: a for s, a in self.aeads.items() if s in keep},
         )  # fmt: skip
 
 
@@ -128,11 +138,13 @@ def build_spaces(
     *,
     record: Record,
     remember: bool = True,
+    keep_keys: bool = False,
 ) -> SpaceRows:
     """The rows that create these spaces: a data key each (wrapped by the current KEK), the Patient encrypted
     with it, its index rows, the creation and `more` records hashed into the space's new chain. CPU only, no
     database. `remember` keeps the new keys in the key store's cache (a caller about to write into the spaces);
-    a bulk import does not need them and would only churn the cache."""
+    a bulk import does not need them and would only churn the cache; `keep_keys` keeps them in the rows'
+    `aeads` instead (the import seals its letters with them)."""
     decision.require("create", "Patient")
     out = SpaceRows()
     if not spaces:
@@ -164,7 +176,9 @@ def build_spaces(
         plaintext = stamp(s.patient, pid, 1, when)
         # The layout of crypto.seal (nonce || ciphertext || tag), with the nonce drawn above.
         blob = nonce + aead.encrypt(nonce, plaintext, resource_aad(str(space_id), "Patient", pid, 1, 1))
-        out.spaces.append((space_id, s.state, now))
+        if keep_keys:
+            out.aeads[space_id] = aead
+        out.spaces.append((space_id, s.state, now, s.opens_on, s.death_checked))
         out.keys.append((space_id, 1, kek_id, wrapped, now))
         out.resources.append((space_id, "Patient", pid, 1, when, False))
         out.versions.append((space_id, "Patient", pid, 1, when, "POST", 1, blob))
@@ -203,7 +217,9 @@ async def write_spaces(conn: Conn, rows: SpaceRows) -> None:
     if not rows.spaces:
         return
     await conn.copy_records_to_table(
-        "space", records=rows.spaces, columns=("space_id", "state", "created_at")
+        "space",
+        records=rows.spaces,
+        columns=("space_id", "state", "created_at", "opens_on", "death_checked"),
     )
     await conn.copy_records_to_table(
         "space_key",
@@ -212,6 +228,10 @@ async def write_spaces(conn: Conn, rows: SpaceRows) -> None:
     )
     await copy_rows(conn, rows.resources, rows.versions, rows.index, rows.audit)
     await conn.copy_records_to_table("audit_chain", records=rows.chains, columns=("space_id", "seq", "head"))
+    if rows.codes:  # new spaces: no code to replace (activation.issue_in's row, issued now)
+        await conn.copy_records_to_table(
+            "activation_code", records=rows.codes, columns=("space_id", "digest", "pepper_id", "expires_at")
+        )
 
 
 async def create_spaces(

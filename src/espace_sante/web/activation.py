@@ -536,6 +536,8 @@ async def account_create(request: Request) -> Response:
             # Security notices go to the login when it is an e-mail address (Account.notice_address).
             totp_secret=secret,
             new_totp=True,
+            # The code typed here proved the secret; spent, it cannot also sign in (replay, RFC 6238 §5.2).
+            totp_step=totp.matching_step(secret, _field(form, "code", 20)) or 0,
             request_id=request_id(request),
         )
     except AccountTaken as exc:

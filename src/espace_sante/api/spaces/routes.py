@@ -33,7 +33,8 @@ class Which(BaseModel):
 class Change(Which):
     event: Literal["oppose", "request", "suspend", "resume", "close", "reopen", "erase"]
     channel: Literal["online", "phone", "counter"] | None = None
-    reason: str = Field(default="", max_length=200)
+    #: Only for a suspension: why the insurer suspends (a code: the trace the holder reads holds no free text).
+    reason: Literal["fraud", "malfunction"] | None = None
 
 
 class StateWords(BaseModel):
@@ -83,7 +84,7 @@ async def change(body: Change, ctx: Ctx) -> JSONResponse:
     space the caller may not see, a 404 (as if it did not exist)."""
     space_id = await lifecycle.space_of(ctx, body.ins)
     before, after = await lifecycle.requested(
-        ctx, space_id, body.event, channel=body.channel, reason=body.reason
+        ctx, space_id, body.event, channel=body.channel, reason=body.reason or ""
     )
     found = await lifecycle.status(ctx, space_id)
     return _json({"from": before, "to": after, "status": found.as_json()})
