@@ -24,6 +24,7 @@ from .web.activation import router as activation_pages
 from .web.auth import install as install_web_auth
 from .web.documents import install_documents_pages
 from .web.oauth import router as oauth_pages
+from .web.space import install_space_page
 
 
 def create_app(settings: Settings | None = None, runtime: Runtime | None = None) -> FastAPI:
@@ -72,6 +73,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     app.include_router(fhir_router)
     install_web_auth(app)  # sign-in and account security pages, /static
     install_documents_pages(app)  # the holder's « Mes documents » pages
+    install_space_page(app)  # the holder's « État de mon espace santé »: close, reopen, destruction, contest
     app.include_router(activation_pages)  # /activation: activate with the notice's code, or oppose
     app.include_router(oauth_pages)  # /oauth/authorize, connected apps, federated sign-in
     app.include_router(access_router)

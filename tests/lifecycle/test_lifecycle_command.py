@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 from tests.cli.test_commands import run
+from tests.factories import new_nir
 from tests.registry.test_import import person, write
 
 
@@ -43,7 +44,7 @@ def test_a_notified_space_opens_when_the_run_passes_the_window(tmp_path: Path) -
     assert "1 détruits" in text
     # The registry's INS link outlives the data: an operator can still tell what became of the space.
     assert run(data, "lifecycle", "show", row["nir"]).stdout.startswith("destroyed (détruit / destroyed)")
-    unknown = run(data, "lifecycle", "show", "2" + row["nir"][1:], check=False)
+    unknown = run(data, "lifecycle", "show", new_nir(), check=False)
     assert unknown.returncode == 2 and "aucun espace" in unknown.stderr
     bad = run(data, "lifecycle", "run", "--as-of", "demain", check=False)
     assert bad.returncode == 2

@@ -170,14 +170,13 @@ async def _apply(
         extra["closed_reason"] = reason
     elif event == "erase":
         extra["closed_reason"] = "erase"
-        extra["destroy_on"] = on + timedelta(days=settings.destruction_delay_days)
+        extra["destroy_on"] = destruction_day(on, settings.destruction_delay_days)
     elif event == "reopen":
         if row.closed_reason == "death":
             raise Conflict(
                 "un espace fermé après un décès ne se rouvre pas / a space closed on death stays closed"
             )
-        archived_until = _add_years(row.state_at.date(), settings.archive_years)
-        if on >= archived_until:
+        if on >= kept_until(row.state_at, settings.archive_years):
             raise _refused(event, "destroyed")
     elif event == "oppose":
         await _shred_keeping_identity(conn, ctx, space_id)
@@ -197,6 +196,17 @@ def _add_years(day: date, years: int) -> date:
         return day.replace(year=day.year + years)
     except ValueError:  # 29 February
         return day.replace(year=day.year + years, day=28)
+
+
+def kept_until(closed_at: Any, archive_years: int) -> date:
+    """The day the archive period of a space closed at `closed_at` ends: it may be reopened until the day
+    before, and is destroyed by the first run on or after it (what the holder's page shows)."""
+    return _add_years(closed_at.date(), archive_years)
+
+
+def destruction_day(asked_on: date, delay_days: int) -> date:
+    """The day a destruction asked on `asked_on` is carried out (by the first run on or after it)."""
+    return asked_on + timedelta(days=delay_days)
 
 
 async def _shred_keeping_identity(conn: Conn, ctx: Context, space_id: uuid.UUID) -> None:

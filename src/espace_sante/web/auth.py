@@ -325,6 +325,7 @@ async def _security_page(
         {
             "title": "Sécurité de votre compte",
             "signed_in": True,
+            "holder_nav": session.kind == "holder",
             "csrf": session.csrf_token,
             "error": error,
             "notice": NOTICES.get(request.query_params.get("message", ""), ""),

@@ -3,7 +3,8 @@
 Routes:
 - `GET /mon-espace/documents`: her documents, newest first (what the policy lets her see: never a result
   hidden from her until the announcement consultation), each with its class, date, author and whether it is
-  masked to professionals, and what she may do with it.
+  masked to professionals, and what she may do with it. A closed or suspended space is read by nobody, her
+  included: the page then says so and links to « État de mon espace santé » (web/space.py), never an empty list.
 - `GET /mon-espace/documents/{id}/contenu`: the document itself (ITI-68 through the service, as an attachment
   with `nosniff` and a sandbox CSP).
 - `POST /mon-espace/documents/{id}/masquer`, `POST /mon-espace/documents/{id}/afficher`: mask it to
@@ -33,7 +34,7 @@ from starlette.datastructures import FormData
 from starlette.exceptions import HTTPException
 from starlette.responses import RedirectResponse, Response
 
-from ..access.policy import MASKED_FROM_PROFESSIONALS
+from ..access.policy import MASKED_FROM_PROFESSIONALS, PERSON_STATES
 from ..api.fhir import render as fhir_render
 from ..audit.wording import MONTHS_FR, PARIS
 from ..context import Context
@@ -41,7 +42,7 @@ from ..errors import FhirError, NotFound, PayloadTooLarge
 from ..fhir import pdsm, valuesets
 from ..services import documents, fhir
 from ..services.sessions import Session
-from . import deps
+from . import deps, space
 from .auth import FORGED
 from .deps import SignInRequired, check_csrf, current_session, session_context
 from .templating import render
@@ -384,13 +385,20 @@ async def _items(ctx: Context) -> tuple[list[Item], bool]:
 
 
 async def _list_page(request: Request, session: Session, ctx: Context) -> Response:
-    items, more = await _items(ctx)
+    # A closed or suspended space is out of everyone's reach, the holder's included: the page says so, and
+    # where to reopen it or contest the suspension, rather than show an empty list.
+    state = (await space.status_of(ctx)).state
+    unreachable = "" if state in PERSON_STATES else space.UNREACHABLE.get(state, space.UNREACHABLE["closed"])
+    items, more = ([], False) if unreachable else await _items(ctx)
     return render(
         request,
         "documents.html",
         {
             "title": "Mes documents",
             "signed_in": True,
+            "holder_nav": True,
+            "unreachable": unreachable,
+            "space_url": space.HOME,
             "csrf": session.csrf_token,
             "notice": NOTICES.get(request.query_params.get("message", ""), ""),
             "documents": items,
@@ -627,6 +635,7 @@ def _upload_page(
         {
             "title": "Ajouter un document",
             "signed_in": True,
+            "holder_nav": True,
             "csrf": session.csrf_token,
             "upload_error": error,
             "error_field": error_field,

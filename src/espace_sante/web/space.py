@@ -1,0 +1,538 @@
+"""The holder's page about her space itself, « État de mon espace santé » (PRODUCT §2 and §10: French,
+accessible, phone first; docs/lifecycle.md "The holder's page").
+
+Routes:
+- `GET /mon-espace/mon-espace-sante`: the state in plain words (since when; when closed, until when it is
+  kept, and the day of an asked destruction), what each choice means, and the choices the transition table
+  allows in this state.
+- `GET/POST /mon-espace/mon-espace-sante/fermer`: the confirmation step, then `lifecycle.close`.
+- `GET/POST /mon-espace/mon-espace-sante/detruire`: a stronger confirmation (a box to tick, the day shown),
+  then `lifecycle.erase`.
+- `POST /mon-espace/mon-espace-sante/rouvrir`: `lifecycle.reopen` (everything comes back; an asked
+  destruction is cancelled).
+- `POST /mon-espace/mon-espace-sante/contester`: `lifecycle.resume` (the holder contests a suspension).
+
+A holder signs in whatever the state of her space (sessions do not depend on it: services/sessions.py), so
+that she can reopen it or contest its suspension here. Only her own space: the portal has no way yet for a
+representative to pick a child's space. The rules stay in services/lifecycle.py (which state allows what,
+who may ask, a space closed after a death is not reopened); this page reads the table to offer only what
+it allows, and shows the service's refusal in French with its English line, never a 500. Every POST
+carries the session's anti-forgery token (web/deps.py); results come back as a message on the page.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+from fastapi import APIRouter, FastAPI, Request
+from starlette.datastructures import FormData
+from starlette.exceptions import HTTPException
+from starlette.responses import RedirectResponse, Response
+
+from ..audit.wording import MONTHS_FR, PARIS
+from ..context import Context
+from ..errors import FhirError
+from ..services import lifecycle
+from ..services.sessions import Session
+from . import deps
+from .auth import FORGED
+from .deps import SignInRequired, check_csrf, current_session, session_context
+from .templating import render
+
+router = APIRouter(include_in_schema=False)
+
+HOME = "/mon-espace/mon-espace-sante"
+CLOSE = f"{HOME}/fermer"
+ERASE = f"{HOME}/detruire"
+REOPEN = f"{HOME}/rouvrir"
+CONTEST = f"{HOME}/contester"
+DOCUMENTS = "/mon-espace/documents"
+TITLE = "État de mon espace santé"
+
+#: The state in the holder's words ("Votre espace santé est …").
+PLAIN: dict[str, str] = {
+    "registered": "en préparation",
+    "notified": "pas encore ouvert",
+    "open": "ouvert",
+    "active": "ouvert",
+    "suspended": "suspendu",
+    "closed": "fermé",
+    "opposed": "refusé (opposition enregistrée)",
+}
+
+#: The same, for the English line under a refusal.
+PLAIN_EN: dict[str, str] = {
+    "registered": "being prepared",
+    "notified": "not open yet",
+    "open": "open",
+    "active": "open",
+    "suspended": "suspended",
+    "closed": "closed",
+    "opposed": "refused (objection recorded)",
+}
+
+#: Messages after a redirection, by a fixed key (the URL never carries free text).
+NOTICES: dict[str, str] = {
+    "ferme": "Votre espace santé est fermé. Vous pouvez le rouvrir depuis cette page.",
+    "destruction": "Votre demande de destruction est enregistrée : votre espace santé est fermé.",
+    "rouvert": "Votre espace santé est rouvert : vous retrouvez tout son contenu.",
+    "annule": "Votre espace santé est rouvert et la destruction est annulée : vous retrouvez tout son contenu.",
+    "conteste": "Votre contestation est enregistrée : la suspension est levée.",
+}
+
+#: What the documents page says instead of an empty list when the space is out of the holder's reach.
+UNREACHABLE: dict[str, str] = {
+    "closed": (
+        "Votre espace santé est fermé : vos documents sont conservés, mais personne ne peut les consulter "
+        "tant qu'il est fermé, vous non plus."
+    ),
+    "suspended": (
+        "Votre espace santé est suspendu : vos documents sont conservés, mais personne ne peut les consulter "
+        "pendant la suspension, vous non plus."
+    ),
+}
+UNDERSTOOD = "compris"
+
+
+class _NotHolder(Exception):
+    """A professional's or an operator's session: this page is the holder's."""
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """A refusal as the page shows it: a French sentence and the English line under it."""
+
+    fr: str
+    en: str
+
+
+# --- small helpers ---------------------------------------------------------------------------------------
+
+
+def day(value: date) -> str:
+    """ "1er mars 2027"."""
+    return f"{'1er' if value.day == 1 else value.day} {MONTHS_FR[value.month - 1]} {value.year}"
+
+
+def _local_day(instant: Any) -> date:
+    if isinstance(instant, datetime):
+        return (instant.astimezone(PARIS) if instant.tzinfo else instant).date()
+    return instant if isinstance(instant, date) else date.today()
+
+
+def _halves(message: str) -> tuple[str, str]:
+    """(French, English) of a service message written « français / English », each a sentence."""
+    fr, _, en = message.partition(" / ")
+    fr, en = fr.strip(), en.strip()
+
+    def sentence(text: str) -> str:
+        text = text[:1].upper() + text[1:]
+        return text if not text or text.endswith((".", "!", "?")) else f"{text}."
+
+    return sentence(fr), sentence(en) if en else ""
+
+
+def _delay(days: int) -> str:
+    """ "3 mois" for 90 days; "45 jours" otherwise."""
+    return f"{days // 30} mois" if days % 30 == 0 else f"{days} jours"
+
+
+def _see_other(path: str) -> RedirectResponse:
+    return RedirectResponse(path, status_code=303, headers={"Cache-Control": "no-store"})
+
+
+async def _small_form(request: Request) -> FormData | None:
+    try:
+        return await request.form(max_files=0, max_fields=10, max_part_size=8 * 1024)
+    except (HTTPException, ValueError, UnicodeDecodeError):  # malformed or oversized: one refusal
+        return None
+
+
+def _field(form: FormData, name: str, size: int = 200) -> str:
+    value = form.get(name)
+    return value[:size] if isinstance(value, str) else ""
+
+
+async def _holder(request: Request) -> tuple[Session, Context]:
+    """The holder's session and context. SignInRequired without a session (back here after signing in)."""
+    session = await current_session(request)
+    if session is None:
+        raise SignInRequired(deps.here(request) if request.method == "GET" else HOME)
+    if session.kind != "holder":
+        raise _NotHolder()
+    ctx = await session_context(request)
+    if ctx.actor.kind != "holder":
+        raise _NotHolder()
+    return session, ctx
+
+
+async def status_of(ctx: Context) -> lifecycle.Status:
+    """The state of the signed-in holder's own space (services/lifecycle.py decides who may read it)."""
+    return await lifecycle.status(ctx, await lifecycle.space_of(ctx, None))
+
+
+# --- the page --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class View:
+    """What the page says about the space, and which choices it offers."""
+
+    state: str
+    headline: str
+    details: list[str]
+    destroy_on: str
+    close: bool
+    erase: bool
+    reopen: bool
+    contest: bool
+
+
+def view(status: lifecycle.Status, ctx: Context) -> View:
+    settings = ctx.runtime.settings
+    since = day(_local_day(status.since))
+    state = status.state
+    plain = PLAIN.get(state, lifecycle.STATE_WORDS.get(state, (state, state))[0])
+    details: list[str] = []
+    if state in ("open", "active"):
+        details.append(
+            "Vous et les professionnels de santé que vous autorisez pouvez le consulter ; les professionnels "
+            "peuvent y ajouter des documents."
+        )
+    elif state == "notified" and status.opens_on is not None:
+        details.append(f"Il ouvrira le {day(status.opens_on)}, sauf si vous vous y opposez.")
+    elif state == "suspended":
+        closes = _local_day(status.since) + timedelta(days=settings.suspension_days)
+        details.append(
+            "L'Assurance Maladie l'a suspendu (suspicion de fraude ou problème technique). Pendant la "
+            "suspension, personne ne peut le consulter, vous non plus, et rien n'y est ajouté."
+        )
+        details.append(
+            f"Si vous pensez que c'est une erreur, contestez la suspension. Sans contestation, il sera fermé "
+            f"à partir du {day(closes)}."
+        )
+    elif state == "closed":
+        details.append(
+            "Tant qu'il est fermé, personne ne peut le consulter, vous non plus, et les professionnels de santé "
+            "ne peuvent plus y ajouter de documents. Son contenu est conservé."
+        )
+        if status.closed_reason == "death":
+            details.append("Il a été fermé à la suite d'un décès : il ne peut pas être rouvert.")
+        elif status.destroy_on is not None:
+            details.append(
+                f"Vous avez demandé sa destruction : il sera détruit définitivement le "
+                f"{day(status.destroy_on)}. D'ici là, vous pouvez encore le rouvrir, ce qui annule la "
+                "destruction."
+            )
+        else:
+            if status.closed_reason == "suspension":
+                details.append("Il a été fermé à la fin d'une suspension qui n'a pas été contestée.")
+            until = lifecycle.kept_until(status.since, settings.archive_years)
+            details.append(
+                f"Il est conservé jusqu'au {day(until)} : d'ici là, vous pouvez le rouvrir et retrouver tout son "
+                "contenu. Ensuite, il sera détruit définitivement."
+            )
+    allowed = {e for e in ("close", "erase", "reopen", "resume") if state in lifecycle.TRANSITIONS[e].sources}
+    return View(
+        state=state,
+        headline=f"Votre espace santé est {plain} depuis le {since}.",
+        details=details,
+        destroy_on=day(status.destroy_on) if status.destroy_on else "",
+        close="close" in allowed,
+        # Asked again, a destruction would move its day later: once asked, reopening is the way back.
+        erase="erase" in allowed and status.destroy_on is None,
+        reopen="reopen" in allowed and status.closed_reason != "death",
+        contest="resume" in allowed,
+    )
+
+
+def _page(
+    request: Request,
+    session: Session,
+    ctx: Context,
+    status: lifecycle.Status,
+    *,
+    refusal: Refusal | None = None,
+    code: int = 200,
+) -> Response:
+    settings = ctx.runtime.settings
+    return render(
+        request,
+        "space.html",
+        {
+            "title": TITLE,
+            "signed_in": True,
+            "holder_nav": True,
+            "csrf": session.csrf_token,
+            "notice": "" if refusal else NOTICES.get(request.query_params.get("message", ""), ""),
+            "refusal": refusal,
+            "space": view(status, ctx),
+            "archive_years": settings.archive_years,
+            "delay": _delay(settings.destruction_delay_days),
+            "close_url": CLOSE,
+            "erase_url": ERASE,
+            "reopen_url": REOPEN,
+            "contest_url": CONTEST,
+            "documents": DOCUMENTS,
+        },
+        status=code,
+    )
+
+
+def _not_holder_page(request: Request, session: Session | None) -> Response:
+    return render(
+        request,
+        "message.html",
+        {
+            "title": "Page réservée au titulaire",
+            "error": "Cette page montre l'état de votre propre espace santé : elle est réservée à son titulaire.",
+            "signed_in": session is not None,
+            "csrf": session.csrf_token if session else "",
+            "link": "/compte/securite",
+        },
+        status=403,
+    )
+
+
+def _unavailable(request: Request, session: Session | None, exc: FhirError) -> Response:
+    """No state to show the refusal on: the space is not found (destroyed), or the service is down."""
+    if exc.status >= 500:
+        title, text = "Service indisponible", "Le service est indisponible : réessayez plus tard."
+    elif exc.status == 401:
+        title, text = "Connexion requise", "Connectez-vous d'abord."
+    else:
+        title, text = "Espace santé introuvable", "Aucun espace santé n'est disponible pour votre compte."
+    return render(
+        request,
+        "message.html",
+        {
+            "title": title,
+            "error": text,
+            "signed_in": session is not None,
+            "csrf": session.csrf_token if session else "",
+            "link": "/compte/securite",
+        },
+        status=exc.status if exc.status >= 400 else 500,
+    )
+
+
+def refusal_of(exc: FhirError, state: str) -> Refusal:
+    """A service refusal in the holder's words: an illegal change names the state she is in; any other
+    refusal (a space closed after a death is not reopened; a role that may not ask) is the service's own
+    sentence, its English half under it."""
+    fr, en = _halves(exc.message)
+    if exc.status == 409 and exc.message.startswith("changement impossible"):
+        fr = f"Ce changement n'est pas possible : votre espace santé est {PLAIN.get(state, state)}."
+        en = f"This change is not possible: your health space is {PLAIN_EN.get(state, state)}."
+    elif exc.status == 403:
+        fr = f"Cette action ne vous est pas permise. {fr}"
+    return Refusal(fr, en)
+
+
+async def _refused(request: Request, session: Session, ctx: Context, exc: FhirError) -> Response:
+    """The page again, its current state shown, with the refusal on top."""
+    if exc.status >= 500 or exc.status in (401, 404):
+        return _unavailable(request, session, exc)
+    try:
+        status = await status_of(ctx)
+    except FhirError as again:
+        return _unavailable(request, session, again)
+    return _page(request, session, ctx, status, refusal=refusal_of(exc, status.state), code=exc.status)
+
+
+async def _forged(request: Request, session: Session, ctx: Context) -> Response:
+    fr, en = _halves(FORGED)
+    try:
+        status = await status_of(ctx)
+    except FhirError as exc:
+        return _unavailable(request, session, exc)
+    return _page(request, session, ctx, status, refusal=Refusal(fr, en), code=403)
+
+
+@router.get(HOME)
+async def space_page(request: Request) -> Response:
+    session: Session | None = None
+    try:
+        session, ctx = await _holder(request)
+        return _page(request, session, ctx, await status_of(ctx))
+    except _NotHolder:
+        return _not_holder_page(request, session)
+    except FhirError as exc:
+        return _unavailable(request, session, exc)
+
+
+# --- closing ---------------------------------------------------------------------------------------------
+
+
+def _confirm_close(request: Request, session: Session, ctx: Context) -> Response:
+    settings = ctx.runtime.settings
+    return render(
+        request,
+        "space_close.html",
+        {
+            "title": "Fermer mon espace santé",
+            "signed_in": True,
+            "holder_nav": True,
+            "csrf": session.csrf_token,
+            "archive_years": settings.archive_years,
+            "kept_until": day(lifecycle.kept_until(datetime.now(UTC), settings.archive_years)),
+            "close_url": CLOSE,
+            "home": HOME,
+        },
+    )
+
+
+@router.get(CLOSE)
+async def close_confirm(request: Request) -> Response:
+    session: Session | None = None
+    try:
+        session, ctx = await _holder(request)
+        status = await status_of(ctx)
+        if status.state not in lifecycle.TRANSITIONS["close"].sources:
+            return _see_other(HOME)  # nothing to confirm: the page says what she may do
+        return _confirm_close(request, session, ctx)
+    except _NotHolder:
+        return _not_holder_page(request, session)
+    except FhirError as exc:
+        return _unavailable(request, session, exc)
+
+
+async def _checked(request: Request) -> tuple[Session, Context, FormData | None]:
+    """The holder's session, context and form of a POST, the form None when it is forged or malformed."""
+    session, ctx = await _holder(request)
+    form = await _small_form(request)
+    if form is None or not check_csrf(request, session, _field(form, "csrf")):
+        return session, ctx, None
+    return session, ctx, form
+
+
+@router.post(CLOSE)
+async def close(request: Request) -> Response:
+    session: Session | None = None
+    try:
+        session, ctx, form = await _checked(request)
+        if form is None:
+            return await _forged(request, session, ctx)
+        try:
+            await lifecycle.close(ctx, await lifecycle.space_of(ctx, None), reason="holder")
+        except FhirError as exc:
+            return await _refused(request, session, ctx, exc)
+        return _see_other(f"{HOME}?message=ferme")
+    except _NotHolder:
+        return _not_holder_page(request, session)
+    except FhirError as exc:
+        return _unavailable(request, session, exc)
+
+
+# --- asking for destruction ------------------------------------------------------------------------------
+
+
+def _confirm_erase(
+    request: Request, session: Session, ctx: Context, *, error: str = "", code: int = 200
+) -> Response:
+    settings = ctx.runtime.settings
+    return render(
+        request,
+        "space_erase.html",
+        {
+            "title": "Demander la destruction de mon espace santé",
+            "signed_in": True,
+            "holder_nav": True,
+            "csrf": session.csrf_token,
+            "erase_error": error,
+            "destroy_on": day(lifecycle.destruction_day(date.today(), settings.destruction_delay_days)),
+            "understood": UNDERSTOOD,
+            "erase_url": ERASE,
+            "home": HOME,
+        },
+        status=code,
+    )
+
+
+@router.get(ERASE)
+async def erase_confirm(request: Request) -> Response:
+    session: Session | None = None
+    try:
+        session, ctx = await _holder(request)
+        status = await status_of(ctx)
+        if status.state not in lifecycle.TRANSITIONS["erase"].sources or status.destroy_on is not None:
+            return _see_other(HOME)
+        return _confirm_erase(request, session, ctx)
+    except _NotHolder:
+        return _not_holder_page(request, session)
+    except FhirError as exc:
+        return _unavailable(request, session, exc)
+
+
+@router.post(ERASE)
+async def erase(request: Request) -> Response:
+    session: Session | None = None
+    try:
+        session, ctx, form = await _checked(request)
+        if form is None:
+            return await _forged(request, session, ctx)
+        if _field(form, "confirmation") != UNDERSTOOD:
+            return _confirm_erase(
+                request,
+                session,
+                ctx,
+                error="Cochez la case pour confirmer que vous avez compris : rien n'a été demandé.",
+                code=400,
+            )
+        try:
+            await lifecycle.erase(ctx, await lifecycle.space_of(ctx, None))
+        except FhirError as exc:
+            return await _refused(request, session, ctx, exc)
+        return _see_other(f"{HOME}?message=destruction")
+    except _NotHolder:
+        return _not_holder_page(request, session)
+    except FhirError as exc:
+        return _unavailable(request, session, exc)
+
+
+# --- reopening, contesting a suspension ------------------------------------------------------------------
+
+
+@router.post(REOPEN)
+async def reopen(request: Request) -> Response:
+    session: Session | None = None
+    try:
+        session, ctx, form = await _checked(request)
+        if form is None:
+            return await _forged(request, session, ctx)
+        try:
+            space_id = await lifecycle.space_of(ctx, None)
+            asked = (await lifecycle.status(ctx, space_id)).destroy_on is not None
+            await lifecycle.reopen(ctx, space_id)
+        except FhirError as exc:
+            return await _refused(request, session, ctx, exc)
+        return _see_other(f"{HOME}?message={'annule' if asked else 'rouvert'}")
+    except _NotHolder:
+        return _not_holder_page(request, session)
+    except FhirError as exc:
+        return _unavailable(request, session, exc)
+
+
+@router.post(CONTEST)
+async def contest(request: Request) -> Response:
+    session: Session | None = None
+    try:
+        session, ctx, form = await _checked(request)
+        if form is None:
+            return await _forged(request, session, ctx)
+        try:
+            await lifecycle.resume(ctx, await lifecycle.space_of(ctx, None))
+        except FhirError as exc:
+            return await _refused(request, session, ctx, exc)
+        return _see_other(f"{HOME}?message=conteste")
+    except _NotHolder:
+        return _not_holder_page(request, session)
+    except FhirError as exc:
+        return _unavailable(request, session, exc)
+
+
+def install_space_page(app: FastAPI) -> None:
+    """Add the holder's page about her space."""
+    app.include_router(router)
