@@ -93,7 +93,7 @@ def scope_sql(arg: Arg, alias: str, decision: Decision) -> str | None:
     if decision.slices is None:
         if decision.states is None:
             return None
-        return f"{_in_states(arg, alias, decision.states)}"
+        return _in_states(arg, alias, decision.states)
     if not decision.slices:
         return "false"
     parts = []
