@@ -381,3 +381,22 @@ async def test_a_feed_reads_nothing_of_a_closed_space_until_it_is_reopened(
     assert await seen() == (404, 404, 0, 0)
     await lifecycle.reopen(Context.system(runtime), space)
     assert await seen() == (200, 200, 1, 1)
+
+
+async def test_one_unreadable_patient_does_not_stop_the_run_for_everyone_else(
+    runtime: Runtime, fhir: httpx.AsyncClient, tmp_path: Path
+) -> None:
+    """A live space whose data key is lost (a fault, not a lifecycle step) is logged by the death check and
+    skipped; the spaces after it still open."""
+    broken, _, _ = await active(fhir)
+    async with runtime.db.pool.acquire() as conn, conn.transaction():
+        await runtime.keys.destroy(conn, broken)
+    try:
+        space, _ = await registered(runtime, tmp_path)
+        await lifecycle.notify(Context.system(runtime), space, on=TODAY)
+        ran = await lifecycle.run(runtime, TODAY + timedelta(days=runtime.settings.opposition_window_days))
+        assert ran.opened >= 1 and await lifecycle.state(runtime, space) == "open"
+    finally:  # leave no live space without a key in the shared database
+        async with runtime.db.pool.acquire() as conn, conn.transaction():
+            await lifecycle_store.erase(conn, runtime.keys, [broken])
+            await conn.execute("UPDATE space SET state = 'destroyed' WHERE space_id = $1", broken)

@@ -15,6 +15,7 @@ from espace_sante.context import Context
 from espace_sante.crypto import KeyRing, LocalKek
 from espace_sante.services import fhir
 from espace_sante.services.runtime import Runtime
+from espace_sante.storage import lifecycle as lifecycle_store
 from espace_sante.storage import resources
 from espace_sante.storage.keys import KeyStore, MissingDataKey
 from espace_sante.storage.resources import DataUnreadable
@@ -108,6 +109,11 @@ async def test_destroying_the_space_key_makes_every_body_unreadable(runtime: Run
         for keys in (runtime.keys, fresh):
             with pytest.raises((DataUnreadable, MissingDataKey)):
                 await resources.read(conn, keys, decision, space, "Observation", obs_id)
+    # What destruction does next (services/lifecycle): its rows deleted and the space `destroyed`, so that the
+    # session's shared database holds no live space whose bodies nobody can read (the lifecycle run reads them).
+    async with runtime.db.pool.acquire() as conn, conn.transaction():
+        await lifecycle_store.erase(conn, runtime.keys, [space])
+        await conn.execute("UPDATE space SET state = 'destroyed' WHERE space_id = $1", space)
 
 
 async def test_rotating_the_key_encryption_key_keeps_every_body_readable(runtime: Runtime) -> None:
