@@ -22,6 +22,7 @@ carries the session's anti-forgery token (web/deps.py); results come back as a m
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -408,22 +409,36 @@ async def _checked(request: Request) -> tuple[Session, Context, FormData | None]
     return session, ctx, form
 
 
-@router.post(CLOSE)
-async def close(request: Request) -> Response:
+#: A change the page asks of the service: the key of the message to come back with, or a page of its own.
+Change = Callable[[Session, Context, FormData], Awaitable[Response | str]]
+
+
+async def _act(request: Request, change: Change) -> Response:
+    """What every POST here does: the signed-in holder and the anti-forgery token, the change through the
+    lifecycle service (its refusal shown on the page, in words), then back to the page with a message."""
     session: Session | None = None
     try:
         session, ctx, form = await _checked(request)
         if form is None:
             return await _forged(request, session, ctx)
         try:
-            await lifecycle.close(ctx, await lifecycle.space_of(ctx, None), reason="holder")
+            done = await change(session, ctx, form)
         except FhirError as exc:
             return await _refused(request, session, ctx, exc)
-        return _see_other(f"{HOME}?message=ferme")
+        return done if isinstance(done, Response) else _see_other(f"{HOME}?message={done}")
     except _NotHolder:
         return _not_holder_page(request, session)
     except FhirError as exc:
         return _unavailable(request, session, exc)
+
+
+@router.post(CLOSE)
+async def close(request: Request) -> Response:
+    async def change(session: Session, ctx: Context, form: FormData) -> str:
+        await lifecycle.close(ctx, await lifecycle.space_of(ctx, None), reason="holder")
+        return "ferme"
+
+    return await _act(request, change)
 
 
 # --- asking for destruction ------------------------------------------------------------------------------
@@ -468,11 +483,7 @@ async def erase_confirm(request: Request) -> Response:
 
 @router.post(ERASE)
 async def erase(request: Request) -> Response:
-    session: Session | None = None
-    try:
-        session, ctx, form = await _checked(request)
-        if form is None:
-            return await _forged(request, session, ctx)
+    async def change(session: Session, ctx: Context, form: FormData) -> Response | str:
         if _field(form, "confirmation") != UNDERSTOOD:
             return _confirm_erase(
                 request,
@@ -481,15 +492,10 @@ async def erase(request: Request) -> Response:
                 error="Cochez la case pour confirmer que vous avez compris : rien n'a été demandé.",
                 code=400,
             )
-        try:
-            await lifecycle.erase(ctx, await lifecycle.space_of(ctx, None))
-        except FhirError as exc:
-            return await _refused(request, session, ctx, exc)
-        return _see_other(f"{HOME}?message=destruction")
-    except _NotHolder:
-        return _not_holder_page(request, session)
-    except FhirError as exc:
-        return _unavailable(request, session, exc)
+        await lifecycle.erase(ctx, await lifecycle.space_of(ctx, None))
+        return "destruction"
+
+    return await _act(request, change)
 
 
 # --- reopening, contesting a suspension ------------------------------------------------------------------
@@ -497,40 +503,22 @@ async def erase(request: Request) -> Response:
 
 @router.post(REOPEN)
 async def reopen(request: Request) -> Response:
-    session: Session | None = None
-    try:
-        session, ctx, form = await _checked(request)
-        if form is None:
-            return await _forged(request, session, ctx)
-        try:
-            space_id = await lifecycle.space_of(ctx, None)
-            asked = (await lifecycle.status(ctx, space_id)).destroy_on is not None
-            await lifecycle.reopen(ctx, space_id)
-        except FhirError as exc:
-            return await _refused(request, session, ctx, exc)
-        return _see_other(f"{HOME}?message={'annule' if asked else 'rouvert'}")
-    except _NotHolder:
-        return _not_holder_page(request, session)
-    except FhirError as exc:
-        return _unavailable(request, session, exc)
+    async def change(session: Session, ctx: Context, form: FormData) -> str:
+        space_id = await lifecycle.space_of(ctx, None)
+        asked = (await lifecycle.status(ctx, space_id)).destroy_on is not None
+        await lifecycle.reopen(ctx, space_id)
+        return "annule" if asked else "rouvert"
+
+    return await _act(request, change)
 
 
 @router.post(CONTEST)
 async def contest(request: Request) -> Response:
-    session: Session | None = None
-    try:
-        session, ctx, form = await _checked(request)
-        if form is None:
-            return await _forged(request, session, ctx)
-        try:
-            await lifecycle.resume(ctx, await lifecycle.space_of(ctx, None))
-        except FhirError as exc:
-            return await _refused(request, session, ctx, exc)
-        return _see_other(f"{HOME}?message=conteste")
-    except _NotHolder:
-        return _not_holder_page(request, session)
-    except FhirError as exc:
-        return _unavailable(request, session, exc)
+    async def change(session: Session, ctx: Context, form: FormData) -> str:
+        await lifecycle.resume(ctx, await lifecycle.space_of(ctx, None))
+        return "conteste"
+
+    return await _act(request, change)
 
 
 def install_space_page(app: FastAPI) -> None:
