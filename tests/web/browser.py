@@ -90,3 +90,15 @@ async def phone(problems: list[str], width: int = 320, height: int = 640) -> Asy
             yield page
         finally:
             await chromium.close()
+
+
+async def tab_to(page: Any, what: str) -> None:
+    """Press Tab until the focused element's text or id is `what` (keyboard only, no clicks)."""
+    for _ in range(40):
+        await page.keyboard.press("Tab")
+        focused = await page.evaluate(
+            "() => { const e = document.activeElement; return [e.id, (e.textContent || '').trim()]; }"
+        )
+        if what in focused:
+            return
+    raise AssertionError(f"{what!r} is not reachable with Tab")

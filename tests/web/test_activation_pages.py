@@ -27,7 +27,7 @@ from tests.activation.pdftext import pdf_text
 from tests.activation.test_activate_and_oppose import code_for, imported, kept
 from tests.activation.test_redeem import new_ip
 from tests.registry.test_import import person
-from tests.web.browser import needs_chromium, phone, serve
+from tests.web.browser import needs_chromium, phone, serve, tab_to
 
 PASSWORD = "girafe violette sous la pluie 47"
 
@@ -328,18 +328,6 @@ _AUDIT = """() => {
 }"""
 
 
-async def _tab_to(page: Any, what: str) -> None:
-    """Press Tab until the focused element's accessible text or id is `what` (keyboard only, no clicks)."""
-    for _ in range(40):
-        await page.keyboard.press("Tab")
-        focused = await page.evaluate(
-            "() => { const e = document.activeElement; return [e.id, (e.textContent || '').trim()]; }"
-        )
-        if what in focused:
-            return
-    raise AssertionError(f"{what!r} is not reachable with Tab")
-
-
 @needs_chromium
 async def test_on_a_phone_paul_opposes_with_the_keyboard_and_downloads_his_proof(
     site: tuple[Runtime, str], tmp_path: Path
@@ -353,13 +341,13 @@ async def test_on_a_phone_paul_opposes_with_the_keyboard_and_downloads_his_proof
         await page.goto(f"{base}/activation")
         assert await page.title() == "Activer mon espace santé ou m'opposer à sa création · Mon espace santé"
         assert await page.evaluate(_AUDIT) == []
-        await _tab_to(page, "M'opposer à la création")
+        await tab_to(page, "M'opposer à la création")
         await page.keyboard.press("Enter")
         await page.wait_for_url(f"{base}/activation/opposition")
         assert await page.evaluate(_AUDIT) == []
 
         # A wrong year first: the summary comes first, linked to the field, and what he typed stays.
-        await _tab_to(page, "code")
+        await tab_to(page, "code")
         await page.keyboard.type(code.replace("-", " "))
         for value in ("1", "juillet", "1952"):
             await page.keyboard.press("Tab")
@@ -372,7 +360,7 @@ async def test_on_a_phone_paul_opposes_with_the_keyboard_and_downloads_his_proof
         assert await page.get_by_label("Mois").input_value() == "juillet"
         assert await page.evaluate(_AUDIT) == []
         assert await page.evaluate("() => document.activeElement.className") == "resume-erreurs"
-        await _tab_to(page, "annee")
+        await tab_to(page, "annee")
         await page.keyboard.press("Control+A")
         await page.keyboard.type("1951")
         await page.keyboard.press("Enter")
@@ -381,13 +369,13 @@ async def test_on_a_phone_paul_opposes_with_the_keyboard_and_downloads_his_proof
         assert await page.get_by_text("Paul Ngô").count() == 1
         assert await page.evaluate(_AUDIT) == []
         assert await lifecycle.state(rt, space) == "notified"
-        await _tab_to(page, "Je confirme mon opposition")
+        await tab_to(page, "Je confirme mon opposition")
         await page.keyboard.press("Enter")
 
         await page.wait_for_url(f"{base}/activation/opposition/enregistree")
         assert "Votre opposition est enregistrée" in (await page.get_by_role("status").text_content() or "")
         assert await page.evaluate(_AUDIT) == []
-        await _tab_to(page, "Télécharger mon attestation (PDF)")
+        await tab_to(page, "Télécharger mon attestation (PDF)")
         async with page.expect_download() as waiting:
             await page.keyboard.press("Enter")
         download = await waiting.value

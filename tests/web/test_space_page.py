@@ -27,7 +27,7 @@ from espace_sante.storage import lifecycle as lifecycle_store
 from espace_sante.web.space import day
 from tests.accounts.helpers import Person, browser, csrf_of, new_person, next_code, sign_in
 from tests.content.samples import report_pdf
-from tests.web.browser import needs_chromium, phone, serve
+from tests.web.browser import needs_chromium, phone, serve, tab_to
 
 HOME = "/mon-espace/mon-espace-sante"
 DOCUMENTS = "/mon-espace/documents"
@@ -297,18 +297,6 @@ _AUDIT = """() => {
 }"""
 
 
-async def _tab_to(page: Any, what: str) -> None:
-    """Press Tab until the focused element's text or id is `what` (keyboard only, no clicks)."""
-    for _ in range(40):
-        await page.keyboard.press("Tab")
-        focused = await page.evaluate(
-            "() => { const e = document.activeElement; return [e.id, (e.textContent || '').trim()]; }"
-        )
-        if what in focused:
-            return
-    raise AssertionError(f"{what!r} is not reachable with Tab")
-
-
 @needs_chromium
 async def test_on_a_phone_with_the_keyboard_a_holder_closes_her_space_then_reopens_it(
     site: tuple[Runtime, str], fhir: httpx.AsyncClient
@@ -320,7 +308,7 @@ async def test_on_a_phone_with_the_keyboard_a_holder_closes_her_space_then_reope
     async with phone(problems) as page:
         await page.goto(f"{base}{HOME}")
         await page.wait_for_url(f"{base}/connexion?next={HOME}")
-        await _tab_to(page, "login")
+        await tab_to(page, "login")
         await page.keyboard.type(jeanne.login)
         await page.keyboard.press("Tab")
         await page.keyboard.type(jeanne.password)
@@ -333,19 +321,19 @@ async def test_on_a_phone_with_the_keyboard_a_holder_closes_her_space_then_reope
         assert await page.title() == "État de mon espace santé · Mon espace santé"
         assert await page.evaluate(_AUDIT) == []
 
-        await _tab_to(page, "Fermer mon espace santé")
+        await tab_to(page, "Fermer mon espace santé")
         await page.keyboard.press("Enter")
         await page.wait_for_url(f"{base}{HOME}/fermer")
         assert await page.evaluate(_AUDIT) == []
         assert await page.get_by_text("vous non plus").count() == 1
-        await _tab_to(page, "Oui, fermer mon espace santé")
+        await tab_to(page, "Oui, fermer mon espace santé")
         await page.keyboard.press("Enter")
 
         await page.wait_for_url(f"{base}{HOME}?message=ferme")
         assert "Votre espace santé est fermé." in (await page.get_by_role("status").text_content() or "")
         assert await lifecycle.state(rt, space) == "closed"
         assert await page.evaluate(_AUDIT) == []
-        await _tab_to(page, "Rouvrir mon espace santé")
+        await tab_to(page, "Rouvrir mon espace santé")
         await page.keyboard.press("Enter")
 
         await page.wait_for_url(f"{base}{HOME}?message=rouvert")
