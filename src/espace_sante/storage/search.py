@@ -160,8 +160,11 @@ _TABLE_OF = {
 }
 
 
-def _clause(q: _Sql, t: Tables, alias: str, rtype: str, clause: Clause, decision: Decision) -> str:
-    """One AND-ed clause as a boolean SQL expression about the resource row `alias`."""
+def _clause(
+    q: _Sql, t: Tables, alias: str, rtype: str, clause: Clause, decision: Decision, *, anchor: bool = False
+) -> str:
+    """One AND-ed clause as a boolean SQL expression about the resource row `alias`. `anchor`: this clause is
+    the chain `_where` checks the lifecycle state on (`_anchor`)."""
     if clause.param is None:  # _id, _lastUpdated
         if clause.name == "_id":
             ids = [v.code for v in clause.values if isinstance(v, TokenQuery) and v.code is not None]
@@ -186,11 +189,23 @@ def _clause(q: _Sql, t: Tables, alias: str, rtype: str, clause: Clause, decision
         if decision.slices is not None:
             chained = decision.chains.get(chain.target_type)
             reach = "false" if chained is None else visibility.scope_sql(q.arg, "c", chained)
-        sub = (
-            f"x.target_type = {q.arg(chain.target_type)} AND x.target_id IN (SELECT c.resource_id FROM "
-            f"{target.resource} c WHERE c.resource_type = {q.arg(chain.target_type)} AND NOT c.deleted "
-            f"AND {inner}{'' if reach is None else f' AND {reach}'})"
-        )
+        states = visibility.state_only(decision) if anchor else None
+        if states is not None:
+            # The chained target in the row's own space (references never cross spaces), and that space in a
+            # state the decision reaches: one probe of `space` per target, that is per space, instead of one
+            # per row (_where leaves the row-level check out).
+            sub = (
+                f"x.target_type = {q.arg(chain.target_type)} AND (x.space_id, x.target_id) IN (SELECT "
+                f"c.space_id, c.resource_id FROM {target.resource} c WHERE c.resource_type = "
+                f"{q.arg(chain.target_type)} AND NOT c.deleted AND {inner} AND "
+                f"{visibility.live_sql('c.space_id', states)})"
+            )
+        else:
+            sub = (
+                f"x.target_type = {q.arg(chain.target_type)} AND x.target_id IN (SELECT c.resource_id FROM "
+                f"{target.resource} c WHERE c.resource_type = {q.arg(chain.target_type)} AND NOT c.deleted "
+                f"AND {inner}{'' if reach is None else f' AND {reach}'})"
+            )
         return _owned(q, alias, table, rtype, param.name, sub)
     condition = " OR ".join(_value_cond(q, v) for v in clause.values) or "false"
     if clause.modifier == "not":
@@ -222,14 +237,37 @@ def _where(q: _Sql, decision: Decision, request: SearchRequest) -> tuple[Tables,
     decision.require("search", rtype)
     t = tables_for(rtype)
     where = [f"r.resource_type = {q.arg(rtype)}", "NOT r.deleted"]
-    scope = visibility.scope_sql(q.arg, "r", decision)
-    if scope is not None:
-        where.append(scope)
     hint = space_hint(request) if t.resource == "resource" else None
-    if hint is not None:
-        where.append(f"r.space_id = {q.arg(hint)}")
-    where += [_clause(q, t, "r", rtype, c, decision) for c in request.clauses]
+    space = None if hint is None else q.arg(hint)
+    # A decision limited to live spaces (a machine client's) checks the state once per space the search
+    # reaches, not on every row: on the space the search names, or on the target of a chain (ITI-67's
+    # patient.identifier), whose space every row shares; otherwise on each row.
+    anchor = None if space is not None else _anchor(t, request, decision)
+    if anchor is None:
+        scope = visibility.scope_sql(q.arg, "r", decision, space=space)
+        if scope is not None:
+            where.append(scope)
+    if space is not None:
+        where.append(f"r.space_id = {space}")
+    where += [_clause(q, t, "r", rtype, c, decision, anchor=c is anchor) for c in request.clauses]
     return t, " AND ".join(where)
+
+
+def _anchor(t: Tables, request: SearchRequest, decision: Decision) -> Clause | None:
+    """The chain clause on which a state-limited decision is checked instead of on every row: the first chain
+    (clauses are AND-ed: every row satisfies it) from a space type to a space type."""
+    if visibility.state_only(decision) is None or t.resource != "resource":
+        return None
+    for clause in request.clauses:
+        chain = clause.chain
+        if (
+            chain is not None
+            and clause.param is not None
+            and clause.missing is None
+            and tables_for(chain.target_type).resource == "resource"
+        ):
+            return clause
+    return None
 
 
 def _order(q: _Sql, t: Tables, request: SearchRequest) -> str:

@@ -7,6 +7,7 @@ Documents are filtered on their current index rows: their class (`category`), th
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -17,6 +18,10 @@ from .db import Conn
 from .tables import tables_for
 
 Arg = Callable[[Any], str]
+
+#: What a lifecycle state looks like (space.state's CHECK constraint, 0009_lifecycle.sql): the only text
+#: written into SQL rather than passed as a parameter (`live_sql`).
+_STATE = re.compile(r"[a-z]{1,20}")
 
 
 def _owns(alias: str, table: str, param: str, condition: str) -> str:
@@ -88,12 +93,15 @@ def rows_sql(arg: Arg, alias: str, rtype: str, rows: Rows) -> str:
     return f"EXISTS ({pointing} AND NOT d.deleted{''.join(' AND ' + c for c in conds)})"
 
 
-def scope_sql(arg: Arg, alias: str, decision: Decision) -> str | None:
-    """The decision's reach over `alias` (a row of the decided type): None when it reaches everything."""
+def scope_sql(arg: Arg, alias: str, decision: Decision, *, space: str | None = None) -> str | None:
+    """The decision's reach over `alias` (a row of the decided type): None when it reaches everything.
+
+    `space` is for a query whose rows all lie in one space known without reading them (a parameter: the
+    patient a search names): the lifecycle state is then checked once on it rather than once per row."""
     if decision.slices is None:
         if decision.states is None:
             return None
-        return _in_states(arg, alias, decision.states)
+        return live_sql(space or f"{alias}.space_id", decision.states)
     if not decision.slices:
         return "false"
     parts = []
@@ -104,11 +112,23 @@ def scope_sql(arg: Arg, alias: str, decision: Decision) -> str | None:
     return parts[0] if len(parts) == 1 else "(" + " OR ".join(parts) + ")"
 
 
-def _in_states(arg: Arg, alias: str, states: frozenset[str]) -> str:
-    return (
-        f"EXISTS (SELECT 1 FROM space s WHERE s.space_id = {alias}.space_id "
-        f"AND s.state = ANY({arg(sorted(states))}::text[]))"
-    )
+def state_only(decision: Decision) -> frozenset[str] | None:
+    """The lifecycle states a decision that reaches every space is limited to (a machine client's: open and
+    active); None when the decision limits no state or reaches named spaces (a person's, decided on facts
+    that include the state)."""
+    return decision.states if decision.slices is None else None
+
+
+def live_sql(space: str, states: frozenset[str]) -> str:
+    """The space `space` (an SQL expression of a space id) is in one of `states`: one primary-key probe of
+    `space`. The states are the policy's constants (PROFESSIONAL_STATES), written into the SQL: sent as a
+    `text[]` parameter they cost the ITI-67 search as much as the whole condition (benchmarks/README.md,
+    "Machine clients reach open and active spaces only"). Callers give an expression evaluated once per space
+    where they have one rather than `r.space_id` (a probe per row)."""
+    if not states or not all(_STATE.fullmatch(state) for state in states):
+        raise ValueError(f"not lifecycle states: {sorted(states)!r}")
+    listed = ", ".join(f"'{state}'" for state in sorted(states))
+    return f"EXISTS (SELECT 1 FROM space s WHERE s.space_id = {space} AND s.state IN ({listed}))"
 
 
 async def covers(conn: Conn, decision: Decision, space_id: uuid.UUID) -> bool:
