@@ -36,7 +36,7 @@ import base64
 import copy
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal, cast
 
@@ -108,17 +108,7 @@ class ImportCounts:
         setattr(self, outcome, getattr(self, outcome) + 1)
 
     def as_json(self) -> dict[str, Any]:
-        return {
-            "packages": self.packages,
-            "subsets": self.subsets,
-            "documents": self.documents,
-            "imported": self.imported,
-            "already": self.already,
-            "set_aside": self.set_aside,
-            "refused_packages": self.refused_packages,
-            "refused_subsets": self.refused_subsets,
-            "problems": self.problems,
-        }
+        return asdict(self)
 
 
 @dataclass
@@ -132,12 +122,7 @@ class RetryCounts:
         setattr(self, outcome, getattr(self, outcome) + 1)
 
     def as_json(self) -> dict[str, int]:
-        return {
-            "retried": self.retried,
-            "imported": self.imported,
-            "already": self.already,
-            "set_aside": self.set_aside,
-        }
+        return asdict(self)
 
 
 @dataclass(frozen=True)
