@@ -21,7 +21,6 @@ from espace_sante.errors import NotFound
 from espace_sante.services import accounts, activation, lifecycle, opposition
 from espace_sante.services.activation import ActivationRefused
 from espace_sante.services.runtime import Runtime
-from espace_sante.storage import people
 from espace_sante.storage.db import Conn
 from tests.activation.pdftext import pdf_text
 from tests.activation.test_redeem import new_ip
@@ -35,9 +34,8 @@ async def imported(runtime: Runtime, tmp_path: Path, *rows: dict[str, str]) -> l
     await run(runtime, write(tmp_path / f"r-{uuid.uuid4().hex[:8]}.csv", list(rows)))
     spaces = []
     for row in rows:
-        found = await runtime.db.read("t", people.patient_by_ins, row["nir"])
-        assert found is not None
-        space = uuid.UUID(str(found.space_id))
+        space = await lifecycle.space_of_ins(runtime, row["nir"])
+        assert space is not None
         await lifecycle.notify(Context.system(runtime), space)
         spaces.append(space)
     return spaces
@@ -51,13 +49,21 @@ def visitor(runtime: Runtime) -> Context:
     return Context.system(runtime)
 
 
-async def kept(runtime: Runtime, space: uuid.UUID) -> dict[str, list[str]]:
-    """What rows of the space remain: its resources' types and whether a code row is left."""
+async def kept(runtime: Runtime, space: uuid.UUID) -> dict[str, object]:
+    """What rows of the space remain: its resources' types, whether a code row is left, and whether the
+    identity the registry gave still waits for the space to open (sealed in registry_person)."""
 
-    async def q(conn: Conn) -> dict[str, list[str]]:
+    async def q(conn: Conn) -> dict[str, object]:
         types = await conn.fetch("SELECT resource_type FROM resource WHERE space_id = $1", space)
         codes = await conn.fetch("SELECT space_id FROM activation_code WHERE space_id = $1", space)
-        return {"resources": sorted(r["resource_type"] for r in types), "codes": [str(r[0]) for r in codes]}
+        waits = await conn.fetchval(
+            "SELECT pending IS NOT NULL FROM registry_person WHERE space_id = $1", space
+        )
+        return {
+            "resources": sorted(r["resource_type"] for r in types),
+            "codes": [str(r[0]) for r in codes],
+            "identity": bool(waits),
+        }
 
     return await runtime.db.read("t", q)
 
@@ -151,7 +157,8 @@ async def test_paul_opposes_online_keeps_only_his_identity_and_gets_a_proof(
     holder = await activation.oppose_with_code(visitor(runtime), code, date(1951, 7, 1), ip=new_ip())
     assert holder.state == "opposed" and holder.name == "Paul Ngô"
     assert await lifecycle.state(runtime, space) == "opposed"
-    assert await kept(runtime, space) == {"resources": ["Patient"], "codes": []}
+    # Nothing but his identity, as the registry gave it, never made a Patient (the space never opened).
+    assert await kept(runtime, space) == {"resources": [], "codes": [], "identity": True}
     assert ("space:oppose", "holder", "notified>opposed|online") in await space_events(runtime, space)
 
     found, content = await opposition.proof_pdf(Context(runtime, OPERATOR), space)

@@ -16,9 +16,9 @@ from espace_sante.access.actors import Actor
 from espace_sante.access.scopes import Scopes
 from espace_sante.audit import wording
 from espace_sante.context import Context
-from espace_sante.crypto import DecryptionFailed, open_, resource_aad
+from espace_sante.crypto import DecryptionFailed, open_, pending_aad, resource_aad
 from espace_sante.errors import Conflict, Forbidden, NotFound
-from espace_sante.services import audit, devtokens, lifecycle
+from espace_sante.services import audit, devtokens, identity, lifecycle
 from espace_sante.services.runtime import Runtime
 from espace_sante.storage import access as access_store
 from espace_sante.storage import audit as audit_store
@@ -40,9 +40,9 @@ async def registered(runtime: Runtime, tmp_path: Path, **values: str) -> tuple[u
     """A person imported from the registry: a `registered` space. Returns (space, NIR)."""
     row = person(**values)
     assert (await import_registry(runtime, write(tmp_path / f"{row['nir']}.csv", [row])))["created"] == 1
-    found = await runtime.db.read("t_by_ins", people_store.patient_by_ins, row["nir"])
+    found = await lifecycle.space_of_ins(runtime, row["nir"])
     assert found is not None
-    return found.space_id, row["nir"]
+    return found, row["nir"]
 
 
 async def active(fhir: httpx.AsyncClient) -> tuple[uuid.UUID, str, str]:
@@ -87,6 +87,17 @@ async def bodies(runtime: Runtime, space: uuid.UUID) -> list[Any]:
         )
 
     return await runtime.db.read("t_bodies", fetch)
+
+
+async def waiting_identity(runtime: Runtime, space: uuid.UUID) -> dict[str, Any]:
+    """The identity the registry gave, sealed until the space opens (services/identity.py)."""
+
+    async def q(conn: Conn) -> dict[str, Any]:
+        found = await identity.body(conn, runtime, space)
+        assert found is not None and await people_store.ins_of_space(conn, space)
+        return found[1]
+
+    return await runtime.db.read("t_waiting", q)
 
 
 async def count_rows(runtime: Runtime, space: uuid.UUID, rtype: str | None = None) -> int:
@@ -147,37 +158,42 @@ async def test_an_opposed_space_never_opens_and_its_data_and_key_are_gone(
 ) -> None:
     space, nir = await registered(runtime, tmp_path)
     await lifecycle.notify(Context.system(runtime), space, on=TODAY)
-    found = await runtime.db.read("t_by_ins", people_store.patient_by_ins, nir)
+    found = await runtime.db.read("t_by_ins", people_store.registry_patient, nir)
     assert found is not None
-    # A legacy record's content, already there (imported by the system, as the legacy DMP import will: machine
-    # clients deposit only once the space is open).
-    from espace_sante.services import fhir as fhir_service
-
-    legacy = {
+    sealed_before = await waiting_identity(runtime, space)
+    # Before it opens, a space holds only the identity the registry gave, sealed under its key: no Patient,
+    # so nothing can be written about the person (a feed is refused; the legacy import sets documents aside).
+    observation_ = {
         "resourceType": "Observation",
         "status": "final",
         "code": {"coding": [{"system": "http://loinc.org", "code": "8867-4"}]},
         "subject": {"reference": f"Patient/{found.patient_id}"},
     }
-    await fhir_service.create(Context.system(runtime), legacy)
-    refused = await fhir.post("/Observation", json=legacy, headers=FHIR_JSON)
-    assert refused.status_code == 422  # a feed cannot write before the space opens
-    before = await bodies(runtime, space)
-    assert await readable_with_the_key_store(runtime, space, before) == len(before) >= 2
+    refused = await fhir.post("/Observation", json=observation_, headers=FHIR_JSON)
+    assert refused.status_code == 422
+    old_seal = await runtime.db.read(
+        "t_seal", lambda c: c.fetchval("SELECT pending FROM registry_person WHERE space_id = $1", space)
+    )
     operator = Context(runtime, Actor("operator", "agent-cpam", display="Agent CPAM"))
     assert await lifecycle.oppose(operator, space, "phone") == ("notified", "opposed")
-    assert await count_rows(runtime, space, "Observation") == 0
-    assert await readable_with_the_key_store(runtime, space, before) == 0  # the old key is destroyed
-    assert await count_rows(runtime, space, "Patient") == 1  # only the identity, under a new key
+    assert await count_rows(runtime, space) == 0
+    new_key = await runtime.db.read("t_key", runtime.keys.version, space, 1)
+    with pytest.raises(DecryptionFailed):  # the old key is destroyed: the old seal is unreadable
+        open_(new_key, old_seal, pending_aad(str(space), found.patient_id, 1))
+    # Only the identity, still waiting (the space never opened), sealed again under the new key.
+    assert await waiting_identity(runtime, space) == sealed_before
     await lifecycle.run(runtime, TODAY + timedelta(days=runtime.settings.opposition_window_days + 1))
     assert await lifecycle.state(runtime, space) == "opposed"
+    assert await count_rows(runtime, space, "Patient") == 0  # an opposed space is never opened
     holder = await as_person(runtime, http, f"holder:{nir}", "patient/*.*")
     assert (await holder.get(f"/Patient/{found.patient_id}")).status_code == 404
     with pytest.raises(Conflict):
         await lifecycle.oppose(operator, space, "counter")
-    # Later they ask for a space after all: registered again, a new notice will follow.
+    # Later they ask for a space after all: registered again, a new notice will follow; it opens as any other.
     assert await lifecycle.request(holder_ctx(runtime, nir), space) == ("opposed", "registered")
-    assert (await holder.get(f"/Patient/{found.patient_id}")).status_code == 200
+    assert await waiting_identity(runtime, space) == sealed_before
+    assert await lifecycle.activate(holder_ctx(runtime, nir), space) == ("registered", "active")
+    assert (await holder.get(f"/Patient/{found.patient_id}")).json()["name"] == sealed_before["name"]
 
 
 async def test_a_closed_space_is_read_by_no_one_until_its_holder_reopens_it(
@@ -309,6 +325,11 @@ async def test_every_transition_is_in_the_trace_in_plain_words(runtime: Runtime,
     french = [wording.sentence(r) for r in records]
     english = [wording.sentence(r, "en") for r in records]
     assert french[0].startswith(
+        "Le service espace santé lui-même a créé votre espace santé d'après le registre de l'Assurance Maladie"
+    )
+    assert english[0].startswith("The espace santé service itself created your health space from the insurer")
+    french, english = french[1:], english[1:]
+    assert french[0].startswith(
         "Le service espace santé lui-même a envoyé l'avis de création de votre espace"
     )
     assert french[1].startswith("Vous avez activé votre espace santé le ")
@@ -317,10 +338,13 @@ async def test_every_transition_is_in_the_trace_in_plain_words(runtime: Runtime,
     assert "fermé votre espace santé (à votre demande)" in french[4]
     assert "rouvert votre espace santé, avec toutes ses données" in french[5]
     assert english[4].startswith("You closed your health space (at your request) on ")
-    assert [r.detail.split("|")[0] for r in records] == [
+    assert [r.detail.split("|")[0] for r in records[1:]] == [
         "registered>notified", "notified>active", "active>suspended", "suspended>active", "active>closed",
         "closed>active",
     ]  # fmt: skip
+    # Activation wrote the Patient from the identity the registry gave, traced as the registry's feed.
+    created = [r for r in await trace(runtime, space) if r.action == "resource:create"]
+    assert [(r.entity_type, r.entity_version, r.actor_kind) for r in created] == [("Patient", 1, "system")]
     assert not (await audit.verify(runtime, space)).broken
 
 

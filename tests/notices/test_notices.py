@@ -15,7 +15,6 @@ import pikepdf
 from espace_sante.context import Context
 from espace_sante.services import activation, lifecycle, notices
 from espace_sante.services.runtime import Runtime
-from espace_sante.storage import people
 from espace_sante.storage.db import Conn
 from tests.cli.test_commands import run as cli
 from tests.registry.test_import import person, run, write
@@ -38,9 +37,10 @@ async def outbox_for(runtime: Runtime, to: str) -> list[tuple[str, str]]:
 
 
 async def space_of(runtime: Runtime, nir: str) -> uuid.UUID:
-    found = await runtime.db.read("t", people.patient_by_ins, nir)
+    """The space the registry made for this person (its Patient is written when it opens)."""
+    found = await lifecycle.space_of_ins(runtime, nir)
     assert found is not None
-    return uuid.UUID(str(found.space_id))
+    return found
 
 
 async def letters_of(runtime: Runtime, space: uuid.UUID) -> list[dict[str, object]]:

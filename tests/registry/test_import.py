@@ -1,6 +1,7 @@
-"""`registry import` in the session's database (registry/importer.py): spaces made from a file are found by
-INS through the API and their trace verifies; a second import changes nothing; a changed row makes one new
-version, traced; a minor's representatives can read the child's record; bad rows go to the rejects file."""
+"""`registry import` in the session's database (registry/importer.py): a file makes spaces whose identity waits
+sealed until they open, then they are found by INS through the API and their trace verifies; a second import
+changes nothing; a changed row reseals a waiting identity or makes one new Patient version, traced; a minor's
+representatives can read the child's record; bad rows go to the rejects file."""
 
 from __future__ import annotations
 
@@ -14,11 +15,12 @@ from typing import Any
 import httpx
 import pytest
 
+from espace_sante.context import Context
 from espace_sante.errors import NotFound
 from espace_sante.registry.importer import Counts, import_file
 from espace_sante.registry.rejects import RejectsFile
 from espace_sante.registry.rows import COLUMNS
-from espace_sante.services import audit, devtokens
+from espace_sante.services import audit, devtokens, identity, lifecycle
 from espace_sante.services.runtime import Runtime
 from espace_sante.storage.db import Conn
 from tests.factories import BASE, FHIR_JSON, INS, new_nir, patient
@@ -74,7 +76,31 @@ async def by_ins(runtime: Runtime, http: httpx.AsyncClient, nir: str) -> list[di
     return [e["resource"] for e in found.json().get("entry", [])]
 
 
-async def test_a_file_makes_spaces_found_by_ins_whose_trace_verifies(
+async def space_of(runtime: Runtime, nir: str) -> uuid.UUID:
+    space = await lifecycle.space_of_ins(runtime, nir)
+    assert space is not None
+    return space
+
+
+async def waiting(runtime: Runtime, nir: str) -> dict[str, Any] | None:
+    """The identity sealed for the person's space while it has no Patient (None once it has one)."""
+    space = await space_of(runtime, nir)
+
+    async def q(conn: Conn) -> dict[str, Any] | None:
+        if not await conn.fetchval("SELECT pending IS NOT NULL FROM registry_person WHERE nir = $1", nir):
+            return None
+        found = await identity.body(conn, runtime, space)
+        return None if found is None else found[1]
+
+    return await runtime.db.read("test_waiting", q)
+
+
+async def activate(runtime: Runtime, nir: str) -> None:
+    """The person activates their space early (the lifecycle's transition, as the activation service makes it)."""
+    await lifecycle.activate(Context.system(runtime), await space_of(runtime, nir))
+
+
+async def test_a_file_makes_spaces_whose_identity_waits_until_they_open(
     runtime: Runtime, http: httpx.AsyncClient, tmp_path: Path
 ) -> None:
     people = [person(), person(email="", last_name="Ngô", first_names="Văn"), person(death_date="2024-01-05")]
@@ -83,22 +109,46 @@ async def test_a_file_makes_spaces_found_by_ins_whose_trace_verifies(
         "read": 3, "created": 3, "updated": 0, "unchanged": 0, "rejected": 0
     }  # fmt: skip
     for row in people:
+        # A space, registered, whose identity waits sealed: no Patient, nothing to find by INS yet.
+        assert await lifecycle.state(runtime, await space_of(runtime, row["nir"])) == "registered"
+        assert await by_ins(runtime, http, row["nir"]) == []
+        sealed = await waiting(runtime, row["nir"])
+        assert sealed is not None and sealed["name"][0]["family"] == row["last_name"]
+        assert sealed["birthDate"] == row["birth_date"] and "id" not in sealed
+        assert not (await audit.verify(runtime, await space_of(runtime, row["nir"]))).broken
+    assert (await waiting(runtime, people[2]["nir"]) or {})["deceasedDateTime"] == "2024-01-05"
+
+    # Activation writes the Patient from it: version 1, found by INS, traced as the registry's.
+    for row in people[:2]:
+        await activate(runtime, row["nir"])
+        assert await waiting(runtime, row["nir"]) is None
         [found] = await by_ins(runtime, http, row["nir"])
         assert found["name"][0]["family"] == row["last_name"] and found["birthDate"] == row["birth_date"]
         assert found["meta"]["versionId"] == "1"
         space = uuid.UUID(found["id"][:32])
+        assert space == await space_of(runtime, row["nir"])
         assert not (await audit.verify(runtime, space)).broken
-    first, second, dead = [(await by_ins(runtime, http, r["nir"]))[0] for r in people]
+    first, second = [(await by_ins(runtime, http, r["nir"]))[0] for r in people[:2]]
     assert first["telecom"] == [{"system": "email", "value": "anne.lefevre@exemple.fr"}]
     assert first["address"][0]["postalCode"] == "69003" and first["gender"] == "female"
     assert first["name"][0]["given"] == ["Anne", "Marie"]
     assert "telecom" not in second
-    assert dead["deceasedDateTime"] == "2024-01-05"
-    # The creation is in the space's trace, written by the system.
+
+    async def chain(conn: Conn) -> list[tuple[str, str]]:
+        rows = await conn.fetch(
+            "SELECT action, actor_kind FROM audit_event WHERE space_id = $1 AND action <> 'resource:search' "
+            "ORDER BY seq",
+            await space_of(runtime, people[0]["nir"]),
+        )
+        return [(r["action"], r["actor_kind"]) for r in rows]
+
+    assert await runtime.db.read("test_chain", chain) == [
+        ("space:register", "system"), ("space:activate", "system"), ("resource:create", "system"),
+    ]  # fmt: skip
     trace = await (await as_holder(runtime, http, people[0]["nir"])).get(
         "/AuditEvent", params={"patient": first["id"]}
     )
-    assert trace.json()["total"] >= 1
+    assert trace.json()["total"] >= 3
 
 
 async def test_the_same_file_twice_changes_nothing(
@@ -107,9 +157,20 @@ async def test_the_same_file_twice_changes_nothing(
     people = [person() for _ in range(5)]
     registry = write(tmp_path / "registre.csv", people)
     assert (await run(runtime, registry))["created"] == 5
+
+    async def sealed(conn: Conn) -> list[bytes]:
+        rows = await conn.fetch(
+            "SELECT pending FROM registry_person WHERE nir = ANY($1::text[]) ORDER BY nir",
+            [p["nir"] for p in people],
+        )
+        return [bytes(r["pending"]) for r in rows]
+
+    before = await runtime.db.read("test_sealed", sealed)
     again = await run(runtime, registry)
     assert again == {"read": 5, "created": 0, "updated": 0, "unchanged": 5, "rejected": 0}
+    assert await runtime.db.read("test_sealed", sealed) == before  # not even sealed again
     for row in people:
+        await activate(runtime, row["nir"])
         [found] = await by_ins(runtime, http, row["nir"])
         assert found["meta"]["versionId"] == "1"
 
@@ -117,11 +178,18 @@ async def test_the_same_file_twice_changes_nothing(
 async def test_a_changed_row_makes_one_new_version_and_an_absent_person_stays(
     runtime: Runtime, http: httpx.AsyncClient, tmp_path: Path
 ) -> None:
-    moving, staying, leaving = person(), person(), person()
-    await run(runtime, write(tmp_path / "janvier.csv", [moving, staying, leaving]))
+    moving, staying, leaving, early = person(), person(), person(), person()
+    await run(runtime, write(tmp_path / "janvier.csv", [moving, staying, leaving, early]))
+    await activate(runtime, moving["nir"])  # an active space: the change is a new Patient version
     moved = moving | {"address_line": "3 quai Saint-Michel", "postal_code": "29200", "city": "Brest"}
-    later = write(tmp_path / "fevrier.csv", [moved, staying])
-    assert await run(runtime, later) == {"read": 2, "created": 0, "updated": 1, "unchanged": 1, "rejected": 0}
+    # A space not yet open: its waiting identity is sealed again, and the Patient it becomes is the new one.
+    corrected = early | {"email": "", "death_date": "2026-01-02"}
+    later = write(tmp_path / "fevrier.csv", [moved, staying, corrected])
+    assert await run(runtime, later) == {"read": 3, "created": 0, "updated": 2, "unchanged": 1, "rejected": 0}
+    now = await waiting(runtime, early["nir"])
+    assert now is not None and "telecom" not in now and now["deceasedDateTime"] == "2026-01-02"
+    early_space = await space_of(runtime, early["nir"])
+    assert not (await audit.verify(runtime, early_space)).broken
     [found] = await by_ins(runtime, http, moving["nir"])
     assert found["meta"]["versionId"] == "2" and found["address"][0]["city"] == "Brest"
     moving_holder = await as_holder(runtime, http, moving["nir"])
@@ -131,8 +199,8 @@ async def test_a_changed_row_makes_one_new_version_and_an_absent_person_stays(
     assert not (await audit.verify(runtime, space)).broken
     trace = await moving_holder.get("/AuditEvent", params={"patient": found["id"]})
     assert trace.json()["total"] >= 2
-    assert len(await by_ins(runtime, http, leaving["nir"])) == 1  # not in February's file: not deleted
-    assert await run(runtime, later) == {"read": 2, "created": 0, "updated": 0, "unchanged": 2, "rejected": 0}
+    assert await waiting(runtime, leaving["nir"]) is not None  # not in February's file: not deleted
+    assert await run(runtime, later) == {"read": 3, "created": 0, "updated": 0, "unchanged": 3, "rejected": 0}
 
 
 async def test_a_patient_made_through_the_api_is_adopted_not_doubled(
@@ -167,6 +235,7 @@ async def test_a_minors_representatives_read_the_childs_record(
     stranger = person()
     # The father is not in this file: his link is recorded by INS and waits for him.
     assert (await run(runtime, write(tmp_path / "r.csv", [child, mother, stranger])))["created"] == 3
+    await activate(runtime, child["nir"])  # the child's code, used by a parent
     [record] = await by_ins(runtime, http, child["nir"])
 
     async def reads(who: str) -> int:
@@ -193,7 +262,7 @@ async def test_a_minors_representatives_read_the_childs_record(
     ends = await runtime.db.read("test_until", until)
     assert ends == [born.replace(year=born.year + 18)] * 2
     space = uuid.UUID(record["id"][:32])
-    assert not (await audit.verify(runtime, space)).broken  # creation + two rights:representative records
+    assert not (await audit.verify(runtime, space)).broken  # registration, two rights, activation, Patient
     assert (await run(runtime, write(tmp_path / "r.csv", [child, mother, stranger])))["unchanged"] == 3
 
 
@@ -210,7 +279,7 @@ async def test_bad_rows_go_to_the_rejects_file_and_good_ones_through(
     with rejects.open(encoding="utf-8") as fh:
         refused = [(r["line"], r["field"]) for r in csv.DictReader(fh)]
     assert refused == [("2", "sex"), ("4", "nir"), ("5", "postal_code"), ("6", "email")]
-    assert len(await by_ins(runtime, http, good["nir"])) == 1
+    assert await waiting(runtime, good["nir"]) is not None
 
 
 async def test_the_same_person_twice_in_one_file_applies_in_order(
@@ -220,8 +289,7 @@ async def test_the_same_person_twice_in_one_file_applies_in_order(
     second = first | {"email": "nouvelle@exemple.fr"}
     counts = await run(runtime, write(tmp_path / "r.csv", [first, second]))
     assert counts == {"read": 2, "created": 1, "updated": 1, "unchanged": 0, "rejected": 0}
-    [found] = await by_ins(runtime, http, first["nir"])
-    assert found["telecom"][0]["value"] == "nouvelle@exemple.fr"
+    assert (await waiting(runtime, first["nir"]) or {})["telecom"][0]["value"] == "nouvelle@exemple.fr"
 
 
 async def test_two_importers_at_once_on_halves_of_a_file_make_one_space_per_person(
@@ -249,8 +317,8 @@ async def test_two_importers_at_once_on_halves_of_a_file_make_one_space_per_pers
     async def check(conn: Conn) -> tuple[int, int, int]:
         nirs = [p["nir"] for p in everyone + overlap]
         spaces = await conn.fetchval(
-            "SELECT count(DISTINCT space_id) FROM sp_token WHERE resource_type = 'Patient' "
-            "AND param = 'identifier' AND code = ANY($1::text[])",
+            "SELECT count(DISTINCT s.space_id) FROM space s JOIN registry_person p USING (space_id) "
+            "WHERE p.nir = ANY($1::text[]) AND p.pending IS NOT NULL",
             nirs,
         )
         people = await conn.fetchval("SELECT count(*) FROM registry_person WHERE nir = ANY($1::text[])", nirs)

@@ -241,7 +241,7 @@ async def test_paul_opposes_after_confirming_and_downloads_his_proof_from_this_b
         done = await client.post("/activation/opposition/confirmer", data={"csrf": csrf_of(confirm.text)})
         assert done.status_code == 303 and done.headers["location"] == "/activation/opposition/enregistree"
         assert await lifecycle.state(runtime, space) == "opposed"
-        assert await kept(runtime, space) == {"resources": ["Patient"], "codes": []}
+        assert await kept(runtime, space) == {"resources": [], "codes": [], "identity": True}
 
         recorded = await client.get("/activation/opposition/enregistree")
         body = unescape(recorded.text)

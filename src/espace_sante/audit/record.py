@@ -74,6 +74,9 @@ Action = Literal[
     "activation:locked",
     # The lifecycle of a space (services/lifecycle.py), in the space's own chain: detail is "from>to|reason"
     # (reason: the opposition's channel, or why the space was closed: holder, death, suspension, erase).
+    # `space:register` opens the chain of a space the registry import made (its Patient is written when the
+    # space opens: services/identity.py); the records after it say what followed (a notice, representatives).
+    "space:register",
     "space:notify",
     "space:oppose",
     "space:request",

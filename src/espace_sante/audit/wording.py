@@ -870,6 +870,12 @@ _CLOSURES: dict[str, tuple[str, str]] = {
     ),
 }
 _SPACE_WORDS: dict[str, tuple[str, str]] = {
+    "space:register": (
+        "créé votre espace santé d'après le registre de l'Assurance Maladie (vos nom, date de naissance et "
+        "adresse ; votre fiche y sera écrite à son ouverture)",
+        "created your health space from the insurer's registry (your name, birth date and address; your "
+        "identity record is written into it when it opens)",
+    ),
     "space:notify": (
         "envoyé l'avis de création de votre espace santé",
         "sent the notice that your health space is being created",

@@ -2,21 +2,25 @@
 leaves alone the space of the person it names.
 
 The file is streamed (constant memory) and cut into batches of at most `BATCH` people, each one transaction:
-- people the registry never named get their space in bulk (storage/provision.py: COPY of keys, encrypted
-  Patients, index rows and the first audit records, representatives traced in the same chain);
+- people the registry never named get their space in bulk (storage/provision.py: COPY of the space rows,
+  their data keys, their `registry_person` rows and the first records of their chains, representatives traced
+  in the same chain). Their Patient is NOT written now: its body waits sealed under the space's key in
+  `registry_person.pending` and becomes the space's Patient when the space opens or is activated
+  (services/identity.py `materialise`). A FHIR Patient costs its version, a dozen search rows and a trace
+  record; spread over the opposition window instead of the import, and never made for people who oppose;
 - people whose row changed since the last import (a fingerprint of the row is kept in `registry_person`) get a
-  new version of their Patient through the app's own storage (storage/resources.py `write`), traced in their
-  space's chain as written by the system (the insurer's feed);
+  new version of their Patient through the app's own storage (storage/resources.py `write`), or their waiting
+  identity sealed again, traced in their space's chain as written by the system (the insurer's feed);
 - a person the registry names whose Patient was made otherwise (through the API) is adopted: their space is
   recorded and their Patient brought up to date, never a second space;
 - the batch moves the run's checkpoint (`registry_import`) in the same transaction, so a run killed at any
   point is resumed by the next run of the same file and ends as one clean run would;
 - with `notify` (`registry import --notify`), the people the batch creates are notified in the same
-  transaction, from the rows in memory (no Patient decrypted again): their spaces are written `notified`
-  with their chains' `space:notify` and `activation:issue` records after the creation's, their codes (only
-  HMAC digests) and notices (and the e-mails' delivery jobs) alongside, as `notices send` would write them.
-  A minor whose representative is not yet known (later in the file) and a person with a death date stay
-  `registered`; the run's last step is `notices send` for what is left (services/notices.py).
+  transaction, from the rows in memory: their spaces are written `notified` with their chains' `space:notify`
+  and `activation:issue` records after the registration's, their codes (only HMAC digests) and notices (and
+  the e-mails' delivery jobs) alongside, as `notices send` would write them. A minor whose representative is
+  not yet known (later in the file) and a person with a death date stay `registered`; the run's last step is
+  `notices send` for what is left (services/notices.py).
 
 The INS is the key: `registry_person`'s primary key makes a second space for one NIR impossible, even with two
 imports at once. A person absent from a later file is left as is."""
@@ -40,6 +44,7 @@ from ..access.policy import Decision, decide
 from ..audit.record import SUCCESS, Record
 from ..context import Context
 from ..fhir import compartment
+from ..services import identity as waiting_identity
 from ..services import notices
 from ..services.runtime import Runtime
 from ..storage import audit as audit_store
@@ -48,9 +53,8 @@ from ..storage import resources as store
 from ..storage.db import Conn
 from ..storage.notices import NewNotice
 from ..storage.people import INS_SYSTEM
-from . import patients
 from .rejects import RejectsFile
-from .rows import Beneficiary, Rejected, read_registry
+from .rows import Beneficiary, Keep, Rejected, in_shard, read_registry
 
 BATCH = 2000
 #: Batches between two collections of cyclic garbage during a run (see `import_file`).
@@ -217,17 +221,13 @@ class Prepared:
     row: Beneficiary
     fingerprint: bytes
     patient: dict[str, Any]
-    tuples: provision.IndexTuples
     space_id: uuid.UUID
     patient_id: str
 
 
 def prepare(row: Beneficiary) -> Prepared:
     space = compartment.new_space_id()
-    return Prepared(
-        row, fingerprint(row), new_patient(row), patients.index_tuples(row), space,
-        compartment.new_resource_id(space),
-    )  # fmt: skip
+    return Prepared(row, fingerprint(row), new_patient(row), space, compartment.new_resource_id(space))
 
 
 class Importer:
@@ -242,7 +242,7 @@ class Importer:
         self.create = decide(SYSTEM, "create", "Patient")
         self.update = decide(SYSTEM, "update", "Patient")
         self.record = Record(
-            action="resource:create",
+            action="space:register",
             outcome=SUCCESS,
             actor_kind=SYSTEM.kind,
             actor_id=SYSTEM.id,
@@ -280,10 +280,9 @@ class Importer:
                 later.append(p)
             spaces.append(
                 provision.NewSpace(
-                    p.space_id, p.patient_id, p.patient, NEW_STATE, more, tuples=p.tuples,
-                    death_checked=1 if alive else 0,
+                    p.space_id, p.patient_id, p.patient, NEW_STATE, more, death_checked=1 if alive else 0
                 )
-            )  # fmt: skip
+            )
         codes = None
         if on is not None and addressed:
             codes = notices.draw_codes(self.rt, [a.space_id for a in addressed], on)
@@ -291,13 +290,14 @@ class Importer:
             for p, more in notified:
                 spaces.append(
                     provision.NewSpace(
-                        p.space_id, p.patient_id, p.patient, "notified", (*more, *trace), tuples=p.tuples,
+                        p.space_id, p.patient_id, p.patient, "notified", (*more, *trace),
                         opens_on=codes.opens_on, death_checked=1,
                     )
                 )  # fmt: skip
         rows = provision.build_spaces(
-            self.rt.keys, self.create, spaces, record=self.record, remember=False, keep_keys=on is not None
-        )
+            self.rt.keys, self.create, spaces, record=self.record, remember=False, keep_keys=on is not None,
+            pending=True,
+        )  # fmt: skip
         built = Built(rows, later=later)
         if codes is not None:
             rows.codes = [
@@ -332,17 +332,33 @@ class Importer:
         claimed: set[str] = set()
         if fresh:
             adopted = await provision.patients_by_ins(conn, [r.nir for r in fresh])
+            # The rows of the spaces this batch may create (their sealed identities go in the claim).
+            maybe = {ready[r.nir].space_id for r in fresh if r.nir not in adopted}
+            if built is None:
+                built = self.build([ready[r.nir] for r in fresh if r.nir not in adopted], prepared)
+            elif len(maybe) < len(prepared):
+                built = built.only(maybe)
+            sealed = built.rows.pending
             planned = {
                 r.nir: adopted.get(r.nir) or (ready[r.nir].space_id, ready[r.nir].patient_id) for r in fresh
             }
             claimed = await provision.claim(
-                conn, [(r.nir, *planned[r.nir], ready[r.nir].fingerprint) for r in fresh]
+                conn,
+                [
+                    (
+                        r.nir,
+                        *planned[r.nir],
+                        ready[r.nir].fingerprint,
+                        None if r.nir in adopted else sealed.get(ready[r.nir].space_id),
+                    )
+                    for r in fresh
+                ],
             )
             if len(claimed) < len(fresh):  # another import claimed some since: they are now known
                 known |= await provision.registry_people(conn, [r.nir for r in fresh if r.nir not in claimed])
         new: list[Prepared] = []
         links: list[tuple[uuid.UUID, str, date]] = []
-        changed: list[tuple[Beneficiary, uuid.UUID, str]] = []
+        changed: list[tuple[Beneficiary, uuid.UUID, str, provision.Pending | None]] = []
         fingerprints: list[tuple[str, bytes]] = []
         unchanged = 0
         for r in rows:
@@ -350,25 +366,23 @@ class Importer:
                 new.append(ready[r.nir])
                 links += self._links(r, ready[r.nir].space_id)
             elif r.nir in claimed:
-                changed.append((r, *adopted[r.nir]))
+                changed.append((r, *adopted[r.nir], None))
             else:
                 k = known[r.nir]
                 if k.fingerprint == ready[r.nir].fingerprint:
                     unchanged += 1
                 else:
-                    changed.append((r, k.space_id, k.patient_id))
+                    changed.append((r, k.space_id, k.patient_id, k.pending))
                     fingerprints.append((r.nir, ready[r.nir].fingerprint))
-        if built is None:
-            built = self.build(new, prepared)
-        elif len(new) < len(prepared):  # some were known after all: only the new people's rows
-            built = built.only({p.space_id for p in new})
+        if built is None or len(new) < len(prepared):  # some were known after all: only the new people's rows
+            built = (built or Built(provision.SpaceRows())).only({p.space_id for p in new})
         await provision.write_spaces(conn, built.rows)
         await provision.add_representatives(conn, links)
         await notices.record(conn, built.notices)
         sent = built.counts
         updated = 0
-        for r, space, pid in changed:
-            if await self._update(conn, r, space, pid):
+        for r, space, pid, waiting in changed:
+            if await self._update(conn, r, space, pid, waiting):
                 updated += 1
             else:
                 unchanged += 1
@@ -398,11 +412,38 @@ class Importer:
                 ready.append((addressee, (1, built.rows.aeads[p.space_id])))
         return await notices.notify_addressed(conn, self.ctx, self.notify, ready)
 
-    async def _update(self, conn: Conn, b: Beneficiary, space_id: uuid.UUID, patient_id: str) -> bool:
-        """Bring one person's Patient and representatives up to date; False when nothing needed to change."""
+    async def _update(
+        self,
+        conn: Conn,
+        b: Beneficiary,
+        space_id: uuid.UUID,
+        patient_id: str,
+        waiting: provision.Pending | None,
+    ) -> bool:
+        """Bring one person's Patient (or the identity waiting for it) and representatives up to date; False
+        when nothing needed to change."""
         decision = self.update
         touched = False
-        current = await store.current(conn, decision, space_id, "Patient", patient_id, for_update=True)
+        current = None
+        if waiting is not None:
+            before = await waiting_identity.unseal(conn, self.rt, waiting)
+            after = merged(before, b)
+            if not _same(before, after):
+                await waiting_identity.reseal(conn, self.rt, space_id, patient_id, after, recheck_death=True)
+                await audit_store.append(
+                    conn,
+                    space_id,
+                    replace(
+                        self.record,
+                        action="resource:update",
+                        basis=decision.reason_in(space_id),
+                        entity_type="Patient",
+                        entity_id=patient_id,
+                    ),
+                )
+                touched = True
+        else:
+            current = await store.current(conn, decision, space_id, "Patient", patient_id, for_update=True)
         if current is not None and not current.deleted:
             stored = await store.read(conn, self.rt.keys, decision, space_id, "Patient", patient_id)
             assert stored is not None and stored.body is not None
@@ -453,12 +494,21 @@ async def import_file(
     today: date | None = None,
     notify: date | None = None,
     deliver: bool = False,
+    shard: tuple[int, int] | None = None,
 ) -> Counts:
     """Import a registry file (resuming an unfinished run of the same bytes). Raises RegistryFormatError for a
     file that is not a registry, ImportRunning when another run of the same file is going on. With `notify`
     (the notice date), the people created are notified in their batch's transaction, then what is still
-    `registered` by `notices send` (services/notices.py), which delivers the e-mails when `deliver`."""
+    `registered` by `notices send` (services/notices.py), which delivers the e-mails when `deliver`.
+
+    With `shard` (k, n), only the rows of shard k of n (registry/rows.py `shard_of`) are imported, as one
+    run of its own (its own checkpoint and lock), and the last `notices send` step is left to the caller,
+    which runs it once every shard is done (registry/shards.py)."""
     digest = file_digest(path)
+    keep: Keep | None = None
+    if shard is not None:
+        digest = hashlib.sha256(digest + f"|shard {shard[0]}/{shard[1]}".encode()).digest()
+        keep = in_shard(*shard)
     importer = Importer(runtime, today=today, notify=notify)
     async with runtime.db.pool.acquire() as lock:
         # A session lock for the run: a second run of the same file refuses to start; a killed run's lock goes
@@ -477,8 +527,9 @@ async def import_file(
         try:
             with path.open("rb") as stream:
                 return await _run(
-                    runtime, importer, stream, digest, rejects, progress, resumed, batch_size, deliver
-                )
+                    runtime, importer, stream, digest, rejects, progress, resumed, batch_size, deliver,
+                    keep=keep, last_step=shard is None,
+                )  # fmt: skip
         finally:
             if was_enabled:
                 gc.enable()
@@ -500,8 +551,9 @@ class _Reader:
         after: int,
         size: int,
         build: Callable[[list[Prepared]], Built],
+        keep: Keep | None = None,
     ) -> None:
-        self.rows = iter(read_registry(stream, today=today))
+        self.rows = iter(read_registry(stream, today=today, keep=keep))
         self.build = build
         #: Build spaces ahead: right for a first import, wasted on a re-import where nearly every row is
         #: unchanged (the transaction then builds the few new ones itself). Set from the last batch's counts.
@@ -555,6 +607,9 @@ async def _run(
     resumed: Callable[[int], None] | None,
     batch_size: int,
     deliver: bool = False,
+    *,
+    keep: Keep | None = None,
+    last_step: bool = True,
 ) -> Counts:
     checkpoint = await runtime.db.interaction("registry_start", provision.start_import, digest)
     if checkpoint.last_line and resumed is not None:
@@ -563,7 +618,7 @@ async def _run(
     if importer.notify is not None:
         counts.notices = notices.SendCounts()
     reader = _Reader(
-        stream, importer.today, rejects, counts, checkpoint.last_line, batch_size, importer.build
+        stream, importer.today, rejects, counts, checkpoint.last_line, batch_size, importer.build, keep
     )
     pending = asyncio.ensure_future(asyncio.to_thread(reader.next_batch))
     batches = 0
@@ -611,7 +666,7 @@ async def _run(
         )  # fmt: skip
         if progress is not None:
             progress(counts)
-    if importer.notify is not None and counts.notices is not None:
+    if importer.notify is not None and counts.notices is not None and last_step:
         # The rest, as `notices send` after the import: the deceased closed, then every space still
         # `registered` (minors whose representative came later in the file, people registered earlier).
         rest = await notices.send(runtime, importer.notify, deliver_now=deliver)

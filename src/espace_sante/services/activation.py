@@ -49,25 +49,21 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
 
-import orjson
-
-from ..access.actors import SYSTEM, Actor
-from ..access.policy import decide
+from ..access.actors import Actor
 from ..audit.record import MINOR_FAILURE, SUCCESS, Record
 from ..context import Context
 from ..errors import Conflict, NotFound
-from ..storage import access as access_store
 from ..storage import accounts as accounts_store
 from ..storage import activation as store
 from ..storage import audit as audit_store
 from ..storage import lifecycle as lifecycle_store
 from ..storage import people as people_store
 from ..storage import ratelimit as counters
-from ..storage import resources, spaces
+from ..storage import spaces
 from ..storage.db import Conn
 from ..storage.documents import blob_key
 from ..storage.keys import DIRECTORY_SPACE
-from . import lifecycle
+from . import identity, lifecycle
 from .passwords import Peppers, peppers
 from .runtime import Runtime
 
@@ -351,7 +347,9 @@ async def redeem(
             # theirs, it must not make the young adult's account nor oppose for them; their own code follows.
             await failure("expired")
             return _Outcome(space, WRONG)
-        born = await store.holder_birth_date(conn, space)
+        born = await store.holder_birth_date(conn, space) or await identity.birth_date(
+            conn, ctx.runtime, space
+        )
         if born is None or born != birth_date:
             _, locked_now = await store.fail(conn, space, row.digest, settings.activation_max_failures)
             await failure("wrong birth date")
@@ -416,16 +414,10 @@ async def holder_in(conn: Conn, rt: Runtime, space_id: uuid.UUID) -> Holder:
     row = await lifecycle_store.row_of(conn, space_id)
     if row is None or row.state == "destroyed":
         raise NotFound("Espace introuvable / space not found")
-    patient_id = await access_store.patient_of_space(conn, space_id)
-    body: dict[str, object] = {}
-    if patient_id is not None:
-        stored = await resources.read(
-            conn, rt.keys, decide(SYSTEM, "read", "Patient"), space_id, "Patient", patient_id
-        )
-        if stored is not None and stored.body is not None:
-            body = orjson.loads(stored.body)
+    found = await identity.body(conn, rt, space_id)  # the Patient, or the identity waiting for it
+    body: dict[str, object] = {} if found is None else found[1]
     ins = await people_store.ins_of_space(conn, space_id) or ""
-    born = await store.holder_birth_date(conn, space_id)
+    born = await store.holder_birth_date(conn, space_id) or await identity.birth_date(conn, rt, space_id)
     minor = bool(await people_store.representatives_of(conn, space_id))
     account = await accounts_store.by_actor(conn, "holder", ins) if ins else None
     return Holder(space_id, ins, name_of(body), born, row.state, minor, account is not None)

@@ -276,8 +276,9 @@ def _problems(problems: list[Problem] | tuple[Problem, ...]) -> tuple[str, ...]:
 
 
 async def _person(conn: Conn, nir: str) -> tuple[uuid.UUID, str, str] | None:
-    """(space, Patient id, state) of the person with this INS-NIR."""
-    found = await people_store.patient_by_ins(conn, nir)
+    """(space, Patient id, state) of the person with this INS-NIR: the space the registry made for them
+    first (its Patient may not be written yet), else a Patient carrying it."""
+    found = await people_store.registry_patient(conn, nir) or await people_store.patient_by_ins(conn, nir)
     if found is None:
         return None
     state = await lifecycle_store.state_of(conn, found.space_id)

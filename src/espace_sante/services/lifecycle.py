@@ -28,6 +28,7 @@ from ..access.actors import SYSTEM, Actor
 from ..access.policy import decide
 from ..audit.record import SUCCESS, Record
 from ..context import Context
+from ..crypto import DecryptionFailed
 from ..errors import BadRequest, Conflict, Forbidden, NotFound
 from ..storage import access as access_store
 from ..storage import lifecycle as store
@@ -35,6 +36,7 @@ from ..storage import people as people_store
 from ..storage import resources
 from ..storage.db import Conn
 from ..storage.documents import blob_key
+from . import identity
 from .runtime import Runtime
 
 State = Literal["registered", "notified", "opposed", "open", "active", "suspended", "closed", "destroyed"]
@@ -90,6 +92,9 @@ TRANSITIONS: Mapping[str, Transition] = {
 }
 #: States in which a death date on the Patient closes the space at the next run.
 LIVE = TRANSITIONS["close"].sources
+#: States in which a space is used (professionals deposit, the holder reads): entering one writes the Patient
+#: of a space the registry made, from the identity waiting for it (services/identity.py).
+USABLE = frozenset({"open", "active"})
 BATCH = 1000
 
 log = logging.getLogger(__name__)
@@ -188,6 +193,8 @@ async def _apply(
     await store.append_many(
         conn, [(space_id, _record(ctx.actor, event, row.state, target, reason, ctx.request_id))]
     )
+    if target in USABLE:
+        await identity.materialise(conn, ctx, [space_id])
     return row.state, target
 
 
@@ -221,9 +228,12 @@ async def _shred_keeping_identity(conn: Conn, ctx: Context, space_id: uuid.UUID)
     if patient_id is not None:
         stored = await resources.read(conn, keys, reading, space_id, "Patient", patient_id)
         body = None if stored is None or stored.body is None else orjson.loads(stored.body)
+    waiting = None if patient_id is not None else await identity.body(conn, ctx.runtime, space_id)
     ctx.uploads.extend(await store.blob_keys(conn, [space_id]))  # deleted from the store after commit
     await store.erase(conn, keys, [space_id])
     await keys.create(conn, space_id)
+    if waiting is not None:  # a space that never opened: its identity goes on waiting, under the new key
+        await identity.reseal(conn, ctx.runtime, space_id, *waiting)
     if body is not None and patient_id is not None:
         body.pop("meta", None)
         writing = decide(SYSTEM, "create", "Patient")
@@ -467,6 +477,8 @@ async def run(rt: Runtime, as_of: date | None = None, *, batch: int = BATCH) -> 
                 moved = await store.move_due(
                     conn, due_sql, rule.sources, rule.target, *args, limit=batch, closed_reason=reason
                 )
+                if rule.target in USABLE:
+                    await identity.materialise(conn, ctx, moved)
                 await store.append_many(
                     conn,
                     [
@@ -554,14 +566,19 @@ async def _close_deceased(rt: Runtime, ctx: Context, day: date, batch: int) -> i
             checked: list[tuple[uuid.UUID, int]] = []
             for space_id, patient_id, version in found:
                 try:
-                    stored = await resources.read(conn, rt.keys, reading, space_id, "Patient", patient_id)
-                except resources.DataUnreadable:
+                    if version == 0:  # no Patient yet: the identity waiting for it (services/identity.py)
+                        waiting = await identity.body(conn, rt, space_id)
+                        body = {} if waiting is None else waiting[1]
+                        version = 1  # the Patient it becomes is version 1, with the same identity
+                    else:
+                        stored = await resources.read(conn, rt.keys, reading, space_id, "Patient", patient_id)
+                        body = {} if stored is None or stored.body is None else orjson.loads(stored.body)
+                except (resources.DataUnreadable, DecryptionFailed):
                     # One space whose Patient cannot be decrypted (a lost key, a damaged row: `documents
                     # verify` and `audit verify` are the tools) must not stop the run for everyone else; it is
                     # not marked checked, so every run logs it again until someone repairs it.
                     log.warning("death check: unreadable Patient in space %s", space_id)
                     continue
-                body = {} if stored is None or stored.body is None else orjson.loads(stored.body)
                 died = str(body.get("deceasedDateTime") or "")[:10]
                 if died and died <= day.isoformat():
                     dead.append(space_id)

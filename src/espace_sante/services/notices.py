@@ -37,8 +37,7 @@ from typing import Any, Literal
 import orjson
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from ..access.actors import SYSTEM, Actor
-from ..access.policy import decide
+from ..access.actors import Actor
 from ..audit.record import SUCCESS, Record
 from ..audit.wording import MONTHS_FR
 from ..context import Context
@@ -50,9 +49,9 @@ from ..storage import audit as audit_store
 from ..storage import jobs as jobs_store
 from ..storage import lifecycle as lifecycle_store
 from ..storage import notices as store
-from ..storage import people, provision, resources
+from ..storage import people
 from ..storage.db import Conn
-from . import activation, lifecycle
+from . import activation, identity, lifecycle
 from .mail import HandOff, Message, OutboxMailer, SmtpMailer, mailer, stable_message_id
 from .passwords import peppers
 from .runtime import Runtime
@@ -110,16 +109,19 @@ def person_of(body: dict[str, Any]) -> Person:
     )
 
 
-async def _person(
-    conn: Conn, rt: Runtime, space_id: uuid.UUID, patient_id: str | None = None
-) -> Person | None:
-    pid = patient_id or await store.patient_of(conn, space_id)
-    if pid is None:
-        return None
-    stored = await resources.read(conn, rt.keys, decide(SYSTEM, "read", "Patient"), space_id, "Patient", pid)
-    if stored is None or stored.body is None:
-        return None
-    return person_of(orjson.loads(stored.body))
+async def _person(conn: Conn, rt: Runtime, space_id: uuid.UUID) -> Person | None:
+    """The space's holder: from its Patient, or the registry's identity waiting for it (services/identity.py)."""
+    found = await identity.body(conn, rt, space_id)
+    return None if found is None else person_of(found[1])
+
+
+async def _representatives(
+    conn: Conn, rt: Runtime, space_id: uuid.UUID
+) -> tuple[list[str], dict[str, Person]]:
+    """The INS of the space's representatives whose rights run, and those of them the registry knows."""
+    rep_ins = await people.representatives_of(conn, space_id)
+    found = await identity.by_ins(conn, rt, rep_ins)
+    return rep_ins, {ins: person_of(body) for ins, body in found.items()}
 
 
 # --- the words -------------------------------------------------------------------------------------------------
@@ -429,13 +431,10 @@ async def notify_in(conn: Conn, ctx: Context, space_id: uuid.UUID, on: date) -> 
     holder = await _person(conn, rt, space_id)
     if holder is None:
         raise NotFound("Patient introuvable / no Patient in the space")
-    representatives: list[Person] = []
-    rep_ins = await people.representatives_of(conn, space_id)
-    for ins in rep_ins:
-        ref = await people.patient_by_ins(conn, ins)
-        rep = None if ref is None else await _person(conn, rt, ref.space_id, ref.patient_id)
-        if rep is not None and (rep.email or rep.address_line):
-            representatives.append(rep)
+    rep_ins, known = await _representatives(conn, rt, space_id)
+    representatives = [
+        rep for ins in rep_ins if (rep := known.get(ins)) is not None and (rep.email or rep.address_line)
+    ]
     key = await rt.keys.current(conn, space_id)
     notices = [
         _notice(rt, space_id, key, to, opens_on, code, child)
@@ -550,19 +549,8 @@ async def record(conn: Conn, notices: list[store.NewNotice]) -> None:
 
 
 async def people_by_ins(conn: Conn, rt: Runtime, nirs: list[str]) -> dict[str, Person]:
-    """The registry data of the people these INS name (their stored Patients, decrypted in one query)."""
-    refs = await provision.patients_by_ins(conn, sorted(set(nirs))) if nirs else {}
-    if not refs:
-        return {}
-    for space_id, version, kek_id, wrapped in await store.data_keys(
-        conn, sorted({r[0] for r in refs.values()})
-    ):
-        rt.keys.from_row(space_id, version, kek_id, wrapped)  # cached for the decryption below
-    bodies = await resources.fetch_current(
-        conn, rt.keys, decide(SYSTEM, "read", "Patient"), "Patient", sorted(set(refs.values()))
-    )
-    found = {(b.space_id, b.resource_id): person_of(orjson.loads(b.body)) for b in bodies if b.body}
-    return {ins: found[ref] for ins, ref in refs.items() if ref in found}
+    """The registry data of the people these INS name (their Patients or waiting identities, in bulk)."""
+    return {ins: person_of(body) for ins, body in (await identity.by_ins(conn, rt, nirs)).items()}
 
 
 async def _notify_batch(conn: Conn, ctx: Context, on: date, after: uuid.UUID | None, limit: int) -> _Batch:
@@ -574,34 +562,23 @@ async def _notify_batch(conn: Conn, ctx: Context, on: date, after: uuid.UUID | N
     result.seen, result.last = len(spaces), (spaces[-1] if spaces else None)
     if not spaces:
         return result
-    patients = await store.patients_of(conn, spaces)
+    holders = await identity.bodies(conn, rt, spaces)
     reps_ins = await store.representatives(conn, spaces)
-    wanted = sorted({ins for found in reps_ins.values() for ins in found})
-    rep_refs = await provision.patients_by_ins(conn, wanted) if wanted else {}
-    # The data keys of every space read or written, in one query (the cache then serves the decryption).
+    reps = await people_by_ins(conn, rt, [ins for found in reps_ins.values() for ins in found])
+    # The newest data key of each space written (its letters are sealed with it), in one query.
     newest: dict[uuid.UUID, tuple[int, AESGCM]] = {}
-    for space_id, version, kek_id, wrapped in await store.data_keys(
-        conn, sorted(set(patients) | {ref[0] for ref in rep_refs.values()})
-    ):
+    for space_id, version, kek_id, wrapped in await store.data_keys(conn, spaces):
         newest[space_id] = (version, rt.keys.from_row(space_id, version, kek_id, wrapped))
-    pairs = sorted({(s, pid) for s, pid in patients.items()} | set(rep_refs.values()))
-    bodies = await resources.fetch_current(conn, rt.keys, decide(SYSTEM, "read", "Patient"), "Patient", pairs)
-    found = {(b.space_id, b.resource_id): person_of(orjson.loads(b.body)) for b in bodies if b.body}
 
     ready: list[tuple[Addressee, tuple[int, AESGCM]]] = []
     for space_id in spaces:
-        holder = found.get((space_id, patients.get(space_id, "")))
-        if holder is None or space_id not in newest:
+        if space_id not in holders or space_id not in newest:
             result.skipped.append(f"{space_id}: Patient introuvable / no Patient in the space")
             continue
-        reps: list[Person] = []
-        for ins in reps_ins.get(space_id, []):
-            ref = rep_refs.get(ins)
-            rep = None if ref is None else found.get(ref)
-            if rep is not None:
-                reps.append(rep)
+        holder = person_of(holders[space_id][1])
+        theirs = tuple(reps[ins] for ins in reps_ins.get(space_id, []) if ins in reps)
         minor = bool(reps_ins.get(space_id))
-        ready.append((Addressee(space_id, holder, tuple(reps), minor), newest[space_id]))
+        ready.append((Addressee(space_id, holder, theirs, minor), newest[space_id]))
     done = await notify_addressed(conn, ctx, on, ready)
     result.notified, result.emails, result.letters = done.notified, done.emails, done.letters
     return result
@@ -883,12 +860,8 @@ async def _letter_instead(conn: Conn, rt: Runtime, held: store.Held) -> store.Ne
     child: str | None = None
     if held.subject == SUBJECT_CHILD:
         to, child = None, holder.name
-        for ins in await people.representatives_of(conn, space_id):
-            ref = await people.patient_by_ins(conn, ins)
-            rep = None if ref is None else await _person(conn, rt, ref.space_id, ref.patient_id)
-            if rep is not None and rep.email == held.recipient:
-                to = rep
-                break
+        rep_ins, known = await _representatives(conn, rt, space_id)
+        to = next((rep for ins in rep_ins if (rep := known.get(ins)) and rep.email == held.recipient), None)
     if to is None or not to.address_line:
         raise Conflict("pas d'adresse postale pour ce destinataire / no postal address for this recipient")
     to = Person(to.name, to.birth_date, "", to.address_line, to.postal_code, to.city)  # a letter, not a mail

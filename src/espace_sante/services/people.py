@@ -57,7 +57,7 @@ async def _actor_in(
             validate_nir(ident)
         except IdentifierError as exc:
             raise BadRequest(f"INS invalide / invalid INS: {exc}") from exc
-        if await store.patient_by_ins(conn, ident) is None:
+        if not await store.known_person(conn, ident):
             raise NotFound(f"aucun patient avec cet INS / no patient with this INS: {ident}")
         return Actor(kind, ident, scopes, "", subject=subject, via=via, acr=acr)
     if kind == "practitioner":

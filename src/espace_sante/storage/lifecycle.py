@@ -157,13 +157,18 @@ async def due_for_destruction(conn: Conn, as_of: date, archive_years: int, *, li
 async def death_candidates(conn: Conn, live: frozenset[str], *, after: uuid.UUID | None, limit: int) -> list[
     tuple[uuid.UUID, str, int]
 ]:  # fmt: skip
-    """Spaces in a live state whose Patient changed since it was last checked for a death date:
-    (space, Patient id, version), by space id from `after`."""
+    """Spaces in a live state whose Patient changed since it was last checked for a death date: (space,
+    Patient id, version), by space id from `after`; version 0 for a space whose Patient is not written yet
+    and whose waiting identity was never checked (registry_person `pending`, migrations/0018)."""
     rows = await conn.fetch(
+        "SELECT * FROM ("
         "SELECT s.space_id, r.resource_id, r.version_id FROM space s JOIN resource r ON r.space_id = s.space_id "
         "AND r.resource_type = 'Patient' AND NOT r.deleted WHERE s.state = ANY($1::text[]) "
         "AND r.version_id > s.death_checked AND ($2::uuid IS NULL OR s.space_id > $2) "
-        f"ORDER BY s.space_id LIMIT {int(limit)}",
+        "UNION ALL SELECT s.space_id, p.patient_id, 0 FROM space s JOIN registry_person p "
+        "ON p.space_id = s.space_id AND p.pending IS NOT NULL WHERE s.state = ANY($1::text[]) "
+        "AND s.death_checked = 0 AND ($2::uuid IS NULL OR s.space_id > $2)"
+        f") c ORDER BY space_id LIMIT {int(limit)}",
         sorted(live),
         after,
     )
@@ -233,4 +238,11 @@ async def erase(conn: Conn, keys: KeyStore, spaces: Sequence[uuid.UUID]) -> int:
         deleted += int(status.split()[-1])
     for space_id in ids:
         deleted += await keys.destroy(conn, space_id)
+    # The registry's link stays (KEPT_TABLES: the person's INS still finds the space and its state), but not
+    # an identity still waiting for the Patient (migrations/0018): unreadable now anyway, its key is gone.
+    await conn.execute(
+        "UPDATE registry_person SET pending = NULL, pending_key = NULL WHERE space_id = ANY($1::uuid[]) "
+        "AND pending IS NOT NULL",
+        ids,
+    )
     return deleted

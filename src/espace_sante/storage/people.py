@@ -47,6 +47,13 @@ async def patient_by_ins(conn: Conn, ins: str) -> PatientRef | None:
     return None if row is None else PatientRef(row["space_id"], row["resource_id"])
 
 
+async def registry_patient(conn: Conn, ins: str) -> PatientRef | None:
+    """The space the registry made for this INS and the id its Patient has (or will have once the space
+    opens: migrations/0018)."""
+    row = await conn.fetchrow("SELECT space_id, patient_id FROM registry_person WHERE nir = $1", ins)
+    return None if row is None else PatientRef(row["space_id"], row["patient_id"])
+
+
 async def practitioner_by_rpps(conn: Conn, rpps: str) -> PractitionerRef | None:
     """The directory Practitioner with this RPPS and, from its first active PractitionerRole, the profession
     (TRE_G15), the specialty and the organisation's FINESS."""
@@ -105,7 +112,8 @@ async def birth_date(conn: Conn, space_id: uuid.UUID, patient_id: str) -> date |
 
 
 async def ins_of_space(conn: Conn, space_id: uuid.UUID) -> str | None:
-    """The INS of a space's holder (for notices to them), from the search index."""
+    """The INS of a space's holder, from the search index; for a space the registry made whose Patient is
+    not written yet (migrations/0018), from the registry's link."""
     value = await conn.fetchval(
         "SELECT t.code FROM sp_token t JOIN resource r USING (space_id, resource_type, resource_id) "
         "WHERE t.space_id = $1 AND t.resource_type = 'Patient' AND t.param = 'identifier' AND t.system = $2 "
@@ -113,7 +121,18 @@ async def ins_of_space(conn: Conn, space_id: uuid.UUID) -> str | None:
         space_id,
         INS_SYSTEM,
     )
+    if value is None:
+        value = await conn.fetchval(
+            "SELECT nir FROM registry_person WHERE space_id = $1 AND pending IS NOT NULL", space_id
+        )
     return None if value is None else str(value)
+
+
+async def known_person(conn: Conn, ins: str) -> bool:
+    """Whether this INS names a person: a live Patient carries it, or the registry made them a space."""
+    if await patient_by_ins(conn, ins) is not None:
+        return True
+    return bool(await conn.fetchval("SELECT EXISTS (SELECT 1 FROM registry_person WHERE nir = $1)", ins))
 
 
 async def representatives_of(conn: Conn, space_id: uuid.UUID) -> list[str]:

@@ -24,20 +24,12 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from ..access.policy import Decision
 from ..audit.record import GENESIS, Record
-from ..crypto import NONCE_BYTES, dek_context, resource_aad
+from ..crypto import NONCE_BYTES, dek_context, pending_aad, resource_aad
 from ..fhir import searchparams
 from .db import Conn
 from .keys import KeyStore
 from .people import INS_SYSTEM
 from .resources import stamp
-
-#: A resource's search values as COPY wants them, cheaper to build in bulk than `searchparams.IndexValues`:
-#: (param, system, code) tokens, (param, normalized, exact) strings, (param, low, high) dates.
-IndexTuples = tuple[
-    Sequence[tuple[str, str | None, str]],
-    Sequence[tuple[str, str, str]],
-    Sequence[tuple[str, datetime, datetime]],
-]
 
 
 @dataclass(frozen=True)
@@ -52,8 +44,6 @@ class NewSpace:
     more: tuple[Record, ...] = ()
     #: The Patient's search values when the caller computed them already (`searchparams.extract(patient)`).
     values: searchparams.IndexValues | None = None
-    #: Or the same values as tuples (the registry import builds them from its row: registry/patients.py).
-    tuples: IndexTuples | None = None
     #: A space created `notified` (the registry import with --notify): the day it opens.
     opens_on: date | None = None
     #: The Patient version already checked for a death date (lifecycle's `death_checked`): 1 when the caller
@@ -117,6 +107,8 @@ class SpaceRows:
     codes: list[tuple[Any, ...]] = field(default_factory=list)
     #: Each space's data key, when `build_spaces` was asked to keep them (to seal its letters).
     aeads: dict[uuid.UUID, AESGCM] = field(default_factory=dict)
+    #: With `pending`: each space's Patient body sealed under its key (version 1), for `registry_person`.
+    pending: dict[uuid.UUID, bytes] = field(default_factory=dict)
 
     def only(self, keep: set[uuid.UUID]) -> SpaceRows:
         """These rows for the spaces in `keep` only (every row's first column is its space)."""
@@ -128,6 +120,7 @@ class SpaceRows:
             mine(self.spaces), mine(self.keys), mine(self.resources), mine(self.versions),
             {kind: mine(rows) for kind, rows in self.index.items()}, mine(self.audit), mine(self.chains),
             mine(self.codes), {s: a for s, a in self.aeads.items() if s in keep},
+            {s: b for s, b in self.pending.items() if s in keep},
         )  # fmt: skip
 
 
@@ -139,12 +132,15 @@ def build_spaces(
     record: Record,
     remember: bool = True,
     keep_keys: bool = False,
+    pending: bool = False,
 ) -> SpaceRows:
     """The rows that create these spaces: a data key each (wrapped by the current KEK), the Patient encrypted
     with it, its index rows, the creation and `more` records hashed into the space's new chain. CPU only, no
     database. `remember` keeps the new keys in the key store's cache (a caller about to write into the spaces);
     a bulk import does not need them and would only churn the cache; `keep_keys` keeps them in the rows'
-    `aeads` instead (the import seals its letters with them)."""
+    `aeads` instead (the import seals its letters with them). With `pending` (the registry import) the
+    Patient is not written: its body is sealed into `pending`, for `registry_person`, until the space opens
+    (services/identity.py `materialise`), and `record` (the registration) names no version."""
     decision.require("create", "Patient")
     out = SpaceRows()
     if not spaces:
@@ -156,10 +152,8 @@ def build_spaces(
     # space: the bytes are as random, and the calls were a visible share of a bulk creation.
     entropy = os.urandom(len(spaces) * (_DEK_BYTES + NONCE_BYTES))
     base = {name: getattr(record, name) for name in _RECORD_FIELDS} | {
-        "entity_type": "Patient", "entity_version": 1, "recorded_at": now,
+        "entity_type": "Patient", "entity_version": None if pending else 1, "recorded_at": now,
     }  # fmt: skip
-    token, string, date_ = out.index["token"], out.index["string"], out.index["date"]
-    reference = out.index["reference"]
     offset = 0
     for s in spaces:
         space_id, pid = s.space_id, s.patient_id
@@ -173,29 +167,16 @@ def build_spaces(
         else:
             aead = AESGCM(dek)
             kek_id, wrapped = kek.key_id, kek.wrap(dek, dek_context(str(space_id), 1))
-        plaintext = stamp(s.patient, pid, 1, when)
-        # The layout of crypto.seal (nonce || ciphertext || tag), with the nonce drawn above.
-        blob = nonce + aead.encrypt(nonce, plaintext, resource_aad(str(space_id), "Patient", pid, 1, 1))
         if keep_keys:
             out.aeads[space_id] = aead
         out.spaces.append((space_id, s.state, now, s.opens_on, s.death_checked))
         out.keys.append((space_id, 1, kek_id, wrapped, now))
-        out.resources.append((space_id, "Patient", pid, 1, when, False))
-        out.versions.append((space_id, "Patient", pid, 1, when, "POST", 1, blob))
-        if s.tuples is not None:
-            tokens, strings, dates = s.tuples
-            token += [(space_id, "Patient", pid, *v) for v in tokens]
-            string += [(space_id, "Patient", pid, *v) for v in strings]
-            date_ += [(space_id, "Patient", pid, *v) for v in dates]
+        if pending:
+            # The layout of crypto.seal (nonce || ciphertext || tag), with the nonce drawn above.
+            body = orjson.dumps(s.patient)
+            out.pending[space_id] = nonce + aead.encrypt(nonce, body, pending_aad(str(space_id), pid, 1))
         else:
-            values = s.values if s.values is not None else searchparams.extract(s.patient)
-            key = (space_id, "Patient", pid)
-            token += [(*key, v.param, v.system, v.code) for v in values.tokens]
-            string += [(*key, v.param, v.normalized, v.exact) for v in values.strings]
-            date_ += [(*key, v.param, v.low, v.high) for v in values.dates]
-            reference += [(*key, v.param, v.target_type, v.target_id) for v in values.references]
-            if values.quantities or values.numbers:
-                raise ValueError("a Patient has no quantity or number search values")
+            _patient_rows(out, space_id, pid, s, aead, nonce, when)
         digest = GENESIS
         chain: list[dict[str, Any]] = [base | {"entity_id": pid}]
         chain += [{name: getattr(m, name) for name in _RECORD_FIELDS} | {"recorded_at": now} for m in s.more]
@@ -210,6 +191,44 @@ def build_spaces(
             )  # fmt: skip
         out.chains.append((space_id, len(chain), digest))
     return out
+
+
+def _patient_rows(
+    out: SpaceRows, space_id: uuid.UUID, pid: str, s: NewSpace, aead: AESGCM, nonce: bytes, when: datetime
+) -> None:
+    add_patient(out, space_id, pid, s.patient, aead, 1, when, nonce=nonce, values=s.values)
+
+
+def add_patient(
+    out: SpaceRows,
+    space_id: uuid.UUID,
+    pid: str,
+    patient: dict[str, Any],
+    aead: AESGCM,
+    key_version: int,
+    when: datetime,
+    *,
+    nonce: bytes | None = None,
+    values: searchparams.IndexValues | None = None,
+) -> None:
+    """A new Patient's rows (version 1, under data key `key_version`) into `out`: its current row, its
+    encrypted version and its search rows (`values` when the caller has them)."""
+    plaintext = stamp(patient, pid, 1, when)
+    nonce = nonce or os.urandom(NONCE_BYTES)
+    # The layout of crypto.seal (nonce || ciphertext || tag).
+    aad = resource_aad(str(space_id), "Patient", pid, 1, key_version)
+    blob = nonce + aead.encrypt(nonce, plaintext, aad)
+    out.resources.append((space_id, "Patient", pid, 1, when, False))
+    out.versions.append((space_id, "Patient", pid, 1, when, "POST", key_version, blob))
+    index = out.index
+    values = values if values is not None else searchparams.extract(patient)
+    key = (space_id, "Patient", pid)
+    index["token"] += [(*key, v.param, v.system, v.code) for v in values.tokens]
+    index["string"] += [(*key, v.param, v.normalized, v.exact) for v in values.strings]
+    index["date"] += [(*key, v.param, v.low, v.high) for v in values.dates]
+    index["reference"] += [(*key, v.param, v.target_type, v.target_id) for v in values.references]
+    if values.quantities or values.numbers:
+        raise ValueError("a Patient has no quantity or number search values")
 
 
 async def write_spaces(conn: Conn, rows: SpaceRows) -> None:
@@ -295,23 +314,118 @@ async def bulk_transaction(conn: Conn) -> None:
 
 
 @dataclass(frozen=True)
+class Pending:
+    """The identity the registry gave a person whose space has no Patient yet (migrations/0018): the Patient
+    body sealed under the space's data key `key_version`, bound by crypto.pending_aad."""
+
+    space_id: uuid.UUID
+    patient_id: str
+    nir: str
+    key_version: int
+    sealed: bytes
+
+
+@dataclass(frozen=True)
 class Known:
-    """A person the registry already gave a space to, and the fingerprint of their row last imported."""
+    """A person the registry already gave a space to, the fingerprint of their row last imported, and their
+    sealed identity while the space has no Patient yet."""
 
     space_id: uuid.UUID
     patient_id: str
     fingerprint: bytes
+    pending: Pending | None = None
+
+
+def _pending(r: Any) -> Pending | None:
+    if r["pending"] is None:
+        return None
+    return Pending(r["space_id"], r["patient_id"], r["nir"], int(r["pending_key"]), bytes(r["pending"]))
 
 
 async def registry_people(conn: Conn, nirs: Sequence[str]) -> dict[str, Known]:
     """The registry's people among these INS, locked until the transaction ends (a concurrent import of the
     same people waits, then sees what this one wrote)."""
     rows = await conn.fetch(
-        "SELECT nir, space_id, patient_id, fingerprint FROM registry_person WHERE nir = ANY($1::text[]) "
-        "ORDER BY nir FOR UPDATE",
+        "SELECT nir, space_id, patient_id, fingerprint, pending, pending_key FROM registry_person "
+        "WHERE nir = ANY($1::text[]) ORDER BY nir FOR UPDATE",
         list(nirs),
     )
-    return {r["nir"]: Known(r["space_id"], r["patient_id"], bytes(r["fingerprint"])) for r in rows}
+    return {
+        r["nir"]: Known(r["space_id"], r["patient_id"], bytes(r["fingerprint"]), _pending(r)) for r in rows
+    }
+
+
+async def pending_of(
+    conn: Conn, spaces: Sequence[uuid.UUID], *, lock: bool = False
+) -> dict[uuid.UUID, Pending]:
+    """The sealed identities waiting in these spaces (none for a space whose Patient exists); `lock` holds
+    them until the transaction ends (the one that writes the Patient)."""
+    rows = await conn.fetch(
+        "SELECT nir, space_id, patient_id, pending, pending_key FROM registry_person "
+        "WHERE space_id = ANY($1::uuid[]) AND pending IS NOT NULL ORDER BY nir"
+        + (" FOR UPDATE" if lock else ""),
+        list(spaces),
+    )
+    return {r["space_id"]: p for r in rows if (p := _pending(r)) is not None}
+
+
+async def pending_by_nir(conn: Conn, nirs: Sequence[str]) -> dict[str, Pending]:
+    """The sealed identities waiting for these INS (people whose space has no Patient yet)."""
+    rows = await conn.fetch(
+        "SELECT nir, space_id, patient_id, pending, pending_key FROM registry_person "
+        "WHERE nir = ANY($1::text[]) AND pending IS NOT NULL",
+        list(nirs),
+    )
+    return {r["nir"]: p for r in rows if (p := _pending(r)) is not None}
+
+
+async def set_pending(
+    conn: Conn, space_id: uuid.UUID, key_version: int, sealed: bytes, *, recheck_death: bool = False
+) -> None:
+    """Seal a space's waiting identity again (a registry correction, or the fresh key after an opposition);
+    `recheck_death` marks it unchecked for a death date (lifecycle's `death_checked`, 0: never checked)."""
+    await conn.execute(
+        "UPDATE registry_person SET pending = $2, pending_key = $3, updated_at = now() WHERE space_id = $1",
+        space_id,
+        sealed,
+        key_version,
+    )
+    if recheck_death:
+        await conn.execute("UPDATE space SET death_checked = 0 WHERE space_id = $1", space_id)
+
+
+async def clear_pending(conn: Conn, spaces: Sequence[uuid.UUID]) -> None:
+    """The identities are now Patients (or the spaces are erased): nothing waits any more."""
+    await conn.execute(
+        "UPDATE registry_person SET pending = NULL, pending_key = NULL WHERE space_id = ANY($1::uuid[]) "
+        "AND pending IS NOT NULL",
+        list(spaces),
+    )
+
+
+async def write_patients(conn: Conn, rows: SpaceRows) -> None:
+    """COPY the Patients (current rows, versions, search rows) of `build_patients`, into existing spaces."""
+    if not rows.resources:
+        return
+    await conn.copy_records_to_table(
+        "resource",
+        records=rows.resources,
+        columns=("space_id", "resource_type", "resource_id", "version_id", "last_updated", "deleted"),
+    )
+    await conn.copy_records_to_table(
+        "resource_version",
+        records=rows.versions,
+        columns=(
+            "space_id", "resource_type", "resource_id", "version_id", "last_updated", "method", "key_version",
+            "body",
+        ),
+    )  # fmt: skip
+    base = ("space_id", "resource_type", "resource_id", "param")
+    for kind, columns in _INDEX_COLUMNS.items():
+        if rows.index.get(kind):
+            await conn.copy_records_to_table(
+                f"sp_{kind}", records=rows.index[kind], columns=(*base, *columns)
+            )
 
 
 async def patients_by_ins(conn: Conn, nirs: Sequence[str]) -> dict[str, tuple[uuid.UUID, str]]:
@@ -328,19 +442,22 @@ async def patients_by_ins(conn: Conn, nirs: Sequence[str]) -> dict[str, tuple[uu
     return {r["code"]: (r["space_id"], r["resource_id"]) for r in rows}
 
 
-async def claim(conn: Conn, people: Sequence[tuple[str, uuid.UUID, str, bytes]]) -> set[str]:
-    """Record (INS, space, Patient id, fingerprint) for people not yet in the registry table, in one
-    statement; returns the INS this transaction claimed (another import may have claimed the rest first)."""
+async def claim(conn: Conn, people: Sequence[tuple[str, uuid.UUID, str, bytes, bytes | None]]) -> set[str]:
+    """Record (INS, space, Patient id, fingerprint, sealed identity or None) for people not yet in the
+    registry table, in one statement; returns the INS this transaction claimed (another import may have
+    claimed the rest first). A sealed identity is under the new space's key version 1."""
     if not people:
         return set()
     rows = await conn.fetch(
-        "INSERT INTO registry_person (nir, space_id, patient_id, fingerprint) "
-        "SELECT * FROM unnest($1::text[], $2::uuid[], $3::text[], $4::bytea[]) ORDER BY 1 "
-        "ON CONFLICT (nir) DO NOTHING RETURNING nir",
+        "INSERT INTO registry_person (nir, space_id, patient_id, fingerprint, pending, pending_key) "
+        "SELECT n, s, p, f, x, CASE WHEN x IS NULL THEN NULL ELSE 1 END "
+        "FROM unnest($1::text[], $2::uuid[], $3::text[], $4::bytea[], $5::bytea[]) AS u(n, s, p, f, x) "
+        "ORDER BY 1 ON CONFLICT (nir) DO NOTHING RETURNING nir",
         [p[0] for p in people],
         [p[1] for p in people],
         [p[2] for p in people],
         [p[3] for p in people],
+        [p[4] for p in people],
     )
     return {r["nir"] for r in rows}
 
