@@ -30,7 +30,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -76,15 +76,16 @@ def _children_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def run_import(data: Path, registry: Path, *, notify: bool = False) -> dict[str, Any]:
-    """One `registry import` process (with `notify`, `registry import --notify`: the activation codes and
-    notices in the same pass, e-mails delivered to the outbox at the end): its counts, wall seconds and CPU
-    seconds (the process and its children, PostgreSQL)."""
+def run_import(data: Path, registry: Path, *, notify: bool = False, jobs: int = 1) -> dict[str, Any]:
+    """One `registry import` process (with `notify`, `registry import --notify --no-deliver`: the activation
+    codes, notices and delivery jobs in the same pass; the worker delivers, measured apart): its counts, wall
+    seconds and CPU seconds (the process and its children, PostgreSQL)."""
     app0, pg0 = _children_cpu(), _pg_cpu(data)
     started = time.perf_counter()
     done = subprocess.run(
         [sys.executable, "-m", "espace_sante", "registry", "import", str(registry), "--json",
-         "--rejects", str(registry.with_suffix(".rejects.csv")), *(["--notify"] if notify else [])],
+         "--rejects", str(registry.with_suffix(".rejects.csv")), "--jobs", str(jobs),
+         *(["--notify", "--no-deliver"] if notify else [])],
         capture_output=True, text=True, env=_env(data), check=False,
     )  # fmt: skip
     elapsed = time.perf_counter() - started
@@ -134,6 +135,26 @@ def run_notices(data: Path, server_uri: str) -> dict[str, Any]:
     }
 
 
+def run_command(data: Path, *args: str) -> dict[str, Any]:
+    """One `espace-sante` command's process: its JSON output, wall seconds, CPU seconds of it and PostgreSQL."""
+    app0, pg0 = _children_cpu(), _pg_cpu(data)
+    started = time.perf_counter()
+    done = subprocess.run(
+        [sys.executable, "-m", "espace_sante", *args],
+        capture_output=True, text=True, env=_env(data), check=False,
+    )  # fmt: skip
+    elapsed = time.perf_counter() - started
+    if done.returncode != 0:
+        raise SystemExit(f"{args[0]} failed ({done.returncode}):\n{done.stderr}")
+    time.sleep(1)
+    return {
+        "counts": json.loads(done.stdout),
+        "seconds": round(elapsed, 2),
+        "app_cpu_s": round(_children_cpu() - app0, 2),
+        "pg_cpu_s": round(_pg_cpu(data) - pg0, 2),
+    }
+
+
 def _line(label: str, r: dict[str, Any], rows: int) -> str:
     rate = rows / r["seconds"]
     return (
@@ -172,6 +193,12 @@ def main() -> None:
         action="store_true",
         help="one pass: time `registry import --notify` (codes and notices included; no separate send)",
     )
+    parser.add_argument("--jobs", type=int, default=1, help="`registry import --jobs N` (shards at once)")
+    parser.add_argument(
+        "--open",
+        action="store_true",
+        help="then time the spaces' opening after the window (`lifecycle run`: their Patients written)",
+    )
     args = parser.parse_args()
     work = args.dir or Path(tempfile.mkdtemp(prefix="provisioning-"))
     work.mkdir(parents=True, exist_ok=True)
@@ -188,7 +215,7 @@ def main() -> None:
                 servers.pop().stop()
             data, server, uri = _fresh(work, f"data{k}")
             servers.append(server)
-            first = run_import(data, registry, notify=args.notify)
+            first = run_import(data, registry, notify=args.notify, jobs=args.jobs)
             results["first"].append(first)
             print(_line(f"first import {k + 1}", first, args.rows), flush=True)
         runs = results["first"]
@@ -203,6 +230,19 @@ def main() -> None:
             f"{1e6 * median['pg_cpu_s'] / args.rows:.0f} µs/row PostgreSQL",
             flush=True,
         )
+        if args.open:
+            if not args.notify:  # the notices first: only notified spaces open
+                results["notices"] = run_notices(data, uri)
+            day = (date.today() + timedelta(days=60)).isoformat()
+            opened = run_command(data, "lifecycle", "run", "--as-of", day, "--json")
+            results["open"] = opened
+            n = opened["counts"].get("opened", 0)
+            print(
+                f"opening       {opened['seconds']:8.1f} s {n / opened['seconds']:9,.0f} spaces/s  cpu app "
+                f"{opened['app_cpu_s']:6.1f} s pg {opened['pg_cpu_s']:6.1f} s  ({1e6 * opened['app_cpu_s'] / max(n, 1):5.0f}"
+                f"+{1e6 * opened['pg_cpu_s'] / max(n, 1):5.0f} µs/space)  {opened['counts']}",
+                flush=True,
+            )
         if not args.no_rerun:
             results["again"] = run_import(data, registry)
             print(_line("same file", results["again"], args.rows), flush=True)

@@ -109,6 +109,16 @@ def registry_import(
             "deliver the e-mails at the end; with --no-deliver the worker's jobs do.",
         ),
     ] = True,
+    jobs: Annotated[
+        int,
+        typer.Option(
+            "--jobs",
+            min=1,
+            max=64,
+            help="Processus en parallèle, un lot de NIR chacun / processes at once, one shard of the NIRs "
+            'each (docs/registry-format.md, "Throughput").',
+        ),
+    ] = 1,
 ) -> None:
     """Importe le registre : crée, met à jour ou laisse chaque espace / import the registry of beneficiaries.
 
@@ -121,6 +131,7 @@ def registry_import(
     from ..registry.importer import Counts, ImportRunning, import_file
     from ..registry.rejects import RejectsFile
     from ..registry.rows import RegistryFormatError
+    from ..registry.shards import import_sharded
     from ..services.runtime import Runtime
     from .main import _fail, _run, _settings, _with_runtime
     from .notices import _day
@@ -137,10 +148,10 @@ def registry_import(
                 "{task.fields[updated]:,} mis à jour / updated · {task.fields[rejected]:,} refusés / rejected"
             ),
             TimeElapsedColumn(),
-            disable=as_json or not sys.stderr.isatty(),
+            disable=as_json or jobs > 1 or not sys.stderr.isatty(),
             transient=True,
         ) as progress,
-        RejectsFile(rejects) as out,
+        RejectsFile(rejects if jobs == 1 else None) as out,
     ):
         task = progress.add_task("registry", total=None, created=0, updated=0, rejected=0)
 
@@ -154,6 +165,8 @@ def registry_import(
             )
 
         async def work(rt: Runtime) -> Counts:
+            if jobs > 1:
+                return await import_sharded(rt, file, jobs=jobs, rejects=rejects, notify=day, deliver=deliver)
             return await import_file(
                 rt, file, rejects=out, progress=show, resumed=tell, notify=day, deliver=deliver
             )

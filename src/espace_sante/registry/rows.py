@@ -10,7 +10,8 @@ from __future__ import annotations
 import csv
 import re
 import unicodedata
-from collections.abc import Iterable, Iterator
+import zlib
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import date
 from typing import BinaryIO, Literal
@@ -218,13 +219,30 @@ def _lines(stream: BinaryIO) -> Iterator[tuple[int, bytes]]:
         yield number, raw
 
 
-def _read_csv(stream: BinaryIO, today: date) -> Iterator[Row]:
+Keep = Callable[[str], bool]
+
+
+def shard_of(nir_text: str, shards: int) -> int:
+    """The shard (0 to `shards` - 1) of a row by the text of its `nir` field, as written (trimmed, upper
+    case): the same person always falls in the same shard, so their rows apply in the file's order. A row
+    with no readable `nir` (a malformed line) falls in shard 0, which alone reports it."""
+    return zlib.crc32(nir_text.strip().upper().encode("utf-8", "surrogateescape")) % shards if nir_text else 0
+
+
+def in_shard(shard: int, shards: int) -> Keep:
+    """The rows of one shard, for `read_registry(keep=...)` (registry import --jobs)."""
+    return lambda nir_text: shard_of(nir_text, shards) == shard
+
+
+def _read_csv(stream: BinaryIO, today: date, keep: Keep | None = None) -> Iterator[Row]:
     header: list[str] | None = None
+    at = 0  # the index of `nir` in the header
     for number, raw in _lines(stream):
         if len(raw) > MAX_LINE_BYTES:
             if header is None:
                 raise RegistryFormatError("en-tête trop long / header too long")
-            yield Rejected(number, "", f"ligne trop longue (> {MAX_LINE_BYTES} octets) / line too long")
+            if keep is None or keep(""):
+                yield Rejected(number, "", f"ligne trop longue (> {MAX_LINE_BYTES} octets) / line too long")
             continue
         # Each line is decoded alone: a byte that is not UTF-8 spoils its own row only (surrogateescape keeps
         # it visible to the field checks, which reject it).
@@ -240,12 +258,16 @@ def _read_csv(stream: BinaryIO, today: date) -> Iterator[Row]:
         except csv.Error as exc:
             if header is None:
                 raise RegistryFormatError(f"en-tête illisible / unreadable header ({exc})") from None
-            yield Rejected(number, "", f"ligne CSV mal formée / malformed CSV line ({exc})")
+            if keep is None or keep(""):
+                yield Rejected(number, "", f"ligne CSV mal formée / malformed CSV line ({exc})")
             continue
         if header is None:
             _check_header(fields)
             header = [f.strip() for f in fields]
+            at = header.index("nir")
             continue
+        if keep is not None and not keep(fields[at] if len(fields) == len(header) else ""):
+            continue  # another shard's row
         if len(fields) != len(header):
             yield Rejected(
                 number,
@@ -258,20 +280,28 @@ def _read_csv(stream: BinaryIO, today: date) -> Iterator[Row]:
         raise RegistryFormatError("fichier vide : en-tête attendu / empty file: header expected")
 
 
-def _read_ndjson(stream: BinaryIO, today: date) -> Iterator[Row]:
+def _read_ndjson(stream: BinaryIO, today: date, keep: Keep | None = None) -> Iterator[Row]:
+    def mine(nir_text: object) -> bool:
+        return keep is None or keep(nir_text if isinstance(nir_text, str) else "")
+
     for number, raw in _lines(stream):
         if not raw.strip():
             continue
         if len(raw) > MAX_LINE_BYTES:
-            yield Rejected(number, "", f"ligne trop longue (> {MAX_LINE_BYTES} octets) / line too long")
+            if mine(""):
+                yield Rejected(number, "", f"ligne trop longue (> {MAX_LINE_BYTES} octets) / line too long")
             continue
         try:
             value = orjson.loads(raw.removeprefix(b"\xef\xbb\xbf") if number == 1 else raw)
         except orjson.JSONDecodeError:
-            yield Rejected(number, "", "JSON invalide / invalid JSON")
+            if mine(""):
+                yield Rejected(number, "", "JSON invalide / invalid JSON")
             continue
         if not isinstance(value, dict):
-            yield Rejected(number, "", "objet JSON attendu / JSON object expected")
+            if mine(""):
+                yield Rejected(number, "", "objet JSON attendu / JSON object expected")
+            continue
+        if not mine(value.get("nir")):
             continue
         unknown = sorted(set(value) - set(COLUMNS))
         if unknown:
@@ -285,11 +315,17 @@ def _read_ndjson(stream: BinaryIO, today: date) -> Iterator[Row]:
 
 
 def read_registry(
-    stream: BinaryIO, *, fmt: Literal["csv", "ndjson"] | None = None, today: date | None = None
+    stream: BinaryIO,
+    *,
+    fmt: Literal["csv", "ndjson"] | None = None,
+    today: date | None = None,
+    keep: Keep | None = None,
 ) -> Iterator[Row]:
-    """Stream a registry file (CSV by default; NDJSON when `fmt` says so or the first byte is `{`)."""
+    """Stream a registry file (CSV by default; NDJSON when `fmt` says so or the first byte is `{`). With
+    `keep` (`in_shard`), only the rows whose `nir` text it keeps are checked and given: the others are
+    skipped before any check, as cheaply as possible (another process imports them)."""
     today = today or date.today()
     if fmt is None:
         head = stream.peek(4)[:4] if hasattr(stream, "peek") else b""
         fmt = "ndjson" if head.removeprefix(b"\xef\xbb\xbf")[:1] == b"{" else "csv"
-    return _read_ndjson(stream, today) if fmt == "ndjson" else _read_csv(stream, today)
+    return _read_ndjson(stream, today, keep) if fmt == "ndjson" else _read_csv(stream, today, keep)

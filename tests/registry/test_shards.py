@@ -1,0 +1,87 @@
+"""`registry import --jobs N` (registry/shards.py): the same file imported by several processes at once ends
+as one process would end it: the same counts, the same rejects file, every person once with their
+representatives, and with --notify the same notices (a minor whose parent fell in another shard included)."""
+
+from __future__ import annotations
+
+import csv
+from datetime import date
+from pathlib import Path
+
+import pytest
+
+from espace_sante.registry.importer import import_file
+from espace_sante.registry.rejects import RejectsFile
+from espace_sante.registry.rows import read_registry, shard_of
+from espace_sante.registry.sample import generate
+from espace_sante.registry.shards import import_sharded
+from espace_sante.services.runtime import Runtime
+from espace_sante.storage.db import Conn
+from tests.registry.test_import_notify import Fresh, fresh  # noqa: F401 (the fixture)
+
+ON = date.today()
+
+
+async def state(rt: Runtime) -> dict[str, object]:
+    """What an import leaves, by person: their space's state, representatives, notices by channel."""
+
+    async def q(conn: Conn) -> dict[str, object]:
+        people = await conn.fetch(
+            "SELECT p.nir, s.state, p.pending IS NOT NULL AS waits FROM registry_person p "
+            "JOIN space s USING (space_id) ORDER BY p.nir"
+        )
+        reps = await conn.fetch(
+            "SELECT p.nir, r.representative_ins FROM space_representative r JOIN registry_person p "
+            "USING (space_id) ORDER BY 1, 2"
+        )
+        sent = await conn.fetch(
+            "SELECT p.nir, n.channel, count(*) AS n FROM notice n JOIN registry_person p USING (space_id) "
+            "GROUP BY 1, 2 ORDER BY 1, 2"
+        )
+        jobs = await conn.fetchval("SELECT count(*) FROM procrastinate_jobs")
+        return {
+            "people": [tuple(r) for r in people],
+            "representatives": [tuple(r) for r in reps],
+            "notices": [tuple(r) for r in sent],
+            "jobs": jobs,
+        }
+
+    return await rt.db.read("t_state", q)
+
+
+def rejects_of(path: Path) -> list[tuple[str, str, str]]:
+    with path.open(encoding="utf-8", newline="") as fh:
+        return [(r["line"], r["field"], r["reason"]) for r in csv.DictReader(fh)]
+
+
+def test_each_row_falls_in_exactly_one_shard_and_a_person_always_in_the_same(tmp_path: Path) -> None:
+    registry = tmp_path / "r.csv"
+    generate(registry, 600, seed=11)
+    everyone = [r for r in read_registry(registry.open("rb"), today=ON)]
+    by_shard = [
+        [r for r in read_registry(registry.open("rb"), today=ON, keep=lambda t, k=k: shard_of(t, 3) == k)]
+        for k in range(3)
+    ]
+    assert sorted(r.line for part in by_shard for r in part) == [r.line for r in everyone]
+    assert all(part for part in by_shard)  # every shard has work
+    assert shard_of(" 1710599000123 45 ".replace(" ", ""), 3) == shard_of("171059900012345", 3)
+    assert shard_of("", 5) == 0  # a row with no NIR text: shard 0 reports it
+
+
+@pytest.mark.parametrize("notify", [False, True])
+async def test_two_shards_end_as_one_process(fresh: Fresh, tmp_path: Path, notify: bool) -> None:  # noqa: F811
+    registry = tmp_path / "r.csv"
+    generate(registry, 1500, seed=5)  # minors linked to parents anywhere in the file, bad rows, deaths
+    one, two = await fresh(), await fresh()
+    with RejectsFile(tmp_path / "one.csv") as out:
+        single = await import_file(one, registry, rejects=out, notify=ON if notify else None, batch_size=200)
+    sharded = await import_sharded(
+        two, registry, jobs=2, rejects=tmp_path / "two.csv", notify=ON if notify else None
+    )
+    assert sharded.as_json() == single.as_json()
+    assert sharded.by_field == single.by_field
+    assert rejects_of(tmp_path / "two.csv") == rejects_of(tmp_path / "one.csv") != []
+    assert await state(two) == await state(one)
+    # The same command again: every shard finds its people unchanged.
+    again = await import_sharded(two, registry, jobs=2, notify=ON if notify else None)
+    assert (again.created, again.updated, again.unchanged) == (0, 0, single.created)
