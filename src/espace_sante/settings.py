@@ -173,6 +173,10 @@ class Settings(BaseSettings):
     #: destroyed; a destruction the holder asks for is carried out after this many days (within 3 months);
     #: a suspension not contested within this many days closes the space (6 weeks, R1111-36).
     opposition_window_days: int = Field(default=42, ge=0)
+    #: E-mail notices per delivery job (services/notices.py `_record`): a batch of notices writes one job row
+    #: per this many e-mails rather than one per e-mail; a worker killed mid-job leaves that many waiting for
+    #: jobs.recover (a minute or so) or the sweep.
+    notice_emails_per_job: int = Field(default=100, ge=1, le=10_000)
     archive_years: int = Field(default=10, ge=0)
     destruction_delay_days: int = Field(default=90, ge=0)
     suspension_days: int = Field(default=42, ge=0)

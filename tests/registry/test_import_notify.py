@@ -103,8 +103,12 @@ async def _picture(rt: Runtime) -> dict[str, Any]:
             "WHERE space_id = $1 ORDER BY seq",
             space,
         )
+        # The e-mails of this space that a delivery job names (one job for one e-mail, or one for many).
         jobs = await conn.fetch(
-            "SELECT args->>'notice_id' AS n FROM procrastinate_jobs WHERE args->>'space_id' = $1", str(space)
+            "SELECT args->>'notice_id' AS n FROM procrastinate_jobs WHERE args->>'space_id' = $1 "
+            "UNION ALL SELECT e->>1 FROM procrastinate_jobs, jsonb_array_elements(args->'emails') AS e "
+            "WHERE args ? 'emails' AND e->>0 = $1",
+            str(space),
         )
         return list(mails), list(trace), [j["n"] for j in jobs]
 

@@ -6,7 +6,8 @@ Three hundred registered persons, each with an e-mail address of their own, are 
 with SIGKILL at a random moment: after a random number of messages more, plus a random few milliseconds (the
 server answers each end of DATA 2 ms late, so kills also land between the relay's acceptance and the
 worker's record of it). It is started again and killed again, ROUNDS times; then `worker --once` delivers what
-the killed workers left (their jobs stay `doing`; the notices' own states say what is left).
+the killed workers left (their jobs stay `doing`; the notices' own states say what is left). A delivery job
+holds five e-mails here (`notice_emails_per_job`), delivered one by one.
 
 What the design guarantees (docs/notices.md, "Guarantees"), checked by counting what the server received
 (by recipient, one address per notice; NOT by Message-ID):
@@ -52,7 +53,14 @@ def _seed() -> int:
 
 
 def _env(port: int) -> dict[str, str]:
-    return {**env(), "ESPACE_SANTE_SMTP_HOST": "127.0.0.1", "ESPACE_SANTE_SMTP_PORT": str(port)}
+    # Five e-mails per delivery job: 60 jobs, so that the jobs a killed worker leaves `doing` (until
+    # jobs.recover, a minute later) never stop the next worker from having work.
+    return {
+        **env(),
+        "ESPACE_SANTE_SMTP_HOST": "127.0.0.1",
+        "ESPACE_SANTE_SMTP_PORT": str(port),
+        "ESPACE_SANTE_NOTICE_EMAILS_PER_JOB": "5",
+    }
 
 
 def _cli(data: Path, port: int, *args: str) -> subprocess.CompletedProcess[str]:

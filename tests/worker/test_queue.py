@@ -5,6 +5,7 @@ retries, the uncertain state, and the periodic lifecycle job."""
 from __future__ import annotations
 
 import dataclasses
+import json
 import uuid
 from datetime import date
 from importlib import resources
@@ -38,6 +39,7 @@ def test_the_tasks_and_their_schedules() -> None:
     names = set(queue.app.tasks)
     assert {
         notices.DELIVER_TASK,
+        notices.DELIVER_MANY_TASK,
         "notices.sweep",
         "lifecycle.run",
         "documents.round",
@@ -48,6 +50,7 @@ def test_the_tasks_and_their_schedules() -> None:
     assert crons["lifecycle.run"] == "7 * * * *" and crons["notices.sweep"] == "*/10 * * * *"
     assert crons["legacy.retry"] == "37 * * * *"  # after the lifecycle run has opened spaces
     assert queue.app.tasks[notices.DELIVER_TASK].retry_strategy is queue.DELIVERY_RETRY
+    assert queue.app.tasks[notices.DELIVER_MANY_TASK].retry_strategy is queue.DELIVERY_RETRY
 
 
 async def jobs_for(runtime: Runtime, notice_ids: list[uuid.UUID]) -> list[asyncpg.Record]:
@@ -116,16 +119,45 @@ async def test_the_delivery_job_commits_with_the_notice_or_not_at_all(
         await runtime.db.interaction("t", jobs_store.defer, [notices.delivery_job(space, notice)])
 
 
-async def test_send_defers_one_job_per_email_in_its_batch_transaction(
+async def delivery_jobs(runtime: Runtime, notice_ids: list[uuid.UUID]) -> list[tuple[str, list[uuid.UUID]]]:
+    """The waiting delivery jobs naming any of these notices: (task, the notices it delivers)."""
+
+    async def q(conn: Conn) -> list[asyncpg.Record]:
+        return list(
+            await conn.fetch(
+                "SELECT task_name, args FROM procrastinate_jobs WHERE status = 'todo' "
+                "AND task_name = ANY($1::text[]) ORDER BY id",
+                [notices.DELIVER_TASK, notices.DELIVER_MANY_TASK],
+            )
+        )
+
+    wanted, found = set(notice_ids), []
+    for job in await runtime.db.read("t", q):
+        args = json.loads(job["args"]) if isinstance(job["args"], str) else job["args"]
+        named = (
+            [uuid.UUID(n) for _, n in args["emails"]] if "emails" in args else [uuid.UUID(args["notice_id"])]
+        )
+        if wanted & set(named):
+            found.append((job["task_name"], named))
+    return found
+
+
+async def test_send_defers_the_emails_jobs_in_their_batch_transaction(
     runtime: Runtime, tmp_path: Path
 ) -> None:
-    rows = [person(email=mail()) for _ in range(5)] + [person(email="")]
+    """A batch's e-mails get one delivery job per `notice_emails_per_job` of them (a lone e-mail its own),
+    each e-mail in exactly one job, deferred with the notices."""
+    rows = [person(email=mail()) for _ in range(7)] + [person(email="")]
     await run(runtime, write(tmp_path / "r.csv", rows))
-    counts = await notices.send(runtime, batch=2, deliver_now=False)
-    assert counts.notified >= 6 and counts.delivered == 0
+    settings = runtime.settings.model_copy(update={"notice_emails_per_job": 2})
+    counts = await notices.send(dataclasses.replace(runtime, settings=settings), batch=8, deliver_now=False)
+    assert counts.notified >= 8 and counts.delivered == 0
     ids = [n for r in rows for n in await notice_ids(runtime, await space_of(runtime, r["nir"]))]
-    assert len(ids) == 5
-    assert [j["status"] for j in await jobs_for(runtime, ids)] == ["todo"] * 5
+    assert len(ids) == 7
+    jobs = await delivery_jobs(runtime, ids)
+    assert sorted(n for _, named in jobs for n in named if n in ids) == sorted(ids)
+    assert all(len(named) <= 2 for _, named in jobs)
+    assert any(task == notices.DELIVER_MANY_TASK for task, _ in jobs)
 
 
 def with_smtp(runtime: Runtime, server: SmtpServer) -> Runtime:

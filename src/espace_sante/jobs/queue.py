@@ -13,6 +13,9 @@ The tasks:
 - `notices.deliver`: one e-mail notice (services/notices.deliver_one), deferred with the notice; a relay that
   cannot take it now raises DeliveryDeferred, retried with exponential backoff (2^n seconds, 12 attempts:
   about two hours and a quarter in all); then the periodic sweep picks the notice up;
+- `notices.deliver_many`: the e-mails of one batch transaction (`notices send`, `registry import --notify`),
+  deferred with them, delivered one by one as `notices.deliver` does; any the relay could not take make the
+  job retried the same way, and the retry skips those delivered since;
 - periodic `notices.sweep` (every 10 minutes): delivers the notices still waiting 10 minutes after they were
   recorded (a job killed with its worker, a job out of retries);
 - periodic `lifecycle.run` (hourly): opens the spaces whose opposition window ended, closes and destroys what
@@ -64,6 +67,13 @@ def _runtime(context: JobContext) -> Runtime:
 async def deliver_notice(context: JobContext, space_id: str, notice_id: str) -> str:
     """Deliver exactly this notice (its outcome is the job's result, kept in logs: no address, no text)."""
     return await notices.deliver_one(_runtime(context), uuid.UUID(space_id), uuid.UUID(notice_id))
+
+
+@app.task(name=notices.DELIVER_MANY_TASK, queue=notices.QUEUE, pass_context=True, retry=DELIVERY_RETRY)
+async def deliver_notices(context: JobContext, emails: list[list[str]]) -> dict[str, int]:
+    """Deliver the e-mails one transaction recorded, each on its own (the outcomes' counts are the result)."""
+    pairs = [(uuid.UUID(s), uuid.UUID(n)) for s, n in emails]
+    return await notices.deliver_these(_runtime(context), pairs)
 
 
 @app.periodic(cron="*/10 * * * *", periodic_id="sweep")

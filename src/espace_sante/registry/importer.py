@@ -378,7 +378,7 @@ class Importer:
             built = (built or Built(provision.SpaceRows())).only({p.space_id for p in new})
         await provision.write_spaces(conn, built.rows)
         await provision.add_representatives(conn, links)
-        await notices.record(conn, built.notices)
+        await notices.record(conn, self.rt, built.notices)
         sent = built.counts
         updated = 0
         for r, space, pid, waiting in changed:

@@ -287,6 +287,10 @@ def _of_age_notice(
 
 #: The delivery job of one e-mail notice (registered in jobs/queue.py; deferred here, in SQL, with the notice).
 DELIVER_TASK = "notices.deliver"
+#: The delivery job of the e-mails one transaction recorded (a batch of `notices send` or of the registry
+#: import): one job row per batch instead of one per e-mail, a third of what a notified person cost the
+#: database (benchmarks/README.md, "Provisioning"); each e-mail is still delivered on its own (deliver_one).
+DELIVER_MANY_TASK = "notices.deliver_many"
 QUEUE = "notices"
 
 
@@ -413,12 +417,26 @@ def _notice(
     return store.NewNotice(space_id, notice_id, "letter", key_version=version, letter_sealed=sealed)
 
 
-async def _record(conn: Conn, notices: list[store.NewNotice]) -> None:
-    """The notices and, in the same transaction, one delivery job per e-mail."""
-    await store.add_many(conn, notices)
-    await jobs_store.defer(
-        conn, [delivery_job(n.space_id, n.notice_id) for n in notices if n.channel == "email"]
+def delivery_batch_job(emails: list[tuple[uuid.UUID, uuid.UUID]]) -> jobs_store.JobToDefer:
+    """The job that delivers these e-mail notices, (space, notice) each, one after the other."""
+    return jobs_store.JobToDefer(
+        DELIVER_MANY_TASK, {"emails": [[str(s), str(n)] for s, n in emails]}, queue=QUEUE
     )
+
+
+async def _record(conn: Conn, rt: Runtime, notices: list[store.NewNotice]) -> None:
+    """The notices and, in the same transaction, their delivery jobs: one for a single e-mail, else one per
+    `notice_emails_per_job` e-mails (a killed worker's job waits for jobs.recover: the fewer e-mails a job
+    holds, the fewer wait; the more, the fewer job rows a batch writes)."""
+    await store.add_many(conn, notices)
+    emails = [(n.space_id, n.notice_id) for n in notices if n.channel == "email"]
+    if len(emails) == 1:
+        await jobs_store.defer(conn, [delivery_job(*emails[0])])
+    elif emails:
+        size = rt.settings.notice_emails_per_job
+        await jobs_store.defer(
+            conn, [delivery_batch_job(emails[i : i + size]) for i in range(0, len(emails), size)]
+        )
 
 
 async def notify_in(conn: Conn, ctx: Context, space_id: uuid.UUID, on: date) -> list[str]:
@@ -440,7 +458,7 @@ async def notify_in(conn: Conn, ctx: Context, space_id: uuid.UUID, on: date) -> 
         _notice(rt, space_id, key, to, opens_on, code, child)
         for to, child in _recipients(holder, representatives, bool(rep_ins))
     ]
-    await _record(conn, notices)
+    await _record(conn, rt, notices)
     return [n.channel for n in notices]
 
 
@@ -467,7 +485,7 @@ async def of_age_in(conn: Conn, ctx: Context, space_id: uuid.UUID, on: date) -> 
     opposable = row.state in _OPPOSABLE
     o = OfAge(code, until, opposable, row.opens_on if opposable else None)
     notice = _of_age_notice(rt, space_id, await rt.keys.current(conn, space_id), holder, o)
-    await _record(conn, [notice])
+    await _record(conn, rt, [notice])
     return [notice.channel]
 
 
@@ -543,9 +561,9 @@ def notices_of(rt: Runtime, a: Addressee, key: tuple[int, AESGCM], codes: Codes)
     return [_notice(rt, a.space_id, key, to, codes.opens_on, code, child) for to, child in a.recipients()]
 
 
-async def record(conn: Conn, notices: list[store.NewNotice]) -> None:
-    """The notices and, in the caller's transaction, one delivery job per e-mail."""
-    await _record(conn, notices)
+async def record(conn: Conn, rt: Runtime, notices: list[store.NewNotice]) -> None:
+    """The notices and, in the caller's transaction, their delivery jobs."""
+    await _record(conn, rt, notices)
 
 
 async def people_by_ins(conn: Conn, rt: Runtime, nirs: list[str]) -> dict[str, Person]:
@@ -609,7 +627,7 @@ async def notify_addressed(
     notices: list[store.NewNotice] = []
     for a, key in ready:
         notices += notices_of(rt, a, key, codes)
-    await _record(conn, notices)
+    await _record(conn, rt, notices)
     result.notified = len(ready)
     result.emails = sum(1 for n in notices if n.channel == "email")
     result.letters = len(notices) - result.emails
@@ -676,6 +694,23 @@ async def _keep_in_outbox(conn: Conn, space_id: uuid.UUID, notice_id: uuid.UUID)
     await accounts_store.add_outbox(conn, n.notice_id, recipient=n.recipient, subject=n.subject, body=n.body)
     await store.mark_delivered(conn, n.space_id, n.notice_id)
     return "delivered"
+
+
+async def deliver_these(rt: Runtime, emails: list[tuple[uuid.UUID, uuid.UUID]]) -> dict[str, int]:
+    """Deliver these e-mail notices one by one (deliver_one each: never twice, whatever happened before);
+    returns how many ended how. One the relay cannot take now does not stop the others: once all were tried,
+    DeliveryDeferred is raised so that the job is tried again later, which skips those delivered since."""
+    outcomes: dict[str, int] = {}
+    deferred: DeliveryDeferred | None = None
+    for space_id, notice_id in emails:
+        try:
+            outcome = await deliver_one(rt, space_id, notice_id)
+        except DeliveryDeferred as exc:
+            deferred, outcome = exc, "deferred"
+        outcomes[outcome] = outcomes.get(outcome, 0) + 1
+    if deferred is not None:
+        raise DeliveryDeferred(f"{outcomes.get('deferred', 0)} deferred: {deferred}")
+    return outcomes
 
 
 async def deliver_one(rt: Runtime, space_id: uuid.UUID, notice_id: uuid.UUID) -> str:
