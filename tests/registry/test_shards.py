@@ -38,7 +38,15 @@ async def state(rt: Runtime) -> dict[str, object]:
             "SELECT p.nir, n.channel, count(*) AS n FROM notice n JOIN registry_person p USING (space_id) "
             "GROUP BY 1, 2 ORDER BY 1, 2"
         )
-        jobs = await conn.fetchval("SELECT count(*) FROM procrastinate_jobs")
+        # Every e-mail notice named by exactly one delivery job (one job may name many).
+        named = await conn.fetch(
+            "SELECT args->>'notice_id' AS n FROM procrastinate_jobs WHERE args ? 'notice_id' "
+            "UNION ALL SELECT e->>1 FROM procrastinate_jobs, jsonb_array_elements(args->'emails') AS e "
+            "WHERE args ? 'emails'"
+        )
+        emails = await conn.fetch("SELECT notice_id::text AS n FROM notice WHERE channel = 'email'")
+        assert sorted(r["n"] for r in named) == sorted(r["n"] for r in emails)
+        jobs = len(emails)
         return {
             "people": [tuple(r) for r in people],
             "representatives": [tuple(r) for r in reps],

@@ -75,7 +75,9 @@ Action = Literal[
     # The lifecycle of a space (services/lifecycle.py), in the space's own chain: detail is "from>to|reason"
     # (reason: the opposition's channel, or why the space was closed: holder, death, suspension, erase).
     # `space:register` opens the chain of a space the registry import made (its Patient is written when the
-    # space opens: services/identity.py); the records after it say what followed (a notice, representatives).
+    # space opens: services/identity.py); detail "notified|until=YYYY-MM-DD" when the import notified it in
+    # the same transaction (`registry import --notify`: the `space:notify` and `activation:issue` of
+    # `notices send`, in one record).
     "space:register",
     "space:notify",
     "space:oppose",

@@ -945,6 +945,12 @@ def _notice_sentence(record: Record, subject: str, reader: bool, at: str, lang: 
 def _space_sentence(record: Record, subject: str, reader: bool, at: str, lang: Lang) -> str:
     pick = 0 if lang == "fr" else 1
     what = _SPACE_WORDS.get(record.action, ("modifié votre espace santé", "changed your health space"))[pick]
+    if record.action == "space:register" and record.detail.startswith("notified|"):
+        # The registry import with --notify: made and notified in one transaction, one record.
+        what += (
+            " et envoyé l'avis de sa création avec votre code d'activation",
+            " and sent the notice of its creation with your activation code",
+        )[pick] + _until(record.detail, lang)
     reason = record.detail.partition("|")[2]
     words = _CHANNELS.get(reason) if record.action == "space:oppose" else _CLOSURES.get(reason)
     if words is not None and record.action in ("space:oppose", "space:close"):

@@ -16,9 +16,10 @@ The file is streamed (constant memory) and cut into batches of at most `BATCH` p
 - the batch moves the run's checkpoint (`registry_import`) in the same transaction, so a run killed at any
   point is resumed by the next run of the same file and ends as one clean run would;
 - with `notify` (`registry import --notify`), the people the batch creates are notified in the same
-  transaction, from the rows in memory: their spaces are written `notified` with their chains' `space:notify`
-  and `activation:issue` records after the registration's, their codes (only HMAC digests) and notices (and
-  the e-mails' delivery jobs) alongside, as `notices send` would write them. A minor whose representative is
+  transaction, from the rows in memory: their spaces are written `notified`, their registration record
+  saying so with the code's validity (`notices send` writes it as `space:notify` and `activation:issue`),
+  their codes (only HMAC digests) and notices (and the e-mails' delivery jobs) alongside, as `notices send`
+  would write them. A minor whose representative is
   not yet known (later in the file) and a person with a death date stay `registered`; the run's last step is
   `notices send` for what is left (services/notices.py).
 
@@ -286,12 +287,14 @@ class Importer:
         codes = None
         if on is not None and addressed:
             codes = notices.draw_codes(self.rt, [a.space_id for a in addressed], on)
-            trace = notices.notify_trace(self.ctx, codes)
+            # One record says it all: made from the registry and notified, with the code's validity (what
+            # `notices send` writes as `space:notify` and `activation:issue`).
+            first = replace(self.record, detail=f"notified|until={codes.until.date().isoformat()}")
             for p, more in notified:
                 spaces.append(
                     provision.NewSpace(
-                        p.space_id, p.patient_id, p.patient, "notified", (*more, *trace),
-                        opens_on=codes.opens_on, death_checked=1,
+                        p.space_id, p.patient_id, p.patient, "notified", more, opens_on=codes.opens_on,
+                        death_checked=1, first=first,
                     )
                 )  # fmt: skip
         rows = provision.build_spaces(

@@ -21,6 +21,7 @@ from ..access.policy import decide
 from ..audit.record import SUCCESS, Record
 from ..context import Context
 from ..crypto import open_, pending_aad, seal
+from ..storage import audit as audit_store
 from ..storage import notices as notices_store
 from ..storage import provision, resources
 from ..storage.db import Conn
@@ -158,6 +159,6 @@ async def materialise(conn: Conn, ctx: Context, spaces: Sequence[uuid.UUID]) -> 
             )
         )
     await provision.write_patients(conn, rows)
-    await notices_store.append_chained(conn, records)
+    await audit_store.append_batch(conn, records)
     await provision.clear_pending(conn, list(waiting))
     return len(waiting)

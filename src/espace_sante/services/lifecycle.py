@@ -31,6 +31,7 @@ from ..context import Context
 from ..crypto import DecryptionFailed
 from ..errors import BadRequest, Conflict, Forbidden, NotFound
 from ..storage import access as access_store
+from ..storage import audit as audit_store
 from ..storage import lifecycle as store
 from ..storage import people as people_store
 from ..storage import resources
@@ -190,7 +191,7 @@ async def _apply(
     moved = await store.move(conn, space_id, rule.sources, target, **extra)
     if not moved:  # unreachable: the row is locked
         raise _refused(event, row.state)
-    await store.append_many(
+    await audit_store.append_batch(
         conn, [(space_id, _record(ctx.actor, event, row.state, target, reason, ctx.request_id))]
     )
     if target in USABLE:
@@ -479,7 +480,7 @@ async def run(rt: Runtime, as_of: date | None = None, *, batch: int = BATCH) -> 
                 )
                 if rule.target in USABLE:
                     await identity.materialise(conn, ctx, moved)
-                await store.append_many(
+                await audit_store.append_batch(
                     conn,
                     [
                         (s, _record(SYSTEM, event, before, rule.target, reason or "", ctx.request_id))
@@ -537,7 +538,7 @@ async def _of_age(rt: Runtime, ctx: Context, day: date, batch: int) -> int:
                         log.warning("of-age notice without a Patient in space %s", space_id)
                 records.append((space_id, _record(SYSTEM, "of_age", state, state, "", ctx.request_id)))
             await store.mark_of_age(conn, [s for s, _ in due], day)
-            await store.append_many(conn, records)
+            await audit_store.append_batch(conn, records)
             return len(due)
 
         done = await rt.db.interaction("lifecycle_run_of_age", step)
@@ -588,7 +589,7 @@ async def _close_deceased(rt: Runtime, ctx: Context, day: date, batch: int) -> i
                 conn, "space_id = ANY($4::uuid[])", LIVE, "closed", dead, limit=batch, closed_reason="death"
             )
             await store.mark_death_checked(conn, checked)
-            await store.append_many(
+            await audit_store.append_batch(
                 conn, [(s, _record(SYSTEM, "close", "", "closed", "death", ctx.request_id)) for s in moved]
             )
             return len(moved), (found[-1][0] if found else None), len(found)
@@ -620,7 +621,7 @@ async def _destroy_due(rt: Runtime, ctx: Context, day: date, batch: int) -> int:
                 spaces,
                 limit=batch,
             )
-            await store.append_many(
+            await audit_store.append_batch(
                 conn,
                 [(s, _record(SYSTEM, "destroy", "closed", "destroyed", "", ctx.request_id)) for s in moved],
             )

@@ -623,7 +623,7 @@ async def notify_addressed(
     records: list[tuple[uuid.UUID, Record]] = []
     for a, _ in ready:
         records += [(a.space_id, r) for r in notify_trace(ctx, codes, bool(replaced.get(a.space_id)))]
-    await store.append_chained(conn, records)
+    await audit_store.append_batch(conn, records)
     notices: list[store.NewNotice] = []
     for a, key in ready:
         notices += notices_of(rt, a, key, codes)

@@ -11,7 +11,6 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
-from ..audit.record import Record, canonical
 from . import people
 from .db import Conn
 from .keys import KeyStore
@@ -183,27 +182,6 @@ async def mark_death_checked(conn: Conn, checked: Sequence[tuple[uuid.UUID, int]
             [c[0] for c in checked],
             [c[1] for c in checked],
         )
-
-
-async def append_many(conn: Conn, records: Sequence[tuple[uuid.UUID, Record]]) -> None:
-    """One audit record in each space's chain, in one statement (audit_append of 0002_audit.sql per row)."""
-    if not records:
-        return
-    columns: list[list[Any]] = [[] for _ in range(14)]
-    for space_id, r in records:
-        values = (
-            space_id, r.recorded_at, r.action, r.outcome, r.actor_kind, r.actor_id, r.actor_display, r.basis,
-            r.entity_type, r.entity_id, r.entity_version, r.detail, r.request_id, canonical(space_id, r),
-        )  # fmt: skip
-        for column, value in zip(columns, values, strict=True):
-            column.append(value)
-    await conn.execute(
-        "SELECT audit_append(u.s, u.t, u.a, u.o, u.ak, u.ai, u.ad, u.b, u.et, u.ei, u.ev, u.d, u.r, u.c) "
-        "FROM unnest($1::uuid[], $2::timestamptz[], $3::text[], $4::text[], $5::text[], $6::text[], "
-        "$7::text[], $8::text[], $9::text[], $10::text[], $11::bigint[], $12::text[], $13::text[], "
-        "$14::bytea[]) WITH ORDINALITY AS u(s, t, a, o, ak, ai, ad, b, et, ei, ev, d, r, c, n) ORDER BY u.n",
-        *columns,
-    )
 
 
 async def space_tables(conn: Conn) -> list[str]:

@@ -9,12 +9,11 @@ import uuid
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from typing import Any, cast
 
 import orjson
 
-from ..audit.record import GENESIS, Record
 from . import locks
 from .db import Conn, Database
 
@@ -603,75 +602,3 @@ async def keep_due_in_outbox(conn: Conn, limit: int) -> int:
         limit,
     )
     return done
-
-
-def canonical(space_id: uuid.UUID, r: Record) -> bytes:
-    """audit.record.canonical's bytes (tests/notices/test_throughput.py checks they are equal), without
-    dataclasses.asdict's deep copies (a third of `notices send`'s time before)."""
-    return orjson.dumps(
-        {
-            "action": r.action,
-            "actor_display": r.actor_display,
-            "actor_id": r.actor_id,
-            "actor_kind": r.actor_kind,
-            "basis": r.basis,
-            "detail": r.detail,
-            "entity_id": r.entity_id,
-            "entity_type": r.entity_type,
-            "entity_version": r.entity_version,
-            "outcome": r.outcome,
-            "recorded_at": r.recorded_at.astimezone(UTC).isoformat(timespec="microseconds"),
-            "request_id": r.request_id,
-            "space_id": str(space_id),
-        },
-        option=orjson.OPT_SORT_KEYS,
-    )
-
-
-_AUDIT_COLUMNS = (
-    "space_id", "seq", "recorded_at", "action", "outcome", "actor_kind", "actor_id", "actor_display", "basis",
-    "entity_type", "entity_id", "entity_version", "detail", "request_id", "prev_hash", "hash",
-)  # fmt: skip
-
-
-async def append_chained(conn: Conn, records: Sequence[tuple[uuid.UUID, Record]]) -> None:
-    """Append records to their spaces' chains, in order, for a whole batch in four statements: the chains'
-    heads locked (as audit_append's upsert locks them: concurrent writers wait, the chains stay linear), each
-    record's hash computed here exactly as audit_append computes it, SHA-256(previous hash || seq as int8 ||
-    canonical bytes), the records inserted and the heads moved. The rows are those audit_append writes, one by
-    one (audit verify checks them the same way); a space without a chain yet starts at seq 1 after GENESIS."""
-    if not records:
-        return
-    spaces = sorted({s for s, _ in records})
-    lock = "SELECT space_id, seq, head FROM audit_chain WHERE space_id = ANY($1::uuid[]) ORDER BY space_id FOR UPDATE"
-    heads = {r["space_id"]: (int(r["seq"]), bytes(r["head"])) for r in await conn.fetch(lock, spaces)}
-    missing = [s for s in spaces if s not in heads]
-    if missing:
-        await conn.execute(
-            "INSERT INTO audit_chain (space_id, seq, head) SELECT s, 0, $2 FROM unnest($1::uuid[]) AS s "
-            "ON CONFLICT (space_id) DO NOTHING",
-            missing,
-            GENESIS,
-        )
-        heads |= {r["space_id"]: (int(r["seq"]), bytes(r["head"])) for r in await conn.fetch(lock, missing)}
-    rows: list[tuple[Any, ...]] = []
-    sha256 = hashlib.sha256
-    for space_id, r in records:
-        seq, prev = heads[space_id]
-        seq += 1
-        digest = sha256(prev + seq.to_bytes(8, "big", signed=True) + canonical(space_id, r)).digest()
-        heads[space_id] = (seq, digest)
-        rows.append(
-            (
-                space_id, seq, r.recorded_at, r.action, r.outcome, r.actor_kind, r.actor_id, r.actor_display,
-                r.basis, r.entity_type, r.entity_id, r.entity_version, r.detail, r.request_id, prev, digest,
-            )
-        )  # fmt: skip
-    await conn.copy_records_to_table("audit_event", records=rows, columns=_AUDIT_COLUMNS)
-    await conn.execute(
-        "UPDATE audit_chain c SET seq = u.seq, head = u.head "
-        "FROM unnest($1::uuid[], $2::bigint[], $3::bytea[]) AS u(s, seq, head) WHERE c.space_id = u.s",
-        list(heads),
-        [h[0] for h in heads.values()],
-        [h[1] for h in heads.values()],
-    )

@@ -26,6 +26,7 @@ from ..access.policy import Decision
 from ..audit.record import GENESIS, Record
 from ..crypto import NONCE_BYTES, dek_context, pending_aad, resource_aad
 from ..fhir import searchparams
+from .audit import AUDIT_COLUMNS
 from .db import Conn
 from .keys import KeyStore
 from .people import INS_SYSTEM
@@ -49,6 +50,8 @@ class NewSpace:
     #: The Patient version already checked for a death date (lifecycle's `death_checked`): 1 when the caller
     #: knows the new Patient has none, so that `lifecycle run` does not decrypt it to find out.
     death_checked: int = 0
+    #: The chain's first record when not `build_spaces`' `record` (its entity id is set to the Patient's).
+    first: Record | None = None
 
 
 _RECORD_FIELDS = tuple(f.name for f in fields(Record))
@@ -71,10 +74,7 @@ def _hash_values(prev_hash: bytes, space_id: uuid.UUID, seq: int, values: dict[s
     return hashlib.sha256(prev_hash + seq.to_bytes(8, "big", signed=True) + canonical).digest()
 
 
-_AUDIT_COLUMNS = (
-    "space_id", "seq", "recorded_at", "action", "outcome", "actor_kind", "actor_id", "actor_display", "basis",
-    "entity_type", "entity_id", "entity_version", "detail", "request_id", "prev_hash", "hash",
-)  # fmt: skip
+_AUDIT_COLUMNS = AUDIT_COLUMNS
 _DEK_BYTES = 32
 
 
@@ -151,9 +151,14 @@ def build_spaces(
     # One read of the system's random source per batch for every data key and body nonce instead of two per
     # space: the bytes are as random, and the calls were a visible share of a bulk creation.
     entropy = os.urandom(len(spaces) * (_DEK_BYTES + NONCE_BYTES))
-    base = {name: getattr(record, name) for name in _RECORD_FIELDS} | {
-        "entity_type": "Patient", "entity_version": None if pending else 1, "recorded_at": now,
-    }  # fmt: skip
+
+    def first_of(r: Record) -> dict[str, Any]:
+        return {name: getattr(r, name) for name in _RECORD_FIELDS} | {
+            "entity_type": "Patient", "entity_version": None if pending else 1, "recorded_at": now,
+        }  # fmt: skip
+
+    base = first_of(record)
+    firsts: dict[int, dict[str, Any]] = {}
     offset = 0
     for s in spaces:
         space_id, pid = s.space_id, s.patient_id
@@ -178,7 +183,8 @@ def build_spaces(
         else:
             _patient_rows(out, space_id, pid, s, aead, nonce, when)
         digest = GENESIS
-        chain: list[dict[str, Any]] = [base | {"entity_id": pid}]
+        head = base if s.first is None else firsts.setdefault(id(s.first), first_of(s.first))
+        chain: list[dict[str, Any]] = [head | {"entity_id": pid}]
         chain += [{name: getattr(m, name) for name in _RECORD_FIELDS} | {"recorded_at": now} for m in s.more]
         for seq, v in enumerate(chain, start=1):
             prev, digest = digest, _hash_values(digest, space_id, seq, v)
