@@ -47,7 +47,7 @@ Fresh = Callable[[], Awaitable[Runtime]]
 async def fresh(runtime: Runtime) -> AsyncIterator[Fresh]:
     """Runtimes on new, empty databases of the session's server (the paths compared see only their own data)."""
     assert runtime.embedded is not None
-    server = runtime.embedded.start()
+    server = runtime.embedded.uri  # the session's server (a second start() would hold it past the session)
     opened: list[Runtime] = []
 
     async def make() -> Runtime:

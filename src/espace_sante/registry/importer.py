@@ -148,6 +148,13 @@ def new_patient(b: Beneficiary) -> dict[str, Any]:
     return {"resourceType": "Patient", **identity(b)}
 
 
+def person(b: Beneficiary) -> notices.Person:
+    """What a notice needs of the person a row names (as `notices.person_of` reads it from their Patient)."""
+    return notices.person_from(
+        b.first_names, b.last_name, b.birth_date.isoformat(), b.email, b.address_line, b.postal_code, b.city
+    )
+
+
 def merged(current: dict[str, Any], b: Beneficiary) -> dict[str, Any]:
     """The current Patient with the registry's elements replaced by the row's: other identifiers, other
     telecoms (a phone the holder gave) and other elements are kept; an address or e-mail the row no longer
@@ -226,9 +233,11 @@ class Prepared:
     patient_id: str
 
 
-def prepare(row: Beneficiary) -> Prepared:
-    space = compartment.new_space_id()
-    return Prepared(row, fingerprint(row), new_patient(row), space, compartment.new_resource_id(space))
+def prepare(row: Beneficiary, ids: tuple[uuid.UUID, str] | None = None) -> Prepared:
+    """A row made ready, with the ids its space would get (`ids`, drawn in bulk by the caller, or new)."""
+    if ids is None:
+        [ids] = compartment.new_spaces(1)
+    return Prepared(row, fingerprint(row), new_patient(row), *ids)
 
 
 class Importer:
@@ -260,7 +269,7 @@ class Importer:
         `notified`, with their codes and notices."""
         spaces: list[provision.NewSpace] = []
         on = self.notify
-        people = {p.row.nir: notices.person_of(p.patient) for p in batch or prepared} if on else {}
+        people = {p.row.nir: person(p.row) for p in batch or prepared} if on else {}
         addressed: list[notices.Addressee] = []
         later: list[Prepared] = []
         notified: list[tuple[Prepared, tuple[Record, ...]]] = []
@@ -402,9 +411,10 @@ class Importer:
         found nowhere yet (later in the file, or not in the registry) stays `registered` for the run's last
         step, as `notices send` after the import would find them."""
         assert self.notify is not None
-        people = {p.row.nir: notices.person_of(p.patient) for p in prepared}
-        wanted = sorted({rep for p in built.later for rep in p.row.representatives if rep not in people})
-        people |= await notices.people_by_ins(conn, self.rt, wanted)
+        rows = {p.row.nir: p.row for p in prepared}
+        needed = {p.row.nir for p in built.later} | {r for p in built.later for r in p.row.representatives}
+        people = {nir: person(rows[nir]) for nir in needed if nir in rows}
+        people |= await notices.people_by_ins(conn, self.rt, sorted(needed - people.keys()))
         ready = []
         for p in built.later:
             reps = [rep for _, rep, _ in self._links(p.row, p.space_id)]
@@ -571,11 +581,11 @@ class _Reader:
         """Up to `size` rows, one per NIR (the same person twice: the later row goes in the next batch, so it
         applies after the earlier one), the last line they cover, and their spaces' rows if `eager`;
         ([], 0, None) at the end."""
-        batch: list[Prepared] = []
+        batch: list[Beneficiary] = []
         nirs: set[str] = set()
         last = 0
         if self.carried is not None:
-            batch.append(prepare(self.carried))
+            batch.append(self.carried)
             nirs.add(self.carried.nir)
             last = self.carried.line
             self.carried = None
@@ -592,12 +602,15 @@ class _Reader:
             if row.nir in nirs:
                 self.carried = row
                 break
-            batch.append(prepare(row))
+            batch.append(row)
             nirs.add(row.nir)
             last = row.line
             if len(batch) >= self.size:
                 break
-        return batch, last, self.build(batch) if self.eager and batch else None
+        ready = [
+            prepare(row, ids) for row, ids in zip(batch, compartment.new_spaces(len(batch)), strict=True)
+        ]
+        return ready, last, self.build(ready) if self.eager and ready else None
 
 
 async def _run(

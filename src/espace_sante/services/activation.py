@@ -36,7 +36,6 @@ if and only if the lifecycle's transition commits. The activation page's three u
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import ipaddress
 import logging
@@ -152,9 +151,7 @@ def well_formed(normalised: str) -> bool:
 
 
 def digest(p: Peppers, normalised: str, key_id: str | None = None) -> bytes:
-    return hmac.new(
-        p.subkey("activation", key_id), b"activation " + normalised.encode(), hashlib.sha256
-    ).digest()
+    return hmac.digest(p.subkey("activation", key_id), b"activation " + normalised.encode(), "sha256")
 
 
 # --- issuing -----------------------------------------------------------------------------------------------

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import csv
+import hmac
 import os
 import re
 import secrets
@@ -91,6 +92,26 @@ class Person:
     address_line: str = ""
     postal_code: str = ""
     city: str = ""
+
+
+def person_from(
+    first_names: str,
+    last_name: str,
+    birth_date: str,
+    email: str | None,
+    line: str,
+    postal_code: str,
+    city: str,
+) -> Person:
+    """What `person_of` reads from the Patient the registry makes of these values, without making it."""
+    return Person(
+        name=f"{' '.join(first_names.split())} {last_name}".strip(),
+        birth_date=birth_date,
+        email=email or "",
+        address_line=line,
+        postal_code=postal_code,
+        city=city,
+    )
 
 
 def person_of(body: dict[str, Any]) -> Person:
@@ -336,13 +357,18 @@ _DROPPED = bytes(range(256 - 256 % len(activation.ALPHABET), 256))
 def new_codes(n: int) -> list[str]:
     """`n` codes as activation.new_code draws them (14 symbols, uniform over the alphabet, from `secrets`), in
     one pass over random bytes rather than one call per symbol."""
+    return [activation.grouped(raw) for raw in _raw_codes(n)]
+
+
+def _raw_codes(n: int) -> list[str]:
+    """`n` codes' symbols, ungrouped: what activation.normalise makes of them, so that they are hashed as is."""
     need = n * activation.LENGTH
     pool = b""
     while len(pool) < need:
         pool += secrets.token_bytes(need - len(pool) + 32).translate(_SYMBOLS, _DROPPED)
     text = pool[:need].decode("ascii")
     step = activation.LENGTH
-    return [activation.grouped(text[i : i + step]) for i in range(0, need, step)]
+    return [text[i : i + step] for i in range(0, need, step)]
 
 
 def valid_until(opens_on: date) -> datetime:
@@ -532,8 +558,10 @@ def draw_codes(rt: Runtime, spaces: list[uuid.UUID], on: date) -> Codes:
     """One code per space, valid until the space opens (`on` + the opposition window). CPU only."""
     p = peppers(rt.settings)
     opens_on = on + timedelta(days=rt.settings.opposition_window_days)
-    codes = dict(zip(spaces, new_codes(len(spaces)), strict=True))
-    digests = {s: activation.digest(p, activation.normalise(c)) for s, c in codes.items()}
+    raw = dict(zip(spaces, _raw_codes(len(spaces)), strict=True))
+    key = p.subkey("activation")
+    digests = {s: hmac.digest(key, b"activation " + c.encode(), "sha256") for s, c in raw.items()}
+    codes = {s: activation.grouped(c) for s, c in raw.items()}
     return Codes(opens_on, valid_until(opens_on), p.current_id, codes, digests)
 
 

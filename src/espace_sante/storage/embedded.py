@@ -38,6 +38,13 @@ class EmbeddedPostgres:
         return str(self._server.get_uri())
 
     @property
+    def uri(self) -> str:
+        """The libpq URI of the `postgres` database of the server this handle holds (started already)."""
+        if self._server is None:
+            raise RuntimeError("the embedded PostgreSQL is not started")
+        return str(self._server.get_uri())
+
+    @property
     def server_pid(self) -> int | None:
         return None if self._server is None else int(self._server.get_pid())
 

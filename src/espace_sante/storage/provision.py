@@ -152,13 +152,18 @@ def build_spaces(
     # space: the bytes are as random, and the calls were a visible share of a bulk creation.
     entropy = os.urandom(len(spaces) * (_DEK_BYTES + NONCE_BYTES))
 
+    # The records' canonical fields (audit.record.canonical: recorded_at in ISO form, the space as text),
+    # built once per record kind and batch rather than once per record.
+    at = now.isoformat(timespec="microseconds")
+
     def first_of(r: Record) -> dict[str, Any]:
         return {name: getattr(r, name) for name in _RECORD_FIELDS} | {
-            "entity_type": "Patient", "entity_version": None if pending else 1, "recorded_at": now,
+            "entity_type": "Patient", "entity_version": None if pending else 1, "recorded_at": at,
         }  # fmt: skip
 
     base = first_of(record)
     firsts: dict[int, dict[str, Any]] = {}
+    sha256, dumps, sort = hashlib.sha256, orjson.dumps, orjson.OPT_SORT_KEYS
     offset = 0
     for s in spaces:
         space_id, pid = s.space_id, s.patient_id
@@ -167,11 +172,12 @@ def build_spaces(
         dek = entropy[offset : offset + _DEK_BYTES]
         nonce = entropy[offset + _DEK_BYTES : offset + _DEK_BYTES + NONCE_BYTES]
         offset += _DEK_BYTES + NONCE_BYTES
+        sid = str(space_id)
         if remember:  # the key store draws, wraps and caches the key
             kek_id, wrapped, aead = keys.new_key(space_id)
         else:
             aead = AESGCM(dek)
-            kek_id, wrapped = kek.key_id, kek.wrap(dek, dek_context(str(space_id), 1))
+            kek_id, wrapped = kek.key_id, kek.wrap(dek, dek_context(sid, 1))
         if keep_keys:
             out.aeads[space_id] = aead
         out.spaces.append((space_id, s.state, now, s.opens_on, s.death_checked))
@@ -179,15 +185,22 @@ def build_spaces(
         if pending:
             # The layout of crypto.seal (nonce || ciphertext || tag), with the nonce drawn above.
             body = orjson.dumps(s.patient)
-            out.pending[space_id] = nonce + aead.encrypt(nonce, body, pending_aad(str(space_id), pid, 1))
+            out.pending[space_id] = nonce + aead.encrypt(nonce, body, pending_aad(sid, pid, 1))
         else:
             _patient_rows(out, space_id, pid, s, aead, nonce, when)
         digest = GENESIS
-        head = base if s.first is None else firsts.setdefault(id(s.first), first_of(s.first))
-        chain: list[dict[str, Any]] = [head | {"entity_id": pid}]
-        chain += [{name: getattr(m, name) for name in _RECORD_FIELDS} | {"recorded_at": now} for m in s.more]
+        head = base
+        if s.first is not None:
+            head = firsts.get(id(s.first)) or firsts.setdefault(id(s.first), first_of(s.first))
+        chain: list[dict[str, Any]] = [head | {"entity_id": pid, "space_id": sid}]
+        chain += [
+            {name: getattr(m, name) for name in _RECORD_FIELDS} | {"recorded_at": at, "space_id": sid}
+            for m in s.more
+        ]
         for seq, v in enumerate(chain, start=1):
-            prev, digest = digest, _hash_values(digest, space_id, seq, v)
+            # _hash_values' digest, its canonical fields ready.
+            canonical = dumps(v, option=sort)
+            prev, digest = digest, sha256(digest + seq.to_bytes(8, "big", signed=True) + canonical).digest()
             out.audit.append(
                 (
                     space_id, seq, now, v["action"], v["outcome"], v["actor_kind"], v["actor_id"],
