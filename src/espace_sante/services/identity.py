@@ -15,6 +15,7 @@ from datetime import UTC, date, datetime
 from typing import Any
 
 import orjson
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from ..access.actors import SYSTEM
 from ..access.policy import decide
@@ -31,10 +32,15 @@ from .runtime import Runtime
 FEED = "registre des bénéficiaires / beneficiaries registry"
 
 
-async def _prime_keys(conn: Conn, rt: Runtime, spaces: Sequence[uuid.UUID]) -> None:
-    """The data keys of these spaces, fetched in one query into the key store's cache."""
+async def _prime_keys(
+    conn: Conn, rt: Runtime, spaces: Sequence[uuid.UUID]
+) -> dict[uuid.UUID, tuple[int, AESGCM]]:
+    """The data keys of these spaces, fetched in one query into the key store's cache; returns each space's
+    newest (version, key), for writing."""
+    newest: dict[uuid.UUID, tuple[int, AESGCM]] = {}
     for space_id, version, kek_id, wrapped in await notices_store.data_keys(conn, sorted(set(spaces))):
-        rt.keys.from_row(space_id, version, kek_id, wrapped)
+        newest[space_id] = (version, rt.keys.from_row(space_id, version, kek_id, wrapped))  # by version
+    return newest
 
 
 async def unseal(conn: Conn, rt: Runtime, p: provision.Pending) -> dict[str, Any]:
@@ -118,27 +124,29 @@ async def birth_date(conn: Conn, rt: Runtime, space_id: uuid.UUID) -> date | Non
         return None
 
 
-async def materialise(conn: Conn, ctx: Context, spaces: Sequence[uuid.UUID]) -> int:
+async def materialise(
+    conn: Conn, ctx: Context, spaces: Sequence[uuid.UUID], *, after: Sequence[tuple[uuid.UUID, Record]] = ()
+) -> int:
     """Write the Patient of each of these spaces still waiting for one, from its sealed identity, in the
     caller's transaction: its version 1 under the space's newest key, its search rows, a `resource:create`
     record in its chain (the registry's feed, as the system), and the waiting identity cleared. Spaces that
-    have their Patient already are left alone, so any transition may call it. Returns how many were written."""
-    if not spaces:
-        return 0
+    have their Patient already are left alone, so any transition may call it. `after`: records to append
+    before those (the transition's own), in the same statements. Returns how many Patients were written."""
     rt = ctx.runtime
     decision = decide(SYSTEM, "create", "Patient")
     decision.require("create", "Patient")
-    waiting = await provision.pending_of(conn, spaces, lock=True)
+    waiting = await provision.pending_of(conn, spaces, lock=True) if spaces else {}
     if not waiting:
+        await audit_store.append_batch(conn, after)
         return 0
-    await _prime_keys(conn, rt, list(waiting))
+    newest = await _prime_keys(conn, rt, list(waiting))
     now = datetime.now(UTC)
     when = now.replace(microsecond=now.microsecond // 1000 * 1000)
     rows = provision.SpaceRows()
-    records: list[tuple[uuid.UUID, Record]] = []
+    records: list[tuple[uuid.UUID, Record]] = list(after)
     for space_id, p in waiting.items():
         patient = await unseal(conn, rt, p)
-        version, aead = await rt.keys.current(conn, space_id)
+        version, aead = newest[space_id]
         provision.add_patient(rows, space_id, p.patient_id, patient, aead, version, when)
         records.append(
             (

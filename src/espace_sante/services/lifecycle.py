@@ -191,11 +191,11 @@ async def _apply(
     moved = await store.move(conn, space_id, rule.sources, target, **extra)
     if not moved:  # unreachable: the row is locked
         raise _refused(event, row.state)
-    await audit_store.append_batch(
-        conn, [(space_id, _record(ctx.actor, event, row.state, target, reason, ctx.request_id))]
-    )
-    if target in USABLE:
-        await identity.materialise(conn, ctx, [space_id])
+    records = [(space_id, _record(ctx.actor, event, row.state, target, reason, ctx.request_id))]
+    if target in USABLE:  # a space the registry made gets its Patient now, after the transition's record
+        await identity.materialise(conn, ctx, [space_id], after=records)
+    else:
+        await audit_store.append_batch(conn, records)
     return row.state, target
 
 
@@ -478,15 +478,14 @@ async def run(rt: Runtime, as_of: date | None = None, *, batch: int = BATCH) -> 
                 moved = await store.move_due(
                     conn, due_sql, rule.sources, rule.target, *args, limit=batch, closed_reason=reason
                 )
-                if rule.target in USABLE:
-                    await identity.materialise(conn, ctx, moved)
-                await audit_store.append_batch(
-                    conn,
-                    [
-                        (s, _record(SYSTEM, event, before, rule.target, reason or "", ctx.request_id))
-                        for s in moved
-                    ],
-                )
+                records = [
+                    (s, _record(SYSTEM, event, before, rule.target, reason or "", ctx.request_id))
+                    for s in moved
+                ]
+                if rule.target in USABLE:  # the Patients of spaces the registry made, after their records
+                    await identity.materialise(conn, ctx, moved, after=records)
+                else:
+                    await audit_store.append_batch(conn, records)
                 return len(moved)
 
             done = await rt.db.interaction(f"lifecycle_run_{event}", step)
