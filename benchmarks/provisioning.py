@@ -164,13 +164,44 @@ def _line(label: str, r: dict[str, Any], rows: int) -> str:
     )
 
 
-def _fresh(work: Path, name: str) -> tuple[Path, EmbeddedPostgres, str]:
-    """A new data folder with its migrated database, its PostgreSQL held by this process."""
+#: `--tune`: what a national deployment's PostgreSQL would be given for a bulk import, as `ALTER SYSTEM`
+#: (docs/registry-format.md, "Throughput"): memory for the indexes, checkpoints far apart (each one makes
+#: the next change of every page write the whole page to the WAL), and those pages compressed.
+TUNED = {
+    "shared_buffers": "2GB",
+    "max_wal_size": "16GB",
+    "checkpoint_timeout": "30min",
+    "wal_compression": "on",
+}
+
+
+def _tune(uri: str) -> None:
+    import asyncpg
+
+    async def apply() -> None:
+        conn = await asyncpg.connect(uri)
+        try:
+            for name, value in TUNED.items():
+                await conn.execute(f"ALTER SYSTEM SET {name} = '{value}'")
+        finally:
+            await conn.close()
+
+    asyncio.run(apply())
+
+
+def _fresh(work: Path, name: str, *, tune: bool = False) -> tuple[Path, EmbeddedPostgres, str]:
+    """A new data folder with its migrated database, its PostgreSQL held by this process (with `tune`, the
+    server restarted with TUNED)."""
     data = work / name
     shutil.rmtree(data, ignore_errors=True)
     data.mkdir(parents=True)
     server = EmbeddedPostgres(data / "pg")
     uri = server.start()
+    if tune:
+        _tune(uri)
+        server.stop()
+        server = EmbeddedPostgres(data / "pg")
+        uri = server.start()
     subprocess.run(
         [sys.executable, "-m", "espace_sante", "migrate"], env=_env(data), check=True, capture_output=True
     )
@@ -194,6 +225,10 @@ def main() -> None:
         help="one pass: time `registry import --notify` (codes and notices included; no separate send)",
     )
     parser.add_argument("--jobs", type=int, default=1, help="`registry import --jobs N` (shards at once)")
+    parser.add_argument("--tune", action="store_true", help="PostgreSQL set for a bulk import (TUNED)")
+    parser.add_argument(
+        "--reuse", action="store_true", help="use the registry file already in --dir instead of a new one"
+    )
     parser.add_argument(
         "--open",
         action="store_true",
@@ -204,7 +239,10 @@ def main() -> None:
     work.mkdir(parents=True, exist_ok=True)
     registry = work / "registre.csv"
     started = time.perf_counter()
-    stats = generate(registry, args.rows)
+    if args.reuse and registry.exists():
+        stats = {"rows": args.rows, "reused": str(registry)}
+    else:
+        stats = generate(registry, args.rows)
     print(f"generated {args.rows:,} rows in {time.perf_counter() - started:.1f} s: {stats}", flush=True)
     results: dict[str, Any] = {"rows": args.rows, "file": stats, "cores": os.cpu_count(), "first": []}
     servers: list[EmbeddedPostgres] = []
@@ -213,7 +251,7 @@ def main() -> None:
         for k in range(args.repeats):
             if servers:  # the previous repeat's database is done with: stop it before the next one starts
                 servers.pop().stop()
-            data, server, uri = _fresh(work, f"data{k}")
+            data, server, uri = _fresh(work, f"data{k}", tune=args.tune)
             servers.append(server)
             first = run_import(data, registry, notify=args.notify, jobs=args.jobs)
             results["first"].append(first)

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field, fields
 from datetime import UTC, date, datetime
 from typing import Any
 
+import asyncpg
 import orjson
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
@@ -463,20 +464,35 @@ async def patients_by_ins(conn: Conn, nirs: Sequence[str]) -> dict[str, tuple[uu
 
 async def claim(conn: Conn, people: Sequence[tuple[str, uuid.UUID, str, bytes, bytes | None]]) -> set[str]:
     """Record (INS, space, Patient id, fingerprint, sealed identity or None) for people not yet in the
-    registry table, in one statement; returns the INS this transaction claimed (another import may have
-    claimed the rest first). A sealed identity is under the new space's key version 1."""
+    registry table; returns the INS this transaction claimed (another import may have claimed the rest first).
+    A sealed identity is under the new space's key version 1.
+
+    The caller found none of them in the table (`registry_people`, in this transaction), so one COPY, in NIR
+    order, claims them all; only when another import claimed one since (a unique violation, which undoes
+    the COPY's savepoint alone) does the slower INSERT ... ON CONFLICT sort out who won."""
     if not people:
         return set()
+    ordered = sorted(people, key=lambda p: p[0])
+    try:
+        async with conn.transaction():
+            await conn.copy_records_to_table(
+                "registry_person",
+                records=[(*p, None if p[4] is None else 1) for p in ordered],
+                columns=("nir", "space_id", "patient_id", "fingerprint", "pending", "pending_key"),
+            )
+        return {p[0] for p in ordered}
+    except asyncpg.UniqueViolationError:
+        pass
     rows = await conn.fetch(
         "INSERT INTO registry_person (nir, space_id, patient_id, fingerprint, pending, pending_key) "
         "SELECT n, s, p, f, x, CASE WHEN x IS NULL THEN NULL ELSE 1 END "
         "FROM unnest($1::text[], $2::uuid[], $3::text[], $4::bytea[], $5::bytea[]) AS u(n, s, p, f, x) "
         "ORDER BY 1 ON CONFLICT (nir) DO NOTHING RETURNING nir",
-        [p[0] for p in people],
-        [p[1] for p in people],
-        [p[2] for p in people],
-        [p[3] for p in people],
-        [p[4] for p in people],
+        [p[0] for p in ordered],
+        [p[1] for p in ordered],
+        [p[2] for p in ordered],
+        [p[3] for p in ordered],
+        [p[4] for p in ordered],
     )
     return {r["nir"] for r in rows}
 
