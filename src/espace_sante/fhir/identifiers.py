@@ -97,6 +97,8 @@ def _nir_number(nir13: str) -> int:
 
 def _check_nir_characters(nir: str) -> None:
     """Positions are 1-based, as in the NIR structure (identifier-systems.json nir.structure)."""
+    if nir.isascii() and nir.isdigit():  # nearly every NIR (not Corsican): nothing to point at
+        return
     for index, char in enumerate(nir):
         position = index + 1
         if char in _DIGITS:
