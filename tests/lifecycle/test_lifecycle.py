@@ -413,14 +413,22 @@ async def test_one_unreadable_patient_does_not_stop_the_run_for_everyone_else(
     """A live space whose data key is lost (a fault, not a lifecycle step) is logged by the death check and
     skipped; the spaces after it still open."""
     broken, _, _ = await active(fhir)
+    # And a registry space whose key is lost before it opens: its sealed identity cannot become a Patient.
+    lost, _ = await registered(runtime, tmp_path)
+    await lifecycle.notify(Context.system(runtime), lost, on=TODAY)
     async with runtime.db.pool.acquire() as conn, conn.transaction():
         await runtime.keys.destroy(conn, broken)
+        await runtime.keys.destroy(conn, lost)
     try:
         space, _ = await registered(runtime, tmp_path)
         await lifecycle.notify(Context.system(runtime), space, on=TODAY)
         ran = await lifecycle.run(runtime, TODAY + timedelta(days=runtime.settings.opposition_window_days))
-        assert ran.opened >= 1 and await lifecycle.state(runtime, space) == "open"
+        assert ran.opened >= 2 and await lifecycle.state(runtime, space) == "open"
+        assert await count_rows(runtime, space, "Patient") == 1
+        assert await count_rows(runtime, lost, "Patient") == 0  # logged, left waiting, the others opened
     finally:  # leave no live space without a key in the shared database
         async with runtime.db.pool.acquire() as conn, conn.transaction():
-            await lifecycle_store.erase(conn, runtime.keys, [broken])
-            await conn.execute("UPDATE space SET state = 'destroyed' WHERE space_id = $1", broken)
+            await lifecycle_store.erase(conn, runtime.keys, [broken, lost])
+            await conn.execute(
+                "UPDATE space SET state = 'destroyed' WHERE space_id = ANY($1::uuid[])", [broken, lost]
+            )

@@ -62,7 +62,7 @@ BATCH = 2000
 _COLLECT_EVERY = 20
 #: The state of a space made from the registry, before its notice is sent (the lifecycle step moves it on).
 NEW_STATE = "registered"
-FEED = "registre des bénéficiaires / beneficiaries registry"
+FEED = waiting_identity.FEED
 _GENDER = {"F": "female", "M": "male", "U": "unknown"}
 
 
@@ -425,6 +425,18 @@ class Importer:
                 ready.append((addressee, (1, built.rows.aeads[p.space_id])))
         return await notices.notify_addressed(conn, self.ctx, self.notify, ready)
 
+    def _updated(self, space_id: uuid.UUID, patient_id: str, version: int | None) -> Record:
+        """The record of a registry change to a person's identity: a Patient version, or (None) the identity
+        waiting for the Patient sealed again."""
+        return replace(
+            self.record,
+            action="resource:update",
+            basis=self.update.reason_in(space_id),
+            entity_type="Patient",
+            entity_id=patient_id,
+            entity_version=version,
+        )
+
     async def _update(
         self,
         conn: Conn,
@@ -443,17 +455,7 @@ class Importer:
             after = merged(before, b)
             if not _same(before, after):
                 await waiting_identity.reseal(conn, self.rt, space_id, patient_id, after, recheck_death=True)
-                await audit_store.append(
-                    conn,
-                    space_id,
-                    replace(
-                        self.record,
-                        action="resource:update",
-                        basis=decision.reason_in(space_id),
-                        entity_type="Patient",
-                        entity_id=patient_id,
-                    ),
-                )
+                await audit_store.append(conn, space_id, self._updated(space_id, patient_id, None))
                 touched = True
         else:
             current = await store.current(conn, decision, space_id, "Patient", patient_id, for_update=True)
@@ -468,16 +470,7 @@ class Importer:
                     method="PUT", previous=current,
                 )  # fmt: skip
                 await audit_store.append(
-                    conn,
-                    space_id,
-                    replace(
-                        self.record,
-                        action="resource:update",
-                        basis=decision.reason_in(space_id),
-                        entity_type="Patient",
-                        entity_id=patient_id,
-                        entity_version=written.version_id,
-                    ),
+                    conn, space_id, self._updated(space_id, patient_id, written.version_id)
                 )
                 touched = True
         for _, rep in await provision.add_representatives(conn, self._links(b, space_id)):
@@ -691,19 +684,7 @@ async def _run(
     if importer.notify is not None and counts.notices is not None and last_step:
         # The rest, as `notices send` after the import: the deceased closed, then every space still
         # `registered` (minors whose representative came later in the file, people registered earlier).
-        rest = await notices.send(runtime, importer.notify, deliver_now=deliver)
-        n = counts.notices
-        n.notified, n.emails, n.letters = (
-            n.notified + rest.notified,
-            n.emails + rest.emails,
-            n.letters + rest.letters,
-        )
-        n.delivered, n.failed, n.uncertain, n.skipped = (
-            rest.delivered,
-            rest.failed,
-            rest.uncertain,
-            rest.skipped,
-        )
+        counts.notices.add(await notices.send(runtime, importer.notify, deliver_now=deliver))
     await runtime.db.interaction("registry_finish", provision.finish_import, checkpoint.import_id)
     if progress is not None:
         progress(counts)

@@ -67,9 +67,7 @@ def _add(total: Counts, part: Counts) -> None:
         total.by_field[name] = total.by_field.get(name, 0) + n
     if part.notices is not None:
         total.notices = total.notices or notices.SendCounts()
-        total.notices.notified += part.notices.notified
-        total.notices.emails += part.notices.emails
-        total.notices.letters += part.notices.letters
+        total.notices.add(part.notices)
 
 
 async def import_sharded(
@@ -111,17 +109,5 @@ async def import_sharded(
         if rejects is not None:
             _merge_rejects(parts, rejects)
     if notify is not None and total.notices is not None:
-        rest = await notices.send(rt, notify, deliver_now=deliver)
-        n = total.notices
-        n.notified, n.emails, n.letters = (
-            n.notified + rest.notified,
-            n.emails + rest.emails,
-            n.letters + rest.letters,
-        )
-        n.delivered, n.failed, n.uncertain, n.skipped = (
-            rest.delivered,
-            rest.failed,
-            rest.uncertain,
-            rest.skipped,
-        )
+        total.notices.add(await notices.send(rt, notify, deliver_now=deliver))
     return total

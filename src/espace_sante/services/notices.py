@@ -337,6 +337,15 @@ class SendCounts:
     uncertain: int = 0
     skipped: list[str] = field(default_factory=list)
 
+    def add(self, later: SendCounts) -> None:
+        """Count a later step in: what it notified adds up; the delivery's outcome is the later step's."""
+        self.notified += later.notified
+        self.emails += later.emails
+        self.letters += later.letters
+        self.delivered, self.failed, self.uncertain, self.skipped = (
+            later.delivered, later.failed, later.uncertain, later.skipped,
+        )  # fmt: skip
+
     def as_json(self) -> dict[str, Any]:
         return {
             "notified": self.notified,

@@ -14,6 +14,7 @@ from typing import Any
 from . import people
 from .db import Conn
 from .keys import KeyStore
+from .provision import clear_pending
 
 #: Tables with a `space_id` that outlive the space's data: the space row itself (its state is the
 #: tombstone), its trace (kept as the record of what was done; it holds no medical content and its rows
@@ -218,9 +219,5 @@ async def erase(conn: Conn, keys: KeyStore, spaces: Sequence[uuid.UUID]) -> int:
         deleted += await keys.destroy(conn, space_id)
     # The registry's link stays (KEPT_TABLES: the person's INS still finds the space and its state), but not
     # an identity still waiting for the Patient (migrations/0018): unreadable now anyway, its key is gone.
-    await conn.execute(
-        "UPDATE registry_person SET pending = NULL, pending_key = NULL WHERE space_id = ANY($1::uuid[]) "
-        "AND pending IS NOT NULL",
-        ids,
-    )
+    await clear_pending(conn, ids)
     return deleted

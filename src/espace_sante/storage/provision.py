@@ -307,11 +307,8 @@ async def copy_rows(
     for kind, columns in _INDEX_COLUMNS.items():
         if index.get(kind):
             await conn.copy_records_to_table(f"sp_{kind}", records=index[kind], columns=(*base, *columns))
-    await conn.copy_records_to_table(
-        "audit_event",
-        records=audit_rows,
-        columns=_AUDIT_COLUMNS,
-    )
+    if audit_rows:
+        await conn.copy_records_to_table("audit_event", records=audit_rows, columns=_AUDIT_COLUMNS)
 
 
 _INDEX_COLUMNS = {
@@ -424,28 +421,10 @@ async def clear_pending(conn: Conn, spaces: Sequence[uuid.UUID]) -> None:
 
 
 async def write_patients(conn: Conn, rows: SpaceRows) -> None:
-    """COPY the Patients (current rows, versions, search rows) of `build_patients`, into existing spaces."""
-    if not rows.resources:
-        return
-    await conn.copy_records_to_table(
-        "resource",
-        records=rows.resources,
-        columns=("space_id", "resource_type", "resource_id", "version_id", "last_updated", "deleted"),
-    )
-    await conn.copy_records_to_table(
-        "resource_version",
-        records=rows.versions,
-        columns=(
-            "space_id", "resource_type", "resource_id", "version_id", "last_updated", "method", "key_version",
-            "body",
-        ),
-    )  # fmt: skip
-    base = ("space_id", "resource_type", "resource_id", "param")
-    for kind, columns in _INDEX_COLUMNS.items():
-        if rows.index.get(kind):
-            await conn.copy_records_to_table(
-                f"sp_{kind}", records=rows.index[kind], columns=(*base, *columns)
-            )
+    """COPY the Patients `add_patient` put in `rows` (current rows, versions, search rows), into existing
+    spaces (their records are the caller's)."""
+    if rows.resources:
+        await copy_rows(conn, rows.resources, rows.versions, rows.index, [])
 
 
 async def patients_by_ins(conn: Conn, nirs: Sequence[str]) -> dict[str, tuple[uuid.UUID, str]]:
