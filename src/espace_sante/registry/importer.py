@@ -262,7 +262,7 @@ class Importer:
         )
 
     def build(self, prepared: list[Prepared], batch: list[Prepared] | None = None) -> Built:
-        """The rows that create the spaces of these people (keys, encrypted Patients, index rows, chains),
+        """The rows that create the spaces of these people (keys, sealed identities, first records),
         as if all were new: CPU only, so the reading task does it while the previous batch is in the
         database; `batch` keeps the rows of those who really are new. With --notify, those who can be
         notified from the batch's rows (`batch`: the whole batch, `prepared` by default) are created

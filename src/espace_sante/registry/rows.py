@@ -271,8 +271,12 @@ def _read_csv(stream: BinaryIO, today: date, keep: Keep | None = None) -> Iterat
             continue
         # One record per physical line: a quoted field never spans lines in this format, so that a broken
         # quote costs one row, not the rest of the file.
+        line = text.rstrip("\r\n") if text.endswith("\n") else text
         try:
-            fields = next(csv.reader([text], strict=True))
+            if '"' in line or "\r" in line or "\n" in line:
+                fields = next(csv.reader([text], strict=True))
+            else:  # no quoting: what csv.reader would give, for a fifth of its time (most lines)
+                fields = line.split(",")
         except csv.Error as exc:
             if header is None:
                 raise RegistryFormatError(f"en-tête illisible / unreadable header ({exc})") from None
