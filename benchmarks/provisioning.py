@@ -302,7 +302,7 @@ def main() -> None:
         if args.notify:
             results["one_pass_rows_per_s"] = median["rows_per_s"]
             print(
-                f"one pass (import --notify, codes, notices and outbox delivery included), median of {len(runs)}: "
+                f"one pass (import --notify: codes, notices and their delivery jobs), median of {len(runs)}: "
                 f"{median['rows_per_s']:,.0f} rows/s",
                 flush=True,
             )
