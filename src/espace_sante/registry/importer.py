@@ -407,9 +407,9 @@ class Importer:
 
     async def _notify_later(self, conn: Conn, prepared: list[Prepared], built: Built) -> Any:
         """Notify the minors just created whose representatives were not all in the batch, those found in the
-        database (earlier batches, earlier imports) read from their Patients; a minor with a representative
-        found nowhere yet (later in the file, or not in the registry) stays `registered` for the run's last
-        step, as `notices send` after the import would find them."""
+        database (earlier batches, earlier imports) read from their Patients or sealed identities; a minor with
+        a representative found nowhere yet (later in the file, or not in the registry) stays `registered` for
+        the run's last step, as `notices send` after the import would find them."""
         assert self.notify is not None
         rows = {p.row.nir: p.row for p in prepared}
         needed = {p.row.nir for p in built.later} | {r for p in built.later for r in p.row.representatives}

@@ -538,8 +538,8 @@ class _Batch:
 class Addressee:
     """Who one space's notice goes to: its holder and, for a minor (a space with representatives whose rights
     run), the representatives found in the registry (reachable or not: `recipients` keeps those with an e-mail
-    or an address). `notices send` reads them from the stored Patients; the registry import (`registry import
-    --notify`) has them from the rows it is writing."""
+    or an address). `notices send` reads them from their Patients or sealed identities (services/identity.py);
+    the registry import (`registry import --notify`) has them from the rows it is writing."""
 
     space_id: uuid.UUID
     holder: Person
