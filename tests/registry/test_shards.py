@@ -4,10 +4,16 @@ representatives, and with --notify the same notices (a minor whose parent fell i
 
 from __future__ import annotations
 
+import asyncio
 import csv
+import json
+import signal
+import subprocess
+import time
 from datetime import date
 from pathlib import Path
 
+import psutil
 import pytest
 
 from espace_sante.registry.importer import import_file
@@ -17,6 +23,9 @@ from espace_sante.registry.sample import generate
 from espace_sante.registry.shards import import_sharded
 from espace_sante.services.runtime import Runtime
 from espace_sante.storage.db import Conn
+from espace_sante.storage.embedded import EmbeddedPostgres, ensure_database
+from tests.cli.test_commands import EXE, _env, run
+from tests.registry.test_import_command import _query, _summary
 from tests.registry.test_import_notify import Fresh, fresh  # noqa: F401 (the fixture)
 
 ON = date.today()
@@ -93,3 +102,46 @@ async def test_two_shards_end_as_one_process(fresh: Fresh, tmp_path: Path, notif
     # The same command again: every shard finds its people unchanged.
     again = await import_sharded(two, registry, jobs=2, notify=ON if notify else None)
     assert (again.created, again.updated, again.unchanged) == (0, 0, single.created)
+
+
+def test_a_shard_killed_midway_fails_the_command_clearly_and_the_same_command_resumes(tmp_path: Path) -> None:
+    """`registry import --jobs 2` with one shard's process killed (SIGKILL): the command says to run it again
+    (exit 1, no traceback); run again, it resumes that shard and ends with every person once."""
+    registry = tmp_path / "registre.csv"
+    generate(registry, 60_000, seed=9)
+    data = tmp_path / "data"
+    run(data, "migrate")
+    holder = EmbeddedPostgres(data / "pg")  # held by the test, so that it can watch the shards go
+    dsn = asyncio.run(ensure_database(holder.start()))
+    try:
+        proc = subprocess.Popen(
+            [*EXE, "--data-dir", str(data), "registry", "import", str(registry), "--jobs", "2", "--json"],
+            env=_env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        deadline = time.monotonic() + 120
+        sql = "SELECT coalesce(min(last_line), 0) FROM registry_import"
+        while asyncio.run(_query(dsn, sql)) < 2_000:  # both shards have committed a batch, far from done
+            assert time.monotonic() < deadline and proc.poll() is None
+            time.sleep(0.05)
+        shards = [  # the pool's workers, not multiprocessing's resource tracker
+            c
+            for c in psutil.Process(proc.pid).children(recursive=True)
+            if "spawn_main" in " ".join(c.cmdline()) and "resource_tracker" not in " ".join(c.cmdline())
+        ]
+        assert len(shards) >= 2
+        shards[0].send_signal(signal.SIGKILL)
+        _, err = proc.communicate(timeout=120)
+        assert proc.returncode == 1, err
+        assert "relancez la même commande" in err and "Traceback" not in err
+        again = run(data, "registry", "import", str(registry), "--jobs", "2", "--json")
+        counts = json.loads(again.stdout)
+        summary = _summary(dsn)
+    finally:
+        holder.stop()
+    valid = 60_000 - counts["rejected"]
+    # The shard that finished compares its rows anew (unchanged); the killed one resumes where it stopped.
+    assert counts["created"] + counts["unchanged"] == valid and counts["created"] > 0
+    assert summary["spaces"] == valid and summary["doubled"] == 0

@@ -28,6 +28,7 @@ def registry_check(
     """Vérifie un fichier du registre sans rien importer / check a registry file, importing nothing.
 
     Chaque ligne refusée va dans le fichier des rejets avec son numéro de ligne, le champ et la raison."""
+
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
     from ..registry.rejects import RejectsFile, Tally
@@ -126,6 +127,8 @@ def registry_import(
     and a run killed midway is resumed by the next run of the same file. Avec --notify, en un seul passage, les
     personnes créées reçoivent leur avis comme avec `notices send` / with --notify, one pass: the people
     created get their notices as `notices send` would give them."""
+    from concurrent.futures.process import BrokenProcessPool
+
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
     from ..registry.importer import Counts, ImportRunning, import_file
@@ -180,6 +183,14 @@ def registry_import(
             raise _fail(str(exc)) from None
         except ImportRunning as exc:
             raise _fail(str(exc), 3) from None
+        except BrokenProcessPool:
+            # A shard's process died (killed, out of memory): what every shard committed stays, and each
+            # resumes from its own checkpoint.
+            raise _fail(
+                "un des processus de l'import s'est arrêté : relancez la même commande pour reprendre / "
+                "a shard's process stopped: run the same command again to resume",
+                1,
+            ) from None
     if as_json:
         typer.echo(json.dumps(counts.as_json()))
         return
