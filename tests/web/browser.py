@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import json
 import socket
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -102,3 +103,39 @@ async def tab_to(page: Any, what: str) -> None:
         if what in focused:
             return
     raise AssertionError(f"{what!r} is not reachable with Tab")
+
+
+def page_audit(controls: str, *, target: str = "el", skip: str = "false") -> str:
+    """A script for `page.evaluate` listing what keeps a page from a phone and a keyboard: a control
+    (`controls`, a CSS selector) under 44 CSS pixels high, a field without a label, a heading that skips a
+    level, a page wider than the screen, a language other than French. `target` is the JS expression of the
+    element measured for `el` (a checkbox's label, say), `skip` one (on `el` and its box `r`) for those not to
+    measure: the pages check their own kinds of controls."""
+    return (
+        _AUDIT.replace("/*controls*/", json.dumps(controls))
+        .replace("/*target*/", target)
+        .replace("/*skip*/", skip)
+    )
+
+
+_AUDIT = """() => {
+  const problems = [];
+  for (const el of document.querySelectorAll(/*controls*/)) {
+    const target = /*target*/;
+    const r = target.getBoundingClientRect();
+    if (/*skip*/) continue;
+    if (r.height < 44) problems.push(`${el.tagName} "${el.textContent.trim() || el.name}" is ${r.height}px high`);
+  }
+  for (const input of document.querySelectorAll('main input:not([type=hidden])')) {
+    if (!input.labels || input.labels.length === 0) problems.push(`input ${input.name} has no label`);
+  }
+  let last = 0;
+  for (const h of document.querySelectorAll('h1, h2, h3, h4, h5, h6')) {
+    const level = Number(h.tagName[1]);
+    if (level > last + 1) problems.push(`${h.tagName} after h${last}`);
+    last = level;
+  }
+  if (document.documentElement.scrollWidth > window.innerWidth) problems.push('wider than the screen');
+  if (document.documentElement.lang !== 'fr') problems.push('lang is not fr');
+  return problems;
+}"""

@@ -27,7 +27,7 @@ from tests.activation.pdftext import pdf_text
 from tests.activation.test_activate_and_oppose import code_for, imported, kept
 from tests.activation.test_redeem import new_ip
 from tests.registry.test_import import person
-from tests.web.browser import needs_chromium, phone, serve, tab_to
+from tests.web.browser import needs_chromium, page_audit, phone, serve, tab_to
 
 PASSWORD = "girafe violette sous la pluie 47"
 
@@ -306,26 +306,7 @@ async def site(runtime: Runtime) -> AsyncIterator[tuple[Runtime, str]]:
 
 #: Every control at least 44 CSS pixels high, every field labelled, headings in order, nothing wider than
 #: the screen, French (as tests/web/test_documents_pages.py checks its pages).
-_AUDIT = """() => {
-  const problems = [];
-  const main = document.querySelector('main');
-  for (const el of main.querySelectorAll('a.bouton, button, input:not([type=hidden])')) {
-    const r = el.getBoundingClientRect();
-    if (r.height < 44) problems.push(`${el.tagName} "${el.textContent.trim() || el.name}" is ${r.height}px high`);
-  }
-  for (const input of main.querySelectorAll('input:not([type=hidden])')) {
-    if (!input.labels || input.labels.length === 0) problems.push(`input ${input.name} has no label`);
-  }
-  let last = 0;
-  for (const h of document.querySelectorAll('h1, h2, h3, h4, h5, h6')) {
-    const level = Number(h.tagName[1]);
-    if (level > last + 1) problems.push(`${h.tagName} after h${last}`);
-    last = level;
-  }
-  if (document.documentElement.scrollWidth > window.innerWidth) problems.push('wider than the screen');
-  if (document.documentElement.lang !== 'fr') problems.push('lang is not fr');
-  return problems;
-}"""
+_AUDIT = page_audit("main a.bouton, main button, main input:not([type=hidden])")
 
 
 @needs_chromium

@@ -34,7 +34,7 @@ from espace_sante.web.documents import binary_of
 from tests.access.conftest import World, world  # noqa: F401 (the demo world, loaded once)
 from tests.accounts.helpers import Person, browser, csrf_of, new_person, next_code, sign_in
 from tests.content.samples import png, report_pdf
-from tests.web.browser import needs_chromium, phone, serve
+from tests.web.browser import needs_chromium, page_audit, phone, serve
 
 HOME = "/mon-espace/documents"
 MOTHER = make_nir(demo_access.MOTHER_NIR13)
@@ -380,29 +380,12 @@ async def site(runtime: Runtime) -> AsyncIterator[tuple[Runtime, str]]:
 
 #: In the page's main part: every control at least 44 CSS pixels high (WCAG 2.5.5; a radio's target is its
 #: label), every field labelled; headings in order; nothing wider than the screen; French.
-_AUDIT = """() => {
-  const problems = [];
-  const main = document.querySelector('main');
-  for (const el of main.querySelectorAll('a, button, summary, input:not([type=hidden]), label')) {
-    const r = el.getBoundingClientRect();
-    if (r.width === 0 && r.height === 0) continue;  // inside a closed <details>
-    if (el.tagName === 'INPUT' && el.type === 'radio') continue;
-    if (el.tagName === 'LABEL' && !(el.control && el.control.type === 'radio')) continue;
-    if (r.height < 44) problems.push(`${el.tagName} "${el.textContent.trim()}" is ${r.height}px high`);
-  }
-  for (const input of main.querySelectorAll('input:not([type=hidden])')) {
-    if (!input.labels || input.labels.length === 0) problems.push(`input ${input.name} has no label`);
-  }
-  let last = 0;
-  for (const h of document.querySelectorAll('h1, h2, h3, h4, h5, h6')) {
-    const level = Number(h.tagName[1]);
-    if (level > last + 1) problems.push(`${h.tagName} after h${last}`);
-    last = level;
-  }
-  if (document.documentElement.scrollWidth > window.innerWidth) problems.push('wider than the screen');
-  if (document.documentElement.lang !== 'fr') problems.push('lang is not fr');
-  return problems;
-}"""
+_AUDIT = page_audit(
+    "main a, main button, main summary, main input:not([type=hidden]), main label",
+    # Not measured: what a closed <details> hides, radio buttons (their label is the target) and other labels.
+    skip="(r.width === 0 && r.height === 0) || (el.tagName === 'INPUT' && el.type === 'radio') || "
+    "(el.tagName === 'LABEL' && !(el.control && el.control.type === 'radio'))",
+)
 
 
 async def _sign_in_for(page: Any, base: str, person: Person) -> None:

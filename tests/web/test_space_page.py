@@ -27,7 +27,7 @@ from espace_sante.storage import lifecycle as lifecycle_store
 from espace_sante.web.space import day
 from tests.accounts.helpers import Person, browser, csrf_of, new_person, next_code, sign_in
 from tests.content.samples import report_pdf
-from tests.web.browser import needs_chromium, phone, serve, tab_to
+from tests.web.browser import needs_chromium, page_audit, phone, serve, tab_to
 
 HOME = "/mon-espace/mon-espace-sante"
 DOCUMENTS = "/mon-espace/documents"
@@ -275,26 +275,10 @@ async def site(runtime: Runtime) -> AsyncIterator[tuple[Runtime, str]]:
 
 #: In the page: every control at least 44 CSS pixels high (a checkbox's target is its label), every field
 #: labelled, headings in order, nothing wider than the screen, French.
-_AUDIT = """() => {
-  const problems = [];
-  for (const el of document.querySelectorAll('main a, main button, main input:not([type=hidden]), nav a, label')) {
-    const target = el.tagName === 'INPUT' && el.type === 'checkbox' ? el.labels[0] : el;
-    const r = target.getBoundingClientRect();
-    if (r.height < 44) problems.push(`${el.tagName} "${el.textContent.trim() || el.name}" is ${r.height}px high`);
-  }
-  for (const input of document.querySelectorAll('main input:not([type=hidden])')) {
-    if (!input.labels || input.labels.length === 0) problems.push(`input ${input.name} has no label`);
-  }
-  let last = 0;
-  for (const h of document.querySelectorAll('h1, h2, h3, h4, h5, h6')) {
-    const level = Number(h.tagName[1]);
-    if (level > last + 1) problems.push(`${h.tagName} after h${last}`);
-    last = level;
-  }
-  if (document.documentElement.scrollWidth > window.innerWidth) problems.push('wider than the screen');
-  if (document.documentElement.lang !== 'fr') problems.push('lang is not fr');
-  return problems;
-}"""
+_AUDIT = page_audit(
+    "main a, main button, main input:not([type=hidden]), nav a, label",
+    target="el.tagName === 'INPUT' && el.type === 'checkbox' ? el.labels[0] : el",
+)
 
 
 @needs_chromium
