@@ -46,7 +46,7 @@ async def state_of(runtime: Runtime, notice: uuid.UUID) -> dict[str, object]:
     async def q(conn: Conn) -> dict[str, object]:
         r = await conn.fetchrow(
             "SELECT delivered_at IS NOT NULL AS delivered, uncertain_at IS NOT NULL AS uncertain, "
-            "handed_at IS NOT NULL AS handed, withdrawn_at IS NOT NULL AS withdrawn, body, resolution, "
+            "handed_at IS NOT NULL AS handed, withdrawn_at IS NOT NULL AS withdrawn, body, sealed, resolution, "
             "resolved_by FROM notice WHERE notice_id = $1",
             notice,
         )
@@ -83,7 +83,7 @@ async def test_listed_masked_then_marked_delivered_once(runtime: Runtime, tmp_pa
     done = await notices.resolve(runtime, notice, "delivered", operator="agent.martin")
     assert done["resolution"] == "delivered"
     state = await state_of(runtime, notice)
-    assert state["delivered"] and state["body"] == "" and state["resolved_by"] == "agent.martin"
+    assert state["delivered"] and state["sealed"] is None and state["resolved_by"] == "agent.martin"
     assert notice not in {u.notice_id for u in await notices.uncertain(runtime)}
     assert await resolutions(runtime, space) == [("delivered", "agent.martin", f"notice={notice}")]
     assert not (await audit.verify(runtime, space)).broken
@@ -124,7 +124,7 @@ async def test_a_letter_instead_with_the_same_code(runtime: Runtime, tmp_path: P
     space = await space_of(runtime, row["nir"])
     done = await notices.resolve(runtime, notice, "letter")
     state = await state_of(runtime, notice)
-    assert state["withdrawn"] and state["body"] == "" and not state["delivered"]
+    assert state["withdrawn"] and state["sealed"] is None and not state["delivered"]
     [letter] = await letters_of(runtime, space)
     assert letter["name"] == "Anne Marie Lefèvre" and letter["address_line"] == "8 rue Victor Hugo"
     assert letter["opens_on"] and not letter["child"]

@@ -94,10 +94,7 @@ async def _picture(rt: Runtime) -> dict[str, Any]:
             )
         )
 
-    async def details(conn: Conn, space: uuid.UUID) -> tuple[list[Any], list[Any], list[Any]]:
-        mails = await conn.fetch(
-            "SELECT recipient, subject, body FROM notice WHERE space_id = $1 AND channel = 'email'", space
-        )
+    async def details(conn: Conn, space: uuid.UUID) -> tuple[list[Any], list[Any]]:
         trace = await conn.fetch(
             "SELECT action, outcome, actor_kind, actor_id, basis, entity_type, detail FROM audit_event "
             "WHERE space_id = $1 ORDER BY seq",
@@ -110,16 +107,17 @@ async def _picture(rt: Runtime) -> dict[str, Any]:
             "WHERE args ? 'emails' AND e->>0 = $1",
             str(space),
         )
-        return list(mails), list(trace), [j["n"] for j in jobs]
+        return list(trace), [j["n"] for j in jobs]
 
     picture: dict[str, Any] = {}
     for r in await rt.db.read("t", q):
-        mails, trace, jobs = await rt.db.read("t", details, r["space_id"])
+        trace, jobs = await rt.db.read("t", details, r["space_id"])
+        mails = await notices.emails_of(rt, r["space_id"])
         letters = await notices.letters_of(rt, r["space_id"])
-        codes = [c for m in mails for c in CODE.findall(m["body"])] + [x["code"] for x in letters]
+        codes = [c for _, _, text in mails for c in CODE.findall(text or "")] + [x["code"] for x in letters]
         picture[r["nir"]] = {
             "state": (r["state"], r["opens_on"], r["closed_reason"]),
-            "mails": sorted((m["recipient"], m["subject"], _uncoded(m["body"])) for m in mails),
+            "mails": sorted((to, subject, _uncoded(text or "")) for to, subject, text in mails),
             "letters": sorted(
                 json.dumps({k: v for k, v in x.items() if k != "code"}, sort_keys=True) for x in letters
             ),

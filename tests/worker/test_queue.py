@@ -168,7 +168,7 @@ def with_smtp(runtime: Runtime, server: SmtpServer) -> Runtime:
 async def state_of(runtime: Runtime, notice: uuid.UUID) -> asyncpg.Record:
     async def q(conn: Conn) -> asyncpg.Record:
         found = await conn.fetchrow(
-            "SELECT delivered_at, handed_at, uncertain_at, attempts, error, body FROM notice WHERE notice_id = $1",
+            "SELECT delivered_at, handed_at, uncertain_at, attempts, error, body, sealed FROM notice WHERE notice_id = $1",
             notice,
         )
         assert found is not None
@@ -195,7 +195,7 @@ async def test_smtp_delivery_of_exactly_that_notice_with_a_stable_message_id(
             message.recipient == fine["email"]
             and message.message_id == f"<notice.{good.hex}@espace-sante.localhost>"
         )
-        assert "Hello" in message.text and (await state_of(runtime, good))["body"] == ""
+        assert "Hello" in message.text and (await state_of(runtime, good))["sealed"] is None
 
         # A refusal after the end of DATA: not accepted, so it stays to deliver (the job retries it).
         with pytest.raises(notices.DeliveryDeferred):

@@ -316,7 +316,7 @@ class Importer:
                 (a.space_id, codes.digests[a.space_id], codes.pepper_id, codes.until) for a in addressed
             ]
             for a in addressed:
-                built.notices += notices.notices_of(self.rt, a, (1, rows.aeads[a.space_id]), codes)
+                built.notices += notices.notices_of(a, (1, rows.aeads[a.space_id]), codes)
             emails = sum(1 for n in built.notices if n.channel == "email")
             built.counts = (len(addressed), emails, len(built.notices) - emails)
         rows.aeads = {p.space_id: rows.aeads[p.space_id] for p in later}  # the keys still needed

@@ -4,12 +4,13 @@ representative(s), naming the child.
 
 Exactly once, crash or not: a batch of spaces is notified in ONE transaction: their move to `notified` (the
 row and trace the lifecycle's `notify` writes), their codes (only HMAC digests stored, as
-activation.issue_in does), the notice rows (the e-mail's text, or the letter's data sealed under the space's
-data key) and, for each e-mail, its delivery job (procrastinate, through storage/jobs.defer): all or none.
+activation.issue_in does), the notice rows (what each says, code included, sealed under the space's data key:
+the e-mail's text is rendered from it at delivery) and the e-mails' delivery jobs (procrastinate, through
+storage/jobs.defer): all or none.
 
-Delivery (a worker's job per e-mail, `espace-sante worker`; or inline, `notices send`):
+Delivery (a worker's job per e-mail or per batch of e-mails, `espace-sante worker`; or inline, `notices send`):
 - the embedded default (no SMTP relay): the e-mail is written to the `outbox` under the notice's id in the
-  transaction that marks it delivered: never twice, never lost;
+  transaction that marks it delivered (and erases what it said): never twice, never lost;
 - an SMTP relay: the notice's delivery lock is held by the delivering connection; `handed_at` is committed
   just before the "." that ends DATA, `delivered_at` when the relay says 250. An attempt that died before the
   "." left nothing at the relay: it is sent again. One that died after may have been accepted: it is never
@@ -30,6 +31,7 @@ import re
 import secrets
 import smtplib
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
@@ -42,7 +44,7 @@ from ..access.actors import Actor
 from ..audit.record import SUCCESS, Record
 from ..audit.wording import MONTHS_FR
 from ..context import Context
-from ..crypto import open_, seal
+from ..crypto import DecryptionFailed, open_, seal
 from ..errors import Conflict, NotFound
 from ..logs import get_logger
 from ..storage import accounts as accounts_store
@@ -278,30 +280,22 @@ def of_age_text(base_url: str, to_name: str, o: OfAge) -> str:
 
 
 def _of_age_letter(to: Person, o: OfAge) -> dict[str, Any]:
-    return {
+    words = {
         "kind": "of_age",
         "name": to.name,
-        "address_line": to.address_line,
-        "postal_code": to.postal_code,
-        "city": to.city,
         "child": "",
         "code": o.code,
         "valid_until": o.valid_until.isoformat(),
         "opposable": o.opposable,
         "opens_on": o.opens_on.isoformat() if o.opens_on else "",
     }
+    if not to.email:
+        words |= {"address_line": to.address_line, "postal_code": to.postal_code, "city": to.city}
+    return words
 
 
-def _of_age_notice(
-    rt: Runtime, space_id: uuid.UUID, key: tuple[int, AESGCM], to: Person, o: OfAge
-) -> store.NewNotice:
-    notice_id = uuid.uuid4()
-    if to.email:
-        text = of_age_text(rt.settings.base_url, to.name, o)
-        return store.NewNotice(space_id, notice_id, "email", to.email, SUBJECT_OF_AGE, text)
-    version, aead = key
-    sealed = seal_letter(aead, version, space_id, notice_id, _of_age_letter(to, o))
-    return store.NewNotice(space_id, notice_id, "letter", key_version=version, letter_sealed=sealed)
+def _of_age_notice(space_id: uuid.UUID, key: tuple[int, AESGCM], to: Person, o: OfAge) -> store.NewNotice:
+    return _sealed_notice(space_id, key, to, SUBJECT_OF_AGE, _of_age_letter(to, o))
 
 
 # --- sending ---------------------------------------------------------------------------------------------------
@@ -385,35 +379,32 @@ def valid_until(opens_on: date) -> datetime:
     return datetime.combine(opens_on, time.min, tzinfo=UTC)
 
 
-def _letter_aad(space_id: uuid.UUID, notice_id: uuid.UUID, key_version: int) -> bytes:
+def _notice_aad(space_id: uuid.UUID, notice_id: uuid.UUID, key_version: int) -> bytes:
     return f"notice/{space_id}/{notice_id}/k{key_version}".encode()
 
 
-def seal_letter(
-    aead: AESGCM, key_version: int, space_id: uuid.UUID, notice_id: uuid.UUID, letter: dict[str, Any]
+def seal_notice(
+    aead: AESGCM, key_version: int, space_id: uuid.UUID, notice_id: uuid.UUID, words: dict[str, Any]
 ) -> bytes:
-    """The letter's data (name, address, code) under the space's data key: a copy of the database shows
-    neither, and destroying the space's key (opposition, destruction) makes it unreadable."""
-    return seal(aead, orjson.dumps(letter), _letter_aad(space_id, notice_id, key_version))
+    """What a notice says (name, address for a letter, dates, code) under the space's data key: a copy of
+    the database shows none of it, and destroying the space's key (opposition, destruction) makes it
+    unreadable."""
+    return seal(aead, orjson.dumps(words), _notice_aad(space_id, notice_id, key_version))
 
 
-def open_letter(
+def open_notice(
     aead: AESGCM, key_version: int, space_id: uuid.UUID, notice_id: uuid.UUID, sealed: bytes
 ) -> dict[str, Any]:
-    letter: dict[str, Any] = orjson.loads(open_(aead, sealed, _letter_aad(space_id, notice_id, key_version)))
-    return letter
+    words: dict[str, Any] = orjson.loads(open_(aead, sealed, _notice_aad(space_id, notice_id, key_version)))
+    return words
 
 
 def _letter(to: Person, opens_on: date, code: str, child: str | None) -> dict[str, Any]:
-    return {
-        "name": to.name,
-        "address_line": to.address_line,
-        "postal_code": to.postal_code,
-        "city": to.city,
-        "child": child or "",
-        "opens_on": opens_on.isoformat(),
-        "code": code,
-    }
+    """What a new space's notice says; a letter also carries the postal address, an e-mail does not."""
+    words = {"name": to.name, "child": child or "", "opens_on": opens_on.isoformat(), "code": code}
+    if not to.email:
+        words |= {"address_line": to.address_line, "postal_code": to.postal_code, "city": to.city}
+    return words
 
 
 def _recipients(holder: Person, reps: list[Person], has_reps: bool) -> list[tuple[Person, str | None]]:
@@ -433,23 +424,42 @@ def _recipients(holder: Person, reps: list[Person], has_reps: bool) -> list[tupl
     return [(holder, None)]
 
 
-def _notice(
-    rt: Runtime,
-    space_id: uuid.UUID,
-    key: tuple[int, AESGCM],
-    to: Person,
-    opens_on: date,
-    code: str,
-    child: str | None,
+def _sealed_notice(
+    space_id: uuid.UUID, key: tuple[int, AESGCM], to: Person, subject: str, words: dict[str, Any]
 ) -> store.NewNotice:
+    """An e-mail to `to.email`, else a letter to their address: either way what it says sealed under `key`
+    (the e-mail's text is rendered from it at delivery: no code in clear in the database)."""
     notice_id = uuid.uuid4()
-    if to.email:
-        subject = SUBJECT_CHILD if child else SUBJECT
-        text = email_text(rt.settings.base_url, to.name, opens_on, code, child)
-        return store.NewNotice(space_id, notice_id, "email", to.email, subject, text)
     version, aead = key
-    sealed = seal_letter(aead, version, space_id, notice_id, _letter(to, opens_on, code, child))
-    return store.NewNotice(space_id, notice_id, "letter", key_version=version, letter_sealed=sealed)
+    sealed = seal_notice(aead, version, space_id, notice_id, words)
+    if to.email:
+        return store.NewNotice(space_id, notice_id, "email", to.email, subject, version, sealed)
+    return store.NewNotice(space_id, notice_id, "letter", key_version=version, sealed=sealed)
+
+
+def _notice(
+    space_id: uuid.UUID, key: tuple[int, AESGCM], to: Person, opens_on: date, code: str, child: str | None
+) -> store.NewNotice:
+    subject = SUBJECT_CHILD if child else SUBJECT
+    return _sealed_notice(space_id, key, to, subject, _letter(to, opens_on, code, child))
+
+
+def email_text_of(base_url: str, words: dict[str, Any]) -> str:
+    """The text of an e-mail notice, from what it says (as sealed by _sealed_notice)."""
+    if words.get("kind") == "of_age":
+        return of_age_text(base_url, words["name"], _of_age_of(words))
+    opens_on = date.fromisoformat(words["opens_on"])
+    return email_text(base_url, words["name"], opens_on, words["code"], words["child"] or None)
+
+
+def _of_age_of(words: dict[str, Any]) -> OfAge:
+    opens_on = words.get("opens_on")
+    return OfAge(
+        words["code"],
+        date.fromisoformat(words["valid_until"]),
+        bool(words["opposable"]),
+        date.fromisoformat(opens_on) if opens_on else None,
+    )
 
 
 def delivery_batch_job(emails: list[tuple[uuid.UUID, uuid.UUID]]) -> jobs_store.JobToDefer:
@@ -490,7 +500,7 @@ async def notify_in(conn: Conn, ctx: Context, space_id: uuid.UUID, on: date) -> 
     ]
     key = await rt.keys.current(conn, space_id)
     notices = [
-        _notice(rt, space_id, key, to, opens_on, code, child)
+        _notice(space_id, key, to, opens_on, code, child)
         for to, child in _recipients(holder, representatives, bool(rep_ins))
     ]
     await _record(conn, rt, notices)
@@ -519,7 +529,7 @@ async def of_age_in(conn: Conn, ctx: Context, space_id: uuid.UUID, on: date) -> 
     await store.withdraw_pending(conn, space_id)
     opposable = row.state in _OPPOSABLE
     o = OfAge(code, until, opposable, row.opens_on if opposable else None)
-    notice = _of_age_notice(rt, space_id, await rt.keys.current(conn, space_id), holder, o)
+    notice = _of_age_notice(space_id, await rt.keys.current(conn, space_id), holder, o)
     await _record(conn, rt, [notice])
     return [notice.channel]
 
@@ -592,10 +602,10 @@ def notify_trace(ctx: Context, codes: Codes, replaced: bool = False) -> tuple[Re
     )
 
 
-def notices_of(rt: Runtime, a: Addressee, key: tuple[int, AESGCM], codes: Codes) -> list[store.NewNotice]:
-    """The notice rows of one space (one per recipient: e-mail text, or letter sealed under `key`). CPU only."""
+def notices_of(a: Addressee, key: tuple[int, AESGCM], codes: Codes) -> list[store.NewNotice]:
+    """The notice rows of one space (one per recipient, e-mail or letter, sealed under `key`). CPU only."""
     code = codes.codes[a.space_id]
-    return [_notice(rt, a.space_id, key, to, codes.opens_on, code, child) for to, child in a.recipients()]
+    return [_notice(a.space_id, key, to, codes.opens_on, code, child) for to, child in a.recipients()]
 
 
 async def record(conn: Conn, rt: Runtime, notices: list[store.NewNotice]) -> None:
@@ -622,8 +632,10 @@ async def _notify_batch(conn: Conn, ctx: Context, on: date, after: uuid.UUID | N
     reps = await people_by_ins(conn, rt, [ins for found in reps_ins.values() for ins in found])
     # The newest data key of each space written (its letters are sealed with it), in one query.
     newest: dict[uuid.UUID, tuple[int, AESGCM]] = {}
-    for space_id, version, kek_id, wrapped in await store.data_keys(conn, spaces):
-        newest[space_id] = (version, rt.keys.from_row(space_id, version, kek_id, wrapped))
+    for (space_id, version), aead in sorted(
+        (await _keys_of(conn, rt, spaces)).items(), key=lambda k: k[0][1]
+    ):
+        newest[space_id] = (version, aead)
 
     ready: list[tuple[Addressee, tuple[int, AESGCM]]] = []
     for space_id in spaces:
@@ -663,7 +675,7 @@ async def notify_addressed(
     await audit_store.append_batch(conn, records)
     notices: list[store.NewNotice] = []
     for a, key in ready:
-        notices += notices_of(rt, a, key, codes)
+        notices += notices_of(a, key, codes)
     await _record(conn, rt, notices)
     result.notified = len(ready)
     result.emails = sum(1 for n in notices if n.channel == "email")
@@ -724,13 +736,77 @@ class Delivered:
     uncertain: int = 0
 
 
-async def _keep_in_outbox(conn: Conn, space_id: uuid.UUID, notice_id: uuid.UUID) -> str:
+def _text(rt: Runtime, n: store.EmailNotice, aead: AESGCM | None) -> str | None:
+    """The text of this e-mail, rendered from its sealed words with the space's data key `aead` (None when
+    they cannot be opened: the key is gone), or as recorded before migration 0019."""
+    if n.sealed is None or n.key_version is None:
+        return n.body
+    if aead is None:
+        return None
+    try:
+        words = open_notice(aead, n.key_version, n.space_id, n.notice_id, n.sealed)
+    except DecryptionFailed:
+        return None
+    return email_text_of(rt.settings.base_url, words)
+
+
+async def _key(conn: Conn, rt: Runtime, n: store.EmailNotice) -> AESGCM | None:
+    if n.key_version is None:
+        return None
+    try:
+        return await rt.keys.version(conn, n.space_id, n.key_version)
+    except DecryptionFailed:
+        return None
+
+
+async def _unreadable(conn: Conn, n: store.EmailNotice) -> str:
+    await store.mark_unreadable(conn, n.space_id, n.notice_id)
+    log.warning("notice.unreadable", notice=str(n.notice_id))
+    return "unreadable"
+
+
+async def _keep_in_outbox(conn: Conn, rt: Runtime, space_id: uuid.UUID, notice_id: uuid.UUID) -> str:
     n = await store.email_to_keep(conn, space_id, notice_id)
     if n is None:
         return "already"
-    await accounts_store.add_outbox(conn, n.notice_id, recipient=n.recipient, subject=n.subject, body=n.body)
+    text = _text(rt, n, await _key(conn, rt, n))
+    if text is None:
+        return await _unreadable(conn, n)
+    await accounts_store.add_outbox(conn, n.notice_id, recipient=n.recipient, subject=n.subject, body=text)
     await store.mark_delivered(conn, n.space_id, n.notice_id)
     return "delivered"
+
+
+async def _keep_due_in_outbox(conn: Conn, rt: Runtime, limit: int) -> int:
+    """The outbox path for up to `limit` e-mails waiting (locked, SKIP LOCKED: another sender takes others):
+    their texts rendered, kept in the outbox under their notices' ids and marked delivered, in this one
+    transaction, a few statements for the batch. Returns how many were taken (kept, or withdrawn as
+    unreadable)."""
+    due = await store.due_emails(conn, limit)
+    keys = await _keys_of(conn, rt, {n.space_id for n in due})
+    kept: list[tuple[uuid.UUID, str, str, str]] = []
+    for n in due:
+        text = _text(rt, n, keys.get((n.space_id, n.key_version or 0)))
+        if text is None:
+            await _unreadable(conn, n)
+        else:
+            kept.append((n.notice_id, n.recipient, n.subject, text))
+    await accounts_store.add_outbox_many(conn, kept)
+    delivered = {k[0] for k in kept}
+    await store.mark_delivered_many(
+        conn, [(n.space_id, n.notice_id) for n in due if n.notice_id in delivered]
+    )
+    return len(due)
+
+
+async def _keys_of(
+    conn: Conn, rt: Runtime, spaces: Iterable[uuid.UUID]
+) -> dict[tuple[uuid.UUID, int], AESGCM]:
+    """Every data key of these spaces, by (space, version), in one query."""
+    return {
+        (space_id, version): rt.keys.from_row(space_id, version, kek_id, wrapped)
+        for space_id, version, kek_id, wrapped in await store.data_keys(conn, list(spaces))
+    }
 
 
 async def deliver_these(rt: Runtime, emails: list[tuple[uuid.UUID, uuid.UUID]]) -> dict[str, int]:
@@ -756,7 +832,7 @@ async def deliver_one(rt: Runtime, space_id: uuid.UUID, notice_id: uuid.UUID) ->
     not sent again). Raises DeliveryDeferred when the relay cannot take it now."""
     sender = mailer(rt)
     if isinstance(sender, OutboxMailer):
-        return await rt.db.interaction("notice_outbox", _keep_in_outbox, space_id, notice_id)
+        return await rt.db.interaction("notice_outbox", _keep_in_outbox, rt, space_id, notice_id)
     assert isinstance(sender, SmtpMailer)
     async with store.delivery_session(rt.db, notice_id) as conn:
         if conn is None:
@@ -767,12 +843,16 @@ async def deliver_one(rt: Runtime, space_id: uuid.UUID, notice_id: uuid.UUID) ->
                 await store.mark_uncertain(
                     conn, space_id, notice_id, "uncertain: handed to the relay, answer not recorded"
                 )
+            text = None if claim is None else _text(rt, claim.email, await _key(conn, rt, claim.email))
+            if claim is not None and not claim.handed and text is None:
+                return await _unreadable(conn, claim.email)
         if claim is None:
             return "already"
         if claim.handed:
             log.warning("notice.uncertain", notice=str(notice_id), attempts=claim.attempts)
             return "uncertain"
-        message = Message(claim.recipient, claim.subject, claim.body)
+        assert text is not None
+        message = Message(claim.email.recipient, claim.email.subject, text)
         handoff = HandOff(sender, message, stable_message_id(notice_id, sender.domain))
         try:
             await asyncio.to_thread(handoff.stage)
@@ -824,7 +904,7 @@ async def deliver(rt: Runtime, *, batch: int = BATCH, min_age_seconds: float = 0
     if isinstance(sender, OutboxMailer) and not min_age_seconds:
         while True:
             # The outbox is in this database: written under the notices' ids with their marks, at once.
-            done = await rt.db.interaction("notices_deliver", store.keep_due_in_outbox, batch)
+            done = await rt.db.interaction("notices_deliver", _keep_due_in_outbox, rt, batch)
             result.delivered += done
             if done < batch:
                 return result
@@ -857,11 +937,25 @@ async def letters_of(rt: Runtime, space_id: uuid.UUID) -> list[dict[str, Any]]:
     return await rt.db.read("notice_letters", q)
 
 
+async def emails_of(rt: Runtime, space_id: uuid.UUID) -> list[tuple[str, str, str | None]]:
+    """A space's e-mails still waiting, as they will be sent (operators, tests): (recipient, subject, text;
+    None when it cannot be rendered any more)."""
+
+    async def q(conn: Conn) -> list[tuple[str, str, str | None]]:
+        waiting = await store.waiting_emails(conn, space_id)
+        keys = await _keys_of(conn, rt, [space_id])
+        return [
+            (n.recipient, n.subject, _text(rt, n, keys.get((space_id, n.key_version or 0)))) for n in waiting
+        ]
+
+    return await rt.db.read("notice_emails", q)
+
+
 async def _open(conn: Conn, rt: Runtime, n: store.LetterNotice) -> dict[str, Any]:
     if n.sealed is None or n.key_version is None:
         return dict(n.letter or {})
     aead = await rt.keys.version(conn, n.space_id, n.key_version)
-    return open_letter(aead, n.key_version, n.space_id, n.notice_id, n.sealed)
+    return open_notice(aead, n.key_version, n.space_id, n.notice_id, n.sealed)
 
 
 # --- uncertain e-mails: an operator's way out ----------------------------------------------------------------
@@ -912,8 +1006,10 @@ def _operator(rt: Runtime, login: str | None) -> Context:
 async def _letter_instead(conn: Conn, rt: Runtime, held: store.Held) -> store.NewNotice:
     """The letter that stands in for an uncertain e-mail: the same code (still the space's live one: other
     notices, a minor's other representative, may carry it too), to the same person's postal address."""
-    space_id = held.space_id
-    found = _CODE_IN_TEXT.search(held.body)
+    email = held.email
+    space_id = email.space_id
+    text = _text(rt, email, await _key(conn, rt, email))
+    found = None if text is None else _CODE_IN_TEXT.search(text)
     if found is None:
         raise Conflict("le texte du courriel n'est plus disponible / the e-mail's text is gone")
     code = found.group(1)
@@ -928,24 +1024,24 @@ async def _letter_instead(conn: Conn, rt: Runtime, held: store.Held) -> store.Ne
     holder = await _person(conn, rt, space_id)
     if row is None or holder is None:
         raise NotFound("Patient introuvable / no Patient in the space")
-    to: Person | None = holder if holder.email == held.recipient else None
+    to: Person | None = holder if holder.email == email.recipient else None
     child: str | None = None
-    if held.subject == SUBJECT_CHILD:
+    if email.subject == SUBJECT_CHILD:
         to, child = None, holder.name
         rep_ins, known = await _representatives(conn, rt, space_id)
-        to = next((rep for ins in rep_ins if (rep := known.get(ins)) and rep.email == held.recipient), None)
+        to = next((rep for ins in rep_ins if (rep := known.get(ins)) and rep.email == email.recipient), None)
     if to is None or not to.address_line:
         raise Conflict("pas d'adresse postale pour ce destinataire / no postal address for this recipient")
     to = Person(to.name, to.birth_date, "", to.address_line, to.postal_code, to.city)  # a letter, not a mail
     key = await rt.keys.current(conn, space_id)
-    if held.subject == SUBJECT_OF_AGE:
+    if email.subject == SUBJECT_OF_AGE:
         expires = await store.code_expiry(conn, space_id)
         assert expires is not None  # the code is live
         opposable = row.state in _OPPOSABLE
         o = OfAge(code, expires.astimezone(UTC).date(), opposable, row.opens_on if opposable else None)
-        return _of_age_notice(rt, space_id, key, to, o)
+        return _of_age_notice(space_id, key, to, o)
     opens_on = row.opens_on or (await store.code_expiry(conn, space_id) or datetime.now(UTC)).date()
-    return _notice(rt, space_id, key, to, opens_on, code, child)
+    return _notice(space_id, key, to, opens_on, code, child)
 
 
 async def resolve(
@@ -964,19 +1060,20 @@ async def resolve(
         held = await store.lock_uncertain(conn, notice_id)
         if held is None:
             raise NotFound("aucun courriel incertain avec cet identifiant / no uncertain e-mail with this id")
-        result: dict[str, Any] = {"notice": str(notice_id), "space": str(held.space_id), "resolution": how}
+        space_id = held.email.space_id
+        result: dict[str, Any] = {"notice": str(notice_id), "space": str(space_id), "resolution": how}
         letter = await _letter_instead(conn, rt, held) if how == "letter" else None
-        await store.resolve(conn, held.space_id, notice_id, how, actor.id)
-        job = delivery_job(held.space_id, notice_id)
+        await store.resolve(conn, space_id, notice_id, how, actor.id)
+        job = delivery_job(space_id, notice_id)
         if how == "resend" and not await store.job_waiting(conn, job.queueing_lock or ""):
             await jobs_store.defer(conn, [job])  # else the job already waiting delivers it
         if letter is not None:
             await store.add_many(conn, [letter])
-            await store.mark_replaces(conn, held.space_id, letter.notice_id, notice_id)
+            await store.mark_replaces(conn, space_id, letter.notice_id, notice_id)
             result["letter"] = str(letter.notice_id)
         await audit_store.append(
             conn,
-            held.space_id,
+            space_id,
             Record(
                 action="notice:resolve",
                 outcome=SUCCESS,
@@ -1065,7 +1162,7 @@ async def build_letters(rt: Runtime, out: Path, *, per_file: int = LETTERS_PER_F
                     # Kept sealed, without the code (it exists only on paper now).
                     aead = await rt.keys.version(conn, n.space_id, n.key_version)
                     rest = {k: v for k, v in letter.items() if k != "code"}
-                    resealed = seal_letter(aead, n.key_version, n.space_id, n.notice_id, rest)
+                    resealed = seal_notice(aead, n.key_version, n.space_id, n.notice_id, rest)
                 built.append((n.space_id, n.notice_id, pdf_name, page, resealed))
             size = await asyncio.to_thread(_write_batch, out, manifest, pdf_name, data, rt.settings.base_url)
             try:

@@ -7,6 +7,7 @@ code or a session secret in clear."""
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -415,3 +416,11 @@ async def add_outbox(
         sent,
         error,
     )
+
+
+async def add_outbox_many(conn: Conn, messages: Sequence[tuple[uuid.UUID, str, str, str]]) -> None:
+    """(message id, recipient, subject, text) rows kept in the outbox, in one statement."""
+    if messages:
+        await conn.copy_records_to_table(
+            "outbox", records=messages, columns=("message_id", "recipient", "subject", "body")
+        )

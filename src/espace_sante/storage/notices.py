@@ -20,11 +20,16 @@ from .db import Conn, Database
 
 @dataclass(frozen=True)
 class EmailNotice:
+    """An e-mail waiting for delivery: its words sealed under the space's data key `key_version`
+    (services/notices.py renders the text from them), or, recorded before migration 0019, its text in `body`."""
+
     space_id: uuid.UUID
     notice_id: uuid.UUID
     recipient: str
     subject: str
     body: str
+    sealed: bytes | None = None
+    key_version: int | None = None
 
 
 @dataclass(frozen=True)
@@ -40,26 +45,24 @@ class LetterNotice:
 
 @dataclass(frozen=True)
 class NewNotice:
-    """A notice row as `notices send` writes it: an e-mail (recipient, subject, text) or a sealed letter."""
+    """A notice row as `notices send` writes it: an e-mail (recipient, subject) or a letter, what it says
+    sealed under the space's data key `key_version`."""
 
     space_id: uuid.UUID
     notice_id: uuid.UUID
     channel: str
     recipient: str = ""
     subject: str = ""
-    body: str = ""
     key_version: int | None = None
-    letter_sealed: bytes | None = None
+    sealed: bytes | None = None
 
 
 @dataclass(frozen=True)
 class Claim:
-    """One e-mail claimed for an attempt: its text, and whether an earlier attempt had already handed it to
-    the relay (then it may have been accepted: it is not sent again)."""
+    """One e-mail claimed for an attempt: what it says, and whether an earlier attempt had already handed it
+    to the relay (then it may have been accepted: it is not sent again)."""
 
-    recipient: str
-    subject: str
-    body: str
+    email: EmailNotice
     handed: bool
     attempts: int
 
@@ -75,46 +78,19 @@ class OutboxMessage:
     body: str | None
 
 
-async def registered_spaces(conn: Conn, after: uuid.UUID | None, limit: int) -> list[uuid.UUID]:
-    """The next `limit` spaces waiting for their notice, in space order (keyset pagination)."""
-    rows = await conn.fetch(
-        "SELECT space_id FROM space WHERE state = 'registered' AND ($1::uuid IS NULL OR space_id > $1) "
-        "ORDER BY space_id LIMIT $2",
-        after,
-        limit,
-    )
-    return [r["space_id"] for r in rows]
+_EMAIL = "space_id, notice_id, recipient, subject, body, sealed, key_version"
 
 
-async def patient_of(conn: Conn, space_id: uuid.UUID) -> str | None:
-    value = await conn.fetchval(
-        "SELECT resource_id FROM resource WHERE space_id = $1 AND resource_type = 'Patient' AND NOT deleted "
-        "ORDER BY last_updated LIMIT 1",
-        space_id,
-    )
-    return None if value is None else str(value)
-
-
-async def add_email(
-    conn: Conn, space_id: uuid.UUID, notice_id: uuid.UUID, recipient: str, subject: str, body: str
-) -> None:
-    await conn.execute(
-        "INSERT INTO notice (space_id, notice_id, channel, recipient, subject, body) "
-        "VALUES ($1, $2, 'email', $3, $4, $5)",
-        space_id,
-        notice_id,
-        recipient,
-        subject,
-        body,
-    )
-
-
-async def add_letter(conn: Conn, space_id: uuid.UUID, notice_id: uuid.UUID, letter: dict[str, Any]) -> None:
-    await conn.execute(
-        "INSERT INTO notice (space_id, notice_id, channel, letter) VALUES ($1, $2, 'letter', $3::jsonb)",
-        space_id,
-        notice_id,
-        orjson.dumps(letter).decode(),
+def _email(r: Any) -> EmailNotice:
+    sealed = r["sealed"]
+    return EmailNotice(
+        r["space_id"],
+        r["notice_id"],
+        r["recipient"],
+        r["subject"],
+        r["body"],
+        None if sealed is None else bytes(sealed),
+        r["key_version"],
     )
 
 
@@ -122,30 +98,36 @@ async def due_emails(conn: Conn, limit: int) -> list[EmailNotice]:
     """E-mails not yet delivered (nor left uncertain), locked for this transaction (another sender skips
     them). The outbox path: written and marked in this one transaction."""
     rows = await conn.fetch(
-        "SELECT space_id, notice_id, recipient, subject, body FROM notice "
+        f"SELECT {_EMAIL} FROM notice "
         "WHERE channel = 'email' AND delivered_at IS NULL AND uncertain_at IS NULL AND withdrawn_at IS NULL "
         "ORDER BY created_at "
         "LIMIT $1 FOR UPDATE SKIP LOCKED",
         limit,
     )
-    return [EmailNotice(r["space_id"], r["notice_id"], r["recipient"], r["subject"], r["body"]) for r in rows]
+    return [_email(r) for r in rows]
 
 
 async def email_to_keep(conn: Conn, space_id: uuid.UUID, notice_id: uuid.UUID) -> EmailNotice | None:
     """One e-mail not yet delivered, locked for this transaction; None when delivered, uncertain, or being
     delivered by someone else (who holds the row)."""
     r = await conn.fetchrow(
-        "SELECT space_id, notice_id, recipient, subject, body FROM notice WHERE space_id = $1 "
+        f"SELECT {_EMAIL} FROM notice WHERE space_id = $1 "
         "AND notice_id = $2 AND channel = 'email' AND delivered_at IS NULL AND uncertain_at IS NULL "
         "AND withdrawn_at IS NULL FOR UPDATE SKIP LOCKED",
         space_id,
         notice_id,
     )
-    return (
-        None
-        if r is None
-        else EmailNotice(r["space_id"], r["notice_id"], r["recipient"], r["subject"], r["body"])
+    return None if r is None else _email(r)
+
+
+async def waiting_emails(conn: Conn, space_id: uuid.UUID) -> list[EmailNotice]:
+    """A space's e-mails still to deliver (operators, tests), oldest first."""
+    rows = await conn.fetch(
+        f"SELECT {_EMAIL} FROM notice WHERE space_id = $1 AND channel = 'email' AND delivered_at IS NULL "
+        "AND uncertain_at IS NULL AND withdrawn_at IS NULL ORDER BY created_at, notice_id",
+        space_id,
     )
+    return [_email(r) for r in rows]
 
 
 async def due_email_keys(
@@ -196,13 +178,13 @@ async def claim_email(conn: Conn, space_id: uuid.UUID, notice_id: uuid.UUID) -> 
     r = await conn.fetchrow(
         "UPDATE notice SET attempts = attempts + 1 WHERE space_id = $1 AND notice_id = $2 AND channel = 'email' "
         "AND delivered_at IS NULL AND uncertain_at IS NULL AND withdrawn_at IS NULL "
-        "RETURNING recipient, subject, body, handed_at IS NOT NULL AS handed, attempts",
+        f"RETURNING {_EMAIL}, handed_at IS NOT NULL AS handed, attempts",
         space_id,
         notice_id,
     )
     if r is None:
         return None
-    return Claim(r["recipient"], r["subject"], r["body"], r["handed"], r["attempts"])
+    return Claim(_email(r), r["handed"], r["attempts"])
 
 
 async def mark_handed(conn: Conn, space_id: uuid.UUID, notice_id: uuid.UUID) -> None:
@@ -338,22 +320,12 @@ async def add_many(conn: Conn, notices: Sequence[NewNotice]) -> None:
                 n.channel,
                 n.recipient,
                 n.subject,
-                n.body,
                 n.key_version,
-                n.letter_sealed,
+                n.sealed,
             )
             for n in notices
         ],
-        columns=(
-            "space_id",
-            "notice_id",
-            "channel",
-            "recipient",
-            "subject",
-            "body",
-            "key_version",
-            "letter_sealed",
-        ),
+        columns=("space_id", "notice_id", "channel", "recipient", "subject", "key_version", "sealed"),
     )
 
 
@@ -365,9 +337,9 @@ async def mark_failed(conn: Conn, space_id: uuid.UUID, notice_id: uuid.UUID, err
 
 
 async def mark_delivered(conn: Conn, space_id: uuid.UUID, notice_id: uuid.UUID, error: str = "") -> None:
-    """Delivered: the text (which holds the code) is erased, only the subject and address stay."""
+    """Delivered: what it said (which holds the code) is erased, only the subject and address stay."""
     await conn.execute(
-        "UPDATE notice SET delivered_at = now(), body = '', error = $3 "
+        "UPDATE notice SET delivered_at = now(), body = '', sealed = NULL, error = $3 "
         "WHERE space_id = $1 AND notice_id = $2",
         space_id,
         notice_id,
@@ -377,7 +349,7 @@ async def mark_delivered(conn: Conn, space_id: uuid.UUID, notice_id: uuid.UUID, 
 
 async def due_letters(conn: Conn, limit: int) -> list[LetterNotice]:
     rows = await conn.fetch(
-        "SELECT space_id, notice_id, letter, letter_sealed, key_version FROM notice WHERE channel = 'letter' "
+        "SELECT space_id, notice_id, letter, sealed, key_version FROM notice WHERE channel = 'letter' "
         "AND built_at IS NULL AND withdrawn_at IS NULL ORDER BY created_at, notice_id LIMIT $1 FOR UPDATE SKIP LOCKED",
         limit,
     )
@@ -386,7 +358,7 @@ async def due_letters(conn: Conn, limit: int) -> list[LetterNotice]:
             r["space_id"],
             r["notice_id"],
             None if r["letter"] is None else orjson.loads(r["letter"]),
-            None if r["letter_sealed"] is None else bytes(r["letter_sealed"]),
+            None if r["sealed"] is None else bytes(r["sealed"]),
             r["key_version"],
         )
         for r in rows
@@ -396,7 +368,7 @@ async def due_letters(conn: Conn, limit: int) -> list[LetterNotice]:
 async def letters(conn: Conn, space_id: uuid.UUID) -> list[LetterNotice]:
     """A space's letters, built or not (operators, tests)."""
     rows = await conn.fetch(
-        "SELECT space_id, notice_id, letter, letter_sealed, key_version FROM notice WHERE space_id = $1 "
+        "SELECT space_id, notice_id, letter, sealed, key_version FROM notice WHERE space_id = $1 "
         "AND channel = 'letter' ORDER BY created_at, notice_id",
         space_id,
     )
@@ -405,7 +377,7 @@ async def letters(conn: Conn, space_id: uuid.UUID) -> list[LetterNotice]:
             r["space_id"],
             r["notice_id"],
             None if r["letter"] is None else orjson.loads(r["letter"]),
-            None if r["letter_sealed"] is None else bytes(r["letter_sealed"]),
+            None if r["sealed"] is None else bytes(r["sealed"]),
             r["key_version"],
         )
         for r in rows
@@ -419,7 +391,7 @@ async def mark_built(
     sealed letter is replaced by its data sealed again without the code."""
     await conn.executemany(
         "UPDATE notice SET built_at = now(), batch_file = $3, page = $4, letter = letter - 'code', "
-        "letter_sealed = COALESCE($5, letter_sealed) WHERE space_id = $1 AND notice_id = $2",
+        "sealed = COALESCE($5, sealed) WHERE space_id = $1 AND notice_id = $2",
         built,
     )
 
@@ -450,9 +422,11 @@ async def outbox(conn: Conn, *, with_body: bool, limit: int) -> list[OutboxMessa
 
 async def withdraw_pending(conn: Conn, space_id: uuid.UUID) -> list[uuid.UUID]:
     """The space's notices still waiting (e-mails neither delivered, nor handed to the relay, nor uncertain;
-    letters not built) no longer go out: their code was replaced. An e-mail's text is erased. Returns them."""
+    letters not built) no longer go out: their code was replaced. What an e-mail said is erased. Returns
+    them."""
     rows = await conn.fetch(
-        "UPDATE notice SET withdrawn_at = now(), body = '' WHERE space_id = $1 AND withdrawn_at IS NULL AND ("
+        "UPDATE notice SET withdrawn_at = now(), body = '', "
+        "sealed = CASE WHEN channel = 'email' THEN NULL ELSE sealed END WHERE space_id = $1 AND withdrawn_at IS NULL AND ("
         "(channel = 'email' AND delivered_at IS NULL AND uncertain_at IS NULL AND handed_at IS NULL) OR "
         "(channel = 'letter' AND built_at IS NULL)) RETURNING notice_id",
         space_id,
@@ -497,38 +471,32 @@ async def uncertain(conn: Conn, limit: int) -> list[Uncertain]:
 class Held:
     """An uncertain e-mail locked for an operator's resolution, with what a letter instead needs."""
 
-    space_id: uuid.UUID
-    notice_id: uuid.UUID
-    recipient: str
-    subject: str
-    body: str
+    email: EmailNotice
 
 
 async def lock_uncertain(conn: Conn, notice_id: uuid.UUID) -> Held | None:
     """The uncertain, unresolved e-mail `notice_id`, locked for this transaction; None if there is none (unknown,
     delivered, withdrawn, or not uncertain)."""
     r = await conn.fetchrow(
-        "SELECT space_id, notice_id, recipient, subject, body FROM notice WHERE notice_id = $1 "
+        f"SELECT {_EMAIL} FROM notice WHERE notice_id = $1 "
         "AND channel = 'email' AND uncertain_at IS NOT NULL AND delivered_at IS NULL AND withdrawn_at IS NULL "
         "FOR UPDATE",
         notice_id,
     )
-    if r is None:
-        return None
-    return Held(r["space_id"], r["notice_id"], r["recipient"], r["subject"], r["body"])
+    return None if r is None else Held(_email(r))
 
 
 async def resolve(
     conn: Conn, space_id: uuid.UUID, notice_id: uuid.UUID, resolution: str, operator: str
 ) -> None:
     """An operator's decision on an uncertain e-mail, after checking the relay's logs:
-    - `delivered`: the relay accepted it; marked delivered, its text (the code) erased;
+    - `delivered`: the relay accepted it; marked delivered, what it said (the code) erased;
     - `resend`: the relay did not accept it; back to waiting (not handed, not uncertain) for one more delivery;
-    - `letter`: withdrawn (text erased), a letter stands in for it (written by the caller)."""
+    - `letter`: withdrawn (what it said erased), a letter stands in for it (written by the caller)."""
     sets = {
-        "delivered": "delivered_at = now(), body = ''",
+        "delivered": "delivered_at = now(), body = '', sealed = NULL",
         "resend": "uncertain_at = NULL, handed_at = NULL",
-        "letter": "withdrawn_at = now(), body = ''",
+        "letter": "withdrawn_at = now(), body = '', sealed = NULL",
     }[resolution]
     await conn.execute(
         f"UPDATE notice SET {sets}, resolved_at = now(), resolution = $3, resolved_by = $4 "
@@ -582,23 +550,22 @@ async def job_waiting(conn: Conn, queueing_lock: str) -> bool:
 # --- the fast paths of `notices send` (docs/notices.md, "Throughput") ----------------------------------------
 
 
-async def keep_due_in_outbox(conn: Conn, limit: int) -> int:
-    """The outbox path for up to `limit` e-mails waiting (locked, SKIP LOCKED: another sender takes others): each
-    copied to the outbox under its notice's id and marked delivered (its text erased), in one statement of
-    this one transaction, inside the database (the texts do not travel back and forth; `kept` runs although
-    nothing reads it, as every data-modifying CTE does). Returns how many."""
-    done: int = await conn.fetchval(
-        """WITH due AS (
-             SELECT space_id, notice_id FROM notice WHERE channel = 'email' AND delivered_at IS NULL
-               AND uncertain_at IS NULL AND withdrawn_at IS NULL ORDER BY created_at LIMIT $1 FOR UPDATE SKIP LOCKED),
-           kept AS (
-             INSERT INTO outbox (message_id, recipient, subject, body)
-             SELECT n.notice_id, n.recipient, n.subject, n.body FROM notice n JOIN due USING (space_id, notice_id)
-             RETURNING 1),
-           marked AS (
-             UPDATE notice n SET delivered_at = now(), body = '', error = '' FROM due
-             WHERE n.space_id = due.space_id AND n.notice_id = due.notice_id RETURNING 1)
-           SELECT count(*) FROM marked""",
-        limit,
+async def mark_delivered_many(conn: Conn, emails: Sequence[tuple[uuid.UUID, uuid.UUID]]) -> None:
+    """These (space, notice) e-mails delivered (`mark_delivered` for a batch, in one statement)."""
+    await conn.execute(
+        "UPDATE notice n SET delivered_at = now(), body = '', sealed = NULL, error = '' "
+        "FROM unnest($1::uuid[], $2::uuid[]) AS d(s, n) WHERE n.space_id = d.s AND n.notice_id = d.n",
+        [e[0] for e in emails],
+        [e[1] for e in emails],
     )
-    return done
+
+
+async def mark_unreadable(conn: Conn, space_id: uuid.UUID, notice_id: uuid.UUID) -> None:
+    """An e-mail whose sealed words cannot be opened any more (the space's data key is gone): it can never go
+    out, so it is withdrawn with the reason, for an operator to see (a new code means a new notice)."""
+    await conn.execute(
+        "UPDATE notice SET withdrawn_at = now(), sealed = NULL, error = 'unreadable: data key gone' "
+        "WHERE space_id = $1 AND notice_id = $2",
+        space_id,
+        notice_id,
+    )
