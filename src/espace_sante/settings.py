@@ -321,7 +321,9 @@ def _dev_kek(path: Path, what: str = _KEK_SIZE) -> bytes:
 
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
+        # A name of this process's own: processes started together (`registry import --jobs N`) all make the
+        # key at once, and one's unlink must not pull another's file away before its link.
+        tmp = path.with_name(f"{path.name}.{os.getpid()}-{secrets.token_hex(4)}.tmp")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as fh:
             fh.write(base64.b64encode(secrets.token_bytes(32)).decode())

@@ -5,7 +5,9 @@ from __future__ import annotations
 import base64
 import hashlib
 import os
+import threading
 import unicodedata
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -147,6 +149,24 @@ def test_the_pepper_is_generated_in_development_and_required_in_production(tmp_p
     with pytest.raises(UnsafeSettings, match="no password pepper"):
         production.check_production()
     assert not (tmp_path / "prod" / "password-pepper.key").exists()
+
+
+def test_processes_starting_together_make_one_pepper_and_all_read_it(tmp_path: Path) -> None:
+    """`registry import --jobs N` on a fresh data folder: N processes make the development pepper at once. Each
+    gets the one that won, none fails on another's temporary file (threads here: the same files, more
+    interleavings)."""
+    for n in range(20):
+        folder = tmp_path / str(n)
+        start = threading.Barrier(8)
+
+        def make(folder: Path = folder, start: threading.Barrier = start) -> bytes:
+            start.wait()
+            return Settings(data_dir=folder).password_pepper_bytes()[0]
+
+        with ThreadPoolExecutor(8) as pool:
+            made = list(pool.map(lambda _: make(), range(8)))
+        assert len(set(made)) == 1
+        assert [f.name for f in folder.iterdir()] == ["password-pepper.key"]
 
 
 async def test_the_running_service_uses_its_own_pepper(runtime: Runtime) -> None:
