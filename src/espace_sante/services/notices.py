@@ -1049,7 +1049,7 @@ async def resolve(
 ) -> dict[str, Any]:
     """An operator's decision on an uncertain e-mail, after checking the relay's logs, in one transaction with
     its `notice:resolve` record in the space's chain:
-    - `delivered`: the relay's logs show it accepted the message; marked delivered (the text erased);
+    - `delivered`: the relay's logs show it accepted the message; marked delivered (what it said erased);
     - `resend`: the logs show it was not accepted; sent once more, on purpose (a new delivery job);
     - `letter`: a letter to the person's postal address, with the same code, instead (the e-mail withdrawn).
     NotFound when the notice is not an uncertain, unresolved e-mail; Conflict when a letter cannot be made."""
