@@ -27,6 +27,7 @@ from ..storage import audit as audit_store
 from ..storage import notices as notices_store
 from ..storage import provision, resources
 from ..storage.db import Conn
+from ..storage.people import INS_SYSTEM
 from .runtime import Runtime
 
 #: The trace's request id of what the insurer's registry feed writes (the import, and the Patients written
@@ -34,6 +35,23 @@ from .runtime import Runtime
 FEED = "registre des bénéficiaires / beneficiaries registry"
 
 log = get_logger(__name__)
+
+
+def name_of(body: dict[str, Any]) -> str:
+    """ "Léa Martin": the first name of a Patient body, given names then family name ("" without one)."""
+    names = body.get("name") or [{}]
+    first = names[0] if isinstance(names, list) and names and isinstance(names[0], dict) else {}
+    given = " ".join(g for g in first.get("given") or [] if isinstance(g, str))
+    family = first.get("family")
+    return f"{given} {family if isinstance(family, str) else ''}".strip()
+
+
+def ins_of(body: dict[str, Any]) -> str:
+    """The INS a Patient body carries ("" without one)."""
+    for identifier in body.get("identifier") or []:
+        if isinstance(identifier, dict) and identifier.get("system") == INS_SYSTEM:
+            return str(identifier.get("value") or "")
+    return ""
 
 
 async def _prime_keys(

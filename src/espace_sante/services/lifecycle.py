@@ -390,6 +390,39 @@ async def space_of(ctx: Context, ins: str | None) -> uuid.UUID:
     return found
 
 
+@dataclass(frozen=True)
+class Represented:
+    """A minor's space that a person manages as legal representative: whose, and in what state."""
+
+    space_id: uuid.UUID
+    ins: str
+    name: str
+    state: str
+
+
+async def represented(ctx: Context) -> list[Represented]:
+    """The minors' spaces the signed-in person represents today (rights not ended: at 18 they drop out of
+    this list the same day the policy stops answering), with the child's INS and name from the space's
+    identity (its Patient, or the registry's while it waits) and the space's state: what the portal offers to
+    switch to. Empty for anyone but a person acting as themselves or as a representative."""
+    actor = ctx.actor
+    rt = ctx.runtime
+    if actor.kind not in ("holder", "representative"):
+        return []
+
+    async def work(conn: Conn) -> list[Represented]:
+        rows = await store.represented_by(conn, actor.id, date.today())
+        found = await identity.bodies(conn, rt, [space_id for space_id, _ in rows])
+        out = []
+        for space_id, state in rows:
+            _, body = found.get(space_id, ("", {}))
+            ins = identity.ins_of(body) or await people_store.ins_of_space(conn, space_id) or ""
+            out.append(Represented(space_id, ins, identity.name_of(body), state))
+        return out
+
+    return await rt.db.read("lifecycle_represented", work)
+
+
 async def space_of_ins(rt: Runtime, ins: str) -> uuid.UUID | None:
     """The space of this INS (storage/lifecycle.space_of_ins: the registry's link first), destroyed included."""
     return await rt.db.read("lifecycle_space_of_ins", store.space_of_ins, ins.strip())

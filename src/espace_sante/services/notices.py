@@ -117,9 +117,7 @@ def person_from(
 
 
 def person_of(body: dict[str, Any]) -> Person:
-    names = body.get("name") or [{}]
-    given = " ".join(names[0].get("given") or [])
-    name = f"{given} {names[0].get('family', '')}".strip()
+    name = identity.name_of(body)
     email = next((t.get("value", "") for t in body.get("telecom") or [] if t.get("system") == "email"), "")
     address = (body.get("address") or [{}])[0]
     return Person(

@@ -13,6 +13,9 @@ Routes:
   `<details>` confirmation step; the service refuses anyone else's document).
 - `GET/POST /mon-espace/documents/ajouter`: upload a PDF, photo or text with a title and a type.
 
+The pages are about the space chosen on « État de mon espace santé »: hers, or a child's she represents
+(web/whose.py), read and written as his representative.
+
 Each route calls the services (services/fhir.py, services/documents/); the rules stay there. Every POST
 carries the session's anti-forgery token (web/deps.py). A refusal becomes a French page with its status, never
 a 500; an upload refusal comes back on the form with what she typed.
@@ -46,6 +49,7 @@ from . import deps, space
 from .auth import FORGED
 from .deps import SignInRequired, check_csrf, current_session, session_context
 from .templating import render
+from .whose import Whose, whose
 
 if TYPE_CHECKING:
     from python_multipart.multipart import MultipartCallbacks
@@ -230,9 +234,14 @@ def _identifies(resource: Mapping[str, Any], ins: str) -> bool:
 
 
 def _author(
-    body: Mapping[str, Any], ins: str, patient_id: str, directory: Mapping[str, Mapping[str, Any]]
+    body: Mapping[str, Any],
+    ins: str,
+    patient_id: str,
+    directory: Mapping[str, Mapping[str, Any]],
+    holder: str = "Vous",
 ) -> tuple[str, bool]:
-    """Who wrote the document, in words, and whether it is the holder herself (her own upload)."""
+    """Who wrote the document, in words, and whether it is the holder's own upload (`holder` names its
+    author: "Vous", or a child's representatives, who upload in the child's name)."""
     contained = {
         f"#{c['id']}": c
         for c in body.get("contained") or ()
@@ -247,11 +256,11 @@ def _author(
         if found is None and isinstance(ref, str):
             found = directory.get("/".join(ref.split("/")[-2:]))
         if isinstance(ref, str) and ref.startswith("Patient/") and ref.split("/", 1)[1] == patient_id:
-            return "Vous", True
+            return holder, True
         if found is not None:
             kind = found.get("resourceType")
             if kind == "Patient" and _identifies(found, ins):
-                return "Vous", True
+                return holder, True
             if kind == "PractitionerRole":
                 inner = (found.get("practitioner") or {}).get("reference")
                 target = contained.get(inner) if isinstance(inner, str) else None
@@ -330,17 +339,22 @@ def binary_of(body: Mapping[str, Any]) -> str | None:
     return rid if _ID.match(rid) else None
 
 
-async def _own_patient(ctx: Context) -> str | None:
-    """The holder's Patient id, found the way any search is (through the policy)."""
-    found = await fhir.search(
-        ctx, "Patient", [("identifier", f"{INS_SYSTEM}|{ctx.actor.id}"), ("_count", "1")]
-    )
+async def _whose(request: Request) -> tuple[Session, Whose]:
+    """The holder's session and the space the pages are about (web/whose.py: hers, or a child's)."""
+    session, ctx = await _holder(request)
+    return session, await whose(request, session, ctx)
+
+
+async def _patient(w: Whose) -> str | None:
+    """The Patient id of the space's holder, found the way any search is (through the policy)."""
+    found = await fhir.search(w.ctx, "Patient", [("identifier", f"{INS_SYSTEM}|{w.ins}"), ("_count", "1")])
     return found.matches[0].resource_id if found.matches else None
 
 
-async def _items(ctx: Context) -> tuple[list[Item], bool]:
-    """Her current documents, newest first, and whether there are more than the page shows."""
-    patient_id = await _own_patient(ctx)
+async def _items(w: Whose) -> tuple[list[Item], bool]:
+    """The space's current documents, newest first, and whether there are more than the page shows."""
+    ctx = w.ctx
+    patient_id = await _patient(w)
     if patient_id is None:
         return [], False
     found = await fhir.search(
@@ -363,7 +377,9 @@ async def _items(ctx: Context) -> tuple[list[Item], bool]:
         if stored.body is None:
             continue
         body = orjson.loads(stored.body)
-        author, own = _author(body, ctx.actor.id, patient_id, directory)
+        author, own = _author(
+            body, w.ins, patient_id, directory, "Vous" if w.own else "Ses représentants légaux"
+        )
         _, flags = pdsm.security_flags(body)
         kind, detail = _kind(body)
         items.append(
@@ -384,22 +400,22 @@ async def _items(ctx: Context) -> tuple[list[Item], bool]:
 # --- the list --------------------------------------------------------------------------------------------
 
 
-async def _list_page(request: Request, session: Session, ctx: Context) -> Response:
+async def _list_page(request: Request, session: Session, w: Whose) -> Response:
     # A closed or suspended space is out of everyone's reach, the holder's included: the page says so, and
     # where to reopen it or contest the suspension, rather than show an empty list.
-    state = (await space.status_of(ctx)).state
+    state = (await space.status_of(w)).state
     unreachable = "" if state in PERSON_STATES else space.UNREACHABLE.get(state, space.UNREACHABLE["closed"])
-    items, more = ([], False) if unreachable else await _items(ctx)
+    if unreachable and not w.own:
+        unreachable = unreachable.replace("Votre espace santé", f"L'espace santé de {w.child}", 1)
+    items, more = ([], False) if unreachable else await _items(w)
     return render(
         request,
         "documents.html",
-        {
-            "title": "Mes documents",
-            "signed_in": True,
-            "holder_nav": True,
+        space.holder_page(w, session)
+        | {
+            "title": "Mes documents" if w.own else f"Documents de {w.child}",
             "unreachable": unreachable,
             "space_url": space.HOME,
-            "csrf": session.csrf_token,
             "notice": NOTICES.get(request.query_params.get("message", ""), ""),
             "documents": items,
             "more": more,
@@ -415,8 +431,8 @@ async def _list_page(request: Request, session: Session, ctx: Context) -> Respon
 async def documents_list(request: Request) -> Response:
     session: Session | None = None
     try:
-        session, ctx = await _holder(request)
-        return await _list_page(request, session, ctx)
+        session, w = await _whose(request)
+        return await _list_page(request, session, w)
     except FhirError as exc:
         return error_page(request, session, exc)
 
@@ -425,7 +441,8 @@ async def documents_list(request: Request) -> Response:
 async def document_content(request: Request, rid: str) -> Response:
     session: Session | None = None
     try:
-        session, ctx = await _holder(request)
+        session, w = await _whose(request)
+        ctx = w.ctx
         if not _ID.match(rid):
             raise NotFound()
         stored = await fhir.read(ctx, "DocumentReference", rid)
@@ -439,12 +456,13 @@ async def document_content(request: Request, rid: str) -> Response:
 
 
 async def _checked(request: Request) -> tuple[Session, Context, FormData | None]:
-    """The holder's session, context and form of a POST, the form None when it is forged or malformed."""
-    session, ctx = await _holder(request)
+    """The holder's session, the context acting on the space the pages are about (hers, or a child's), and
+    the form of a POST, the form None when it is forged or malformed."""
+    session, w = await _whose(request)
     form = await _small_form(request)
     if form is None or not check_csrf(request, session, _field(form, "csrf", 200)):
-        return session, ctx, None
-    return session, ctx, form
+        return session, w.ctx, None
+    return session, w.ctx, form
 
 
 async def _set_masked(request: Request, rid: str, masked: bool) -> Response:
@@ -621,6 +639,7 @@ def _too_large_message(limit: int) -> str:
 def _upload_page(
     request: Request,
     session: Session,
+    w: Whose,
     *,
     title: str = "",
     type_code: str = "",
@@ -632,11 +651,9 @@ def _upload_page(
     return render(
         request,
         "document_upload.html",
-        {
-            "title": "Ajouter un document",
-            "signed_in": True,
-            "holder_nav": True,
-            "csrf": session.csrf_token,
+        space.holder_page(w, session)
+        | {
+            "title": "Ajouter un document" if w.own else f"Ajouter un document pour {w.child}",
             "upload_error": error,
             "error_field": error_field,
             "doc_title": title,
@@ -655,8 +672,8 @@ def _upload_page(
 async def upload_form(request: Request) -> Response:
     session: Session | None = None
     try:
-        session, _ = await _holder(request)
-        return _upload_page(request, session)
+        session, w = await _whose(request)
+        return _upload_page(request, session, w)
     except FhirError as exc:
         return error_page(request, session, exc)
 
@@ -679,12 +696,12 @@ def _upload_refusal(exc: FhirError, limit: int) -> tuple[str, str]:
 async def upload(request: Request) -> Response:
     session: Session | None = None
     try:
-        session, ctx = await _holder(request)
-        limit = ctx.runtime.settings.upload_max_bytes
+        session, w = await _whose(request)
+        limit = w.ctx.runtime.settings.upload_max_bytes
         sent = await _UploadParser(limit, drain=4 * limit + 64 * 1024).read(request)
         if sent.malformed and not sent.fields:
             return _upload_page(
-                request, session, error="Le formulaire n'a pas pu être lu : recommencez.", status=400
+                request, session, w, error="Le formulaire n'a pas pu être lu : recommencez.", status=400
             )
         if not check_csrf(request, session, sent.fields.get("csrf", "")[:200]):
             return _forged(request, session)
@@ -693,24 +710,47 @@ async def upload(request: Request) -> Response:
         again = {"title": title, "type_code": type_code if type_code in documents.UPLOAD_TYPES else ""}
         if sent.too_large:
             return _upload_page(
-                request, session, **again, error=_too_large_message(limit), error_field="fichier", status=413
+                request,
+                session,
+                w,
+                **again,
+                error=_too_large_message(limit),
+                error_field="fichier",
+                status=413,
             )
         if sent.malformed:
             return _upload_page(
-                request, session, **again, error="Le formulaire n'a pas pu être lu : recommencez.", status=400
+                request,
+                session,
+                w,
+                **again,
+                error="Le formulaire n'a pas pu être lu : recommencez.",
+                status=400,
             )
         if not sent.filename and not sent.content:
             return _upload_page(
-                request, session, **again, error="Choisissez un fichier.", error_field="fichier", status=400
+                request,
+                session,
+                w,
+                **again,
+                error="Choisissez un fichier.",
+                error_field="fichier",
+                status=400,
             )
         try:
-            stored = await documents.upload(ctx, content=sent.content, title=title, type_code=type_code)
+            stored = await documents.upload(
+                w.ctx,
+                content=sent.content,
+                title=title,
+                type_code=type_code,
+                for_ins=None if w.own else w.ins,
+            )
         except FhirError as exc:
             if exc.status >= 500 or exc.status in (401, 403, 404):
                 raise
             message, field = _upload_refusal(exc, limit)
             return _upload_page(
-                request, session, **again, error=message, error_field=field, status=exc.status
+                request, session, w, **again, error=message, error_field=field, status=exc.status
             )
         return _see_other(f"{HOME}?message=ajoute#doc-{stored.resource_id}")
     except FhirError as exc:

@@ -13,8 +13,8 @@ Routes:
 - `POST /mon-espace/mon-espace-sante/contester`: `lifecycle.resume` (the holder contests a suspension).
 
 A holder signs in whatever the state of her space (sessions do not depend on it: services/sessions.py), so
-that she can reopen it or contest its suspension here. Only her own space: the portal has no way yet for a
-representative to pick a child's space. The rules stay in services/lifecycle.py (which state allows what,
+that she can reopen it or contest its suspension here. A parent switches here to the space of a child she
+represents (web/whose.py); the page then shows and acts on that space. The rules stay in services/lifecycle.py (which state allows what,
 who may ask, a space closed after a death is not reopened); this page reads the table to offer only what
 it allows, and shows the service's refusal in French with its English line, never a 500. Every POST
 carries the session's anti-forgery token (web/deps.py); results come back as a message on the page.
@@ -41,6 +41,7 @@ from . import deps
 from .auth import FORGED
 from .deps import SignInRequired, check_csrf, current_session, session_context
 from .templating import render
+from .whose import CHOOSE, Whose, install_whose, whose
 
 router = APIRouter(include_in_schema=False)
 
@@ -50,7 +51,6 @@ ERASE = f"{HOME}/detruire"
 REOPEN = f"{HOME}/rouvrir"
 CONTEST = f"{HOME}/contester"
 DOCUMENTS = "/mon-espace/documents"
-TITLE = "État de mon espace santé"
 
 #: The state in the holder's words ("Votre espace santé est …").
 PLAIN: dict[str, str] = {
@@ -76,11 +76,18 @@ PLAIN_EN: dict[str, str] = {
 
 #: Messages after a redirection, by a fixed key (the URL never carries free text).
 NOTICES: dict[str, str] = {
-    "ferme": "Votre espace santé est fermé. Vous pouvez le rouvrir depuis cette page.",
-    "destruction": "Votre demande de destruction est enregistrée : votre espace santé est fermé.",
-    "rouvert": "Votre espace santé est rouvert : vous retrouvez tout son contenu.",
-    "annule": "Votre espace santé est rouvert et la destruction est annulée : vous retrouvez tout son contenu.",
+    "ferme": "{sujet} est fermé. Vous pouvez le rouvrir depuis cette page.",
+    "destruction": "Votre demande de destruction est enregistrée : {espace} est fermé.",
+    "rouvert": "{sujet} est rouvert : vous retrouvez tout son contenu.",
+    "annule": "{sujet} est rouvert et la destruction est annulée : vous retrouvez tout son contenu.",
     "conteste": "Votre contestation est enregistrée : la suspension est levée.",
+    "enfant": "Vous gérez maintenant l'espace santé de votre enfant : le haut de chaque page le rappelle.",
+    "moi": "Vous êtes de retour sur votre propre espace santé.",
+    "introuvable": (
+        "Vous ne gérez plus cet espace santé (votre enfant a peut-être eu 18 ans) : voici votre propre espace "
+        "santé."
+    ),
+    "refuse": "Le formulaire a expiré : rien n'a changé. Réessayez depuis cette page.",
 }
 
 #: What the documents page says instead of an empty list when the space is out of the holder's reach.
@@ -169,9 +176,40 @@ async def _holder(request: Request) -> tuple[Session, Context]:
     return session, ctx
 
 
-async def status_of(ctx: Context) -> lifecycle.Status:
-    """The state of the signed-in holder's own space (services/lifecycle.py decides who may read it)."""
-    return await lifecycle.status(ctx, await lifecycle.space_of(ctx, None))
+async def _whose(request: Request) -> tuple[Session, Whose]:
+    """The holder's session and the space her pages are about (web/whose.py: hers, or a child's)."""
+    session, ctx = await _holder(request)
+    return session, await whose(request, session, ctx)
+
+
+async def status_of(w: Whose) -> lifecycle.Status:
+    """The state of the space the page is about (services/lifecycle.py decides who may read it)."""
+    return await lifecycle.status(w.ctx, w.space_id)
+
+
+def its(w: Whose) -> str:
+    """ "mon espace santé", or "l'espace santé de Léa Martin" when she acts for a child."""
+    return f"l'espace santé de {w.child}" if w.child else "mon espace santé"
+
+
+def _your(w: Whose) -> str:
+    return f"l'espace santé de {w.child}" if w.child else "votre espace santé"
+
+
+def holder_page(w: Whose, session: Session) -> dict[str, Any]:
+    """What every holder page's frame needs: whose space it is (the line at the top, the way back) and how
+    to name it, in her voice (`its`: "mon espace santé") and in ours (`your`: "votre espace santé")."""
+    your = _your(w)
+    return {
+        "signed_in": True,
+        "holder_nav": True,
+        "csrf": session.csrf_token,
+        "acting_for": w.child,
+        "choose_url": CHOOSE,
+        "its": its(w),
+        "your": your,
+        "your_cap": your[0].upper() + your[1:],
+    }
 
 
 # --- the page --------------------------------------------------------------------------------------------
@@ -191,8 +229,8 @@ class View:
     contest: bool
 
 
-def view(status: lifecycle.Status, ctx: Context) -> View:
-    settings = ctx.runtime.settings
+def view(status: lifecycle.Status, w: Whose) -> View:
+    settings = w.ctx.runtime.settings
     since = day(_local_day(status.since))
     state = status.state
     plain = PLAIN.get(state, lifecycle.STATE_WORDS.get(state, (state, state))[0])
@@ -238,7 +276,7 @@ def view(status: lifecycle.Status, ctx: Context) -> View:
     allowed = {e for e in ("close", "erase", "reopen", "resume") if state in lifecycle.TRANSITIONS[e].sources}
     return View(
         state=state,
-        headline=f"Votre espace santé est {plain} depuis le {since}.",
+        headline=f"{_your(w)[0].upper()}{_your(w)[1:]} est {plain} depuis le {since}.",
         details=details,
         destroy_on=day(status.destroy_on) if status.destroy_on else "",
         close="close" in allowed,
@@ -249,27 +287,34 @@ def view(status: lifecycle.Status, ctx: Context) -> View:
     )
 
 
+def _notice(request: Request, w: Whose) -> str:
+    your = _your(w)
+    return NOTICES.get(request.query_params.get("message", ""), "").format(
+        sujet=your[0].upper() + your[1:], espace=your
+    )
+
+
 def _page(
     request: Request,
     session: Session,
-    ctx: Context,
+    w: Whose,
     status: lifecycle.Status,
     *,
     refusal: Refusal | None = None,
     code: int = 200,
 ) -> Response:
-    settings = ctx.runtime.settings
+    settings = w.ctx.runtime.settings
     return render(
         request,
         "space.html",
-        {
-            "title": TITLE,
-            "signed_in": True,
-            "holder_nav": True,
-            "csrf": session.csrf_token,
-            "notice": "" if refusal else NOTICES.get(request.query_params.get("message", ""), ""),
+        holder_page(w, session)
+        | {
+            "title": f"État de {its(w)}",
+            "own": w.own,
+            "children": w.children,
+            "notice": "" if refusal else _notice(request, w),
             "refusal": refusal,
-            "space": view(status, ctx),
+            "space": view(status, w),
             "archive_years": settings.archive_years,
             "delay": _delay(settings.destruction_delay_days),
             "close_url": CLOSE,
@@ -332,32 +377,32 @@ def refusal_of(exc: FhirError, state: str) -> Refusal:
     return Refusal(fr, en)
 
 
-async def _refused(request: Request, session: Session, ctx: Context, exc: FhirError) -> Response:
+async def _refused(request: Request, session: Session, w: Whose, exc: FhirError) -> Response:
     """The page again, its current state shown, with the refusal on top."""
     if exc.status >= 500 or exc.status in (401, 404):
         return _unavailable(request, session, exc)
     try:
-        status = await status_of(ctx)
+        status = await status_of(w)
     except FhirError as again:
         return _unavailable(request, session, again)
-    return _page(request, session, ctx, status, refusal=refusal_of(exc, status.state), code=exc.status)
+    return _page(request, session, w, status, refusal=refusal_of(exc, status.state), code=exc.status)
 
 
-async def _forged(request: Request, session: Session, ctx: Context) -> Response:
+async def _forged(request: Request, session: Session, w: Whose) -> Response:
     fr, en = _halves(FORGED)
     try:
-        status = await status_of(ctx)
+        status = await status_of(w)
     except FhirError as exc:
         return _unavailable(request, session, exc)
-    return _page(request, session, ctx, status, refusal=Refusal(fr, en), code=403)
+    return _page(request, session, w, status, refusal=Refusal(fr, en), code=403)
 
 
 @router.get(HOME)
 async def space_page(request: Request) -> Response:
     session: Session | None = None
     try:
-        session, ctx = await _holder(request)
-        return _page(request, session, ctx, await status_of(ctx))
+        session, w = await _whose(request)
+        return _page(request, session, w, await status_of(w))
     except _NotHolder:
         return _not_holder_page(request, session)
     except FhirError as exc:
@@ -367,16 +412,14 @@ async def space_page(request: Request) -> Response:
 # --- closing ---------------------------------------------------------------------------------------------
 
 
-def _confirm_close(request: Request, session: Session, ctx: Context) -> Response:
-    settings = ctx.runtime.settings
+def _confirm_close(request: Request, session: Session, w: Whose) -> Response:
+    settings = w.ctx.runtime.settings
     return render(
         request,
         "space_close.html",
-        {
-            "title": "Fermer mon espace santé",
-            "signed_in": True,
-            "holder_nav": True,
-            "csrf": session.csrf_token,
+        holder_page(w, session)
+        | {
+            "title": f"Fermer {its(w)}",
             "archive_years": settings.archive_years,
             "kept_until": day(lifecycle.kept_until(datetime.now(UTC), settings.archive_years)),
             "close_url": CLOSE,
@@ -389,28 +432,29 @@ def _confirm_close(request: Request, session: Session, ctx: Context) -> Response
 async def close_confirm(request: Request) -> Response:
     session: Session | None = None
     try:
-        session, ctx = await _holder(request)
-        status = await status_of(ctx)
+        session, w = await _whose(request)
+        status = await status_of(w)
         if status.state not in lifecycle.TRANSITIONS["close"].sources:
             return _see_other(HOME)  # nothing to confirm: the page says what she may do
-        return _confirm_close(request, session, ctx)
+        return _confirm_close(request, session, w)
     except _NotHolder:
         return _not_holder_page(request, session)
     except FhirError as exc:
         return _unavailable(request, session, exc)
 
 
-async def _checked(request: Request) -> tuple[Session, Context, FormData | None]:
-    """The holder's session, context and form of a POST, the form None when it is forged or malformed."""
-    session, ctx = await _holder(request)
+async def _checked(request: Request) -> tuple[Session, Whose, FormData | None]:
+    """The holder's session, the space and the form of a POST, the form None when it is forged or
+    malformed."""
+    session, w = await _whose(request)
     form = await _small_form(request)
     if form is None or not check_csrf(request, session, _field(form, "csrf")):
-        return session, ctx, None
-    return session, ctx, form
+        return session, w, None
+    return session, w, form
 
 
 #: A change the page asks of the service: the key of the message to come back with, or a page of its own.
-Change = Callable[[Session, Context, FormData], Awaitable[Response | str]]
+Change = Callable[[Session, Whose, FormData], Awaitable[Response | str]]
 
 
 async def _act(request: Request, change: Change) -> Response:
@@ -418,13 +462,13 @@ async def _act(request: Request, change: Change) -> Response:
     lifecycle service (its refusal shown on the page, in words), then back to the page with a message."""
     session: Session | None = None
     try:
-        session, ctx, form = await _checked(request)
+        session, w, form = await _checked(request)
         if form is None:
-            return await _forged(request, session, ctx)
+            return await _forged(request, session, w)
         try:
-            done = await change(session, ctx, form)
+            done = await change(session, w, form)
         except FhirError as exc:
-            return await _refused(request, session, ctx, exc)
+            return await _refused(request, session, w, exc)
         return done if isinstance(done, Response) else _see_other(f"{HOME}?message={done}")
     except _NotHolder:
         return _not_holder_page(request, session)
@@ -434,8 +478,8 @@ async def _act(request: Request, change: Change) -> Response:
 
 @router.post(CLOSE)
 async def close(request: Request) -> Response:
-    async def change(session: Session, ctx: Context, form: FormData) -> str:
-        await lifecycle.close(ctx, await lifecycle.space_of(ctx, None), reason="holder")
+    async def change(session: Session, w: Whose, form: FormData) -> str:
+        await lifecycle.close(w.ctx, w.space_id, reason="holder")
         return "ferme"
 
     return await _act(request, change)
@@ -445,17 +489,15 @@ async def close(request: Request) -> Response:
 
 
 def _confirm_erase(
-    request: Request, session: Session, ctx: Context, *, error: str = "", code: int = 200
+    request: Request, session: Session, w: Whose, *, error: str = "", code: int = 200
 ) -> Response:
-    settings = ctx.runtime.settings
+    settings = w.ctx.runtime.settings
     return render(
         request,
         "space_erase.html",
-        {
-            "title": "Demander la destruction de mon espace santé",
-            "signed_in": True,
-            "holder_nav": True,
-            "csrf": session.csrf_token,
+        holder_page(w, session)
+        | {
+            "title": f"Demander la destruction de {its(w)}",
             "erase_error": error,
             "destroy_on": day(lifecycle.destruction_day(date.today(), settings.destruction_delay_days)),
             "understood": UNDERSTOOD,
@@ -470,11 +512,11 @@ def _confirm_erase(
 async def erase_confirm(request: Request) -> Response:
     session: Session | None = None
     try:
-        session, ctx = await _holder(request)
-        status = await status_of(ctx)
+        session, w = await _whose(request)
+        status = await status_of(w)
         if status.state not in lifecycle.TRANSITIONS["erase"].sources or status.destroy_on is not None:
             return _see_other(HOME)
-        return _confirm_erase(request, session, ctx)
+        return _confirm_erase(request, session, w)
     except _NotHolder:
         return _not_holder_page(request, session)
     except FhirError as exc:
@@ -483,16 +525,16 @@ async def erase_confirm(request: Request) -> Response:
 
 @router.post(ERASE)
 async def erase(request: Request) -> Response:
-    async def change(session: Session, ctx: Context, form: FormData) -> Response | str:
+    async def change(session: Session, w: Whose, form: FormData) -> Response | str:
         if _field(form, "confirmation") != UNDERSTOOD:
             return _confirm_erase(
                 request,
                 session,
-                ctx,
+                w,
                 error="Cochez la case pour confirmer que vous avez compris : rien n'a été demandé.",
                 code=400,
             )
-        await lifecycle.erase(ctx, await lifecycle.space_of(ctx, None))
+        await lifecycle.erase(w.ctx, w.space_id)
         return "destruction"
 
     return await _act(request, change)
@@ -503,10 +545,9 @@ async def erase(request: Request) -> Response:
 
 @router.post(REOPEN)
 async def reopen(request: Request) -> Response:
-    async def change(session: Session, ctx: Context, form: FormData) -> str:
-        space_id = await lifecycle.space_of(ctx, None)
-        asked = (await lifecycle.status(ctx, space_id)).destroy_on is not None
-        await lifecycle.reopen(ctx, space_id)
+    async def change(session: Session, w: Whose, form: FormData) -> str:
+        asked = (await status_of(w)).destroy_on is not None
+        await lifecycle.reopen(w.ctx, w.space_id)
         return "annule" if asked else "rouvert"
 
     return await _act(request, change)
@@ -514,13 +555,14 @@ async def reopen(request: Request) -> Response:
 
 @router.post(CONTEST)
 async def contest(request: Request) -> Response:
-    async def change(session: Session, ctx: Context, form: FormData) -> str:
-        await lifecycle.resume(ctx, await lifecycle.space_of(ctx, None))
+    async def change(session: Session, w: Whose, form: FormData) -> str:
+        await lifecycle.resume(w.ctx, w.space_id)
         return "conteste"
 
     return await _act(request, change)
 
 
 def install_space_page(app: FastAPI) -> None:
-    """Add the holder's page about her space."""
+    """Add the holder's page about her space, and the choice of whose space (hers, or a child's)."""
     app.include_router(router)
+    install_whose(app)

@@ -144,10 +144,19 @@ _FORMATS = {
 
 
 async def upload(
-    ctx: Context, *, content: bytes, title: str, type_code: str, when: datetime | None = None
+    ctx: Context,
+    *,
+    content: bytes,
+    title: str,
+    type_code: str,
+    when: datetime | None = None,
+    for_ins: str | None = None,
 ) -> store.Stored:
     """A holder's (or a minor's representative's) upload from the portal: the metadata PDSm asks for, built
-    here, and the same path as ITI-105 (checks, blob store, trace)."""
+    here, and the same path as ITI-105 (checks, blob store, trace). A representative names the child
+    (`for_ins`); the document is the child's own deposit (PDSm: a patient's deposit has the patient as its
+    author), and the trace names the representative who made it. Whether they may write into that space is
+    the policy's decision on the write, as for any deposit."""
     from ...storage import people
 
     title = " ".join(title.split())[:200]
@@ -168,7 +177,16 @@ async def upload(
         raise InvalidResource(str(exc), expression="file") from None
     ins = ctx.actor.subject if ctx.actor.kind == "app" else ctx.actor.id
     if ctx.actor.kind == "representative":
-        raise Forbidden("précisez l'enfant concerné / name the child")  # the portal passes the child's INS
+        if not for_ins:
+            raise Forbidden(
+                "précisez l'enfant concerné / name the child"
+            )  # the portal passes the child's INS
+        ins = for_ins
+    elif for_ins and for_ins != ins:
+        raise Forbidden(
+            "seul un représentant légal dépose pour un autre / only a legal representative deposits "
+            "for someone else"
+        )
     ref = await ctx.runtime.db.read("documents_upload_patient", people.patient_by_ins, ins)
     if ref is None:
         raise NotFound("dossier introuvable / record not found")
