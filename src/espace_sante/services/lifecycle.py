@@ -293,6 +293,12 @@ async def oppose_in(conn: Conn, ctx: Context, space_id: uuid.UUID, channel: Chan
     return await _apply(conn, ctx, "oppose", space_id, channel, date.today())
 
 
+async def request_in(conn: Conn, ctx: Context, space_id: uuid.UUID) -> tuple[str, str]:
+    """`request` in the caller's transaction: an opposed person's new notice is recorded with it
+    (services/notices.ask_again)."""
+    return await _apply(conn, ctx, "request", space_id, "", date.today())
+
+
 async def activate_in(conn: Conn, ctx: Context, space_id: uuid.UUID) -> tuple[str, str]:
     """`activate` in the caller's transaction: the activation code is spent if and only if this commits."""
     return await _apply(conn, ctx, "activate", space_id, "", date.today())

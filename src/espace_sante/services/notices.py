@@ -40,7 +40,7 @@ from typing import Any, Literal
 import orjson
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from ..access.actors import Actor
+from ..access.actors import SYSTEM, Actor
 from ..audit.record import SUCCESS, Record
 from ..audit.wording import MONTHS_FR
 from ..context import Context
@@ -503,6 +503,22 @@ async def notify_in(conn: Conn, ctx: Context, space_id: uuid.UUID, on: date) -> 
     ]
     await _record(conn, rt, notices)
     return [n.channel for n in notices]
+
+
+async def ask_again(ctx: Context, space_id: uuid.UUID, on: date | None = None) -> list[str]:
+    """An opposed person asks for a space after all, online (PRODUCT §2: "they may later ask for a space"):
+    back to `registered` (the lifecycle's `request`, checked and traced as theirs) and, in the same
+    transaction, notified as `notices send` would do it (by the service: a new code, the notice and its
+    delivery job), so that the notice does not wait for the next run. Returns the channels of the notices
+    queued."""
+    rt = ctx.runtime
+    service = Context(rt, SYSTEM, request_id=ctx.request_id)
+
+    async def work(conn: Conn) -> list[str]:
+        await lifecycle.request_in(conn, ctx, space_id)
+        return await notify_in(conn, service, space_id, on or date.today())
+
+    return await rt.db.interaction("notices_ask_again", work)
 
 
 async def of_age_in(conn: Conn, ctx: Context, space_id: uuid.UUID, on: date) -> list[str]:

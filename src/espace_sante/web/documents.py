@@ -37,7 +37,7 @@ from starlette.datastructures import FormData
 from starlette.exceptions import HTTPException
 from starlette.responses import RedirectResponse, Response
 
-from ..access.policy import MASKED_FROM_PROFESSIONALS, PERSON_STATES
+from ..access.policy import MASKED_FROM_PROFESSIONALS
 from ..api.fhir import render as fhir_render
 from ..audit.wording import MONTHS_FR, PARIS
 from ..context import Context
@@ -403,10 +403,7 @@ async def _items(w: Whose) -> tuple[list[Item], bool]:
 async def _list_page(request: Request, session: Session, w: Whose) -> Response:
     # A closed or suspended space is out of everyone's reach, the holder's included: the page says so, and
     # where to reopen it or contest the suspension, rather than show an empty list.
-    state = (await space.status_of(w)).state
-    unreachable = "" if state in PERSON_STATES else space.UNREACHABLE.get(state, space.UNREACHABLE["closed"])
-    if unreachable and not w.own:
-        unreachable = unreachable.replace("Votre espace santé", f"L'espace santé de {w.child}", 1)
+    unreachable = space.unreachable((await space.status_of(w)).state, w)
     items, more = ([], False) if unreachable else await _items(w)
     return render(
         request,

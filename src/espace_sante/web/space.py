@@ -32,10 +32,11 @@ from starlette.datastructures import FormData
 from starlette.exceptions import HTTPException
 from starlette.responses import RedirectResponse, Response
 
+from ..access.policy import PERSON_STATES
 from ..audit.wording import MONTHS_FR, PARIS
 from ..context import Context
 from ..errors import FhirError
-from ..services import lifecycle
+from ..services import lifecycle, notices
 from ..services.sessions import Session
 from . import deps
 from .auth import FORGED
@@ -50,12 +51,13 @@ CLOSE = f"{HOME}/fermer"
 ERASE = f"{HOME}/detruire"
 REOPEN = f"{HOME}/rouvrir"
 CONTEST = f"{HOME}/contester"
+ASK = f"{HOME}/demander"
 DOCUMENTS = "/mon-espace/documents"
 
 #: The state in the holder's words ("Votre espace santé est …").
 PLAIN: dict[str, str] = {
     "registered": "en préparation",
-    "notified": "pas encore ouvert",
+    "notified": "en attente d'ouverture",
     "open": "ouvert",
     "active": "ouvert",
     "suspended": "suspendu",
@@ -81,6 +83,10 @@ NOTICES: dict[str, str] = {
     "rouvert": "{sujet} est rouvert : vous retrouvez tout son contenu.",
     "annule": "{sujet} est rouvert et la destruction est annulée : vous retrouvez tout son contenu.",
     "conteste": "Votre contestation est enregistrée : la suspension est levée.",
+    "demande": (
+        "Votre demande est enregistrée : un avis avec un code d'activation est envoyé (par courriel, ou par "
+        "courrier sans adresse électronique)."
+    ),
     "enfant": "Vous gérez maintenant l'espace santé de votre enfant : le haut de chaque page le rappelle.",
     "moi": "Vous êtes de retour sur votre propre espace santé.",
     "introuvable": (
@@ -90,15 +96,19 @@ NOTICES: dict[str, str] = {
     "refuse": "Le formulaire a expiré : rien n'a changé. Réessayez depuis cette page.",
 }
 
-#: What the documents page says instead of an empty list when the space is out of the holder's reach.
+#: What the documents page says instead of an empty list when the space is out of the holder's reach
+#: (`{sujet}`: whose space, `{ses}`: whose documents).
 UNREACHABLE: dict[str, str] = {
     "closed": (
-        "Votre espace santé est fermé : vos documents sont conservés, mais personne ne peut les consulter "
+        "{sujet} est fermé : {ses} documents sont conservés, mais personne ne peut les consulter "
         "tant qu'il est fermé, vous non plus."
     ),
     "suspended": (
-        "Votre espace santé est suspendu : vos documents sont conservés, mais personne ne peut les consulter "
+        "{sujet} est suspendu : {ses} documents sont conservés, mais personne ne peut les consulter "
         "pendant la suspension, vous non plus."
+    ),
+    "opposed": (
+        "{sujet} n'a pas été créé : une opposition a été enregistrée. Il ne contient aucun document."
     ),
 }
 UNDERSTOOD = "compris"
@@ -143,8 +153,10 @@ def _halves(message: str) -> tuple[str, str]:
 
 
 def _delay(days: int) -> str:
-    """ "3 mois" for 90 days; "45 jours" otherwise."""
-    return f"{days // 30} mois" if days % 30 == 0 else f"{days} jours"
+    """ "3 mois" for 90 days, "6 semaines" for 42; "45 jours" otherwise."""
+    if days % 30 == 0:
+        return f"{days // 30} mois"
+    return f"{days // 7} semaines" if days % 7 == 0 else f"{days} jours"
 
 
 def _see_other(path: str) -> RedirectResponse:
@@ -227,6 +239,7 @@ class View:
     erase: bool
     reopen: bool
     contest: bool
+    ask: bool
 
 
 def view(status: lifecycle.Status, w: Whose) -> View:
@@ -273,7 +286,11 @@ def view(status: lifecycle.Status, w: Whose) -> View:
                 f"Il est conservé jusqu'au {day(until)} : d'ici là, vous pouvez le rouvrir et retrouver tout son "
                 "contenu. Ensuite, il sera détruit définitivement."
             )
-    allowed = {e for e in ("close", "erase", "reopen", "resume") if state in lifecycle.TRANSITIONS[e].sources}
+    allowed = {
+        e
+        for e in ("close", "erase", "reopen", "resume", "request")
+        if state in lifecycle.TRANSITIONS[e].sources
+    }
     return View(
         state=state,
         headline=f"{_your(w)[0].upper()}{_your(w)[1:]} est {plain} depuis le {since}.",
@@ -284,7 +301,17 @@ def view(status: lifecycle.Status, w: Whose) -> View:
         erase="erase" in allowed and status.destroy_on is None,
         reopen="reopen" in allowed and status.closed_reason != "death",
         contest="resume" in allowed,
+        ask="request" in allowed,
     )
+
+
+def unreachable(state: str, w: Whose) -> str:
+    """Why the documents page lists nothing in this state ("" when the space is within her reach)."""
+    if state in PERSON_STATES:
+        return ""
+    your = _your(w)
+    words = UNREACHABLE.get(state, UNREACHABLE["closed"])
+    return words.format(sujet=your[0].upper() + your[1:], ses="vos" if w.own else "ses")
 
 
 def _notice(request: Request, w: Whose) -> str:
@@ -321,6 +348,8 @@ def _page(
             "erase_url": ERASE,
             "reopen_url": REOPEN,
             "contest_url": CONTEST,
+            "ask_url": ASK,
+            "window": _delay(settings.opposition_window_days),
             "documents": DOCUMENTS,
         },
         status=code,
@@ -558,6 +587,15 @@ async def contest(request: Request) -> Response:
     async def change(session: Session, w: Whose, form: FormData) -> str:
         await lifecycle.resume(w.ctx, w.space_id)
         return "conteste"
+
+    return await _act(request, change)
+
+
+@router.post(ASK)
+async def ask(request: Request) -> Response:
+    async def change(session: Session, w: Whose, form: FormData) -> str:
+        await notices.ask_again(w.ctx, w.space_id)
+        return "demande"
 
     return await _act(request, change)
 
