@@ -48,6 +48,28 @@ def test_each_accessor_gives_its_value_set_with_every_concept(accessor: object, 
     assert len(value_set.concepts) == data["count"] == len(data["concepts"])
 
 
+def _pairs(value_set: vs.ValueSet) -> set[tuple[str, str]]:
+    return {(c.system_oid, c.code) for c in value_set.concepts}
+
+
+def test_the_dmps_own_lists_add_one_type_code_to_the_ci_sis_ones() -> None:
+    """What `accepted_type_code` rests on: the DMP's class and confidentiality lists (J57, J58) are inside
+    J06 and J08, and its type list (J66) adds one code to J07, LOINC 11526-1."""
+    assert _pairs(vs.load("J57")) <= _pairs(vs.class_code())
+    assert _pairs(vs.load("J58")) <= _pairs(vs.confidentiality())
+    assert _pairs(vs.load("J66")) - _pairs(vs.type_code()) == {(vs.LOINC_OID, "11526-1")}
+    accepted = vs.accepted_type_code()
+    assert _pairs(accepted) == _pairs(vs.type_code()) | {(vs.LOINC_OID, "11526-1")}
+    assert accepted.contains("http://loinc.org", "11526-1") and accepted.contains(
+        "http://loinc.org", "60568-3"
+    )
+    assert accepted.display("urn:oid:2.16.840.1.113883.6.1", "11526-1")
+    assert not vs.type_code().contains("http://loinc.org", "11526-1")
+    assert accepted.label == (
+        "JDV_J07-XdsTypeCode-CISIS (1.2.250.1.213.1.1.5.471) + JDV_J66-TypeCode-DMP (1.2.250.1.213.1.1.5.7)"
+    )
+
+
 def test_value_sets_are_read_once() -> None:
     assert vs.load("J07") is vs.type_code() is vs.load("J07")
     before = vs.load.cache_info().hits

@@ -174,6 +174,20 @@ async def test_refused_documents_are_set_aside_with_the_reason_and_the_rest_impo
     assert [d["id"] for d in await documents_of(fhir, nir)] != []
 
 
+async def test_a_type_code_only_the_dmp_listed_is_imported_not_set_aside(
+    runtime: Runtime, fhir: httpx.AsyncClient, tmp_path: Path
+) -> None:
+    """LOINC 11526-1 (anatomopathology) is in the DMP's own type list (JDV_J66), no longer in the CI-SIS one
+    (JDV_J07): a report the DMP accepted comes into the space with its type."""
+    nir, _ = await new_person(fhir)
+    old = Doc(nir, title="CR d'anatomopathologie", type_code=("11526-1", "2.16.840.1.113883.6.1", "CR ACP"))
+    path = write(tmp_path / "acp.zip", package([[old]]))
+    counts = await legacy.import_path(runtime, path)
+    assert (counts.imported, counts.set_aside) == (1, 0)
+    [document] = await documents_of(fhir, nir)
+    assert {"system": "http://loinc.org", "code": "11526-1"}.items() <= document["type"]["coding"][0].items()
+
+
 async def test_hostile_packages_and_metadata_are_refused_and_reported(
     runtime: Runtime, fhir: httpx.AsyncClient, tmp_path: Path
 ) -> None:

@@ -734,7 +734,9 @@ def check_document_reference(
             "value",
         )
 
-    c.concept("type", dr.get("type"), vsets.type_code(), "MHD Comprehensive type 1..1", required=full)
+    c.concept(
+        "type", dr.get("type"), vsets.accepted_type_code(), "MHD Comprehensive type 1..1", required=full
+    )
     category = dr.get("category")
     if isinstance(category, list) and len(category) > 1:
         c.error(

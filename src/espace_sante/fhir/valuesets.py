@@ -35,6 +35,7 @@ __all__ = [
     "VISIBILITY_SYSTEM",
     "Concept",
     "ValueSet",
+    "accepted_type_code",
     "author_specialty",
     "class_code",
     "confidentiality",
@@ -94,6 +95,10 @@ _FILES = {
     "J08": "confidentialityCode-JDV_J08-XdsConfidentialityCode-CISIS.json",
     "J10": "formatCode-JDV_J10-XdsFormatCode-CISIS.json",
     "A07": "visibility-TRE_A07-StatutVisibiliteDocument.json",
+    # The DMP's own restrictions (fr-interop.md §1): what the national record accepted.
+    "J57": "dmp-classCode-JDV_J57-ClassCode-DMP.json",
+    "J58": "dmp-confidentialityCode-JDV_J58-ConfidentialityCode-DMP.json",
+    "J66": "dmp-typeCode-JDV_J66-TypeCode-DMP.json",
 }
 
 
@@ -115,11 +120,14 @@ class ValueSet:
     version: str
     concepts: tuple[Concept, ...]
     _index: Mapping[tuple[str, str], Concept] = field(repr=False, compare=False, hash=False)
+    #: The labels of the value sets `plus` added to this one.
+    also: tuple[str, ...] = ()
 
     @property
     def label(self) -> str:
-        """``JDV_J07-XdsTypeCode-CISIS (1.2.250.1.213.1.1.5.471)``: what messages call it."""
-        return f"{self.name} ({self.oid})"
+        """``JDV_J07-XdsTypeCode-CISIS (1.2.250.1.213.1.1.5.471)``: what messages call it (followed by
+        `` + JDV_J66-TypeCode-DMP (…)`` for a union)."""
+        return " + ".join((f"{self.name} ({self.oid})", *self.also))
 
     @property
     def system_oids(self) -> frozenset[str]:
@@ -130,6 +138,21 @@ class ValueSet:
             return None
         oid = system_oid(system)
         return None if oid is None else self._index.get((oid, code))
+
+    def plus(self, other: ValueSet) -> ValueSet:
+        """This value set with the concepts of `other` it lacks: the codes either one accepts."""
+        concepts = self.concepts + tuple(
+            c for c in other.concepts if (c.system_oid, c.code) not in self._index
+        )
+        return ValueSet(
+            name=self.name,
+            oid=self.oid,
+            url=self.url,
+            version=self.version,
+            concepts=concepts,
+            _index=MappingProxyType({(c.system_oid, c.code): c for c in concepts}),
+            also=(*self.also, other.label),
+        )
 
     def contains(self, system: str | None, code: str | None) -> bool:
         """Whether ``code`` of ``system`` (any known spelling of the system, see :func:`system_oid`) is in
@@ -223,6 +246,15 @@ def system_label(oid: str) -> str:
 def type_code() -> ValueSet:
     """DocumentReference.type (XDS typeCode): JDV_J07-XdsTypeCode-CISIS."""
     return load("J07")
+
+
+@functools.cache
+def accepted_type_code() -> ValueSet:
+    """What a DocumentReference.type may be: JDV_J07, plus the codes of the DMP's own JDV_J66 that J07 no
+    longer lists. There is one, LOINC 11526-1 (anatomopathology; J07 now has 60568-3): the DMP accepted it,
+    so the legacy DMP's export and software written for the DMP still send it. The DMP's class and
+    confidentiality lists, J57 and J58, are inside J06 and J08 (tests/fhir/test_valuesets.py)."""
+    return type_code().plus(load("J66"))
 
 
 def class_code() -> ValueSet:

@@ -616,7 +616,7 @@ def document_reference(entry: DocumentEntry, *, ins: tuple[str, str], subject: s
     if entry.entry_id.startswith("urn:uuid:"):
         dr["identifier"] = [{"use": "official", "system": pdsm.RFC3986, "value": entry.entry_id}]
     if entry.type_code:
-        dr["type"] = {"coding": [_coding(entry.type_code, vsets.type_code())]}
+        dr["type"] = {"coding": [_coding(entry.type_code, vsets.accepted_type_code())]}
     if entry.class_code:
         dr["category"] = [{"coding": [_coding(entry.class_code, vsets.class_code())]}]
     moment = entry.submission_time or entry.creation_time

@@ -313,7 +313,7 @@ def _kind(body: Mapping[str, Any]) -> tuple[str, str]:
         for c in (codings if isinstance(codings, list) else ())
         if isinstance(c, dict) and c.get("code") in documents.UPLOAD_TYPES
     ]
-    detail = documents.UPLOAD_TYPES[mine[0]][0] if mine else _shown(concept, valuesets.type_code())
+    detail = documents.UPLOAD_TYPES[mine[0]][0] if mine else _shown(concept, valuesets.accepted_type_code())
     return kind, detail if detail != kind else ""
 
 
