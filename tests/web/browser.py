@@ -105,6 +105,25 @@ async def tab_to(page: Any, what: str) -> None:
     raise AssertionError(f"{what!r} is not reachable with Tab")
 
 
+async def sign_in_with_keyboard(
+    page: Any, base: str, login: str, password: str, code: str, lands: str
+) -> None:
+    """Go to `lands` signed out, and sign in with the keyboard only (login, password, then the 6-digit code):
+    back on `lands`."""
+    await page.goto(f"{base}{lands}")
+    await page.wait_for_url(f"{base}/connexion?next={lands}")
+    await tab_to(page, "login")
+    await page.keyboard.type(login)
+    await page.keyboard.press("Tab")
+    await page.keyboard.type(password)
+    await page.keyboard.press("Enter")
+    await page.wait_for_url(f"{base}/connexion/code")
+    await page.get_by_label("Code à 6 chiffres").focus()
+    await page.keyboard.type(code)
+    await page.keyboard.press("Enter")
+    await page.wait_for_url(f"{base}{lands}")
+
+
 def page_audit(controls: str, *, target: str = "el", skip: str = "false") -> str:
     """A script for `page.evaluate` listing what keeps a page from a phone and a keyboard: a control
     (`controls`, a CSS selector) under 44 CSS pixels high, a field without a label, a heading that skips a

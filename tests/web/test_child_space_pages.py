@@ -27,7 +27,7 @@ from tests.access.conftest import World, world  # noqa: F401 (the demo world, lo
 from tests.accounts.helpers import browser, csrf_of, new_person, next_code, sign_in
 from tests.content.samples import report_pdf
 from tests.factories import BASE, FHIR_JSON, new_nir, patient
-from tests.web.browser import needs_chromium, page_audit, phone, serve, tab_to
+from tests.web.browser import needs_chromium, page_audit, phone, serve, sign_in_with_keyboard, tab_to
 from tests.web.test_documents_pages import _demo_person
 
 SPACE = "/mon-espace/mon-espace-sante"
@@ -231,17 +231,9 @@ async def test_on_a_phone_with_the_keyboard_a_parent_opens_her_sons_documents_an
     parent, _, _ = await _family(rt, fhir)
     problems: list[str] = []
     async with phone(problems) as page:
-        await page.goto(f"{base}{SPACE}")
-        await tab_to(page, "login")
-        await page.keyboard.type(parent.login)
-        await page.keyboard.press("Tab")
-        await page.keyboard.type(parent.password)
-        await page.keyboard.press("Enter")
-        await page.wait_for_url(f"{base}/connexion/code")
-        await page.get_by_label("Code à 6 chiffres").focus()
-        await page.keyboard.type(next_code(parent.totp_secret))
-        await page.keyboard.press("Enter")
-        await page.wait_for_url(f"{base}{SPACE}")
+        await sign_in_with_keyboard(
+            page, base, parent.login, parent.password, next_code(parent.totp_secret), SPACE
+        )
         assert await page.evaluate(_AUDIT) == []
 
         await tab_to(page, "Gérer l'espace santé de Hugo Moreau")

@@ -27,7 +27,7 @@ from espace_sante.storage import lifecycle as lifecycle_store
 from espace_sante.web.space import day
 from tests.accounts.helpers import Person, browser, csrf_of, new_person, next_code, sign_in
 from tests.content.samples import report_pdf
-from tests.web.browser import needs_chromium, page_audit, phone, serve, tab_to
+from tests.web.browser import needs_chromium, page_audit, phone, serve, sign_in_with_keyboard, tab_to
 
 HOME = "/mon-espace/mon-espace-sante"
 DOCUMENTS = "/mon-espace/documents"
@@ -290,18 +290,9 @@ async def test_on_a_phone_with_the_keyboard_a_holder_closes_her_space_then_reope
     space = await _space(rt, jeanne)
     problems: list[str] = []
     async with phone(problems) as page:
-        await page.goto(f"{base}{HOME}")
-        await page.wait_for_url(f"{base}/connexion?next={HOME}")
-        await tab_to(page, "login")
-        await page.keyboard.type(jeanne.login)
-        await page.keyboard.press("Tab")
-        await page.keyboard.type(jeanne.password)
-        await page.keyboard.press("Enter")
-        await page.wait_for_url(f"{base}/connexion/code")
-        await page.get_by_label("Code à 6 chiffres").focus()
-        await page.keyboard.type(next_code(jeanne.totp_secret))
-        await page.keyboard.press("Enter")
-        await page.wait_for_url(f"{base}{HOME}")
+        await sign_in_with_keyboard(
+            page, base, jeanne.login, jeanne.password, next_code(jeanne.totp_secret), HOME
+        )
         assert await page.title() == "État de mon espace santé · Mon espace santé"
         assert await page.evaluate(_AUDIT) == []
 
