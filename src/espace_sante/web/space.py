@@ -11,13 +11,17 @@ Routes:
 - `POST /mon-espace/mon-espace-sante/rouvrir`: `lifecycle.reopen` (everything comes back; an asked
   destruction is cancelled).
 - `POST /mon-espace/mon-espace-sante/contester`: `lifecycle.resume` (the holder contests a suspension).
+- `POST /mon-espace/mon-espace-sante/demander`: `notices.ask_again` (an opposed person asks for her space
+  after all: a new notice and code at once).
+- `POST /mon-espace/pour` (web/whose.py): switch to the space of a child she represents, or back to hers.
 
 A holder signs in whatever the state of her space (sessions do not depend on it: services/sessions.py), so
 that she can reopen it or contest its suspension here. A parent switches here to the space of a child she
-represents (web/whose.py); the page then shows and acts on that space. The rules stay in services/lifecycle.py (which state allows what,
-who may ask, a space closed after a death is not reopened); this page reads the table to offer only what
-it allows, and shows the service's refusal in French with its English line, never a 500. Every POST
-carries the session's anti-forgery token (web/deps.py); results come back as a message on the page.
+represents; the page then shows and acts on that space. The rules stay in services/lifecycle.py (which
+state allows what, who may ask, a space closed after a death is not reopened); this page reads the table to
+offer only what it allows, and shows the service's refusal in French with its English line, never a 500.
+Every POST carries the session's anti-forgery token (web/deps.py); results come back as a message on the
+page.
 """
 
 from __future__ import annotations
@@ -393,14 +397,15 @@ def _unavailable(request: Request, session: Session | None, exc: FhirError) -> R
     )
 
 
-def refusal_of(exc: FhirError, state: str) -> Refusal:
-    """A service refusal in the holder's words: an illegal change names the state she is in; any other
+def refusal_of(exc: FhirError, state: str, w: Whose) -> Refusal:
+    """A service refusal in the holder's words: an illegal change names the state the space is in; any other
     refusal (a space closed after a death is not reopened; a role that may not ask) is the service's own
     sentence, its English half under it."""
     fr, en = _halves(exc.message)
     if exc.status == 409 and exc.message.startswith("changement impossible"):
-        fr = f"Ce changement n'est pas possible : votre espace santé est {PLAIN.get(state, state)}."
-        en = f"This change is not possible: your health space is {PLAIN_EN.get(state, state)}."
+        fr = f"Ce changement n'est pas possible : {_your(w)} est {PLAIN.get(state, state)}."
+        whose_en = "your health space" if w.own else f"the health space of {w.child}"
+        en = f"This change is not possible: {whose_en} is {PLAIN_EN.get(state, state)}."
     elif exc.status == 403:
         fr = f"Cette action ne vous est pas permise. {fr}"
     return Refusal(fr, en)
@@ -414,7 +419,7 @@ async def _refused(request: Request, session: Session, w: Whose, exc: FhirError)
         status = await status_of(w)
     except FhirError as again:
         return _unavailable(request, session, again)
-    return _page(request, session, w, status, refusal=refusal_of(exc, status.state), code=exc.status)
+    return _page(request, session, w, status, refusal=refusal_of(exc, status.state, w), code=exc.status)
 
 
 async def _forged(request: Request, session: Session, w: Whose) -> Response:
