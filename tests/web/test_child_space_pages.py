@@ -83,7 +83,9 @@ async def test_marie_ange_manages_leos_space_and_never_sees_what_is_hidden_from_
 
         chosen = await _choose(client, ref)
         assert chosen.status_code == 303 and chosen.headers["location"] == f"{SPACE}?message=enfant"
-        assert str(leo_space) not in chosen.headers.get("set-cookie", "")
+        cookie = chosen.headers.get("set-cookie", "")
+        assert cookie.startswith("__Host-es_pour=") and "HttpOnly" in cookie and "Secure" in cookie
+        assert str(leo_space) not in cookie
         page = await client.get(chosen.headers["location"])
         words = _text(page)
         assert "État de l'espace santé de Léo Petit" in words
@@ -190,8 +192,12 @@ async def test_a_forged_or_unknown_choice_changes_nothing(
         assert unknown.headers["location"] == f"{SPACE}?message=introuvable"
         assert "État de mon espace santé" in _text(await client.get(SPACE))
         # A cookie set by hand to a made-up reference is her own space too.
-        client.cookies.set("es_pour", "f" * 32)
+        client.cookies.set("__Host-es_pour", "f" * 32)
         assert "État de mon espace santé" in _text(await client.get(SPACE))
+        # Signing out drops the choice with the session it was bound to.
+        out = await client.post("/deconnexion", data={"csrf": csrf_of((await client.get(SPACE)).text)})
+        dropped = [c for c in out.headers.get_list("set-cookie") if c.startswith("__Host-es_pour=")]
+        assert dropped and "Max-Age=0" in dropped[0]
 
 
 async def test_only_a_representative_deposits_in_someone_elses_name(

@@ -267,6 +267,7 @@ async def signout(request: Request) -> Response:
     await sessions.end(deps.runtime(request), session, request_id=request_id(request))
     response = _see_other("/connexion?message=fin")
     clear_cookie(response, SESSION_COOKIE)
+    clear_cookie(response, deps.CHOICE_COOKIE)  # bound to the session that ends: meaningless after it
     return response
 
 

@@ -33,6 +33,8 @@ from ..services.sessions import Session
 
 SESSION_COOKIE = sessions.COOKIE
 PRE_COOKIE = "__Host-es_pre"
+#: Whose space the holder pages show (web/whose.py): an opaque reference, bound to the session.
+CHOICE_COOKIE = "__Host-es_pour"
 FLOW_COOKIE = "__Host-es_flow"
 #: How long a sign-in form stays valid.
 FORM_MAX_AGE = 2 * 3600

@@ -7,10 +7,10 @@ shows that space and acts on it as `representative`, so the policy applies a rep
 hidden from representatives stays hidden. A line at the top of each page says whose space it is, with the
 way back to her own.
 
-The choice is kept in a cookie that names no space: an opaque reference, keyed by her session's secret, to
-one of the spaces she represents, found again in `lifecycle.represented` on each request. A reference from
-another session, or to a child whose representatives' rights ended (the child turned 18), means her own
-space: nothing to forge, nothing that outlives the rights."""
+The choice is kept in a `__Host-` cookie that names no space: an opaque reference, keyed by her session's
+secret, to one of the spaces she represents, found again in `lifecycle.represented` on each request. A
+reference from another session, or to a child whose representatives' rights ended (the child turned 18),
+means her own space: nothing to forge, nothing that outlives the rights. Signing out drops it."""
 
 from __future__ import annotations
 
@@ -33,7 +33,7 @@ from .deps import SignInRequired, check_csrf, current_session, session_context
 
 router = APIRouter(include_in_schema=False)
 
-COOKIE = "es_pour"
+COOKIE = deps.CHOICE_COOKIE
 CHOOSE = "/mon-espace/pour"
 #: Where the choice brings her: the chosen space's state, with its documents one link away.
 SPACE_PAGE = "/mon-espace/mon-espace-sante"
