@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 
 from espace_sante.context import Context
-from espace_sante.services import devtokens, lifecycle
+from espace_sante.services import devtokens, lifecycle, notices
 from espace_sante.services.runtime import Runtime
 from espace_sante.storage import people as people_store
 from tests.factories import BASE
@@ -112,9 +112,12 @@ async def test_an_operator_records_a_phone_opposition_and_a_suspension_the_holde
         "/space/transitions", json={"ins": nir, "event": "oppose", "channel": "phone"}
     )
     assert twice.status_code == 409
+    # The person asks again, by phone: the new notice and code go at once (no wait for `notices send`).
     asked = await operator.post("/space/transitions", json={"ins": nir, "event": "request"})
-    assert asked.json()["to"] == "registered"
-    assert await lifecycle.state(runtime, notified) == "registered"
+    assert (asked.json()["from"], asked.json()["to"]) == ("opposed", "notified")
+    assert await lifecycle.state(runtime, notified) == "notified"
+    queued = await notices.emails_of(runtime, notified) + await notices.letters_of(runtime, notified)
+    assert len(queued) == 1
 
     _, holder_nir, pid = await active(fhir)
     suspended = await operator.post(

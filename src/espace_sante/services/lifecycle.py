@@ -476,6 +476,13 @@ async def requested(
         return await oppose(ctx, space_id, channel or "online")  # type: ignore[arg-type]
     if event == "close":  # an operator records the holder's own request (by phone, at a counter)
         return await close(ctx, space_id, reason="holder")
+    if event == "request":
+        # Asked for again: the new notice and code go at once, in the transaction of the request, as on the
+        # holder's page (services/notices.ask_again), rather than wait for the next `notices send`.
+        from . import notices  # notices calls this module's transitions
+
+        await notices.ask_again(ctx, space_id)
+        return "opposed", "notified"  # `request`'s only source, then `notify`'s target
     return await transition(ctx, space_id, event, reason=reason)  # type: ignore[arg-type]
 
 
