@@ -10,6 +10,7 @@ import re
 import uuid
 from datetime import date, timedelta
 from html import unescape
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -27,6 +28,7 @@ from tests.access.conftest import World, world  # noqa: F401 (the demo world, lo
 from tests.accounts.helpers import browser, csrf_of, new_person, next_code, sign_in
 from tests.content.samples import report_pdf
 from tests.factories import BASE, FHIR_JSON, new_nir, patient
+from tests.registry.test_import import person, run, write
 from tests.web.browser import needs_chromium, page_audit, phone, serve, sign_in_with_keyboard, tab_to
 from tests.web.test_documents_pages import _demo_person
 
@@ -174,6 +176,35 @@ async def test_she_adds_a_document_for_her_son_in_his_name_traced_as_hers_until_
         assert "État de mon espace santé" in _text(page) and "Hugo Moreau" not in _text(page)
         assert "Les espaces santé que vous gérez" not in _text(page)
         assert "Carnet de santé, page vaccins" not in _text(await client.get(DOCUMENTS))
+
+
+async def test_a_childs_space_not_open_yet_says_so_and_takes_no_document(
+    runtime: Runtime, app: Any, fhir: httpx.AsyncClient, tmp_path: Path
+) -> None:
+    """Zoé's space was made from the registry and has not opened: nothing is in it, nobody deposits yet."""
+    parent = await new_person(runtime, fhir)
+    zoe = person(
+        first_names="Zoé", last_name="Petit", birth_date="2016-02-02", representative_1_nir=parent.actor_id
+    )
+    await run(runtime, write(tmp_path / "r.csv", [zoe]))
+    async with browser(app) as client:
+        assert (await sign_in(client, parent)).status_code == 303
+        await _choose(client, _choice((await client.get(SPACE)).text, "Zoé Petit"))
+        listing = await client.get(DOCUMENTS)
+        words = _text(listing)
+        assert "Pas encore de documents" in words
+        assert "L'espace santé de Zoé Petit n'est pas encore ouvert" in words
+        assert "Ajouter un document" not in words
+        form = await client.get(f"{DOCUMENTS}/ajouter")
+        assert form.status_code == 303 and form.headers["location"] == DOCUMENTS
+        forced = await client.post(
+            f"{DOCUMENTS}/ajouter",
+            data={"csrf": csrf_of(listing.text), "titre": "Carnet", "type": "DOCPAT03"},
+            files={"fichier": ("carnet.pdf", report_pdf(), "application/pdf")},
+        )
+        assert forced.status_code == 303 and forced.headers["location"] == DOCUMENTS
+    space = await _space(runtime, zoe["nir"])
+    assert await lifecycle.state(runtime, space) == "registered"
 
 
 async def test_a_forged_or_unknown_choice_changes_nothing(

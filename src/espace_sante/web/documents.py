@@ -403,7 +403,8 @@ async def _items(w: Whose) -> tuple[list[Item], bool]:
 async def _list_page(request: Request, session: Session, w: Whose) -> Response:
     # A closed or suspended space is out of everyone's reach, the holder's included: the page says so, and
     # where to reopen it or contest the suspension, rather than show an empty list.
-    unreachable = space.unreachable((await space.status_of(w)).state, w)
+    status = await space.status_of(w)
+    unreachable = space.unreachable(status, w)
     items, more = ([], False) if unreachable else await _items(w)
     return render(
         request,
@@ -412,6 +413,11 @@ async def _list_page(request: Request, session: Session, w: Whose) -> Response:
         | {
             "title": "Mes documents" if w.own else f"Documents de {w.child}",
             "unreachable": unreachable,
+            "unreachable_title": (
+                "Pas encore de documents"
+                if status.state in space.WAITING
+                else f"{'Vos' if w.own else 'Ses'} documents ne sont pas consultables"
+            ),
             "space_url": space.HOME,
             "notice": NOTICES.get(request.query_params.get("message", ""), ""),
             "documents": items,
@@ -670,6 +676,8 @@ async def upload_form(request: Request) -> Response:
     session: Session | None = None
     try:
         session, w = await _whose(request)
+        if space.unreachable(await space.status_of(w), w):
+            return _see_other(HOME)  # the list says why nothing can be added now
         return _upload_page(request, session, w)
     except FhirError as exc:
         return error_page(request, session, exc)
@@ -694,6 +702,8 @@ async def upload(request: Request) -> Response:
     session: Session | None = None
     try:
         session, w = await _whose(request)
+        if space.unreachable(await space.status_of(w), w):
+            return _see_other(HOME)  # the list says why nothing can be added now
         limit = w.ctx.runtime.settings.upload_max_bytes
         sent = await _UploadParser(limit, drain=4 * limit + 64 * 1024).read(request)
         if sent.malformed and not sent.fields:

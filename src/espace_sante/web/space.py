@@ -114,8 +114,16 @@ UNREACHABLE: dict[str, str] = {
     "opposed": (
         "{sujet} n'a pas été créé : une opposition a été enregistrée. Il ne contient aucun document."
     ),
+    # Registered or notified: within reach, but empty until it opens (nobody deposits before; an activation
+    # opens it at once).
+    "waiting": (
+        "{sujet} n'est pas encore ouvert{quand} : il ne contient pas encore de documents. Vous pourrez en "
+        "ajouter dès son ouverture, ou dès maintenant en l'activant avec le code d'activation reçu."
+    ),
 }
 UNDERSTOOD = "compris"
+#: States before the opening: the space exists, nothing is in it yet.
+WAITING = frozenset({"registered", "notified"})
 
 
 class _NotHolder(Exception):
@@ -309,13 +317,16 @@ def view(status: lifecycle.Status, w: Whose) -> View:
     )
 
 
-def unreachable(state: str, w: Whose) -> str:
-    """Why the documents page lists nothing in this state ("" when the space is within her reach)."""
-    if state in PERSON_STATES:
+def unreachable(status: lifecycle.Status, w: Whose) -> str:
+    """Why the documents page lists nothing and takes no upload in this state ("" when the space is open
+    and within her reach)."""
+    state = status.state
+    if state in PERSON_STATES - WAITING:
         return ""
     your = _your(w)
-    words = UNREACHABLE.get(state, UNREACHABLE["closed"])
-    return words.format(sujet=your[0].upper() + your[1:], ses="vos" if w.own else "ses")
+    words = UNREACHABLE["waiting"] if state in WAITING else UNREACHABLE.get(state, UNREACHABLE["closed"])
+    when = f" (il ouvrira le {day(status.opens_on)})" if status.opens_on and state == "notified" else ""
+    return words.format(sujet=your[0].upper() + your[1:], ses="vos" if w.own else "ses", quand=when)
 
 
 def _notice(request: Request, w: Whose) -> str:
