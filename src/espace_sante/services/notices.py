@@ -46,6 +46,7 @@ from ..audit.wording import MONTHS_FR
 from ..context import Context
 from ..crypto import DecryptionFailed, open_, seal
 from ..errors import Conflict, NotFound
+from ..fhir.compartment import random_id
 from ..logs import get_logger
 from ..storage import accounts as accounts_store
 from ..storage import audit as audit_store
@@ -427,7 +428,7 @@ def _sealed_notice(
 ) -> store.NewNotice:
     """An e-mail to `to.email`, else a letter to their address: either way what it says sealed under `key`
     (the e-mail's text is rendered from it at delivery: no code in clear in the database)."""
-    notice_id = uuid.uuid4()
+    notice_id = random_id()
     version, aead = key
     sealed = seal_notice(aead, version, space_id, notice_id, words)
     if to.email:
