@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -166,6 +167,21 @@ def test_changing_any_single_digit_breaks_the_nir(nir13: str, data: st.DataObjec
     # 97 is prime and does not divide 10^k, so a change of one digit always changes N mod 97.
     with pytest.raises(IdentifierError):
         validate_nir(mutated)
+
+
+def _answer(check: Callable[[str], str], value: str) -> str:
+    try:
+        return check(value)
+    except IdentifierError as error:
+        return f"refused: {error}"
+
+
+@given(st.one_of(_nir13.map(make_nir), st.text("0123456789", min_size=15, max_size=15)))
+@example("100000000000000")
+@example("180017500100197")
+def test_the_fast_path_for_digits_answers_as_every_check_does(value: str) -> None:
+    """validate_nir's shortcut for 15 ASCII digits accepts exactly what the full checks accept."""
+    assert _answer(validate_nir, value) == _answer(ids.checked_nir, value)
 
 
 @given(st.text(max_size=40))

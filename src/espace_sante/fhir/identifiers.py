@@ -150,6 +150,22 @@ def nir_key(nir13: str) -> int:
 
 def validate_nir(value: str) -> str:
     """Validate a 15-character NIR (INS matricule) and return it normalised: no spaces, 2A/2B uppercase."""
+    # Nearly every NIR a registry or a client sends is 15 ASCII digits with nothing to normalise: sex, birth
+    # month and key checked directly, the same answer as the full checks (tests/fhir/test_identifiers.py
+    # compares them), for a fraction of their time (the registry import checks 1.3 NIRs per row).
+    if isinstance(value, str) and len(value) == 15 and value.isascii() and value.isdigit():
+        month = value[3:5]
+        if (
+            value[0] in "12"
+            and ("01" <= month <= "12" or month >= "20")
+            and 97 - int(value[:13]) % 97 == int(value[13:])
+        ):
+            return value
+    return checked_nir(value)
+
+
+def checked_nir(value: str) -> str:
+    """`validate_nir` without its fast path: every check, with the precise error."""
     nir = _compact(value, "NIR")
     if len(nir) != 15:
         fr_hint, en_hint = (
