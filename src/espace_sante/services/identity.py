@@ -10,7 +10,7 @@ is one and from the sealed body otherwise: callers never need to know which."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import UTC, date, datetime
 from typing import Any
 
@@ -54,14 +54,24 @@ def ins_of(body: dict[str, Any]) -> str:
     return ""
 
 
-async def _prime_keys(
-    conn: Conn, rt: Runtime, spaces: Sequence[uuid.UUID]
+async def keys_of(
+    conn: Conn, rt: Runtime, spaces: Iterable[uuid.UUID]
+) -> dict[tuple[uuid.UUID, int], AESGCM]:
+    """Every data key of these spaces, by (space, version), in one query (and into the key store's cache)."""
+    return {
+        (space_id, version): rt.keys.from_row(space_id, version, kek_id, wrapped)
+        for space_id, version, kek_id, wrapped in await notices_store.data_keys(conn, sorted(set(spaces)))
+    }
+
+
+async def newest_keys(
+    conn: Conn, rt: Runtime, spaces: Iterable[uuid.UUID]
 ) -> dict[uuid.UUID, tuple[int, AESGCM]]:
-    """The data keys of these spaces, fetched in one query into the key store's cache; returns each space's
-    newest (version, key), for writing."""
+    """Each space's newest (version, key), for writing, from `keys_of`."""
     newest: dict[uuid.UUID, tuple[int, AESGCM]] = {}
-    for space_id, version, kek_id, wrapped in await notices_store.data_keys(conn, sorted(set(spaces))):
-        newest[space_id] = (version, rt.keys.from_row(space_id, version, kek_id, wrapped))  # by version
+    for (space_id, version), aead in (await keys_of(conn, rt, spaces)).items():
+        if version > newest.get(space_id, (0, aead))[0]:
+            newest[space_id] = (version, aead)
     return newest
 
 
@@ -97,7 +107,7 @@ async def bodies(
     waiting for it. A space with neither is left out."""
     if not spaces:
         return {}
-    await _prime_keys(conn, rt, spaces)
+    await keys_of(conn, rt, spaces)
     patients = await notices_store.patients_of(conn, spaces)
     found = await resources.fetch_current(
         conn, rt.keys, decide(SYSTEM, "read", "Patient"), "Patient", sorted(patients.items())
@@ -123,7 +133,7 @@ async def by_ins(conn: Conn, rt: Runtime, nirs: Sequence[str]) -> dict[str, dict
         return {}
     refs = await provision.patients_by_ins(conn, wanted)
     waiting = await provision.pending_by_nir(conn, [n for n in wanted if n not in refs])
-    await _prime_keys(conn, rt, [r[0] for r in refs.values()] + [p.space_id for p in waiting.values()])
+    await keys_of(conn, rt, [r[0] for r in refs.values()] + [p.space_id for p in waiting.values()])
     found = await resources.fetch_current(
         conn, rt.keys, decide(SYSTEM, "read", "Patient"), "Patient", sorted(set(refs.values()))
     )
@@ -161,7 +171,7 @@ async def materialise(
     if not waiting:
         await audit_store.append_batch(conn, after)
         return 0
-    newest = await _prime_keys(conn, rt, list(waiting))
+    newest = await newest_keys(conn, rt, list(waiting))
     now = datetime.now(UTC)
     when = now.replace(microsecond=now.microsecond // 1000 * 1000)
     rows = provision.SpaceRows()

@@ -31,7 +31,6 @@ import re
 import secrets
 import smtplib
 import uuid
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
@@ -645,12 +644,8 @@ async def _notify_batch(conn: Conn, ctx: Context, on: date, after: uuid.UUID | N
     holders = await identity.bodies(conn, rt, spaces)
     reps_ins = await store.representatives(conn, spaces)
     reps = await people_by_ins(conn, rt, [ins for found in reps_ins.values() for ins in found])
-    # The newest data key of each space written (its letters are sealed with it), in one query.
-    newest: dict[uuid.UUID, tuple[int, AESGCM]] = {}
-    for (space_id, version), aead in sorted(
-        (await _keys_of(conn, rt, spaces)).items(), key=lambda k: k[0][1]
-    ):
-        newest[space_id] = (version, aead)
+    # The newest data key of each space written (its notices are sealed with it), in one query.
+    newest = await identity.newest_keys(conn, rt, spaces)
 
     ready: list[tuple[Addressee, tuple[int, AESGCM]]] = []
     for space_id in spaces:
@@ -798,7 +793,7 @@ async def _keep_due_in_outbox(conn: Conn, rt: Runtime, limit: int) -> int:
     transaction, a few statements for the batch. Returns how many were taken (kept, or withdrawn as
     unreadable)."""
     due = await store.due_emails(conn, limit)
-    keys = await _keys_of(conn, rt, {n.space_id for n in due})
+    keys = await identity.keys_of(conn, rt, {n.space_id for n in due})
     kept: list[tuple[uuid.UUID, str, str, str]] = []
     for n in due:
         text = _text(rt, n, keys.get((n.space_id, n.key_version or 0)))
@@ -812,16 +807,6 @@ async def _keep_due_in_outbox(conn: Conn, rt: Runtime, limit: int) -> int:
         conn, [(n.space_id, n.notice_id) for n in due if n.notice_id in delivered]
     )
     return len(due)
-
-
-async def _keys_of(
-    conn: Conn, rt: Runtime, spaces: Iterable[uuid.UUID]
-) -> dict[tuple[uuid.UUID, int], AESGCM]:
-    """Every data key of these spaces, by (space, version), in one query."""
-    return {
-        (space_id, version): rt.keys.from_row(space_id, version, kek_id, wrapped)
-        for space_id, version, kek_id, wrapped in await store.data_keys(conn, list(spaces))
-    }
 
 
 async def deliver_these(rt: Runtime, emails: list[tuple[uuid.UUID, uuid.UUID]]) -> dict[str, int]:
@@ -958,7 +943,7 @@ async def emails_of(rt: Runtime, space_id: uuid.UUID) -> list[tuple[str, str, st
 
     async def q(conn: Conn) -> list[tuple[str, str, str | None]]:
         waiting = await store.waiting_emails(conn, space_id)
-        keys = await _keys_of(conn, rt, [space_id])
+        keys = await identity.keys_of(conn, rt, [space_id])
         return [
             (n.recipient, n.subject, _text(rt, n, keys.get((space_id, n.key_version or 0)))) for n in waiting
         ]

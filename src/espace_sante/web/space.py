@@ -36,7 +36,6 @@ from starlette.datastructures import FormData
 from starlette.exceptions import HTTPException
 from starlette.responses import RedirectResponse, Response
 
-from ..access.policy import PERSON_STATES
 from ..audit.wording import MONTHS_FR, PARIS
 from ..context import Context
 from ..errors import FhirError
@@ -220,6 +219,12 @@ def _your(w: Whose) -> str:
     return f"l'espace santé de {w.child}" if w.child else "votre espace santé"
 
 
+def _your_cap(w: Whose) -> str:
+    """`_your` to start a sentence: "Votre espace santé", "L'espace santé de Léa Martin"."""
+    your = _your(w)
+    return your[0].upper() + your[1:]
+
+
 def holder_page(w: Whose, session: Session) -> dict[str, Any]:
     """What every holder page's frame needs: whose space it is (the line at the top, the way back) and how
     to name it, in her voice (`its`: "mon espace santé") and in ours (`your`: "votre espace santé")."""
@@ -232,7 +237,7 @@ def holder_page(w: Whose, session: Session) -> dict[str, Any]:
         "choose_url": CHOOSE,
         "its": its(w),
         "your": your,
-        "your_cap": your[0].upper() + your[1:],
+        "your_cap": _your_cap(w),
     }
 
 
@@ -305,7 +310,7 @@ def view(status: lifecycle.Status, w: Whose) -> View:
     }
     return View(
         state=state,
-        headline=f"{_your(w)[0].upper()}{_your(w)[1:]} est {plain} depuis le {since}.",
+        headline=f"{_your_cap(w)} est {plain} depuis le {since}.",
         details=details,
         destroy_on=day(status.destroy_on) if status.destroy_on else "",
         close="close" in allowed,
@@ -321,19 +326,16 @@ def unreachable(status: lifecycle.Status, w: Whose) -> str:
     """Why the documents page lists nothing and takes no upload in this state ("" when the space is open
     and within her reach)."""
     state = status.state
-    if state in PERSON_STATES - WAITING:
+    if state in lifecycle.USABLE:
         return ""
-    your = _your(w)
     words = UNREACHABLE["waiting"] if state in WAITING else UNREACHABLE.get(state, UNREACHABLE["closed"])
     when = f" (il ouvrira le {day(status.opens_on)})" if status.opens_on and state == "notified" else ""
-    return words.format(sujet=your[0].upper() + your[1:], ses="vos" if w.own else "ses", quand=when)
+    return words.format(sujet=_your_cap(w), ses="vos" if w.own else "ses", quand=when)
 
 
 def _notice(request: Request, w: Whose) -> str:
-    your = _your(w)
-    return NOTICES.get(request.query_params.get("message", ""), "").format(
-        sujet=your[0].upper() + your[1:], espace=your
-    )
+    words = NOTICES.get(request.query_params.get("message", ""), "")
+    return words.format(sujet=_your_cap(w), espace=_your(w))
 
 
 def _page(

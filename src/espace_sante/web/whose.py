@@ -73,11 +73,10 @@ async def whose(request: Request, session: Session, ctx: Context) -> Whose:
     """The space this request's holder page is about (her own unless she chose a child's she represents)."""
     chosen = request.cookies.get(COOKIE, "")
     found = await lifecycle.represented(ctx)
+    refs = [_ref(session, r.space_id) for r in found]
     children = tuple(
-        Child(
-            _ref(session, r.space_id), r.name or "Votre enfant", r.state, _ref(session, r.space_id) == chosen
-        )
-        for r in found
+        Child(ref, r.name or "Votre enfant", r.state, ref == chosen)
+        for r, ref in zip(found, refs, strict=True)
     )
     for r, child in zip(found, children, strict=True):
         if child.current:
