@@ -19,8 +19,9 @@ The file is streamed (constant memory) and cut into batches of at most `BATCH` p
   transaction, from the rows in memory: their spaces are written `notified`, their registration record
   saying so with the code's validity (`notices send` writes it as `space:notify` and `activation:issue`),
   their codes (only HMAC digests) and notices (and the e-mails' delivery jobs) alongside, as `notices send`
-  would write them. A minor whose representative is
-  not yet known (later in the file) and a person with a death date stay `registered`; the run's last step is
+  would write them, their representatives read from the batch's rows, from the database, or (--jobs) from
+  the other shards' latest rows (registry/rows.py `Neighbours`). A minor whose representative is not yet
+  known (later in the file) and a person with a death date stay `registered`; the run's last step is
   `notices send` for what is left (services/notices.py).
 
 The INS is the key: `registry_person`'s primary key makes a second space for one NIR impossible, even with two
@@ -55,7 +56,7 @@ from ..storage.db import Conn
 from ..storage.notices import NewNotice
 from ..storage.people import INS_SYSTEM
 from .rejects import RejectsFile
-from .rows import Beneficiary, Keep, Rejected, in_shard, read_registry
+from .rows import Beneficiary, Keep, Neighbours, Rejected, in_shard, read_registry
 
 BATCH = 2000
 #: Batches between two collections of cyclic garbage during a run (see `import_file`).
@@ -247,6 +248,9 @@ class Importer:
         #: The notice date of --notify (None: spaces are created `registered`, as before).
         self.notify = notify
         self.ctx = Context.system(runtime)
+        #: With --notify and --jobs: the latest rows of the other shards, where a minor's representative is
+        #: looked for when not in the batch (set by `import_file`, filled by the reader).
+        self.neighbours: Neighbours | None = None
         #: (notified, e-mails, letters) of the last batch's transaction, read once it committed.
         self.sent: tuple[int, int, int] = (0, 0, 0)
         self.create = decide(SYSTEM, "create", "Patient")
@@ -281,7 +285,7 @@ class Importer:
             alive = p.row.death_date is None
             if on is None or not alive:
                 pass
-            elif all(rep in people for _, rep, _ in links):
+            elif all(rep in people or self._neighbour(rep, people) for _, rep, _ in links):
                 reps = tuple(people[rep] for _, rep, _ in links)
                 addressed.append(notices.Addressee(p.space_id, people[p.row.nir], reps, bool(links)))
                 notified.append((p, more))
@@ -321,6 +325,13 @@ class Importer:
             built.counts = (len(addressed), emails, len(built.notices) - emails)
         rows.aeads = {p.space_id: rows.aeads[p.space_id] for p in later}  # the keys still needed
         return built
+
+    def _neighbour(self, nir: str, people: dict[str, notices.Person]) -> bool:
+        """Whether a representative not in the batch is in another shard's latest rows (then into `people`)."""
+        found = self.neighbours.find(nir) if self.neighbours is not None else None
+        if found is not None:
+            people[nir] = person(found)
+        return found is not None
 
     def _links(self, b: Beneficiary, space_id: uuid.UUID) -> list[tuple[uuid.UUID, str, date]]:
         until = eighteenth_birthday(b.birth_date)
@@ -516,6 +527,8 @@ async def import_file(
         digest = hashlib.sha256(digest + f"|shard {shard[0]}/{shard[1]}".encode()).digest()
         keep = in_shard(*shard)
     importer = Importer(runtime, today=today, notify=notify)
+    if shard is not None and notify is not None:
+        importer.neighbours = Neighbours()
     async with runtime.db.pool.acquire() as lock:
         # A session lock for the run: a second run of the same file refuses to start; a killed run's lock goes
         # with its connection.
@@ -558,8 +571,9 @@ class _Reader:
         size: int,
         build: Callable[[list[Prepared]], Built],
         keep: Keep | None = None,
+        neighbours: Neighbours | None = None,
     ) -> None:
-        self.rows = iter(read_registry(stream, today=today, keep=keep))
+        self.rows = iter(read_registry(stream, today=today, keep=keep, neighbours=neighbours))
         self.build = build
         #: Build spaces ahead: right for a first import, wasted on a re-import where nearly every row is
         #: unchanged (the transaction then builds the few new ones itself). Set from the last batch's counts.
@@ -627,8 +641,9 @@ async def _run(
     if importer.notify is not None:
         counts.notices = notices.SendCounts()
     reader = _Reader(
-        stream, importer.today, rejects, counts, checkpoint.last_line, batch_size, importer.build, keep
-    )
+        stream, importer.today, rejects, counts, checkpoint.last_line, batch_size, importer.build, keep,
+        importer.neighbours,
+    )  # fmt: skip
 
     async def read_next() -> tuple[list[Prepared], int, Built | None]:
         return reader.next_batch()
