@@ -708,6 +708,20 @@ async def send(
     # A death date in the registry closes the space (lifecycle run's step, done here first): no notice, no
     # code for a person who died.
     await lifecycle.close_deceased(rt, as_of)
+    counts = await notify_registered(rt, as_of, batch=batch, lanes=lanes)
+    if deliver_now:
+        result = await deliver(rt, batch=batch)
+        counts.delivered, counts.failed, counts.uncertain = result.delivered, result.failed, result.uncertain
+    return counts
+
+
+async def notify_registered(
+    rt: Runtime, as_of: date | None = None, *, batch: int = BATCH, lanes: int = LANES
+) -> SendCounts:
+    """`send`'s notifying step alone, the deceased already closed: every `registered` space notified, `batch`
+    per transaction. Several processes may run it at once on one database (`registry import --jobs`: one per
+    shard once all are imported): each lane locks its batch with SKIP LOCKED, so none notifies a space twice
+    and, when they all end, none is left."""
     on = as_of or date.today()
     ctx = Context.system(rt)
     counts = SendCounts()
@@ -725,9 +739,6 @@ async def send(
             after = done.last
 
     await asyncio.gather(*(lane() for _ in range(max(1, lanes))))
-    if deliver_now:
-        result = await deliver(rt, batch=batch)
-        counts.delivered, counts.failed, counts.uncertain = result.delivered, result.failed, result.uncertain
     return counts
 
 
