@@ -610,11 +610,16 @@ async def _close_deceased(rt: Runtime, ctx: Context, day: date, batch: int) -> i
             found = await store.death_candidates(conn, LIVE, after=start, limit=batch)
             dead: list[uuid.UUID] = []
             checked: list[tuple[uuid.UUID, int]] = []
+            # No Patient yet (version 0): the identities waiting for them (services/identity.py), read in bulk.
+            waiting, unreadable = await _waiting_identities(
+                conn, rt, [space_id for space_id, _, v in found if v == 0]
+            )
             for space_id, patient_id, version in found:
                 try:
-                    if version == 0:  # no Patient yet: the identity waiting for it (services/identity.py)
-                        waiting = await identity.body(conn, rt, space_id)
-                        body = {} if waiting is None else waiting[1]
+                    if version == 0:
+                        if space_id in unreadable:
+                            continue  # logged; read again next run, as an unreadable Patient below
+                        body = waiting.get(space_id, {})
                         version = 1  # the Patient it becomes is version 1, with the same identity
                     else:
                         stored = await resources.read(conn, rt.keys, reading, space_id, "Patient", patient_id)
@@ -644,6 +649,30 @@ async def _close_deceased(rt: Runtime, ctx: Context, day: date, batch: int) -> i
         if seen < batch or last is None:
             return closed
         after = last
+
+
+async def _waiting_identities(
+    conn: Conn, rt: Runtime, spaces: list[uuid.UUID]
+) -> tuple[dict[uuid.UUID, dict[str, Any]], set[uuid.UUID]]:
+    """The identities waiting in these spaces, in a few statements, and the spaces whose identity cannot be
+    decrypted (then each is read alone to find which, and logged)."""
+    try:
+        found = await identity.bodies(conn, rt, spaces)
+        return {space_id: body for space_id, (_, body) in found.items()}, set()
+    except (resources.DataUnreadable, DecryptionFailed):
+        pass
+    bodies: dict[uuid.UUID, dict[str, Any]] = {}
+    unreadable: set[uuid.UUID] = set()
+    for space_id in spaces:
+        try:
+            one = await identity.body(conn, rt, space_id)
+        except (resources.DataUnreadable, DecryptionFailed):
+            log.warning("death check: unreadable Patient in space %s", space_id)
+            unreadable.add(space_id)
+            continue
+        if one is not None:
+            bodies[space_id] = one[1]
+    return bodies, unreadable
 
 
 async def _destroy_due(rt: Runtime, ctx: Context, day: date, batch: int) -> int:
