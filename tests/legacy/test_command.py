@@ -36,6 +36,10 @@ def test_import_report_and_retry_print_counts(folder: Path, tmp_path: Path) -> N
     text = run(folder, "legacy", "report").stdout
     assert "unknown-person" in text and nir not in text
 
+    # The insurer decides this person's former DMP goes: both documents erased, for good.
+    assert json.loads(run(folder, "legacy", "forget", nir, "--json").stdout) == {"erased": 2}
+    assert run(folder, "legacy", "forget", nir).stdout.startswith("0 document(s)")
+
 
 def test_bad_input_is_a_readable_error_with_exit_code_2(folder: Path, tmp_path: Path) -> None:
     missing = run(folder, "legacy", "import", str(tmp_path / "absent.zip"), check=False)
@@ -47,6 +51,10 @@ def test_bad_input_is_a_readable_error_with_exit_code_2(folder: Path, tmp_path: 
     assert refused.returncode == 2 and "Traceback" not in refused.stderr
     assert json.loads(refused.stdout)["refused_packages"] == 1
     assert "bombe.zip" in refused.stdout and "ZIP bomb" in refused.stdout
+
+    wrong = run(folder, "legacy", "forget", "123", check=False)
+    assert wrong.returncode == 2 and "INS invalide / invalid INS" in wrong.stderr
+    assert "Traceback" not in wrong.stderr
 
     empty = tmp_path / "vide"
     empty.mkdir()

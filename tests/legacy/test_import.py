@@ -5,6 +5,7 @@ refused, are set aside encrypted and reported, and a retry deposits them once th
 from __future__ import annotations
 
 import uuid
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -12,9 +13,11 @@ import httpx
 
 from espace_sante.audit import wording
 from espace_sante.context import Context
+from espace_sante.crypto import DecryptionFailed, open_
 from espace_sante.services import devtokens, legacy, lifecycle
 from espace_sante.services.runtime import Runtime
 from espace_sante.storage import audit as audit_store
+from espace_sante.storage import legacy as legacy_store
 from espace_sante.storage.db import Conn
 from tests.documents.mhd import documents_of, new_person
 from tests.factories import BASE, FHIR_JSON, INS, new_nir, patient
@@ -149,6 +152,104 @@ async def test_an_opposed_person_keeps_nothing_in_their_space_and_a_space_not_op
     await legacy.retry(runtime)
     assert len(await documents_of(fhir, waiting_nir)) == 1
     assert [d["reason"] for d in await set_aside_of(runtime, digest_of(path))] == ["opposed"]
+
+
+async def _aside_rows(runtime: Runtime, digest: str) -> list[Any]:
+    async def q(conn: Conn) -> list[Any]:
+        return list(
+            await conn.fetch(
+                "SELECT space_id, item_id, unique_key, key_version, entry, created_at, attempts "
+                "FROM legacy_set_aside WHERE package = $1 AND resolved_at IS NULL ORDER BY entry_path",
+                digest,
+            )
+        )
+
+    return await runtime.db.read("t_legacy_rows", q)
+
+
+async def _readable(runtime: Runtime, row: Any) -> bool:
+    """Whether a set-aside row (as a backup holds it) can still be decrypted with the key store."""
+
+    async def q(conn: Conn) -> bool:
+        try:
+            aead = await runtime.keys.version(conn, row["space_id"], row["key_version"])
+            open_(
+                aead, row["entry"], f"legacy/{row['unique_key'].hex()}/entry/k{row['key_version']}".encode()
+            )
+        except DecryptionFailed:
+            return False
+        return True
+
+    return await runtime.db.read("t_legacy_key", q)
+
+
+async def test_each_persons_documents_set_aside_have_their_own_key_and_go_with_their_space(
+    runtime: Runtime, tmp_path: Path
+) -> None:
+    """Claire's space is not open yet and Paul opposed: each one's former DMP waits set aside, under a key of
+    their own. Claire activates her space and asks for its destruction: her documents still set aside go
+    with it, their key too, so that a copy of the rows taken before (a backup) can no longer be decrypted.
+    Paul's stay, readable, for the insurer's decision."""
+    system = Context.system(runtime)
+    claire_space, claire = await registered(runtime, tmp_path)
+    paul_space, paul = await registered(runtime, tmp_path)
+    await lifecycle.notify(system, paul_space)
+    await lifecycle.oppose(system, paul_space, "phone")
+    path = write(tmp_path / "deux.zip", package([[Doc(claire), Doc(claire), Doc(paul)]]))
+    assert (await legacy.import_path(runtime, path)).set_aside == 3
+    backup = await _aside_rows(runtime, digest_of(path))
+    claires = [r for r in backup if r["space_id"] == await _person_space(runtime, claire)]
+    pauls = [r for r in backup if r["space_id"] == await _person_space(runtime, paul)]
+    assert (len(claires), len(pauls)) == (2, 1)  # two keys, neither the store's shared one
+    assert all([await _readable(runtime, r) for r in backup])
+
+    await lifecycle.activate(holder_ctx(runtime, claire), claire_space)
+    await lifecycle.erase(holder_ctx(runtime, claire), claire_space, on=date.today())
+    delay = runtime.settings.destruction_delay_days
+    await lifecycle.run(runtime, date.today() + timedelta(days=delay))
+    assert await lifecycle.state(runtime, claire_space) == "destroyed"
+    assert await _aside_rows(runtime, digest_of(path)) == pauls
+    assert [await _readable(runtime, r) for r in backup] == [r in pauls for r in backup]
+    # An operator carries out the insurer's decision on Paul's: the same erasure.
+    assert await legacy.forget(runtime, paul) == 1
+    assert await _aside_rows(runtime, digest_of(path)) == []
+    assert not any([await _readable(runtime, r) for r in pauls])
+
+
+async def test_a_document_set_aside_under_the_shared_key_moves_to_its_persons_at_the_next_retry(
+    runtime: Runtime, tmp_path: Path
+) -> None:
+    """Rows set aside before migration 0021 are all under the store's shared key: a retry keeps each one,
+    with its date and attempts, under its person's key."""
+    _, nir = await registered(runtime, tmp_path)
+    path = write(tmp_path / "ancien.zip", package([[Doc(nir)]]))
+    await legacy.import_path(runtime, path)
+    [row] = await _aside_rows(runtime, digest_of(path))
+
+    async def as_before_0021(conn: Conn) -> None:
+        [pending] = [p for p in await legacy_store.pending_page(conn, runtime.keys, after=None, limit=100_000)
+                     if p.item_id == row["item_id"]]  # fmt: skip
+        await conn.execute("DELETE FROM legacy_set_aside WHERE item_id = $1", row["item_id"])
+        await legacy_store.set_aside(
+            conn, runtime.keys, space=legacy_store.LEGACY_SPACE, unique=row["unique_key"], reason="not-open",
+            location="space.state", package=digest_of(path), entry_path="x", entry=pending.entry, content=None,
+        )  # fmt: skip
+
+    await runtime.db.interaction("t_legacy_old", as_before_0021)
+    [old] = await _aside_rows(runtime, digest_of(path))
+    assert old["space_id"] == legacy_store.LEGACY_SPACE
+
+    await legacy.retry(runtime)
+    [moved] = await _aside_rows(runtime, digest_of(path))
+    assert moved["space_id"] == await _person_space(runtime, nir)
+    assert (moved["item_id"], moved["created_at"], moved["attempts"]) == (
+        old["item_id"], old["created_at"], old["attempts"] + 1,
+    )  # fmt: skip
+    assert await _readable(runtime, moved)
+
+
+async def _person_space(runtime: Runtime, nir: str) -> uuid.UUID:
+    return await runtime.db.interaction("t_legacy_person", legacy_store.person_space, runtime.keys, nir)
 
 
 async def test_refused_documents_are_set_aside_with_the_reason_and_the_rest_imported(

@@ -124,3 +124,33 @@ def legacy_retry(
             f"{counts.already} déjà présent(s) / already there, {counts.set_aside} toujours de côté / still "
             "set aside"
         )
+
+
+@legacy_app.command("forget")
+def legacy_forget(
+    ins: Annotated[str, typer.Argument(help="INS-NIR de la personne (15 caractères) / the person's INS-NIR")],
+    as_json: Annotated[bool, typer.Option("--json", help='{"erased": N}')] = False,
+) -> None:
+    """Efface définitivement les documents mis de côté d'une personne et leur clé / erase for good one
+    person's documents set aside, and their key.
+
+    Décision de l'assureur sur l'ancien DMP d'une personne opposée, ou sa demande : aucune sauvegarde ne
+    pourra plus les lire / the insurer's decision on an opposed person's former DMP, or their request: no
+    backup can read them again. La destruction d'un espace le fait aussi / destroying a space does it too."""
+    from ..fhir.identifiers import IdentifierError, validate_nir
+    from ..services import legacy
+    from .main import _fail
+
+    try:
+        nir = validate_nir(ins)
+    except IdentifierError as exc:
+        raise _fail(f"INS invalide / invalid INS: {exc.message}") from None
+
+    async def work(rt: Any) -> int:
+        return await legacy.forget(rt, nir)
+
+    erased: int = _work(work)
+    if as_json:
+        typer.echo(json.dumps({"erased": erased}))
+    else:
+        typer.echo(f"{erased} document(s) effacé(s) / erased")

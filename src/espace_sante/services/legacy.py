@@ -48,6 +48,7 @@ from ..access.scopes import Scopes
 from ..context import Context
 from ..errors import FhirError, InvalidResource
 from ..fhir import pdsm
+from ..fhir.identifiers import validate_nir
 from ..legacy import metadata
 from ..legacy.metadata import DocumentEntry, MetadataRefused, Problem
 from ..legacy.xdm import EntryRefused, Limits, Package, PackageRefused, Subset
@@ -250,15 +251,24 @@ async def take(
     """Deposit one document, or set it aside with the reason; "already" when its uniqueId is in its space."""
     identity = entry.unique_id or f"{origin.package}/{origin.entry_path}"
     unique = await rt.db.interaction("legacy_unique_key", store.unique_key, rt.keys, identity)
-    aside = await _deposit(rt, entry, content, content_problem, unique)
+    ins = metadata.patient_ins(entry, production=rt.settings.environment == "production")
+    aside = await _deposit(rt, entry, content, content_problem, ins)
     if isinstance(aside, str):
         await rt.db.interaction("legacy_resolve", store.resolve, unique, aside)
         return aside
     wrapped = orjson.dumps({"entry": entry.as_json(), "problems": list(aside.details)})
+    # Kept under its person's own key when the INS can be read (`forget` erases it for good), else the
+    # store's shared one.
+    space = store.LEGACY_SPACE
+    if not isinstance(ins, Problem):
+        space = await rt.db.interaction(
+            "legacy_person_space", store.person_space, rt.keys, validate_nir(ins[1])
+        )
     await rt.db.interaction(
         "legacy_set_aside",
         store.set_aside,
         rt.keys,
+        space=space,
         unique=unique,
         reason=aside.reason,
         location=aside.location[:200],
@@ -286,13 +296,16 @@ async def _person(conn: Conn, nir: str) -> tuple[uuid.UUID, str, str] | None:
 
 
 async def _deposit(
-    rt: Runtime, entry: DocumentEntry, content: bytes | None, content_problem: Problem | None, unique: bytes
+    rt: Runtime,
+    entry: DocumentEntry,
+    content: bytes | None,
+    content_problem: Problem | None,
+    ins: tuple[str, str] | Problem,
 ) -> Literal["imported", "already"] | _Aside:
     if entry.problems:
         return _Aside("invalid-metadata", entry.problems[0].where, _problems(entry.problems))
     if entry.status == metadata.DEPRECATED:
         return _Aside("superseded", "XDSDocumentEntry.availabilityStatus")
-    ins = metadata.patient_ins(entry, production=rt.settings.environment == "production")
     if isinstance(ins, Problem):
         return _Aside("invalid-metadata", ins.where, _problems([ins]))
     person = await rt.db.read("legacy_person", _person, ins[1])
@@ -371,7 +384,9 @@ async def retry(rt: Runtime, *, batch: int = 100) -> RetryCounts:
                 entry = metadata.entry_from_json(wrapped["entry"])
                 content = None
                 if row.has_content:
-                    content = await rt.db.read("legacy_content", store.content_of, rt.keys, row.item_id)
+                    content = await rt.db.read(
+                        "legacy_content", store.content_of, rt.keys, row.space_id, row.item_id
+                    )
                 problem = None
                 if content is None:  # the package gave no readable content: the document stays aside
                     problem = Problem(
@@ -407,6 +422,13 @@ class Report:
                 for r in self.rows
             ],
         }
+
+
+async def forget(rt: Runtime, nir: str) -> int:
+    """Erase for good what is set aside for one person (the insurer's decision on an opposed person's former
+    DMP, or their request): the documents and their key (no backup can read them again). Returns how many
+    rows went. Raises IdentifierError for an INS-NIR that is not valid."""
+    return await rt.db.interaction("legacy_forget", store.forget, rt.keys, [validate_nir(nir)])
 
 
 async def report(rt: Runtime, *, limit: int = 1000) -> Report:

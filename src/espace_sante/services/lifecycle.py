@@ -32,6 +32,7 @@ from ..crypto import DecryptionFailed
 from ..errors import BadRequest, Conflict, Forbidden, NotFound
 from ..storage import access as access_store
 from ..storage import audit as audit_store
+from ..storage import legacy as legacy_store
 from ..storage import lifecycle as store
 from ..storage import people as people_store
 from ..storage import resources
@@ -686,6 +687,9 @@ async def _destroy_due(rt: Runtime, ctx: Context, day: date, batch: int) -> int:
             if not spaces:
                 return 0, []
             objects = await store.blob_keys(conn, spaces)
+            # The holders' documents of the former DMP still set aside (never deposited: their space was
+            # not open, or closed) go with the space, their keys too (storage/legacy.py).
+            await legacy_store.forget(conn, rt.keys, await people_store.ins_of_spaces(conn, spaces))
             await store.erase(conn, rt.keys, spaces)
             moved = await store.move_due(
                 conn,
