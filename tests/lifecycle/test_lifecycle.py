@@ -311,6 +311,33 @@ async def test_a_death_date_from_the_registry_closes_the_space_at_the_next_run(
     assert await lifecycle.state(runtime, alive) == "registered" and again.closed_deceased == 0
 
 
+async def test_the_death_check_reads_an_identity_once_per_change(
+    runtime: Runtime, fhir: httpx.AsyncClient
+) -> None:
+    """The run decrypts only the identities changed since their last check (a partial index holds those
+    spaces, migrations/0022): a Patient created through the API is checked once; written again (a death
+    date recorded by a professional's software), it is checked again and its space closed."""
+    space, nir, pid = await active(fhir)
+
+    async def due() -> bool:
+        async def q(conn: Conn) -> bool:
+            found = await lifecycle_store.death_candidates(conn, lifecycle.LIVE, after=None, limit=100_000)
+            return space in {c.space_id for c in found}
+
+        return await runtime.db.read("t_due", q)
+
+    assert await due()
+    await lifecycle.run(runtime, TODAY)
+    assert not await due() and await lifecycle.state(runtime, space) == "active"
+
+    died = patient(nir) | {"id": pid, "deceasedDateTime": (TODAY - timedelta(days=1)).isoformat()}
+    updated = await fhir.put(f"/Patient/{pid}", json=died, headers=FHIR_JSON)
+    assert updated.status_code == 200, updated.text
+    assert await due()
+    assert (await lifecycle.run(runtime, TODAY)).closed_deceased >= 1
+    assert await lifecycle.state(runtime, space) == "closed" and not await due()
+
+
 async def test_every_transition_is_in_the_trace_in_plain_words(runtime: Runtime, tmp_path: Path) -> None:
     space, nir = await registered(runtime, tmp_path)
     system, me = Context.system(runtime), holder_ctx(runtime, nir)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+import uuid
 from collections.abc import AsyncIterator
 
 import asyncpg
@@ -52,3 +53,39 @@ async def test_a_migration_changed_after_it_was_applied_is_refused(scratch: str)
         await conn.close()
     with pytest.raises(migrate.MigrationDrift, match="changed after it was applied"):
         await migrate.migrate(scratch)
+
+
+async def test_0022_counts_the_identities_to_check_as_the_old_versions_said(
+    scratch: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Upgrading a database of before migration 0022: a space whose Patient changed since its last death check,
+    and a waiting identity never checked, are due; a checked space and a space closed on death are not."""
+    every = migrate.available()
+    monkeypatch.setattr(migrate, "available", lambda: [m for m in every if m.version < 22])
+    await migrate.migrate(scratch)
+    conn = await asyncpg.connect(scratch)
+    try:
+        changed, waiting, checked, dead = [uuid.uuid4() for _ in range(4)]
+        await conn.executemany(
+            "INSERT INTO space (space_id, state, death_checked, closed_reason) VALUES ($1, $2, $3, $4)",
+            [(changed, "active", 1, None), (waiting, "notified", 0, None), (checked, "active", 2, None),
+             (dead, "closed", 0, "death")],
+        )  # fmt: skip
+        await conn.executemany(
+            "INSERT INTO resource (space_id, resource_type, resource_id, version_id, last_updated) "
+            "VALUES ($1, 'Patient', $2, $3, now())",
+            [(changed, "p1", 2), (checked, "p3", 2)],
+        )
+        await conn.execute(
+            "INSERT INTO registry_person (nir, space_id, patient_id, fingerprint, pending, pending_key) "
+            "VALUES ('180017500100197', $1, 'p2', '\\x00', '\\x00', 1), "
+            "('280017500100168', $2, 'p4', '\\x00', '\\x00', 1)",
+            waiting,
+            dead,
+        )
+        monkeypatch.setattr(migrate, "available", lambda: every)
+        assert 22 in [m.version for m in await migrate.migrate(scratch)]
+        due = await conn.fetch("SELECT space_id FROM space WHERE identity_version > death_checked")
+        assert {r["space_id"] for r in due} == {changed, waiting}
+    finally:
+        await conn.close()

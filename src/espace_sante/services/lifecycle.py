@@ -601,7 +601,8 @@ async def close_deceased(rt: Runtime, as_of: date | None = None) -> int:
 
 async def _close_deceased(rt: Runtime, ctx: Context, day: date, batch: int) -> int:
     """Spaces whose Patient carries a death date (deceasedDateTime, written by the registry import) on or
-    before `day` are closed. Only Patients changed since they were last checked are decrypted."""
+    before `day` are closed. Only identities changed since they were last checked are decrypted (the spaces'
+    `identity_version` above their `death_checked`, migrations/0022)."""
     reading = decide(SYSTEM, "read", "Patient")
     closed = 0
     after: uuid.UUID | None = None
@@ -611,31 +612,36 @@ async def _close_deceased(rt: Runtime, ctx: Context, day: date, batch: int) -> i
             found = await store.death_candidates(conn, LIVE, after=start, limit=batch)
             dead: list[uuid.UUID] = []
             checked: list[tuple[uuid.UUID, int]] = []
-            # No Patient yet (version 0): the identities waiting for them (services/identity.py), read in bulk.
+            # No Patient yet: the identities waiting for them (services/identity.py), read in bulk.
             waiting, unreadable = await _waiting_identities(
-                conn, rt, [space_id for space_id, _, v in found if v == 0]
+                conn, rt, [c.space_id for c in found if not c.patients and c.waiting is not None]
             )
-            for space_id, patient_id, version in found:
+            for c in found:
+                bodies: list[dict[str, Any]] = []
                 try:
-                    if version == 0:
-                        if space_id in unreadable:
-                            continue  # logged; read again next run, as an unreadable Patient below
-                        body = waiting.get(space_id, {})
-                        version = 1  # the Patient it becomes is version 1, with the same identity
-                    else:
-                        stored = await resources.read(conn, rt.keys, reading, space_id, "Patient", patient_id)
-                        body = {} if stored is None or stored.body is None else orjson.loads(stored.body)
+                    for patient_id in c.patients:
+                        stored = await resources.read(
+                            conn, rt.keys, reading, c.space_id, "Patient", patient_id
+                        )
+                        bodies.append(
+                            {} if stored is None or stored.body is None else orjson.loads(stored.body)
+                        )
                 except (resources.DataUnreadable, DecryptionFailed):
                     # One space whose Patient cannot be decrypted (a lost key, a damaged row: `documents
                     # verify` and `audit verify` are the tools) must not stop the run for everyone else; it is
                     # not marked checked, so every run logs it again until someone repairs it.
-                    log.warning("death check: unreadable Patient in space %s", space_id)
+                    log.warning("death check: unreadable Patient in space %s", c.space_id)
                     continue
-                died = str(body.get("deceasedDateTime") or "")[:10]
-                if died and died <= day.isoformat():
-                    dead.append(space_id)
-                elif not died:
-                    checked.append((space_id, version))  # a death date still to come is read again next run
+                if not c.patients and c.waiting is not None:
+                    if c.space_id in unreadable:
+                        continue  # logged; read again next run, as an unreadable Patient
+                    bodies.append(waiting.get(c.space_id, {}))
+                deaths = [died for b in bodies if (died := str(b.get("deceasedDateTime") or "")[:10])]
+                if any(died <= day.isoformat() for died in deaths):
+                    dead.append(c.space_id)  # checked too: a space closed on death is never reopened
+                    checked.append((c.space_id, c.identity_version))
+                elif not deaths:  # a death date still to come is read again next run
+                    checked.append((c.space_id, c.identity_version))
             moved = await store.move_due(
                 conn, "space_id = ANY($4::uuid[])", LIVE, "closed", dead, limit=batch, closed_reason="death"
             )
@@ -643,7 +649,7 @@ async def _close_deceased(rt: Runtime, ctx: Context, day: date, batch: int) -> i
             await audit_store.append_batch(
                 conn, [(s, _record(SYSTEM, "close", "", "closed", "death", ctx.request_id)) for s in moved]
             )
-            return len(moved), (found[-1][0] if found else None), len(found)
+            return len(moved), (found[-1].space_id if found else None), len(found)
 
         moved, last, seen = await rt.db.interaction("lifecycle_run_deaths", step, after)
         closed += moved

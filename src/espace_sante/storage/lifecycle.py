@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date
 from typing import Any
 
@@ -166,28 +166,45 @@ async def due_for_destruction(conn: Conn, as_of: date, archive_years: int, *, li
     return [r["space_id"] for r in rows]
 
 
-async def death_candidates(conn: Conn, live: frozenset[str], *, after: uuid.UUID | None, limit: int) -> list[
-    tuple[uuid.UUID, str, int]
-]:  # fmt: skip
-    """Spaces in a live state whose Patient changed since it was last checked for a death date: (space,
-    Patient id, version), by space id from `after`; version 0 for a space whose Patient is not written yet
-    and whose waiting identity was never checked (registry_person `pending`, migrations/0018)."""
+@dataclass(frozen=True)
+class DeathCandidate:
+    """A space whose identity changed since it was last checked for a death date: its change count, and its
+    live Patients' ids, or the id of the Patient whose identity waits in the registry."""
+
+    space_id: uuid.UUID
+    identity_version: int
+    patients: tuple[str, ...]
+    waiting: str | None
+
+
+async def death_candidates(
+    conn: Conn, live: frozenset[str], *, after: uuid.UUID | None, limit: int
+) -> list[DeathCandidate]:
+    """Up to `limit` spaces in a live state whose identity changed since it was last checked
+    (`identity_version > death_checked`, the partial index of migrations/0022), by space id from `after`."""
     rows = await conn.fetch(
-        "SELECT * FROM ("
-        "SELECT s.space_id, r.resource_id, r.version_id FROM space s JOIN resource r ON r.space_id = s.space_id "
-        "AND r.resource_type = 'Patient' AND NOT r.deleted WHERE s.state = ANY($1::text[]) "
-        "AND r.version_id > s.death_checked AND ($2::uuid IS NULL OR s.space_id > $2) "
-        "UNION ALL SELECT s.space_id, p.patient_id, 0 FROM space s JOIN registry_person p "
-        "ON p.space_id = s.space_id AND p.pending IS NOT NULL WHERE s.state = ANY($1::text[]) "
-        "AND s.death_checked = 0 AND ($2::uuid IS NULL OR s.space_id > $2)"
-        f") c ORDER BY space_id LIMIT {int(limit)}",
+        "WITH due AS (SELECT space_id, identity_version FROM space "
+        "WHERE identity_version > death_checked AND state = ANY($1::text[]) "
+        f"AND ($2::uuid IS NULL OR space_id > $2) ORDER BY space_id LIMIT {int(limit)}) "
+        "SELECT d.space_id, d.identity_version, r.resource_id, p.patient_id AS waiting "
+        "FROM due d LEFT JOIN resource r ON r.space_id = d.space_id AND r.resource_type = 'Patient' "
+        "AND NOT r.deleted LEFT JOIN registry_person p ON p.space_id = d.space_id AND p.pending IS NOT NULL "
+        "ORDER BY d.space_id, r.resource_id",
         sorted(live),
         after,
     )
-    return [(r["space_id"], r["resource_id"], r["version_id"]) for r in rows]
+    out: list[DeathCandidate] = []
+    for r in rows:
+        if not out or out[-1].space_id != r["space_id"]:
+            out.append(DeathCandidate(r["space_id"], r["identity_version"], (), r["waiting"]))
+        if r["resource_id"] is not None:
+            last = out[-1]
+            out[-1] = replace(last, patients=(*last.patients, r["resource_id"]))
+    return out
 
 
 async def mark_death_checked(conn: Conn, checked: Sequence[tuple[uuid.UUID, int]]) -> None:
+    """(space, identity_version read): checked up to that change (a later change stays due)."""
     if checked:
         await conn.execute(
             "UPDATE space s SET death_checked = c.version FROM unnest($1::uuid[], $2::bigint[]) AS c(id, version) "

@@ -32,6 +32,7 @@ from .db import Conn
 from .keys import KeyStore
 from .people import INS_SYSTEM
 from .resources import stamp
+from .spaces import identity_changed
 
 
 @dataclass(frozen=True)
@@ -48,8 +49,9 @@ class NewSpace:
     values: searchparams.IndexValues | None = None
     #: A space created `notified` (the registry import with --notify): the day it opens.
     opens_on: date | None = None
-    #: The Patient version already checked for a death date (lifecycle's `death_checked`): 1 when the caller
-    #: knows the new Patient has none, so that `lifecycle run` does not decrypt it to find out.
+    #: The identity already checked for a death date (lifecycle's `death_checked`; the new space's identity,
+    #: its Patient or the one waiting for it, is its `identity_version` 1): 1 when the caller knows the new
+    #: Patient has none, so that `lifecycle run` does not decrypt it to find out.
     death_checked: int = 0
     #: The chain's first record when not `build_spaces`' `record` (its entity id is set to the Patient's).
     first: Record | None = None
@@ -181,7 +183,7 @@ def build_spaces(
             kek_id, wrapped = kek.key_id, kek.wrap(dek, dek_context(sid, 1))
         if keep_keys:
             out.aeads[space_id] = aead
-        out.spaces.append((space_id, s.state, now, s.opens_on, s.death_checked))
+        out.spaces.append((space_id, s.state, now, s.opens_on, s.death_checked, 1))
         out.keys.append((space_id, 1, kek_id, wrapped, now))
         if pending:
             # The layout of crypto.seal (nonce || ciphertext || tag), with the nonce drawn above.
@@ -258,7 +260,7 @@ async def write_spaces(conn: Conn, rows: SpaceRows) -> None:
     await conn.copy_records_to_table(
         "space",
         records=rows.spaces,
-        columns=("space_id", "state", "created_at", "opens_on", "death_checked"),
+        columns=("space_id", "state", "created_at", "opens_on", "death_checked", "identity_version"),
     )
     await conn.copy_records_to_table(
         "space_key",
@@ -400,7 +402,7 @@ async def set_pending(
     conn: Conn, space_id: uuid.UUID, key_version: int, sealed: bytes, *, recheck_death: bool = False
 ) -> None:
     """Seal a space's waiting identity again (a registry correction, or the fresh key after an opposition);
-    `recheck_death` marks it unchecked for a death date (lifecycle's `death_checked`, 0: never checked)."""
+    `recheck_death`: a changed identity, to check again for a death date (`spaces.identity_changed`)."""
     await conn.execute(
         "UPDATE registry_person SET pending = $2, pending_key = $3, updated_at = now() WHERE space_id = $1",
         space_id,
@@ -408,7 +410,7 @@ async def set_pending(
         key_version,
     )
     if recheck_death:
-        await conn.execute("UPDATE space SET death_checked = 0 WHERE space_id = $1", space_id)
+        await identity_changed(conn, space_id)
 
 
 async def clear_pending(conn: Conn, spaces: Sequence[uuid.UUID]) -> None:

@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from ..access.policy import Decision
 from ..crypto import DecryptionFailed, open_, resource_aad, seal
 from ..fhir import searchparams
-from . import visibility
+from . import spaces, visibility
 from .db import Conn
 from .keys import DIRECTORY_SPACE, KeyStore
 from .tables import Tables, tables_for
@@ -202,6 +202,8 @@ async def write(
         await _clear_index(conn, t, space_id, rtype, rid, keep=keep)
     if body is not None:
         await _write_index(conn, t, space_id, rtype, rid, searchparams.extract(body))
+        if rtype == "Patient" and t.resource == "resource":
+            await spaces.identity_changed(conn, space_id)
     return Stored(rtype, rid, version, when, plaintext, method, space_id)
 
 
