@@ -257,9 +257,9 @@ class Neighbours:
     """The latest rows of the other shards, as read and unchecked (`registry import --jobs --notify`): a
     minor's notice goes to their representatives, whose row is usually a few lines away in the file and, one
     time in two or more, in a shard another process is importing at that moment. Without these rows the
-    minor waited for the run's last step, which reads the representatives back from the database (a
-    twentieth of the rows, a fifth of the run). A row is checked, as its own shard checks it, only when a
-    minor's representative is looked for; the `size` latest are kept (constant memory)."""
+    minor waited for the run's last step, which reads the representatives back from the database (with two
+    shards, 6 % of the rows and a fifth of the run's time). A row is checked, as its own shard checks it,
+    only when a minor's representative is looked for; the `size` latest are kept (constant memory)."""
 
     def __init__(self, size: int = 16_384) -> None:
         self.size = size
