@@ -30,12 +30,13 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import date, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import psutil
 
+from espace_sante import clock
 from espace_sante.registry.rows import COLUMNS
 from espace_sante.registry.sample import generate
 from espace_sante.storage.embedded import EmbeddedPostgres, database_uri
@@ -110,7 +111,7 @@ async def _send(data: Path, dsn: str) -> dict[str, Any]:
     # The server this process holds, by URL: a second embedded handle in one process would not let go of it.
     rt = await Runtime.open(Settings(data_dir=data, database_url=dsn))
     try:
-        counts = await notices.send(rt, date.today())
+        counts = await notices.send(rt, clock.today())
     finally:
         await rt.close()
     return counts.as_json()
@@ -271,7 +272,7 @@ def main() -> None:
         if args.open:
             if not args.notify:  # the notices first: only notified spaces open
                 results["notices"] = run_notices(data, uri)
-            day = (date.today() + timedelta(days=60)).isoformat()
+            day = (clock.today() + timedelta(days=60)).isoformat()
             opened = run_command(data, "lifecycle", "run", "--as-of", day, "--json")
             results["open"] = opened
             n = opened["counts"].get("opened", 0)

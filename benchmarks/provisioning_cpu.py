@@ -28,10 +28,10 @@ import io
 import os
 import tempfile
 import time
-from datetime import date
 from pathlib import Path
 from typing import Any
 
+from espace_sante import clock
 from espace_sante.crypto import KeyRing, LocalKek
 from espace_sante.fhir import compartment
 from espace_sante.registry.importer import BATCH, Importer, prepare
@@ -79,7 +79,7 @@ def main() -> None:
         registry = folder / "registre.csv"
         generate(registry, args.rows)
         data = registry.read_bytes()
-        today = date.today()
+        today = clock.today()
         importer = Importer(_runtime(folder), today=today, notify=today)
 
         rows: list[Beneficiary] = []

@@ -4,12 +4,13 @@ give, withdraw and block, and that every change takes effect at once and shows i
 from __future__ import annotations
 
 import uuid
-from datetime import date, timedelta
+from datetime import timedelta
 from typing import Any
 
 import httpx
 import pytest
 
+from espace_sante import clock
 from espace_sante.services import demo_access as w
 from espace_sante.services import devtokens
 from espace_sante.services.runtime import Runtime
@@ -205,7 +206,7 @@ async def test_a_representatives_rights_end_at_the_minors_eighteenth_birthday(
     assert (await rep.get(f"/fhir/Patient/{child}")).status_code == 200
     space = uuid.UUID(child[:32])
     await runtime.db.interaction(
-        "test_end_rights", access_store.add_representative, space, parent, date.today() - timedelta(days=1)
+        "test_end_rights", access_store.add_representative, space, parent, clock.today() - timedelta(days=1)
     )
     assert (await rep.get(f"/fhir/Patient/{child}")).status_code == 404
     assert (await rep.get("/fhir/Patient", params={"_id": child})).json()["total"] == 0

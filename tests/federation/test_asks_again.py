@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import re
 import secrets
-from datetime import date, timedelta
+from datetime import timedelta
 from html import unescape
 from pathlib import Path
 
 import httpx
 
+from espace_sante import clock
 from espace_sante.access.actors import Actor
 from espace_sante.context import Context
 from espace_sante.services import lifecycle, notices
@@ -59,7 +60,7 @@ async def test_an_opposed_person_signs_in_with_franceconnect_and_asks_for_his_sp
     assert await lifecycle.state(rt, space) == "notified"
     [(to, _, text)] = await notices.emails_of(rt, space)
     assert to == paul["email"] and text is not None and "Code d'activation confidentiel" in text
-    opens_on = date.today() + timedelta(days=rt.settings.opposition_window_days)
+    opens_on = clock.today() + timedelta(days=rt.settings.opposition_window_days)
     assert notices.day_fr(opens_on) in text
 
     async def trace(conn: Conn) -> list[tuple[str, str, str]]:

@@ -33,6 +33,7 @@ import pikepdf
 import pyotp
 import pytest
 
+from espace_sante import clock
 from espace_sante.crypto import DecryptionFailed, blob_aad, open_, resource_aad
 from espace_sante.services.runtime import Runtime
 from espace_sante.settings import Settings
@@ -322,7 +323,7 @@ async def _left(data: Path, space: str) -> dict[str, int]:
 
 async def test_a_countrys_worth_of_spaces_from_registry_to_destruction(served: tuple[Story, str]) -> None:
     story, base = served
-    today = date.today()
+    today = clock.today()
 
     # 1. The insurer's registry file: 10,000 made-up people; the import makes their spaces.
     with story.timed("1. registry sample + import"):

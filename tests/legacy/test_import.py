@@ -5,12 +5,13 @@ refused, are set aside encrypted and reported, and a retry deposits them once th
 from __future__ import annotations
 
 import uuid
-from datetime import date, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx
 
+from espace_sante import clock
 from espace_sante.audit import wording
 from espace_sante.context import Context
 from espace_sante.crypto import DecryptionFailed, open_
@@ -204,9 +205,9 @@ async def test_each_persons_documents_set_aside_have_their_own_key_and_go_with_t
     assert all([await _readable(runtime, r) for r in backup])
 
     await lifecycle.activate(holder_ctx(runtime, claire), claire_space)
-    await lifecycle.erase(holder_ctx(runtime, claire), claire_space, on=date.today())
+    await lifecycle.erase(holder_ctx(runtime, claire), claire_space, on=clock.today())
     delay = runtime.settings.destruction_delay_days
-    await lifecycle.run(runtime, date.today() + timedelta(days=delay))
+    await lifecycle.run(runtime, clock.today() + timedelta(days=delay))
     assert await lifecycle.state(runtime, claire_space) == "destroyed"
     assert await _aside_rows(runtime, digest_of(path)) == pauls
     assert [await _readable(runtime, r) for r in backup] == [r in pauls for r in backup]

@@ -5,13 +5,14 @@ the trace of each step in plain words."""
 from __future__ import annotations
 
 import uuid
-from datetime import date, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
+from espace_sante import clock
 from espace_sante.access.actors import Actor
 from espace_sante.access.scopes import Scopes
 from espace_sante.audit import wording
@@ -29,7 +30,7 @@ from tests.factories import BASE, FHIR_JSON, new_nir, new_professional, patient
 from tests.registry.test_import import person, write
 from tests.registry.test_import import run as import_registry
 
-TODAY = date.today()
+TODAY = clock.today()
 
 
 def holder_ctx(runtime: Runtime, nir: str) -> Context:

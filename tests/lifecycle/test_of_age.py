@@ -10,13 +10,14 @@ from pathlib import Path
 
 import httpx
 
+from espace_sante import clock
 from espace_sante.context import Context
 from espace_sante.services import lifecycle
 from espace_sante.services.runtime import Runtime
 from espace_sante.storage import access as access_store
 from tests.lifecycle.test_lifecycle import as_person, registered, trace
 
-TODAY = date.today()
+TODAY = clock.today()
 
 
 def eighteen_years_before(day: date) -> date:

@@ -5,11 +5,12 @@ suspends; nobody reaches someone else's space; bad input is an OperationOutcome.
 from __future__ import annotations
 
 import uuid
-from datetime import date, timedelta
+from datetime import timedelta
 from pathlib import Path
 
 import httpx
 
+from espace_sante import clock
 from espace_sante.context import Context
 from espace_sante.services import devtokens, lifecycle, notices
 from espace_sante.services.runtime import Runtime
@@ -62,7 +63,7 @@ async def test_a_holder_closes_her_space_reads_its_state_and_reopens_it(
     assert erased.json()["to"] == "closed"
     assert (
         erased.json()["status"]["destroy_on"]
-        == (date.today() + timedelta(days=runtime.settings.destruction_delay_days)).isoformat()
+        == (clock.today() + timedelta(days=runtime.settings.destruction_delay_days)).isoformat()
     )
     assert await lifecycle.state(runtime, space) == "closed"
 
@@ -148,7 +149,7 @@ async def test_the_registrys_space_stands_for_the_person_even_after_destruction(
 
     system = Context.system(runtime)
     await lifecycle.close(system, space)
-    await lifecycle.erase(system, space, on=date.today())
-    await lifecycle.run(runtime, date.today() + timedelta(days=runtime.settings.destruction_delay_days))
+    await lifecycle.erase(system, space, on=clock.today())
+    await lifecycle.run(runtime, clock.today() + timedelta(days=runtime.settings.destruction_delay_days))
     assert await lifecycle.space_of_ins(runtime, nir) == space
     assert await lifecycle.state(runtime, space) == "destroyed"

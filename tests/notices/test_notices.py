@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pikepdf
 
+from espace_sante import clock
 from espace_sante.context import Context
 from espace_sante.services import activation, lifecycle, notices
 from espace_sante.services.runtime import Runtime
@@ -89,7 +90,7 @@ async def test_send_notifies_mails_codes_that_redeem_and_queues_letters(
 
     [(subject, body)] = await outbox_for(runtime, adult["email"])
     assert "créé" in subject and "Hello" in body and "34 22" in body and "caisse" in body
-    opens = date.today().toordinal() + runtime.settings.opposition_window_days
+    opens = clock.today().toordinal() + runtime.settings.opposition_window_days
     assert notices.day_fr(date.fromordinal(opens)) in body
     code = CODE.search(body)
     assert code is not None

@@ -11,6 +11,7 @@ from pathlib import Path
 import pikepdf
 import pytest
 
+from espace_sante import clock
 from espace_sante.context import Context
 from espace_sante.services import activation, lifecycle, notices
 from espace_sante.services.runtime import Runtime
@@ -21,7 +22,7 @@ from tests.registry.test_import import person, run, write
 
 def nearly_eighteen() -> date:
     """A birth date whose 18th birthday is in 30 days: the import gives the representatives rights."""
-    soon = date.today() + timedelta(days=30)
+    soon = clock.today() + timedelta(days=30)
     try:
         return soon.replace(year=soon.year - 18)
     except ValueError:  # 29 February
@@ -41,7 +42,7 @@ async def of_age(runtime: Runtime, space: uuid.UUID) -> list[str]:
     ctx = Context.system(runtime)
 
     async def work(conn: Conn) -> list[str]:
-        return await notices.of_age_in(conn, ctx, space, date.today())
+        return await notices.of_age_in(conn, ctx, space, clock.today())
 
     return await runtime.db.interaction("t", work)
 
@@ -93,7 +94,7 @@ async def test_the_young_adult_gets_their_own_code_by_mail_and_the_old_one_dies(
     assert f"{runtime.settings.base_url.rstrip('/')}/activation" in body
     assert "votre propre connexion" in body and "could not see stay as they were" in body
     assert "vous opposer" in body and "jusqu'au" in body  # still notified: the window is open
-    assert notices.day_fr(date.today() + timedelta(days=notices.OF_AGE_CODE_DAYS)) in body
+    assert notices.day_fr(clock.today() + timedelta(days=notices.OF_AGE_CODE_DAYS)) in body
     assert "Paul" not in body  # about the young adult only
     new = CODE.search(body)
     assert new is not None and new.group(1) != old.group(1)

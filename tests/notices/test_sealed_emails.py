@@ -9,6 +9,7 @@ import uuid
 from datetime import date
 from pathlib import Path
 
+from espace_sante import clock
 from espace_sante.context import Context
 from espace_sante.services import activation, notices
 from espace_sante.services.runtime import Runtime
@@ -42,7 +43,7 @@ async def test_a_waiting_email_shows_no_code_and_is_sent_with_the_words_it_alway
     assert code is not None
     [row] = await notice_rows(runtime, space)
     assert code.group(1) not in row and "Jeanne" not in row and "Roux" not in row
-    opens_on = date.today().toordinal() + runtime.settings.opposition_window_days
+    opens_on = clock.today().toordinal() + runtime.settings.opposition_window_days
     assert text == notices.email_text(
         runtime.settings.base_url, "Jeanne Roux", date.fromordinal(opens_on), code.group(1), None
     )

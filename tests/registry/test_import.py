@@ -15,6 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
+from espace_sante import clock
 from espace_sante.context import Context
 from espace_sante.errors import NotFound
 from espace_sante.registry.importer import Counts, import_file
@@ -225,7 +226,7 @@ async def test_a_minors_representatives_read_the_childs_record(
     runtime: Runtime, http: httpx.AsyncClient, tmp_path: Path
 ) -> None:
     mother, father = person(), person(first_names="Paul", sex="M")
-    born = date.today() - timedelta(days=5 * 365)
+    born = clock.today() - timedelta(days=5 * 365)
     child = person(
         birth_date=born.isoformat(),
         first_names="Léo",
@@ -300,7 +301,7 @@ async def test_two_importers_at_once_on_halves_of_a_file_make_one_space_per_pers
     NIR, every person counted once as created, and the links recorded."""
     parents = [person() for _ in range(30)]
     children = [
-        person(birth_date=(date.today() - timedelta(days=3000)).isoformat(), representative_1_nir=p["nir"])
+        person(birth_date=(clock.today() - timedelta(days=3000)).isoformat(), representative_1_nir=p["nir"])
         for p in parents[:10]
     ]
     everyone = parents + children

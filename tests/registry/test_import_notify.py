@@ -23,6 +23,7 @@ import asyncpg
 import pytest
 from benchmarks.provisioning import generate
 
+from espace_sante import clock
 from espace_sante.context import Context
 from espace_sante.registry.importer import import_file
 from espace_sante.registry.rejects import RejectsFile
@@ -38,7 +39,7 @@ from tests.registry.test_import import person, write
 CODE = re.compile(
     r"\b[2-9A-HJKMNP-TV-Z]{4}-[2-9A-HJKMNP-TV-Z]{4}-[2-9A-HJKMNP-TV-Z]{4}-[2-9A-HJKMNP-TV-Z]{2}\b"
 )
-ON = date.today()
+ON = clock.today()
 
 Fresh = Callable[[], Awaitable[Runtime]]
 

@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import io
 import json
-from datetime import date
 from pathlib import Path
 
+from espace_sante import clock
 from espace_sante.registry.importer import import_file
 from espace_sante.registry.rejects import RejectsFile
 from espace_sante.registry.rows import COLUMNS, Beneficiary, Neighbours, read_registry, shard_of
@@ -19,7 +19,7 @@ from tests.factories import new_nir
 from tests.registry.test_import import person, write
 from tests.registry.test_import_notify import Fresh, fresh  # noqa: F401 (the fixture)
 
-ON = date.today()
+ON = clock.today()
 
 
 def in_shard(k: int) -> str:

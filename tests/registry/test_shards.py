@@ -10,12 +10,12 @@ import json
 import signal
 import subprocess
 import time
-from datetime import date
 from pathlib import Path
 
 import psutil
 import pytest
 
+from espace_sante import clock
 from espace_sante.registry.importer import import_file
 from espace_sante.registry.rejects import RejectsFile
 from espace_sante.registry.rows import read_registry, shard_of
@@ -28,7 +28,7 @@ from tests.cli.test_commands import EXE, _env, run
 from tests.registry.test_import_command import _query, _summary
 from tests.registry.test_import_notify import Fresh, fresh  # noqa: F401 (the fixture)
 
-ON = date.today()
+ON = clock.today()
 
 
 async def state(rt: Runtime) -> dict[str, object]:

@@ -15,6 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
+from espace_sante import clock
 from espace_sante.access.actors import Actor
 from espace_sante.access.scopes import Scopes
 from espace_sante.context import Context
@@ -177,7 +178,7 @@ async def test_the_parents_code_dies_with_their_rights_at_18(runtime: Runtime, t
     a holder account on the young adult's INS (it would give a parent the adult's space, documents hidden
     from representatives included), nor oppose for them: the young adult gets their own code."""
     parent = person(first_names="Paul", last_name="Martin", birth_date="1980-05-05")
-    born = date.today().replace(year=date.today().year - 17)
+    born = clock.today().replace(year=clock.today().year - 17)
     child = person(
         first_names="Léa", last_name="Martin", birth_date=born.isoformat(), representative_1_nir=parent["nir"]
     )

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 import uuid
-from datetime import date, timedelta
+from datetime import timedelta
 from html import unescape
 from pathlib import Path
 from typing import Any
@@ -16,6 +16,7 @@ from typing import Any
 import httpx
 import pytest
 
+from espace_sante import clock
 from espace_sante.access.actors import Actor
 from espace_sante.context import Context
 from espace_sante.errors import FhirError, Forbidden
@@ -170,7 +171,11 @@ async def test_she_adds_a_document_for_her_son_in_his_name_traced_as_hers_until_
 
         # Her rights end (Hugo turns 18): the very next page is her own space, and he is no longer offered.
         await runtime.db.interaction(
-            "t", access_store.add_representative, son_space, parent.actor_id, date.today() - timedelta(days=1)
+            "t",
+            access_store.add_representative,
+            son_space,
+            parent.actor_id,
+            clock.today() - timedelta(days=1),
         )
         page = await client.get(SPACE)
         assert "État de mon espace santé" in _text(page) and "Hugo Moreau" not in _text(page)

@@ -12,13 +12,14 @@ import contextlib
 import re
 import uuid
 from collections.abc import AsyncIterator
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from html import unescape
 from typing import Any
 
 import httpx
 import pytest
 
+from espace_sante import clock
 from espace_sante.access.actors import Actor
 from espace_sante.context import Context
 from espace_sante.services import lifecycle
@@ -90,7 +91,7 @@ async def test_a_holder_closes_after_confirming_still_signs_in_and_reopens_with_
         assert page.headers["cache-control"] == "no-store"
         assert "form-action 'self'" in page.headers["content-security-policy"]
         text = _text(page)
-        assert f"Votre espace santé est ouvert depuis le {day(date.today())}." in text
+        assert f"Votre espace santé est ouvert depuis le {day(clock.today())}." in text
         assert "Fermer mon espace santé" in text and "Demander la destruction" in text
         assert "Rouvrir" not in text and "Contester" not in text
         assert f'href="{HOME}" aria-current="page"' in page.text  # the holder's navigation
@@ -116,7 +117,7 @@ async def test_a_holder_closes_after_confirming_still_signs_in_and_reopens_with_
         after = await client.get(done.headers["location"])
         words = _text(after)
         assert "Votre espace santé est fermé. Vous pouvez le rouvrir depuis cette page." in words
-        assert f"Votre espace santé est fermé depuis le {day(date.today())}." in words
+        assert f"Votre espace santé est fermé depuis le {day(clock.today())}." in words
         assert f"Il est conservé jusqu'au {kept}" in words
         assert "Rouvrir mon espace santé" in words and "Fermer mon espace santé" not in words
         assert "Demander la destruction" in words  # still possible from a closed space
@@ -145,7 +146,7 @@ async def test_she_asks_for_destruction_sees_the_day_and_reopening_cancels_it(
 ) -> None:
     jeanne = await new_person(runtime, fhir)
     space = await _space(runtime, jeanne)
-    due = lifecycle.destruction_day(date.today(), runtime.settings.destruction_delay_days)
+    due = lifecycle.destruction_day(clock.today(), runtime.settings.destruction_delay_days)
     async with _signed_in(app, jeanne) as client:
         confirm = await client.get(f"{HOME}/detruire")
         assert confirm.status_code == 200
@@ -191,7 +192,7 @@ async def test_a_suspended_holder_signs_in_and_contests_the_suspension(
         assert "Votre espace santé est suspendu : vos documents sont conservés" in documents
         page = await client.get(HOME)
         words = _text(page)
-        assert f"Votre espace santé est suspendu depuis le {day(date.today())}." in words
+        assert f"Votre espace santé est suspendu depuis le {day(clock.today())}." in words
         assert "Contester la suspension" in words and "Rouvrir" not in words
         done = await client.post(f"{HOME}/contester", data={"csrf": csrf_of(page.text)})
         assert done.status_code == 303 and done.headers["location"] == f"{HOME}?message=conteste"

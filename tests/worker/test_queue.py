@@ -14,6 +14,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 
+from espace_sante import clock
 from espace_sante.context import Context
 from espace_sante.jobs import queue
 from espace_sante.services import lifecycle, notices
@@ -90,7 +91,7 @@ async def test_the_delivery_job_commits_with_the_notice_or_not_at_all(
     seen: list[uuid.UUID] = []
 
     async def notify_then_fail(conn: Conn) -> None:
-        assert await notices.notify_in(conn, ctx, space, date.today()) == ["email"]
+        assert await notices.notify_in(conn, ctx, space, clock.today()) == ["email"]
         seen.extend(
             r["notice_id"]
             for r in await conn.fetch("SELECT notice_id FROM notice WHERE space_id = $1", space)
@@ -107,7 +108,7 @@ async def test_the_delivery_job_commits_with_the_notice_or_not_at_all(
     assert await notice_ids(runtime, space) == []
     assert await lifecycle.state(runtime, space) == "registered"
 
-    assert await runtime.db.interaction("t", notices.notify_in, ctx, space, date.today()) == ["email"]
+    assert await runtime.db.interaction("t", notices.notify_in, ctx, space, clock.today()) == ["email"]
     [notice] = await notice_ids(runtime, space)
     [job] = await jobs_for(runtime, [notice])
     assert job["task_name"] == notices.DELIVER_TASK and job["queue_name"] == notices.QUEUE

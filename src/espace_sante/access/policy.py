@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import Literal
 
+from .. import clock
 from . import matrix as habilitation
 from .actors import Actor
 
@@ -222,7 +223,7 @@ def decide(
     Without `facts`, the answer for a person is the type-level one (scopes): allowed or not, reaching no
     space yet. With `facts`, it reaches the spaces among them that a rule allows."""
     try:
-        return _decide(actor, action, resource_type, facts, today or date.today())
+        return _decide(actor, action, resource_type, facts, today or clock.today())
     except Exception:  # fail closed (ASVS 4.1.5): a fault in a rule refuses
         return Decision(actor, action, resource_type, False, "policy error", (), None, {}, _MINT)
 
@@ -428,7 +429,7 @@ def may_change(actor: Actor, change: Change, facts: SpaceFacts | None, *, who: s
         actor.kind == "representative"
         and facts.relation == "representative"
         and facts.representative_until is not None
-        and date.today() < facts.representative_until
+        and clock.today() < facts.representative_until
     )
     if person:
         if change in ("emergency", "representative"):

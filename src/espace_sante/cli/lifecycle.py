@@ -12,6 +12,8 @@ from typing import Annotated, Any
 
 import typer
 
+from .. import clock
+
 lifecycle_app = typer.Typer(help="Cycle de vie des espaces / lifecycle of spaces.", no_args_is_help=True)
 
 EVENTS = ("notify", "oppose", "request", "activate", "suspend", "resume", "close", "reopen", "erase")
@@ -66,7 +68,7 @@ def lifecycle_run(
     from ..services.runtime import Runtime
     from .main import _run, _settings, _with_runtime
 
-    day = _day(as_of) or date.today()
+    day = _day(as_of) or clock.today()
 
     async def work(rt: Runtime) -> lifecycle.RunCounts:
         return await lifecycle.run(rt, day)

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import json
 import sys
-from datetime import date
 from pathlib import Path
 from typing import Annotated
 
 import typer
+
+from .. import clock
 
 registry_app = typer.Typer(
     help="Registre des bénéficiaires / registry of beneficiaries.", no_args_is_help=True
@@ -141,7 +142,7 @@ def registry_import(
 
     if as_of is not None and not notify:
         raise _fail("--as-of va avec --notify / --as-of goes with --notify")
-    day = (_day(as_of) or date.today()) if notify else None
+    day = (_day(as_of) or clock.today()) if notify else None
 
     with (
         Progress(

@@ -41,6 +41,7 @@ from typing import Any, BinaryIO, cast
 
 import orjson
 
+from .. import clock
 from ..access.actors import SYSTEM
 from ..access.policy import Decision, decide
 from ..audit.record import SUCCESS, Record
@@ -244,7 +245,7 @@ def prepare(row: Beneficiary, ids: tuple[uuid.UUID, str] | None = None) -> Prepa
 class Importer:
     def __init__(self, runtime: Runtime, *, today: date | None = None, notify: date | None = None) -> None:
         self.rt = runtime
-        self.today = today or date.today()
+        self.today = today or clock.today()
         #: The notice date of --notify (None: spaces are created `registered`, as before).
         self.notify = notify
         self.ctx = Context.system(runtime)

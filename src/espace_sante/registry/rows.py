@@ -19,6 +19,7 @@ from typing import BinaryIO, Literal
 
 import orjson
 
+from .. import clock
 from ..fhir.identifiers import IdentifierError, validate_nir
 
 COLUMNS = (
@@ -266,7 +267,7 @@ class Neighbours:
         #: NIR as written -> (line number, the line's text (CSV) or its JSON object (NDJSON)).
         self.rows: OrderedDict[str, tuple[int, str | dict[str, object]]] = OrderedDict()
         self.header: list[str] = []
-        self.today = date.today()
+        self.today = clock.today()
 
     def add(self, nir_text: str, line: int, raw: str | dict[str, object]) -> None:
         rows = self.rows
@@ -413,7 +414,7 @@ def read_registry(
     `keep` (`in_shard`), only the rows whose `nir` text it keeps are checked and given: the others are
     skipped before any check, as cheaply as possible (another process imports them), and kept unchecked in
     `neighbours` when given."""
-    today = today or date.today()
+    today = today or clock.today()
     if fmt is None:
         head = stream.peek(4)[:4] if hasattr(stream, "peek") else b""
         fmt = "ndjson" if head.removeprefix(b"\xef\xbb\xbf")[:1] == b"{" else "csv"

@@ -14,6 +14,7 @@ import random
 from datetime import date, timedelta
 from pathlib import Path
 
+from .. import clock
 from ..fhir.identifiers import make_nir
 from .rows import COLUMNS
 
@@ -322,7 +323,7 @@ def _nir(index: int, sex: str, born: date) -> str:
 def generate(path: Path, rows: int, seed: int = 6) -> dict[str, int]:
     """Write a registry of `rows` rows; returns what it holds (bad, minors...)."""
     rng = random.Random(seed)  # noqa: S311 (made-up people, reproducible by seed; codes are elsewhere)
-    today = date.today()
+    today = clock.today()
     adults: list[str] = []  # recent adults, parents for the minors that follow
     pending: list[tuple[dict[str, str], int]] = []  # minors whose parent comes a few rows later
     stats = {"rows": rows, "minors": 0, "bad": 0, "with_email": 0, "deceased": 0}

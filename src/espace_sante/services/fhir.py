@@ -11,9 +11,10 @@ import re
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import datetime
 from typing import Any
 
+from .. import clock
 from ..access.policy import PROFESSIONAL_STATES, Action, Decision, decide, needs_facts, with_chains
 from ..context import Context
 from ..errors import (
@@ -99,7 +100,7 @@ async def scoped(
     step reaches no space (storage answers "not found")."""
     if decision.slices is None or not needs_facts(ctx.actor) or not decision.allowed:
         return decision
-    today = date.today()
+    today = clock.today()
     if spaces is None:
         spaces = await access_store.related_spaces(conn, ctx.actor, today=today)
         if len(spaces) > MAX_SPACES_WITHOUT_PATIENT:

@@ -24,6 +24,7 @@ from typing import Any, Literal
 
 import orjson
 
+from .. import clock
 from ..access.actors import SYSTEM, Actor
 from ..access.policy import decide
 from ..audit.record import SUCCESS, Record
@@ -145,7 +146,7 @@ async def _check_person(conn: Conn, actor: Actor, space_id: uuid.UUID) -> None:
     if actor.kind in ("holder", "app") and ins and await people_store.ins_of_space(conn, space_id) == ins:
         return
     if actor.kind == "representative" and await access_store.is_representative(
-        conn, space_id, actor.id, on=date.today()
+        conn, space_id, actor.id, on=clock.today()
     ):
         return
     raise NotFound("Espace introuvable / space not found")
@@ -263,7 +264,7 @@ async def transition(
         raise BadRequest(f"événement inconnu / unknown event {event!r}")
     objects_before = len(ctx.uploads)
     result = await ctx.runtime.db.interaction(
-        f"lifecycle_{event}", _apply, ctx, event, space_id, reason, on or date.today()
+        f"lifecycle_{event}", _apply, ctx, event, space_id, reason, on or clock.today()
     )
     shredded = ctx.uploads[objects_before:]
     del ctx.uploads[objects_before:]
@@ -291,18 +292,18 @@ async def oppose_in(conn: Conn, ctx: Context, space_id: uuid.UUID, channel: Chan
     document objects to delete after commit are appended to `ctx.uploads` (`transition` does it for `oppose`)."""
     if channel not in ("online", "phone", "counter"):
         raise BadRequest(f"canal inconnu / unknown channel {channel!r} (online, phone, counter)")
-    return await _apply(conn, ctx, "oppose", space_id, channel, date.today())
+    return await _apply(conn, ctx, "oppose", space_id, channel, clock.today())
 
 
 async def request_in(conn: Conn, ctx: Context, space_id: uuid.UUID) -> tuple[str, str]:
     """`request` in the caller's transaction: an opposed person's new notice is recorded with it
     (services/notices.ask_again)."""
-    return await _apply(conn, ctx, "request", space_id, "", date.today())
+    return await _apply(conn, ctx, "request", space_id, "", clock.today())
 
 
 async def activate_in(conn: Conn, ctx: Context, space_id: uuid.UUID) -> tuple[str, str]:
     """`activate` in the caller's transaction: the activation code is spent if and only if this commits."""
-    return await _apply(conn, ctx, "activate", space_id, "", date.today())
+    return await _apply(conn, ctx, "activate", space_id, "", clock.today())
 
 
 async def oppose(ctx: Context, space_id: uuid.UUID, channel: Channel) -> tuple[str, str]:
@@ -418,7 +419,7 @@ async def represented(ctx: Context) -> list[Represented]:
         return []
 
     async def work(conn: Conn) -> list[Represented]:
-        rows = await store.represented_by(conn, actor.id, date.today())
+        rows = await store.represented_by(conn, actor.id, clock.today())
         found = await identity.bodies(conn, rt, [space_id for space_id, _ in rows])
         out = []
         for space_id, state in rows:
@@ -511,7 +512,7 @@ class RunCounts:
 async def run(rt: Runtime, as_of: date | None = None, *, batch: int = BATCH) -> RunCounts:
     """Every transition due on `as_of` (today by default), in batches of `batch` spaces, one transaction
     each; spaces another run holds are skipped (SKIP LOCKED), and a second run finds nothing left to do."""
-    day = as_of or date.today()
+    day = as_of or clock.today()
     counts = RunCounts()
     ctx = Context.system(rt)
     settings = rt.settings
@@ -596,7 +597,7 @@ async def _of_age(rt: Runtime, ctx: Context, day: date, batch: int) -> int:
 async def close_deceased(rt: Runtime, as_of: date | None = None) -> int:
     """Close now the spaces of people the registry says died (the run's own step): the notices call it first,
     so that nobody is sent a notice and a code for a dead person."""
-    return await _close_deceased(rt, Context.system(rt), as_of or date.today(), BATCH)
+    return await _close_deceased(rt, Context.system(rt), as_of or clock.today(), BATCH)
 
 
 async def _close_deceased(rt: Runtime, ctx: Context, day: date, batch: int) -> int:

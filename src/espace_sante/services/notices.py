@@ -39,6 +39,7 @@ from typing import Any, Literal
 import orjson
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from .. import clock
 from ..access.actors import SYSTEM, Actor
 from ..audit.record import SUCCESS, Record
 from ..audit.wording import MONTHS_FR
@@ -516,7 +517,7 @@ async def ask_again(ctx: Context, space_id: uuid.UUID, on: date | None = None) -
 
     async def work(conn: Conn) -> list[str]:
         await lifecycle.request_in(conn, ctx, space_id)
-        return await notify_in(conn, service, space_id, on or date.today())
+        return await notify_in(conn, service, space_id, on or clock.today())
 
     return await rt.db.interaction("notices_ask_again", work)
 
@@ -722,7 +723,7 @@ async def notify_registered(
     per transaction. Several processes may run it at once on one database (`registry import --jobs`: one per
     shard once all are imported): each lane locks its batch with SKIP LOCKED, so none notifies a space twice
     and, when they all end, none is left."""
-    on = as_of or date.today()
+    on = as_of or clock.today()
     ctx = Context.system(rt)
     counts = SendCounts()
 

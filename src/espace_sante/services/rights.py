@@ -15,6 +15,7 @@ from typing import Any
 
 import orjson
 
+from .. import clock
 from ..access import matrix as habilitation
 from ..access.policy import BASES, Change, decide, may_change
 from ..access.scopes import Scopes
@@ -74,7 +75,7 @@ async def _target(conn: Conn, ctx: Context, patient: str | None, ins: str | None
 
 
 async def _allow(conn: Conn, ctx: Context, change: Change, target: Target, who: str = "") -> str:
-    facts = await store.facts(conn, ctx.actor, [target.space_id], today=date.today())
+    facts = await store.facts(conn, ctx.actor, [target.space_id], today=clock.today())
     allowed, reason = may_change(ctx.actor, change, facts[0] if facts else None, who=who)
     if allowed:
         return reason
@@ -296,7 +297,7 @@ async def add_representative(
         target = await _target(conn, ctx, patient, ins)
         reason = await _allow(conn, ctx, "representative", target)
         end = until or await _eighteenth_birthday(conn, target)
-        if end <= date.today():
+        if end <= clock.today():
             raise BadRequest("le titulaire est majeur / the holder is an adult")
         await store.add_representative(conn, target.space_id, representative_ins, end)
         await _trace(conn, ctx, target, "rights:representative", reason, f"|{representative_ins}|")
@@ -375,7 +376,7 @@ async def overview(ctx: Context, *, patient: str | None = None) -> dict[str, Any
     async def run(conn: Conn) -> dict[str, Any]:
         target = await _target(conn, ctx, patient, None)
         await _allow(conn, ctx, "preview", target)
-        facts = (await store.facts(conn, ctx.actor, [target.space_id], today=date.today()))[0]
+        facts = (await store.facts(conn, ctx.actor, [target.space_id], today=clock.today()))[0]
         matrix = habilitation.default()
         shared = facts.shared_sections
         if shared is None:
@@ -425,8 +426,8 @@ async def preview(ctx: Context, *, rpps: str, patient: str | None = None) -> dic
     async def run(conn: Conn) -> dict[str, Any]:
         target = await _target(conn, ctx, patient, None)
         reason = await _allow(conn, ctx, "preview", target)
-        facts = await store.facts(conn, professional, [target.space_id], today=date.today())
-        own_facts = await store.facts(conn, ctx.actor, [target.space_id], today=date.today())
+        facts = await store.facts(conn, professional, [target.space_id], today=clock.today())
+        own_facts = await store.facts(conn, ctx.actor, [target.space_id], today=clock.today())
         items: list[dict[str, Any]] = []
         for rtype in PREVIEW_TYPES:
             decision = decide(professional, "search", rtype, facts)

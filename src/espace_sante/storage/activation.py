@@ -110,7 +110,8 @@ async def issued_to_former_representatives(conn: Conn, space_id: uuid.UUID) -> b
     return bool(
         await conn.fetchval(
             "SELECT EXISTS (SELECT 1 FROM activation_code a JOIN space_representative r USING (space_id) "
-            "WHERE a.space_id = $1 AND r.until <= current_date AND a.issued_at::date < r.until)",
+            "WHERE a.space_id = $1 AND r.until <= (now() AT TIME ZONE 'Europe/Paris')::date "
+            "AND (a.issued_at AT TIME ZONE 'Europe/Paris')::date < r.until)",
             space_id,
         )
     )

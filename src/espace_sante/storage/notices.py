@@ -298,7 +298,7 @@ async def representatives(conn: Conn, spaces: Sequence[uuid.UUID]) -> dict[uuid.
     """The INS of each space's representatives whose rights run (people.representatives_of, for a batch)."""
     rows = await conn.fetch(
         "SELECT space_id, representative_ins FROM space_representative WHERE space_id = ANY($1::uuid[]) "
-        "AND until > current_date ORDER BY space_id, representative_ins",
+        "AND until > (now() AT TIME ZONE 'Europe/Paris')::date ORDER BY space_id, representative_ins",
         list(spaces),
     )
     found: dict[uuid.UUID, list[str]] = {}

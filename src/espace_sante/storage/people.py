@@ -152,7 +152,8 @@ async def known_person(conn: Conn, ins: str) -> bool:
 
 async def representatives_of(conn: Conn, space_id: uuid.UUID) -> list[str]:
     rows = await conn.fetch(
-        "SELECT representative_ins FROM space_representative WHERE space_id = $1 AND until > current_date",
+        "SELECT representative_ins FROM space_representative WHERE space_id = $1 "
+        "AND until > (now() AT TIME ZONE 'Europe/Paris')::date",
         space_id,
     )
     return [r["representative_ins"] for r in rows]

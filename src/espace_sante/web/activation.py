@@ -47,6 +47,7 @@ from starlette.datastructures import FormData
 from starlette.exceptions import HTTPException
 from starlette.responses import RedirectResponse, Response
 
+from .. import clock
 from ..access.actors import SYSTEM
 from ..audit.wording import MONTHS_FR, when
 from ..context import Context
@@ -256,7 +257,7 @@ def birth_date_of(day: str, month: str, year: str) -> tuple[date | None, Problem
             "La date de naissance doit être une vraie date, par exemple 27 3 1950.",
             "The birth date must be a real date, for example 27 3 1950.",
         )
-    if born > date.today() or born.year < 1880:
+    if born > clock.today() or born.year < 1880:
         return None, Problem(
             "jour",
             "La date de naissance doit être une date passée, par exemple 27 3 1950.",

@@ -36,6 +36,7 @@ from starlette.datastructures import FormData
 from starlette.exceptions import HTTPException
 from starlette.responses import RedirectResponse, Response
 
+from .. import clock
 from ..audit.wording import MONTHS_FR, PARIS
 from ..context import Context
 from ..errors import FhirError
@@ -148,7 +149,7 @@ def day(value: date) -> str:
 def _local_day(instant: Any) -> date:
     if isinstance(instant, datetime):
         return (instant.astimezone(PARIS) if instant.tzinfo else instant).date()
-    return instant if isinstance(instant, date) else date.today()
+    return instant if isinstance(instant, date) else clock.today()
 
 
 def _halves(message: str) -> tuple[str, str]:
@@ -546,7 +547,7 @@ def _confirm_erase(
         | {
             "title": f"Demander la destruction de {its(w)}",
             "erase_error": error,
-            "destroy_on": day(lifecycle.destruction_day(date.today(), settings.destruction_delay_days)),
+            "destroy_on": day(lifecycle.destruction_day(clock.today(), settings.destruction_delay_days)),
             "understood": UNDERSTOOD,
             "erase_url": ERASE,
             "home": HOME,
