@@ -17,3 +17,8 @@ FRANCE = ZoneInfo("Europe/Paris")
 def today() -> date:
     """Today in France."""
     return datetime.now(FRANCE).date()
+
+
+def day_of(instant: datetime) -> date:
+    """The day in France of an instant (a naive one is taken as already in French time)."""
+    return (instant.astimezone(FRANCE) if instant.tzinfo else instant).date()

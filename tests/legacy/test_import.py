@@ -232,7 +232,7 @@ async def test_a_document_set_aside_under_the_shared_key_moves_to_its_persons_at
                      if p.item_id == row["item_id"]]  # fmt: skip
         await conn.execute("DELETE FROM legacy_set_aside WHERE item_id = $1", row["item_id"])
         await legacy_store.set_aside(
-            conn, runtime.keys, space=legacy_store.LEGACY_SPACE, unique=row["unique_key"], reason="not-open",
+            conn, runtime.keys, nir=None, unique=row["unique_key"], reason="not-open",
             location="space.state", package=digest_of(path), entry_path="x", entry=pending.entry, content=None,
         )  # fmt: skip
 

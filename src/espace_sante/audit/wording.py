@@ -13,13 +13,11 @@ import re
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
-from zoneinfo import ZoneInfo
 
+from ..clock import FRANCE
 from .record import Record
 
 Lang = Literal["fr", "en"]
-
-PARIS = ZoneInfo("Europe/Paris")
 
 
 @dataclass(frozen=True)
@@ -302,7 +300,7 @@ def kind(resource_type: str | None) -> Kind:
 
 def when(instant: datetime, lang: Lang = "fr") -> str:
     """French "le 3 mars 2026 à 10 h 12", English "on 3 March 2026 at 10:12", in Paris time (summer and winter)."""
-    local = instant.astimezone(PARIS)
+    local = instant.astimezone(FRANCE)
     if lang == "en":
         return f"on {local.day} {_MONTHS_EN[local.month - 1]} {local.year} at {local:%H:%M}"
     day = "1er" if local.day == 1 else str(local.day)

@@ -257,18 +257,12 @@ async def take(
         await rt.db.interaction("legacy_resolve", store.resolve, unique, aside)
         return aside
     wrapped = orjson.dumps({"entry": entry.as_json(), "problems": list(aside.details)})
-    # Kept under its person's own key when the INS can be read (`forget` erases it for good), else the
-    # store's shared one.
-    space = store.LEGACY_SPACE
-    if not isinstance(ins, Problem):
-        space = await rt.db.interaction(
-            "legacy_person_space", store.person_space, rt.keys, validate_nir(ins[1])
-        )
     await rt.db.interaction(
         "legacy_set_aside",
         store.set_aside,
         rt.keys,
-        space=space,
+        # Kept under its person's own key when the INS can be read (`forget` erases it for good).
+        nir=None if isinstance(ins, Problem) else validate_nir(ins[1]),
         unique=unique,
         reason=aside.reason,
         location=aside.location[:200],

@@ -59,7 +59,7 @@ async def set_aside(
     conn: Conn,
     keys: KeyStore,
     *,
-    space: uuid.UUID,
+    nir: str | None,
     unique: bytes,
     reason: str,
     location: str,
@@ -71,9 +71,10 @@ async def set_aside(
 ) -> str:
     """Keep (or keep again) one document. Returns "new", "changed" (another reason, or set aside again after
     it had been resolved) or "unchanged" (a re-import with the same reason: nothing is written, unless
-    `retried`, which counts the attempt). `space` is `person_space` of the document's INS, else
-    `LEGACY_SPACE`; a row of the same document kept under another space (set aside before migration 0021)
-    moves here, keeping its date and attempts."""
+    `retried`, which counts the attempt). It is kept under `person_space(nir)`, or `LEGACY_SPACE` when its
+    INS cannot be read (`nir` None); a row of the same document kept under another space (set aside before
+    migration 0021) moves here, keeping its date and attempts."""
+    space = LEGACY_SPACE if nir is None else await person_space(conn, keys, nir)
     moved = await conn.fetchrow(
         """DELETE FROM legacy_set_aside WHERE unique_key = $1 AND space_id <> $2
            RETURNING item_id, created_at, attempts""",

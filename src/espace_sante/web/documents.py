@@ -37,9 +37,10 @@ from starlette.datastructures import FormData
 from starlette.exceptions import HTTPException
 from starlette.responses import RedirectResponse, Response
 
+from .. import clock
 from ..access.policy import MASKED_FROM_PROFESSIONALS
 from ..api.fhir import render as fhir_render
-from ..audit.wording import MONTHS_FR, PARIS
+from ..audit.wording import MONTHS_FR
 from ..context import Context
 from ..errors import FhirError, NotFound, PayloadTooLarge
 from ..fhir import pdsm, valuesets
@@ -210,7 +211,7 @@ def day(value: Any) -> str:
             when = date(parts[0], parts[1], parts[2])
         else:
             instant = datetime.fromisoformat(value.replace("Z", "+00:00"))
-            when = (instant.astimezone(PARIS) if instant.tzinfo else instant).date()
+            when = clock.day_of(instant)
     except (ValueError, IndexError):
         return ""
     return f"{'1er' if when.day == 1 else when.day} {MONTHS_FR[when.month - 1]} {when.year}"

@@ -37,7 +37,7 @@ from starlette.exceptions import HTTPException
 from starlette.responses import RedirectResponse, Response
 
 from .. import clock
-from ..audit.wording import MONTHS_FR, PARIS
+from ..audit.wording import MONTHS_FR
 from ..context import Context
 from ..errors import FhirError
 from ..services import lifecycle, notices
@@ -148,7 +148,7 @@ def day(value: date) -> str:
 
 def _local_day(instant: Any) -> date:
     if isinstance(instant, datetime):
-        return (instant.astimezone(PARIS) if instant.tzinfo else instant).date()
+        return clock.day_of(instant)
     return instant if isinstance(instant, date) else clock.today()
 
 
