@@ -5,7 +5,7 @@ ports, with authentication enforced. Usable from any test folder:
     ...  # S3 at server.endpoint with server.access_key / server.secret_key
     server.stop()
 
-Traps (see /work/shared/STACK.md): telemetry is on by default; every service opens an HTTP and a gRPC port,
+Traps (measured on these machines): telemetry is on by default; every service opens an HTTP and a gRPC port,
 and the defaults collide with anything else on the machine; SIGTERM takes 15 s (filer gRPC grace) so we
 SIGKILL, which leaves `/tmp/seaweedfs-*-grpc-<port>.sock` behind; the S3 port answers seconds before a put
 works. Found here: with the default `-volume.max=8`, the first bucket takes 7 volumes, so the second bucket's

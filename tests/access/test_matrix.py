@@ -11,12 +11,12 @@ from hypothesis import strategies as st
 
 from espace_sante.access.matrix import TRE_G15_PROFESSIONS, MatrixError, Override, default, parse
 
-SHARED = Path(__file__).resolve().parents[3] / "shared" / "fr-interop"
+VALUESETS = Path(__file__).resolve().parents[2] / "src" / "espace_sante" / "fhir" / "data" / "valuesets"
 MATRIX = default()
 
 
 def _codes(name: str) -> set[str]:
-    return {c["code"] for c in json.loads((SHARED / name).read_text("utf-8"))["concepts"]}
+    return {c["code"] for c in json.loads((VALUESETS / name).read_text("utf-8"))["concepts"]}
 
 
 def test_every_profession_of_the_national_list_has_an_explicit_row() -> None:

@@ -16,7 +16,7 @@ from tests.factories import FHIR_JSON, INS, PDSM_EXAMPLES
 
 from .mhd import by_type, documents_of, iti65, iti105, new_person
 
-SHARED_EXAMPLES = PDSM_EXAMPLES.parents[2].parent / "shared" / "fr-interop" / "examples"
+ANS_EXAMPLES = PDSM_EXAMPLES.parent / "ans-examples"
 JSON_PATCH = {"Content-Type": "application/json-patch+json"}
 
 
@@ -99,9 +99,6 @@ async def test_metadata_errors_name_the_element_and_the_value_set(fhir: httpx.As
     assert await documents_of(fhir, nir) == []
 
 
-@pytest.mark.skipif(
-    not SHARED_EXAMPLES.exists(), reason="../shared/fr-interop/examples is not beside the repository"
-)
 async def test_the_ans_example_codes_pass_only_in_lenient_mode(
     fhir: httpx.AsyncClient, runtime: Runtime
 ) -> None:
@@ -109,7 +106,7 @@ async def test_the_ans_example_codes_pass_only_in_lenient_mode(
     accepted with warnings in lenient mode (docs/documents.md). Its fictitious INS and missing custodian and
     uniqueIds are repaired first: those are errors in any mode."""
     nir, _ = await new_person(fhir)
-    ans = json.loads((SHARED_EXAMPLES / "Bundle-example-td2-iti65-lot-soumission.json").read_text())
+    ans = json.loads((ANS_EXAMPLES / "Bundle-example-td2-iti65-lot-soumission.json").read_text())
     french = iti65(nir)
     custodian = {"reference": "#etablissement"}
     organisation = next(

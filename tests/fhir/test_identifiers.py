@@ -24,17 +24,17 @@ from espace_sante.fhir.identifiers import (
     validate_rpps,
 )
 
-SHARED = Path(__file__).parents[3] / "shared" / "fr-interop" / "identifier-systems.json"
+REFERENCE = Path(__file__).parents[2] / "src" / "espace_sante" / "fhir" / "data" / "identifier-systems.json"
 
 
 @pytest.fixture(scope="module")
 def reference() -> dict[str, Any]:
-    data: dict[str, Any] = json.loads(SHARED.read_text(encoding="utf-8"))
+    data: dict[str, Any] = json.loads(REFERENCE.read_text(encoding="utf-8"))
     return data
 
 
-def test_the_shared_reference_file_is_found() -> None:
-    assert SHARED.is_file(), SHARED
+def test_the_reference_file_ships_with_the_package() -> None:
+    assert REFERENCE.is_file(), REFERENCE
 
 
 def test_every_test_vector_of_the_reference_gives_its_key(reference: dict[str, Any]) -> None:

@@ -22,7 +22,7 @@ from espace_sante.fhir.validation import validate_resource
 
 REPO = Path(__file__).parents[2]
 DATA = REPO / "tests" / "data" / "pdsm"
-EXAMPLES = REPO.parent / "shared" / "fr-interop" / "examples"
+EXAMPLES = REPO / "tests" / "data" / "ans-examples"
 
 NOS = "https://mos.esante.gouv.fr/NOS/"
 HL7_CONF = "http://terminology.hl7.org/CodeSystem/v3-Confidentiality"
@@ -163,7 +163,7 @@ def test_french_examples_use_codes_of_the_french_value_sets(dr: dict[str, Any], 
     assert pdsm.security_flags(dr) == ("N", frozenset())
 
 
-# -- the ANS PDSM4DMP draft examples (shared/fr-interop/examples) ---------------------------------
+# -- the ANS PDSM4DMP draft examples (tests/data/ans-examples) ---------------------------------
 
 
 def _example_resources() -> Iterator[tuple[str, str, dict[str, Any]]]:
@@ -181,10 +181,7 @@ def _example_resources() -> Iterator[tuple[str, str, dict[str, Any]]]:
                 yield path.name, where, resource
 
 
-EXAMPLE_RESOURCES = list(_example_resources()) if EXAMPLES.is_dir() else []
-needs_examples = pytest.mark.skipif(
-    not EXAMPLE_RESOURCES, reason=f"ANS examples not found at {EXAMPLES} (shared/ is beside the repository)"
-)
+EXAMPLE_RESOURCES = list(_example_resources())
 EXAMPLE_IDS = [f"{name}:{where}" for name, where, _ in EXAMPLE_RESOURCES]
 
 
@@ -244,14 +241,12 @@ def _international_codings(resource: dict[str, Any], where: str) -> dict[str, tu
     return found
 
 
-@needs_examples
 def test_the_examples_are_found() -> None:
     names = {name for name, _, _ in EXAMPLE_RESOURCES}
     assert len(names) == 5
     assert sum(r["resourceType"] == "List" for _, _, r in EXAMPLE_RESOURCES) == 2
 
 
-@needs_examples
 @pytest.mark.parametrize(("name", "where", "resource"), EXAMPLE_RESOURCES, ids=EXAMPLE_IDS)
 def test_ans_examples_fail_even_in_lenient_mode_only_for_their_known_defects(
     name: str, where: str, resource: dict[str, Any]
@@ -266,7 +261,6 @@ def test_ans_examples_fail_even_in_lenient_mode_only_for_their_known_defects(
     assert "INS-NIR" in _at(issues, f"{where}.subject.reference")[0].diagnostics
 
 
-@needs_examples
 @pytest.mark.parametrize(("name", "where", "resource"), EXAMPLE_RESOURCES, ids=EXAMPLE_IDS)
 def test_ans_examples_pass_lenient_mode_with_warnings_naming_the_non_french_codes(
     name: str, where: str, resource: dict[str, Any]
@@ -283,7 +277,6 @@ def test_ans_examples_pass_lenient_mode_with_warnings_naming_the_non_french_code
         assert "lenient mode" in warning.diagnostics
 
 
-@needs_examples
 @pytest.mark.parametrize(("name", "where", "resource"), EXAMPLE_RESOURCES, ids=EXAMPLE_IDS)
 def test_ans_examples_fail_strict_mode_naming_element_and_value_set(
     name: str, where: str, resource: dict[str, Any]

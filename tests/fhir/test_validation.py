@@ -716,7 +716,7 @@ def test_a_two_kilobyte_patient_validates_in_about_a_millisecond() -> None:
 
 # --- the ANS examples (fr-interop/examples) -----------------------------------------------------------------
 
-ANS_EXAMPLES = Path(__file__).parents[3] / "shared" / "fr-interop" / "examples"
+ANS_EXAMPLES = Path(__file__).parents[1] / "data" / "ans-examples"
 
 
 def test_the_ans_simplified_publication_example_passes() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import tomllib
 from importlib import resources
 from pathlib import Path
@@ -12,7 +13,6 @@ import pytest
 from espace_sante.fhir import valuesets as vs
 
 REPO = Path(__file__).parents[2]
-SHARED = REPO.parent / "shared" / "fr-interop"
 PACKAGE_DIR = REPO / "src" / "espace_sante" / "fhir" / "data" / "valuesets"
 
 NOS = "https://mos.esante.gouv.fr/NOS/"
@@ -77,11 +77,15 @@ def test_value_sets_are_read_once() -> None:
     assert vs.load.cache_info().hits == before + 1
 
 
-def test_files_are_read_from_the_package_not_from_shared() -> None:
+def test_every_value_set_is_read_from_the_package_by_its_short_name() -> None:
     root = resources.files("espace_sante.fhir").joinpath("data", "valuesets")
     shipped = {p.name for p in PACKAGE_DIR.glob("*.json")}
     assert {entry.name for entry in root.iterdir() if entry.name.endswith(".json")} == shipped
-    assert set(vs._FILES.values()) == shipped
+    for short in ("J01", "J02", "J03", "J04", "J06", "J07", "J08", "J10", "A07", "J57", "J58", "J66"):
+        assert vs.load(short).oid
+    professions = {c.code: c.display for c in vs.load("G15").concepts}
+    assert professions["10"] == "Médecin" and professions["21"] == "Pharmacien"
+    assert len(vs.load("R38").concepts) == 84 and len(vs.load("R85").concepts) == 35
 
 
 def test_the_wheel_includes_the_package_data() -> None:
@@ -95,10 +99,11 @@ def test_the_wheel_includes_the_package_data() -> None:
     assert not any(pattern in ("*.json", "data/", "valuesets/") for pattern in ignored)
 
 
-@pytest.mark.skipif(not SHARED.is_dir(), reason=f"shared reference data not found at {SHARED}")
-def test_shipped_copies_are_identical_to_the_shared_reference() -> None:
-    for path in PACKAGE_DIR.glob("*.json"):
-        assert path.read_bytes() == (SHARED / path.name).read_bytes(), path.name
+def test_every_shipped_reference_file_names_its_source() -> None:
+    sources = (PACKAGE_DIR.parent / "SOURCES.md").read_text(encoding="utf-8")
+    shipped = {str(p.relative_to(PACKAGE_DIR.parent)) for p in PACKAGE_DIR.parent.rglob("*.json")}
+    listed = set(re.findall(r"^\| `([^`]+\.json)` \|", sources, re.MULTILINE))
+    assert shipped == listed
 
 
 @pytest.mark.parametrize(

@@ -114,7 +114,7 @@ def default() -> Matrix:
     return parse(data, TRE_G15_PROFESSIONS)
 
 
-#: TRE_G15-ProfessionSante codes (shared/fr-interop/profession-TRE_G15-ProfessionSante.json).
+#: TRE_G15-ProfessionSante codes (fhir/data/valuesets/profession-TRE_G15-ProfessionSante.json).
 TRE_G15_PROFESSIONS = (
     "10", "21", "26", "28", "31", "32", "35", "36", "37", "38", "39", "40", "50", "60", "69", "70", "80",
     "81", "82", "83", "84", "85", "86", "91", "92", "93", "94", "95", "96", "98",

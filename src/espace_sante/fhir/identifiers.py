@@ -1,6 +1,6 @@
 """French identifiers: INS (NIR), RPPS, IDNPS, FINESS, IDNST. Pure functions, no I/O.
 
-Systems and formats come from /work/shared/fr-interop/identifier-systems.json (fr-core and PDSm profiles);
+Systems and formats come from fhir/data/identifier-systems.json (fr-core and PDSm profiles);
 the NIR rules from the CNAM library assurance-maladie-digital/nir-validation (NirKey.php, NirValidator.php).
 
 Every ``validate_*`` returns the normalised value or raises ``IdentifierError`` whose message is French

@@ -1,7 +1,7 @@
 """French value sets (ANS JDV / NOS TRE) for the PDSm document metadata, matched by code-system OID.
 
-The JSON files under ``data/valuesets/`` are copies of the public ANS data gathered in
-``shared/fr-interop/`` (fr-interop.md §2): ``url``, ``oid``, ``version``, ``sources`` and the
+The JSON files under ``data/valuesets/`` are copies of public ANS data (their sources in
+``data/SOURCES.md``): ``url``, ``oid``, ``version``, ``sources`` and the
 ``concepts`` (code, display, system, systemOid). They ship inside the package and are read once.
 
 One code system has several spellings in the wild (fr-interop.md §2 and §4): ``urn:oid:<OID>``, the NOS
@@ -84,7 +84,7 @@ _SYSTEM_NAMES: dict[str, str] = {
 
 _OID_RE = re.compile(r"[0-2](\.(0|[1-9]\d*))+", re.ASCII)
 
-# File of each value set used by the PDSm checks (names as in shared/fr-interop/).
+# File of each value set, by its short name (data/SOURCES.md).
 _FILES = {
     "J01": "authorSpecialty-JDV_J01-XdsAuthorSpecialty-CISIS.json",
     "J02": "healthcareFacilityTypeCode-JDV_J02-XdsHealthcareFacilityTypeCode-CISIS.json",
@@ -99,6 +99,10 @@ _FILES = {
     "J57": "dmp-classCode-JDV_J57-ClassCode-DMP.json",
     "J58": "dmp-confidentialityCode-JDV_J58-ConfidentialityCode-DMP.json",
     "J66": "dmp-typeCode-JDV_J66-TypeCode-DMP.json",
+    # Directory codes: a professional's profession, specialty and role (PractitionerRole).
+    "G15": "profession-TRE_G15-ProfessionSante.json",
+    "R38": "specialty-TRE_R38-SpecialiteOrdinale.json",
+    "R85": "role-TRE_R85-RolePriseCharge.json",
 }
 
 

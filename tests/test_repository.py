@@ -1,0 +1,42 @@
+"""A clone of the repository alone runs: nothing in the code or the tests names a path of one particular
+machine or a folder beside the repository, and the guard plugin catches a read there at run time."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from tests import repository_guard
+
+REPOSITORY = Path(__file__).resolve().parents[1]
+#: A machine's absolute paths, or the folder that sat beside the repository where it was written.
+MACHINE_PATH = re.compile(r"/work/|\.\./shared|\bshared/fr-interop")
+
+
+def test_no_source_or_test_names_a_path_outside_the_repository() -> None:
+    offenders = []
+    for folder in ("src", "tests", "benchmarks"):
+        for path in (REPOSITORY / folder).rglob("*"):
+            if path.suffix not in (".py", ".md", ".toml", ".json", ".sql", ".html", ".txt") or not path.is_file():
+                continue
+            if path == Path(__file__).resolve():
+                continue
+            for number, line in enumerate(path.read_text(encoding="utf-8", errors="replace").splitlines(), 1):
+                if MACHINE_PATH.search(line):
+                    offenders.append(f"{path.relative_to(REPOSITORY)}:{number}: {line.strip()[:100]}")
+    assert offenders == []
+
+
+def test_the_guard_sees_a_read_beside_the_repository(tmp_path: Path) -> None:
+    """The plugin's hook is live in this very run: a file opened in a watched folder is recorded."""
+    neighbour = tmp_path / "shared"
+    neighbour.mkdir()
+    (neighbour / "value-set.json").write_text("{}")
+    saved_watched, saved_seen = repository_guard.WATCHED, list(repository_guard.SEEN)
+    repository_guard.WATCHED = (str(neighbour) + "/",)
+    try:
+        (neighbour / "value-set.json").read_text()
+        assert str(neighbour / "value-set.json") in repository_guard.SEEN
+    finally:
+        repository_guard.WATCHED = saved_watched
+        repository_guard.SEEN[:] = saved_seen
