@@ -47,10 +47,9 @@ import asyncpg
 import httpx
 import orjson
 
+from benchmarks import dataset, loadgen, procs, report, run
+from benchmarks.stats import median_of
 from espace_sante.fhir.identifiers import INS_NIR
-
-from . import dataset, loadgen, procs, report, run
-from .stats import median_of
 
 SCENARIOS = ("submit", "submit-pdsm", "search", "retrieve", "retrieve-range")
 DATA_ROOT = Path(__file__).parent / ".data"

@@ -16,8 +16,8 @@ from typing import Any
 import httpx
 import orjson
 
-from . import dataset
-from .procs import Tokens
+from benchmarks import dataset
+from benchmarks.procs import Tokens
 
 BUNDLE_ENTRIES = 100
 

@@ -26,10 +26,9 @@ import httptools
 import orjson
 import uvloop
 
+from benchmarks import dataset
+from benchmarks.stats import summarize
 from espace_sante.fhir.identifiers import INS_NIR
-
-from . import dataset
-from .stats import summarize
 
 Check = Callable[[bytes], bool]
 

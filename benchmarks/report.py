@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from .stats import median_of
+from benchmarks.stats import median_of
 
 RESULTS = Path(__file__).parent / "results"
 FIGURES = ("rps", "p50_ms", "p95_ms", "p99_ms")

@@ -29,7 +29,7 @@ import asyncpg
 import httpx
 import psutil
 
-from . import load, procs, report
+from benchmarks import load, procs, report
 
 SCENARIOS = (
     "ceiling",

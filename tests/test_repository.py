@@ -17,7 +17,10 @@ def test_no_source_or_test_names_a_path_outside_the_repository() -> None:
     offenders = []
     for folder in ("src", "tests", "benchmarks"):
         for path in (REPOSITORY / folder).rglob("*"):
-            if path.suffix not in (".py", ".md", ".toml", ".json", ".sql", ".html", ".txt") or not path.is_file():
+            if (
+                path.suffix not in (".py", ".md", ".toml", ".json", ".sql", ".html", ".txt")
+                or not path.is_file()
+            ):
                 continue
             if path == Path(__file__).resolve():
                 continue

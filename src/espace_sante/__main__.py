@@ -1,3 +1,3 @@
-from .cli.main import main
+from espace_sante.cli.main import main
 
 main()

@@ -8,23 +8,23 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from . import __version__
-from .api import errors, health
-from .api.access.routes import router as access_router
-from .api.fhir.routes import router as fhir_router
-from .api.middleware import RequestGuard
-from .api.oauth.routes import router as oauth_router
-from .api.spaces.routes import router as spaces_router
-from .jobs import documents as documents_job
-from .jobs import seal
-from .logs import configure
-from .services.runtime import Runtime
-from .settings import Settings
-from .web.activation import router as activation_pages
-from .web.auth import install as install_web_auth
-from .web.documents import install_documents_pages
-from .web.oauth import router as oauth_pages
-from .web.space import install_space_page
+from espace_sante import __version__
+from espace_sante.api import errors, health
+from espace_sante.api.access.routes import router as access_router
+from espace_sante.api.fhir.routes import router as fhir_router
+from espace_sante.api.middleware import RequestGuard
+from espace_sante.api.oauth.routes import router as oauth_router
+from espace_sante.api.spaces.routes import router as spaces_router
+from espace_sante.jobs import documents as documents_job
+from espace_sante.jobs import seal
+from espace_sante.logs import configure
+from espace_sante.services.runtime import Runtime
+from espace_sante.settings import Settings
+from espace_sante.web.activation import router as activation_pages
+from espace_sante.web.auth import install as install_web_auth
+from espace_sante.web.documents import install_documents_pages
+from espace_sante.web.oauth import router as oauth_pages
+from espace_sante.web.space import install_space_page
 
 
 def create_app(settings: Settings | None = None, runtime: Runtime | None = None) -> FastAPI:

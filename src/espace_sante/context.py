@@ -8,11 +8,11 @@ import uuid
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from .access.actors import SYSTEM, Actor
+from espace_sante.access.actors import SYSTEM, Actor
 
 if TYPE_CHECKING:
-    from .content.checks import Checked
-    from .services.runtime import Runtime
+    from espace_sante.content.checks import Checked
+    from espace_sante.services.runtime import Runtime
 
 
 @dataclass

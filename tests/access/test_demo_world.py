@@ -14,8 +14,7 @@ import httpx
 import pytest
 
 from espace_sante.services import demo_access as w
-
-from .conftest import CHILD, MOTHER, Client, World
+from tests.access.conftest import CHILD, MOTHER, Client, World
 
 MT, HOSPITAL, PHARMACIST, URGENTIST, BLOCKED = (p.rpps for p in w.PROFESSIONALS)
 ALL_MOTHER = {"cr", "ordonnance", "cr-hospit", "cr-masque", "resultat-annonce"}

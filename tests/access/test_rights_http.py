@@ -15,9 +15,8 @@ from espace_sante.services import demo_access as w
 from espace_sante.services import devtokens
 from espace_sante.services.runtime import Runtime
 from espace_sante.storage import access as access_store
+from tests.access.conftest import MOTHER, Client, World
 from tests.factories import BASE, FHIR_JSON, new_nir, patient, pdsm_document
-
-from .conftest import MOTHER, Client, World
 
 MT, HOSPITAL, PHARMACIST, URGENTIST, BLOCKED = (p.rpps for p in w.PROFESSIONALS)
 A03 = "urn:oid:1.2.250.1.213.1.1.4.1"

@@ -9,12 +9,10 @@ import json
 from typing import Any
 
 import httpx
-import pytest
 
 from espace_sante.services.runtime import Runtime
+from tests.documents.mhd import by_type, documents_of, iti65, iti105, new_person
 from tests.factories import FHIR_JSON, INS, PDSM_EXAMPLES
-
-from .mhd import by_type, documents_of, iti65, iti105, new_person
 
 ANS_EXAMPLES = PDSM_EXAMPLES.parent / "ans-examples"
 JSON_PATCH = {"Content-Type": "application/json-patch+json"}

@@ -16,10 +16,9 @@ from espace_sante.services import documents
 from espace_sante.services.runtime import Runtime
 from espace_sante.storage.blobs import BlobStore
 from tests.content.samples import report_pdf
+from tests.documents.mhd import by_type, iti65, new_person
 from tests.factories import FHIR_JSON
 from tests.seaweed import SeaweedFS, s3_store
-
-from .mhd import by_type, iti65, new_person
 
 
 @pytest.fixture

@@ -25,9 +25,8 @@ from espace_sante.services import documents
 from espace_sante.services.runtime import Runtime
 from tests.access.conftest import MOTHER, Client, World
 from tests.content.samples import STRUCTURED_BODY, altered_pdf, cda, javascript_action, report_pdf
+from tests.documents.mhd import iti65, new_person
 from tests.factories import BASE, FHIR_JSON, INS, new_nir, patient, pdsm_document
-
-from .mhd import iti65, new_person
 
 MT, HOSPITAL, PHARMACIST = w.MEDECIN_TRAITANT.rpps, w.HOSPITAL_DOCTOR.rpps, w.PHARMACIST.rpps
 A07 = "https://mos.esante.gouv.fr/NOS/TRE_A07-StatutVisibiliteDocument/FHIR/TRE-A07-StatutVisibiliteDocument"

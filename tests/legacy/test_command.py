@@ -10,8 +10,7 @@ import pytest
 
 from tests.cli.test_commands import run
 from tests.factories import new_nir
-
-from .xdm import Doc, package, write, zip_with
+from tests.legacy.xdm import Doc, package, write, zip_with
 
 
 @pytest.fixture(scope="module")

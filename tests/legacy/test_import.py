@@ -22,9 +22,8 @@ from espace_sante.storage import legacy as legacy_store
 from espace_sante.storage.db import Conn
 from tests.documents.mhd import documents_of, new_person
 from tests.factories import BASE, FHIR_JSON, INS, new_nir, patient
+from tests.legacy.xdm import Doc, cda_doc, package, write, zip_with
 from tests.lifecycle.test_lifecycle import holder_ctx, registered
-
-from .xdm import Doc, cda_doc, package, write, zip_with
 
 
 async def set_aside_of(runtime: Runtime, digest: str) -> list[dict[str, Any]]:

@@ -18,8 +18,7 @@ from espace_sante.fhir import pdsm
 from espace_sante.legacy import metadata
 from espace_sante.legacy.xdm import Limits, Package, PackageRefused, entry_name_problem
 from tests.factories import new_nir
-
-from .xdm import SYMLINK, Doc, cda_doc, info, metadata_xml, package, write, zip_with
+from tests.legacy.xdm import SYMLINK, Doc, cda_doc, info, metadata_xml, package, write, zip_with
 
 LIMITS = Limits(
     package_bytes=64 * 1024 * 1024,

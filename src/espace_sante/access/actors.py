@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from .scopes import Scopes
+from espace_sante.access.scopes import Scopes
 
 ActorKind = Literal["system", "client", "holder", "representative", "practitioner", "operator", "app"]
 PERSON_KINDS: frozenset[str] = frozenset({"holder", "representative", "practitioner", "operator"})

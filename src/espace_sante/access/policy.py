@@ -16,9 +16,9 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import Literal
 
-from .. import clock
-from . import matrix as habilitation
-from .actors import Actor
+from espace_sante import clock
+from espace_sante.access import matrix as habilitation
+from espace_sante.access.actors import Actor
 
 Action = Literal["create", "read", "vread", "update", "patch", "delete", "search", "history"]
 
@@ -407,7 +407,7 @@ def may_change(actor: Actor, change: Change, facts: SpaceFacts | None, *, who: s
     emergency access, for themselves only and never when blocked; the insurer's feeds (system scopes) record
     the médecin traitant, care teams and legal representatives. Only professionals (RPPS) and establishments
     (FINESS) can ever be granted access: no insurer or employer has such an identifier (L1111-18)."""
-    from .actors import level_at_least
+    from espace_sante.access.actors import level_at_least
 
     if facts is None:
         return False, "no such space"

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from fastapi import Request
 
-from ..context import Context
-from ..errors import BadRequest, Unauthorized
-from ..services import oauth
-from ..services.runtime import Runtime
+from espace_sante.context import Context
+from espace_sante.errors import BadRequest, Unauthorized
+from espace_sante.services import oauth
+from espace_sante.services.runtime import Runtime
 
 
 def runtime(request: Request) -> Runtime:

@@ -11,10 +11,10 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
 from starlette.responses import JSONResponse, Response
 
-from ..errors import BadRequest, FhirError, MethodNotAllowed, NotFound
-from ..logs import get_logger
-from ..storage.db import DatabaseUnavailable
-from .fhir.render import error_response
+from espace_sante.api.fhir.render import error_response
+from espace_sante.errors import BadRequest, FhirError, MethodNotAllowed, NotFound
+from espace_sante.logs import get_logger
+from espace_sante.storage.db import DatabaseUnavailable
 
 log = get_logger(__name__)
 

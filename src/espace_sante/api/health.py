@@ -5,8 +5,8 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from starlette.responses import JSONResponse, Response
 
-from ..storage.db import DatabaseUnavailable
-from .deps import runtime
+from espace_sante.api.deps import runtime
+from espace_sante.storage.db import DatabaseUnavailable
 
 router = APIRouter(tags=["operations"])
 

@@ -12,8 +12,8 @@ from typing import Any
 import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from ..errors import PayloadTooLarge
-from ..logs import get_logger
+from espace_sante.errors import PayloadTooLarge
+from espace_sante.logs import get_logger
 
 log = get_logger("espace_sante.access")
 

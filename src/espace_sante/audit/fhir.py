@@ -28,9 +28,9 @@ import uuid
 from datetime import UTC
 from typing import Any
 
-from ..fhir.identifiers import INS_NIR, RPPS
-from . import wording
-from .record import Record
+from espace_sante.audit import wording
+from espace_sante.audit.record import Record
+from espace_sante.fhir.identifiers import INS_NIR, RPPS
 
 AUDIT_EVENT_TYPE = "http://terminology.hl7.org/CodeSystem/audit-event-type"
 RESTFUL_INTERACTION = "http://hl7.org/fhir/restful-interaction"

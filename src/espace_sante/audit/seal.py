@@ -21,8 +21,8 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-from ..settings import Settings
-from ..storage.audit import Seal
+from espace_sante.settings import Settings
+from espace_sante.storage.audit import Seal
 
 SEAL_V1 = b"espace-sante audit seal v1|"
 

@@ -16,9 +16,9 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
-from ..storage.audit import Seal, StoredRecord
-from .record import GENESIS, chain_hash
-from .seal import KeySet
+from espace_sante.audit.record import GENESIS, chain_hash
+from espace_sante.audit.seal import KeySet
+from espace_sante.storage.audit import Seal, StoredRecord
 
 Problem = Literal["altered", "link", "missing", "head", "seal-mismatch", "seal-signature", "seal-unknown-key"]
 

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
 
-from ..clock import FRANCE
-from .record import Record
+from espace_sante.audit.record import Record
+from espace_sante.clock import FRANCE
 
 Lang = Literal["fr", "en"]
 

@@ -11,10 +11,10 @@ from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import typer
 
-from ..audit.wording import when
+from espace_sante.audit.wording import when
 
 if TYPE_CHECKING:
-    from ..services.runtime import Runtime
+    from espace_sante.services.runtime import Runtime
 
 T = TypeVar("T")
 
@@ -24,7 +24,7 @@ app = typer.Typer(
 
 
 def _run_with_runtime(work: Callable[[Runtime], Awaitable[T]]) -> T:
-    from .main import _run, _settings, _with_runtime
+    from espace_sante.cli.main import _run, _settings, _with_runtime
 
     return _run(lambda: _with_runtime(_settings(), work))
 
@@ -45,7 +45,7 @@ def create(
     ] = False,
 ) -> None:
     """Crée un compte de connexion / create a sign-in account."""
-    from ..services import accounts
+    from espace_sante.services import accounts
 
     if kind == "operator" and not with_totp:
         typer.echo(
@@ -98,7 +98,7 @@ def create(
 @app.command("disable")
 def disable(login: Annotated[str, typer.Option("--login", help="Identifiant du compte.")]) -> None:
     """Désactive un compte et ferme ses sessions / disable an account and end its sessions."""
-    from ..services import accounts
+    from espace_sante.services import accounts
 
     async def work(rt: Runtime) -> accounts.Account:
         return await accounts.disable(rt, login)
@@ -114,7 +114,7 @@ def disable(login: Annotated[str, typer.Option("--login", help="Identifiant du c
 @app.command("sessions")
 def list_sessions(login: Annotated[str, typer.Option("--login", help="Identifiant du compte.")]) -> None:
     """Liste les sessions ouvertes d'un compte / list an account's live sessions."""
-    from ..services import accounts, sessions
+    from espace_sante.services import accounts, sessions
 
     async def work(rt: Runtime) -> list[sessions.Session] | None:
         account = await accounts.find_by_login(rt, login)

@@ -33,9 +33,9 @@ def documents_verify(
 
     Code de sortie 1 si un contenu manque, est altéré ou orphelin / exit code 1 when anything is missing,
     altered or orphaned."""
-    from ..context import Context
-    from ..services import documents
-    from .main import _run, _settings, _with_runtime
+    from espace_sante.cli.main import _run, _settings, _with_runtime
+    from espace_sante.context import Context
+    from espace_sante.services import documents
 
     async def work(rt: object) -> documents.Verification:
         return await documents.verify(Context.system(rt), deep=deep)  # type: ignore[arg-type]
@@ -65,9 +65,9 @@ def documents_collect(
 ) -> None:
     """Supprime les contenus de soumissions jamais validées / delete content of submissions that never
     committed (after the grace period)."""
-    from ..context import Context
-    from ..services import documents
-    from .main import _run, _settings, _with_runtime
+    from espace_sante.cli.main import _run, _settings, _with_runtime
+    from espace_sante.context import Context
+    from espace_sante.services import documents
 
     when = _as_of(as_of)
 
@@ -87,9 +87,9 @@ def documents_release(
 ) -> None:
     """Prévient les titulaires et rend visibles les documents en attente d'annonce échus / tell holders and
     release documents hidden until an announcement consultation, when due (R1111-53)."""
-    from ..context import Context
-    from ..services import documents
-    from .main import _run, _settings, _with_runtime
+    from espace_sante.cli.main import _run, _settings, _with_runtime
+    from espace_sante.context import Context
+    from espace_sante.services import documents
 
     when = _as_of(as_of)
 

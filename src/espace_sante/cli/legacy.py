@@ -18,8 +18,8 @@ legacy_app = typer.Typer(
 
 def _work(func: Any) -> Any:
     """Run `func(runtime)`; an input the import cannot take is a readable error with exit code 2."""
-    from ..services.legacy import LegacyInputError
-    from .main import _fail, _run, _settings, _with_runtime
+    from espace_sante.cli.main import _fail, _run, _settings, _with_runtime
+    from espace_sante.services.legacy import LegacyInputError
 
     try:
         return _run(lambda: _with_runtime(_settings(), func))
@@ -47,7 +47,7 @@ def legacy_import(
     `legacy report` / documents of an unknown or opposed person, or refused, are set aside (encrypted) and
     listed by `legacy report`. Code de sortie 1 si un paquet est refusé, 2 si tous le sont / exit code 1
     when a package is refused, 2 when all are."""
-    from ..services import legacy
+    from espace_sante.services import legacy
 
     async def work(rt: Any) -> legacy.ImportCounts:
         return await legacy.import_path(rt, path)
@@ -78,7 +78,7 @@ def legacy_report(
     ] = 1000,
 ) -> None:
     """Liste les documents mis de côté et leur raison / list the documents set aside and why."""
-    from ..services import legacy
+    from espace_sante.services import legacy
 
     async def work(rt: Any) -> legacy.Report:
         return await legacy.report(rt, limit=limit)
@@ -110,7 +110,7 @@ def legacy_retry(
 ) -> None:
     """Retente le dépôt des documents mis de côté / try the documents set aside again (after a registry
     import, an opening…)."""
-    from ..services import legacy
+    from espace_sante.services import legacy
 
     async def work(rt: Any) -> legacy.RetryCounts:
         return await legacy.retry(rt)
@@ -137,9 +137,9 @@ def legacy_forget(
     Décision de l'assureur sur l'ancien DMP d'une personne opposée, ou sa demande : aucune sauvegarde ne
     pourra plus les lire / the insurer's decision on an opposed person's former DMP, or their request: no
     backup can read them again. La destruction d'un espace le fait aussi / destroying a space does it too."""
-    from ..fhir.identifiers import IdentifierError, validate_nir
-    from ..services import legacy
-    from .main import _fail
+    from espace_sante.cli.main import _fail
+    from espace_sante.fhir.identifiers import IdentifierError, validate_nir
+    from espace_sante.services import legacy
 
     try:
         nir = validate_nir(ins)

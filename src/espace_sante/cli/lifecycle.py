@@ -12,7 +12,7 @@ from typing import Annotated, Any
 
 import typer
 
-from .. import clock
+from espace_sante import clock
 
 lifecycle_app = typer.Typer(help="Cycle de vie des espaces / lifecycle of spaces.", no_args_is_help=True)
 
@@ -22,8 +22,8 @@ EVENTS = ("notify", "oppose", "request", "activate", "suspend", "resume", "close
 async def _space(rt: Any, text: str) -> uuid.UUID:
     """A space named by its id (32 hex) or by its holder's INS (15 characters), as an operator on the phone
     knows it."""
-    from ..errors import NotFound
-    from ..services import lifecycle
+    from espace_sante.errors import NotFound
+    from espace_sante.services import lifecycle
 
     if len(text) == 15:
         found = await lifecycle.space_of_ins(rt, text)
@@ -64,9 +64,9 @@ def lifecycle_run(
     Ouvre les espaces dont le délai d'opposition est passé, ferme les espaces suspendus sans contestation et
     ceux des personnes décédées, détruit les espaces dont l'archivage ou la destruction demandée est échu.
     Idempotent / idempotent: a second run does nothing."""
-    from ..services import lifecycle
-    from ..services.runtime import Runtime
-    from .main import _run, _settings, _with_runtime
+    from espace_sante.cli.main import _run, _settings, _with_runtime
+    from espace_sante.services import lifecycle
+    from espace_sante.services.runtime import Runtime
 
     day = _day(as_of) or clock.today()
 
@@ -106,11 +106,11 @@ def lifecycle_set(
     """Applique un changement d'état à un espace / apply one transition to a space.
 
     Un changement non permis est refusé (code 2) / an illegal transition is refused (exit 2)."""
-    from ..access.actors import Actor
-    from ..context import Context
-    from ..services import lifecycle
-    from ..services.runtime import Runtime
-    from .main import _fail, _run, _settings, _with_runtime
+    from espace_sante.access.actors import Actor
+    from espace_sante.cli.main import _fail, _run, _settings, _with_runtime
+    from espace_sante.context import Context
+    from espace_sante.services import lifecycle
+    from espace_sante.services.runtime import Runtime
 
     if event not in EVENTS:
         raise _fail(f"événement inconnu / unknown event {event!r} ({', '.join(EVENTS)})")
@@ -143,9 +143,9 @@ def lifecycle_show(
     ],
 ) -> None:
     """Affiche l'état d'un espace / show a space's state."""
-    from ..services import lifecycle
-    from ..services.runtime import Runtime
-    from .main import _fail, _run, _settings, _with_runtime
+    from espace_sante.cli.main import _fail, _run, _settings, _with_runtime
+    from espace_sante.services import lifecycle
+    from espace_sante.services.runtime import Runtime
 
     async def work(rt: Runtime) -> str | None:
         return await lifecycle.state(rt, await _space(rt, space))

@@ -15,9 +15,9 @@ from typing import Annotated, TypeVar
 
 import typer
 
-from ..errors import FhirError
-from ..settings import Settings, UnsafeSettings
-from . import accounts as accounts_cli
+from espace_sante.cli import accounts as accounts_cli
+from espace_sante.errors import FhirError
+from espace_sante.settings import Settings, UnsafeSettings
 
 T = TypeVar("T")
 
@@ -35,37 +35,37 @@ audit_app = typer.Typer(help="Trace des accès / audit trail.", no_args_is_help=
 app.add_typer(audit_app, name="audit")
 app.add_typer(accounts_cli.app, name="account")  # sign-in accounts (cli/accounts.py)
 
-from .tokens import token_app  # noqa: E402  (the sub-app imports helpers from this module lazily)
+from espace_sante.cli.tokens import token_app  # noqa: E402  (the sub-app imports helpers from this module lazily)
 
 app.add_typer(token_app, name="token")
 
-from .registry import registry_app  # noqa: E402
+from espace_sante.cli.registry import registry_app  # noqa: E402
 
 app.add_typer(registry_app, name="registry")
 
-from .documents import documents_app  # noqa: E402
+from espace_sante.cli.documents import documents_app  # noqa: E402
 
 app.add_typer(documents_app, name="documents")
 
-from .legacy import legacy_app  # noqa: E402
+from espace_sante.cli.legacy import legacy_app  # noqa: E402
 
 app.add_typer(legacy_app, name="legacy")  # the legacy DMP's XDM export (cli/legacy.py)
 
-from .lifecycle import lifecycle_app  # noqa: E402
+from espace_sante.cli.lifecycle import lifecycle_app  # noqa: E402
 
 app.add_typer(lifecycle_app, name="lifecycle")  # states of spaces (cli/lifecycle.py)
 
-from .opposition import opposition_app  # noqa: E402
+from espace_sante.cli.opposition import opposition_app  # noqa: E402
 
 app.add_typer(opposition_app, name="opposition")  # proofs of opposition (cli/opposition.py)
 
-from .notices import letters_app, notices_app, outbox_app  # noqa: E402
+from espace_sante.cli.notices import letters_app, notices_app, outbox_app  # noqa: E402
 
 app.add_typer(notices_app, name="notices")  # notices of new spaces (cli/notices.py)
 app.add_typer(letters_app, name="letters")
 app.add_typer(outbox_app, name="outbox")
 
-from .worker import worker  # noqa: E402
+from espace_sante.cli.worker import worker  # noqa: E402
 
 app.command()(worker)  # background jobs (cli/worker.py, docs/jobs.md)
 
@@ -107,7 +107,7 @@ def _run(func: Callable[[], Awaitable[T]]) -> T:
 
 
 async def _with_runtime(settings: Settings, work: Callable[..., Awaitable[T]], *, migrate: bool = True) -> T:
-    from ..services.runtime import Runtime
+    from espace_sante.services.runtime import Runtime
 
     rt = await Runtime.open(settings, apply_migrations=migrate)
     try:
@@ -119,8 +119,8 @@ async def _with_runtime(settings: Settings, work: Callable[..., Awaitable[T]], *
 @app.command()
 def migrate() -> None:
     """Applique les migrations de la base / apply database migrations."""
-    from ..services.runtime import Runtime
-    from ..storage import migrate as migrations
+    from espace_sante.services.runtime import Runtime
+    from espace_sante.storage import migrate as migrations
 
     async def work(rt: Runtime) -> list[migrations.Migration]:
         return await migrations.migrate(rt.db.dsn)
@@ -133,7 +133,7 @@ def migrate() -> None:
 @app.command()
 def demo() -> None:
     """Charge les données de démonstration (idempotent) / load demo data (idempotent)."""
-    from ..services import demo as demo_data
+    from espace_sante.services import demo as demo_data
 
     settings = _settings()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
@@ -168,7 +168,7 @@ def client_create(
     ] = False,
 ) -> None:
     """Enregistre un client machine et affiche ses identifiants une seule fois / register a machine client."""
-    from ..services import oauth
+    from espace_sante.services import oauth
 
     settings = _settings()
     if jwks or jwks_uri or kind != "system" or redirect_uri or public:
@@ -223,7 +223,7 @@ def keys_rewrap() -> None:
 
     Rotation: set the new key in ESPACE_SANTE_KEK and the old one in ESPACE_SANTE_KEK_PREVIOUS, run this, then
     drop the old key from the configuration."""
-    from ..services.runtime import Runtime
+    from espace_sante.services.runtime import Runtime
 
     async def work(rt: Runtime) -> int:
         return await rt.db.interaction("keys_rewrap", rt.keys.rewrap)
@@ -238,8 +238,8 @@ def audit_seal() -> None:
 
     Run it periodically (a timer): a rewrite of the trace by someone with database access shows up at the
     first seal after the rewritten records."""
-    from ..services import audit
-    from ..services.runtime import Runtime
+    from espace_sante.services import audit
+    from espace_sante.services.runtime import Runtime
 
     async def work(rt: Runtime) -> int:
         return await audit.seal_heads(rt)
@@ -259,9 +259,9 @@ def audit_verify(
 
     Sort avec 0 si tout est intact, 1 si un maillon est rompu (le premier de chaque espace est nommé) /
     exits 0 when intact, 1 when a link is broken (the first broken link of each space is named)."""
-    from ..audit.verify import Report, SpaceReport
-    from ..services import audit
-    from ..services.runtime import Runtime
+    from espace_sante.audit.verify import Report, SpaceReport
+    from espace_sante.services import audit
+    from espace_sante.services.runtime import Runtime
 
     space_id = None
     if space is not None:
@@ -315,8 +315,8 @@ def serve(
     """Sert l'API ; arrêter le service arrête aussi le PostgreSQL embarqué / serve the API."""
     import uvicorn
 
-    from ..logs import configure
-    from ..storage.embedded import EmbeddedPostgres, ensure_database
+    from espace_sante.logs import configure
+    from espace_sante.storage.embedded import EmbeddedPostgres, ensure_database
 
     settings = _settings()
     configure(settings.log_level)
@@ -334,10 +334,10 @@ def serve(
             os.environ["DATABASE_URL"] = dsn
             settings = _settings()
         if migrate_first or demo_data:
-            from ..services import demo as demo_module
+            from espace_sante.services import demo as demo_module
 
             async def prepare(rt: object) -> dict[str, str] | None:
-                from ..services.runtime import Runtime
+                from espace_sante.services.runtime import Runtime
 
                 assert isinstance(rt, Runtime)
                 if demo_data:

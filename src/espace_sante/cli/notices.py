@@ -16,7 +16,7 @@ outbox_app = typer.Typer(help="Messages de la boîte d'envoi locale / local outb
 
 
 def _day(text: str | None) -> date | None:
-    from .main import _fail
+    from espace_sante.cli.main import _fail
 
     if text is None:
         return None
@@ -49,9 +49,9 @@ def notices_send(
     delivery job is recorded with the notice. Idempotent : relancé, il n'envoie rien deux fois et reprend ce
     qu'une interruption a laissé / idempotent: a second run sends nothing twice and delivers what a crash
     left."""
-    from ..services import notices
-    from ..services.runtime import Runtime
-    from .main import _run, _settings, _with_runtime
+    from espace_sante.cli.main import _run, _settings, _with_runtime
+    from espace_sante.services import notices
+    from espace_sante.services.runtime import Runtime
 
     day = _day(as_of)
 
@@ -77,9 +77,9 @@ def letters_build(
     ] = False,
 ) -> None:
     """Imprime les lettres en attente en PDF par lots, avec un manifeste CSV / build the queued letters."""
-    from ..services import notices
-    from ..services.runtime import Runtime
-    from .main import _run, _settings, _with_runtime
+    from espace_sante.cli.main import _run, _settings, _with_runtime
+    from espace_sante.services import notices
+    from espace_sante.services.runtime import Runtime
 
     async def work(rt: Runtime) -> notices.Built:
         return await notices.build_letters(rt, out)
@@ -105,9 +105,9 @@ def outbox_list(
     limit: Annotated[int, typer.Option("--limit", min=1, help="Nombre maximum / at most.")] = 1000,
 ) -> None:
     """Les messages de la boîte d'envoi locale (sans serveur SMTP) / the local outbox's messages."""
-    from ..services.runtime import Runtime
-    from ..storage import notices as store
-    from .main import _run, _settings, _with_runtime
+    from espace_sante.cli.main import _run, _settings, _with_runtime
+    from espace_sante.services.runtime import Runtime
+    from espace_sante.storage import notices as store
 
     async def work(rt: Runtime) -> list[store.OutboxMessage]:
         return await rt.db.read("outbox_list", store.outbox, with_body=with_body, limit=limit)
@@ -147,9 +147,9 @@ def notices_uncertain(
     Chacun a peut-être été accepté : il n'est jamais renvoyé automatiquement. Vérifiez dans les journaux du
     relais, puis `notices resolve` / each may have been accepted: never resent automatically. Check the
     relay's logs, then `notices resolve`."""
-    from ..services import notices
-    from ..services.runtime import Runtime
-    from .main import _run, _settings, _with_runtime
+    from espace_sante.cli.main import _run, _settings, _with_runtime
+    from espace_sante.services import notices
+    from espace_sante.services.runtime import Runtime
 
     async def work(rt: Runtime) -> list[notices.UncertainNotice]:
         return await notices.uncertain(rt, limit=limit)
@@ -196,9 +196,9 @@ def notices_resolve(
     """Décide d'un courriel incertain, tracé dans l'espace / resolve an uncertain e-mail, traced in the space."""
     import uuid
 
-    from ..services import notices
-    from ..services.runtime import Runtime
-    from .main import _fail, _run, _settings, _with_runtime
+    from espace_sante.cli.main import _fail, _run, _settings, _with_runtime
+    from espace_sante.services import notices
+    from espace_sante.services.runtime import Runtime
 
     chosen = [name for name, on in (("delivered", delivered), ("resend", resend), ("letter", letter)) if on]
     if len(chosen) != 1:

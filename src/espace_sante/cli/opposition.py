@@ -34,13 +34,13 @@ def opposition_proof(
     """Écrit l'attestation de la dernière opposition d'un espace / write the proof of a space's opposition.
 
     Refusé (code 1) si aucune opposition n'est enregistrée / exit 1 when no opposition was recorded."""
-    from ..access.actors import Actor
-    from ..context import Context
-    from ..errors import NotFound
-    from ..services import opposition
-    from ..services.runtime import Runtime
-    from .lifecycle import _space
-    from .main import _fail, _run, _settings, _with_runtime
+    from espace_sante.access.actors import Actor
+    from espace_sante.cli.lifecycle import _space
+    from espace_sante.cli.main import _fail, _run, _settings, _with_runtime
+    from espace_sante.context import Context
+    from espace_sante.errors import NotFound
+    from espace_sante.services import opposition
+    from espace_sante.services.runtime import Runtime
 
     async def work(rt: Runtime) -> opposition.Opposition | None:
         space_id = await _space(rt, space)
@@ -89,9 +89,9 @@ def opposition_check(
     """Vérifie la référence d'une attestation d'opposition / check a proof of opposition's reference.
 
     Code 1 si elle ne correspond à aucune opposition de cette personne / exit 1 when it proves nothing."""
-    from ..services import opposition
-    from ..services.runtime import Runtime
-    from .main import _fail, _run, _settings, _with_runtime
+    from espace_sante.cli.main import _fail, _run, _settings, _with_runtime
+    from espace_sante.services import opposition
+    from espace_sante.services.runtime import Runtime
 
     async def work(rt: Runtime) -> opposition.Opposition | None:
         return await opposition.verify(rt, ins, reference)

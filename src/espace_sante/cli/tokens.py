@@ -26,9 +26,9 @@ def token_issue(
 ) -> None:
     """Émet un jeton pour une personne de démonstration (mode développement seulement, tracé) / mint a token
     for a demo person (development mode only, traced)."""
-    from ..services import devtokens
-    from ..services.runtime import Runtime
-    from .main import _run, _settings, _with_runtime
+    from espace_sante.cli.main import _run, _settings, _with_runtime
+    from espace_sante.services import devtokens
+    from espace_sante.services.runtime import Runtime
 
     async def work(rt: Runtime) -> devtokens.Issued:
         return await devtokens.issue(rt, actor, scope, acr=acr)

@@ -24,11 +24,11 @@ def worker(
 
     Arrêt propre sur SIGTERM ou Ctrl-C : les tâches en cours se terminent / graceful stop on SIGTERM or
     Ctrl-C: running jobs finish first."""
-    from ..jobs import queue
-    from ..logs import configure
-    from ..services import notices
-    from ..services.runtime import Runtime
-    from .main import _run, _settings, _with_runtime
+    from espace_sante.cli.main import _run, _settings, _with_runtime
+    from espace_sante.jobs import queue
+    from espace_sante.logs import configure
+    from espace_sante.services import notices
+    from espace_sante.services.runtime import Runtime
 
     settings = _settings()
     configure(settings.log_level)

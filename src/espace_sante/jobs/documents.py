@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import asyncio
 
-from ..context import Context
-from ..logs import get_logger
-from ..services import documents
-from ..services.runtime import Runtime
-from .timer import every
+from espace_sante.context import Context
+from espace_sante.jobs.timer import every
+from espace_sante.logs import get_logger
+from espace_sante.services import documents
+from espace_sante.services.runtime import Runtime
 
 log = get_logger(__name__)
 

@@ -35,10 +35,10 @@ from typing import Any
 
 from procrastinate import App, JobContext, PsycopgConnector, RetryStrategy
 
-from ..context import Context
-from ..logs import get_logger
-from ..services import documents, legacy, lifecycle, notices
-from ..services.runtime import Runtime
+from espace_sante.context import Context
+from espace_sante.logs import get_logger
+from espace_sante.services import documents, legacy, lifecycle, notices
+from espace_sante.services.runtime import Runtime
 
 log = get_logger(__name__)
 

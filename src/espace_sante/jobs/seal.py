@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import asyncio
 
-from ..logs import get_logger
-from ..services import audit
-from ..services.runtime import Runtime
-from .timer import every
+from espace_sante.jobs.timer import every
+from espace_sante.logs import get_logger
+from espace_sante.services import audit
+from espace_sante.services.runtime import Runtime
 
 log = get_logger(__name__)
 

@@ -9,7 +9,7 @@ import asyncio
 import secrets
 from collections.abc import Awaitable, Callable
 
-from ..logs import get_logger
+from espace_sante.logs import get_logger
 
 log = get_logger(__name__)
 

@@ -25,8 +25,8 @@ from typing import Any
 
 from lxml import etree
 
-from ..fhir import pdsm
-from ..fhir import valuesets as vsets
+from espace_sante.fhir import pdsm
+from espace_sante.fhir import valuesets as vsets
 
 __all__ = [
     "Author",
@@ -441,7 +441,7 @@ def patient_ins(entry: DocumentEntry, *, production: bool) -> tuple[str, str] | 
                 "INS de test refusé en production",
                 "test INS refused in production",
             )
-        from ..fhir.identifiers import explain_identifier
+        from espace_sante.fhir.identifiers import explain_identifier
 
         error = explain_identifier(f"urn:oid:{pdsm.INS_NIR_OID}", value)
         if error is not None:

@@ -36,7 +36,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO
 
-from ..settings import Settings
+from espace_sante.settings import Settings
 
 __all__ = [
     "EntryRefused",

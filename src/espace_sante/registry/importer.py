@@ -41,23 +41,23 @@ from typing import Any, BinaryIO, cast
 
 import orjson
 
-from .. import clock
-from ..access.actors import SYSTEM
-from ..access.policy import Decision, decide
-from ..audit.record import SUCCESS, Record
-from ..context import Context
-from ..fhir import compartment
-from ..services import identity as waiting_identity
-from ..services import notices
-from ..services.runtime import Runtime
-from ..storage import audit as audit_store
-from ..storage import locks, provision
-from ..storage import resources as store
-from ..storage.db import Conn
-from ..storage.notices import NewNotice
-from ..storage.people import INS_SYSTEM
-from .rejects import RejectsFile
-from .rows import Beneficiary, Keep, Neighbours, Rejected, in_shard, read_registry
+from espace_sante import clock
+from espace_sante.access.actors import SYSTEM
+from espace_sante.access.policy import Decision, decide
+from espace_sante.audit.record import SUCCESS, Record
+from espace_sante.context import Context
+from espace_sante.fhir import compartment
+from espace_sante.registry.rejects import RejectsFile
+from espace_sante.registry.rows import Beneficiary, Keep, Neighbours, Rejected, in_shard, read_registry
+from espace_sante.services import identity as waiting_identity
+from espace_sante.services import notices
+from espace_sante.services.runtime import Runtime
+from espace_sante.storage import audit as audit_store
+from espace_sante.storage import locks, provision
+from espace_sante.storage import resources as store
+from espace_sante.storage.db import Conn
+from espace_sante.storage.notices import NewNotice
+from espace_sante.storage.people import INS_SYSTEM
 
 BATCH = 2000
 #: Batches between two collections of cyclic garbage during a run (see `import_file`).

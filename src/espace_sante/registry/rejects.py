@@ -9,7 +9,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import TextIO
 
-from .rows import Beneficiary, Rejected, Row
+from espace_sante.registry.rows import Beneficiary, Rejected, Row
 
 
 @dataclass

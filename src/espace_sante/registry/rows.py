@@ -19,8 +19,8 @@ from typing import BinaryIO, Literal
 
 import orjson
 
-from .. import clock
-from ..fhir.identifiers import IdentifierError, validate_nir
+from espace_sante import clock
+from espace_sante.fhir.identifiers import IdentifierError, validate_nir
 
 COLUMNS = (
     "nir",

@@ -14,9 +14,9 @@ import random
 from datetime import date, timedelta
 from pathlib import Path
 
-from .. import clock
-from ..fhir.identifiers import make_nir
-from .rows import COLUMNS
+from espace_sante import clock
+from espace_sante.fhir.identifiers import make_nir
+from espace_sante.registry.rows import COLUMNS
 
 FAMILY = [
     "Martin",

@@ -21,11 +21,11 @@ from concurrent.futures import ProcessPoolExecutor
 from datetime import date
 from pathlib import Path
 
-from ..services import lifecycle, notices
-from ..services.runtime import Runtime
-from ..settings import Settings
-from .importer import Counts, import_file
-from .rejects import RejectsFile
+from espace_sante.registry.importer import Counts, import_file
+from espace_sante.registry.rejects import RejectsFile
+from espace_sante.services import lifecycle, notices
+from espace_sante.services.runtime import Runtime
+from espace_sante.settings import Settings
 
 
 def _shard(

@@ -21,18 +21,18 @@ from typing import cast
 
 import pyotp
 
-from ..access.actors import ActorKind
-from ..access.scopes import Scopes
-from ..audit.record import Record
-from ..errors import BadRequest, Conflict, NotFound
-from ..storage import accounts as store
-from ..storage import clients as client_store
-from ..storage import grants as grant_store
-from ..storage import sessions as session_store
-from ..storage.accounts import AccountRow, Factors
-from ..storage.db import Conn
-from . import mail, passwords, people, ratelimit, totp, trace
-from .runtime import Runtime
+from espace_sante.access.actors import ActorKind
+from espace_sante.access.scopes import Scopes
+from espace_sante.audit.record import Record
+from espace_sante.errors import BadRequest, Conflict, NotFound
+from espace_sante.services import mail, passwords, people, ratelimit, totp, trace
+from espace_sante.services.runtime import Runtime
+from espace_sante.storage import accounts as store
+from espace_sante.storage import clients as client_store
+from espace_sante.storage import grants as grant_store
+from espace_sante.storage import sessions as session_store
+from espace_sante.storage.accounts import AccountRow, Factors
+from espace_sante.storage.db import Conn
 
 KINDS: tuple[str, ...] = ("holder", "practitioner", "operator")
 

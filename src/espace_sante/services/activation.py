@@ -48,23 +48,23 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
 
-from ..access.actors import Actor
-from ..audit.record import MINOR_FAILURE, SUCCESS, Record
-from ..context import Context
-from ..errors import Conflict, NotFound
-from ..storage import accounts as accounts_store
-from ..storage import activation as store
-from ..storage import audit as audit_store
-from ..storage import lifecycle as lifecycle_store
-from ..storage import people as people_store
-from ..storage import ratelimit as counters
-from ..storage import spaces
-from ..storage.db import Conn
-from ..storage.documents import blob_key
-from ..storage.keys import DIRECTORY_SPACE
-from . import identity, lifecycle
-from .passwords import Peppers, peppers
-from .runtime import Runtime
+from espace_sante.access.actors import Actor
+from espace_sante.audit.record import MINOR_FAILURE, SUCCESS, Record
+from espace_sante.context import Context
+from espace_sante.errors import Conflict, NotFound
+from espace_sante.services import identity, lifecycle
+from espace_sante.services.passwords import Peppers, peppers
+from espace_sante.services.runtime import Runtime
+from espace_sante.storage import accounts as accounts_store
+from espace_sante.storage import activation as store
+from espace_sante.storage import audit as audit_store
+from espace_sante.storage import lifecycle as lifecycle_store
+from espace_sante.storage import people as people_store
+from espace_sante.storage import ratelimit as counters
+from espace_sante.storage import spaces
+from espace_sante.storage.db import Conn
+from espace_sante.storage.documents import blob_key
+from espace_sante.storage.keys import DIRECTORY_SPACE
 
 #: Printed symbols: digits 2-9 and the letters but I, L, O and U (no 0/O, 1/I/L, U/V confusion).
 ALPHABET = "23456789ABCDEFGHJKMNPQRSTVWXYZ"

@@ -14,11 +14,11 @@ from __future__ import annotations
 import uuid
 from collections.abc import AsyncIterator, Callable
 
-from ..audit.seal import KeySet, Sealer
-from ..audit.verify import Report, SpaceReport, check_space
-from ..storage import audit as audit_store
-from ..storage.db import Conn
-from .runtime import Runtime
+from espace_sante.audit.seal import KeySet, Sealer
+from espace_sante.audit.verify import Report, SpaceReport, check_space
+from espace_sante.services.runtime import Runtime
+from espace_sante.storage import audit as audit_store
+from espace_sante.storage.db import Conn
 
 
 async def seal_heads(rt: Runtime) -> int:

@@ -19,19 +19,19 @@ from dataclasses import replace
 
 import orjson
 
-from ..access.policy import Decision
-from ..audit import fhir as audit_fhir
-from ..context import Context
-from ..errors import BadRequest, NotFound
-from ..fhir import compartment
-from ..fhir.searchquery import DateQuery, ReferenceQuery, SearchRequest, TokenQuery
-from ..storage import auditevents as trace_store
-from ..storage import visibility
-from ..storage.audit import StoredRecord
-from ..storage.db import Conn
-from ..storage.keys import DIRECTORY_SPACE
-from ..storage.resources import Stored
-from . import fhir, trace
+from espace_sante.access.policy import Decision
+from espace_sante.audit import fhir as audit_fhir
+from espace_sante.context import Context
+from espace_sante.errors import BadRequest, NotFound
+from espace_sante.fhir import compartment
+from espace_sante.fhir.searchquery import DateQuery, ReferenceQuery, SearchRequest, TokenQuery
+from espace_sante.services import fhir, trace
+from espace_sante.storage import auditevents as trace_store
+from espace_sante.storage import visibility
+from espace_sante.storage.audit import StoredRecord
+from espace_sante.storage.db import Conn
+from espace_sante.storage.keys import DIRECTORY_SPACE
+from espace_sante.storage.resources import Stored
 
 RTYPE = "AuditEvent"
 #: The snapshot parameter of page links (not a FHIR parameter: it only appears in links the server makes).

@@ -32,9 +32,9 @@ from joserfc import jwt
 from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
 
-from ..storage import clients as store
-from ..storage.clients import ClientRow
-from .runtime import Runtime
+from espace_sante.services.runtime import Runtime
+from espace_sante.storage import clients as store
+from espace_sante.storage.clients import ClientRow
 
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 #: SMART Backend Services: servers SHALL support RS384 and ES384; nothing else is accepted.

@@ -13,9 +13,9 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
-from ..access.policy import Decision, decide
-from ..context import Context
-from ..errors import (
+from espace_sante.access.policy import Decision, decide
+from espace_sante.context import Context
+from espace_sante.errors import (
     BadRequest,
     FhirError,
     Forbidden,
@@ -26,13 +26,13 @@ from ..errors import (
     PayloadTooLarge,
     PreconditionFailed,
 )
-from ..fhir import compartment
-from ..fhir.validation import validate_resource
-from ..storage import locks
-from ..storage import resources as store
-from ..storage.db import Conn
-from ..storage.keys import DIRECTORY_SPACE
-from . import fhir, trace
+from espace_sante.fhir import compartment
+from espace_sante.fhir.validation import validate_resource
+from espace_sante.services import fhir, trace
+from espace_sante.storage import locks
+from espace_sante.storage import resources as store
+from espace_sante.storage.db import Conn
+from espace_sante.storage.keys import DIRECTORY_SPACE
 
 _ORDER = {"DELETE": 0, "POST": 1, "PUT": 2, "PATCH": 2, "GET": 3}
 _PLACEHOLDER = ("urn:uuid:", "urn:oid:")
@@ -273,7 +273,7 @@ async def parse(ctx: Context, body: Any) -> tuple[str, list[Entry]]:
 
 
 async def process(ctx: Context, body: Any) -> BundleResult:
-    from . import documents
+    from espace_sante.services import documents
 
     try:
         return await _process(ctx, body)
@@ -314,7 +314,7 @@ async def _run_alone(conn: Conn, ctx: Context, entry: Entry) -> EntryResult:
 def _submission_checks(ctx: Context, entries: list[Entry]) -> list[tuple[int, Issue]] | None:
     """An ITI-65 Provide Document Bundle (a transaction holding a SubmissionSet List) is checked against PDSm
     before anything runs; None for any other transaction."""
-    from . import documents
+    from espace_sante.services import documents
 
     if not any(documents.is_submission_set(e.body) for e in entries):
         return None
@@ -405,7 +405,7 @@ async def _transaction(
         ):
             if e.index not in results:
                 results[e.index] = await _execute(conn, ctx, e)
-        from . import documents
+        from espace_sante.services import documents
 
         for e in entries:
             if e.body is not None and e.resource_type == "DocumentReference":
@@ -426,9 +426,9 @@ async def _replay(conn: Conn, ctx: Context, entries: list[Entry]) -> list[EntryR
     first one stored, and stores nothing (ITI-65 retries after a lost response must not duplicate documents).
     Two concurrent copies are serialised on the uniqueId. Each entry names what the first submission made
     (`location`); its body comes back only if the sender may read it (a feed that only writes gets ids)."""
-    from ..fhir import pdsm
-    from ..storage import documents as docs_store
-    from . import documents
+    from espace_sante.fhir import pdsm
+    from espace_sante.services import documents
+    from espace_sante.storage import documents as docs_store
 
     sset = next(e for e in entries if documents.is_submission_set(e.body))
     assert sset.body is not None and sset.assigned is not None
@@ -567,7 +567,7 @@ def _check_unresolved(e: Entry) -> None:
 def _matches_new(target_type: str, query: str, created: list[Entry]) -> list[str]:
     """`Type/id` of the resources created by this transaction that a token-only condition matches
     (`identifier=system|value`, the French INS case). Other conditions only match stored resources."""
-    from ..fhir.searchparams import extract, params_for
+    from espace_sante.fhir.searchparams import extract, params_for
 
     try:
         pairs = parse_qsl(query, keep_blank_values=True, strict_parsing=True)
@@ -665,7 +665,7 @@ async def _execute(conn: Conn, ctx: Context, e: Entry) -> EntryResult:
             await fhir._delete_in(conn, ctx, decision, e.resource_id)
             return EntryResult(204)
         if e.method == "PATCH":
-            from . import documents
+            from espace_sante.services import documents
 
             patched = await documents.patch_in(
                 conn, ctx, decision, e.resource_id, e.query, e.patch, e.json_patch

@@ -9,10 +9,10 @@ import json
 import os
 from typing import Any
 
-from ..context import Context
-from ..fhir.identifiers import make_nir
-from . import bundles, oauth
-from .runtime import Runtime
+from espace_sante.context import Context
+from espace_sante.fhir.identifiers import make_nir
+from espace_sante.services import bundles, oauth
+from espace_sante.services.runtime import Runtime
 
 INS = "urn:oid:1.2.250.1.213.1.4.8"
 RPPS = "https://rpps.esante.gouv.fr"
@@ -299,7 +299,7 @@ async def load(rt: Runtime) -> dict[str, int]:
         result = await bundles.process(ctx, bundle)
         created += sum(1 for e in result.entries if e.created)
         found += sum(1 for e in result.entries if not e.created)
-    from . import demo_access  # the access world builds on this one
+    from espace_sante.services import demo_access  # the access world builds on this one
 
     more = await demo_access.load(rt)
     await ensure_demo_client(rt)

@@ -12,15 +12,15 @@ import base64
 from dataclasses import dataclass
 from typing import Any
 
-from ..access.scopes import Scopes
-from ..context import Context
-from ..fhir.identifiers import make_nir
-from ..storage import access as access_store
-from ..storage import people as people_store
-from ..storage.db import Conn
-from . import bundles, people, rights
-from .demo import conditional_entry
-from .runtime import Runtime
+from espace_sante.access.scopes import Scopes
+from espace_sante.context import Context
+from espace_sante.fhir.identifiers import make_nir
+from espace_sante.services import bundles, people, rights
+from espace_sante.services.demo import conditional_entry
+from espace_sante.services.runtime import Runtime
+from espace_sante.storage import access as access_store
+from espace_sante.storage import people as people_store
+from espace_sante.storage.db import Conn
 
 RPPS = "https://rpps.esante.gouv.fr"
 FINESS = "https://finess.esante.gouv.fr"
@@ -244,7 +244,7 @@ DEMO_ACCOUNTS = (
 
 async def _accounts(rt: Runtime) -> None:
     """Local accounts (password + TOTP) for the demo people, with the addresses their notices go to."""
-    from . import accounts
+    from espace_sante.services import accounts
 
     await rt.db.interaction("demo_operator", people_store.ensure_operator, "agent.dupont", "Agent Dupont")
     for kind, ident, login, secret in DEMO_ACCOUNTS:

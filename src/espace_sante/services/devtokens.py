@@ -9,16 +9,16 @@ import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from ..access.actors import LEVELS
-from ..access.scopes import Scopes
-from ..audit.record import SUCCESS, Record
-from ..errors import BadRequest, Forbidden
-from ..storage import audit as audit_store
-from ..storage import clients
-from ..storage.db import Conn
-from ..storage.keys import DIRECTORY_SPACE
-from . import oauth, people
-from .runtime import Runtime
+from espace_sante.access.actors import LEVELS
+from espace_sante.access.scopes import Scopes
+from espace_sante.audit.record import SUCCESS, Record
+from espace_sante.errors import BadRequest, Forbidden
+from espace_sante.services import oauth, people
+from espace_sante.services.runtime import Runtime
+from espace_sante.storage import audit as audit_store
+from espace_sante.storage import clients
+from espace_sante.storage.db import Conn
+from espace_sante.storage.keys import DIRECTORY_SPACE
 
 #: What a development token stands for: a person signed in with two factors (see access/actors.LEVELS).
 DEV_LEVEL = "eidas2"

@@ -37,20 +37,20 @@ from urllib.parse import urlencode
 from joserfc import jwt
 from joserfc.errors import JoseError
 
-from ..access.actors import level_at_least
-from ..access.scopes import Scopes
-from ..audit.record import SERIOUS_FAILURE, SUCCESS, Record
-from ..errors import FhirError
-from ..fhir.identifiers import IdentifierError, validate_nir, validate_rpps
-from ..logs import get_logger
-from ..settings import Settings
-from ..storage import audit as audit_store
-from ..storage import grants as flow_store
-from ..storage.keys import DIRECTORY_SPACE
-from . import accounts, backend_auth, people, sessions
-from .backend_auth import FetchRefused
-from .runtime import Runtime
-from .sessions import Session
+from espace_sante.access.actors import level_at_least
+from espace_sante.access.scopes import Scopes
+from espace_sante.audit.record import SERIOUS_FAILURE, SUCCESS, Record
+from espace_sante.errors import FhirError
+from espace_sante.fhir.identifiers import IdentifierError, validate_nir, validate_rpps
+from espace_sante.logs import get_logger
+from espace_sante.services import accounts, backend_auth, people, sessions
+from espace_sante.services.backend_auth import FetchRefused
+from espace_sante.services.runtime import Runtime
+from espace_sante.services.sessions import Session
+from espace_sante.settings import Settings
+from espace_sante.storage import audit as audit_store
+from espace_sante.storage import grants as flow_store
+from espace_sante.storage.keys import DIRECTORY_SPACE
 
 log = get_logger(__name__)
 

@@ -14,10 +14,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from .. import clock
-from ..access.policy import PROFESSIONAL_STATES, Action, Decision, decide, needs_facts, with_chains
-from ..context import Context
-from ..errors import (
+from espace_sante import clock
+from espace_sante.access.policy import PROFESSIONAL_STATES, Action, Decision, decide, needs_facts, with_chains
+from espace_sante.context import Context
+from espace_sante.errors import (
     BadRequest,
     Forbidden,
     Gone,
@@ -26,17 +26,17 @@ from ..errors import (
     NotFound,
     PreconditionFailed,
 )
-from ..fhir import compartment
-from ..fhir.searchquery import SearchRequest, parse_search
-from ..fhir.validation import RESOURCE_TYPES, validate_resource
-from ..storage import access as access_store
-from ..storage import documents as docs_store
-from ..storage import locks, spaces, visibility
-from ..storage import resources as store
-from ..storage import search as search_store
-from ..storage.db import Conn
-from ..storage.keys import DIRECTORY_SPACE
-from . import trace
+from espace_sante.fhir import compartment
+from espace_sante.fhir.searchquery import SearchRequest, parse_search
+from espace_sante.fhir.validation import RESOURCE_TYPES, validate_resource
+from espace_sante.services import trace
+from espace_sante.storage import access as access_store
+from espace_sante.storage import documents as docs_store
+from espace_sante.storage import locks, spaces, visibility
+from espace_sante.storage import resources as store
+from espace_sante.storage import search as search_store
+from espace_sante.storage.db import Conn
+from espace_sante.storage.keys import DIRECTORY_SPACE
 
 #: Types a client may only read and search (the trace is written by the server). They are not in the generic
 #: store: services/auditevents.py renders them from the trace, and offers read and search-type only.
@@ -183,7 +183,7 @@ async def _read_in(
     """A read or vread. A Binary comes back with its content in `data` unless `traced` is off: the document
     retrieve (services/documents/) streams the content itself and writes its own trace record."""
     if rtype in READ_ONLY_TYPES:
-        from . import auditevents  # imports this module
+        from espace_sante.services import auditevents  # imports this module
 
         return await auditevents.read_in(conn, ctx, decision, rid)
     space_id = _locate(rtype, rid)
@@ -206,7 +206,7 @@ async def _read_in(
         conn, ctx, decision, action, space_id, entity_type=rtype, entity_id=rid, version=found.version_id
     )
     if rtype == "Binary":
-        from . import documents
+        from espace_sante.services import documents
 
         found = await documents.inline(conn, ctx, found)
     return found
@@ -309,7 +309,7 @@ async def search(ctx: Context, resource_type: str, pairs: Sequence[tuple[str, st
 
 async def _search_in(conn: Conn, ctx: Context, decision: Decision, request: SearchRequest) -> SearchResult:
     if request.resource_type in READ_ONLY_TYPES:
-        from . import auditevents  # imports this module
+        from espace_sante.services import auditevents  # imports this module
 
         return await auditevents.search_in(conn, ctx, decision, request)
     decision = await scoped_search(conn, ctx, decision, request)
@@ -381,7 +381,7 @@ async def create(ctx: Context, body: Any, *, if_none_exist: str | None = None) -
         return await ctx.runtime.db.interaction("fhir_create", _create_in, ctx, decision, body, if_none_exist)
     finally:
         if ctx.uploads:
-            from . import documents
+            from espace_sante.services import documents
 
             await documents.discard_unrecorded(ctx)
 
@@ -416,7 +416,7 @@ async def _create_in(
     if ctx.actor.kind == "client" and rtype != "Patient" and space_id != DIRECTORY_SPACE:
         # Machine clients (professionals' software, feeds) are decided without facts; a deposit still waits for
         # the space to open, and a closed, opposed or suspended one takes nothing (PRODUCT §2).
-        from ..storage import lifecycle as lifecycle_store
+        from espace_sante.storage import lifecycle as lifecycle_store
 
         if await lifecycle_store.state_of(conn, space_id) not in PROFESSIONAL_STATES:
             raise _no_such_patient(rtype, body)
@@ -428,14 +428,14 @@ async def _create_in(
         await _check_patient_exists(conn, decision, body, space_id)
     check_references_stay_in_space(body, space_id)
     if rtype == "DocumentReference":
-        from . import documents
+        from espace_sante.services import documents
 
         documents.check_label_systems(body)
         await _check_unique_document(conn, ctx, body, space_id)
     stored = await _write_with_content(conn, ctx, decision, space_id, rid, body, "POST", None)
     await _traced_write(conn, ctx, decision, "resource:create", stored)
     if rtype == "DocumentReference":
-        from . import documents
+        from espace_sante.services import documents
 
         await documents.after_document_write(conn, ctx, stored, body)
     return Written(stored, True)
@@ -458,7 +458,7 @@ async def _write_with_content(
         return await store.write(
             conn, ctx.runtime.keys, decision, space_id, rtype, rid, body, method=method, previous=previous
         )
-    from . import documents
+    from espace_sante.services import documents
 
     content = await documents.take_content(conn, ctx, space_id, rid, body)
     stored = await store.write(
@@ -508,7 +508,7 @@ async def update(
         )
     finally:
         if ctx.uploads:
-            from . import documents
+            from espace_sante.services import documents
 
             await documents.discard_unrecorded(ctx)
 
@@ -561,7 +561,7 @@ async def _update_in(
     _check_category(decision, body)
     await _check_document_links(conn, ctx, decision, body, space_id, rid)
     check_references_stay_in_space(body, space_id)
-    from . import documents
+    from espace_sante.services import documents
 
     if rtype == "DocumentReference" and not previous.deleted:
         await documents.check_update(conn, ctx, space_id, rid, body)

@@ -17,18 +17,18 @@ from typing import Any
 import orjson
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from ..access.actors import SYSTEM
-from ..access.policy import decide
-from ..audit.record import SUCCESS, Record
-from ..context import Context
-from ..crypto import DecryptionFailed, open_, pending_aad, seal
-from ..logs import get_logger
-from ..storage import audit as audit_store
-from ..storage import notices as notices_store
-from ..storage import provision, resources
-from ..storage.db import Conn
-from ..storage.people import INS_SYSTEM
-from .runtime import Runtime
+from espace_sante.access.actors import SYSTEM
+from espace_sante.access.policy import decide
+from espace_sante.audit.record import SUCCESS, Record
+from espace_sante.context import Context
+from espace_sante.crypto import DecryptionFailed, open_, pending_aad, seal
+from espace_sante.logs import get_logger
+from espace_sante.services.runtime import Runtime
+from espace_sante.storage import audit as audit_store
+from espace_sante.storage import notices as notices_store
+from espace_sante.storage import provision, resources
+from espace_sante.storage.db import Conn
+from espace_sante.storage.people import INS_SYSTEM
 
 #: The trace's request id of what the insurer's registry feed writes (the import, and the Patients written
 #: from its identities).

@@ -42,23 +42,23 @@ from typing import Any, Literal, cast
 
 import orjson
 
-from ..access.actors import Actor
-from ..access.policy import PROFESSIONAL_STATES
-from ..access.scopes import Scopes
-from ..context import Context
-from ..errors import FhirError, InvalidResource
-from ..fhir import pdsm
-from ..fhir.identifiers import validate_nir
-from ..legacy import metadata
-from ..legacy.metadata import DocumentEntry, MetadataRefused, Problem
-from ..legacy.xdm import EntryRefused, Limits, Package, PackageRefused, Subset
-from ..storage import documents as docs_store
-from ..storage import legacy as store
-from ..storage import lifecycle as lifecycle_store
-from ..storage import locks
-from ..storage import people as people_store
-from ..storage.db import Conn
-from .runtime import Runtime
+from espace_sante.access.actors import Actor
+from espace_sante.access.policy import PROFESSIONAL_STATES
+from espace_sante.access.scopes import Scopes
+from espace_sante.context import Context
+from espace_sante.errors import FhirError, InvalidResource
+from espace_sante.fhir import pdsm
+from espace_sante.fhir.identifiers import validate_nir
+from espace_sante.legacy import metadata
+from espace_sante.legacy.metadata import DocumentEntry, MetadataRefused, Problem
+from espace_sante.legacy.xdm import EntryRefused, Limits, Package, PackageRefused, Subset
+from espace_sante.services.runtime import Runtime
+from espace_sante.storage import documents as docs_store
+from espace_sante.storage import legacy as store
+from espace_sante.storage import lifecycle as lifecycle_store
+from espace_sante.storage import locks
+from espace_sante.storage import people as people_store
+from espace_sante.storage.db import Conn
 
 #: The legacy migration's machine actor: a feed (`client`), so that the feed rules apply to it unchanged, with
 #: only the rights a deposit needs. Its display is what the holder's trace shows.
@@ -334,7 +334,7 @@ async def _deposit(
             "invalid-metadata", issues[0].expression or "", tuple(i.diagnostics for i in issues[:20])
         )
     dr["content"][0]["attachment"]["data"] = base64.b64encode(content).decode()
-    from .documents import publish_simplified
+    from espace_sante.services.documents import publish_simplified
 
     try:
         await publish_simplified(Context(rt, ACTOR), dr)

@@ -24,23 +24,23 @@ from typing import Any, Literal
 
 import orjson
 
-from .. import clock
-from ..access.actors import SYSTEM, Actor
-from ..access.policy import decide
-from ..audit.record import SUCCESS, Record
-from ..context import Context
-from ..crypto import DecryptionFailed
-from ..errors import BadRequest, Conflict, Forbidden, NotFound
-from ..storage import access as access_store
-from ..storage import audit as audit_store
-from ..storage import legacy as legacy_store
-from ..storage import lifecycle as store
-from ..storage import people as people_store
-from ..storage import resources
-from ..storage.db import Conn
-from ..storage.documents import blob_key
-from . import identity
-from .runtime import Runtime
+from espace_sante import clock
+from espace_sante.access.actors import SYSTEM, Actor
+from espace_sante.access.policy import decide
+from espace_sante.audit.record import SUCCESS, Record
+from espace_sante.context import Context
+from espace_sante.crypto import DecryptionFailed
+from espace_sante.errors import BadRequest, Conflict, Forbidden, NotFound
+from espace_sante.services import identity
+from espace_sante.services.runtime import Runtime
+from espace_sante.storage import access as access_store
+from espace_sante.storage import audit as audit_store
+from espace_sante.storage import legacy as legacy_store
+from espace_sante.storage import lifecycle as store
+from espace_sante.storage import people as people_store
+from espace_sante.storage import resources
+from espace_sante.storage.db import Conn
+from espace_sante.storage.documents import blob_key
 
 State = Literal["registered", "notified", "opposed", "open", "active", "suspended", "closed", "destroyed"]
 Event = Literal[
@@ -481,7 +481,7 @@ async def requested(
     if event == "request":
         # Asked for again: the new notice and code go at once, in the transaction of the request, as on the
         # holder's page (services/notices.ask_again), rather than wait for the next `notices send`.
-        from . import notices  # notices calls this module's transitions
+        from espace_sante.services import notices  # notices calls this module's transitions
 
         await notices.ask_again(ctx, space_id)
         return "opposed", "notified"  # `request`'s only source, then `notify`'s target
@@ -569,7 +569,7 @@ async def _of_age(rt: Runtime, ctx: Context, day: date, batch: int) -> int:
     transaction with its trace, is the young adult's own notice with a new activation code, which makes the
     child's code the representatives received useless. What was hidden from representatives stays as it
     was: the labels are on the documents, not on the people."""
-    from . import notices  # notices calls this module's transitions
+    from espace_sante.services import notices  # notices calls this module's transitions
 
     total = 0
     while True:

@@ -22,12 +22,12 @@ from email.message import EmailMessage
 from email.utils import make_msgid, parseaddr
 from typing import Protocol
 
-from ..audit.wording import when
-from ..logs import get_logger
-from ..settings import Settings
-from ..storage import accounts as store
-from ..storage.db import Conn
-from .runtime import Runtime
+from espace_sante.audit.wording import when
+from espace_sante.logs import get_logger
+from espace_sante.services.runtime import Runtime
+from espace_sante.settings import Settings
+from espace_sante.storage import accounts as store
+from espace_sante.storage.db import Conn
 
 log = get_logger(__name__)
 

@@ -39,26 +39,26 @@ from typing import Any, Literal
 import orjson
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from .. import clock
-from ..access.actors import SYSTEM, Actor
-from ..audit.record import SUCCESS, Record
-from ..audit.wording import MONTHS_FR
-from ..context import Context
-from ..crypto import DecryptionFailed, open_, seal
-from ..errors import Conflict, NotFound
-from ..fhir.compartment import random_id
-from ..logs import get_logger
-from ..storage import accounts as accounts_store
-from ..storage import audit as audit_store
-from ..storage import jobs as jobs_store
-from ..storage import lifecycle as lifecycle_store
-from ..storage import notices as store
-from ..storage import people
-from ..storage.db import Conn
-from . import activation, identity, lifecycle
-from .mail import HandOff, Message, OutboxMailer, SmtpMailer, mailer, stable_message_id
-from .passwords import peppers
-from .runtime import Runtime
+from espace_sante import clock
+from espace_sante.access.actors import SYSTEM, Actor
+from espace_sante.audit.record import SUCCESS, Record
+from espace_sante.audit.wording import MONTHS_FR
+from espace_sante.context import Context
+from espace_sante.crypto import DecryptionFailed, open_, seal
+from espace_sante.errors import Conflict, NotFound
+from espace_sante.fhir.compartment import random_id
+from espace_sante.logs import get_logger
+from espace_sante.services import activation, identity, lifecycle
+from espace_sante.services.mail import HandOff, Message, OutboxMailer, SmtpMailer, mailer, stable_message_id
+from espace_sante.services.passwords import peppers
+from espace_sante.services.runtime import Runtime
+from espace_sante.storage import accounts as accounts_store
+from espace_sante.storage import audit as audit_store
+from espace_sante.storage import jobs as jobs_store
+from espace_sante.storage import lifecycle as lifecycle_store
+from espace_sante.storage import notices as store
+from espace_sante.storage import people
+from espace_sante.storage.db import Conn
 
 log = get_logger(__name__)
 

@@ -33,18 +33,18 @@ from authlib.oauth2.rfc6749.errors import InvalidScopeError
 from authlib.oauth2.rfc6749.grants import AuthorizationCodeGrant, ClientCredentialsGrant, RefreshTokenGrant
 from authlib.oauth2.rfc7636 import CodeChallenge
 
-from ..access.actors import Actor
-from ..access.scopes import Scopes
-from ..audit.record import SUCCESS, Record
-from ..errors import BadRequest, FhirError, Unauthorized
-from ..storage import audit as audit_store
-from ..storage import clients as store
-from ..storage import grants as grant_store
-from ..storage import people as people_store
-from ..storage.db import Conn
-from ..storage.keys import DIRECTORY_SPACE
-from . import backend_auth, people
-from .runtime import Runtime
+from espace_sante.access.actors import Actor
+from espace_sante.access.scopes import Scopes
+from espace_sante.audit.record import SUCCESS, Record
+from espace_sante.errors import BadRequest, FhirError, Unauthorized
+from espace_sante.services import backend_auth, people
+from espace_sante.services.runtime import Runtime
+from espace_sante.storage import audit as audit_store
+from espace_sante.storage import clients as store
+from espace_sante.storage import grants as grant_store
+from espace_sante.storage import people as people_store
+from espace_sante.storage.db import Conn
+from espace_sante.storage.keys import DIRECTORY_SPACE
 
 #: SMART Backend Services: system access tokens live five minutes at most, whatever the settings say.
 MAX_SYSTEM_TOKEN_LIFETIME = 300

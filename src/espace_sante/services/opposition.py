@@ -22,17 +22,17 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
 
-from ..audit.record import SUCCESS, Record
-from ..audit.wording import when
-from ..context import Context
-from ..errors import NotFound
-from ..storage import activation as activation_store
-from ..storage import audit as audit_store
-from ..storage.db import Conn
-from . import lifecycle
-from .activation import holder_in, normalise
-from .passwords import peppers
-from .runtime import Runtime
+from espace_sante.audit.record import SUCCESS, Record
+from espace_sante.audit.wording import when
+from espace_sante.context import Context
+from espace_sante.errors import NotFound
+from espace_sante.services import lifecycle
+from espace_sante.services.activation import holder_in, normalise
+from espace_sante.services.passwords import peppers
+from espace_sante.services.runtime import Runtime
+from espace_sante.storage import activation as activation_store
+from espace_sante.storage import audit as audit_store
+from espace_sante.storage.db import Conn
 
 INSURER = "Assurance maladie - service Mon espace santé"
 PHONE = "34 22"  # the service's number, as the notices print it (services/notices.py)
@@ -133,7 +133,9 @@ async def verify(rt: Runtime, ins: str, ref: str) -> Opposition | None:
 
 
 def _day(value: date) -> str:
-    from .notices import day_fr  # notices imports the activation service: imported when used
+    from espace_sante.services.notices import (
+        day_fr,  # notices imports the activation service: imported when used
+    )
 
     return day_fr(value)
 
@@ -149,7 +151,7 @@ def pdf(op: Opposition) -> bytes:
     from reportlab.pdfgen.canvas import Canvas
     from reportlab.platypus import Frame, Paragraph
 
-    from .notices import _fonts
+    from espace_sante.services.notices import _fonts
 
     regular, bold = _fonts()
     width, height = A4

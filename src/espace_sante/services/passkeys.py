@@ -36,13 +36,13 @@ from webauthn.helpers.structs import (
     UserVerificationRequirement,
 )
 
-from ..settings import Settings
-from ..storage import accounts as store
-from ..storage.db import Conn
-from . import mail, ratelimit, sessions, trace
-from .accounts import LOCKED, Account, AccountError, account_record
-from .runtime import Runtime
-from .signin import ACR, SignedIn, SignInRefused
+from espace_sante.services import mail, ratelimit, sessions, trace
+from espace_sante.services.accounts import LOCKED, Account, AccountError, account_record
+from espace_sante.services.runtime import Runtime
+from espace_sante.services.signin import ACR, SignedIn, SignInRefused
+from espace_sante.settings import Settings
+from espace_sante.storage import accounts as store
+from espace_sante.storage.db import Conn
 
 RP_NAME = "Mon espace santé"
 
@@ -246,7 +246,7 @@ async def authenticate(
     request_id: str = "",
 ) -> SignedIn:
     """Verify a passkey assertion and open a session at level "eidas2". SignInRefused otherwise."""
-    from .signin import _refuse  # the same tracing of failures as password sign-in
+    from espace_sante.services.signin import _refuse  # the same tracing of failures as password sign-in
 
     try:
         challenge = _challenge_of(credential)

@@ -34,7 +34,7 @@ from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatc
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from ..settings import Settings
+from espace_sante.settings import Settings
 
 MIN_LENGTH = 12
 MAX_LENGTH = 128

@@ -8,17 +8,17 @@ from typing import Any
 
 import orjson
 
-from ..access.actors import SYSTEM, Actor, ActorKind
-from ..access.matrix import PROFESSION_LABELS
-from ..access.policy import decide
-from ..access.scopes import Scopes
-from ..errors import BadRequest, NotFound
-from ..fhir.identifiers import IdentifierError, validate_nir, validate_rpps
-from ..storage import people as store
-from ..storage import resources
-from ..storage.db import Conn
-from ..storage.keys import DIRECTORY_SPACE
-from .runtime import Runtime
+from espace_sante.access.actors import SYSTEM, Actor, ActorKind
+from espace_sante.access.matrix import PROFESSION_LABELS
+from espace_sante.access.policy import decide
+from espace_sante.access.scopes import Scopes
+from espace_sante.errors import BadRequest, NotFound
+from espace_sante.fhir.identifiers import IdentifierError, validate_nir, validate_rpps
+from espace_sante.services.runtime import Runtime
+from espace_sante.storage import people as store
+from espace_sante.storage import resources
+from espace_sante.storage.db import Conn
+from espace_sante.storage.keys import DIRECTORY_SPACE
 
 PERSON_KINDS: tuple[ActorKind, ...] = ("holder", "representative", "practitioner", "operator")
 

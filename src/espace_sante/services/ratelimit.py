@@ -16,10 +16,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from ..settings import Settings
-from ..storage import ratelimit as store
-from ..storage.db import Conn
-from .runtime import Runtime
+from espace_sante.services.runtime import Runtime
+from espace_sante.settings import Settings
+from espace_sante.storage import ratelimit as store
+from espace_sante.storage.db import Conn
 
 
 def password_key(login_key: str) -> str:

@@ -15,24 +15,24 @@ from typing import Any
 
 import orjson
 
-from .. import clock
-from ..access import matrix as habilitation
-from ..access.policy import BASES, Change, decide, may_change
-from ..access.scopes import Scopes
-from ..audit.record import SUCCESS, Record
-from ..context import Context
-from ..errors import BadRequest, Forbidden, NotFound
-from ..fhir import compartment
-from ..fhir.identifiers import IdentifierError, validate_finess, validate_nir, validate_rpps
-from ..fhir.searchquery import parse_search
-from ..fhir.validation import RESOURCE_TYPES
-from ..storage import access as store
-from ..storage import audit as audit_store
-from ..storage import people as people_store
-from ..storage import search as search_store
-from ..storage import visibility
-from ..storage.db import Conn
-from . import people
+from espace_sante import clock
+from espace_sante.access import matrix as habilitation
+from espace_sante.access.policy import BASES, Change, decide, may_change
+from espace_sante.access.scopes import Scopes
+from espace_sante.audit.record import SUCCESS, Record
+from espace_sante.context import Context
+from espace_sante.errors import BadRequest, Forbidden, NotFound
+from espace_sante.fhir import compartment
+from espace_sante.fhir.identifiers import IdentifierError, validate_finess, validate_nir, validate_rpps
+from espace_sante.fhir.searchquery import parse_search
+from espace_sante.fhir.validation import RESOURCE_TYPES
+from espace_sante.services import people
+from espace_sante.storage import access as store
+from espace_sante.storage import audit as audit_store
+from espace_sante.storage import people as people_store
+from espace_sante.storage import search as search_store
+from espace_sante.storage import visibility
+from espace_sante.storage.db import Conn
 
 GRANTABLE = ("consent", "care_team", "medecin_traitant")
 EMERGENCY_REASONS = ("unable_to_consent", "immediate_risk", "samu_call")
@@ -254,7 +254,7 @@ async def emergency(
 async def _tell_emergency(ctx: Context, told: list[tuple[str, str]], kind: str) -> None:
     """E-mail each person told who has an address on their account; no medical content, only that an access
     happened and where to read the trace. Sent after the commit; a failure keeps the message in the outbox."""
-    from . import accounts, mail
+    from espace_sante.services import accounts, mail
 
     who = ctx.actor.display or ctx.actor.id
     what_fr = "un accès de régulation (SAMU)" if kind == "samu" else "un accès en urgence"

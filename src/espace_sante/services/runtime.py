@@ -6,16 +6,16 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import cast
 
-from ..crypto import KeyRing, LocalKek
-from ..settings import Settings
-from ..storage import migrate as migrations
-from ..storage import notify, spaces
-from ..storage.blobs import BlobStore, open_blob_store
-from ..storage.db import Conn, Database
-from ..storage.embedded import EmbeddedPostgres, ensure_database
-from ..storage.keys import KeyStore
-from ..storage.notify import Listener
-from .token_cache import TokenCache
+from espace_sante.crypto import KeyRing, LocalKek
+from espace_sante.services.token_cache import TokenCache
+from espace_sante.settings import Settings
+from espace_sante.storage import migrate as migrations
+from espace_sante.storage import notify, spaces
+from espace_sante.storage.blobs import BlobStore, open_blob_store
+from espace_sante.storage.db import Conn, Database
+from espace_sante.storage.embedded import EmbeddedPostgres, ensure_database
+from espace_sante.storage.keys import KeyStore
+from espace_sante.storage.notify import Listener
 
 
 @dataclass

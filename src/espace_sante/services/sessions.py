@@ -16,15 +16,15 @@ import secrets
 import uuid
 from datetime import UTC, datetime, timedelta
 
-from ..access.actors import LEVELS, Actor, ActorKind
-from ..access.scopes import Scopes
-from ..storage import accounts as account_store
-from ..storage import sessions as store
-from ..storage.db import Conn
-from ..storage.sessions import Session
-from . import people, trace
-from .accounts import account_record
-from .runtime import Runtime
+from espace_sante.access.actors import LEVELS, Actor, ActorKind
+from espace_sante.access.scopes import Scopes
+from espace_sante.services import people, trace
+from espace_sante.services.accounts import account_record
+from espace_sante.services.runtime import Runtime
+from espace_sante.storage import accounts as account_store
+from espace_sante.storage import sessions as store
+from espace_sante.storage.db import Conn
+from espace_sante.storage.sessions import Session
 
 __all__ = [
     "COOKIE",

@@ -16,12 +16,12 @@ import hashlib
 import secrets
 from dataclasses import dataclass
 
-from ..storage import accounts as store
-from ..storage.accounts import AccountRow
-from ..storage.db import Conn
-from . import mail, passwords, ratelimit, sessions, totp, trace
-from .accounts import LOCKED, LOGIN_PATTERN, Account, account_record, login_key
-from .runtime import Runtime
+from espace_sante.services import mail, passwords, ratelimit, sessions, totp, trace
+from espace_sante.services.accounts import LOCKED, LOGIN_PATTERN, Account, account_record, login_key
+from espace_sante.services.runtime import Runtime
+from espace_sante.storage import accounts as store
+from espace_sante.storage.accounts import AccountRow
+from espace_sante.storage.db import Conn
 
 #: The level reached by password + TOTP (or recovery code), and by a passkey with user verification.
 ACR = "eidas2"

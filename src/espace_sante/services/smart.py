@@ -24,19 +24,19 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
-from ..access.actors import Actor
-from ..access.scopes import Scopes, parse_one
-from ..audit import wording
-from ..audit.record import SUCCESS, Record
-from ..context import Context
-from ..errors import NotFound
-from ..settings import Settings
-from ..storage import audit as audit_store
-from ..storage import clients as client_store
-from ..storage import grants as grant_store
-from ..storage.db import Conn
-from . import oauth
-from .runtime import Runtime
+from espace_sante.access.actors import Actor
+from espace_sante.access.scopes import Scopes, parse_one
+from espace_sante.audit import wording
+from espace_sante.audit.record import SUCCESS, Record
+from espace_sante.context import Context
+from espace_sante.errors import NotFound
+from espace_sante.services import oauth
+from espace_sante.services.runtime import Runtime
+from espace_sante.settings import Settings
+from espace_sante.storage import audit as audit_store
+from espace_sante.storage import clients as client_store
+from espace_sante.storage import grants as grant_store
+from espace_sante.storage.db import Conn
 
 _CHALLENGE = re.compile(r"^[A-Za-z0-9\-._~]{43,128}$")
 _SINGLE = (

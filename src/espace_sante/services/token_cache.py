@@ -9,7 +9,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from ..access.actors import Actor
+from espace_sante.access.actors import Actor
 
 MAX_ENTRIES = 100_000
 

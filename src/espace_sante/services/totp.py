@@ -22,8 +22,8 @@ from urllib.parse import quote
 import pyotp
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from ..crypto import DecryptionFailed, open_, seal
-from .passwords import Peppers
+from espace_sante.crypto import DecryptionFailed, open_, seal
+from espace_sante.services.passwords import Peppers
 
 ISSUER = "Mon espace santé"
 STEP_SECONDS = 30

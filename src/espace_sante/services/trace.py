@@ -11,12 +11,12 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable
 
-from ..access.policy import Decision
-from ..audit.record import SUCCESS, Record
-from ..context import Context
-from ..storage import audit as audit_store
-from ..storage.db import Conn
-from ..storage.keys import DIRECTORY_SPACE
+from espace_sante.access.policy import Decision
+from espace_sante.audit.record import SUCCESS, Record
+from espace_sante.context import Context
+from espace_sante.storage import audit as audit_store
+from espace_sante.storage.db import Conn
+from espace_sante.storage.keys import DIRECTORY_SPACE
 
 
 async def access(

@@ -11,11 +11,11 @@ from typing import Any
 
 import orjson
 
-from ..access import matrix as habilitation
-from ..access.actors import Actor
-from ..access.policy import SpaceFacts
-from .db import Conn
-from .people import INS_SYSTEM, patient_by_ins
+from espace_sante.access import matrix as habilitation
+from espace_sante.access.actors import Actor
+from espace_sante.access.policy import SpaceFacts
+from espace_sante.storage.db import Conn
+from espace_sante.storage.people import INS_SYSTEM, patient_by_ins
 
 
 def _who(actor: Actor) -> list[str]:

@@ -7,8 +7,8 @@ import uuid
 from dataclasses import dataclass
 from datetime import date, datetime
 
-from . import people
-from .db import Conn
+from espace_sante.storage import people
+from espace_sante.storage.db import Conn
 
 
 @dataclass(frozen=True)

@@ -15,8 +15,8 @@ from typing import Any
 
 import orjson
 
-from ..audit.record import GENESIS, Record, canonical
-from .db import Conn
+from espace_sante.audit.record import GENESIS, Record, canonical
+from espace_sante.storage.db import Conn
 
 _COLUMNS = (
     "recorded_at, action, outcome, actor_kind, actor_id, actor_display, basis, entity_type, entity_id, "

@@ -12,9 +12,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from ..audit.fhir import REFUSED_SUBTYPES, SUBTYPES
-from .audit import _COLUMNS, StoredRecord, _stored  # one row shape for the whole trace
-from .db import Conn
+from espace_sante.audit.fhir import REFUSED_SUBTYPES, SUBTYPES
+from espace_sante.storage.audit import _COLUMNS, StoredRecord, _stored  # one row shape for the whole trace
+from espace_sante.storage.db import Conn
 
 
 @dataclass(frozen=True)

@@ -40,8 +40,8 @@ from collections.abc import AsyncIterator
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from ..crypto import DecryptionFailed
-from .blobs import BlobStore
+from espace_sante.crypto import DecryptionFailed
+from espace_sante.storage.blobs import BlobStore
 
 __all__ = ["HEADER", "SEGMENT", "decrypt", "encrypt", "encrypted_size", "plain_size", "read_plain"]
 

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from botocore.exceptions import BotoCoreError, ClientError
 
 if TYPE_CHECKING:
-    from ..settings import Settings
+    from espace_sante.settings import Settings
 
 __all__ = [
     "BlobInfo",

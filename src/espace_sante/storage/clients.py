@@ -10,8 +10,8 @@ from typing import Any
 
 import orjson
 
-from . import notify
-from .db import Conn
+from espace_sante.storage import notify
+from espace_sante.storage.db import Conn
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ from typing import Any, Concatenate, ParamSpec, TypeVar, cast
 import asyncpg
 from prometheus_client import Histogram
 
-from ..logs import get_logger
+from espace_sante.logs import get_logger
 
 Conn = asyncpg.Connection
 P = ParamSpec("P")

@@ -11,7 +11,7 @@ from datetime import datetime
 
 import asyncpg
 
-from .db import Conn
+from espace_sante.storage.db import Conn
 
 
 @dataclass(frozen=True)
@@ -261,7 +261,7 @@ async def due_releases(conn: Conn, now: datetime, limit: int = 500) -> list[tupl
 
 async def content_ids(conn: Conn, space_id: uuid.UUID, document_id: str) -> list[str]:
     """The Binaries a document's attachments point at (the attachment index)."""
-    from ..fhir.searchparams import ATTACHMENT_PARAM
+    from espace_sante.fhir.searchparams import ATTACHMENT_PARAM
 
     rows = await conn.fetch(
         "SELECT DISTINCT target_id FROM sp_reference WHERE space_id = $1 AND resource_type = 'DocumentReference' "
@@ -275,7 +275,7 @@ async def content_ids(conn: Conn, space_id: uuid.UUID, document_id: str) -> list
 
 async def pointed_by_live_document(conn: Conn, space_id: uuid.UUID, binary_id: str) -> bool:
     """Whether a live document's attachment points at this Binary."""
-    from ..fhir.searchparams import ATTACHMENT_PARAM
+    from espace_sante.fhir.searchparams import ATTACHMENT_PARAM
 
     return bool(
         await conn.fetchval(

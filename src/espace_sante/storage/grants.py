@@ -7,8 +7,8 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime
 
-from . import clients
-from .db import Conn
+from espace_sante.storage import clients
+from espace_sante.storage.db import Conn
 
 
 @dataclass(frozen=True)

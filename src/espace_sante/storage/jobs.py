@@ -16,7 +16,7 @@ from typing import Any
 
 import orjson
 
-from .db import Conn
+from espace_sante.storage.db import Conn
 
 
 @dataclass(frozen=True)

@@ -10,8 +10,8 @@ from collections import OrderedDict
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from ..crypto import DecryptionFailed, KeyRing, dek_context, new_data_key
-from .db import Conn
+from espace_sante.crypto import DecryptionFailed, KeyRing, dek_context, new_data_key
+from espace_sante.storage.db import Conn
 
 CACHE_SECONDS = 60.0
 CACHE_ENTRIES = 50_000

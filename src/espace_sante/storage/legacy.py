@@ -20,9 +20,9 @@ from datetime import datetime
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from ..crypto import derive_subkey, open_, seal
-from .db import Conn
-from .keys import KeyStore, MissingDataKey
+from espace_sante.crypto import derive_subkey, open_, seal
+from espace_sante.storage.db import Conn
+from espace_sante.storage.keys import KeyStore, MissingDataKey
 
 #: The legacy import's shared pseudo-space: it holds no resource; its data key derives the store's HMAC keys
 #: and encrypts the documents that name no readable INS.

@@ -11,10 +11,10 @@ from dataclasses import dataclass, replace
 from datetime import date
 from typing import Any
 
-from . import people
-from .db import Conn
-from .keys import KeyStore
-from .provision import clear_pending
+from espace_sante.storage import people
+from espace_sante.storage.db import Conn
+from espace_sante.storage.keys import KeyStore
+from espace_sante.storage.provision import clear_pending
 
 #: Tables with a `space_id` that outlive the space's data: the space row itself (its state is the
 #: tombstone), its trace (kept as the record of what was done; it holds no medical content and its rows

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import hashlib
 
-from .db import Conn
+from espace_sante.storage.db import Conn
 
 
 async def hold_until_commit(conn: Conn, name: str) -> None:

@@ -14,8 +14,8 @@ from typing import Any, cast
 
 import orjson
 
-from . import locks
-from .db import Conn, Database
+from espace_sante.storage import locks
+from espace_sante.storage.db import Conn, Database
 
 
 @dataclass(frozen=True)

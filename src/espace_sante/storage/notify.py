@@ -13,8 +13,8 @@ from typing import Any
 
 import asyncpg
 
-from ..logs import get_logger
-from .db import Conn
+from espace_sante.logs import get_logger
+from espace_sante.storage.db import Conn
 
 log = get_logger(__name__)
 

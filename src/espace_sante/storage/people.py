@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date
 
-from .db import Conn
+from espace_sante.storage.db import Conn
 
 INS_SYSTEM = "urn:oid:1.2.250.1.213.1.4.8"
 RPPS_SYSTEMS = ("https://rpps.esante.gouv.fr", "urn:oid:1.2.250.1.71.4.2.1")

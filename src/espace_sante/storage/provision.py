@@ -23,16 +23,16 @@ import asyncpg
 import orjson
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from ..access.policy import Decision
-from ..audit.record import GENESIS, Record
-from ..crypto import NONCE_BYTES, dek_context, pending_aad, resource_aad
-from ..fhir import searchparams
-from .audit import AUDIT_COLUMNS
-from .db import Conn
-from .keys import KeyStore
-from .people import INS_SYSTEM
-from .resources import stamp
-from .spaces import identity_changed
+from espace_sante.access.policy import Decision
+from espace_sante.audit.record import GENESIS, Record
+from espace_sante.crypto import NONCE_BYTES, dek_context, pending_aad, resource_aad
+from espace_sante.fhir import searchparams
+from espace_sante.storage.audit import AUDIT_COLUMNS
+from espace_sante.storage.db import Conn
+from espace_sante.storage.keys import KeyStore
+from espace_sante.storage.people import INS_SYSTEM
+from espace_sante.storage.resources import stamp
+from espace_sante.storage.spaces import identity_changed
 
 
 @dataclass(frozen=True)

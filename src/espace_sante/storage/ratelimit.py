@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from .db import Conn
+from espace_sante.storage.db import Conn
 
 
 async def attempt(conn: Conn, key: str, window_seconds: int) -> tuple[int, datetime | None]:

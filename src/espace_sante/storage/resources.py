@@ -16,13 +16,13 @@ from typing import Any
 import orjson
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from ..access.policy import Decision
-from ..crypto import DecryptionFailed, open_, resource_aad, seal
-from ..fhir import searchparams
-from . import spaces, visibility
-from .db import Conn
-from .keys import DIRECTORY_SPACE, KeyStore
-from .tables import Tables, tables_for
+from espace_sante.access.policy import Decision
+from espace_sante.crypto import DecryptionFailed, open_, resource_aad, seal
+from espace_sante.fhir import searchparams
+from espace_sante.storage import spaces, visibility
+from espace_sante.storage.db import Conn
+from espace_sante.storage.keys import DIRECTORY_SPACE, KeyStore
+from espace_sante.storage.tables import Tables, tables_for
 
 
 @dataclass(frozen=True)

@@ -12,9 +12,9 @@ from collections.abc import Sequence
 from decimal import Decimal
 from typing import Any
 
-from ..access.policy import Decision
-from ..fhir import compartment
-from ..fhir.searchquery import (
+from espace_sante.access.policy import Decision
+from espace_sante.fhir import compartment
+from espace_sante.fhir.searchquery import (
     Clause,
     DateQuery,
     NumberQuery,
@@ -24,11 +24,11 @@ from ..fhir.searchquery import (
     StringQuery,
     TokenQuery,
 )
-from . import visibility
-from .db import Conn
-from .keys import DIRECTORY_SPACE, KeyStore
-from .resources import JOIN_KEY, WRAPPED_KEY, Stored, _decode
-from .tables import Tables, tables_for
+from espace_sante.storage import visibility
+from espace_sante.storage.db import Conn
+from espace_sante.storage.keys import DIRECTORY_SPACE, KeyStore
+from espace_sante.storage.resources import JOIN_KEY, WRAPPED_KEY, Stored, _decode
+from espace_sante.storage.tables import Tables, tables_for
 
 MAX_INCLUDED = 1000
 _TOP = "\U0010ffff"

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from .db import Conn
+from espace_sante.storage.db import Conn
 
 
 @dataclass(frozen=True)

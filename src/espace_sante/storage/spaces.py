@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import uuid
 
-from .db import Conn
-from .keys import DIRECTORY_SPACE, KeyStore
+from espace_sante.storage.db import Conn
+from espace_sante.storage.keys import DIRECTORY_SPACE, KeyStore
 
 
 async def create(conn: Conn, keys: KeyStore, space_id: uuid.UUID) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..fhir.compartment import is_directory
+from espace_sante.fhir.compartment import is_directory
 
 
 @dataclass(frozen=True)

@@ -12,10 +12,10 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from ..access.policy import EVERYTHING, MASKED_FROM_PROFESSIONALS, Decision, Rows
-from ..fhir.searchparams import ATTACHMENT_PARAM
-from .db import Conn
-from .tables import tables_for
+from espace_sante.access.policy import EVERYTHING, MASKED_FROM_PROFESSIONALS, Decision, Rows
+from espace_sante.fhir.searchparams import ATTACHMENT_PARAM
+from espace_sante.storage.db import Conn
+from espace_sante.storage.tables import tables_for
 
 Arg = Callable[[Any], str]
 

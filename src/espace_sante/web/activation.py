@@ -47,18 +47,18 @@ from starlette.datastructures import FormData
 from starlette.exceptions import HTTPException
 from starlette.responses import RedirectResponse, Response
 
-from .. import clock
-from ..access.actors import SYSTEM
-from ..audit.wording import MONTHS_FR, when
-from ..context import Context
-from ..crypto import DecryptionFailed, open_, seal
-from ..errors import NotFound
-from ..services import accounts, activation, opposition, passwords, totp
-from ..services.accounts import AccountError, AccountTaken
-from ..services.activation import ActivationRefused, Holder
-from . import deps
-from .auth import FORGED
-from .deps import (
+from espace_sante import clock
+from espace_sante.access.actors import SYSTEM
+from espace_sante.audit.wording import MONTHS_FR, when
+from espace_sante.context import Context
+from espace_sante.crypto import DecryptionFailed, open_, seal
+from espace_sante.errors import NotFound
+from espace_sante.services import accounts, activation, opposition, passwords, totp
+from espace_sante.services.accounts import AccountError, AccountTaken
+from espace_sante.services.activation import ActivationRefused, Holder
+from espace_sante.web import deps
+from espace_sante.web.auth import FORGED
+from espace_sante.web.deps import (
     PRE_COOKIE,
     check_pre_token,
     clear_cookie,
@@ -69,7 +69,7 @@ from .deps import (
     request_id,
     set_cookie,
 )
-from .templating import render
+from espace_sante.web.templating import render
 
 router = APIRouter(include_in_schema=False)
 

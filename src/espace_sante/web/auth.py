@@ -28,12 +28,12 @@ from starlette.datastructures import FormData
 from starlette.exceptions import HTTPException
 from starlette.responses import JSONResponse, RedirectResponse, Response
 
-from ..audit.wording import when
-from ..services import accounts, passkeys, sessions, signin
-from ..services.accounts import Account, AccountError, ReauthRequired
-from ..services.signin import SignInRefused
-from . import deps
-from .deps import (
+from espace_sante.audit.wording import when
+from espace_sante.services import accounts, passkeys, sessions, signin
+from espace_sante.services.accounts import Account, AccountError, ReauthRequired
+from espace_sante.services.signin import SignInRefused
+from espace_sante.web import deps
+from espace_sante.web.deps import (
     FLOW_COOKIE,
     PRE_COOKIE,
     SESSION_COOKIE,
@@ -52,7 +52,7 @@ from .deps import (
     sign_in_url,
     user_agent,
 )
-from .templating import render
+from espace_sante.web.templating import render
 
 router = APIRouter(include_in_schema=False)
 
@@ -442,7 +442,7 @@ async def totp_begin(request: Request) -> Response:
         secret, uri = await accounts.begin_totp(deps.runtime(request), account)
     except AccountError as exc:
         return await _security_page(request, session, error=exc.message, status=403)
-    from ..services.totp import grouped
+    from espace_sante.services.totp import grouped
 
     return render(
         request,

@@ -24,12 +24,12 @@ from urllib.parse import quote, urlsplit
 from fastapi import Request
 from starlette.responses import Response
 
-from ..context import Context
-from ..services import sessions
-from ..services.passkeys import origin
-from ..services.passwords import peppers
-from ..services.runtime import Runtime
-from ..services.sessions import Session
+from espace_sante.context import Context
+from espace_sante.services import sessions
+from espace_sante.services.passkeys import origin
+from espace_sante.services.passwords import peppers
+from espace_sante.services.runtime import Runtime
+from espace_sante.services.sessions import Session
 
 SESSION_COOKIE = sessions.COOKIE
 PRE_COOKIE = "__Host-es_pre"

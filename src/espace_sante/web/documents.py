@@ -37,20 +37,20 @@ from starlette.datastructures import FormData
 from starlette.exceptions import HTTPException
 from starlette.responses import RedirectResponse, Response
 
-from .. import clock
-from ..access.policy import MASKED_FROM_PROFESSIONALS
-from ..api.fhir import render as fhir_render
-from ..audit.wording import MONTHS_FR
-from ..context import Context
-from ..errors import FhirError, NotFound, PayloadTooLarge
-from ..fhir import pdsm, valuesets
-from ..services import documents, fhir
-from ..services.sessions import Session
-from . import deps, space
-from .auth import FORGED
-from .deps import SignInRequired, check_csrf, current_session, session_context
-from .templating import render
-from .whose import Whose, whose
+from espace_sante import clock
+from espace_sante.access.policy import MASKED_FROM_PROFESSIONALS
+from espace_sante.api.fhir import render as fhir_render
+from espace_sante.audit.wording import MONTHS_FR
+from espace_sante.context import Context
+from espace_sante.errors import FhirError, NotFound, PayloadTooLarge
+from espace_sante.fhir import pdsm, valuesets
+from espace_sante.services import documents, fhir
+from espace_sante.services.sessions import Session
+from espace_sante.web import deps, space
+from espace_sante.web.auth import FORGED
+from espace_sante.web.deps import SignInRequired, check_csrf, current_session, session_context
+from espace_sante.web.templating import render
+from espace_sante.web.whose import Whose, whose
 
 if TYPE_CHECKING:
     from python_multipart.multipart import MultipartCallbacks

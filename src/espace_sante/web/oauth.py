@@ -21,13 +21,13 @@ from fastapi import APIRouter, Request
 from starlette.datastructures import FormData
 from starlette.responses import RedirectResponse, Response
 
-from ..audit.wording import when
-from ..errors import NotFound
-from ..services import federation, sessions, smart
-from ..services.federation import FederationRefused
-from ..services.smart import AuthorizeError
-from . import deps
-from .deps import (
+from espace_sante.audit.wording import when
+from espace_sante.errors import NotFound
+from espace_sante.services import federation, sessions, smart
+from espace_sante.services.federation import FederationRefused
+from espace_sante.services.smart import AuthorizeError
+from espace_sante.web import deps
+from espace_sante.web.deps import (
     SESSION_COOKIE,
     check_csrf,
     clear_cookie,
@@ -41,7 +41,7 @@ from .deps import (
     sign_in_url,
     user_agent,
 )
-from .templating import render
+from espace_sante.web.templating import render
 
 router = APIRouter(include_in_schema=False)
 

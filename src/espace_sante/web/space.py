@@ -36,17 +36,17 @@ from starlette.datastructures import FormData
 from starlette.exceptions import HTTPException
 from starlette.responses import RedirectResponse, Response
 
-from .. import clock
-from ..audit.wording import MONTHS_FR
-from ..context import Context
-from ..errors import FhirError
-from ..services import lifecycle, notices
-from ..services.sessions import Session
-from . import deps
-from .auth import FORGED
-from .deps import SignInRequired, check_csrf, current_session, session_context
-from .templating import render
-from .whose import CHOOSE, Whose, install_whose, whose
+from espace_sante import clock
+from espace_sante.audit.wording import MONTHS_FR
+from espace_sante.context import Context
+from espace_sante.errors import FhirError
+from espace_sante.services import lifecycle, notices
+from espace_sante.services.sessions import Session
+from espace_sante.web import deps
+from espace_sante.web.auth import FORGED
+from espace_sante.web.deps import SignInRequired, check_csrf, current_session, session_context
+from espace_sante.web.templating import render
+from espace_sante.web.whose import CHOOSE, Whose, install_whose, whose
 
 router = APIRouter(include_in_schema=False)
 

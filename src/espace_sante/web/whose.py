@@ -24,12 +24,12 @@ from fastapi import APIRouter, FastAPI, Request
 from starlette.exceptions import HTTPException
 from starlette.responses import RedirectResponse, Response
 
-from ..context import Context
-from ..errors import FhirError
-from ..services import lifecycle
-from ..services.sessions import Session
-from . import deps
-from .deps import SignInRequired, check_csrf, current_session, session_context
+from espace_sante.context import Context
+from espace_sante.errors import FhirError
+from espace_sante.services import lifecycle
+from espace_sante.services.sessions import Session
+from espace_sante.web import deps
+from espace_sante.web.deps import SignInRequired, check_csrf, current_session, session_context
 
 router = APIRouter(include_in_schema=False)
 

@@ -12,10 +12,10 @@ from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.responses import JSONResponse, Response
 
-from ...context import Context
-from ...services import rights
-from ..deps import fhir_context
-from ..fhir.openapi import ERRORS
+from espace_sante.api.deps import fhir_context
+from espace_sante.api.fhir.openapi import ERRORS
+from espace_sante.context import Context
+from espace_sante.services import rights
 
 # The FHIR routes' error answers (OperationOutcome), without their FHIR 200: these routes answer plain JSON.
 router = APIRouter(

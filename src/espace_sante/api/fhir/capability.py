@@ -6,11 +6,11 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Any
 
-from ... import __version__
-from ...fhir.searchparams import params_for
-from ...fhir.validation import RESOURCE_TYPES
-from ...services.fhir import READ_ONLY_TYPES
-from ...settings import Settings
+from espace_sante import __version__
+from espace_sante.fhir.searchparams import params_for
+from espace_sante.fhir.validation import RESOURCE_TYPES
+from espace_sante.services.fhir import READ_ONLY_TYPES
+from espace_sante.settings import Settings
 
 _WRITE = ("create", "update", "delete")
 _READ = ("read", "vread", "history-instance", "history-type", "search-type")

@@ -13,11 +13,11 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 import orjson
 from starlette.responses import Response
 
-from ...errors import FhirError
-from ...fhir import summary
-from ...services.bundles import BundleResult, EntryResult
-from ...services.fhir import HistoryPage, SearchResult
-from ...storage.resources import Stored
+from espace_sante.errors import FhirError
+from espace_sante.fhir import summary
+from espace_sante.services.bundles import BundleResult, EntryResult
+from espace_sante.services.fhir import HistoryPage, SearchResult
+from espace_sante.storage.resources import Stored
 
 FHIR_JSON = "application/fhir+json; charset=utf-8"
 NO_STORE = {"Cache-Control": "no-store"}

@@ -9,14 +9,14 @@ import orjson
 from fastapi import APIRouter, Depends, Path, Request
 from starlette.responses import Response
 
-from ...context import Context
-from ...errors import BadRequest, MethodNotAllowed, UnsupportedMediaType
-from ...fhir.searchparams import parse_date_range
-from ...fhir.validation import RESOURCE_TYPES
-from ...services import auditevents, bundles, documents, fhir
-from ..deps import fhir_context
-from . import capability, render
-from .openapi import BODY, ERRORS, PATCH_BODY, READ, SEARCH_FORM
+from espace_sante.api.deps import fhir_context
+from espace_sante.api.fhir import capability, render
+from espace_sante.api.fhir.openapi import BODY, ERRORS, PATCH_BODY, READ, SEARCH_FORM
+from espace_sante.context import Context
+from espace_sante.errors import BadRequest, MethodNotAllowed, UnsupportedMediaType
+from espace_sante.fhir.searchparams import parse_date_range
+from espace_sante.fhir.validation import RESOURCE_TYPES
+from espace_sante.services import auditevents, bundles, documents, fhir
 
 _FORMATS = ("json", "application/fhir+json", "application/json")
 

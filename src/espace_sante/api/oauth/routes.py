@@ -10,9 +10,9 @@ from urllib.parse import unquote
 from fastapi import APIRouter, Request
 from starlette.responses import JSONResponse, Response
 
-from ...errors import UnsupportedMediaType
-from ...services import oauth, smart
-from ..deps import runtime
+from espace_sante.api.deps import runtime
+from espace_sante.errors import UnsupportedMediaType
+from espace_sante.services import oauth, smart
 
 router = APIRouter(tags=["OAuth 2 / SMART"])
 

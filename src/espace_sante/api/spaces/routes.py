@@ -12,10 +12,10 @@ from fastapi import APIRouter, Depends
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.responses import JSONResponse
 
-from ...context import Context
-from ...services import lifecycle
-from ..deps import fhir_context
-from ..fhir.openapi import ERRORS
+from espace_sante.api.deps import fhir_context
+from espace_sante.api.fhir.openapi import ERRORS
+from espace_sante.context import Context
+from espace_sante.services import lifecycle
 
 router = APIRouter(
     prefix="/space", tags=["Space lifecycle"], responses={k: v for k, v in ERRORS.items() if k != 200}

@@ -20,7 +20,7 @@ Modules: `content` (bytes in and out, ITI-68), `submission` (ITI-65 checks), `me
 
 from __future__ import annotations
 
-from .content import (
+from espace_sante.services.documents.content import (
     PERSON_KINDS,
     Content,
     ContentUnavailable,
@@ -33,9 +33,14 @@ from .content import (
     retrieve,
     take_content,
 )
-from .hidden import ReleaseRun, run_hidden_documents
-from .integrity import Verification, collect_orphans, discard_unrecorded, verify
-from .metadata import (
+from espace_sante.services.documents.hidden import ReleaseRun, run_hidden_documents
+from espace_sante.services.documents.integrity import (
+    Verification,
+    collect_orphans,
+    discard_unrecorded,
+    verify,
+)
+from espace_sante.services.documents.metadata import (
     ARCHIVED_URL,
     PATCHABLE,
     Change,
@@ -50,8 +55,13 @@ from .metadata import (
     schedule_release,
     set_masked,
 )
-from .publish import UPLOAD_TYPES, has_inline_content, publish_simplified, upload
-from .submission import check_attachments, check_submission, is_submission_set
+from espace_sante.services.documents.publish import (
+    UPLOAD_TYPES,
+    has_inline_content,
+    publish_simplified,
+    upload,
+)
+from espace_sante.services.documents.submission import check_attachments, check_submission, is_submission_set
 
 __all__ = [
     "ARCHIVED_URL",

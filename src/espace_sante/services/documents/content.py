@@ -16,22 +16,17 @@ from typing import Any
 
 import orjson
 
-from ...content.checks import KINDS, Checked, ContentRefused, check_content
-from ...context import Context
-from ...crypto import DecryptionFailed, blob_aad, derive_subkey
-from ...errors import (
-    FhirError,
-    InvalidResource,
-    NotFound,
-    PayloadTooLarge,
-)
-from ...logs import get_logger
-from ...storage import blobcrypt
-from ...storage import documents as docs_store
-from ...storage import resources as store
-from ...storage.blobs import BlobMissing, BlobStoreError
-from ...storage.db import Conn
-from .. import fhir, trace
+from espace_sante.content.checks import KINDS, Checked, ContentRefused, check_content
+from espace_sante.context import Context
+from espace_sante.crypto import DecryptionFailed, blob_aad, derive_subkey
+from espace_sante.errors import FhirError, InvalidResource, NotFound, PayloadTooLarge
+from espace_sante.logs import get_logger
+from espace_sante.services import fhir, trace
+from espace_sante.storage import blobcrypt
+from espace_sante.storage import documents as docs_store
+from espace_sante.storage import resources as store
+from espace_sante.storage.blobs import BlobMissing, BlobStoreError
+from espace_sante.storage.db import Conn
 
 log = get_logger(__name__)
 

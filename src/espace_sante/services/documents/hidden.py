@@ -11,14 +11,14 @@ from typing import Any
 
 import orjson
 
-from ...access.policy import HIDDEN_FROM_HOLDER, decide
-from ...context import Context
-from ...fhir import pdsm
-from ...storage import documents as docs_store
-from ...storage import resources as store
-from ...storage.db import Conn
-from .. import fhir
-from .metadata import _describe, _set_labels, _write_metadata
+from espace_sante.access.policy import HIDDEN_FROM_HOLDER, decide
+from espace_sante.context import Context
+from espace_sante.fhir import pdsm
+from espace_sante.services import fhir
+from espace_sante.services.documents.metadata import _describe, _set_labels, _write_metadata
+from espace_sante.storage import documents as docs_store
+from espace_sante.storage import resources as store
+from espace_sante.storage.db import Conn
 
 
 @dataclass(frozen=True)
@@ -30,7 +30,7 @@ class ReleaseRun:
 async def run_hidden_documents(ctx: Context, now: datetime | None = None) -> ReleaseRun:
     """Tell holders about documents waiting two weeks for their announcement consultation, and release those
     waiting a month. Runs as the system actor; every release is traced in the space's chain."""
-    from .. import mail
+    from espace_sante.services import mail
 
     now = now or datetime.now(UTC)
     told: list[tuple[uuid.UUID, str]] = []
@@ -84,8 +84,8 @@ async def _release(conn: Conn, ctx: Context, space_id: uuid.UUID, rid: str) -> N
 
 async def _tell_holder(ctx: Context, space_id: uuid.UUID, mail: Any) -> None:
     """No medical content in the message: only that a document waits for a consultation with a professional."""
-    from ...storage import people
-    from .. import accounts
+    from espace_sante.services import accounts
+    from espace_sante.storage import people
 
     async def ins_of(conn: Conn) -> str | None:
         return await people.ins_of_space(conn, space_id)

@@ -8,12 +8,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from ...context import Context
-from ...logs import get_logger
-from ...storage import documents as docs_store
-from ...storage.blobs import TEMP_PREFIX, LocalBlobStore
-from ...storage.db import Conn
-from .content import read_all
+from espace_sante.context import Context
+from espace_sante.logs import get_logger
+from espace_sante.services.documents.content import read_all
+from espace_sante.storage import documents as docs_store
+from espace_sante.storage.blobs import TEMP_PREFIX, LocalBlobStore
+from espace_sante.storage.db import Conn
 
 log = get_logger(__name__)
 

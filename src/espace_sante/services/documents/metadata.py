@@ -11,9 +11,9 @@ from typing import Any
 
 import orjson
 
-from ...access.policy import HIDDEN_FROM_HOLDER, MASKED_FROM_PROFESSIONALS, Decision, decide
-from ...context import Context
-from ...errors import (
+from espace_sante.access.policy import HIDDEN_FROM_HOLDER, MASKED_FROM_PROFESSIONALS, Decision, decide
+from espace_sante.context import Context
+from espace_sante.errors import (
     BadRequest,
     Forbidden,
     InvalidResource,
@@ -22,12 +22,12 @@ from ...errors import (
     NotFound,
     PreconditionFailed,
 )
-from ...fhir import pdsm
-from ...fhir.validation import validate_resource
-from ...storage import documents as docs_store
-from ...storage import resources as store
-from ...storage.db import Conn
-from .. import fhir, trace
+from espace_sante.fhir import pdsm
+from espace_sante.fhir.validation import validate_resource
+from espace_sante.services import fhir, trace
+from espace_sante.storage import documents as docs_store
+from espace_sante.storage import resources as store
+from espace_sante.storage.db import Conn
 
 ARCHIVED_URL = "https://interop.esante.gouv.fr/ig/fhir/pdsm/StructureDefinition/pdsm-ext-is-archived"
 _ARCHIVED_URLS = (ARCHIVED_URL, "https://interop.esante.gouv.fr/ig/fhir/pdsm/StructureDefinition/isArchived")
@@ -137,7 +137,7 @@ def check_label_systems(body: dict[str, Any], where: str = "DocumentReference") 
     """Visibility codes are TRE_A07's and confidentiality codes HL7's, whatever the spelling of the system, and
     nothing else: access SQL matches a label by its code, the rules read it by its system's OID, and both must
     mean the same label (review of 2026-12-03, D3 and D14)."""
-    from ...fhir import valuesets
+    from espace_sante.fhir import valuesets
 
     problems = []
     for i, label in enumerate(body.get("securityLabel") or ()):

@@ -13,19 +13,12 @@ from typing import Any
 
 import orjson
 
-from ...content.checks import ContentRefused, check_content
-from ...context import Context
-from ...errors import (
-    FhirError,
-    Forbidden,
-    InvalidResource,
-    Issue,
-    NotFound,
-    PayloadTooLarge,
-)
-from ...fhir import pdsm
-from ...storage import resources as store
-from .content import PERSON_KINDS, _mib, _person
+from espace_sante.content.checks import ContentRefused, check_content
+from espace_sante.context import Context
+from espace_sante.errors import FhirError, Forbidden, InvalidResource, Issue, NotFound, PayloadTooLarge
+from espace_sante.fhir import pdsm
+from espace_sante.services.documents.content import PERSON_KINDS, _mib, _person
+from espace_sante.storage import resources as store
 
 
 def has_inline_content(body: Any) -> bool:
@@ -39,7 +32,7 @@ async def publish_simplified(ctx: Context, body: dict[str, Any]) -> tuple[store.
     """ITI-105: one DocumentReference with its document in `attachment.data` (PDSm_SimplifiedPublish). The
     content becomes a Binary, the attachment points at it with the size and SHA-1 the server computed, and
     both are written in one transaction through the same path as an ITI-65 submission."""
-    from .. import bundles
+    from espace_sante.services import bundles
 
     person = _person(ctx)
     report = pdsm.check_document_reference(
@@ -157,7 +150,7 @@ async def upload(
     (`for_ins`); the document is the child's own deposit (PDSm: a patient's deposit has the patient as its
     author), and the trace names the representative who made it. Whether they may write into that space is
     the policy's decision on the write, as for any deposit."""
-    from ...storage import people
+    from espace_sante.storage import people
 
     title = " ".join(title.split())[:200]
     if not title:

@@ -7,13 +7,10 @@ import base64
 from collections.abc import Sequence
 from typing import Any
 
-from ...content.checks import media_types_for
-from ...context import Context
-from ...errors import (
-    InvalidResource,
-    Issue,
-)
-from ...fhir import pdsm
+from espace_sante.content.checks import media_types_for
+from espace_sante.context import Context
+from espace_sante.errors import InvalidResource, Issue
+from espace_sante.fhir import pdsm
 
 
 def _attachment_binary(url: Any) -> str | None:
