@@ -37,8 +37,8 @@ from typing import Any
 import psutil
 
 from espace_sante import clock
-from espace_sante.registry.rows import COLUMNS
-from espace_sante.registry.sample import generate
+from espace_sante.spaces.registry.rows import COLUMNS
+from espace_sante.spaces.registry.sample import generate
 from espace_sante.storage.embedded import EmbeddedPostgres, database_uri
 
 
@@ -104,9 +104,9 @@ def run_import(data: Path, registry: Path, *, notify: bool = False, jobs: int = 
 
 
 async def _send(data: Path, dsn: str) -> dict[str, Any]:
-    from espace_sante.services import notices
-    from espace_sante.services.runtime import Runtime
+    from espace_sante.runtime import Runtime
     from espace_sante.settings import Settings
+    from espace_sante.spaces import notices
 
     # The server this process holds, by URL: a second embedded handle in one process would not let go of it.
     rt = await Runtime.open(Settings(data_dir=data, database_url=dsn))

@@ -34,11 +34,11 @@ from typing import Any
 from espace_sante import clock
 from espace_sante.crypto import KeyRing, LocalKek
 from espace_sante.fhir import compartment
-from espace_sante.registry.importer import BATCH, Importer, prepare
-from espace_sante.registry.rows import Beneficiary, read_registry
-from espace_sante.registry.sample import generate
-from espace_sante.services.runtime import Runtime
+from espace_sante.runtime import Runtime
 from espace_sante.settings import Settings
+from espace_sante.spaces.registry.importer import BATCH, Importer, prepare
+from espace_sante.spaces.registry.rows import Beneficiary, read_registry
+from espace_sante.spaces.registry.sample import generate
 from espace_sante.storage.keys import KeyStore
 
 

@@ -20,8 +20,8 @@ import pytest
 warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
 
 from espace_sante.app import create_app  # noqa: E402
-from espace_sante.services import oauth  # noqa: E402
-from espace_sante.services.runtime import Runtime  # noqa: E402
+from espace_sante.oauth import service as oauth  # noqa: E402
+from espace_sante.runtime import Runtime  # noqa: E402
 from espace_sante.settings import Settings  # noqa: E402
 from espace_sante.storage import migrate  # noqa: E402
 from espace_sante.storage.embedded import EmbeddedPostgres, ensure_database  # noqa: E402

@@ -18,13 +18,13 @@ from espace_sante.api.spaces.routes import router as spaces_router
 from espace_sante.jobs import documents as documents_job
 from espace_sante.jobs import seal
 from espace_sante.logs import configure
-from espace_sante.services.runtime import Runtime
+from espace_sante.runtime import Runtime
 from espace_sante.settings import Settings
-from espace_sante.web.activation import router as activation_pages
-from espace_sante.web.auth import install as install_web_auth
-from espace_sante.web.documents import install_documents_pages
-from espace_sante.web.oauth import router as oauth_pages
-from espace_sante.web.space import install_space_page
+from espace_sante.web.account.apps import router as oauth_pages
+from espace_sante.web.account.signin import install as install_web_auth
+from espace_sante.web.activation.pages import router as activation_pages
+from espace_sante.web.holder.documents import install_documents_pages
+from espace_sante.web.holder.space import install_space_page
 
 
 def create_app(settings: Settings | None = None, runtime: Runtime | None = None) -> FastAPI:

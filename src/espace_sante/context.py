@@ -12,7 +12,7 @@ from espace_sante.access.actors import SYSTEM, Actor
 
 if TYPE_CHECKING:
     from espace_sante.content.checks import Checked
-    from espace_sante.services.runtime import Runtime
+    from espace_sante.runtime import Runtime
 
 
 @dataclass
@@ -22,7 +22,7 @@ class Context:
     request_id: str = field(default_factory=lambda: secrets.token_hex(8))
     #: Prefer: handling=strict (FHIR search.html#errors): unknown search parameters are errors.
     strict: bool = False
-    #: Content accepted during this request, by Binary id (services/documents/): a submission's documents are
+    #: Content accepted during this request, by Binary id (record/documents/): a submission's documents are
     #: checked against the hash, size and type of the content sent with them, and its total size is bounded.
     deposits: dict[str, Checked] = field(default_factory=dict)
     #: Objects this request put in the blob store (space, blob): any left unrecorded when it ends (a refused

@@ -96,7 +96,7 @@ def resource_aad(
 def pending_aad(space_id: str, patient_id: str, key_version: int) -> bytes:
     """Associated data of the identity the registry gave, waiting for the space to open (registry_person
     `pending`): which space, future Patient and data key; never valid as a resource body, nor the reverse."""
-    return f"registry/{space_id}/Patient/{patient_id}/k{key_version}".encode()
+    return f"spaces/registry/{space_id}/Patient/{patient_id}/k{key_version}".encode()
 
 
 def dek_context(space_id: str, key_version: int) -> bytes:

@@ -97,7 +97,7 @@ class Settings(BaseSettings):
     #: Lifetime of development tokens from `espace-sante token issue` (SECURITY: user tokens <= 1 h).
     dev_token_lifetime: int = Field(default=3600, ge=60, le=3600)
 
-    # --- OAuth 2 / SMART for apps and software (services/smart.py, services/backend_auth.py) ---------------
+    # --- OAuth 2 / SMART for apps and software (oauth/authorize.py, oauth/backend.py) ---------------
     #: Access tokens acting for a person through an app or a professional's software (SECURITY: <= 1 h).
     user_token_lifetime: int = Field(default=3600, ge=60, le=3600)
     #: Refresh tokens (offline_access / online_access), rotated on every use, in days.
@@ -108,7 +108,7 @@ class Settings(BaseSettings):
     #: 127.0.0.1 (production refuses it: outbound fetches go to public https addresses only).
     outbound_allow_loopback: bool = False
 
-    # --- OpenID Connect federation (services/federation.py): the national identity providers -------------
+    # --- OpenID Connect federation (people/federation.py): the national identity providers -------------
     #: FranceConnect+ for holders: issuer URL (discovery at <issuer>/.well-known/openid-configuration).
     fcplus_issuer: str = ""
     fcplus_client_id: str = ""
@@ -127,7 +127,7 @@ class Settings(BaseSettings):
     #: The claim that carries the national identifier (IdNat_PS: "8" + RPPS), or `preferred_username`.
     psc_rpps_claim: str = "SubjectNameID"
 
-    # --- Documents (services/documents/, IHE MHD / PDSm) -------------------------------------------------
+    # --- Documents (record/documents/, IHE MHD / PDSm) -------------------------------------------------
     #: Largest document content accepted, decoded (PDSm deposits; a CDA or a scanned report).
     document_max_bytes: int = Field(default=20 * 1024 * 1024, ge=1024)
     #: Largest total content of one submission (ITI-65 Bundle), decoded.
@@ -156,7 +156,7 @@ class Settings(BaseSettings):
     #: Seconds between two runs of the documents timer in each serving process (0: only from the CLI).
     documents_job_interval_seconds: float = Field(default=3600, ge=0)
 
-    # Activation codes (services/activation.py, docs/activation.md).
+    # Activation codes (spaces/activation.py, docs/activation.md).
     #: Days a code stays valid after it is issued: the opposition window (CSP R1111-28, 6 weeks).
     activation_code_days: int = Field(default=42, ge=1)
     #: Wrong birth dates typed with one code before it locks (only an operator's new code unlocks it).
@@ -168,12 +168,12 @@ class Settings(BaseSettings):
     #: Redemption attempts per minute for the whole service (every process), beyond which all are refused.
     activation_global_per_minute: int = Field(default=600, ge=1)
 
-    #: The lifecycle of a space (services/lifecycle.py, docs/lifecycle.md). A notified space opens this many
+    #: The lifecycle of a space (spaces/lifecycle.py, docs/lifecycle.md). A notified space opens this many
     #: days after its notice (6 weeks, CSP R1111-28); a closed one is kept this many years before it is
     #: destroyed; a destruction the holder asks for is carried out after this many days (within 3 months);
     #: a suspension not contested within this many days closes the space (6 weeks, R1111-36).
     opposition_window_days: int = Field(default=42, ge=0)
-    #: E-mail notices per delivery job (services/notices.py `_record`): a batch of notices writes one job row
+    #: E-mail notices per delivery job (spaces/notices.py `_record`): a batch of notices writes one job row
     #: per this many e-mails rather than one per e-mail; a worker killed mid-job leaves that many waiting for
     #: jobs.recover (a minute or so) or the sweep.
     notice_emails_per_job: int = Field(default=100, ge=1, le=10_000)
@@ -181,7 +181,7 @@ class Settings(BaseSettings):
     destruction_delay_days: int = Field(default=90, ge=0)
     suspension_days: int = Field(default=42, ge=0)
 
-    #: The legacy DMP import (legacy/, services/legacy.py, docs/legacy.md): limits checked on a package's ZIP
+    #: The legacy DMP import (legacy/, spaces/legacy/importer.py, docs/legacy.md): limits checked on a package's ZIP
     #: central directory before anything is read (SECURITY V12 12.1.3, FHIR/IHE attack 8).
     legacy_package_max_bytes: int = Field(default=2 * 1024**3, ge=1024)
     legacy_max_entries: int = Field(default=10_000, ge=1)

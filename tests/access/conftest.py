@@ -8,9 +8,11 @@ from dataclasses import dataclass
 import httpx
 import pytest
 
+from espace_sante.demo import access as demo_access
+from espace_sante.demo import world as demo
 from espace_sante.fhir.identifiers import make_nir
-from espace_sante.services import demo, demo_access, devtokens
-from espace_sante.services.runtime import Runtime
+from espace_sante.oauth import devtokens
+from espace_sante.runtime import Runtime
 from espace_sante.storage import people as people_store
 from espace_sante.storage.db import Conn
 from tests.factories import BASE

@@ -13,7 +13,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from espace_sante.services import demo_access as w
+from espace_sante.demo import access as w
 from tests.access.conftest import CHILD, MOTHER, Client, World
 
 MT, HOSPITAL, PHARMACIST, URGENTIST, BLOCKED = (p.rpps for p in w.PROFESSIONALS)
@@ -297,7 +297,7 @@ async def test_a_read_without_basis_is_refused_in_the_trace(
 async def test_a_professional_reaching_many_records_names_the_patient(
     as_actor: Client, world: World, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from espace_sante.services import fhir as fhir_service
+    from espace_sante.record import resources as fhir_service
 
     monkeypatch.setattr(fhir_service, "MAX_SPACES_WITHOUT_PATIENT", 1)
     mt = await as_actor(f"practitioner:{MT}", "user/*.rs")  # médecin traitant of the mother and of her son

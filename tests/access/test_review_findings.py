@@ -12,9 +12,9 @@ from typing import Any
 
 import httpx
 
-from espace_sante.services import demo_access as w
-from espace_sante.services import devtokens
-from espace_sante.services.runtime import Runtime
+from espace_sante.demo import access as w
+from espace_sante.oauth import devtokens
+from espace_sante.runtime import Runtime
 from tests.access.conftest import MOTHER, Client, World
 from tests.factories import BASE, FHIR_JSON, new_nir, patient, pdsm_document
 

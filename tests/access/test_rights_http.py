@@ -11,9 +11,9 @@ import httpx
 import pytest
 
 from espace_sante import clock
-from espace_sante.services import demo_access as w
-from espace_sante.services import devtokens
-from espace_sante.services.runtime import Runtime
+from espace_sante.demo import access as w
+from espace_sante.oauth import devtokens
+from espace_sante.runtime import Runtime
 from espace_sante.storage import access as access_store
 from tests.access.conftest import MOTHER, Client, World
 from tests.factories import BASE, FHIR_JSON, new_nir, patient, pdsm_document

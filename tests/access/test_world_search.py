@@ -21,8 +21,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from espace_sante.services import devtokens
-from espace_sante.services.runtime import Runtime
+from espace_sante.oauth import devtokens
+from espace_sante.runtime import Runtime
 from espace_sante.storage import access as access_store
 from tests.factories import BASE, FHIR_JSON, new_nir, new_professional, patient
 

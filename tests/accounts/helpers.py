@@ -12,8 +12,8 @@ from typing import Any
 
 import httpx
 
-from espace_sante.services import accounts, totp
-from espace_sante.services.runtime import Runtime
+from espace_sante.people import accounts, totp
+from espace_sante.runtime import Runtime
 from tests.factories import FHIR_JSON, new_nir, patient
 
 #: A password the policy accepts: long, uncommon, unrelated words.

@@ -14,8 +14,8 @@ import pyotp
 import pytest
 
 from espace_sante.errors import BadRequest, Conflict
-from espace_sante.services import accounts, sessions, signin, totp
-from espace_sante.services.runtime import Runtime
+from espace_sante.people import accounts, sessions, signin, totp
+from espace_sante.runtime import Runtime
 from espace_sante.storage import accounts as store
 from tests.accounts.helpers import PASSWORD, new_holder_ins, new_person, trace_actions
 
@@ -88,7 +88,7 @@ async def test_twenty_concurrent_redeems_of_one_recovery_code_let_exactly_one_th
     runtime: Runtime, fhir: httpx.AsyncClient
 ) -> None:
     jeanne = await new_person(runtime, fhir)
-    peppers = __import__("espace_sante.services.passwords", fromlist=["peppers"]).peppers(runtime.settings)
+    peppers = __import__("espace_sante.people.passwords", fromlist=["peppers"]).peppers(runtime.settings)
     digests = totp.recovery_digests(peppers, jeanne.account_id, jeanne.recovery_codes[0])
 
     async def redeem() -> bool:
@@ -189,7 +189,7 @@ async def test_disabling_an_account_stops_every_token_acting_for_the_person(
     runtime: Runtime, fhir: httpx.AsyncClient, http: httpx.AsyncClient
 ) -> None:
     """Review of 2026-11-24 (S5): the sessions end, and so do the tokens of the person's apps and software."""
-    from espace_sante.services import devtokens
+    from espace_sante.oauth import devtokens
 
     jeanne = await new_person(runtime, fhir)
     token = (await devtokens.issue(runtime, f"holder:{jeanne.actor_id}", "patient/*.rs")).access_token

@@ -12,9 +12,9 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 
-from espace_sante.services import accounts, ratelimit, signin
-from espace_sante.services.runtime import Runtime
-from espace_sante.services.signin import SignInRefused
+from espace_sante.people import accounts, ratelimit, signin
+from espace_sante.people.signin import SignInRefused
+from espace_sante.runtime import Runtime
 from tests.accounts.helpers import new_person, next_code, trace_actions
 
 

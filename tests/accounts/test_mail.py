@@ -14,8 +14,9 @@ import httpx
 import pytest
 from aiosmtpd.controller import Controller
 
-from espace_sante.services import accounts, mail
-from espace_sante.services.runtime import Runtime
+from espace_sante import mail
+from espace_sante.people import accounts
+from espace_sante.runtime import Runtime
 from tests.accounts.helpers import new_person
 
 

@@ -14,9 +14,9 @@ import pytest
 from argon2 import PasswordHasher
 from argon2.exceptions import VerifyMismatchError
 
-from espace_sante.services import passwords
-from espace_sante.services.passwords import WeakPassword, validate
-from espace_sante.services.runtime import Runtime
+from espace_sante.people import passwords
+from espace_sante.people.passwords import WeakPassword, validate
+from espace_sante.runtime import Runtime
 from espace_sante.settings import Settings, UnsafeSettings
 
 

@@ -1,4 +1,4 @@
-"""What a code does to a space (services/activation.py's page functions, services/opposition.py): Anne, whose
+"""What a code does to a space (spaces/activation.py's page functions, spaces/opposition.py): Anne, whose
 notice came today, activates her space before it opens, and her code is then spent; a check spends nothing
 but counts a wrong birth date; a space already active with an account is not touched and the code stays
 good; Paul opposes online: his space keeps only his identity, the code is gone, and his proof of opposition
@@ -18,9 +18,10 @@ import pytest
 from espace_sante.access.actors import Actor
 from espace_sante.context import Context
 from espace_sante.errors import NotFound
-from espace_sante.services import accounts, activation, lifecycle, opposition
-from espace_sante.services.activation import ActivationRefused
-from espace_sante.services.runtime import Runtime
+from espace_sante.people import accounts
+from espace_sante.runtime import Runtime
+from espace_sante.spaces import activation, lifecycle, opposition
+from espace_sante.spaces.activation import ActivationRefused
 from espace_sante.storage.db import Conn
 from tests.activation.pdftext import pdf_text
 from tests.activation.test_redeem import new_ip

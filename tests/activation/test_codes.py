@@ -1,4 +1,4 @@
-"""Activation codes' format (services/activation.py): alphabet without look-alikes, at least 60 bits, and a
+"""Activation codes' format (spaces/activation.py): alphabet without look-alikes, at least 60 bits, and a
 normalisation that lets any issued code through whatever the case, spacing, dashes or look-alikes typed."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ import math
 from hypothesis import given
 from hypothesis import strategies as st
 
-from espace_sante.services import activation
+from espace_sante.spaces import activation
 
 codes = st.builds(
     activation.grouped,

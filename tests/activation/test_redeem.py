@@ -1,4 +1,4 @@
-"""Activation stories (services/activation.py) in the session's database, on spaces made by the registry
+"""Activation stories (spaces/activation.py) in the session's database, on spaces made by the registry
 import: a person redeems with the right birth date; wrong dates count and lock; a new code unlocks and the old
 one stops working; used and expired codes are refused; concurrent redemptions of one code give one success;
 the limits per address and for the service hold; the database and the trace never hold the code."""
@@ -16,15 +16,16 @@ from pathlib import Path
 import pytest
 
 from espace_sante.access.actors import Actor
+from espace_sante.audit import chains as audit
 from espace_sante.audit import wording
 from espace_sante.context import Context
 from espace_sante.errors import NotFound
-from espace_sante.registry.importer import import_file
-from espace_sante.registry.rejects import RejectsFile
-from espace_sante.registry.rows import COLUMNS
-from espace_sante.services import activation, audit
-from espace_sante.services.activation import LOCKED, THROTTLED, WRONG, ActivationRefused
-from espace_sante.services.runtime import Runtime
+from espace_sante.runtime import Runtime
+from espace_sante.spaces import activation
+from espace_sante.spaces.activation import LOCKED, THROTTLED, WRONG, ActivationRefused
+from espace_sante.spaces.registry.importer import import_file
+from espace_sante.spaces.registry.rejects import RejectsFile
+from espace_sante.spaces.registry.rows import COLUMNS
 from espace_sante.storage import audit as audit_store
 from espace_sante.storage.db import Conn
 from espace_sante.storage.keys import DIRECTORY_SPACE

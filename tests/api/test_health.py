@@ -8,7 +8,7 @@ from typing import Any
 import httpx
 
 from espace_sante.app import create_app
-from espace_sante.services.runtime import Runtime
+from espace_sante.runtime import Runtime
 from espace_sante.storage.db import DatabaseUnavailable
 from tests.factories import BASE
 

@@ -13,8 +13,8 @@ import pytest
 from espace_sante.app import create_app
 from espace_sante.fhir.searchparams import params_for
 from espace_sante.fhir.validation import RESOURCE_TYPES
-from espace_sante.services import oauth
-from espace_sante.services.runtime import Runtime
+from espace_sante.oauth import service as oauth
+from espace_sante.runtime import Runtime
 from tests.conftest import TokenFactory
 from tests.factories import BASE, FHIR_JSON, patient
 

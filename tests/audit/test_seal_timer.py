@@ -6,9 +6,9 @@ import asyncio
 
 import httpx
 
+from espace_sante.audit import chains as audit
 from espace_sante.jobs import seal
-from espace_sante.services import audit
-from espace_sante.services.runtime import Runtime
+from espace_sante.runtime import Runtime
 from espace_sante.storage import audit as audit_store
 from tests.factories import FHIR_JSON, patient
 

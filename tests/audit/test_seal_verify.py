@@ -24,14 +24,14 @@ import httpx
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from espace_sante.audit import chains as audit
 from espace_sante.audit.record import GENESIS, Record, chain_hash
 from espace_sante.audit.seal import KeySet, Sealer, key_id, message, public_b64
 from espace_sante.audit.verify import Report, SpaceReport, check_space
 from espace_sante.context import Context
 from espace_sante.fhir.compartment import space_of
-from espace_sante.services import audit
-from espace_sante.services import fhir as fhir_service
-from espace_sante.services.runtime import Runtime
+from espace_sante.record import resources as fhir_service
+from espace_sante.runtime import Runtime
 from espace_sante.settings import Settings, UnsafeSettings
 from espace_sante.storage import audit as audit_store
 from espace_sante.storage.db import Conn

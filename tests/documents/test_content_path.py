@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 import pikepdf
 
-from espace_sante.services.runtime import Runtime
+from espace_sante.runtime import Runtime
 from tests.content.samples import altered_pdf, javascript_action, png, report_pdf
 from tests.factories import FHIR_JSON, INS, new_nir, patient
 
@@ -219,7 +219,7 @@ async def test_a_missing_object_is_an_error_before_any_byte_is_sent(
     OperationOutcome, not a 200 cut short, and `documents verify` names it."""
     from espace_sante.context import Context
     from espace_sante.fhir import compartment
-    from espace_sante.services import documents
+    from espace_sante.record import documents
     from espace_sante.storage import documents as docs_store
 
     binary = (await _deposit(fhir, report_pdf(pages=2, lines=7), "application/pdf"))["Binary"]

@@ -10,7 +10,7 @@ from typing import Any
 
 import httpx
 
-from espace_sante.services.runtime import Runtime
+from espace_sante.runtime import Runtime
 from tests.documents.mhd import by_type, documents_of, iti65, iti105, new_person
 from tests.factories import FHIR_JSON, INS, PDSM_EXAMPLES
 

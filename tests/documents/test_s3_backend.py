@@ -12,8 +12,8 @@ import httpx
 import pytest
 
 from espace_sante.context import Context
-from espace_sante.services import documents
-from espace_sante.services.runtime import Runtime
+from espace_sante.record import documents
+from espace_sante.runtime import Runtime
 from espace_sante.storage.blobs import BlobStore
 from tests.content.samples import report_pdf
 from tests.documents.mhd import by_type, iti65, new_person

@@ -20,9 +20,9 @@ from typing import Any
 import httpx
 import pikepdf
 
-from espace_sante.services import demo_access as w
-from espace_sante.services import documents
-from espace_sante.services.runtime import Runtime
+from espace_sante.demo import access as w
+from espace_sante.record import documents
+from espace_sante.runtime import Runtime
 from tests.access.conftest import MOTHER, Client, World
 from tests.content.samples import STRUCTURED_BODY, altered_pdf, cda, javascript_action, report_pdf
 from tests.documents.mhd import iti65, new_person

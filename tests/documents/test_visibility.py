@@ -14,9 +14,9 @@ import httpx
 import pytest
 
 from espace_sante.context import Context
-from espace_sante.services import demo_access as w
-from espace_sante.services import documents
-from espace_sante.services.runtime import Runtime
+from espace_sante.demo import access as w
+from espace_sante.record import documents
+from espace_sante.runtime import Runtime
 from tests.access.conftest import CHILD, MOTHER, Client, World
 from tests.factories import FHIR_JSON, pdsm_document
 

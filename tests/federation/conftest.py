@@ -13,7 +13,7 @@ import pytest
 from oidc_provider_mock import run_server_in_thread
 
 from espace_sante.app import create_app
-from espace_sante.services.runtime import Runtime
+from espace_sante.runtime import Runtime
 
 WEB = "https://127.0.0.1:8000"  # https so that the client keeps the __Host- cookies (Secure)
 

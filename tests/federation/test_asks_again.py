@@ -16,8 +16,8 @@ import httpx
 from espace_sante import clock
 from espace_sante.access.actors import Actor
 from espace_sante.context import Context
-from espace_sante.services import lifecycle, notices
-from espace_sante.services.runtime import Runtime
+from espace_sante.runtime import Runtime
+from espace_sante.spaces import lifecycle, notices
 from espace_sante.storage.db import Conn
 from tests.accounts.helpers import csrf_of
 from tests.federation.conftest import federated_sign_in, set_user

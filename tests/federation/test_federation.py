@@ -10,8 +10,8 @@ import time
 import httpx
 import pytest
 
-from espace_sante.services import federation
-from espace_sante.services.runtime import Runtime
+from espace_sante.people import federation
+from espace_sante.runtime import Runtime
 from tests.factories import new_nir
 from tests.federation.conftest import federated_sign_in, set_user, sign_in_at_provider
 from tests.oauth.conftest import Holder, Professional, make_holder, make_professional

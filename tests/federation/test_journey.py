@@ -7,8 +7,8 @@ import re
 
 import httpx
 
-from espace_sante.services import oauth
-from espace_sante.services.runtime import Runtime
+from espace_sante.oauth import service as oauth
+from espace_sante.runtime import Runtime
 from tests.federation.conftest import set_user, sign_in_at_provider
 from tests.oauth.conftest import (
     APP_REDIRECT,

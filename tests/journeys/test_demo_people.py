@@ -8,8 +8,10 @@ from typing import Any
 
 import httpx
 
-from espace_sante.services import demo, demo_access, devtokens
-from espace_sante.services.runtime import Runtime
+from espace_sante.demo import access as demo_access
+from espace_sante.demo import world as demo
+from espace_sante.oauth import devtokens
+from espace_sante.runtime import Runtime
 from tests.accounts.helpers import browser, csrf_of, next_code
 from tests.factories import BASE, FHIR_JSON, new_nir, patient
 
@@ -48,7 +50,7 @@ async def test_an_emergency_access_is_told_to_the_holder_and_the_medecin_traitan
     runtime: Runtime, http: httpx.AsyncClient, fhir: httpx.AsyncClient
 ) -> None:
     await demo.load(runtime)
-    from espace_sante.services import accounts
+    from espace_sante.people import accounts
 
     nir = new_nir()
     assert (await fhir.post("/Patient", json=patient(nir), headers=FHIR_JSON)).status_code == 201

@@ -35,7 +35,7 @@ import pytest
 
 from espace_sante import clock
 from espace_sante.crypto import DecryptionFailed, blob_aad, open_, resource_aad
-from espace_sante.services.runtime import Runtime
+from espace_sante.runtime import Runtime
 from espace_sante.settings import Settings
 from espace_sante.storage import blobcrypt
 from tests.accounts.helpers import csrf_of

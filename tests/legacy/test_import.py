@@ -15,8 +15,10 @@ from espace_sante import clock
 from espace_sante.audit import wording
 from espace_sante.context import Context
 from espace_sante.crypto import DecryptionFailed, open_
-from espace_sante.services import devtokens, legacy, lifecycle
-from espace_sante.services.runtime import Runtime
+from espace_sante.oauth import devtokens
+from espace_sante.runtime import Runtime
+from espace_sante.spaces import lifecycle
+from espace_sante.spaces.legacy import importer as legacy
 from espace_sante.storage import audit as audit_store
 from espace_sante.storage import legacy as legacy_store
 from espace_sante.storage.db import Conn

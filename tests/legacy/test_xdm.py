@@ -15,8 +15,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from espace_sante.fhir import pdsm
-from espace_sante.legacy import metadata
-from espace_sante.legacy.xdm import Limits, Package, PackageRefused, entry_name_problem
+from espace_sante.spaces.legacy import metadata
+from espace_sante.spaces.legacy.xdm import Limits, Package, PackageRefused, entry_name_problem
 from tests.factories import new_nir
 from tests.legacy.xdm import SYMLINK, Doc, cda_doc, info, metadata_xml, package, write, zip_with
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from lxml import etree
 
-from espace_sante.legacy import metadata as m
+from espace_sante.spaces.legacy import metadata as m
 from tests.content.samples import cda_non_xml, report_pdf
 
 RIM_NS = "urn:oasis:names:tc:ebxml-regrep:xsd:rim:3.0"

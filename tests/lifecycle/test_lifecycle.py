@@ -1,4 +1,4 @@
-"""The lifecycle of a space as short stories (services/lifecycle.py, docs/lifecycle.md), in the session's
+"""The lifecycle of a space as short stories (spaces/lifecycle.py, docs/lifecycle.md), in the session's
 database: notice and opening, opposition, closure and reopening, destruction, suspension, death, refusals, and
 the trace of each step in plain words."""
 
@@ -15,12 +15,14 @@ import pytest
 from espace_sante import clock
 from espace_sante.access.actors import Actor
 from espace_sante.access.scopes import Scopes
+from espace_sante.audit import chains as audit
 from espace_sante.audit import wording
 from espace_sante.context import Context
 from espace_sante.crypto import DecryptionFailed, open_, pending_aad, resource_aad
 from espace_sante.errors import Conflict, Forbidden, NotFound
-from espace_sante.services import audit, devtokens, identity, lifecycle
-from espace_sante.services.runtime import Runtime
+from espace_sante.oauth import devtokens
+from espace_sante.runtime import Runtime
+from espace_sante.spaces import identity, lifecycle
 from espace_sante.storage import access as access_store
 from espace_sante.storage import audit as audit_store
 from espace_sante.storage import lifecycle as lifecycle_store
@@ -91,7 +93,7 @@ async def bodies(runtime: Runtime, space: uuid.UUID) -> list[Any]:
 
 
 async def waiting_identity(runtime: Runtime, space: uuid.UUID) -> dict[str, Any]:
-    """The identity the registry gave, sealed until the space opens (services/identity.py)."""
+    """The identity the registry gave, sealed until the space opens (spaces/identity.py)."""
 
     async def q(conn: Conn) -> dict[str, Any]:
         found = await identity.body(conn, runtime, space)
@@ -394,7 +396,7 @@ async def test_a_feed_deposits_nothing_in_a_space_that_is_not_open(
     runtime: Runtime, fhir: httpx.AsyncClient
 ) -> None:
     """Machine clients are decided without facts; a deposit into a closed space is still refused, like an
-    unknown patient (the state check on writes, services/fhir._create_in)."""
+    unknown patient (the state check on writes, record/resources._create_in)."""
     from tests.factories import pdsm_document
 
     created = await fhir.post("/Patient", json=patient(), headers=FHIR_JSON)

@@ -16,8 +16,8 @@ from espace_sante.access.policy import PROFESSIONAL_STATES, decide
 from espace_sante.access.scopes import Scopes
 from espace_sante.context import Context
 from espace_sante.fhir.searchquery import parse_search
-from espace_sante.services import lifecycle
-from espace_sante.services.runtime import Runtime
+from espace_sante.runtime import Runtime
+from espace_sante.spaces import lifecycle
 from espace_sante.storage import search as search_store
 from espace_sante.storage import visibility
 from tests.factories import FHIR_JSON, INS, new_nir, patient, pdsm_document

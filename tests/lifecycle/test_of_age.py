@@ -1,4 +1,4 @@
-"""A minor comes of age (services/lifecycle._of_age, docs/lifecycle.md): on the 18th birthday the
+"""A minor comes of age (spaces/lifecycle._of_age, docs/lifecycle.md): on the 18th birthday the
 representatives' rights end, and the next `lifecycle run` tells the young adult, once, with their own notice
 and code; what was hidden from the representatives stays out of their reach."""
 
@@ -12,8 +12,8 @@ import httpx
 
 from espace_sante import clock
 from espace_sante.context import Context
-from espace_sante.services import lifecycle
-from espace_sante.services.runtime import Runtime
+from espace_sante.runtime import Runtime
+from espace_sante.spaces import lifecycle
 from espace_sante.storage import access as access_store
 from tests.lifecycle.test_lifecycle import as_person, registered, trace
 

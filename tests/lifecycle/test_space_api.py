@@ -12,8 +12,9 @@ import httpx
 
 from espace_sante import clock
 from espace_sante.context import Context
-from espace_sante.services import devtokens, lifecycle, notices
-from espace_sante.services.runtime import Runtime
+from espace_sante.oauth import devtokens
+from espace_sante.runtime import Runtime
+from espace_sante.spaces import lifecycle, notices
 from espace_sante.storage import people as people_store
 from tests.factories import BASE
 from tests.lifecycle.test_lifecycle import active, observation, registered

@@ -1,4 +1,4 @@
-"""Notices of new spaces (services/notices.py): codes that redeem, spaces notified, e-mails in the outbox,
+"""Notices of new spaces (spaces/notices.py): codes that redeem, spaces notified, e-mails in the outbox,
 letters queued and built into PDFs once, a minor's notice to the representative, nothing sent twice."""
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ import pikepdf
 
 from espace_sante import clock
 from espace_sante.context import Context
-from espace_sante.services import activation, lifecycle, notices
-from espace_sante.services.runtime import Runtime
+from espace_sante.runtime import Runtime
+from espace_sante.spaces import activation, lifecycle, notices
 from espace_sante.storage.db import Conn
 from tests.cli.test_commands import run as cli
 from tests.registry.test_import import person, run, write

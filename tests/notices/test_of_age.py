@@ -1,4 +1,4 @@
-"""A minor comes of age (services/notices.of_age_in, called by the lifecycle's run in its transaction): the
+"""A minor comes of age (spaces/notices.of_age_in, called by the lifecycle's run in its transaction): the
 young adult's own code replaces the one the representatives received, their own notice goes to their e-mail
 or by letter to their address, the representatives' notices still waiting are withdrawn, the state stays."""
 
@@ -13,8 +13,8 @@ import pytest
 
 from espace_sante import clock
 from espace_sante.context import Context
-from espace_sante.services import activation, lifecycle, notices
-from espace_sante.services.runtime import Runtime
+from espace_sante.runtime import Runtime
+from espace_sante.spaces import activation, lifecycle, notices
 from espace_sante.storage.db import Conn
 from tests.notices.test_notices import CODE, letters_of, mail, outbox_for, space_of
 from tests.registry.test_import import person, run, write

@@ -11,8 +11,8 @@ from pathlib import Path
 
 from espace_sante import clock
 from espace_sante.context import Context
-from espace_sante.services import activation, notices
-from espace_sante.services.runtime import Runtime
+from espace_sante.runtime import Runtime
+from espace_sante.spaces import activation, notices
 from espace_sante.storage.db import Conn
 from tests.notices.test_notices import CODE, mail, outbox_for, space_of
 from tests.registry.test_import import person, run, write

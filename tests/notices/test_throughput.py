@@ -9,9 +9,10 @@ from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
 
+from espace_sante.audit import chains as audit
 from espace_sante.audit.record import SUCCESS, Record, canonical
-from espace_sante.services import activation, audit, notices
-from espace_sante.services.runtime import Runtime
+from espace_sante.runtime import Runtime
+from espace_sante.spaces import activation, notices
 from espace_sante.storage import audit as audit_store
 from espace_sante.storage.db import Conn
 from tests.notices.test_notices import mail, outbox_for, space_of

@@ -1,4 +1,4 @@
-"""Uncertain e-mails' way out (services/notices.uncertain and resolve, `notices uncertain|resolve`): an operator
+"""Uncertain e-mails' way out (spaces/notices.uncertain and resolve, `notices uncertain|resolve`): an operator
 lists them (recipient masked), and after checking the relay's logs marks one delivered, sends it once more on
 purpose, or sends a letter with the same code instead; each decision traced in the space's chain."""
 
@@ -14,10 +14,11 @@ from pathlib import Path
 
 import pytest
 
+from espace_sante.audit import chains as audit
 from espace_sante.context import Context
 from espace_sante.errors import NotFound
-from espace_sante.services import activation, audit, notices
-from espace_sante.services.runtime import Runtime
+from espace_sante.runtime import Runtime
+from espace_sante.spaces import activation, notices
 from espace_sante.storage.db import Conn
 from tests.notices.test_notices import CODE, letters_of, mail, outbox_for, space_of
 from tests.registry.test_import import person, run, write

@@ -24,8 +24,10 @@ from espace_sante.access.actors import Actor
 from espace_sante.access.scopes import Scopes
 from espace_sante.app import create_app
 from espace_sante.context import Context
-from espace_sante.services import oauth, people, smart
-from espace_sante.services.runtime import Runtime
+from espace_sante.oauth import authorize as smart
+from espace_sante.oauth import service as oauth
+from espace_sante.people import actors as people
+from espace_sante.runtime import Runtime
 from tests.factories import BASE, FHIR_JSON, new_nir, new_professional, patient
 
 TOKEN_URL = f"{BASE}/oauth/token"

@@ -1,7 +1,7 @@
 """Apps a holder connects and professionals' software: the authorization code with PKCE (S256 only), exact
 redirect URIs, single-use codes, refresh tokens that rotate, and the end of everything when a grant ends.
 
-The person's approval is given through services/smart.py (what the consent page calls); every token request
+The person's approval is given through oauth/authorize.py (what the consent page calls); every token request
 goes through the real token endpoint."""
 
 from __future__ import annotations
@@ -13,8 +13,9 @@ import pytest
 
 from espace_sante.access.actors import Actor
 from espace_sante.context import Context
-from espace_sante.services import oauth, smart
-from espace_sante.services.runtime import Runtime
+from espace_sante.oauth import authorize as smart
+from espace_sante.oauth import service as oauth
+from espace_sante.runtime import Runtime
 from tests.oauth.conftest import (
     APP_REDIRECT,
     SOFTWARE_REDIRECT,

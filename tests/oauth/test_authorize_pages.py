@@ -12,8 +12,9 @@ import httpx
 import pytest
 
 from espace_sante.app import create_app
-from espace_sante.services import accounts, oauth, sessions
-from espace_sante.services.runtime import Runtime
+from espace_sante.oauth import service as oauth
+from espace_sante.people import accounts, sessions
+from espace_sante.runtime import Runtime
 from tests.oauth.conftest import (
     APP_REDIRECT,
     Holder,

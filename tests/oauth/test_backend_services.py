@@ -11,8 +11,8 @@ import httpx
 import pytest
 
 from espace_sante.errors import BadRequest
-from espace_sante.services import oauth
-from espace_sante.services.runtime import Runtime
+from espace_sante.oauth import service as oauth
+from espace_sante.runtime import Runtime
 from tests.oauth.conftest import (
     APP_REDIRECT,
     TOKEN_URL,

@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 
 from espace_sante.fhir.identifiers import make_nir
-from espace_sante.registry.rows import COLUMNS
+from espace_sante.spaces.registry.rows import COLUMNS
 from tests.cli.test_commands import run
 
 GOOD = {c: "" for c in COLUMNS} | {

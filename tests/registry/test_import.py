@@ -1,4 +1,4 @@
-"""`registry import` in the session's database (registry/importer.py): a file makes spaces whose identity waits
+"""`registry import` in the session's database (spaces/registry/importer.py): a file makes spaces whose identity waits
 sealed until they open, then they are found by INS through the API and their trace verifies; a second import
 changes nothing; a changed row reseals a waiting identity or makes one new Patient version, traced; a minor's
 representatives can read the child's record; bad rows go to the rejects file."""
@@ -16,13 +16,15 @@ import httpx
 import pytest
 
 from espace_sante import clock
+from espace_sante.audit import chains as audit
 from espace_sante.context import Context
 from espace_sante.errors import NotFound
-from espace_sante.registry.importer import Counts, import_file
-from espace_sante.registry.rejects import RejectsFile
-from espace_sante.registry.rows import COLUMNS
-from espace_sante.services import audit, devtokens, identity, lifecycle
-from espace_sante.services.runtime import Runtime
+from espace_sante.oauth import devtokens
+from espace_sante.runtime import Runtime
+from espace_sante.spaces import identity, lifecycle
+from espace_sante.spaces.registry.importer import Counts, import_file
+from espace_sante.spaces.registry.rejects import RejectsFile
+from espace_sante.spaces.registry.rows import COLUMNS
 from espace_sante.storage.db import Conn
 from tests.factories import BASE, FHIR_JSON, INS, new_nir, patient
 

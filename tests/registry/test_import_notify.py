@@ -1,4 +1,4 @@
-"""`registry import --notify` (registry/importer.py): one pass that creates the spaces and notifies them in the
+"""`registry import --notify` (spaces/registry/importer.py): one pass that creates the spaces and notifies them in the
 same batch transactions ends exactly as `registry import` followed by `notices send` would: the same states and
 opening dates, the same notices to the same people with the same words (codes aside), codes that redeem with
 the birth date, the same trace, chains that verify; minors' notices go to their representatives wherever they
@@ -24,12 +24,13 @@ import pytest
 from benchmarks.provisioning import generate
 
 from espace_sante import clock
+from espace_sante.audit import chains as audit
 from espace_sante.context import Context
-from espace_sante.registry.importer import import_file
-from espace_sante.registry.rejects import RejectsFile
-from espace_sante.services import activation, audit, notices
-from espace_sante.services.runtime import Runtime
+from espace_sante.runtime import Runtime
 from espace_sante.settings import Settings
+from espace_sante.spaces import activation, notices
+from espace_sante.spaces.registry.importer import import_file
+from espace_sante.spaces.registry.rejects import RejectsFile
 from espace_sante.storage import migrate
 from espace_sante.storage.db import Conn
 from espace_sante.storage.embedded import EmbeddedPostgres, database_uri, ensure_database

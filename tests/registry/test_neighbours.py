@@ -1,4 +1,4 @@
-"""The other shards' latest rows (registry/rows.py `Neighbours`): with `registry import --jobs --notify`, a
+"""The other shards' latest rows (spaces/registry/rows.py `Neighbours`): with `registry import --jobs --notify`, a
 minor whose parent's row belongs to another process is notified in its own batch, to the parent read from
 that row, instead of waiting for the run's last step; and the rows kept are checked exactly as their own
 shard checks them."""
@@ -10,10 +10,10 @@ import json
 from pathlib import Path
 
 from espace_sante import clock
-from espace_sante.registry.importer import import_file
-from espace_sante.registry.rejects import RejectsFile
-from espace_sante.registry.rows import COLUMNS, Beneficiary, Neighbours, read_registry, shard_of
-from espace_sante.services import notices
+from espace_sante.spaces import notices
+from espace_sante.spaces.registry.importer import import_file
+from espace_sante.spaces.registry.rejects import RejectsFile
+from espace_sante.spaces.registry.rows import COLUMNS, Beneficiary, Neighbours, read_registry, shard_of
 from espace_sante.storage.db import Conn
 from tests.factories import new_nir
 from tests.registry.test_import import person, write

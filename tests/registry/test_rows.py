@@ -12,7 +12,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from espace_sante.fhir.identifiers import make_nir
-from espace_sante.registry.rows import COLUMNS, Beneficiary, RegistryFormatError, Rejected, read_registry
+from espace_sante.spaces.registry.rows import (
+    COLUMNS,
+    Beneficiary,
+    RegistryFormatError,
+    Rejected,
+    read_registry,
+)
 
 TODAY = date(2026, 11, 24)
 PARENT = make_nir("2550814168025")
@@ -205,7 +211,7 @@ _UNQUOTED = st.characters(blacklist_categories=("Cs",), blacklist_characters='",
 )
 def test_a_line_without_quotes_reads_as_the_csv_module_reads_it(fields: list[str], end: str) -> None:
     """The reader splits a line that has no quote on its commas instead of running the csv module on it
-    (registry/rows.py, a fifth of the time): the rows that come out, accepted or rejected, are the same."""
+    (spaces/registry/rows.py, a fifth of the time): the rows that come out, accepted or rejected, are the same."""
     header = ",".join(COLUMNS) + "\n"
     line = ",".join(fields) + end
     fast = list(

@@ -1,4 +1,4 @@
-"""`registry import --jobs N` (registry/shards.py): the same file imported by several processes at once ends
+"""`registry import --jobs N` (spaces/registry/shards.py): the same file imported by several processes at once ends
 as one process would end it: the same counts, the same rejects file, every person once with their
 representatives, and with --notify the same notices (a minor whose parent fell in another shard included)."""
 
@@ -16,12 +16,12 @@ import psutil
 import pytest
 
 from espace_sante import clock
-from espace_sante.registry.importer import import_file
-from espace_sante.registry.rejects import RejectsFile
-from espace_sante.registry.rows import read_registry, shard_of
-from espace_sante.registry.sample import generate
-from espace_sante.registry.shards import import_sharded
-from espace_sante.services.runtime import Runtime
+from espace_sante.runtime import Runtime
+from espace_sante.spaces.registry.importer import import_file
+from espace_sante.spaces.registry.rejects import RejectsFile
+from espace_sante.spaces.registry.rows import read_registry, shard_of
+from espace_sante.spaces.registry.sample import generate
+from espace_sante.spaces.registry.shards import import_sharded
 from espace_sante.storage.db import Conn
 from espace_sante.storage.embedded import EmbeddedPostgres, ensure_database
 from tests.cli.test_commands import EXE, _env, run

@@ -1,6 +1,6 @@
 """Security review of online activation and opposition and of the lifecycle API (2026-12-03): most tests are
-an attack that worked before its fix (web/activation.py, services/activation.py, services/lifecycle.py,
-services/auditevents.py, access/policy.py), kept so that it stays closed; two (a NUL in a reason, a feed's
+an attack that worked before its fix (web/activation/pages.py, spaces/activation.py, spaces/lifecycle.py,
+record/auditevents.py, access/policy.py), kept so that it stays closed; two (a NUL in a reason, a feed's
 write into a closed space) were already refused and guard it."""
 
 from __future__ import annotations
@@ -20,9 +20,10 @@ from espace_sante.access.actors import Actor
 from espace_sante.access.scopes import Scopes
 from espace_sante.context import Context
 from espace_sante.errors import Forbidden, NotFound
-from espace_sante.services import accounts, activation, lifecycle
-from espace_sante.services.activation import THROTTLED, WRONG, ActivationRefused
-from espace_sante.services.runtime import Runtime
+from espace_sante.people import accounts
+from espace_sante.runtime import Runtime
+from espace_sante.spaces import activation, lifecycle
+from espace_sante.spaces.activation import THROTTLED, WRONG, ActivationRefused
 from espace_sante.storage.db import Conn
 from tests.accounts.helpers import HTTPS, csrf_of
 from tests.activation.test_activate_and_oppose import code_for, imported

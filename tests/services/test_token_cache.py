@@ -6,8 +6,8 @@ import asyncio
 
 import httpx
 
-from espace_sante.services import oauth
-from espace_sante.services.runtime import Runtime
+from espace_sante.oauth import service as oauth
+from espace_sante.runtime import Runtime
 from espace_sante.storage import clients
 
 

@@ -13,8 +13,8 @@ from espace_sante.access.actors import SYSTEM
 from espace_sante.access.policy import decide
 from espace_sante.context import Context
 from espace_sante.crypto import KeyRing, LocalKek
-from espace_sante.services import fhir
-from espace_sante.services.runtime import Runtime
+from espace_sante.record import resources as fhir
+from espace_sante.runtime import Runtime
 from espace_sante.storage import lifecycle as lifecycle_store
 from espace_sante.storage import resources
 from espace_sante.storage.keys import KeyStore, MissingDataKey
@@ -109,7 +109,7 @@ async def test_destroying_the_space_key_makes_every_body_unreadable(runtime: Run
         for keys in (runtime.keys, fresh):
             with pytest.raises((DataUnreadable, MissingDataKey)):
                 await resources.read(conn, keys, decision, space, "Observation", obs_id)
-    # What destruction does next (services/lifecycle): its rows deleted and the space `destroyed`, so that the
+    # What destruction does next (spaces/lifecycle): its rows deleted and the space `destroyed`, so that the
     # session's shared database holds no live space whose bodies nobody can read (the lifecycle run reads them).
     async with runtime.db.pool.acquire() as conn, conn.transaction():
         await lifecycle_store.erase(conn, runtime.keys, [space])

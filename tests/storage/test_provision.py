@@ -9,10 +9,10 @@ import httpx
 
 from espace_sante.access.actors import SYSTEM
 from espace_sante.access.policy import decide
+from espace_sante.audit import chains as audit
 from espace_sante.audit.record import SUCCESS, Record
 from espace_sante.fhir import compartment
-from espace_sante.services import audit
-from espace_sante.services.runtime import Runtime
+from espace_sante.runtime import Runtime
 from espace_sante.storage import provision
 from espace_sante.storage.db import Conn
 from tests.factories import INS, new_nir, patient

@@ -6,7 +6,7 @@ import inspect
 
 import asyncpg
 
-from espace_sante.services.runtime import Runtime
+from espace_sante.runtime import Runtime
 from espace_sante.storage import resources, search
 
 #: Tables outside spaces, and why. A new table must be added to one side or the other.

@@ -12,8 +12,8 @@ import httpx
 import pytest
 
 from espace_sante.fhir.validation import validate_resource
-from espace_sante.services import oauth
-from espace_sante.services.runtime import Runtime
+from espace_sante.oauth import service as oauth
+from espace_sante.runtime import Runtime
 from espace_sante.storage import audit as audit_store
 from espace_sante.storage.keys import DIRECTORY_SPACE
 from tests.conftest import TokenFactory

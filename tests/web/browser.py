@@ -16,7 +16,7 @@ import pytest
 import uvicorn
 
 from espace_sante.app import create_app
-from espace_sante.services.runtime import Runtime
+from espace_sante.runtime import Runtime
 
 CHROMIUM = "/usr/bin/chromium"
 #: Headless, and none of Chromium's own connections: this machine's network refuses them (env notes).

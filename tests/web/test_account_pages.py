@@ -9,8 +9,8 @@ from typing import Any
 import httpx
 import pyotp
 
-from espace_sante.services import sessions, totp
-from espace_sante.services.runtime import Runtime
+from espace_sante.people import sessions, totp
+from espace_sante.runtime import Runtime
 from tests.accounts.helpers import browser, csrf_of, new_person, sign_in, trace_actions
 
 

@@ -1,4 +1,4 @@
-"""The activation page every notice points to (web/activation.py, docs/activation.md): Anne activates her space
+"""The activation page every notice points to (web/activation/pages.py, docs/activation.md): Anne activates her space
 before it opens with her code and birth date, makes her password and authenticator app, notes her recovery
 codes and signs in; a wrong birth date is refused with the common message and what she typed stays; five
 wrong birth dates lock the code; a used code is refused; Paul opposes, reads the consequences, confirms, and
@@ -20,8 +20,8 @@ from typing import Any
 import httpx
 import pytest
 
-from espace_sante.services import activation, lifecycle
-from espace_sante.services.runtime import Runtime
+from espace_sante.runtime import Runtime
+from espace_sante.spaces import activation, lifecycle
 from tests.accounts.helpers import HTTPS, Person, csrf_of, next_code, sign_in
 from tests.activation.pdftext import pdf_text
 from tests.activation.test_activate_and_oppose import code_for, imported, kept

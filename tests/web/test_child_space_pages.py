@@ -1,4 +1,4 @@
-"""A parent manages her child's space on the portal (PRODUCT §2, minors; web/whose.py): she picks it on
+"""A parent manages her child's space on the portal (PRODUCT §2, minors; web/holder/whose.py): she picks it on
 « État de mon espace santé », every page then says whose space it is and acts on it as her child's legal
 representative (what is hidden from representatives stays hidden), she adds a document for him, and comes
 back to her own. The choice names no space, cannot be forged, and ends the day her rights end. Through httpx
@@ -19,10 +19,12 @@ import pytest
 from espace_sante import clock
 from espace_sante.access.actors import Actor
 from espace_sante.context import Context
+from espace_sante.demo import access as demo_access
 from espace_sante.errors import FhirError, Forbidden
 from espace_sante.fhir.identifiers import make_nir
-from espace_sante.services import demo_access, documents, lifecycle
-from espace_sante.services.runtime import Runtime
+from espace_sante.record import documents
+from espace_sante.runtime import Runtime
+from espace_sante.spaces import lifecycle
 from espace_sante.storage import access as access_store
 from espace_sante.storage.db import Conn
 from tests.access.conftest import World, world  # noqa: F401 (the demo world, loaded once)

@@ -25,12 +25,14 @@ import pytest
 
 from espace_sante.access.policy import MASKED_FROM_PROFESSIONALS
 from espace_sante.context import Context
+from espace_sante.demo import access as demo_access
+from espace_sante.demo import world as demo
 from espace_sante.fhir import pdsm
 from espace_sante.fhir.identifiers import make_nir
-from espace_sante.services import accounts, demo, demo_access
-from espace_sante.services import fhir as fhir_service
-from espace_sante.services.runtime import Runtime
-from espace_sante.web.documents import binary_of
+from espace_sante.people import accounts
+from espace_sante.record import resources as fhir_service
+from espace_sante.runtime import Runtime
+from espace_sante.web.holder.documents import binary_of
 from tests.access.conftest import World, world  # noqa: F401 (the demo world, loaded once)
 from tests.accounts.helpers import Person, browser, csrf_of, new_person, next_code, sign_in
 from tests.content.samples import png, report_pdf
@@ -42,7 +44,7 @@ NOBODY = "0" * 48
 
 
 async def _demo_person(runtime: Runtime, kind: str, actor_id: str) -> Person:
-    """A demo person with the demo password and their TOTP secret (services/demo_access.py)."""
+    """A demo person with the demo password and their TOTP secret (demo/access.py)."""
     await demo.load(runtime)
     login, secret = next(
         (a[2], a[3])

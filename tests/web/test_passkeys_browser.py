@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
-from espace_sante.services.runtime import Runtime
+from espace_sante.runtime import Runtime
 from tests.accounts.helpers import new_person, next_code, trace_actions
 from tests.web.browser import ARGS, CHROMIUM, needs_chromium, serve
 

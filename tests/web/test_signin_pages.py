@@ -8,8 +8,8 @@ from typing import Any
 
 import httpx
 
-from espace_sante.services import accounts, sessions
-from espace_sante.services.runtime import Runtime
+from espace_sante.people import accounts, sessions
+from espace_sante.runtime import Runtime
 from tests.accounts.helpers import (
     browser,
     csrf_of,

@@ -22,10 +22,10 @@ import pytest
 from espace_sante import clock
 from espace_sante.access.actors import Actor
 from espace_sante.context import Context
-from espace_sante.services import lifecycle
-from espace_sante.services.runtime import Runtime
+from espace_sante.runtime import Runtime
+from espace_sante.spaces import lifecycle
 from espace_sante.storage import lifecycle as lifecycle_store
-from espace_sante.web.space import day
+from espace_sante.web.holder.space import day
 from tests.accounts.helpers import Person, browser, csrf_of, new_person, next_code, sign_in
 from tests.content.samples import report_pdf
 from tests.web.browser import needs_chromium, page_audit, phone, serve, sign_in_with_keyboard, tab_to

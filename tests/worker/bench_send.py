@@ -18,11 +18,11 @@ from pathlib import Path
 
 import asyncpg
 
-from espace_sante.registry.importer import import_file
-from espace_sante.registry.rejects import RejectsFile
-from espace_sante.services import notices
-from espace_sante.services.runtime import Runtime
+from espace_sante.runtime import Runtime
 from espace_sante.settings import Settings
+from espace_sante.spaces import notices
+from espace_sante.spaces.registry.importer import import_file
+from espace_sante.spaces.registry.rejects import RejectsFile
 from espace_sante.storage import migrate
 from espace_sante.storage.embedded import EmbeddedPostgres, database_uri, ensure_database
 from tests.registry.test_import import person, write

@@ -17,8 +17,8 @@ import pytest
 from espace_sante import clock
 from espace_sante.context import Context
 from espace_sante.jobs import queue
-from espace_sante.services import lifecycle, notices
-from espace_sante.services.runtime import Runtime
+from espace_sante.runtime import Runtime
+from espace_sante.spaces import lifecycle, notices
 from espace_sante.storage import jobs as jobs_store
 from espace_sante.storage.db import Conn
 from tests.notices.test_notices import mail, space_of

@@ -58,7 +58,7 @@ BASIS_WORDS: Mapping[str, str] = {
 
 _MINT = object()
 
-#: The lifecycle of a space (services/lifecycle.py, docs/lifecycle.md) decides who may reach it at all,
+#: The lifecycle of a space (spaces/lifecycle.py, docs/lifecycle.md) decides who may reach it at all,
 #: before any other rule. Professionals deposit and read only once the space is open (after the objection
 #: window, or activated by the holder). Its holder and representatives reach it from its creation (they sign
 #: in only once they activated it). Nobody reaches a suspended, closed (archived), opposed or destroyed space:
@@ -317,7 +317,7 @@ def _person_rule(actor: Actor, action: Action, rtype: str, f: SpaceFacts, today:
         return EVERYTHING, reason, None
     if action == "patch" and rtype == "DocumentReference":
         # A metadata update (PDSm): the holder masks any document they see from professionals, or archives it;
-        # services/documents/ limits a person's change to exactly that (R1111-49).
+        # record/documents/ limits a person's change to exactly that (R1111-49).
         return Rows(hidden=hidden), reason, None
     if rtype in DOCUMENT_TYPES:
         # A person changes or removes only what they deposited (and its content); a professional's document

@@ -6,8 +6,8 @@ from fastapi import Request
 
 from espace_sante.context import Context
 from espace_sante.errors import BadRequest, Unauthorized
-from espace_sante.services import oauth
-from espace_sante.services.runtime import Runtime
+from espace_sante.oauth import service as oauth
+from espace_sante.runtime import Runtime
 
 
 def runtime(request: Request) -> Runtime:

@@ -24,7 +24,7 @@ Action = Literal[
     "resource:search",
     "resource:history",
     "access:refused",
-    # Documents (services/documents/): a document's content retrieved (ITI-68), masked from or shown again
+    # Documents (record/documents/): a document's content retrieved (ITI-68), masked from or shown again
     # to professionals by the holder, hidden from the holder until the announcement consultation, released
     # (by its author, the médecin traitant, or on its own after a month). Detail: the visibility code.
     "document:download",
@@ -43,7 +43,7 @@ Action = Literal[
     "credential:remove",
     "account:create",
     "account:disable",
-    # Changes of rights (services/rights.py): detail is "basis|who|who's name" or the setting changed.
+    # Changes of rights (rights/changes.py): detail is "basis|who|who's name" or the setting changed.
     "rights:grant",
     "rights:revoke",
     "rights:block",
@@ -54,17 +54,17 @@ Action = Literal[
     "access:emergency",
     # A development token minted by `espace-sante token issue` (directory chain).
     "token:issue",
-    # OAuth 2 / SMART (services/oauth.py, services/smart.py): a token issued to a client (detail "grant type|
+    # OAuth 2 / SMART (oauth/service.py, oauth/authorize.py): a token issued to a client (detail "grant type|
     # scope"), a person's grant to an app or software given or withdrawn (detail "client id|name|scope", basis
     # the reason: disconnected, refresh_reuse). In the holder's space, else the directory's chain.
     "oauth:token",
     "oauth:grant",
     "oauth:withdraw",
-    # Sign-in through a national identity provider (services/federation.py; detail "provider|acr"), and a
+    # Sign-in through a national identity provider (people/federation.py; detail "provider|acr"), and a
     # refused one (outcome 8, detail "provider|reason"). Directory chain.
     "federation:signin",
     "federation:refused",
-    # Activation codes (services/activation.py): a code issued or re-issued (detail "until=YYYY-MM-DD", basis
+    # Activation codes (spaces/activation.py): a code issued or re-issued (detail "until=YYYY-MM-DD", basis
     # "reissue" when it replaced one), redeemed, refused (basis: "wrong code", "wrong birth date", "expired",
     # "used", "locked", "throttled"; never the code nor the date typed), and locked after too many failures.
     # In the space's chain when the code named a space, else the directory's chain.
@@ -72,10 +72,10 @@ Action = Literal[
     "activation:redeem",
     "activation:failure",
     "activation:locked",
-    # The lifecycle of a space (services/lifecycle.py), in the space's own chain: detail is "from>to|reason"
+    # The lifecycle of a space (spaces/lifecycle.py), in the space's own chain: detail is "from>to|reason"
     # (reason: the opposition's channel, or why the space was closed: holder, death, suspension, erase).
     # `space:register` opens the chain of a space the registry import made (its Patient is written when the
-    # space opens: services/identity.py); detail "notified|until=YYYY-MM-DD" when the import notified it in
+    # space opens: spaces/identity.py); detail "notified|until=YYYY-MM-DD" when the import notified it in
     # the same transaction (`registry import --notify`: the `space:notify` and `activation:issue` of
     # `notices send`, in one record).
     "space:register",
@@ -91,9 +91,9 @@ Action = Literal[
     "space:erase",
     "space:destroy",
     "space:of_age",
-    # The proof of an opposition printed for the person (services/opposition.proof_pdf): it shows their identity.
+    # The proof of an opposition printed for the person (spaces/opposition.proof_pdf): it shows their identity.
     "opposition:proof",
-    # An operator's decision on a notice e-mail left uncertain (services/notices.resolve), in the space's chain:
+    # An operator's decision on a notice e-mail left uncertain (spaces/notices.resolve), in the space's chain:
     # basis "delivered", "resend" or "letter"; detail "notice=<id>" (never the address nor the text).
     "notice:resolve",
 ]

@@ -751,7 +751,7 @@ _WITHDRAW_REASONS: dict[str, tuple[str, str]] = {
 
 
 def _oauth_sentence(record: Record, subject: str, reader: bool, at: str, why: str, lang: Lang) -> str:
-    """Apps, software and identity providers (services/oauth.py, services/smart.py, services/federation.py).
+    """Apps, software and identity providers (oauth/service.py, oauth/authorize.py, people/federation.py).
     Scopes are named by count, not listed: the consent page shows them in words."""
     first, _, rest = record.detail.partition("|")
     second, _, _scope = rest.partition("|")
@@ -781,7 +781,7 @@ def _oauth_sentence(record: Record, subject: str, reader: bool, at: str, why: st
     return f"A sign-in with {provider} was refused {at} — reason: {second or why}."
 
 
-# --- Activation codes (services/activation.py) -------------------------------------------------------------
+# --- Activation codes (spaces/activation.py) -------------------------------------------------------------
 # Impersonal sentences. In the space's chain the code is the holder's ("votre code"); in the directory's chain
 # the code named no space (unknown code, or refused before any lookup). `detail` holds "until=YYYY-MM-DD" for
 # an issue, "ip=<address>" for an attempt; `basis` a reason code ("address" for a lockout of a client address,
@@ -851,7 +851,7 @@ def _activation_sentence(record: Record, at: str, lang: Lang) -> str:
     )
 
 
-# --- The lifecycle of a space (services/lifecycle.py) --------------------------------------------------------
+# --- The lifecycle of a space (spaces/lifecycle.py) --------------------------------------------------------
 # `detail` is "from>to|reason"; the reason is an opposition's channel or a closure's cause.
 
 _CHANNELS: dict[str, tuple[str, str]] = {

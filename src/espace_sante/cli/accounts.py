@@ -14,7 +14,7 @@ import typer
 from espace_sante.audit.wording import when
 
 if TYPE_CHECKING:
-    from espace_sante.services.runtime import Runtime
+    from espace_sante.runtime import Runtime
 
 T = TypeVar("T")
 
@@ -45,7 +45,7 @@ def create(
     ] = False,
 ) -> None:
     """Crée un compte de connexion / create a sign-in account."""
-    from espace_sante.services import accounts
+    from espace_sante.people import accounts
 
     if kind == "operator" and not with_totp:
         typer.echo(
@@ -98,7 +98,7 @@ def create(
 @app.command("disable")
 def disable(login: Annotated[str, typer.Option("--login", help="Identifiant du compte.")]) -> None:
     """Désactive un compte et ferme ses sessions / disable an account and end its sessions."""
-    from espace_sante.services import accounts
+    from espace_sante.people import accounts
 
     async def work(rt: Runtime) -> accounts.Account:
         return await accounts.disable(rt, login)
@@ -114,7 +114,7 @@ def disable(login: Annotated[str, typer.Option("--login", help="Identifiant du c
 @app.command("sessions")
 def list_sessions(login: Annotated[str, typer.Option("--login", help="Identifiant du compte.")]) -> None:
     """Liste les sessions ouvertes d'un compte / list an account's live sessions."""
-    from espace_sante.services import accounts, sessions
+    from espace_sante.people import accounts, sessions
 
     async def work(rt: Runtime) -> list[sessions.Session] | None:
         account = await accounts.find_by_login(rt, login)

@@ -35,7 +35,7 @@ def documents_verify(
     altered or orphaned."""
     from espace_sante.cli.main import _run, _settings, _with_runtime
     from espace_sante.context import Context
-    from espace_sante.services import documents
+    from espace_sante.record import documents
 
     async def work(rt: object) -> documents.Verification:
         return await documents.verify(Context.system(rt), deep=deep)  # type: ignore[arg-type]
@@ -67,7 +67,7 @@ def documents_collect(
     committed (after the grace period)."""
     from espace_sante.cli.main import _run, _settings, _with_runtime
     from espace_sante.context import Context
-    from espace_sante.services import documents
+    from espace_sante.record import documents
 
     when = _as_of(as_of)
 
@@ -89,7 +89,7 @@ def documents_release(
     release documents hidden until an announcement consultation, when due (R1111-53)."""
     from espace_sante.cli.main import _run, _settings, _with_runtime
     from espace_sante.context import Context
-    from espace_sante.services import documents
+    from espace_sante.record import documents
 
     when = _as_of(as_of)
 

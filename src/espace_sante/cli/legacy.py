@@ -19,7 +19,7 @@ legacy_app = typer.Typer(
 def _work(func: Any) -> Any:
     """Run `func(runtime)`; an input the import cannot take is a readable error with exit code 2."""
     from espace_sante.cli.main import _fail, _run, _settings, _with_runtime
-    from espace_sante.services.legacy import LegacyInputError
+    from espace_sante.spaces.legacy.importer import LegacyInputError
 
     try:
         return _run(lambda: _with_runtime(_settings(), func))
@@ -47,7 +47,7 @@ def legacy_import(
     `legacy report` / documents of an unknown or opposed person, or refused, are set aside (encrypted) and
     listed by `legacy report`. Code de sortie 1 si un paquet est refusé, 2 si tous le sont / exit code 1
     when a package is refused, 2 when all are."""
-    from espace_sante.services import legacy
+    from espace_sante.spaces.legacy import importer as legacy
 
     async def work(rt: Any) -> legacy.ImportCounts:
         return await legacy.import_path(rt, path)
@@ -78,7 +78,7 @@ def legacy_report(
     ] = 1000,
 ) -> None:
     """Liste les documents mis de côté et leur raison / list the documents set aside and why."""
-    from espace_sante.services import legacy
+    from espace_sante.spaces.legacy import importer as legacy
 
     async def work(rt: Any) -> legacy.Report:
         return await legacy.report(rt, limit=limit)
@@ -110,7 +110,7 @@ def legacy_retry(
 ) -> None:
     """Retente le dépôt des documents mis de côté / try the documents set aside again (after a registry
     import, an opening…)."""
-    from espace_sante.services import legacy
+    from espace_sante.spaces.legacy import importer as legacy
 
     async def work(rt: Any) -> legacy.RetryCounts:
         return await legacy.retry(rt)
@@ -139,7 +139,7 @@ def legacy_forget(
     backup can read them again. La destruction d'un espace le fait aussi / destroying a space does it too."""
     from espace_sante.cli.main import _fail
     from espace_sante.fhir.identifiers import IdentifierError, validate_nir
-    from espace_sante.services import legacy
+    from espace_sante.spaces.legacy import importer as legacy
 
     try:
         nir = validate_nir(ins)

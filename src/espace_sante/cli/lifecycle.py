@@ -1,4 +1,4 @@
-"""`espace-sante lifecycle`: the states of spaces (services/lifecycle.py, docs/lifecycle.md). `run` carries out
+"""`espace-sante lifecycle`: the states of spaces (spaces/lifecycle.py, docs/lifecycle.md). `run` carries out
 every transition due on a date, with the same function as the periodic job; the other commands are the
 operator's (the insurer's agents: an opposition by phone or at a counter, a suspension) or stand for the
 holder's own requests in development."""
@@ -23,7 +23,7 @@ async def _space(rt: Any, text: str) -> uuid.UUID:
     """A space named by its id (32 hex) or by its holder's INS (15 characters), as an operator on the phone
     knows it."""
     from espace_sante.errors import NotFound
-    from espace_sante.services import lifecycle
+    from espace_sante.spaces import lifecycle
 
     if len(text) == 15:
         found = await lifecycle.space_of_ins(rt, text)
@@ -65,8 +65,8 @@ def lifecycle_run(
     ceux des personnes décédées, détruit les espaces dont l'archivage ou la destruction demandée est échu.
     Idempotent / idempotent: a second run does nothing."""
     from espace_sante.cli.main import _run, _settings, _with_runtime
-    from espace_sante.services import lifecycle
-    from espace_sante.services.runtime import Runtime
+    from espace_sante.runtime import Runtime
+    from espace_sante.spaces import lifecycle
 
     day = _day(as_of) or clock.today()
 
@@ -109,8 +109,8 @@ def lifecycle_set(
     from espace_sante.access.actors import Actor
     from espace_sante.cli.main import _fail, _run, _settings, _with_runtime
     from espace_sante.context import Context
-    from espace_sante.services import lifecycle
-    from espace_sante.services.runtime import Runtime
+    from espace_sante.runtime import Runtime
+    from espace_sante.spaces import lifecycle
 
     if event not in EVENTS:
         raise _fail(f"événement inconnu / unknown event {event!r} ({', '.join(EVENTS)})")
@@ -144,8 +144,8 @@ def lifecycle_show(
 ) -> None:
     """Affiche l'état d'un espace / show a space's state."""
     from espace_sante.cli.main import _fail, _run, _settings, _with_runtime
-    from espace_sante.services import lifecycle
-    from espace_sante.services.runtime import Runtime
+    from espace_sante.runtime import Runtime
+    from espace_sante.spaces import lifecycle
 
     async def work(rt: Runtime) -> str | None:
         return await lifecycle.state(rt, await _space(rt, space))

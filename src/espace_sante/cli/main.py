@@ -107,7 +107,7 @@ def _run(func: Callable[[], Awaitable[T]]) -> T:
 
 
 async def _with_runtime(settings: Settings, work: Callable[..., Awaitable[T]], *, migrate: bool = True) -> T:
-    from espace_sante.services.runtime import Runtime
+    from espace_sante.runtime import Runtime
 
     rt = await Runtime.open(settings, apply_migrations=migrate)
     try:
@@ -119,7 +119,7 @@ async def _with_runtime(settings: Settings, work: Callable[..., Awaitable[T]], *
 @app.command()
 def migrate() -> None:
     """Applique les migrations de la base / apply database migrations."""
-    from espace_sante.services.runtime import Runtime
+    from espace_sante.runtime import Runtime
     from espace_sante.storage import migrate as migrations
 
     async def work(rt: Runtime) -> list[migrations.Migration]:
@@ -133,7 +133,7 @@ def migrate() -> None:
 @app.command()
 def demo() -> None:
     """Charge les données de démonstration (idempotent) / load demo data (idempotent)."""
-    from espace_sante.services import demo as demo_data
+    from espace_sante.demo import world as demo_data
 
     settings = _settings()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
@@ -168,7 +168,7 @@ def client_create(
     ] = False,
 ) -> None:
     """Enregistre un client machine et affiche ses identifiants une seule fois / register a machine client."""
-    from espace_sante.services import oauth
+    from espace_sante.oauth import service as oauth
 
     settings = _settings()
     if jwks or jwks_uri or kind != "system" or redirect_uri or public:
@@ -223,7 +223,7 @@ def keys_rewrap() -> None:
 
     Rotation: set the new key in ESPACE_SANTE_KEK and the old one in ESPACE_SANTE_KEK_PREVIOUS, run this, then
     drop the old key from the configuration."""
-    from espace_sante.services.runtime import Runtime
+    from espace_sante.runtime import Runtime
 
     async def work(rt: Runtime) -> int:
         return await rt.db.interaction("keys_rewrap", rt.keys.rewrap)
@@ -238,8 +238,8 @@ def audit_seal() -> None:
 
     Run it periodically (a timer): a rewrite of the trace by someone with database access shows up at the
     first seal after the rewritten records."""
-    from espace_sante.services import audit
-    from espace_sante.services.runtime import Runtime
+    from espace_sante.audit import chains as audit
+    from espace_sante.runtime import Runtime
 
     async def work(rt: Runtime) -> int:
         return await audit.seal_heads(rt)
@@ -259,9 +259,9 @@ def audit_verify(
 
     Sort avec 0 si tout est intact, 1 si un maillon est rompu (le premier de chaque espace est nommé) /
     exits 0 when intact, 1 when a link is broken (the first broken link of each space is named)."""
+    from espace_sante.audit import chains as audit
     from espace_sante.audit.verify import Report, SpaceReport
-    from espace_sante.services import audit
-    from espace_sante.services.runtime import Runtime
+    from espace_sante.runtime import Runtime
 
     space_id = None
     if space is not None:
@@ -334,10 +334,10 @@ def serve(
             os.environ["DATABASE_URL"] = dsn
             settings = _settings()
         if migrate_first or demo_data:
-            from espace_sante.services import demo as demo_module
+            from espace_sante.demo import world as demo_module
 
             async def prepare(rt: object) -> dict[str, str] | None:
-                from espace_sante.services.runtime import Runtime
+                from espace_sante.runtime import Runtime
 
                 assert isinstance(rt, Runtime)
                 if demo_data:

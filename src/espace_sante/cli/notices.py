@@ -1,4 +1,4 @@
-"""`espace-sante notices`, `letters` and `outbox`: the notices of new spaces (services/notices.py,
+"""`espace-sante notices`, `letters` and `outbox`: the notices of new spaces (spaces/notices.py,
 docs/notices.md), the letters for a mailing house, and the local outbox of the embedded default."""
 
 from __future__ import annotations
@@ -50,8 +50,8 @@ def notices_send(
     qu'une interruption a laissé / idempotent: a second run sends nothing twice and delivers what a crash
     left."""
     from espace_sante.cli.main import _run, _settings, _with_runtime
-    from espace_sante.services import notices
-    from espace_sante.services.runtime import Runtime
+    from espace_sante.runtime import Runtime
+    from espace_sante.spaces import notices
 
     day = _day(as_of)
 
@@ -78,8 +78,8 @@ def letters_build(
 ) -> None:
     """Imprime les lettres en attente en PDF par lots, avec un manifeste CSV / build the queued letters."""
     from espace_sante.cli.main import _run, _settings, _with_runtime
-    from espace_sante.services import notices
-    from espace_sante.services.runtime import Runtime
+    from espace_sante.runtime import Runtime
+    from espace_sante.spaces import notices
 
     async def work(rt: Runtime) -> notices.Built:
         return await notices.build_letters(rt, out)
@@ -106,7 +106,7 @@ def outbox_list(
 ) -> None:
     """Les messages de la boîte d'envoi locale (sans serveur SMTP) / the local outbox's messages."""
     from espace_sante.cli.main import _run, _settings, _with_runtime
-    from espace_sante.services.runtime import Runtime
+    from espace_sante.runtime import Runtime
     from espace_sante.storage import notices as store
 
     async def work(rt: Runtime) -> list[store.OutboxMessage]:
@@ -148,8 +148,8 @@ def notices_uncertain(
     relais, puis `notices resolve` / each may have been accepted: never resent automatically. Check the
     relay's logs, then `notices resolve`."""
     from espace_sante.cli.main import _run, _settings, _with_runtime
-    from espace_sante.services import notices
-    from espace_sante.services.runtime import Runtime
+    from espace_sante.runtime import Runtime
+    from espace_sante.spaces import notices
 
     async def work(rt: Runtime) -> list[notices.UncertainNotice]:
         return await notices.uncertain(rt, limit=limit)
@@ -197,8 +197,8 @@ def notices_resolve(
     import uuid
 
     from espace_sante.cli.main import _fail, _run, _settings, _with_runtime
-    from espace_sante.services import notices
-    from espace_sante.services.runtime import Runtime
+    from espace_sante.runtime import Runtime
+    from espace_sante.spaces import notices
 
     chosen = [name for name, on in (("delivered", delivered), ("resend", resend), ("letter", letter)) if on]
     if len(chosen) != 1:

@@ -1,4 +1,4 @@
-"""`espace-sante opposition`: the proof of an opposition (services/opposition.py, docs/activation.md).
+"""`espace-sante opposition`: the proof of an opposition (spaces/opposition.py, docs/activation.md).
 
 An operator records an opposition made by phone or at a counter with `espace-sante lifecycle set INS oppose
 --channel phone|counter --operator LOGIN` (and a later request for a space with `lifecycle set INS request`);
@@ -39,8 +39,8 @@ def opposition_proof(
     from espace_sante.cli.main import _fail, _run, _settings, _with_runtime
     from espace_sante.context import Context
     from espace_sante.errors import NotFound
-    from espace_sante.services import opposition
-    from espace_sante.services.runtime import Runtime
+    from espace_sante.runtime import Runtime
+    from espace_sante.spaces import opposition
 
     async def work(rt: Runtime) -> opposition.Opposition | None:
         space_id = await _space(rt, space)
@@ -90,8 +90,8 @@ def opposition_check(
 
     Code 1 si elle ne correspond à aucune opposition de cette personne / exit 1 when it proves nothing."""
     from espace_sante.cli.main import _fail, _run, _settings, _with_runtime
-    from espace_sante.services import opposition
-    from espace_sante.services.runtime import Runtime
+    from espace_sante.runtime import Runtime
+    from espace_sante.spaces import opposition
 
     async def work(rt: Runtime) -> opposition.Opposition | None:
         return await opposition.verify(rt, ins, reference)

@@ -32,8 +32,8 @@ def registry_check(
 
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-    from espace_sante.registry.rejects import RejectsFile, Tally
-    from espace_sante.registry.rows import RegistryFormatError, Rejected, read_registry
+    from espace_sante.spaces.registry.rejects import RejectsFile, Tally
+    from espace_sante.spaces.registry.rows import RegistryFormatError, Rejected, read_registry
 
     tally = Tally()
     try:
@@ -134,11 +134,11 @@ def registry_import(
 
     from espace_sante.cli.main import _fail, _run, _settings, _with_runtime
     from espace_sante.cli.notices import _day
-    from espace_sante.registry.importer import Counts, ImportRunning, import_file
-    from espace_sante.registry.rejects import RejectsFile
-    from espace_sante.registry.rows import RegistryFormatError
-    from espace_sante.registry.shards import import_sharded
-    from espace_sante.services.runtime import Runtime
+    from espace_sante.runtime import Runtime
+    from espace_sante.spaces.registry.importer import Counts, ImportRunning, import_file
+    from espace_sante.spaces.registry.rejects import RejectsFile
+    from espace_sante.spaces.registry.rows import RegistryFormatError
+    from espace_sante.spaces.registry.shards import import_sharded
 
     if as_of is not None and not notify:
         raise _fail("--as-of va avec --notify / --as-of goes with --notify")
@@ -228,7 +228,7 @@ def registry_sample(
 
     NIR valides, noms et adresses français, environ 20 % de mineurs rattachés à leurs représentants, 60 %
     avec une adresse e-mail, quelques décès et environ 0,1 % de lignes erronées. Personne n'y existe."""
-    from espace_sante.registry.sample import generate
+    from espace_sante.spaces.registry.sample import generate
 
     try:
         stats = generate(out, rows, seed)

@@ -1,4 +1,4 @@
-"""`espace-sante token issue`: development tokens for demo people (services/devtokens.py)."""
+"""`espace-sante token issue`: development tokens for demo people (oauth/devtokens.py)."""
 
 from __future__ import annotations
 
@@ -27,8 +27,8 @@ def token_issue(
     """Émet un jeton pour une personne de démonstration (mode développement seulement, tracé) / mint a token
     for a demo person (development mode only, traced)."""
     from espace_sante.cli.main import _run, _settings, _with_runtime
-    from espace_sante.services import devtokens
-    from espace_sante.services.runtime import Runtime
+    from espace_sante.oauth import devtokens
+    from espace_sante.runtime import Runtime
 
     async def work(rt: Runtime) -> devtokens.Issued:
         return await devtokens.issue(rt, actor, scope, acr=acr)

@@ -27,8 +27,8 @@ def worker(
     from espace_sante.cli.main import _run, _settings, _with_runtime
     from espace_sante.jobs import queue
     from espace_sante.logs import configure
-    from espace_sante.services import notices
-    from espace_sante.services.runtime import Runtime
+    from espace_sante.runtime import Runtime
+    from espace_sante.spaces import notices
 
     settings = _settings()
     configure(settings.log_level)

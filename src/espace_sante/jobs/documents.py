@@ -11,8 +11,8 @@ import asyncio
 from espace_sante.context import Context
 from espace_sante.jobs.timer import every
 from espace_sante.logs import get_logger
-from espace_sante.services import documents
-from espace_sante.services.runtime import Runtime
+from espace_sante.record import documents
+from espace_sante.runtime import Runtime
 
 log = get_logger(__name__)
 

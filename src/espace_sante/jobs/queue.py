@@ -10,7 +10,7 @@ asyncpg. Both reach the same database: the worker opens our Runtime (asyncpg poo
 tasks, and procrastinate's own pool for the queue.
 
 The tasks:
-- `notices.deliver`: one e-mail notice (services/notices.deliver_one), deferred with the notice; a relay that
+- `notices.deliver`: one e-mail notice (spaces/notices.deliver_one), deferred with the notice; a relay that
   cannot take it now raises DeliveryDeferred, retried with exponential backoff (2^n seconds, 12 attempts:
   about two hours and a quarter in all); then the periodic sweep picks the notice up;
 - `notices.deliver_many`: the e-mails of one batch transaction (`notices send`, `registry import --notify`),
@@ -21,7 +21,7 @@ The tasks:
 - periodic `lifecycle.run` (hourly): opens the spaces whose opposition window ended, closes and destroys what
   is due: the same code as `espace-sante lifecycle run`, idempotent and set-based;
 - periodic `legacy.retry` (hourly, half an hour after it): deposits the legacy DMP documents set aside until
-  their space opened or their person was registered (services/legacy.retry);
+  their space opened or their person was registered (spaces/legacy/importer.retry);
 - periodic `documents.round` (every 5 minutes): the round serve's timer runs (jobs/documents.py), idempotent;
 - periodic `jobs.recover` (every 5 minutes): jobs left `doing` by a worker that stopped sending heartbeats
   (killed) are queued again."""
@@ -37,8 +37,10 @@ from procrastinate import App, JobContext, PsycopgConnector, RetryStrategy
 
 from espace_sante.context import Context
 from espace_sante.logs import get_logger
-from espace_sante.services import documents, legacy, lifecycle, notices
-from espace_sante.services.runtime import Runtime
+from espace_sante.record import documents
+from espace_sante.runtime import Runtime
+from espace_sante.spaces import lifecycle, notices
+from espace_sante.spaces.legacy import importer as legacy
 
 log = get_logger(__name__)
 

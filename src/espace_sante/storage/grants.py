@@ -259,7 +259,7 @@ async def refresh_active(conn: Conn, token_hash: bytes) -> RefreshRow | None:
     return row
 
 
-# --- OpenID Connect sign-in flows (services/federation.py) --------------------------------------------------
+# --- OpenID Connect sign-in flows (people/federation.py) --------------------------------------------------
 
 
 async def insert_flow(

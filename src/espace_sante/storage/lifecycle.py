@@ -1,6 +1,6 @@
 """The lifecycle's SQL (migrations/0009_lifecycle.sql): a space's state row, the set-based searches of
 `lifecycle run`, and the deletion of a space's data. Which transition is legal is decided by the table in
-services/lifecycle.py, which passes the allowed source states to every statement here: a row whose state
+spaces/lifecycle.py, which passes the allowed source states to every statement here: a row whose state
 changed meanwhile is simply not matched."""
 
 from __future__ import annotations

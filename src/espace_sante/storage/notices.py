@@ -1,4 +1,4 @@
-"""SQL of the notices of new spaces (services/notices.py, migrations 0011_notices.sql and 0012_jobs.sql) and
+"""SQL of the notices of new spaces (spaces/notices.py, migrations 0011_notices.sql and 0012_jobs.sql) and
 the outbox listing: the set-based steps of `notices send` (a batch of spaces per statement), and the states of
 one e-mail's delivery (claimed, handed to the relay, delivered or uncertain)."""
 
@@ -21,7 +21,7 @@ from espace_sante.storage.db import Conn, Database
 @dataclass(frozen=True)
 class EmailNotice:
     """An e-mail waiting for delivery: its words sealed under the space's data key `key_version`
-    (services/notices.py renders the text from them), or, recorded before migration 0019, its text in `body`."""
+    (spaces/notices.py renders the text from them), or, recorded before migration 0019, its text in `body`."""
 
     space_id: uuid.UUID
     notice_id: uuid.UUID
@@ -38,7 +38,7 @@ class LetterNotice:
     notice_id: uuid.UUID
     #: The clear data of a letter queued before migration 0012 (None when sealed).
     letter: dict[str, Any] | None
-    #: The letter's data sealed under the space's data key `key_version` (services/notices.py).
+    #: The letter's data sealed under the space's data key `key_version` (spaces/notices.py).
     sealed: bytes | None = None
     key_version: int | None = None
 

@@ -143,7 +143,7 @@ def build_spaces(
     a bulk import does not need them and would only churn the cache; `keep_keys` keeps them in the rows'
     `aeads` instead (the import seals its letters with them). With `pending` (the registry import) the
     Patient is not written: its body is sealed into `pending`, for `registry_person`, until the space opens
-    (services/identity.py `materialise`), and `record` (the registration) names no version."""
+    (spaces/identity.py `materialise`), and `record` (the registration) names no version."""
     decision.require("create", "Patient")
     out = SpaceRows()
     if not spaces:

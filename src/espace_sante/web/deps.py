@@ -25,15 +25,15 @@ from fastapi import Request
 from starlette.responses import Response
 
 from espace_sante.context import Context
-from espace_sante.services import sessions
-from espace_sante.services.passkeys import origin
-from espace_sante.services.passwords import peppers
-from espace_sante.services.runtime import Runtime
-from espace_sante.services.sessions import Session
+from espace_sante.people import sessions
+from espace_sante.people.passkeys import origin
+from espace_sante.people.passwords import peppers
+from espace_sante.people.sessions import Session
+from espace_sante.runtime import Runtime
 
 SESSION_COOKIE = sessions.COOKIE
 PRE_COOKIE = "__Host-es_pre"
-#: Whose space the holder pages show (web/whose.py): an opaque reference, bound to the session.
+#: Whose space the holder pages show (web/holder/whose.py): an opaque reference, bound to the session.
 CHOICE_COOKIE = "__Host-es_pour"
 FLOW_COOKIE = "__Host-es_flow"
 #: How long a sign-in form stays valid.

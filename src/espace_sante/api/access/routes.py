@@ -1,6 +1,6 @@
 """Who may see a record, as an API: the holder's consents, blocks and sharing rules, professionals' care-team
 declarations and emergency accesses, the insurer's médecin traitant and representatives, and the holder's
-"what can this professional see?" preview. Routes parse and call services/rights.py; errors are
+"what can this professional see?" preview. Routes parse and call rights/changes.py; errors are
 OperationOutcome like the FHIR API. An INS travels in bodies only, never in a URL (SECURITY V8 8.3.1)."""
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from starlette.responses import JSONResponse, Response
 from espace_sante.api.deps import fhir_context
 from espace_sante.api.fhir.openapi import ERRORS
 from espace_sante.context import Context
-from espace_sante.services import rights
+from espace_sante.rights import changes as rights
 
 # The FHIR routes' error answers (OperationOutcome), without their FHIR 200: these routes answer plain JSON.
 router = APIRouter(

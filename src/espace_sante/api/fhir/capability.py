@@ -9,12 +9,12 @@ from typing import Any
 from espace_sante import __version__
 from espace_sante.fhir.searchparams import params_for
 from espace_sante.fhir.validation import RESOURCE_TYPES
-from espace_sante.services.fhir import READ_ONLY_TYPES
+from espace_sante.record.resources import READ_ONLY_TYPES
 from espace_sante.settings import Settings
 
 _WRITE = ("create", "update", "delete")
 _READ = ("read", "vread", "history-instance", "history-type", "search-type")
-#: AuditEvent is the trace rendered on the way out (services/auditevents.py): read and search-type only,
+#: AuditEvent is the trace rendered on the way out (record/auditevents.py): read and search-type only,
 #: with the parameters that service implements, never _include or _revinclude.
 _AUDIT_EVENT = "AuditEvent"
 _AUDIT_DOCS = {

@@ -15,8 +15,8 @@ from starlette.responses import Response
 
 from espace_sante.errors import FhirError
 from espace_sante.fhir import summary
-from espace_sante.services.bundles import BundleResult, EntryResult
-from espace_sante.services.fhir import HistoryPage, SearchResult
+from espace_sante.record.bundles import BundleResult, EntryResult
+from espace_sante.record.resources import HistoryPage, SearchResult
 from espace_sante.storage.resources import Stored
 
 FHIR_JSON = "application/fhir+json; charset=utf-8"

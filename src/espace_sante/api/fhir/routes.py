@@ -16,7 +16,8 @@ from espace_sante.context import Context
 from espace_sante.errors import BadRequest, MethodNotAllowed, UnsupportedMediaType
 from espace_sante.fhir.searchparams import parse_date_range
 from espace_sante.fhir.validation import RESOURCE_TYPES
-from espace_sante.services import auditevents, bundles, documents, fhir
+from espace_sante.record import auditevents, bundles, documents
+from espace_sante.record import resources as fhir
 
 _FORMATS = ("json", "application/fhir+json", "application/json")
 

@@ -1,5 +1,5 @@
 """OAuth 2 endpoints: the token endpoint (RFC 6749 section 3.2), introspection (RFC 7662), revocation (RFC 7009)
-and SMART discovery. The authorization endpoint is a page (web/oauth.py): a person signs in there."""
+and SMART discovery. The authorization endpoint is a page (web/account/apps.py): a person signs in there."""
 
 from __future__ import annotations
 
@@ -12,7 +12,8 @@ from starlette.responses import JSONResponse, Response
 
 from espace_sante.api.deps import runtime
 from espace_sante.errors import UnsupportedMediaType
-from espace_sante.services import oauth, smart
+from espace_sante.oauth import authorize as smart
+from espace_sante.oauth import service as oauth
 
 router = APIRouter(tags=["OAuth 2 / SMART"])
 

@@ -1,7 +1,7 @@
 """The state of a space, as an API: its holder (or an app they connected, or a representative with rights)
 reads it, closes, reopens, asks for destruction or contests a suspension; the insurer's operators record an
 opposition made by phone or at a counter, suspend, lift a suspension. Routes parse and call
-services/lifecycle.py, where the one transition table decides; errors are OperationOutcome like the FHIR API.
+spaces/lifecycle.py, where the one transition table decides; errors are OperationOutcome like the FHIR API.
 An INS travels in bodies only, never in a URL (SECURITY V8 8.3.1)."""
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from starlette.responses import JSONResponse
 from espace_sante.api.deps import fhir_context
 from espace_sante.api.fhir.openapi import ERRORS
 from espace_sante.context import Context
-from espace_sante.services import lifecycle
+from espace_sante.spaces import lifecycle
 
 router = APIRouter(
     prefix="/space", tags=["Space lifecycle"], responses={k: v for k, v in ERRORS.items() if k != 200}

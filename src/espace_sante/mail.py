@@ -1,0 +1,239 @@
+"""Security notices by mail (SECURITY V2 2.2.3/2.5.5: tell the person when a credential or factor changes).
+
+Two backends behind one small protocol (STYLE habit 8), chosen by settings: SMTP when `smtp_host` is set
+(standard library `smtplib`, run in a thread), otherwise the `outbox` table (the embedded default; a later
+command lists it). A message that SMTP refuses is kept in the outbox with the error, never lost.
+
+A notice says what changed and when, and what to do if it was not you: never any medical content, never a
+secret, never the INS. Header values are checked for CR/LF (ASVS 5.2.3): `email.message` refuses them too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import re
+import smtplib
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email import policy
+from email.message import EmailMessage
+from email.utils import make_msgid, parseaddr
+from typing import Protocol
+
+from espace_sante.audit.wording import when
+from espace_sante.logs import get_logger
+from espace_sante.runtime import Runtime
+from espace_sante.settings import Settings
+from espace_sante.storage import accounts as store
+from espace_sante.storage.db import Conn
+
+log = get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class Message:
+    to: str
+    subject: str
+    text: str
+
+    def __post_init__(self) -> None:
+        for value in (self.to, self.subject):
+            if "\r" in value or "\n" in value:
+                raise ValueError("a mail header cannot hold a line break")
+
+
+class Mailer(Protocol):
+    async def send(self, message: Message) -> None: ...
+
+
+class OutboxMailer:
+    """Keeps messages in the `outbox` table (no SMTP server configured)."""
+
+    def __init__(self, rt: Runtime) -> None:
+        self.rt = rt
+
+    async def send(self, message: Message) -> None:
+        await self.rt.db.interaction("mail_outbox", _keep, message, "")
+
+
+async def _keep(conn: Conn, message: Message, error: str) -> None:
+    await store.add_outbox(
+        conn, uuid.uuid4(), recipient=message.to, subject=message.subject, body=message.text, error=error
+    )
+
+
+class SmtpMailer:
+    def __init__(self, settings: Settings) -> None:
+        if not settings.smtp_host:
+            raise ValueError("no SMTP host configured")
+        self.host = settings.smtp_host
+        self.port = settings.smtp_port
+        self.starttls = settings.smtp_starttls
+        self.sender = settings.mail_from
+        self.domain = self.sender.rsplit("@", 1)[-1].strip(" >") or "espace-sante.localhost"
+
+    def build(self, message: Message, message_id: str | None = None) -> EmailMessage:
+        mail = EmailMessage()
+        mail["From"] = self.sender
+        mail["To"] = message.to
+        mail["Subject"] = message.subject
+        mail["Message-ID"] = message_id or make_msgid(domain=self.domain)
+        mail["Date"] = datetime.now(UTC).strftime("%a, %d %b %Y %H:%M:%S +0000")
+        mail["Auto-Submitted"] = "auto-generated"
+        mail.set_content(message.text)
+        return mail
+
+    def _send_sync(self, message: Message) -> None:
+        mail = self.build(message)
+        with smtplib.SMTP(self.host, self.port, timeout=10) as smtp:
+            if self.starttls:
+                smtp.starttls()
+            smtp.send_message(mail)
+
+    async def send(self, message: Message) -> None:
+        await asyncio.to_thread(self._send_sync, message)
+
+
+def stable_message_id(notice_id: uuid.UUID, domain: str) -> str:
+    """The Message-ID of a notice, the same at every attempt: a mailbox that already holds it may drop a
+    second copy (many do); our own guarantee does not rest on that (docs/notices.md)."""
+    return f"<notice.{notice_id.hex}@{domain}>"  # short: an unfolded header line
+
+
+class HandOff:
+    """One message to the SMTP relay in three steps, so that the caller can record, in between, the one
+    moment that matters: the relay accepts a message only when the "." that ends DATA arrives (RFC 5321
+    4.1.1.4); a session cut before it leaves nothing behind.
+
+    `stage()` connects and sends everything but that "." (blocking: run it in a thread); `hand()` sends the
+    "." (three bytes, immediate); `answer()` reads the relay's reply (blocking), raising SMTPDataError on a
+    refusal (not accepted) and OSError/SMTPServerDisconnected when the answer is lost (maybe accepted)."""
+
+    def __init__(self, smtp_mailer: SmtpMailer, message: Message, message_id: str) -> None:
+        self.mailer = smtp_mailer
+        self.mail = smtp_mailer.build(message, message_id)
+        self.to = message.to
+        self._smtp: smtplib.SMTP | None = None
+
+    def stage(self) -> None:
+        m = self.mailer
+        smtp = smtplib.SMTP(m.host, m.port, timeout=10)
+        self._smtp = smtp
+        try:
+            if m.starttls:
+                smtp.starttls()
+            smtp.ehlo_or_helo_if_needed()
+            sender = parseaddr(m.sender)[1]
+            code, reply = smtp.mail(sender)
+            if code != 250:
+                raise smtplib.SMTPSenderRefused(code, reply, sender)
+            code, reply = smtp.rcpt(self.to)
+            if code not in (250, 251):
+                raise smtplib.SMTPRecipientsRefused({self.to: (code, reply)})
+            code, reply = smtp.docmd("data")
+            if code != 354:
+                raise smtplib.SMTPDataError(code, reply)
+            data = self.mail.as_bytes(policy=policy.SMTP)
+            data = re.sub(rb"(?m)^\.", b"..", data)  # dot-stuffing (RFC 5321 4.5.2)
+            if not data.endswith(b"\r\n"):
+                data += b"\r\n"
+            smtp.send(data)
+        except BaseException:
+            self.abort()
+            raise
+
+    def hand(self) -> None:
+        assert self._smtp is not None
+        self._smtp.send(b".\r\n")
+
+    def answer(self) -> None:
+        assert self._smtp is not None
+        code, reply = self._smtp.getreply()
+        if code != 250:
+            raise smtplib.SMTPDataError(code, reply)
+        with contextlib.suppress(OSError, smtplib.SMTPException):  # accepted already: QUIT is a courtesy
+            self._smtp.quit()
+        self._smtp = None
+
+    def abort(self) -> None:
+        """Drop the session without the final ".": the relay discards the message."""
+        if self._smtp is not None:
+            with contextlib.suppress(OSError):
+                self._smtp.close()
+            self._smtp = None
+
+
+def mailer(rt: Runtime) -> Mailer:
+    return SmtpMailer(rt.settings) if rt.settings.smtp_host else OutboxMailer(rt)
+
+
+#: What changed, in the notice's words (French, then English).
+CHANGES: dict[str, tuple[str, str]] = {
+    "passkey": (
+        "une nouvelle clé d'accès a été ajoutée à votre compte",
+        "a new passkey was added to your account",
+    ),
+    "passkey-removed": (
+        "une clé d'accès a été retirée de votre compte",
+        "a passkey was removed from your account",
+    ),
+    "totp": (
+        "une application d'authentification (codes à usage unique) a été configurée pour votre compte",
+        "an authenticator app (one-time codes) was set up for your account",
+    ),
+    "password": ("le mot de passe de votre compte a été changé", "your account's password was changed"),
+    "recovery-codes": (
+        "de nouveaux codes de secours ont été créés pour votre compte (les anciens ne marchent plus)",
+        "new recovery codes were created for your account (the old ones no longer work)",
+    ),
+    "totp-replayed": (
+        "un code à usage unique déjà utilisé a été présenté pour vous connecter (s'il ne vient pas de vous, "
+        "quelqu'un connaît votre mot de passe)",
+        "a one-time code already used was presented to sign in to your account (if it was not you, someone "
+        "knows your password)",
+    ),
+    "recovery-code-used": (
+        "un code de secours a été utilisé pour vous connecter à votre compte",
+        "a recovery code was used to sign in to your account",
+    ),
+}
+
+
+def credential_notice(settings: Settings, to: str, change: str, at: datetime) -> Message:
+    fr, en = CHANGES[change]
+    page = settings.base_url.rstrip("/") + "/compte/securite"
+    text = (
+        f"Bonjour,\n\n"
+        f"Le {when(at, 'fr').removeprefix('le ')}, {fr}.\n\n"
+        f"Si c'est bien vous, il n'y a rien à faire.\n"
+        f"Si ce n'est pas vous, connectez-vous et ouvrez la page « Sécurité du compte » ({page}) : fermez les "
+        f"sessions que vous ne reconnaissez pas, changez votre mot de passe et retirez les moyens de "
+        f"connexion inconnus. Ne communiquez jamais vos codes : nos services ne vous les demanderont pas.\n\n"
+        f"Mon espace santé\n\n"
+        f"---\n\n"
+        f"Hello,\n\n"
+        f"On {when(at, 'en').removeprefix('on ')}, {en}.\n\n"
+        f"If it was you, there is nothing to do. If it was not, sign in and open the account security page "
+        f"({page}): close the sessions you do not recognise, change your password and remove unknown sign-in "
+        f"means. Never share your codes: we will never ask for them.\n"
+    )
+    subject = "Mon espace santé : modification de la sécurité de votre compte / account security change"
+    return Message(to, subject, text)
+
+
+async def notify_credential_change(rt: Runtime, to: str | None, change: str) -> None:
+    """Send the notice of `change` (a key of CHANGES) to `to`, after the change has committed. Without an
+    address nothing is sent. A failing SMTP server keeps the message in the outbox; it never fails the
+    change itself, which has already happened."""
+    if not to:
+        log.info("mail.skipped", reason="no address", change=change)
+        return
+    message = credential_notice(rt.settings, to, change, datetime.now(UTC))
+    sender = mailer(rt)
+    try:
+        await sender.send(message)
+    except (OSError, smtplib.SMTPException) as exc:
+        log.warning("mail.failed", change=change, error=type(exc).__name__)
+        await rt.db.interaction("mail_outbox", _keep, message, type(exc).__name__)

@@ -1,0 +1,291 @@
+"""SMART Backend Services client authentication (SMART App Launch 2.x "Backend Services", RFC 7523 section 3
+and section 2.2 `private_key_jwt`), and the one guarded way this server fetches a URL it did not make up
+(a client's registered `jwks_uri`, an identity provider's discovery document and keys).
+
+An assertion is checked in this order, refusing as early as possible (SECURITY V3 3.5.3, FHIR item 10):
+header `alg` in the allow-list (RS384, ES384: never `none` or an HMAC), `kid` present, `jku` absent or equal to
+the registered `jwks_uri` (never fetched from the assertion); the key with that `kid` from the registered JWKS;
+the signature; `iss` = `sub` = client id; `aud` = our token URL; `exp` in the future and at most five minutes
+ahead; `jti` never seen before (PostgreSQL, shared by every process, kept until the assertion expires).
+
+Outbound fetches (SECURITY V5 5.2.6 and FHIR item 9): https only (loopback http only when
+`outbound_allow_loopback`, refused in production), every resolved address public, no redirects, 5 s, 64 KiB.
+The address is checked when resolved; a DNS answer that changes between the check and the connection
+(rebinding) is the residual risk, bounded by the registered hosts being chosen by the operator."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import ipaddress
+import socket
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+import orjson
+from joserfc import jwt
+from joserfc.errors import JoseError
+from joserfc.jwk import KeySet
+
+from espace_sante.runtime import Runtime
+from espace_sante.storage import clients as store
+from espace_sante.storage.clients import ClientRow
+
+ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+#: SMART Backend Services: servers SHALL support RS384 and ES384; nothing else is accepted.
+ALGORITHMS = ("RS384", "ES384")
+_KEY_TYPES = {"RS384": "RSA", "ES384": "EC"}
+MAX_ASSERTION_BYTES = 8 * 1024
+MAX_ASSERTION_LIFETIME = 300
+CLOCK_SKEW = 5
+FETCH_TIMEOUT = 5.0
+FETCH_MAX_BYTES = 64 * 1024
+#: Fetched key sets are kept this long; an unknown `kid` refetches at most once per REFETCH_AFTER.
+JWKS_TTL = 300
+REFETCH_AFTER = 60
+
+
+class InvalidAssertion(Exception):
+    """The client assertion is refused (RFC 6749 `invalid_client`). The message is safe to show."""
+
+
+class FetchRefused(Exception):
+    """An outbound URL is not allowed or did not answer as expected. The message is safe to show."""
+
+
+# --- the guarded fetch ---------------------------------------------------------------------------------------
+
+
+def _public(address: str) -> bool:
+    ip = ipaddress.ip_address(address.split("%", 1)[0])
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return ip.is_global and not ip.is_multicast
+
+
+def _loopback(address: str) -> bool:
+    return ipaddress.ip_address(address.split("%", 1)[0]).is_loopback
+
+
+async def check_url(url: str, *, allow_loopback: bool) -> None:
+    """Refuse a URL this server must not fetch: not https (http only to loopback when allowed), credentials
+    in it, or any resolved address outside the public internet."""
+    parts = urlsplit(url)
+    if parts.username or parts.password or not parts.hostname:
+        raise FetchRefused("adresse refusée / URL refused")
+    if parts.scheme not in ("https", "http"):
+        raise FetchRefused("https requis / https required")
+    try:
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError as exc:
+        raise FetchRefused("port invalide / invalid port") from exc
+    loop = asyncio.get_running_loop()
+    try:
+        infos = await loop.getaddrinfo(parts.hostname, port, type=socket.SOCK_STREAM)
+    except (OSError, UnicodeError) as exc:
+        raise FetchRefused("hôte introuvable / host not found") from exc
+    addresses = {str(info[4][0]) for info in infos}
+    if not addresses:
+        raise FetchRefused("hôte introuvable / host not found")
+    if allow_loopback and all(_loopback(a) for a in addresses):
+        return
+    if parts.scheme != "https":
+        raise FetchRefused("https requis / https required")
+    if not all(_public(a) for a in addresses):
+        raise FetchRefused("adresse privée refusée / private address refused")
+
+
+async def fetch_json(
+    url: str,
+    *,
+    allow_loopback: bool,
+    method: str = "GET",
+    data: dict[str, str] | None = None,
+    auth: tuple[str, str] | None = None,
+    headers: dict[str, str] | None = None,
+) -> Any:
+    """GET (or POST a form to) a checked URL and return its JSON, within the time and size caps."""
+    await check_url(url, allow_loopback=allow_loopback)
+    body = bytearray()
+    try:
+        async with (
+            httpx.AsyncClient(timeout=FETCH_TIMEOUT, follow_redirects=False, trust_env=False) as client,
+            client.stream(
+                method,
+                url,
+                data=data,
+                auth=auth,
+                headers={"Accept": "application/json", **(headers or {})},
+            ) as response,
+        ):
+            async for chunk in response.aiter_bytes():
+                body += chunk
+                if len(body) > FETCH_MAX_BYTES:
+                    raise FetchRefused("réponse trop grande / response too large")
+            status = response.status_code
+            ctype = response.headers.get("content-type", "")
+    except httpx.HTTPError as exc:
+        raise FetchRefused(f"échec de la requête / request failed ({type(exc).__name__})") from exc
+    if status != 200:
+        raise FetchRefused(f"réponse {status} / answered {status}")
+    if "jwt" in ctype:
+        return bytes(body).decode("ascii", "replace").strip()
+    try:
+        return orjson.loads(bytes(body))
+    except orjson.JSONDecodeError as exc:
+        raise FetchRefused("réponse non JSON / not JSON") from exc
+
+
+# --- key sets ------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Cached:
+    keys: dict[str, Any]
+    fetched: float
+
+
+_JWKS_CACHE: dict[str, _Cached] = {}
+
+
+def key_set(value: Any) -> KeySet:
+    """Public keys only: a key set holding a private key is refused (it was leaked to us)."""
+    if not isinstance(value, dict) or not isinstance(value.get("keys"), list) or not value["keys"]:
+        raise ValueError("JWKS: an object with a non-empty `keys` list is expected")
+    for key in value["keys"]:
+        if not isinstance(key, dict) or key.get("kty") not in ("RSA", "EC"):
+            raise ValueError("JWKS: RSA or EC keys only")
+        if "d" in key:
+            raise ValueError("JWKS: a private key was given; register the public key only")
+        if not isinstance(key.get("kid"), str) or not key["kid"]:
+            raise ValueError("JWKS: every key needs a `kid`")
+    try:
+        return KeySet.import_key_set(value)  # type: ignore[arg-type]
+    except (JoseError, ValueError, TypeError, KeyError) as exc:
+        raise ValueError(f"JWKS: unreadable key ({type(exc).__name__})") from exc
+
+
+async def remote_key_set(rt: Runtime, url: str, *, refresh: bool = False) -> dict[str, Any]:
+    """A registered `jwks_uri`'s keys, cached per process (JWKS_TTL); `refresh` refetches unless the last
+    fetch is younger than REFETCH_AFTER (an unknown `kid` cannot make us hammer the URL)."""
+    now = time.monotonic()
+    cached = _JWKS_CACHE.get(url)
+    if cached is not None:
+        age = now - cached.fetched
+        if age < JWKS_TTL and not (refresh and age >= REFETCH_AFTER):
+            return cached.keys
+    value = await fetch_json(url, allow_loopback=rt.settings.outbound_allow_loopback)
+    if not isinstance(value, dict):
+        raise FetchRefused("JWKS invalide / invalid JWKS")
+    if len(_JWKS_CACHE) > 1000:
+        _JWKS_CACHE.clear()
+    _JWKS_CACHE[url] = _Cached(value, now)
+    return value
+
+
+# --- client assertions ---------------------------------------------------------------------------------------
+
+
+def _b64json(segment: str) -> dict[str, Any]:
+    try:
+        raw = base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
+        value = orjson.loads(raw)
+    except (binascii.Error, ValueError) as exc:
+        raise InvalidAssertion("assertion illisible / unreadable assertion") from exc
+    if not isinstance(value, dict):
+        raise InvalidAssertion("assertion illisible / unreadable assertion")
+    return value
+
+
+def unverified_issuer(assertion: str) -> str | None:
+    """The `iss` an assertion claims, to find its client before anything is verified (None if unreadable)."""
+    if len(assertion) > MAX_ASSERTION_BYTES or assertion.count(".") != 2:
+        return None
+    try:
+        claims = _b64json(assertion.split(".")[1])
+    except InvalidAssertion:
+        return None
+    iss = claims.get("iss")
+    return iss if isinstance(iss, str) and 0 < len(iss) <= 200 else None
+
+
+async def verify_assertion(rt: Runtime, client: ClientRow, assertion: str, token_url: str) -> None:
+    """Authenticate `client` by its signed assertion, or raise InvalidAssertion. Records the `jti`."""
+    if client.auth_method != "private_key_jwt":
+        raise InvalidAssertion(
+            "ce client ne s'authentifie pas par assertion / this client does not use private_key_jwt"
+        )
+    if len(assertion) > MAX_ASSERTION_BYTES or assertion.count(".") != 2:
+        raise InvalidAssertion("assertion illisible / unreadable assertion")
+    header = _b64json(assertion.split(".")[0])
+    alg = header.get("alg")
+    if alg not in ALGORITHMS:
+        raise InvalidAssertion(
+            f"algorithme refusé / algorithm refused: {str(alg)[:20]!r} (RS384 ou/or ES384)"
+        )
+    kid = header.get("kid")
+    if not isinstance(kid, str) or not kid:
+        raise InvalidAssertion("`kid` manquant / missing `kid`")
+    jku = header.get("jku")
+    if jku is not None and (client.jwks_uri is None or jku != client.jwks_uri):
+        raise InvalidAssertion(
+            "`jku` différent de l'adresse enregistrée / `jku` is not the registered jwks_uri"
+        )
+
+    async def keys_with(refresh: bool) -> KeySet:
+        if client.jwks is not None:
+            return key_set(client.jwks)
+        assert client.jwks_uri is not None
+        try:
+            return key_set(await remote_key_set(rt, client.jwks_uri, refresh=refresh))
+        except (FetchRefused, ValueError) as exc:
+            raise InvalidAssertion(f"clés du client indisponibles / client keys unavailable: {exc}") from exc
+
+    keys = await keys_with(False)
+    found = [k for k in keys if k.kid == kid]
+    if not found and client.jwks is None:
+        keys = await keys_with(True)
+        found = [k for k in keys if k.kid == kid]
+    if not found:
+        raise InvalidAssertion("`kid` inconnu / unknown `kid`")
+    key = found[0]
+    if key.key_type != _KEY_TYPES[alg]:
+        raise InvalidAssertion("clé incompatible avec l'algorithme / key does not match the algorithm")
+    try:
+        token = jwt.decode(assertion, key, algorithms=[alg])
+    except (JoseError, ValueError, TypeError) as exc:
+        raise InvalidAssertion("signature invalide / invalid signature") from exc
+    claims = token.claims
+    if claims.get("iss") != client.client_id or claims.get("sub") != client.client_id:
+        raise InvalidAssertion(
+            "`iss` et `sub` doivent être le client_id / `iss` and `sub` must be the client_id"
+        )
+    aud = claims.get("aud")
+    audiences = aud if isinstance(aud, list) else [aud]
+    if token_url not in audiences:
+        raise InvalidAssertion("`aud` doit être l'adresse du point de jeton / `aud` must be the token URL")
+    exp = claims.get("exp")
+    now = int(time.time())
+    if not isinstance(exp, int) or isinstance(exp, bool):
+        raise InvalidAssertion("`exp` manquant / missing `exp`")
+    if exp <= now - CLOCK_SKEW:
+        raise InvalidAssertion("assertion expirée / assertion expired")
+    if exp > now + MAX_ASSERTION_LIFETIME + CLOCK_SKEW:
+        raise InvalidAssertion("`exp` à plus de 5 minutes / `exp` more than five minutes ahead")
+    for name in ("nbf", "iat"):
+        value = claims.get(name)
+        if value is not None and (not isinstance(value, int | float) or value > now + CLOCK_SKEW):
+            raise InvalidAssertion(f"`{name}` dans le futur / `{name}` in the future")
+    jti = claims.get("jti")
+    if not isinstance(jti, str) or not jti or len(jti) > 255:
+        raise InvalidAssertion("`jti` manquant / missing `jti`")
+    fresh = await rt.db.interaction(
+        "oauth_use_jti", store.use_jti, client.client_id, jti, datetime.fromtimestamp(exp + CLOCK_SKEW, UTC)
+    )
+    if not fresh:
+        raise InvalidAssertion("`jti` déjà utilisé / `jti` already used (replay)")

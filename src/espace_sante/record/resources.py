@@ -1,0 +1,926 @@
+"""The FHIR resource service: the rules of create, read, vread, update, delete, history and search.
+
+Every public function takes the request `Context`, asks the policy for a `Decision`, and runs one named
+transaction. The `_*_in` functions do the same work on an open connection so that a transaction Bundle runs
+each entry through the very same code inside one transaction (record/bundles.py)."""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import uuid
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from espace_sante import clock
+from espace_sante.access.policy import PROFESSIONAL_STATES, Action, Decision, decide, needs_facts, with_chains
+from espace_sante.audit import trace
+from espace_sante.context import Context
+from espace_sante.errors import (
+    BadRequest,
+    Forbidden,
+    Gone,
+    InvalidResource,
+    MethodNotAllowed,
+    NotFound,
+    PreconditionFailed,
+)
+from espace_sante.fhir import compartment
+from espace_sante.fhir.searchquery import SearchRequest, parse_search
+from espace_sante.fhir.validation import RESOURCE_TYPES, validate_resource
+from espace_sante.storage import access as access_store
+from espace_sante.storage import documents as docs_store
+from espace_sante.storage import locks, spaces, visibility
+from espace_sante.storage import resources as store
+from espace_sante.storage import search as search_store
+from espace_sante.storage.db import Conn
+from espace_sante.storage.keys import DIRECTORY_SPACE
+
+#: Types a client may only read and search (the trace is written by the server). They are not in the generic
+#: store: record/auditevents.py renders them from the trace, and offers read and search-type only.
+READ_ONLY_TYPES = frozenset({"AuditEvent"})
+_READ_AND_SEARCH_ONLY = (
+    "AuditEvent : seules read et search-type sont prises en charge / only read and search-type are supported"
+)
+
+_ETAG = re.compile(r'^(?:W/)?"(\d{1,18})"$')
+
+
+@dataclass(frozen=True)
+class Written:
+    """The result of a write: the stored version and whether it created something (201)."""
+
+    stored: store.Stored
+    created: bool
+
+
+@dataclass
+class SearchResult:
+    request: SearchRequest
+    matches: list[store.Stored]
+    included: list[store.Stored] = field(default_factory=list)
+    total: int | None = None
+    has_next: bool = False
+
+
+# --- decisions -------------------------------------------------------------------------------------------
+
+
+def check_type(resource_type: str) -> None:
+    if resource_type not in RESOURCE_TYPES:
+        raise NotFound(f"type de ressource non pris en charge / unsupported resource type: {resource_type}")
+
+
+async def _decide(ctx: Context, action: Action, resource_type: str) -> Decision:
+    """Ask the policy; a refusal of the interaction itself is a 403 (the type, not a resource, is refused),
+    and is traced."""
+    check_type(resource_type)
+    if resource_type in READ_ONLY_TYPES and action in ("create", "update", "patch", "delete"):
+        raise MethodNotAllowed(f"{resource_type} est en lecture seule / {resource_type} is read-only")
+    if resource_type in READ_ONLY_TYPES and action == "vread":
+        raise MethodNotAllowed(_READ_AND_SEARCH_ONLY)
+    decision = decide(ctx.actor, action, resource_type)
+    if not decision.allowed:
+        await trace.refusal(ctx, decision)
+        raise Forbidden(f"accès refusé / access denied: {action} {resource_type} ({decision.reason})")
+    return decision
+
+
+#: Above this many reachable records, a person's search must name its patient.
+MAX_SPACES_WITHOUT_PATIENT = 1000
+
+
+async def scoped(
+    conn: Conn, ctx: Context, decision: Decision, spaces: Sequence[uuid.UUID] | None
+) -> Decision:
+    """The decision in these spaces (None: every space the actor relates to), decided on the facts read in
+    this transaction. Machines and the directory need no facts; for a person, a decision that skipped this
+    step reaches no space (storage answers "not found")."""
+    if decision.slices is None or not needs_facts(ctx.actor) or not decision.allowed:
+        return decision
+    today = clock.today()
+    if spaces is None:
+        spaces = await access_store.related_spaces(conn, ctx.actor, today=today)
+        if len(spaces) > MAX_SPACES_WITHOUT_PATIENT:
+            # A hospital's care team reaches thousands of records: a professional's search names its patient
+            # (as IHE MHD ITI-67 requires), which also keeps one request to one partition.
+            raise BadRequest(
+                "précisez le patient (paramètre patient ou patient.identifier) / name the patient "
+                "(patient or patient.identifier parameter)",
+                code="required",
+                expression="patient",
+            )
+    facts = await access_store.facts(
+        conn, ctx.actor, [s for s in spaces if s != DIRECTORY_SPACE], today=today
+    )
+    return decide(ctx.actor, decision.action, decision.resource_type, facts, today=today)
+
+
+async def _out_of_reach(ctx: Context, decision: Decision, space_id: uuid.UUID | None) -> None:
+    """A person asked for a record they have no basis on: they are answered "not found" like anyone, and
+    the attempt is traced as a refusal (SECURITY V8 8.1.4: one professional opening many records shows)."""
+    if space_id is not None and needs_facts(ctx.actor) and decision.slices is not None:
+        await trace.refusal(ctx, decision, reason="aucune base sur ce dossier / no basis on this record")
+
+
+async def scoped_search(conn: Conn, ctx: Context, decision: Decision, request: SearchRequest) -> Decision:
+    """A search's decision in the spaces it may reach, with the decisions on its chained types."""
+    hint = search_store.space_hint(request)
+    decision = await scoped(conn, ctx, decision, None if hint is None else [hint])
+    targets = {c.chain.target_type for c in request.clauses if c.chain is not None}
+    if not targets or decision.slices is None:
+        return decision
+    spaces = sorted(decision.spaces or ())
+    chains = {t: await scoped(conn, ctx, decide(ctx.actor, "search", t), spaces) for t in sorted(targets)}
+    return with_chains(decision, chains)
+
+
+def _locate(resource_type: str, resource_id: str) -> uuid.UUID | None:
+    """The space of an existing resource from its id; None when the id cannot be one of ours."""
+    if compartment.is_directory(resource_type):
+        return DIRECTORY_SPACE if compartment.is_directory_id(resource_id) else None
+    return compartment.space_of(resource_id)
+
+
+def parse_etag(value: str) -> int:
+    match = _ETAG.match(value.strip())
+    if not match:
+        raise BadRequest(
+            'If-Match invalide / invalid If-Match: attendu / expected W/"<versionId>"', code="value"
+        )
+    return int(match.group(1))
+
+
+# --- reads -----------------------------------------------------------------------------------------------
+
+
+async def read(ctx: Context, resource_type: str, resource_id: str) -> store.Stored:
+    decision = await _decide(ctx, "read", resource_type)
+    return await ctx.runtime.db.read("fhir_read", _read_in, ctx, decision, resource_type, resource_id, None)
+
+
+async def vread(ctx: Context, resource_type: str, resource_id: str, version: str) -> store.Stored:
+    decision = await _decide(ctx, "vread", resource_type)
+    if not version.isdigit() or len(version) > 18:
+        raise NotFound(f"version introuvable / version not found: {version}")
+    return await ctx.runtime.db.read(
+        "fhir_vread", _read_in, ctx, decision, resource_type, resource_id, int(version)
+    )
+
+
+async def _read_in(
+    conn: Conn,
+    ctx: Context,
+    decision: Decision,
+    rtype: str,
+    rid: str,
+    version: int | None,
+    *,
+    traced: bool = True,
+) -> store.Stored:
+    """A read or vread. A Binary comes back with its content in `data` unless `traced` is off: the document
+    retrieve (record/documents/) streams the content itself and writes its own trace record."""
+    if rtype in READ_ONLY_TYPES:
+        from espace_sante.record import auditevents  # imports this module
+
+        return await auditevents.read_in(conn, ctx, decision, rid)
+    space_id = _locate(rtype, rid)
+    if space_id is not None:
+        decision = await scoped(conn, ctx, decision, [space_id])
+    if space_id is None or not decision.covers(space_id):
+        await _out_of_reach(ctx, decision, space_id)
+        raise NotFound(f"{rtype}/{rid} introuvable / not found")
+    found = await store.read(conn, ctx.runtime.keys, decision, space_id, rtype, rid, version)
+    if found is None:
+        raise NotFound(
+            f"{rtype}/{rid}{'' if version is None else f'/_history/{version}'} introuvable / not found"
+        )
+    if found.deleted:
+        raise Gone(f"{rtype}/{rid} a été supprimé / was deleted (version {found.version_id})")
+    if not traced:
+        return found
+    action = "resource:read" if version is None else "resource:vread"
+    await trace.access(
+        conn, ctx, decision, action, space_id, entity_type=rtype, entity_id=rid, version=found.version_id
+    )
+    if rtype == "Binary":
+        from espace_sante.record import documents
+
+        found = await documents.inline(conn, ctx, found)
+    return found
+
+
+@dataclass(frozen=True)
+class HistoryPage:
+    """One page of a history, newest first, and whether a next page exists (for the Bundle's links)."""
+
+    versions: list[store.Stored]
+    count: int
+    offset: int
+    has_next: bool
+
+
+async def history(
+    ctx: Context,
+    resource_type: str,
+    resource_id: str | None,
+    *,
+    since: datetime | None,
+    count: int,
+    offset: int,
+) -> HistoryPage:
+    if resource_type in READ_ONLY_TYPES:
+        raise MethodNotAllowed(_READ_AND_SEARCH_ONLY)
+    decision = await _decide(ctx, "history" if resource_id else "search", resource_type)
+
+    async def run(conn: Conn) -> HistoryPage:
+        space_id = None
+        if resource_id is not None:
+            space_id = _locate(resource_type, resource_id)
+            scope = await scoped(conn, ctx, decision, [] if space_id is None else [space_id])
+            if (
+                space_id is None
+                or not scope.covers(space_id)
+                or not await visibility.reaches(conn, scope, space_id, resource_type, resource_id)
+            ):
+                raise NotFound(f"{resource_type}/{resource_id} introuvable / not found")
+        else:
+            scope = await scoped(conn, ctx, decision, None)
+        rows = await store.history(
+            conn,
+            ctx.runtime.keys,
+            scope,
+            rtype=resource_type,
+            space_id=space_id,
+            rid=resource_id,
+            since=since,
+            count=count + 1,
+            offset=offset,
+        )
+        # An empty page (_since after the last change, _count=0, past the end) of an existing resource is an
+        # empty history, not a 404.
+        if (
+            resource_id is not None
+            and space_id is not None
+            and not rows
+            and await store.current(conn, scope, space_id, resource_type, resource_id) is None
+        ):
+            raise NotFound(f"{resource_type}/{resource_id} introuvable / not found")
+        page = rows[:count]
+        if resource_id is not None and space_id is not None and page:
+            await trace.access(
+                conn,
+                ctx,
+                scope,
+                "resource:history",
+                space_id,
+                entity_type=resource_type,
+                entity_id=resource_id,
+            )
+        elif page:
+            await trace.accesses(
+                conn, ctx, scope, "resource:history", (v.space_id for v in page), entity_type=resource_type
+            )
+        return HistoryPage(page, count, offset, count > 0 and len(rows) > count)
+
+    return await ctx.runtime.db.interaction("fhir_history", run)
+
+
+def parse_request(ctx: Context, resource_type: str, pairs: Sequence[tuple[str, str]]) -> SearchRequest:
+    """A search request parsed with this context's strictness and the configured page sizes."""
+    settings = ctx.runtime.settings
+    return parse_search(
+        resource_type,
+        pairs,
+        strict=ctx.strict,
+        default_count=settings.search_default_count,
+        max_count=settings.search_max_count,
+    )
+
+
+async def search(ctx: Context, resource_type: str, pairs: Sequence[tuple[str, str]]) -> SearchResult:
+    check_type(resource_type)
+    request = parse_request(ctx, resource_type, pairs)
+    decision = await _decide(ctx, "search", resource_type)
+    return await ctx.runtime.db.interaction("fhir_search", _search_in, ctx, decision, request)
+
+
+async def _search_in(conn: Conn, ctx: Context, decision: Decision, request: SearchRequest) -> SearchResult:
+    if request.resource_type in READ_ONLY_TYPES:
+        from espace_sante.record import auditevents  # imports this module
+
+        return await auditevents.search_in(conn, ctx, decision, request)
+    decision = await scoped_search(conn, ctx, decision, request)
+    keys = ctx.runtime.keys
+    if request.summary == "count" or request.count == 0:
+        return SearchResult(request, [], [], await search_store.count(conn, decision, request), False)
+    matches, has_next = await search_store.page(conn, keys, decision, request)
+    page = [(m.space_id, m.resource_id) for m in matches]
+    total: int | None = None
+    if request.total == "accurate":
+        total = await search_store.count(conn, decision, request)
+    elif not has_next and (matches or request.offset == 0):
+        total = request.offset + len(matches)
+    elif not has_next:  # a page past the end (a stale next link): count rather than report the offset
+        total = await search_store.count(conn, decision, request)
+    included: list[store.Stored] = []
+    seen = {(m.resource_type, m.resource_id) for m in matches}
+    for target_type, found in await search_store.includes(conn, request, page):
+        included += await _fetch_included(conn, ctx, target_type, found, seen)
+    await trace.accesses(
+        conn,
+        ctx,
+        decision,
+        "resource:search",
+        (s.space_id for s in (*matches, *included)),
+        entity_type=request.resource_type,
+        detail=_searched(request),
+    )
+    return SearchResult(request, matches, included, total, has_next)
+
+
+def _searched(request: SearchRequest) -> str:
+    """What a search asked for, for the trace: parameter names only, never their values (they hold INS,
+    names, dates of birth)."""
+    return "?" + "&".join(sorted({name for name, _ in request.echo}))
+
+
+async def _fetch_included(
+    conn: Conn, ctx: Context, rtype: str, keys_: list[tuple[uuid.UUID, str]], seen: set[tuple[str, str]]
+) -> list[store.Stored]:
+    """Included resources pass the policy like any read: what the actor may not read is silently left out."""
+    if rtype not in RESOURCE_TYPES:
+        return []
+    decision = await scoped(conn, ctx, decide(ctx.actor, "read", rtype), sorted({s for s, _ in keys_}))
+    if not decision.allowed:
+        return []
+    fresh = [k for k in dict.fromkeys(keys_) if (rtype, k[1]) not in seen and decision.covers(k[0])]
+    seen.update((rtype, k[1]) for k in fresh)
+    return await store.fetch_current(conn, ctx.runtime.keys, decision, rtype, fresh)
+
+
+# --- writes ----------------------------------------------------------------------------------------------
+
+
+def _body_type(body: Any) -> str:
+    if not isinstance(body, dict) or not isinstance(body.get("resourceType"), str):
+        raise BadRequest(
+            "le corps doit être une ressource FHIR JSON / the body must be a FHIR JSON resource",
+            expression="resourceType",
+        )
+    return str(body["resourceType"])
+
+
+async def create(ctx: Context, body: Any, *, if_none_exist: str | None = None) -> Written:
+    rtype = _body_type(body)
+    decision = await _decide(ctx, "create", rtype)
+    validate_resource(body, expected_type=rtype)
+    try:
+        return await ctx.runtime.db.interaction("fhir_create", _create_in, ctx, decision, body, if_none_exist)
+    finally:
+        if ctx.uploads:
+            from espace_sante.record import documents
+
+            await documents.discard_unrecorded(ctx)
+
+
+async def _create_in(
+    conn: Conn,
+    ctx: Context,
+    decision: Decision,
+    body: dict[str, Any],
+    if_none_exist: str | None,
+    *,
+    assigned: tuple[uuid.UUID, str] | None = None,
+) -> Written:
+    rtype = decision.resource_type
+    if if_none_exist:
+        existing = await conditional_match(conn, ctx, rtype, if_none_exist, lock=True)
+        if len(existing) > 1:
+            raise PreconditionFailed(
+                f"If-None-Exist : {len(existing)} ressources correspondent / {len(existing)} resources match"
+            )
+        if existing:
+            return Written(existing[0], False)
+    if assigned is not None:
+        space_id, rid = assigned
+    else:
+        space_id = await space_for_new(conn, ctx, body)
+        rid = compartment.new_resource_id(None if space_id == DIRECTORY_SPACE else space_id)
+    decision = await scoped(conn, ctx, decision, [space_id])
+    if not decision.covers(space_id):
+        # A space the actor has no basis on answers like one that does not exist.
+        raise _no_such_patient(rtype, body)
+    if ctx.actor.kind == "client" and rtype != "Patient" and space_id != DIRECTORY_SPACE:
+        # Machine clients (professionals' software, feeds) are decided without facts; a deposit still waits for
+        # the space to open, and a closed, opposed or suspended one takes nothing (PRODUCT §2).
+        from espace_sante.storage import lifecycle as lifecycle_store
+
+        if await lifecycle_store.state_of(conn, space_id) not in PROFESSIONAL_STATES:
+            raise _no_such_patient(rtype, body)
+    _check_category(decision, body)
+    await _check_document_links(conn, ctx, decision, body, space_id, rid)
+    if rtype == "Patient":
+        await spaces.create(conn, ctx.runtime.keys, space_id)
+    else:
+        await _check_patient_exists(conn, decision, body, space_id)
+    check_references_stay_in_space(body, space_id)
+    if rtype == "DocumentReference":
+        from espace_sante.record import documents
+
+        documents.check_label_systems(body)
+        await _check_unique_document(conn, ctx, body, space_id)
+    stored = await _write_with_content(conn, ctx, decision, space_id, rid, body, "POST", None)
+    await _traced_write(conn, ctx, decision, "resource:create", stored)
+    if rtype == "DocumentReference":
+        from espace_sante.record import documents
+
+        await documents.after_document_write(conn, ctx, stored, body)
+    return Written(stored, True)
+
+
+async def _write_with_content(
+    conn: Conn,
+    ctx: Context,
+    decision: Decision,
+    space_id: uuid.UUID,
+    rid: str,
+    body: dict[str, Any],
+    method: str,
+    previous: store.Current | None,
+) -> store.Stored:
+    """store.write, except that a Binary's content goes to the blob store (record/documents/) and only its
+    metadata to the resource tables."""
+    rtype = decision.resource_type
+    if rtype != "Binary":
+        return await store.write(
+            conn, ctx.runtime.keys, decision, space_id, rtype, rid, body, method=method, previous=previous
+        )
+    from espace_sante.record import documents
+
+    content = await documents.take_content(conn, ctx, space_id, rid, body)
+    stored = await store.write(
+        conn, ctx.runtime.keys, decision, space_id, rtype, rid, body, method=method, previous=previous
+    )
+    await documents.attach(conn, stored, content)
+    return stored
+
+
+async def _check_unique_document(conn: Conn, ctx: Context, body: dict[str, Any], space_id: uuid.UUID) -> None:
+    """A document's uniqueId (masterIdentifier) names one document in a record (XDS: a second document with
+    the same uniqueId is refused; a replacement carries a new one). A resent submission never gets here: it
+    is recognised by its SubmissionSet's uniqueId first (record/bundles.py)."""
+    master = body.get("masterIdentifier")
+    if not isinstance(master, dict) or not isinstance(master.get("value"), str):
+        return
+    system = master.get("system") or ""
+    if await docs_store.identifier_exists(conn, space_id, "DocumentReference", system, master["value"]):
+        raise InvalidResource(
+            f"DocumentReference.masterIdentifier : un document de ce dossier porte déjà l'identifiant « "
+            f"{master['value']} » / a document of this record already has this uniqueId",
+            expression="DocumentReference.masterIdentifier",
+        )
+
+
+async def update(
+    ctx: Context, resource_type: str, resource_id: str, body: Any, *, if_match: str | None = None
+) -> Written:
+    decision = await _decide(ctx, "update", resource_type)
+    rtype = _body_type(body)
+    if rtype != resource_type:
+        raise BadRequest(
+            f"resourceType « {rtype} » ne correspond pas à l'URL / does not match the URL ({resource_type})",
+            expression="resourceType",
+        )
+    if body.get("id") != resource_id:
+        raise BadRequest(
+            "Resource.id doit être présent et égal à l'id de l'URL / Resource.id must be present "
+            "and equal the id in the URL (FHIR http.html#update)",
+            expression=f"{rtype}.id",
+        )
+    validate_resource(body, expected_type=rtype)
+    expected = parse_etag(if_match) if if_match else None
+    try:
+        return await ctx.runtime.db.interaction(
+            "fhir_update", _update_in, ctx, decision, resource_id, body, expected
+        )
+    finally:
+        if ctx.uploads:
+            from espace_sante.record import documents
+
+            await documents.discard_unrecorded(ctx)
+
+
+async def _lock_current(
+    conn: Conn, ctx: Context, decision: Decision, rid: str
+) -> tuple[uuid.UUID | None, store.Current | None, Decision]:
+    """The space and current state of a resource about to be written, locked until the transaction ends,
+    and the decision in that space; (space, None, decision) when it does not exist or the decision does not
+    reach it."""
+    space_id = _locate(decision.resource_type, rid)
+    if space_id is not None:
+        decision = await scoped(conn, ctx, decision, [space_id])
+    if space_id is None or not decision.covers(space_id):
+        return space_id, None, decision
+    current = await store.current(conn, decision, space_id, decision.resource_type, rid, for_update=True)
+    if current is not None and not await visibility.reaches(
+        conn, decision, space_id, decision.resource_type, rid
+    ):
+        return space_id, None, decision
+    return space_id, current, decision
+
+
+async def _update_in(
+    conn: Conn, ctx: Context, decision: Decision, rid: str, body: dict[str, Any], expected: int | None
+) -> Written:
+    rtype = decision.resource_type
+    space_id, previous, decision = await _lock_current(conn, ctx, decision, rid)
+    if space_id is None or previous is None:
+        # The server assigns ids (CapabilityStatement updateCreate = false): PUT cannot create.
+        raise MethodNotAllowed(
+            f"{rtype}/{rid} n'existe pas ; créez-la par POST / does not exist; the server "
+            "assigns ids, create it with POST (update-as-create is not supported)"
+        )
+    if expected is not None and expected != previous.version_id:
+        raise PreconditionFailed(
+            f"version {expected} périmée, la version courante est {previous.version_id} / "
+            f"stale version {expected}, current is {previous.version_id}"
+        )
+    # A Binary may have no securityContext (a transaction puts it in the space of the document that points at
+    # it); its id already fixes its space. Any other space resource must keep naming the same patient.
+    unbound_binary = rtype == "Binary" and not compartment.patient_references(body)
+    if rtype != "Patient" and space_id != DIRECTORY_SPACE and not unbound_binary:
+        if await space_for_new(conn, ctx, body) != space_id:
+            raise InvalidResource(
+                "une ressource ne peut pas changer de patient / a resource cannot move to another patient",
+                expression=_patient_element(rtype),
+            )
+        await _check_patient_exists(conn, decision, body, space_id)
+    _check_category(decision, body)
+    await _check_document_links(conn, ctx, decision, body, space_id, rid)
+    check_references_stay_in_space(body, space_id)
+    from espace_sante.record import documents
+
+    if rtype == "DocumentReference" and not previous.deleted:
+        await documents.check_update(conn, ctx, space_id, rid, body)
+    if rtype == "Binary" and not previous.deleted:
+        await documents.check_content_update(conn, space_id, rid)
+    stored = await _write_with_content(conn, ctx, decision, space_id, rid, body, "PUT", previous)
+    await _traced_write(conn, ctx, decision, "resource:update", stored)
+    if rtype == "DocumentReference":
+        await documents.after_document_write(conn, ctx, stored, body)
+    return Written(stored, previous.deleted)
+
+
+async def delete(ctx: Context, resource_type: str, resource_id: str) -> None:
+    decision = await _decide(ctx, "delete", resource_type)
+    await ctx.runtime.db.interaction("fhir_delete", _delete_in, ctx, decision, resource_id)
+
+
+async def _delete_in(conn: Conn, ctx: Context, decision: Decision, rid: str) -> store.Stored | None:
+    rtype = decision.resource_type
+    space_id, previous, decision = await _lock_current(conn, ctx, decision, rid)
+    if space_id is None or previous is None:
+        raise NotFound(f"{rtype}/{rid} introuvable / not found")
+    if previous.deleted:
+        return None  # deleting a deleted resource succeeds and changes nothing (http.html#delete)
+    if rtype == "DocumentReference":
+        # The document's content goes with it (a holder who deletes her upload expects the file gone). Its
+        # bytes stay under the space's key for the history until the space is destroyed.
+        content = decide(ctx.actor, "delete", "Binary")
+        if content.allowed:
+            content = await scoped(conn, ctx, content, [space_id])
+            for binary in await docs_store.content_ids(conn, space_id, rid):
+                # Content the actor does not reach (another document's, or none) stays.
+                with contextlib.suppress(NotFound):
+                    await _delete_in(conn, ctx, content, binary)
+    stored = await store.write(
+        conn, ctx.runtime.keys, decision, space_id, rtype, rid, None, method="DELETE", previous=previous
+    )
+    await _traced_write(conn, ctx, decision, "resource:delete", stored)
+    if rtype == "DocumentReference":
+        await docs_store.unhide(conn, space_id, rid)
+    return stored
+
+
+async def _traced_write(
+    conn: Conn, ctx: Context, decision: Decision, action: str, stored: store.Stored
+) -> None:
+    await trace.access(
+        conn,
+        ctx,
+        decision,
+        action,
+        stored.space_id,
+        entity_type=stored.resource_type,
+        entity_id=stored.resource_id,
+        version=stored.version_id,
+    )
+
+
+# --- spaces and references -------------------------------------------------------------------------------
+
+
+def _patient_element(rtype: str) -> str:
+    return f"{rtype}.{compartment.PATIENT_ELEMENT.get(rtype, 'subject')}"
+
+
+async def space_for_new(conn: Conn, ctx: Context, body: Mapping[str, Any]) -> uuid.UUID:
+    """The space a new resource goes to: a new one for a Patient, the directory for directory types, else the
+    space of the Patient it names (references already resolved to `Patient/<id>`)."""
+    rtype = str(body["resourceType"])
+    if rtype == "Patient":
+        return compartment.new_space_id()
+    if compartment.is_directory(rtype):
+        return DIRECTORY_SPACE
+    found: set[uuid.UUID] = set()
+    for where, reference in compartment.patient_references(body):
+        target = _local_patient(reference, ctx)
+        if target is None:
+            raise InvalidResource(
+                f"{where} doit désigner un Patient de ce serveur (Patient/<id>) / must reference "
+                f"a Patient of this server: « {reference} »",
+                expression=where,
+            )
+        found.add(target)
+    if not found:
+        raise InvalidResource(
+            f"{_patient_element(rtype)} doit désigner le patient / must reference the patient (Patient/<id>)",
+            expression=_patient_element(rtype),
+        )
+    if len(found) > 1:
+        raise InvalidResource(
+            "la ressource désigne plusieurs patients / the resource references several patients",
+            expression=_patient_element(rtype),
+        )
+    return found.pop()
+
+
+def _local_patient(reference: str, ctx: Context) -> uuid.UUID | None:
+    base = ctx.runtime.settings.fhir_base + "/"
+    if reference.startswith(base):
+        reference = reference[len(base) :]
+    kind, _, rid = reference.partition("/")
+    if kind != "Patient" or "/" in rid:
+        return None
+    return compartment.space_of(rid)
+
+
+async def _check_patient_exists(
+    conn: Conn, decision: Decision, body: Mapping[str, Any], space_id: uuid.UUID
+) -> None:
+    for where, reference in compartment.patient_references(body):
+        rid = reference.rsplit("/", 1)[-1]
+        if not await store.exists(conn, decision, space_id, "Patient", rid):
+            raise _missing_patient(where, reference)
+
+
+def _missing_patient(where: str, reference: str) -> InvalidResource:
+    return InvalidResource(
+        f"{where} : le patient « {reference} » n'existe pas / patient does not exist", expression=where
+    )
+
+
+def _no_such_patient(rtype: str, body: Mapping[str, Any]) -> InvalidResource:
+    """The same answer as for a patient that does not exist (SECURITY FHIR attack 1: no existence leak)."""
+    for where, reference in compartment.patient_references(body):
+        return _missing_patient(where, reference)
+    return InvalidResource(
+        f"{_patient_element(rtype)} : le patient n'existe pas / patient does not exist",
+        expression=_patient_element(rtype),
+    )
+
+
+def _document_classes(body: Mapping[str, Any]) -> list[str]:
+    classes = []
+    for concept in body.get("category") or ():
+        for coding in concept.get("coding") or () if isinstance(concept, dict) else ():
+            if isinstance(coding, dict) and isinstance(coding.get("code"), str):
+                classes.append(coding["code"])
+    return classes
+
+
+async def _check_document_links(
+    conn: Conn, ctx: Context, decision: Decision, body: dict[str, Any], space_id: uuid.UUID, rid: str
+) -> None:
+    """A document's author and content, for people (SECURITY 5.1.2, and the review of 2026-11-24):
+
+    - the author is the person writing: a professional names themselves, a holder or a representative the
+      holder; the server adds it when absent, and refuses someone else;
+    - a Binary is the content of one document only, and a person's document takes as content only a Binary
+      written in the same transaction or already its own: pointing a new document at another document's
+      content would give its reader and its author's rights over that content."""
+    if body.get("resourceType") != "DocumentReference" or not needs_facts(ctx.actor):
+        return
+    actor = ctx.actor
+    own = (
+        f"Practitioner/{actor.practitioner_id}"
+        if actor.kind == "practitioner"
+        else f"Patient/{(await _patient_of_space(conn, space_id))}"
+    )
+    authors = body.get("author")
+    if not isinstance(authors, list) or not authors:
+        body["author"] = [{"reference": own}]
+    else:
+        for i, author in enumerate(authors):
+            ref = author.get("reference") if isinstance(author, dict) else None
+            kind = ref.split("/", 1)[0] if isinstance(ref, str) else ""
+            if kind in ("Practitioner", "Patient", "RelatedPerson", "PractitionerRole") and ref != own:
+                raise InvalidResource(
+                    f"DocumentReference.author[{i}] : vous ne pouvez signer qu'en votre nom ({own}) / you may "
+                    f"only author as yourself",
+                    expression=f"DocumentReference.author[{i}]",
+                )
+        if not any(isinstance(a, dict) and a.get("reference") == own for a in authors):
+            authors.append({"reference": own})
+    if actor.kind == "practitioner":
+        _check_contained_authors(body, actor.id)
+    else:
+        _check_person_authors(body)
+    for i, content in enumerate(body.get("content") or []):
+        url = content.get("attachment", {}).get("url") if isinstance(content, dict) else None
+        if not isinstance(url, str):
+            continue
+        target = _referenced_id(url) if "Binary/" in url else None
+        if target is None:
+            continue
+        where = f"DocumentReference.content[{i}].attachment.url"
+        owners = await visibility.documents_pointing_at(conn, space_id, target)
+        if any(owner != rid for owner in owners):
+            raise InvalidResource(
+                f"{where} : ce contenu appartient à un autre document / this content belongs to another document",
+                expression=where,
+            )
+        if rid not in owners and not await store.created_here(conn, space_id, "Binary", target):
+            raise InvalidResource(
+                f"{where} : le contenu doit être déposé avec le document (même transaction) / the content "
+                "must be submitted with the document (same transaction)",
+                expression=where,
+            )
+
+
+#: A professional's national identifiers as PDSm authors carry them: the RPPS, or the IdNat_PS ("8" + RPPS).
+_RPPS_SYSTEM = "https://rpps.esante.gouv.fr"
+_IDNPS_SYSTEM = "urn:oid:1.2.250.1.71.4.2.1"
+
+
+def _contained_authors(body: dict[str, Any]) -> Iterator[tuple[int, dict[str, Any] | None]]:
+    """(index, contained resource) of each author given as `#id` (PDSm contains its authors)."""
+    contained = {
+        c.get("id"): c
+        for c in body.get("contained") or ()
+        if isinstance(c, dict) and isinstance(c.get("id"), str)
+    }
+    for i, author in enumerate(body.get("author") or ()):
+        ref = author.get("reference") if isinstance(author, dict) else None
+        if isinstance(ref, str) and ref.startswith("#"):
+            yield i, contained.get(ref[1:])
+
+
+def _check_contained_authors(body: dict[str, Any], rpps: str) -> None:
+    """PDSm authors are contained resources (`#id`): a professional may name only themselves there too."""
+    for i, target in _contained_authors(body):
+        named_by = [target]
+        if isinstance(target, dict) and target.get("resourceType") == "PractitionerRole":
+            # The role's own IdNat_PS counts as much as its practitioner's (PDSm accepts either; review D4).
+            inner = (target.get("practitioner") or {}).get("reference")
+            if isinstance(inner, str) and inner.startswith("#"):
+                named_by += [t for j, t in _contained_authors({**body, "author": [{"reference": inner}]})]
+        ids = {
+            (ident.get("system"), ident.get("value"))
+            for resource in named_by
+            if isinstance(resource, dict)
+            and resource.get("resourceType") in ("Practitioner", "PractitionerRole")
+            for ident in resource.get("identifier") or ()
+            if isinstance(ident, dict)
+        }
+        named = {v for s_, v in ids if s_ == _RPPS_SYSTEM} | {
+            v[1:] for s_, v in ids if s_ == _IDNPS_SYSTEM and isinstance(v, str) and v.startswith("8")
+        }
+        if named and named != {rpps}:
+            raise InvalidResource(
+                f"DocumentReference.author[{i}] : vous ne pouvez signer qu'en votre nom (RPPS {rpps}) / you may "
+                "only author as yourself",
+                expression=f"DocumentReference.author[{i}]",
+            )
+
+
+def _check_person_authors(body: dict[str, Any]) -> None:
+    """A holder's (or representative's, or app's) document is theirs: no contained professional or organisation
+    as its author (review of 2026-12-03, D5: a prescription "signed" by her doctor)."""
+    for i, target in _contained_authors(body):
+        if isinstance(target, dict) and target.get("resourceType") in (
+            "Practitioner",
+            "PractitionerRole",
+            "Organization",
+        ):
+            raise InvalidResource(
+                f"DocumentReference.author[{i}] : vous ne pouvez signer qu'en votre nom / you may only author as "
+                "yourself",
+                expression=f"DocumentReference.author[{i}]",
+            )
+
+
+async def _patient_of_space(conn: Conn, space_id: uuid.UUID) -> str:
+    found = await access_store.patient_of_space(conn, space_id)
+    return found or ""
+
+
+def _check_category(decision: Decision, body: Mapping[str, Any]) -> None:
+    """A professional deposits only the document classes the habilitation matrix lets their profession write."""
+    if decision.write_categories is None or body.get("resourceType") != "DocumentReference":
+        return
+    classes = _document_classes(body)
+    if not classes or not all(decision.may_write_category(c) for c in classes):
+        raise Forbidden(
+            "votre profession ne peut pas déposer cette classe de document (matrice d'habilitation) / your "
+            "profession may not deposit this class of document (habilitation matrix): "
+            + (", ".join(classes) or "aucune classe / no class")
+        )
+
+
+def iter_references(node: Any, where: str) -> Iterator[tuple[str, dict[str, Any], str]]:
+    """(location, holder object, key) of every literal reference and Attachment.url in a resource."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key in ("reference", "url") and isinstance(value, str):
+                yield f"{where}.{key}", node, key
+            elif isinstance(value, (dict, list)):
+                yield from iter_references(value, f"{where}.{key}")
+    elif isinstance(node, list):
+        for i, item in enumerate(node):
+            yield from iter_references(item, f"{where}[{i}]")
+
+
+#: Attachment.url values that point at a resource of this server (relative, or absolute under a base).
+_ATTACHED = re.compile(r"(?:^|/)(?:Binary|DocumentReference)/")
+
+
+def _referenced_id(reference: str) -> str:
+    """The logical id a literal reference names: `Type/id`, `Type/id/_history/v`, absolute or relative."""
+    parts = reference.split("?", 1)[0].split("#", 1)[0].rstrip("/").split("/")
+    if len(parts) >= 4 and parts[-2] == "_history":
+        parts = parts[:-2]
+    return parts[-1]
+
+
+def check_references_stay_in_space(body: dict[str, Any], space_id: uuid.UUID) -> None:
+    """A resource may reference its own space and the directory, never another space (SECURITY, FHIR attack 4:
+    planted references)."""
+    rtype = str(body.get("resourceType"))
+    for where, holder, key in iter_references(body, rtype):
+        value = holder[key]
+        if key == "url" and not _ATTACHED.search(value):
+            continue
+        target = compartment.space_of(_referenced_id(value)) if "/" in value else None
+        if target is not None and target != space_id:
+            raise InvalidResource(
+                f"{where} désigne les données d'un autre patient / references another patient's data",
+                expression=where,
+            )
+
+
+async def conditional_match(
+    conn: Conn, ctx: Context, rtype: str, query: str, *, lock: bool = False
+) -> list[store.Stored]:
+    """Resources of `rtype` matching a conditional query (If-None-Exist, conditional references).
+    The actor needs search rights on the type: a condition must not reveal what they could not search."""
+    from urllib.parse import parse_qsl
+
+    if "?" in query:
+        prefix, _, query = query.partition("?")
+        if prefix and prefix != rtype:
+            raise BadRequest(
+                f"condition sur {prefix}, attendu {rtype} / condition on {prefix}, expected {rtype}"
+            )
+    try:
+        pairs = parse_qsl(query, keep_blank_values=True, strict_parsing=True)
+    except ValueError:
+        raise BadRequest(f"condition invalide / invalid condition: « {query} »") from None
+    if not pairs:
+        raise BadRequest("condition vide / empty condition")
+    decision = await _decide(ctx, "search", rtype)
+    request = parse_search(rtype, pairs, strict=True, default_count=2, max_count=2)
+    decision = await scoped_search(conn, ctx, decision, request)
+    if lock:
+        # Two concurrent conditional creates with one condition must not both create (http.html#ccreate).
+        await locks.hold_until_commit(conn, f"conditional-create {rtype}?{query}")
+    found, _ = await search_store.page(conn, ctx.runtime.keys, decision, _first_two(request))
+    await trace.accesses(
+        conn,
+        ctx,
+        decision,
+        "resource:search",
+        (f.space_id for f in found),
+        entity_type=rtype,
+        detail="conditional " + _searched(request),
+    )
+    return found
+
+
+def _first_two(request: SearchRequest) -> SearchRequest:
+    from dataclasses import replace
+
+    return replace(request, count=2, offset=0, includes=[], revincludes=[], sort=[])

@@ -1,0 +1,289 @@
+"""Pages of OAuth 2 / SMART and of federated sign-in (issue 4, "Actors and sign-in").
+
+- `GET /oauth/authorize`: the authorization endpoint (RFC 6749 4.1.1, SMART standalone launch). The request
+  is checked first (oauth/authorize.py: PKCE S256, exact redirect_uri...), then the person must be signed in
+  (else the sign-in page, coming back here), then they see the consent page, unless they already granted
+  this client these scopes.
+- `POST /oauth/authorize`: the consent form (anti-forgery token): « Autoriser » issues the code and goes back
+  to the app; « Refuser » goes back with `access_denied`.
+- `GET /compte/applications`: the apps (or, for a professional, the software) connected, in plain words.
+- `POST /compte/applications/{grant_id}/deconnecter`: disconnect one; its tokens stop at once.
+- `GET /connexion/federation/{provider}`: start a sign-in with FranceConnect+ (`fcplus`) or Pro Santé Connect
+  (`psc`); `GET /connexion/federation/{provider}/retour`: the provider's answer, which starts the session.
+
+Pages carry no inline script or style (the CSP forbids them) and never put a token or an INS in a URL."""
+
+from __future__ import annotations
+
+import uuid
+
+from fastapi import APIRouter, Request
+from starlette.datastructures import FormData
+from starlette.responses import RedirectResponse, Response
+
+from espace_sante.audit.wording import when
+from espace_sante.errors import NotFound
+from espace_sante.oauth import authorize as smart
+from espace_sante.oauth.authorize import AuthorizeError
+from espace_sante.people import federation, sessions
+from espace_sante.people.federation import FederationRefused
+from espace_sante.web import deps
+from espace_sante.web.deps import (
+    SESSION_COOKIE,
+    check_csrf,
+    clear_cookie,
+    client_ip,
+    current_session,
+    here,
+    request_id,
+    safe_next,
+    session_context,
+    set_cookie,
+    sign_in_url,
+    user_agent,
+)
+from espace_sante.web.templating import render
+
+router = APIRouter(include_in_schema=False)
+
+APPS = "/compte/applications"
+FORGED = (
+    "Ce formulaire a expiré ou ne vient pas de ce site : rechargez la page et recommencez. "
+    "/ This form expired or does not come from this site: reload the page and try again."
+)
+_NOTICES = {
+    "deconnectee": "L'application est déconnectée : elle n'a plus accès à votre dossier. "
+    "/ The app is disconnected: it no longer has access to your record.",
+}
+
+
+def _redirect(location: str, status: int = 302) -> RedirectResponse:
+    return RedirectResponse(location, status_code=status, headers={"Cache-Control": "no-store"})
+
+
+def _problem(
+    request: Request, title: str, explanation: str, *, status: int, link: str = "", link_text: str = ""
+) -> Response:
+    return render(
+        request,
+        "oauth_error.html",
+        {"title": title, "explanation": explanation, "link": link, "link_text": link_text},
+        status=status,
+    )
+
+
+def _authorize_error(request: Request, exc: AuthorizeError, status: int = 302) -> Response:
+    if exc.redirect_uri is not None:
+        return _redirect(exc.location(), status)
+    return _problem(
+        request,
+        "Demande d'accès refusée",
+        "Cette demande ne vient pas d'une application enregistrée, ou son adresse de retour ne correspond pas "
+        f"à celle qui est enregistrée : nous ne vous y renvoyons pas. ({exc.description})",
+        status=400,
+    )
+
+
+async def _form(request: Request) -> FormData | None:
+    try:
+        return await request.form(max_files=0, max_fields=40, max_part_size=16 * 1024)
+    except Exception:  # any malformed body is the same refusal to the person
+        return None
+
+
+# --- the authorization endpoint -------------------------------------------------------------------------------
+
+
+@router.get("/oauth/authorize")
+async def authorize(request: Request) -> Response:
+    rt = deps.runtime(request)
+    try:
+        auth = await smart.validate(rt, list(request.query_params.multi_items()))
+    except AuthorizeError as exc:
+        return _authorize_error(request, exc)
+    session = await current_session(request)
+    if session is None:
+        return _redirect(sign_in_url(here(request)), 303)
+    ctx = await session_context(request)
+    if not smart.may_authorise(ctx.actor, auth):
+        return _problem(
+            request,
+            "Autorisation impossible avec ce compte",
+            "Cette application s'adresse aux titulaires d'un dossier"
+            if auth.person_kind == "holder"
+            else "Ce logiciel s'adresse aux professionnels de santé",
+            status=403,
+            link=smart.refusal(auth),
+            link_text="Revenir à l'application",
+        )
+    if await smart.covered(rt, ctx.actor, auth):
+        return _redirect(await smart.approve(ctx, auth, consented=False))
+    holder = auth.person_kind == "holder"
+    return render(
+        request,
+        "oauth_consent.html",
+        {
+            "title": "Autoriser une application" if holder else "Autoriser un logiciel",
+            "client_label": "L'application" if holder else "Le logiciel",
+            "client_name": auth.client.name,
+            "phrases": smart.describe(auth.scope, holder=holder),
+            "explanation": (
+                "Elle n'aura accès qu'à votre dossier, et seulement à ce qui est listé ci-dessus."
+                if holder
+                else "Il agira en votre nom, avec vos droits d'accès, et seulement pour ce qui est listé ci-dessus."
+            ),
+            "params": [(k, v) for k, v in auth.params if k not in ("csrf", "decision")],
+            "csrf": session.csrf_token,
+            "signed_in": True,
+        },
+    )
+
+
+@router.post("/oauth/authorize")
+async def authorize_decision(request: Request) -> Response:
+    session = await current_session(request)
+    form = await _form(request)
+    if session is None:
+        return _problem(
+            request,
+            "Connexion requise",
+            "Connectez-vous d'abord. / Sign in first.",
+            status=401,
+            link=sign_in_url(""),
+            link_text="Se connecter",
+        )
+    if form is None or not check_csrf(request, session, _text(form, "csrf")):
+        return _problem(request, "Formulaire refusé", FORGED, status=403)
+    params = [(k, v) for k, v in form.multi_items() if isinstance(v, str) and k not in ("csrf", "decision")]
+    rt = deps.runtime(request)
+    try:
+        auth = await smart.validate(rt, params)
+    except AuthorizeError as exc:
+        return _authorize_error(request, exc, 303)
+    if _text(form, "decision") != "autoriser":
+        return _redirect(smart.refusal(auth), 303)
+    ctx = await session_context(request)
+    try:
+        return _redirect(await smart.approve(ctx, auth, consented=True), 303)
+    except AuthorizeError as exc:
+        return _authorize_error(request, exc, 303)
+
+
+def _text(form: FormData, name: str) -> str:
+    value = form.get(name)
+    return value[:4096] if isinstance(value, str) else ""
+
+
+# --- connected apps -----------------------------------------------------------------------------------------
+
+
+@router.get(APPS)
+async def connected_apps(request: Request) -> Response:
+    ctx = await session_context(request)
+    session = await current_session(request)
+    assert session is not None
+    holder = ctx.actor.kind == "holder"
+    grants = [
+        {
+            "id": str(g.grant_id),
+            "name": g.client_name,
+            "since": when(g.granted_at),
+            "phrases": smart.describe(g.scope, holder=holder),
+        }
+        for g in await smart.connected(ctx)
+    ]
+    return render(
+        request,
+        "oauth_apps.html",
+        {
+            "title": "Applications connectées" if holder else "Logiciels autorisés",
+            "intro": (
+                "Les applications que vous avez autorisées à accéder à votre dossier. Déconnecter une application "
+                "lui retire tout accès immédiatement."
+                if holder
+                else "Les logiciels que vous avez autorisés à agir en votre nom."
+            ),
+            "grants": grants,
+            "csrf": session.csrf_token,
+            "signed_in": True,
+            "notice": _NOTICES.get(request.query_params.get("message", ""), ""),
+        },
+    )
+
+
+@router.post(APPS + "/{grant_id}/deconnecter")
+async def disconnect_app(request: Request, grant_id: str) -> Response:
+    ctx = await session_context(request)
+    session = await current_session(request)
+    assert session is not None
+    form = await _form(request)
+    if form is None or not check_csrf(request, session, _text(form, "csrf")):
+        return _problem(request, "Formulaire refusé", FORGED, status=403)
+    try:
+        await smart.disconnect(ctx, uuid.UUID(grant_id))
+    except (ValueError, NotFound):
+        return _problem(
+            request,
+            "Application introuvable",
+            "Cette application n'est pas connectée à votre dossier.",
+            status=404,
+            link=APPS,
+            link_text="Applications connectées",
+        )
+    return _redirect(APPS + "?message=deconnectee", 303)
+
+
+# --- federated sign-in -------------------------------------------------------------------------------------
+
+
+@router.get("/connexion/federation/{provider}")
+async def federation_start(request: Request, provider: str) -> Response:
+    rt = deps.runtime(request)
+    try:
+        started = await federation.begin(rt, provider, safe_next(request.query_params.get("next")))
+    except FederationRefused as exc:
+        return _problem(
+            request,
+            "Connexion impossible",
+            exc.message,
+            status=404 if exc.reason == "unknown_provider" else 502,
+            link="/connexion",
+            link_text="Autres moyens de connexion",
+        )
+    response = _redirect(started.location, 303)
+    set_cookie(response, federation.COOKIE, started.flow_secret, max_age=federation.FLOW_SECONDS)
+    return response
+
+
+@router.get("/connexion/federation/{provider}/retour")
+async def federation_return(request: Request, provider: str) -> Response:
+    rt = deps.runtime(request)
+    params = {k: v for k, v in request.query_params.items() if k in ("code", "state", "error")}
+    try:
+        finished = await federation.finish(
+            rt,
+            provider,
+            request.cookies.get(federation.COOKIE, ""),
+            params,
+            user_agent=user_agent(request),
+            ip=client_ip(request),
+            request_id=request_id(request),
+        )
+    except FederationRefused as exc:
+        response = _problem(
+            request,
+            "Connexion refusée",
+            exc.message,
+            status=403,
+            link="/connexion",
+            link_text="Revenir à la connexion",
+        )
+        clear_cookie(response, federation.COOKIE)
+        return response
+    previous = await current_session(request)
+    if previous is not None:  # a new sign-in replaces this browser's previous session (ASVS 3.2.1)
+        await sessions.end(rt, previous, request_id=request_id(request))
+    response = _redirect(finished.next_path or "/compte/securite", 303)
+    set_cookie(response, SESSION_COOKIE, finished.session_secret)
+    clear_cookie(response, federation.COOKIE)
+    return response

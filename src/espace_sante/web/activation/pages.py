@@ -1,0 +1,689 @@
+"""The activation page, where every notice sends people (`<base_url>/activation`, PRODUCT section 2, issue 6):
+with the code of their notice and their birth date (their child's, for a child's space) they activate their
+space, at any time, or oppose its creation before it opens. French first, phone first (docs/activation.md).
+
+Routes:
+- `GET /activation`: the two choices, explained.
+- `GET/POST /activation/activer`: code and birth date; the code is spent and the space activated
+  (spaces/activation.activate_with_code); then
+- `GET/POST /activation/compte`: the person makes the sign-in means the access issue requires (password and an
+  authenticator app, the same two factors as the sign-in pages; a passkey can be added after the first
+  sign-in), and gets their recovery codes. A child's space is managed by the representatives with their own
+  accounts: no account is made from a child's code.
+- `GET/POST /activation/opposition`: code and birth date, checked without spending anything
+  (spaces/activation.check); then `GET/POST /activation/opposition/confirmer`: the consequences and « Je
+  confirme mon opposition », which spends the code and records the opposition (oppose_with_code); then
+  `GET /activation/opposition/enregistree` and `GET /activation/opposition/attestation`: the proof (PDF).
+
+Between steps, what the next step needs travels in one `__Host-es_act` cookie: AES-GCM under a pepper-derived
+key (so the browser can neither read nor change it: it holds the code and birth date before an opposition is
+confirmed, or a TOTP secret), bound to this browser's pre-session cookie, with its purpose and a short expiry.
+Nothing reaches a URL; the code never comes back in a page but in the field it was typed in. Only a browser
+that redeemed a code holds an account-making cookie, and only the browser that opposed can fetch the proof,
+for 30 minutes (operators print it again with `espace-sante opposition proof`).
+
+Every POST carries the signed double-submit token of the sign-in forms (web/deps.py). Errors come back on the
+form with a summary linking to each field; what was typed is kept (the code too: comparing it with the letter
+is easier than typing it again, the answer is `no-store`, and the field has `autocomplete=off`), but a locked
+code, which no longer helps.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import time
+import unicodedata
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from datetime import date
+from typing import Any
+
+import orjson
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from fastapi import APIRouter, Request
+from starlette.datastructures import FormData
+from starlette.exceptions import HTTPException
+from starlette.responses import RedirectResponse, Response
+
+from espace_sante import clock
+from espace_sante.access.actors import SYSTEM
+from espace_sante.audit.wording import MONTHS_FR, when
+from espace_sante.context import Context
+from espace_sante.crypto import DecryptionFailed, open_, seal
+from espace_sante.errors import NotFound
+from espace_sante.people import accounts, passwords, totp
+from espace_sante.people.accounts import AccountError, AccountTaken
+from espace_sante.spaces import activation, opposition
+from espace_sante.spaces.activation import ActivationRefused, Holder
+from espace_sante.web import deps
+from espace_sante.web.account.signin import FORGED
+from espace_sante.web.deps import (
+    PRE_COOKIE,
+    check_pre_token,
+    clear_cookie,
+    client_ip,
+    pre_binding,
+    pre_cookie,
+    pre_token,
+    request_id,
+    set_cookie,
+)
+from espace_sante.web.templating import render
+
+router = APIRouter(include_in_schema=False)
+
+HOME = "/activation"
+ACTIVATE = f"{HOME}/activer"
+ACCOUNT = f"{HOME}/compte"
+OPPOSE = f"{HOME}/opposition"
+CONFIRM = f"{OPPOSE}/confirmer"
+OPPOSED = f"{OPPOSE}/enregistree"
+PROOF = f"{OPPOSE}/attestation"
+PHONE = opposition.PHONE
+
+FLOW_COOKIE = "__Host-es_act"
+#: How long each step waits: reading the consequences; installing an authenticator app; fetching the proof.
+CONFIRM_SECONDS = 15 * 60
+ACCOUNT_SECONDS = 30 * 60
+PROOF_SECONDS = 30 * 60
+
+#: Messages after a redirection, by a fixed key (the URL never carries free text).
+NOTICES: dict[str, tuple[str, str]] = {
+    "expire": (
+        "Cette étape a expiré ou a déjà été faite : recommencez en saisissant votre code.",
+        "This step expired or was already done: start again with your code.",
+    ),
+}
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One error of a form: the field it is about (its id, linked from the summary), French, English."""
+
+    field: str
+    fr: str
+    en: str = ""
+
+
+def _split(message: str) -> tuple[str, str]:
+    """A service message written « français / English » as its two halves."""
+    fr, _, en = message.partition(" / ")
+    return fr.strip(), en.strip()
+
+
+def _see_other(path: str) -> RedirectResponse:
+    return RedirectResponse(path, status_code=303, headers={"Cache-Control": "no-store"})
+
+
+def _field(form: FormData, name: str, size: int = 200) -> str:
+    value = form.get(name)
+    return value[:size] if isinstance(value, str) else ""
+
+
+async def _form(request: Request) -> FormData | None:
+    try:
+        return await request.form(max_files=0, max_fields=12, max_part_size=16 * 1024)
+    except (HTTPException, ValueError, UnicodeDecodeError):  # malformed or oversized: one refusal
+        return None
+
+
+def _context(request: Request) -> Context:
+    """An anonymous visitor: the activation service traces them as `anonymous`/`activation`."""
+    rid = request_id(request)
+    return (
+        Context(deps.runtime(request), SYSTEM, request_id=rid)
+        if rid
+        else Context.system(deps.runtime(request))
+    )
+
+
+def _page(
+    request: Request,
+    template: str,
+    values: dict[str, Any],
+    *,
+    status: int = 200,
+    problems: Sequence[Problem] = (),
+) -> Response:
+    """A page of the flow with its anti-forgery token (the pre-session cookie is set on a first visit) and its
+    error summary."""
+    value, new = pre_cookie(request)
+    context = {
+        "csrf": pre_token(request, value),
+        "problems": list(problems),
+        "field_errors": {p.field: p for p in problems},
+        "phone": PHONE.replace(" ", "\u00a0"),  # never cut across two lines
+        **values,
+    }
+    response = render(request, template, context, status=status)
+    if new:
+        set_cookie(response, PRE_COOKIE, value)
+    return response
+
+
+def _expired(request: Request, path: str) -> Response:
+    response = _see_other(f"{path}?message=expire")
+    clear_cookie(response, FLOW_COOKIE)
+    return response
+
+
+def _notice(request: Request) -> tuple[str, str]:
+    return NOTICES.get(request.query_params.get("message", ""), ("", ""))
+
+
+# --- the state carried between steps ----------------------------------------------------------------------
+
+
+def _aead(request: Request) -> AESGCM:
+    return AESGCM(passwords.peppers(deps.runtime(request).settings).subkey("activation-flow"))
+
+
+def _aad(request: Request, purpose: str) -> bytes:
+    """Bound to its purpose and to this browser's pre-session cookie: a copied cookie does not work alone."""
+    return b"activation-flow " + purpose.encode() + b" " + pre_binding(request)
+
+
+def _set_flow(request: Request, response: Response, purpose: str, data: dict[str, Any], seconds: int) -> None:
+    payload = orjson.dumps({**data, "x": int(time.time()) + seconds})
+    blob = seal(_aead(request), payload, _aad(request, purpose))
+    set_cookie(response, FLOW_COOKIE, base64.urlsafe_b64encode(blob).decode().rstrip("="), max_age=seconds)
+
+
+def _flow(request: Request, purpose: str) -> dict[str, Any] | None:
+    """The state this browser carries for `purpose`, or None (absent, altered, another purpose, expired)."""
+    raw = request.cookies.get(FLOW_COOKIE, "")
+    if not raw or len(raw) > 4096 or not request.cookies.get(PRE_COOKIE):
+        return None
+    try:
+        blob = base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4))
+        data = orjson.loads(open_(_aead(request), blob, _aad(request, purpose)))
+    except (binascii.Error, ValueError, DecryptionFailed, orjson.JSONDecodeError):
+        return None
+    if not isinstance(data, dict) or not isinstance(data.get("x"), int) or data["x"] < time.time():
+        return None
+    return data
+
+
+# --- reading the form -------------------------------------------------------------------------------------
+
+_MONTH_NAMES = {
+    unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode(): i + 1
+    for i, name in enumerate(MONTHS_FR)
+}
+
+
+def _month(text: str) -> int | None:
+    """3, 03, « mars », « Mars », « fevrier », « févr. »: what people type for a month."""
+    if text.isdecimal():  # not isdigit(): « ² » is a digit that int() refuses
+        return int(text)
+    folded = unicodedata.normalize("NFKD", text.lower()).encode("ascii", "ignore").decode().rstrip(".")
+    if len(folded) >= 3:
+        found = [n for name, n in _MONTH_NAMES.items() if name.startswith(folded)]
+        if len(found) == 1:
+            return found[0]
+    return None
+
+
+def birth_date_of(day: str, month: str, year: str) -> tuple[date | None, Problem | None]:
+    """The date typed in three fields (GOV.UK's memorable-date pattern, which works with every screen reader
+    and phone keyboard, unlike a date picker scrolled back 75 years), or the problem with it."""
+    day, month, year = day.strip(), month.strip(), year.strip()
+    if not (day or month or year):
+        return None, Problem("jour", "Saisissez la date de naissance.", "Type the birth date.")
+    for value, field, fr, en in (
+        (day, "jour", "le jour", "the day"),
+        (month, "mois", "le mois", "the month"),
+        (year, "annee", "l'année", "the year"),
+    ):
+        if not value:
+            return None, Problem(
+                field,
+                f"La date de naissance doit comprendre un jour, un mois et une année : saisissez {fr}.",
+                f"The birth date needs a day, a month and a year: type {en}.",
+            )
+    if not (year.isdecimal() and len(year) == 4):
+        return None, Problem(
+            "annee", "L'année doit compter 4 chiffres, par exemple 1950.", "The year needs 4 digits."
+        )
+    number = _month(month)
+    try:
+        if not day.isdecimal() or number is None:
+            raise ValueError
+        born = date(int(year), number, int(day))
+    except ValueError:
+        return None, Problem(
+            "jour",
+            "La date de naissance doit être une vraie date, par exemple 27 3 1950.",
+            "The birth date must be a real date, for example 27 3 1950.",
+        )
+    if born > clock.today() or born.year < 1880:
+        return None, Problem(
+            "jour",
+            "La date de naissance doit être une date passée, par exemple 27 3 1950.",
+            "The birth date must be in the past.",
+        )
+    return born, None
+
+
+def code_problem(code: str) -> Problem | None:
+    """What can be said of a code without looking it up (nothing about any person's code)."""
+    typed = activation.normalise(code)
+    if not typed:
+        return Problem(
+            "code",
+            "Saisissez votre code d'activation : il figure sur votre courrier ou votre courriel.",
+            "Type your activation code: it is on your letter or e-mail.",
+        )
+    if not activation.well_formed(typed):
+        return Problem(
+            "code",
+            "Le code d'activation compte 14 lettres et chiffres (sans 0, O, 1, I ni L) : "
+            "vérifiez-le sur votre courrier ou votre courriel.",
+            "The activation code has 14 letters and digits: check it on your letter or e-mail.",
+        )
+    return None
+
+
+@dataclass(frozen=True)
+class _Typed:
+    code: str
+    day: str
+    month: str
+    year: str
+
+    def values(self) -> dict[str, str]:
+        return {"code": self.code, "jour": self.day, "mois": self.month, "annee": self.year}
+
+
+def _typed(form: FormData) -> _Typed:
+    return _Typed(
+        _field(form, "code", 60), _field(form, "jour", 10), _field(form, "mois", 12), _field(form, "annee", 6)
+    )
+
+
+def _problems(typed: _Typed) -> tuple[date | None, list[Problem]]:
+    problems = [p for p in (code_problem(typed.code),) if p is not None]
+    born, problem = birth_date_of(typed.day, typed.month, typed.year)
+    if problem is not None:
+        problems.append(problem)
+    return born, problems
+
+
+def _status_of(exc: ActivationRefused) -> int:
+    if exc.message == activation.THROTTLED:
+        return 429
+    if exc.locked:
+        return 403
+    if exc.message in (activation.ALREADY_ACTIVE, activation.NOT_ACTIVABLE, activation.TOO_LATE):
+        return 409
+    return 400
+
+
+# --- the choice ---------------------------------------------------------------------------------------------
+
+
+@router.get(HOME)
+async def choice(request: Request) -> Response:
+    return _page(request, "activation.html", {"title": "Activer mon espace santé ou m'opposer à sa création"})
+
+
+# --- code and birth date --------------------------------------------------------------------------------------
+
+_FORMS = {
+    "activer": {
+        "title": "Activer mon espace santé",
+        "action": ACTIVATE,
+        "lead": "Saisissez le code d'activation reçu par courrier ou par courriel, puis la date de naissance.",
+        "lead_en": "Type the activation code from your letter or e-mail, then the birth date.",
+    },
+    "opposer": {
+        "title": "M'opposer à la création de mon espace santé",
+        "action": OPPOSE,
+        "lead": (
+            "Saisissez le code d'activation reçu par courrier ou par courriel, puis la date de naissance. Rien "
+            "n'est enregistré à cette étape : vous confirmerez à l'étape suivante."
+        ),
+        "lead_en": "Type the activation code and the birth date. Nothing is recorded yet: you confirm next.",
+    },
+}
+
+
+def _code_form(
+    request: Request,
+    which: str,
+    typed: _Typed | None = None,
+    *,
+    problems: Sequence[Problem] = (),
+    status: int = 200,
+) -> Response:
+    notice_fr, notice_en = _notice(request) if not problems else ("", "")
+    values = {
+        **_FORMS[which],
+        **(typed or _Typed("", "", "", "")).values(),
+        "notice_fr": notice_fr,
+        "notice_en": notice_en,
+    }
+    return _page(request, "activation_code.html", values, status=status, problems=problems)
+
+
+async def _read_code_form(request: Request, which: str) -> tuple[_Typed, date] | Response:
+    """The typed code and birth date, or the form again with its problems (or the forged-form answer)."""
+    form = await _form(request)
+    if form is None or not check_pre_token(request, _field(form, "csrf")):
+        fr, en = _split(FORGED)
+        return _code_form(request, which, problems=[Problem("code", fr, en)], status=403)
+    typed = _typed(form)
+    born, problems = _problems(typed)
+    if problems or born is None:
+        return _code_form(request, which, typed, problems=problems, status=400)
+    return typed, born
+
+
+def _refused(request: Request, which: str, typed: _Typed, exc: ActivationRefused) -> Response:
+    fr, en = _split(exc.message)
+    kept = _Typed("", typed.day, typed.month, typed.year) if exc.locked else typed
+    return _code_form(request, which, kept, problems=[Problem("code", fr, en)], status=_status_of(exc))
+
+
+@router.get(ACTIVATE)
+async def activate_form(request: Request) -> Response:
+    return _code_form(request, "activer")
+
+
+@router.post(ACTIVATE)
+async def activate(request: Request) -> Response:
+    read = await _read_code_form(request, "activer")
+    if isinstance(read, Response):
+        return read
+    typed, born = read
+    try:
+        done = await activation.activate_with_code(_context(request), typed.code, born, ip=client_ip(request))
+    except ActivationRefused as exc:
+        return _refused(request, "activer", typed, exc)
+    holder = done.holder
+    if holder.minor or holder.has_account:
+        return _done(request, holder, codes=[])
+    response = _see_other(ACCOUNT)
+    _set_flow(
+        request,
+        response,
+        "compte",
+        {"s": holder.space_id.hex, "i": holder.ins, "n": holder.name, "t": totp.new_secret()},
+        ACCOUNT_SECONDS,
+    )
+    return response
+
+
+# --- the sign-in means -------------------------------------------------------------------------------------
+
+
+def _done(request: Request, holder: Holder, *, codes: list[str]) -> Response:
+    """The end of an activation: recovery codes of a new account; or what to do with an existing account or
+    a child's space."""
+    if codes:
+        title = "Votre compte est créé"
+    elif holder.minor:
+        title = "L'espace santé de votre enfant est activé"
+    else:
+        title = "Votre espace santé est activé"
+    values = {
+        "title": title,
+        "codes": codes,
+        "minor": holder.minor,
+        "has_account": holder.has_account,
+        "name": holder.name,
+    }
+    response = _page(request, "activation_done.html", values)
+    clear_cookie(response, FLOW_COOKIE)
+    return response
+
+
+def _account_page(
+    request: Request,
+    flow: dict[str, Any],
+    *,
+    login: str = "",
+    problems: Sequence[Problem] = (),
+    status: int = 200,
+) -> Response:
+    secret = str(flow["t"])
+    return _page(
+        request,
+        "activation_account.html",
+        {
+            "title": "Créer vos moyens de connexion",
+            "name": flow.get("n", ""),
+            "login": login,
+            "secret": totp.grouped(secret),
+            # The app shows this label next to the codes; the login is not chosen yet, the name is known.
+            "uri": totp.provisioning_uri(secret, str(flow.get("n") or "Mon compte")),
+        },
+        status=status,
+        problems=problems,
+    )
+
+
+@router.get(ACCOUNT)
+async def account_form(request: Request) -> Response:
+    flow = _flow(request, "compte")
+    if flow is None:
+        return _expired(request, ACTIVATE)
+    return _account_page(request, flow)
+
+
+def _account_problems(form: FormData, secret: str) -> tuple[str, list[Problem]]:
+    login = _field(form, "login", 254).strip()
+    problems: list[Problem] = []
+    if not login:
+        problems.append(
+            Problem(
+                "login",
+                "Choisissez un identifiant : votre adresse électronique, de préférence.",
+                "Choose a login: your e-mail address, preferably.",
+            )
+        )
+    else:
+        try:
+            accounts.check_login(login)
+        except AccountError as exc:
+            problems.append(Problem("login", *_split(exc.message)))
+    password = _field(form, "password", 4096)
+    if not password:
+        problems.append(Problem("password", "Choisissez un mot de passe.", "Choose a password."))
+    elif password != _field(form, "confirm", 4096):
+        problems.append(
+            Problem(
+                "confirm",
+                "Les deux saisies du mot de passe diffèrent : saisissez-le à nouveau.",
+                "The two passwords differ.",
+            )
+        )
+    code = _field(form, "code", 20)
+    if totp.matching_step(secret, code) is None:
+        problems.append(
+            Problem(
+                "code",
+                "Code incorrect : saisissez le code à 6 chiffres que l'application affiche en ce moment.",
+                "Wrong code: type the 6-digit code the app shows now.",
+            )
+        )
+    return login, problems
+
+
+@router.post(ACCOUNT)
+async def account_create(request: Request) -> Response:
+    flow = _flow(request, "compte")
+    if flow is None:
+        return _expired(request, ACTIVATE)
+    form = await _form(request)
+    if form is None or not check_pre_token(request, _field(form, "csrf")):
+        return _account_page(request, flow, problems=[Problem("login", *_split(FORGED))], status=403)
+    secret = str(flow["t"])
+    login, problems = _account_problems(form, secret)
+    if problems:
+        return _account_page(request, flow, login=login, problems=problems, status=400)
+    rt = deps.runtime(request)
+    holder = Holder(
+        uuid.UUID(str(flow["s"])), str(flow["i"]), str(flow.get("n", "")), None, "active", False, False
+    )
+    try:
+        created = await accounts.create(
+            rt,
+            kind="holder",
+            actor_id=holder.ins,
+            login=login,
+            password=_field(form, "password", 4096),
+            # Security notices go to the login when it is an e-mail address (Account.notice_address).
+            totp_secret=secret,
+            new_totp=True,
+            # The code typed here proved the secret; spent, it cannot also sign in (replay, RFC 6238 §5.2).
+            totp_step=totp.matching_step(secret, _field(form, "code", 20)) or 0,
+            request_id=request_id(request),
+        )
+    except AccountTaken as exc:
+        existing = await accounts.find_by_actor(rt, "holder", holder.ins)
+        if existing is not None:  # this person made their account meanwhile (another tab)
+            return _done(request, replace(holder, has_account=True), codes=[])
+        return _account_page(
+            request, flow, login=login, problems=[Problem("login", *_split(exc.message))], status=409
+        )
+    except AccountError as exc:
+        return _account_page(
+            request, flow, login=login, problems=[Problem("password", *_split(exc.message))], status=400
+        )
+    if not created.created:  # the login was already this person's: nothing new to show
+        return _done(request, replace(holder, has_account=True), codes=[])
+    return _done(request, holder, codes=list(created.recovery_codes))
+
+
+# --- opposition -----------------------------------------------------------------------------------------------
+
+
+@router.get(OPPOSE)
+async def oppose_form(request: Request) -> Response:
+    return _code_form(request, "opposer")
+
+
+@router.post(OPPOSE)
+async def oppose_check(request: Request) -> Response:
+    read = await _read_code_form(request, "opposer")
+    if isinstance(read, Response):
+        return read
+    typed, born = read
+    try:
+        holder = await activation.check(_context(request), typed.code, born, ip=client_ip(request))
+    except ActivationRefused as exc:
+        return _refused(request, "opposer", typed, exc)
+    if holder.state not in activation.OPPOSABLE:
+        return _refused(request, "opposer", typed, ActivationRefused(activation.TOO_LATE))
+    # Nothing is spent yet: the code and birth date wait, sealed, for the confirmation (they are checked
+    # again then, and only that redemption spends the code).
+    response = _see_other(CONFIRM)
+    data = {"c": activation.normalise(typed.code), "b": born.isoformat(), "n": holder.name, "m": holder.minor}
+    _set_flow(request, response, "opposer", data, CONFIRM_SECONDS)
+    return response
+
+
+def _confirm_page(
+    request: Request, flow: dict[str, Any], *, problems: Sequence[Problem] = (), status: int = 200
+) -> Response:
+    return _page(
+        request,
+        "activation_confirm.html",
+        {"title": "Confirmer votre opposition", "name": flow.get("n", ""), "minor": bool(flow.get("m"))},
+        status=status,
+        problems=problems,
+    )
+
+
+@router.get(CONFIRM)
+async def oppose_confirm_form(request: Request) -> Response:
+    flow = _flow(request, "opposer")
+    if flow is None:
+        return _expired(request, OPPOSE)
+    return _confirm_page(request, flow)
+
+
+@router.post(CONFIRM)
+async def oppose_confirm(request: Request) -> Response:
+    flow = _flow(request, "opposer")
+    if flow is None:
+        return _expired(request, OPPOSE)
+    form = await _form(request)
+    if form is None or not check_pre_token(request, _field(form, "csrf")):
+        return _confirm_page(request, flow, problems=[Problem("confirmer", *_split(FORGED))], status=403)
+    try:
+        holder = await activation.oppose_with_code(
+            _context(request), str(flow["c"]), date.fromisoformat(str(flow["b"])), ip=client_ip(request)
+        )
+    except ActivationRefused as exc:
+        response = _code_form(
+            request, "opposer", problems=[Problem("code", *_split(exc.message))], status=_status_of(exc)
+        )
+        clear_cookie(response, FLOW_COOKIE)
+        return response
+    response = _see_other(OPPOSED)
+    _set_flow(request, response, "preuve", {"s": holder.space_id.hex}, PROOF_SECONDS)
+    return response
+
+
+async def _proof_of(request: Request) -> opposition.Opposition | None:
+    flow = _flow(request, "preuve")
+    if flow is None:
+        return None
+    try:
+        return await opposition.recorded(deps.runtime(request), uuid.UUID(str(flow["s"])))
+    except (NotFound, ValueError):
+        return None
+
+
+@router.get(OPPOSED)
+async def opposed(request: Request) -> Response:
+    found = await _proof_of(request)
+    if found is None:
+        return _expired(request, OPPOSE)
+    return _page(
+        request,
+        "activation_opposed.html",
+        {
+            "title": "Votre opposition est enregistrée",
+            "name": found.name,
+            "at": when(found.at),
+            "reference": found.reference,
+            "minor": found.minor_then,
+            "proof": PROOF,
+            "minutes": PROOF_SECONDS // 60,
+        },
+    )
+
+
+@router.get(PROOF)
+async def proof(request: Request) -> Response:
+    found = await _proof_of(request)
+    if found is None:
+        return _page(
+            request,
+            "message.html",
+            {
+                "title": "Attestation introuvable",
+                "error": (
+                    "Cette attestation n'est plus disponible ici (le lien marche 30 minutes, sur l'appareil "
+                    f"où l'opposition a été faite). Pour la recevoir, appelez le {PHONE}."
+                ),
+                "link": HOME,
+            },
+            status=404,
+        )
+    content = opposition.pdf(found)
+    return Response(
+        content,
+        media_type="application/pdf",
+        headers={
+            "Content-Disposition": f'attachment; filename="{opposition.filename(found)}"',
+            "Cache-Control": "no-store",
+            "X-Content-Type-Options": "nosniff",
+            "Content-Security-Policy": "sandbox",
+        },
+    )

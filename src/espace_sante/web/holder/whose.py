@@ -1,0 +1,123 @@
+"""Whose space the holder's pages show: her own, or that of a minor she represents (PRODUCT §2, minors).
+
+A parent signs in as herself (docs/activation.md, "A child's space"). On « État de mon espace santé » she
+sees the spaces of the children she is legal representative of (`lifecycle.represented`) and picks one
+(`POST /mon-espace/pour`). From then on every holder page (the space's state and its choices, the documents)
+shows that space and acts on it as `representative`, so the policy applies a representative's rules: what is
+hidden from representatives stays hidden. A line at the top of each page says whose space it is, with the
+way back to her own.
+
+The choice is kept in a `__Host-` cookie that names no space: an opaque reference, keyed by her session's
+secret, to one of the spaces she represents, found again in `lifecycle.represented` on each request. A
+reference from another session, or to a child whose representatives' rights ended (the child turned 18),
+means her own space: nothing to forge, nothing that outlives the rights. Signing out drops it."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import hmac
+import uuid
+from dataclasses import dataclass
+
+from fastapi import APIRouter, FastAPI, Request
+from starlette.exceptions import HTTPException
+from starlette.responses import RedirectResponse, Response
+
+from espace_sante.context import Context
+from espace_sante.errors import FhirError
+from espace_sante.people.sessions import Session
+from espace_sante.spaces import lifecycle
+from espace_sante.web import deps
+from espace_sante.web.deps import SignInRequired, check_csrf, current_session, session_context
+
+router = APIRouter(include_in_schema=False)
+
+COOKIE = deps.CHOICE_COOKIE
+CHOOSE = "/mon-espace/pour"
+#: Where the choice brings her: the chosen space's state, with its documents one link away.
+SPACE_PAGE = "/mon-espace/mon-espace-sante"
+
+
+@dataclass(frozen=True)
+class Child:
+    """One space she may switch to, as the chooser shows it."""
+
+    ref: str
+    name: str
+    state: str
+    current: bool
+
+
+@dataclass(frozen=True)
+class Whose:
+    """The space the page is about and the context that acts on it."""
+
+    ctx: Context
+    space_id: uuid.UUID
+    ins: str
+    #: The child's name when she acts for a child; "" on her own space.
+    child: str
+    children: tuple[Child, ...]
+
+    @property
+    def own(self) -> bool:
+        return not self.child
+
+
+def _ref(session: Session, space_id: uuid.UUID) -> str:
+    return hmac.new(session.csrf_token.encode(), b"pour:" + space_id.bytes, hashlib.sha256).hexdigest()[:32]
+
+
+async def whose(request: Request, session: Session, ctx: Context) -> Whose:
+    """The space this request's holder page is about (her own unless she chose a child's she represents)."""
+    chosen = request.cookies.get(COOKIE, "")
+    found = await lifecycle.represented(ctx)
+    refs = [_ref(session, r.space_id) for r in found]
+    children = tuple(
+        Child(ref, r.name or "Votre enfant", r.state, ref == chosen)
+        for r, ref in zip(found, refs, strict=True)
+    )
+    for r, child in zip(found, children, strict=True):
+        if child.current:
+            acting = Context(
+                ctx.runtime, dataclasses.replace(ctx.actor, kind="representative"), request_id=ctx.request_id
+            )
+            return Whose(acting, r.space_id, r.ins, child.name, children)
+    return Whose(ctx, await lifecycle.space_of(ctx, None), ctx.actor.id, "", children)
+
+
+@router.post(CHOOSE)
+async def choose(request: Request) -> Response:
+    """Switch to a child's space (`pour` = its reference) or back to her own (`pour` empty). A form without
+    its token, or naming a space she does not represent, changes nothing."""
+    session = await current_session(request)
+    if session is None:
+        raise SignInRequired(SPACE_PAGE)
+    try:
+        form = await request.form(max_files=0, max_fields=4, max_part_size=1024)
+    except (HTTPException, ValueError, UnicodeDecodeError):  # malformed or oversized: nothing to apply
+        return RedirectResponse(f"{SPACE_PAGE}?message=refuse", status_code=303)
+    token, wanted = form.get("csrf"), form.get("pour")
+    if not check_csrf(request, session, token if isinstance(token, str) else None):
+        return RedirectResponse(f"{SPACE_PAGE}?message=refuse", status_code=303)
+    wanted = wanted if isinstance(wanted, str) else ""
+    try:
+        ctx = await session_context(request)
+        found = await lifecycle.represented(ctx)
+    except FhirError:
+        found = []
+    target = next((r for r in found if wanted and _ref(session, r.space_id) == wanted), None)
+    response = RedirectResponse(
+        f"{SPACE_PAGE}?message={'enfant' if target else 'moi' if not wanted else 'introuvable'}",
+        status_code=303,
+    )
+    if target is None:
+        deps.clear_cookie(response, COOKIE)
+    else:
+        deps.set_cookie(response, COOKIE, wanted)
+    return response
+
+
+def install_whose(app: FastAPI) -> None:
+    app.include_router(router)
