@@ -614,10 +614,8 @@ async def passkey_remove(request: Request, credential: str) -> Response:
 
 def install(app: FastAPI) -> None:
     """Add the pages, the static files (/static) and the answer to SignInRequired."""
-    from pathlib import Path
-
     app.include_router(router)
-    app.mount("/static", StaticFiles(directory=Path(__file__).parent / "static"), name="static")
+    app.mount("/static", StaticFiles(packages=[("espace_sante.web", "static")]), name="static")
 
     @app.exception_handler(SignInRequired)
     async def sign_in_required(request: Request, exc: SignInRequired) -> Response:
