@@ -7,7 +7,6 @@ from dataclasses import dataclass, field
 from typing import cast
 
 from espace_sante.crypto import KeyRing, LocalKek
-from espace_sante.oauth.token_cache import TokenCache
 from espace_sante.settings import Settings
 from espace_sante.storage import migrate as migrations
 from espace_sante.storage import notify, spaces
@@ -16,6 +15,7 @@ from espace_sante.storage.db import Conn, Database
 from espace_sante.storage.embedded import EmbeddedPostgres, ensure_database
 from espace_sante.storage.keys import KeyStore
 from espace_sante.storage.notify import Listener
+from espace_sante.storage.token_cache import TokenCache
 
 
 @dataclass

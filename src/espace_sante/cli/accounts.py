@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Annotated, TypeVar
 import typer
 
 from espace_sante.audit.wording import when
+from espace_sante.cli import common
 
 if TYPE_CHECKING:
     from espace_sante.runtime import Runtime
@@ -24,9 +25,8 @@ app = typer.Typer(
 
 
 def _run_with_runtime(work: Callable[[Runtime], Awaitable[T]]) -> T:
-    from espace_sante.cli.main import _run, _settings, _with_runtime
 
-    return _run(lambda: _with_runtime(_settings(), work))
+    return common.run(lambda: common.with_runtime(common.settings(), work))
 
 
 @app.command("create")

@@ -8,6 +8,8 @@ from typing import Annotated
 
 import typer
 
+from espace_sante.cli import common
+
 documents_app = typer.Typer(help="Documents du dossier / the record's documents.", no_args_is_help=True)
 
 
@@ -33,14 +35,13 @@ def documents_verify(
 
     Code de sortie 1 si un contenu manque, est altéré ou orphelin / exit code 1 when anything is missing,
     altered or orphaned."""
-    from espace_sante.cli.main import _run, _settings, _with_runtime
     from espace_sante.context import Context
     from espace_sante.record import documents
 
     async def work(rt: object) -> documents.Verification:
         return await documents.verify(Context.system(rt), deep=deep)  # type: ignore[arg-type]
 
-    report = _run(lambda: _with_runtime(_settings(), work))
+    report = common.run(lambda: common.with_runtime(common.settings(), work))
     if as_json:
         typer.echo(json.dumps(report.as_json()))
     else:
@@ -65,7 +66,6 @@ def documents_collect(
 ) -> None:
     """Supprime les contenus de soumissions jamais validées / delete content of submissions that never
     committed (after the grace period)."""
-    from espace_sante.cli.main import _run, _settings, _with_runtime
     from espace_sante.context import Context
     from espace_sante.record import documents
 
@@ -74,7 +74,7 @@ def documents_collect(
     async def work(rt: object) -> int:
         return await documents.collect_orphans(Context.system(rt), now=when)  # type: ignore[arg-type]
 
-    removed = _run(lambda: _with_runtime(_settings(), work))
+    removed = common.run(lambda: common.with_runtime(common.settings(), work))
     typer.echo(f"{removed} contenu(s) orphelin(s) supprimé(s) / orphan content(s) deleted")
 
 
@@ -87,7 +87,6 @@ def documents_release(
 ) -> None:
     """Prévient les titulaires et rend visibles les documents en attente d'annonce échus / tell holders and
     release documents hidden until an announcement consultation, when due (R1111-53)."""
-    from espace_sante.cli.main import _run, _settings, _with_runtime
     from espace_sante.context import Context
     from espace_sante.record import documents
 
@@ -96,7 +95,7 @@ def documents_release(
     async def work(rt: object) -> documents.ReleaseRun:
         return await documents.run_hidden_documents(Context.system(rt), when)  # type: ignore[arg-type]
 
-    run = _run(lambda: _with_runtime(_settings(), work))
+    run = common.run(lambda: common.with_runtime(common.settings(), work))
     if as_json:
         typer.echo(json.dumps({"noticed": run.noticed, "released": run.released}))
     else:

@@ -11,6 +11,8 @@ from typing import Annotated, Any
 
 import typer
 
+from espace_sante.cli import common
+
 legacy_app = typer.Typer(
     help="Reprise des documents de l'ancien DMP / import of the legacy DMP's documents.", no_args_is_help=True
 )
@@ -18,13 +20,12 @@ legacy_app = typer.Typer(
 
 def _work(func: Any) -> Any:
     """Run `func(runtime)`; an input the import cannot take is a readable error with exit code 2."""
-    from espace_sante.cli.main import _fail, _run, _settings, _with_runtime
     from espace_sante.spaces.legacy.importer import LegacyInputError
 
     try:
-        return _run(lambda: _with_runtime(_settings(), func))
+        return common.run(lambda: common.with_runtime(common.settings(), func))
     except LegacyInputError as exc:
-        raise _fail(str(exc)) from None
+        raise common.fail(str(exc)) from None
 
 
 @legacy_app.command("import")
@@ -137,14 +138,13 @@ def legacy_forget(
     Décision de l'assureur sur l'ancien DMP d'une personne opposée, ou sa demande : aucune sauvegarde ne
     pourra plus les lire / the insurer's decision on an opposed person's former DMP, or their request: no
     backup can read them again. La destruction d'un espace le fait aussi / destroying a space does it too."""
-    from espace_sante.cli.main import _fail
     from espace_sante.fhir.identifiers import IdentifierError, validate_nir
     from espace_sante.spaces.legacy import importer as legacy
 
     try:
         nir = validate_nir(ins)
     except IdentifierError as exc:
-        raise _fail(f"INS invalide / invalid INS: {exc.message}") from None
+        raise common.fail(f"INS invalide / invalid INS: {exc.message}") from None
 
     async def work(rt: Any) -> int:
         return await legacy.forget(rt, nir)

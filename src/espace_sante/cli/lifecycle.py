@@ -13,6 +13,7 @@ from typing import Annotated, Any
 import typer
 
 from espace_sante import clock
+from espace_sante.cli import common
 
 lifecycle_app = typer.Typer(help="Cycle de vie des espaces / lifecycle of spaces.", no_args_is_help=True)
 
@@ -64,7 +65,6 @@ def lifecycle_run(
     Ouvre les espaces dont le délai d'opposition est passé, ferme les espaces suspendus sans contestation et
     ceux des personnes décédées, détruit les espaces dont l'archivage ou la destruction demandée est échu.
     Idempotent / idempotent: a second run does nothing."""
-    from espace_sante.cli.main import _run, _settings, _with_runtime
     from espace_sante.runtime import Runtime
     from espace_sante.spaces import lifecycle
 
@@ -73,7 +73,7 @@ def lifecycle_run(
     async def work(rt: Runtime) -> lifecycle.RunCounts:
         return await lifecycle.run(rt, day)
 
-    counts = _run(lambda: _with_runtime(_settings(), work))
+    counts = common.run(lambda: common.with_runtime(common.settings(), work))
     if as_json:
         typer.echo(json.dumps({"as_of": day.isoformat(), **counts.as_json()}))
         return
@@ -107,13 +107,12 @@ def lifecycle_set(
 
     Un changement non permis est refusé (code 2) / an illegal transition is refused (exit 2)."""
     from espace_sante.access.actors import Actor
-    from espace_sante.cli.main import _fail, _run, _settings, _with_runtime
     from espace_sante.context import Context
     from espace_sante.runtime import Runtime
     from espace_sante.spaces import lifecycle
 
     if event not in EVENTS:
-        raise _fail(f"événement inconnu / unknown event {event!r} ({', '.join(EVENTS)})")
+        raise common.fail(f"événement inconnu / unknown event {event!r} ({', '.join(EVENTS)})")
     day = _day(on)
 
     async def work(rt: Runtime) -> tuple[uuid.UUID, str, str]:
@@ -129,7 +128,7 @@ def lifecycle_set(
         before, after = await lifecycle.transition(ctx, space_id, event, **kw)  # type: ignore[arg-type]
         return space_id, before, after
 
-    space_id, before, after = _run(lambda: _with_runtime(_settings(), work))
+    space_id, before, after = common.run(lambda: common.with_runtime(common.settings(), work))
     if as_json:
         typer.echo(json.dumps({"space": space_id.hex, "from": before, "to": after}))
         return
@@ -143,15 +142,14 @@ def lifecycle_show(
     ],
 ) -> None:
     """Affiche l'état d'un espace / show a space's state."""
-    from espace_sante.cli.main import _fail, _run, _settings, _with_runtime
     from espace_sante.runtime import Runtime
     from espace_sante.spaces import lifecycle
 
     async def work(rt: Runtime) -> str | None:
         return await lifecycle.state(rt, await _space(rt, space))
 
-    found = _run(lambda: _with_runtime(_settings(), work))
+    found = common.run(lambda: common.with_runtime(common.settings(), work))
     if found is None:
-        raise _fail("espace introuvable / space not found", 1)
+        raise common.fail("espace introuvable / space not found", 1)
     fr, en = lifecycle.STATE_WORDS.get(found, (found, found))
     typer.echo(f"{found} ({fr} / {en})")

@@ -9,15 +9,21 @@ import os
 import signal
 import sys
 import uuid
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Annotated, TypeVar
 
 import typer
 
 from espace_sante.cli import accounts as accounts_cli
-from espace_sante.errors import FhirError
-from espace_sante.settings import Settings, UnsafeSettings
+from espace_sante.cli import common
+from espace_sante.cli.documents import documents_app
+from espace_sante.cli.legacy import legacy_app
+from espace_sante.cli.lifecycle import lifecycle_app
+from espace_sante.cli.notices import letters_app, notices_app, outbox_app
+from espace_sante.cli.opposition import opposition_app
+from espace_sante.cli.registry import registry_app
+from espace_sante.cli.tokens import token_app
+from espace_sante.cli.worker import worker
 
 T = TypeVar("T")
 
@@ -34,39 +40,15 @@ app.add_typer(keys_app, name="keys")
 audit_app = typer.Typer(help="Trace des accès / audit trail.", no_args_is_help=True)
 app.add_typer(audit_app, name="audit")
 app.add_typer(accounts_cli.app, name="account")  # sign-in accounts (cli/accounts.py)
-
-from espace_sante.cli.tokens import token_app  # noqa: E402  (the sub-app imports helpers from this module lazily)
-
 app.add_typer(token_app, name="token")
-
-from espace_sante.cli.registry import registry_app  # noqa: E402
-
 app.add_typer(registry_app, name="registry")
-
-from espace_sante.cli.documents import documents_app  # noqa: E402
-
 app.add_typer(documents_app, name="documents")
-
-from espace_sante.cli.legacy import legacy_app  # noqa: E402
-
 app.add_typer(legacy_app, name="legacy")  # the legacy DMP's XDM export (cli/legacy.py)
-
-from espace_sante.cli.lifecycle import lifecycle_app  # noqa: E402
-
 app.add_typer(lifecycle_app, name="lifecycle")  # states of spaces (cli/lifecycle.py)
-
-from espace_sante.cli.opposition import opposition_app  # noqa: E402
-
 app.add_typer(opposition_app, name="opposition")  # proofs of opposition (cli/opposition.py)
-
-from espace_sante.cli.notices import letters_app, notices_app, outbox_app  # noqa: E402
-
 app.add_typer(notices_app, name="notices")  # notices of new spaces (cli/notices.py)
 app.add_typer(letters_app, name="letters")
 app.add_typer(outbox_app, name="outbox")
-
-from espace_sante.cli.worker import worker  # noqa: E402
-
 app.command()(worker)  # background jobs (cli/worker.py, docs/jobs.md)
 
 
@@ -86,36 +68,6 @@ def main_options(
         os.environ["ESPACE_SANTE_DATA_DIR"] = str(data_dir.resolve())
 
 
-def _settings() -> Settings:
-    return Settings()
-
-
-def _fail(message: str, code: int = 2) -> typer.Exit:
-    typer.echo(f"espace-sante: {message}", err=True)
-    return typer.Exit(code)
-
-
-def _run(func: Callable[[], Awaitable[T]]) -> T:
-    try:
-        return asyncio.run(func())  # type: ignore[arg-type]
-    except UnsafeSettings as exc:
-        raise _fail(str(exc)) from None
-    except FhirError as exc:
-        raise _fail(exc.message) from None
-    except OSError as exc:
-        raise _fail(f"{type(exc).__name__}: {exc}") from None
-
-
-async def _with_runtime(settings: Settings, work: Callable[..., Awaitable[T]], *, migrate: bool = True) -> T:
-    from espace_sante.runtime import Runtime
-
-    rt = await Runtime.open(settings, apply_migrations=migrate)
-    try:
-        return await work(rt)
-    finally:
-        await rt.close()
-
-
 @app.command()
 def migrate() -> None:
     """Applique les migrations de la base / apply database migrations."""
@@ -125,7 +77,7 @@ def migrate() -> None:
     async def work(rt: Runtime) -> list[migrations.Migration]:
         return await migrations.migrate(rt.db.dsn)
 
-    done = _run(lambda: _with_runtime(_settings(), work, migrate=False))
+    done = common.run(lambda: common.with_runtime(common.settings(), work, migrate=False))
     names = ", ".join(f"{m.version:04d}_{m.name}" for m in done)
     typer.echo(f"{len(done)} migration(s) applied: {names}" if done else "schema is current")
 
@@ -135,10 +87,10 @@ def demo() -> None:
     """Charge les données de démonstration (idempotent) / load demo data (idempotent)."""
     from espace_sante.demo import world as demo_data
 
-    settings = _settings()
+    settings = common.settings()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     settings.dev_marker.touch()
-    counts = _run(lambda: _with_runtime(settings, demo_data.load))
+    counts = common.run(lambda: common.with_runtime(settings, demo_data.load))
     typer.echo(f"demo data: {counts['created']} created, {counts['unchanged']} already there")
 
 
@@ -170,14 +122,14 @@ def client_create(
     """Enregistre un client machine et affiche ses identifiants une seule fois / register a machine client."""
     from espace_sante.oauth import service as oauth
 
-    settings = _settings()
+    settings = common.settings()
     if jwks or jwks_uri or kind != "system" or redirect_uri or public:
         try:
             keys = json.loads(jwks.read_text(encoding="utf-8")) if jwks else None
         except (OSError, ValueError) as exc:
-            raise _fail(f"--jwks : fichier illisible / unreadable file: {exc}") from None
-        registered = _run(
-            lambda: _with_runtime(
+            raise common.fail(f"--jwks : fichier illisible / unreadable file: {exc}") from None
+        registered = common.run(
+            lambda: common.with_runtime(
                 settings,
                 lambda rt: oauth.register_client(
                     rt,
@@ -207,7 +159,9 @@ def client_create(
             )
         )
         return
-    client = _run(lambda: _with_runtime(settings, lambda rt: oauth.create_client(rt, name, scope)))
+    client = common.run(
+        lambda: common.with_runtime(settings, lambda rt: oauth.create_client(rt, name, scope))
+    )
     if as_json:
         typer.echo(json.dumps({"client_id": client.client_id, "client_secret": client.client_secret}))
         return
@@ -228,7 +182,7 @@ def keys_rewrap() -> None:
     async def work(rt: Runtime) -> int:
         return await rt.db.interaction("keys_rewrap", rt.keys.rewrap)
 
-    count = _run(lambda: _with_runtime(_settings(), work))
+    count = common.run(lambda: common.with_runtime(common.settings(), work))
     typer.echo(f"{count} data key(s) rewrapped")
 
 
@@ -244,7 +198,7 @@ def audit_seal() -> None:
     async def work(rt: Runtime) -> int:
         return await audit.seal_heads(rt)
 
-    count = _run(lambda: _with_runtime(_settings(), work))
+    count = common.run(lambda: common.with_runtime(common.settings(), work))
     typer.echo(f"{count} tête(s) de chaîne scellée(s) / chain head(s) sealed")
 
 
@@ -268,7 +222,7 @@ def audit_verify(
         try:
             space_id = uuid.UUID(space)
         except ValueError:
-            raise _fail(
+            raise common.fail(
                 f"--space : « {space} » n'est pas un identifiant d'espace (UUID attendu) / "
                 "is not a space id (a UUID)"
             ) from None
@@ -284,7 +238,7 @@ def audit_verify(
     async def work(rt: Runtime) -> Report:
         return await audit.verify(rt, space_id, on_space=show)
 
-    report = _run(lambda: _with_runtime(_settings(), work))
+    report = common.run(lambda: common.with_runtime(common.settings(), work))
     if as_json:
         typer.echo(json.dumps(report.as_dict()))
     elif report.ok:
@@ -318,13 +272,13 @@ def serve(
     from espace_sante.logs import configure
     from espace_sante.storage.embedded import EmbeddedPostgres, ensure_database
 
-    settings = _settings()
+    settings = common.settings()
     configure(settings.log_level)
     if demo_data:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         settings.dev_marker.touch()
     os.environ.setdefault("ESPACE_SANTE_BASE_URL", f"http://{host}:{port}")
-    settings = _settings()
+    settings = common.settings()
     embedded = None
     try:
         if settings.embedded:
@@ -332,7 +286,7 @@ def serve(
             dsn = asyncio.run(ensure_database(embedded.start()))
             # The app processes use the server started here; it stops when serve stops.
             os.environ["DATABASE_URL"] = dsn
-            settings = _settings()
+            settings = common.settings()
         if migrate_first or demo_data:
             from espace_sante.demo import world as demo_module
 
@@ -345,7 +299,7 @@ def serve(
                     return await demo_module.ensure_demo_client(rt)
                 return None
 
-            client = _run(lambda: _with_runtime(settings, prepare, migrate=True))
+            client = common.run(lambda: common.with_runtime(settings, prepare, migrate=True))
         else:
             client = None
         base = settings.base_url.rstrip("/")

@@ -10,20 +10,21 @@ from typing import Annotated, Any
 
 import typer
 
+from espace_sante.cli import common
+
 notices_app = typer.Typer(help="Avis de création des espaces / notices of new spaces.", no_args_is_help=True)
 letters_app = typer.Typer(help="Lettres à imprimer / letters to print.", no_args_is_help=True)
 outbox_app = typer.Typer(help="Messages de la boîte d'envoi locale / local outbox.", no_args_is_help=True)
 
 
 def _day(text: str | None) -> date | None:
-    from espace_sante.cli.main import _fail
 
     if text is None:
         return None
     try:
         return date.fromisoformat(text)
     except ValueError:
-        raise _fail(
+        raise common.fail(
             f"--as-of : « {text} » n'est pas une date AAAA-MM-JJ / is not a YYYY-MM-DD date"
         ) from None
 
@@ -49,7 +50,6 @@ def notices_send(
     delivery job is recorded with the notice. Idempotent : relancé, il n'envoie rien deux fois et reprend ce
     qu'une interruption a laissé / idempotent: a second run sends nothing twice and delivers what a crash
     left."""
-    from espace_sante.cli.main import _run, _settings, _with_runtime
     from espace_sante.runtime import Runtime
     from espace_sante.spaces import notices
 
@@ -58,7 +58,7 @@ def notices_send(
     async def work(rt: Runtime) -> notices.SendCounts:
         return await notices.send(rt, day, deliver_now=deliver)
 
-    counts = _run(lambda: _with_runtime(_settings(), work))
+    counts = common.run(lambda: common.with_runtime(common.settings(), work))
     if as_json:
         typer.echo(json.dumps(counts.as_json()))
         return
@@ -77,14 +77,13 @@ def letters_build(
     ] = False,
 ) -> None:
     """Imprime les lettres en attente en PDF par lots, avec un manifeste CSV / build the queued letters."""
-    from espace_sante.cli.main import _run, _settings, _with_runtime
     from espace_sante.runtime import Runtime
     from espace_sante.spaces import notices
 
     async def work(rt: Runtime) -> notices.Built:
         return await notices.build_letters(rt, out)
 
-    built = _run(lambda: _with_runtime(_settings(), work))
+    built = common.run(lambda: common.with_runtime(common.settings(), work))
     if as_json:
         typer.echo(json.dumps(built.as_json()))
         return
@@ -105,14 +104,13 @@ def outbox_list(
     limit: Annotated[int, typer.Option("--limit", min=1, help="Nombre maximum / at most.")] = 1000,
 ) -> None:
     """Les messages de la boîte d'envoi locale (sans serveur SMTP) / the local outbox's messages."""
-    from espace_sante.cli.main import _run, _settings, _with_runtime
     from espace_sante.runtime import Runtime
     from espace_sante.storage import notices as store
 
     async def work(rt: Runtime) -> list[store.OutboxMessage]:
         return await rt.db.read("outbox_list", store.outbox, with_body=with_body, limit=limit)
 
-    messages = _run(lambda: _with_runtime(_settings(), work))
+    messages = common.run(lambda: common.with_runtime(common.settings(), work))
     if as_json:
         rows: list[dict[str, Any]] = []
         for m in messages:
@@ -147,14 +145,13 @@ def notices_uncertain(
     Chacun a peut-être été accepté : il n'est jamais renvoyé automatiquement. Vérifiez dans les journaux du
     relais, puis `notices resolve` / each may have been accepted: never resent automatically. Check the
     relay's logs, then `notices resolve`."""
-    from espace_sante.cli.main import _run, _settings, _with_runtime
     from espace_sante.runtime import Runtime
     from espace_sante.spaces import notices
 
     async def work(rt: Runtime) -> list[notices.UncertainNotice]:
         return await notices.uncertain(rt, limit=limit)
 
-    found = _run(lambda: _with_runtime(_settings(), work))
+    found = common.run(lambda: common.with_runtime(common.settings(), work))
     if as_json:
         typer.echo(json.dumps([u.as_json() for u in found], ensure_ascii=False))
         return
@@ -196,23 +193,22 @@ def notices_resolve(
     """Décide d'un courriel incertain, tracé dans l'espace / resolve an uncertain e-mail, traced in the space."""
     import uuid
 
-    from espace_sante.cli.main import _fail, _run, _settings, _with_runtime
     from espace_sante.runtime import Runtime
     from espace_sante.spaces import notices
 
     chosen = [name for name, on in (("delivered", delivered), ("resend", resend), ("letter", letter)) if on]
     if len(chosen) != 1:
-        raise _fail("choisissez une option : --delivered, --resend ou --letter / choose one of them")
+        raise common.fail("choisissez une option : --delivered, --resend ou --letter / choose one of them")
     try:
         nid = uuid.UUID(notice_id)
     except ValueError:
-        raise _fail(f"« {notice_id} » n'est pas un identifiant d'avis / is not a notice id") from None
+        raise common.fail(f"« {notice_id} » n'est pas un identifiant d'avis / is not a notice id") from None
     how: notices.Resolution = chosen[0]  # type: ignore[assignment]
 
     async def work(rt: Runtime) -> dict[str, Any]:
         return await notices.resolve(rt, nid, how, operator=operator)
 
-    done = _run(lambda: _with_runtime(_settings(), work))
+    done = common.run(lambda: common.with_runtime(common.settings(), work))
     if as_json:
         typer.echo(json.dumps(done))
         return

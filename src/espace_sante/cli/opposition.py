@@ -12,6 +12,8 @@ from typing import Annotated
 
 import typer
 
+from espace_sante.cli import common
+
 opposition_app = typer.Typer(help="Attestations d'opposition / proofs of opposition.", no_args_is_help=True)
 
 
@@ -36,7 +38,6 @@ def opposition_proof(
     Refusé (code 1) si aucune opposition n'est enregistrée / exit 1 when no opposition was recorded."""
     from espace_sante.access.actors import Actor
     from espace_sante.cli.lifecycle import _space
-    from espace_sante.cli.main import _fail, _run, _settings, _with_runtime
     from espace_sante.context import Context
     from espace_sante.errors import NotFound
     from espace_sante.runtime import Runtime
@@ -57,9 +58,9 @@ def opposition_proof(
         partial.replace(out)
         return found
 
-    found = _run(lambda: _with_runtime(_settings(), work))
+    found = common.run(lambda: common.with_runtime(common.settings(), work))
     if found is None:
-        raise _fail(
+        raise common.fail(
             "aucune opposition enregistrée pour cet espace / no opposition recorded for this space", 1
         )
     if as_json:
@@ -89,14 +90,13 @@ def opposition_check(
     """Vérifie la référence d'une attestation d'opposition / check a proof of opposition's reference.
 
     Code 1 si elle ne correspond à aucune opposition de cette personne / exit 1 when it proves nothing."""
-    from espace_sante.cli.main import _fail, _run, _settings, _with_runtime
     from espace_sante.runtime import Runtime
     from espace_sante.spaces import opposition
 
     async def work(rt: Runtime) -> opposition.Opposition | None:
         return await opposition.verify(rt, ins, reference)
 
-    found = _run(lambda: _with_runtime(_settings(), work))
+    found = common.run(lambda: common.with_runtime(common.settings(), work))
     if as_json:
         typer.echo(
             json.dumps(
@@ -111,7 +111,7 @@ def opposition_check(
             )
         )
     if found is None:
-        raise _fail(
+        raise common.fail(
             "référence inconnue pour cette personne / this reference proves no opposition of theirs", 1
         )
     if not as_json:

@@ -10,6 +10,7 @@ from typing import Annotated
 import typer
 
 from espace_sante import clock
+from espace_sante.cli import common
 
 registry_app = typer.Typer(
     help="Registre des bénéficiaires / registry of beneficiaries.", no_args_is_help=True
@@ -132,7 +133,6 @@ def registry_import(
 
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-    from espace_sante.cli.main import _fail, _run, _settings, _with_runtime
     from espace_sante.cli.notices import _day
     from espace_sante.runtime import Runtime
     from espace_sante.spaces.registry.importer import Counts, ImportRunning, import_file
@@ -141,7 +141,7 @@ def registry_import(
     from espace_sante.spaces.registry.shards import import_sharded
 
     if as_of is not None and not notify:
-        raise _fail("--as-of va avec --notify / --as-of goes with --notify")
+        raise common.fail("--as-of va avec --notify / --as-of goes with --notify")
     day = (_day(as_of) or clock.today()) if notify else None
 
     with (
@@ -179,15 +179,15 @@ def registry_import(
             typer.echo(f"reprise après la ligne {line:,} / resuming after line {line}", err=True)
 
         try:
-            counts = _run(lambda: _with_runtime(_settings(), work))
+            counts = common.run(lambda: common.with_runtime(common.settings(), work))
         except RegistryFormatError as exc:
-            raise _fail(str(exc)) from None
+            raise common.fail(str(exc)) from None
         except ImportRunning as exc:
-            raise _fail(str(exc), 3) from None
+            raise common.fail(str(exc), 3) from None
         except BrokenProcessPool:
             # A shard's process died (killed, out of memory): what every shard committed stays, and each
             # resumes from its own checkpoint.
-            raise _fail(
+            raise common.fail(
                 "un des processus de l'import s'est arrêté : relancez la même commande pour reprendre / "
                 "a shard's process stopped: run the same command again to resume",
                 1,

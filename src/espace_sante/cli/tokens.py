@@ -7,6 +7,8 @@ from typing import Annotated
 
 import typer
 
+from espace_sante.cli import common
+
 token_app = typer.Typer(help="Jetons de développement / development tokens.", no_args_is_help=True)
 
 
@@ -26,14 +28,13 @@ def token_issue(
 ) -> None:
     """Émet un jeton pour une personne de démonstration (mode développement seulement, tracé) / mint a token
     for a demo person (development mode only, traced)."""
-    from espace_sante.cli.main import _run, _settings, _with_runtime
     from espace_sante.oauth import devtokens
     from espace_sante.runtime import Runtime
 
     async def work(rt: Runtime) -> devtokens.Issued:
         return await devtokens.issue(rt, actor, scope, acr=acr)
 
-    issued = _run(lambda: _with_runtime(_settings(), work))
+    issued = common.run(lambda: common.with_runtime(common.settings(), work))
     if as_json:
         typer.echo(json.dumps({"access_token": issued.access_token, "expires_in": issued.expires_in}))
     else:

@@ -7,6 +7,8 @@ from typing import Annotated
 
 import typer
 
+from espace_sante.cli import common
+
 
 def worker(
     concurrency: Annotated[
@@ -24,13 +26,12 @@ def worker(
 
     Arrêt propre sur SIGTERM ou Ctrl-C : les tâches en cours se terminent / graceful stop on SIGTERM or
     Ctrl-C: running jobs finish first."""
-    from espace_sante.cli.main import _run, _settings, _with_runtime
     from espace_sante.jobs import queue
     from espace_sante.logs import configure
     from espace_sante.runtime import Runtime
     from espace_sante.spaces import notices
 
-    settings = _settings()
+    settings = common.settings()
     configure(settings.log_level)
 
     async def work(rt: Runtime) -> None:
@@ -42,4 +43,4 @@ def worker(
                     await notices.deliver(rt)
                 await app.run_worker_async(**queue.worker_options(rt, concurrency=concurrency, once=once))
 
-    _run(lambda: _with_runtime(settings, work))
+    common.run(lambda: common.with_runtime(settings, work))

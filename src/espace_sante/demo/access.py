@@ -14,7 +14,7 @@ from typing import Any
 
 from espace_sante.access.scopes import Scopes
 from espace_sante.context import Context
-from espace_sante.demo.world import conditional_entry
+from espace_sante.demo.entries import conditional_entry
 from espace_sante.fhir.identifiers import make_nir
 from espace_sante.people import actors as people
 from espace_sante.record import bundles

@@ -10,6 +10,8 @@ import os
 from typing import Any
 
 from espace_sante.context import Context
+from espace_sante.demo import access as demo_access
+from espace_sante.demo.entries import conditional_entry
 from espace_sante.fhir.identifiers import make_nir
 from espace_sante.oauth import service as oauth
 from espace_sante.record import bundles
@@ -33,23 +35,6 @@ PRACTITIONERS = [
     ("10003456780", "Lefèvre", "Claire"),
     ("10001234560", "Moreau", "Antoine"),
 ]
-
-
-def _cond(rtype: str, system: str, value: str) -> str:
-    return f"identifier={system}|{value}"
-
-
-def conditional_entry(full_url: str, resource: dict[str, Any], system: str, value: str) -> dict[str, Any]:
-    """A transaction entry creating `resource` unless one with this identifier exists (idempotent loads)."""
-    return {
-        "fullUrl": full_url,
-        "resource": resource,
-        "request": {
-            "method": "POST",
-            "url": resource["resourceType"],
-            "ifNoneExist": _cond(resource["resourceType"], system, value),
-        },
-    }
 
 
 def world() -> list[dict[str, Any]]:
@@ -300,8 +285,6 @@ async def load(rt: Runtime) -> dict[str, int]:
         result = await bundles.process(ctx, bundle)
         created += sum(1 for e in result.entries if e.created)
         found += sum(1 for e in result.entries if not e.created)
-    from espace_sante.demo import access as demo_access  # the access world builds on this one
-
     more = await demo_access.load(rt)
     await ensure_demo_client(rt)
     return {"created": created + more["created"], "unchanged": found + more["unchanged"]}

@@ -881,7 +881,7 @@ async def revoke(
 
 async def resolve_bearer(rt: Runtime, token: str) -> Actor:
     """The actor behind a bearer token, or Unauthorized. Served from the process's token cache when the
-    revocation listener is up (oauth/token_cache.py), else from the database."""
+    revocation listener is up (storage/token_cache.py), else from the database."""
     if not token or len(token) > 512:
         raise Unauthorized("jeton d'accès invalide ou expiré / invalid or expired access token")
     token_hash = digest(token)

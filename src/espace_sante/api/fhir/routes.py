@@ -16,6 +16,7 @@ from espace_sante.context import Context
 from espace_sante.errors import BadRequest, MethodNotAllowed, UnsupportedMediaType
 from espace_sante.fhir.searchparams import parse_date_range
 from espace_sante.fhir.validation import RESOURCE_TYPES
+from espace_sante.http import downloads
 from espace_sante.record import auditevents, bundles, documents
 from espace_sante.record import resources as fhir
 
@@ -192,8 +193,8 @@ async def _retrieve(rid: str, request: Request, ctx: Context) -> Response:
     except documents.RangeNotSatisfiable as exc:
         return render.error_response(exc, {"Content-Range": f"bytes */{exc.size}"})
     if request.headers.get("if-none-match") == retrieved.etag:
-        return Response(status_code=304, headers={"ETag": retrieved.etag, **render.CONTENT_HEADERS})
-    return await render.content_response(retrieved, ctx)
+        return Response(status_code=304, headers={"ETag": retrieved.etag, **downloads.CONTENT_HEADERS})
+    return await downloads.content_response(retrieved, ctx)
 
 
 @router.put("/{rtype}/{rid}", summary="Update (If-Match for version-aware update)", openapi_extra=BODY)

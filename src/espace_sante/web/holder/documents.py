@@ -39,11 +39,11 @@ from starlette.responses import RedirectResponse, Response
 
 from espace_sante import clock
 from espace_sante.access.policy import MASKED_FROM_PROFESSIONALS
-from espace_sante.api.fhir import render as fhir_render
 from espace_sante.audit.wording import MONTHS_FR
 from espace_sante.context import Context
 from espace_sante.errors import FhirError, NotFound, PayloadTooLarge
 from espace_sante.fhir import pdsm, valuesets
+from espace_sante.http import downloads
 from espace_sante.people.sessions import Session
 from espace_sante.record import documents
 from espace_sante.record import resources as fhir
@@ -456,7 +456,7 @@ async def document_content(request: Request, rid: str) -> Response:
         if binary is None:
             raise NotFound()
         retrieved = await documents.retrieve(ctx, binary)
-        return await fhir_render.content_response(retrieved, ctx)
+        return await downloads.content_response(retrieved, ctx)
     except FhirError as exc:
         return error_page(request, session, exc)
 

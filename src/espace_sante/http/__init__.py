@@ -1,0 +1,1 @@
+"""HTTP shared by the API and the portals: what both surfaces answer the same way."""
