@@ -46,10 +46,11 @@ chromium: ## Debian's Chromium for the browser tests (CI starts from a clean mac
 test: install chromium ## Run the whole test suite (T=path to run a part)
 	$(BIN)/python -m pytest $(T)
 
-lint: install ## ruff and mypy --strict
+lint: install ## ruff, ruff format, mypy --strict and the import rules (lint-imports)
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/ruff format --check src tests benchmarks
 	$(BIN)/mypy src
+	$(BIN)/lint-imports
 
 bench: install ## Benchmarks against a real `espace-sante serve` (results in benchmarks/results/)
 	$(BIN)/python -m benchmarks.run
