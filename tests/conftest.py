@@ -20,7 +20,7 @@ import pytest
 warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
 
 from espace_sante.app import create_app  # noqa: E402
-from espace_sante.oauth import service as oauth  # noqa: E402
+from espace_sante.oauth import clients as oauth_clients  # noqa: E402
 from espace_sante.runtime import Runtime  # noqa: E402
 from espace_sante.settings import Settings  # noqa: E402
 from espace_sante.storage import migrate  # noqa: E402
@@ -77,7 +77,7 @@ async def token_for(runtime: Runtime, http: httpx.AsyncClient) -> TokenFactory:
 
     async def make(scope: str, fresh: bool = False) -> str:
         if scope not in clients:
-            client = await oauth.create_client(runtime, f"test {scope}", scope)
+            client = await oauth_clients.create_client(runtime, f"test {scope}", scope)
             clients[scope] = (client.client_id, client.client_secret)
         token, until = cache.get(scope, ("", 0.0))
         # The wall clock, as the server's `expires_at > now()` uses: a monotonic clock stands still while the

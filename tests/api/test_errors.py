@@ -13,7 +13,7 @@ import orjson
 import pytest
 
 from espace_sante.app import create_app
-from espace_sante.oauth import service as oauth
+from espace_sante.oauth import clients as oauth_clients
 from espace_sante.runtime import Runtime
 from espace_sante.storage import clients
 from tests.conftest import TokenFactory
@@ -101,12 +101,12 @@ async def test_an_invalid_token_is_401(http: httpx.AsyncClient) -> None:
 
 async def test_an_expired_token_is_401(http: httpx.AsyncClient, runtime: Runtime) -> None:
     """A token whose lifetime is over no longer opens anything, and the answer says so."""
-    client = await oauth.create_client(runtime, "expired", "system/*.read")
+    client = await oauth_clients.create_client(runtime, "expired", "system/*.read")
     token = secrets.token_urlsafe(32)
     await runtime.db.interaction(
         "test_expired_token",
         clients.insert_token,
-        oauth.digest(token),
+        oauth_clients.digest(token),
         client.client_id,
         "system/*.read",
         datetime.now(UTC) - timedelta(seconds=1),

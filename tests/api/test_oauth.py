@@ -13,13 +13,13 @@ import pytest
 from espace_sante.app import create_app
 from espace_sante.fhir.searchparams import params_for
 from espace_sante.fhir.validation import RESOURCE_TYPES
-from espace_sante.oauth import service as oauth
+from espace_sante.oauth import clients as oauth_clients
 from espace_sante.runtime import Runtime
 from tests.conftest import TokenFactory
 from tests.factories import BASE, FHIR_JSON, patient
 
 
-async def _token(http: httpx.AsyncClient, client: oauth.NewClient, **form: str) -> httpx.Response:
+async def _token(http: httpx.AsyncClient, client: oauth_clients.NewClient, **form: str) -> httpx.Response:
     return await http.post(
         "/oauth/token",
         data={"grant_type": "client_credentials", **form},
@@ -50,7 +50,7 @@ def observation(patient_id: str) -> dict[str, Any]:
 async def test_client_credentials_with_http_basic(http: httpx.AsyncClient, runtime: Runtime) -> None:
     """A registered feed authenticates with HTTP Basic and gets a short-lived Bearer token for its scopes,
     without a refresh token, that nobody may cache."""
-    client = await oauth.create_client(runtime, "labo basic", "system/*.read")
+    client = await oauth_clients.create_client(runtime, "labo basic", "system/*.read")
     response = await _token(http, client)
     assert response.status_code == 200, response.text
     token = response.json()
@@ -66,7 +66,7 @@ async def test_client_credentials_with_http_basic(http: httpx.AsyncClient, runti
 async def test_client_credentials_with_the_secret_in_the_form(
     http: httpx.AsyncClient, runtime: Runtime
 ) -> None:
-    client = await oauth.create_client(runtime, "labo post", "system/Patient.rs")
+    client = await oauth_clients.create_client(runtime, "labo post", "system/Patient.rs")
     response = await http.post(
         "/oauth/token",
         data={
@@ -81,7 +81,7 @@ async def test_client_credentials_with_the_secret_in_the_form(
 
 async def test_secrets_and_tokens_are_stored_hashed(http: httpx.AsyncClient, runtime: Runtime) -> None:
     """The database holds SHA-256 digests, never the secret or the token themselves."""
-    client = await oauth.create_client(runtime, "hash check", "system/*.read")
+    client = await oauth_clients.create_client(runtime, "hash check", "system/*.read")
     token = (await _token(http, client)).json()["access_token"]
     stored = await runtime.db.fetchval(
         "test_secret", "SELECT secret_hash FROM oauth_client WHERE client_id = $1", client.client_id
@@ -97,7 +97,7 @@ async def test_secrets_and_tokens_are_stored_hashed(http: httpx.AsyncClient, run
 
 async def test_a_wrong_secret_is_invalid_client(http: httpx.AsyncClient, runtime: Runtime) -> None:
     """A wrong secret, by Basic or in the form, or an unknown client: 401 invalid_client, no token."""
-    client = await oauth.create_client(runtime, "labo wrong", "system/*.read")
+    client = await oauth_clients.create_client(runtime, "labo wrong", "system/*.read")
     basic = await http.post(
         "/oauth/token",
         data={"grant_type": "client_credentials"},
@@ -123,7 +123,7 @@ async def test_a_wrong_secret_is_invalid_client(http: httpx.AsyncClient, runtime
 
 
 async def test_an_unknown_grant_type_is_refused(http: httpx.AsyncClient, runtime: Runtime) -> None:
-    client = await oauth.create_client(runtime, "labo grant", "system/*.read")
+    client = await oauth_clients.create_client(runtime, "labo grant", "system/*.read")
     for grant in ("password", "authorization_code", "refresh_token"):
         response = await http.post(
             "/oauth/token", data={"grant_type": grant}, auth=(client.client_id, client.client_secret)
@@ -138,7 +138,7 @@ async def test_an_unknown_grant_type_is_refused(http: httpx.AsyncClient, runtime
 
 
 async def test_the_token_endpoint_takes_a_form_only(http: httpx.AsyncClient, runtime: Runtime) -> None:
-    client = await oauth.create_client(runtime, "labo json", "system/*.read")
+    client = await oauth_clients.create_client(runtime, "labo json", "system/*.read")
     response = await http.post(
         "/oauth/token",
         json={"grant_type": "client_credentials"},
@@ -150,7 +150,7 @@ async def test_the_token_endpoint_takes_a_form_only(http: httpx.AsyncClient, run
 
 async def test_a_narrower_scope_is_granted_as_asked(http: httpx.AsyncClient, runtime: Runtime) -> None:
     """A feed registered for everything asks for less, in either syntax, and gets exactly that."""
-    client = await oauth.create_client(runtime, "labo narrow", "system/*.cruds")
+    client = await oauth_clients.create_client(runtime, "labo narrow", "system/*.cruds")
     for asked in ("system/Patient.read", "system/Observation.rs", "system/Patient.rs system/Observation.c"):
         response = await _token(http, client, scope=asked)
         assert response.status_code == 200, response.text
@@ -160,7 +160,7 @@ async def test_a_narrower_scope_is_granted_as_asked(http: httpx.AsyncClient, run
 async def test_a_wider_scope_is_cut_to_what_was_registered(http: httpx.AsyncClient, runtime: Runtime) -> None:
     """Asking beyond the registration grants only the covered part; asking only for what is not covered is
     invalid_scope, and the token cannot do more than registered."""
-    client = await oauth.create_client(runtime, "labo wide", "system/Patient.read")
+    client = await oauth_clients.create_client(runtime, "labo wide", "system/Patient.read")
     partial = await _token(http, client, scope="system/Patient.read system/Observation.read")
     assert partial.status_code == 200, partial.text
     assert partial.json()["scope"] == "system/Patient.read"
@@ -403,7 +403,7 @@ async def test_system_tokens_never_outlive_five_minutes(runtime: Runtime) -> Non
     """Even a deployment configured with an hour-long lifetime issues system tokens of 300 s at most."""
     settings = runtime.settings.model_copy(update={"system_token_lifetime": 3600})
     longer = dataclasses.replace(runtime, settings=settings, embedded=None)
-    client = await oauth.create_client(runtime, "labo long", "system/*.read")
+    client = await oauth_clients.create_client(runtime, "labo long", "system/*.read")
     app = create_app(runtime=longer)
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=BASE) as http:
         response = await _token(http, client)

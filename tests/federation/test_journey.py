@@ -7,7 +7,7 @@ import re
 
 import httpx
 
-from espace_sante.oauth import service as oauth
+from espace_sante.oauth import clients as oauth_clients
 from espace_sante.runtime import Runtime
 from tests.federation.conftest import set_user, sign_in_at_provider
 from tests.oauth.conftest import (
@@ -29,7 +29,7 @@ async def test_connect_an_app_after_signing_in_with_franceconnect_plus(
     federated_runtime: Runtime,
 ) -> None:
     holder = await make_holder(fhir)
-    app = await oauth.register_client(
+    app = await oauth_clients.register_client(
         federated_runtime,
         "Suivi Poids",
         "patient/*.rs",
@@ -65,7 +65,9 @@ async def test_connect_an_app_after_signing_in_with_franceconnect_plus(
     assert (await as_app.get(f"/Observation/{holder.observation_id}")).status_code == 200
     # The token carries the level she reached at FranceConnect+.
     acr = await federated_runtime.db.fetchval(
-        "test_acr", "SELECT acr FROM oauth_token WHERE token_hash = $1", oauth.digest(body["access_token"])
+        "test_acr",
+        "SELECT acr FROM oauth_token WHERE token_hash = $1",
+        oauth_clients.digest(body["access_token"]),
     )
     assert acr == "eidas3"
 

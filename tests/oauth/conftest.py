@@ -25,7 +25,7 @@ from espace_sante.access.scopes import Scopes
 from espace_sante.app import create_app
 from espace_sante.context import Context
 from espace_sante.oauth import authorize as smart
-from espace_sante.oauth import service as oauth
+from espace_sante.oauth import clients as oauth_clients
 from espace_sante.people import actors as people
 from espace_sante.runtime import Runtime
 from tests.factories import BASE, FHIR_JSON, new_nir, new_professional, patient
@@ -129,7 +129,7 @@ async def code_for(
 
 async def exchange(
     http: httpx.AsyncClient,
-    client: oauth.RegisteredClient,
+    client: oauth_clients.RegisteredClient,
     code: str,
     verifier: str,
     redirect_uri: str = APP_REDIRECT,
@@ -148,7 +148,9 @@ async def exchange(
     return await http.post("/oauth/token", data=form, auth=auth)
 
 
-async def refresh(http: httpx.AsyncClient, client: oauth.RegisteredClient, token: str) -> httpx.Response:
+async def refresh(
+    http: httpx.AsyncClient, client: oauth_clients.RegisteredClient, token: str
+) -> httpx.Response:
     form = {"grant_type": "refresh_token", "refresh_token": token}
     if client.client_secret is None:
         form["client_id"] = client.client_id

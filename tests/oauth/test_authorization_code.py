@@ -14,7 +14,8 @@ import pytest
 from espace_sante.access.actors import Actor
 from espace_sante.context import Context
 from espace_sante.oauth import authorize as smart
-from espace_sante.oauth import service as oauth
+from espace_sante.oauth import bearer as oauth_bearer
+from espace_sante.oauth import clients as oauth_clients
 from espace_sante.runtime import Runtime
 from tests.oauth.conftest import (
     APP_REDIRECT,
@@ -34,14 +35,14 @@ from tests.oauth.conftest import (
 
 async def _app(
     runtime: Runtime, *, public: bool = False, scope: str = "patient/*.rs"
-) -> oauth.RegisteredClient:
-    return await oauth.register_client(
+) -> oauth_clients.RegisteredClient:
+    return await oauth_clients.register_client(
         runtime, "Mon Suivi Poids", scope, kind="app", redirect_uris=(APP_REDIRECT,), public=public
     )
 
 
 async def _connected(
-    http: httpx.AsyncClient, runtime: Runtime, holder: Holder, app: oauth.RegisteredClient
+    http: httpx.AsyncClient, runtime: Runtime, holder: Holder, app: oauth_clients.RegisteredClient
 ) -> tuple[dict[str, str], Actor]:
     actor = await person(runtime, "holder", holder.nir)
     verifier, challenge = pkce()
@@ -207,7 +208,7 @@ async def test_a_code_needs_its_verifier_its_redirect_uri_its_client_and_its_min
     await runtime.db.fetchval(
         "test_age",
         "UPDATE oauth_code SET expires_at = now() - interval '1 second' WHERE code_hash = $1 RETURNING 1",
-        oauth.digest(code),
+        oauth_clients.digest(code),
     )
     late = await exchange(http, app, code, verifier)
     assert late.json()["error"] == "invalid_grant"
@@ -226,7 +227,7 @@ async def test_codes_live_at_most_a_minute(runtime: Runtime, holder: Holder) -> 
     seconds = await runtime.db.fetchval(
         "test_code_lifetime",
         "SELECT extract(epoch FROM expires_at - now()) FROM oauth_code WHERE code_hash = $1",
-        oauth.digest(code),
+        oauth_clients.digest(code),
     )
     assert 0 < seconds <= 60
 
@@ -330,7 +331,7 @@ async def test_a_professional_authorises_their_software(
 ) -> None:
     """Dr Lefèvre signs in and allows her practice software: the token acts for her (RPPS, her rights), names
     the software, and the response carries her directory entry as fhirUser."""
-    software = await oauth.register_client(
+    software = await oauth_clients.register_client(
         runtime, "Logiciel du cabinet", "user/*.rs", kind="software", redirect_uris=(SOFTWARE_REDIRECT,)
     )
     actor = await person(runtime, "practitioner", professional.rpps)
@@ -352,7 +353,7 @@ async def test_a_professional_authorises_their_software(
         "test_pro_row",
         lambda conn: conn.fetchrow(
             "SELECT actor_kind, actor_id, client_id FROM oauth_token WHERE token_hash = $1",
-            oauth.digest(token["access_token"]),
+            oauth_clients.digest(token["access_token"]),
         ),
     )
     assert dict(row) == {
@@ -360,7 +361,7 @@ async def test_a_professional_authorises_their_software(
         "actor_id": professional.rpps,
         "client_id": software.client_id,
     }
-    resolved = await oauth.resolve_bearer(runtime, token["access_token"])
+    resolved = await oauth_bearer.resolve_bearer(runtime, token["access_token"])
     assert (resolved.kind, resolved.id, resolved.via) == (
         "practitioner",
         professional.rpps,
@@ -374,7 +375,7 @@ async def test_people_authorise_only_their_kind_of_client(
     runtime: Runtime, holder: Holder, professional: Professional
 ) -> None:
     """A holder cannot hand a professional's software a token, nor a professional a holder's app."""
-    software = await oauth.register_client(
+    software = await oauth_clients.register_client(
         runtime, "Logiciel", "user/*.rs", kind="software", redirect_uris=(SOFTWARE_REDIRECT,)
     )
     app = await _app(runtime)

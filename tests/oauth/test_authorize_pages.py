@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from espace_sante.app import create_app
-from espace_sante.oauth import service as oauth
+from espace_sante.oauth import clients as oauth_clients
 from espace_sante.people import accounts, sessions
 from espace_sante.runtime import Runtime
 from tests.oauth.conftest import (
@@ -57,8 +57,8 @@ def _hidden(html: str) -> list[tuple[str, str]]:
     return re.findall(r'<input type="hidden" name="([^"]+)" value="([^"]*)">', html)
 
 
-async def _app(runtime: Runtime) -> oauth.RegisteredClient:
-    return await oauth.register_client(
+async def _app(runtime: Runtime) -> oauth_clients.RegisteredClient:
+    return await oauth_clients.register_client(
         runtime, "Carnet Santé+", "patient/*.rs", kind="app", redirect_uris=(APP_REDIRECT,)
     )
 

@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from espace_sante.errors import BadRequest
-from espace_sante.oauth import service as oauth
+from espace_sante.oauth import clients as oauth_clients
 from espace_sante.runtime import Runtime
 from tests.oauth.conftest import (
     APP_REDIRECT,
@@ -33,7 +33,7 @@ async def test_a_feed_signs_an_assertion_and_gets_a_short_system_token(
     """A laboratory registers its RS384 public key, signs an assertion and gets a Bearer token: 300 s at most,
     no refresh token, its system scopes; the token reads data and the database holds only its digest."""
     key = rsa_key()
-    client = await oauth.register_client(runtime, "Laboratoire clé", "system/*.rs", jwks=jwks(key))
+    client = await oauth_clients.register_client(runtime, "Laboratoire clé", "system/*.rs", jwks=jwks(key))
     assert client.client_secret is None and client.auth_method == "private_key_jwt"
     response = await http.post("/oauth/token", data=backend_form(assertion(key, client.client_id)))
     assert response.status_code == 200, response.text
@@ -62,7 +62,7 @@ async def test_an_es384_key_at_a_registered_jwks_uri(
     rt, http = loopback
     key = ec_key()
     key_server.body = jwks(key)
-    client = await oauth.register_client(
+    client = await oauth_clients.register_client(
         rt, "Logiciel à jwks_uri", "system/Patient.rs", jwks_uri=key_server.url
     )
     first = await http.post(
@@ -82,7 +82,7 @@ async def test_a_jku_other_than_the_registered_url_is_never_fetched(
     real = rsa_key("real")
     forged = rsa_key("real")  # the attacker's key, same kid
     key_server.body = jwks(forged)
-    client = await oauth.register_client(runtime, "Cible jku", "system/*.rs", jwks=jwks(real))
+    client = await oauth_clients.register_client(runtime, "Cible jku", "system/*.rs", jwks=jwks(real))
     response = await http.post(
         "/oauth/token",
         data=backend_form(assertion(forged, client.client_id, header={"jku": key_server.url})),
@@ -105,7 +105,7 @@ async def test_forged_assertions_are_refused(http: httpx.AsyncClient, runtime: R
     """`alg: none`, an HMAC signed with the public key as secret, an unknown `kid`, another key with the
     right `kid`, RS256 instead of RS384, an `iss` that is not the `sub`: all invalid_client."""
     key = rsa_key("k1")
-    client = await oauth.register_client(runtime, "Cible forgée", "system/*.rs", jwks=jwks(key))
+    client = await oauth_clients.register_client(runtime, "Cible forgée", "system/*.rs", jwks=jwks(key))
     cid = client.client_id
     now = int(time.time())
     claims = {"iss": cid, "sub": cid, "aud": TOKEN_URL, "exp": now + 200, "jti": "forged-1"}
@@ -129,7 +129,7 @@ async def test_time_audience_and_replay(http: httpx.AsyncClient, runtime: Runtim
     """An expired assertion, one valid for more than five minutes, one meant for another server, and the
     same `jti` twice: refused. A fresh `jti` works again."""
     key = ec_key()
-    client = await oauth.register_client(runtime, "Cible temps", "system/*.rs", jwks=jwks(key))
+    client = await oauth_clients.register_client(runtime, "Cible temps", "system/*.rs", jwks=jwks(key))
     cid = client.client_id
     assert "expired" in await _refused(http, assertion(key, cid, exp_in=-30))
     assert "five minutes" in await _refused(http, assertion(key, cid, exp_in=600))
@@ -154,8 +154,8 @@ async def test_assertion_clients_cannot_use_a_secret_and_vice_versa(
     http: httpx.AsyncClient, runtime: Runtime
 ) -> None:
     key = rsa_key()
-    keyed = await oauth.register_client(runtime, "Clé seule", "system/*.rs", jwks=jwks(key))
-    secret = await oauth.create_client(runtime, "Secret seul", "system/*.rs")
+    keyed = await oauth_clients.register_client(runtime, "Clé seule", "system/*.rs", jwks=jwks(key))
+    secret = await oauth_clients.create_client(runtime, "Secret seul", "system/*.rs")
     by_secret = await http.post(
         "/oauth/token", data={"grant_type": "client_credentials"}, auth=(keyed.client_id, "guess")
     )
@@ -179,9 +179,9 @@ async def test_registration_refuses_what_it_must(runtime: Runtime) -> None:
     public address (a private or loopback address is refused outside development)."""
     key = rsa_key()
     with pytest.raises(BadRequest):
-        await oauth.register_client(runtime, "Mauvaise portée", "patient/*.rs", jwks=jwks(key))
+        await oauth_clients.register_client(runtime, "Mauvaise portée", "patient/*.rs", jwks=jwks(key))
     with pytest.raises(BadRequest, match="private"):
-        await oauth.register_client(
+        await oauth_clients.register_client(
             runtime, "Clé privée", "system/*.rs", jwks={"keys": [key.as_dict(private=True)]}
         )
     for uri in (
@@ -191,17 +191,19 @@ async def test_registration_refuses_what_it_must(runtime: Runtime) -> None:
         "ftp://x.fr/k",
     ):
         with pytest.raises(BadRequest, match="jwks_uri"):
-            await oauth.register_client(runtime, "URI privée", "system/*.rs", jwks_uri=uri)
+            await oauth_clients.register_client(runtime, "URI privée", "system/*.rs", jwks_uri=uri)
     with pytest.raises(BadRequest):
-        await oauth.register_client(runtime, "App sans retour", "patient/*.rs", kind="app", redirect_uris=())
+        await oauth_clients.register_client(
+            runtime, "App sans retour", "patient/*.rs", kind="app", redirect_uris=()
+        )
     with pytest.raises(BadRequest):
-        await oauth.register_client(
+        await oauth_clients.register_client(
             runtime, "Retour http", "patient/*.rs", kind="app", redirect_uris=("http://app.example.org/cb",)
         )
 
 
 async def test_an_app_cannot_use_client_credentials(http: httpx.AsyncClient, runtime: Runtime) -> None:
-    app = await oauth.register_client(
+    app = await oauth_clients.register_client(
         runtime, "App", "patient/*.rs", kind="app", redirect_uris=(APP_REDIRECT,)
     )
     assert app.client_secret is not None
@@ -216,7 +218,7 @@ async def test_an_app_cannot_use_client_credentials(http: httpx.AsyncClient, run
 
 async def test_the_trace_names_every_system_token(http: httpx.AsyncClient, runtime: Runtime) -> None:
     key = rsa_key()
-    client = await oauth.register_client(runtime, "Tracé", "system/*.rs", jwks=jwks(key))
+    client = await oauth_clients.register_client(runtime, "Tracé", "system/*.rs", jwks=jwks(key))
     response = await http.post("/oauth/token", data=backend_form(assertion(key, client.client_id)))
     assert response.status_code == 200
     count = await runtime.db.fetchval(

@@ -6,13 +6,13 @@ import asyncio
 
 import httpx
 
-from espace_sante.oauth import service as oauth
+from espace_sante.oauth import clients as oauth_clients
 from espace_sante.runtime import Runtime
 from espace_sante.storage import clients
 
 
 async def _token(runtime: Runtime, http: httpx.AsyncClient) -> tuple[str, str]:
-    client = await oauth.create_client(runtime, "cache test", "system/Patient.rs")
+    client = await oauth_clients.create_client(runtime, "cache test", "system/Patient.rs")
     response = await http.post(
         "/oauth/token",
         data={"grant_type": "client_credentials"},
@@ -44,8 +44,8 @@ async def test_a_revoked_token_stops_working_at_once(runtime: Runtime, http: htt
     very next requests are refused."""
     _, token = await _token(runtime, http)
     assert await _status(http, token) == 200
-    assert runtime.tokens.get(oauth.digest(token)) is not None  # served from the cache now
-    await runtime.db.interaction("revoke", clients.revoke_token, oauth.digest(token))
+    assert runtime.tokens.get(oauth_clients.digest(token)) is not None  # served from the cache now
+    await runtime.db.interaction("revoke", clients.revoke_token, oauth_clients.digest(token))
     assert await _eventually(401, http, token) == 401
 
 
@@ -63,7 +63,7 @@ async def test_without_its_listener_the_process_trusts_no_cached_token(
     starts empty."""
     _, token = await _token(runtime, http)
     assert await _status(http, token) == 200
-    digest = oauth.digest(token)
+    digest = oauth_clients.digest(token)
     assert runtime.tokens.get(digest) is not None
     assert runtime.listener is not None
     runtime.listener.on_lost()
@@ -95,7 +95,7 @@ async def test_a_dropped_listener_reconnects_and_revocations_still_hold(
             break
         await asyncio.sleep(0.02)
     assert listener.losses > losses
-    await runtime.db.interaction("revoke", clients.revoke_token, oauth.digest(token))
+    await runtime.db.interaction("revoke", clients.revoke_token, oauth_clients.digest(token))
     assert await _eventually(401, http, token) == 401
     for _ in range(250):
         if listener.healthy and runtime.tokens.enabled:

@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from espace_sante.fhir.validation import validate_resource
-from espace_sante.oauth import service as oauth
+from espace_sante.oauth import clients as oauth_clients
 from espace_sante.runtime import Runtime
 from espace_sante.storage import audit as audit_store
 from espace_sante.storage.keys import DIRECTORY_SPACE
@@ -36,7 +36,7 @@ def observation(patient_id: str, value: float = 64.5) -> dict[str, Any]:
 @pytest.fixture(scope="module")
 async def cabinet(runtime: Runtime, http: httpx.AsyncClient) -> httpx.AsyncClient:
     """A professional's software registered under a name the holder will read."""
-    client = await oauth.create_client(runtime, CABINET, "system/*.*")
+    client = await oauth_clients.create_client(runtime, CABINET, "system/*.*")
     response = await http.post(
         "/oauth/token",
         data={"grant_type": "client_credentials"},

@@ -6,7 +6,7 @@ from fastapi import Request
 
 from espace_sante.context import Context
 from espace_sante.errors import BadRequest, Unauthorized
-from espace_sante.oauth import service as oauth
+from espace_sante.oauth import bearer as oauth_bearer
 from espace_sante.runtime import Runtime
 
 
@@ -28,7 +28,7 @@ async def fhir_context(request: Request) -> Context:
     if scheme.lower() != "bearer" or not token.strip():
         raise Unauthorized()
     rt = runtime(request)
-    actor = await oauth.resolve_bearer(rt, token.strip())
+    actor = await oauth_bearer.resolve_bearer(rt, token.strip())
     strict = "handling=strict" in request.headers.get("prefer", "")
     ctx = Context(rt, actor, request_id=request.state.request_id, strict=strict)
     return ctx

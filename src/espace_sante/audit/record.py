@@ -54,7 +54,7 @@ Action = Literal[
     "access:emergency",
     # A development token minted by `espace-sante token issue` (directory chain).
     "token:issue",
-    # OAuth 2 / SMART (oauth/service.py, oauth/authorize.py): a token issued to a client (detail "grant type|
+    # OAuth 2 / SMART (oauth/tokens.py, oauth/authorize.py): a token issued to a client (detail "grant type|
     # scope"), a person's grant to an app or software given or withdrawn (detail "client id|name|scope", basis
     # the reason: disconnected, refresh_reuse). In the holder's space, else the directory's chain.
     "oauth:token",

@@ -751,7 +751,7 @@ _WITHDRAW_REASONS: dict[str, tuple[str, str]] = {
 
 
 def _oauth_sentence(record: Record, subject: str, reader: bool, at: str, why: str, lang: Lang) -> str:
-    """Apps, software and identity providers (oauth/service.py, oauth/authorize.py, people/federation.py).
+    """Apps, software and identity providers (oauth/tokens.py, oauth/authorize.py, people/federation.py).
     Scopes are named by count, not listed: the consent page shows them in words."""
     first, _, rest = record.detail.partition("|")
     second, _, _scope = rest.partition("|")

@@ -120,7 +120,7 @@ def client_create(
     ] = False,
 ) -> None:
     """Enregistre un client machine et affiche ses identifiants une seule fois / register a machine client."""
-    from espace_sante.oauth import service as oauth
+    from espace_sante.oauth import clients as oauth_clients
 
     settings = common.settings()
     if jwks or jwks_uri or kind != "system" or redirect_uri or public:
@@ -131,7 +131,7 @@ def client_create(
         registered = common.run(
             lambda: common.with_runtime(
                 settings,
-                lambda rt: oauth.register_client(
+                lambda rt: oauth_clients.register_client(
                     rt,
                     name,
                     scope,
@@ -160,7 +160,7 @@ def client_create(
         )
         return
     client = common.run(
-        lambda: common.with_runtime(settings, lambda rt: oauth.create_client(rt, name, scope))
+        lambda: common.with_runtime(settings, lambda rt: oauth_clients.create_client(rt, name, scope))
     )
     if as_json:
         typer.echo(json.dumps({"client_id": client.client_id, "client_secret": client.client_secret}))

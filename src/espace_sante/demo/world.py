@@ -13,7 +13,7 @@ from espace_sante.context import Context
 from espace_sante.demo import access as demo_access
 from espace_sante.demo.entries import conditional_entry
 from espace_sante.fhir.identifiers import make_nir
-from espace_sante.oauth import service as oauth
+from espace_sante.oauth import clients as oauth_clients
 from espace_sante.record import bundles
 from espace_sante.runtime import Runtime
 
@@ -300,7 +300,7 @@ async def ensure_demo_client(rt: Runtime) -> dict[str, str]:
     if path.exists():
         saved: dict[str, str] = json.loads(path.read_text())
         return saved
-    client = await oauth.create_client(rt, "Démo (logiciel de professionnel)", "system/*.*")
+    client = await oauth_clients.create_client(rt, "Démo (logiciel de professionnel)", "system/*.*")
     data = {"client_id": client.client_id, "client_secret": client.client_secret}
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)

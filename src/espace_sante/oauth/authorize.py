@@ -30,7 +30,9 @@ from espace_sante.audit import wording
 from espace_sante.audit.record import SUCCESS, Record
 from espace_sante.context import Context
 from espace_sante.errors import NotFound
-from espace_sante.oauth import service as oauth
+from espace_sante.oauth import clients as oauth_clients
+from espace_sante.oauth import grants as oauth_grants
+from espace_sante.oauth import tokens as oauth_tokens
 from espace_sante.runtime import Runtime
 from espace_sante.settings import Settings
 from espace_sante.storage import audit as audit_store
@@ -143,7 +145,7 @@ async def validate(rt: Runtime, params: Sequence[tuple[str, str]]) -> Authorizat
         raise refuse(
             "invalid_request", "aud doit être l'adresse du serveur FHIR / aud must be the FHIR base URL"
         )
-    scope = oauth.allowed_scope(client, values.get("scope") or "")
+    scope = oauth_tokens.allowed_scope(client, values.get("scope") or "")
     if not scope or not values.get("scope"):
         raise refuse(
             "invalid_scope", "aucune des portées demandées n'est permise / no requested scope is allowed"
@@ -189,7 +191,7 @@ async def approve(ctx: Context, request: AuthorizationRequest, *, consented: boo
         grant_id = await grant_store.give(conn, client.client_id, actor.kind, actor.id, request.scope)
         await grant_store.insert_code(
             conn,
-            oauth.digest(code),
+            oauth_clients.digest(code),
             grant_id=grant_id,
             client_id=client.client_id,
             redirect_uri=request.redirect_uri,
@@ -202,7 +204,7 @@ async def approve(ctx: Context, request: AuthorizationRequest, *, consented: boo
         if consented:
             await audit_store.append(
                 conn,
-                await oauth._space_of(conn, actor.kind, actor.id),
+                await oauth_grants.space_of(conn, actor.kind, actor.id),
                 Record(
                     action="oauth:grant",
                     outcome=SUCCESS,
@@ -254,7 +256,7 @@ async def disconnect(ctx: Context, grant_id: uuid.UUID) -> None:
         )
     ):
         raise NotFound("application introuvable / no such connected application")
-    await oauth.withdraw(
+    await oauth_grants.withdraw(
         ctx.runtime,
         grant,
         reason="disconnected",

@@ -13,7 +13,7 @@ from espace_sante.access.actors import LEVELS
 from espace_sante.access.scopes import Scopes
 from espace_sante.audit.record import SUCCESS, Record
 from espace_sante.errors import BadRequest, Forbidden
-from espace_sante.oauth import service as oauth
+from espace_sante.oauth import clients as oauth_clients
 from espace_sante.people import actors as people
 from espace_sante.runtime import Runtime
 from espace_sante.storage import audit as audit_store
@@ -51,7 +51,7 @@ async def issue(rt: Runtime, actor_text: str, scope: str, *, acr: str = DEV_LEVE
         # The token and its trace record commit together: no token exists that the trace does not show.
         await clients.insert_person_token(
             conn,
-            oauth.digest(token),
+            oauth_clients.digest(token),
             client_id=None,
             actor_kind=actor.kind,
             actor_id=actor.id,

@@ -13,7 +13,8 @@ from starlette.responses import JSONResponse, Response
 from espace_sante.api.deps import runtime
 from espace_sante.errors import UnsupportedMediaType
 from espace_sante.oauth import authorize as smart
-from espace_sante.oauth import service as oauth
+from espace_sante.oauth import introspection
+from espace_sante.oauth import tokens as oauth_tokens
 
 router = APIRouter(tags=["OAuth 2 / SMART"])
 
@@ -146,7 +147,7 @@ async def token(request: Request) -> Response:
     pairs = await _form(request)
     if isinstance(pairs, Response):
         return pairs
-    status, body, headers = await oauth.token_endpoint(
+    status, body, headers = await oauth_tokens.token_endpoint(
         runtime(request), _token_url(request), request.headers, pairs, request_id=request.state.request_id
     )
     return _answer(status, body, headers)
@@ -190,7 +191,9 @@ async def introspect(request: Request) -> Response:
     pairs = await _form(request)
     if isinstance(pairs, Response):
         return pairs
-    return _answer(*await oauth.introspect(runtime(request), _token_url(request), request.headers, pairs))
+    return _answer(
+        *await introspection.introspect(runtime(request), _token_url(request), request.headers, pairs)
+    )
 
 
 @router.post("/oauth/revoke", summary="Token revocation (RFC 7009)", openapi_extra=_INTROSPECT_DOC)
@@ -198,7 +201,7 @@ async def revoke(request: Request) -> Response:
     pairs = await _form(request)
     if isinstance(pairs, Response):
         return pairs
-    return _answer(*await oauth.revoke(runtime(request), _token_url(request), request.headers, pairs))
+    return _answer(*await introspection.revoke(runtime(request), _token_url(request), request.headers, pairs))
 
 
 @router.get("/.well-known/smart-configuration", summary="SMART configuration")
