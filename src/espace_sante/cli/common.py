@@ -7,7 +7,9 @@ that needs little do not load the web stack, PDF fonts and crypto for every othe
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import Awaitable, Callable
+from datetime import date
 from typing import TYPE_CHECKING, TypeVar
 
 import typer
@@ -52,3 +54,32 @@ async def with_runtime(
         return await work(rt)
     finally:
         await rt.close()
+
+
+def day(text: str | None, option: str = "--as-of") -> date | None:
+    """A date option (YYYY-MM-DD), or None when not given."""
+    if text is None:
+        return None
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise fail(
+            f"{option} : « {text} » n'est pas une date AAAA-MM-JJ / is not a YYYY-MM-DD date"
+        ) from None
+
+
+async def space_named(rt: Runtime, text: str) -> uuid.UUID:
+    """A space named by its id (32 hex) or by its holder's INS (15 characters), as an operator on the phone
+    knows it."""
+    from espace_sante.errors import NotFound
+    from espace_sante.spaces import lifecycle
+
+    if len(text) == 15:
+        found = await lifecycle.space_of_ins(rt, text)
+        if found is None:
+            raise NotFound("aucun espace pour cet INS / no space for this INS")
+        return found
+    try:
+        return uuid.UUID(text)
+    except ValueError:
+        raise NotFound(f"identifiant d'espace invalide / invalid space id {text!r}") from None

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import uuid
-from datetime import date
 from typing import Annotated, Any
 
 import typer
@@ -18,32 +17,6 @@ from espace_sante.cli import common
 lifecycle_app = typer.Typer(help="Cycle de vie des espaces / lifecycle of spaces.", no_args_is_help=True)
 
 EVENTS = ("notify", "oppose", "request", "activate", "suspend", "resume", "close", "reopen", "erase")
-
-
-async def _space(rt: Any, text: str) -> uuid.UUID:
-    """A space named by its id (32 hex) or by its holder's INS (15 characters), as an operator on the phone
-    knows it."""
-    from espace_sante.errors import NotFound
-    from espace_sante.spaces import lifecycle
-
-    if len(text) == 15:
-        found = await lifecycle.space_of_ins(rt, text)
-        if found is None:
-            raise NotFound("aucun espace pour cet INS / no space for this INS")
-        return found
-    try:
-        return uuid.UUID(text)
-    except ValueError:
-        raise NotFound(f"identifiant d'espace invalide / invalid space id {text!r}") from None
-
-
-def _day(value: str | None) -> date | None:
-    if value is None:
-        return None
-    try:
-        return date.fromisoformat(value)
-    except ValueError:
-        raise typer.BadParameter(f"date attendue AAAA-MM-JJ / expected YYYY-MM-DD: {value!r}") from None
 
 
 @lifecycle_app.command("run")
@@ -68,7 +41,7 @@ def lifecycle_run(
     from espace_sante.runtime import Runtime
     from espace_sante.spaces import lifecycle
 
-    day = _day(as_of) or clock.today()
+    day = common.day(as_of) or clock.today()
 
     async def work(rt: Runtime) -> lifecycle.RunCounts:
         return await lifecycle.run(rt, day)
@@ -113,10 +86,10 @@ def lifecycle_set(
 
     if event not in EVENTS:
         raise common.fail(f"événement inconnu / unknown event {event!r} ({', '.join(EVENTS)})")
-    day = _day(on)
+    day = common.day(on, "--on")
 
     async def work(rt: Runtime) -> tuple[uuid.UUID, str, str]:
-        space_id = await _space(rt, space)
+        space_id = await common.space_named(rt, space)
         ctx = Context.system(rt)
         if operator:
             ctx = Context(rt, Actor("operator", operator, display=operator))
@@ -146,7 +119,7 @@ def lifecycle_show(
     from espace_sante.spaces import lifecycle
 
     async def work(rt: Runtime) -> str | None:
-        return await lifecycle.state(rt, await _space(rt, space))
+        return await lifecycle.state(rt, await common.space_named(rt, space))
 
     found = common.run(lambda: common.with_runtime(common.settings(), work))
     if found is None:

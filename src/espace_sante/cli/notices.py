@@ -4,7 +4,6 @@ docs/notices.md), the letters for a mailing house, and the local outbox of the e
 from __future__ import annotations
 
 import json
-from datetime import date
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -15,18 +14,6 @@ from espace_sante.cli import common
 notices_app = typer.Typer(help="Avis de création des espaces / notices of new spaces.", no_args_is_help=True)
 letters_app = typer.Typer(help="Lettres à imprimer / letters to print.", no_args_is_help=True)
 outbox_app = typer.Typer(help="Messages de la boîte d'envoi locale / local outbox.", no_args_is_help=True)
-
-
-def _day(text: str | None) -> date | None:
-
-    if text is None:
-        return None
-    try:
-        return date.fromisoformat(text)
-    except ValueError:
-        raise common.fail(
-            f"--as-of : « {text} » n'est pas une date AAAA-MM-JJ / is not a YYYY-MM-DD date"
-        ) from None
 
 
 @notices_app.command("send")
@@ -53,7 +40,7 @@ def notices_send(
     from espace_sante.runtime import Runtime
     from espace_sante.spaces import notices
 
-    day = _day(as_of)
+    day = common.day(as_of)
 
     async def work(rt: Runtime) -> notices.SendCounts:
         return await notices.send(rt, day, deliver_now=deliver)

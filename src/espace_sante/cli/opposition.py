@@ -37,14 +37,13 @@ def opposition_proof(
 
     Refusé (code 1) si aucune opposition n'est enregistrée / exit 1 when no opposition was recorded."""
     from espace_sante.access.actors import Actor
-    from espace_sante.cli.lifecycle import _space
     from espace_sante.context import Context
     from espace_sante.errors import NotFound
     from espace_sante.runtime import Runtime
     from espace_sante.spaces import opposition
 
     async def work(rt: Runtime) -> opposition.Opposition | None:
-        space_id = await _space(rt, space)
+        space_id = await common.space_named(rt, space)
         try:
             ctx = (
                 Context(rt, Actor("operator", operator, display=operator)) if operator else Context.system(rt)

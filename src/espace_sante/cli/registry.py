@@ -133,7 +133,6 @@ def registry_import(
 
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-    from espace_sante.cli.notices import _day
     from espace_sante.runtime import Runtime
     from espace_sante.spaces.registry.importer import Counts, ImportRunning, import_file
     from espace_sante.spaces.registry.rejects import RejectsFile
@@ -142,7 +141,7 @@ def registry_import(
 
     if as_of is not None and not notify:
         raise common.fail("--as-of va avec --notify / --as-of goes with --notify")
-    day = (_day(as_of) or clock.today()) if notify else None
+    day = (common.day(as_of) or clock.today()) if notify else None
 
     with (
         Progress(

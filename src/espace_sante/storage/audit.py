@@ -18,7 +18,7 @@ import orjson
 from espace_sante.audit.record import GENESIS, Record, canonical
 from espace_sante.storage.db import Conn
 
-_COLUMNS = (
+RECORD_COLUMNS = (
     "recorded_at, action, outcome, actor_kind, actor_id, actor_display, basis, entity_type, entity_id, "
     "entity_version, detail, request_id"
 )
@@ -55,7 +55,7 @@ class StoredRecord:
     hash: bytes
 
 
-def _stored(row: Any) -> StoredRecord:
+def stored_record(row: Any) -> StoredRecord:
     record = Record(
         action=row["action"],
         outcome=row["outcome"],
@@ -78,14 +78,14 @@ async def chain(conn: Conn, space_id: uuid.UUID, *, batch: int = 5000) -> AsyncI
     after = 0
     while True:
         rows = await conn.fetch(
-            f"SELECT space_id, seq, {_COLUMNS}, prev_hash, hash FROM audit_event "
+            f"SELECT space_id, seq, {RECORD_COLUMNS}, prev_hash, hash FROM audit_event "
             "WHERE space_id = $1 AND seq > $2 ORDER BY seq LIMIT $3",
             space_id,
             after,
             batch,
         )
         for row in rows:
-            yield _stored(row)
+            yield stored_record(row)
         if len(rows) < batch:
             return
         after = rows[-1]["seq"]
@@ -114,14 +114,14 @@ async def recent(
 ) -> list[StoredRecord]:
     """A space's records, newest first (for the holder's view and AuditEvent)."""
     rows = await conn.fetch(
-        f"SELECT space_id, seq, {_COLUMNS}, prev_hash, hash FROM audit_event WHERE space_id = $1 "
+        f"SELECT space_id, seq, {RECORD_COLUMNS}, prev_hash, hash FROM audit_event WHERE space_id = $1 "
         "AND ($2::timestamptz IS NULL OR recorded_at < $2) ORDER BY seq DESC LIMIT $3 OFFSET $4",
         space_id,
         before,
         limit,
         offset,
     )
-    return [_stored(r) for r in rows]
+    return [stored_record(r) for r in rows]
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,11 @@ from datetime import datetime
 from typing import Any
 
 from espace_sante.audit.fhir import REFUSED_SUBTYPES, SUBTYPES
-from espace_sante.storage.audit import _COLUMNS, StoredRecord, _stored  # one row shape for the whole trace
+from espace_sante.storage.audit import (  # one row shape for the whole trace
+    RECORD_COLUMNS,
+    StoredRecord,
+    stored_record,
+)
 from espace_sante.storage.db import Conn
 
 
@@ -118,13 +122,13 @@ def _where(q: TraceQuery) -> tuple[str, list[Any]]:
 async def page(conn: Conn, q: TraceQuery, *, limit: int, offset: int) -> list[StoredRecord]:
     where, params = _where(q)
     rows = await conn.fetch(
-        f"SELECT space_id, seq, {_COLUMNS}, prev_hash, hash FROM audit_event WHERE {where} "
+        f"SELECT space_id, seq, {RECORD_COLUMNS}, prev_hash, hash FROM audit_event WHERE {where} "
         f"ORDER BY seq DESC LIMIT ${len(params) + 1} OFFSET ${len(params) + 2}",
         *params,
         limit,
         offset,
     )
-    return [_stored(r) for r in rows]
+    return [stored_record(r) for r in rows]
 
 
 async def count(conn: Conn, q: TraceQuery) -> int:
@@ -134,11 +138,11 @@ async def count(conn: Conn, q: TraceQuery) -> int:
 
 async def one(conn: Conn, space_id: uuid.UUID, seq: int) -> StoredRecord | None:
     row = await conn.fetchrow(
-        f"SELECT space_id, seq, {_COLUMNS}, prev_hash, hash FROM audit_event WHERE space_id = $1 AND seq = $2",
+        f"SELECT space_id, seq, {RECORD_COLUMNS}, prev_hash, hash FROM audit_event WHERE space_id = $1 AND seq = $2",
         space_id,
         seq,
     )
-    return None if row is None else _stored(row)
+    return None if row is None else stored_record(row)
 
 
 async def head_seq(conn: Conn, space_id: uuid.UUID) -> int | None:
