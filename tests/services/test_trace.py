@@ -63,7 +63,9 @@ async def test_every_access_to_a_space_is_in_its_chain(fhir: httpx.AsyncClient, 
         ("resource:update", "Observation"),
         ("resource:delete", "Observation"),
     ]
-    assert all(r.record.actor_kind == "client" and r.record.basis.startswith("system scope") for r in records)
+    assert all(
+        r.record.actor_kind == "client" and r.record.basis.startswith("policy:system-scope?") for r in records
+    )
     assert records[4].record.entity_version == 2
     assert records[3].record.detail == "?patient"  # parameter names, never their values
 

@@ -130,7 +130,9 @@ async def test_the_feeds_accesses_are_listed_newest_first_as_balp_audit_events(
         assert agent["requestor"] is True and agent["who"]["display"] == CABINET
         assert agent["who"]["identifier"]["system"] == "urn:espace-sante:oauth-client"
         assert agent["who"]["identifier"]["value"].startswith("cli_")
-        assert agent["purposeOfUse"][0]["text"].startswith("system scope grants ")
+        # The policy's reason: its code and its words (access/reasons.py), not the text the code replaced.
+        assert agent["purposeOfUse"][0]["coding"][0]["code"] == "system-scope"
+        assert agent["purposeOfUse"][0]["text"] == "accès système autorisé"
         assert event["agent"][1]["requestor"] is False
         patients = [x for x in event["entity"] if x.get("role", {}).get("code") == "1"]
         assert patients == [
@@ -314,7 +316,7 @@ async def test_without_audit_event_rights_403_and_the_refusal_is_in_the_director
         "AuditEvent",
         "search",
     )
-    assert refusal.basis == "no system scope for AuditEvent.s"
+    assert refusal.basis == "policy:no-system-scope?interaction=s&type=AuditEvent"
     read = await http.get(
         f"/fhir/AuditEvent/{story.pid[:32]}-1", headers={"Authorization": f"Bearer {token}"}
     )

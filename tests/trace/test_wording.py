@@ -152,7 +152,9 @@ def test_refusals_say_what_was_refused_and_why() -> None:
     create = wording.sentence(
         record("access:refused", outcome="8", entity_type="Immunization", detail="create", basis="x")
     )
-    assert "s'est vu refuser l'ajout d'une vaccination" in create and "motif : x." in create
+    # A reason no version of the policy wrote is said to have no words, never shown as recorded (issue 15).
+    assert "s'est vu refuser l'ajout d'une vaccination" in create
+    assert "motif : raison non consignée en toutes lettres." in create
     search = wording.sentence(record("access:refused", outcome="8", detail="search"))
     assert "s'est vu refuser une recherche parmi vos mesures et observations" in search
     binary = wording.sentence(record("access:refused", outcome="8", entity_type="Binary", detail="delete"))
@@ -177,10 +179,10 @@ def test_actors_by_kind_and_the_holder_is_you() -> None:
     )
     assert "base : opération interne du service." in wording.sentence(record(basis="system actor"))
     assert wording.sentence(record(actor_display="")).startswith("Le logiciel « cli_abc »")
-    # A basis the wording does not know is shown as recorded (the access issue's bases are plain words).
-    assert "base : équipe de soins de l'hôpital Y." in wording.sentence(
-        record(basis="équipe de soins de l'hôpital Y")
-    )
+    # A basis the wording does not know is not shown as recorded (issue 15): it says it has no words.
+    unknown = record(basis="équipe de soins de l'hôpital Y")
+    assert "base : raison non consignée en toutes lettres." in wording.sentence(unknown)
+    assert "basis: reason not recorded in words." in wording.sentence(unknown, "en")
 
 
 def test_dates_are_french_and_in_paris_time() -> None:

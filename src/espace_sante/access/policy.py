@@ -19,6 +19,7 @@ from typing import Literal
 from espace_sante import clock
 from espace_sante.access import matrix as habilitation
 from espace_sante.access.actors import Actor
+from espace_sante.access.reasons import BASIS_CODES, Code, Reason
 
 Action = Literal["create", "read", "vread", "update", "patch", "delete", "search", "history"]
 
@@ -46,15 +47,8 @@ DOCUMENT_TYPES = frozenset({"DocumentReference", "Binary"})
 PROFESSIONAL_OPEN_READ = frozenset({"Patient"})
 
 Basis = Literal["medecin_traitant", "care_team", "consent", "emergency", "samu"]
-#: Strongest first: the reason given for an access names the strongest basis held.
+#: Strongest first: the reason given for an access names the strongest basis held (reasons.BASIS_CODES).
 BASES: tuple[Basis, ...] = ("medecin_traitant", "care_team", "consent", "emergency", "samu")
-BASIS_WORDS: Mapping[str, str] = {
-    "medecin_traitant": "médecin traitant",
-    "care_team": "équipe de soins",
-    "consent": "consentement du titulaire",
-    "emergency": "accès en urgence",
-    "samu": "régulation médicale (SAMU)",
-}
 
 _MINT = object()
 
@@ -119,7 +113,7 @@ EVERYTHING = Rows()
 class Slice:
     spaces: frozenset[uuid.UUID]
     rows: Rows
-    reason: str
+    reason: Reason
 
 
 @dataclass(frozen=True)
@@ -128,14 +122,14 @@ class Decision:
 
     `allowed` says whether the interaction is permitted at all (a refusal is a 403, traced). `slices` is
     where: None means every space with every row (system feeds), otherwise exactly these spaces with their
-    rows, and a space outside them is answered like one that does not exist. `reason` is a plain-words
-    basis, for the trace and for refusals."""
+    rows, and a space outside them is answered like one that does not exist. `reason` is the basis, a code
+    with its parameters (access/reasons.py words it), for the trace and for refusals."""
 
     actor: Actor
     action: Action
     resource_type: str
     allowed: bool
-    reason: str
+    reason: Reason
     slices: tuple[Slice, ...] | None = None
     write_categories: frozenset[str] | None = None
     #: For a search with chained parameters (`item:DocumentReference.type=…`): the decision on each chained
@@ -171,7 +165,7 @@ class Decision:
                 return s.rows
         return None
 
-    def reason_in(self, space_id: uuid.UUID) -> str:
+    def reason_in(self, space_id: uuid.UUID) -> Reason:
         for s in self.slices or ():
             if space_id in s.spaces:
                 return s.reason
@@ -225,7 +219,7 @@ def decide(
     try:
         return _decide(actor, action, resource_type, facts, today or clock.today())
     except Exception:  # fail closed (ASVS 4.1.5): a fault in a rule refuses
-        return Decision(actor, action, resource_type, False, "policy error", (), None, {}, _MINT)
+        return Decision(actor, action, resource_type, False, Reason(Code.POLICY_ERROR), (), None, {}, _MINT)
 
 
 def _decide(
@@ -233,7 +227,7 @@ def _decide(
 ) -> Decision:
     def answer(
         allowed: bool,
-        reason: str,
+        reason: Reason,
         slices: tuple[Slice, ...] | None = (),
         writes: frozenset[str] | None = None,
         states: frozenset[str] | None = None,
@@ -243,35 +237,37 @@ def _decide(
         )
 
     if action not in _INTERACTION:
-        return answer(False, "unknown action")
+        return answer(False, Reason.of(Code.UNKNOWN_ACTION, action=str(action)))
     letter = _INTERACTION[action]
+    scope = {"type": rtype, "interaction": letter}
     if actor.kind == "system":
-        return answer(True, "system actor", None)
+        return answer(True, Reason(Code.SYSTEM_ACTOR), None)
     if actor.kind == "client":
         if actor.scopes.allows("system", rtype, letter):
             # Every space, but only open or active ones: a closed, suspended or opposed space is answered like
             # one that does not exist (PRODUCT section 2: a closed space is readable by no one). The directory
             # is no person's space and has no lifecycle state: it stays whole (review of 2026-12-03).
             states = None if rtype in DIRECTORY_TYPES else PROFESSIONAL_STATES
-            return answer(True, f"system scope grants {rtype}.{letter}", None, states=states)
-        return answer(False, f"no system scope for {rtype}.{letter}")
+            return answer(True, Reason.of(Code.SYSTEM_SCOPE, **scope), None, states=states)
+        return answer(False, Reason.of(Code.NO_SYSTEM_SCOPE, **scope))
     if rtype in DIRECTORY_TYPES:
         # The directory of professionals and organisations is public health-system data, not medical data:
         # any signed-in person may read it; only feeds write it.
         if action in _READS and actor.kind in ("holder", "representative", "practitioner", "operator", "app"):
-            return answer(True, "annuaire / directory", None)
-        return answer(False, "the directory is written by feeds only")
+            return answer(True, Reason(Code.DIRECTORY), None)
+        return answer(False, Reason(Code.DIRECTORY_FEEDS_ONLY))
     if actor.kind == "operator":
-        return answer(False, "operators never reach medical data")
+        return answer(False, Reason(Code.OPERATOR))
     if actor.kind not in ("holder", "representative", "practitioner", "app"):
-        return answer(False, f"no rule for {actor.kind} actors")
+        return answer(False, Reason.of(Code.NO_RULE, kind=actor.kind))
     context = "user" if actor.kind == "practitioner" else "patient"
     if not actor.scopes.allows(context, rtype, letter):
-        return answer(False, f"no {context} scope for {rtype}.{letter}")
+        return answer(False, Reason.of(Code.NO_SESSION_SCOPE, context=context, **scope))
+    granted = Reason.of(Code.SESSION_SCOPE, context=context, **scope)
     if facts is None:
-        return answer(True, f"{context} scope grants {rtype}.{letter}")
+        return answer(True, granted)
     rule = _practitioner_rule if actor.kind == "practitioner" else _person_rule
-    groups: dict[tuple[Rows, str], set[uuid.UUID]] = {}
+    groups: dict[tuple[Rows, Reason], set[uuid.UUID]] = {}
     writes: frozenset[str] | None = None
     for f in facts:
         # The space's state first (PERSON_STATES, PROFESSIONAL_STATES): a space out of reach in its state
@@ -286,23 +282,23 @@ def _decide(
         if categories is not None:
             writes = categories if writes is None else writes & categories
     slices = tuple(Slice(frozenset(spaces), rows, reason) for (rows, reason), spaces in groups.items())
-    reason = slices[0].reason if len(slices) == 1 else f"{context} scope grants {rtype}.{letter}"
+    reason = slices[0].reason if len(slices) == 1 else granted
     return answer(True, reason, slices, writes)
 
 
-_Reached = tuple[Rows, str, frozenset[str] | None] | None
+_Reached = tuple[Rows, Reason, frozenset[str] | None] | None
 
 
 def _person_rule(actor: Actor, action: Action, rtype: str, f: SpaceFacts, today: date) -> _Reached:
     """The holder (directly or through an app they connected) and legal representatives of a minor."""
     if f.relation == "holder" and actor.kind in ("holder", "app"):
         hidden = frozenset({HIDDEN_FROM_HOLDER})
-        reason = "titulaire" if actor.kind == "holder" else "application autorisée par le titulaire"
+        reason = Reason(Code.HOLDER if actor.kind == "holder" else Code.HOLDER_APP)
     elif f.relation == "representative" and actor.kind == "representative":
         if f.representative_until is None or today >= f.representative_until:
             return None  # rights end at the minor's 18th birthday (R1111-38)
         hidden = frozenset({HIDDEN_FROM_HOLDER, HIDDEN_FROM_REPRESENTATIVES})
-        reason = "représentant légal"
+        reason = Reason(Code.REPRESENTATIVE)
     else:
         return None
     if rtype == "List":
@@ -339,7 +335,7 @@ def _practitioner_rule(actor: Actor, action: Action, rtype: str, f: SpaceFacts, 
     if not bases:
         return None
     basis = next(b for b in BASES if b in bases)
-    reason = BASIS_WORDS[basis]
+    reason = Reason(BASIS_CODES[basis])
     treating = bases - {"emergency", "samu"}
     if action not in _READS and not treating:
         return None  # emergency access reads; it writes nothing
@@ -399,7 +395,9 @@ STRONG_CHANGES = frozenset({"consent", "revoke", "block", "unblock", "settings"}
 STRONG_LEVEL = "eidas2"
 
 
-def may_change(actor: Actor, change: Change, facts: SpaceFacts | None, *, who: str = "") -> tuple[bool, str]:
+def may_change(
+    actor: Actor, change: Change, facts: SpaceFacts | None, *, who: str = ""
+) -> tuple[bool, Reason]:
     """Whether `actor` may make `change` to the rights on the space of `facts` (for professional `who`).
 
     The holder (or a representative of a minor) decides who sees their record; a professional may declare
@@ -410,21 +408,22 @@ def may_change(actor: Actor, change: Change, facts: SpaceFacts | None, *, who: s
     from espace_sante.access.actors import level_at_least
 
     if facts is None:
-        return False, "no such space"
+        return False, Reason(Code.NO_SPACE)
     if facts.state not in PERSON_STATES:
-        return False, f"space {facts.state}"  # rights of a suspended, closed or opposed space do not change
+        # The rights of a suspended, closed or opposed space do not change.
+        return False, Reason.of(Code.SPACE_STATE, state=facts.state)
     # Rights are Consent-like data (FHIR Consent is the privacy rule resource): a token needs `Consent`
     # rights to change them, or to read them for a preview (SMART scopes; a session holds every scope).
     letter = "r" if change == "preview" else "c"
     context = {"practitioner": "user", "holder": "patient", "representative": "patient"}.get(actor.kind)
     if context is not None and not actor.scopes.allows(context, "Consent", letter):
-        return False, f"no {context} scope for Consent.{letter}"
+        return False, Reason.of(Code.NO_SESSION_SCOPE, context=context, type="Consent", interaction=letter)
     if actor.kind in ("system", "client"):
         if actor.kind == "client" and not actor.scopes.allows("system", "Patient", "u"):
-            return False, "no system scope for Patient.u"
+            return False, Reason.of(Code.NO_SYSTEM_SCOPE, type="Patient", interaction="u")
         if change in ("care_team", "medecin_traitant", "representative", "revoke"):
-            return True, "flux de l'assurance maladie / insurer feed"
-        return False, "feeds do not decide for the holder"
+            return True, Reason(Code.INSURER_FEED)
+        return False, Reason(Code.FEEDS_DO_NOT_DECIDE)
     person = (actor.kind == "holder" and facts.relation == "holder") or (
         actor.kind == "representative"
         and facts.relation == "representative"
@@ -433,19 +432,19 @@ def may_change(actor: Actor, change: Change, facts: SpaceFacts | None, *, who: s
     )
     if person:
         if change in ("emergency", "representative"):
-            return False, "not a holder's decision"
+            return False, Reason(Code.NOT_HOLDERS_DECISION)
         if change in STRONG_CHANGES and not level_at_least(actor.acr, STRONG_LEVEL):
-            return False, f"sign-in level {STRONG_LEVEL} required"
-        return True, "titulaire" if actor.kind == "holder" else "représentant légal"
+            return False, Reason.of(Code.STRONGER_SIGNIN, level=STRONG_LEVEL)
+        return True, Reason(Code.HOLDER if actor.kind == "holder" else Code.REPRESENTATIVE)
     if actor.kind == "practitioner":
         if facts.blocked:
-            return False, "blocked by the holder"
+            return False, Reason(Code.BLOCKED)
         mine = who in (actor.id, f"finess:{actor.organisation}" if actor.organisation else actor.id)
         if change == "care_team" and mine:
-            return True, "déclaration du professionnel (équipe de soins)"
+            return True, Reason(Code.CARE_TEAM_DECLARED)
         if change == "consent" and who == actor.id:
-            return True, "consentement recueilli en consultation"
+            return True, Reason(Code.CONSENT_IN_CONSULTATION)
         if change == "emergency":
-            return True, "accès en urgence"
-        return False, "not a professional's decision"
-    return False, f"no rule for {actor.kind} actors"
+            return True, Reason(Code.EMERGENCY)
+        return False, Reason(Code.NOT_PROFESSIONALS_DECISION)
+    return False, Reason.of(Code.NO_RULE, kind=actor.kind)

@@ -8,8 +8,9 @@ What maps where (FHIR R4 auditevent.html; BALP section 1:52.4):
   (BALP uses E "execute" for a search, R for read, vread and history).
 - recorded, outcome (0/4/8, as stored), outcomeDesc when the access was refused.
 - agent[0]: who acted (the requestor), identified by an identifier whose system names the kind of actor;
-  its purposeOfUse carries the policy's basis for the decision as recorded (auditevent-definitions.html#
-  AuditEvent.agent.purposeOfUse: "the reason given for this user"). agent[1]: this server (BALP: the
+  its purposeOfUse carries the policy's basis for the decision (auditevent-definitions.html#
+  AuditEvent.agent.purposeOfUse: "the reason given for this user"): its code (access/reasons.py) and its
+  words, also for records that hold the policy's old text. agent[1]: this server (BALP: the
   server is the Destination Role ID, the client the Source Role ID).
 - source: this server, an application server (security-source-type 4).
 - entity: the resource touched (`Type/id/_history/v` when the version is known; BALP entity "data",
@@ -28,6 +29,7 @@ import uuid
 from datetime import UTC
 from typing import Any
 
+from espace_sante.access import reasons
 from espace_sante.audit import wording
 from espace_sante.audit.record import Record
 from espace_sante.fhir.identifiers import INS_NIR, RPPS
@@ -100,6 +102,14 @@ ACTIONS: dict[str, str] = {
 }
 #: Our own events that are not RESTful interactions (changes of rights, emergency access).
 ESPACE_SANTE_EVENTS = "https://espace-sante.example/fhir/CodeSystem/audit-event"
+#: The policy's reasons (access/reasons.py Code), the codes of purposeOfUse.
+ACCESS_REASONS = "https://espace-sante.example/fhir/CodeSystem/access-reason"
+#: Records whose basis is the policy's reason; the others hold their own service's code (an activation
+#: failure, an app withdrawn), which their sentence words (audit/wording.py).
+_POLICY_PREFIXES = ("resource:", "document:", "rights:")
+_POLICY_ACTIONS = frozenset(
+    {"access:refused", "access:emergency", "token:issue", "oauth:token", "oauth:grant"}
+)
 _OUTCOMES = {"0": "Success", "4": "Minor failure", "8": "Serious failure", "12": "Major failure"}
 
 _ID = re.compile(r"^([0-9a-f]{32})-([1-9][0-9]{0,17})$")
@@ -147,6 +157,21 @@ def _narrative(record: Record) -> dict[str, str]:
     }
 
 
+def _reason(record: Record) -> tuple[reasons.Reason | None, bool]:
+    """(the policy's reason the record holds, whether its basis is the policy's at all)."""
+    policy = record.action.startswith(_POLICY_PREFIXES) or record.action in _POLICY_ACTIONS
+    return (reasons.from_recorded(record.basis) if record.basis else None), policy
+
+
+def _purpose(record: Record) -> list[dict[str, Any]]:
+    reason, policy = _reason(record)
+    if reason is not None:
+        fr = reasons.words(reason, "fr")
+        return [{"coding": [_coding(ACCESS_REASONS, reason.code.value, fr)], "text": fr}]
+    # An unknown policy reason is said to be so, never shown as recorded; another service's code is its own.
+    return [{"text": reasons.words(None, "fr") if policy else record.basis}]
+
+
 def _agent(record: Record, code: str) -> dict[str, Any]:
     display = record.actor_display.strip() or record.actor_id
     if record.actor_kind in ("client", "app", "system"):
@@ -170,7 +195,7 @@ def _agent(record: Record, code: str) -> dict[str, Any]:
         "requestor": True,
     }
     if record.basis:
-        agent["purposeOfUse"] = [{"text": record.basis}]
+        agent["purposeOfUse"] = _purpose(record)
     return agent
 
 
@@ -249,9 +274,14 @@ def audit_event(
     if not code:
         del event["subtype"]
     if record.outcome != "0":
-        event["outcomeDesc"] = (
-            f"Accès refusé / access refused: {record.basis or _OUTCOMES.get(record.outcome, '')}"
-        )
+        reason, policy = _reason(record)
+        if policy and record.basis:
+            fr, en = reasons.words(reason, "fr"), reasons.words(reason, "en")
+            event["outcomeDesc"] = f"Accès refusé : {fr} / access refused: {en}"
+        else:
+            event["outcomeDesc"] = (
+                f"Accès refusé / access refused: {record.basis or _OUTCOMES.get(record.outcome, '')}"
+            )
     event["agent"] = [_agent(record, code), _server(base)]
     event["source"] = {
         "site": "espace-sante",

@@ -12,6 +12,7 @@ import uuid
 from collections.abc import Iterable
 
 from espace_sante.access.policy import Decision
+from espace_sante.access.reasons import Reason
 from espace_sante.audit.record import SUCCESS, Record
 from espace_sante.context import Context
 from espace_sante.storage import audit as audit_store
@@ -49,7 +50,7 @@ async def access(
             actor_kind=ctx.actor.kind,
             actor_id=ctx.actor.id,
             actor_display=ctx.actor.display,
-            basis=decision.reason_in(space_id),
+            basis=decision.reason_in(space_id).recorded,
             entity_type=entity_type,
             entity_id=entity_id,
             entity_version=version,
@@ -74,15 +75,16 @@ async def accesses(
         await access(conn, ctx, decision, action, space_id, entity_type=entity_type, detail=detail)
 
 
-async def refusal(ctx: Context, decision: Decision, *, reason: str | None = None) -> None:
-    """Record a refusal by the policy, in its own transaction (the refused action never runs)."""
+async def refusal(ctx: Context, decision: Decision, *, reason: Reason | None = None) -> None:
+    """Record a refusal by the policy, in its own transaction (the refused action never runs). The basis is
+    the reason's code (access/reasons.py), worded when the trace is read."""
     record = Record(
         action="access:refused",
         outcome="8",
         actor_kind=ctx.actor.kind,
         actor_id=ctx.actor.id,
         actor_display=ctx.actor.display,
-        basis=reason or decision.reason,
+        basis=(reason or decision.reason).recorded,
         entity_type=decision.resource_type,
         detail=decision.action,
         request_id=ctx.request_id,

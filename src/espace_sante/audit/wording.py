@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
 
+from espace_sante.access import reasons
 from espace_sante.audit.record import Record
 from espace_sante.clock import FRANCE
 
@@ -230,69 +231,6 @@ _PAGING = frozenset(
     }
 )
 
-#: The policy's reasons (access/policy.py) in plain words; anything else is shown as recorded.
-_BASES: tuple[tuple[re.Pattern[str], str, str], ...] = (
-    (re.compile(r"^system scope grants \S+$"), "accès système autorisé", "authorised system access"),
-    (re.compile(r"^system actor$"), "opération interne du service", "internal operation of the service"),
-    (
-        re.compile(r"^no system scope for \S+$"),
-        "ce logiciel n'a pas le droit correspondant",
-        "this software does not hold the corresponding right",
-    ),
-    (
-        re.compile(r"^no rule for \S+ actors yet$"),
-        "aucune règle n'autorise ce type d'utilisateur",
-        "no rule allows this kind of user",
-    ),
-    (re.compile(r"^titulaire$"), "vous-même, titulaire du dossier", "yourself, the holder of the record"),
-    (re.compile(r"^représentant légal$"), "représentant légal", "legal representative"),
-    (
-        re.compile(r"^application autorisée par le titulaire$"),
-        "application que vous avez autorisée",
-        "an app you authorised",
-    ),
-    (re.compile(r"^médecin traitant$"), "médecin traitant", "regular doctor (médecin traitant)"),
-    (re.compile(r"^équipe de soins$"), "équipe de soins", "care team"),
-    (re.compile(r"^consentement du titulaire$"), "votre consentement", "your consent"),
-    (re.compile(r"^accès en urgence$"), "accès en urgence", "emergency access"),
-    (
-        re.compile(r"^régulation médicale \(SAMU\)$"),
-        "régulation médicale (SAMU)",
-        "emergency regulation (SAMU)",
-    ),
-    (
-        re.compile(r"^(user|patient) scope grants \S+$"),
-        "droit accordé à la connexion",
-        "right granted at sign-in",
-    ),
-    (
-        re.compile(r"^no (user|patient) scope for \S+$"),
-        "cette connexion n'a pas le droit correspondant",
-        "this connection does not hold the corresponding right",
-    ),
-    (
-        re.compile(r"^no rule for \S+ actors$"),
-        "aucune règle n'autorise ce type d'utilisateur",
-        "no rule allows this kind of user",
-    ),
-    (
-        re.compile(r"^operators never reach medical data$"),
-        "les agents du service n'accèdent jamais aux données médicales",
-        "service operators never reach medical data",
-    ),
-    (
-        re.compile(r"^aucune base sur ce dossier / no basis on this record$"),
-        "aucune base d'accès sur ce dossier",
-        "no basis of access on this record",
-    ),
-    (re.compile(r"^unknown action$"), "action inconnue", "unknown action"),
-    (
-        re.compile(r"^policy error$"),
-        "erreur de la règle d'accès (refus par précaution)",
-        "access rule error (refused as a precaution)",
-    ),
-)
-
 
 def kind(resource_type: str | None) -> Kind:
     return KINDS.get(resource_type or "", _DATA)
@@ -307,14 +245,12 @@ def when(instant: datetime, lang: Lang = "fr") -> str:
     return f"le {day} {MONTHS_FR[local.month - 1]} {local.year} à {local:%H} h {local:%M}"
 
 
-def basis(reason: str, lang: Lang = "fr") -> str:
-    text = reason.strip()
-    if not text:
+def basis(recorded: str, lang: Lang = "fr") -> str:
+    """The policy's reason a record holds (a code, or an old text: access/reasons.py), in words for the holder.
+    A reason without words is said so, never shown as recorded."""
+    if not recorded.strip():
         return "non précisée" if lang == "fr" else "not stated"
-    for pattern, fr, en in _BASES:
-        if pattern.match(text):
-            return fr if lang == "fr" else en
-    return text
+    return reasons.words(reasons.from_recorded(recorded), lang, to_holder=True)
 
 
 def criteria(detail: str, lang: Lang = "fr") -> list[str]:

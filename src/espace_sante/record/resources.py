@@ -16,6 +16,7 @@ from typing import Any
 
 from espace_sante import clock
 from espace_sante.access.policy import PROFESSIONAL_STATES, Action, Decision, decide, needs_facts, with_chains
+from espace_sante.access.reasons import Code, Reason, words
 from espace_sante.audit import trace
 from espace_sante.context import Context
 from espace_sante.errors import (
@@ -84,7 +85,10 @@ async def _decide(ctx: Context, action: Action, resource_type: str) -> Decision:
     decision = decide(ctx.actor, action, resource_type)
     if not decision.allowed:
         await trace.refusal(ctx, decision)
-        raise Forbidden(f"accès refusé / access denied: {action} {resource_type} ({decision.reason})")
+        raise Forbidden(
+            f"accès refusé : {action} {resource_type} ({words(decision.reason, 'fr')}) / access denied: "
+            f"{action} {resource_type} ({words(decision.reason, 'en')})"
+        )
     return decision
 
 
@@ -122,7 +126,7 @@ async def _out_of_reach(ctx: Context, decision: Decision, space_id: uuid.UUID | 
     """A person asked for a record they have no basis on: they are answered "not found" like anyone, and
     the attempt is traced as a refusal (SECURITY V8 8.1.4: one professional opening many records shows)."""
     if space_id is not None and needs_facts(ctx.actor) and decision.slices is not None:
-        await trace.refusal(ctx, decision, reason="aucune base sur ce dossier / no basis on this record")
+        await trace.refusal(ctx, decision, reason=Reason(Code.NO_BASIS))
 
 
 async def scoped_search(conn: Conn, ctx: Context, decision: Decision, request: SearchRequest) -> Decision:

@@ -18,6 +18,7 @@ import orjson
 from espace_sante import clock
 from espace_sante.access import matrix as habilitation
 from espace_sante.access.policy import BASES, Change, decide, may_change
+from espace_sante.access.reasons import Code, words
 from espace_sante.access.scopes import Scopes
 from espace_sante.audit.record import SUCCESS, Record
 from espace_sante.context import Context
@@ -78,18 +79,20 @@ async def _allow(conn: Conn, ctx: Context, change: Change, target: Target, who: 
     facts = await store.facts(conn, ctx.actor, [target.space_id], today=clock.today())
     allowed, reason = may_change(ctx.actor, change, facts[0] if facts else None, who=who)
     if allowed:
-        return reason
+        return reason.recorded
     related = bool(facts) and facts[0].relation != "" and ctx.actor.kind in ("holder", "representative")
     if not related and ctx.actor.kind not in ("system", "client"):
         # Someone with no relation to the record (a blocked professional, another holder) learns nothing,
         # not even that the record exists (SECURITY threat model: no hint whether a person has a space).
         raise NotFound("dossier introuvable / record not found")
-    if reason.startswith("sign-in level"):
+    if reason.code is Code.STRONGER_SIGNIN:
         raise Forbidden(
             "connexion renforcée requise (clé d'accès, code à usage unique ou FranceConnect+) / a stronger "
             "sign-in is required for this change"
         )
-    raise Forbidden(f"changement non autorisé / change not allowed ({reason})")
+    raise Forbidden(
+        f"changement non autorisé ({words(reason, 'fr')}) / change not allowed ({words(reason, 'en')})"
+    )
 
 
 def _check_who(basis: str, who: str) -> str:
@@ -446,7 +449,7 @@ async def preview(ctx: Context, *, rpps: str, patient: str | None = None) -> dic
                 max_count=PREVIEW_LIMIT,
             )
             found, _ = await search_store.page(conn, ctx.runtime.keys, decision, request)
-            why = decision.reason_in(target.space_id)
+            why = words(decision.reason_in(target.space_id))
             for stored in found:
                 if not await visibility.reaches(conn, asker, target.space_id, rtype, stored.resource_id):
                     continue

@@ -198,7 +198,7 @@ async def materialise(
                     actor_kind=SYSTEM.kind,
                     actor_id=SYSTEM.id,
                     actor_display=SYSTEM.display,
-                    basis=decision.reason_in(space_id),
+                    basis=decision.reason_in(space_id).recorded,
                     entity_type="Patient",
                     entity_id=p.patient_id,
                     entity_version=1,

@@ -194,7 +194,7 @@ def _representative_record(decision: Decision, space_id: uuid.UUID, patient_id: 
         actor_kind=SYSTEM.kind,
         actor_id=SYSTEM.id,
         actor_display=SYSTEM.display,
-        basis=decision.reason_in(space_id),
+        basis=decision.reason_in(space_id).recorded,
         entity_type="Patient",
         entity_id=patient_id,
         detail=f"|{ins}|",
@@ -262,7 +262,7 @@ class Importer:
             actor_kind=SYSTEM.kind,
             actor_id=SYSTEM.id,
             actor_display=SYSTEM.display,
-            basis=self.create.reason,
+            basis=self.create.reason.recorded,
             request_id=FEED,
         )
 
@@ -443,7 +443,7 @@ class Importer:
         return replace(
             self.record,
             action="resource:update",
-            basis=self.update.reason_in(space_id),
+            basis=self.update.reason_in(space_id).recorded,
             entity_type="Patient",
             entity_id=patient_id,
             entity_version=version,
