@@ -56,7 +56,7 @@ from ..storage import notices as store
 from ..storage import people
 from ..storage.db import Conn
 from . import activation, identity, lifecycle
-from .mail import HandOff, Message, OutboxMailer, SmtpMailer, mailer, stable_message_id
+from .mail import HandOff, Message, OutboxMailer, SmtpMailer, describe, mailer, stable_message_id
 from .passwords import peppers
 from .runtime import Runtime
 
@@ -748,7 +748,8 @@ async def notify_registered(
 
 class DeliveryDeferred(Exception):
     """The relay did not take the message now (down, or refused it): not accepted, tried again later (the
-    job's retries with backoff, then the periodic sweep). Its text is the error's type, never an address."""
+    job's retries with backoff, then the periodic sweep). Its text is the error's type (with what a failed TLS
+    check found: mail.describe), never an address."""
 
 
 @dataclass
@@ -869,9 +870,12 @@ async def deliver_one(rt: Runtime, space_id: uuid.UUID, notice_id: uuid.UUID) ->
         try:
             await asyncio.to_thread(handoff.stage)
         except (OSError, smtplib.SMTPException) as exc:  # nothing accepted: the relay saw no final "."
+            # A relay that failed the TLS check lands here too (ssl.SSLError is an OSError): the message was
+            # never sent, so it waits for the next attempt with the check's reason as its error.
+            why = describe(exc)
             async with conn.transaction():
-                await store.mark_failed(conn, space_id, notice_id, type(exc).__name__)
-            raise DeliveryDeferred(type(exc).__name__) from exc
+                await store.mark_failed(conn, space_id, notice_id, why)
+            raise DeliveryDeferred(why) from exc
         try:
             async with conn.transaction():
                 await store.mark_handed(conn, space_id, notice_id)
