@@ -136,6 +136,10 @@ def demo() -> None:
     from ..services import demo as demo_data
 
     settings = _settings()
+    try:
+        demo_data.refuse_outside_development(settings)  # before the data folder is marked as a demo's
+    except demo_data.DemoRefused as exc:
+        raise _fail(str(exc)) from None
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     settings.dev_marker.touch()
     counts = _run(lambda: _with_runtime(settings, demo_data.load))
@@ -321,6 +325,12 @@ def serve(
     settings = _settings()
     configure(settings.log_level)
     if demo_data:
+        from ..services import demo as demo_module
+
+        try:
+            demo_module.refuse_outside_development(settings)  # before PostgreSQL starts or the folder is marked
+        except demo_module.DemoRefused as exc:
+            raise _fail(str(exc)) from None
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         settings.dev_marker.touch()
     os.environ.setdefault("ESPACE_SANTE_BASE_URL", f"http://{host}:{port}")
