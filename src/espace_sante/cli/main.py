@@ -327,8 +327,8 @@ def serve(
     if demo_data:
         from ..services import demo as demo_module
 
-        try:
-            demo_module.refuse_outside_development(settings)  # before PostgreSQL starts or the folder is marked
+        try:  # before PostgreSQL starts or the folder is marked
+            demo_module.refuse_outside_development(settings)
         except demo_module.DemoRefused as exc:
             raise _fail(str(exc)) from None
         settings.data_dir.mkdir(parents=True, exist_ok=True)
