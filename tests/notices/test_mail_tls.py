@@ -231,6 +231,22 @@ async def test_without_the_private_ca_the_system_cas_do_not_trust_the_relay(
     assert (await state_of(runtime, notice))["delivered_at"] is None
 
 
+async def test_a_missing_ca_file_is_said_and_the_notice_waits(
+    runtime: Runtime, tmp_path: Path, ca: Authority
+) -> None:
+    _, space, notice = await one_waiting_notice(runtime, tmp_path)
+    missing = tmp_path / "absent.pem"
+    with TlsRelay(ca.server("relay", ["127.0.0.1"])) as relay:
+        with capture_logs() as logs, pytest.raises(notices.DeliveryDeferred, match=r"absent\.pem"):
+            await notices.deliver_one(over_tls(runtime, relay, missing), space, notice)
+        assert relay.recorder.messages == []
+    assert [e["reason"] for e in logs if e["event"] == "mail.tls_refused"] == [
+        f"FileNotFoundError: {missing}"
+    ]
+    state = await state_of(runtime, notice)
+    assert state["delivered_at"] is None and state["error"] == f"FileNotFoundError: {missing}"
+
+
 async def test_implicit_tls_is_verified_too(runtime: Runtime, tmp_path: Path, ca: Authority) -> None:
     to, space, notice = await one_waiting_notice(runtime, tmp_path)
     bad_relay = TlsRelay(ca.server("bad", ["127.0.0.1"], self_signed=True), implicit=True)

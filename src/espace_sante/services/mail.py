@@ -93,6 +93,8 @@ def describe(exc: BaseException) -> str:
         return f"{name}: {exc.reason or exc}"
     if isinstance(exc, smtplib.SMTPNotSupportedError):
         return f"{name}: {exc}"
+    if isinstance(exc, OSError) and exc.filename:  # the CA file (ESPACE_SANTE_SMTP_CA_FILE)
+        return f"{name}: {exc.filename}"
     return name
 
 
@@ -113,16 +115,25 @@ class SmtpMailer:
         whose certificate or name fails the check is left before anything is sent (logged `mail.tls_refused`);
         a relay that does not offer STARTTLS when it is asked for is left too (no quiet fall back to clear
         text). Raises OSError (ssl.SSLError included) or SMTPException."""
+        context = None
+        if self.implicit_tls or self.starttls:
+            try:  # a CA file missing or not PEM: said before any connection, as the check would fail anyway
+                context = tls_context(self.ca_file)
+            except OSError as exc:
+                if not exc.filename and self.ca_file:  # OpenSSL does not say which file it could not read
+                    exc.filename = str(self.ca_file)
+                self._refused(exc)
+                raise
         try:
             if self.implicit_tls:
-                return smtplib.SMTP_SSL(self.host, self.port, timeout=10, context=tls_context(self.ca_file))
+                return smtplib.SMTP_SSL(self.host, self.port, timeout=10, context=context)
             smtp = smtplib.SMTP(self.host, self.port, timeout=10)
         except ssl.SSLError as exc:
             self._refused(exc)
             raise
         if self.starttls:
             try:
-                smtp.starttls(context=tls_context(self.ca_file))
+                smtp.starttls(context=context)
             except (OSError, smtplib.SMTPException) as exc:
                 smtp.close()
                 self._refused(exc)
