@@ -4,6 +4,11 @@ Two backends behind one small protocol (STYLE habit 8), chosen by settings: SMTP
 (standard library `smtplib`, run in a thread), otherwise the `outbox` table (the embedded default; a later
 command lists it). A message that SMTP refuses is kept in the outbox with the error, never lost.
 
+The relay is reached over TLS when `smtp_starttls` or `smtp_implicit_tls` is set, and then its certificate
+and its name are always verified (ASVS V9.2.1/9.2.2): against `smtp_ca_file` when a private CA signed it, else
+the system's CAs. A relay that fails the check gets nothing: the message is kept for a later attempt, with the
+reason logged and recorded (`describe`).
+
 A notice says what changed and when, and what to do if it was not you: never any medical content, never a
 secret, never the INS. Header values are checked for CR/LF (ASVS 5.2.3): `email.message` refuses them too.
 """
@@ -12,14 +17,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import re
 import smtplib
+import ssl
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email import policy
 from email.message import EmailMessage
 from email.utils import make_msgid, parseaddr
+from pathlib import Path
 from typing import Protocol
 
 from espace_sante.audit.wording import when
@@ -64,15 +72,76 @@ async def _keep(conn: Conn, message: Message, error: str) -> None:
     )
 
 
+@functools.cache
+def tls_context(ca_file: Path | None) -> ssl.SSLContext:
+    """The client context for the relay: certificate and host name checked, TLS 1.2 at least; trusting only
+    `ca_file` when given (a private CA), else the system's CAs. Made once per CA file: loading the system's
+    store costs milliseconds, and a national run delivers millions of messages."""
+    context = ssl.create_default_context(cafile=str(ca_file) if ca_file else None)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    assert context.verify_mode == ssl.CERT_REQUIRED and context.check_hostname
+    return context
+
+
+def describe(exc: BaseException) -> str:
+    """Why a relay did not get a message, for the notice's `error` and the logs: the exception's type, plus,
+    for TLS, what the check found (no address, no text)."""
+    name = type(exc).__name__
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return f"{name}: {exc.verify_message}"
+    if isinstance(exc, ssl.SSLError):
+        return f"{name}: {exc.reason or exc}"
+    if isinstance(exc, smtplib.SMTPNotSupportedError):
+        return f"{name}: {exc}"
+    if isinstance(exc, OSError) and exc.filename:  # the CA file (ESPACE_SANTE_SMTP_CA_FILE)
+        return f"{name}: {exc.filename}"
+    return name
+
+
 class SmtpMailer:
     def __init__(self, settings: Settings) -> None:
         if not settings.smtp_host:
             raise ValueError("no SMTP host configured")
         self.host = settings.smtp_host
         self.port = settings.smtp_port
-        self.starttls = settings.smtp_starttls
+        self.implicit_tls = settings.smtp_implicit_tls
+        self.starttls = settings.smtp_starttls and not self.implicit_tls
+        self.ca_file = settings.smtp_ca_file
         self.sender = settings.mail_from
         self.domain = self.sender.rsplit("@", 1)[-1].strip(" >") or "espace-sante.localhost"
+
+    def connect(self) -> smtplib.SMTP:
+        """A session with the relay, over verified TLS when configured (blocking: run it in a thread). A relay
+        whose certificate or name fails the check is left before anything is sent (logged `mail.tls_refused`);
+        a relay that does not offer STARTTLS when it is asked for is left too (no quiet fall back to clear
+        text). Raises OSError (ssl.SSLError included) or SMTPException."""
+        context = None
+        if self.implicit_tls or self.starttls:
+            try:  # a CA file missing or not PEM: said before any connection, as the check would fail anyway
+                context = tls_context(self.ca_file)
+            except OSError as exc:
+                if not exc.filename and self.ca_file:  # OpenSSL does not say which file it could not read
+                    exc.filename = str(self.ca_file)
+                self._refused(exc)
+                raise
+        try:
+            if self.implicit_tls:
+                return smtplib.SMTP_SSL(self.host, self.port, timeout=10, context=context)
+            smtp = smtplib.SMTP(self.host, self.port, timeout=10)
+        except ssl.SSLError as exc:
+            self._refused(exc)
+            raise
+        if self.starttls:
+            try:
+                smtp.starttls(context=context)
+            except (OSError, smtplib.SMTPException) as exc:
+                smtp.close()
+                self._refused(exc)
+                raise
+        return smtp
+
+    def _refused(self, exc: BaseException) -> None:
+        log.warning("mail.tls_refused", host=self.host, port=self.port, reason=describe(exc))
 
     def build(self, message: Message, message_id: str | None = None) -> EmailMessage:
         mail = EmailMessage()
@@ -87,9 +156,7 @@ class SmtpMailer:
 
     def _send_sync(self, message: Message) -> None:
         mail = self.build(message)
-        with smtplib.SMTP(self.host, self.port, timeout=10) as smtp:
-            if self.starttls:
-                smtp.starttls()
+        with self.connect() as smtp:
             smtp.send_message(mail)
 
     async def send(self, message: Message) -> None:
@@ -119,11 +186,9 @@ class HandOff:
 
     def stage(self) -> None:
         m = self.mailer
-        smtp = smtplib.SMTP(m.host, m.port, timeout=10)
+        smtp = m.connect()
         self._smtp = smtp
         try:
-            if m.starttls:
-                smtp.starttls()
             smtp.ehlo_or_helo_if_needed()
             sender = parseaddr(m.sender)[1]
             code, reply = smtp.mail(sender)
@@ -235,5 +300,5 @@ async def notify_credential_change(rt: Runtime, to: str | None, change: str) -> 
     try:
         await sender.send(message)
     except (OSError, smtplib.SMTPException) as exc:
-        log.warning("mail.failed", change=change, error=type(exc).__name__)
-        await rt.db.interaction("mail_outbox", _keep, message, type(exc).__name__)
+        log.warning("mail.failed", change=change, error=describe(exc))
+        await rt.db.interaction("mail_outbox", _keep, message, describe(exc))

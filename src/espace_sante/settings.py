@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import contextlib
+import ipaddress
 from functools import cached_property
 from pathlib import Path
 from typing import Literal
@@ -77,6 +78,12 @@ class Settings(BaseSettings):
     smtp_host: str | None = None
     smtp_port: int = 25
     smtp_starttls: bool = False
+    #: TLS from the first byte (SMTPS, RFC 8314 3.3, usually port 465) instead of STARTTLS; wins over it.
+    smtp_implicit_tls: bool = False
+    #: A private CA (PEM file) that signed the relay's certificate, trusted instead of the system's CAs. With TLS
+    #: (STARTTLS or implicit) the relay's certificate and its name (`smtp_host`) are always checked (ASVS
+    #: V9.2.1): activation codes travel in these messages.
+    smtp_ca_file: Path | None = None
     mail_from: str = "Mon espace santé <ne-pas-repondre@espace-sante.localhost>"
 
     db_pool_min: int = 2
@@ -189,6 +196,13 @@ class Settings(BaseSettings):
     legacy_entry_max_bytes: int = Field(default=20 * 1024 * 1024, ge=1024)
     legacy_max_ratio: int = Field(default=100, ge=2)
 
+    #: Retention of activation codes in clear (ASVS 8.3.8, docs/notices.md "Retention"): the files of a letter
+    #: batch (PDFs and manifest) are deleted when the operator confirms their hand-over (`letters handed`), or
+    #: this many days after they were built; the text of a message kept in the outbox is dropped this many days
+    #: after it was delivered (its row, without the text, stays).
+    letter_files_days: int = Field(default=14, ge=0)
+    outbox_body_days: int = Field(default=7, ge=0)
+
     log_level: str = "info"
 
     @property
@@ -293,11 +307,30 @@ class Settings(BaseSettings):
             problems.append("ESPACE_SANTE_BASE_URL must be https")
         if self.outbound_allow_loopback:
             problems.append("ESPACE_SANTE_OUTBOUND_ALLOW_LOOPBACK is for development and tests")
+        if (
+            self.smtp_host
+            and not (self.smtp_starttls or self.smtp_implicit_tls)
+            and not _loopback(self.smtp_host)
+        ):
+            # Activation codes, recovery and emergency notices travel in these messages (ASVS V9.2.1).
+            problems.append(
+                "the SMTP relay must be reached over TLS (ESPACE_SANTE_SMTP_STARTTLS or _SMTP_IMPLICIT_TLS)"
+            )
         for name, issuer in (("FCPLUS", self.fcplus_issuer), ("PSC", self.psc_issuer)):
             if issuer and not issuer.startswith("https://"):
                 problems.append(f"ESPACE_SANTE_{name}_ISSUER must be https")
         if problems:
             raise UnsafeSettings("refusing to start in production: " + "; ".join(problems))
+
+
+def _loopback(host: str) -> bool:
+    """A relay on this machine (a local MTA that relays onwards): its connection never leaves the host."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 _KEK_SIZE = "the key-encryption key must be 32 bytes (AES-256)"

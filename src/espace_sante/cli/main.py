@@ -88,6 +88,10 @@ def demo() -> None:
     from espace_sante.demo import world as demo_data
 
     settings = common.settings()
+    try:
+        demo_data.refuse_outside_development(settings)  # before the data folder is marked as a demo's
+    except demo_data.DemoRefused as exc:
+        raise common.fail(str(exc)) from None
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     settings.dev_marker.touch()
     counts = common.run(lambda: common.with_runtime(settings, demo_data.load))
@@ -275,6 +279,12 @@ def serve(
     settings = common.settings()
     configure(settings.log_level)
     if demo_data:
+        from espace_sante.demo import world as demo_module
+
+        try:  # before PostgreSQL starts or the folder is marked
+            demo_module.refuse_outside_development(settings)
+        except demo_module.DemoRefused as exc:
+            raise common.fail(str(exc)) from None
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         settings.dev_marker.touch()
     os.environ.setdefault("ESPACE_SANTE_BASE_URL", f"http://{host}:{port}")

@@ -82,6 +82,73 @@ def letters_build(
     )
     for name in built.files:
         typer.echo(f"  {out / name}")
+    typer.echo(
+        f"Une fois remis à l'imprimeur / once handed to the mailing house: espace-sante letters handed "
+        f"{built.batch} (sinon effacés dans / else deleted in {common.settings().letter_files_days} j/days)"
+    )
+
+
+@letters_app.command("handed")
+def letters_handed(
+    batch: Annotated[
+        str, typer.Argument(help="Le lot : son manifeste ou son identifiant / the batch's manifest or id.")
+    ],
+    operator: Annotated[
+        str | None,
+        typer.Option("--operator", help="Agent qui confirme / operator login (else: the service)."),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help='{"files": N, ...}')] = False,
+) -> None:
+    """Confirme la remise d'un lot à l'imprimeur : ses fichiers (codes en clair) sont effacés / confirm a batch
+    went to the mailing house: its files, which hold the codes in clear, are deleted."""
+    from espace_sante.runtime import Runtime
+    from espace_sante.spaces import notices
+
+    async def work(rt: Runtime) -> notices.Purged:
+        return await notices.hand_over(rt, batch, operator=operator)
+
+    done = common.run(lambda: common.with_runtime(common.settings(), work))
+    if as_json:
+        typer.echo(json.dumps(done.as_json()))
+        return
+    if done.unreachable:
+        typer.echo(
+            "remise enregistrée ; dossier du lot absent de cette machine, à effacer là où il a été imprimé "
+            "(notices purge) / hand-over recorded; the batch's folder is not on this machine: run notices purge "
+            "where it was built"
+        )
+        return
+    typer.echo(f"remise enregistrée, {done.files} fichier(s) effacé(s) / hand-over recorded, files deleted")
+
+
+@notices_app.command("purge")
+def notices_purge(
+    as_json: Annotated[bool, typer.Option("--json", help="Compteurs en JSON / counts as JSON.")] = False,
+) -> None:
+    """Efface ce que la durée de conservation ne permet plus de garder / delete what retention no longer allows.
+
+    Les fichiers des lots de lettres remis ou imprimés depuis plus de ESPACE_SANTE_LETTER_FILES_DAYS jours, le
+    texte des messages de la boîte d'envoi remis depuis plus de ESPACE_SANTE_OUTBOX_BODY_DAYS jours / the files
+    of letter batches handed over or older than the first, the text of outbox messages delivered before the
+    second. Le worker le fait chaque heure / the worker does it hourly."""
+    from espace_sante.runtime import Runtime
+    from espace_sante.spaces import notices
+
+    async def work(rt: Runtime) -> notices.Purged:
+        return await notices.purge(rt)
+
+    done = common.run(lambda: common.with_runtime(common.settings(), work))
+    if as_json:
+        typer.echo(json.dumps(done.as_json()))
+        return
+    typer.echo(
+        f"{done.batches} lot(s) de lettres effacé(s) ({done.files} fichier(s)), {done.outbox_texts} texte(s) de "
+        "la boîte d'envoi effacé(s) / letter batches deleted (files), outbox texts dropped"
+    )
+    for batch_id in done.unreachable:
+        typer.echo(
+            f"  lot {batch_id} : dossier absent de cette machine / folder not on this machine", err=True
+        )
 
 
 @outbox_app.command("list")
@@ -120,6 +187,8 @@ def outbox_list(
         typer.echo(f"{m.created_at:%Y-%m-%d %H:%M}  {m.recipient}  {m.subject}")
         if with_body and m.body:
             typer.echo("    " + m.body.replace("\n", "\n    "))
+        elif with_body:
+            typer.echo("    (texte effacé après remise / text dropped after delivery)")
 
 
 @notices_app.command("uncertain")

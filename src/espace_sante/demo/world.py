@@ -16,6 +16,7 @@ from espace_sante.fhir.identifiers import make_nir
 from espace_sante.oauth import clients as oauth_clients
 from espace_sante.record import bundles
 from espace_sante.runtime import Runtime
+from espace_sante.settings import Settings, UnsafeSettings
 
 INS = "urn:oid:1.2.250.1.213.1.4.8"
 RPPS = "https://rpps.esante.gouv.fr"
@@ -35,6 +36,24 @@ PRACTITIONERS = [
     ("10003456780", "Lefèvre", "Claire"),
     ("10001234560", "Moreau", "Antoine"),
 ]
+
+
+class DemoRefused(UnsafeSettings):
+    """Demo data asked for outside development."""
+
+
+def refuse_outside_development(settings: Settings) -> None:
+    """The demo world opens local accounts with one published password and fixed TOTP secrets (README "Demo
+    actors"), an operator among them: in an instance that is not a development one they would be a way in for
+    anyone who read the README (ASVS 2.5.4: no default accounts). Checked before anything is written, the
+    data folder's demo marker included."""
+    if settings.environment != "development":
+        raise DemoRefused(
+            "données de démonstration refusées hors développement (ESPACE_SANTE_ENVIRONMENT="
+            f"{settings.environment}) : elles ouvrent des comptes au mot de passe publié et aux secrets TOTP "
+            "connus, dont un opérateur / demo data refused outside development: it opens accounts with a "
+            "published password and known TOTP secrets, an operator among them"
+        )
 
 
 def world() -> list[dict[str, Any]]:
@@ -261,7 +280,9 @@ def world() -> list[dict[str, Any]]:
 
 
 async def load(rt: Runtime) -> dict[str, int]:
-    """Load the demo world (idempotent) and make sure a demo client exists. Returns counts."""
+    """Load the demo world (idempotent) and make sure a demo client exists. Returns counts. DemoRefused
+    outside development."""
+    refuse_outside_development(rt.settings)
     ctx = Context.system(rt)
     created = found = 0
     for bundle in world():

@@ -23,6 +23,9 @@ The tasks:
 - periodic `legacy.retry` (hourly, half an hour after it): deposits the legacy DMP documents set aside until
   their space opened or their person was registered (spaces/legacy/importer.retry);
 - periodic `documents.round` (every 5 minutes): the round serve's timer runs (jobs/documents.py), idempotent;
+- periodic `notices.purge` (hourly, at :47): deletes the files of letter batches handed over or past
+  `letter_files_days`, and drops the texts of outbox messages delivered `outbox_body_days` ago
+  (spaces/notices.purge: codes in clear kept no longer than needed, docs/notices.md "Retention");
 - periodic `jobs.recover` (every 5 minutes): jobs left `doing` by a worker that stopped sending heartbeats
   (killed) are queued again."""
 
@@ -109,6 +112,13 @@ async def legacy_retry(context: JobContext, timestamp: int) -> dict[str, int] | 
     if counts.retried:
         log.info("legacy.retry", **result)
     return result
+
+
+@app.periodic(cron="47 * * * *", periodic_id="hourly")
+@app.task(name="notices.purge", queue=notices.QUEUE, pass_context=True, queueing_lock="notices.purge")
+async def purge_notices(context: JobContext, timestamp: int) -> dict[str, Any]:
+    """The retention purge (spaces/notices.purge); idempotent, so a missed hour is caught up by the next."""
+    return (await notices.purge(_runtime(context))).as_json()
 
 
 @app.periodic(cron="*/5 * * * *", periodic_id="round")

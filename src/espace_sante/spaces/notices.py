@@ -48,7 +48,7 @@ from espace_sante.crypto import DecryptionFailed, open_, seal
 from espace_sante.errors import Conflict, NotFound
 from espace_sante.fhir.compartment import random_id
 from espace_sante.logs import get_logger
-from espace_sante.mail import HandOff, Message, OutboxMailer, SmtpMailer, mailer, stable_message_id
+from espace_sante.mail import HandOff, Message, OutboxMailer, SmtpMailer, describe, mailer, stable_message_id
 from espace_sante.people.passwords import peppers
 from espace_sante.runtime import Runtime
 from espace_sante.spaces import activation, identity, lifecycle
@@ -748,7 +748,8 @@ async def notify_registered(
 
 class DeliveryDeferred(Exception):
     """The relay did not take the message now (down, or refused it): not accepted, tried again later (the
-    job's retries with backoff, then the periodic sweep). Its text is the error's type, never an address."""
+    job's retries with backoff, then the periodic sweep). Its text is the error's type (with what a failed TLS
+    check found: mail.describe), never an address."""
 
 
 @dataclass
@@ -869,9 +870,12 @@ async def deliver_one(rt: Runtime, space_id: uuid.UUID, notice_id: uuid.UUID) ->
         try:
             await asyncio.to_thread(handoff.stage)
         except (OSError, smtplib.SMTPException) as exc:  # nothing accepted: the relay saw no final "."
+            # A relay that failed the TLS check lands here too (ssl.SSLError is an OSError): the message was
+            # never sent, so it waits for the next attempt with the check's reason as its error.
+            why = describe(exc)
             async with conn.transaction():
-                await store.mark_failed(conn, space_id, notice_id, type(exc).__name__)
-            raise DeliveryDeferred(type(exc).__name__) from exc
+                await store.mark_failed(conn, space_id, notice_id, why)
+            raise DeliveryDeferred(why) from exc
         try:
             async with conn.transaction():
                 await store.mark_handed(conn, space_id, notice_id)
@@ -1114,9 +1118,11 @@ class Built:
     files: list[str] = field(default_factory=list)
     letters: int = 0
     manifest: str | None = None
+    #: The run's id, in its file names: what `letters handed` names once the files went to the mailing house.
+    batch: str | None = None
 
     def as_json(self) -> dict[str, Any]:
-        return {"files": self.files, "letters": self.letters, "manifest": self.manifest}
+        return {"files": self.files, "letters": self.letters, "manifest": self.manifest, "batch": self.batch}
 
 
 def _write_batch(
@@ -1156,6 +1162,7 @@ async def build_letters(rt: Runtime, out: Path, *, per_file: int = LETTERS_PER_F
     erases their codes: a failure before commit removes them, so a letter is built once."""
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:6]
     manifest = out / f"manifest-{stamp}.csv"
+    folder = str(await asyncio.to_thread(out.resolve))
     result = Built()
     number = 0
     while True:
@@ -1176,6 +1183,8 @@ async def build_letters(rt: Runtime, out: Path, *, per_file: int = LETTERS_PER_F
                     rest = {k: v for k, v in letter.items() if k != "code"}
                     resealed = seal_notice(aead, n.key_version, n.space_id, n.notice_id, rest)
                 built.append((n.space_id, n.notice_id, pdf_name, page, resealed))
+            # Where the run's files are, with the letters they hold: the retention purge finds them there.
+            await store.add_letter_batch(conn, stamp, folder)
             size = await asyncio.to_thread(_write_batch, out, manifest, pdf_name, data, rt.settings.base_url)
             try:
                 await store.mark_built(conn, built)
@@ -1189,8 +1198,107 @@ async def build_letters(rt: Runtime, out: Path, *, per_file: int = LETTERS_PER_F
             result.files.append(name)
             result.letters += done
             result.manifest = manifest.name
+            result.batch = stamp
         if done < per_file:
             return result
+
+
+# --- retention: no code in clear kept longer than needed (ASVS 8.3.8, docs/notices.md "Retention") ----------
+
+_BATCH_ID = re.compile(r"(?:manifest-|lettres-)?(\d{8}T\d{6}Z-[0-9a-f]{6})(?:-\d{3})?(?:\.csv|\.pdf)?")
+#: Outbox texts dropped per statement (a national run's outbox: millions of rows, in short transactions).
+_OUTBOX_BATCH = 10_000
+
+
+def batch_id_of(text: str) -> str | None:
+    """The batch a name stands for: its id, or one of its files' names or paths (the manifest, a PDF)."""
+    found = _BATCH_ID.fullmatch(Path(text).name)
+    return found.group(1) if found else None
+
+
+def _delete_batch_files(out_dir: str, batch_id: str) -> int | None:
+    """Delete the run's PDFs (whole or partial) and manifest; how many went, or None when its folder is not on
+    this machine (the purge is then left to a run where it is)."""
+    folder = Path(out_dir)
+    if not folder.is_dir():
+        return None
+    deleted = 0
+    patterns = (f"lettres-{batch_id}-*.pdf", f"lettres-{batch_id}-*.pdf.part", f"manifest-{batch_id}.csv")
+    for pattern in patterns:
+        for path in folder.glob(pattern):
+            path.unlink(missing_ok=True)
+            deleted += 1
+    return deleted
+
+
+@dataclass
+class Purged:
+    batches: int = 0
+    files: int = 0
+    #: Batches due whose folder this machine does not see (built elsewhere): left for a run there.
+    unreachable: list[str] = field(default_factory=list)
+    outbox_texts: int = 0
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "batches": self.batches,
+            "files": self.files,
+            "unreachable": self.unreachable,
+            "outbox_texts": self.outbox_texts,
+        }
+
+
+async def _purge_batches(rt: Runtime, batches: list[store.LetterBatch], result: Purged) -> None:
+    gone: list[str] = []
+    for b in batches:
+        deleted = await asyncio.to_thread(_delete_batch_files, b.out_dir, b.batch_id)
+        if deleted is None:
+            result.unreachable.append(b.batch_id)
+            log.warning("letters.purge_unreachable", batch=b.batch_id, folder=b.out_dir)
+            continue
+        gone.append(b.batch_id)
+        result.files += deleted
+    if gone:
+        await rt.db.interaction("letters_purged", store.mark_letter_batches_purged, gone)
+        result.batches += len(gone)
+
+
+async def hand_over(rt: Runtime, name: str, *, operator: str | None = None) -> Purged:
+    """The operator confirms a batch of letters went to the mailing house: its files (the codes in clear) are
+    deleted now. `name` is the batch's id or one of its files. NotFound when no batch by that name was built;
+    confirming again deletes whatever is left."""
+    batch_id = batch_id_of(name)
+    if batch_id is None:
+        raise NotFound(
+            f"« {name} » ne désigne pas un lot de lettres (manifest-….csv) / does not name a letter batch"
+        )
+    who = operator or SYSTEM.id
+    batch = await rt.db.interaction("letters_handed", store.hand_letter_batch, batch_id, who)
+    if batch is None:
+        raise NotFound(f"aucun lot de lettres « {batch_id} » / no letter batch {batch_id}")
+    result = Purged()
+    await _purge_batches(rt, [batch], result)
+    log.info("letters.handed", batch=batch_id, operator=who, files=result.files)
+    return result
+
+
+async def purge(rt: Runtime) -> Purged:
+    """What the retention rules say must go now (the worker's hourly `notices.purge`, `notices purge`): the
+    files of letter batches handed over or built `letter_files_days` ago, and the texts of outbox messages
+    delivered `outbox_body_days` ago (their rows stay). Idempotent."""
+    result = Purged()
+    due = await rt.db.read("letters_to_purge", store.letter_batches_to_purge, rt.settings.letter_files_days)
+    await _purge_batches(rt, due, result)
+    while True:
+        dropped = await rt.db.interaction(
+            "outbox_purge", store.drop_outbox_bodies, rt.settings.outbox_body_days, _OUTBOX_BATCH
+        )
+        result.outbox_texts += dropped
+        if dropped < _OUTBOX_BATCH:
+            break
+    if result.batches or result.outbox_texts or result.unreachable:
+        log.info("notices.purged", **{k: v for k, v in result.as_json().items() if k != "unreachable"})
+    return result
 
 
 _FONT_FILES = (

@@ -569,3 +569,77 @@ async def mark_unreadable(conn: Conn, space_id: uuid.UUID, notice_id: uuid.UUID)
         space_id,
         notice_id,
     )
+
+
+# --- retention of codes in clear (migration 0024, docs/notices.md "Retention") ------------------------------
+
+
+@dataclass(frozen=True)
+class LetterBatch:
+    batch_id: str
+    out_dir: str
+    built_at: datetime
+    handed_at: datetime | None
+    purged_at: datetime | None
+
+
+_BATCH = "batch_id, out_dir, built_at, handed_at, purged_at"
+
+
+def _batch(r: Any) -> LetterBatch:
+    return LetterBatch(r["batch_id"], r["out_dir"], r["built_at"], r["handed_at"], r["purged_at"])
+
+
+async def add_letter_batch(conn: Conn, batch_id: str, out_dir: str) -> None:
+    """The run `batch_id` writes its files in `out_dir` (once per run: its later PDFs add nothing)."""
+    await conn.execute(
+        "INSERT INTO letter_batch (batch_id, out_dir) VALUES ($1, $2) ON CONFLICT (batch_id) DO NOTHING",
+        batch_id,
+        out_dir,
+    )
+
+
+async def hand_letter_batch(conn: Conn, batch_id: str, operator: str) -> LetterBatch | None:
+    """The operator confirms the batch went to the mailing house (the first confirmation counts); None when
+    no such batch was built."""
+    r = await conn.fetchrow(
+        "UPDATE letter_batch SET handed_at = COALESCE(handed_at, now()), "
+        "handed_by = COALESCE(handed_by, $2) WHERE batch_id = $1 "
+        f"RETURNING {_BATCH}",
+        batch_id,
+        operator,
+    )
+    return None if r is None else _batch(r)
+
+
+async def letter_batches_to_purge(conn: Conn, days: int) -> list[LetterBatch]:
+    """Batches whose files are still there and are due to go: handed over, or built `days` days ago."""
+    rows = await conn.fetch(
+        f"SELECT {_BATCH} FROM letter_batch WHERE purged_at IS NULL "
+        "AND (handed_at IS NOT NULL OR built_at <= now() - make_interval(days => $1)) ORDER BY built_at",
+        days,
+    )
+    return [_batch(r) for r in rows]
+
+
+async def mark_letter_batches_purged(conn: Conn, batch_ids: Sequence[str]) -> None:
+    await conn.execute(
+        "UPDATE letter_batch SET purged_at = now() WHERE batch_id = ANY($1::text[]) AND purged_at IS NULL",
+        list(batch_ids),
+    )
+
+
+async def drop_outbox_bodies(conn: Conn, days: int, limit: int) -> int:
+    """The text of up to `limit` outbox messages delivered `days` days ago or more, dropped (the row stays:
+    recipient, subject, dates, error). Delivered: kept as the message itself when no relay is configured
+    (no error), or sent. One a relay refused (its error kept, never sent) keeps its text. Returns how many."""
+    dropped = await conn.fetchval(
+        "WITH due AS (SELECT message_id FROM outbox WHERE body <> '' AND (sent_at IS NOT NULL OR error = '') "
+        "AND COALESCE(sent_at, created_at) <= now() - make_interval(days => $1) LIMIT $2 "
+        "FOR UPDATE SKIP LOCKED), "
+        "done AS (UPDATE outbox o SET body = '' FROM due WHERE o.message_id = due.message_id RETURNING 1) "
+        "SELECT count(*) FROM done",
+        days,
+        limit,
+    )
+    return int(dropped or 0)
