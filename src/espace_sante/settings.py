@@ -64,12 +64,21 @@ class Settings(BaseSettings):
     session_idle_seconds: int = 30 * 60
     session_absolute_seconds: int = 12 * 3600
     reauth_seconds: int = 10 * 60
-    #: Sign-in limits (SECURITY V2 2.2.1, docs/access-policy.md "Sign-in limits"): failures per account and
-    #: factor, and per IP address, within a window; reaching the limit locks for `signin_lockout_seconds`.
-    signin_max_failures: int = 5
-    signin_ip_max_failures: int = 50
-    signin_failure_window_seconds: int = 15 * 60
-    signin_lockout_seconds: int = 15 * 60
+    #: Sign-in limits (SECURITY V2 2.2.1, docs/access-policy.md "Sign-in limits"): free failures per secret and
+    #: source (address, or trusted device) and per address within a window, then a wait of
+    #: `signin_backoff_seconds` doubling with each failure up to `signin_lockout_seconds`; and a ceiling per
+    #: login (password) and per account (codes), all sources together, per `signin_account_window_seconds`.
+    signin_max_failures: int = Field(default=5, ge=1)
+    signin_ip_max_failures: int = Field(default=50, ge=1)
+    signin_failure_window_seconds: int = Field(default=15 * 60, ge=1)
+    signin_backoff_seconds: int = Field(default=30, ge=1)
+    signin_lockout_seconds: int = Field(default=15 * 60, ge=1)
+    signin_account_max_failures: int = Field(default=100, ge=1)
+    signin_code_max_failures: int = Field(default=10, ge=1)
+    signin_account_window_seconds: int = Field(default=3600, ge=1)
+    #: A browser that signed in to an account is its trusted device for this many days (a signed cookie): it
+    #: keeps its own allowance of failures whatever others do (services/devices.py).
+    trusted_device_days: int = Field(default=90, ge=1, le=400)
     #: Lifetime of a WebAuthn challenge and of the step between password and second factor.
     signin_step_seconds: int = 300
     #: Mail for security notices (SECURITY V2 2.2.3/2.5.5). Without an SMTP host, messages go to the `outbox`

@@ -39,7 +39,7 @@ from webauthn.helpers.structs import (
 from ..settings import Settings
 from ..storage import accounts as store
 from ..storage.db import Conn
-from . import mail, ratelimit, sessions, trace
+from . import devices, mail, ratelimit, sessions, trace
 from .accounts import LOCKED, Account, AccountError, account_record
 from .runtime import Runtime
 from .signin import ACR, SignedIn, SignInRefused
@@ -244,8 +244,10 @@ async def authenticate(
     ip: str,
     user_agent: str,
     request_id: str = "",
+    device_cookie: str = "",
 ) -> SignedIn:
-    """Verify a passkey assertion and open a session at level "eidas2". SignInRefused otherwise."""
+    """Verify a passkey assertion and open a session at level "eidas2". SignInRefused otherwise. Counted per
+    account and source, without a ceiling: an assertion is a signature, which no number of tries guesses."""
     from .signin import _refuse  # the same tracing of failures as password sign-in
 
     try:
@@ -255,9 +257,12 @@ async def authenticate(
         raise SignInRefused(FAILED) from exc
     row = await rt.db.read("passkey_get", store.passkey, raw_id)
     account = await rt.db.read("account_get", store.by_id, row.account_id) if row is not None else None
+    source = ratelimit.Source(
+        ip, devices.trusted_device(rt.settings, device_cookie, account.account_id if account else None)
+    )
     keys = [ratelimit.ip_key(ip)]
     if account is not None:
-        keys.insert(0, ratelimit.passkey_key(account.account_id))
+        keys = ratelimit.keys_for(ratelimit.passkey_key(account.account_id), source, ceiling=False)
     who = (account.kind, account.actor_id) if account is not None else ("anonymous", "passkey:unknown")
     gate = await ratelimit.enter(rt, keys)
     if not gate.allowed:
@@ -306,6 +311,6 @@ async def authenticate(
             ip=ip,
             request_id=request_id,
         )
-        return SignedIn(cookie, session, "")
+        return SignedIn(cookie, session, "", devices.remember(rt.settings, device_cookie, account_id))
 
     return await rt.db.interaction("signin_passkey", work)
