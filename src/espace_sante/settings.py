@@ -5,11 +5,12 @@ from __future__ import annotations
 import base64
 import binascii
 import contextlib
+import ipaddress
 from functools import cached_property
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -79,6 +80,9 @@ class Settings(BaseSettings):
     #: A browser that signed in to an account is its trusted device for this many days (a signed cookie): it
     #: keeps its own allowance of failures whatever others do (services/devices.py).
     trusted_device_days: int = Field(default=90, ge=1, le=400)
+    #: The reverse proxies whose X-Forwarded-For (and X-Forwarded-Proto) are believed: addresses or networks,
+    #: comma-separated (ASVS 14.5.4). None by default: the peer address is the client's.
+    trusted_proxies: str = ""
     #: Lifetime of a WebAuthn challenge and of the step between password and second factor.
     signin_step_seconds: int = 300
     #: Mail for security notices (SECURITY V2 2.2.3/2.5.5). Without an SMTP host, messages go to the `outbox`
@@ -199,6 +203,25 @@ class Settings(BaseSettings):
     legacy_max_ratio: int = Field(default=100, ge=2)
 
     log_level: str = "info"
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _proxies(cls, value: str) -> str:
+        """Each item an IP address or network: a typo must not silently trust nobody, or everybody."""
+        items = [item.strip() for item in value.split(",") if item.strip()]
+        for item in items:
+            try:
+                ipaddress.ip_network(item, strict=False)
+            except ValueError:
+                raise ValueError(
+                    f"ESPACE_SANTE_TRUSTED_PROXIES : « {item} » n'est ni une adresse IP ni un réseau "
+                    f"/ is neither an IP address nor a network"
+                ) from None
+        return ",".join(items)
+
+    @property
+    def trusted_proxy_list(self) -> list[str]:
+        return [item for item in self.trusted_proxies.split(",") if item]
 
     @property
     def embedded(self) -> bool:
