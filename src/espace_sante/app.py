@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from espace_sante import __version__
 from espace_sante.api import errors, health
@@ -81,4 +82,9 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     app.add_middleware(
         RequestGuard, max_body=settings.max_request_bytes, hsts=settings.base_url.startswith("https://")
     )
+    if settings.trusted_proxy_list:
+        # Outermost: every limit per client address (sign-in, activation) must see the person behind the
+        # proxy, and only a configured proxy may say who that is (ASVS 14.5.4). uvicorn's own handling stays
+        # off (cli/main.py `serve`), so that the app behaves the same under any server and in tests.
+        app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=settings.trusted_proxy_list)
     return app

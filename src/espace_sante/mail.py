@@ -263,6 +263,14 @@ CHANGES: dict[str, tuple[str, str]] = {
         "un code de secours a été utilisé pour vous connecter à votre compte",
         "a recovery code was used to sign in to your account",
     ),
+    "codes-guessed": (
+        "de nombreux codes faux ont été saisis après votre mot de passe (s'ils ne viennent pas de vous, "
+        "quelqu'un connaît votre mot de passe : changez-le) ; pendant une heure au plus, les codes ne sont "
+        "acceptés que depuis les appareils où vous vous êtes déjà connecté, et les clés d'accès marchent",
+        "many wrong codes were typed after your password (if it was not you, someone knows your password: "
+        "change it); for up to an hour codes are only accepted from devices you signed in on before, and "
+        "passkeys work",
+    ),
 }
 
 

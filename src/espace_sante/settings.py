@@ -10,7 +10,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -65,12 +65,24 @@ class Settings(BaseSettings):
     session_idle_seconds: int = 30 * 60
     session_absolute_seconds: int = 12 * 3600
     reauth_seconds: int = 10 * 60
-    #: Sign-in limits (SECURITY V2 2.2.1, docs/access-policy.md "Sign-in limits"): failures per account and
-    #: factor, and per IP address, within a window; reaching the limit locks for `signin_lockout_seconds`.
-    signin_max_failures: int = 5
-    signin_ip_max_failures: int = 50
-    signin_failure_window_seconds: int = 15 * 60
-    signin_lockout_seconds: int = 15 * 60
+    #: Sign-in limits (SECURITY V2 2.2.1, docs/access-policy.md "Sign-in limits"): free failures per secret and
+    #: source (address, or trusted device) and per address within a window, then a wait of
+    #: `signin_backoff_seconds` doubling with each failure up to `signin_lockout_seconds`; and a ceiling per
+    #: login (password) and per account (codes), all sources together, per `signin_account_window_seconds`.
+    signin_max_failures: int = Field(default=5, ge=1)
+    signin_ip_max_failures: int = Field(default=50, ge=1)
+    signin_failure_window_seconds: int = Field(default=15 * 60, ge=1)
+    signin_backoff_seconds: int = Field(default=30, ge=1)
+    signin_lockout_seconds: int = Field(default=15 * 60, ge=1)
+    signin_account_max_failures: int = Field(default=100, ge=1)
+    signin_code_max_failures: int = Field(default=10, ge=1)
+    signin_account_window_seconds: int = Field(default=3600, ge=1)
+    #: A browser that signed in to an account is its trusted device for this many days (a signed cookie): it
+    #: keeps its own allowance of failures whatever others do (people/devices.py).
+    trusted_device_days: int = Field(default=90, ge=1, le=400)
+    #: The reverse proxies whose X-Forwarded-For (and X-Forwarded-Proto) are believed: addresses or networks,
+    #: comma-separated (ASVS 14.5.4). None by default: the peer address is the client's.
+    trusted_proxies: str = ""
     #: Lifetime of a WebAuthn challenge and of the step between password and second factor.
     signin_step_seconds: int = 300
     #: Mail for security notices (SECURITY V2 2.2.3/2.5.5). Without an SMTP host, messages go to the `outbox`
@@ -204,6 +216,25 @@ class Settings(BaseSettings):
     outbox_body_days: int = Field(default=7, ge=0)
 
     log_level: str = "info"
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _proxies(cls, value: str) -> str:
+        """Each item an IP address or network: a typo must not silently trust nobody, or everybody."""
+        items = [item.strip() for item in value.split(",") if item.strip()]
+        for item in items:
+            try:
+                ipaddress.ip_network(item, strict=False)
+            except ValueError:
+                raise ValueError(
+                    f"ESPACE_SANTE_TRUSTED_PROXIES : « {item} » n'est ni une adresse IP ni un réseau "
+                    f"/ is neither an IP address nor a network"
+                ) from None
+        return ",".join(items)
+
+    @property
+    def trusted_proxy_list(self) -> list[str]:
+        return [item for item in self.trusted_proxies.split(",") if item]
 
     @property
     def embedded(self) -> bool:

@@ -1,5 +1,6 @@
-"""Lockout and rate limits on every guessable secret, with counters in PostgreSQL shared by every app process
-(SECURITY V2 2.2.1; docs/access-policy.md "Sign-in limits")."""
+"""Limits on every guessable secret, with counters in PostgreSQL shared by every app process (SECURITY V2 2.2.1;
+docs/access-policy.md "Sign-in limits"). Counted per secret and source: these stories guess from one address;
+tests/security/test_signin_limits.py tells what other addresses and trusted devices see."""
 
 from __future__ import annotations
 
@@ -30,45 +31,47 @@ def _ip() -> str:
     return f"198.51.100.{secrets.randbelow(250) + 1}-{secrets.token_hex(2)}"
 
 
-async def test_after_five_failures_even_the_right_password_is_refused_in_every_process(
+async def test_after_five_failures_from_one_address_it_waits_even_with_the_right_password_in_every_process(
     runtime: Runtime, second_process: Runtime, fhir: httpx.AsyncClient
 ) -> None:
-    """A guesser alternates between two app processes: the count is shared, and once locked the right
-    password is refused by both, with the lockout traced once."""
+    """A guesser at one address alternates between two app processes: the count is shared, and after the free
+    failures that address must wait, the right password included, in both; the wait is traced once."""
     jeanne = await new_person(runtime, fhir)
+    ip = _ip()
     limit = runtime.settings.signin_max_failures
     for attempt in range(limit):
         rt = runtime if attempt % 2 else second_process
         with pytest.raises(SignInRefused, match="incorrect"):
-            await signin.password_step(rt, login=jeanne.login, password=f"mauvais {attempt} essai", ip=_ip())
+            await signin.password_step(rt, login=jeanne.login, password=f"mauvais {attempt} essai", ip=ip)
     for rt in (runtime, second_process):
         with pytest.raises(SignInRefused) as refused:
-            await signin.password_step(rt, login=jeanne.login, password=jeanne.password, ip=_ip())
+            await signin.password_step(rt, login=jeanne.login, password=jeanne.password, ip=ip)
         assert refused.value.message == accounts.LOCKED
     records = await trace_actions(runtime, jeanne.actor_id)
     assert [a for a, *_ in records].count("signin:locked") == 1
     assert [b for a, _, _, b in records if a == "signin:failure"][-1] == "locked"
-    # The lockout ends after its period (moved back in time here), and the right password works again.
+    # The wait ends (moved back in time here), and the right password works again.
     async with runtime.db.pool.acquire() as conn:
         await conn.execute(
             "UPDATE signin_throttle SET locked_until = now() - interval '1 second' WHERE key = $1",
-            ratelimit.password_key(accounts.login_key(jeanne.login)),
+            ratelimit.per_source(
+                ratelimit.password_key(accounts.login_key(jeanne.login)), ratelimit.Source(ip)
+            ),
         )
-    assert await signin.password_step(runtime, login=jeanne.login, password=jeanne.password, ip=_ip())
+    assert await signin.password_step(runtime, login=jeanne.login, password=jeanne.password, ip=ip)
 
 
 async def test_concurrent_guesses_cannot_slip_past_the_limit(
     runtime: Runtime, fhir: httpx.AsyncClient
 ) -> None:
-    """Twenty guesses at once: the attempt is counted before the password is checked, so at most the limit
-    are checked at all and the rest are refused as locked."""
+    """Twenty guesses at once from one address: the attempt is counted before the password is checked, so at
+    most the limit are checked at all and the rest are refused as locked."""
     jeanne = await new_person(runtime, fhir)
+    ip = _ip()
 
     async def guess(n: int) -> str:
         try:
-            await signin.password_step(
-                runtime, login=jeanne.login, password=f"essai numéro {n} raté", ip=_ip()
-            )
+            await signin.password_step(runtime, login=jeanne.login, password=f"essai numéro {n} raté", ip=ip)
         except SignInRefused as exc:
             return exc.message
         return "open"
@@ -77,39 +80,41 @@ async def test_concurrent_guesses_cannot_slip_past_the_limit(
     assert answers.count(signin.WRONG) <= runtime.settings.signin_max_failures
     assert answers.count(accounts.LOCKED) >= 20 - runtime.settings.signin_max_failures
     with pytest.raises(SignInRefused, match="Trop d'essais"):
-        await signin.password_step(runtime, login=jeanne.login, password=jeanne.password, ip=_ip())
+        await signin.password_step(runtime, login=jeanne.login, password=jeanne.password, ip=ip)
 
 
 async def test_an_unknown_login_is_locked_the_same_way(runtime: Runtime) -> None:
-    """No difference between a login that exists and one that does not: both lock after the limit."""
+    """No difference between a login that exists and one that does not: both wait after the limit."""
     login = f"inconnu-{secrets.token_hex(4)}@exemple.fr"
+    ip = _ip()
     for n in range(runtime.settings.signin_max_failures):
         with pytest.raises(SignInRefused, match="incorrect"):
-            await signin.password_step(runtime, login=login, password=f"essai {n} pour voir", ip=_ip())
+            await signin.password_step(runtime, login=login, password=f"essai {n} pour voir", ip=ip)
     with pytest.raises(SignInRefused, match="Trop d'essais"):
-        await signin.password_step(runtime, login=login, password="encore un essai", ip=_ip())
+        await signin.password_step(runtime, login=login, password="encore un essai", ip=ip)
 
 
 async def test_codes_are_limited_per_account_and_a_right_password_does_not_reset_them(
     runtime: Runtime, fhir: httpx.AsyncClient
 ) -> None:
     """Someone who knows Jeanne's password guesses codes: signing in again with the password between guesses
-    does not give them more tries; after the limit even the right code is refused."""
+    does not give them more tries; after the limit even the right code is refused from that address."""
     jeanne = await new_person(runtime, fhir)
+    ip = _ip()
     for n in range(runtime.settings.signin_max_failures):
-        flow = await signin.password_step(runtime, login=jeanne.login, password=jeanne.password, ip=_ip())
+        flow = await signin.password_step(runtime, login=jeanne.login, password=jeanne.password, ip=ip)
         with pytest.raises(SignInRefused):
             await signin.second_factor_step(
                 runtime,
                 flow_secret=flow,
                 code=f"{n:06d}" if n % 2 else "ZZZZZ-ZZZZZ",
-                ip=_ip(),
+                ip=ip,
                 user_agent="test",
             )
-    flow = await signin.password_step(runtime, login=jeanne.login, password=jeanne.password, ip=_ip())
+    flow = await signin.password_step(runtime, login=jeanne.login, password=jeanne.password, ip=ip)
     with pytest.raises(SignInRefused) as refused:
         await signin.second_factor_step(
-            runtime, flow_secret=flow, code=next_code(jeanne.totp_secret), ip=_ip(), user_agent="test"
+            runtime, flow_secret=flow, code=next_code(jeanne.totp_secret), ip=ip, user_agent="test"
         )
     assert refused.value.message == accounts.LOCKED
 

@@ -340,7 +340,7 @@ def serve(
             date_header=True,
             access_log=False,
             log_config=None,
-            proxy_headers=False,
+            proxy_headers=False,  # forwarded headers: the app's own, from ESPACE_SANTE_TRUSTED_PROXIES only
             timeout_graceful_shutdown=10,
         )
     finally:

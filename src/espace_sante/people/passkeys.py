@@ -38,7 +38,7 @@ from webauthn.helpers.structs import (
 
 from espace_sante import mail
 from espace_sante.audit import trace
-from espace_sante.people import ratelimit, sessions
+from espace_sante.people import devices, ratelimit, sessions
 from espace_sante.people.accounts import LOCKED, Account, AccountError, account_record
 from espace_sante.people.signin import ACR, SignedIn, SignInRefused
 from espace_sante.runtime import Runtime
@@ -246,8 +246,10 @@ async def authenticate(
     ip: str,
     user_agent: str,
     request_id: str = "",
+    device_cookie: str = "",
 ) -> SignedIn:
-    """Verify a passkey assertion and open a session at level "eidas2". SignInRefused otherwise."""
+    """Verify a passkey assertion and open a session at level "eidas2". SignInRefused otherwise. Counted per
+    account and source, without a ceiling: an assertion is a signature, which no number of tries guesses."""
     from espace_sante.people.signin import _refuse  # the same tracing of failures as password sign-in
 
     try:
@@ -257,9 +259,12 @@ async def authenticate(
         raise SignInRefused(FAILED) from exc
     row = await rt.db.read("passkey_get", store.passkey, raw_id)
     account = await rt.db.read("account_get", store.by_id, row.account_id) if row is not None else None
+    source = ratelimit.Source(
+        ip, devices.trusted_device(rt.settings, device_cookie, account.account_id if account else None)
+    )
     keys = [ratelimit.ip_key(ip)]
     if account is not None:
-        keys.insert(0, ratelimit.passkey_key(account.account_id))
+        keys = ratelimit.keys_for(ratelimit.passkey_key(account.account_id), source, ceiling=False)
     who = (account.kind, account.actor_id) if account is not None else ("anonymous", "passkey:unknown")
     gate = await ratelimit.enter(rt, keys)
     if not gate.allowed:
@@ -308,6 +313,6 @@ async def authenticate(
             ip=ip,
             request_id=request_id,
         )
-        return SignedIn(cookie, session, "")
+        return SignedIn(cookie, session, "", devices.remember(rt.settings, device_cookie, account_id))
 
     return await rt.db.interaction("signin_passkey", work)

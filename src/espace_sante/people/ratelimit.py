@@ -1,12 +1,21 @@
-"""Limits on guessing secrets (SECURITY V2 2.2.1; the numbers are in docs/access-policy.md, "Sign-in limits").
+"""Limits on guessing secrets that a stranger cannot turn into a lockout (SECURITY V2 2.2.1, NIST SP 800-63B
+5.2.2; the numbers and their argument are in docs/access-policy.md, "Sign-in limits").
 
 Every check of a guessable secret (password, TOTP code, recovery code, passkey assertion) first passes a gate
-that counts the attempt in PostgreSQL under several keys at once: the account and factor (`pw:<login
-digest>` for passwords, whether the login exists or not, so a lockout says nothing about existence;
-`2fa:<account>` for codes; `pk:<account>` for passkeys) and the client address (`ip:<address>`). When a key
-has reached its limit within the window it is locked for the lockout period: every attempt on it is refused
-without checking the secret, the right one included. Counters live in the database so that every app process
-shares them.
+that counts the attempt in PostgreSQL, before the secret is checked, under several keys at once:
+
+- per secret *and source* (`pw:<login digest>|ip:<address>`, `2fa:<account>|…`, `pk:<account>|…`): the source
+  is the browser's trusted device for this account when it has one (`dev:<id>`, people/devices.py), else the
+  client address. A few free failures, then a wait that doubles with every further failure (back-off), capped.
+  A success from that source forgets them. Someone else's failures never make a source wait.
+- per address, all logins together (`ip:<address>`, against trying one password on many logins): a larger
+  allowance, then the same back-off. A trusted device is not counted here: it keeps its own allowance even
+  behind an address someone else is abusing.
+- per secret, all sources together (`pw:<login digest>`, `2fa:<account>`): a ceiling per hour that no
+  distributed guesser gets past. It never makes anyone wait; what happens beyond it is the caller's rule
+  (a password from an untrusted source is checked "blind", people/signin.py; codes are refused).
+
+Counters live in the database so that every app process shares them.
 """
 
 from __future__ import annotations
@@ -14,15 +23,34 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from espace_sante.runtime import Runtime
 from espace_sante.settings import Settings
 from espace_sante.storage import ratelimit as store
 from espace_sante.storage.db import Conn
+from espace_sante.storage.ratelimit import Counter
+
+
+@dataclass(frozen=True)
+class Source:
+    """Where an attempt comes from: the client address, and the browser's device when it is trusted for the
+    account tried (checked by people/devices.py; "" otherwise)."""
+
+    ip: str
+    device: str = ""
+
+    @property
+    def trusted(self) -> bool:
+        return bool(self.device)
+
+    @property
+    def key(self) -> str:
+        return f"dev:{self.device}" if self.device else f"ip:{self.ip or 'unknown'}"
 
 
 def password_key(login_key: str) -> str:
+    """The login's ceiling, whether the login exists or not (so a limit says nothing about existence)."""
     return "pw:" + hashlib.sha256(login_key.encode()).hexdigest()[:32]
 
 
@@ -38,62 +66,156 @@ def ip_key(ip: str) -> str:
     return f"ip:{ip or 'unknown'}"
 
 
-def _limit(settings: Settings, key: str) -> int:
-    return settings.signin_ip_max_failures if key.startswith("ip:") else settings.signin_max_failures
+def per_source(secret_key: str, source: Source) -> str:
+    return f"{secret_key}|{source.key}"
+
+
+def keys_for(secret_key: str, source: Source, *, ceiling: bool = True) -> list[str]:
+    """The keys one attempt on a secret counts under: the secret and source, the secret's ceiling, and the
+    address unless the device is trusted."""
+    keys = [per_source(secret_key, source)]
+    if ceiling:
+        keys.append(secret_key)
+    if not source.trusted:
+        keys.append(ip_key(source.ip))
+    return keys
+
+
+@dataclass(frozen=True)
+class Rule:
+    """How one key counts. `ceiling`: a fixed window and a limit, never a wait. Otherwise `free` failures
+    within the window, then a wait of `first_wait` seconds doubling with each failure up to `max_wait`; the
+    count starts again after a window without attempts."""
+
+    free: int
+    window: int
+    ceiling: bool = False
+    first_wait: int = 0
+    max_wait: int = 0
+
+
+def rule(settings: Settings, key: str) -> Rule:
+    if "|" in key:
+        return Rule(
+            settings.signin_max_failures,
+            settings.signin_failure_window_seconds,
+            first_wait=settings.signin_backoff_seconds,
+            max_wait=settings.signin_lockout_seconds,
+        )
+    if key.startswith("ip:"):
+        return Rule(
+            settings.signin_ip_max_failures,
+            settings.signin_failure_window_seconds,
+            first_wait=settings.signin_backoff_seconds,
+            max_wait=settings.signin_lockout_seconds,
+        )
+    limit = (
+        settings.signin_code_max_failures if key.startswith("2fa:") else settings.signin_account_max_failures
+    )
+    return Rule(limit, settings.signin_account_window_seconds, ceiling=True)
+
+
+def waiting(counter: Counter, now: datetime) -> datetime | None:
+    """The end of the key's wait if it is waiting now."""
+    return counter.locked_until if counter.locked_until is not None and counter.locked_until > now else None
+
+
+def count(counter: Counter, now: datetime, r: Rule) -> Counter:
+    """The counter after one more attempt (not waiting). The attempt that reaches the free allowance starts
+    the wait for the next one, so that concurrent guesses cannot all be checked."""
+    if r.ceiling:
+        if counter.window_start <= now - timedelta(seconds=r.window):
+            return Counter(1, now, None)
+        return Counter(counter.failures + 1, counter.window_start, None)
+    last = max(counter.window_start, counter.locked_until or counter.window_start)
+    if last <= now - timedelta(seconds=r.window):
+        counter = Counter(0, now, None)
+    failures = counter.failures + 1
+    until = counter.locked_until
+    if failures >= r.free:
+        wait = min(r.max_wait, r.first_wait * 2 ** min(failures - r.free, 30))
+        until = now + timedelta(seconds=wait)
+    return Counter(failures, counter.window_start, until)
 
 
 @dataclass
 class Gate:
-    """The counted attempt: whether it may go on, and the counts taken."""
+    """The counted attempt: whether it may go on, and what the counts say."""
 
     keys: list[str]
     counts: dict[str, int] = field(default_factory=dict)
+    #: The end of the wait that refused this attempt (nothing was counted then), or None.
     locked_until: datetime | None = None
-    #: Keys this attempt locked (to trace the lockout once).
+    #: Keys whose wait this attempt started (to trace it once).
     newly_locked: list[str] = field(default_factory=list)
+    #: Ceiling keys this attempt went past.
+    over: list[str] = field(default_factory=list)
+    #: Each key's free allowance (to give an attempt back).
+    free: dict[str, int] = field(default_factory=dict)
 
     @property
     def allowed(self) -> bool:
         return self.locked_until is None
 
+    @property
+    def over_ceiling(self) -> bool:
+        return bool(self.over)
+
 
 async def enter(rt: Runtime, keys: Sequence[str]) -> Gate:
     """Count one attempt under every key, in its own committed transaction (so concurrent attempts in any
-    process see it at once). Refused when a key is locked or already over its limit."""
+    process see it at once). Refused, and counted nowhere, when a key is waiting."""
     settings = rt.settings
 
-    async def count(conn: Conn) -> Gate:
+    async def work(conn: Conn) -> Gate:
         gate = Gate(list(dict.fromkeys(keys)))
+        now, counters = await store.load(conn, gate.keys)
+        waits = [
+            until
+            for key in gate.keys
+            if not rule(settings, key).ceiling and (until := waiting(counters[key], now)) is not None
+        ]
+        if waits:
+            gate.locked_until = max(waits)
+            return gate
         for key in gate.keys:
-            failures, until = await store.attempt(conn, key, settings.signin_failure_window_seconds)
-            gate.counts[key] = failures
-            if until is not None:
-                gate.locked_until = max(gate.locked_until or until, until)
-            elif failures > _limit(settings, key):
-                if await store.lock(conn, key, settings.signin_lockout_seconds):
-                    gate.newly_locked.append(key)
-                gate.locked_until = await store.locked_until(conn, key)
+            r = rule(settings, key)
+            gate.free[key] = r.free
+            after = count(counters[key], now, r)
+            await store.save(conn, key, after)
+            gate.counts[key] = after.failures
+            if r.ceiling and after.failures > r.free:
+                gate.over.append(key)
+            elif not r.ceiling and after.failures == r.free:
+                gate.newly_locked.append(key)
         return gate
 
-    return await rt.db.interaction("signin_gate", count)
+    return await rt.db.interaction("signin_gate", work)
 
 
 async def failed(conn: Conn, settings: Settings, gate: Gate) -> list[str]:
-    """The secret was wrong: lock every key that has now reached its limit (the next attempt, even with the
-    right secret, is refused). Returns the keys locked now."""
-    locked = []
+    """The secret was wrong. The attempt was counted before the check (and any wait it earns started then):
+    nothing more to do; returns the keys whose wait this attempt started, to trace."""
+    return list(gate.newly_locked)
+
+
+async def not_a_guess(conn: Conn, gate: Gate) -> None:
+    """The attempt turned out not to be a guess (a right TOTP code of a step already used): its count is
+    given back everywhere, and any wait it started is lifted."""
     for key in gate.keys:
-        if gate.counts.get(key, 0) >= _limit(settings, key) and await store.lock(
-            conn, key, settings.signin_lockout_seconds
-        ):
-            locked.append(key)
-    return locked
+        await store.give_back_one(conn, key, gate.free.get(key, 0))
 
 
 async def succeeded(conn: Conn, gate: Gate) -> None:
-    """The secret was right: the account's counts start again; the address gives back this one attempt."""
+    """The secret was right: the failures from this source are forgotten (NIST SP 800-63B 5.2.2); the
+    address and the ceiling only give back this one attempt (someone else's failures stay counted)."""
     for key in gate.keys:
-        if key.startswith("ip:"):
-            await store.give_back(conn, key)
-        else:
+        if "|" in key:
             await store.clear(conn, key)
+        else:
+            await store.give_back_one(conn, key, gate.free.get(key, 0))
+
+
+async def forget(conn: Conn, key: str) -> None:
+    """Forget one per-source key (its secret was proven right another way)."""
+    await store.clear(conn, key)

@@ -5,9 +5,15 @@ factor, it opens a short-lived *flow* (the browser holds its secret in a cookie,
 The second step takes a TOTP code or a recovery code on that flow and opens the session at level "eidas2".
 A password alone never opens a session: an account without TOTP signs in with a passkey.
 
-Every guess passes `ratelimit` first; every outcome is traced in the directory's chain, a failure with the
-counter update, a success with the session row. Failures say the same thing whether the login exists or not,
-and an unknown login costs the same argon2 time as a known one.
+Every guess passes `ratelimit` first, counted per login and source (the address, or the browser's trusted
+device); every outcome is traced in the directory's chain, a failure with the counter update, a success with
+the session row. Failures say the same thing whether the login exists or not, and an unknown login costs the
+same argon2 time as a known one.
+
+Past the login's ceiling (docs/access-policy.md "Sign-in limits"), a password typed from a browser that is not
+one of the account's trusted devices is checked *blind*: right or wrong, the answer is the code step, and only
+the right password with the right code opens a session. A distributed guesser learns nothing more about the
+password, and the holder, from any new address, still signs in.
 """
 
 from __future__ import annotations
@@ -18,7 +24,7 @@ from dataclasses import dataclass
 
 from espace_sante import mail
 from espace_sante.audit import trace
-from espace_sante.people import passwords, ratelimit, sessions, totp
+from espace_sante.people import devices, passwords, ratelimit, sessions, totp
 from espace_sante.people.accounts import LOCKED, LOGIN_PATTERN, Account, account_record, login_key
 from espace_sante.runtime import Runtime
 from espace_sante.storage import accounts as store
@@ -31,8 +37,13 @@ ACR = "eidas2"
 WRONG = "Identifiant ou mot de passe incorrect. / Wrong login or password."
 WRONG_CODE = "Code incorrect. / Wrong code."
 REPLAYED = (
-    "Ce code a déjà servi : attendez le suivant (30 secondes). / This code was already used: wait for the next "
-    "one (30 seconds)."
+    "Code déjà utilisé : ce code a déjà servi, attendez le suivant (30 secondes). / Code already used: wait "
+    "for the next one (30 seconds)."
+)
+#: The answer to every refused code of a blind step: it must not tell whether the password was right.
+BLIND_WRONG = (
+    "Identifiant, mot de passe ou code incorrect : recommencez la connexion. / Wrong login, password or code: "
+    "sign in again."
 )
 EXPIRED = (
     "Le délai pour saisir le code est dépassé : recommencez la connexion. / Too late to type the code: sign in "
@@ -73,41 +84,76 @@ async def _refuse(
     ip: str,
     request_id: str,
     count: bool = True,
+    uncount: bool = False,
+    note: str = "",
 ) -> None:
-    """Trace a refused attempt (and the lockout it causes), in one transaction with the counters."""
+    """Trace a refused attempt (and the wait it starts), in one transaction with the counters. `count`: the
+    attempt was a guess (a refusal while waiting was counted nowhere); `uncount`: it was counted but was no
+    guess, and is given back."""
+    await rt.db.interaction(
+        "signin_refused",
+        _record_refusal,
+        rt,
+        gate,
+        who,
+        factor=factor,
+        reason=reason,
+        ip=ip,
+        request_id=request_id,
+        count=count,
+        uncount=uncount,
+        note=note,
+    )
 
-    async def work(conn: Conn) -> None:
-        locked = list(gate.newly_locked)
-        if count:
-            locked += await ratelimit.failed(conn, rt.settings, gate)
-        detail = f"{factor} ip={ip}"
+
+async def _record_refusal(
+    conn: Conn,
+    rt: Runtime,
+    gate: ratelimit.Gate,
+    who: tuple[str, str],
+    *,
+    factor: str,
+    reason: str,
+    ip: str,
+    request_id: str,
+    count: bool = True,
+    uncount: bool = False,
+    note: str = "",
+) -> None:
+    locked = await ratelimit.failed(conn, rt.settings, gate) if count and not uncount else []
+    if uncount:
+        await ratelimit.not_a_guess(conn, gate)
+    detail = f"{factor} ip={ip}" + (f" {note}" if note else "")
+    await trace.account_event(
+        conn,
+        account_record(
+            "signin:failure",
+            kind=who[0],
+            actor_id=who[1],
+            outcome="4",
+            detail=detail,
+            basis=reason,
+            request_id=request_id,
+        ),
+    )
+    if locked:
         await trace.account_event(
             conn,
             account_record(
-                "signin:failure",
+                "signin:locked",
                 kind=who[0],
                 actor_id=who[1],
                 outcome="4",
-                detail=detail,
-                basis=reason,
+                detail=f"{factor} ip={ip} keys={','.join(_kind(k) for k in locked)}",
+                basis="too many failures",
                 request_id=request_id,
             ),
         )
-        if locked:
-            await trace.account_event(
-                conn,
-                account_record(
-                    "signin:locked",
-                    kind=who[0],
-                    actor_id=who[1],
-                    outcome="4",
-                    detail=f"{factor} ip={ip} keys={','.join(k.split(':', 1)[0] for k in locked)}",
-                    basis="too many failures",
-                    request_id=request_id,
-                ),
-            )
 
-    await rt.db.interaction("signin_refused", work)
+
+def _kind(key: str) -> str:
+    """`pw+ip` for `pw:<digest>|ip:<address>`: what a wait is counted on, without the login or address."""
+    return "+".join(part.split(":", 1)[0] for part in key.split("|"))
 
 
 def _who(account: AccountRow | None, key: str) -> tuple[str, str]:
@@ -115,15 +161,24 @@ def _who(account: AccountRow | None, key: str) -> tuple[str, str]:
 
 
 async def password_step(
-    rt: Runtime, *, login: str, password: str, ip: str, next_path: str = "", request_id: str = ""
+    rt: Runtime,
+    *,
+    login: str,
+    password: str,
+    ip: str,
+    next_path: str = "",
+    request_id: str = "",
+    device_cookie: str = "",
 ) -> str:
     """Check login and password. Returns the secret of the flow for the second factor (to keep in a cookie).
-    SignInRefused with the message to show otherwise."""
+    SignInRefused with the message to show otherwise. `device_cookie`: the browser's trusted-device cookie."""
     key = login_key(login)[:254]
-    gate = await ratelimit.enter(rt, [ratelimit.password_key(key), ratelimit.ip_key(ip)])
     # A login no account can have (control characters, spaces…) is looked up nowhere, but costs the same.
     plausible = bool(LOGIN_PATTERN.match(key))
     account = await rt.db.read("account_by_login", store.by_login, key) if plausible else None
+    device = devices.trusted_device(rt.settings, device_cookie, account.account_id if account else None)
+    source = ratelimit.Source(ip, device)
+    gate = await ratelimit.enter(rt, ratelimit.keys_for(ratelimit.password_key(key), source))
     who = _who(account, key)
     if not gate.allowed:
         await _refuse(
@@ -134,6 +189,8 @@ async def password_step(
     checked = await passwords.verify_password(
         rt.settings, stored[0] if stored else None, stored[1] if stored else "", password[:4096]
     )
+    if gate.over_ceiling and not source.trusted:
+        return await _blind_step(rt, gate, who, account, key, checked.ok, next_path, ip, request_id)
     if not checked.ok or account is None or account.disabled:
         reason = "disabled" if checked.ok and account is not None else "wrong secret"
         await _refuse(rt, gate, who, factor="password", reason=reason, ip=ip, request_id=request_id)
@@ -170,43 +227,136 @@ async def password_step(
     return secret
 
 
+async def _blind_step(
+    rt: Runtime,
+    gate: ratelimit.Gate,
+    who: tuple[str, str],
+    account: AccountRow | None,
+    key: str,
+    right: bool,
+    next_path: str,
+    ip: str,
+    request_id: str,
+) -> str:
+    """Past the login's ceiling, from an untrusted source: the code step in every case. Its flow names the
+    account only when the password was right and a code can follow; nothing is given back or cleared here
+    (a count going down would tell the password was right)."""
+    # The same reads and one transaction whatever the outcome: the time taken must not tell either.
+    has = await rt.db.read("account_factors", store.factors, account.account_id) if account else None
+    usable = right and account is not None and not account.disabled and has is not None and has.totp
+    reason = "wrong secret"
+    if right and account is not None:
+        reason = "disabled" if account.disabled else "no second factor"
+    secret = secrets.token_urlsafe(32)
+
+    async def work(conn: Conn) -> None:
+        if not usable:
+            await _record_refusal(
+                conn,
+                rt,
+                gate,
+                who,
+                factor="password",
+                reason=reason,
+                ip=ip,
+                request_id=request_id,
+                note="blind",
+            )
+        await store.add_flow(
+            conn,
+            flow_digest(secret),
+            account.account_id if usable and account is not None else None,
+            next_path,
+            rt.settings.signin_step_seconds,
+            blind=True,
+            login=key,
+        )
+
+    await rt.db.interaction("signin_password_blind", work)
+    return secret
+
+
 @dataclass(frozen=True)
 class SignedIn:
     secret: str
     session: sessions.Session
     next_path: str
+    #: The browser's trusted-device cookie, renewed for this account (people/devices.py).
+    device_cookie: str = ""
 
 
-async def flow_account(rt: Runtime, flow_secret: str) -> tuple[Account, str] | None:
-    """The account waiting for its second factor on this flow, and where to go next; None if expired."""
+@dataclass(frozen=True)
+class Waiting:
+    """A step waiting for its second factor: the login to show, the account (None on a blind step whose
+    password was wrong), where to go next, and whether the step is blind."""
+
+    login: str
+    account: Account | None
+    next_path: str
+    blind: bool
+
+
+async def waiting_flow(rt: Runtime, flow_secret: str) -> Waiting | None:
+    """The step waiting on this flow; None if expired (or its account since disabled)."""
     if not flow_secret or len(flow_secret) > 128:
         return None
     found = await rt.db.read("signin_flow", store.flow, flow_digest(flow_secret))
     if found is None:
         return None
-    row = await rt.db.read("account_get", store.by_id, found[0])
+    if found.account_id is None:
+        return Waiting(found.login, None, found.next_path, True)
+    row = await rt.db.read("account_get", store.by_id, found.account_id)
     if row is None or row.disabled:
         return None
-    return Account.of(row), found[1]
+    account = Account.of(row)
+    return Waiting(found.login if found.blind else account.login, account, found.next_path, found.blind)
 
 
 async def second_factor_step(
-    rt: Runtime, *, flow_secret: str, code: str, ip: str, user_agent: str, request_id: str = ""
+    rt: Runtime,
+    *,
+    flow_secret: str,
+    code: str,
+    ip: str,
+    user_agent: str,
+    request_id: str = "",
+    device_cookie: str = "",
 ) -> SignedIn:
     """Check a TOTP code (once only) or a recovery code (single use) on a password flow and open the
-    session. SignInRefused with the message to show otherwise."""
-    waiting = await flow_account(rt, flow_secret)
+    session. SignInRefused with the message to show otherwise. A code of a step already used is answered as
+    such and not counted (it is no guess: whoever typed it saw it)."""
+    waiting = await waiting_flow(rt, flow_secret)
     if waiting is None:
         raise SignInRefused(EXPIRED)
-    account, next_path = waiting
+    if waiting.account is None:
+        # A blind step whose password was wrong: its failure is counted and traced already.
+        await rt.db.interaction("signin_flow_end", store.end_flow, flow_digest(flow_secret))
+        raise SignInRefused(BLIND_WRONG)
+    account, next_path, blind = waiting.account, waiting.next_path, waiting.blind
     who = (account.kind, account.actor_id)
-    gate = await ratelimit.enter(rt, [ratelimit.second_factor_key(account.account_id), ratelimit.ip_key(ip)])
-    if not gate.allowed:
+    device = devices.trusted_device(rt.settings, device_cookie, account.account_id)
+    source = ratelimit.Source(ip, device)
+    gate = await ratelimit.enter(
+        rt, ratelimit.keys_for(ratelimit.second_factor_key(account.account_id), source)
+    )
+    if not gate.allowed or (gate.over_ceiling and not source.trusted):
+        # Past the codes' ceiling only a trusted device may go on: whoever is guessing knows the password.
         await rt.db.interaction("signin_flow_end", store.end_flow, flow_digest(flow_secret))
         await _refuse(
-            rt, gate, who, factor="totp", reason="locked", ip=ip, request_id=request_id, count=False
+            rt,
+            gate,
+            who,
+            factor="totp",
+            reason="locked",
+            ip=ip,
+            request_id=request_id,
+            count=gate.allowed,
         )
-        raise SignInRefused(LOCKED)
+        code_ceiling = ratelimit.second_factor_key(account.account_id)
+        if gate.counts.get(code_ceiling) == gate.free.get(code_ceiling, 0) + 1:
+            # The first attempt past the codes' ceiling: whoever guesses has the password (ASVS 2.2.3 spirit).
+            await mail.notify_credential_change(rt, account.notice_address, "codes-guessed")
+        raise SignInRefused(BLIND_WRONG if blind else LOCKED)
     peppers = passwords.peppers(rt.settings)
     code = code.strip()[:64]
     step: int | None = None
@@ -218,6 +368,7 @@ async def second_factor_step(
             step = totp.matching_step(secret, code)
     factor = "totp" if use_totp else "recovery"
     method = "password+totp" if use_totp else "password+recovery"
+    password_source = ratelimit.per_source(ratelimit.password_key(waiting.login), source)
 
     async def work(conn: Conn) -> SignedIn | str:
         if use_totp:
@@ -233,6 +384,10 @@ async def second_factor_step(
             # Roll back: an expired step must not use up the code or the recovery code just checked.
             raise _Expired
         await ratelimit.succeeded(conn, gate)
+        if blind:
+            # The blind password step gave nothing back; now that both factors were right, this source's
+            # password failures are forgotten as after any sign-in.
+            await ratelimit.forget(conn, password_source)
         cookie, session = await sessions.start_in(
             conn,
             rt,
@@ -243,18 +398,25 @@ async def second_factor_step(
             ip=ip,
             request_id=request_id,
         )
-        return SignedIn(cookie, session, next_path)
+        remembered = devices.remember(rt.settings, device_cookie, account.account_id)
+        return SignedIn(cookie, session, next_path, remembered)
 
     try:
         outcome = await rt.db.interaction("signin_second_factor", work)
     except _Expired:
         raise SignInRefused(EXPIRED) from None
     if isinstance(outcome, str):
-        await _refuse(rt, gate, who, factor=factor, reason=outcome, ip=ip, request_id=request_id)
-        if outcome == "replayed code":
+        replayed = outcome == "replayed code"
+        await _refuse(
+            rt, gate, who, factor=factor, reason=outcome, ip=ip, request_id=request_id, uncount=replayed
+        )
+        if replayed:
             # SECURITY V2 2.8.4: a code used twice may mean someone else saw it; the person is told.
             await mail.notify_credential_change(rt, account.notice_address, "totp-replayed")
-        raise SignInRefused(REPLAYED if outcome == "replayed code" else WRONG_CODE)
+        if blind:
+            await rt.db.interaction("signin_flow_end", store.end_flow, flow_digest(flow_secret))
+            raise SignInRefused(BLIND_WRONG)
+        raise SignInRefused(REPLAYED if replayed else WRONG_CODE)
     if not use_totp:
         await mail.notify_credential_change(rt, account.notice_address, "recovery-code-used")
     return outcome

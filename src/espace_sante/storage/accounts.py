@@ -365,15 +365,26 @@ async def take_challenge(
 
 
 async def add_flow(
-    conn: Conn, flow_hash: bytes, account_id: uuid.UUID, next_path: str, lifetime_seconds: int
+    conn: Conn,
+    flow_hash: bytes,
+    account_id: uuid.UUID | None,
+    next_path: str,
+    lifetime_seconds: int,
+    *,
+    blind: bool = False,
+    login: str = "",
 ) -> None:
+    """A step to the second factor; `blind` (docs/access-policy.md "Sign-in limits"): its password was not
+    answered, and `account_id` is None when it was wrong."""
     await conn.execute(
-        "INSERT INTO signin_flow (flow_hash, account_id, next_path, expires_at) "
-        "VALUES ($1, $2, $3, now() + make_interval(secs => $4))",
+        "INSERT INTO signin_flow (flow_hash, account_id, next_path, expires_at, blind, login) "
+        "VALUES ($1, $2, $3, now() + make_interval(secs => $4), $5, $6)",
         flow_hash,
         account_id,
         next_path,
         lifetime_seconds,
+        blind,
+        login,
     )
     await conn.execute(
         "DELETE FROM signin_flow WHERE ctid = ANY(ARRAY(SELECT ctid FROM signin_flow "
@@ -381,11 +392,20 @@ async def add_flow(
     )
 
 
-async def flow(conn: Conn, flow_hash: bytes) -> tuple[uuid.UUID, str] | None:
+@dataclass(frozen=True)
+class FlowRow:
+    account_id: uuid.UUID | None
+    next_path: str
+    blind: bool
+    login: str
+
+
+async def flow(conn: Conn, flow_hash: bytes) -> FlowRow | None:
     row = await conn.fetchrow(
-        "SELECT account_id, next_path FROM signin_flow WHERE flow_hash = $1 AND expires_at > now()", flow_hash
+        "SELECT account_id, next_path, blind, login FROM signin_flow WHERE flow_hash = $1 AND expires_at > now()",
+        flow_hash,
     )
-    return None if row is None else (row["account_id"], row["next_path"])
+    return None if row is None else FlowRow(row["account_id"], row["next_path"], row["blind"], row["login"])
 
 
 async def end_flow(conn: Conn, flow_hash: bytes) -> bool:

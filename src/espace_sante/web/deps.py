@@ -55,7 +55,8 @@ def runtime(request: Request) -> Runtime:
 
 
 def client_ip(request: Request) -> str:
-    """The peer address (uvicorn rewrites it from forwarded headers only for the configured proxy)."""
+    """The client's address: the peer's, or the one a trusted proxy forwarded (ESPACE_SANTE_TRUSTED_PROXIES,
+    app.py); an X-Forwarded-For from anyone else is ignored."""
     return request.client.host if request.client else ""
 
 

@@ -29,7 +29,7 @@ from starlette.exceptions import HTTPException
 from starlette.responses import JSONResponse, RedirectResponse, Response
 
 from espace_sante.audit.wording import when
-from espace_sante.people import accounts, passkeys, sessions, signin
+from espace_sante.people import accounts, devices, passkeys, sessions, signin
 from espace_sante.people.accounts import Account, AccountError, ReauthRequired
 from espace_sante.people.signin import SignInRefused
 from espace_sante.web import deps
@@ -156,6 +156,7 @@ async def signin_password(request: Request) -> Response:
             ip=client_ip(request),
             next_path=next_path,
             request_id=request_id(request),
+            device_cookie=request.cookies.get(devices.COOKIE, ""),
         )
     except SignInRefused as exc:
         return _signin_page(
@@ -166,22 +167,30 @@ async def signin_password(request: Request) -> Response:
     return response
 
 
-def _code_page(request: Request, account: Account, *, error: str = "", status: int = 200) -> Response:
-    context = {"error": error, "login": account.login, "title": "Code de vérification"}
+def _code_page(request: Request, login: str, *, error: str = "", status: int = 200) -> Response:
+    context = {"error": error, "login": login, "title": "Code de vérification"}
     return _pre_session_page(request, "signin_code.html", context, status)
 
 
 @router.get("/connexion/code")
 async def signin_code_form(request: Request) -> Response:
-    waiting = await signin.flow_account(deps.runtime(request), request.cookies.get(FLOW_COOKIE, ""))
+    waiting = await signin.waiting_flow(deps.runtime(request), request.cookies.get(FLOW_COOKIE, ""))
     if waiting is None:
         return _see_other("/connexion?message=expire")
-    return _code_page(request, waiting[0])
+    return _code_page(request, waiting.login)
 
 
-def _signed_in(request: Request, response: Response, secret: str) -> Response:
-    set_cookie(response, SESSION_COOKIE, secret)
+def _signed_in(request: Request, response: Response, done: signin.SignedIn) -> Response:
+    set_cookie(response, SESSION_COOKIE, done.secret)
     clear_cookie(response, FLOW_COOKIE)
+    if done.device_cookie:
+        # This browser is now a trusted device of the account: its own allowance of failures.
+        set_cookie(
+            response,
+            devices.COOKIE,
+            done.device_cookie,
+            max_age=devices.max_age(deps.runtime(request).settings),
+        )
     return response
 
 
@@ -196,12 +205,12 @@ async def _end_previous(request: Request) -> None:
 async def signin_code(request: Request) -> Response:
     rt = deps.runtime(request)
     flow = request.cookies.get(FLOW_COOKIE, "")
-    waiting = await signin.flow_account(rt, flow)
+    waiting = await signin.waiting_flow(rt, flow)
     if waiting is None:
         return _see_other("/connexion?message=expire")
     form = await _form(request)
     if form is None or not check_pre_token(request, _field(form, "csrf", 200)):
-        return _code_page(request, waiting[0], error=FORGED, status=403)
+        return _code_page(request, waiting.login, error=FORGED, status=403)
     try:
         done = await signin.second_factor_step(
             rt,
@@ -210,15 +219,16 @@ async def signin_code(request: Request) -> Response:
             ip=client_ip(request),
             user_agent=user_agent(request),
             request_id=request_id(request),
+            device_cookie=request.cookies.get(devices.COOKIE, ""),
         )
     except SignInRefused as exc:
-        if exc.message in (signin.EXPIRED, accounts.LOCKED):
+        if exc.message in (signin.EXPIRED, accounts.LOCKED, signin.BLIND_WRONG):
             response = _signin_page(request, error=exc.message, status=_status_of(exc.message))
             clear_cookie(response, FLOW_COOKIE)
             return response
-        return _code_page(request, waiting[0], error=exc.message, status=400)
+        return _code_page(request, waiting.login, error=exc.message, status=400)
     await _end_previous(request)
-    return _signed_in(request, _see_other(done.next_path or HOME), done.secret)
+    return _signed_in(request, _see_other(done.next_path or HOME), done)
 
 
 @router.post("/connexion/cle/options")
@@ -244,13 +254,14 @@ async def signin_passkey(request: Request) -> Response:
             ip=client_ip(request),
             user_agent=user_agent(request),
             request_id=request_id(request),
+            device_cookie=request.cookies.get(devices.COOKIE, ""),
         )
     except SignInRefused as exc:
         return _json_error(exc.message, _status_of(exc.message))
     await _end_previous(request)
     target = safe_next(str(data.get("next") or "")) or HOME
     return _signed_in(
-        request, JSONResponse({"redirect": target}, headers={"Cache-Control": "no-store"}), done.secret
+        request, JSONResponse({"redirect": target}, headers={"Cache-Control": "no-store"}), done
     )
 
 
