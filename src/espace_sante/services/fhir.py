@@ -128,7 +128,12 @@ async def _out_of_reach(ctx: Context, decision: Decision, space_id: uuid.UUID | 
 async def scoped_search(conn: Conn, ctx: Context, decision: Decision, request: SearchRequest) -> Decision:
     """A search's decision in the spaces it may reach, with the decisions on its chained types."""
     hint = search_store.space_hint(request)
-    decision = await scoped(conn, ctx, decision, None if hint is None else [hint])
+    spaces = None if hint is None else [hint]
+    if spaces is None and decision.slices is not None and needs_facts(ctx.actor) and decision.allowed:
+        # ITI-67 names the patient by INS (patient.identifier): its space, not every space the actor relates
+        # to, is what the decision is taken on (issue 15: a care team passes MAX_SPACES_WITHOUT_PATIENT).
+        spaces = await search_store.named_spaces(conn, request)
+    decision = await scoped(conn, ctx, decision, spaces)
     targets = {c.chain.target_type for c in request.clauses if c.chain is not None}
     if not targets or decision.slices is None:
         return decision
