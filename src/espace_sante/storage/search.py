@@ -358,10 +358,15 @@ async def page(
     return found, len(rows) > request.count
 
 
-async def count(conn: Conn, decision: Decision, request: SearchRequest) -> int:
+async def counts(conn: Conn, decision: Decision, request: SearchRequest) -> dict[uuid.UUID, int]:
+    """The number of matches in each space that has any: a count tells whether a patient has such data as
+    well as a page does, so the caller traces every space counted (issue 16)."""
     q = _Sql()
     t, where = _where(q, decision, request)
-    return int(await conn.fetchval(f"SELECT count(*) FROM {t.resource} r WHERE {where}", *q.args))
+    rows = await conn.fetch(
+        f"SELECT r.space_id, count(*) AS n FROM {t.resource} r WHERE {where} GROUP BY r.space_id", *q.args
+    )
+    return {row["space_id"]: int(row["n"]) for row in rows}
 
 
 async def includes(
