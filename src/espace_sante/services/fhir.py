@@ -302,6 +302,9 @@ def parse_request(ctx: Context, resource_type: str, pairs: Sequence[tuple[str, s
         strict=ctx.strict,
         default_count=settings.search_default_count,
         max_count=settings.search_max_count,
+        # A professional's DocumentReference search is ITI-67, which names the patient: an unknown parameter
+        # there is a mistake to report, never a filter to drop (issue 16).
+        refuse_unknown=ctx.actor.kind == "practitioner" and resource_type == "DocumentReference",
     )
 
 
