@@ -377,7 +377,9 @@ class _Parser:
         """Always an error (search.html#modifiers): `:exact` dropped from `patient.identifier:exact` would
         leave no filter at all."""
         n = _short(name)
-        _fail(name, f"Modificateur non pris en charge : '{n}'", f"unsupported modifier: '{n}'", "not-supported")
+        _fail(
+            name, f"Modificateur non pris en charge : '{n}'", f"unsupported modifier: '{n}'", "not-supported"
+        )
 
     def unknown_chain(self, name: str, fr: str, en: str) -> NoReturn:
         """A chain that cannot be followed is always an error: ignored, it would drop the patient filter."""
@@ -636,7 +638,9 @@ def names_patient(request: SearchRequest) -> bool:
                 return True
             continue
         param = clause.param
-        if param is None or param.type != "reference" or not (not param.targets or "Patient" in param.targets):
+        if param is None or param.type != "reference":
+            continue
+        if param.targets and "Patient" not in param.targets:  # no targets: any type, a Patient among them
             continue
         if any(isinstance(v, ReferenceQuery) and v.target_type in (None, "Patient") for v in clause.values):
             return True
