@@ -244,18 +244,66 @@ def _ids(bundle: dict[str, Any], rtype: str) -> set[str]:
     return {e["resource"]["id"] for e in bundle.get("entry", []) if e["resource"]["resourceType"] == rtype}
 
 
+#: Searches that only count (issue 16): they tell whether a patient has a kind of document as well as a page.
+COUNTING = (
+    {"_summary": "count"},
+    {"_count": "0"},
+    {"_offset": "50"},
+    {"_total": "accurate", "_count": "1"},
+)
+
+
+async def _search_records(runtime: Runtime, space_id: Any, actor_id: str) -> int:
+    async def run(conn: Any) -> int:
+        return int(
+            await conn.fetchval(
+                "SELECT count(*) FROM audit_event WHERE space_id = $1 AND actor_id = $2 "
+                "AND action = 'resource:search'",
+                space_id,
+                actor_id,
+            )
+        )
+
+    return await runtime.db.read("test_world_trace", run)
+
+
+async def _traced(
+    runtime: Runtime,
+    client: httpx.AsyncClient,
+    path: str,
+    params: dict[str, str],
+    space: Space,
+    actor_id: str,
+) -> dict[str, Any]:
+    """A search whose answer reached the space (an entry, or a count above zero) left a record in its trace."""
+    before = await _search_records(runtime, space.space_id, actor_id)
+    response = await client.get(path, params=params)
+    assert response.status_code == 200, response.text
+    bundle: dict[str, Any] = response.json()
+    if bundle.get("entry") or bundle.get("total"):
+        assert await _search_records(runtime, space.space_id, actor_id) > before, (path, params, actor_id)
+    return bundle
+
+
 @settings(
     max_examples=25,
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
-@given(world=st.lists(spaces, min_size=1, max_size=2))
+@given(
+    world=st.lists(spaces, min_size=1, max_size=2),
+    counting=st.sampled_from(COUNTING),
+    category=st.sampled_from(CATEGORIES),
+)
 async def test_no_generated_world_lets_anyone_see_more_than_the_rules_give(
     fhir: httpx.AsyncClient,
     runtime: Runtime,
     professionals: list[tuple[Professional, httpx.AsyncClient]],
     world: list[Space],
+    counting: dict[str, str],
+    category: str,
 ) -> None:
+    """... and no search, count or include that reaches a space leaves its trace without a record."""
     pros = [p for p, _ in professionals]
     for space in world:
         await _build(fhir, runtime, space, pros)
@@ -269,6 +317,7 @@ async def test_no_generated_world_lets_anyone_see_more_than_the_rules_give(
         actors: list[tuple[str, httpx.AsyncClient, Any]] = [("holder", holder, None)]
         actors += [(f"pro{i}", client, i) for i, (_, client) in enumerate(professionals)]
         for name, client, i in actors:
+            who = space.nir if i is None else pros[i].rpps
             if i is None:
                 expected = {d.id for d in space.documents if holder_sees_document(d)}
                 sections = {"Immunization": True, "AllergyIntolerance": True}
@@ -281,28 +330,53 @@ async def test_no_generated_world_lets_anyone_see_more_than_the_rules_give(
                 }
                 patient_visible = bool(_bases(space, i))
             context = (name, space)
-            found = await client.get(
-                "/DocumentReference", params={"patient": space.patient_id, "_count": "50"}
+            found = await _traced(
+                runtime,
+                client,
+                "/DocumentReference",
+                {"patient": space.patient_id, "_count": "50"},
+                space,
+                who,
             )
-            assert _ids(found.json(), "DocumentReference") == expected, context
-            count = await client.get(
-                "/DocumentReference", params={"patient": space.patient_id, "_summary": "count"}
+            assert _ids(found, "DocumentReference") == expected, context
+            count = await _traced(
+                runtime,
+                client,
+                "/DocumentReference",
+                {"patient": space.patient_id, "_summary": "count"},
+                space,
+                who,
             )
-            assert count.json()["total"] == len(expected), context
-            included = await client.get(
-                "/Patient", params={"_id": space.patient_id, "_revinclude": "DocumentReference:subject"}
+            assert count["total"] == len(expected), context
+            of_class = {d.id for d in space.documents if d.id in expected and d.category == category}
+            counted = await _traced(
+                runtime,
+                client,
+                "/DocumentReference",
+                {"patient": space.patient_id, "category": f"{A03}|{category}", **counting},
+                space,
+                who,
             )
-            assert _ids(included.json(), "DocumentReference") == expected, context
-            assert _ids(included.json(), "Patient") == ({space.patient_id} if patient_visible else set()), (
-                context
+            assert counted["total"] == len(of_class), (context, counting, category)
+            included = await _traced(
+                runtime,
+                client,
+                "/Patient",
+                {"_id": space.patient_id, "_revinclude": "DocumentReference:subject"},
+                space,
+                who,
             )
+            assert _ids(included, "DocumentReference") == expected, context
+            assert _ids(included, "Patient") == ({space.patient_id} if patient_visible else set()), context
             for doc in space.documents:
                 read = await client.get(f"/DocumentReference/{doc.id}")
                 assert read.status_code == (200 if doc.id in expected else 404), (context, doc)
                 content = await client.get(f"/Binary/{doc.binary}")
                 assert content.status_code == (200 if doc.id in expected else 404), (context, doc)
-            immunizations = await client.get("/Immunization", params={"patient": space.patient_id})
-            assert _ids(immunizations.json(), "Immunization") == (
+            immunizations = await _traced(
+                runtime, client, "/Immunization", {"patient": space.patient_id}, space, who
+            )
+            assert _ids(immunizations, "Immunization") == (
                 {space.immunization_id} if sections["Immunization"] else set()
             ), context
             if space.allergy:

@@ -4,9 +4,17 @@ The input is the list of (name, value) pairs of the query string or of a POST fo
 URL-decoded.  Nothing here touches the database: storage/ turns the AST into SQL over the index tables.
 
 Semantics (R4 search.html#combining): each pair is one clause and clauses are ANDed; the values of one
-pair, separated by unescaped commas, are ORed.  ``strict`` follows the ``Prefer: handling=strict``
-header (search.html#errors): unknown parameters and modifiers are errors; otherwise they are ignored
-and reported in ``SearchRequest.ignored``.  Malformed values are always errors.
+pair, separated by unescaped commas, are ORed.  Malformed values are always errors.
+
+Unknown parameters (search.html#errors, "handling errors"): with ``strict`` (the ``Prefer:
+handling=strict`` header) every one is an error.  Otherwise a plain unknown name is ignored and reported in
+``SearchRequest.ignored``, but only where dropping it cannot widen what the client meant (issue 16): an
+unsupported modifier (search.html#modifiers: "servers SHALL reject any search request that contains a
+search parameter with an unsupported modifier"), a chain whose head or target parameter is unknown, and a
+standard filter we do not implement (``_has``, ``_tag``...) are always errors, and so is any unknown
+parameter of a search that names a patient (``patient=``, ``patient.identifier=``...) or of a search whose
+caller must name one (``refuse_unknown``: a professional's DocumentReference search, ITI-67): there a
+dropped ``patient.identifer`` would answer with every patient's documents.
 """
 
 from __future__ import annotations
@@ -43,10 +51,12 @@ _PREFIXES: Final[frozenset[str]] = frozenset(get_args(Prefix))
 _SUMMARIES: Final[frozenset[str]] = frozenset(get_args(Summary))
 _TOTALS: Final = frozenset({"none", "estimate", "accurate"})
 _JSON_FORMATS: Final = frozenset({"json", "application/fhir+json", "application/json"})
-# Standard R4 parameters this server does not implement (search.html#all).
-_UNSUPPORTED: Final = frozenset(
-    {"_elements", "_contained", "_containedType", "_has", "_text", "_content", "_list", "_query", "_filter"}
+# Standard R4 parameters this server does not implement (search.html#all): those that choose which resources
+# match are refused (ignoring them widens the result); those that only shape the answer may be ignored.
+_UNSUPPORTED_FILTERS: Final = frozenset(
+    {"_has", "_text", "_content", "_list", "_query", "_filter", "_tag", "_profile", "_security", "_source"}
 )
+_UNSUPPORTED: Final = frozenset({"_elements", "_contained", "_containedType"})
 _SINGLETONS: Final = frozenset({"_count", "_offset", "_sort", "_summary", "_total", "_format", "_pretty"})
 # Modifiers allowed per type (search.html#modifiers); reference type modifiers (":Patient") are extra.
 _MODIFIERS: Final[dict[str, frozenset[str]]] = {
@@ -354,17 +364,26 @@ class _Parser:
             _fail(name, fr, en, code)
         raise _Ignore
 
-    def unknown(self, name: str, rtype: str) -> NoReturn:
+    def unknown(self, name: str, rtype: str, *, always: bool = False) -> NoReturn:
+        """An unknown parameter: ignored when lenient, unless `always` (it cannot be dropped safely)."""
         n = _short(name)
-        self.ignore(
-            name,
-            f"Paramètre de recherche inconnu pour {rtype} : '{n}'",
-            f"unknown search parameter for {rtype}: '{n}'",
-        )
+        fr = f"Paramètre de recherche inconnu pour {rtype} : '{n}'"
+        en = f"unknown search parameter for {rtype}: '{n}'"
+        if always:
+            _fail(name, fr, en, "not-supported")
+        self.ignore(name, fr, en)
 
     def unknown_modifier(self, name: str) -> NoReturn:
+        """Always an error (search.html#modifiers): `:exact` dropped from `patient.identifier:exact` would
+        leave no filter at all."""
         n = _short(name)
-        self.ignore(name, f"Modificateur non pris en charge : '{n}'", f"unsupported modifier: '{n}'")
+        _fail(
+            name, f"Modificateur non pris en charge : '{n}'", f"unsupported modifier: '{n}'", "not-supported"
+        )
+
+    def unknown_chain(self, name: str, fr: str, en: str) -> NoReturn:
+        """A chain that cannot be followed is always an error: ignored, it would drop the patient filter."""
+        _fail(name, fr, en, "not-supported")
 
     def split_values(self, name: str, value: str) -> list[str]:
         values = _split(value, ",")
@@ -389,7 +408,7 @@ class _Parser:
         mod = modifier if colon else None
         if base.startswith("_"):
             if dot:
-                self.unknown(name, self.resource_type)
+                self.unknown(name, self.resource_type, always=True)
             return self.special(name, base, mod, value)
         if dot:
             clause = self.chained(name, base, mod, chain_rest, value)
@@ -408,8 +427,10 @@ class _Parser:
             )
         self.req.clauses.append(clause)
 
-    def clause(self, full: str, rtype: str, base: str, mod: str | None, value: str) -> Clause:
-        """A clause on a parameter of `rtype` (the searched type, or the target of a chain)."""
+    def clause(
+        self, full: str, rtype: str, base: str, mod: str | None, value: str, *, chained: bool = False
+    ) -> Clause:
+        """A clause on a parameter of `rtype` (the searched type, or the target of a chain: `chained`)."""
         if base == "_id":
             if mod is not None:
                 self.unknown_modifier(full)
@@ -424,7 +445,8 @@ class _Parser:
             return Clause(base, None, None, tuple(_date(full, v) for v in self.split_values(full, value)))
         param = params_for(rtype).get(base)
         if param is None:
-            self.unknown(full, rtype)
+            # A modifier says the client meant a filter of a kind we cannot honour: never silently dropped.
+            self.unknown(full, rtype, always=chained or mod is not None)
         type_modifier: str | None = None
         if mod is not None and mod not in _MODIFIERS[param.type]:
             allowed = not param.targets or mod in param.targets
@@ -458,9 +480,9 @@ class _Parser:
         """``ref[:Type].inner[:modifier]=value``, one level only (search.html#chaining)."""
         param = params_for(self.resource_type).get(base)
         if param is None or param.type != "reference":
-            self.unknown(full, self.resource_type)
+            self.unknown(full, self.resource_type, always=True)
         if "." in rest:
-            self.ignore(
+            self.unknown_chain(
                 full,
                 f"Chaînage sur plusieurs niveaux non pris en charge : '{_short(full)}'",
                 f"multi-level chaining is not supported: '{_short(full)}'",
@@ -474,7 +496,7 @@ class _Parser:
             candidates = [t for t in param.targets if inner_base in params_for(t) or inner_base == "_id"]
             if len(candidates) != 1:
                 if not candidates:
-                    self.unknown(full, " | ".join(param.targets) or "Any")
+                    self.unknown(full, " | ".join(param.targets) or "Any", always=True)
                 _fail(
                     full,
                     f"Chaînage ambigu, précisez le type : '{base}:{candidates[0]}.{rest}'",
@@ -482,11 +504,11 @@ class _Parser:
                 )
             target = candidates[0]
         if target not in KNOWN_TYPES:
-            self.unknown(full, target)
+            self.unknown(full, target, always=True)
         inner_base, colon, inner_mod = rest.partition(":")
-        inner = self.clause(full, target, inner_base, inner_mod if colon else None, value)
+        inner = self.clause(full, target, inner_base, inner_mod if colon else None, value, chained=True)
         if inner.missing is not None:
-            self.ignore(
+            self.unknown_chain(
                 full,
                 f":missing non pris en charge dans un chaînage : '{_short(full)}'",
                 f":missing is not supported in a chain: '{_short(full)}'",
@@ -508,14 +530,23 @@ class _Parser:
                 _fail(name, f"Trop d'inclusions (plus de {MAX_INCLUDES})", "too many includes", "too-costly")
             (req.revincludes if base == "_revinclude" else req.includes).append(inc)
             return name, value
+        if base in _UNSUPPORTED_FILTERS:
+            _fail(
+                name,
+                f"Paramètre de recherche non pris en charge : '{_short(name)}'",
+                f"unsupported search parameter: '{_short(name)}'",
+                "not-supported",
+            )
         if base in _UNSUPPORTED:
+            if mod is not None:
+                self.unknown_modifier(name)
             self.ignore(
                 name,
                 f"Paramètre de recherche non pris en charge : '{_short(name)}'",
                 f"unsupported search parameter: '{_short(name)}'",
             )
         if base not in _SINGLETONS:
-            self.unknown(name, self.resource_type)
+            self.unknown(name, self.resource_type, always=mod is not None)
         if mod is not None:
             self.unknown_modifier(name)
         if base in self.seen:
@@ -595,6 +626,37 @@ class _Parser:
         return Include(source, p, target, iterate)
 
 
+def names_patient(request: SearchRequest) -> bool:
+    """Whether the search is limited to named patients: a reference that may be a Patient
+    (`patient=`, `subject=Patient/…`, `subject=<id>`), a chain to Patient (`patient.identifier=`), or a
+    Patient search by `_id` or `identifier`."""
+    for clause in request.clauses:
+        if request.resource_type == "Patient" and clause.name in ("_id", "identifier"):
+            return True
+        if clause.chain is not None:
+            if clause.chain.target_type == "Patient":
+                return True
+            continue
+        param = clause.param
+        if param is None or param.type != "reference":
+            continue
+        if param.targets and "Patient" not in param.targets:  # no targets: any type, a Patient among them
+            continue
+        if any(isinstance(v, ReferenceQuery) and v.target_type in (None, "Patient") for v in clause.values):
+            return True
+    return False
+
+
+def _refuse_ignored(req: SearchRequest, why_fr: str, why_en: str) -> NoReturn:
+    n = _short(req.ignored[0])
+    _fail(
+        req.ignored[0],
+        f"Paramètre de recherche inconnu ou non pris en charge : '{n}' ({why_fr})",
+        f"unknown or unsupported search parameter: '{n}' ({why_en})",
+        "not-supported",
+    )
+
+
 def parse_search(
     resource_type: str,
     pairs: Sequence[tuple[str, str]],
@@ -602,8 +664,11 @@ def parse_search(
     strict: bool,
     default_count: int = 20,
     max_count: int = 200,
+    refuse_unknown: bool = False,
 ) -> SearchRequest:
-    """Parse the (name, value) pairs of a search on `resource_type`; raises SearchError (400)."""
+    """Parse the (name, value) pairs of a search on `resource_type`; raises SearchError (400).
+
+    `refuse_unknown`: no unknown parameter is ignored (the caller must name the patient, ITI-67)."""
     if len(pairs) > MAX_PAIRS:
         _fail("", f"Trop de paramètres (plus de {MAX_PAIRS})", f"too many parameters (more than {MAX_PAIRS})")
     req = SearchRequest(resource_type, count=min(default_count, max_count))
@@ -632,4 +697,9 @@ def parse_search(
             continue
         if echoed is not None:
             req.echo.append(echoed)
+    if req.ignored and refuse_unknown:
+        _refuse_ignored(req, "le patient doit être nommé", "the patient must be named")
+    if req.ignored and names_patient(req):
+        # The client filters one patient's data: a misspelt parameter must not answer with more than meant.
+        _refuse_ignored(req, "la recherche nomme un patient", "the search names a patient")
     return req

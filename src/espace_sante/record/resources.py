@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 import re
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -132,7 +132,12 @@ async def _out_of_reach(ctx: Context, decision: Decision, space_id: uuid.UUID | 
 async def scoped_search(conn: Conn, ctx: Context, decision: Decision, request: SearchRequest) -> Decision:
     """A search's decision in the spaces it may reach, with the decisions on its chained types."""
     hint = search_store.space_hint(request)
-    decision = await scoped(conn, ctx, decision, None if hint is None else [hint])
+    spaces = None if hint is None else [hint]
+    if spaces is None and decision.slices is not None and needs_facts(ctx.actor) and decision.allowed:
+        # ITI-67 names the patient by INS (patient.identifier): its space, not every space the actor relates
+        # to, is what the decision is taken on (issue 15: a care team passes MAX_SPACES_WITHOUT_PATIENT).
+        spaces = await search_store.named_spaces(conn, request)
+    decision = await scoped(conn, ctx, decision, spaces)
     targets = {c.chain.target_type for c in request.clauses if c.chain is not None}
     if not targets or decision.slices is None:
         return decision
@@ -301,6 +306,9 @@ def parse_request(ctx: Context, resource_type: str, pairs: Sequence[tuple[str, s
         strict=ctx.strict,
         default_count=settings.search_default_count,
         max_count=settings.search_max_count,
+        # A professional's DocumentReference search is ITI-67, which names the patient: an unknown parameter
+        # there is a mistake to report, never a filter to drop (issue 16).
+        refuse_unknown=ctx.actor.kind == "practitioner" and resource_type == "DocumentReference",
     )
 
 
@@ -318,31 +326,43 @@ async def _search_in(conn: Conn, ctx: Context, decision: Decision, request: Sear
         return await auditevents.search_in(conn, ctx, decision, request)
     decision = await scoped_search(conn, ctx, decision, request)
     keys = ctx.runtime.keys
+    # Every space a search counts rows in is traced like the spaces of the rows it returns: "how many
+    # documents of this class" tells as much as the documents' list (issue 16). Only zero matches are silent.
+    counted: dict[uuid.UUID, int] = {}
     if request.summary == "count" or request.count == 0:
-        return SearchResult(request, [], [], await search_store.count(conn, decision, request), False)
+        counted = await search_store.counts(conn, decision, request)
+        await _trace_search(conn, ctx, decision, request, counted)
+        return SearchResult(request, [], [], sum(counted.values()), False)
     matches, has_next = await search_store.page(conn, keys, decision, request)
     page = [(m.space_id, m.resource_id) for m in matches]
     total: int | None = None
-    if request.total == "accurate":
-        total = await search_store.count(conn, decision, request)
-    elif not has_next and (matches or request.offset == 0):
+    if request.total == "accurate" or (not has_next and not matches and request.offset > 0):
+        # asked for, or a page past the end (a stale next link): count rather than report the offset
+        counted = await search_store.counts(conn, decision, request)
+        total = sum(counted.values())
+    elif not has_next:
         total = request.offset + len(matches)
-    elif not has_next:  # a page past the end (a stale next link): count rather than report the offset
-        total = await search_store.count(conn, decision, request)
     included: list[store.Stored] = []
     seen = {(m.resource_type, m.resource_id) for m in matches}
     for target_type, found in await search_store.includes(conn, request, page):
         included += await _fetch_included(conn, ctx, target_type, found, seen)
+    await _trace_search(conn, ctx, decision, request, [s.space_id for s in (*matches, *included)], counted)
+    return SearchResult(request, matches, included, total, has_next)
+
+
+async def _trace_search(
+    conn: Conn, ctx: Context, decision: Decision, request: SearchRequest, *reached: Iterable[uuid.UUID]
+) -> None:
+    """One record in each space the search returned or counted something from."""
     await trace.accesses(
         conn,
         ctx,
         decision,
         "resource:search",
-        (s.space_id for s in (*matches, *included)),
+        {space for spaces in reached for space in spaces},
         entity_type=request.resource_type,
         detail=_searched(request),
     )
-    return SearchResult(request, matches, included, total, has_next)
 
 
 def _searched(request: SearchRequest) -> str:

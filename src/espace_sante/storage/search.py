@@ -232,6 +232,47 @@ def space_hint(request: SearchRequest) -> uuid.UUID | None:
     return None
 
 
+#: More spaces than this behind one patient's identifier is not one patient: the search names none.
+MAX_NAMED_SPACES = 100
+
+
+def _identifier_values(request: SearchRequest) -> list[list[TokenQuery]]:
+    """The patient identifiers a search requires, one list (OR-ed values) per clause: ITI-67's
+    `patient.identifier=system|value`, `subject:Patient.identifier=…`, and `Patient?identifier=…`. A value
+    without a code (`system|`) names no one."""
+    found = []
+    for clause in request.clauses:
+        inner: Clause | None = None
+        if clause.chain is not None and clause.chain.target_type == "Patient":
+            inner = clause.chain.inner
+        elif request.resource_type == "Patient" and clause.chain is None:
+            inner = clause
+        if inner is None or inner.param is None or inner.param.name != "identifier" or inner.modifier:
+            continue
+        values = [v for v in inner.values if isinstance(v, TokenQuery)]
+        if values and len(values) == len(inner.values) and all(v.code is not None for v in values):
+            found.append(values)
+    return found
+
+
+async def named_spaces(conn: Conn, request: SearchRequest) -> list[uuid.UUID] | None:
+    """The spaces of the patients a search names by identifier (`_identifier_values`), looked up in the index
+    before the policy decides, so that a care team reaching thousands of records decides on these only; None
+    when the search names no patient this way. Every match lies in these spaces: the clause is AND-ed, and
+    references never cross spaces."""
+    for values in _identifier_values(request):
+        q = _Sql()
+        condition = " OR ".join(_token_cond(q, v) for v in values)
+        rows = await conn.fetch(
+            f"SELECT DISTINCT x.space_id FROM sp_token x WHERE x.resource_type = 'Patient' AND "
+            f"x.param = 'identifier' AND ({condition}) LIMIT {q.arg(MAX_NAMED_SPACES + 1)}",
+            *q.args,
+        )
+        if len(rows) <= MAX_NAMED_SPACES:
+            return sorted(r["space_id"] for r in rows)
+    return None
+
+
 def _where(q: _Sql, decision: Decision, request: SearchRequest) -> tuple[Tables, str]:
     rtype = request.resource_type
     decision.require("search", rtype)
@@ -317,10 +358,15 @@ async def page(
     return found, len(rows) > request.count
 
 
-async def count(conn: Conn, decision: Decision, request: SearchRequest) -> int:
+async def counts(conn: Conn, decision: Decision, request: SearchRequest) -> dict[uuid.UUID, int]:
+    """The number of matches in each space that has any: a count tells whether a patient has such data as
+    well as a page does, so the caller traces every space counted (issue 16)."""
     q = _Sql()
     t, where = _where(q, decision, request)
-    return int(await conn.fetchval(f"SELECT count(*) FROM {t.resource} r WHERE {where}", *q.args))
+    rows = await conn.fetch(
+        f"SELECT r.space_id, count(*) AS n FROM {t.resource} r WHERE {where} GROUP BY r.space_id", *q.args
+    )
+    return {row["space_id"]: int(row["n"]) for row in rows}
 
 
 async def includes(

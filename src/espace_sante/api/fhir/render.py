@@ -126,10 +126,31 @@ def searchset(result: SearchResult, base: str) -> dict[str, Any]:
         for s in found
         if s.body is not None
     ]
+    counting = req.summary == "count" or req.count == 0
+    if counting:
+        entries = []
+    if req.ignored:
+        entries.append(_ignored_outcome(req.ignored))
     bundle = _bundle("searchset", entries, total=result.total, link=links)
-    if req.summary == "count" or req.count == 0:
+    if counting and not entries:
         bundle.pop("entry")
     return bundle
+
+
+def _ignored_outcome(ignored: Sequence[str]) -> dict[str, Any]:
+    """The parameters a lenient search left out (search.html#errors), said in the Bundle as well as by their
+    absence from the `self` link: an entry with `search.mode = outcome` (Bundle.entry.search.mode)."""
+    issues = [
+        {
+            "severity": "warning",
+            "code": "not-supported",
+            "diagnostics": f"Paramètre de recherche ignoré : '{name}' / search parameter ignored: '{name}'",
+            "expression": [name],
+        }
+        for name in dict.fromkeys(ignored)
+    ]
+    resource = {"resourceType": "OperationOutcome", "id": uuid.uuid4().hex, "issue": issues}
+    return {"fullUrl": f"urn:uuid:{uuid.uuid4()}", "resource": resource, "search": {"mode": "outcome"}}
 
 
 def _with_page(url: str, count: int, offset: int) -> str:
