@@ -42,7 +42,7 @@ def _probe(lock: Path) -> str | None:
     name, version = pin.split("==")
     url = f"https://pypi.org/pypi/{name}/{version}/json"
     try:
-        with urllib.request.urlopen(url, timeout=15) as response:  # noqa: S310 (a fixed https URL)
+        with urllib.request.urlopen(url, timeout=15) as response:
             json.load(response)
     except urllib.error.HTTPError as exc:
         return f"PyPI's per-version JSON API answers {exc.code} ({url}): this machine's PyPI access lacks it"
@@ -57,16 +57,10 @@ def main(lock: Path) -> int:
         return _not_audited(unreachable)
     with tempfile.TemporaryDirectory() as tmp:
         report = Path(tmp) / "report.json"
-        done = subprocess.run(  # noqa: S603 (our own venv's pip-audit, fixed arguments)
-            [
-                str(Path(sys.executable).with_name("pip-audit")),
-                "--requirement", str(lock), "--no-deps", "--disable-pip",
-                "--vulnerability-service", SERVICE, "--progress-spinner", "off",
-                "--format", "json", "--output", str(report),
-            ],  # fmt: skip
-            capture_output=True,
-            text=True,
-        )
+        command = [str(Path(sys.executable).with_name("pip-audit")), "--requirement", str(lock)]
+        command += ["--no-deps", "--disable-pip", "--vulnerability-service", SERVICE]
+        command += ["--progress-spinner", "off", "--format", "json", "--output", str(report)]
+        done = subprocess.run(command, capture_output=True, text=True)  # noqa: S603 (our venv's pip-audit)
         try:
             dependencies = json.loads(report.read_text())["dependencies"]
         except (OSError, ValueError, KeyError):
