@@ -57,3 +57,17 @@ bench: install ## Benchmarks against a real `espace-sante serve` (results in ben
 
 clean: ## Remove the venv and the demo data folder
 	rm -rf $(VENV) $(VENV)-tools $(DATA_DIR)
+
+# --- Supply chain and secrets (issue 16 #7) -----------------------------------------------------------------------
+.PHONY: audit-deps secrets secrets-baseline
+SECRETS_EXCLUDE := ^(requirements\.lock|src/espace_sante/fhir/data/.*\.json|tests/data/.*|\.secrets\.baseline)$$
+
+audit-deps: install ## Known vulnerabilities in requirements.lock (pip-audit; says NOT AUDITED when offline)
+	$(BIN)/python scripts/audit_deps.py requirements.lock
+
+secrets: install ## No secret in the tracked files beyond those of .secrets.baseline (detect-secrets)
+	@git ls-files -z | grep -zEv '$(SECRETS_EXCLUDE)' | xargs -0 $(BIN)/detect-secrets-hook --baseline .secrets.baseline \
+		&& echo "secrets: aucun nouveau secret / no new secret"
+
+secrets-baseline: install ## Re-scan after checking that what `make secrets` found is a test value, not a secret
+	$(BIN)/detect-secrets scan --exclude-files '$(SECRETS_EXCLUDE)' > .secrets.baseline

@@ -28,6 +28,8 @@ from espace_sante.storage.embedded import EmbeddedPostgres, ensure_database  # n
 from tests.factories import BASE  # noqa: E402
 from tests.seaweed import SeaweedFS, start_seaweedfs  # noqa: E402
 
+pytest_plugins = ["tests.logcheck"]  # no INS, name or medical word in the logs of the whole run
+
 
 @pytest.fixture(scope="session")
 def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:

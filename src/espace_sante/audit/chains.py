@@ -77,7 +77,9 @@ async def _check(conn: Conn, space_id: uuid.UUID, keys: KeySet) -> SpaceReport:
     head = await audit_store.head(conn, space_id)
     records = audit_store.chain(conn, space_id)
     try:
-        return await check_space(space_id, records, head, seals, keys)
+        return await check_space(
+            space_id, records, head, seals, keys, head_now=lambda: audit_store.head(conn, space_id)
+        )
     finally:
         # The walk may stop early (a break, records newer than the head): close the generator now, while the
         # connection is still ours, rather than whenever the garbage collector gets to it.

@@ -12,7 +12,7 @@ finding."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -20,7 +20,9 @@ from espace_sante.audit.record import GENESIS, chain_hash
 from espace_sante.audit.seal import KeySet
 from espace_sante.storage.audit import Seal, StoredRecord
 
-Problem = Literal["altered", "link", "missing", "head", "seal-mismatch", "seal-signature", "seal-unknown-key"]
+Problem = Literal[
+    "altered", "link", "missing", "extra", "head", "seal-mismatch", "seal-signature", "seal-unknown-key"
+]
 
 
 @dataclass(frozen=True)
@@ -103,22 +105,43 @@ async def check_space(
     head: tuple[int, bytes] | None,
     seals: Sequence[Seal],
     keys: KeySet,
+    head_now: Callable[[], Awaitable[tuple[int, bytes] | None]] | None = None,
 ) -> SpaceReport:
     """Check one space's chain. `seals` must be read before `head`, and `head` before the walk starts (see
     services.audit): then every legitimate seal lies at or before the head, and records appended after the head
-    was read (by writers still running) are simply not part of this check."""
+    was read (by writers still running) are simply not part of this check.
+
+    `head_now` reads the head again. A record beyond the head read first is a writer's only if the head has
+    since moved past it (a record and its head move in one transaction); otherwise it was put there by hand,
+    and the holder's view would show it. Without `head_now`, such a record is taken for a writer's.
+
+    Checks come in the order of positions, so that the break named is the first one: a seal is judged before
+    any record after its position, and at the end the earliest of what remains is named."""
     last_seq = head[0] if head is not None else None
     expected, prev, count, checked_seals = 1, GENESIS, 0, 0
     pending = sorted(seals, key=lambda s: s.seq)
     nseal = 0
+    beyond: int | None = None  # the first record after the head read first
 
     def broken(seq: int, problem: Problem, en: str, fr: str) -> SpaceReport:
         return SpaceReport(space_id, count, checked_seals, Break(space_id, seq, problem, en, fr))
 
     async for stored in records:
         if last_seq is not None and stored.seq > last_seq:
-            break  # appended after the head was read
+            beyond = stored.seq
+            break
+        # A seal at a position no record reached (before the start of the chain, or at a missing record
+        # after a record put before the start) is judged before that record.
+        if nseal < len(pending) and pending[nseal].seq < min(stored.seq, expected):
+            return broken(pending[nseal].seq, *_unmatched(pending[nseal], keys))
         if stored.seq != expected:
+            if stored.seq < 1:
+                return broken(
+                    stored.seq,
+                    "extra",
+                    f"record {stored.seq} was added: the chain starts at record 1",
+                    f"l'enregistrement {stored.seq} a été ajouté : la chaîne commence à l'enregistrement 1",
+                )
             if stored.seq < expected:  # only a broken primary key or query could do this
                 return broken(
                     stored.seq,
@@ -179,13 +202,20 @@ async def check_space(
                 f"head mismatch: the chain's head does not match record {end}",
                 f"la tête de chaîne ne correspond pas à l'enregistrement {end}",
             )
-    if nseal < len(pending):
-        seal = pending[nseal]
+    if beyond is not None and head_now is not None:
+        now = await head_now()
+        if now is not None and now[0] >= beyond:
+            beyond = None  # a writer's: the head has moved past it since
+    else:
+        beyond = None
+    if nseal < len(pending) and (beyond is None or pending[nseal].seq <= beyond):
+        return broken(pending[nseal].seq, *_unmatched(pending[nseal], keys))
+    if beyond is not None:
         return broken(
-            seal.seq,
-            "seal-mismatch",
-            f"seal at {seal.seq} does not match the chain: the chain has no record {seal.seq}",
-            f"le sceau en {seal.seq} ne correspond pas à la chaîne : il n'y a pas d'enregistrement {seal.seq}",
+            beyond,
+            "extra",
+            f"record {beyond} was added after the chain's head (record {end})",
+            f"l'enregistrement {beyond} a été ajouté après la tête de chaîne (l'enregistrement {end})",
         )
     return SpaceReport(space_id, count, checked_seals)
 
@@ -193,17 +223,24 @@ async def check_space(
 _NO_HEAD_FR = "la tête de chaîne manque alors que l'espace a des enregistrements"
 
 
-def _check_seal(seal: Seal, seq: int, digest: bytes, keys: KeySet) -> tuple[Problem, str, str] | None:
-    """A seal's key and signature first (an unsigned claim says nothing about the chain), then its position."""
+def _check_seal(seal: Seal, seq: int | None, digest: bytes, keys: KeySet) -> tuple[Problem, str, str] | None:
+    """A seal's key and signature first (an unsigned claim says nothing about the chain), then its position:
+    `seq` is the verified record at or after the seal's position, None when no verified record is there."""
     at = seal.seq
     if not keys.knows(seal):
         return (
             "seal-unknown-key",
-            f"seal at {at} is signed by an unknown key ({seal.key_id})",
-            f"le sceau en {at} est signé par une clé inconnue ({seal.key_id})",
+            f"seal at {at} is signed by an unknown key ({_shown(seal.key_id)})",
+            f"le sceau en {at} est signé par une clé inconnue ({_shown(seal.key_id)})",
         )
     if not keys.valid(seal):
         return "seal-signature", f"bad signature on seal at {at}", f"signature invalide sur le sceau en {at}"
+    if seq is None:
+        return (
+            "seal-mismatch",
+            f"seal at {at} does not match the chain: the chain has no record {at}",
+            f"le sceau en {at} ne correspond pas à la chaîne : il n'y a pas d'enregistrement {at}",
+        )
     if at != seq or seal.head != digest:
         return (
             "seal-mismatch",
@@ -211,3 +248,16 @@ def _check_seal(seal: Seal, seq: int, digest: bytes, keys: KeySet) -> tuple[Prob
             f"le sceau en {at} ne correspond pas à la chaîne",
         )
     return None
+
+
+def _unmatched(seal: Seal, keys: KeySet) -> tuple[Problem, str, str]:
+    """What is wrong with a seal at a position no verified record has."""
+    found = _check_seal(seal, None, b"", keys)
+    assert found is not None  # with no record to match, a seal never checks
+    return found
+
+
+def _shown(text: str) -> str:
+    """A stored string quoted into a message only as printable text: whoever could edit the table could
+    otherwise write control sequences to the operator's terminal."""
+    return text if text.isprintable() and len(text) <= 64 else ascii(text[:64])

@@ -242,7 +242,17 @@ def audit_verify(
     async def work(rt: Runtime) -> Report:
         return await audit.verify(rt, space_id, on_space=show)
 
-    report = common.run(lambda: common.with_runtime(common.settings(), work))
+    try:
+        report = common.run(lambda: common.with_runtime(common.settings(), work))
+    except typer.Exit:
+        raise
+    except Exception as exc:
+        # Exit 1 means "a link is broken"; a check that could not run (database gone, a timeout) judged
+        # nothing and says so in one line, never a traceback an operator would mistake for a finding (issue 15).
+        raise common.fail(
+            f"vérification interrompue, rien n'a été jugé / verification stopped, nothing was judged: "
+            f"{type(exc).__name__}: {exc}"
+        ) from None
     if as_json:
         typer.echo(json.dumps(report.as_dict()))
     elif report.ok:

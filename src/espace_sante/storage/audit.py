@@ -18,9 +18,13 @@ import orjson
 from espace_sante.audit.record import GENESIS, Record, canonical
 from espace_sante.storage.db import Conn
 
+#: The columns as read back. PostgreSQL keeps instants Python cannot hold (years past 9999, before 1, infinity),
+#: which only an edit outside the application can store: they are read clamped to Python's range, so the record
+#: reads and `audit verify` finds its hash no longer matches, instead of the whole read failing (issue 15).
 RECORD_COLUMNS = (
-    "recorded_at, action, outcome, actor_kind, actor_id, actor_display, basis, entity_type, entity_id, "
-    "entity_version, detail, request_id"
+    "least(greatest(recorded_at, '0001-01-01 00:00:00+00'), '9999-12-31 23:59:59.999999+00') AS recorded_at, "
+    "action, outcome, actor_kind, actor_id, actor_display, basis, entity_type, entity_id, entity_version, "
+    "detail, request_id"
 )
 
 
@@ -56,7 +60,7 @@ class StoredRecord:
 
 
 def stored_record(row: Any) -> StoredRecord:
-    record = Record(
+    record = Record.as_stored(
         action=row["action"],
         outcome=row["outcome"],
         actor_kind=row["actor_kind"],
@@ -74,21 +78,22 @@ def stored_record(row: Any) -> StoredRecord:
 
 
 async def chain(conn: Conn, space_id: uuid.UUID, *, batch: int = 5000) -> AsyncIterator[StoredRecord]:
-    """Every record of a space in order (for verification), fetched in batches."""
-    after = 0
+    """Every record of a space in order (for verification), fetched in batches. From the smallest bigint, not
+    from 1: a row an insider put before the start of the chain must be seen to be reported."""
+    start = -(2**63)
     while True:
         rows = await conn.fetch(
             f"SELECT space_id, seq, {RECORD_COLUMNS}, prev_hash, hash FROM audit_event "
-            "WHERE space_id = $1 AND seq > $2 ORDER BY seq LIMIT $3",
+            "WHERE space_id = $1 AND seq >= $2 ORDER BY seq LIMIT $3",
             space_id,
-            after,
+            start,
             batch,
         )
         for row in rows:
             yield stored_record(row)
-        if len(rows) < batch:
+        if len(rows) < batch or rows[-1]["seq"] == 2**63 - 1:
             return
-        after = rows[-1]["seq"]
+        start = rows[-1]["seq"] + 1
 
 
 async def head(conn: Conn, space_id: uuid.UUID) -> tuple[int, bytes] | None:
