@@ -25,6 +25,7 @@ from ..access.actors import ActorKind
 from ..access.scopes import Scopes
 from ..audit.record import Record
 from ..errors import BadRequest, Conflict, NotFound
+from ..fhir.text import bidi_control
 from ..storage import accounts as store
 from ..storage import clients as client_store
 from ..storage import grants as grant_store
@@ -89,6 +90,11 @@ def login_key(login: str) -> str:
 
 def check_login(login: str) -> str:
     text = unicodedata.normalize("NFKC", login.strip())
+    if (hidden := bidi_control(text)) is not None:
+        raise AccountError(
+            f"L'identifiant contient un caractère invisible qui change l'ordre d'affichage ({hidden}). "
+            f"/ The login contains an invisible character that reorders the text ({hidden})."
+        )
     if not _LOGIN.match(text):
         raise AccountError(
             "L'identifiant doit compter de 3 à 254 caractères, sans espace. "

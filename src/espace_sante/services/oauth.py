@@ -37,6 +37,7 @@ from ..access.actors import Actor
 from ..access.scopes import Scopes
 from ..audit.record import SUCCESS, Record
 from ..errors import BadRequest, FhirError, Unauthorized
+from ..fhir.text import bidi_control, bidi_message
 from ..storage import audit as audit_store
 from ..storage import clients as store
 from ..storage import grants as grant_store
@@ -139,6 +140,9 @@ async def register_client(
     name = name.strip()
     if not name or len(name) > 200:
         raise BadRequest("le nom du client est obligatoire (200 caractères au plus) / name is required")
+    if (hidden := bidi_control(name)) is not None:
+        # The name is shown to the holder who connects the app and in her trace: it must read as it is.
+        raise BadRequest(bidi_message("nom du client / client name", hidden))
     if kind not in CONTEXT_OF_KIND:
         raise BadRequest(f"type de client inconnu / unknown client kind {kind!r}: system, app ou software")
     parsed = _check_scope(scope, kind)

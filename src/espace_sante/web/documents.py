@@ -44,6 +44,7 @@ from ..audit.wording import MONTHS_FR
 from ..context import Context
 from ..errors import FhirError, NotFound, PayloadTooLarge
 from ..fhir import pdsm, valuesets
+from ..fhir.text import bidi_control
 from ..services import documents, fhir
 from ..services.sessions import Session
 from . import deps, space
@@ -734,6 +735,19 @@ async def upload(request: Request) -> Response:
                 **again,
                 error="Le formulaire n'a pas pu être lu : recommencez.",
                 status=400,
+            )
+        if (hidden := bidi_control(title)) is not None:
+            # Refused beside the field rather than stripped: the person sees what was wrong with what they typed
+            # (fhir/text.py; the write's validation would refuse it too, without naming the field).
+            return _upload_page(
+                request,
+                session,
+                w,
+                **again,
+                error=f"Le titre contient un caractère invisible qui change l'ordre d'affichage du texte ({hidden}) : "
+                "retirez-le.",
+                error_field="titre",
+                status=422,
             )
         if not sent.filename and not sent.content:
             return _upload_page(
