@@ -11,7 +11,7 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
 from starlette.responses import JSONResponse, Response
 
-from ..errors import BadRequest, FhirError, MethodNotAllowed, NotFound
+from ..errors import BadRequest, FhirError, MethodNotAllowed, NotFound, TooManyRequests
 from ..logs import get_logger
 from ..storage.db import DatabaseUnavailable
 from .fhir.render import error_response
@@ -34,6 +34,8 @@ def install(app: FastAPI) -> None:
             presented = request.headers.get("authorization", "")[:7].lower() == "bearer "
             challenge = 'Bearer realm="espace-sante"' + (', error="invalid_token"' if presented else "")
             headers = {"WWW-Authenticate": challenge}
+        elif isinstance(exc, TooManyRequests):
+            headers = {"Retry-After": str(exc.retry_after)}
         return _respond(request, exc, headers)
 
     @app.exception_handler(RequestValidationError)

@@ -25,6 +25,7 @@ from ..errors import (
     NotFound,
     PayloadTooLarge,
     PreconditionFailed,
+    TooManyRequests,
 )
 from ..fhir import compartment
 from ..fhir.validation import validate_resource
@@ -109,6 +110,8 @@ def _entry_error(index: int, exc: FhirError, *, in_request: bool = False) -> Fhi
         Issue(named(i.diagnostics), i.code, i.severity, _in_entry(index, i.expression, in_request))
         for i in exc.all_issues()
     ]
+    if isinstance(exc, TooManyRequests):  # keeps its Retry-After (a transaction's answer is this error)
+        return TooManyRequests(named(exc.message), retry_after=exc.retry_after, issues=issues)
     return FhirError(named(exc.message), exc.status, exc.code, issues[0].expression, issues)
 
 
