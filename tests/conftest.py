@@ -47,6 +47,8 @@ async def runtime(data_dir: Path) -> AsyncIterator[Runtime]:
         dev=True,
         base_url=BASE,
         kek=base64.b64encode(os.urandom(32)).decode(),
+        # The session's feed opens thousands of spaces across the suite; tests/api/test_space_quota.py lowers it.
+        api_spaces_per_client=1_000_000,
     )
     rt = await Runtime.open(settings)
     rt.embedded = embedded  # closing the runtime stops the server

@@ -91,6 +91,15 @@ class PayloadTooLarge(FhirError):
         super().__init__(message, 413, "too-costly")
 
 
+class TooManyRequests(FhirError):
+    """429: a quota is spent for now; `retry_after` is the number of seconds until it is given back (the
+    `Retry-After` header, RFC 9110 section 10.2.3)."""
+
+    def __init__(self, message: str, *, retry_after: int, issues: list[Issue] | None = None):
+        super().__init__(message, 429, "throttled", None, issues or [])
+        self.retry_after = max(1, retry_after)
+
+
 class UnsupportedMediaType(FhirError):
     def __init__(self, message: str):
         super().__init__(message, 415, "not-supported")

@@ -187,6 +187,12 @@ class Settings(BaseSettings):
     #: Redemption attempts per minute for the whole service (every process), beyond which all are refused.
     activation_global_per_minute: int = Field(default=600, ge=1)
 
+    #: Spaces a client may open through the API (a Patient created with its INS) per window, every process
+    #: counted together (SECURITY 11.1.4): spaces come from the registry, so a client opening many is a fault
+    #: or an attack. Beyond it the API answers 429 with Retry-After (docs/architecture.md).
+    api_spaces_per_client: int = Field(default=100, ge=0)
+    api_spaces_window_seconds: int = Field(default=3600, ge=1)
+
     #: The lifecycle of a space (spaces/lifecycle.py, docs/lifecycle.md). A notified space opens this many
     #: days after its notice (6 weeks, CSP R1111-28); a closed one is kept this many years before it is
     #: destroyed; a destruction the holder asks for is carried out after this many days (within 3 months);

@@ -591,7 +591,9 @@ async def test_date_and_string_search_agree_with_the_oracle(
     made: dict[str, tuple[str, str]] = {}
     for n, (birth, family) in enumerate(people):
         body = patient(
-            identifier=[{"system": system, "value": str(n)}], birthDate=birth, name=[{"family": family}]
+            identifier=[{"system": system, "value": str(n)}, {"system": INS, "value": new_nir()}],
+            birthDate=birth,
+            name=[{"family": family}],
         )
         response = await fhir.post("/Patient", json=body, headers=FHIR_JSON)
         assert response.status_code == 201, response.text

@@ -93,6 +93,7 @@ def test_good_rows_come_out_checked_with_their_line_numbers() -> None:
         ({"representative_1_nir": CHILD}, "representative_1_nir", "majeur"),
         ({"death_date": "1950-01-01"}, "death_date", "avant la naissance"),
         ({"first_names": "Jeanne\x07"}, "first_names", "contrôle"),
+        ({"last_name": "Martin\u202e"}, "last_name", "invisible U+202E"),
     ],
 )
 def test_each_bad_row_names_its_line_field_and_reason(values: dict[str, str], field: str, words: str) -> None:

@@ -61,13 +61,18 @@ async def test_last_updated_with_prefixes(fhir: httpx.AsyncClient) -> None:
 # --- identifier -------------------------------------------------------------------------------------------
 
 
+def _ins() -> dict[str, str]:
+    """A fresh INS: a Patient created through the API opens a space, and so carries one."""
+    return {"system": INS, "value": new_nir()}
+
+
 async def test_identifier_in_its_four_forms(fhir: httpx.AsyncClient) -> None:
     """system|value, |value (no system), value (any system) and system| (any value of that system)."""
     system = unique_system()
     value = unique_family("v")
-    with_system = await new_patient(fhir, identifier=[{"system": system, "value": value}])
-    without_system = await new_patient(fhir, identifier=[{"value": value}])
-    other_value = await new_patient(fhir, identifier=[{"system": system, "value": value + "x"}])
+    with_system = await new_patient(fhir, identifier=[{"system": system, "value": value}, _ins()])
+    without_system = await new_patient(fhir, identifier=[{"value": value}, _ins()])
+    other_value = await new_patient(fhir, identifier=[{"system": system, "value": value + "x"}, _ins()])
     assert await found(fhir, "Patient", {"identifier": f"{system}|{value}"}) == {with_system["id"]}
     assert await found(fhir, "Patient", {"identifier": f"|{value}"}) == {without_system["id"]}
     assert await found(fhir, "Patient", {"identifier": value}) == {with_system["id"], without_system["id"]}
@@ -90,10 +95,10 @@ async def test_repeated_identifier_params_are_anded_and_commas_ored(fhir: httpx.
     """identifier=a&identifier=b: patients with both; identifier=a,b: patients with either."""
     system = unique_system()
     both = await new_patient(
-        fhir, identifier=[{"system": system, "value": "a"}, {"system": system, "value": "b"}]
+        fhir, identifier=[{"system": system, "value": "a"}, {"system": system, "value": "b"}, _ins()]
     )
-    only_a = await new_patient(fhir, identifier=[{"system": system, "value": "a"}])
-    only_b = await new_patient(fhir, identifier=[{"system": system, "value": "b"}])
+    only_a = await new_patient(fhir, identifier=[{"system": system, "value": "a"}, _ins()])
+    only_b = await new_patient(fhir, identifier=[{"system": system, "value": "b"}, _ins()])
     anded = [("identifier", f"{system}|a"), ("identifier", f"{system}|b")]
     assert await found(fhir, "Patient", anded) == {both["id"]}
     ored = {"identifier": f"{system}|a,{system}|b"}
@@ -129,7 +134,7 @@ async def test_chain_on_a_deleted_patient_finds_nothing(fhir: httpx.AsyncClient)
     """A chain goes through live patients only: once the patient is gone, so are the chained matches
     (the observations themselves stay searchable by id)."""
     system = unique_system()
-    p = await new_patient(fhir, identifier=[{"system": system, "value": "1"}])
+    p = await new_patient(fhir, identifier=[{"system": system, "value": "1"}, _ins()])
     o = await create(fhir, observation(p["id"]))
     assert await found(fhir, "Observation", {"patient.identifier": f"{system}|1"}) == {o["id"]}
     assert (await fhir.delete(f"/Patient/{p['id']}")).status_code == 204
@@ -330,8 +335,12 @@ async def test_deleted_resources_are_never_found(fhir: httpx.AsyncClient) -> Non
     """A deleted patient and a deleted observation disappear from every kind of search."""
     system = unique_system()
     family = unique_family()
-    keep = await new_patient(fhir, name=[{"family": family}], identifier=[{"system": system, "value": "k"}])
-    gone = await new_patient(fhir, name=[{"family": family}], identifier=[{"system": system, "value": "g"}])
+    keep = await new_patient(
+        fhir, name=[{"family": family}], identifier=[{"system": system, "value": "k"}, _ins()]
+    )
+    gone = await new_patient(
+        fhir, name=[{"family": family}], identifier=[{"system": system, "value": "g"}, _ins()]
+    )
     o_keep = await create(fhir, observation(keep["id"]))
     o_gone = await create(fhir, observation(keep["id"]))
     assert (await fhir.delete(f"/Patient/{gone['id']}")).status_code == 204
@@ -353,7 +362,7 @@ async def test_an_updated_resource_is_found_by_its_new_values_only(fhir: httpx.A
         fhir,
         name=[{"family": old_family}],
         birthDate="1970-01-01",
-        identifier=[{"system": old_system, "value": "1"}],
+        identifier=[{"system": old_system, "value": "1"}, _ins()],
     )
     changed = {
         **p,
@@ -447,7 +456,7 @@ async def test_post_search_gives_the_same_result_as_get(fhir: httpx.AsyncClient)
             await new_patient(
                 fhir,
                 name=[{"family": family}],
-                identifier=[{"system": system, "value": str(n)}],
+                identifier=[{"system": system, "value": str(n)}, _ins()],
                 birthDate=f"19{60 + n}-01-01",
             )
         )["id"]

@@ -12,7 +12,7 @@ from starlette.exceptions import HTTPException
 from starlette.responses import JSONResponse, Response
 
 from espace_sante.api.fhir.render import error_response
-from espace_sante.errors import BadRequest, FhirError, MethodNotAllowed, NotFound
+from espace_sante.errors import BadRequest, FhirError, MethodNotAllowed, NotFound, TooManyRequests
 from espace_sante.logs import get_logger
 from espace_sante.storage.db import DatabaseUnavailable
 
@@ -34,6 +34,8 @@ def install(app: FastAPI) -> None:
             presented = request.headers.get("authorization", "")[:7].lower() == "bearer "
             challenge = 'Bearer realm="espace-sante"' + (', error="invalid_token"' if presented else "")
             headers = {"WWW-Authenticate": challenge}
+        elif isinstance(exc, TooManyRequests):
+            headers = {"Retry-After": str(exc.retry_after)}
         return _respond(request, exc, headers)
 
     @app.exception_handler(RequestValidationError)

@@ -6,7 +6,9 @@ Three layers, all reported together so that a client fixes everything in one rou
    R4B is the closest to R4 that fhir.resources still ships (STACK.md);
 2. required code bindings, which the models do not check (``bindings.check_bindings``);
 3. French identifiers: the NIR key of INS identifiers, RPPS/IDNPS, FINESS/IDNST formats, wherever an
-   Identifier with one of those systems appears (contained resources and References included).
+   Identifier with one of those systems appears (contained resources and References included);
+4. text: control characters and bidirectional controls in any string (fhir/text.py), and the narrative's
+   limited XHTML (fhir/narrative.py).
 
 The body is returned unchanged: the server stores the client's JSON as sent and never re-serialises it
 through the models (STACK.md, "Measured figures").
@@ -29,6 +31,8 @@ from pydantic import ValidationError
 from espace_sante.errors import InvalidResource, Issue
 from espace_sante.fhir.bindings import check_bindings, iter_identifiers
 from espace_sante.fhir.identifiers import SYSTEM_LABELS, explain_identifier
+from espace_sante.fhir.narrative import narrative_issues
+from espace_sante.fhir.text import bidi_control, bidi_message
 
 __all__ = ["MAX_DEPTH", "MAX_ISSUES", "RESOURCE_TYPES", "validate_resource"]
 
@@ -377,6 +381,9 @@ _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f]")
 
 
 def _control_character_issues(body: Mapping[str, Any], resource_type: str) -> list[Issue]:
+    """Control characters, and bidirectional controls (fhir/text.py), in every string of the resource: titles,
+    file names, names, subjects and message text are all strings somewhere in a resource, and one walk of all
+    of them leaves none out."""
     found: list[Issue] = []
 
     def walk(node: Any, where: str) -> None:
@@ -391,9 +398,11 @@ def _control_character_issues(body: Mapping[str, Any], resource_type: str) -> li
                         expression=where,
                     )
                 )
+            elif (code := bidi_control(node)) is not None:
+                found.append(Issue(bidi_message(where, code), "invalid", expression=where))
         elif isinstance(node, Mapping):
             for key, value in node.items():
-                if isinstance(key, str) and _CONTROL.search(key):
+                if isinstance(key, str) and (_CONTROL.search(key) or bidi_control(key)):
                     found.append(
                         Issue(
                             f"{where} : nom d'élément invalide / invalid element name",
@@ -466,6 +475,7 @@ def validate_resource(body: object, *, expected_type: str | None = None) -> dict
     issues += check_bindings(checked)
     issues += _identifier_issues(checked, resource_type)
     issues += _control_character_issues(checked, resource_type)
+    issues += narrative_issues(checked, resource_type)
     if not issues:
         return body
     if len(issues) > MAX_ISSUES:

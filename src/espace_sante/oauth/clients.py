@@ -19,6 +19,7 @@ from urllib.parse import unquote, urlsplit
 
 from espace_sante.access.scopes import Scopes
 from espace_sante.errors import BadRequest
+from espace_sante.fhir.text import bidi_control, bidi_message
 from espace_sante.oauth import backend as backend_auth
 from espace_sante.runtime import Runtime
 from espace_sante.storage import clients as store
@@ -117,6 +118,9 @@ async def register_client(
     name = name.strip()
     if not name or len(name) > 200:
         raise BadRequest("le nom du client est obligatoire (200 caractères au plus) / name is required")
+    if (hidden := bidi_control(name)) is not None:
+        # The name is shown to the holder who connects the app and in her trace: it must read as it is.
+        raise BadRequest(bidi_message("nom du client / client name", hidden))
     if kind not in CONTEXT_OF_KIND:
         raise BadRequest(f"type de client inconnu / unknown client kind {kind!r}: system, app ou software")
     parsed = _check_scope(scope, kind)

@@ -27,6 +27,7 @@ from espace_sante.access.scopes import Scopes
 from espace_sante.audit import trace
 from espace_sante.audit.record import Record
 from espace_sante.errors import BadRequest, Conflict, NotFound
+from espace_sante.fhir.text import bidi_control
 from espace_sante.people import actors as people
 from espace_sante.people import passwords, ratelimit, totp
 from espace_sante.runtime import Runtime
@@ -92,6 +93,11 @@ def login_key(login: str) -> str:
 
 def check_login(login: str) -> str:
     text = unicodedata.normalize("NFKC", login.strip())
+    if (hidden := bidi_control(text)) is not None:
+        raise AccountError(
+            f"L'identifiant contient un caractère invisible qui change l'ordre d'affichage ({hidden}). "
+            f"/ The login contains an invisible character that reorders the text ({hidden})."
+        )
     if not _LOGIN.match(text):
         raise AccountError(
             "L'identifiant doit compter de 3 à 254 caractères, sans espace. "

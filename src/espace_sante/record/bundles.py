@@ -26,6 +26,7 @@ from espace_sante.errors import (
     NotFound,
     PayloadTooLarge,
     PreconditionFailed,
+    TooManyRequests,
 )
 from espace_sante.fhir import compartment
 from espace_sante.fhir.validation import validate_resource
@@ -110,6 +111,8 @@ def _entry_error(index: int, exc: FhirError, *, in_request: bool = False) -> Fhi
         Issue(named(i.diagnostics), i.code, i.severity, _in_entry(index, i.expression, in_request))
         for i in exc.all_issues()
     ]
+    if isinstance(exc, TooManyRequests):  # keeps its Retry-After (a transaction's answer is this error)
+        return TooManyRequests(named(exc.message), retry_after=exc.retry_after, issues=issues)
     return FhirError(named(exc.message), exc.status, exc.code, issues[0].expression, issues)
 
 

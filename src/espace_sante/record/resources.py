@@ -24,16 +24,19 @@ from espace_sante.errors import (
     Forbidden,
     Gone,
     InvalidResource,
+    Issue,
     MethodNotAllowed,
     NotFound,
     PreconditionFailed,
+    TooManyRequests,
 )
 from espace_sante.fhir import compartment
+from espace_sante.fhir.identifiers import INS_NIR, INS_NIR_DEMO, INS_NIR_TEST, explain_identifier
 from espace_sante.fhir.searchquery import SearchRequest, parse_search
 from espace_sante.fhir.validation import RESOURCE_TYPES, validate_resource
 from espace_sante.storage import access as access_store
 from espace_sante.storage import documents as docs_store
-from espace_sante.storage import locks, spaces, visibility
+from espace_sante.storage import locks, ratelimit, spaces, visibility
 from espace_sante.storage import resources as store
 from espace_sante.storage import search as search_store
 from espace_sante.storage.db import Conn
@@ -447,6 +450,8 @@ async def _create_in(
     _check_category(decision, body)
     await _check_document_links(conn, ctx, decision, body, space_id, rid)
     if rtype == "Patient":
+        _check_opens_with_ins(body)
+        await _count_new_space(conn, ctx)
         await spaces.create(conn, ctx.runtime.keys, space_id)
     else:
         await _check_patient_exists(conn, decision, body, space_id)
@@ -645,6 +650,55 @@ async def _traced_write(
 
 
 # --- spaces and references -------------------------------------------------------------------------------
+
+#: The INS systems a Patient opening a space may carry: the NIR, whose key is checked (validation.py). Not the
+#: INS-NIA, a provisional number whose format nothing checks; the registry is keyed on the NIR.
+_INS_SYSTEMS = (INS_NIR, INS_NIR_TEST, INS_NIR_DEMO)
+_FROM_REGISTRY = (
+    "Patient.identifier : un Patient qui ouvre un espace porte un INS valide (INS-NIR, système "
+    f"{INS_NIR}) ; les espaces sont ouverts à partir du registre des bénéficiaires de l'Assurance Maladie, "
+    "désignez un patient existant par son INS (Patient?identifier=…) / a Patient that opens a space carries a "
+    "valid INS (INS-NIR); spaces are opened from the insurer's registry of beneficiaries: name an existing "
+    "patient by their INS (Patient?identifier=…)"
+)
+
+
+def _check_opens_with_ins(body: Mapping[str, Any]) -> None:
+    """A space belongs to a person the insurer knows: through the API, the Patient that opens one carries a
+    valid INS (issue 16 #4: without this, any system client could open thousands of spaces, each with its key
+    and trace chain, outside the registry's lifecycle)."""
+    for identifier in body.get("identifier") or ():
+        if not isinstance(identifier, dict):
+            continue
+        system, value = identifier.get("system"), identifier.get("value")
+        if system in _INS_SYSTEMS and isinstance(value, str) and explain_identifier(system, value) is None:
+            return
+    raise InvalidResource(
+        _FROM_REGISTRY,
+        issues=[Issue(_FROM_REGISTRY, "business-rule", expression="Patient.identifier")],
+    )
+
+
+async def _count_new_space(conn: Conn, ctx: Context) -> None:
+    """Count a space opened by this client, and refuse it beyond the client's quota (SECURITY 11.1.4). The
+    counter is a row in PostgreSQL (storage/ratelimit.py), shared by every process, counted in the write's own
+    transaction: a refused or failed write gives its count back. The server's own actor (demo loader, jobs) is
+    not counted."""
+    if ctx.actor.kind == "system":
+        return
+    settings = ctx.runtime.settings
+    count, left = await ratelimit.count_event(
+        conn, f"spaces:{ctx.actor.kind}:{ctx.actor.id}", settings.api_spaces_window_seconds
+    )
+    if count > settings.api_spaces_per_client:
+        limit, window = settings.api_spaces_per_client, settings.api_spaces_window_seconds
+        raise TooManyRequests(
+            f"trop d'espaces ouverts par ce client : {limit} au plus en {window} s, réessayez dans {left} s ; "
+            "les espaces sont ouverts à partir du registre de l'Assurance Maladie / too many spaces opened by "
+            f"this client: at most {limit} in {window} s, retry in {left} s; spaces are opened from the "
+            "insurer's registry",
+            retry_after=left,
+        )
 
 
 def _patient_element(rtype: str) -> str:

@@ -122,3 +122,27 @@ async def give_back_one(conn: Conn, key: str, free: int) -> None:
         key,
         free,
     )
+
+
+# --- quotas of the API (record/resources.py: spaces a client opens) ---------------------------------------
+
+
+async def count_event(conn: Conn, key: str, window_seconds: int) -> tuple[int, int]:
+    """Count one event under `key` in a fixed window, in the caller's transaction: (events in the window, this
+    one included; whole seconds until the window ends). The row stays locked until the transaction ends, so
+    concurrent events on one key, in any process, are counted one after the other, and an event whose
+    transaction rolls back was never counted."""
+    row = await conn.fetchrow(
+        """INSERT INTO signin_throttle AS t (key, failures, window_start) VALUES ($1, 1, now())
+           ON CONFLICT (key) DO UPDATE SET
+             failures = CASE WHEN t.window_start <= now() - make_interval(secs => $2) THEN 1
+                             ELSE t.failures + 1 END,
+             window_start = CASE WHEN t.window_start <= now() - make_interval(secs => $2) THEN now()
+                                 ELSE t.window_start END
+           RETURNING failures,
+                     ceil(extract(epoch FROM t.window_start + make_interval(secs => $2) - now()))::int AS left""",
+        key,
+        window_seconds,
+    )
+    assert row is not None
+    return int(row["failures"]), int(row["left"])

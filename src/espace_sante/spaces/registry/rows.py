@@ -21,6 +21,7 @@ import orjson
 
 from espace_sante import clock
 from espace_sante.fhir.identifiers import IdentifierError, validate_nir
+from espace_sante.fhir.text import bidi_control
 
 COLUMNS = (
     "nir",
@@ -44,6 +45,8 @@ _POSTAL_CODE = re.compile(r"^(?:0[1-9]|[1-8]\d|9[0-8])\d{3}$")  # metropolitan a
 # Deliberately simple: one @, a dot in the domain, no spaces or controls. Delivery proves the rest.
 _EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]+$")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+# A line with any of these (controls, or the bidirectional controls of fhir/text.py) goes through `_text`.
+_UNCLEAN = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 _SURROGATE = re.compile("[\udc80-\udcff]")  # bytes that were not UTF-8 (decoded with surrogateescape)
 
 
@@ -97,7 +100,7 @@ def line_is_clean(text: str) -> bool:
     a field of a clean line is clean too (its delimiters are ASCII starters: NFC composes nothing across
     them)."""
     return (
-        not _SURROGATE.search(text) and not _CONTROL.search(text) and unicodedata.is_normalized("NFC", text)
+        not _SURROGATE.search(text) and not _UNCLEAN.search(text) and unicodedata.is_normalized("NFC", text)
     )
 
 
@@ -111,6 +114,13 @@ def _text(values: dict[str, str], field: str, *, required: bool, clean: bool = F
             raise _Bad(field, "encodage invalide (UTF-8 attendu) / invalid encoding (UTF-8 expected)")
         if _CONTROL.search(value):
             raise _Bad(field, "caractère de contrôle / control character")
+        if (hidden := bidi_control(value)) is not None:
+            # A name that reads backwards on the notice and in the space (issue 16 #5).
+            raise _Bad(
+                field,
+                f"caractère invisible {hidden} (contrôle du sens d'écriture) / invisible character {hidden} "
+                "(bidirectional control)",
+            )
     if len(value) > MAX_FIELD:
         raise _Bad(field, f"trop long ({len(value)} > {MAX_FIELD}) / too long")
     if required and not value:

@@ -43,6 +43,7 @@ from espace_sante.audit.wording import MONTHS_FR
 from espace_sante.context import Context
 from espace_sante.errors import FhirError, NotFound, PayloadTooLarge
 from espace_sante.fhir import pdsm, valuesets
+from espace_sante.fhir.text import bidi_control
 from espace_sante.http import downloads
 from espace_sante.people.sessions import Session
 from espace_sante.record import documents
@@ -736,6 +737,19 @@ async def upload(request: Request) -> Response:
                 **again,
                 error="Le formulaire n'a pas pu être lu : recommencez.",
                 status=400,
+            )
+        if (hidden := bidi_control(title)) is not None:
+            # Refused beside the field rather than stripped: the person sees what was wrong with what they typed
+            # (fhir/text.py; the write's validation would refuse it too, without naming the field).
+            return _upload_page(
+                request,
+                session,
+                w,
+                **again,
+                error=f"Le titre contient un caractère invisible qui change l'ordre d'affichage du texte ({hidden}) : "
+                "retirez-le.",
+                error_field="titre",
+                status=422,
             )
         if not sent.filename and not sent.content:
             return _upload_page(
