@@ -39,7 +39,7 @@ from ..storage import people as people_store
 from ..storage import resources
 from ..storage.db import Conn
 from ..storage.documents import blob_key
-from . import identity
+from . import identity, stepup
 from .runtime import Runtime
 
 State = Literal["registered", "notified", "opposed", "open", "active", "suspended", "closed", "destroyed"]
@@ -167,6 +167,8 @@ async def _apply(
         )
     if row.state not in rule.sources:
         raise _refused(event, row.state)
+    if event in ("close", "erase"):  # allowed, but not undone alone: a recent proof of identity first
+        stepup.require(ctx, "close" if event == "close" else "erase")
     target = (row.prior_state or "active") if rule.target == "prior" else rule.target
     settings = ctx.runtime.settings
     extra: dict[str, Any] = {}

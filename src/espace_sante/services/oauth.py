@@ -23,7 +23,7 @@ import secrets
 import uuid
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import unquote, urlsplit
@@ -343,6 +343,8 @@ class _Person:
     family: uuid.UUID
     acr: str
     extra: dict[str, str] = field(default_factory=dict)
+    #: From the code's approving session; None after a refresh (a refresh proves no new sign-in).
+    auth_time: datetime | None = None
 
 
 @dataclass
@@ -569,6 +571,7 @@ async def token_endpoint(
                 person = await _person(
                     rt, client, code.person_kind, code.person_id, code.grant_id, code.family, code.acr
                 )
+                person.auth_time = code.auth_time
         elif grant_type == "refresh_token" and values.get("refresh_token"):
             refresh = await rt.db.interaction(
                 "oauth_get_refresh", grant_store.get_refresh, digest(values["refresh_token"])
@@ -708,6 +711,7 @@ async def _save(
                 acr=person.acr,
                 grant_id=person.grant_id,
                 family=person.family,
+                auth_time=person.auth_time,
             )
             if "refresh_token" in token:
                 await grant_store.insert_refresh(
@@ -900,15 +904,18 @@ async def _actor_of(rt: Runtime, row: store.TokenRow) -> Actor:
     if row.actor_kind == "client" and row.client_id is not None:
         return Actor("client", row.client_id, scopes, row.name)
     if row.actor_kind == "app" and row.client_id is not None:
-        return Actor("app", row.client_id, scopes, row.name, subject=row.subject, acr=row.acr)
+        return Actor(
+            "app", row.client_id, scopes, row.name, subject=row.subject, acr=row.acr, auth_time=row.auth_time
+        )
     if row.actor_kind in people.PERSON_KINDS and row.actor_id:
         kind = people.PERSON_KINDS[people.PERSON_KINDS.index(row.actor_kind)]  # narrows str to ActorKind
         try:
-            return await people.actor_for(
+            actor = await people.actor_for(
                 rt, kind, row.actor_id, scopes=scopes, acr=row.acr, via=row.client_id or ""
             )
         except FhirError as exc:  # the person left the directory since: the token no longer works
             raise Unauthorized("jeton d'accès invalide ou expiré / invalid or expired access token") from exc
+        return replace(actor, auth_time=row.auth_time)
     raise Unauthorized("jeton d'accès invalide ou expiré / invalid or expired access token")
 
 

@@ -32,7 +32,7 @@ from ..storage import people as people_store
 from ..storage import search as search_store
 from ..storage import visibility
 from ..storage.db import Conn
-from . import people
+from . import people, stepup
 
 GRANTABLE = ("consent", "care_team", "medecin_traitant")
 EMERGENCY_REASONS = ("unable_to_consent", "immediate_risk", "samu_call")
@@ -235,6 +235,8 @@ async def emergency(
     async def run(conn: Conn) -> tuple[datetime, list[tuple[str, str]]]:
         target = await _target(conn, ctx, patient, ins)
         basis = await _allow(conn, ctx, "emergency", target, ctx.actor.id)
+        # After the checks that tell a stranger nothing: a recent proof of identity (SECURITY V3 3.7.1).
+        stepup.require(ctx, "emergency")
         ends = datetime.now(UTC) + timedelta(minutes=minutes)
         await store.start_emergency(conn, target.space_id, ctx.actor.id, kind, reason, ends)
         await _trace(conn, ctx, target, "access:emergency", basis, f"{kind}|{reason}|")
