@@ -5,6 +5,7 @@ challenge and an OperationOutcome in French then English); a development token c
 
 from __future__ import annotations
 
+import secrets
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
@@ -12,10 +13,12 @@ import httpx
 import pytest
 
 from espace_sante.access.actors import Actor
-from espace_sante.services import devtokens, oauth, stepup
+from espace_sante.app import create_app
+from espace_sante.services import accounts, devtokens, oauth, sessions, stepup
 from espace_sante.services.runtime import Runtime
 from tests.factories import BASE
 from tests.oauth.conftest import (
+    APP_REDIRECT,
     SOFTWARE_REDIRECT,
     Holder,
     Professional,
@@ -123,3 +126,37 @@ def test_the_rule(auth_time: timedelta | None, acr: str, recent: bool) -> None:
     now = datetime.now(UTC)
     actor = Actor("holder", "x", acr=acr, auth_time=None if auth_time is None else now + auth_time)
     assert stepup.recent(actor, now=now) is recent
+
+
+async def test_authorize_honours_max_age_through_the_step_up_page(runtime: Runtime, holder: Holder) -> None:
+    """An app told to get a recent sign-in (the challenge's `max_age`) sends Jeanne to the authorization page
+    with it: her sign-in is twenty minutes old, so she confirms who she is first, then comes back to it."""
+    app = await oauth.register_client(
+        runtime, "Carnet Santé+", "patient/*.rs", kind="app", redirect_uris=(APP_REDIRECT,)
+    )
+    created = await accounts.create(
+        runtime, kind="holder", actor_id=holder.nir, login=f"t-{secrets.token_hex(6)}", password=None
+    )
+    secret, _ = await sessions.start(
+        runtime, created.account_id, acr="eidas2", method="passkey", user_agent="test", ip="127.0.0.1"
+    )
+    async with runtime.db.pool.acquire() as conn:
+        await conn.execute(
+            "UPDATE web_session SET auth_time = now() - interval '20 minutes' WHERE account_id = $1",
+            created.account_id,
+        )
+    params = authorize_params(app.client_id, pkce()[1])
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=create_app(runtime=runtime)), base_url="https://127.0.0.1:8000"
+    ) as browser:
+        browser.cookies.set(sessions.COOKIE, secret, domain="127.0.0.1", path="/")
+        plain = await browser.get("/oauth/authorize", params=params)
+        assert plain.status_code == 200, plain.text  # no max_age: the consent page, as before
+        asked = await browser.get("/oauth/authorize", params=[*params, ("max_age", "300")])
+        assert asked.status_code == 303
+        location = httpx.URL(asked.headers["location"])
+        assert location.path == "/compte/confirmer-identite"
+        assert (
+            location.params["suite"].startswith("/oauth/authorize?")
+            and "max_age=300" in location.params["suite"]
+        )

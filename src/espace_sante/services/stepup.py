@@ -110,12 +110,14 @@ def require(ctx: Context, action: Action) -> None:
         raise StepUpRequired(action)
 
 
-def due(rt: Runtime, session: Session) -> bool:
-    """Whether a session's person must confirm their identity before such an action (pages say so early)."""
-    return not (
-        level_at_least(session.acr, LEVEL)
-        and datetime.now(UTC) - session.auth_time < timedelta(seconds=WINDOW_SECONDS)
-    )
+def within(session: Session, max_age: str) -> bool:
+    """Whether the session's proof meets an OpenID Connect `max_age` (Core 3.1.2.1) a client sent with its
+    authorization request: "" or not a number asks nothing; under a minute counts as a minute, the time to go
+    through the step-up page and back (else `max_age=0` would send her there for ever)."""
+    if not max_age.isdigit() or len(max_age) > 9:
+        return True
+    age = datetime.now(UTC) - session.auth_time
+    return age <= timedelta(seconds=max(int(max_age), 60))
 
 
 # --- confirming one's identity in the session ----------------------------------------------------------------

@@ -23,10 +23,11 @@ from starlette.responses import RedirectResponse, Response
 
 from ..audit.wording import when
 from ..errors import NotFound
-from ..services import federation, sessions, smart
+from ..services import federation, sessions, smart, stepup
 from ..services.federation import FederationRefused
 from ..services.smart import AuthorizeError
 from . import deps
+from .auth import step_up_url
 from .deps import (
     SESSION_COOKIE,
     check_csrf,
@@ -103,6 +104,9 @@ async def authorize(request: Request) -> Response:
     session = await current_session(request)
     if session is None:
         return _redirect(sign_in_url(here(request)), 303)
+    if not stepup.within(session, request.query_params.get("max_age", "")):
+        # The client asks for a recent sign-in (RFC 9470 after a step-up challenge): confirm it, come back.
+        return _redirect(step_up_url(here(request)), 303)
     ctx = await session_context(request)
     if not smart.may_authorise(ctx.actor, auth):
         return _problem(
