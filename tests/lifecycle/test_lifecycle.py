@@ -5,7 +5,7 @@ the trace of each step in plain words."""
 from __future__ import annotations
 
 import uuid
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +36,11 @@ TODAY = clock.today()
 
 
 def holder_ctx(runtime: Runtime, nir: str) -> Context:
-    return Context(runtime, Actor("holder", nir, Scopes.parse("patient/*.*"), "Jeanne Martin", acr="eidas2"))
+    # Just signed in: closing and destroying need a recent proof of identity (people/stepup.py).
+    jeanne = Actor(
+        "holder", nir, Scopes.parse("patient/*.*"), "Jeanne Martin", acr="eidas2", auth_time=datetime.now(UTC)
+    )
+    return Context(runtime, jeanne)
 
 
 async def registered(runtime: Runtime, tmp_path: Path, **values: str) -> tuple[uuid.UUID, str]:

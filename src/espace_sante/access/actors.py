@@ -8,6 +8,7 @@ can require a level and the trace can name the software."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Literal
 
 from espace_sante.access.scopes import Scopes
@@ -44,6 +45,9 @@ class Actor:
     specialty: str = ""
     practitioner_id: str = ""
     organisation: str = ""
+    #: When the person last proved a factor (a portal session's sign-in or step-up; a development token's
+    #: issue); None when nothing says (SMART tokens, machines). people/stepup.py reads it.
+    auth_time: datetime | None = None
 
     def __str__(self) -> str:
         return f"{self.kind}:{self.id}"

@@ -33,7 +33,8 @@ def install(app: FastAPI) -> None:
             # RFC 6750 section 3.1: name the error when a token was presented, the bare challenge otherwise.
             presented = request.headers.get("authorization", "")[:7].lower() == "bearer "
             challenge = 'Bearer realm="espace-sante"' + (', error="invalid_token"' if presented else "")
-            headers = {"WWW-Authenticate": challenge}
+            # A valid token without a recent sign-in says so (RFC 9470 section 3, people/stepup.py).
+            headers = {"WWW-Authenticate": getattr(exc, "challenge", challenge)}
         elif isinstance(exc, TooManyRequests):
             headers = {"Retry-After": str(exc.retry_after)}
         return _respond(request, exc, headers)

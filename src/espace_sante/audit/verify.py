@@ -108,7 +108,7 @@ async def check_space(
     head_now: Callable[[], Awaitable[tuple[int, bytes] | None]] | None = None,
 ) -> SpaceReport:
     """Check one space's chain. `seals` must be read before `head`, and `head` before the walk starts (see
-    services.audit): then every legitimate seal lies at or before the head, and records appended after the head
+    audit.chains): then every legitimate seal lies at or before the head, and records appended after the head
     was read (by writers still running) are simply not part of this check.
 
     `head_now` reads the head again. A record beyond the head read first is a writer's only if the head has

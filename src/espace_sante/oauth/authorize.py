@@ -198,6 +198,7 @@ async def approve(ctx: Context, request: AuthorizationRequest, *, consented: boo
             scope=request.scope,
             code_challenge=request.code_challenge,
             acr=actor.acr,
+            auth_time=actor.auth_time,  # the approving session's proof, for people/stepup.py
             family=uuid.uuid4(),
             expires_at=datetime.now(UTC) + timedelta(seconds=rt.settings.authorization_code_lifetime),
         )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from espace_sante.access.actors import Actor
 from espace_sante.access.scopes import Scopes
 from espace_sante.errors import FhirError, Unauthorized
@@ -35,13 +37,16 @@ async def _actor_of(rt: Runtime, row: store.TokenRow) -> Actor:
     if row.actor_kind == "client" and row.client_id is not None:
         return Actor("client", row.client_id, scopes, row.name)
     if row.actor_kind == "app" and row.client_id is not None:
-        return Actor("app", row.client_id, scopes, row.name, subject=row.subject, acr=row.acr)
+        return Actor(
+            "app", row.client_id, scopes, row.name, subject=row.subject, acr=row.acr, auth_time=row.auth_time
+        )
     if row.actor_kind in people.PERSON_KINDS and row.actor_id:
         kind = people.PERSON_KINDS[people.PERSON_KINDS.index(row.actor_kind)]  # narrows str to ActorKind
         try:
-            return await people.actor_for(
+            actor = await people.actor_for(
                 rt, kind, row.actor_id, scopes=scopes, acr=row.acr, via=row.client_id or ""
             )
         except FhirError as exc:  # the person left the directory since: the token no longer works
             raise Unauthorized("jeton d'accès invalide ou expiré / invalid or expired access token") from exc
+        return replace(actor, auth_time=row.auth_time)
     raise Unauthorized("jeton d'accès invalide ou expiré / invalid or expired access token")

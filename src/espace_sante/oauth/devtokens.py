@@ -58,6 +58,7 @@ async def issue(rt: Runtime, actor_text: str, scope: str, *, acr: str = DEV_LEVE
             scope=str(scopes),
             expires_at=datetime.now(UTC) + timedelta(seconds=lifetime),
             acr=acr,
+            auth_time=datetime.now(UTC),  # stands for a sign-in now (people/stepup.py)
         )
         await audit_store.append(
             conn,

@@ -112,6 +112,8 @@ class _Person:
     family: uuid.UUID
     acr: str
     extra: dict[str, str] = field(default_factory=dict)
+    #: From the code's approving session; None after a refresh (a refresh proves no new sign-in).
+    auth_time: datetime | None = None
 
 
 @dataclass
@@ -330,6 +332,7 @@ async def token_endpoint(
                 person = await _person(
                     rt, client, code.person_kind, code.person_id, code.grant_id, code.family, code.acr
                 )
+                person.auth_time = code.auth_time
         elif grant_type == "refresh_token" and values.get("refresh_token"):
             refresh = await rt.db.interaction(
                 "oauth_get_refresh", grant_store.get_refresh, digest(values["refresh_token"])
@@ -460,6 +463,7 @@ async def _save(
                 acr=person.acr,
                 grant_id=person.grant_id,
                 family=person.family,
+                auth_time=person.auth_time,
             )
             if "refresh_token" in token:
                 await grant_store.insert_refresh(

@@ -45,7 +45,7 @@ from espace_sante.fhir.identifiers import IdentifierError, validate_nir, validat
 from espace_sante.logs import get_logger
 from espace_sante.oauth import backend as backend_auth
 from espace_sante.oauth.backend import FetchRefused
-from espace_sante.people import accounts, sessions
+from espace_sante.people import accounts, sessions, stepup
 from espace_sante.people import actors as people
 from espace_sante.people.sessions import Session
 from espace_sante.runtime import Runtime
@@ -198,6 +198,10 @@ async def begin(rt: Runtime, name: str, next_path: str = "") -> Started:
             "code_challenge": _challenge(verifier),
             "code_challenge_method": "S256",
             "acr_values": provider.acr,
+            # OpenID Connect Core 3.1.2.1: the provider re-authenticates the person if its own sign-in is
+            # older, and says when it was (`auth_time`): a session opened here counts from then, so a sign-in
+            # through the provider is a proof recent enough for what cannot be undone (people/stepup.py).
+            "max_age": str(stepup.WINDOW_SECONDS),
         }
     )
     endpoint = str(meta["authorization_endpoint"])
@@ -331,6 +335,7 @@ async def _finish(
             user_agent=user_agent,
             ip=ip,
             request_id=request_id,
+            auth_time=_auth_time(claims),
         )
     except ValueError as exc:
         raise _refused("session", "compte indisponible", "account unavailable") from exc
@@ -420,6 +425,15 @@ async def verify_id_token(
     if not isinstance(claims.get("sub"), str) or not claims["sub"]:
         raise _refused("sub", "jeton d'identité incomplet", "incomplete ID token")
     return claims
+
+
+def _auth_time(claims: dict[str, Any]) -> datetime | None:
+    """When the provider authenticated the person (`auth_time`, required when `max_age` was asked); None
+    (now) when it says nothing. Later than now is not believed: storage keeps the earlier of it and now."""
+    value = claims.get("auth_time")
+    if isinstance(value, int | float) and not isinstance(value, bool) and value > 0:
+        return datetime.fromtimestamp(value, UTC)
+    return None
 
 
 async def _userinfo(

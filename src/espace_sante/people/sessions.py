@@ -3,7 +3,8 @@
 - Server-side, in PostgreSQL: the browser holds a 256-bit random secret in a `__Host-` cookie; the row holds
   its SHA-256 digest (a slow hash adds nothing at that entropy), so a copy of the table opens no session.
 - A new session, with a new secret, at every sign-in (ASVS 3.2.1); a session also carries its synchronizer
-  CSRF token, the assurance level reached (`acr`, one of `access.actors.LEVELS`) and the sign-in method.
+  CSRF token, the assurance level reached (`acr`, one of `access.actors.LEVELS`), the sign-in method, and
+  when the person last proved a factor (`auth_time`: the sign-in, then each step-up, people/stepup.py).
 - Idle and absolute timeouts from settings (3.3.2); the person lists their sessions and ends one or all of
   them (3.3.3/3.3.4); sign-out deletes the row, so replaying the old cookie opens nothing (3.3.1).
 - Starting a session writes its `signin:success` record in the same transaction as the row (V7 7.1.3).
@@ -11,6 +12,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import secrets
 import uuid
@@ -36,6 +38,7 @@ __all__ = [
     "end_everywhere",
     "is_fresh",
     "list_for",
+    "proved",
     "revoke",
     "start",
 ]
@@ -68,9 +71,11 @@ async def start_in(
     user_agent: str,
     ip: str,
     request_id: str = "",
+    auth_time: datetime | None = None,
 ) -> tuple[str, Session]:
     """Open a session inside the caller's transaction (with the trace record). ValueError for an unknown
-    level or a disabled or unknown account."""
+    level or a disabled or unknown account. `auth_time`: when the person proved who they are, if before now
+    (an identity provider's answer); now otherwise."""
     if acr not in LEVELS:
         raise ValueError(f"unknown assurance level {acr!r}")
     account = await account_store.by_id(conn, account_id)
@@ -88,6 +93,7 @@ async def start_in(
         user_agent=_clean(user_agent, 300),
         ip=_clean(ip, 64),
         absolute_seconds=rt.settings.session_absolute_seconds,
+        auth_time=auth_time,
     )
     await trace.account_event(
         conn,
@@ -112,6 +118,7 @@ async def start(
     user_agent: str,
     ip: str,
     request_id: str = "",
+    auth_time: datetime | None = None,
 ) -> tuple[str, Session]:
     """Open a session for an account whose person has just proven who they are (federation, passkey, password
     and second factor): returns the secret for the cookie, and the session. The caller must already have
@@ -126,6 +133,7 @@ async def start(
         user_agent=user_agent,
         ip=ip,
         request_id=request_id,
+        auth_time=auth_time,
     )
 
 
@@ -144,8 +152,15 @@ async def current(rt: Runtime, secret: str) -> Session | None:
 
 
 def is_fresh(rt: Runtime, session: Session) -> bool:
-    """Whether the sign-in is recent enough to change a factor (SECURITY V3 3.7.1)."""
+    """Whether the sign-in is recent enough to change a factor (SECURITY V3 3.7.1). What cannot be undone asks
+    for a proof within five minutes instead, which the step-up page renews (people/stepup.py)."""
     return datetime.now(UTC) - session.created_at < timedelta(seconds=rt.settings.reauth_seconds)
+
+
+async def proved(rt: Runtime, session: Session) -> Session:
+    """The session after the person proved a factor again (people/stepup.py): its `auth_time` is now."""
+    at = await rt.db.interaction("session_proved", store.proved, session.session_id)
+    return dataclasses.replace(session, auth_time=at)
 
 
 async def actor_of(rt: Runtime, session: Session) -> Actor:
@@ -157,7 +172,8 @@ async def actor_of(rt: Runtime, session: Session) -> Actor:
     elif session.kind == "operator":
         kind = "operator"
     scopes = Scopes.parse(SESSION_SCOPES.get(session.kind, ""))
-    return await people.actor_for(rt, kind, session.actor_id, scopes=scopes, acr=session.acr, via="")
+    actor = await people.actor_for(rt, kind, session.actor_id, scopes=scopes, acr=session.acr, via="")
+    return dataclasses.replace(actor, auth_time=session.auth_time)
 
 
 async def list_for(rt: Runtime, session: Session) -> list[Session]:

@@ -28,6 +28,7 @@ from espace_sante.fhir.identifiers import IdentifierError, validate_finess, vali
 from espace_sante.fhir.searchquery import parse_search
 from espace_sante.fhir.validation import RESOURCE_TYPES
 from espace_sante.people import actors as people
+from espace_sante.people import stepup
 from espace_sante.storage import access as store
 from espace_sante.storage import audit as audit_store
 from espace_sante.storage import people as people_store
@@ -238,6 +239,8 @@ async def emergency(
     async def run(conn: Conn) -> tuple[datetime, list[tuple[str, str]]]:
         target = await _target(conn, ctx, patient, ins)
         basis = await _allow(conn, ctx, "emergency", target, ctx.actor.id)
+        # After the checks that tell a stranger nothing: a recent proof of identity (SECURITY V3 3.7.1).
+        stepup.require(ctx, "emergency")
         ends = datetime.now(UTC) + timedelta(minutes=minutes)
         await store.start_emergency(conn, target.space_id, ctx.actor.id, kind, reason, ends)
         await _trace(conn, ctx, target, "access:emergency", basis, f"{kind}|{reason}|")

@@ -31,6 +31,7 @@ from espace_sante.audit.record import SUCCESS, Record
 from espace_sante.context import Context
 from espace_sante.crypto import DecryptionFailed
 from espace_sante.errors import BadRequest, Conflict, Forbidden, NotFound
+from espace_sante.people import stepup
 from espace_sante.runtime import Runtime
 from espace_sante.spaces import identity
 from espace_sante.storage import access as access_store
@@ -167,6 +168,8 @@ async def _apply(
         )
     if row.state not in rule.sources:
         raise _refused(event, row.state)
+    if event in ("close", "erase"):  # allowed, but not undone alone: a recent proof of identity first
+        stepup.require(ctx, "close" if event == "close" else "erase")
     target = (row.prior_state or "active") if rule.target == "prior" else rule.target
     settings = ctx.runtime.settings
     extra: dict[str, Any] = {}

@@ -43,6 +43,8 @@ class TokenRow:
     actor_id: str | None = None
     subject: str = ""
     acr: str = ""
+    #: When the person last proved a factor before this token (people/stepup.py); None if unknown.
+    auth_time: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -147,10 +149,11 @@ async def insert_person_token(
     acr: str = "",
     grant_id: uuid.UUID | None = None,
     family: uuid.UUID | None = None,
+    auth_time: datetime | None = None,
 ) -> None:
     await conn.execute(
         "INSERT INTO oauth_token (token_hash, client_id, scope, expires_at, actor_kind, actor_id, subject, acr, "
-        "grant_id, family) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+        "grant_id, family, auth_time) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
         token_hash,
         client_id,
         scope,
@@ -161,6 +164,7 @@ async def insert_person_token(
         acr,
         grant_id,
         family,
+        auth_time,
     )
     if grant_id is not None:
         await _sweep(conn)
@@ -177,7 +181,7 @@ _ACTIVE = (
 async def active_token(conn: Conn, token_hash: bytes) -> TokenRow | None:
     row = await conn.fetchrow(
         "SELECT t.client_id, t.scope, t.expires_at, coalesce(c.name, '') AS name, t.actor_kind, t.actor_id, "
-        "t.subject, t.acr " + _ACTIVE,
+        "t.subject, t.acr, t.auth_time " + _ACTIVE,
         token_hash,
     )
     return None if row is None else TokenRow(**dict(row))

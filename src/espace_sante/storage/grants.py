@@ -37,6 +37,8 @@ class CodeRow:
     person_kind: str
     person_id: str
     grant_live: bool
+    #: When the approving person last proved a factor (people/stepup.py); None if unknown.
+    auth_time: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -155,6 +157,7 @@ async def insert_code(
     acr: str,
     family: uuid.UUID,
     expires_at: datetime,
+    auth_time: datetime | None = None,
 ) -> None:
     await conn.execute(
         "DELETE FROM oauth_code WHERE ctid = ANY(ARRAY(SELECT ctid FROM oauth_code "
@@ -162,7 +165,7 @@ async def insert_code(
     )
     await conn.execute(
         "INSERT INTO oauth_code (code_hash, grant_id, client_id, redirect_uri, scope, code_challenge, acr, family, "
-        "expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        "expires_at, auth_time) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
         code_hash,
         grant_id,
         client_id,
@@ -172,13 +175,14 @@ async def insert_code(
         acr,
         family,
         expires_at,
+        auth_time,
     )
 
 
 async def get_code(conn: Conn, code_hash: bytes) -> CodeRow | None:
     row = await conn.fetchrow(
         "SELECT k.grant_id, k.client_id, k.redirect_uri, k.scope, k.code_challenge, k.acr, k.family, k.expires_at, "
-        "k.used_at, g.person_kind, g.person_id, g.revoked_at IS NULL AS grant_live "
+        "k.used_at, g.person_kind, g.person_id, g.revoked_at IS NULL AS grant_live, k.auth_time "
         "FROM oauth_code k JOIN oauth_grant g USING (grant_id) WHERE k.code_hash = $1",
         code_hash,
     )

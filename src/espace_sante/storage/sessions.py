@@ -14,7 +14,8 @@ from espace_sante.storage.db import Conn
 @dataclass(frozen=True)
 class Session:
     """A live session and the account it belongs to. `acr` is the assurance level reached at sign-in
-    (`espace_sante.access.actors.LEVELS`), `method` how (`password+totp`, `password+recovery`, `passkey`)."""
+    (`espace_sante.access.actors.LEVELS`), `method` how (`password+totp`, `password+recovery`, `passkey`);
+    `auth_time` when the person last proved a factor (the sign-in, or a later confirmation of identity)."""
 
     session_id: uuid.UUID
     account_id: uuid.UUID
@@ -29,11 +30,12 @@ class Session:
     created_at: datetime
     last_seen_at: datetime
     expires_at: datetime
+    auth_time: datetime
 
 
 _COLUMNS = (
     "s.session_id, s.account_id, a.kind, a.actor_id, a.login, s.acr, s.method, s.csrf_token, s.user_agent, "
-    "s.ip, s.created_at, s.last_seen_at, s.expires_at"
+    "s.ip, s.created_at, s.last_seen_at, s.expires_at, s.auth_time"
 )
 
 
@@ -53,10 +55,13 @@ async def insert(
     user_agent: str,
     ip: str,
     absolute_seconds: int,
+    auth_time: datetime | None = None,
 ) -> Session:
+    # An identity provider's `auth_time` may be before now, never after (a clock ahead is not trusted).
     await conn.execute(
         "INSERT INTO web_session (session_id, secret_hash, account_id, acr, method, csrf_token, user_agent, ip, "
-        "expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, now() + make_interval(secs => $9))",
+        "expires_at, auth_time) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, now() + make_interval(secs => $9), "
+        "LEAST(COALESCE($10, now()), now()))",
         session_id,
         secret_hash,
         account_id,
@@ -66,6 +71,7 @@ async def insert(
         user_agent,
         ip,
         absolute_seconds,
+        auth_time,
     )
     # Bounded sweep of expired sessions on each sign-in.
     await conn.execute(
@@ -89,6 +95,14 @@ async def live(conn: Conn, secret_hash: bytes, idle_seconds: int) -> Session | N
         idle_seconds,
     )
     return None if row is None else _session(row)
+
+
+async def proved(conn: Conn, session_id: uuid.UUID) -> datetime:
+    """The person proved a factor again in this session (step-up): its `auth_time` is now."""
+    at: datetime = await conn.fetchval(
+        "UPDATE web_session SET auth_time = now() WHERE session_id = $1 RETURNING auth_time", session_id
+    )
+    return at
 
 
 async def touch(conn: Conn, session_id: uuid.UUID) -> None:

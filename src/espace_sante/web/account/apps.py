@@ -25,9 +25,10 @@ from espace_sante.audit.wording import when
 from espace_sante.errors import NotFound
 from espace_sante.oauth import authorize as smart
 from espace_sante.oauth.authorize import AuthorizeError
-from espace_sante.people import federation, sessions
+from espace_sante.people import federation, sessions, stepup
 from espace_sante.people.federation import FederationRefused
 from espace_sante.web import deps
+from espace_sante.web.account.signin import step_up_url
 from espace_sante.web.deps import (
     SESSION_COOKIE,
     check_csrf,
@@ -104,6 +105,9 @@ async def authorize(request: Request) -> Response:
     session = await current_session(request)
     if session is None:
         return _redirect(sign_in_url(here(request)), 303)
+    if not stepup.within(session, request.query_params.get("max_age", "")):
+        # The client asks for a recent sign-in (RFC 9470 after a step-up challenge): confirm it, come back.
+        return _redirect(step_up_url(here(request)), 303)
     ctx = await session_context(request)
     if not smart.may_authorise(ctx.actor, auth):
         return _problem(

@@ -9,6 +9,9 @@ Routes (French paths, the portal's language):
 - `POST /compte/cle/options`, `POST /compte/cle`, `POST /compte/cle/{id}/retirer`: passkeys.
 - `POST /compte/totp`, `POST /compte/totp/confirmer`: set up the authenticator app.
 - `POST /compte/codes-secours`: new recovery codes. `POST /compte/mot-de-passe`: change the password.
+- `GET/POST /compte/confirmer-identite?suite=…`: confirm one's identity again (password and second factor)
+  before what cannot be undone (people/stepup.py), then back to `suite`, the form as it was filled in; an
+  account without a password signs in again instead (passkey, FranceConnect+), and comes back the same way.
 
 Every POST checks an anti-forgery token (web/deps.py). Pages call one service function each and show its
 message when it refuses; bad input gets a French sentence, never a 500.
@@ -21,6 +24,7 @@ import binascii
 import json
 import uuid
 from typing import Any
+from urllib.parse import quote, urlsplit
 
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.staticfiles import StaticFiles
@@ -29,9 +33,10 @@ from starlette.exceptions import HTTPException
 from starlette.responses import JSONResponse, RedirectResponse, Response
 
 from espace_sante.audit.wording import when
-from espace_sante.people import accounts, devices, passkeys, sessions, signin
+from espace_sante.people import accounts, devices, passkeys, sessions, signin, stepup
 from espace_sante.people.accounts import Account, AccountError, ReauthRequired
 from espace_sante.people.signin import SignInRefused
+from espace_sante.people.stepup import StepUpRefused
 from espace_sante.web import deps
 from espace_sante.web.deps import (
     FLOW_COOKIE,
@@ -618,6 +623,66 @@ async def passkey_remove(request: Request, credential: str) -> Response:
             request, session, error="Clé d'accès inconnue. / Unknown passkey.", status=404
         )
     return _see_other(f"{HOME}?message=cle-retiree")
+
+
+# --- confirming one's identity before what cannot be undone (step-up) --------------------------------------
+
+STEP_UP = "/compte/confirmer-identite"
+
+
+def step_up_url(suite: str) -> str:
+    """The step-up page, coming back to `suite` (a local path, the form with what was typed) afterwards."""
+    return f"{STEP_UP}?suite={quote(safe_next(suite) or HOME, safe='')}"
+
+
+async def _step_up_page(
+    request: Request, session: sessions.Session, suite: str, *, error: str = "", status: int = 200
+) -> Response:
+    factors = await accounts.factors(deps.runtime(request), session.account_id)
+    return render(
+        request,
+        "stepup.html",
+        {
+            "title": "Confirmer votre identité",
+            "signed_in": True,
+            "holder_nav": session.kind == "holder",
+            "csrf": session.csrf_token,
+            "action": STEP_UP,
+            "suite": suite,
+            "login": session.login,
+            "password": factors.password and factors.totp,
+            "stepup_error": error,
+            "signin_again": sign_in_url(suite),
+            "back": urlsplit(suite).path or HOME,
+        },
+        status=status,
+    )
+
+
+@router.get(STEP_UP)
+async def step_up_form(request: Request) -> Response:
+    session = await _session_or_redirect(request)
+    return await _step_up_page(request, session, safe_next(request.query_params.get("suite")) or HOME)
+
+
+@router.post(STEP_UP)
+async def step_up(request: Request) -> Response:
+    session, form = await _checked_form(request)
+    if form is None:
+        return _forged(request)
+    suite = safe_next(_field(form, "suite", 2000)) or HOME
+    try:
+        await stepup.confirm(
+            deps.runtime(request),
+            session,
+            password=_field(form, "password", 4096),
+            code=_field(form, "code", 64),
+            ip=client_ip(request),
+            request_id=request_id(request),
+        )
+    except StepUpRefused as exc:
+        return await _step_up_page(request, session, suite, error=exc.message, status=_status_of(exc.message))
+    return _see_other(suite)
 
 
 # --- wiring ------------------------------------------------------------------------------------------------

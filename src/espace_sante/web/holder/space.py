@@ -8,6 +8,8 @@ Routes:
 - `GET/POST /mon-espace/mon-espace-sante/fermer`: the confirmation step, then `lifecycle.close`.
 - `GET/POST /mon-espace/mon-espace-sante/detruire`: a stronger confirmation (a box to tick, the day shown),
   then `lifecycle.erase`.
+  Closing and destroying need a recent proof of identity (people/stepup.py): without one, the POST sends her
+  to confirm it (web/account/signin.py `STEP_UP`) and back to the confirmation page, the box still ticked.
 - `POST /mon-espace/mon-espace-sante/rouvrir`: `lifecycle.reopen` (everything comes back; an asked
   destruction is cancelled).
 - `POST /mon-espace/mon-espace-sante/contester`: `lifecycle.resume` (the holder contests a suspension).
@@ -30,6 +32,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
+from urllib.parse import urlencode
 
 from fastapi import APIRouter, FastAPI, Request
 from starlette.datastructures import FormData
@@ -41,9 +44,10 @@ from espace_sante.audit.wording import MONTHS_FR
 from espace_sante.context import Context
 from espace_sante.errors import FhirError
 from espace_sante.people.sessions import Session
+from espace_sante.people.stepup import StepUpRequired
 from espace_sante.spaces import lifecycle, notices
 from espace_sante.web import deps
-from espace_sante.web.account.signin import FORGED
+from espace_sante.web.account.signin import FORGED, step_up_url
 from espace_sante.web.deps import SignInRequired, check_csrf, current_session, session_context
 from espace_sante.web.holder.whose import CHOOSE, Whose, install_whose, whose
 from espace_sante.web.templating import render
@@ -501,6 +505,12 @@ async def _checked(request: Request) -> tuple[Session, Whose, FormData | None]:
     return session, w, form
 
 
+def _kept(request: Request, form: FormData) -> str:
+    """This form's page again with what she filled in (the box she ticked), for after the step-up."""
+    query = urlencode({"confirmation": UNDERSTOOD} if _field(form, "confirmation") == UNDERSTOOD else {})
+    return request.url.path + (f"?{query}" if query else "")
+
+
 #: A change the page asks of the service: the key of the message to come back with, or a page of its own.
 Change = Callable[[Session, Whose, FormData], Awaitable[Response | str]]
 
@@ -515,6 +525,8 @@ async def _act(request: Request, change: Change) -> Response:
             return await _forged(request, session, w)
         try:
             done = await change(session, w, form)
+        except StepUpRequired:
+            return _see_other(step_up_url(_kept(request, form)))
         except FhirError as exc:
             return await _refused(request, session, w, exc)
         return done if isinstance(done, Response) else _see_other(f"{HOME}?message={done}")
@@ -537,7 +549,7 @@ async def close(request: Request) -> Response:
 
 
 def _confirm_erase(
-    request: Request, session: Session, w: Whose, *, error: str = "", code: int = 200
+    request: Request, session: Session, w: Whose, *, error: str = "", code: int = 200, ticked: bool = False
 ) -> Response:
     settings = w.ctx.runtime.settings
     return render(
@@ -547,6 +559,7 @@ def _confirm_erase(
         | {
             "title": f"Demander la destruction de {its(w)}",
             "erase_error": error,
+            "ticked": ticked,
             "destroy_on": day(lifecycle.destruction_day(clock.today(), settings.destruction_delay_days)),
             "understood": UNDERSTOOD,
             "erase_url": ERASE,
@@ -564,7 +577,8 @@ async def erase_confirm(request: Request) -> Response:
         status = await status_of(w)
         if status.state not in lifecycle.TRANSITIONS["erase"].sources or status.destroy_on is not None:
             return _see_other(HOME)
-        return _confirm_erase(request, session, w)
+        ticked = request.query_params.get("confirmation") == UNDERSTOOD  # back from the step-up
+        return _confirm_erase(request, session, w, ticked=ticked)
     except _NotHolder:
         return _not_holder_page(request, session)
     except FhirError as exc:
