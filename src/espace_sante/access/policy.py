@@ -18,6 +18,7 @@ from typing import Literal
 
 from .. import clock
 from . import matrix as habilitation
+from . import named
 from .actors import Actor
 
 Action = Literal["create", "read", "vread", "update", "patch", "delete", "search", "history"]
@@ -246,7 +247,10 @@ def _decide(
         return answer(False, "unknown action")
     letter = _INTERACTION[action]
     if actor.kind == "system":
-        return answer(True, "system actor", None)
+        # The service's own actors: SYSTEM reaches everything, a named one only its allowance (access/named.py).
+        if named.allowance(actor).allows(action, rtype):
+            return answer(True, "system actor", None)
+        return answer(False, f"no allowance for {actor.id} on {rtype}.{letter}")
     if actor.kind == "client":
         if actor.scopes.allows("system", rtype, letter):
             # Every space, but only open or active ones: a closed, suspended or opposed space is answered like
@@ -420,6 +424,10 @@ def may_change(actor: Actor, change: Change, facts: SpaceFacts | None, *, who: s
     if context is not None and not actor.scopes.allows(context, "Consent", letter):
         return False, f"no {context} scope for Consent.{letter}"
     if actor.kind in ("system", "client"):
+        if actor.kind == "system" and not (
+            named.allowance(actor).rights or named.allowance(actor).everything
+        ):
+            return False, f"no allowance for {actor.id} to change rights"
         if actor.kind == "client" and not actor.scopes.allows("system", "Patient", "u"):
             return False, "no system scope for Patient.u"
         if change in ("care_team", "medecin_traitant", "representative", "revoke"):

@@ -33,12 +33,13 @@ def documents_verify(
 
     Code de sortie 1 si un contenu manque, est altéré ou orphelin / exit code 1 when anything is missing,
     altered or orphaned."""
+    from ..access.actors import DOCUMENTS
     from ..context import Context
     from ..services import documents
     from .main import _run, _settings, _with_runtime
 
     async def work(rt: object) -> documents.Verification:
-        return await documents.verify(Context.system(rt), deep=deep)  # type: ignore[arg-type]
+        return await documents.verify(Context(rt, DOCUMENTS), deep=deep)  # type: ignore[arg-type]
 
     report = _run(lambda: _with_runtime(_settings(), work))
     if as_json:
@@ -65,6 +66,7 @@ def documents_collect(
 ) -> None:
     """Supprime les contenus de soumissions jamais validées / delete content of submissions that never
     committed (after the grace period)."""
+    from ..access.actors import DOCUMENTS
     from ..context import Context
     from ..services import documents
     from .main import _run, _settings, _with_runtime
@@ -72,7 +74,7 @@ def documents_collect(
     when = _as_of(as_of)
 
     async def work(rt: object) -> int:
-        return await documents.collect_orphans(Context.system(rt), now=when)  # type: ignore[arg-type]
+        return await documents.collect_orphans(Context(rt, DOCUMENTS), now=when)  # type: ignore[arg-type]
 
     removed = _run(lambda: _with_runtime(_settings(), work))
     typer.echo(f"{removed} contenu(s) orphelin(s) supprimé(s) / orphan content(s) deleted")
@@ -87,6 +89,7 @@ def documents_release(
 ) -> None:
     """Prévient les titulaires et rend visibles les documents en attente d'annonce échus / tell holders and
     release documents hidden until an announcement consultation, when due (R1111-53)."""
+    from ..access.actors import DOCUMENTS
     from ..context import Context
     from ..services import documents
     from .main import _run, _settings, _with_runtime
@@ -94,7 +97,7 @@ def documents_release(
     when = _as_of(as_of)
 
     async def work(rt: object) -> documents.ReleaseRun:
-        return await documents.run_hidden_documents(Context.system(rt), when)  # type: ignore[arg-type]
+        return await documents.run_hidden_documents(Context(rt, DOCUMENTS), when)  # type: ignore[arg-type]
 
     run = _run(lambda: _with_runtime(_settings(), work))
     if as_json:

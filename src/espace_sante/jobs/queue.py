@@ -35,6 +35,7 @@ from typing import Any
 
 from procrastinate import App, JobContext, PsycopgConnector, RetryStrategy
 
+from ..access.actors import DOCUMENTS
 from ..context import Context
 from ..logs import get_logger
 from ..services import documents, legacy, lifecycle, notices
@@ -112,7 +113,7 @@ async def legacy_retry(context: JobContext, timestamp: int) -> dict[str, int] | 
 @app.periodic(cron="*/5 * * * *", periodic_id="round")
 @app.task(name="documents.round", queue="documents", pass_context=True, queueing_lock="documents.round")
 async def documents_round(context: JobContext, timestamp: int) -> None:
-    ctx = Context.system(_runtime(context))
+    ctx = Context(_runtime(context), DOCUMENTS)
     released = await documents.run_hidden_documents(ctx)
     collected = await documents.collect_orphans(ctx)
     if released.noticed or released.released or collected:

@@ -42,7 +42,7 @@ from typing import Any, BinaryIO, cast
 import orjson
 
 from .. import clock
-from ..access.actors import SYSTEM
+from ..access.actors import NOTICES, REGISTRY
 from ..access.policy import Decision, decide
 from ..audit.record import SUCCESS, Record
 from ..context import Context
@@ -191,9 +191,9 @@ def _representative_record(decision: Decision, space_id: uuid.UUID, patient_id: 
     return Record(
         action="rights:representative",
         outcome=SUCCESS,
-        actor_kind=SYSTEM.kind,
-        actor_id=SYSTEM.id,
-        actor_display=SYSTEM.display,
+        actor_kind=REGISTRY.kind,
+        actor_id=REGISTRY.id,
+        actor_display=REGISTRY.display,
         basis=decision.reason_in(space_id),
         entity_type="Patient",
         entity_id=patient_id,
@@ -248,20 +248,21 @@ class Importer:
         self.today = today or clock.today()
         #: The notice date of --notify (None: spaces are created `registered`, as before).
         self.notify = notify
-        self.ctx = Context.system(runtime)
+        #: The notices of --notify are the notices' own work (access/named.py: `notices`).
+        self.ctx = Context(runtime, NOTICES)
         #: With --notify and --jobs: the latest rows of the other shards, where a minor's representative is
         #: looked for when not in the batch (set by `import_file`, filled by the reader).
         self.neighbours: Neighbours | None = None
         #: (notified, e-mails, letters) of the last batch's transaction, read once it committed.
         self.sent: tuple[int, int, int] = (0, 0, 0)
-        self.create = decide(SYSTEM, "create", "Patient")
-        self.update = decide(SYSTEM, "update", "Patient")
+        self.create = decide(REGISTRY, "create", "Patient")
+        self.update = decide(REGISTRY, "update", "Patient")
         self.record = Record(
             action="space:register",
             outcome=SUCCESS,
-            actor_kind=SYSTEM.kind,
-            actor_id=SYSTEM.id,
-            actor_display=SYSTEM.display,
+            actor_kind=REGISTRY.kind,
+            actor_id=REGISTRY.id,
+            actor_display=REGISTRY.display,
             basis=self.create.reason,
             request_id=FEED,
         )

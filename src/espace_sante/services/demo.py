@@ -9,6 +9,7 @@ import json
 import os
 from typing import Any
 
+from ..access.actors import DEMO
 from ..context import Context
 from ..fhir.identifiers import make_nir
 from . import bundles, oauth
@@ -276,7 +277,7 @@ def world() -> list[dict[str, Any]]:
 
 async def load(rt: Runtime) -> dict[str, int]:
     """Load the demo world (idempotent) and make sure a demo client exists. Returns counts."""
-    ctx = Context.system(rt)
+    ctx = Context(rt, DEMO)
     created = found = 0
     for bundle in world():
         # A Binary has no identifier to search by; skip it when its DocumentReference already exists.

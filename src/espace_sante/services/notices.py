@@ -40,7 +40,8 @@ import orjson
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from .. import clock
-from ..access.actors import SYSTEM, Actor
+from ..access.actors import NOTICES, Actor
+from ..access.policy import Decision, decide
 from ..audit.record import SUCCESS, Record
 from ..audit.wording import MONTHS_FR
 from ..context import Context
@@ -131,9 +132,14 @@ def person_of(body: dict[str, Any]) -> Person:
     )
 
 
+def _reading() -> Decision:
+    """The notices' own decision to read identities (access/named.py: `notices` reads Patient)."""
+    return decide(NOTICES, "read", "Patient")
+
+
 async def _person(conn: Conn, rt: Runtime, space_id: uuid.UUID) -> Person | None:
     """The space's holder: from its Patient, or the registry's identity waiting for it (services/identity.py)."""
-    found = await identity.body(conn, rt, space_id)
+    found = await identity.body(conn, rt, space_id, decision=_reading())
     return None if found is None else person_of(found[1])
 
 
@@ -142,7 +148,7 @@ async def _representatives(
 ) -> tuple[list[str], dict[str, Person]]:
     """The INS of the space's representatives whose rights run, and those of them the registry knows."""
     rep_ins = await people.representatives_of(conn, space_id)
-    found = await identity.by_ins(conn, rt, rep_ins)
+    found = await identity.by_ins(conn, rt, rep_ins, decision=_reading())
     return rep_ins, {ins: person_of(body) for ins, body in found.items()}
 
 
@@ -513,7 +519,7 @@ async def ask_again(ctx: Context, space_id: uuid.UUID, on: date | None = None) -
     delivery job), so that the notice does not wait for the next run. Returns the channels of the notices
     queued."""
     rt = ctx.runtime
-    service = Context(rt, SYSTEM, request_id=ctx.request_id)
+    service = Context(rt, NOTICES, request_id=ctx.request_id)
 
     async def work(conn: Conn) -> list[str]:
         await lifecycle.request_in(conn, ctx, space_id)
@@ -630,7 +636,10 @@ async def record(conn: Conn, rt: Runtime, notices: list[store.NewNotice]) -> Non
 
 async def people_by_ins(conn: Conn, rt: Runtime, nirs: list[str]) -> dict[str, Person]:
     """The registry data of the people these INS name (their Patients or waiting identities, in bulk)."""
-    return {ins: person_of(body) for ins, body in (await identity.by_ins(conn, rt, nirs)).items()}
+    return {
+        ins: person_of(body)
+        for ins, body in (await identity.by_ins(conn, rt, nirs, decision=_reading())).items()
+    }
 
 
 async def _notify_batch(conn: Conn, ctx: Context, on: date, after: uuid.UUID | None, limit: int) -> _Batch:
@@ -642,7 +651,7 @@ async def _notify_batch(conn: Conn, ctx: Context, on: date, after: uuid.UUID | N
     result.seen, result.last = len(spaces), (spaces[-1] if spaces else None)
     if not spaces:
         return result
-    holders = await identity.bodies(conn, rt, spaces)
+    holders = await identity.bodies(conn, rt, spaces, decision=_reading())
     reps_ins = await store.representatives(conn, spaces)
     reps = await people_by_ins(conn, rt, [ins for found in reps_ins.values() for ins in found])
     # The newest data key of each space written (its notices are sealed with it), in one query.
@@ -724,7 +733,7 @@ async def notify_registered(
     shard once all are imported): each lane locks its batch with SKIP LOCKED, so none notifies a space twice
     and, when they all end, none is left."""
     on = as_of or clock.today()
-    ctx = Context.system(rt)
+    ctx = Context(rt, NOTICES)
     counts = SendCounts()
 
     async def lane() -> None:
