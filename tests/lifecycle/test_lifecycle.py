@@ -96,7 +96,9 @@ async def waiting_identity(runtime: Runtime, space: uuid.UUID) -> dict[str, Any]
 
     async def q(conn: Conn) -> dict[str, Any]:
         found = await identity.body(conn, runtime, space, decision=decide(REGISTRY, "read", "Patient"))
-        assert found is not None and await people_store.ins_of_space(conn, space)
+        assert found is not None and await people_store.ins_of_space(
+            conn, decide(REGISTRY, "read", "Patient"), space
+        )
         return found[1]
 
     return await runtime.db.read("t_waiting", q)

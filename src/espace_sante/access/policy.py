@@ -11,7 +11,7 @@ and PRODUCT.md section 4."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Literal
@@ -181,6 +181,18 @@ class Decision:
     def may_write_category(self, category: str | None) -> bool:
         """A document written under this decision must be of a class the actor may write."""
         return self.write_categories is None or (category is not None and category in self.write_categories)
+
+    def require_read(self, resource_type: str, spaces: Iterable[uuid.UUID] = ()) -> None:
+        """Storage's guard for data read outside a resource read (a space's INS or identity waiting for its
+        Patient, its representatives, a notice's sealed words, a set-aside document): this decision must allow
+        reading `resource_type` and cover each of `spaces` (storage filters out what it finds elsewhere)."""
+        if not self.allowed or self.resource_type != resource_type or self.action not in _READS:
+            raise PermissionError(
+                f"decision for {self.action} {self.resource_type} used to read {resource_type}"
+            )
+        outside = [s for s in spaces if not self.covers(s)]
+        if outside:
+            raise PermissionError(f"decision for {self.resource_type} does not cover space {outside[0]}")
 
     def require(self, action: Action, resource_type: str) -> None:
         """Storage's guard: this decision must allow exactly this action on this type."""

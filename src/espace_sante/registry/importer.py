@@ -257,6 +257,7 @@ class Importer:
         self.sent: tuple[int, int, int] = (0, 0, 0)
         self.create = decide(REGISTRY, "create", "Patient")
         self.update = decide(REGISTRY, "update", "Patient")
+        self.reading = decide(REGISTRY, "read", "Patient")
         self.record = Record(
             action="space:register",
             outcome=SUCCESS,
@@ -351,7 +352,7 @@ class Importer:
         # One lock order for every import: no deadlock between two of them.
         rows = sorted((p.row for p in prepared), key=lambda r: r.nir)
         nirs = [r.nir for r in rows]
-        known = await provision.registry_people(conn, nirs)
+        known = await provision.registry_people(conn, self.reading, nirs)
         fresh = [r for r in rows if r.nir not in known]
         adopted: dict[str, tuple[uuid.UUID, str]] = {}
         claimed: set[str] = set()
@@ -380,7 +381,9 @@ class Importer:
                 ],
             )
             if len(claimed) < len(fresh):  # another import claimed some since: they are now known
-                known |= await provision.registry_people(conn, [r.nir for r in fresh if r.nir not in claimed])
+                known |= await provision.registry_people(
+                    conn, self.reading, [r.nir for r in fresh if r.nir not in claimed]
+                )
         new: list[Prepared] = []
         links: list[tuple[uuid.UUID, str, date]] = []
         changed: list[tuple[Beneficiary, uuid.UUID, str, provision.Pending | None]] = []

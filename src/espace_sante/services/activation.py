@@ -350,7 +350,7 @@ async def redeem(
             # theirs, it must not make the young adult's account nor oppose for them; their own code follows.
             await failure("expired")
             return _Outcome(space, WRONG)
-        born = await store.holder_birth_date(conn, space) or await identity.birth_date(
+        born = await store.holder_birth_date(conn, _reading(), space) or await identity.birth_date(
             conn, ctx.runtime, space, decision=_reading()
         )
         if born is None or born != birth_date:
@@ -422,11 +422,11 @@ async def holder_in(conn: Conn, rt: Runtime, space_id: uuid.UUID) -> Holder:
         conn, rt, space_id, decision=_reading()
     )  # the Patient, or the waiting identity
     body: dict[str, object] = {} if found is None else found[1]
-    ins = await people_store.ins_of_space(conn, space_id) or ""
-    born = await store.holder_birth_date(conn, space_id) or await identity.birth_date(
+    ins = await people_store.ins_of_space(conn, _reading(), space_id) or ""
+    born = await store.holder_birth_date(conn, _reading(), space_id) or await identity.birth_date(
         conn, rt, space_id, decision=_reading()
     )
-    minor = bool(await people_store.representatives_of(conn, space_id))
+    minor = bool(await people_store.representatives_of(conn, _reading(), space_id))
     account = await accounts_store.by_actor(conn, "holder", ins) if ins else None
     return Holder(space_id, ins, name_of(body), born, row.state, minor, account is not None)
 

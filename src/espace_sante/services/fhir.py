@@ -208,7 +208,7 @@ async def _read_in(
     if rtype == "Binary":
         from . import documents
 
-        found = await documents.inline(conn, ctx, found)
+        found = await documents.inline(conn, ctx, decision, found)
     return found
 
 

@@ -121,7 +121,7 @@ async def bodies(
     out = {b.space_id: (b.resource_id, orjson.loads(b.body)) for b in found if b.body}
     rest = [s for s in spaces if s not in out]
     if rest:
-        for space_id, p in (await provision.pending_of(conn, rest)).items():
+        for space_id, p in (await provision.pending_of(conn, decision, rest)).items():
             out[space_id] = (p.patient_id, await unseal(conn, rt, p))
     return out
 
@@ -142,7 +142,7 @@ async def by_ins(
     if not wanted:
         return {}
     refs = await provision.patients_by_ins(conn, wanted)
-    waiting = await provision.pending_by_nir(conn, [n for n in wanted if n not in refs])
+    waiting = await provision.pending_by_nir(conn, decision, [n for n in wanted if n not in refs])
     covered = set(_reached(decision, {r[0] for r in refs.values()} | {p.space_id for p in waiting.values()}))
     refs = {ins: ref for ins, ref in refs.items() if ref[0] in covered}
     waiting = {ins: p for ins, p in waiting.items() if p.space_id in covered}
@@ -159,7 +159,7 @@ async def birth_date(conn: Conn, rt: Runtime, space_id: uuid.UUID, *, decision: 
     """The birth date of a space whose Patient is not written yet, from its waiting identity."""
     if not _reached(decision, [space_id]):
         return None
-    waiting = (await provision.pending_of(conn, [space_id])).get(space_id)
+    waiting = (await provision.pending_of(conn, decision, [space_id])).get(space_id)
     if waiting is None:
         return None
     born = str((await unseal(conn, rt, waiting)).get("birthDate") or "")
@@ -180,7 +180,8 @@ async def materialise(
     rt = ctx.runtime
     decision = decide(REGISTRY, "create", "Patient")
     decision.require("create", "Patient")
-    waiting = await provision.pending_of(conn, spaces, lock=True) if spaces else {}
+    reading = decide(REGISTRY, "read", "Patient")
+    waiting = await provision.pending_of(conn, reading, spaces, lock=True) if spaces else {}
     if not waiting:
         await audit_store.append_batch(conn, after)
         return 0

@@ -109,7 +109,12 @@ async def _relation(conn: Conn, actor: Actor, space_id: uuid.UUID) -> rule.Relat
     """How a person relates to the space: its holder (an app: its holder's), or a representative of the minor
     whose rights have not ended, or neither (the facts access/lifecycle.sees decides on)."""
     ins = actor.subject if actor.kind == "app" else actor.id
-    if actor.kind in ("holder", "app") and ins and await people_store.ins_of_space(conn, space_id) == ins:
+    own = decide(LIFECYCLE, "read", "Patient")  # the rule's fact, read by the lifecycle for the rule
+    if (
+        actor.kind in ("holder", "app")
+        and ins
+        and await people_store.ins_of_space(conn, own, space_id) == ins
+    ):
         return "holder"
     if actor.kind == "representative" and await access_store.is_representative(
         conn, space_id, actor.id, on=clock.today()
@@ -404,6 +409,7 @@ async def represented(ctx: Context) -> list[Represented]:
         ]
         reading = decide(parent, "read", "Patient", facts, today=today)
         found = await identity.bodies(conn, rt, spaces, decision=reading)
+        own_ins = decide(LIFECYCLE, "read", "Patient")
         out = []
         for space_id, state, _ in rows:
             patient_id, body = found.get(space_id, ("", {}))
@@ -417,7 +423,8 @@ async def represented(ctx: Context) -> list[Represented]:
                     entity_type="Patient",
                     entity_id=patient_id,
                 )
-            ins = identity.ins_of(body) or await people_store.ins_of_space(conn, space_id) or ""
+            # The INS names the space she acts on (its lifecycle's fact), whether or not its name is readable.
+            ins = identity.ins_of(body) or await people_store.ins_of_space(conn, own_ins, space_id) or ""
             out.append(Represented(space_id, ins, identity.name_of(body), state))
         return out
 
@@ -679,6 +686,7 @@ async def _waiting_identities(
 async def _destroy_due(rt: Runtime, ctx: Context, day: date, batch: int) -> int:
     """Closed spaces past the archive period, or whose asked destruction is due: rows deleted, data keys
     destroyed, one `space:destroy` record each (the trace stays)."""
+    reading = decide(ctx.actor, "read", "Patient")  # the holders' INS, for their set-aside documents
     destroyed = 0
     while True:
 
@@ -689,7 +697,7 @@ async def _destroy_due(rt: Runtime, ctx: Context, day: date, batch: int) -> int:
             objects = await store.blob_keys(conn, spaces)
             # The holders' documents of the former DMP still set aside (never deposited: their space was
             # not open, or closed) go with the space, their keys too (storage/legacy.py).
-            await legacy_store.forget(conn, rt.keys, await people_store.ins_of_spaces(conn, spaces))
+            await legacy_store.forget(conn, rt.keys, await people_store.ins_of_spaces(conn, reading, spaces))
             await store.erase(conn, rt.keys, spaces)
             moved = await store.move_due(
                 conn,

@@ -147,7 +147,7 @@ async def _representatives(
     conn: Conn, rt: Runtime, space_id: uuid.UUID
 ) -> tuple[list[str], dict[str, Person]]:
     """The INS of the space's representatives whose rights run, and those of them the registry knows."""
-    rep_ins = await people.representatives_of(conn, space_id)
+    rep_ins = await people.representatives_of(conn, _reading(), space_id)
     found = await identity.by_ins(conn, rt, rep_ins, decision=_reading())
     return rep_ins, {ins: person_of(body) for ins, body in found.items()}
 
@@ -652,7 +652,7 @@ async def _notify_batch(conn: Conn, ctx: Context, on: date, after: uuid.UUID | N
     if not spaces:
         return result
     holders = await identity.bodies(conn, rt, spaces, decision=_reading())
-    reps_ins = await store.representatives(conn, spaces)
+    reps_ins = await store.representatives(conn, _reading(), spaces)
     reps = await people_by_ins(conn, rt, [ins for found in reps_ins.values() for ins in found])
     # The newest data key of each space written (its notices are sealed with it), in one query.
     newest = await identity.newest_keys(conn, rt, spaces)
@@ -797,7 +797,7 @@ async def _unreadable(conn: Conn, n: store.EmailNotice) -> str:
 
 
 async def _keep_in_outbox(conn: Conn, rt: Runtime, space_id: uuid.UUID, notice_id: uuid.UUID) -> str:
-    n = await store.email_to_keep(conn, space_id, notice_id)
+    n = await store.email_to_keep(conn, _reading(), space_id, notice_id)
     if n is None:
         return "already"
     text = _text(rt, n, await _key(conn, rt, n))
@@ -813,7 +813,7 @@ async def _keep_due_in_outbox(conn: Conn, rt: Runtime, limit: int) -> int:
     their texts rendered, kept in the outbox under their notices' ids and marked delivered, in this one
     transaction, a few statements for the batch. Returns how many were taken (kept, or withdrawn as
     unreadable)."""
-    due = await store.due_emails(conn, limit)
+    due = await store.due_emails(conn, _reading(), limit)
     keys = await identity.keys_of(conn, rt, {n.space_id for n in due})
     kept: list[tuple[uuid.UUID, str, str, str]] = []
     for n in due:
@@ -859,7 +859,7 @@ async def deliver_one(rt: Runtime, space_id: uuid.UUID, notice_id: uuid.UUID) ->
         if conn is None:
             return "busy"
         async with conn.transaction():
-            claim = await store.claim_email(conn, space_id, notice_id)
+            claim = await store.claim_email(conn, _reading(), space_id, notice_id)
             if claim is not None and claim.handed:
                 await store.mark_uncertain(
                     conn, space_id, notice_id, "uncertain: handed to the relay, answer not recorded"
@@ -951,7 +951,7 @@ async def letters_of(rt: Runtime, space_id: uuid.UUID) -> list[dict[str, Any]]:
 
     async def q(conn: Conn) -> list[dict[str, Any]]:
         out = []
-        for n in await store.letters(conn, space_id):
+        for n in await store.letters(conn, _reading(), space_id):
             out.append(await _open(conn, rt, n))
         return out
 
@@ -963,7 +963,7 @@ async def emails_of(rt: Runtime, space_id: uuid.UUID) -> list[tuple[str, str, st
     None when it cannot be rendered any more)."""
 
     async def q(conn: Conn) -> list[tuple[str, str, str | None]]:
-        waiting = await store.waiting_emails(conn, space_id)
+        waiting = await store.waiting_emails(conn, _reading(), space_id)
         keys = await identity.keys_of(conn, rt, [space_id])
         return [
             (n.recipient, n.subject, _text(rt, n, keys.get((space_id, n.key_version or 0)))) for n in waiting
@@ -1014,7 +1014,7 @@ class UncertainNotice:
 async def uncertain(rt: Runtime, *, limit: int = 1000) -> list[UncertainNotice]:
     """E-mails handed to the relay whose answer was lost (a worker died, the connection dropped), waiting for
     an operator: their recipient masked."""
-    found = await rt.db.read("notices_uncertain", store.uncertain, limit)
+    found = await rt.db.read("notices_uncertain", store.uncertain, _reading(), limit)
     return [UncertainNotice(u.notice_id, u.space_id, masked(u.recipient), u.since, u.attempts) for u in found]
 
 
@@ -1078,7 +1078,7 @@ async def resolve(
     actor = ctx.actor
 
     async def work(conn: Conn) -> dict[str, Any]:
-        held = await store.lock_uncertain(conn, notice_id)
+        held = await store.lock_uncertain(conn, _reading(), notice_id)
         if held is None:
             raise NotFound("aucun courriel incertain avec cet identifiant / no uncertain e-mail with this id")
         space_id = held.email.space_id
@@ -1172,7 +1172,7 @@ async def build_letters(rt: Runtime, out: Path, *, per_file: int = LETTERS_PER_F
         name = f"lettres-{stamp}-{number:03d}.pdf"
 
         async def step(conn: Conn, pdf_name: str) -> int:
-            letters = await store.due_letters(conn, per_file)
+            letters = await store.due_letters(conn, _reading(), per_file)
             if not letters:
                 return 0
             data = [await _open(conn, rt, n) for n in letters]
