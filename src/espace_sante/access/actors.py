@@ -50,7 +50,7 @@ class Actor:
 
 
 #: The one broad bypass of the policy's person rules: what no narrower actor below covers acts as this actor
-#: (migrations, the command line's maintenance commands, the document and queue jobs). Every remaining use is
+#: (the platform operator's repairs from the command line, run without an operator's login). Every remaining use is
 #: listed with its reason in docs/access-policy.md ("The service's own actors"); a guard test keeps it out of
 #: web/ and api/. Grep for SYSTEM to find every place that uses it.
 SYSTEM = Actor("system", "espace-sante", Scopes.parse("system/*.*"), "espace-sante")
