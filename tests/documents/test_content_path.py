@@ -217,6 +217,8 @@ async def test_a_missing_object_is_an_error_before_any_byte_is_sent(
 ) -> None:
     """The store lost an object (an operator's mistake, a restored backup): the download answers 503 with an
     OperationOutcome, not a 200 cut short, and `documents verify` names it."""
+    from espace_sante.access.actors import SYSTEM
+    from espace_sante.access.policy import decide
     from espace_sante.context import Context
     from espace_sante.fhir import compartment
     from espace_sante.record import documents
@@ -225,7 +227,8 @@ async def test_a_missing_object_is_an_error_before_any_byte_is_sent(
     binary = (await _deposit(fhir, report_pdf(pages=2, lines=7), "application/pdf"))["Binary"]
     space = compartment.space_of(binary["id"])
     assert space is not None
-    blob = await runtime.db.read("t_blob", docs_store.content_of, space, binary["id"], 1)
+    reading = decide(SYSTEM, "read", "Binary")
+    blob = await runtime.db.read("t_blob", docs_store.content_of, reading, space, binary["id"], 1)
     assert blob is not None
     path = runtime.settings.blob_path / blob.key
     saved = path.read_bytes()

@@ -12,6 +12,7 @@ from typing import Any
 import httpx
 
 from espace_sante import clock
+from espace_sante.access.policy import decide
 from espace_sante.audit import wording
 from espace_sante.context import Context
 from espace_sante.crypto import DecryptionFailed, open_
@@ -26,6 +27,9 @@ from tests.documents.mhd import documents_of, new_person
 from tests.factories import BASE, FHIR_JSON, INS, new_nir, patient
 from tests.legacy.xdm import Doc, cda_doc, package, write, zip_with
 from tests.lifecycle.test_lifecycle import holder_ctx, registered
+
+#: What the migration's own actor reads of what it set aside.
+READING = decide(legacy.ACTOR, "read", "DocumentReference")
 
 
 async def set_aside_of(runtime: Runtime, digest: str) -> list[dict[str, Any]]:
@@ -229,7 +233,7 @@ async def test_a_document_set_aside_under_the_shared_key_moves_to_its_persons_at
     [row] = await _aside_rows(runtime, digest_of(path))
 
     async def as_before_0021(conn: Conn) -> None:
-        [pending] = [p for p in await legacy_store.pending_page(conn, runtime.keys, after=None, limit=100_000)
+        [pending] = [p for p in await legacy_store.pending_page(conn, runtime.keys, READING, after=None, limit=100_000)
                      if p.item_id == row["item_id"]]  # fmt: skip
         await conn.execute("DELETE FROM legacy_set_aside WHERE item_id = $1", row["item_id"])
         await legacy_store.set_aside(

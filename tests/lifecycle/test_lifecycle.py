@@ -13,7 +13,8 @@ import httpx
 import pytest
 
 from espace_sante import clock
-from espace_sante.access.actors import Actor
+from espace_sante.access.actors import REGISTRY, Actor
+from espace_sante.access.policy import decide
 from espace_sante.access.scopes import Scopes
 from espace_sante.audit import chains as audit
 from espace_sante.audit import wording
@@ -100,8 +101,10 @@ async def waiting_identity(runtime: Runtime, space: uuid.UUID) -> dict[str, Any]
     """The identity the registry gave, sealed until the space opens (spaces/identity.py)."""
 
     async def q(conn: Conn) -> dict[str, Any]:
-        found = await identity.body(conn, runtime, space)
-        assert found is not None and await people_store.ins_of_space(conn, space)
+        found = await identity.body(conn, runtime, space, decision=decide(REGISTRY, "read", "Patient"))
+        assert found is not None and await people_store.ins_of_space(
+            conn, decide(REGISTRY, "read", "Patient"), space
+        )
         return found[1]
 
     return await runtime.db.read("t_waiting", q)

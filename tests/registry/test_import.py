@@ -16,6 +16,8 @@ import httpx
 import pytest
 
 from espace_sante import clock
+from espace_sante.access.actors import REGISTRY
+from espace_sante.access.policy import decide
 from espace_sante.audit import chains as audit
 from espace_sante.context import Context
 from espace_sante.errors import NotFound
@@ -92,7 +94,7 @@ async def waiting(runtime: Runtime, nir: str) -> dict[str, Any] | None:
     async def q(conn: Conn) -> dict[str, Any] | None:
         if not await conn.fetchval("SELECT pending IS NOT NULL FROM registry_person WHERE nir = $1", nir):
             return None
-        found = await identity.body(conn, runtime, space)
+        found = await identity.body(conn, runtime, space, decision=decide(REGISTRY, "read", "Patient"))
         return None if found is None else found[1]
 
     return await runtime.db.read("test_waiting", q)

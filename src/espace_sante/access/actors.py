@@ -53,6 +53,29 @@ class Actor:
         return f"{self.kind}:{self.id}"
 
 
-#: The one bypass of the policy's person rules: jobs, migrations and the demo loader act as this actor.
-#: Grep for SYSTEM to find every place that uses it.
+#: The one broad bypass of the policy's person rules: what no narrower actor below covers acts as this actor
+#: (the platform operator's repairs from the command line, run without an operator's login). Every remaining use is
+#: listed with its reason in docs/access-policy.md ("The service's own actors"); a guard test keeps it out of
+#: web/ and api/. Grep for SYSTEM to find every place that uses it.
 SYSTEM = Actor("system", "espace-sante", Scopes.parse("system/*.*"), "espace-sante")
+
+# Narrow actors of the service itself (issue 15): each is a `system` actor with its own name, so the trace
+# says which part of the service acted, and reaches only what access/named.py allows it (deny by default).
+# They carry no scopes: their allowance is the table there, not `system/*.*`.
+
+#: An anonymous visitor of the activation and opposition pages, before (or while) their code is checked.
+ACTIVATION = Actor("system", "activation", display="espace-sante")
+#: The notices run: who gets a notice (the holder's identity, their representatives'), and `notify`.
+NOTICES = Actor("system", "notices", display="espace-sante")
+#: The lifecycle run: opening, closing, destroying spaces, and the identity an opposition keeps.
+LIFECYCLE = Actor("system", "lifecycle", display="espace-sante")
+#: The insurer's beneficiaries registry feed: it writes people's identities (Patient), nothing else.
+REGISTRY = Actor("system", "registry", display="espace-sante")
+#: The demonstration data loader (`make run`, `espace-sante demo`): never run against real data.
+DEMO = Actor("system", "demo", display="espace-sante")
+#: The documents' own runs: a result hidden until its consultation released after its delay (R1111-53), the
+#: content store checked and its orphans collected (`documents release|verify|orphans`, the documents job).
+DOCUMENTS = Actor("system", "documents", display="espace-sante")
+#: Sign-in and the trace's words: a professional's name, profession and organisation from the directory of
+#: professionals (public health-system data, not medical data).
+DIRECTORY = Actor("system", "directory", display="espace-sante")

@@ -11,13 +11,14 @@ and PRODUCT.md section 4."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Literal
 
 from espace_sante import clock
 from espace_sante.access import matrix as habilitation
+from espace_sante.access import named
 from espace_sante.access.actors import Actor
 from espace_sante.access.reasons import BASIS_CODES, Code, Reason
 
@@ -175,6 +176,18 @@ class Decision:
         """A document written under this decision must be of a class the actor may write."""
         return self.write_categories is None or (category is not None and category in self.write_categories)
 
+    def require_read(self, resource_type: str, spaces: Iterable[uuid.UUID] = ()) -> None:
+        """Storage's guard for data read outside a resource read (a space's INS or identity waiting for its
+        Patient, its representatives, a notice's sealed words, a set-aside document): this decision must allow
+        reading `resource_type` and cover each of `spaces` (storage filters out what it finds elsewhere)."""
+        if not self.allowed or self.resource_type != resource_type or self.action not in _READS:
+            raise PermissionError(
+                f"decision for {self.action} {self.resource_type} used to read {resource_type}"
+            )
+        outside = [s for s in spaces if not self.covers(s)]
+        if outside:
+            raise PermissionError(f"decision for {self.resource_type} does not cover space {outside[0]}")
+
     def require(self, action: Action, resource_type: str) -> None:
         """Storage's guard: this decision must allow exactly this action on this type."""
         if not self.allowed or self.resource_type != resource_type or self.action != action:
@@ -241,7 +254,10 @@ def _decide(
     letter = _INTERACTION[action]
     scope = {"type": rtype, "interaction": letter}
     if actor.kind == "system":
-        return answer(True, Reason(Code.SYSTEM_ACTOR), None)
+        # The service's own actors: SYSTEM reaches everything, a named one only its allowance (access/named.py).
+        if named.allowance(actor).allows(action, rtype):
+            return answer(True, Reason(Code.SYSTEM_ACTOR), None)
+        return answer(False, Reason.of(Code.NO_ALLOWANCE, actor=actor.id, type=rtype, interaction=letter))
     if actor.kind == "client":
         if actor.scopes.allows("system", rtype, letter):
             # Every space, but only open or active ones: a closed, suspended or opposed space is answered like
@@ -419,6 +435,10 @@ def may_change(
     if context is not None and not actor.scopes.allows(context, "Consent", letter):
         return False, Reason.of(Code.NO_SESSION_SCOPE, context=context, type="Consent", interaction=letter)
     if actor.kind in ("system", "client"):
+        if actor.kind == "system" and not (
+            named.allowance(actor).rights or named.allowance(actor).everything
+        ):
+            return False, Reason.of(Code.NO_ALLOWANCE, actor=actor.id, type="Consent", interaction="c")
         if actor.kind == "client" and not actor.scopes.allows("system", "Patient", "u"):
             return False, Reason.of(Code.NO_SYSTEM_SCOPE, type="Patient", interaction="u")
         if change in ("care_team", "medecin_traitant", "representative", "revoke"):

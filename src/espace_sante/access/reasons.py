@@ -35,6 +35,8 @@ class Code(StrEnum):
     SYSTEM_ACTOR = "system-actor"
     SYSTEM_SCOPE = "system-scope"  # type, interaction
     NO_SYSTEM_SCOPE = "no-system-scope"  # type, interaction
+    #: A named service actor (access/named.py) asked for what its allowance does not hold.
+    NO_ALLOWANCE = "no-allowance"  # actor, type, interaction
     # decide(): people, apps and professionals' software, by the scopes of their sign-in
     SESSION_SCOPE = "session-scope"  # context (user, patient), type, interaction
     NO_SESSION_SCOPE = "no-session-scope"  # context, type, interaction
@@ -113,6 +115,9 @@ class Words:
 WORDS: Mapping[Code, Words] = {
     Code.SYSTEM_ACTOR: Words("opération interne du service", "internal operation of the service"),
     Code.SYSTEM_SCOPE: Words("accès système autorisé", "authorised system access"),
+    Code.NO_ALLOWANCE: Words(
+        "cette tâche du service n'a pas ce droit", "this task of the service does not hold this right"
+    ),
     Code.NO_SYSTEM_SCOPE: Words(
         "ce logiciel n'a pas le droit correspondant", "this software does not hold the corresponding right"
     ),

@@ -35,11 +35,12 @@ def documents_verify(
 
     Code de sortie 1 si un contenu manque, est altéré ou orphelin / exit code 1 when anything is missing,
     altered or orphaned."""
+    from espace_sante.access.actors import DOCUMENTS
     from espace_sante.context import Context
     from espace_sante.record import documents
 
     async def work(rt: object) -> documents.Verification:
-        return await documents.verify(Context.system(rt), deep=deep)  # type: ignore[arg-type]
+        return await documents.verify(Context(rt, DOCUMENTS), deep=deep)  # type: ignore[arg-type]
 
     report = common.run(lambda: common.with_runtime(common.settings(), work))
     if as_json:
@@ -66,13 +67,14 @@ def documents_collect(
 ) -> None:
     """Supprime les contenus de soumissions jamais validées / delete content of submissions that never
     committed (after the grace period)."""
+    from espace_sante.access.actors import DOCUMENTS
     from espace_sante.context import Context
     from espace_sante.record import documents
 
     when = _as_of(as_of)
 
     async def work(rt: object) -> int:
-        return await documents.collect_orphans(Context.system(rt), now=when)  # type: ignore[arg-type]
+        return await documents.collect_orphans(Context(rt, DOCUMENTS), now=when)  # type: ignore[arg-type]
 
     removed = common.run(lambda: common.with_runtime(common.settings(), work))
     typer.echo(f"{removed} contenu(s) orphelin(s) supprimé(s) / orphan content(s) deleted")
@@ -87,13 +89,14 @@ def documents_release(
 ) -> None:
     """Prévient les titulaires et rend visibles les documents en attente d'annonce échus / tell holders and
     release documents hidden until an announcement consultation, when due (R1111-53)."""
+    from espace_sante.access.actors import DOCUMENTS
     from espace_sante.context import Context
     from espace_sante.record import documents
 
     when = _as_of(as_of)
 
     async def work(rt: object) -> documents.ReleaseRun:
-        return await documents.run_hidden_documents(Context.system(rt), when)  # type: ignore[arg-type]
+        return await documents.run_hidden_documents(Context(rt, DOCUMENTS), when)  # type: ignore[arg-type]
 
     run = common.run(lambda: common.with_runtime(common.settings(), work))
     if as_json:

@@ -12,6 +12,7 @@ import base64
 from dataclasses import dataclass
 from typing import Any
 
+from espace_sante.access.actors import DEMO
 from espace_sante.access.scopes import Scopes
 from espace_sante.context import Context
 from espace_sante.demo.entries import conditional_entry
@@ -187,7 +188,7 @@ def documents() -> list[tuple[str, dict[str, Any]]]:
 
 
 async def load(rt: Runtime) -> dict[str, int]:
-    ctx = Context.system(rt)
+    ctx = Context(rt, DEMO)
     created = found = 0
     for result in [await bundles.process(ctx, directory())]:
         created += sum(1 for e in result.entries if e.created)
@@ -267,7 +268,7 @@ async def _rights(rt: Runtime) -> None:
     """The insurer's feeds declare the médecin traitant, the hospital's care team and the representative;
     the holder herself consents for the pharmacist and blocks Dr Roux (both traced as her own decisions)."""
     mother, child = make_nir(MOTHER_NIR13), make_nir(CHILD_NIR13)
-    system = Context.system(rt)
+    system = Context(rt, DEMO)
     holder = Context(
         rt,
         await people.actor_for(rt, "holder", mother, scopes=Scopes.parse("patient/*.*"), acr="eidas2"),

@@ -9,6 +9,7 @@ import json
 import os
 from typing import Any
 
+from espace_sante.access.actors import DEMO
 from espace_sante.context import Context
 from espace_sante.demo import access as demo_access
 from espace_sante.demo.entries import conditional_entry
@@ -283,7 +284,7 @@ async def load(rt: Runtime) -> dict[str, int]:
     """Load the demo world (idempotent) and make sure a demo client exists. Returns counts. DemoRefused
     outside development."""
     refuse_outside_development(rt.settings)
-    ctx = Context.system(rt)
+    ctx = Context(rt, DEMO)
     created = found = 0
     for bundle in world():
         # A Binary has no identifier to search by; skip it when its DocumentReference already exists.

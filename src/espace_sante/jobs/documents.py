@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 
+from espace_sante.access.actors import DOCUMENTS
 from espace_sante.context import Context
 from espace_sante.jobs.timer import every
 from espace_sante.logs import get_logger
@@ -19,7 +20,7 @@ log = get_logger(__name__)
 
 async def run(rt: Runtime, interval: float, stop: asyncio.Event) -> None:
     async def round_() -> None:
-        ctx = Context.system(rt)
+        ctx = Context(rt, DOCUMENTS)
         released = await documents.run_hidden_documents(ctx)
         collected = await documents.collect_orphans(ctx)
         if released.noticed or released.released or collected:

@@ -38,6 +38,7 @@ from typing import Any
 
 from procrastinate import App, JobContext, PsycopgConnector, RetryStrategy
 
+from espace_sante.access.actors import DOCUMENTS
 from espace_sante.context import Context
 from espace_sante.logs import get_logger
 from espace_sante.record import documents
@@ -124,7 +125,7 @@ async def purge_notices(context: JobContext, timestamp: int) -> dict[str, Any]:
 @app.periodic(cron="*/5 * * * *", periodic_id="round")
 @app.task(name="documents.round", queue="documents", pass_context=True, queueing_lock="documents.round")
 async def documents_round(context: JobContext, timestamp: int) -> None:
-    ctx = Context.system(_runtime(context))
+    ctx = Context(_runtime(context), DOCUMENTS)
     released = await documents.run_hidden_documents(ctx)
     collected = await documents.collect_orphans(ctx)
     if released.noticed or released.released or collected:

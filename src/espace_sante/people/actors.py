@@ -8,7 +8,7 @@ from typing import Any
 
 import orjson
 
-from espace_sante.access.actors import SYSTEM, Actor, ActorKind
+from espace_sante.access.actors import DIRECTORY, Actor, ActorKind
 from espace_sante.access.matrix import PROFESSION_LABELS
 from espace_sante.access.policy import decide
 from espace_sante.access.scopes import Scopes
@@ -102,8 +102,9 @@ async def practitioner_display(conn: Conn, rt: Runtime, rpps: str) -> str:
 
 
 async def _practitioner_name(conn: Conn, rt: Runtime, practitioner_id: str) -> str:
-    """ "Dr Claire Lefèvre" from the directory entry (directory data, not medical: read as the system)."""
-    decision = decide(SYSTEM, "read", "Practitioner")
+    """ "Dr Claire Lefèvre" from the directory entry (directory data, not medical: read by the
+    `directory` actor, access/named.py)."""
+    decision = decide(DIRECTORY, "read", "Practitioner")
     stored = await resources.read(conn, rt.keys, decision, DIRECTORY_SPACE, "Practitioner", practitioner_id)
     if stored is None or stored.body is None:
         return ""

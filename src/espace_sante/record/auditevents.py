@@ -288,7 +288,7 @@ async def read_in(conn: Conn, ctx: Context, decision: Decision, rid: str) -> Sto
     ):
         raise NotFound(f"{RTYPE}/{rid} introuvable / not found")
     space_id, seq = parsed
-    found = await trace_store.one(conn, space_id, seq)
+    found = await trace_store.one(conn, decision, space_id, seq)
     own = _own_actions(decision, space_id)
     hidden = await _hidden(conn, decision, space_id)
     if (
@@ -354,7 +354,7 @@ async def search_in(
     if request.summary == "count" or request.count == 0:
         total = await trace_store.count(conn, query)
     else:
-        found = await trace_store.page(conn, query, limit=request.count + 1, offset=request.offset)
+        found = await trace_store.page(conn, decision, query, limit=request.count + 1, offset=request.offset)
         has_next = len(found) > request.count
         found = found[: request.count]
         if request.total == "accurate" or (not has_next and not found and request.offset > 0):

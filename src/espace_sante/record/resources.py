@@ -220,7 +220,7 @@ async def _read_in(
     if rtype == "Binary":
         from espace_sante.record import documents
 
-        found = await documents.inline(conn, ctx, found)
+        found = await documents.inline(conn, ctx, decision, found)
     return found
 
 

@@ -17,6 +17,7 @@ import orjson
 
 from espace_sante import clock
 from espace_sante.access import matrix as habilitation
+from espace_sante.access.actors import NOTICES, REGISTRY
 from espace_sante.access.policy import BASES, Change, decide, may_change
 from espace_sante.access.reasons import Code, words
 from espace_sante.access.scopes import Scopes
@@ -245,8 +246,10 @@ async def emergency(
         await store.start_emergency(conn, target.space_id, ctx.actor.id, kind, reason, ends)
         await _trace(conn, ctx, target, "access:emergency", basis, f"{kind}|{reason}|")
         # Who is told (R1111-48): the holder (or a minor's representatives) and the médecin traitant.
-        told = [("holder", i) for i in [await people_store.ins_of_space(conn, target.space_id)] if i]
-        told += [("holder", i) for i in await people_store.representatives_of(conn, target.space_id)]
+        # Telling people is the notices' part (access/named.py): their INS under its decision.
+        telling = decide(NOTICES, "read", "Patient")
+        told = [("holder", i) for i in [await people_store.ins_of_space(conn, telling, target.space_id)] if i]
+        told += [("holder", i) for i in await people_store.representatives_of(conn, telling, target.space_id)]
         mt = await store.medecin_traitant(conn, target.space_id)
         if mt and not mt.startswith("finess:"):
             told.append(("practitioner", mt))
@@ -313,7 +316,10 @@ async def add_representative(
 
 
 async def _eighteenth_birthday(conn: Conn, target: Target) -> date:
-    born = await people_store.birth_date(conn, target.space_id, target.patient_id)
+    # The end of a representative's rights is the registry's date of birth (access/named.py: `registry`).
+    born = await people_store.birth_date(
+        conn, decide(REGISTRY, "read", "Patient"), target.space_id, target.patient_id
+    )
     if born is None:
         raise BadRequest(
             "date de naissance inconnue : précisez la fin des droits / unknown birth date: give `until`"

@@ -48,7 +48,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
 
-from espace_sante.access.actors import Actor
+from espace_sante.access.actors import ACTIVATION, Actor
+from espace_sante.access.policy import Decision, decide
 from espace_sante.audit.record import MINOR_FAILURE, SUCCESS, Record
 from espace_sante.context import Context
 from espace_sante.errors import Conflict, NotFound
@@ -152,6 +153,11 @@ def well_formed(normalised: str) -> bool:
 
 def digest(p: Peppers, normalised: str, key_id: str | None = None) -> bytes:
     return hmac.digest(p.subkey("activation", key_id), b"activation " + normalised.encode(), "sha256")
+
+
+def _reading() -> Decision:
+    """The activation pages' decision to read the holder's identity (access/named.py: `activation`)."""
+    return decide(ACTIVATION, "read", "Patient")
 
 
 # --- issuing -----------------------------------------------------------------------------------------------
@@ -344,8 +350,8 @@ async def redeem(
             # theirs, it must not make the young adult's account nor oppose for them; their own code follows.
             await failure("expired")
             return _Outcome(space, WRONG)
-        born = await store.holder_birth_date(conn, space) or await identity.birth_date(
-            conn, ctx.runtime, space
+        born = await store.holder_birth_date(conn, _reading(), space) or await identity.birth_date(
+            conn, ctx.runtime, space, decision=_reading()
         )
         if born is None or born != birth_date:
             _, locked_now = await store.fail(conn, space, row.digest, settings.activation_max_failures)
@@ -406,16 +412,21 @@ def name_of(body: dict[str, object]) -> str:
 
 
 async def holder_in(conn: Conn, rt: Runtime, space_id: uuid.UUID) -> Holder:
-    """The space's holder, read in the caller's transaction (the Patient is decrypted with the system's
-    decision: it is the registry's identity, which the person just proved to own with code and birth date)."""
+    """The space's holder, read in the caller's transaction (the Patient is decrypted with the `activation`
+    actor's decision: it is the registry's identity, which the person just proved to own with code and birth
+    date)."""
     row = await lifecycle_store.row_of(conn, space_id)
     if row is None or row.state == "destroyed":
         raise NotFound("Espace introuvable / space not found")
-    found = await identity.body(conn, rt, space_id)  # the Patient, or the identity waiting for it
+    found = await identity.body(
+        conn, rt, space_id, decision=_reading()
+    )  # the Patient, or the waiting identity
     body: dict[str, object] = {} if found is None else found[1]
-    ins = await people_store.ins_of_space(conn, space_id) or ""
-    born = await store.holder_birth_date(conn, space_id) or await identity.birth_date(conn, rt, space_id)
-    minor = bool(await people_store.representatives_of(conn, space_id))
+    ins = await people_store.ins_of_space(conn, _reading(), space_id) or ""
+    born = await store.holder_birth_date(conn, _reading(), space_id) or await identity.birth_date(
+        conn, rt, space_id, decision=_reading()
+    )
+    minor = bool(await people_store.representatives_of(conn, _reading(), space_id))
     account = await accounts_store.by_actor(conn, "holder", ins) if ins else None
     return Holder(space_id, ins, name_of(body), born, row.state, minor, account is not None)
 
@@ -424,7 +435,7 @@ def _person(ctx: Context, holder: Holder) -> Context:
     """Who the lifecycle's trace names: the holder, whose code and birth date were just checked; for a minor,
     one of the representatives, unknown by name (both get the same code), so the service acting for them."""
     if holder.minor or not holder.ins:
-        actor = Actor("system", "activation", display="représentant légal, avec le code d'activation")
+        actor = replace(ACTIVATION, display="représentant légal, avec le code d'activation")
     else:
         actor = Actor("holder", holder.ins, display=holder.name)
     return Context(ctx.runtime, actor, request_id=ctx.request_id)

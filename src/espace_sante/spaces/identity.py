@@ -17,8 +17,8 @@ from typing import Any
 import orjson
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from espace_sante.access.actors import SYSTEM
-from espace_sante.access.policy import decide
+from espace_sante.access.actors import REGISTRY
+from espace_sante.access.policy import Decision, decide
 from espace_sante.audit.record import SUCCESS, Record
 from espace_sante.context import Context
 from espace_sante.crypto import DecryptionFailed, open_, pending_aad, seal
@@ -100,43 +100,54 @@ async def reseal(
     await provision.set_pending(conn, space_id, version, sealed, recheck_death=recheck_death)
 
 
+def _reached(decision: Decision, spaces: Iterable[uuid.UUID]) -> list[uuid.UUID]:
+    """The spaces among these that a decision to read identities (Patient) covers: an identity is read only
+    under the policy, the waiting one as much as the written one."""
+    decision.require("read", "Patient")
+    return [s for s in spaces if decision.covers(s)]
+
+
 async def bodies(
-    conn: Conn, rt: Runtime, spaces: Sequence[uuid.UUID]
+    conn: Conn, rt: Runtime, spaces: Sequence[uuid.UUID], *, decision: Decision
 ) -> dict[uuid.UUID, tuple[str, dict[str, Any]]]:
     """Each space's holder as (Patient id, body): the space's Patient (the oldest live one), else the identity
-    waiting for it. A space with neither is left out."""
+    waiting for it. A space with neither, or that `decision` (to read Patient) does not cover, is left out."""
+    spaces = _reached(decision, spaces)
     if not spaces:
         return {}
     await keys_of(conn, rt, spaces)
     patients = await notices_store.patients_of(conn, spaces)
-    found = await resources.fetch_current(
-        conn, rt.keys, decide(SYSTEM, "read", "Patient"), "Patient", sorted(patients.items())
-    )
+    found = await resources.fetch_current(conn, rt.keys, decision, "Patient", sorted(patients.items()))
     out = {b.space_id: (b.resource_id, orjson.loads(b.body)) for b in found if b.body}
     rest = [s for s in spaces if s not in out]
     if rest:
-        for space_id, p in (await provision.pending_of(conn, rest)).items():
+        for space_id, p in (await provision.pending_of(conn, decision, rest)).items():
             out[space_id] = (p.patient_id, await unseal(conn, rt, p))
     return out
 
 
-async def body(conn: Conn, rt: Runtime, space_id: uuid.UUID) -> tuple[str, dict[str, Any]] | None:
+async def body(
+    conn: Conn, rt: Runtime, space_id: uuid.UUID, *, decision: Decision
+) -> tuple[str, dict[str, Any]] | None:
     """`bodies` of one space."""
-    return (await bodies(conn, rt, [space_id])).get(space_id)
+    return (await bodies(conn, rt, [space_id], decision=decision)).get(space_id)
 
 
-async def by_ins(conn: Conn, rt: Runtime, nirs: Sequence[str]) -> dict[str, dict[str, Any]]:
+async def by_ins(
+    conn: Conn, rt: Runtime, nirs: Sequence[str], *, decision: Decision
+) -> dict[str, dict[str, Any]]:
     """The identity of the people these INS name: their Patient (the oldest live one carrying the INS), else
-    the identity waiting in their registry space."""
+    the identity waiting in their registry space (only in spaces `decision`, to read Patient, covers)."""
     wanted = sorted(set(nirs))
     if not wanted:
         return {}
     refs = await provision.patients_by_ins(conn, wanted)
-    waiting = await provision.pending_by_nir(conn, [n for n in wanted if n not in refs])
+    waiting = await provision.pending_by_nir(conn, decision, [n for n in wanted if n not in refs])
+    covered = set(_reached(decision, {r[0] for r in refs.values()} | {p.space_id for p in waiting.values()}))
+    refs = {ins: ref for ins, ref in refs.items() if ref[0] in covered}
+    waiting = {ins: p for ins, p in waiting.items() if p.space_id in covered}
     await keys_of(conn, rt, [r[0] for r in refs.values()] + [p.space_id for p in waiting.values()])
-    found = await resources.fetch_current(
-        conn, rt.keys, decide(SYSTEM, "read", "Patient"), "Patient", sorted(set(refs.values()))
-    )
+    found = await resources.fetch_current(conn, rt.keys, decision, "Patient", sorted(set(refs.values())))
     loaded = {(b.space_id, b.resource_id): orjson.loads(b.body) for b in found if b.body}
     out = {ins: loaded[ref] for ins, ref in refs.items() if ref in loaded}
     for ins, p in waiting.items():
@@ -144,9 +155,11 @@ async def by_ins(conn: Conn, rt: Runtime, nirs: Sequence[str]) -> dict[str, dict
     return out
 
 
-async def birth_date(conn: Conn, rt: Runtime, space_id: uuid.UUID) -> date | None:
+async def birth_date(conn: Conn, rt: Runtime, space_id: uuid.UUID, *, decision: Decision) -> date | None:
     """The birth date of a space whose Patient is not written yet, from its waiting identity."""
-    waiting = (await provision.pending_of(conn, [space_id])).get(space_id)
+    if not _reached(decision, [space_id]):
+        return None
+    waiting = (await provision.pending_of(conn, decision, [space_id])).get(space_id)
     if waiting is None:
         return None
     born = str((await unseal(conn, rt, waiting)).get("birthDate") or "")
@@ -161,13 +174,14 @@ async def materialise(
 ) -> int:
     """Write the Patient of each of these spaces still waiting for one, from its sealed identity, in the
     caller's transaction: its version 1 under the space's newest key, its search rows, a `resource:create`
-    record in its chain (the registry's feed, as the system), and the waiting identity cleared. Spaces that
+    record in its chain (the registry's feed, its own named actor), and the waiting identity cleared. Spaces that
     have their Patient already are left alone, so any transition may call it. `after`: records to append
     before those (the transition's own), in the same statements. Returns how many Patients were written."""
     rt = ctx.runtime
-    decision = decide(SYSTEM, "create", "Patient")
+    decision = decide(REGISTRY, "create", "Patient")
     decision.require("create", "Patient")
-    waiting = await provision.pending_of(conn, spaces, lock=True) if spaces else {}
+    reading = decide(REGISTRY, "read", "Patient")
+    waiting = await provision.pending_of(conn, reading, spaces, lock=True) if spaces else {}
     if not waiting:
         await audit_store.append_batch(conn, after)
         return 0
@@ -195,9 +209,9 @@ async def materialise(
                 Record(
                     action="resource:create",
                     outcome=SUCCESS,
-                    actor_kind=SYSTEM.kind,
-                    actor_id=SYSTEM.id,
-                    actor_display=SYSTEM.display,
+                    actor_kind=REGISTRY.kind,
+                    actor_id=REGISTRY.id,
+                    actor_display=REGISTRY.display,
                     basis=decision.reason_in(space_id).recorded,
                     entity_type="Patient",
                     entity_id=p.patient_id,

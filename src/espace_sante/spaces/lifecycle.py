@@ -15,18 +15,21 @@ periodic job and `espace-sante lifecycle run --as-of` call the same function."""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Any, Literal
 
 import orjson
 
 from espace_sante import clock
-from espace_sante.access.actors import SYSTEM, Actor
-from espace_sante.access.policy import decide
+from espace_sante.access import lifecycle as rule
+from espace_sante.access.actors import LIFECYCLE, Actor
+from espace_sante.access.policy import Decision, SpaceFacts, decide
+from espace_sante.audit import trace
 from espace_sante.audit.record import SUCCESS, Record
 from espace_sante.context import Context
 from espace_sante.crypto import DecryptionFailed
@@ -60,40 +63,11 @@ STATE_WORDS: Mapping[str, tuple[str, str]] = {
     "destroyed": ("détruit", "destroyed"),
 }
 
-#: Who may act: the space's holder (or a legal representative with rights), an operator of the insurer, the
-#: service itself (the periodic run, the registry, the notices). Machine clients never change a state, nor do
-#: the apps a holder connected: they read the state for her, but closing, destroying or opposing the whole
-#: space is her own decision (review of 2026-12-03).
-Who = Literal["person", "operator", "system"]
-#: Actors acting as or for a person: they see only their own space (or a represented minor's).
-PEOPLE = frozenset({"holder", "representative", "app"})
-
-
-@dataclass(frozen=True)
-class Transition:
-    sources: frozenset[str]
-    target: str  # "prior": back to the state before the suspension
-    who: frozenset[str] = field(default_factory=frozenset)
-
-
-def _t(sources: str, target: str, who: str) -> Transition:
-    return Transition(frozenset(sources.split()), target, frozenset(who.split()))
-
-
-#: THE transition table. Nothing else writes `space.state` (storage/lifecycle.py takes the sources from here).
-TRANSITIONS: Mapping[str, Transition] = {
-    "notify": _t("registered", "notified", "system operator"),
-    "oppose": _t("registered notified", "opposed", "person operator system"),
-    "request": _t("opposed", "registered", "person operator system"),
-    "open": _t("notified", "open", "system"),
-    "activate": _t("registered notified open", "active", "person system"),
-    "suspend": _t("open active", "suspended", "operator system"),
-    "resume": _t("suspended", "prior", "person operator system"),
-    "close": _t("registered notified open active suspended", "closed", "person operator system"),
-    "reopen": _t("closed", "active", "person operator system"),
-    "erase": _t("open active closed", "closed", "person operator system"),
-    "destroy": _t("closed", "destroyed", "system"),
-}
+#: The rule of who may see or change a space, and the transition table, live beside the policy
+#: (access/lifecycle.py); this module reads the facts and carries the changes out.
+PEOPLE = rule.PEOPLE
+Transition = rule.Transition
+TRANSITIONS = rule.TRANSITIONS
 #: States in which a death date on the Patient closes the space at the next run.
 LIVE = TRANSITIONS["close"].sources
 #: States in which a space is used (professionals deposit, the holder reads): entering one writes the Patient
@@ -104,19 +78,11 @@ BATCH = 1000
 log = logging.getLogger(__name__)
 
 
-def _who(actor: Actor) -> str:
-    if actor.kind in ("holder", "representative"):
-        return "person"
-    return actor.kind
-
-
 async def _check_sees(conn: Conn, actor: Actor, space_id: uuid.UUID) -> None:
-    """The space is one the actor may know exists (a person's own, or a represented minor's; any for the
-    insurer's operators and the service): else "not found", before any other answer, so that no refusal tells
-    whether someone else's INS has a space."""
-    if actor.kind in PEOPLE:
-        await _check_person(conn, actor, space_id)
-    elif actor.kind not in ("operator", "system"):
+    """The space is one the actor may know exists (access/lifecycle.sees): else "not found", before any other
+    answer, so that no refusal tells whether someone else's INS has a space."""
+    relation = await _relation(conn, actor, space_id) if rule.relation_needed(actor) else ""
+    if not rule.sees(actor, relation):
         raise NotFound("Espace introuvable / space not found")
 
 
@@ -141,36 +107,41 @@ def _record(actor: Actor, event: str, before: str, after: str, reason: str, requ
     )
 
 
-async def _check_person(conn: Conn, actor: Actor, space_id: uuid.UUID) -> None:
-    """A person changes only their own space, or that of a minor they represent (rights not ended)."""
+async def _relation(conn: Conn, actor: Actor, space_id: uuid.UUID) -> rule.Relation:
+    """How a person relates to the space: its holder (an app: its holder's), or a representative of the minor
+    whose rights have not ended, or neither (the facts access/lifecycle.sees decides on)."""
     ins = actor.subject if actor.kind == "app" else actor.id
-    if actor.kind in ("holder", "app") and ins and await people_store.ins_of_space(conn, space_id) == ins:
-        return
+    own = decide(LIFECYCLE, "read", "Patient")  # the rule's fact, read by the lifecycle for the rule
+    if (
+        actor.kind in ("holder", "app")
+        and ins
+        and await people_store.ins_of_space(conn, own, space_id) == ins
+    ):
+        return "holder"
     if actor.kind == "representative" and await access_store.is_representative(
         conn, space_id, actor.id, on=clock.today()
     ):
-        return
-    raise NotFound("Espace introuvable / space not found")
+        return "representative"
+    return ""
 
 
 async def _apply(
     conn: Conn, ctx: Context, event: str, space_id: uuid.UUID, reason: str, on: date
 ) -> tuple[str, str]:
     """One transition of one space in the caller's transaction: checks, side effects, new state, trace."""
-    rule = TRANSITIONS[event]
+    step = TRANSITIONS[event]
     row = await store.lock(conn, space_id)
     if row is None or row.state == "destroyed":
         raise NotFound("Espace introuvable / space not found")
     await _check_sees(conn, ctx.actor, space_id)
-    if _who(ctx.actor) not in rule.who:
-        raise Forbidden(
-            f"« {event} » : action non permise à ce rôle / not allowed to {ctx.actor.kind} actors"
-        )
-    if row.state not in rule.sources:
+    allowed, why = rule.may(ctx.actor, event)
+    if not allowed:
+        raise Forbidden(f"« {event} » : action non permise à ce rôle / {why}")
+    if row.state not in step.sources:
         raise _refused(event, row.state)
     if event in ("close", "erase"):  # allowed, but not undone alone: a recent proof of identity first
         stepup.require(ctx, "close" if event == "close" else "erase")
-    target = (row.prior_state or "active") if rule.target == "prior" else rule.target
+    target = (row.prior_state or "active") if step.target == "prior" else step.target
     settings = ctx.runtime.settings
     extra: dict[str, Any] = {}
     if event == "notify":
@@ -193,7 +164,7 @@ async def _apply(
         await _shred_keeping_identity(conn, ctx, space_id)
     elif event == "request":
         await ctx.runtime.keys.create(conn, space_id)  # a no-op: opposition already gave a fresh key
-    moved = await store.move(conn, space_id, rule.sources, target, **extra)
+    moved = await store.move(conn, space_id, step.sources, target, **extra)
     if not moved:  # unreachable: the row is locked
         raise _refused(event, row.state)
     records = [(space_id, _record(ctx.actor, event, row.state, target, reason, ctx.request_id))]
@@ -228,13 +199,16 @@ async def _shred_keeping_identity(conn: Conn, ctx: Context, space_id: uuid.UUID)
     is the insurer's administrative data, not medical data) is written again under a fresh key, so that the
     person is recognised, their opposition proved, and a space can be made again if they ask."""
     keys = ctx.runtime.keys
-    reading = decide(SYSTEM, "read", "Patient")
+    # The identity is the registry's, kept by the service whoever asked the opposition (access/named.py).
+    reading = decide(LIFECYCLE, "read", "Patient")
     patient_id = await access_store.patient_of_space(conn, space_id)
     body = None
     if patient_id is not None:
         stored = await resources.read(conn, keys, reading, space_id, "Patient", patient_id)
         body = None if stored is None or stored.body is None else orjson.loads(stored.body)
-    waiting = None if patient_id is not None else await identity.body(conn, ctx.runtime, space_id)
+    waiting = (
+        None if patient_id is not None else await identity.body(conn, ctx.runtime, space_id, decision=reading)
+    )
     ctx.uploads.extend(await store.blob_keys(conn, [space_id]))  # deleted from the store after commit
     await store.erase(conn, keys, [space_id])
     await keys.create(conn, space_id)
@@ -242,7 +216,7 @@ async def _shred_keeping_identity(conn: Conn, ctx: Context, space_id: uuid.UUID)
         await identity.reseal(conn, ctx.runtime, space_id, *waiting)
     if body is not None and patient_id is not None:
         body.pop("meta", None)
-        writing = decide(SYSTEM, "create", "Patient")
+        writing = decide(LIFECYCLE, "create", "Patient")
         await resources.write(
             conn, keys, writing, space_id, "Patient", patient_id, body, method="POST", previous=None
         )
@@ -415,23 +389,50 @@ async def represented(ctx: Context) -> list[Represented]:
     """The minors' spaces the signed-in person represents today (rights not ended: at 18 they drop out of
     this list the same day the policy stops answering), with the child's INS and name from the space's
     identity (its Patient, or the registry's while it waits) and the space's state: what the portal offers to
-    switch to. Empty for anyone but a person acting as themselves or as a representative."""
+    switch to. Empty for anyone but a person acting as themselves or as a representative.
+
+    The children's identities are read as their representative, under the policy (a child's space in a state
+    the policy does not reach shows no name), and each read is traced in the child's chain as hers."""
     actor = ctx.actor
     rt = ctx.runtime
     if actor.kind not in ("holder", "representative"):
         return []
+    parent = dataclasses.replace(actor, kind="representative")
+    acting = Context(rt, parent, request_id=ctx.request_id)
 
     async def work(conn: Conn) -> list[Represented]:
-        rows = await store.represented_by(conn, actor.id, clock.today())
-        found = await identity.bodies(conn, rt, [space_id for space_id, _ in rows])
+        today = clock.today()
+        rows = await store.represented_by(conn, actor.id, today)
+        spaces = [space_id for space_id, _, _ in rows]
+        known = {f.space_id: f for f in await access_store.facts(conn, parent, spaces, today=today)}
+        # A space the registry made has no Patient yet, hence no facts row: the representation and the state
+        # just read are what the policy decides on for the identity waiting there.
+        facts = [
+            known.get(s) or SpaceFacts(s, relation="representative", representative_until=until, state=state)
+            for s, state, until in rows
+        ]
+        reading = decide(parent, "read", "Patient", facts, today=today)
+        found = await identity.bodies(conn, rt, spaces, decision=reading)
+        own_ins = decide(LIFECYCLE, "read", "Patient")
         out = []
-        for space_id, state in rows:
-            _, body = found.get(space_id, ("", {}))
-            ins = identity.ins_of(body) or await people_store.ins_of_space(conn, space_id) or ""
+        for space_id, state, _ in rows:
+            patient_id, body = found.get(space_id, ("", {}))
+            if patient_id:
+                await trace.access(
+                    conn,
+                    acting,
+                    reading,
+                    "resource:read",
+                    space_id,
+                    entity_type="Patient",
+                    entity_id=patient_id,
+                )
+            # The INS names the space she acts on (its lifecycle's fact), whether or not its name is readable.
+            ins = identity.ins_of(body) or await people_store.ins_of_space(conn, own_ins, space_id) or ""
             out.append(Represented(space_id, ins, identity.name_of(body), state))
         return out
 
-    return await rt.db.read("lifecycle_represented", work)
+    return await rt.db.interaction("lifecycle_represented", work)
 
 
 async def space_of_ins(rt: Runtime, ins: str) -> uuid.UUID | None:
@@ -517,23 +518,23 @@ async def run(rt: Runtime, as_of: date | None = None, *, batch: int = BATCH) -> 
     each; spaces another run holds are skipped (SKIP LOCKED), and a second run finds nothing left to do."""
     day = as_of or clock.today()
     counts = RunCounts()
-    ctx = Context.system(rt)
+    ctx = Context(rt, LIFECYCLE)
     settings = rt.settings
 
     async def due(event: str, before: str, due_sql: str, *args: Any, reason: str | None = None) -> int:
-        rule = TRANSITIONS[event]
+        change = TRANSITIONS[event]
         total = 0
         while True:
 
             async def step(conn: Conn) -> int:
                 moved = await store.move_due(
-                    conn, due_sql, rule.sources, rule.target, *args, limit=batch, closed_reason=reason
+                    conn, due_sql, change.sources, change.target, *args, limit=batch, closed_reason=reason
                 )
                 records = [
-                    (s, _record(SYSTEM, event, before, rule.target, reason or "", ctx.request_id))
+                    (s, _record(ctx.actor, event, before, change.target, reason or "", ctx.request_id))
                     for s in moved
                 ]
-                if rule.target in USABLE:  # the Patients of spaces the registry made, after their records
+                if change.target in USABLE:  # the Patients of spaces the registry made, after their records
                     await identity.materialise(conn, ctx, moved, after=records)
                 else:
                     await audit_store.append_batch(conn, records)
@@ -586,7 +587,7 @@ async def _of_age(rt: Runtime, ctx: Context, day: date, batch: int) -> int:
                         await notices.of_age_in(conn, ctx, space_id, day)
                     except NotFound:  # no Patient to write to (an API-made space without one): traced only
                         log.warning("of-age notice without a Patient in space %s", space_id)
-                records.append((space_id, _record(SYSTEM, "of_age", state, state, "", ctx.request_id)))
+                records.append((space_id, _record(ctx.actor, "of_age", state, state, "", ctx.request_id)))
             await store.mark_of_age(conn, [s for s, _ in due], day)
             await audit_store.append_batch(conn, records)
             return len(due)
@@ -600,14 +601,14 @@ async def _of_age(rt: Runtime, ctx: Context, day: date, batch: int) -> int:
 async def close_deceased(rt: Runtime, as_of: date | None = None) -> int:
     """Close now the spaces of people the registry says died (the run's own step): the notices call it first,
     so that nobody is sent a notice and a code for a dead person."""
-    return await _close_deceased(rt, Context.system(rt), as_of or clock.today(), BATCH)
+    return await _close_deceased(rt, Context(rt, LIFECYCLE), as_of or clock.today(), BATCH)
 
 
 async def _close_deceased(rt: Runtime, ctx: Context, day: date, batch: int) -> int:
     """Spaces whose Patient carries a death date (deceasedDateTime, written by the registry import) on or
     before `day` are closed. Only identities changed since they were last checked are decrypted (the spaces'
     `identity_version` above their `death_checked`, migrations/0022)."""
-    reading = decide(SYSTEM, "read", "Patient")
+    reading = decide(ctx.actor, "read", "Patient")
     closed = 0
     after: uuid.UUID | None = None
     while True:
@@ -618,7 +619,7 @@ async def _close_deceased(rt: Runtime, ctx: Context, day: date, batch: int) -> i
             checked: list[tuple[uuid.UUID, int]] = []
             # No Patient yet: the identities waiting for them (spaces/identity.py), read in bulk.
             waiting, unreadable = await _waiting_identities(
-                conn, rt, [c.space_id for c in found if not c.patients and c.waiting is not None]
+                conn, rt, reading, [c.space_id for c in found if not c.patients and c.waiting is not None]
             )
             for c in found:
                 bodies: list[dict[str, Any]] = []
@@ -651,7 +652,7 @@ async def _close_deceased(rt: Runtime, ctx: Context, day: date, batch: int) -> i
             )
             await store.mark_death_checked(conn, checked)
             await audit_store.append_batch(
-                conn, [(s, _record(SYSTEM, "close", "", "closed", "death", ctx.request_id)) for s in moved]
+                conn, [(s, _record(ctx.actor, "close", "", "closed", "death", ctx.request_id)) for s in moved]
             )
             return len(moved), (found[-1].space_id if found else None), len(found)
 
@@ -663,12 +664,12 @@ async def _close_deceased(rt: Runtime, ctx: Context, day: date, batch: int) -> i
 
 
 async def _waiting_identities(
-    conn: Conn, rt: Runtime, spaces: list[uuid.UUID]
+    conn: Conn, rt: Runtime, reading: Decision, spaces: list[uuid.UUID]
 ) -> tuple[dict[uuid.UUID, dict[str, Any]], set[uuid.UUID]]:
     """The identities waiting in these spaces, in a few statements, and the spaces whose identity cannot be
     decrypted (then each is read alone to find which, and logged)."""
     try:
-        found = await identity.bodies(conn, rt, spaces)
+        found = await identity.bodies(conn, rt, spaces, decision=reading)
         return {space_id: body for space_id, (_, body) in found.items()}, set()
     except (resources.DataUnreadable, DecryptionFailed):
         pass
@@ -676,7 +677,7 @@ async def _waiting_identities(
     unreadable: set[uuid.UUID] = set()
     for space_id in spaces:
         try:
-            one = await identity.body(conn, rt, space_id)
+            one = await identity.body(conn, rt, space_id, decision=reading)
         except (resources.DataUnreadable, DecryptionFailed):
             log.warning("death check: unreadable Patient in space %s", space_id)
             unreadable.add(space_id)
@@ -689,6 +690,7 @@ async def _waiting_identities(
 async def _destroy_due(rt: Runtime, ctx: Context, day: date, batch: int) -> int:
     """Closed spaces past the archive period, or whose asked destruction is due: rows deleted, data keys
     destroyed, one `space:destroy` record each (the trace stays)."""
+    reading = decide(ctx.actor, "read", "Patient")  # the holders' INS, for their set-aside documents
     destroyed = 0
     while True:
 
@@ -699,7 +701,7 @@ async def _destroy_due(rt: Runtime, ctx: Context, day: date, batch: int) -> int:
             objects = await store.blob_keys(conn, spaces)
             # The holders' documents of the former DMP still set aside (never deposited: their space was
             # not open, or closed) go with the space, their keys too (storage/legacy.py).
-            await legacy_store.forget(conn, rt.keys, await people_store.ins_of_spaces(conn, spaces))
+            await legacy_store.forget(conn, rt.keys, await people_store.ins_of_spaces(conn, reading, spaces))
             await store.erase(conn, rt.keys, spaces)
             moved = await store.move_due(
                 conn,
@@ -711,7 +713,10 @@ async def _destroy_due(rt: Runtime, ctx: Context, day: date, batch: int) -> int:
             )
             await audit_store.append_batch(
                 conn,
-                [(s, _record(SYSTEM, "destroy", "closed", "destroyed", "", ctx.request_id)) for s in moved],
+                [
+                    (s, _record(ctx.actor, "destroy", "closed", "destroyed", "", ctx.request_id))
+                    for s in moved
+                ],
             )
             return len(moved), objects
 

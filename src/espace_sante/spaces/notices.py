@@ -40,7 +40,8 @@ import orjson
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from espace_sante import clock
-from espace_sante.access.actors import SYSTEM, Actor
+from espace_sante.access.actors import NOTICES, SYSTEM, Actor
+from espace_sante.access.policy import Decision, decide
 from espace_sante.audit.record import SUCCESS, Record
 from espace_sante.audit.wording import MONTHS_FR
 from espace_sante.context import Context
@@ -131,9 +132,14 @@ def person_of(body: dict[str, Any]) -> Person:
     )
 
 
+def _reading() -> Decision:
+    """The notices' own decision to read identities (access/named.py: `notices` reads Patient)."""
+    return decide(NOTICES, "read", "Patient")
+
+
 async def _person(conn: Conn, rt: Runtime, space_id: uuid.UUID) -> Person | None:
     """The space's holder: from its Patient, or the registry's identity waiting for it (spaces/identity.py)."""
-    found = await identity.body(conn, rt, space_id)
+    found = await identity.body(conn, rt, space_id, decision=_reading())
     return None if found is None else person_of(found[1])
 
 
@@ -141,8 +147,8 @@ async def _representatives(
     conn: Conn, rt: Runtime, space_id: uuid.UUID
 ) -> tuple[list[str], dict[str, Person]]:
     """The INS of the space's representatives whose rights run, and those of them the registry knows."""
-    rep_ins = await people.representatives_of(conn, space_id)
-    found = await identity.by_ins(conn, rt, rep_ins)
+    rep_ins = await people.representatives_of(conn, _reading(), space_id)
+    found = await identity.by_ins(conn, rt, rep_ins, decision=_reading())
     return rep_ins, {ins: person_of(body) for ins, body in found.items()}
 
 
@@ -513,7 +519,7 @@ async def ask_again(ctx: Context, space_id: uuid.UUID, on: date | None = None) -
     delivery job), so that the notice does not wait for the next run. Returns the channels of the notices
     queued."""
     rt = ctx.runtime
-    service = Context(rt, SYSTEM, request_id=ctx.request_id)
+    service = Context(rt, NOTICES, request_id=ctx.request_id)
 
     async def work(conn: Conn) -> list[str]:
         await lifecycle.request_in(conn, ctx, space_id)
@@ -630,7 +636,10 @@ async def record(conn: Conn, rt: Runtime, notices: list[store.NewNotice]) -> Non
 
 async def people_by_ins(conn: Conn, rt: Runtime, nirs: list[str]) -> dict[str, Person]:
     """The registry data of the people these INS name (their Patients or waiting identities, in bulk)."""
-    return {ins: person_of(body) for ins, body in (await identity.by_ins(conn, rt, nirs)).items()}
+    return {
+        ins: person_of(body)
+        for ins, body in (await identity.by_ins(conn, rt, nirs, decision=_reading())).items()
+    }
 
 
 async def _notify_batch(conn: Conn, ctx: Context, on: date, after: uuid.UUID | None, limit: int) -> _Batch:
@@ -642,8 +651,8 @@ async def _notify_batch(conn: Conn, ctx: Context, on: date, after: uuid.UUID | N
     result.seen, result.last = len(spaces), (spaces[-1] if spaces else None)
     if not spaces:
         return result
-    holders = await identity.bodies(conn, rt, spaces)
-    reps_ins = await store.representatives(conn, spaces)
+    holders = await identity.bodies(conn, rt, spaces, decision=_reading())
+    reps_ins = await store.representatives(conn, _reading(), spaces)
     reps = await people_by_ins(conn, rt, [ins for found in reps_ins.values() for ins in found])
     # The newest data key of each space written (its notices are sealed with it), in one query.
     newest = await identity.newest_keys(conn, rt, spaces)
@@ -724,7 +733,7 @@ async def notify_registered(
     shard once all are imported): each lane locks its batch with SKIP LOCKED, so none notifies a space twice
     and, when they all end, none is left."""
     on = as_of or clock.today()
-    ctx = Context.system(rt)
+    ctx = Context(rt, NOTICES)
     counts = SendCounts()
 
     async def lane() -> None:
@@ -789,7 +798,7 @@ async def _unreadable(conn: Conn, n: store.EmailNotice) -> str:
 
 
 async def _keep_in_outbox(conn: Conn, rt: Runtime, space_id: uuid.UUID, notice_id: uuid.UUID) -> str:
-    n = await store.email_to_keep(conn, space_id, notice_id)
+    n = await store.email_to_keep(conn, _reading(), space_id, notice_id)
     if n is None:
         return "already"
     text = _text(rt, n, await _key(conn, rt, n))
@@ -805,7 +814,7 @@ async def _keep_due_in_outbox(conn: Conn, rt: Runtime, limit: int) -> int:
     their texts rendered, kept in the outbox under their notices' ids and marked delivered, in this one
     transaction, a few statements for the batch. Returns how many were taken (kept, or withdrawn as
     unreadable)."""
-    due = await store.due_emails(conn, limit)
+    due = await store.due_emails(conn, _reading(), limit)
     keys = await identity.keys_of(conn, rt, {n.space_id for n in due})
     kept: list[tuple[uuid.UUID, str, str, str]] = []
     for n in due:
@@ -851,7 +860,7 @@ async def deliver_one(rt: Runtime, space_id: uuid.UUID, notice_id: uuid.UUID) ->
         if conn is None:
             return "busy"
         async with conn.transaction():
-            claim = await store.claim_email(conn, space_id, notice_id)
+            claim = await store.claim_email(conn, _reading(), space_id, notice_id)
             if claim is not None and claim.handed:
                 await store.mark_uncertain(
                     conn, space_id, notice_id, "uncertain: handed to the relay, answer not recorded"
@@ -946,7 +955,7 @@ async def letters_of(rt: Runtime, space_id: uuid.UUID) -> list[dict[str, Any]]:
 
     async def q(conn: Conn) -> list[dict[str, Any]]:
         out = []
-        for n in await store.letters(conn, space_id):
+        for n in await store.letters(conn, _reading(), space_id):
             out.append(await _open(conn, rt, n))
         return out
 
@@ -958,7 +967,7 @@ async def emails_of(rt: Runtime, space_id: uuid.UUID) -> list[tuple[str, str, st
     None when it cannot be rendered any more)."""
 
     async def q(conn: Conn) -> list[tuple[str, str, str | None]]:
-        waiting = await store.waiting_emails(conn, space_id)
+        waiting = await store.waiting_emails(conn, _reading(), space_id)
         keys = await identity.keys_of(conn, rt, [space_id])
         return [
             (n.recipient, n.subject, _text(rt, n, keys.get((space_id, n.key_version or 0)))) for n in waiting
@@ -1009,7 +1018,7 @@ class UncertainNotice:
 async def uncertain(rt: Runtime, *, limit: int = 1000) -> list[UncertainNotice]:
     """E-mails handed to the relay whose answer was lost (a worker died, the connection dropped), waiting for
     an operator: their recipient masked."""
-    found = await rt.db.read("notices_uncertain", store.uncertain, limit)
+    found = await rt.db.read("notices_uncertain", store.uncertain, _reading(), limit)
     return [UncertainNotice(u.notice_id, u.space_id, masked(u.recipient), u.since, u.attempts) for u in found]
 
 
@@ -1073,7 +1082,7 @@ async def resolve(
     actor = ctx.actor
 
     async def work(conn: Conn) -> dict[str, Any]:
-        held = await store.lock_uncertain(conn, notice_id)
+        held = await store.lock_uncertain(conn, _reading(), notice_id)
         if held is None:
             raise NotFound("aucun courriel incertain avec cet identifiant / no uncertain e-mail with this id")
         space_id = held.email.space_id
@@ -1170,7 +1179,7 @@ async def build_letters(rt: Runtime, out: Path, *, per_file: int = LETTERS_PER_F
         name = f"lettres-{stamp}-{number:03d}.pdf"
 
         async def step(conn: Conn, pdf_name: str) -> int:
-            letters = await store.due_letters(conn, per_file)
+            letters = await store.due_letters(conn, _reading(), per_file)
             if not letters:
                 return 0
             data = [await _open(conn, rt, n) for n in letters]

@@ -7,6 +7,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import date, datetime
 
+from espace_sante.access.policy import Decision
 from espace_sante.storage import people
 from espace_sante.storage.db import Conn
 
@@ -117,9 +118,11 @@ async def issued_to_former_representatives(conn: Conn, space_id: uuid.UUID) -> b
     )
 
 
-async def holder_birth_date(conn: Conn, space_id: uuid.UUID) -> date | None:
+async def holder_birth_date(conn: Conn, decision: Decision, space_id: uuid.UUID) -> date | None:
     """The birth date of the space's Patient (the registry's Patient when the space came from the registry,
-    else the space's one Patient), from the search index: no body is decrypted."""
+    else the space's one Patient), from the search index: no body is decrypted. Under a decision to read
+    Patient covering the space."""
+    decision.require_read("Patient", [space_id])
     patient_id = await conn.fetchval(
         "SELECT patient_id FROM registry_person WHERE space_id = $1 LIMIT 1", space_id
     )
@@ -131,7 +134,7 @@ async def holder_birth_date(conn: Conn, space_id: uuid.UUID) -> date | None:
         )
     if patient_id is None:
         return None
-    return await people.birth_date(conn, space_id, str(patient_id))
+    return await people.birth_date(conn, decision, space_id, str(patient_id))
 
 
 async def last_opposition(conn: Conn, space_id: uuid.UUID) -> tuple[datetime, str, str] | None:

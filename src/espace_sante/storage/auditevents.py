@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from espace_sante.access.policy import Decision
 from espace_sante.audit.fhir import REFUSED_SUBTYPES, SUBTYPES
 from espace_sante.storage.audit import (  # one row shape for the whole trace
     RECORD_COLUMNS,
@@ -119,7 +120,11 @@ def _where(q: TraceQuery) -> tuple[str, list[Any]]:
     return " AND ".join(conds), params
 
 
-async def page(conn: Conn, q: TraceQuery, *, limit: int, offset: int) -> list[StoredRecord]:
+async def page(
+    conn: Conn, decision: Decision, q: TraceQuery, *, limit: int, offset: int
+) -> list[StoredRecord]:
+    """One page of a space's trace, newest first, under a decision to read AuditEvent covering the space."""
+    decision.require_read("AuditEvent", [q.space_id])
     where, params = _where(q)
     rows = await conn.fetch(
         f"SELECT space_id, seq, {RECORD_COLUMNS}, prev_hash, hash FROM audit_event WHERE {where} "
@@ -136,7 +141,9 @@ async def count(conn: Conn, q: TraceQuery) -> int:
     return int(await conn.fetchval(f"SELECT count(*) FROM audit_event WHERE {where}", *params))
 
 
-async def one(conn: Conn, space_id: uuid.UUID, seq: int) -> StoredRecord | None:
+async def one(conn: Conn, decision: Decision, space_id: uuid.UUID, seq: int) -> StoredRecord | None:
+    """One record of a space's trace, under a decision to read AuditEvent covering the space."""
+    decision.require_read("AuditEvent", [space_id])
     row = await conn.fetchrow(
         f"SELECT space_id, seq, {RECORD_COLUMNS}, prev_hash, hash FROM audit_event WHERE space_id = $1 AND seq = $2",
         space_id,

@@ -11,6 +11,7 @@ from datetime import datetime
 
 import asyncpg
 
+from espace_sante.access.policy import Decision
 from espace_sante.storage.db import Conn
 
 
@@ -114,8 +115,12 @@ async def attach(
     )
 
 
-async def content_of(conn: Conn, space_id: uuid.UUID, binary_id: str, version_id: int) -> BlobRow | None:
-    """The blob holding this version of a Binary (None for a Binary without stored content)."""
+async def content_of(
+    conn: Conn, decision: Decision, space_id: uuid.UUID, binary_id: str, version_id: int
+) -> BlobRow | None:
+    """The blob holding this version of a Binary (None for a Binary without stored content): the way to a
+    document's content, under a decision to read Binary covering the space."""
+    decision.require_read("Binary", [space_id])
     row = await conn.fetchrow(
         f"SELECT b.{_BLOB_COLUMNS.replace(', ', ', b.')} FROM binary_content c JOIN blob b ON b.space_id = "
         "c.space_id AND b.blob_id = c.blob_id WHERE c.space_id = $1 AND c.binary_id = $2 AND c.version_id = $3",

@@ -20,6 +20,7 @@ from datetime import datetime
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from espace_sante.access.policy import Decision
 from espace_sante.crypto import derive_subkey, open_, seal
 from espace_sante.storage.db import Conn
 from espace_sante.storage.keys import KeyStore, MissingDataKey
@@ -145,9 +146,11 @@ class Pending:
 
 
 async def pending_page(
-    conn: Conn, keys: KeyStore, *, after: tuple[datetime, uuid.UUID] | None, limit: int
+    conn: Conn, keys: KeyStore, decision: Decision, *, after: tuple[datetime, uuid.UUID] | None, limit: int
 ) -> list[Pending]:
-    """The next documents still set aside, oldest first (keyset paging: a retry run walks them once)."""
+    """The next documents still set aside, oldest first (keyset paging: a retry run walks them once), their
+    metadata decrypted under a decision to read DocumentReference covering their pseudo-spaces."""
+    decision.require_read("DocumentReference")
     rows = await conn.fetch(
         """SELECT space_id, item_id, created_at, unique_key, reason, package, entry_path, key_version, entry,
                   content IS NOT NULL AS has_content
@@ -159,6 +162,7 @@ async def pending_page(
         after[1] if after else None,
         limit,
     )
+    decision.require_read("DocumentReference", {r["space_id"] for r in rows})
     out = []
     for r in rows:
         aead = await keys.version(conn, r["space_id"], r["key_version"])
@@ -178,8 +182,12 @@ async def pending_page(
     return out
 
 
-async def content_of(conn: Conn, keys: KeyStore, space: uuid.UUID, item_id: uuid.UUID) -> bytes | None:
-    """The document kept for one row, decrypted (None when none could be read from its package)."""
+async def content_of(
+    conn: Conn, keys: KeyStore, decision: Decision, space: uuid.UUID, item_id: uuid.UUID
+) -> bytes | None:
+    """The document kept for one row, decrypted (None when none could be read from its package), under a
+    decision to read Binary covering its pseudo-space."""
+    decision.require_read("Binary", [space])
     row = await conn.fetchrow(
         "SELECT unique_key, key_version, content FROM legacy_set_aside WHERE space_id = $1 AND item_id = $2",
         space,

@@ -59,16 +59,16 @@ async def space_of_ins(conn: Conn, ins: str) -> uuid.UUID | None:
     return None if ref is None else uuid.UUID(str(ref.space_id))
 
 
-async def represented_by(conn: Conn, representative_ins: str, on: date) -> list[tuple[uuid.UUID, str]]:
-    """(space, state) of the spaces this person represents on `on` (rights not ended that day), destroyed
-    ones left out, in a stable order."""
+async def represented_by(conn: Conn, representative_ins: str, on: date) -> list[tuple[uuid.UUID, str, date]]:
+    """(space, state, end of the rights) of the spaces this person represents on `on` (rights not ended that
+    day), destroyed ones left out, in a stable order."""
     rows = await conn.fetch(
-        "SELECT r.space_id, s.state FROM space_representative r JOIN space s USING (space_id) "
+        "SELECT r.space_id, s.state, r.until FROM space_representative r JOIN space s USING (space_id) "
         "WHERE r.representative_ins = $1 AND r.until > $2 AND s.state <> 'destroyed' ORDER BY r.space_id",
         representative_ins,
         on,
     )
-    return [(r["space_id"], r["state"]) for r in rows]
+    return [(r["space_id"], r["state"], r["until"]) for r in rows]
 
 
 async def row_of(conn: Conn, space_id: uuid.UUID) -> SpaceRow | None:

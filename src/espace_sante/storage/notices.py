@@ -14,6 +14,7 @@ from typing import Any, cast
 
 import orjson
 
+from espace_sante.access.policy import Decision
 from espace_sante.storage import locks
 from espace_sante.storage.db import Conn, Database
 
@@ -94,9 +95,11 @@ def _email(r: Any) -> EmailNotice:
     )
 
 
-async def due_emails(conn: Conn, limit: int) -> list[EmailNotice]:
+async def due_emails(conn: Conn, decision: Decision, limit: int) -> list[EmailNotice]:
     """E-mails not yet delivered (nor left uncertain), locked for this transaction (another sender skips
-    them). The outbox path: written and marked in this one transaction."""
+    them). The outbox path: written and marked in this one transaction. Only in spaces `decision` (to read
+    Patient: a notice names its recipient) covers."""
+    decision.require_read("Patient")
     rows = await conn.fetch(
         f"SELECT {_EMAIL} FROM notice "
         "WHERE channel = 'email' AND delivered_at IS NULL AND uncertain_at IS NULL AND withdrawn_at IS NULL "
@@ -104,12 +107,15 @@ async def due_emails(conn: Conn, limit: int) -> list[EmailNotice]:
         "LIMIT $1 FOR UPDATE SKIP LOCKED",
         limit,
     )
-    return [_email(r) for r in rows]
+    return [_email(r) for r in rows if decision.covers(r["space_id"])]
 
 
-async def email_to_keep(conn: Conn, space_id: uuid.UUID, notice_id: uuid.UUID) -> EmailNotice | None:
+async def email_to_keep(
+    conn: Conn, decision: Decision, space_id: uuid.UUID, notice_id: uuid.UUID
+) -> EmailNotice | None:
     """One e-mail not yet delivered, locked for this transaction; None when delivered, uncertain, or being
-    delivered by someone else (who holds the row)."""
+    delivered by someone else (who holds the row). Under a decision to read Patient covering the space."""
+    decision.require_read("Patient", [space_id])
     r = await conn.fetchrow(
         f"SELECT {_EMAIL} FROM notice WHERE space_id = $1 "
         "AND notice_id = $2 AND channel = 'email' AND delivered_at IS NULL AND uncertain_at IS NULL "
@@ -120,8 +126,10 @@ async def email_to_keep(conn: Conn, space_id: uuid.UUID, notice_id: uuid.UUID) -
     return None if r is None else _email(r)
 
 
-async def waiting_emails(conn: Conn, space_id: uuid.UUID) -> list[EmailNotice]:
-    """A space's e-mails still to deliver (operators, tests), oldest first."""
+async def waiting_emails(conn: Conn, decision: Decision, space_id: uuid.UUID) -> list[EmailNotice]:
+    """A space's e-mails still to deliver (operators, tests), oldest first, under a decision to read Patient
+    covering the space."""
+    decision.require_read("Patient", [space_id])
     rows = await conn.fetch(
         f"SELECT {_EMAIL} FROM notice WHERE space_id = $1 AND channel = 'email' AND delivered_at IS NULL "
         "AND uncertain_at IS NULL AND withdrawn_at IS NULL ORDER BY created_at, notice_id",
@@ -173,8 +181,12 @@ async def delivery_session(db: Database, notice_id: uuid.UUID) -> AsyncIterator[
                 conn.terminate()
 
 
-async def claim_email(conn: Conn, space_id: uuid.UUID, notice_id: uuid.UUID) -> Claim | None:
-    """Count an attempt at an e-mail still to deliver; None when it is delivered or uncertain already."""
+async def claim_email(
+    conn: Conn, decision: Decision, space_id: uuid.UUID, notice_id: uuid.UUID
+) -> Claim | None:
+    """Count an attempt at an e-mail still to deliver; None when it is delivered or uncertain already. Under
+    a decision to read Patient covering the space (the e-mail names its recipient)."""
+    decision.require_read("Patient", [space_id])
     r = await conn.fetchrow(
         "UPDATE notice SET attempts = attempts + 1 WHERE space_id = $1 AND notice_id = $2 AND channel = 'email' "
         "AND delivered_at IS NULL AND uncertain_at IS NULL AND withdrawn_at IS NULL "
@@ -294,8 +306,12 @@ async def data_keys(conn: Conn, spaces: Sequence[uuid.UUID]) -> list[tuple[uuid.
     return [(r["space_id"], r["key_version"], r["kek_id"], bytes(r["wrapped_key"])) for r in rows]
 
 
-async def representatives(conn: Conn, spaces: Sequence[uuid.UUID]) -> dict[uuid.UUID, list[str]]:
-    """The INS of each space's representatives whose rights run (people.representatives_of, for a batch)."""
+async def representatives(
+    conn: Conn, decision: Decision, spaces: Sequence[uuid.UUID]
+) -> dict[uuid.UUID, list[str]]:
+    """The INS of each space's representatives whose rights run (people.representatives_of, for a batch),
+    under a decision to read Patient covering the spaces."""
+    decision.require_read("Patient", spaces)
     rows = await conn.fetch(
         "SELECT space_id, representative_ins FROM space_representative WHERE space_id = ANY($1::uuid[]) "
         "AND until > (now() AT TIME ZONE 'Europe/Paris')::date ORDER BY space_id, representative_ins",
@@ -347,7 +363,10 @@ async def mark_delivered(conn: Conn, space_id: uuid.UUID, notice_id: uuid.UUID, 
     )
 
 
-async def due_letters(conn: Conn, limit: int) -> list[LetterNotice]:
+async def due_letters(conn: Conn, decision: Decision, limit: int) -> list[LetterNotice]:
+    """Letters not yet built, locked for this transaction, in the spaces a decision to read Patient covers
+    (a letter holds its recipient's name and address)."""
+    decision.require_read("Patient")
     rows = await conn.fetch(
         "SELECT space_id, notice_id, letter, sealed, key_version FROM notice WHERE channel = 'letter' "
         "AND built_at IS NULL AND withdrawn_at IS NULL ORDER BY created_at, notice_id LIMIT $1 FOR UPDATE SKIP LOCKED",
@@ -362,11 +381,13 @@ async def due_letters(conn: Conn, limit: int) -> list[LetterNotice]:
             r["key_version"],
         )
         for r in rows
+        if decision.covers(r["space_id"])
     ]
 
 
-async def letters(conn: Conn, space_id: uuid.UUID) -> list[LetterNotice]:
-    """A space's letters, built or not (operators, tests)."""
+async def letters(conn: Conn, decision: Decision, space_id: uuid.UUID) -> list[LetterNotice]:
+    """A space's letters, built or not (operators, tests), under a decision to read Patient covering it."""
+    decision.require_read("Patient", [space_id])
     rows = await conn.fetch(
         "SELECT space_id, notice_id, letter, sealed, key_version FROM notice WHERE space_id = $1 "
         "AND channel = 'letter' ORDER BY created_at, notice_id",
@@ -445,8 +466,10 @@ class Uncertain:
     error: str
 
 
-async def uncertain(conn: Conn, limit: int) -> list[Uncertain]:
-    """E-mails handed to the relay whose answer was not recorded, not yet resolved by an operator."""
+async def uncertain(conn: Conn, decision: Decision, limit: int) -> list[Uncertain]:
+    """E-mails handed to the relay whose answer was not recorded, not yet resolved by an operator (in the
+    spaces a decision to read Patient covers: each names its recipient)."""
+    decision.require_read("Patient")
     rows = await conn.fetch(
         "SELECT space_id, notice_id, recipient, subject, uncertain_at, attempts, error FROM notice "
         "WHERE channel = 'email' AND uncertain_at IS NOT NULL AND delivered_at IS NULL AND withdrawn_at IS NULL "
@@ -464,6 +487,7 @@ async def uncertain(conn: Conn, limit: int) -> list[Uncertain]:
             r["error"],
         )
         for r in rows
+        if decision.covers(r["space_id"])
     ]
 
 
@@ -474,16 +498,17 @@ class Held:
     email: EmailNotice
 
 
-async def lock_uncertain(conn: Conn, notice_id: uuid.UUID) -> Held | None:
+async def lock_uncertain(conn: Conn, decision: Decision, notice_id: uuid.UUID) -> Held | None:
     """The uncertain, unresolved e-mail `notice_id`, locked for this transaction; None if there is none (unknown,
-    delivered, withdrawn, or not uncertain)."""
+    delivered, withdrawn, or not uncertain) or it is in a space a decision to read Patient does not cover."""
+    decision.require_read("Patient")
     r = await conn.fetchrow(
         f"SELECT {_EMAIL} FROM notice WHERE notice_id = $1 "
         "AND channel = 'email' AND uncertain_at IS NOT NULL AND delivered_at IS NULL AND withdrawn_at IS NULL "
         "FOR UPDATE",
         notice_id,
     )
-    return None if r is None else Held(_email(r))
+    return None if r is None or not decision.covers(r["space_id"]) else Held(_email(r))
 
 
 async def resolve(

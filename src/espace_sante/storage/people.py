@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date
 
+from espace_sante.access.policy import Decision
 from espace_sante.storage.db import Conn
 
 INS_SYSTEM = "urn:oid:1.2.250.1.213.1.4.8"
@@ -101,8 +102,10 @@ async def ensure_operator(conn: Conn, login: str, display: str) -> None:
     )
 
 
-async def birth_date(conn: Conn, space_id: uuid.UUID, patient_id: str) -> date | None:
-    """The holder's date of birth, from the search index (for the end of a representative's rights)."""
+async def birth_date(conn: Conn, decision: Decision, space_id: uuid.UUID, patient_id: str) -> date | None:
+    """The holder's date of birth, from the search index (for the end of a representative's rights), under
+    a decision to read Patient covering the space."""
+    decision.require_read("Patient", [space_id])
     value = await conn.fetchval(
         "SELECT low FROM sp_date WHERE space_id = $1 AND resource_type = 'Patient' AND resource_id = $2 "
         "AND param = 'birthdate' LIMIT 1",
@@ -112,9 +115,10 @@ async def birth_date(conn: Conn, space_id: uuid.UUID, patient_id: str) -> date |
     return None if value is None else value.astimezone(UTC).date()
 
 
-async def ins_of_space(conn: Conn, space_id: uuid.UUID) -> str | None:
+async def ins_of_space(conn: Conn, decision: Decision, space_id: uuid.UUID) -> str | None:
     """The INS of a space's holder, from the search index; for a space the registry made whose Patient is
-    not written yet (migrations/0018), from the registry's link."""
+    not written yet (migrations/0018), from the registry's link. Under a decision to read Patient there."""
+    decision.require_read("Patient", [space_id])
     value = await conn.fetchval(
         "SELECT t.code FROM sp_token t JOIN resource r USING (space_id, resource_type, resource_id) "
         "WHERE t.space_id = $1 AND t.resource_type = 'Patient' AND t.param = 'identifier' AND t.system = $2 "
@@ -129,9 +133,10 @@ async def ins_of_space(conn: Conn, space_id: uuid.UUID) -> str | None:
     return None if value is None else str(value)
 
 
-async def ins_of_spaces(conn: Conn, spaces: Sequence[uuid.UUID]) -> list[str]:
+async def ins_of_spaces(conn: Conn, decision: Decision, spaces: Sequence[uuid.UUID]) -> list[str]:
     """The INS of these spaces' holders, in one statement: from their Patients' search index and from the
-    registry's links (a space the registry made keeps its link)."""
+    registry's links (a space the registry made keeps its link). Under a decision to read Patient there."""
+    decision.require_read("Patient", spaces)
     rows = await conn.fetch(
         "SELECT t.code FROM sp_token t JOIN resource r USING (space_id, resource_type, resource_id) "
         "WHERE t.space_id = ANY($1::uuid[]) AND t.resource_type = 'Patient' AND t.param = 'identifier' "
@@ -150,7 +155,10 @@ async def known_person(conn: Conn, ins: str) -> bool:
     return bool(await conn.fetchval("SELECT EXISTS (SELECT 1 FROM registry_person WHERE nir = $1)", ins))
 
 
-async def representatives_of(conn: Conn, space_id: uuid.UUID) -> list[str]:
+async def representatives_of(conn: Conn, decision: Decision, space_id: uuid.UUID) -> list[str]:
+    """The INS of the space's legal representatives whose rights run today (people's identities: under a
+    decision to read Patient covering the space)."""
+    decision.require_read("Patient", [space_id])
     rows = await conn.fetch(
         "SELECT representative_ins FROM space_representative WHERE space_id = $1 "
         "AND until > (now() AT TIME ZONE 'Europe/Paris')::date",

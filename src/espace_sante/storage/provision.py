@@ -361,24 +361,30 @@ def _pending(r: Any) -> Pending | None:
     return Pending(r["space_id"], r["patient_id"], r["nir"], int(r["pending_key"]), bytes(r["pending"]))
 
 
-async def registry_people(conn: Conn, nirs: Sequence[str]) -> dict[str, Known]:
+async def registry_people(conn: Conn, decision: Decision, nirs: Sequence[str]) -> dict[str, Known]:
     """The registry's people among these INS, locked until the transaction ends (a concurrent import of the
-    same people waits, then sees what this one wrote)."""
+    same people waits, then sees what this one wrote); their sealed identities under a decision to read
+    Patient (only those in spaces it covers)."""
+    decision.require_read("Patient")
     rows = await conn.fetch(
         "SELECT nir, space_id, patient_id, fingerprint, pending, pending_key FROM registry_person "
         "WHERE nir = ANY($1::text[]) ORDER BY nir FOR UPDATE",
         list(nirs),
     )
     return {
-        r["nir"]: Known(r["space_id"], r["patient_id"], bytes(r["fingerprint"]), _pending(r)) for r in rows
+        r["nir"]: Known(r["space_id"], r["patient_id"], bytes(r["fingerprint"]), _pending(r))
+        for r in rows
+        if decision.covers(r["space_id"])
     }
 
 
 async def pending_of(
-    conn: Conn, spaces: Sequence[uuid.UUID], *, lock: bool = False
+    conn: Conn, decision: Decision, spaces: Sequence[uuid.UUID], *, lock: bool = False
 ) -> dict[uuid.UUID, Pending]:
-    """The sealed identities waiting in these spaces (none for a space whose Patient exists); `lock` holds
-    them until the transaction ends (the one that writes the Patient)."""
+    """The sealed identities waiting in these spaces (none for a space whose Patient exists), under a decision
+    to read Patient covering them; `lock` holds them until the transaction ends (the one that writes the
+    Patient)."""
+    decision.require_read("Patient", spaces)
     rows = await conn.fetch(
         "SELECT nir, space_id, patient_id, pending, pending_key FROM registry_person "
         "WHERE space_id = ANY($1::uuid[]) AND pending IS NOT NULL ORDER BY nir"
@@ -388,14 +394,16 @@ async def pending_of(
     return {r["space_id"]: p for r in rows if (p := _pending(r)) is not None}
 
 
-async def pending_by_nir(conn: Conn, nirs: Sequence[str]) -> dict[str, Pending]:
-    """The sealed identities waiting for these INS (people whose space has no Patient yet)."""
+async def pending_by_nir(conn: Conn, decision: Decision, nirs: Sequence[str]) -> dict[str, Pending]:
+    """The sealed identities waiting for these INS (people whose space has no Patient yet), in the spaces a
+    decision to read Patient covers."""
+    decision.require_read("Patient")
     rows = await conn.fetch(
         "SELECT nir, space_id, patient_id, pending, pending_key FROM registry_person "
         "WHERE nir = ANY($1::text[]) AND pending IS NOT NULL",
         list(nirs),
     )
-    return {r["nir"]: p for r in rows if (p := _pending(r)) is not None}
+    return {r["nir"]: p for r in rows if (p := _pending(r)) is not None and decision.covers(p.space_id)}
 
 
 async def set_pending(

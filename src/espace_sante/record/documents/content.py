@@ -16,6 +16,7 @@ from typing import Any
 
 import orjson
 
+from espace_sante.access.policy import Decision
 from espace_sante.audit import trace
 from espace_sante.content.checks import KINDS, Checked, ContentRefused, check_content
 from espace_sante.context import Context
@@ -160,12 +161,12 @@ async def read_all(conn: Conn, ctx: Context, blob: docs_store.BlobRow) -> bytes:
     return b"".join(chunks)
 
 
-async def inline(conn: Conn, ctx: Context, stored: store.Stored) -> store.Stored:
+async def inline(conn: Conn, ctx: Context, decision: Decision, stored: store.Stored) -> store.Stored:
     """A Binary version as FHIR JSON, with its content back in `data` (FHIR binary.html: a client asking for
     the resource gets the resource)."""
     if stored.resource_type != "Binary" or stored.body is None:
         return stored
-    blob = await docs_store.content_of(conn, stored.space_id, stored.resource_id, stored.version_id)
+    blob = await docs_store.content_of(conn, decision, stored.space_id, stored.resource_id, stored.version_id)
     if blob is None:
         return stored
     body = orjson.loads(stored.body)
@@ -281,13 +282,15 @@ async def retrieve(
 
     async def run(conn: Conn) -> Retrieved:
         stored = await fhir._read_in(conn, ctx, decision, "Binary", binary_id, None, traced=False)
-        blob = await docs_store.content_of(conn, stored.space_id, stored.resource_id, stored.version_id)
+        scope = await fhir.scoped(conn, ctx, decision, [stored.space_id])
+        blob = await docs_store.content_of(
+            conn, scope, stored.space_id, stored.resource_id, stored.version_id
+        )
         if blob is None:
             raise NotFound(f"Binary/{binary_id} : aucun contenu / no content")
         etag = f'"{blob.blob_id.hex}"'
         wanted = parse_range(range_header, blob.size) if (if_range is None or if_range == etag) else None
         start, end = wanted or (0, blob.size)
-        scope = await fhir.scoped(conn, ctx, decision, [stored.space_id])
         await trace.access(
             conn,
             ctx,

@@ -11,6 +11,7 @@ from typing import Any
 
 import orjson
 
+from espace_sante.access.actors import NOTICES
 from espace_sante.access.policy import HIDDEN_FROM_HOLDER, decide
 from espace_sante.context import Context
 from espace_sante.fhir import pdsm
@@ -88,7 +89,8 @@ async def _tell_holder(ctx: Context, space_id: uuid.UUID, mail: Any) -> None:
     from espace_sante.storage import people
 
     async def ins_of(conn: Conn) -> str | None:
-        return await people.ins_of_space(conn, space_id)
+        # Telling the holder is the notices' part (access/named.py): her INS under its decision.
+        return await people.ins_of_space(conn, decide(NOTICES, "read", "Patient"), space_id)
 
     ins = await ctx.runtime.db.interaction("documents_holder_ins", ins_of)
     if not ins:

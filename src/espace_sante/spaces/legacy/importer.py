@@ -43,7 +43,7 @@ from typing import Any, Literal, cast
 import orjson
 
 from espace_sante.access.actors import Actor
-from espace_sante.access.policy import PROFESSIONAL_STATES
+from espace_sante.access.policy import PROFESSIONAL_STATES, decide
 from espace_sante.access.scopes import Scopes
 from espace_sante.context import Context
 from espace_sante.errors import FhirError, InvalidResource
@@ -366,9 +366,13 @@ async def retry(rt: Runtime, *, batch: int = 100) -> RetryCounts:
     value sets...). Each one ends imported, already there, or still set aside with its current reason."""
     counts = RetryCounts()
     after = None
+    # The migration's own actor reads what it set aside (its metadata, its content), as it deposits them.
+    entries, contents = decide(ACTOR, "read", "DocumentReference"), decide(ACTOR, "read", "Binary")
     async with _one_run(rt):
         while True:
-            page = await rt.db.read("legacy_pending", store.pending_page, rt.keys, after=after, limit=batch)
+            page = await rt.db.read(
+                "legacy_pending", store.pending_page, rt.keys, entries, after=after, limit=batch
+            )
             if not page:
                 break
             for row in page:
@@ -379,7 +383,7 @@ async def retry(rt: Runtime, *, batch: int = 100) -> RetryCounts:
                 content = None
                 if row.has_content:
                     content = await rt.db.read(
-                        "legacy_content", store.content_of, rt.keys, row.space_id, row.item_id
+                        "legacy_content", store.content_of, rt.keys, contents, row.space_id, row.item_id
                     )
                 problem = None
                 if content is None:  # the package gave no readable content: the document stays aside

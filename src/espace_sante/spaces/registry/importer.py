@@ -42,7 +42,7 @@ from typing import Any, BinaryIO, cast
 import orjson
 
 from espace_sante import clock
-from espace_sante.access.actors import SYSTEM
+from espace_sante.access.actors import NOTICES, REGISTRY
 from espace_sante.access.policy import Decision, decide
 from espace_sante.audit.record import SUCCESS, Record
 from espace_sante.context import Context
@@ -191,9 +191,9 @@ def _representative_record(decision: Decision, space_id: uuid.UUID, patient_id: 
     return Record(
         action="rights:representative",
         outcome=SUCCESS,
-        actor_kind=SYSTEM.kind,
-        actor_id=SYSTEM.id,
-        actor_display=SYSTEM.display,
+        actor_kind=REGISTRY.kind,
+        actor_id=REGISTRY.id,
+        actor_display=REGISTRY.display,
         basis=decision.reason_in(space_id).recorded,
         entity_type="Patient",
         entity_id=patient_id,
@@ -248,20 +248,22 @@ class Importer:
         self.today = today or clock.today()
         #: The notice date of --notify (None: spaces are created `registered`, as before).
         self.notify = notify
-        self.ctx = Context.system(runtime)
+        #: The notices of --notify are the notices' own work (access/named.py: `notices`).
+        self.ctx = Context(runtime, NOTICES)
         #: With --notify and --jobs: the latest rows of the other shards, where a minor's representative is
         #: looked for when not in the batch (set by `import_file`, filled by the reader).
         self.neighbours: Neighbours | None = None
         #: (notified, e-mails, letters) of the last batch's transaction, read once it committed.
         self.sent: tuple[int, int, int] = (0, 0, 0)
-        self.create = decide(SYSTEM, "create", "Patient")
-        self.update = decide(SYSTEM, "update", "Patient")
+        self.create = decide(REGISTRY, "create", "Patient")
+        self.update = decide(REGISTRY, "update", "Patient")
+        self.reading = decide(REGISTRY, "read", "Patient")
         self.record = Record(
             action="space:register",
             outcome=SUCCESS,
-            actor_kind=SYSTEM.kind,
-            actor_id=SYSTEM.id,
-            actor_display=SYSTEM.display,
+            actor_kind=REGISTRY.kind,
+            actor_id=REGISTRY.id,
+            actor_display=REGISTRY.display,
             basis=self.create.reason.recorded,
             request_id=FEED,
         )
@@ -350,7 +352,7 @@ class Importer:
         # One lock order for every import: no deadlock between two of them.
         rows = sorted((p.row for p in prepared), key=lambda r: r.nir)
         nirs = [r.nir for r in rows]
-        known = await provision.registry_people(conn, nirs)
+        known = await provision.registry_people(conn, self.reading, nirs)
         fresh = [r for r in rows if r.nir not in known]
         adopted: dict[str, tuple[uuid.UUID, str]] = {}
         claimed: set[str] = set()
@@ -379,7 +381,9 @@ class Importer:
                 ],
             )
             if len(claimed) < len(fresh):  # another import claimed some since: they are now known
-                known |= await provision.registry_people(conn, [r.nir for r in fresh if r.nir not in claimed])
+                known |= await provision.registry_people(
+                    conn, self.reading, [r.nir for r in fresh if r.nir not in claimed]
+                )
         new: list[Prepared] = []
         links: list[tuple[uuid.UUID, str, date]] = []
         changed: list[tuple[Beneficiary, uuid.UUID, str, provision.Pending | None]] = []

@@ -48,7 +48,7 @@ from starlette.exceptions import HTTPException
 from starlette.responses import RedirectResponse, Response
 
 from espace_sante import clock
-from espace_sante.access.actors import SYSTEM
+from espace_sante.access.actors import ACTIVATION
 from espace_sante.audit.wording import MONTHS_FR, when
 from espace_sante.context import Context
 from espace_sante.crypto import DecryptionFailed, open_, seal
@@ -130,13 +130,12 @@ async def _form(request: Request) -> FormData | None:
 
 
 def _context(request: Request) -> Context:
-    """An anonymous visitor: the activation service traces them as `anonymous`/`activation`."""
+    """An anonymous visitor: the `activation` actor, which reaches only what these pages need
+    (access/named.py); the activation service traces them as `anonymous`/`activation`."""
     rid = request_id(request)
-    return (
-        Context(deps.runtime(request), SYSTEM, request_id=rid)
-        if rid
-        else Context.system(deps.runtime(request))
-    )
+    if rid:
+        return Context(deps.runtime(request), ACTIVATION, request_id=rid)
+    return Context(deps.runtime(request), ACTIVATION)
 
 
 def _page(
