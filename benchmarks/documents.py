@@ -447,10 +447,10 @@ async def _load_batches(
 ) -> list[tuple[int, str]]:
     from espace_sante.access.actors import SYSTEM
     from espace_sante.access.policy import decide
-    from espace_sante.audit.record import SUCCESS, Record, chain_hash
     from espace_sante.crypto import KeyRing, LocalKek, resource_aad, seal
     from espace_sante.fhir import compartment, searchparams
     from espace_sante.storage import provision
+    from espace_sante.storage.audit import SUCCESS, Record, chain_hash
     from espace_sante.storage.keys import KeyStore
     from espace_sante.storage.resources import stamp
 

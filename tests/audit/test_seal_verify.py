@@ -25,7 +25,6 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from espace_sante.audit import chains as audit
-from espace_sante.audit.record import GENESIS, Record, chain_hash
 from espace_sante.audit.seal import KeySet, Sealer, key_id, message, public_b64
 from espace_sante.audit.verify import Report, SpaceReport, check_space
 from espace_sante.context import Context
@@ -34,6 +33,7 @@ from espace_sante.record import resources as fhir_service
 from espace_sante.runtime import Runtime
 from espace_sante.settings import Settings, UnsafeSettings
 from espace_sante.storage import audit as audit_store
+from espace_sante.storage.audit import GENESIS, Record, chain_hash
 from espace_sante.storage.db import Conn
 from espace_sante.storage.embedded import database_uri
 from tests.factories import BASE, FHIR_JSON, patient

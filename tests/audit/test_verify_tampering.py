@@ -33,12 +33,12 @@ from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from espace_sante.audit import chains as audit
-from espace_sante.audit.record import ACTIONS, Record
 from espace_sante.audit.seal import Sealer
 from espace_sante.cli.main import app as cli
 from espace_sante.runtime import Runtime
 from espace_sante.settings import Settings
 from espace_sante.storage import audit as audit_store
+from espace_sante.storage.audit import ACTIONS, Record
 from espace_sante.storage.db import Conn
 from espace_sante.storage.embedded import database_uri
 from tests.factories import BASE

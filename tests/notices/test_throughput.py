@@ -10,10 +10,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from espace_sante.audit import chains as audit
-from espace_sante.audit.record import SUCCESS, Record, canonical
 from espace_sante.runtime import Runtime
 from espace_sante.spaces import activation, notices
 from espace_sante.storage import audit as audit_store
+from espace_sante.storage.audit import SUCCESS, Record, canonical
 from espace_sante.storage.db import Conn
 from tests.notices.test_notices import mail, outbox_for, space_of
 from tests.registry.test_import import person, run, write

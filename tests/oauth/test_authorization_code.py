@@ -459,7 +459,7 @@ async def test_the_holder_sees_the_app_in_their_trace(
 ) -> None:
     """The grant, every token and the disconnection are in the holder's own trace, in plain words."""
     from espace_sante.audit import wording
-    from espace_sante.audit.record import Record
+    from espace_sante.storage.audit import Record
 
     app = await _app(runtime)
     _, actor = await _connected(http, runtime, holder, app)

@@ -10,10 +10,10 @@ import httpx
 from espace_sante.access.actors import SYSTEM
 from espace_sante.access.policy import decide
 from espace_sante.audit import chains as audit
-from espace_sante.audit.record import SUCCESS, Record
 from espace_sante.fhir import compartment
 from espace_sante.runtime import Runtime
 from espace_sante.storage import provision
+from espace_sante.storage.audit import SUCCESS, Record
 from espace_sante.storage.db import Conn
 from tests.factories import INS, new_nir, patient
 
@@ -62,7 +62,7 @@ async def test_bulk_made_spaces_read_back_search_and_verify(
 
 def test_the_bulk_chain_hash_is_the_trace_s_own() -> None:
     """provision.py hashes records without dataclasses.asdict (for speed); the bytes must be the same."""
-    from espace_sante.audit.record import chain_hash
+    from espace_sante.storage.audit import chain_hash
 
     space = compartment.new_space_id()
     record = Record(

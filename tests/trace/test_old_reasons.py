@@ -10,10 +10,10 @@ import httpx
 
 from espace_sante.access.reasons import Code, Reason
 from espace_sante.audit import chains as audit
-from espace_sante.audit.record import Record
 from espace_sante.fhir.compartment import space_of
 from espace_sante.runtime import Runtime
 from espace_sante.storage import audit as audit_store
+from espace_sante.storage.audit import Record
 from espace_sante.storage.db import Conn
 from tests.factories import FHIR_JSON, new_nir, patient
 

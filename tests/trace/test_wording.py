@@ -12,8 +12,8 @@ import pytest
 
 from espace_sante.audit import wording
 from espace_sante.audit.fhir import audit_event, parse_id
-from espace_sante.audit.record import ACTIONS, Record
 from espace_sante.fhir.validation import RESOURCE_TYPES, validate_resource
+from espace_sante.storage.audit import ACTIONS, Record
 
 WINTER = datetime(2026, 3, 3, 9, 12, tzinfo=UTC)  # 10 h 12 in Paris (UTC+1)
 SPACE = uuid.UUID("0123456789abcdef0123456789abcdef")

@@ -31,8 +31,8 @@ from typing import Any
 
 from espace_sante.access import reasons
 from espace_sante.audit import wording
-from espace_sante.audit.record import Record
 from espace_sante.fhir.identifiers import INS_NIR, RPPS
+from espace_sante.storage.audit import REFUSED_SUBTYPES, SUBTYPES, Record
 
 AUDIT_EVENT_TYPE = "http://terminology.hl7.org/CodeSystem/audit-event-type"
 RESTFUL_INTERACTION = "http://hl7.org/fhir/restful-interaction"
@@ -67,27 +67,6 @@ _ACTOR_ROLES_FR: dict[str, str] = {
     "system": "service espace santé",
 }
 
-#: The FHIR interaction (restful-interaction code) of each recorded action.
-SUBTYPES: dict[str, str] = {
-    "resource:create": "create",
-    "resource:read": "read",
-    "resource:vread": "vread",
-    "resource:update": "update",
-    "resource:delete": "delete",
-    "resource:search": "search-type",
-    "resource:history": "history-instance",  # history-type when no resource is named
-}
-#: A refusal records the policy action it refused (access/policy.py Action) in `detail`.
-REFUSED_SUBTYPES: dict[str, str] = {
-    "create": "create",
-    "read": "read",
-    "vread": "vread",
-    "update": "update",
-    "patch": "patch",
-    "delete": "delete",
-    "search": "search-type",
-    "history": "history-instance",
-}
 #: audit-event-action per interaction (BALP: Query is E, Read R, Create C, Update U, Delete D).
 ACTIONS: dict[str, str] = {
     "create": "C",

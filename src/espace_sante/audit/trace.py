@@ -13,9 +13,9 @@ from collections.abc import Iterable
 
 from espace_sante.access.policy import Decision
 from espace_sante.access.reasons import Reason
-from espace_sante.audit.record import SUCCESS, Record
 from espace_sante.context import Context
 from espace_sante.storage import audit as audit_store
+from espace_sante.storage.audit import SUCCESS, Record
 from espace_sante.storage.db import Conn
 from espace_sante.storage.keys import DIRECTORY_SPACE
 

@@ -16,9 +16,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
-from espace_sante.audit.record import GENESIS, chain_hash
 from espace_sante.audit.seal import KeySet
-from espace_sante.storage.audit import Seal, StoredRecord
+from espace_sante.storage.audit import GENESIS, Seal, StoredRecord, chain_hash
 
 Problem = Literal[
     "altered", "link", "missing", "extra", "head", "seal-mismatch", "seal-signature", "seal-unknown-key"

@@ -15,8 +15,8 @@ from datetime import datetime
 from typing import Literal
 
 from espace_sante.access import reasons
-from espace_sante.audit.record import Record
 from espace_sante.clock import FRANCE
+from espace_sante.storage.audit import Record
 
 Lang = Literal["fr", "en"]
 

@@ -27,7 +27,6 @@ from urllib.parse import urlencode, urlsplit, urlunsplit
 from espace_sante.access.actors import Actor
 from espace_sante.access.scopes import Scopes, parse_one
 from espace_sante.audit import wording
-from espace_sante.audit.record import SUCCESS, Record
 from espace_sante.context import Context
 from espace_sante.errors import NotFound
 from espace_sante.oauth import clients as oauth_clients
@@ -38,6 +37,7 @@ from espace_sante.settings import Settings
 from espace_sante.storage import audit as audit_store
 from espace_sante.storage import clients as client_store
 from espace_sante.storage import grants as grant_store
+from espace_sante.storage.audit import SUCCESS, Record
 from espace_sante.storage.db import Conn
 
 _CHALLENGE = re.compile(r"^[A-Za-z0-9\-._~]{43,128}$")

@@ -11,13 +11,13 @@ from datetime import UTC, datetime, timedelta
 
 from espace_sante.access.actors import LEVELS
 from espace_sante.access.scopes import Scopes
-from espace_sante.audit.record import SUCCESS, Record
 from espace_sante.errors import BadRequest, Forbidden
 from espace_sante.oauth import clients as oauth_clients
 from espace_sante.people import actors as people
 from espace_sante.runtime import Runtime
 from espace_sante.storage import audit as audit_store
 from espace_sante.storage import clients
+from espace_sante.storage.audit import SUCCESS, Record
 from espace_sante.storage.db import Conn
 from espace_sante.storage.keys import DIRECTORY_SPACE
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import uuid
 
-from espace_sante.audit.record import SUCCESS, Record
 from espace_sante.runtime import Runtime
 from espace_sante.storage import audit as audit_store
 from espace_sante.storage import grants as grant_store
 from espace_sante.storage import people as people_store
+from espace_sante.storage.audit import SUCCESS, Record
 from espace_sante.storage.db import Conn
 from espace_sante.storage.keys import DIRECTORY_SPACE
 

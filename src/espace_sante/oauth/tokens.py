@@ -30,7 +30,6 @@ from authlib.oauth2.rfc7636 import CodeChallenge
 
 from espace_sante.access.actors import Actor
 from espace_sante.access.scopes import Scopes
-from espace_sante.audit.record import SUCCESS, Record
 from espace_sante.errors import FhirError
 from espace_sante.oauth import grants
 from espace_sante.oauth.clients import (
@@ -49,6 +48,7 @@ from espace_sante.storage import audit as audit_store
 from espace_sante.storage import clients as store
 from espace_sante.storage import grants as grant_store
 from espace_sante.storage import people as people_store
+from espace_sante.storage.audit import SUCCESS, Record
 from espace_sante.storage.db import Conn
 from espace_sante.storage.keys import DIRECTORY_SPACE
 

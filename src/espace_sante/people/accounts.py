@@ -25,7 +25,6 @@ from espace_sante import mail
 from espace_sante.access.actors import ActorKind
 from espace_sante.access.scopes import Scopes
 from espace_sante.audit import trace
-from espace_sante.audit.record import Record
 from espace_sante.errors import BadRequest, Conflict, NotFound
 from espace_sante.fhir.text import bidi_control
 from espace_sante.people import actors as people
@@ -36,6 +35,7 @@ from espace_sante.storage import clients as client_store
 from espace_sante.storage import grants as grant_store
 from espace_sante.storage import sessions as session_store
 from espace_sante.storage.accounts import AccountRow, Factors
+from espace_sante.storage.audit import Record
 from espace_sante.storage.db import Conn
 
 KINDS: tuple[str, ...] = ("holder", "practitioner", "operator")

@@ -39,7 +39,6 @@ from joserfc.errors import JoseError
 
 from espace_sante.access.actors import level_at_least
 from espace_sante.access.scopes import Scopes
-from espace_sante.audit.record import SERIOUS_FAILURE, SUCCESS, Record
 from espace_sante.errors import FhirError
 from espace_sante.fhir.identifiers import IdentifierError, validate_nir, validate_rpps
 from espace_sante.logs import get_logger
@@ -52,6 +51,7 @@ from espace_sante.runtime import Runtime
 from espace_sante.settings import Settings
 from espace_sante.storage import audit as audit_store
 from espace_sante.storage import grants as flow_store
+from espace_sante.storage.audit import SERIOUS_FAILURE, SUCCESS, Record
 from espace_sante.storage.keys import DIRECTORY_SPACE
 
 log = get_logger(__name__)

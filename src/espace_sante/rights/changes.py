@@ -21,7 +21,6 @@ from espace_sante.access.actors import NOTICES, REGISTRY
 from espace_sante.access.policy import BASES, Change, decide, may_change
 from espace_sante.access.reasons import Code, words
 from espace_sante.access.scopes import Scopes
-from espace_sante.audit.record import SUCCESS, Record
 from espace_sante.context import Context
 from espace_sante.errors import BadRequest, Forbidden, NotFound
 from espace_sante.fhir import compartment
@@ -35,6 +34,7 @@ from espace_sante.storage import audit as audit_store
 from espace_sante.storage import people as people_store
 from espace_sante.storage import search as search_store
 from espace_sante.storage import visibility
+from espace_sante.storage.audit import SUCCESS, Record
 from espace_sante.storage.db import Conn
 
 GRANTABLE = ("consent", "care_team", "medecin_traitant")

@@ -50,7 +50,6 @@ from datetime import UTC, date, datetime, timedelta
 
 from espace_sante.access.actors import ACTIVATION, Actor
 from espace_sante.access.policy import Decision, decide
-from espace_sante.audit.record import MINOR_FAILURE, SUCCESS, Record
 from espace_sante.context import Context
 from espace_sante.errors import Conflict, NotFound
 from espace_sante.people.passwords import Peppers, peppers
@@ -63,6 +62,7 @@ from espace_sante.storage import lifecycle as lifecycle_store
 from espace_sante.storage import people as people_store
 from espace_sante.storage import ratelimit as counters
 from espace_sante.storage import spaces
+from espace_sante.storage.audit import MINOR_FAILURE, SUCCESS, Record
 from espace_sante.storage.db import Conn
 from espace_sante.storage.documents import blob_key
 from espace_sante.storage.keys import DIRECTORY_SPACE

@@ -19,7 +19,6 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from espace_sante.access.actors import REGISTRY
 from espace_sante.access.policy import Decision, decide
-from espace_sante.audit.record import SUCCESS, Record
 from espace_sante.context import Context
 from espace_sante.crypto import DecryptionFailed, open_, pending_aad, seal
 from espace_sante.logs import get_logger
@@ -27,6 +26,7 @@ from espace_sante.runtime import Runtime
 from espace_sante.storage import audit as audit_store
 from espace_sante.storage import notices as notices_store
 from espace_sante.storage import provision, resources
+from espace_sante.storage.audit import SUCCESS, Record
 from espace_sante.storage.db import Conn
 from espace_sante.storage.people import INS_SYSTEM
 

@@ -30,7 +30,6 @@ from espace_sante.access import lifecycle as rule
 from espace_sante.access.actors import LIFECYCLE, Actor
 from espace_sante.access.policy import Decision, SpaceFacts, decide
 from espace_sante.audit import trace
-from espace_sante.audit.record import SUCCESS, Record
 from espace_sante.context import Context
 from espace_sante.crypto import DecryptionFailed
 from espace_sante.errors import BadRequest, Conflict, Forbidden, NotFound
@@ -43,6 +42,7 @@ from espace_sante.storage import legacy as legacy_store
 from espace_sante.storage import lifecycle as store
 from espace_sante.storage import people as people_store
 from espace_sante.storage import resources
+from espace_sante.storage.audit import SUCCESS, Record
 from espace_sante.storage.db import Conn
 from espace_sante.storage.documents import blob_key
 

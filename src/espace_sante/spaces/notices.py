@@ -42,7 +42,6 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from espace_sante import clock
 from espace_sante.access.actors import NOTICES, SYSTEM, Actor
 from espace_sante.access.policy import Decision, decide
-from espace_sante.audit.record import SUCCESS, Record
 from espace_sante.audit.wording import MONTHS_FR
 from espace_sante.context import Context
 from espace_sante.crypto import DecryptionFailed, open_, seal
@@ -59,6 +58,7 @@ from espace_sante.storage import jobs as jobs_store
 from espace_sante.storage import lifecycle as lifecycle_store
 from espace_sante.storage import notices as store
 from espace_sante.storage import people
+from espace_sante.storage.audit import SUCCESS, Record
 from espace_sante.storage.db import Conn
 
 log = get_logger(__name__)

@@ -22,7 +22,6 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
 
-from espace_sante.audit.record import SUCCESS, Record
 from espace_sante.audit.wording import when
 from espace_sante.context import Context
 from espace_sante.errors import NotFound
@@ -32,6 +31,7 @@ from espace_sante.spaces import lifecycle
 from espace_sante.spaces.activation import holder_in, normalise
 from espace_sante.storage import activation as activation_store
 from espace_sante.storage import audit as audit_store
+from espace_sante.storage.audit import SUCCESS, Record
 from espace_sante.storage.db import Conn
 
 INSURER = "Assurance maladie - service Mon espace santé"

@@ -13,9 +13,10 @@ from datetime import datetime
 from typing import Any
 
 from espace_sante.access.policy import Decision
-from espace_sante.audit.fhir import REFUSED_SUBTYPES, SUBTYPES
 from espace_sante.storage.audit import (  # one row shape for the whole trace
     RECORD_COLUMNS,
+    REFUSED_SUBTYPES,
+    SUBTYPES,
     StoredRecord,
     stored_record,
 )

@@ -5,7 +5,7 @@ instead of a statement per person, with the same invariants as one-by-one creati
 - the Patient's body is encrypted with it, bound to (space, type, id, version, key version) like any write;
 - the search index rows are those `fhir.searchparams.extract` gives;
 - the creation is the first record of the space's audit chain, hashed as `audit_append` would
-  (audit/record.py `chain_hash` from the genesis hash).
+  (storage/audit.py `chain_hash` from the genesis hash).
 
 `tests/storage/test_provision.py` reads bulk-made spaces back through the API and `audit verify`."""
 
@@ -24,10 +24,9 @@ import orjson
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from espace_sante.access.policy import Decision
-from espace_sante.audit.record import GENESIS, Record
 from espace_sante.crypto import NONCE_BYTES, dek_context, pending_aad, resource_aad
 from espace_sante.fhir import searchparams
-from espace_sante.storage.audit import AUDIT_COLUMNS
+from espace_sante.storage.audit import AUDIT_COLUMNS, GENESIS, Record
 from espace_sante.storage.db import Conn
 from espace_sante.storage.keys import KeyStore
 from espace_sante.storage.people import INS_SYSTEM
@@ -61,7 +60,7 @@ _RECORD_FIELDS = tuple(f.name for f in fields(Record))
 
 
 def _chain_hash(prev_hash: bytes, space_id: uuid.UUID, seq: int, record: Record) -> bytes:
-    """audit/record.py `chain_hash` without `dataclasses.asdict`'s deep copies (a third of a bulk creation's
+    """storage/audit.py `chain_hash` without `dataclasses.asdict`'s deep copies (a third of a bulk creation's
     time); tests/storage/test_provision.py checks the two agree."""
     values = {name: getattr(record, name) for name in _RECORD_FIELDS}
     return _hash_values(prev_hash, space_id, seq, values)
@@ -155,7 +154,7 @@ def build_spaces(
     # space: the bytes are as random, and the calls were a visible share of a bulk creation.
     entropy = os.urandom(len(spaces) * (_DEK_BYTES + NONCE_BYTES))
 
-    # The records' canonical fields (audit.record.canonical: recorded_at in ISO form, the space as text),
+    # The records' canonical fields (storage/audit.canonical: recorded_at in ISO form, the space as text),
     # built once per record kind and batch rather than once per record.
     at = now.isoformat(timespec="microseconds")
 

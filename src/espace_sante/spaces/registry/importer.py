@@ -44,7 +44,6 @@ import orjson
 from espace_sante import clock
 from espace_sante.access.actors import NOTICES, REGISTRY
 from espace_sante.access.policy import Decision, decide
-from espace_sante.audit.record import SUCCESS, Record
 from espace_sante.context import Context
 from espace_sante.fhir import compartment
 from espace_sante.runtime import Runtime
@@ -55,6 +54,7 @@ from espace_sante.spaces.registry.rows import Beneficiary, Keep, Neighbours, Rej
 from espace_sante.storage import audit as audit_store
 from espace_sante.storage import locks, provision
 from espace_sante.storage import resources as store
+from espace_sante.storage.audit import SUCCESS, Record
 from espace_sante.storage.db import Conn
 from espace_sante.storage.notices import NewNotice
 from espace_sante.storage.people import INS_SYSTEM
