@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from espace_sante.oauth import backend as backend_auth
-from espace_sante.oauth.backend import FetchRefused
+from espace_sante import outbound
+from espace_sante.outbound import FetchRefused
 
 
 class Listener:
@@ -81,7 +81,7 @@ async def dribbling() -> AsyncIterator[Listener]:
 
 async def test_a_normal_fetch_still_works(answering: Listener) -> None:
     url = f"http://127.0.0.1:{answering.port}/jwks.json"
-    assert await backend_auth.fetch_json(url, allow_loopback=True) == {"keys": []}
+    assert await outbound.fetch_json(url, allow_loopback=True) == {"keys": []}
 
 
 async def test_a_name_is_fetched_at_the_address_it_was_checked_at(
@@ -97,17 +97,17 @@ async def test_a_name_is_fetched_at_the_address_it_was_checked_at(
 
     monkeypatch.setattr(socket, "getaddrinfo", fake)
     url = f"http://keys.example.test:{answering.port}/jwks.json"
-    assert await backend_auth.fetch_json(url, allow_loopback=True) == {"keys": []}
+    assert await outbound.fetch_json(url, allow_loopback=True) == {"keys": []}
 
 
 async def test_a_server_dribbling_bytes_is_cut_at_the_deadline(
     dribbling: Listener, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(backend_auth, "FETCH_TIMEOUT", 2.0)
+    monkeypatch.setattr(outbound, "FETCH_TIMEOUT", 2.0)
     url = f"http://127.0.0.1:{dribbling.port}/jwks.json"
     started = time.monotonic()
     with pytest.raises(FetchRefused) as refused:
-        await backend_auth.fetch_json(url, allow_loopback=True)
+        await outbound.fetch_json(url, allow_loopback=True)
     assert time.monotonic() - started < 3.5
     assert "pas de réponse complète en 2 s / no complete answer within 2 s" in str(refused.value)
 
@@ -128,10 +128,10 @@ async def test_a_second_dns_answer_cannot_send_the_fetch_to_loopback(
         return real(host, port, *args, **kwargs)
 
     monkeypatch.setattr(socket, "getaddrinfo", rebinding)
-    monkeypatch.setattr(backend_auth, "_public", lambda address: address == "192.0.2.7")
-    monkeypatch.setattr(backend_auth, "FETCH_TIMEOUT", 1.5)
+    monkeypatch.setattr(outbound, "_public", lambda address: address == "192.0.2.7")
+    monkeypatch.setattr(outbound, "FETCH_TIMEOUT", 1.5)
     with pytest.raises(FetchRefused):
-        await backend_auth.fetch_json(
+        await outbound.fetch_json(
             f"https://keys.example.test:{answering.port}/jwks.json", allow_loopback=False
         )
     assert answering.connections == 0

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
+from espace_sante import outbound
 from espace_sante.access.scopes import Scopes
 from espace_sante.errors import BadRequest
 from espace_sante.fhir.text import bidi_control, bidi_message
@@ -135,13 +136,13 @@ async def register_client(
         raise BadRequest("seules les applications peuvent être publiques / only apps may be public clients")
     if jwks is not None:
         try:
-            backend_auth.key_set(jwks)
+            outbound.key_set(jwks)
         except ValueError as exc:
             raise BadRequest(str(exc)) from exc
     if jwks_uri is not None:
         try:
-            await backend_auth.check_url(jwks_uri, allow_loopback=rt.settings.outbound_allow_loopback)
-        except backend_auth.FetchRefused as exc:
+            await outbound.check_url(jwks_uri, allow_loopback=rt.settings.outbound_allow_loopback)
+        except outbound.FetchRefused as exc:
             raise BadRequest(f"jwks_uri refusée / refused: {exc}") from exc
     secret = None
     if jwks is not None or jwks_uri is not None:

@@ -37,13 +37,13 @@ from urllib.parse import urlencode
 from joserfc import jwt
 from joserfc.errors import JoseError
 
+from espace_sante import outbound
 from espace_sante.access.actors import level_at_least
 from espace_sante.access.scopes import Scopes
 from espace_sante.errors import FhirError
 from espace_sante.fhir.identifiers import IdentifierError, validate_nir, validate_rpps
 from espace_sante.logs import get_logger
-from espace_sante.oauth import backend as backend_auth
-from espace_sante.oauth.backend import FetchRefused
+from espace_sante.outbound import FetchRefused
 from espace_sante.people import accounts, sessions, stepup
 from espace_sante.people import actors as people
 from espace_sante.people.sessions import Session
@@ -131,7 +131,7 @@ async def discover(rt: Runtime, provider: Provider) -> dict[str, Any]:
     if cached is not None and time.monotonic() - cached[1] < DISCOVERY_TTL:
         return cached[0]
     try:
-        meta = await backend_auth.fetch_json(
+        meta = await outbound.fetch_json(
             provider.issuer + "/.well-known/openid-configuration",
             allow_loopback=rt.settings.outbound_allow_loopback,
         )
@@ -265,7 +265,7 @@ async def _finish(
         raise _refused("unknown_provider", "fournisseur d'identité inconnu", "unknown identity provider")
     meta = await discover(rt, provider)
     try:
-        tokens = await backend_auth.fetch_json(
+        tokens = await outbound.fetch_json(
             str(meta["token_endpoint"]),
             allow_loopback=rt.settings.outbound_allow_loopback,
             method="POST",
@@ -374,7 +374,7 @@ async def _keys(rt: Runtime, meta: dict[str, Any], kid: str | None) -> Any:
     url = str(meta["jwks_uri"])
     for refresh in (False, True):
         try:
-            value = await backend_auth.remote_key_set(rt, url, refresh=refresh)
+            value = await outbound.remote_key_set(rt, url, refresh=refresh)
             keys = KeySet.import_key_set(value)  # type: ignore[arg-type]
         except (FetchRefused, JoseError, ValueError, TypeError, KeyError) as exc:
             raise _refused("jwks", "clés du fournisseur indisponibles", "provider keys unavailable") from exc
@@ -391,8 +391,8 @@ async def verify_id_token(
     if len(id_token) > 16 * 1024 or id_token.count(".") != 2:
         raise _refused("id_token", "jeton d'identité illisible", "unreadable ID token")
     try:
-        header = backend_auth._b64json(id_token.split(".")[0])
-    except backend_auth.InvalidAssertion as exc:
+        header = outbound.jwt_segment(id_token.split(".")[0])
+    except ValueError as exc:
         raise _refused("id_token", "jeton d'identité illisible", "unreadable ID token") from exc
     alg = header.get("alg")
     if alg not in ID_TOKEN_ALGORITHMS:
@@ -441,7 +441,7 @@ async def _userinfo(
 ) -> dict[str, Any]:
     """UserInfo (OpenID Connect Core 5.3), plain JSON or a signed JWT; its `sub` must be the ID token's."""
     try:
-        answer = await backend_auth.fetch_json(
+        answer = await outbound.fetch_json(
             str(meta["userinfo_endpoint"]),
             allow_loopback=rt.settings.outbound_allow_loopback,
             headers={"Authorization": f"Bearer {access_token}"},
@@ -452,8 +452,8 @@ async def _userinfo(
         ) from exc
     if isinstance(answer, str):  # application/jwt: signed by the provider like the ID token
         try:
-            header = backend_auth._b64json(answer.split(".")[0]) if answer.count(".") == 2 else {}
-        except backend_auth.InvalidAssertion as exc:  # a provider's garbled answer refuses the sign-in
+            header = outbound.jwt_segment(answer.split(".")[0]) if answer.count(".") == 2 else {}
+        except ValueError as exc:  # a provider's garbled answer refuses the sign-in
             raise _refused(
                 "userinfo", "informations du fournisseur illisibles", "unreadable userinfo"
             ) from exc
