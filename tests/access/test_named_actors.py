@@ -24,6 +24,7 @@ from espace_sante.access.actors import (
     Actor,
 )
 from espace_sante.access.policy import SpaceFacts, decide, may_change
+from espace_sante.access.reasons import Code, Reason
 from espace_sante.access.scopes import Scopes
 from espace_sante.context import Context
 from espace_sante.runtime import Runtime
@@ -101,7 +102,9 @@ def test_each_named_actor_reaches_only_its_allowance() -> None:
 def test_a_system_actor_without_a_name_in_the_table_reaches_nothing() -> None:
     stranger = Actor("system", "someone-new", display="espace-sante")
     assert not decide(stranger, "read", "Patient").allowed
-    assert decide(stranger, "read", "Patient").reason == "no allowance for someone-new on Patient.r"
+    assert decide(stranger, "read", "Patient").reason == Reason.of(
+        Code.NO_ALLOWANCE, actor="someone-new", type="Patient", interaction="r"
+    )
     assert rule.may(stranger, "close") == (False, "no allowance for someone-new to close")
     facts = SpaceFacts(space_id=uuid.uuid4(), state="active")
     assert may_change(stranger, "care_team", facts)[0] is False

@@ -40,7 +40,7 @@ from espace_sante import mail
 from espace_sante.audit import trace
 from espace_sante.people import devices, ratelimit, sessions
 from espace_sante.people.accounts import LOCKED, Account, AccountError, account_record
-from espace_sante.people.signin import ACR, SignedIn, SignInRefused
+from espace_sante.people.signin import ACR, SignedIn, SignInRefused, refuse_attempt  # one tracing of failures
 from espace_sante.runtime import Runtime
 from espace_sante.settings import Settings
 from espace_sante.storage import accounts as store
@@ -250,7 +250,6 @@ async def authenticate(
 ) -> SignedIn:
     """Verify a passkey assertion and open a session at level "eidas2". SignInRefused otherwise. Counted per
     account and source, without a ceiling: an assertion is a signature, which no number of tries guesses."""
-    from espace_sante.people.signin import _refuse  # the same tracing of failures as password sign-in
 
     try:
         challenge = _challenge_of(credential)
@@ -268,7 +267,7 @@ async def authenticate(
     who = (account.kind, account.actor_id) if account is not None else ("anonymous", "passkey:unknown")
     gate = await ratelimit.enter(rt, keys)
     if not gate.allowed:
-        await _refuse(
+        await refuse_attempt(
             rt, gate, who, factor="passkey", reason="locked", ip=ip, request_id=request_id, count=False
         )
         raise SignInRefused(LOCKED)
@@ -294,7 +293,7 @@ async def authenticate(
             verified = None
     if verified is None or row is None or account is None:
         reason = "disabled" if account is not None and account.disabled else "wrong secret"
-        await _refuse(rt, gate, who, factor="passkey", reason=reason, ip=ip, request_id=request_id)
+        await refuse_attempt(rt, gate, who, factor="passkey", reason=reason, ip=ip, request_id=request_id)
         raise SignInRefused(FAILED)
     account_id: uuid.UUID = account.account_id
     new_count = verified.new_sign_count

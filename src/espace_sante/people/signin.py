@@ -74,7 +74,7 @@ def _anonymous(login_key_: str) -> tuple[str, str]:
     return "anonymous", "login:" + hashlib.sha256(login_key_.encode()).hexdigest()[:16]
 
 
-async def _refuse(
+async def refuse_attempt(
     rt: Runtime,
     gate: ratelimit.Gate,
     who: tuple[str, str],
@@ -87,7 +87,8 @@ async def _refuse(
     uncount: bool = False,
     note: str = "",
 ) -> None:
-    """Trace a refused attempt (and the wait it starts), in one transaction with the counters. `count`: the
+    """Trace a refused attempt (and the wait it starts), in one transaction with the counters; password and
+    passkey sign-in share it. `count`: the
     attempt was a guess (a refusal while waiting was counted nowhere); `uncount`: it was counted but was no
     guess, and is given back."""
     await rt.db.interaction(
@@ -181,7 +182,7 @@ async def password_step(
     gate = await ratelimit.enter(rt, ratelimit.keys_for(ratelimit.password_key(key), source))
     who = _who(account, key)
     if not gate.allowed:
-        await _refuse(
+        await refuse_attempt(
             rt, gate, who, factor="password", reason="locked", ip=ip, request_id=request_id, count=False
         )
         raise SignInRefused(LOCKED)
@@ -193,7 +194,7 @@ async def password_step(
         return await _blind_step(rt, gate, who, account, key, checked.ok, next_path, ip, request_id)
     if not checked.ok or account is None or account.disabled:
         reason = "disabled" if checked.ok and account is not None else "wrong secret"
-        await _refuse(rt, gate, who, factor="password", reason=reason, ip=ip, request_id=request_id)
+        await refuse_attempt(rt, gate, who, factor="password", reason=reason, ip=ip, request_id=request_id)
         raise SignInRefused(WRONG)
     has = await rt.db.read("account_factors", store.factors, account.account_id)
     rehash = await passwords.hash_password(rt.settings, password) if checked.rehash else None
@@ -342,7 +343,7 @@ async def second_factor_step(
     if not gate.allowed or (gate.over_ceiling and not source.trusted):
         # Past the codes' ceiling only a trusted device may go on: whoever is guessing knows the password.
         await rt.db.interaction("signin_flow_end", store.end_flow, flow_digest(flow_secret))
-        await _refuse(
+        await refuse_attempt(
             rt,
             gate,
             who,
@@ -407,7 +408,7 @@ async def second_factor_step(
         raise SignInRefused(EXPIRED) from None
     if isinstance(outcome, str):
         replayed = outcome == "replayed code"
-        await _refuse(
+        await refuse_attempt(
             rt, gate, who, factor=factor, reason=outcome, ip=ip, request_id=request_id, uncount=replayed
         )
         if replayed:

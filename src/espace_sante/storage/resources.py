@@ -260,6 +260,15 @@ async def _decode(conn: Conn, keys: KeyStore, space_id: uuid.UUID, rtype: str, r
     return Stored(rtype, rid, row["version_id"], row["last_updated"], body, row["method"], space_id)
 
 
+async def bodies_of(
+    conn: Conn, keys: KeyStore, decision: Decision, rtype: str, rows: Sequence[Any]
+) -> list[Stored]:
+    """Version rows a search fetched under `decision` (space_id, resource_id and the columns `_decode` reads),
+    decrypted; each row's space must be one the decision covers."""
+    decision.require_read(rtype, {row["space_id"] for row in rows})
+    return [await _decode(conn, keys, row["space_id"], rtype, row["resource_id"], row) for row in rows]
+
+
 async def history(
     conn: Conn,
     keys: KeyStore,

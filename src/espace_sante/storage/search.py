@@ -24,10 +24,10 @@ from espace_sante.fhir.searchquery import (
     StringQuery,
     TokenQuery,
 )
-from espace_sante.storage import visibility
+from espace_sante.storage import resources, visibility
 from espace_sante.storage.db import Conn
 from espace_sante.storage.keys import DIRECTORY_SPACE, KeyStore
-from espace_sante.storage.resources import JOIN_KEY, WRAPPED_KEY, Stored, _decode
+from espace_sante.storage.resources import JOIN_KEY, WRAPPED_KEY, Stored
 from espace_sante.storage.tables import Tables, tables_for
 
 MAX_INCLUDED = 1000
@@ -351,10 +351,7 @@ async def page(
         f"{JOIN_KEY} WHERE {where} ORDER BY {order} LIMIT {limit} OFFSET {offset}",
         *q.args,
     )
-    found = [
-        await _decode(conn, keys, row["space_id"], request.resource_type, row["resource_id"], row)
-        for row in rows[: request.count]
-    ]
+    found = await resources.bodies_of(conn, keys, decision, request.resource_type, rows[: request.count])
     return found, len(rows) > request.count
 
 
