@@ -44,10 +44,21 @@ class FetchRefused(Exception):
 # --- the guarded fetch ---------------------------------------------------------------------------------------
 
 
+#: IPv6 ranges that carry an IPv4 address a gateway reaches for us: NAT64 (RFC 6052, RFC 8215), 6to4 (RFC 3056),
+#: the deprecated IPv4-compatible form and site-local addresses. `is_global` judged some of them public before
+#: Python 3.11.10 (CVE-2024-4032), so they are refused here whatever the interpreter says.
+_TRANSLATED = tuple(
+    ipaddress.ip_network(n) for n in ("64:ff9b::/96", "64:ff9b:1::/48", "2002::/16", "::/96", "fec0::/10")
+)
+
+
 def _public(address: str) -> bool:
     ip = ipaddress.ip_address(address.split("%", 1)[0])
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            ip = ip.ipv4_mapped
+        elif any(ip in net for net in _TRANSLATED):
+            return False
     return ip.is_global and not ip.is_multicast
 
 

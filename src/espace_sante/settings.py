@@ -226,11 +226,12 @@ class Settings(BaseSettings):
     @field_validator("trusted_proxies")
     @classmethod
     def _proxies(cls, value: str) -> str:
-        """Each item an IP address or network: a typo must not silently trust nobody, or everybody."""
+        """Each item an IP address or network: a typo must not silently trust nobody, or everybody. Networks
+        are strict (`10.0.0.0/8`, not `10.0.0.1/8`): uvicorn reads them so and would ignore a loose one."""
         items = [item.strip() for item in value.split(",") if item.strip()]
         for item in items:
             try:
-                ipaddress.ip_network(item, strict=False)
+                ipaddress.ip_network(item, strict=True)
             except ValueError:
                 raise ValueError(
                     f"ESPACE_SANTE_TRUSTED_PROXIES : « {item} » n'est ni une adresse IP ni un réseau "

@@ -217,7 +217,8 @@ def from_recorded(text: str) -> Reason | None:
             params = parse_qsl(query, keep_blank_values=True, strict_parsing=True) if query else []
         except ValueError:
             return None
-        return Reason.of(code, **dict(params))
+        # Built directly, not through `of(**params)`: a stored parameter named like `of`'s own arguments is data.
+        return Reason(code, tuple(sorted(dict(params).items())))
     return _OLD_TEXTS.get(text) or _old_parameterised(text)
 
 

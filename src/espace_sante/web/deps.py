@@ -158,7 +158,7 @@ def check_pre_token(request: Request, token: str | None) -> bool:
     if not value or not cookie_value or not same_site(request):
         return False
     stamp, _, mac = value.partition(".")
-    if not stamp.isdigit() or not 0 <= time.time() - int(stamp) <= FORM_MAX_AGE:
+    if not (stamp.isascii() and stamp.isdigit()) or not 0 <= time.time() - int(stamp) <= FORM_MAX_AGE:
         return False
     expected = hmac.new(_pre_key(request), f"{stamp}.{cookie_value}".encode(), hashlib.sha256).hexdigest()
     return hmac.compare_digest(mac.encode(), expected.encode())

@@ -81,7 +81,12 @@ def _paging(request: Request) -> tuple[datetime | None, int, int]:
             raise BadRequest("_since : date invalide / invalid instant", expression="_since")
         since = parsed[0]
     count, offset = params.get("_count", "20"), params.get("_offset", "0")
-    if not count.isdigit() or not offset.isdigit() or len(count) > 6 or len(offset) > 12:
+    # ASCII digits only: str.isdigit() also takes "²" and other scripts' digits, which int() refuses.
+    if (
+        not (f"{count}{offset}".isascii() and count.isdigit() and offset.isdigit())
+        or len(count) > 6
+        or len(offset) > 12
+    ):
         raise BadRequest("_count et _offset sont des entiers positifs / must be non-negative integers")
     return since, min(int(count), 200), int(offset)
 
