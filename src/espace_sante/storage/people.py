@@ -39,10 +39,16 @@ class PractitionerRef:
 
 
 async def patient_by_ins(conn: Conn, ins: str) -> PatientRef | None:
+    """The person's own Patient: in the space the registry made for this INS when there is one, else in the
+    oldest space whose live Patient carries it. Never the most recently or least recently written copy: a
+    Patient another space holds with the same INS must not stand for the person (review of issue 16)."""
     row = await conn.fetchrow(
         "SELECT t.space_id, t.resource_id FROM sp_token t JOIN resource r USING (space_id, resource_type, "
-        "resource_id) WHERE t.resource_type = 'Patient' AND t.param = 'identifier' AND t.code = $1 "
-        "AND t.system = $2 AND NOT r.deleted ORDER BY r.last_updated LIMIT 1",
+        "resource_id) JOIN space s ON s.space_id = t.space_id "
+        "LEFT JOIN registry_person p ON p.nir = $1 AND p.space_id = t.space_id "
+        "WHERE t.resource_type = 'Patient' AND t.param = 'identifier' AND t.code = $1 "
+        "AND t.system = $2 AND NOT r.deleted "
+        "ORDER BY (p.space_id IS NULL), s.created_at, t.space_id, r.resource_id LIMIT 1",
         ins,
         INS_SYSTEM,
     )
