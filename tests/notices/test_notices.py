@@ -1,4 +1,4 @@
-"""Notices of new spaces (spaces/notices.py): codes that redeem, spaces notified, e-mails in the outbox,
+"""Notices of new spaces (spaces/notices/): codes that redeem, spaces notified, e-mails in the outbox,
 letters queued and built into PDFs once, a minor's notice to the representative, nothing sent twice."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""A minor comes of age (spaces/notices.of_age_in, called by the lifecycle's run in its transaction): the
+"""A minor comes of age (spaces/notices/issue.of_age_in, called by the lifecycle's run in its transaction): the
 young adult's own code replaces the one the representatives received, their own notice goes to their e-mail
 or by letter to their address, the representatives' notices still waiting are withdrawn, the state stays."""
 

@@ -1,4 +1,4 @@
-"""Uncertain e-mails' way out (spaces/notices.uncertain and resolve, `notices uncertain|resolve`): an operator
+"""Uncertain e-mails' way out (spaces/notices/delivery.uncertain and resolve, `notices uncertain|resolve`): an operator
 lists them (recipient masked), and after checking the relay's logs marks one delivered, sends it once more on
 purpose, or sends a letter with the same code instead; each decision traced in the space's chain."""
 

@@ -2,7 +2,7 @@
 
 One embedded PostgreSQL in /tmp/bench-notices; N registered persons (80 % with an e-mail, 20 % by letter, one
 in 20 a minor with a representative) are imported once into a template database; each trial copies it
-(CREATE DATABASE ... TEMPLATE) and times `notices.send` in process: codes, transitions, traces, notices, and
+(CREATE DATABASE ... TEMPLATE) and times `notices/issue.send` in process: codes, transitions, traces, notices, and
 the e-mails written to the outbox. Prints each trial and the median."""
 
 from __future__ import annotations
