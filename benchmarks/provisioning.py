@@ -8,7 +8,7 @@
    that its CPU can be counted): runs the real command `espace-sante registry import FILE --json` and reports
    rows/s with the CPU seconds of the import process and of PostgreSQL; then, once, the same file again
    (every row unchanged), with `--changed` a copy where 1 % of the addresses changed, and the activation
-   codes: `services.notices.send(rt, as_of)` (what `espace-sante notices send` runs), persons/s, and the
+   codes: `notices/issue.send(rt, as_of)` (what `espace-sante notices send` runs), persons/s, and the
    combined rate of import + codes.
 
     .venv/bin/python -m benchmarks.provisioning --rows 1000000
@@ -106,19 +106,19 @@ def run_import(data: Path, registry: Path, *, notify: bool = False, jobs: int = 
 async def _send(data: Path, dsn: str) -> dict[str, Any]:
     from espace_sante.runtime import Runtime
     from espace_sante.settings import Settings
-    from espace_sante.spaces import notices
+    from espace_sante.spaces.notices import issue
 
     # The server this process holds, by URL: a second embedded handle in one process would not let go of it.
     rt = await Runtime.open(Settings(data_dir=data, database_url=dsn))
     try:
-        counts = await notices.send(rt, clock.today())
+        counts = await issue.send(rt, clock.today())
     finally:
         await rt.close()
     return counts.as_json()
 
 
 def run_notices(data: Path, server_uri: str) -> dict[str, Any]:
-    """`services.notices.send(rt, as_of)` in this process (what `espace-sante notices send` runs): the
+    """`notices/issue.send(rt, as_of)` in this process (what `espace-sante notices send` runs): the
     activation codes and notices of every space the import registered."""
     for key, value in _env(data).items():
         os.environ[key] = value

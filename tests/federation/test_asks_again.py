@@ -17,7 +17,9 @@ from espace_sante import clock
 from espace_sante.access.actors import Actor
 from espace_sante.context import Context
 from espace_sante.runtime import Runtime
-from espace_sante.spaces import lifecycle, notices
+from espace_sante.spaces import lifecycle
+from espace_sante.spaces.notices import delivery
+from espace_sante.spaces.notices.words import day_fr
 from espace_sante.storage.db import Conn
 from tests.accounts.helpers import csrf_of
 from tests.federation.conftest import federated_sign_in, set_user
@@ -58,10 +60,10 @@ async def test_an_opposed_person_signs_in_with_franceconnect_and_asks_for_his_sp
     assert "Votre demande est enregistrée : un avis avec un code d'activation est envoyé" in after
     assert "Votre espace santé est en attente d'ouverture depuis le" in after
     assert await lifecycle.state(rt, space) == "notified"
-    [(to, _, text)] = await notices.emails_of(rt, space)
+    [(to, _, text)] = await delivery.emails_of(rt, space)
     assert to == paul["email"] and text is not None and "Code d'activation confidentiel" in text
     opens_on = clock.today() + timedelta(days=rt.settings.opposition_window_days)
-    assert notices.day_fr(opens_on) in text
+    assert day_fr(opens_on) in text
 
     async def trace(conn: Conn) -> list[tuple[str, str, str]]:
         rows = await conn.fetch(

@@ -14,7 +14,8 @@ from espace_sante import clock
 from espace_sante.context import Context
 from espace_sante.oauth import devtokens
 from espace_sante.runtime import Runtime
-from espace_sante.spaces import lifecycle, notices
+from espace_sante.spaces import lifecycle
+from espace_sante.spaces.notices import delivery, letters
 from espace_sante.storage import people as people_store
 from tests.factories import BASE
 from tests.lifecycle.test_lifecycle import active, observation, registered
@@ -118,7 +119,7 @@ async def test_an_operator_records_a_phone_opposition_and_a_suspension_the_holde
     asked = await operator.post("/space/transitions", json={"ins": nir, "event": "request"})
     assert (asked.json()["from"], asked.json()["to"]) == ("opposed", "notified")
     assert await lifecycle.state(runtime, notified) == "notified"
-    queued = await notices.emails_of(runtime, notified) + await notices.letters_of(runtime, notified)
+    queued = await delivery.emails_of(runtime, notified) + await letters.letters_of(runtime, notified)
     assert len(queued) == 1
 
     _, holder_nir, pid = await active(fhir)

@@ -25,7 +25,7 @@ from structlog.testing import capture_logs
 from espace_sante import mail
 from espace_sante.runtime import Runtime
 from espace_sante.settings import Settings, UnsafeSettings
-from espace_sante.spaces import notices
+from espace_sante.spaces.notices import delivery, issue
 from espace_sante.storage.db import Conn
 from tests.cli.test_commands import _free_port
 from tests.notices.test_notices import mail as address
@@ -169,7 +169,7 @@ def over_tls(runtime: Runtime, relay: TlsRelay, ca_file: Path | None, *, implici
 async def one_waiting_notice(runtime: Runtime, tmp_path: Path) -> tuple[str, uuid.UUID, uuid.UUID]:
     row = person(email=address())
     await run(runtime, write(tmp_path / f"r-{uuid.uuid4().hex[:6]}.csv", [row]))
-    await notices.send(runtime, deliver_now=False)
+    await issue.send(runtime, deliver_now=False)
     space = await space_of(runtime, row["nir"])
     [notice] = await notice_ids(runtime, space)
     return row["email"], space, notice
@@ -181,7 +181,7 @@ async def test_a_relay_whose_certificate_the_named_ca_signed_gets_the_notice(
     to, space, notice = await one_waiting_notice(runtime, tmp_path)
     with TlsRelay(ca.server("relay", ["127.0.0.1", "localhost"])) as relay:
         rt = over_tls(runtime, relay, ca.file)
-        assert await notices.deliver_one(rt, space, notice) == "delivered"
+        assert await delivery.deliver_one(rt, space, notice) == "delivered"
         assert relay.recorder.by_recipient() == {to: 1}
     state = await state_of(runtime, notice)
     assert state["delivered_at"] is not None and state["sealed"] is None
@@ -205,8 +205,8 @@ async def test_a_relay_that_fails_the_check_gets_nothing_and_the_notice_waits(
     )
     with TlsRelay(bad) as relay:
         rt = over_tls(runtime, relay, ca.file)
-        with capture_logs() as logs, pytest.raises(notices.DeliveryDeferred, match=reason):
-            await notices.deliver_one(rt, space, notice)
+        with capture_logs() as logs, pytest.raises(delivery.DeliveryDeferred, match=reason):
+            await delivery.deliver_one(rt, space, notice)
         assert relay.recorder.messages == []
     [refused] = [e for e in logs if e["event"] == "mail.tls_refused"]
     assert reason in refused["reason"] and refused["log_level"] == "warning" and to not in str(refused)
@@ -217,7 +217,7 @@ async def test_a_relay_that_fails_the_check_gets_nothing_and_the_notice_waits(
 
     # The relay fixed (a certificate the CA signed for its name): the same notice goes, once.
     with TlsRelay(ca.server("good", ["127.0.0.1"])) as fixed:
-        assert await notices.deliver_one(over_tls(runtime, fixed, ca.file), space, notice) == "delivered"
+        assert await delivery.deliver_one(over_tls(runtime, fixed, ca.file), space, notice) == "delivered"
         assert fixed.recorder.by_recipient() == {to: 1}
 
 
@@ -226,8 +226,8 @@ async def test_without_the_private_ca_the_system_cas_do_not_trust_the_relay(
 ) -> None:
     _, space, notice = await one_waiting_notice(runtime, tmp_path)
     with TlsRelay(ca.server("relay", ["127.0.0.1"])) as relay:
-        with pytest.raises(notices.DeliveryDeferred, match="unable to get local issuer certificate"):
-            await notices.deliver_one(over_tls(runtime, relay, None), space, notice)
+        with pytest.raises(delivery.DeliveryDeferred, match="unable to get local issuer certificate"):
+            await delivery.deliver_one(over_tls(runtime, relay, None), space, notice)
         assert relay.recorder.messages == []
     assert (await state_of(runtime, notice))["delivered_at"] is None
 
@@ -238,8 +238,8 @@ async def test_a_missing_ca_file_is_said_and_the_notice_waits(
     _, space, notice = await one_waiting_notice(runtime, tmp_path)
     missing = tmp_path / "absent.pem"
     with TlsRelay(ca.server("relay", ["127.0.0.1"])) as relay:
-        with capture_logs() as logs, pytest.raises(notices.DeliveryDeferred, match=r"absent\.pem"):
-            await notices.deliver_one(over_tls(runtime, relay, missing), space, notice)
+        with capture_logs() as logs, pytest.raises(delivery.DeliveryDeferred, match=r"absent\.pem"):
+            await delivery.deliver_one(over_tls(runtime, relay, missing), space, notice)
         assert relay.recorder.messages == []
     assert [e["reason"] for e in logs if e["event"] == "mail.tls_refused"] == [
         f"FileNotFoundError: {missing}"
@@ -251,11 +251,11 @@ async def test_a_missing_ca_file_is_said_and_the_notice_waits(
 async def test_implicit_tls_is_verified_too(runtime: Runtime, tmp_path: Path, ca: Authority) -> None:
     to, space, notice = await one_waiting_notice(runtime, tmp_path)
     bad_relay = TlsRelay(ca.server("bad", ["127.0.0.1"], self_signed=True), implicit=True)
-    with bad_relay as bad, pytest.raises(notices.DeliveryDeferred, match="self-signed certificate"):
-        await notices.deliver_one(over_tls(runtime, bad, ca.file, implicit=True), space, notice)
+    with bad_relay as bad, pytest.raises(delivery.DeliveryDeferred, match="self-signed certificate"):
+        await delivery.deliver_one(over_tls(runtime, bad, ca.file, implicit=True), space, notice)
     with TlsRelay(ca.server("good", ["127.0.0.1"]), implicit=True) as good:
         rt = over_tls(runtime, good, ca.file, implicit=True)
-        assert await notices.deliver_one(rt, space, notice) == "delivered"
+        assert await delivery.deliver_one(rt, space, notice) == "delivered"
         assert good.recorder.by_recipient() == {to: 1}
 
 

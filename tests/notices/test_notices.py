@@ -1,4 +1,4 @@
-"""Notices of new spaces (spaces/notices.py): codes that redeem, spaces notified, e-mails in the outbox,
+"""Notices of new spaces (spaces/notices/): codes that redeem, spaces notified, e-mails in the outbox,
 letters queued and built into PDFs once, a minor's notice to the representative, nothing sent twice."""
 
 from __future__ import annotations
@@ -15,7 +15,8 @@ import pikepdf
 from espace_sante import clock
 from espace_sante.context import Context
 from espace_sante.runtime import Runtime
-from espace_sante.spaces import activation, lifecycle, notices
+from espace_sante.spaces import activation, lifecycle
+from espace_sante.spaces.notices import issue, letters, words
 from espace_sante.storage.db import Conn
 from tests.cli.test_commands import run as cli
 from tests.registry.test_import import person, run, write
@@ -63,7 +64,7 @@ async def letters_of(runtime: Runtime, space: uuid.UUID) -> list[dict[str, objec
             for r in rows
         ]
 
-    opened = await notices.letters_of(runtime, space)
+    opened = await letters.letters_of(runtime, space)
     stored = await runtime.db.read("t", q)
     assert all(s["clear"] is None for s in stored)  # nothing in clear
     return [o | {k: v for k, v in s.items() if k != "clear"} for o, s in zip(opened, stored, strict=True)]
@@ -82,7 +83,7 @@ async def test_send_notifies_mails_codes_that_redeem_and_queues_letters(
         representative_1_nir=parent["nir"],
     )
     await run(runtime, write(tmp_path / "r.csv", [adult, paper, parent, child]))
-    counts = await notices.send(runtime)
+    counts = await issue.send(runtime)
     assert counts.notified >= 4 and counts.failed == 0
 
     for row in (adult, paper, parent, child):
@@ -91,7 +92,7 @@ async def test_send_notifies_mails_codes_that_redeem_and_queues_letters(
     [(subject, body)] = await outbox_for(runtime, adult["email"])
     assert "créé" in subject and "Hello" in body and "34 22" in body and "caisse" in body
     opens = clock.today().toordinal() + runtime.settings.opposition_window_days
-    assert notices.day_fr(date.fromordinal(opens)) in body
+    assert words.day_fr(date.fromordinal(opens)) in body
     code = CODE.search(body)
     assert code is not None
     redeemed = await activation.redeem(
@@ -122,7 +123,7 @@ async def test_send_notifies_mails_codes_that_redeem_and_queues_letters(
 
     assert await runtime.db.read("t", bodies) == [""]
 
-    again = await notices.send(runtime)
+    again = await issue.send(runtime)
     assert again.notified == 0 and again.delivered == 0
     assert len(await outbox_for(runtime, adult["email"])) == 1
     assert len(await letters_of(runtime, await space_of(runtime, paper["nir"]))) == 1
@@ -131,10 +132,10 @@ async def test_send_notifies_mails_codes_that_redeem_and_queues_letters(
 async def test_letters_build_one_page_each_with_a_manifest_once(runtime: Runtime, tmp_path: Path) -> None:
     rows = [person(email="", last_name=f"Durand{i}") for i in range(3)]
     await run(runtime, write(tmp_path / "r.csv", rows))
-    await notices.send(runtime)
+    await issue.send(runtime)
     spaces = [await space_of(runtime, r["nir"]) for r in rows]
     out = tmp_path / "lettres"
-    built = await notices.build_letters(runtime, out, per_file=2)
+    built = await letters.build_letters(runtime, out, per_file=2)
     assert built.letters >= 3 and built.manifest is not None
     with (out / built.manifest).open(encoding="utf-8") as fh:
         manifest = list(csv.DictReader(fh))
@@ -147,7 +148,7 @@ async def test_letters_build_one_page_each_with_a_manifest_once(runtime: Runtime
         assert letter["built"] and "code" not in letter  # the code exists only on paper now
         [line] = [m for m in manifest if m["file"] == letter["file"] and m["page"] == str(letter["page"])]
         assert line["name"] == f"Anne Marie {row['last_name']}" and line["city"] == "Lyon"
-    second = await notices.build_letters(runtime, tmp_path / "encore")
+    second = await letters.build_letters(runtime, tmp_path / "encore")
     assert second.letters == 0 and second.files == []
 
 

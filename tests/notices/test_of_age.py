@@ -1,4 +1,4 @@
-"""A minor comes of age (spaces/notices.of_age_in, called by the lifecycle's run in its transaction): the
+"""A minor comes of age (spaces/notices/issue.of_age_in, called by the lifecycle's run in its transaction): the
 young adult's own code replaces the one the representatives received, their own notice goes to their e-mail
 or by letter to their address, the representatives' notices still waiting are withdrawn, the state stays."""
 
@@ -14,7 +14,8 @@ import pytest
 from espace_sante import clock
 from espace_sante.context import Context
 from espace_sante.runtime import Runtime
-from espace_sante.spaces import activation, lifecycle, notices
+from espace_sante.spaces import activation, lifecycle
+from espace_sante.spaces.notices import delivery, issue, letters, words
 from espace_sante.storage.db import Conn
 from tests.notices.test_notices import CODE, letters_of, mail, outbox_for, space_of
 from tests.registry.test_import import person, run, write
@@ -42,7 +43,7 @@ async def of_age(runtime: Runtime, space: uuid.UUID) -> list[str]:
     ctx = Context.system(runtime)
 
     async def work(conn: Conn) -> list[str]:
-        return await notices.of_age_in(conn, ctx, space, clock.today())
+        return await issue.of_age_in(conn, ctx, space, clock.today())
 
     return await runtime.db.interaction("t", work)
 
@@ -73,7 +74,7 @@ async def test_the_young_adult_gets_their_own_code_by_mail_and_the_old_one_dies(
         representative_1_nir=parent["nir"],
     )
     await run(runtime, write(tmp_path / "r.csv", [parent, child]))
-    await notices.send(runtime)
+    await issue.send(runtime)
     space = await space_of(runtime, child["nir"])
     [(_, about_child)] = [m for m in await outbox_for(runtime, parent["email"]) if "Inès Moreau" in m[1]]
     assert not await outbox_for(runtime, child["email"])  # a minor gets nothing directly
@@ -83,10 +84,10 @@ async def test_the_young_adult_gets_their_own_code_by_mail_and_the_old_one_dies(
     await rights_end_today(runtime, space)
     assert await of_age(runtime, space) == ["email"]
     assert await lifecycle.state(runtime, space) == "notified"  # the state does not change
-    await notices.deliver(runtime)
+    await delivery.deliver(runtime)
 
     [(subject, body)] = await outbox_for(runtime, child["email"])
-    assert subject == notices.SUBJECT_OF_AGE
+    assert subject == words.SUBJECT_OF_AGE
     assert body.startswith("Bonjour Inès Moreau,")
     assert "Vous avez 18 ans" in body and "You are 18" in body
     assert "Vos représentants légaux n'y ont plus accès" in body
@@ -94,7 +95,7 @@ async def test_the_young_adult_gets_their_own_code_by_mail_and_the_old_one_dies(
     assert f"{runtime.settings.base_url.rstrip('/')}/activation" in body
     assert "votre propre connexion" in body and "could not see stay as they were" in body
     assert "vous opposer" in body and "jusqu'au" in body  # still notified: the window is open
-    assert notices.day_fr(clock.today() + timedelta(days=notices.OF_AGE_CODE_DAYS)) in body
+    assert words.day_fr(clock.today() + timedelta(days=issue.OF_AGE_CODE_DAYS)) in body
     assert "Paul" not in body  # about the young adult only
     new = CODE.search(body)
     assert new is not None and new.group(1) != old.group(1)
@@ -116,7 +117,7 @@ async def test_an_active_space_gives_the_young_adult_their_own_sign_in(
         representative_1_nir=parent["nir"],
     )  # fmt: skip
     await run(runtime, write(tmp_path / "r.csv", [parent, child]))
-    await notices.send(runtime)
+    await issue.send(runtime)
     space = await space_of(runtime, child["nir"])
     [(_, about_child)] = [m for m in await outbox_for(runtime, parent["email"]) if "Zoé Roux" in m[1]]
     old = CODE.search(about_child)
@@ -127,7 +128,7 @@ async def test_an_active_space_gives_the_young_adult_their_own_sign_in(
 
     await rights_end_today(runtime, space)
     assert await of_age(runtime, space) == ["email"]
-    await notices.deliver(runtime)
+    await delivery.deliver(runtime)
     [(_, body)] = await outbox_for(runtime, child["email"])
     assert "plus possible de s'opposer" in body and "fermer à tout moment" in body
     assert "close it at any time" in body and "object to its creation until" not in body
@@ -148,7 +149,7 @@ async def test_no_e_mail_a_letter_and_the_representatives_waiting_letter_is_with
         address_line="3 place Bellecour", postal_code="69002", representative_1_nir=parent["nir"],
     )  # fmt: skip
     await run(runtime, write(tmp_path / "r.csv", [parent, child]))
-    await notices.send(runtime)
+    await issue.send(runtime)
     space = await space_of(runtime, child["nir"])
     [to_parent] = await letters_of(runtime, space)
     assert to_parent["child"] == "Léo Petit" and not to_parent["built"]
@@ -163,7 +164,7 @@ async def test_no_e_mail_a_letter_and_the_representatives_waiting_letter_is_with
     assert [r["withdrawn"] for r in rows] == [True, False]  # the parent's letter carried the dead code
 
     out = tmp_path / "lettres"
-    built = await notices.build_letters(runtime, out)
+    built = await letters.build_letters(runtime, out)
     assert built.letters >= 1
     rows = await notice_rows(runtime, space)
     assert [r["built"] for r in rows] == [False, True]  # the withdrawn letter is never printed
@@ -178,15 +179,15 @@ async def test_no_e_mail_a_letter_and_the_representatives_waiting_letter_is_with
 
 
 def test_the_words_when_the_space_is_open() -> None:
-    o = notices.OfAge("ABCD-EFGH-JKMN-PQ", date(2031, 4, 1), opposable=False)
-    text = notices.of_age_text("https://mes.example.fr/", "Léa Martin", o)
+    o = words.OfAge("ABCD-EFGH-JKMN-PQ", date(2031, 4, 1), opposable=False)
+    text = words.of_age_text("https://mes.example.fr/", "Léa Martin", o)
     assert "https://mes.example.fr/activation" in text and "1er avril 2031" in text and "1 April 2031" in text
     assert "s'opposer à sa création, mais vous pouvez le fermer à tout moment" in text
     assert "no longer possible to object" in text
     for word in ("diagnos", "médical", "medical", "ordonnance"):
         assert word not in text.lower()
-    pending = notices.OfAge("ABCD-EFGH-JKMN-PQ", date(2031, 4, 1), opposable=True)
-    assert "tant qu'il n'est pas ouvert" in notices.of_age_text("https://x", "A", pending)
+    pending = words.OfAge("ABCD-EFGH-JKMN-PQ", date(2031, 4, 1), opposable=True)
+    assert "tant qu'il n'est pas ouvert" in words.of_age_text("https://x", "A", pending)
 
 
 async def test_nothing_to_give_for_a_closed_space(runtime: Runtime, tmp_path: Path) -> None:
@@ -194,9 +195,9 @@ async def test_nothing_to_give_for_a_closed_space(runtime: Runtime, tmp_path: Pa
     parent = person(email=mail(), birth_date="1980-05-05")
     child = person(email=mail(), birth_date=born.isoformat(), representative_1_nir=parent["nir"])
     await run(runtime, write(tmp_path / "r.csv", [parent, child]))
-    await notices.send(runtime)
+    await issue.send(runtime)
     space = await space_of(runtime, child["nir"])
     await lifecycle.close(Context.system(runtime), space)
     await rights_end_today(runtime, space)
     assert await of_age(runtime, space) == []
-    assert [r for r in await notice_rows(runtime, space) if r["subject"] == notices.SUBJECT_OF_AGE] == []
+    assert [r for r in await notice_rows(runtime, space) if r["subject"] == words.SUBJECT_OF_AGE] == []

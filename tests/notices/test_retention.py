@@ -14,7 +14,7 @@ import pytest
 from espace_sante.errors import NotFound
 from espace_sante.jobs import queue
 from espace_sante.runtime import Runtime
-from espace_sante.spaces import notices
+from espace_sante.spaces.notices import issue, letters
 from espace_sante.storage import accounts as accounts_store
 from espace_sante.storage.db import Conn
 from tests.cli.test_commands import run as cli
@@ -29,11 +29,11 @@ async def sql(runtime: Runtime, statement: str, *args: object) -> None:
     await runtime.db.interaction("t", q)
 
 
-async def built_letters(runtime: Runtime, tmp_path: Path, folder: str) -> notices.Built:
+async def built_letters(runtime: Runtime, tmp_path: Path, folder: str) -> letters.Built:
     rows = [person(email="", last_name=f"Lettre{i}") for i in range(2)]
     await run(runtime, write(tmp_path / f"{folder}.csv", rows))
-    await notices.send(runtime)
-    built = await notices.build_letters(runtime, tmp_path / folder)
+    await issue.send(runtime)
+    built = await letters.build_letters(runtime, tmp_path / folder)
     assert built.letters >= 2 and built.batch is not None
     return built
 
@@ -42,7 +42,7 @@ async def test_a_letter_batch_past_its_retention_is_purged(runtime: Runtime, tmp
     old = await built_letters(runtime, tmp_path, "old")
     assert old.batch is not None and (tmp_path / "old" / str(old.manifest)).exists()
     # The files of a batch built today stay: the mailing house may not have them yet.
-    assert old.batch not in (await notices.purge(runtime)).unreachable
+    assert old.batch not in (await letters.purge(runtime)).unreachable
     assert len(list((tmp_path / "old").iterdir())) == len(old.files) + 1
 
     days = runtime.settings.letter_files_days
@@ -54,16 +54,16 @@ async def test_a_letter_batch_past_its_retention_is_purged(runtime: Runtime, tmp
     )
     recent = await built_letters(runtime, tmp_path, "recent")
     (tmp_path / "old" / "autre.txt").write_text("not ours")  # the operator's own file in the same folder
-    purged = await notices.purge(runtime)
+    purged = await letters.purge(runtime)
     assert purged.files >= len(old.files) + 1 and purged.batches >= 1
     assert [p.name for p in (tmp_path / "old").iterdir()] == ["autre.txt"]
     assert len(list((tmp_path / "recent").iterdir())) == len(recent.files) + 1  # not due yet
-    assert (await notices.purge(runtime)).files == 0  # nothing left to do
+    assert (await letters.purge(runtime)).files == 0  # nothing left to do
 
 
 async def test_handing_a_batch_over_deletes_its_files_at_once(runtime: Runtime, tmp_path: Path) -> None:
     built = await built_letters(runtime, tmp_path, "remis")
-    done = await notices.hand_over(runtime, str(tmp_path / "remis" / str(built.manifest)), operator="agent.x")
+    done = await letters.hand_over(runtime, str(tmp_path / "remis" / str(built.manifest)), operator="agent.x")
     assert done.files == len(built.files) + 1 and list((tmp_path / "remis").iterdir()) == []
 
     async def q(conn: Conn) -> tuple[object, ...]:
@@ -76,9 +76,9 @@ async def test_handing_a_batch_over_deletes_its_files_at_once(runtime: Runtime, 
     by, handed, gone = await runtime.db.read("t", q)
     assert by == "agent.x" and handed is not None and gone is not None
     with pytest.raises(NotFound):
-        await notices.hand_over(runtime, "manifest-20991231T000000Z-abcdef.csv")
+        await letters.hand_over(runtime, "manifest-20991231T000000Z-abcdef.csv")
     with pytest.raises(NotFound):
-        await notices.hand_over(runtime, "mes-lettres.csv")
+        await letters.hand_over(runtime, "mes-lettres.csv")
 
 
 async def test_a_batch_whose_folder_is_not_on_this_machine_is_left_for_a_run_there(
@@ -86,11 +86,11 @@ async def test_a_batch_whose_folder_is_not_on_this_machine_is_left_for_a_run_the
 ) -> None:
     built = await built_letters(runtime, tmp_path, "ailleurs")
     (tmp_path / "ailleurs").rename(tmp_path / "deplace")
-    done = await notices.hand_over(runtime, str(built.batch))
+    done = await letters.hand_over(runtime, str(built.batch))
     assert done.unreachable == [built.batch] and done.batches == 0
-    assert built.batch in (await notices.purge(runtime)).unreachable  # still due, still reported
+    assert built.batch in (await letters.purge(runtime)).unreachable  # still due, still reported
     (tmp_path / "deplace").rename(tmp_path / "ailleurs")
-    assert built.batch not in (await notices.purge(runtime)).unreachable
+    assert built.batch not in (await letters.purge(runtime)).unreachable
     assert list((tmp_path / "ailleurs").iterdir()) == []
 
 
@@ -110,7 +110,7 @@ async def test_a_delivered_outbox_text_is_dropped_after_the_delay_an_undelivered
 ) -> None:
     row = person(email=mail())
     await run(runtime, write(tmp_path / "r.csv", [row]))
-    await notices.send(runtime)  # no relay: delivered into the outbox, code included
+    await issue.send(runtime)  # no relay: delivered into the outbox, code included
     delivered = await outbox_row(runtime, row["email"])
     assert "Code d'activation" in str(delivered["body"])
     refused = mail()  # a security notice a relay refused: never delivered, kept with its error
@@ -122,7 +122,7 @@ async def test_a_delivered_outbox_text_is_dropped_after_the_delay_an_undelivered
 
     await runtime.db.interaction("t", keep)
 
-    await notices.purge(runtime)
+    await letters.purge(runtime)
     assert (await outbox_row(runtime, row["email"]))["body"] == delivered["body"]  # within the delay
 
     days = runtime.settings.outbox_body_days
@@ -133,7 +133,7 @@ async def test_a_delivered_outbox_text_is_dropped_after_the_delay_an_undelivered
             to,
             days,
         )
-    assert (await notices.purge(runtime)).outbox_texts >= 1
+    assert (await letters.purge(runtime)).outbox_texts >= 1
     after = await outbox_row(runtime, row["email"])
     assert after["body"] == "" and after["subject"] == delivered["subject"]
     assert after["recipient"] == row["email"] and after["error"] == ""

@@ -12,7 +12,8 @@ from pathlib import Path
 from espace_sante import clock
 from espace_sante.context import Context
 from espace_sante.runtime import Runtime
-from espace_sante.spaces import activation, notices
+from espace_sante.spaces import activation
+from espace_sante.spaces.notices import delivery, issue, words
 from espace_sante.storage.db import Conn
 from tests.notices.test_notices import CODE, mail, outbox_for, space_of
 from tests.registry.test_import import person, run, write
@@ -33,26 +34,26 @@ async def test_a_waiting_email_shows_no_code_and_is_sent_with_the_words_it_alway
 ) -> None:
     adult = person(email=mail(), first_names="Jeanne", last_name="Roux")
     await run(runtime, write(tmp_path / "r.csv", [adult]))
-    await notices.send(runtime, deliver_now=False)
+    await issue.send(runtime, deliver_now=False)
     space = await space_of(runtime, adult["nir"])
 
     # Waiting: the operator's view renders the text; the table holds neither the code nor the name.
-    [(to, subject, text)] = await notices.emails_of(runtime, space)
-    assert to == adult["email"] and subject == notices.SUBJECT and text is not None
+    [(to, subject, text)] = await delivery.emails_of(runtime, space)
+    assert to == adult["email"] and subject == words.SUBJECT and text is not None
     code = CODE.search(text)
     assert code is not None
     [row] = await notice_rows(runtime, space)
     assert code.group(1) not in row and "Jeanne" not in row and "Roux" not in row
     opens_on = clock.today().toordinal() + runtime.settings.opposition_window_days
-    assert text == notices.email_text(
+    assert text == words.email_text(
         runtime.settings.base_url, "Jeanne Roux", date.fromordinal(opens_on), code.group(1), None
     )
 
     # Delivered: the outbox has that very text, the notice row nothing that opens it, and the code works.
-    done = await notices.deliver(runtime)
+    done = await delivery.deliver(runtime)
     assert done.delivered >= 1
     assert await outbox_for(runtime, adult["email"]) == [(subject, text)]
-    assert await notices.emails_of(runtime, space) == []
+    assert await delivery.emails_of(runtime, space) == []
 
     async def sealed(conn: Conn) -> list[object]:
         return [r["sealed"] for r in await conn.fetch("SELECT sealed FROM notice WHERE space_id = $1", space)]
@@ -82,7 +83,7 @@ async def test_an_email_recorded_in_clear_before_the_change_is_still_delivered(
         )
 
     await runtime.db.interaction("t", record_as_before)
-    assert await notices.deliver_one(runtime, space, old) == "delivered"
+    assert await delivery.deliver_one(runtime, space, old) == "delivered"
     assert await outbox_for(runtime, adult["email"]) == [("Avis", "Bonjour, votre code : ABCD-EFGH-JKMN-PQ")]
     assert not any("ABCD" in row for row in await notice_rows(runtime, space))
 
@@ -92,7 +93,7 @@ async def test_an_email_whose_key_is_gone_is_withdrawn_and_the_others_still_go(
 ) -> None:
     lost, kept = person(email=mail()), person(email=mail())
     await run(runtime, write(tmp_path / "r.csv", [lost, kept]))
-    await notices.send(runtime, deliver_now=False)
+    await issue.send(runtime, deliver_now=False)
     space = await space_of(runtime, lost["nir"])
 
     async def lose_the_key(conn: Conn) -> None:
@@ -100,10 +101,10 @@ async def test_an_email_whose_key_is_gone_is_withdrawn_and_the_others_still_go(
 
     await runtime.db.interaction("t", lose_the_key)
     runtime.keys.clear()
-    [(_, _, text)] = await notices.emails_of(runtime, space)
+    [(_, _, text)] = await delivery.emails_of(runtime, space)
     assert text is None
 
-    await notices.deliver(runtime)
+    await delivery.deliver(runtime)
     assert await outbox_for(runtime, lost["email"]) == []
     assert len(await outbox_for(runtime, kept["email"])) == 1
 

@@ -11,7 +11,8 @@ from pathlib import Path
 
 from espace_sante.audit import chains as audit
 from espace_sante.runtime import Runtime
-from espace_sante.spaces import activation, notices
+from espace_sante.spaces import activation
+from espace_sante.spaces.notices import issue
 from espace_sante.storage import audit as audit_store
 from espace_sante.storage.audit import SUCCESS, Record, canonical
 from espace_sante.storage.db import Conn
@@ -20,7 +21,7 @@ from tests.registry.test_import import person, run, write
 
 
 def test_codes_drawn_in_one_pass_are_well_formed_distinct_and_uniform() -> None:
-    codes = notices.new_codes(3000)
+    codes = issue.new_codes(3000)
     assert len(set(codes)) == 3000
     for code in codes:
         assert len(code) == 17 and code.count("-") == 3
@@ -80,7 +81,7 @@ async def test_lanes_notify_each_space_once_and_the_outbox_gets_each_mail_once(
 ) -> None:
     rows = [person(email=mail()) for _ in range(23)] + [person(email="") for _ in range(4)]
     await run(runtime, write(tmp_path / "r.csv", rows))
-    counts = await notices.send(runtime, batch=3, lanes=4)
+    counts = await issue.send(runtime, batch=3, lanes=4)
     assert counts.notified >= 27 and counts.failed == 0
     for row in rows:
         space = await space_of(runtime, row["nir"])
@@ -99,4 +100,4 @@ async def test_lanes_notify_each_space_once_and_the_outbox_gets_each_mail_once(
 
         assert await runtime.db.read("t", q) == (1, 1, 1)
         assert not (await audit.verify(runtime, space)).broken
-    assert (await notices.send(runtime, lanes=4)).notified == 0
+    assert (await issue.send(runtime, lanes=4)).notified == 0

@@ -1,4 +1,4 @@
-"""Uncertain e-mails' way out (spaces/notices.uncertain and resolve, `notices uncertain|resolve`): an operator
+"""Uncertain e-mails' way out (spaces/notices/delivery.uncertain and resolve, `notices uncertain|resolve`): an operator
 lists them (recipient masked), and after checking the relay's logs marks one delivered, sends it once more on
 purpose, or sends a letter with the same code instead; each decision traced in the space's chain."""
 
@@ -18,7 +18,8 @@ from espace_sante.audit import chains as audit
 from espace_sante.context import Context
 from espace_sante.errors import NotFound
 from espace_sante.runtime import Runtime
-from espace_sante.spaces import activation, notices
+from espace_sante.spaces import activation
+from espace_sante.spaces.notices import delivery, issue
 from espace_sante.storage.db import Conn
 from tests.notices.test_notices import CODE, letters_of, mail, outbox_for, space_of
 from tests.registry.test_import import person, run, write
@@ -28,7 +29,7 @@ async def uncertain_mail(runtime: Runtime, tmp_path: Path, **values: str) -> tup
     """A person notified whose e-mail was handed to the relay by a worker that died before its answer."""
     row = person(email=mail(), **values)
     await run(runtime, write(tmp_path / f"{uuid.uuid4().hex}.csv", [row]))
-    await notices.send(runtime, deliver_now=False)
+    await issue.send(runtime, deliver_now=False)
     space = await space_of(runtime, row["nir"])
 
     async def q(conn: Conn) -> uuid.UUID:
@@ -70,36 +71,36 @@ async def resolutions(runtime: Runtime, space: uuid.UUID) -> list[tuple[str, str
 
 
 def test_a_recipient_is_masked() -> None:
-    assert notices.masked("jeanne.dupont@example.fr") == "j***@example.fr"
-    assert notices.masked("x@y") == "x***@y" and notices.masked("nope") == "***"
+    assert delivery.masked("jeanne.dupont@example.fr") == "j***@example.fr"
+    assert delivery.masked("x@y") == "x***@y" and delivery.masked("nope") == "***"
 
 
 async def test_listed_masked_then_marked_delivered_once(runtime: Runtime, tmp_path: Path) -> None:
     row, notice = await uncertain_mail(runtime, tmp_path)
     space = await space_of(runtime, row["nir"])
-    [listed] = [u for u in await notices.uncertain(runtime) if u.notice_id == notice]
+    [listed] = [u for u in await delivery.uncertain(runtime) if u.notice_id == notice]
     assert listed.space_id == space and listed.recipient == f"{row['email'][0]}***@exemple.fr"
     assert row["email"] not in json.dumps(listed.as_json())
 
-    done = await notices.resolve(runtime, notice, "delivered", operator="agent.martin")
+    done = await delivery.resolve(runtime, notice, "delivered", operator="agent.martin")
     assert done["resolution"] == "delivered"
     state = await state_of(runtime, notice)
     assert state["delivered"] and state["sealed"] is None and state["resolved_by"] == "agent.martin"
-    assert notice not in {u.notice_id for u in await notices.uncertain(runtime)}
+    assert notice not in {u.notice_id for u in await delivery.uncertain(runtime)}
     assert await resolutions(runtime, space) == [("delivered", "agent.martin", f"notice={notice}")]
     assert not (await audit.verify(runtime, space)).broken
     with pytest.raises(NotFound):  # resolved: nothing left to decide
-        await notices.resolve(runtime, notice, "resend")
+        await delivery.resolve(runtime, notice, "resend")
     assert await outbox_for(runtime, row["email"]) == []  # we sent nothing
 
 
 async def test_resend_sends_it_once_more_on_purpose(runtime: Runtime, tmp_path: Path) -> None:
     row, notice = await uncertain_mail(runtime, tmp_path)
     space = await space_of(runtime, row["nir"])
-    assert await notices.deliver(runtime) is not None
+    assert await delivery.deliver(runtime) is not None
     assert await outbox_for(runtime, row["email"]) == []  # uncertain: never resent on its own
 
-    await notices.resolve(runtime, notice, "resend", operator="agent.durand")
+    await delivery.resolve(runtime, notice, "resend", operator="agent.durand")
     state = await state_of(runtime, notice)
     assert not state["uncertain"] and not state["handed"] and state["resolution"] == "resend"
 
@@ -111,8 +112,8 @@ async def test_resend_sends_it_once_more_on_purpose(runtime: Runtime, tmp_path: 
         return n
 
     assert await runtime.db.read("t", jobs) >= 1  # its delivery job, deferred with the decision
-    assert await notices.deliver_one(runtime, space, notice) == "delivered"
-    assert await notices.deliver_one(runtime, space, notice) == "already"
+    assert await delivery.deliver_one(runtime, space, notice) == "delivered"
+    assert await delivery.deliver_one(runtime, space, notice) == "already"
     [(_, body)] = await outbox_for(runtime, row["email"])
     assert CODE.search(body)
     assert await resolutions(runtime, space) == [("resend", "agent.durand", f"notice={notice}")]
@@ -123,7 +124,7 @@ async def test_a_letter_instead_with_the_same_code(runtime: Runtime, tmp_path: P
         runtime, tmp_path, address_line="8 rue Victor Hugo", postal_code="69002"
     )
     space = await space_of(runtime, row["nir"])
-    done = await notices.resolve(runtime, notice, "letter")
+    done = await delivery.resolve(runtime, notice, "letter")
     state = await state_of(runtime, notice)
     assert state["withdrawn"] and state["sealed"] is None and not state["delivered"]
     [letter] = await letters_of(runtime, space)
@@ -145,7 +146,7 @@ async def test_a_letter_instead_with_the_same_code(runtime: Runtime, tmp_path: P
         )
         == space
     )
-    assert notice not in {u.notice_id for u in await notices.uncertain(runtime)}
+    assert notice not in {u.notice_id for u in await delivery.uncertain(runtime)}
 
 
 def cli(runtime: Runtime, *args: str) -> subprocess.CompletedProcess[str]:

@@ -28,7 +28,8 @@ from espace_sante.audit import chains as audit
 from espace_sante.context import Context
 from espace_sante.runtime import Runtime
 from espace_sante.settings import Settings
-from espace_sante.spaces import activation, notices
+from espace_sante.spaces import activation
+from espace_sante.spaces.notices import delivery, issue, letters, words
 from espace_sante.spaces.registry.importer import import_file
 from espace_sante.spaces.registry.rejects import RejectsFile
 from espace_sante.storage import migrate
@@ -114,14 +115,14 @@ async def _picture(rt: Runtime) -> dict[str, Any]:
     picture: dict[str, Any] = {}
     for r in await rt.db.read("t", q):
         trace, jobs = await rt.db.read("t", details, r["space_id"])
-        mails = await notices.emails_of(rt, r["space_id"])
-        letters = await notices.letters_of(rt, r["space_id"])
-        codes = [c for _, _, text in mails for c in CODE.findall(text or "")] + [x["code"] for x in letters]
+        mails = await delivery.emails_of(rt, r["space_id"])
+        paper = await letters.letters_of(rt, r["space_id"])
+        codes = [c for _, _, text in mails for c in CODE.findall(text or "")] + [x["code"] for x in paper]
         picture[r["nir"]] = {
             "state": (r["state"], r["opens_on"], r["closed_reason"]),
             "mails": sorted((to, subject, _uncoded(text or "")) for to, subject, text in mails),
             "letters": sorted(
-                json.dumps({k: v for k, v in x.items() if k != "code"}, sort_keys=True) for x in letters
+                json.dumps({k: v for k, v in x.items() if k != "code"}, sort_keys=True) for x in paper
             ),
             "trace": [tuple(t) for t in trace],
             "jobs": len(jobs),
@@ -198,7 +199,7 @@ async def test_one_pass_equals_import_then_send(fresh: Fresh, tmp_path: Path) ->
 
     counts = await _import(one, path, notify=ON, batch_size=4)
     await _import(two, path, batch_size=4)
-    sent = await notices.send(two, ON, deliver_now=False)
+    sent = await issue.send(two, ON, deliver_now=False)
     assert counts["created"] == len(people) and counts["notified"] == sent.notified == len(people)  # dead out
     assert (counts["emails"], counts["letters"]) == (sent.emails, sent.letters)
 
@@ -226,7 +227,7 @@ async def test_one_pass_equals_import_then_send(fresh: Fresh, tmp_path: Path) ->
     child = of("child_of_late")
     assert {m[0] for m in child["mails"]} == {people["early_parent"]["email"]}
     assert [json.loads(x)["name"] for x in child["letters"]] == ["Luc Tardif"]
-    assert all(m[1] == notices.SUBJECT_CHILD for m in child["mails"])
+    assert all(m[1] == words.SUBJECT_CHILD for m in child["mails"])
     assert [m[0] for m in of("child_in_batch")["mails"]] == [people["same_batch_parent"]["email"]]
     assert [m[0] for m in of("child_of_earlier")["mails"]] == [people["early_parent"]["email"]]
     for alone in ("child_of_absent", "child_of_unreachable"):

@@ -10,7 +10,7 @@ import json
 from pathlib import Path
 
 from espace_sante import clock
-from espace_sante.spaces import notices
+from espace_sante.spaces.notices import delivery, letters
 from espace_sante.spaces.registry.importer import import_file
 from espace_sante.spaces.registry.rejects import RejectsFile
 from espace_sante.spaces.registry.rows import COLUMNS, Beneficiary, Neighbours, read_registry, shard_of
@@ -103,6 +103,6 @@ async def test_a_minor_whose_parent_is_in_another_shard_is_notified_in_its_own_b
     space = await rt.db.read(
         "t", lambda conn: conn.fetchval("SELECT space_id FROM registry_person WHERE nir = $1", son["nir"])
     )
-    [(to, _, text)] = await notices.emails_of(rt, space)
+    [(to, _, text)] = await delivery.emails_of(rt, space)
     assert to == "claire.roux@exemple.fr" and text is not None and "Hugo Roux" in text
-    assert await notices.letters_of(rt, space) == []
+    assert await letters.letters_of(rt, space) == []

@@ -2,7 +2,7 @@
 
 One embedded PostgreSQL in /tmp/bench-notices; N registered persons (80 % with an e-mail, 20 % by letter, one
 in 20 a minor with a representative) are imported once into a template database; each trial copies it
-(CREATE DATABASE ... TEMPLATE) and times `notices.send` in process: codes, transitions, traces, notices, and
+(CREATE DATABASE ... TEMPLATE) and times `notices/issue.send` in process: codes, transitions, traces, notices, and
 the e-mails written to the outbox. Prints each trial and the median."""
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import asyncpg
 
 from espace_sante.runtime import Runtime
 from espace_sante.settings import Settings
-from espace_sante.spaces import notices
+from espace_sante.spaces.notices import issue
 from espace_sante.spaces.registry.importer import import_file
 from espace_sante.spaces.registry.rejects import RejectsFile
 from espace_sante.storage import migrate
@@ -69,7 +69,7 @@ async def main(n: int, trials: int) -> None:
             await admin.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
             rt = await Runtime.open(settings(database_uri(server, name)), apply_migrations=True)
             start = time.perf_counter()
-            counts = await notices.send(rt)
+            counts = await issue.send(rt)
             took = time.perf_counter() - start
             await rt.close()
             rates.append(counts.notified / took)

@@ -18,7 +18,8 @@ from espace_sante import clock
 from espace_sante.context import Context
 from espace_sante.jobs import queue
 from espace_sante.runtime import Runtime
-from espace_sante.spaces import lifecycle, notices
+from espace_sante.spaces import lifecycle
+from espace_sante.spaces.notices import delivery, issue
 from espace_sante.storage import jobs as jobs_store
 from espace_sante.storage.db import Conn
 from tests.notices.test_notices import mail, space_of
@@ -39,8 +40,8 @@ def test_the_migration_ships_the_installed_procrastinate_schema() -> None:
 def test_the_tasks_and_their_schedules() -> None:
     names = set(queue.app.tasks)
     assert {
-        notices.DELIVER_TASK,
-        notices.DELIVER_MANY_TASK,
+        delivery.DELIVER_TASK,
+        delivery.DELIVER_MANY_TASK,
         "notices.sweep",
         "lifecycle.run",
         "documents.round",
@@ -50,8 +51,8 @@ def test_the_tasks_and_their_schedules() -> None:
     crons = {p.task.name: p.cron for p in queue.app.periodic_registry.periodic_tasks.values()}
     assert crons["lifecycle.run"] == "7 * * * *" and crons["notices.sweep"] == "*/10 * * * *"
     assert crons["legacy.retry"] == "37 * * * *"  # after the lifecycle run has opened spaces
-    assert queue.app.tasks[notices.DELIVER_TASK].retry_strategy is queue.DELIVERY_RETRY
-    assert queue.app.tasks[notices.DELIVER_MANY_TASK].retry_strategy is queue.DELIVERY_RETRY
+    assert queue.app.tasks[delivery.DELIVER_TASK].retry_strategy is queue.DELIVERY_RETRY
+    assert queue.app.tasks[delivery.DELIVER_MANY_TASK].retry_strategy is queue.DELIVERY_RETRY
 
 
 async def jobs_for(runtime: Runtime, notice_ids: list[uuid.UUID]) -> list[asyncpg.Record]:
@@ -91,7 +92,7 @@ async def test_the_delivery_job_commits_with_the_notice_or_not_at_all(
     seen: list[uuid.UUID] = []
 
     async def notify_then_fail(conn: Conn) -> None:
-        assert await notices.notify_in(conn, ctx, space, clock.today()) == ["email"]
+        assert await issue.notify_in(conn, ctx, space, clock.today()) == ["email"]
         seen.extend(
             r["notice_id"]
             for r in await conn.fetch("SELECT notice_id FROM notice WHERE space_id = $1", space)
@@ -108,16 +109,16 @@ async def test_the_delivery_job_commits_with_the_notice_or_not_at_all(
     assert await notice_ids(runtime, space) == []
     assert await lifecycle.state(runtime, space) == "registered"
 
-    assert await runtime.db.interaction("t", notices.notify_in, ctx, space, clock.today()) == ["email"]
+    assert await runtime.db.interaction("t", issue.notify_in, ctx, space, clock.today()) == ["email"]
     [notice] = await notice_ids(runtime, space)
     [job] = await jobs_for(runtime, [notice])
-    assert job["task_name"] == notices.DELIVER_TASK and job["queue_name"] == notices.QUEUE
+    assert job["task_name"] == delivery.DELIVER_TASK and job["queue_name"] == delivery.QUEUE
     assert job["lock"] == job["queueing_lock"] == f"notice:{notice}" and job["status"] == "todo"
     assert job["args"] == f'{{"space_id": "{space}", "notice_id": "{notice}"}}'
 
     # One waiting job per notice: a second one is refused by procrastinate's own unique index.
     with pytest.raises(asyncpg.UniqueViolationError):
-        await runtime.db.interaction("t", jobs_store.defer, [notices.delivery_job(space, notice)])
+        await runtime.db.interaction("t", jobs_store.defer, [delivery.delivery_job(space, notice)])
 
 
 async def delivery_jobs(runtime: Runtime, notice_ids: list[uuid.UUID]) -> list[tuple[str, list[uuid.UUID]]]:
@@ -128,7 +129,7 @@ async def delivery_jobs(runtime: Runtime, notice_ids: list[uuid.UUID]) -> list[t
             await conn.fetch(
                 "SELECT task_name, args FROM procrastinate_jobs WHERE status = 'todo' "
                 "AND task_name = ANY($1::text[]) ORDER BY id",
-                [notices.DELIVER_TASK, notices.DELIVER_MANY_TASK],
+                [delivery.DELIVER_TASK, delivery.DELIVER_MANY_TASK],
             )
         )
 
@@ -151,14 +152,14 @@ async def test_send_defers_the_emails_jobs_in_their_batch_transaction(
     rows = [person(email=mail()) for _ in range(7)] + [person(email="")]
     await run(runtime, write(tmp_path / "r.csv", rows))
     settings = runtime.settings.model_copy(update={"notice_emails_per_job": 2})
-    counts = await notices.send(dataclasses.replace(runtime, settings=settings), batch=8, deliver_now=False)
+    counts = await issue.send(dataclasses.replace(runtime, settings=settings), batch=8, deliver_now=False)
     assert counts.notified >= 8 and counts.delivered == 0
     ids = [n for r in rows for n in await notice_ids(runtime, await space_of(runtime, r["nir"]))]
     assert len(ids) == 7
     jobs = await delivery_jobs(runtime, ids)
     assert sorted(n for _, named in jobs for n in named if n in ids) == sorted(ids)
     assert all(len(named) <= 2 for _, named in jobs)
-    assert any(task == notices.DELIVER_MANY_TASK for task, _ in jobs)
+    assert any(task == delivery.DELIVER_MANY_TASK for task, _ in jobs)
 
 
 def with_smtp(runtime: Runtime, server: SmtpServer) -> Runtime:
@@ -183,14 +184,14 @@ async def test_smtp_delivery_of_exactly_that_notice_with_a_stable_message_id(
 ) -> None:
     refused, fine = person(email=mail()), person(email=mail())
     await run(runtime, write(tmp_path / "r.csv", [refused, fine]))
-    await notices.send(runtime, deliver_now=False)
+    await issue.send(runtime, deliver_now=False)
     [bad] = await notice_ids(runtime, await space_of(runtime, refused["nir"]))
     [good] = await notice_ids(runtime, await space_of(runtime, fine["nir"]))
     recorder = Recorder(refuse={refused["email"]})
     with SmtpServer(recorder) as server:
         rt = with_smtp(runtime, server)
-        assert await notices.deliver_one(rt, await space_of(runtime, fine["nir"]), good) == "delivered"
-        assert await notices.deliver_one(rt, await space_of(runtime, fine["nir"]), good) == "already"
+        assert await delivery.deliver_one(rt, await space_of(runtime, fine["nir"]), good) == "delivered"
+        assert await delivery.deliver_one(rt, await space_of(runtime, fine["nir"]), good) == "already"
         [message] = recorder.messages
         assert (
             message.recipient == fine["email"]
@@ -199,23 +200,23 @@ async def test_smtp_delivery_of_exactly_that_notice_with_a_stable_message_id(
         assert "Hello" in message.text and (await state_of(runtime, good))["sealed"] is None
 
         # A refusal after the end of DATA: not accepted, so it stays to deliver (the job retries it).
-        with pytest.raises(notices.DeliveryDeferred):
-            await notices.deliver_one(rt, await space_of(runtime, refused["nir"]), bad)
+        with pytest.raises(delivery.DeliveryDeferred):
+            await delivery.deliver_one(rt, await space_of(runtime, refused["nir"]), bad)
         state = await state_of(runtime, bad)
         assert state["delivered_at"] is None and state["handed_at"] is None and state["uncertain_at"] is None
         assert state["error"].startswith("SMTPDataError 554") and state["attempts"] == 1
         recorder.refuse.clear()
-        assert await notices.deliver_one(rt, await space_of(runtime, refused["nir"]), bad) == "delivered"
+        assert await delivery.deliver_one(rt, await space_of(runtime, refused["nir"]), bad) == "delivered"
         assert recorder.by_recipient() == {fine["email"]: 1, refused["email"]: 1}
 
     # The relay is down: nothing handed, a retryable failure.
     down = with_smtp(runtime, server)
     row = person(email=mail())
     await run(runtime, write(tmp_path / "r2.csv", [row]))
-    await notices.send(runtime, deliver_now=False)
+    await issue.send(runtime, deliver_now=False)
     [late] = await notice_ids(runtime, await space_of(runtime, row["nir"]))
-    with pytest.raises(notices.DeliveryDeferred):
-        await notices.deliver_one(down, await space_of(runtime, row["nir"]), late)
+    with pytest.raises(delivery.DeliveryDeferred):
+        await delivery.deliver_one(down, await space_of(runtime, row["nir"]), late)
     assert (await state_of(runtime, late))["handed_at"] is None
 
 
@@ -224,7 +225,7 @@ async def test_a_notice_handed_by_a_dead_attempt_is_never_sent_again(
 ) -> None:
     row = person(email=mail())
     await run(runtime, write(tmp_path / "r.csv", [row]))
-    await notices.send(runtime, deliver_now=False)
+    await issue.send(runtime, deliver_now=False)
     space = await space_of(runtime, row["nir"])
     [notice] = await notice_ids(runtime, space)
 
@@ -234,9 +235,9 @@ async def test_a_notice_handed_by_a_dead_attempt_is_never_sent_again(
     await runtime.db.interaction("t", handed)
     with SmtpServer() as server:
         rt = with_smtp(runtime, server)
-        assert await notices.deliver_one(rt, space, notice) == "uncertain"
-        assert await notices.deliver_one(rt, space, notice) == "already"
-        assert (await notices.deliver(rt)).failed == 0
+        assert await delivery.deliver_one(rt, space, notice) == "uncertain"
+        assert await delivery.deliver_one(rt, space, notice) == "already"
+        assert (await delivery.deliver(rt)).failed == 0
         assert server.recorder.by_recipient()[row["email"]] == 0
     state = await state_of(runtime, notice)
     assert state["uncertain_at"] is not None and state["delivered_at"] is None
@@ -248,7 +249,7 @@ async def test_the_jobs_deliver_and_the_periodic_lifecycle_job_opens_spaces(
     online, paper = person(email=mail()), person(email="")
     await run(runtime, write(tmp_path / "r.csv", [online, paper]))
     # Notified long ago: the opposition window has ended.
-    await notices.send(runtime, date(2000, 1, 1), deliver_now=False)
+    await issue.send(runtime, date(2000, 1, 1), deliver_now=False)
     spaces = [await space_of(runtime, r["nir"]) for r in (online, paper)]
     [notice] = await notice_ids(runtime, spaces[0])
     with queue.on_runtime(runtime) as app:
@@ -256,7 +257,7 @@ async def test_the_jobs_deliver_and_the_periodic_lifecycle_job_opens_spaces(
             await queue.lifecycle_run.defer_async(timestamp=0)
             options = queue.worker_options(runtime, concurrency=2, once=True)
             await app.run_worker_async(queues=["lifecycle"], **options)
-            await app.run_worker_async(queues=[notices.QUEUE], **options)
+            await app.run_worker_async(queues=[delivery.QUEUE], **options)
     for space in spaces:
         assert await lifecycle.state(runtime, space) == "open"
     assert (await state_of(runtime, notice))["delivered_at"] is not None  # the job wrote the outbox

@@ -1,4 +1,4 @@
-"""`espace-sante notices`, `letters` and `outbox`: the notices of new spaces (spaces/notices.py,
+"""`espace-sante notices`, `letters` and `outbox`: the notices of new spaces (spaces/notices/,
 docs/notices.md), the letters for a mailing house, and the local outbox of the embedded default."""
 
 from __future__ import annotations
@@ -38,12 +38,12 @@ def notices_send(
     qu'une interruption a laissé / idempotent: a second run sends nothing twice and delivers what a crash
     left."""
     from espace_sante.runtime import Runtime
-    from espace_sante.spaces import notices
+    from espace_sante.spaces.notices import issue
 
     day = common.day(as_of)
 
-    async def work(rt: Runtime) -> notices.SendCounts:
-        return await notices.send(rt, day, deliver_now=deliver)
+    async def work(rt: Runtime) -> issue.SendCounts:
+        return await issue.send(rt, day, deliver_now=deliver)
 
     counts = common.run(lambda: common.with_runtime(common.settings(), work))
     if as_json:
@@ -65,10 +65,10 @@ def letters_build(
 ) -> None:
     """Imprime les lettres en attente en PDF par lots, avec un manifeste CSV / build the queued letters."""
     from espace_sante.runtime import Runtime
-    from espace_sante.spaces import notices
+    from espace_sante.spaces.notices import letters
 
-    async def work(rt: Runtime) -> notices.Built:
-        return await notices.build_letters(rt, out)
+    async def work(rt: Runtime) -> letters.Built:
+        return await letters.build_letters(rt, out)
 
     built = common.run(lambda: common.with_runtime(common.settings(), work))
     if as_json:
@@ -102,10 +102,10 @@ def letters_handed(
     """Confirme la remise d'un lot à l'imprimeur : ses fichiers (codes en clair) sont effacés / confirm a batch
     went to the mailing house: its files, which hold the codes in clear, are deleted."""
     from espace_sante.runtime import Runtime
-    from espace_sante.spaces import notices
+    from espace_sante.spaces.notices import letters
 
-    async def work(rt: Runtime) -> notices.Purged:
-        return await notices.hand_over(rt, batch, operator=operator)
+    async def work(rt: Runtime) -> letters.Purged:
+        return await letters.hand_over(rt, batch, operator=operator)
 
     done = common.run(lambda: common.with_runtime(common.settings(), work))
     if as_json:
@@ -132,10 +132,10 @@ def notices_purge(
     of letter batches handed over or older than the first, the text of outbox messages delivered before the
     second. Le worker le fait chaque heure / the worker does it hourly."""
     from espace_sante.runtime import Runtime
-    from espace_sante.spaces import notices
+    from espace_sante.spaces.notices import letters
 
-    async def work(rt: Runtime) -> notices.Purged:
-        return await notices.purge(rt)
+    async def work(rt: Runtime) -> letters.Purged:
+        return await letters.purge(rt)
 
     done = common.run(lambda: common.with_runtime(common.settings(), work))
     if as_json:
@@ -202,10 +202,10 @@ def notices_uncertain(
     relais, puis `notices resolve` / each may have been accepted: never resent automatically. Check the
     relay's logs, then `notices resolve`."""
     from espace_sante.runtime import Runtime
-    from espace_sante.spaces import notices
+    from espace_sante.spaces.notices import delivery
 
-    async def work(rt: Runtime) -> list[notices.UncertainNotice]:
-        return await notices.uncertain(rt, limit=limit)
+    async def work(rt: Runtime) -> list[delivery.UncertainNotice]:
+        return await delivery.uncertain(rt, limit=limit)
 
     found = common.run(lambda: common.with_runtime(common.settings(), work))
     if as_json:
@@ -250,7 +250,7 @@ def notices_resolve(
     import uuid
 
     from espace_sante.runtime import Runtime
-    from espace_sante.spaces import notices
+    from espace_sante.spaces.notices import delivery
 
     chosen = [name for name, on in (("delivered", delivered), ("resend", resend), ("letter", letter)) if on]
     if len(chosen) != 1:
@@ -259,10 +259,10 @@ def notices_resolve(
         nid = uuid.UUID(notice_id)
     except ValueError:
         raise common.fail(f"« {notice_id} » n'est pas un identifiant d'avis / is not a notice id") from None
-    how: notices.Resolution = chosen[0]  # type: ignore[assignment]
+    how: delivery.Resolution = chosen[0]  # type: ignore[assignment]
 
     async def work(rt: Runtime) -> dict[str, Any]:
-        return await notices.resolve(rt, nid, how, operator=operator)
+        return await delivery.resolve(rt, nid, how, operator=operator)
 
     done = common.run(lambda: common.with_runtime(common.settings(), work))
     if as_json:

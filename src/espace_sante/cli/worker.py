@@ -29,7 +29,7 @@ def worker(
     from espace_sante.jobs import queue
     from espace_sante.logs import configure
     from espace_sante.runtime import Runtime
-    from espace_sante.spaces import notices
+    from espace_sante.spaces.notices import delivery
 
     settings = common.settings()
     configure(settings.log_level)
@@ -40,7 +40,7 @@ def worker(
                 if once:
                     # What a killed worker left (its jobs stay `doing` until jobs.recover sees it silent):
                     # the notices' own states say what is left to do, so deliver from them first.
-                    await notices.deliver(rt)
+                    await delivery.deliver(rt)
                 await app.run_worker_async(**queue.worker_options(rt, concurrency=concurrency, once=once))
 
     common.run(lambda: common.with_runtime(settings, work))

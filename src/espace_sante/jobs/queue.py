@@ -10,7 +10,7 @@ asyncpg. Both reach the same database: the worker opens our Runtime (asyncpg poo
 tasks, and procrastinate's own pool for the queue.
 
 The tasks:
-- `notices.deliver`: one e-mail notice (spaces/notices.deliver_one), deferred with the notice; a relay that
+- `notices.deliver`: one e-mail notice (spaces/notices/delivery.deliver_one), deferred with the notice; a relay that
   cannot take it now raises DeliveryDeferred, retried with exponential backoff (2^n seconds, 12 attempts:
   about two hours and a quarter in all); then the periodic sweep picks the notice up;
 - `notices.deliver_many`: the e-mails of one batch transaction (`notices send`, `registry import --notify`),
@@ -25,7 +25,7 @@ The tasks:
 - periodic `documents.round` (every 5 minutes): the round serve's timer runs (jobs/documents.py), idempotent;
 - periodic `notices.purge` (hourly, at :47): deletes the files of letter batches handed over or past
   `letter_files_days`, and drops the texts of outbox messages delivered `outbox_body_days` ago
-  (spaces/notices.purge: codes in clear kept no longer than needed, docs/notices.md "Retention");
+  (spaces/notices/letters.purge: codes in clear kept no longer than needed, docs/notices.md "Retention");
 - periodic `jobs.recover` (every 5 minutes): jobs left `doing` by a worker that stopped sending heartbeats
   (killed) are queued again."""
 
@@ -43,8 +43,9 @@ from espace_sante.context import Context
 from espace_sante.logs import get_logger
 from espace_sante.record import documents
 from espace_sante.runtime import Runtime
-from espace_sante.spaces import lifecycle, notices
+from espace_sante.spaces import lifecycle
 from espace_sante.spaces.legacy import importer as legacy
+from espace_sante.spaces.notices import delivery, letters
 
 log = get_logger(__name__)
 
@@ -59,7 +60,7 @@ GRACEFUL_SECONDS = 30
 app = App(connector=PsycopgConnector())
 
 DELIVERY_RETRY = RetryStrategy(
-    max_attempts=12, exponential_wait=2, retry_exceptions={notices.DeliveryDeferred}
+    max_attempts=12, exponential_wait=2, retry_exceptions={delivery.DeliveryDeferred}
 )
 
 
@@ -69,23 +70,23 @@ def _runtime(context: JobContext) -> Runtime:
     return rt
 
 
-@app.task(name=notices.DELIVER_TASK, queue=notices.QUEUE, pass_context=True, retry=DELIVERY_RETRY)
+@app.task(name=delivery.DELIVER_TASK, queue=delivery.QUEUE, pass_context=True, retry=DELIVERY_RETRY)
 async def deliver_notice(context: JobContext, space_id: str, notice_id: str) -> str:
     """Deliver exactly this notice (its outcome is the job's result, kept in logs: no address, no text)."""
-    return await notices.deliver_one(_runtime(context), uuid.UUID(space_id), uuid.UUID(notice_id))
+    return await delivery.deliver_one(_runtime(context), uuid.UUID(space_id), uuid.UUID(notice_id))
 
 
-@app.task(name=notices.DELIVER_MANY_TASK, queue=notices.QUEUE, pass_context=True, retry=DELIVERY_RETRY)
+@app.task(name=delivery.DELIVER_MANY_TASK, queue=delivery.QUEUE, pass_context=True, retry=DELIVERY_RETRY)
 async def deliver_notices(context: JobContext, emails: list[list[str]]) -> dict[str, int]:
     """Deliver the e-mails one transaction recorded, each on its own (the outcomes' counts are the result)."""
     pairs = [(uuid.UUID(s), uuid.UUID(n)) for s, n in emails]
-    return await notices.deliver_these(_runtime(context), pairs)
+    return await delivery.deliver_these(_runtime(context), pairs)
 
 
 @app.periodic(cron="*/10 * * * *", periodic_id="sweep")
-@app.task(name="notices.sweep", queue=notices.QUEUE, pass_context=True, queueing_lock="notices.sweep")
+@app.task(name="notices.sweep", queue=delivery.QUEUE, pass_context=True, queueing_lock="notices.sweep")
 async def sweep_notices(context: JobContext, timestamp: int) -> None:
-    done = await notices.deliver(_runtime(context), min_age_seconds=SWEEP_AGE_SECONDS)
+    done = await delivery.deliver(_runtime(context), min_age_seconds=SWEEP_AGE_SECONDS)
     if done.delivered or done.failed or done.uncertain:
         log.info("notices.sweep", delivered=done.delivered, failed=done.failed, uncertain=done.uncertain)
 
@@ -116,10 +117,10 @@ async def legacy_retry(context: JobContext, timestamp: int) -> dict[str, int] | 
 
 
 @app.periodic(cron="47 * * * *", periodic_id="hourly")
-@app.task(name="notices.purge", queue=notices.QUEUE, pass_context=True, queueing_lock="notices.purge")
+@app.task(name="notices.purge", queue=delivery.QUEUE, pass_context=True, queueing_lock="notices.purge")
 async def purge_notices(context: JobContext, timestamp: int) -> dict[str, Any]:
-    """The retention purge (spaces/notices.purge); idempotent, so a missed hour is caught up by the next."""
-    return (await notices.purge(_runtime(context))).as_json()
+    """The retention purge (spaces/notices/letters.purge); idempotent, so a missed hour is caught up by the next."""
+    return (await letters.purge(_runtime(context))).as_json()
 
 
 @app.periodic(cron="*/5 * * * *", periodic_id="round")

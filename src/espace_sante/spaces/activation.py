@@ -54,7 +54,7 @@ from espace_sante.context import Context
 from espace_sante.errors import Conflict, NotFound
 from espace_sante.people.passwords import Peppers, peppers
 from espace_sante.runtime import Runtime
-from espace_sante.spaces import identity, lifecycle
+from espace_sante.spaces import identity, transitions
 from espace_sante.storage import accounts as accounts_store
 from espace_sante.storage import activation as store
 from espace_sante.storage import audit as audit_store
@@ -383,7 +383,7 @@ async def redeem(
 # --- the activation page: check, activate, oppose ------------------------------------------------------------
 
 #: States in which an opposition may still be recorded (the window has not ended).
-OPPOSABLE = lifecycle.TRANSITIONS["oppose"].sources
+OPPOSABLE = transitions.TRANSITIONS["oppose"].sources
 
 
 @dataclass(frozen=True)
@@ -495,7 +495,7 @@ async def activate_with_code(ctx: Context, code: str, birth_date: date, *, ip: s
             done.append(Activated(holder, True))
             return
         try:
-            await lifecycle.activate_in(conn, _person(ctx, holder), space_id)
+            await transitions.activate_in(conn, _person(ctx, holder), space_id)
         except Conflict:
             raise ActivationRefused(NOT_ACTIVABLE) from None
         done.append(Activated(replace(holder, state="active"), False))
@@ -518,7 +518,7 @@ async def oppose_with_code(ctx: Context, code: str, birth_date: date, *, ip: str
         if holder.state not in OPPOSABLE:
             raise ActivationRefused(TOO_LATE)
         person = _person(ctx, holder)
-        await lifecycle.oppose_in(conn, person, space_id, "online")
+        await transitions.oppose_in(conn, person, space_id, "online")
         objects[:] = person.uploads  # a retried transaction starts the list again
         done.append(replace(holder, state="opposed"))
 

@@ -29,13 +29,14 @@ from espace_sante.people.passwords import peppers
 from espace_sante.runtime import Runtime
 from espace_sante.spaces import lifecycle
 from espace_sante.spaces.activation import holder_in, normalise
+from espace_sante.spaces.notices import letters, words
 from espace_sante.storage import activation as activation_store
 from espace_sante.storage import audit as audit_store
 from espace_sante.storage.audit import SUCCESS, Record
 from espace_sante.storage.db import Conn
 
 INSURER = "Assurance maladie - service Mon espace santé"
-PHONE = "34 22"  # the service's number, as the notices print it (spaces/notices.py)
+PHONE = words.PHONE  # the service's number, as the notices print it
 CHANNELS_FR = {
     "online": "en ligne, avec le code d'activation",
     "phone": "par téléphone, auprès d'un conseiller",
@@ -133,9 +134,7 @@ async def verify(rt: Runtime, ins: str, ref: str) -> Opposition | None:
 
 
 def _day(value: date) -> str:
-    from espace_sante.spaces.notices import day_fr
-
-    return day_fr(value)
+    return words.day_fr(value)
 
 
 def pdf(op: Opposition) -> bytes:
@@ -149,9 +148,7 @@ def pdf(op: Opposition) -> bytes:
     from reportlab.pdfgen.canvas import Canvas
     from reportlab.platypus import Frame, Paragraph
 
-    from espace_sante.spaces.notices import _fonts
-
-    regular, bold = _fonts()
+    regular, bold = letters.fonts()
     width, height = A4
     body = ParagraphStyle("body", fontName=regular, fontSize=10.5, leading=14, spaceAfter=7)
     strong = ParagraphStyle("strong", parent=body, fontName=bold)

@@ -26,7 +26,11 @@ _FORMATS = ("json", "application/fhir+json", "application/json")
 async def json_format(request: Request) -> None:
     """`_format` (http.html#mime-type) on any interaction: only JSON is served, anything else is 415.
     (async: a plain `def` dependency would cost a thread hop on every request.)"""
-    for value in request.query_params.getlist("_format"):
+    _check_formats(request.query_params.getlist("_format"))
+
+
+def _check_formats(values: list[str]) -> None:
+    for value in values:
         if value.split(";", 1)[0].strip().lower() not in _FORMATS:
             raise UnsupportedMediaType(
                 f"_format « {value[:40]} » non pris en charge : ce serveur ne parle que JSON "
@@ -132,6 +136,7 @@ async def search_post(rtype: Type, request: Request, ctx: Ctx) -> Response:
         *request.query_params.multi_items(),
         *((k, v) for k, v in form.multi_items() if isinstance(v, str)),
     ]
+    _check_formats([v for k, v in pairs if k == "_format"])  # a form's `_format` is judged like the URL's
     result = await _search(ctx, rtype, pairs)
     return render.json_response(render.searchset(result, _base(ctx)))
 

@@ -22,7 +22,7 @@ The file is streamed (constant memory) and cut into batches of at most `BATCH` p
   would write them, their representatives read from the batch's rows, from the database, or (--jobs) from
   the other shards' latest rows (spaces/registry/rows.py `Neighbours`). A minor whose representative is not yet
   known (later in the file) and a person with a death date stay `registered`; the run's last step is
-  `notices send` for what is left (spaces/notices.py).
+  `notices send` for what is left (spaces/notices/issue.py).
 
 The INS is the key: `registry_person`'s primary key makes a second space for one NIR impossible, even with two
 imports at once. A person absent from a later file is left as is."""
@@ -48,7 +48,7 @@ from espace_sante.context import Context
 from espace_sante.fhir import compartment
 from espace_sante.runtime import Runtime
 from espace_sante.spaces import identity as waiting_identity
-from espace_sante.spaces import notices
+from espace_sante.spaces.notices import addressees, delivery, issue, words
 from espace_sante.spaces.registry.rejects import RejectsFile
 from espace_sante.spaces.registry.rows import Beneficiary, Keep, Neighbours, Rejected, in_shard, read_registry
 from espace_sante.storage import audit as audit_store
@@ -83,7 +83,7 @@ class Counts:
 
     #: With --notify: the notices this process recorded (in the batches and the last step; a resumed run counts
     #: its own), and the e-mails delivered at the end.
-    notices: notices.SendCounts | None = None
+    notices: issue.SendCounts | None = None
 
     def as_json(self) -> dict[str, int]:
         out = {
@@ -150,9 +150,9 @@ def new_patient(b: Beneficiary) -> dict[str, Any]:
     return {"resourceType": "Patient", **identity(b)}
 
 
-def person(b: Beneficiary) -> notices.Person:
-    """What a notice needs of the person a row names (as `notices.person_of` reads it from their Patient)."""
-    return notices.person_from(
+def person(b: Beneficiary) -> words.Person:
+    """What a notice needs of the person a row names (as `words.person_of` reads it from their Patient)."""
+    return words.person_from(
         b.first_names, b.last_name, b.birth_date.isoformat(), b.email, b.address_line, b.postal_code, b.city
     )
 
@@ -277,7 +277,7 @@ class Importer:
         spaces: list[provision.NewSpace] = []
         on = self.notify
         people = {p.row.nir: person(p.row) for p in batch or prepared} if on else {}
-        addressed: list[notices.Addressee] = []
+        addressed: list[addressees.Addressee] = []
         later: list[Prepared] = []
         notified: list[tuple[Prepared, tuple[Record, ...]]] = []
         for p in prepared:
@@ -290,7 +290,7 @@ class Importer:
                 pass
             elif all(rep in people or self._neighbour(rep, people) for _, rep, _ in links):
                 reps = tuple(people[rep] for _, rep, _ in links)
-                addressed.append(notices.Addressee(p.space_id, people[p.row.nir], reps, bool(links)))
+                addressed.append(addressees.Addressee(p.space_id, people[p.row.nir], reps, bool(links)))
                 notified.append((p, more))
                 continue
             else:  # a representative not in this batch: looked up in the transaction
@@ -302,7 +302,7 @@ class Importer:
             )
         codes = None
         if on is not None and addressed:
-            codes = notices.draw_codes(self.rt, [a.space_id for a in addressed], on)
+            codes = issue.draw_codes(self.rt, [a.space_id for a in addressed], on)
             # One record says it all: made from the registry and notified, with the code's validity (what
             # `notices send` writes as `space:notify` and `activation:issue`).
             first = replace(self.record, detail=f"notified|until={codes.until.date().isoformat()}")
@@ -323,13 +323,13 @@ class Importer:
                 (a.space_id, codes.digests[a.space_id], codes.pepper_id, codes.until) for a in addressed
             ]
             for a in addressed:
-                built.notices += notices.notices_of(a, (1, rows.aeads[a.space_id]), codes)
+                built.notices += issue.notices_of(a, (1, rows.aeads[a.space_id]), codes)
             emails = sum(1 for n in built.notices if n.channel == "email")
             built.counts = (len(addressed), emails, len(built.notices) - emails)
         rows.aeads = {p.space_id: rows.aeads[p.space_id] for p in later}  # the keys still needed
         return built
 
-    def _neighbour(self, nir: str, people: dict[str, notices.Person]) -> bool:
+    def _neighbour(self, nir: str, people: dict[str, words.Person]) -> bool:
         """Whether a representative not in the batch is in another shard's latest rows (then into `people`)."""
         found = self.neighbours.find(nir) if self.neighbours is not None else None
         if found is not None:
@@ -406,7 +406,7 @@ class Importer:
             built = (built or Built(provision.SpaceRows())).only({p.space_id for p in new})
         await provision.write_spaces(conn, built.rows)
         await provision.add_representatives(conn, links)
-        await notices.record(conn, self.rt, built.notices)
+        await delivery.record(conn, self.rt, built.notices)
         sent = built.counts
         updated = 0
         for r, space, pid, waiting in changed:
@@ -430,16 +430,16 @@ class Importer:
         rows = {p.row.nir: p.row for p in prepared}
         needed = {p.row.nir for p in built.later} | {r for p in built.later for r in p.row.representatives}
         people = {nir: person(rows[nir]) for nir in needed if nir in rows}
-        people |= await notices.people_by_ins(conn, self.rt, sorted(needed - people.keys()))
+        people |= await addressees.people_by_ins(conn, self.rt, sorted(needed - people.keys()))
         ready = []
         for p in built.later:
             reps = [rep for _, rep, _ in self._links(p.row, p.space_id)]
             if all(rep in people for rep in reps):
-                addressee = notices.Addressee(
+                addressee = addressees.Addressee(
                     p.space_id, people[p.row.nir], tuple(people[r] for r in reps), bool(reps)
                 )
                 ready.append((addressee, (1, built.rows.aeads[p.space_id])))
-        return await notices.notify_addressed(conn, self.ctx, self.notify, ready)
+        return await issue.notify_addressed(conn, self.ctx, self.notify, ready)
 
     def _updated(self, space_id: uuid.UUID, patient_id: str, version: int | None) -> Record:
         """The record of a registry change to a person's identity: a Patient version, or (None) the identity
@@ -521,7 +521,7 @@ async def import_file(
     """Import a registry file (resuming an unfinished run of the same bytes). Raises RegistryFormatError for a
     file that is not a registry, ImportRunning when another run of the same file is going on. With `notify`
     (the notice date), the people created are notified in their batch's transaction, then what is still
-    `registered` by `notices send` (spaces/notices.py), which delivers the e-mails when `deliver`.
+    `registered` by `notices send` (spaces/notices/issue.py), which delivers the e-mails when `deliver`.
 
     With `shard` (k, n), only the rows of shard k of n (spaces/registry/rows.py `shard_of`) are imported, as one
     run of its own (its own checkpoint and lock), and the last `notices send` step is left to the caller,
@@ -644,7 +644,7 @@ async def _run(
         resumed(checkpoint.last_line)
     counts = Counts(created=checkpoint.created, updated=checkpoint.updated, unchanged=checkpoint.unchanged)
     if importer.notify is not None:
-        counts.notices = notices.SendCounts()
+        counts.notices = issue.SendCounts()
     reader = _Reader(
         stream, importer.today, rejects, counts, checkpoint.last_line, batch_size, importer.build, keep,
         importer.neighbours,
@@ -704,7 +704,7 @@ async def _run(
     if importer.notify is not None and counts.notices is not None and last_step:
         # The rest, as `notices send` after the import: the deceased closed, then every space still
         # `registered` (minors whose representative came later in the file, people registered earlier).
-        counts.notices.add(await notices.send(runtime, importer.notify, deliver_now=deliver))
+        counts.notices.add(await issue.send(runtime, importer.notify, deliver_now=deliver))
     await runtime.db.interaction("registry_finish", provision.finish_import, checkpoint.import_id)
     if progress is not None:
         progress(counts)

@@ -23,7 +23,8 @@ from pathlib import Path
 
 from espace_sante.runtime import Runtime
 from espace_sante.settings import Settings
-from espace_sante.spaces import lifecycle, notices
+from espace_sante.spaces import deaths
+from espace_sante.spaces.notices import delivery, issue
 from espace_sante.spaces.registry.importer import Counts, import_file
 from espace_sante.spaces.registry.rejects import RejectsFile
 
@@ -44,14 +45,14 @@ def _shard(
     return asyncio.run(run())
 
 
-def _notify_rest(settings: Settings, notify: date) -> notices.SendCounts:
+def _notify_rest(settings: Settings, notify: date) -> issue.SendCounts:
     """The spaces still `registered` once every shard is imported, notified by one of the pool's processes
-    (each runs this at once: `notices.notify_registered` shares the spaces out by SKIP LOCKED)."""
+    (each runs this at once: `issue.notify_registered` shares the spaces out by SKIP LOCKED)."""
 
-    async def run() -> notices.SendCounts:
+    async def run() -> issue.SendCounts:
         rt = await Runtime.open(settings)
         try:
-            return await notices.notify_registered(rt, notify)
+            return await issue.notify_registered(rt, notify)
         finally:
             await rt.close()
 
@@ -81,7 +82,7 @@ def _add(total: Counts, part: Counts) -> None:
     for name, n in part.by_field.items():
         total.by_field[name] = total.by_field.get(name, 0) + n
     if part.notices is not None:
-        total.notices = total.notices or notices.SendCounts()
+        total.notices = total.notices or issue.SendCounts()
         total.notices.add(part.notices)
 
 
@@ -102,8 +103,8 @@ async def import_sharded(
     # The parent's settings (keys, peppers) on the parent's database by URL: the children join it, none of
     # them starts or stops an embedded server.
     settings = rt.settings.model_copy(update={"database_url": rt.db.dsn})
-    total = Counts(notices=notices.SendCounts() if notify is not None else None)
-    rest = notices.SendCounts()  # what the last step, after the shards, notified and delivered
+    total = Counts(notices=issue.SendCounts() if notify is not None else None)
+    rest = issue.SendCounts()  # what the last step, after the shards, notified and delivered
     with tempfile.TemporaryDirectory(prefix="registry-shards-") as tmp:
         parts = [Path(tmp) / f"rejects-{k}.csv" for k in range(jobs)]
         # "spawn": a fresh interpreter per shard, with none of this process's event loop, pool or threads.
@@ -128,7 +129,7 @@ async def import_sharded(
                 # `notices send`, its notifying step spread over the pool: the minors whose representative
                 # was in another shard are a few per cent of the rows, and notifying one reads and decrypts
                 # two or three identities, a single process's work for a fifth of the run before.
-                await lifecycle.close_deceased(rt, notify)
+                await deaths.close_deceased(rt, notify)
                 sending = [loop.run_in_executor(pool, _notify_rest, settings, notify) for _ in range(jobs)]
                 for sent in await asyncio.gather(*sending):
                     rest.notified += sent.notified
@@ -137,7 +138,7 @@ async def import_sharded(
                     rest.skipped += sent.skipped
     if notify is not None and total.notices is not None:
         if deliver:
-            out = await notices.deliver(rt)
+            out = await delivery.deliver(rt)
             rest.delivered, rest.failed, rest.uncertain = out.delivered, out.failed, out.uncertain
         total.notices.add(rest)
     return total

@@ -13,7 +13,7 @@ Routes:
 - `POST /mon-espace/mon-espace-sante/rouvrir`: `lifecycle.reopen` (everything comes back; an asked
   destruction is cancelled).
 - `POST /mon-espace/mon-espace-sante/contester`: `lifecycle.resume` (the holder contests a suspension).
-- `POST /mon-espace/mon-espace-sante/demander`: `notices.ask_again` (an opposed person asks for her space
+- `POST /mon-espace/mon-espace-sante/demander`: `notices/issue.ask_again` (an opposed person asks for her space
   after all: a new notice and code at once).
 - `POST /mon-espace/pour` (web/holder/whose.py): switch to the space of a child she represents, or back to hers.
 
@@ -45,7 +45,8 @@ from espace_sante.context import Context
 from espace_sante.errors import FhirError
 from espace_sante.people.sessions import Session
 from espace_sante.people.stepup import StepUpRequired
-from espace_sante.spaces import lifecycle, notices
+from espace_sante.spaces import lifecycle
+from espace_sante.spaces.notices import issue
 from espace_sante.web import deps
 from espace_sante.web.account.signin import FORGED, step_up_url
 from espace_sante.web.deps import SignInRequired, check_csrf, current_session, session_context
@@ -627,7 +628,7 @@ async def contest(request: Request) -> Response:
 @router.post(ASK)
 async def ask(request: Request) -> Response:
     async def change(session: Session, w: Whose, form: FormData) -> str:
-        await notices.ask_again(w.ctx, w.space_id)
+        await issue.ask_again(w.ctx, w.space_id)
         return "demande"
 
     return await _act(request, change)
