@@ -56,8 +56,13 @@ class Listing:
 async def for_holder(ctx: Context, space_id: uuid.UUID, *, count: int) -> Listing:
     """The space's current documents, newest first (at most `count`), with their authors."""
     actor = ctx.actor
+    if actor.kind not in KINDS:  # a professional searches (ITI-67); an app uses the FHIR API
+        raise Forbidden(
+            "liste réservée au titulaire de l'espace ou à son représentant / this list is for the space's holder "
+            "or their representative"
+        )
     base = decide(actor, "search", "DocumentReference")
-    if actor.kind not in KINDS or not base.allowed:
+    if not base.allowed:
         await trace.refusal(ctx, base)
         raise Forbidden(
             f"accès refusé : liste des documents ({words(base.reason, 'fr')}) / access denied: list of "
