@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import uuid
 
-from fastapi import APIRouter, Request
+from fastapi import Request
 from starlette.datastructures import FormData
 from starlette.responses import RedirectResponse, Response
 
@@ -44,9 +44,10 @@ from espace_sante.web.deps import (
     user_agent,
 )
 from espace_sante.web.forms import field, small_form
+from espace_sante.web.portal import portal_router
 from espace_sante.web.templating import render
 
-router = APIRouter(include_in_schema=False)
+router = portal_router()  # a service error that escapes a page: the message page (web/portal.py)
 
 APPS = "/compte/applications"
 FORGED = (

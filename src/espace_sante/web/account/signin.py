@@ -26,7 +26,7 @@ import uuid
 from typing import Any
 from urllib.parse import quote, urlsplit
 
-from fastapi import APIRouter, FastAPI, Request
+from fastapi import FastAPI, Request
 from fastapi.staticfiles import StaticFiles
 from starlette.datastructures import FormData
 from starlette.responses import JSONResponse, Response
@@ -57,9 +57,10 @@ from espace_sante.web.deps import (
     user_agent,
 )
 from espace_sante.web.forms import field, see_other, small_form
+from espace_sante.web.portal import portal_router
 from espace_sante.web.templating import render
 
-router = APIRouter(include_in_schema=False)
+router = portal_router()  # a service error that escapes a page: the message page (web/portal.py)
 
 HOME = "/compte/securite"
 FORGED = (

@@ -42,7 +42,7 @@ from typing import Any
 
 import orjson
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from fastapi import APIRouter, Request
+from fastapi import Request
 from starlette.datastructures import FormData
 from starlette.responses import Response
 
@@ -71,9 +71,8 @@ from espace_sante.web.deps import (
 )
 from espace_sante.web.forms import Problem, field, see_other, small_form
 from espace_sante.web.messages import halves
+from espace_sante.web.portal import portal_router
 from espace_sante.web.templating import render
-
-router = APIRouter(include_in_schema=False)
 
 HOME = "/activation"
 ACTIVATE = f"{HOME}/activer"
@@ -85,6 +84,9 @@ PROOF = f"{OPPOSE}/attestation"
 PHONE = opposition.PHONE
 
 FLOW_COOKIE = "__Host-es_act"
+
+#: A service error these pages do not answer on the form becomes the portal's message page (web/portal.py).
+router = portal_router(link=HOME)
 #: How long each step waits: reading the consequences; installing an authenticator app; fetching the proof.
 CONFIRM_SECONDS = 15 * 60
 ACCOUNT_SECONDS = 30 * 60

@@ -20,7 +20,7 @@ import hmac
 import uuid
 from dataclasses import dataclass
 
-from fastapi import APIRouter, FastAPI, Request
+from fastapi import FastAPI, Request
 from starlette.responses import Response
 
 from espace_sante.context import Context
@@ -30,9 +30,9 @@ from espace_sante.spaces import lifecycle
 from espace_sante.web import deps
 from espace_sante.web.deps import SignInRequired, check_csrf, current_session, session_context
 from espace_sante.web.forms import field, see_other, small_form
-from espace_sante.web.portal import PageRefused
+from espace_sante.web.portal import PageRefused, portal_router
 
-router = APIRouter(include_in_schema=False)
+router = portal_router()  # a service error that escapes a page: the message page (web/portal.py)
 
 COOKIE = deps.CHOICE_COOKIE
 CHOOSE = "/mon-espace/pour"
