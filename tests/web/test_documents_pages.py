@@ -22,14 +22,18 @@ from typing import Any
 import httpx
 import orjson
 import pytest
+from asyncpg.connection import Connection
 
 from espace_sante.access.policy import MASKED_FROM_PROFESSIONALS
+from espace_sante.access.scopes import Scopes
 from espace_sante.context import Context
 from espace_sante.demo import access as demo_access
 from espace_sante.demo import world as demo
 from espace_sante.fhir import pdsm
 from espace_sante.fhir.identifiers import make_nir
 from espace_sante.people import accounts
+from espace_sante.people.actors import actor_for
+from espace_sante.people.sessions import SESSION_SCOPES
 from espace_sante.record import resources as fhir_service
 from espace_sante.runtime import Runtime
 from espace_sante.web.holder.documents import binary_of
@@ -41,6 +45,9 @@ from tests.web.browser import needs_chromium, page_audit, phone, serve
 HOME = "/mon-espace/documents"
 MOTHER = make_nir(demo_access.MOTHER_NIR13)
 NOBODY = "0" * 48
+#: The documents page's statements to PostgreSQL (BEGIN and COMMIT included), at most: the session, whose space
+#: it is, then the list in one transaction. 29 before issue 15 (three transactions, two of them searches).
+MAX_TRIPS = 20
 
 
 async def _demo_person(runtime: Runtime, kind: str, actor_id: str) -> Person:
@@ -203,6 +210,86 @@ async def test_marie_ange_sees_downloads_masks_and_unmasks_her_documents_but_nev
             "Ce document n'a pas été supprimé : vous pouvez supprimer seulement"
         )
         assert (await client.get(f"{HOME}/{ordonnance}/contenu")).status_code == 200
+
+
+class _Queries:
+    """Counts the statements sent to PostgreSQL (BEGIN and COMMIT included): a round trip each."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.count = 0
+        execute, run = Connection.execute, Connection._execute
+
+        async def counted_execute(conn: Connection, query: str, *args: Any, **kw: Any) -> Any:
+            if not args:  # with arguments it goes through _execute, counted there
+                self.count += 1
+            return await execute(conn, query, *args, **kw)
+
+        async def counted_run(conn: Connection, *args: Any, **kw: Any) -> Any:
+            self.count += 1
+            return await run(conn, *args, **kw)
+
+        monkeypatch.setattr(Connection, "execute", counted_execute)
+        monkeypatch.setattr(Connection, "_execute", counted_run)
+
+
+async def _records(runtime: Runtime, space_id: uuid.UUID, after: int) -> list[tuple[str, str]]:
+    """(action, entity type) of the records written in a space's chain after `after`."""
+    async with runtime.db.pool.acquire() as conn:
+        rows = await conn.fetch(
+            "SELECT action, entity_type FROM audit_event WHERE space_id = $1 AND seq > $2 ORDER BY seq",
+            space_id,
+            after,
+        )
+    return [(r["action"], r["entity_type"]) for r in rows]
+
+
+async def _last_seq(runtime: Runtime, space_id: uuid.UUID) -> int:
+    async with runtime.db.pool.acquire() as conn:
+        value = await conn.fetchval("SELECT max(seq) FROM audit_event WHERE space_id = $1", space_id)
+    return int(value or 0)
+
+
+async def test_the_list_is_one_service_call_one_trace_record_and_fewer_round_trips(
+    runtime: Runtime,
+    app: Any,
+    world: World,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Issue 15: the page wrote two records in her own history on every view (a Patient search, then a
+    DocumentReference search), in more transactions and round trips. Now one record of the list shown, and the
+    same documents as the generic search she could make through an app."""
+    marie = await _demo_person(runtime, "holder", MOTHER)
+    space_id = uuid.UUID(world.documents["ordonnance"][:32])
+    actor = await actor_for(
+        runtime, "holder", MOTHER, scopes=Scopes.parse(SESSION_SCOPES["holder"]), acr="", via=""
+    )
+    ctx = Context(runtime, actor)
+    patient = await fhir_service.search(
+        ctx, "Patient", [("identifier", f"urn:oid:{pdsm.INS_NIR_OID}|{MOTHER}")]
+    )
+    expected = await fhir_service.search(
+        ctx,
+        "DocumentReference",
+        [
+            ("patient", patient.matches[0].resource_id),
+            ("status", "current"),
+            ("_sort", "-date"),
+            ("_count", "50"),
+        ],
+    )
+    async with browser(app) as client:
+        assert (await sign_in(client, marie)).status_code == 303
+        assert (await client.get(HOME)).status_code == 200  # sessions and caches warm
+        before = await _last_seq(runtime, space_id)
+        queries = _Queries(monkeypatch)
+        page = await client.get(HOME)
+        trips = queries.count
+        monkeypatch.undo()
+    assert page.status_code == 200
+    assert await _records(runtime, space_id, before) == [("resource:search", "DocumentReference")]
+    shown = re.findall(r'<li id="doc-([0-9a-f]+)"', page.text)
+    assert shown == [m.resource_id for m in expected.matches]
+    assert trips <= MAX_TRIPS, trips
 
 
 async def test_a_holder_uploads_a_pdf_sees_it_as_hers_and_deletes_it_after_confirming(

@@ -16,7 +16,8 @@ plain FHIR write of a Binary, or a holder's upload from the portal. Here:
 Rules of who may see what stay in access/policy.py; this package asks it like every other service.
 
 Modules: `content` (bytes in and out, ITI-68), `submission` (ITI-65 checks), `metadata` (PATCH, replacement),
-`hidden` (the release of hidden documents), `integrity` (orphans, verify), `publish` (ITI-105, uploads)."""
+`hidden` (the release of hidden documents), `integrity` (orphans, verify), `publish` (ITI-105, uploads),
+`listing` (the holder's list of documents, one transaction and one trace record)."""
 
 from __future__ import annotations
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import uuid
 
-from fastapi import APIRouter, Request
+from fastapi import Request
 from starlette.datastructures import FormData
 from starlette.responses import RedirectResponse, Response
 
@@ -43,9 +43,11 @@ from espace_sante.web.deps import (
     sign_in_url,
     user_agent,
 )
+from espace_sante.web.forms import field, small_form
+from espace_sante.web.portal import portal_router
 from espace_sante.web.templating import render
 
-router = APIRouter(include_in_schema=False)
+router = portal_router()  # a service error that escapes a page: the message page (web/portal.py)
 
 APPS = "/compte/applications"
 FORGED = (
@@ -86,10 +88,7 @@ def _authorize_error(request: Request, exc: AuthorizeError, status: int = 302) -
 
 
 async def _form(request: Request) -> FormData | None:
-    try:
-        return await request.form(max_files=0, max_fields=40, max_part_size=16 * 1024)
-    except Exception:  # any malformed body is the same refusal to the person
-        return None
+    return await small_form(request, max_fields=40, max_part_size=16 * 1024)
 
 
 # --- the authorization endpoint -------------------------------------------------------------------------------
@@ -174,8 +173,7 @@ async def authorize_decision(request: Request) -> Response:
 
 
 def _text(form: FormData, name: str) -> str:
-    value = form.get(name)
-    return value[:4096] if isinstance(value, str) else ""
+    return field(form, name, 4096)
 
 
 # --- connected apps -----------------------------------------------------------------------------------------

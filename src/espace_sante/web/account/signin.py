@@ -26,11 +26,10 @@ import uuid
 from typing import Any
 from urllib.parse import quote, urlsplit
 
-from fastapi import APIRouter, FastAPI, Request
+from fastapi import FastAPI, Request
 from fastapi.staticfiles import StaticFiles
 from starlette.datastructures import FormData
-from starlette.exceptions import HTTPException
-from starlette.responses import JSONResponse, RedirectResponse, Response
+from starlette.responses import JSONResponse, Response
 
 from espace_sante.audit.wording import when
 from espace_sante.people import accounts, devices, passkeys, sessions, signin, stepup
@@ -57,9 +56,11 @@ from espace_sante.web.deps import (
     sign_in_url,
     user_agent,
 )
+from espace_sante.web.forms import field, see_other, small_form
+from espace_sante.web.portal import portal_router
 from espace_sante.web.templating import render
 
-router = APIRouter(include_in_schema=False)
+router = portal_router()  # a service error that escapes a page: the message page (web/portal.py)
 
 HOME = "/compte/securite"
 FORGED = (
@@ -85,16 +86,8 @@ NOTICES: dict[str, str] = {
 }
 
 
-def _field(form: FormData, name: str, size: int = 4096) -> str:
-    value = form.get(name)
-    return value[:size] if isinstance(value, str) else ""
-
-
 async def _form(request: Request) -> FormData | None:
-    try:
-        return await request.form(max_files=0, max_fields=20, max_part_size=64 * 1024)
-    except (HTTPException, ValueError, UnicodeDecodeError):  # malformed or oversized: one refusal
-        return None
+    return await small_form(request, max_fields=20, max_part_size=64 * 1024)
 
 
 async def _json(request: Request) -> dict[str, Any] | None:
@@ -110,10 +103,6 @@ async def _json(request: Request) -> dict[str, Any] | None:
 
 def _json_error(message: str, status: int = 400) -> JSONResponse:
     return JSONResponse({"message": message}, status, headers={"Cache-Control": "no-store"})
-
-
-def _see_other(path: str) -> RedirectResponse:
-    return RedirectResponse(path, status_code=303, headers={"Cache-Control": "no-store"})
 
 
 def _status_of(message: str) -> int:
@@ -149,15 +138,15 @@ async def signin_form(request: Request) -> Response:
 @router.post("/connexion")
 async def signin_password(request: Request) -> Response:
     form = await _form(request)
-    if form is None or not check_pre_token(request, _field(form, "csrf", 200)):
+    if form is None or not check_pre_token(request, field(form, "csrf", 200)):
         return _signin_page(request, error=FORGED, status=403)
-    login = _field(form, "login", 254)
-    next_path = safe_next(_field(form, "next", 2000))
+    login = field(form, "login", 254)
+    next_path = safe_next(field(form, "next", 2000))
     try:
         flow = await signin.password_step(
             deps.runtime(request),
             login=login,
-            password=_field(form, "password", 4096),
+            password=field(form, "password", 4096),
             ip=client_ip(request),
             next_path=next_path,
             request_id=request_id(request),
@@ -167,7 +156,7 @@ async def signin_password(request: Request) -> Response:
         return _signin_page(
             request, error=exc.message, status=_status_of(exc.message), login=login, next_path=next_path
         )
-    response = _see_other("/connexion/code")
+    response = see_other("/connexion/code")
     set_cookie(response, FLOW_COOKIE, flow, max_age=deps.runtime(request).settings.signin_step_seconds)
     return response
 
@@ -181,7 +170,7 @@ def _code_page(request: Request, login: str, *, error: str = "", status: int = 2
 async def signin_code_form(request: Request) -> Response:
     waiting = await signin.waiting_flow(deps.runtime(request), request.cookies.get(FLOW_COOKIE, ""))
     if waiting is None:
-        return _see_other("/connexion?message=expire")
+        return see_other("/connexion?message=expire")
     return _code_page(request, waiting.login)
 
 
@@ -212,15 +201,15 @@ async def signin_code(request: Request) -> Response:
     flow = request.cookies.get(FLOW_COOKIE, "")
     waiting = await signin.waiting_flow(rt, flow)
     if waiting is None:
-        return _see_other("/connexion?message=expire")
+        return see_other("/connexion?message=expire")
     form = await _form(request)
-    if form is None or not check_pre_token(request, _field(form, "csrf", 200)):
+    if form is None or not check_pre_token(request, field(form, "csrf", 200)):
         return _code_page(request, waiting.login, error=FORGED, status=403)
     try:
         done = await signin.second_factor_step(
             rt,
             flow_secret=flow,
-            code=_field(form, "code", 64),
+            code=field(form, "code", 64),
             ip=client_ip(request),
             user_agent=user_agent(request),
             request_id=request_id(request),
@@ -233,7 +222,7 @@ async def signin_code(request: Request) -> Response:
             return response
         return _code_page(request, waiting.login, error=exc.message, status=400)
     await _end_previous(request)
-    return _signed_in(request, _see_other(done.next_path or HOME), done)
+    return _signed_in(request, see_other(done.next_path or HOME), done)
 
 
 @router.post("/connexion/cle/options")
@@ -274,14 +263,14 @@ async def signin_passkey(request: Request) -> Response:
 async def signout(request: Request) -> Response:
     session = await current_session(request)
     if session is None:
-        response = _see_other("/connexion?message=fin")
+        response = see_other("/connexion?message=fin")
         clear_cookie(response, SESSION_COOKIE)
         return response
     form = await _form(request)
-    if form is None or not check_csrf(request, session, _field(form, "csrf", 200)):
+    if form is None or not check_csrf(request, session, field(form, "csrf", 200)):
         return render(request, "message.html", {"title": "Formulaire expiré", "error": FORGED}, status=403)
     await sessions.end(deps.runtime(request), session, request_id=request_id(request))
-    response = _see_other("/connexion?message=fin")
+    response = see_other("/connexion?message=fin")
     clear_cookie(response, SESSION_COOKIE)
     clear_cookie(response, deps.CHOICE_COOKIE)  # bound to the session that ends: meaningless after it
     return response
@@ -395,7 +384,7 @@ async def _checked_form(request: Request) -> tuple[sessions.Session, FormData | 
     """The session and the form of a cookie-authenticated POST, or (session, None) when forged."""
     session = await _session_or_redirect(request)
     form = await _form(request)
-    if form is None or not check_csrf(request, session, _field(form, "csrf", 200)):
+    if form is None or not check_csrf(request, session, field(form, "csrf", 200)):
         return session, None
     return session, form
 
@@ -415,7 +404,7 @@ async def sessions_end_all(request: Request) -> Response:
     if form is None:
         return _forged(request)
     await sessions.end_everywhere(deps.runtime(request), session, request_id=request_id(request))
-    response = _see_other("/connexion?message=partout")
+    response = see_other("/connexion?message=partout")
     clear_cookie(response, SESSION_COOKIE)
     return response
 
@@ -436,10 +425,10 @@ async def session_revoke(request: Request, session_id: str) -> Response:
             request, session, error="Session inconnue. / Unknown session.", status=404
         )
     if target == session.session_id:
-        response = _see_other("/connexion?message=fin")
+        response = see_other("/connexion?message=fin")
         clear_cookie(response, SESSION_COOKIE)
         return response
-    return _see_other(f"{HOME}?message=session")
+    return see_other(f"{HOME}?message=session")
 
 
 def _require_fresh(request: Request, session: sessions.Session) -> None:
@@ -484,7 +473,7 @@ async def totp_confirm(request: Request) -> Response:
         codes = await accounts.confirm_totp(
             deps.runtime(request),
             account,
-            _field(form, "code", 64),
+            field(form, "code", 64),
             ip=client_ip(request),
             request_id=request_id(request),
         )
@@ -502,7 +491,7 @@ async def totp_confirm(request: Request) -> Response:
                 "notice": NOTICES["totp"],
             },
         )
-    return _see_other(f"{HOME}?message=totp")
+    return see_other(f"{HOME}?message=totp")
 
 
 @router.post("/compte/codes-secours")
@@ -536,8 +525,8 @@ async def password_change(request: Request) -> Response:
     session, form = await _checked_form(request)
     if form is None:
         return _forged(request)
-    new = _field(form, "new", 4096)
-    if new != _field(form, "confirm", 4096):
+    new = field(form, "new", 4096)
+    if new != field(form, "confirm", 4096):
         return await _security_page(
             request,
             session,
@@ -552,7 +541,7 @@ async def password_change(request: Request) -> Response:
         await accounts.change_password(
             deps.runtime(request),
             account,
-            current=_field(form, "current", 4096),
+            current=field(form, "current", 4096),
             new=new,
             keep_session=session.session_id,
             ip=client_ip(request),
@@ -560,7 +549,7 @@ async def password_change(request: Request) -> Response:
         )
     except AccountError as exc:
         return await _security_page(request, session, error=exc.message, status=_status_of(exc.message))
-    return _see_other(f"{HOME}?message=mot-de-passe")
+    return see_other(f"{HOME}?message=mot-de-passe")
 
 
 @router.post("/compte/cle/options")
@@ -622,7 +611,7 @@ async def passkey_remove(request: Request, credential: str) -> Response:
         return await _security_page(
             request, session, error="Clé d'accès inconnue. / Unknown passkey.", status=404
         )
-    return _see_other(f"{HOME}?message=cle-retiree")
+    return see_other(f"{HOME}?message=cle-retiree")
 
 
 # --- confirming one's identity before what cannot be undone (step-up) --------------------------------------
@@ -670,19 +659,19 @@ async def step_up(request: Request) -> Response:
     session, form = await _checked_form(request)
     if form is None:
         return _forged(request)
-    suite = safe_next(_field(form, "suite", 2000)) or HOME
+    suite = safe_next(field(form, "suite", 2000)) or HOME
     try:
         await stepup.confirm(
             deps.runtime(request),
             session,
-            password=_field(form, "password", 4096),
-            code=_field(form, "code", 64),
+            password=field(form, "password", 4096),
+            code=field(form, "code", 64),
             ip=client_ip(request),
             request_id=request_id(request),
         )
     except StepUpRefused as exc:
         return await _step_up_page(request, session, suite, error=exc.message, status=_status_of(exc.message))
-    return _see_other(suite)
+    return see_other(suite)
 
 
 # --- wiring ------------------------------------------------------------------------------------------------
@@ -696,7 +685,7 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(SignInRequired)
     async def sign_in_required(request: Request, exc: SignInRequired) -> Response:
         if request.method == "GET":
-            return _see_other(sign_in_url(exc.next_path))
+            return see_other(sign_in_url(exc.next_path))
         return render(
             request,
             "message.html",

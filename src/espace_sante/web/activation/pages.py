@@ -42,10 +42,9 @@ from typing import Any
 
 import orjson
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from fastapi import APIRouter, Request
+from fastapi import Request
 from starlette.datastructures import FormData
-from starlette.exceptions import HTTPException
-from starlette.responses import RedirectResponse, Response
+from starlette.responses import Response
 
 from espace_sante import clock
 from espace_sante.access.actors import ACTIVATION
@@ -70,9 +69,10 @@ from espace_sante.web.deps import (
     request_id,
     set_cookie,
 )
+from espace_sante.web.forms import Problem, field, see_other, small_form
+from espace_sante.web.messages import halves
+from espace_sante.web.portal import portal_router
 from espace_sante.web.templating import render
-
-router = APIRouter(include_in_schema=False)
 
 HOME = "/activation"
 ACTIVATE = f"{HOME}/activer"
@@ -84,6 +84,9 @@ PROOF = f"{OPPOSE}/attestation"
 PHONE = opposition.PHONE
 
 FLOW_COOKIE = "__Host-es_act"
+
+#: A service error these pages do not answer on the form becomes the portal's message page (web/portal.py).
+router = portal_router(link=HOME)
 #: How long each step waits: reading the consequences; installing an authenticator app; fetching the proof.
 CONFIRM_SECONDS = 15 * 60
 ACCOUNT_SECONDS = 30 * 60
@@ -98,35 +101,8 @@ NOTICES: dict[str, tuple[str, str]] = {
 }
 
 
-@dataclass(frozen=True)
-class Problem:
-    """One error of a form: the field it is about (its id, linked from the summary), French, English."""
-
-    field: str
-    fr: str
-    en: str = ""
-
-
-def _split(message: str) -> tuple[str, str]:
-    """A service message written « français / English » as its two halves."""
-    fr, _, en = message.partition(" / ")
-    return fr.strip(), en.strip()
-
-
-def _see_other(path: str) -> RedirectResponse:
-    return RedirectResponse(path, status_code=303, headers={"Cache-Control": "no-store"})
-
-
-def _field(form: FormData, name: str, size: int = 200) -> str:
-    value = form.get(name)
-    return value[:size] if isinstance(value, str) else ""
-
-
 async def _form(request: Request) -> FormData | None:
-    try:
-        return await request.form(max_files=0, max_fields=12, max_part_size=16 * 1024)
-    except (HTTPException, ValueError, UnicodeDecodeError):  # malformed or oversized: one refusal
-        return None
+    return await small_form(request, max_fields=12, max_part_size=16 * 1024)
 
 
 def _context(request: Request) -> Context:
@@ -163,7 +139,7 @@ def _page(
 
 
 def _expired(request: Request, path: str) -> Response:
-    response = _see_other(f"{path}?message=expire")
+    response = see_other(f"{path}?message=expire")
     clear_cookie(response, FLOW_COOKIE)
     return response
 
@@ -231,14 +207,14 @@ def birth_date_of(day: str, month: str, year: str) -> tuple[date | None, Problem
     day, month, year = day.strip(), month.strip(), year.strip()
     if not (day or month or year):
         return None, Problem("jour", "Saisissez la date de naissance.", "Type the birth date.")
-    for value, field, fr, en in (
+    for value, part, fr, en in (
         (day, "jour", "le jour", "the day"),
         (month, "mois", "le mois", "the month"),
         (year, "annee", "l'année", "the year"),
     ):
         if not value:
             return None, Problem(
-                field,
+                part,
                 f"La date de naissance doit comprendre un jour, un mois et une année : saisissez {fr}.",
                 f"The birth date needs a day, a month and a year: type {en}.",
             )
@@ -298,7 +274,7 @@ class _Typed:
 
 def _typed(form: FormData) -> _Typed:
     return _Typed(
-        _field(form, "code", 60), _field(form, "jour", 10), _field(form, "mois", 12), _field(form, "annee", 6)
+        field(form, "code", 60), field(form, "jour", 10), field(form, "mois", 12), field(form, "annee", 6)
     )
 
 
@@ -370,8 +346,8 @@ def _code_form(
 async def _read_code_form(request: Request, which: str) -> tuple[_Typed, date] | Response:
     """The typed code and birth date, or the form again with its problems (or the forged-form answer)."""
     form = await _form(request)
-    if form is None or not check_pre_token(request, _field(form, "csrf")):
-        fr, en = _split(FORGED)
+    if form is None or not check_pre_token(request, field(form, "csrf")):
+        fr, en = halves(FORGED)
         return _code_form(request, which, problems=[Problem("code", fr, en)], status=403)
     typed = _typed(form)
     born, problems = _problems(typed)
@@ -381,7 +357,7 @@ async def _read_code_form(request: Request, which: str) -> tuple[_Typed, date] |
 
 
 def _refused(request: Request, which: str, typed: _Typed, exc: ActivationRefused) -> Response:
-    fr, en = _split(exc.message)
+    fr, en = halves(exc.message)
     kept = _Typed("", typed.day, typed.month, typed.year) if exc.locked else typed
     return _code_form(request, which, kept, problems=[Problem("code", fr, en)], status=_status_of(exc))
 
@@ -404,7 +380,7 @@ async def activate(request: Request) -> Response:
     holder = done.holder
     if holder.minor or holder.has_account:
         return _done(request, holder, codes=[])
-    response = _see_other(ACCOUNT)
+    response = see_other(ACCOUNT)
     _set_flow(
         request,
         response,
@@ -473,7 +449,7 @@ async def account_form(request: Request) -> Response:
 
 
 def _account_problems(form: FormData, secret: str) -> tuple[str, list[Problem]]:
-    login = _field(form, "login", 254).strip()
+    login = field(form, "login", 254).strip()
     problems: list[Problem] = []
     if not login:
         problems.append(
@@ -487,11 +463,11 @@ def _account_problems(form: FormData, secret: str) -> tuple[str, list[Problem]]:
         try:
             accounts.check_login(login)
         except AccountError as exc:
-            problems.append(Problem("login", *_split(exc.message)))
-    password = _field(form, "password", 4096)
+            problems.append(Problem("login", *halves(exc.message)))
+    password = field(form, "password", 4096)
     if not password:
         problems.append(Problem("password", "Choisissez un mot de passe.", "Choose a password."))
-    elif password != _field(form, "confirm", 4096):
+    elif password != field(form, "confirm", 4096):
         problems.append(
             Problem(
                 "confirm",
@@ -499,7 +475,7 @@ def _account_problems(form: FormData, secret: str) -> tuple[str, list[Problem]]:
                 "The two passwords differ.",
             )
         )
-    code = _field(form, "code", 20)
+    code = field(form, "code", 20)
     if totp.matching_step(secret, code) is None:
         problems.append(
             Problem(
@@ -517,8 +493,8 @@ async def account_create(request: Request) -> Response:
     if flow is None:
         return _expired(request, ACTIVATE)
     form = await _form(request)
-    if form is None or not check_pre_token(request, _field(form, "csrf")):
-        return _account_page(request, flow, problems=[Problem("login", *_split(FORGED))], status=403)
+    if form is None or not check_pre_token(request, field(form, "csrf")):
+        return _account_page(request, flow, problems=[Problem("login", *halves(FORGED))], status=403)
     secret = str(flow["t"])
     login, problems = _account_problems(form, secret)
     if problems:
@@ -533,12 +509,12 @@ async def account_create(request: Request) -> Response:
             kind="holder",
             actor_id=holder.ins,
             login=login,
-            password=_field(form, "password", 4096),
+            password=field(form, "password", 4096),
             # Security notices go to the login when it is an e-mail address (Account.notice_address).
             totp_secret=secret,
             new_totp=True,
             # The code typed here proved the secret; spent, it cannot also sign in (replay, RFC 6238 §5.2).
-            totp_step=totp.matching_step(secret, _field(form, "code", 20)) or 0,
+            totp_step=totp.matching_step(secret, field(form, "code", 20)) or 0,
             request_id=request_id(request),
         )
     except AccountTaken as exc:
@@ -546,11 +522,11 @@ async def account_create(request: Request) -> Response:
         if existing is not None:  # this person made their account meanwhile (another tab)
             return _done(request, replace(holder, has_account=True), codes=[])
         return _account_page(
-            request, flow, login=login, problems=[Problem("login", *_split(exc.message))], status=409
+            request, flow, login=login, problems=[Problem("login", *halves(exc.message))], status=409
         )
     except AccountError as exc:
         return _account_page(
-            request, flow, login=login, problems=[Problem("password", *_split(exc.message))], status=400
+            request, flow, login=login, problems=[Problem("password", *halves(exc.message))], status=400
         )
     if not created.created:  # the login was already this person's: nothing new to show
         return _done(request, replace(holder, has_account=True), codes=[])
@@ -579,7 +555,7 @@ async def oppose_check(request: Request) -> Response:
         return _refused(request, "opposer", typed, ActivationRefused(activation.TOO_LATE))
     # Nothing is spent yet: the code and birth date wait, sealed, for the confirmation (they are checked
     # again then, and only that redemption spends the code).
-    response = _see_other(CONFIRM)
+    response = see_other(CONFIRM)
     data = {"c": activation.normalise(typed.code), "b": born.isoformat(), "n": holder.name, "m": holder.minor}
     _set_flow(request, response, "opposer", data, CONFIRM_SECONDS)
     return response
@@ -611,19 +587,19 @@ async def oppose_confirm(request: Request) -> Response:
     if flow is None:
         return _expired(request, OPPOSE)
     form = await _form(request)
-    if form is None or not check_pre_token(request, _field(form, "csrf")):
-        return _confirm_page(request, flow, problems=[Problem("confirmer", *_split(FORGED))], status=403)
+    if form is None or not check_pre_token(request, field(form, "csrf")):
+        return _confirm_page(request, flow, problems=[Problem("confirmer", *halves(FORGED))], status=403)
     try:
         holder = await activation.oppose_with_code(
             _context(request), str(flow["c"]), date.fromisoformat(str(flow["b"])), ip=client_ip(request)
         )
     except ActivationRefused as exc:
         response = _code_form(
-            request, "opposer", problems=[Problem("code", *_split(exc.message))], status=_status_of(exc)
+            request, "opposer", problems=[Problem("code", *halves(exc.message))], status=_status_of(exc)
         )
         clear_cookie(response, FLOW_COOKIE)
         return response
-    response = _see_other(OPPOSED)
+    response = see_other(OPPOSED)
     _set_flow(request, response, "preuve", {"s": holder.space_id.hex}, PROOF_SECONDS)
     return response
 

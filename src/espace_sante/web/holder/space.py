@@ -34,28 +34,37 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from urllib.parse import urlencode
 
-from fastapi import APIRouter, FastAPI, Request
+from fastapi import FastAPI, Request
 from starlette.datastructures import FormData
-from starlette.exceptions import HTTPException
-from starlette.responses import RedirectResponse, Response
+from starlette.responses import Response
 
 from espace_sante import clock
 from espace_sante.audit.wording import MONTHS_FR
-from espace_sante.context import Context
 from espace_sante.errors import FhirError
 from espace_sante.people.sessions import Session
 from espace_sante.people.stepup import StepUpRequired
 from espace_sante.spaces import lifecycle
 from espace_sante.spaces.notices import issue
-from espace_sante.web import deps
 from espace_sante.web.account.signin import FORGED, step_up_url
-from espace_sante.web.deps import SignInRequired, check_csrf, current_session, session_context
-from espace_sante.web.holder.whose import CHOOSE, Whose, install_whose, whose
+from espace_sante.web.deps import check_csrf
+from espace_sante.web.forms import field, see_other, small_form
+from espace_sante.web.holder.whose import CHOOSE, Whose, holder_whose, install_whose
+from espace_sante.web.messages import sentences
+from espace_sante.web.portal import portal_router
 from espace_sante.web.templating import render
 
-router = APIRouter(include_in_schema=False)
-
 HOME = "/mon-espace/mon-espace-sante"
+#: Where "Continuer" leads from a message: the account's page works whatever became of the space.
+ACCOUNT = "/compte/securite"
+
+router = portal_router(
+    not_found=(
+        "Espace santé introuvable",
+        "Aucun espace santé n'est disponible pour votre compte.",
+        "No health space is available for your account.",
+    ),
+    link=ACCOUNT,
+)
 CLOSE = f"{HOME}/fermer"
 ERASE = f"{HOME}/detruire"
 REOPEN = f"{HOME}/rouvrir"
@@ -131,10 +140,6 @@ UNDERSTOOD = "compris"
 WAITING = frozenset({"registered", "notified"})
 
 
-class _NotHolder(Exception):
-    """A professional's or an operator's session: this page is the holder's."""
-
-
 @dataclass(frozen=True)
 class Refusal:
     """A refusal as the page shows it: a French sentence and the English line under it."""
@@ -157,18 +162,6 @@ def _local_day(instant: Any) -> date:
     return instant if isinstance(instant, date) else clock.today()
 
 
-def _halves(message: str) -> tuple[str, str]:
-    """(French, English) of a service message written « français / English », each a sentence."""
-    fr, _, en = message.partition(" / ")
-    fr, en = fr.strip(), en.strip()
-
-    def sentence(text: str) -> str:
-        text = text[:1].upper() + text[1:]
-        return text if not text or text.endswith((".", "!", "?")) else f"{text}."
-
-    return sentence(fr), sentence(en) if en else ""
-
-
 def _delay(days: int) -> str:
     """ "3 mois" for 90 days, "6 semaines" for 42; "45 jours" otherwise."""
     if days % 30 == 0:
@@ -176,39 +169,8 @@ def _delay(days: int) -> str:
     return f"{days // 7} semaines" if days % 7 == 0 else f"{days} jours"
 
 
-def _see_other(path: str) -> RedirectResponse:
-    return RedirectResponse(path, status_code=303, headers={"Cache-Control": "no-store"})
-
-
-async def _small_form(request: Request) -> FormData | None:
-    try:
-        return await request.form(max_files=0, max_fields=10, max_part_size=8 * 1024)
-    except (HTTPException, ValueError, UnicodeDecodeError):  # malformed or oversized: one refusal
-        return None
-
-
-def _field(form: FormData, name: str, size: int = 200) -> str:
-    value = form.get(name)
-    return value[:size] if isinstance(value, str) else ""
-
-
-async def _holder(request: Request) -> tuple[Session, Context]:
-    """The holder's session and context. SignInRequired without a session (back here after signing in)."""
-    session = await current_session(request)
-    if session is None:
-        raise SignInRequired(deps.here(request) if request.method == "GET" else HOME)
-    if session.kind != "holder":
-        raise _NotHolder()
-    ctx = await session_context(request)
-    if ctx.actor.kind != "holder":
-        raise _NotHolder()
-    return session, ctx
-
-
 async def _whose(request: Request) -> tuple[Session, Whose]:
-    """The holder's session and the space her pages are about (web/holder/whose.py: hers, or a child's)."""
-    session, ctx = await _holder(request)
-    return session, await whose(request, session, ctx)
+    return await holder_whose(request, HOME)
 
 
 async def status_of(w: Whose) -> lifecycle.Status:
@@ -379,48 +341,11 @@ def _page(
     )
 
 
-def _not_holder_page(request: Request, session: Session | None) -> Response:
-    return render(
-        request,
-        "message.html",
-        {
-            "title": "Page réservée au titulaire",
-            "error": "Cette page montre l'état de votre propre espace santé : elle est réservée à son titulaire.",
-            "signed_in": session is not None,
-            "csrf": session.csrf_token if session else "",
-            "link": "/compte/securite",
-        },
-        status=403,
-    )
-
-
-def _unavailable(request: Request, session: Session | None, exc: FhirError) -> Response:
-    """No state to show the refusal on: the space is not found (destroyed), or the service is down."""
-    if exc.status >= 500:
-        title, text = "Service indisponible", "Le service est indisponible : réessayez plus tard."
-    elif exc.status == 401:
-        title, text = "Connexion requise", "Connectez-vous d'abord."
-    else:
-        title, text = "Espace santé introuvable", "Aucun espace santé n'est disponible pour votre compte."
-    return render(
-        request,
-        "message.html",
-        {
-            "title": title,
-            "error": text,
-            "signed_in": session is not None,
-            "csrf": session.csrf_token if session else "",
-            "link": "/compte/securite",
-        },
-        status=exc.status if exc.status >= 400 else 500,
-    )
-
-
 def refusal_of(exc: FhirError, state: str, w: Whose) -> Refusal:
     """A service refusal in the holder's words: an illegal change names the state the space is in; any other
     refusal (a space closed after a death is not reopened; a role that may not ask) is the service's own
     sentence, its English half under it."""
-    fr, en = _halves(exc.message)
+    fr, en = sentences(exc.message)
     if exc.status == 409 and exc.message.startswith("changement impossible"):
         fr = f"Ce changement n'est pas possible : {_your(w)} est {PLAIN.get(state, state)}."
         whose_en = "your health space" if w.own else f"the health space of {w.child}"
@@ -433,33 +358,21 @@ def refusal_of(exc: FhirError, state: str, w: Whose) -> Refusal:
 async def _refused(request: Request, session: Session, w: Whose, exc: FhirError) -> Response:
     """The page again, its current state shown, with the refusal on top."""
     if exc.status >= 500 or exc.status in (401, 404):
-        return _unavailable(request, session, exc)
-    try:
-        status = await status_of(w)
-    except FhirError as again:
-        return _unavailable(request, session, again)
+        raise exc  # no state to show it on: the space is gone, or the service is down (web/portal.py)
+    status = await status_of(w)
     return _page(request, session, w, status, refusal=refusal_of(exc, status.state, w), code=exc.status)
 
 
 async def _forged(request: Request, session: Session, w: Whose) -> Response:
-    fr, en = _halves(FORGED)
-    try:
-        status = await status_of(w)
-    except FhirError as exc:
-        return _unavailable(request, session, exc)
+    fr, en = sentences(FORGED)
+    status = await status_of(w)
     return _page(request, session, w, status, refusal=Refusal(fr, en), code=403)
 
 
 @router.get(HOME)
 async def space_page(request: Request) -> Response:
-    session: Session | None = None
-    try:
-        session, w = await _whose(request)
-        return _page(request, session, w, await status_of(w))
-    except _NotHolder:
-        return _not_holder_page(request, session)
-    except FhirError as exc:
-        return _unavailable(request, session, exc)
+    session, w = await _whose(request)
+    return _page(request, session, w, await status_of(w))
 
 
 # --- closing ---------------------------------------------------------------------------------------------
@@ -483,32 +396,26 @@ def _confirm_close(request: Request, session: Session, w: Whose) -> Response:
 
 @router.get(CLOSE)
 async def close_confirm(request: Request) -> Response:
-    session: Session | None = None
-    try:
-        session, w = await _whose(request)
-        status = await status_of(w)
-        if status.state not in lifecycle.TRANSITIONS["close"].sources:
-            return _see_other(HOME)  # nothing to confirm: the page says what she may do
-        return _confirm_close(request, session, w)
-    except _NotHolder:
-        return _not_holder_page(request, session)
-    except FhirError as exc:
-        return _unavailable(request, session, exc)
+    session, w = await _whose(request)
+    status = await status_of(w)
+    if status.state not in lifecycle.TRANSITIONS["close"].sources:
+        return see_other(HOME)  # nothing to confirm: the page says what she may do
+    return _confirm_close(request, session, w)
 
 
 async def _checked(request: Request) -> tuple[Session, Whose, FormData | None]:
     """The holder's session, the space and the form of a POST, the form None when it is forged or
     malformed."""
     session, w = await _whose(request)
-    form = await _small_form(request)
-    if form is None or not check_csrf(request, session, _field(form, "csrf")):
+    form = await small_form(request)
+    if form is None or not check_csrf(request, session, field(form, "csrf")):
         return session, w, None
     return session, w, form
 
 
 def _kept(request: Request, form: FormData) -> str:
     """This form's page again with what she filled in (the box she ticked), for after the step-up."""
-    query = urlencode({"confirmation": UNDERSTOOD} if _field(form, "confirmation") == UNDERSTOOD else {})
+    query = urlencode({"confirmation": UNDERSTOOD} if field(form, "confirmation") == UNDERSTOOD else {})
     return request.url.path + (f"?{query}" if query else "")
 
 
@@ -519,22 +426,16 @@ Change = Callable[[Session, Whose, FormData], Awaitable[Response | str]]
 async def _act(request: Request, change: Change) -> Response:
     """What every POST here does: the signed-in holder and the anti-forgery token, the change through the
     lifecycle service (its refusal shown on the page, in words), then back to the page with a message."""
-    session: Session | None = None
+    session, w, form = await _checked(request)
+    if form is None:
+        return await _forged(request, session, w)
     try:
-        session, w, form = await _checked(request)
-        if form is None:
-            return await _forged(request, session, w)
-        try:
-            done = await change(session, w, form)
-        except StepUpRequired:
-            return _see_other(step_up_url(_kept(request, form)))
-        except FhirError as exc:
-            return await _refused(request, session, w, exc)
-        return done if isinstance(done, Response) else _see_other(f"{HOME}?message={done}")
-    except _NotHolder:
-        return _not_holder_page(request, session)
+        done = await change(session, w, form)
+    except StepUpRequired:
+        return see_other(step_up_url(_kept(request, form)))
     except FhirError as exc:
-        return _unavailable(request, session, exc)
+        return await _refused(request, session, w, exc)
+    return done if isinstance(done, Response) else see_other(f"{HOME}?message={done}")
 
 
 @router.post(CLOSE)
@@ -572,24 +473,18 @@ def _confirm_erase(
 
 @router.get(ERASE)
 async def erase_confirm(request: Request) -> Response:
-    session: Session | None = None
-    try:
-        session, w = await _whose(request)
-        status = await status_of(w)
-        if status.state not in lifecycle.TRANSITIONS["erase"].sources or status.destroy_on is not None:
-            return _see_other(HOME)
-        ticked = request.query_params.get("confirmation") == UNDERSTOOD  # back from the step-up
-        return _confirm_erase(request, session, w, ticked=ticked)
-    except _NotHolder:
-        return _not_holder_page(request, session)
-    except FhirError as exc:
-        return _unavailable(request, session, exc)
+    session, w = await _whose(request)
+    status = await status_of(w)
+    if status.state not in lifecycle.TRANSITIONS["erase"].sources or status.destroy_on is not None:
+        return see_other(HOME)
+    ticked = request.query_params.get("confirmation") == UNDERSTOOD  # back from the step-up
+    return _confirm_erase(request, session, w, ticked=ticked)
 
 
 @router.post(ERASE)
 async def erase(request: Request) -> Response:
     async def change(session: Session, w: Whose, form: FormData) -> Response | str:
-        if _field(form, "confirmation") != UNDERSTOOD:
+        if field(form, "confirmation") != UNDERSTOOD:
             return _confirm_erase(
                 request,
                 session,

@@ -20,9 +20,8 @@ import hmac
 import uuid
 from dataclasses import dataclass
 
-from fastapi import APIRouter, FastAPI, Request
-from starlette.exceptions import HTTPException
-from starlette.responses import RedirectResponse, Response
+from fastapi import FastAPI, Request
+from starlette.responses import Response
 
 from espace_sante.context import Context
 from espace_sante.errors import FhirError
@@ -30,8 +29,10 @@ from espace_sante.people.sessions import Session
 from espace_sante.spaces import lifecycle
 from espace_sante.web import deps
 from espace_sante.web.deps import SignInRequired, check_csrf, current_session, session_context
+from espace_sante.web.forms import field, see_other, small_form
+from espace_sante.web.portal import PageRefused, portal_router
 
-router = APIRouter(include_in_schema=False)
+router = portal_router()  # a service error that escapes a page: the message page (web/portal.py)
 
 COOKIE = deps.CHOICE_COOKIE
 CHOOSE = "/mon-espace/pour"
@@ -65,6 +66,31 @@ class Whose:
         return not self.child
 
 
+class NotHolder(PageRefused):
+    """A professional's or an operator's session on a holder's page: these pages are not for them."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "Page réservée au titulaire",
+            "Cette page montre votre propre espace santé : elle est réservée à son titulaire.",
+            "This page shows your own health space: it is for its holder only.",
+        )
+
+
+async def holder_whose(request: Request, home: str) -> tuple[Session, Whose]:
+    """The holder's session and the space her page is about. SignInRequired without a session (back to this
+    address after signing in for a GET, to `home` otherwise); NotHolder for anyone else's session."""
+    session = await current_session(request)
+    if session is None:
+        raise SignInRequired(deps.here(request) if request.method == "GET" else home)
+    if session.kind != "holder":
+        raise NotHolder()
+    ctx = await session_context(request)
+    if ctx.actor.kind != "holder":
+        raise NotHolder()
+    return session, await whose(request, session, ctx)
+
+
 def _ref(session: Session, space_id: uuid.UUID) -> str:
     return hmac.new(session.csrf_token.encode(), b"pour:" + space_id.bytes, hashlib.sha256).hexdigest()[:32]
 
@@ -94,23 +120,18 @@ async def choose(request: Request) -> Response:
     session = await current_session(request)
     if session is None:
         raise SignInRequired(SPACE_PAGE)
-    try:
-        form = await request.form(max_files=0, max_fields=4, max_part_size=1024)
-    except (HTTPException, ValueError, UnicodeDecodeError):  # malformed or oversized: nothing to apply
-        return RedirectResponse(f"{SPACE_PAGE}?message=refuse", status_code=303)
-    token, wanted = form.get("csrf"), form.get("pour")
-    if not check_csrf(request, session, token if isinstance(token, str) else None):
-        return RedirectResponse(f"{SPACE_PAGE}?message=refuse", status_code=303)
-    wanted = wanted if isinstance(wanted, str) else ""
+    form = await small_form(request, max_fields=4, max_part_size=1024)
+    if form is None or not check_csrf(request, session, field(form, "csrf")):  # nothing to apply
+        return see_other(f"{SPACE_PAGE}?message=refuse")
+    wanted = field(form, "pour", 100)
     try:
         ctx = await session_context(request)
         found = await lifecycle.represented(ctx)
     except FhirError:
         found = []
     target = next((r for r in found if wanted and _ref(session, r.space_id) == wanted), None)
-    response = RedirectResponse(
-        f"{SPACE_PAGE}?message={'enfant' if target else 'moi' if not wanted else 'introuvable'}",
-        status_code=303,
+    response = see_other(
+        f"{SPACE_PAGE}?message={'enfant' if target else 'moi' if not wanted else 'introuvable'}"
     )
     if target is None:
         deps.clear_cookie(response, COOKIE)

@@ -1,0 +1,27 @@
+"""A service message's two languages, as the pages show them. Services write their refusals « français /
+English » (errors.py); a page shows the French, and the English line under it where it has room."""
+
+from __future__ import annotations
+
+
+def halves(message: str) -> tuple[str, str]:
+    """(French, English) of a message written « français / English », as written ("" when no English)."""
+    fr, _, en = message.partition(" / ")
+    return fr.strip(), en.strip()
+
+
+def french(message: str) -> str:
+    """The French half of a service message."""
+    return halves(message)[0]
+
+
+def sentence(text: str) -> str:
+    """The text as a sentence: a capital first, a full stop last (unless it ends with one already)."""
+    text = text[:1].upper() + text[1:]
+    return text if not text or text.endswith((".", "!", "?")) else f"{text}."
+
+
+def sentences(message: str) -> tuple[str, str]:
+    """(French, English) of a service message, each a sentence ("" when it has no English)."""
+    fr, en = halves(message)
+    return sentence(fr), sentence(en) if en else ""

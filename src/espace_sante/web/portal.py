@@ -1,0 +1,153 @@
+"""The portal's one answer to a service refusal: a French page with its status, the English line under it,
+and the person's navigation, never a 500 and never an OperationOutcome (that is the API's answer, api/errors.py).
+
+A portal router is made by `portal_router(...)`: its routes are `PortalRoute`s, whose handler turns what a
+page route lets escape into the message page:
+- a service error (`FhirError` and its subclasses, errors.py) by its status: 404/410 "not found" in the
+  router's own words, 412 "changed meanwhile" (answered 409: the person should reload, not retry as is), 401,
+  5xx "unavailable", any other refusal with the service's own sentence;
+- `DatabaseUnavailable`: 503 with `Retry-After`, like the API;
+- `PageRefused`: a refusal a page raises in words of its own (a professional's session on a holder's page).
+Pages keep local handling only where a refusal belongs beside a form field or on the page itself.
+
+The handler sits on the route rather than on the app (`app.exception_handler(FhirError)` is the API's), so
+that an API route keeps answering an OperationOutcome whatever path it has."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.routing import APIRoute
+from starlette.responses import Response
+
+from espace_sante.errors import FhirError
+from espace_sante.logs import get_logger
+from espace_sante.storage.db import DatabaseUnavailable
+from espace_sante.web.deps import current_session, request_id
+from espace_sante.web.messages import sentences
+from espace_sante.web.templating import render
+
+log = get_logger(__name__)
+
+#: Where "Continuer" leads when the router names no page of its own.
+ACCOUNT = "/compte/securite"
+
+
+class PageRefused(Exception):
+    """A refusal a page words itself: title, French, English, status, and where to go on."""
+
+    def __init__(self, title: str, fr: str, en: str = "", *, status: int = 403, link: str = ACCOUNT) -> None:
+        super().__init__(title)
+        self.title, self.fr, self.en, self.status, self.link = title, fr, en, status, link
+
+
+async def message_page(
+    request: Request,
+    title: str,
+    fr: str,
+    en: str = "",
+    *,
+    status: int,
+    link: str = ACCOUNT,
+    headers: dict[str, str] | None = None,
+) -> Response:
+    """A message on its own page, with the navigation of the person signed in (a holder's pages' links)."""
+    session = await current_session(request)
+    return render(
+        request,
+        "message.html",
+        {
+            "title": title,
+            "error": fr,
+            "error_en": en,
+            "signed_in": session is not None,
+            "holder_nav": session is not None and session.kind == "holder",
+            "csrf": session.csrf_token if session else "",
+            "link": link,
+        },
+        status=status,
+        headers=headers,
+    )
+
+
+class PortalRoute(APIRoute):
+    """A page route: service errors become the message page (see the module's docstring). Subclassed by
+    `portal_router` with the router's words for "not found" and its "Continuer" link."""
+
+    not_found: tuple[str, str, str] = (
+        "Page introuvable",
+        "Ce que vous cherchez est introuvable : il a peut-être été supprimé.",
+        "Not found: it may have been deleted.",
+    )
+    changed: tuple[str, str, str] = (
+        "Modifié entre-temps",
+        "Ceci a changé entre-temps : revenez à la page précédente et recommencez.",
+        "This changed meanwhile: go back and start again.",
+    )
+    link: str = ACCOUNT
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def page(request: Request) -> Response:
+            try:
+                return await handler(request)
+            except FhirError as exc:
+                return await self.refusal(request, exc)
+            except PageRefused as exc:
+                return await message_page(
+                    request, exc.title, exc.fr, exc.en, status=exc.status, link=exc.link
+                )
+            except DatabaseUnavailable as exc:
+                log.warning("db.unavailable", request_id=request_id(request), error=str(exc))
+                return await message_page(
+                    request,
+                    "Service indisponible",
+                    "Le service est momentanément indisponible : réessayez dans quelques instants.",
+                    "The service is temporarily unavailable: try again in a moment.",
+                    status=503,
+                    link=self.link,
+                    headers={"Retry-After": "5"},
+                )
+
+        return page
+
+    async def refusal(self, request: Request, exc: FhirError) -> Response:
+        status = exc.status
+        if status in (404, 410):
+            title, fr, en = self.not_found
+        elif status == 412:
+            title, fr, en = self.changed
+            status = 409
+        elif status == 401:
+            title, fr, en = "Connexion requise", "Connectez-vous d'abord.", "Sign in first."
+        elif status >= 500:
+            title = "Service indisponible"
+            fr, en = (
+                "Le service est indisponible : réessayez plus tard.",
+                "The service is unavailable: try later.",
+            )
+        else:
+            title = "Action refusée" if status == 403 else "Demande refusée"
+            fr, en = sentences(exc.message)
+        return await message_page(
+            request, title, fr, en, status=status if status >= 400 else 500, link=self.link
+        )
+
+
+def portal_router(
+    *,
+    not_found: tuple[str, str, str] | None = None,
+    changed: tuple[str, str, str] | None = None,
+    link: str = ACCOUNT,
+) -> APIRouter:
+    """A router of portal pages whose routes answer service errors with the message page, in these words."""
+    words: dict[str, Any] = {"link": link}
+    if not_found is not None:
+        words["not_found"] = not_found
+    if changed is not None:
+        words["changed"] = changed
+    route = type("PagesRoute", (PortalRoute,), words)
+    return APIRouter(include_in_schema=False, route_class=route)

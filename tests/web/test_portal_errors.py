@@ -1,0 +1,99 @@
+"""The portal's one answer to a service refusal (web/portal.py, issue 15): a page route that lets a FhirError
+escape answers a French page with its status, the English line and the person's navigation; a database outage
+is a 503 page; an API route still answers an OperationOutcome."""
+
+from __future__ import annotations
+
+import re
+from html import unescape
+from typing import Any
+
+import httpx
+from fastapi import FastAPI, Request
+from starlette.responses import Response
+
+from espace_sante.errors import Forbidden, NotFound, PreconditionFailed
+from espace_sante.storage.db import DatabaseUnavailable
+from espace_sante.web.portal import PageRefused, portal_router
+from tests.accounts.helpers import browser, new_person, sign_in
+
+
+def _tiny_app() -> FastAPI:
+    """Page routes raising what services raise, on a portal router (no database: nobody is signed in)."""
+    router = portal_router(not_found=("Chose introuvable", "Cette chose est introuvable.", "Not found."))
+
+    @router.get("/refuse")
+    async def refuse(request: Request) -> Response:
+        raise Forbidden("accès refusé : pas ce document / access denied: not this document")
+
+    @router.get("/absent")
+    async def absent(request: Request) -> Response:
+        raise NotFound()
+
+    @router.get("/change")
+    async def change(request: Request) -> Response:
+        raise PreconditionFailed("version")
+
+    @router.get("/panne")
+    async def down(request: Request) -> Response:
+        raise DatabaseUnavailable("test")
+
+    @router.get("/titulaire")
+    async def holder_only(request: Request) -> Response:
+        raise PageRefused("Réservé", "Réservé au titulaire.", "For the holder only.")
+
+    app = FastAPI()
+    app.include_router(router)
+    return app
+
+
+def _alert(html: str) -> str:
+    found = re.search(r'role="alert"[^>]*>([^<]*)<', html)
+    assert found, "no alert on the page"
+    return unescape(found.group(1)).strip()
+
+
+def _english(html: str) -> str:
+    found = re.search(r'<p lang="en"[^>]*>([^<]*)<', html)
+    assert found, "no English line"
+    return unescape(found.group(1)).strip()
+
+
+async def test_a_service_error_in_a_page_route_is_a_french_page_with_its_status_and_english_line() -> None:
+    transport = httpx.ASGITransport(app=_tiny_app())
+    async with httpx.AsyncClient(transport=transport, base_url="https://test") as client:
+        refused = await client.get("/refuse")
+        assert refused.status_code == 403 and refused.headers["content-type"].startswith("text/html")
+        assert _alert(refused.text) == "Accès refusé : pas ce document."
+        assert _english(refused.text) == "Access denied: not this document."
+        assert refused.headers["cache-control"] == "no-store"
+
+        absent = await client.get("/absent")
+        assert absent.status_code == 404 and _alert(absent.text) == "Cette chose est introuvable."
+
+        changed = await client.get("/change")
+        assert changed.status_code == 409 and "changé entre-temps" in _alert(changed.text)
+
+        down = await client.get("/panne")
+        assert down.status_code == 503 and down.headers["retry-after"] == "5"
+        assert "indisponible" in _alert(down.text) and "OperationOutcome" not in down.text
+
+        own = await client.get("/titulaire")
+        assert own.status_code == 403 and _alert(own.text) == "Réservé au titulaire."
+
+
+async def test_the_holder_sees_the_page_with_her_navigation_and_the_api_keeps_its_operation_outcome(
+    runtime: Any, app: Any, fhir: httpx.AsyncClient
+) -> None:
+    jeanne = await new_person(runtime, fhir)
+    async with browser(app) as client:
+        await sign_in(client, jeanne)
+        missing = await client.get(f"/mon-espace/documents/{'0' * 48}/contenu")
+        assert missing.status_code == 404
+        assert _alert(missing.text) == "Ce document est introuvable : il a peut-être été supprimé."
+        assert _english(missing.text) == "This document cannot be found: it may have been deleted."
+        assert 'href="/mon-espace/documents"' in missing.text  # her navigation
+        assert "Se déconnecter" in unescape(missing.text)
+    api = await fhir.get(f"/DocumentReference/{'0' * 48}")
+    assert api.status_code == 404
+    assert api.json()["resourceType"] == "OperationOutcome"
