@@ -47,7 +47,7 @@ from espace_sante.fhir.text import bidi_control
 from espace_sante.http import downloads
 from espace_sante.people.sessions import Session
 from espace_sante.record import documents
-from espace_sante.record import resources as fhir
+from espace_sante.record import interactions as fhir
 from espace_sante.web import deps
 from espace_sante.web.account.signin import FORGED
 from espace_sante.web.deps import SignInRequired, check_csrf, current_session, session_context
