@@ -150,3 +150,22 @@ async def test_patch_of_another_type_and_writes_of_the_trace_are_405_in_both(fhi
     assert batch.json()["entry"][0]["response"]["status"].startswith("405")
     history = await fhir.post("/", json=bundle("batch", get("AuditEvent/x/_history/1")), headers=FHIR_JSON)
     assert history.json()["entry"][0]["response"]["status"].startswith("405")
+
+
+async def test_a_conditional_simplified_publish_that_matches_stores_nothing(fhir: httpx.AsyncClient) -> None:
+    """If-None-Exist on ITI-105 (a retry after a lost response): the document found is the answer, and its
+    content is not stored a second time, inline or not."""
+    nir, _ = await new_person(fhir)
+    body = iti105(nir)
+    master = body["masterIdentifier"]
+    condition = f"identifier={master['system']}|{master['value']}"
+    first = await fhir.post(
+        "/DocumentReference", json=body, headers={**FHIR_JSON, "If-None-Exist": condition}
+    )
+    assert first.status_code == 201, first.text
+    again = await fhir.post(
+        "/DocumentReference", json=body, headers={**FHIR_JSON, "If-None-Exist": condition}
+    )
+    assert again.status_code == 200, again.text
+    assert again.json()["id"] == first.json()["id"]
+    assert "data" not in again.json()["content"][0]["attachment"]

@@ -521,6 +521,22 @@ def body_type(body: Any) -> str:
     return _body_type(body)
 
 
+async def existing_match(
+    conn: Conn, ctx: Context, rtype: str, if_none_exist: str | None
+) -> store.Stored | None:
+    """The resource a conditional create's `If-None-Exist` matches, inside the caller's transaction `conn`
+    (which holds the condition's lock until it ends); None when there is no condition or nothing matches, 412
+    when several do (http.html#ccreate)."""
+    if not if_none_exist:
+        return None
+    existing = await conditional_match(conn, ctx, rtype, if_none_exist, lock=True)
+    if len(existing) > 1:
+        raise PreconditionFailed(
+            f"If-None-Exist : {len(existing)} ressources correspondent / {len(existing)} resources match"
+        )
+    return existing[0] if existing else None
+
+
 async def create_in(
     conn: Conn,
     ctx: Context,
@@ -536,14 +552,9 @@ async def create_in(
     chose for it (its fullUrl is referenced). The type's `rule` checks and writes; the caller discards the
     uploads of a transaction that did not commit (documents.discard_unrecorded)."""
     rtype = decision.resource_type
-    if if_none_exist:
-        existing = await conditional_match(conn, ctx, rtype, if_none_exist, lock=True)
-        if len(existing) > 1:
-            raise PreconditionFailed(
-                f"If-None-Exist : {len(existing)} ressources correspondent / {len(existing)} resources match"
-            )
-        if existing:
-            return Written(existing[0], False)
+    existing = await existing_match(conn, ctx, rtype, if_none_exist)
+    if existing is not None:
+        return Written(existing, False)
     if assigned is not None:
         space_id, rid = assigned
     else:

@@ -116,7 +116,10 @@ class DocumentRule(fhir.Rule):
         *,
         assigned: tuple[uuid.UUID, str] | None = None,
     ) -> fhir.Written:
-        if has_inline_content(body) and not if_none_exist:
+        if has_inline_content(body):
+            existing = await fhir.existing_match(conn, ctx, "DocumentReference", if_none_exist)
+            if existing is not None:
+                return fhir.Written(existing, False)
             return await publish_in(conn, ctx, decision, body, assigned=assigned)
         return await super().create_in(conn, ctx, decision, body, if_none_exist, assigned=assigned)
 
