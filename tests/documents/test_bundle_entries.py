@@ -119,6 +119,12 @@ async def test_a_patch_entry_changes_a_documents_metadata(fhir: httpx.AsyncClien
     assert "INVISIBLE_PATIENT" in codes
     assert entry["resource"]["meta"]["versionId"] == "2"
 
+    # ifMatch of a PATCH entry is If-Match: a stale version is 412, not a lost update.
+    stale = json_patch(f"DocumentReference/{doc['id']}", add)
+    stale["request"]["ifMatch"] = 'W/"1"'
+    refused = await fhir.post("/", json=bundle("batch", stale), headers=FHIR_JSON)
+    assert refused.json()["entry"][0]["response"]["status"].startswith("412")
+
     # What a PATCH may not change is refused alike over HTTP and in an entry.
     title = [{"op": "replace", "path": "/content/0/attachment/title", "value": "Autre titre"}]
     direct = await fhir.patch(
