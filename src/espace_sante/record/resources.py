@@ -45,7 +45,9 @@ from espace_sante.storage.db import Conn
 from espace_sante.storage.keys import DIRECTORY_SPACE
 
 #: Types a client may only read and search (the trace is written by the server). They are not in the generic
-#: store: record/auditevents.py renders them from the trace, and offers read and search-type only.
+#: store: record/auditevents.py renders them from the trace, and its rule offers read and search-type only
+#: (record/interactions.py refuses the rest first). `authorize` and `history` refuse them again, so that no
+#: caller of this module can write one into the resource tables.
 READ_ONLY_TYPES = frozenset({"AuditEvent"})
 READ_AND_SEARCH_ONLY = (
     "AuditEvent : seules read et search-type sont prises en charge / only read and search-type are supported"
