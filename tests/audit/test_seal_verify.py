@@ -29,7 +29,7 @@ from espace_sante.audit.seal import KeySet, Sealer, key_id, message, public_b64
 from espace_sante.audit.verify import Report, SpaceReport, check_space
 from espace_sante.context import Context
 from espace_sante.fhir.compartment import space_of
-from espace_sante.record import resources as fhir_service
+from espace_sante.record import interactions as fhir_service
 from espace_sante.runtime import Runtime
 from espace_sante.settings import Settings, UnsafeSettings
 from espace_sante.storage import audit as audit_store

@@ -11,7 +11,7 @@ import pytest
 
 from espace_sante.context import Context
 from espace_sante.fhir.compartment import space_of
-from espace_sante.record import resources as fhir_service
+from espace_sante.record import interactions as fhir_service
 from espace_sante.runtime import Runtime
 from espace_sante.storage import audit as audit_store
 from espace_sante.storage.audit import GENESIS, chain_hash

@@ -13,7 +13,8 @@ from espace_sante.access.actors import SYSTEM
 from espace_sante.access.policy import decide
 from espace_sante.context import Context
 from espace_sante.crypto import KeyRing, LocalKek
-from espace_sante.record import resources as fhir
+from espace_sante.fhir import compartment
+from espace_sante.record import interactions as fhir
 from espace_sante.runtime import Runtime
 from espace_sante.storage import lifecycle as lifecycle_store
 from espace_sante.storage import resources
@@ -99,7 +100,7 @@ async def test_a_flipped_bit_fails_to_decrypt(runtime: Runtime) -> None:
 async def test_destroying_the_space_key_makes_every_body_unreadable(runtime: Runtime) -> None:
     """Crypto-shredding: once the space's data keys are gone, no process (nor a backup) can read its bodies."""
     pat_id, obs_id = await _patient_with_note(runtime, "d")
-    space = fhir.compartment.space_of(pat_id)
+    space = compartment.space_of(pat_id)
     assert space is not None
     decision = decide(SYSTEM, "read", "Observation")
     async with runtime.db.pool.acquire() as conn, conn.transaction():
@@ -128,7 +129,7 @@ async def test_rotating_the_key_encryption_key_keeps_every_body_readable(runtime
         remaining = await conn.fetchval("SELECT count(*) FROM space_key WHERE kek_id <> $1", new.key_id)
     assert remaining == 0
     only_new = KeyStore(KeyRing(new))
-    space = fhir.compartment.space_of(obs_id)
+    space = compartment.space_of(obs_id)
     assert space is not None
     async with runtime.db.pool.acquire() as conn:
         got = await resources.read(

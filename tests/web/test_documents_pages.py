@@ -34,7 +34,7 @@ from espace_sante.fhir.identifiers import make_nir
 from espace_sante.people import accounts
 from espace_sante.people.actors import actor_for
 from espace_sante.people.sessions import SESSION_SCOPES
-from espace_sante.record import resources as fhir_service
+from espace_sante.record import interactions as fhir_service
 from espace_sante.runtime import Runtime
 from espace_sante.web.holder.documents import binary_of
 from tests.access.conftest import World, world  # noqa: F401 (the demo world, loaded once)

@@ -271,12 +271,9 @@ async def _hidden(conn: Conn, decision: Decision, space_id: uuid.UUID) -> set[tu
     return set(await visibility.hidden_documents(conn, space_id, rows.hidden))
 
 
-async def read(ctx: Context, rid: str) -> Stored:
-    decision = await fhir._decide(ctx, "read", RTYPE)
-    return await ctx.runtime.db.interaction("fhir_auditevent_read", read_in, ctx, decision, rid)
-
-
 async def read_in(conn: Conn, ctx: Context, decision: Decision, rid: str) -> Stored:
+    """One record of a patient's trace, inside the caller's transaction `conn`; the reading is recorded in
+    the same space's chain."""
     parsed = audit_fhir.parse_id(rid)
     if parsed is not None and parsed[0] != DIRECTORY_SPACE:
         decision = await fhir.scoped(conn, ctx, decision, [parsed[0]])
@@ -308,20 +305,24 @@ async def read_in(conn: Conn, ctx: Context, decision: Decision, rid: str) -> Sto
 # --- search ----------------------------------------------------------------------------------------------
 
 
-async def search(ctx: Context, pairs: Sequence[tuple[str, str]]) -> fhir.SearchResult:
+def parse_search(ctx: Context, pairs: Sequence[tuple[str, str]]) -> SearchRequest:
+    """A search of the trace, checked before any transaction: it names one patient, and asks nothing this view
+    does not do. A page link's snapshot (`_upto`) is kept in the request's echo."""
     upto, rest = _split_upto(pairs)
     request = fhir.parse_request(ctx, RTYPE, rest)
     _patient(request)
     _check_shape(request)
-    decision = await fhir._decide(ctx, "search", RTYPE)
-    return await ctx.runtime.db.interaction(
-        "fhir_auditevent_search", search_in, ctx, decision, request, upto=upto
-    )
+    if upto is not None:
+        request.echo.append((UPTO, str(upto)))
+    return request
 
 
 async def search_in(
-    conn: Conn, ctx: Context, decision: Decision, request: SearchRequest, *, upto: int | None = None
+    conn: Conn, ctx: Context, decision: Decision, request: SearchRequest
 ) -> fhir.SearchResult:
+    """A patient's trace, newest first, inside the caller's transaction `conn` (parse_search made `request`):
+    listed up to the snapshot of its `_upto`, or the chain's head, then the reading recorded after it."""
+    upto = next((int(v) for k, v in request.echo if k == UPTO), None)
     patient_id = _patient(request)
     _check_shape(request)
     empty = fhir.SearchResult(request, [], [], 0, False)
@@ -365,3 +366,33 @@ async def search_in(
     # Listed first, recorded second: the record lands after the snapshot, outside this listing.
     await trace.access(conn, ctx, decision, "resource:search", space_id, entity_type=RTYPE, detail=detail)
     return fhir.SearchResult(request, matches, [], total, has_next)
+
+
+class AuditEventRule(fhir.Rule):
+    """The trace read as AuditEvent: read and search only (the server writes the trace), rendered from the
+    chain, never from the resource tables."""
+
+    offers = frozenset({"read", "search"})
+    #: The trace's own reading is recorded in the chain after the listing, in the same transaction.
+    read_in_transaction = True
+
+    def refusal(self, action: str) -> str:
+        if action in ("create", "update", "patch", "delete"):
+            return f"{RTYPE} est en lecture seule / {RTYPE} is read-only"
+        return fhir.READ_AND_SEARCH_ONLY
+
+    def parse_search(self, ctx: Context, rtype: str, pairs: Sequence[tuple[str, str]]) -> SearchRequest:
+        return parse_search(ctx, pairs)
+
+    async def read_in(
+        self, conn: Conn, ctx: Context, decision: Decision, rid: str, version: int | None
+    ) -> Stored:
+        return await read_in(conn, ctx, decision, rid)
+
+    async def search_in(
+        self, conn: Conn, ctx: Context, decision: Decision, request: SearchRequest
+    ) -> fhir.SearchResult:
+        return await search_in(conn, ctx, decision, request)
+
+
+AUDIT_EVENTS = AuditEventRule()

@@ -19,17 +19,16 @@ from espace_sante.context import Context
 from espace_sante.errors import (
     BadRequest,
     FhirError,
-    Forbidden,
     InvalidResource,
     Issue,
     MethodNotAllowed,
-    NotFound,
     PayloadTooLarge,
     PreconditionFailed,
     TooManyRequests,
 )
 from espace_sante.fhir import compartment
 from espace_sante.fhir.validation import validate_resource
+from espace_sante.record import documents, interactions
 from espace_sante.record import resources as fhir
 from espace_sante.storage import locks
 from espace_sante.storage import resources as store
@@ -37,7 +36,7 @@ from espace_sante.storage.db import Conn
 from espace_sante.storage.keys import DIRECTORY_SPACE
 
 _ORDER = {"DELETE": 0, "POST": 1, "PUT": 2, "PATCH": 2, "GET": 3}
-_PLACEHOLDER = ("urn:uuid:", "urn:oid:")
+_PLACEHOLDER = fhir.PLACEHOLDERS
 
 
 @dataclass
@@ -157,7 +156,11 @@ async def _parse_entry(ctx: Context, index: int, raw: Any) -> Entry:
             f"URL d'entrée non prise en charge / unsupported entry URL « {url} »",
             expression=_where(index, "request.url"),
         )
-    fhir.check_type(entry.resource_type)
+    action = {"POST": "create", "PUT": "update", "DELETE": "delete"}.get(method) or (
+        "search" if entry.resource_id is None else ("vread" if entry.version else "read")
+    )
+    # What the type does not offer is refused before its body is read, as over HTTP (record/interactions.py).
+    interactions.check_offered(entry.resource_type, action)
     if method in ("PUT", "DELETE") and entry.resource_id is None:
         raise BadRequest(
             f"{method} sans id : les mises à jour conditionnelles ne sont pas prises en charge / "
@@ -194,10 +197,7 @@ async def _parse_entry(ctx: Context, index: int, raw: Any) -> Entry:
         entry.if_none_exist = request["ifNoneExist"]
     if isinstance(request.get("ifMatch"), str) and request["ifMatch"]:
         entry.if_match = request["ifMatch"]
-    action = {"POST": "create", "PUT": "update", "DELETE": "delete"}.get(method) or (
-        "search" if entry.resource_id is None else ("vread" if entry.version else "read")
-    )
-    entry.decision = await fhir._decide(ctx, action, entry.resource_type)  # type: ignore[arg-type]
+    entry.decision = await interactions.authorize(ctx, action, entry.resource_type)  # type: ignore[arg-type]
     return entry
 
 
@@ -205,10 +205,7 @@ async def _parse_patch(ctx: Context, entry: Entry, raw: dict[str, Any]) -> Entry
     """A PATCH entry (PDSm metadata update, and the TD2.1 replacement's PATCH of the old document): a FHIRPath
     Patch `Parameters`, or a JSON Patch carried as a Binary (http.html#patch, transaction)."""
     where = _where(entry.index, "request.url")
-    if entry.resource_type != "DocumentReference":
-        raise MethodNotAllowed(
-            f"{where} : PATCH n'est pris en charge que sur DocumentReference / PATCH is supported on DocumentReference only"
-        )
+    interactions.check_offered(entry.resource_type, "patch")
     if (entry.resource_id is None) == (entry.query is None):
         raise BadRequest(
             f"{where} : PATCH vise un id ou une condition / PATCH targets an id or a condition",
@@ -237,7 +234,9 @@ async def _parse_patch(ctx: Context, entry: Entry, raw: dict[str, Any]) -> Entry
             "Patch) / a PATCH carries a Parameters or a Binary",
             expression=_where(entry.index, "resource"),
         )
-    entry.decision = await fhir._decide(ctx, "patch", entry.resource_type)
+    if_match = raw["request"].get("ifMatch")
+    entry.if_match = if_match if isinstance(if_match, str) and if_match else None
+    entry.decision = await interactions.authorize(ctx, "patch", entry.resource_type)
     return entry
 
 
@@ -277,8 +276,6 @@ async def parse(ctx: Context, body: Any) -> tuple[str, list[Entry]]:
 
 
 async def process(ctx: Context, body: Any) -> BundleResult:
-    from espace_sante.record import documents
-
     try:
         return await _process(ctx, body)
     finally:
@@ -318,8 +315,6 @@ async def _run_alone(conn: Conn, ctx: Context, entry: Entry) -> EntryResult:
 def _submission_checks(ctx: Context, entries: list[Entry]) -> list[tuple[int, Issue]] | None:
     """An ITI-65 Provide Document Bundle (a transaction holding a SubmissionSet List) is checked against PDSm
     before anything runs; None for any other transaction."""
-    from espace_sante.record import documents
-
     if not any(documents.is_submission_set(e.body) for e in entries):
         return None
     found = [(_where(e.index, "resource"), e.body) for e in entries if e.body is not None]
@@ -409,8 +404,6 @@ async def _transaction(
         ):
             if e.index not in results:
                 results[e.index] = await _execute(conn, ctx, e)
-        from espace_sante.record import documents
-
         for e in entries:
             if e.body is not None and e.resource_type == "DocumentReference":
                 try:
@@ -431,7 +424,6 @@ async def _replay(conn: Conn, ctx: Context, entries: list[Entry]) -> list[EntryR
     Two concurrent copies are serialised on the uniqueId. Each entry names what the first submission made
     (`location`); its body comes back only if the sender may read it (a feed that only writes gets ids)."""
     from espace_sante.fhir import pdsm
-    from espace_sante.record import documents
     from espace_sante.storage import documents as docs_store
 
     sset = next(e for e in entries if documents.is_submission_set(e.body))
@@ -606,84 +598,55 @@ async def _resolve_conditional_references(
     created: list[Entry] | None = None,
     resolved: dict[str, str] | None = None,
 ) -> None:
-    """Replace `Type?query` references by the one resource they match (http.html#trules). `resolved` keeps
-    what this transaction already matched: a submission names its patient's INS in the List, the document,
-    the Binary and contained resources, and one search (and one trace record) is enough."""
+    """Replace `Type?query` references by the one resource they match (http.html#trules): a stored one, or
+    one this transaction creates (`created`); `resolved` keeps what this transaction already matched."""
     assert e.body is not None
-    for where, holder, key in list(fhir.iter_references(e.body, e.resource_type)):
-        value = holder[key]
-        if key != "reference" or "?" not in value or value.startswith(("#", *_PLACEHOLDER)):
-            continue
-        if resolved is not None and value in resolved:
-            holder[key] = resolved[value]
-            continue
-        target_type = value.split("?", 1)[0].rsplit("/", 1)[-1]
-        try:
-            fhir.check_type(target_type)
-            stored = await fhir.conditional_match(conn, ctx, target_type, value.split("?", 1)[1])
-        except Forbidden:
-            raise  # a refusal stays a 403: the actor may not search the target type
-        except FhirError as exc:
-            raise InvalidResource(
-                f"{where} : référence conditionnelle invalide / invalid conditional reference "
-                f"« {value} » : {exc.message}",
-                expression=where,
-            ) from None
-        found = [f"{target_type}/{s.resource_id}" for s in stored]
-        found += [
-            ref
-            for ref in _matches_new(target_type, value.split("?", 1)[1], created or [])
-            if ref not in found
-        ]
-        if len(found) != 1:
-            what = (
-                "aucune ressource ne correspond / no resource matches"
-                if not found
-                else "plusieurs ressources correspondent / several resources match"
-            )
-            raise InvalidResource(f"{where} : « {value} » : {what}", expression=where)
-        holder[key] = found[0]
-        if resolved is not None:
-            resolved[value] = found[0]
+    entries = created or []
+    await fhir.resolve_references(
+        conn, ctx, e.body, new_matches=lambda t, q: _matches_new(t, q, entries), resolved=resolved
+    )
 
 
 async def _execute(conn: Conn, ctx: Context, e: Entry) -> EntryResult:
+    """One entry through the dispatcher, as the single request it stands for (record/interactions.py)."""
     decision = e.decision
     assert decision is not None
     try:
         if e.method == "POST":
             assert e.body is not None
-            written = await fhir._create_in(conn, ctx, decision, e.body, e.if_none_exist, assigned=e.assigned)
+            written = await interactions.create_in(
+                conn, ctx, decision, e.body, e.if_none_exist, assigned=e.assigned
+            )
             return EntryResult(
-                201 if written.created else 200, stored=written.stored, created=written.created
+                201 if written.created else 200,
+                stored=written.stored,
+                created=written.created,
+                warnings=list(written.warnings),
             )
         if e.method == "PUT":
             assert e.body is not None and e.resource_id is not None
             expected = fhir.parse_etag(e.if_match) if e.if_match else None
-            written = await fhir._update_in(conn, ctx, decision, e.resource_id, e.body, expected)
+            written = await interactions.update_in(conn, ctx, decision, e.resource_id, e.body, expected)
             return EntryResult(
                 201 if written.created else 200, stored=written.stored, created=written.created
             )
         if e.method == "DELETE":
             assert e.resource_id is not None
-            await fhir._delete_in(conn, ctx, decision, e.resource_id)
+            await interactions.delete_in(conn, ctx, decision, e.resource_id)
             return EntryResult(204)
         if e.method == "PATCH":
-            from espace_sante.record import documents
-
-            patched = await documents.patch_in(
-                conn, ctx, decision, e.resource_id, e.query, e.patch, e.json_patch
+            expected = fhir.parse_etag(e.if_match) if e.if_match else None
+            patched = await interactions.patch_in(
+                conn, ctx, decision, e.resource_id, e.query, e.patch, e.json_patch, expected
             )
             return EntryResult(200, stored=patched)
         if e.resource_id is None:
             pairs = parse_qsl(e.query or "", keep_blank_values=True)
-            request = fhir.parse_request(ctx, e.resource_type, pairs)
-            return EntryResult(200, search=await fhir._search_in(conn, ctx, decision, request))
-        version = int(e.version) if e.version and e.version.isdigit() else None
-        if e.version and version is None:
-            raise NotFound(f"version introuvable / version not found: {e.version}")
+            request = interactions.parse_search(ctx, e.resource_type, pairs)
+            return EntryResult(200, search=await interactions.search_in(conn, ctx, decision, request))
+        version = fhir.version_number(e.version) if e.version else None
         return EntryResult(
-            200, stored=await fhir._read_in(conn, ctx, decision, e.resource_type, e.resource_id, version)
+            200, stored=await interactions.read_in(conn, ctx, decision, e.resource_id, version)
         )
     except FhirError as exc:
         raise _entry_error(e.index, exc, in_request=e.method == "GET" and e.resource_id is None) from None

@@ -1,15 +1,17 @@
-"""The FHIR resource service: the rules of create, read, vread, update, delete, history and search.
+"""The FHIR resource service: the generic rules of create, read, vread, update, delete, history and search.
 
-Every public function takes the request `Context`, asks the policy for a `Decision`, and runs one named
-transaction. The `_*_in` functions do the same work on an open connection so that a transaction Bundle runs
-each entry through the very same code inside one transaction (record/bundles.py)."""
+`authorize` asks the policy for a `Decision`; the `*_in` functions (`create_in`, `read_in`, `update_in`,
+`delete_in`, `search_in`) do one interaction on a connection the caller opened, inside the caller's transaction,
+so that a single request and each entry of a Bundle run the very same code. What a type adds (a Binary's
+content, a document's rules, the trace read as AuditEvent) is its `Rule`: the writes take the type's rule and
+call its hooks. record/interactions.py holds the rule of each type and is the one entry point of the surfaces,
+for a single request and a Bundle entry alike. This module imports none of the types' modules."""
 
 from __future__ import annotations
 
-import contextlib
 import re
 import uuid
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -21,6 +23,7 @@ from espace_sante.audit import trace
 from espace_sante.context import Context
 from espace_sante.errors import (
     BadRequest,
+    FhirError,
     Forbidden,
     Gone,
     InvalidResource,
@@ -33,9 +36,8 @@ from espace_sante.errors import (
 from espace_sante.fhir import compartment
 from espace_sante.fhir.identifiers import INS_NIR, INS_NIR_DEMO, INS_NIR_TEST, explain_identifier
 from espace_sante.fhir.searchquery import SearchRequest, parse_search
-from espace_sante.fhir.validation import RESOURCE_TYPES, validate_resource
+from espace_sante.fhir.validation import RESOURCE_TYPES
 from espace_sante.storage import access as access_store
-from espace_sante.storage import documents as docs_store
 from espace_sante.storage import locks, ratelimit, spaces, visibility
 from espace_sante.storage import resources as store
 from espace_sante.storage import search as search_store
@@ -43,9 +45,11 @@ from espace_sante.storage.db import Conn
 from espace_sante.storage.keys import DIRECTORY_SPACE
 
 #: Types a client may only read and search (the trace is written by the server). They are not in the generic
-#: store: record/auditevents.py renders them from the trace, and offers read and search-type only.
+#: store: record/auditevents.py renders them from the trace, and its rule offers read and search-type only
+#: (record/interactions.py refuses the rest first). `authorize` and `history` refuse them again, so that no
+#: caller of this module can write one into the resource tables.
 READ_ONLY_TYPES = frozenset({"AuditEvent"})
-_READ_AND_SEARCH_ONLY = (
+READ_AND_SEARCH_ONLY = (
     "AuditEvent : seules read et search-type sont prises en charge / only read and search-type are supported"
 )
 
@@ -54,10 +58,12 @@ _ETAG = re.compile(r'^(?:W/)?"(\d{1,18})"$')
 
 @dataclass(frozen=True)
 class Written:
-    """The result of a write: the stored version and whether it created something (201)."""
+    """The result of a write: the stored version, whether it created something (201), and the warnings to
+    give back (PDSm codes accepted in lenient mode)."""
 
     stored: store.Stored
     created: bool
+    warnings: list[Issue] = field(default_factory=list)
 
 
 @dataclass
@@ -69,6 +75,138 @@ class SearchResult:
     has_next: bool = False
 
 
+class Rule:
+    """What a resource type adds to the generic rules. This base class is the generic behaviour; a type's rule
+    (record/documents/rules.py, record/auditevents.py) overrides the hooks and the interactions it needs, and
+    record/interactions.py dispatches each interaction, from a single request or a Bundle entry, to the rule
+    of its type. Every method runs inside the caller's transaction `conn` (except `parse_search`, before it),
+    with the decision `authorize` gave, which the generic functions scope to the resource's space."""
+
+    #: The interactions the type offers; anything else is 405 before the policy is asked (record/interactions).
+    offers: frozenset[str] = frozenset({"read", "vread", "search", "history", "create", "update", "delete"})
+    #: Whether a read writes more than its trace record and needs a transaction (record/interactions.py).
+    read_in_transaction = False
+    #: Why a PATCH is refused (405) when the type does not offer it.
+    no_patch = (
+        "PATCH n'est pris en charge que pour les métadonnées d'un DocumentReference (PDSm) / PATCH is supported "
+        "for DocumentReference metadata only (PDSm); use PUT"
+    )
+
+    #: Whether a read without a FHIR format sends the content itself (binary.html, ITI-68).
+    serves_content = False
+
+    def refusal(self, action: str) -> str:
+        """Why `action`, which the type does not offer, is refused (405)."""
+        if action == "patch":
+            return self.no_patch
+        return f"{action} n'est pas pris en charge sur ce type / {action} is not supported on this type"
+
+    # --- hooks of the generic write and read paths --------------------------------------------------------
+
+    async def check_write(
+        self,
+        conn: Conn,
+        ctx: Context,
+        decision: Decision,
+        space_id: uuid.UUID,
+        rid: str,
+        body: dict[str, Any],
+        previous: store.Current | None,
+    ) -> None:
+        """After the generic checks, before the write: `previous` is None for a create, the locked current
+        version (possibly a delete) for an update."""
+
+    async def write(
+        self,
+        conn: Conn,
+        ctx: Context,
+        decision: Decision,
+        space_id: uuid.UUID,
+        rid: str,
+        body: dict[str, Any],
+        method: str,
+        previous: store.Current | None,
+    ) -> store.Stored:
+        """Store the new version (a Binary's rule puts its content in the blob store first)."""
+        keys = ctx.runtime.keys
+        rtype = decision.resource_type
+        return await store.write(
+            conn, keys, decision, space_id, rtype, rid, body, method=method, previous=previous
+        )
+
+    async def after_write(self, conn: Conn, ctx: Context, stored: store.Stored, body: dict[str, Any]) -> None:
+        """After a create or update is stored and traced."""
+
+    async def after_delete(
+        self, conn: Conn, ctx: Context, decision: Decision, space_id: uuid.UUID, rid: str
+    ) -> None:
+        """After a live resource is deleted and traced."""
+
+    async def shown(self, conn: Conn, ctx: Context, decision: Decision, found: store.Stored) -> store.Stored:
+        """A version read and traced, as the client gets it (a Binary's content comes back in `data`)."""
+        return found
+
+    # --- the interactions ---------------------------------------------------------------------------------
+
+    def parse_search(self, ctx: Context, rtype: str, pairs: Sequence[tuple[str, str]]) -> SearchRequest:
+        """A search's parameters, parsed and checked before any transaction."""
+        return parse_request(ctx, rtype, pairs)
+
+    async def create_in(
+        self,
+        conn: Conn,
+        ctx: Context,
+        decision: Decision,
+        body: dict[str, Any],
+        if_none_exist: str | None,
+        *,
+        assigned: tuple[uuid.UUID, str] | None = None,
+    ) -> Written:
+        return await create_in(conn, ctx, decision, body, if_none_exist, rule=self, assigned=assigned)
+
+    async def read_in(
+        self, conn: Conn, ctx: Context, decision: Decision, rid: str, version: int | None
+    ) -> store.Stored:
+        return await read_in(conn, ctx, decision, decision.resource_type, rid, version, rule=self)
+
+    async def search_in(
+        self, conn: Conn, ctx: Context, decision: Decision, request: SearchRequest
+    ) -> SearchResult:
+        return await search_in(conn, ctx, decision, request)
+
+    async def update_in(
+        self,
+        conn: Conn,
+        ctx: Context,
+        decision: Decision,
+        rid: str,
+        body: dict[str, Any],
+        expected: int | None,
+    ) -> Written:
+        return await update_in(conn, ctx, decision, rid, body, expected, rule=self)
+
+    async def delete_in(self, conn: Conn, ctx: Context, decision: Decision, rid: str) -> store.Stored | None:
+        return await delete_in(conn, ctx, decision, rid, rule=self)
+
+    async def patch_in(
+        self,
+        conn: Conn,
+        ctx: Context,
+        decision: Decision,
+        rid: str | None,
+        condition: str | None,
+        payload: Any,
+        json_patch: bool,
+        expected: int | None,
+    ) -> store.Stored:
+        """A PATCH (`rid`, or a conditional one on `condition`) of a JSON Patch or FHIRPath Patch `payload`."""
+        raise MethodNotAllowed(self.no_patch)
+
+
+#: The rule of a type that adds nothing to the generic one.
+GENERIC = Rule()
+
+
 # --- decisions -------------------------------------------------------------------------------------------
 
 
@@ -77,14 +215,16 @@ def check_type(resource_type: str) -> None:
         raise NotFound(f"type de ressource non pris en charge / unsupported resource type: {resource_type}")
 
 
-async def _decide(ctx: Context, action: Action, resource_type: str) -> Decision:
-    """Ask the policy; a refusal of the interaction itself is a 403 (the type, not a resource, is refused),
-    and is traced."""
+async def authorize(ctx: Context, action: Action, resource_type: str) -> Decision:
+    """The policy's decision on `action` over `resource_type`, before any transaction: 404 for an unknown type,
+    405 for a write of a read-only type, and a refusal of the interaction itself is a 403 (the type, not a
+    resource, is refused), traced. The decision is not yet scoped to spaces: the `*_in` functions scope it on
+    the facts they read."""
     check_type(resource_type)
     if resource_type in READ_ONLY_TYPES and action in ("create", "update", "patch", "delete"):
         raise MethodNotAllowed(f"{resource_type} est en lecture seule / {resource_type} is read-only")
     if resource_type in READ_ONLY_TYPES and action == "vread":
-        raise MethodNotAllowed(_READ_AND_SEARCH_ONLY)
+        raise MethodNotAllowed(READ_AND_SEARCH_ONLY)
     decision = decide(ctx.actor, action, resource_type)
     if not decision.allowed:
         await trace.refusal(ctx, decision)
@@ -168,21 +308,14 @@ def parse_etag(value: str) -> int:
 # --- reads -----------------------------------------------------------------------------------------------
 
 
-async def read(ctx: Context, resource_type: str, resource_id: str) -> store.Stored:
-    decision = await _decide(ctx, "read", resource_type)
-    return await ctx.runtime.db.read("fhir_read", _read_in, ctx, decision, resource_type, resource_id, None)
-
-
-async def vread(ctx: Context, resource_type: str, resource_id: str, version: str) -> store.Stored:
-    decision = await _decide(ctx, "vread", resource_type)
+def version_number(version: str) -> int:
+    """A vread's version id as a number; 404 for anything that cannot be one."""
     if not version.isdigit() or len(version) > 18:
         raise NotFound(f"version introuvable / version not found: {version}")
-    return await ctx.runtime.db.read(
-        "fhir_vread", _read_in, ctx, decision, resource_type, resource_id, int(version)
-    )
+    return int(version)
 
 
-async def _read_in(
+async def read_in(
     conn: Conn,
     ctx: Context,
     decision: Decision,
@@ -190,14 +323,13 @@ async def _read_in(
     rid: str,
     version: int | None,
     *,
+    rule: Rule | None = None,
     traced: bool = True,
 ) -> store.Stored:
-    """A read or vread. A Binary comes back with its content in `data` unless `traced` is off: the document
-    retrieve (record/documents/) streams the content itself and writes its own trace record."""
-    if rtype in READ_ONLY_TYPES:
-        from espace_sante.record import auditevents  # imports this module
-
-        return await auditevents.read_in(conn, ctx, decision, rid)
+    """A read or vread inside the caller's transaction `conn`, with the decision `authorize` gave: traced, then
+    shown as the type's `rule` says (a Binary with its content in `data`). With `traced` off, the version as
+    stored, untraced: the document retrieve (record/documents/) streams the content itself and writes its own
+    trace record."""
     space_id = _locate(rtype, rid)
     if space_id is not None:
         decision = await scoped(conn, ctx, decision, [space_id])
@@ -217,11 +349,7 @@ async def _read_in(
     await trace.access(
         conn, ctx, decision, action, space_id, entity_type=rtype, entity_id=rid, version=found.version_id
     )
-    if rtype == "Binary":
-        from espace_sante.record import documents
-
-        found = await documents.inline(conn, ctx, decision, found)
-    return found
+    return found if rule is None else await rule.shown(conn, ctx, decision, found)
 
 
 @dataclass(frozen=True)
@@ -244,8 +372,8 @@ async def history(
     offset: int,
 ) -> HistoryPage:
     if resource_type in READ_ONLY_TYPES:
-        raise MethodNotAllowed(_READ_AND_SEARCH_ONLY)
-    decision = await _decide(ctx, "history" if resource_id else "search", resource_type)
+        raise MethodNotAllowed(READ_AND_SEARCH_ONLY)
+    decision = await authorize(ctx, "history" if resource_id else "search", resource_type)
 
     async def run(conn: Conn) -> HistoryPage:
         space_id = None
@@ -315,18 +443,8 @@ def parse_request(ctx: Context, resource_type: str, pairs: Sequence[tuple[str, s
     )
 
 
-async def search(ctx: Context, resource_type: str, pairs: Sequence[tuple[str, str]]) -> SearchResult:
-    check_type(resource_type)
-    request = parse_request(ctx, resource_type, pairs)
-    decision = await _decide(ctx, "search", resource_type)
-    return await ctx.runtime.db.interaction("fhir_search", _search_in, ctx, decision, request)
-
-
-async def _search_in(conn: Conn, ctx: Context, decision: Decision, request: SearchRequest) -> SearchResult:
-    if request.resource_type in READ_ONLY_TYPES:
-        from espace_sante.record import auditevents  # imports this module
-
-        return await auditevents.search_in(conn, ctx, decision, request)
+async def search_in(conn: Conn, ctx: Context, decision: Decision, request: SearchRequest) -> SearchResult:
+    """A search of the stored resources inside the caller's transaction `conn`, scoped and traced."""
     decision = await scoped_search(conn, ctx, decision, request)
     keys = ctx.runtime.keys
     # Every space a search counts rows in is traced like the spaces of the rows it returns: "how many
@@ -400,37 +518,45 @@ def _body_type(body: Any) -> str:
     return str(body["resourceType"])
 
 
-async def create(ctx: Context, body: Any, *, if_none_exist: str | None = None) -> Written:
-    rtype = _body_type(body)
-    decision = await _decide(ctx, "create", rtype)
-    validate_resource(body, expected_type=rtype)
-    try:
-        return await ctx.runtime.db.interaction("fhir_create", _create_in, ctx, decision, body, if_none_exist)
-    finally:
-        if ctx.uploads:
-            from espace_sante.record import documents
-
-            await documents.discard_unrecorded(ctx)
+def body_type(body: Any) -> str:
+    """The resourceType of a request body; 400 when the body is not a FHIR resource."""
+    return _body_type(body)
 
 
-async def _create_in(
+async def existing_match(
+    conn: Conn, ctx: Context, rtype: str, if_none_exist: str | None
+) -> store.Stored | None:
+    """The resource a conditional create's `If-None-Exist` matches, inside the caller's transaction `conn`
+    (which holds the condition's lock until it ends); None when there is no condition or nothing matches, 412
+    when several do (http.html#ccreate)."""
+    if not if_none_exist:
+        return None
+    existing = await conditional_match(conn, ctx, rtype, if_none_exist, lock=True)
+    if len(existing) > 1:
+        raise PreconditionFailed(
+            f"If-None-Exist : {len(existing)} ressources correspondent / {len(existing)} resources match"
+        )
+    return existing[0] if existing else None
+
+
+async def create_in(
     conn: Conn,
     ctx: Context,
     decision: Decision,
     body: dict[str, Any],
     if_none_exist: str | None,
     *,
+    rule: Rule,
     assigned: tuple[uuid.UUID, str] | None = None,
 ) -> Written:
+    """A create inside the caller's transaction `conn`: `body` already validated as `decision.resource_type`
+    (validate_resource), its references resolved to `Type/id`; `assigned` is the space and id a transaction
+    chose for it (its fullUrl is referenced). The type's `rule` checks and writes; the caller discards the
+    uploads of a transaction that did not commit (documents.discard_unrecorded)."""
     rtype = decision.resource_type
-    if if_none_exist:
-        existing = await conditional_match(conn, ctx, rtype, if_none_exist, lock=True)
-        if len(existing) > 1:
-            raise PreconditionFailed(
-                f"If-None-Exist : {len(existing)} ressources correspondent / {len(existing)} resources match"
-            )
-        if existing:
-            return Written(existing[0], False)
+    existing = await existing_match(conn, ctx, rtype, if_none_exist)
+    if existing is not None:
+        return Written(existing, False)
     if assigned is not None:
         space_id, rid = assigned
     else:
@@ -456,67 +582,15 @@ async def _create_in(
     else:
         await _check_patient_exists(conn, decision, body, space_id)
     check_references_stay_in_space(body, space_id)
-    if rtype == "DocumentReference":
-        from espace_sante.record import documents
-
-        documents.check_label_systems(body)
-        await _check_unique_document(conn, ctx, body, space_id)
-    stored = await _write_with_content(conn, ctx, decision, space_id, rid, body, "POST", None)
-    await _traced_write(conn, ctx, decision, "resource:create", stored)
-    if rtype == "DocumentReference":
-        from espace_sante.record import documents
-
-        await documents.after_document_write(conn, ctx, stored, body)
+    await rule.check_write(conn, ctx, decision, space_id, rid, body, None)
+    stored = await rule.write(conn, ctx, decision, space_id, rid, body, "POST", None)
+    await traced_write(conn, ctx, decision, "resource:create", stored)
+    await rule.after_write(conn, ctx, stored, body)
     return Written(stored, True)
 
 
-async def _write_with_content(
-    conn: Conn,
-    ctx: Context,
-    decision: Decision,
-    space_id: uuid.UUID,
-    rid: str,
-    body: dict[str, Any],
-    method: str,
-    previous: store.Current | None,
-) -> store.Stored:
-    """store.write, except that a Binary's content goes to the blob store (record/documents/) and only its
-    metadata to the resource tables."""
-    rtype = decision.resource_type
-    if rtype != "Binary":
-        return await store.write(
-            conn, ctx.runtime.keys, decision, space_id, rtype, rid, body, method=method, previous=previous
-        )
-    from espace_sante.record import documents
-
-    content = await documents.take_content(conn, ctx, space_id, rid, body)
-    stored = await store.write(
-        conn, ctx.runtime.keys, decision, space_id, rtype, rid, body, method=method, previous=previous
-    )
-    await documents.attach(conn, stored, content)
-    return stored
-
-
-async def _check_unique_document(conn: Conn, ctx: Context, body: dict[str, Any], space_id: uuid.UUID) -> None:
-    """A document's uniqueId (masterIdentifier) names one document in a record (XDS: a second document with
-    the same uniqueId is refused; a replacement carries a new one). A resent submission never gets here: it
-    is recognised by its SubmissionSet's uniqueId first (record/bundles.py)."""
-    master = body.get("masterIdentifier")
-    if not isinstance(master, dict) or not isinstance(master.get("value"), str):
-        return
-    system = master.get("system") or ""
-    if await docs_store.identifier_exists(conn, space_id, "DocumentReference", system, master["value"]):
-        raise InvalidResource(
-            f"DocumentReference.masterIdentifier : un document de ce dossier porte déjà l'identifiant « "
-            f"{master['value']} » / a document of this record already has this uniqueId",
-            expression="DocumentReference.masterIdentifier",
-        )
-
-
-async def update(
-    ctx: Context, resource_type: str, resource_id: str, body: Any, *, if_match: str | None = None
-) -> Written:
-    decision = await _decide(ctx, "update", resource_type)
+def check_update_body(resource_type: str, resource_id: str, body: Any) -> str:
+    """An update's body names the URL's type and id (FHIR http.html#update); its type."""
     rtype = _body_type(body)
     if rtype != resource_type:
         raise BadRequest(
@@ -529,24 +603,14 @@ async def update(
             "and equal the id in the URL (FHIR http.html#update)",
             expression=f"{rtype}.id",
         )
-    validate_resource(body, expected_type=rtype)
-    expected = parse_etag(if_match) if if_match else None
-    try:
-        return await ctx.runtime.db.interaction(
-            "fhir_update", _update_in, ctx, decision, resource_id, body, expected
-        )
-    finally:
-        if ctx.uploads:
-            from espace_sante.record import documents
-
-            await documents.discard_unrecorded(ctx)
+    return rtype
 
 
-async def _lock_current(
+async def lock_current(
     conn: Conn, ctx: Context, decision: Decision, rid: str
 ) -> tuple[uuid.UUID | None, store.Current | None, Decision]:
-    """The space and current state of a resource about to be written, locked until the transaction ends,
-    and the decision in that space; (space, None, decision) when it does not exist or the decision does not
+    """The space and current state of a resource about to be written, locked until the caller's transaction
+    `conn` ends, and the decision in that space; (space, None, decision) when it does not exist or the decision does not
     reach it."""
     space_id = _locate(decision.resource_type, rid)
     if space_id is not None:
@@ -561,11 +625,20 @@ async def _lock_current(
     return space_id, current, decision
 
 
-async def _update_in(
-    conn: Conn, ctx: Context, decision: Decision, rid: str, body: dict[str, Any], expected: int | None
+async def update_in(
+    conn: Conn,
+    ctx: Context,
+    decision: Decision,
+    rid: str,
+    body: dict[str, Any],
+    expected: int | None,
+    *,
+    rule: Rule,
 ) -> Written:
+    """An update inside the caller's transaction `conn`: `body` already validated, its id the URL's; `expected`
+    the version of If-Match (412 when stale). The server assigns ids: an unknown id is 405, not a create."""
     rtype = decision.resource_type
-    space_id, previous, decision = await _lock_current(conn, ctx, decision, rid)
+    space_id, previous, decision = await lock_current(conn, ctx, decision, rid)
     if space_id is None or previous is None:
         # The server assigns ids (CapabilityStatement updateCreate = false): PUT cannot create.
         raise MethodNotAllowed(
@@ -590,53 +663,37 @@ async def _update_in(
     _check_category(decision, body)
     await _check_document_links(conn, ctx, decision, body, space_id, rid)
     check_references_stay_in_space(body, space_id)
-    from espace_sante.record import documents
-
-    if rtype == "DocumentReference" and not previous.deleted:
-        await documents.check_update(conn, ctx, space_id, rid, body)
-    if rtype == "Binary" and not previous.deleted:
-        await documents.check_content_update(conn, space_id, rid)
-    stored = await _write_with_content(conn, ctx, decision, space_id, rid, body, "PUT", previous)
-    await _traced_write(conn, ctx, decision, "resource:update", stored)
-    if rtype == "DocumentReference":
-        await documents.after_document_write(conn, ctx, stored, body)
+    await rule.check_write(conn, ctx, decision, space_id, rid, body, previous)
+    stored = await rule.write(conn, ctx, decision, space_id, rid, body, "PUT", previous)
+    await traced_write(conn, ctx, decision, "resource:update", stored)
+    await rule.after_write(conn, ctx, stored, body)
     return Written(stored, previous.deleted)
 
 
-async def delete(ctx: Context, resource_type: str, resource_id: str) -> None:
-    decision = await _decide(ctx, "delete", resource_type)
-    await ctx.runtime.db.interaction("fhir_delete", _delete_in, ctx, decision, resource_id)
-
-
-async def _delete_in(conn: Conn, ctx: Context, decision: Decision, rid: str) -> store.Stored | None:
+async def delete_in(
+    conn: Conn, ctx: Context, decision: Decision, rid: str, *, rule: Rule
+) -> store.Stored | None:
+    """A delete inside the caller's transaction `conn`: a version without a body, traced; None when the
+    resource was already deleted (http.html#delete: it succeeds and changes nothing)."""
     rtype = decision.resource_type
-    space_id, previous, decision = await _lock_current(conn, ctx, decision, rid)
+    space_id, previous, decision = await lock_current(conn, ctx, decision, rid)
     if space_id is None or previous is None:
         raise NotFound(f"{rtype}/{rid} introuvable / not found")
     if previous.deleted:
         return None  # deleting a deleted resource succeeds and changes nothing (http.html#delete)
-    if rtype == "DocumentReference":
-        # The document's content goes with it (a holder who deletes her upload expects the file gone). Its
-        # bytes stay under the space's key for the history until the space is destroyed.
-        content = decide(ctx.actor, "delete", "Binary")
-        if content.allowed:
-            content = await scoped(conn, ctx, content, [space_id])
-            for binary in await docs_store.content_ids(conn, space_id, rid):
-                # Content the actor does not reach (another document's, or none) stays.
-                with contextlib.suppress(NotFound):
-                    await _delete_in(conn, ctx, content, binary)
     stored = await store.write(
         conn, ctx.runtime.keys, decision, space_id, rtype, rid, None, method="DELETE", previous=previous
     )
-    await _traced_write(conn, ctx, decision, "resource:delete", stored)
-    if rtype == "DocumentReference":
-        await docs_store.unhide(conn, space_id, rid)
+    await traced_write(conn, ctx, decision, "resource:delete", stored)
+    await rule.after_delete(conn, ctx, decision, space_id, rid)
     return stored
 
 
-async def _traced_write(
+async def traced_write(
     conn: Conn, ctx: Context, decision: Decision, action: str, stored: store.Stored
 ) -> None:
+    """The trace record of a write (`resource:create`, `resource:update`, `resource:delete`) in the stored
+    version's space, inside the caller's transaction `conn`."""
     await trace.access(
         conn,
         ctx,
@@ -979,7 +1036,7 @@ async def conditional_match(
         raise BadRequest(f"condition invalide / invalid condition: « {query} »") from None
     if not pairs:
         raise BadRequest("condition vide / empty condition")
-    decision = await _decide(ctx, "search", rtype)
+    decision = await authorize(ctx, "search", rtype)
     request = parse_search(rtype, pairs, strict=True, default_count=2, max_count=2)
     decision = await scoped_search(conn, ctx, decision, request)
     if lock:
@@ -1002,3 +1059,55 @@ def _first_two(request: SearchRequest) -> SearchRequest:
     from dataclasses import replace
 
     return replace(request, count=2, offset=0, includes=[], revincludes=[], sort=[])
+
+
+#: fullUrls of a Bundle's entries, resolved by the Bundle before a reference to them reaches the service.
+PLACEHOLDERS = ("urn:uuid:", "urn:oid:")
+
+
+async def resolve_references(
+    conn: Conn,
+    ctx: Context,
+    body: dict[str, Any],
+    *,
+    new_matches: Callable[[str, str], list[str]] | None = None,
+    resolved: dict[str, str] | None = None,
+) -> None:
+    """Replace each conditional reference `Type?query` of `body` by the one resource it matches
+    (http.html#trules), inside the caller's transaction `conn`: a stored resource the actor may search, or one
+    `new_matches(type, query)` names (`Type/id` of what the caller's transaction creates). `resolved` keeps
+    what was already matched: a submission names its patient's INS in the List, the document, the Binary and
+    contained resources, and one search (and one trace record) is enough."""
+    rtype = str(body.get("resourceType"))
+    for where, holder, key in list(iter_references(body, rtype)):
+        value = holder[key]
+        if key != "reference" or "?" not in value or value.startswith(("#", *PLACEHOLDERS)):
+            continue
+        if resolved is not None and value in resolved:
+            holder[key] = resolved[value]
+            continue
+        target_type = value.split("?", 1)[0].rsplit("/", 1)[-1]
+        try:
+            check_type(target_type)
+            stored = await conditional_match(conn, ctx, target_type, value.split("?", 1)[1])
+        except Forbidden:
+            raise  # a refusal stays a 403: the actor may not search the target type
+        except FhirError as exc:
+            raise InvalidResource(
+                f"{where} : référence conditionnelle invalide / invalid conditional reference "
+                f"« {value} » : {exc.message}",
+                expression=where,
+            ) from None
+        found = [f"{target_type}/{s.resource_id}" for s in stored]
+        if new_matches is not None:
+            found += [ref for ref in new_matches(target_type, value.split("?", 1)[1]) if ref not in found]
+        if len(found) != 1:
+            what = (
+                "aucune ressource ne correspond / no resource matches"
+                if not found
+                else "plusieurs ressources correspondent / several resources match"
+            )
+            raise InvalidResource(f"{where} : « {value} » : {what}", expression=where)
+        holder[key] = found[0]
+        if resolved is not None:
+            resolved[value] = found[0]

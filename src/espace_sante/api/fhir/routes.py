@@ -1,4 +1,5 @@
-"""The FHIR R4 REST API at /fhir (http.html). Routes parse, call one service function and render."""
+"""The FHIR R4 REST API at /fhir (http.html). Routes parse, call one function of the dispatcher
+(record/interactions.py, which knows each type's rules) or of record/bundles.py, and render."""
 
 from __future__ import annotations
 
@@ -13,12 +14,11 @@ from espace_sante.api.deps import fhir_context
 from espace_sante.api.fhir import capability, render
 from espace_sante.api.fhir.openapi import BODY, ERRORS, PATCH_BODY, READ, SEARCH_FORM
 from espace_sante.context import Context
-from espace_sante.errors import BadRequest, MethodNotAllowed, UnsupportedMediaType
+from espace_sante.errors import BadRequest, UnsupportedMediaType
 from espace_sante.fhir.searchparams import parse_date_range
 from espace_sante.fhir.validation import RESOURCE_TYPES
 from espace_sante.http import downloads
-from espace_sante.record import auditevents, bundles, documents
-from espace_sante.record import resources as fhir
+from espace_sante.record import bundles, documents, interactions
 
 _FORMATS = ("json", "application/fhir+json", "application/json")
 
@@ -95,13 +95,6 @@ def _paging(request: Request) -> tuple[datetime | None, int, int]:
     return since, min(int(count), 200), int(offset)
 
 
-async def _search(ctx: Context, rtype: str, pairs: list[tuple[str, str]]) -> fhir.SearchResult:
-    """AuditEvent is the trace, not a stored type: its own service lists it (and pins paging snapshots)."""
-    if rtype == "AuditEvent":
-        return await auditevents.search(ctx, pairs)
-    return await fhir.search(ctx, rtype, pairs)
-
-
 @router.get("/metadata", summary="CapabilityStatement", dependencies=[])
 async def metadata(request: Request) -> Response:
     settings = request.app.state.runtime.settings
@@ -119,7 +112,7 @@ async def bundle(request: Request, ctx: Ctx) -> Response:
 
 @router.get("/{rtype}", summary="Search (GET)")
 async def search_get(rtype: Type, request: Request, ctx: Ctx) -> Response:
-    result = await _search(ctx, rtype, request.query_params.multi_items())
+    result = await interactions.search(ctx, rtype, request.query_params.multi_items())
     return render.json_response(render.searchset(result, _base(ctx)))
 
 
@@ -137,7 +130,7 @@ async def search_post(rtype: Type, request: Request, ctx: Ctx) -> Response:
         *((k, v) for k, v in form.multi_items() if isinstance(v, str)),
     ]
     _check_formats([v for k, v in pairs if k == "_format"])  # a form's `_format` is judged like the URL's
-    result = await _search(ctx, rtype, pairs)
+    result = await interactions.search(ctx, rtype, pairs)
     return render.json_response(render.searchset(result, _base(ctx)))
 
 
@@ -152,24 +145,22 @@ async def create(rtype: Type, request: Request, ctx: Ctx) -> Response:
             f"the URL ({rtype})",
             expression="resourceType",
         )
-    fhir.check_type(rtype)
-    if rtype == "DocumentReference" and documents.has_inline_content(body):
-        # ITI-105 Simplified Publish: the document in attachment.data.
-        stored, warnings = await documents.publish_simplified(ctx, body)
-        response = render.resource_response(stored, _base(ctx), 201, location=True, minimal=_minimal(request))
-        if warnings:
-            response.headers["Warning"] = f'199 - "{len(warnings)} code(s) hors des jeux de valeurs français"'
-        return response
-    written = await fhir.create(ctx, body, if_none_exist=request.headers.get("if-none-exist"))
-    return render.resource_response(
+    # A DocumentReference with its document in attachment.data is an ITI-105 Simplified Publish (its rule).
+    written = await interactions.create(ctx, body, if_none_exist=request.headers.get("if-none-exist"))
+    response = render.resource_response(
         written.stored, _base(ctx), 201 if written.created else 200, location=True, minimal=_minimal(request)
     )
+    if written.warnings:
+        response.headers["Warning"] = (
+            f'199 - "{len(written.warnings)} code(s) hors des jeux de valeurs français"'
+        )
+    return response
 
 
 @router.get("/{rtype}/_history", summary="Type history")
 async def type_history(rtype: Type, request: Request, ctx: Ctx) -> Response:
     since, count, offset = _paging(request)
-    page = await fhir.history(ctx, rtype, None, since=since, count=count, offset=offset)
+    page = await interactions.history(ctx, rtype, None, since=since, count=count, offset=offset)
     return render.json_response(render.history(page, _base(ctx), str(request.url)))
 
 
@@ -188,17 +179,19 @@ def _wants_resource(request: Request) -> bool:
     openapi_extra=READ,
 )
 async def read(rtype: Type, rid: Id, request: Request, ctx: Ctx) -> Response:
-    if rtype == "AuditEvent":
-        return render.resource_response(await auditevents.read(ctx, rid), _base(ctx))
-    if rtype == "Binary" and not _wants_resource(request):
-        return await _retrieve(rid, request, ctx)
-    return render.resource_response(await fhir.read(ctx, rtype, rid), _base(ctx))
+    if interactions.serves_content(rtype) and not _wants_resource(request):
+        return await _retrieve(rtype, rid, request, ctx)
+    return render.resource_response(await interactions.read(ctx, rtype, rid), _base(ctx))
 
 
-async def _retrieve(rid: str, request: Request, ctx: Context) -> Response:
+async def _retrieve(rtype: str, rid: str, request: Request, ctx: Context) -> Response:
     try:
-        retrieved = await documents.retrieve(
-            ctx, rid, range_header=request.headers.get("range"), if_range=request.headers.get("if-range")
+        retrieved = await interactions.retrieve(
+            ctx,
+            rtype,
+            rid,
+            range_header=request.headers.get("range"),
+            if_range=request.headers.get("if-range"),
         )
     except documents.RangeNotSatisfiable as exc:
         return render.error_response(exc, {"Content-Range": f"bytes */{exc.size}"})
@@ -210,7 +203,7 @@ async def _retrieve(rid: str, request: Request, ctx: Context) -> Response:
 @router.put("/{rtype}/{rid}", summary="Update (If-Match for version-aware update)", openapi_extra=BODY)
 async def update(rtype: Type, rid: Id, request: Request, ctx: Ctx) -> Response:
     body = await json_body(request)
-    written = await fhir.update(ctx, rtype, rid, body, if_match=request.headers.get("if-match"))
+    written = await interactions.update(ctx, rtype, rid, body, if_match=request.headers.get("if-match"))
     return render.resource_response(
         written.stored,
         _base(ctx),
@@ -232,17 +225,14 @@ async def _patch_body(request: Request) -> tuple[Any, bool]:
 
 
 async def _patch(rtype: str, rid: str | None, request: Request, ctx: Context) -> Response:
-    fhir.check_type(rtype)
-    if rtype != "DocumentReference":
-        raise MethodNotAllowed(
-            "PATCH n'est pris en charge que pour les métadonnées d'un DocumentReference (PDSm) / PATCH is "
-            "supported for DocumentReference metadata only (PDSm); use PUT"
-        )
+    # A type that does not offer PATCH is 405 before its body is read.
+    interactions.check_offered(rtype, "patch")
     payload, is_json_patch = await _patch_body(request)
     condition = request.url.query if rid is None else None
-    stored = await documents.patch(
+    stored = await interactions.patch(
         ctx,
-        rid=rid,
+        rtype,
+        rid,
         condition=condition,
         payload=payload,
         json_patch=is_json_patch,
@@ -271,17 +261,17 @@ async def conditional_patch(rtype: Type, request: Request, ctx: Ctx) -> Response
 
 @router.delete("/{rtype}/{rid}", summary="Delete", status_code=204)
 async def delete(rtype: Type, rid: Id, ctx: Ctx) -> Response:
-    await fhir.delete(ctx, rtype, rid)
+    await interactions.delete(ctx, rtype, rid)
     return Response(status_code=204, headers=render.NO_STORE)
 
 
 @router.get("/{rtype}/{rid}/_history", summary="Instance history")
 async def instance_history(rtype: Type, rid: Id, request: Request, ctx: Ctx) -> Response:
     since, count, offset = _paging(request)
-    page = await fhir.history(ctx, rtype, rid, since=since, count=count, offset=offset)
+    page = await interactions.history(ctx, rtype, rid, since=since, count=count, offset=offset)
     return render.json_response(render.history(page, _base(ctx), str(request.url)))
 
 
 @router.get("/{rtype}/{rid}/_history/{vid}", summary="Version read (vread)")
 async def vread(rtype: Type, rid: Id, vid: Annotated[str, Path(pattern=r"^\d{1,18}$")], ctx: Ctx) -> Response:
-    return render.resource_response(await fhir.vread(ctx, rtype, rid, vid), _base(ctx))
+    return render.resource_response(await interactions.vread(ctx, rtype, rid, vid), _base(ctx))

@@ -16,8 +16,10 @@ plain FHIR write of a Binary, or a holder's upload from the portal. Here:
 Rules of who may see what stay in access/policy.py; this package asks it like every other service.
 
 Modules: `content` (bytes in and out, ITI-68), `submission` (ITI-65 checks), `metadata` (PATCH, replacement),
-`hidden` (the release of hidden documents), `integrity` (orphans, verify), `publish` (ITI-105, uploads),
-`listing` (the holder's list of documents, one transaction and one trace record)."""
+`hidden` (the release of hidden documents), `integrity` (orphans, verify), `rules` (the Binary and
+DocumentReference rules of the resource service, and ITI-105 inside a transaction), `publish` (ITI-105 as a
+single request, uploads), `listing` (the holder's list of documents, one transaction and one trace record).
+record/interactions.py dispatches requests and Bundle entries to the rules."""
 
 from __future__ import annotations
 
@@ -51,17 +53,29 @@ from espace_sante.record.documents.metadata import (
     schedule_release,
     set_masked,
 )
-from espace_sante.record.documents.publish import UPLOAD_TYPES, has_inline_content, publish_simplified, upload
+from espace_sante.record.documents.publish import UPLOAD_TYPES, publish_simplified, upload
+from espace_sante.record.documents.rules import (
+    BINARY,
+    DOCUMENT,
+    BinaryRule,
+    DocumentRule,
+    has_inline_content,
+    publish_in,
+)
 from espace_sante.record.documents.submission import check_attachments, check_submission, is_submission_set
 
 __all__ = [
     "ARCHIVED_URL",
+    "BINARY",
+    "DOCUMENT",
     "PATCHABLE",
     "PERSON_KINDS",
     "UPLOAD_TYPES",
+    "BinaryRule",
     "Change",
     "Content",
     "ContentUnavailable",
+    "DocumentRule",
     "RangeNotSatisfiable",
     "ReleaseRun",
     "Retrieved",
@@ -83,6 +97,7 @@ __all__ = [
     "parse_range",
     "patch",
     "patch_in",
+    "publish_in",
     "publish_simplified",
     "read_all",
     "retrieve",

@@ -45,16 +45,18 @@ class Content:
     checked: Checked
 
 
-def _person(ctx: Context) -> bool:
+def is_person(ctx: Context) -> bool:
+    """A deposit by a person (the holder, a representative, or an app acting for them): their limits and kinds."""
     return ctx.actor.kind in ("holder", "representative", "app")
 
 
 def _limit(ctx: Context) -> int:
     settings = ctx.runtime.settings
-    return settings.upload_max_bytes if _person(ctx) else settings.document_max_bytes
+    return settings.upload_max_bytes if is_person(ctx) else settings.document_max_bytes
 
 
-def _mib(n: int) -> str:
+def size_words(n: int) -> str:
+    """A size in words of a refusal: megabytes, or bytes below one."""
     return f"{n / (1024 * 1024):.0f} Mo" if n >= 1024 * 1024 else f"{n} octets"
 
 
@@ -71,7 +73,7 @@ async def take_content(
     limit = _limit(ctx)
     if len(data) > (limit + 2) // 3 * 4 + 4:
         raise PayloadTooLarge(
-            f"Binary.data : document trop volumineux (plus de {_mib(limit)}) / document larger than {limit} bytes"
+            f"Binary.data : document trop volumineux (plus de {size_words(limit)}) / document larger than {limit} bytes"
         )
     try:
         raw = base64.b64decode(data, validate=True)
@@ -86,7 +88,7 @@ async def take_content(
             raw,
             declared_type=declared if isinstance(declared, str) else None,
             max_size=limit,
-            allowed=PERSON_KINDS if _person(ctx) else frozenset(KINDS),
+            allowed=PERSON_KINDS if is_person(ctx) else frozenset(KINDS),
         )
     except ContentRefused as exc:
         if exc.code == "too-long":
@@ -95,7 +97,7 @@ async def take_content(
     total = sum(c.size for c in ctx.deposits.values()) + checked.size
     if total > ctx.runtime.settings.submission_max_bytes:
         raise PayloadTooLarge(
-            f"soumission trop volumineuse : plus de {_mib(ctx.runtime.settings.submission_max_bytes)} de "
+            f"soumission trop volumineuse : plus de {size_words(ctx.runtime.settings.submission_max_bytes)} de "
             f"documents / submission larger than {ctx.runtime.settings.submission_max_bytes} bytes"
         )
     if not isinstance(declared, str):
@@ -278,10 +280,10 @@ async def retrieve(
     ctx: Context, binary_id: str, *, range_header: str | None = None, if_range: str | None = None
 ) -> Retrieved:
     """ITI-68 Retrieve Document: the content of a Binary the actor may read, traced as a download."""
-    decision = await fhir._decide(ctx, "read", "Binary")
+    decision = await fhir.authorize(ctx, "read", "Binary")
 
     async def run(conn: Conn) -> Retrieved:
-        stored = await fhir._read_in(conn, ctx, decision, "Binary", binary_id, None, traced=False)
+        stored = await fhir.read_in(conn, ctx, decision, "Binary", binary_id, None, traced=False)
         scope = await fhir.scoped(conn, ctx, decision, [stored.space_id])
         blob = await docs_store.content_of(
             conn, scope, stored.space_id, stored.resource_id, stored.version_id

@@ -16,7 +16,7 @@ from espace_sante.access.policy import HIDDEN_FROM_HOLDER, decide
 from espace_sante.context import Context
 from espace_sante.fhir import pdsm
 from espace_sante.record import resources as fhir
-from espace_sante.record.documents.metadata import _describe, _set_labels, _write_metadata
+from espace_sante.record.documents.metadata import describe, set_labels, write_metadata
 from espace_sante.storage import documents as docs_store
 from espace_sante.storage import resources as store
 from espace_sante.storage.db import Conn
@@ -62,7 +62,7 @@ async def run_hidden_documents(ctx: Context, now: datetime | None = None) -> Rel
 
 async def _release(conn: Conn, ctx: Context, space_id: uuid.UUID, rid: str) -> None:
     decision = decide(ctx.actor, "patch", "DocumentReference")
-    target_space, previous, scope = await fhir._lock_current(conn, ctx, decision, rid)
+    target_space, previous, scope = await fhir.lock_current(conn, ctx, decision, rid)
     if target_space is None or previous is None or previous.deleted:
         await docs_store.unhide(conn, space_id, rid)
         return
@@ -79,8 +79,8 @@ async def _release(conn: Conn, ctx: Context, space_id: uuid.UUID, rid: str) -> N
         await docs_store.unhide(conn, space_id, rid)
         return
     after = dict(before)
-    _set_labels(after, pdsm.with_flags(before, conf, flags - {HIDDEN_FROM_HOLDER}))
-    await _write_metadata(conn, ctx, scope, space_id, rid, previous, after, _describe(before, after))
+    set_labels(after, pdsm.with_flags(before, conf, flags - {HIDDEN_FROM_HOLDER}))
+    await write_metadata(conn, ctx, scope, space_id, rid, previous, after, describe(before, after))
 
 
 async def _tell_holder(ctx: Context, space_id: uuid.UUID, mail: Any) -> None:

@@ -206,7 +206,7 @@ async def check_content_update(conn: Conn, space_id: uuid.UUID, binary_id: str) 
         )
 
 
-def _set_labels(body: dict[str, Any], labels: list[dict[str, Any]]) -> None:
+def set_labels(body: dict[str, Any], labels: list[dict[str, Any]]) -> None:
     """FHIR forbids empty arrays: a document left without any label loses the element."""
     if labels:
         body["securityLabel"] = labels
@@ -264,7 +264,9 @@ class Change:
     archived: bool | None
 
 
-def _describe(before: dict[str, Any], after: dict[str, Any]) -> Change:
+def describe(before: dict[str, Any], after: dict[str, Any]) -> Change:
+    """What a metadata update changes; 405 when it touches anything but status, securityLabel and isArchived,
+    422 for a status PDSm does not know."""
     changed = _changed_elements(before, after)
     forbidden = changed - {"status", "securityLabel", "isArchived"}
     if forbidden:
@@ -325,7 +327,7 @@ async def patch(
     """PDSm metadata update: `PATCH DocumentReference/<id>` or the conditional `PATCH DocumentReference?
     identifier=…` (one match, else 404 / 412), JSON Patch or FHIRPath Patch, limited to status, securityLabel
     and isArchived (anything else is 405)."""
-    decision = await fhir._decide(ctx, "patch", "DocumentReference")
+    decision = await fhir.authorize(ctx, "patch", "DocumentReference")
     expected = fhir.parse_etag(if_match) if if_match else None
 
     async def run(conn: Conn) -> store.Stored:
@@ -338,7 +340,10 @@ async def set_masked(ctx: Context, rid: str, masked: bool) -> store.Stored:
     """The holder's "mask from professionals" switch (the portal): the current version read and patched with
     MASQUE_PS added or removed, its confidentiality level and other visibility codes kept; a version changed in
     between is a 412, not a lost update."""
-    current = await fhir.read(ctx, "DocumentReference", rid)
+    reading = await fhir.authorize(ctx, "read", "DocumentReference")
+    current = await ctx.runtime.db.read(
+        "fhir_read", fhir.read_in, ctx, reading, "DocumentReference", rid, None
+    )
     body = orjson.loads(current.body or b"{}")
     _, flags = pdsm.security_flags(body)
     wanted = flags | {MASKED_FROM_PROFESSIONALS} if masked else flags - {MASKED_FROM_PROFESSIONALS}
@@ -365,6 +370,8 @@ async def patch_in(
     json_patch: bool,
     expected: int | None = None,
 ) -> store.Stored:
+    """`patch` inside the caller's transaction `conn`, with the decision to patch a DocumentReference; `expected`
+    the version of If-Match (412 when stale)."""
     if rid is None:
         if not condition:
             raise BadRequest("PATCH : un id ou une condition est attendu / an id or a condition is required")
@@ -374,7 +381,7 @@ async def patch_in(
         if len(found) > 1:
             raise PreconditionFailed("plusieurs documents correspondent / several documents match")
         rid = found[0].resource_id
-    space_id, previous, scope = await fhir._lock_current(conn, ctx, decision, rid)
+    space_id, previous, scope = await fhir.lock_current(conn, ctx, decision, rid)
     if space_id is None or previous is None or previous.deleted:
         raise NotFound(f"DocumentReference/{rid} introuvable / not found")
     if expected is not None and expected != previous.version_id:
@@ -390,18 +397,18 @@ async def patch_in(
     before = orjson.loads(current.body)
     after = apply_json_patch(before, payload) if json_patch else apply_fhirpath_patch(before, payload)
     check_label_systems(after)
-    change = _describe(before, after)
+    change = describe(before, after)
     validate_resource(after, expected_type="DocumentReference")  # a patched document is still a valid one
     if change == Change(None, frozenset(), frozenset(), None, None):
         return current  # nothing changes (e.g. the TD2.1 PATCH of a document the replacement superseded)
     _allowed_change(ctx, change)
     if "securityLabel" in _changed_elements(before, after):
         conf, flags = pdsm.security_flags(after)
-        _set_labels(after, pdsm.with_flags(after, conf or pdsm.security_flags(before)[0], flags))
-    return await _write_metadata(conn, ctx, scope, space_id, rid, previous, after, change)
+        set_labels(after, pdsm.with_flags(after, conf or pdsm.security_flags(before)[0], flags))
+    return await write_metadata(conn, ctx, scope, space_id, rid, previous, after, change)
 
 
-async def _write_metadata(
+async def write_metadata(
     conn: Conn,
     ctx: Context,
     decision: Decision,
@@ -411,6 +418,10 @@ async def _write_metadata(
     after: dict[str, Any],
     change: Change,
 ) -> store.Stored:
+    """Write a document's new metadata inside the caller's transaction `conn`: `previous` locked by
+    resources.lock_current, `decision` scoped to `space_id`, `change` what `describe` found, already allowed.
+    Traced as an update, with one record per visibility flag added or removed; the hidden documents' schedule
+    follows the flags and the status."""
     stored = await store.write(
         conn,
         ctx.runtime.keys,
@@ -422,7 +433,7 @@ async def _write_metadata(
         method="PATCH",
         previous=previous,
     )
-    await fhir._traced_write(conn, ctx, decision, "resource:update", stored)
+    await fhir.traced_write(conn, ctx, decision, "resource:update", stored)
     for flag, action in (
         *(
             (f, "document:mask" if f == MASKED_FROM_PROFESSIONALS else "document:hide")
@@ -498,7 +509,7 @@ async def _supersede(conn: Conn, ctx: Context, old: str, space_id: uuid.UUID, wh
     decision = decide(ctx.actor, "update", "DocumentReference")
     if not decision.allowed:
         raise Forbidden(f"{where} : remplacement non autorisé / replacement not allowed")
-    target_space, previous, scope = await fhir._lock_current(conn, ctx, decision, old)
+    target_space, previous, scope = await fhir.lock_current(conn, ctx, decision, old)
     if target_space != space_id or previous is None or previous.deleted:
         raise InvalidResource(
             f"{where} : le document remplacé n'existe pas, ou vous ne pouvez pas le remplacer (seuls son auteur "
@@ -523,4 +534,4 @@ async def _supersede(conn: Conn, ctx: Context, old: str, space_id: uuid.UUID, wh
             expression=where,
         )
     after = dict(before, status="superseded")
-    await _write_metadata(conn, ctx, scope, space_id, old, previous, after, _describe(before, after))
+    await write_metadata(conn, ctx, scope, space_id, old, previous, after, describe(before, after))

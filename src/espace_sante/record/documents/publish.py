@@ -1,111 +1,44 @@
-"""ITI-105 Simplified Publish, and the holder's uploads from the portal: both become a transaction of a
-Binary and its DocumentReference, through the same path as an ITI-65 submission."""
+"""ITI-105 Simplified Publish as a single request, and the holder's uploads from the portal: both are one
+transaction of a DocumentReference and the Binary of its content, through rules.publish_in, the path of a
+Bundle entry carrying its content."""
 
 from __future__ import annotations
 
 import asyncio
 import base64
-import binascii
-import hashlib
 import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-import orjson
-
 from espace_sante.content.checks import ContentRefused, check_content
 from espace_sante.context import Context
-from espace_sante.errors import FhirError, Forbidden, InvalidResource, Issue, NotFound, PayloadTooLarge
+from espace_sante.errors import Forbidden, InvalidResource, Issue, NotFound, PayloadTooLarge
 from espace_sante.fhir import pdsm
-from espace_sante.record.documents.content import PERSON_KINDS, _mib, _person
+from espace_sante.fhir.validation import validate_resource
+from espace_sante.record import resources as fhir
+from espace_sante.record.documents import integrity, rules
+from espace_sante.record.documents.content import PERSON_KINDS, size_words
 from espace_sante.storage import resources as store
-
-
-def has_inline_content(body: Any) -> bool:
-    return isinstance(body, dict) and any(
-        isinstance(c, dict) and isinstance(c.get("attachment"), dict) and "data" in c["attachment"]
-        for c in body.get("content") or ()
-    )
+from espace_sante.storage.db import Conn
 
 
 async def publish_simplified(ctx: Context, body: dict[str, Any]) -> tuple[store.Stored, list[Issue]]:
-    """ITI-105: one DocumentReference with its document in `attachment.data` (PDSm_SimplifiedPublish). The
-    content becomes a Binary, the attachment points at it with the size and SHA-1 the server computed, and
-    both are written in one transaction through the same path as an ITI-65 submission."""
-    from espace_sante.record import bundles
+    """ITI-105: one DocumentReference with its document in `attachment.data` (PDSm_SimplifiedPublish), in one
+    transaction: the content becomes a Binary and the attachment points at it (rules.publish_in, the same path
+    as a Bundle entry carrying its content). The stored document and the warnings of lenient mode."""
+    decision = await fhir.authorize(ctx, "create", "DocumentReference")
+    validate_resource(body, expected_type="DocumentReference")
 
-    person = _person(ctx)
-    report = pdsm.check_document_reference(
-        body, lenient=ctx.runtime.settings.documents_lenient_codes, simplified=True, by_patient=person
-    )
-    doc = orjson.loads(orjson.dumps(body))
-    subject = (doc.get("subject") or {}).get("reference")
-    entries: list[dict[str, Any]] = []
-    for i, content in enumerate(doc.get("content") or ()):
-        attachment = content.get("attachment") if isinstance(content, dict) else None
-        if not isinstance(attachment, dict) or "data" not in attachment:
-            continue
-        data = attachment.pop("data")
-        full_url = f"urn:uuid:{uuid.uuid4()}"
-        binary: dict[str, Any] = {"resourceType": "Binary", "data": data}
-        if isinstance(attachment.get("contentType"), str):
-            binary["contentType"] = attachment["contentType"]
-        if isinstance(subject, str):
-            binary["securityContext"] = {"reference": subject}
-        entries.append(
-            {"fullUrl": full_url, "resource": binary, "request": {"method": "POST", "url": "Binary"}}
-        )
-        attachment["url"] = full_url
-        raw = _decoded(data, f"DocumentReference.content[{i}].attachment.data")
-        attachment.setdefault("size", len(raw))
-        attachment.setdefault(
-            "hash", base64.b64encode(hashlib.sha1(raw, usedforsecurity=False).digest()).decode()
-        )
-    doc_url = f"urn:uuid:{uuid.uuid4()}"
-    entries.append(
-        {"fullUrl": doc_url, "resource": doc, "request": {"method": "POST", "url": "DocumentReference"}}
-    )
+    async def run(conn: Conn) -> fhir.Written:
+        ctx.deposits.clear()  # a retried transaction starts again from nothing
+        return await rules.publish_in(conn, ctx, decision, body)
+
     try:
-        result = await bundles.process(
-            ctx, {"resourceType": "Bundle", "type": "transaction", "entry": entries}
-        )
-    except FhirError as exc:
-        raise _unwrapped(exc, len(entries) - 1) from None
-    stored = result.entries[-1].stored
-    assert stored is not None
-    return stored, report.warnings
-
-
-def _decoded(data: Any, where: str) -> bytes:
-    if not isinstance(data, str):
-        raise InvalidResource(f"{where} : base64 attendu / base64 expected", expression=where)
-    try:
-        return base64.b64decode(data, validate=True)
-    except (binascii.Error, ValueError):
-        raise InvalidResource(f"{where} : base64 invalide / invalid base64", expression=where) from None
-
-
-def _unwrapped(exc: FhirError, doc: int) -> FhirError:
-    """An error of the inner transaction, said about the DocumentReference the client sent (the last entry;
-    entry i before it holds the content of its attachment i)."""
-
-    def fix(text: str | None) -> str | None:
-        if text is None:
-            return None
-        text = text.replace(f"Bundle.entry[{doc}].resource.", "DocumentReference.").replace(
-            f"Bundle.entry[{doc}] : ", ""
-        )
-        for i in range(doc):
-            text = text.replace(
-                f"Bundle.entry[{i}].resource.data", f"DocumentReference.content[{i}].attachment.data"
-            )
-            text = text.replace(f"Bundle.entry[{i}] : ", "")
-        return text
-
-    issues = [
-        Issue(fix(i.diagnostics) or "", i.code, i.severity, fix(i.expression)) for i in exc.all_issues()
-    ]
-    return FhirError(fix(exc.message) or exc.message, exc.status, exc.code, issues[0].expression, issues)
+        written = await ctx.runtime.db.interaction("mhd_publish", run)
+    finally:
+        if ctx.uploads:
+            await integrity.discard_unrecorded(ctx)
+    return written.stored, written.warnings
 
 
 #: The holder's own documents (TRE_A03 class 90, types DOCPAT of TRE_A05), as offered on the upload form.
@@ -159,7 +92,7 @@ async def upload(
         raise InvalidResource("type de document inconnu / unknown document type", expression="type")
     if len(content) > ctx.runtime.settings.upload_max_bytes:
         raise PayloadTooLarge(
-            f"fichier trop volumineux : {_mib(ctx.runtime.settings.upload_max_bytes)} au plus / file larger than "
+            f"fichier trop volumineux : {size_words(ctx.runtime.settings.upload_max_bytes)} au plus / file larger than "
             f"{ctx.runtime.settings.upload_max_bytes} bytes"
         )
     try:

@@ -36,7 +36,7 @@ from espace_sante.fhir.text import bidi_control
 from espace_sante.http import downloads
 from espace_sante.people.sessions import Session
 from espace_sante.record import documents
-from espace_sante.record import resources as fhir
+from espace_sante.record import interactions as fhir
 from espace_sante.record.documents import listing
 from espace_sante.web import deps
 from espace_sante.web.account.signin import FORGED
