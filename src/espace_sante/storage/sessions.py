@@ -57,7 +57,8 @@ async def insert(
     absolute_seconds: int,
     auth_time: datetime | None = None,
 ) -> Session:
-    # An identity provider's `auth_time` may be before now, never after (a clock ahead is not trusted).
+    # `auth_time` None: a sign-in here, now. An identity provider's may be before now (long before when it gave
+    # none, people/federation.py), never after (a clock ahead is not trusted).
     await conn.execute(
         "INSERT INTO web_session (session_id, secret_hash, account_id, acr, method, csrf_token, user_agent, ip, "
         "expires_at, auth_time) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, now() + make_interval(secs => $9), "
