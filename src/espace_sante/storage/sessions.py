@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from espace_sante.storage.accounts import new_credential_generation
 from espace_sante.storage.db import Conn
 
 
@@ -130,6 +131,9 @@ async def delete(conn: Conn, account_id: uuid.UUID, session_id: uuid.UUID) -> bo
 
 
 async def delete_all(conn: Conn, account_id: uuid.UUID, *, keep: uuid.UUID | None = None) -> int:
+    """End the account's sessions (but `keep`). Signing out everywhere also ends every trusted device: the
+    account's credential generation goes up (storage/accounts.py)."""
+    await new_credential_generation(conn, account_id)
     status: str = await conn.execute(
         "DELETE FROM web_session WHERE account_id = $1 AND ($2::uuid IS NULL OR session_id <> $2)",
         account_id,
