@@ -6,6 +6,7 @@ written in non-ASCII digits is a clean refusal, not a 500."""
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import secrets
 from datetime import UTC, datetime
 from typing import Any
@@ -17,7 +18,7 @@ from espace_sante.people import accounts, devices, ratelimit, sessions, signin, 
 from espace_sante.runtime import Runtime
 from espace_sante.spaces import activation
 from espace_sante.storage.sessions import Session
-from tests.accounts.helpers import PASSWORD, Person, csrf_of, new_person, next_code, sign_in
+from tests.accounts.helpers import PASSWORD, Person, csrf_of, new_person, next_code, sign_in, trace_actions
 from tests.security.test_signin_limits import at, new_address, type_password, wrong_code
 
 
@@ -132,7 +133,10 @@ async def test_the_blind_code_step_moves_the_same_counters_whether_the_password_
     while a right one went through the codes' gate (one more counter update, the address counted): the work
     told them apart. Now both move a per-source codes counter, a codes ceiling and the address, by one."""
     rt = dataclasses.replace(
-        runtime, settings=runtime.settings.model_copy(update={"signin_account_max_failures": 2})
+        runtime,
+        settings=runtime.settings.model_copy(
+            update={"signin_account_max_failures": 2, "signin_code_max_failures": 1}
+        ),
     )
     jeanne = await new_person(rt, fhir)
     for n in range(2):  # the login's ceiling reached: from now on a password is checked blind
@@ -155,6 +159,13 @@ async def test_the_blind_code_step_moves_the_same_counters_whether_the_password_
     wrong = await code_step_moves("pas le bon mot de passe")
     right = await code_step_moves(jeanne.password)
     assert wrong == right == {"2fa+ip": 1, "2fa": 1, "ip": 1}
+    # Past the stand-in's ceiling (one code here) a wrong password's code is still checked (against nothing),
+    # not cut short: the step takes as long as with the right password.
+    for _ in range(2):
+        assert await code_step_moves("toujours pas le bon") == right
+    anonymous = "login:" + hashlib.sha256(accounts.login_key(jeanne.login).encode()).hexdigest()[:16]
+    bases = [b for a, _, d, b in await trace_actions(rt, anonymous) if d.startswith(("totp", "recovery"))]
+    assert bases and set(bases) == {"wrong secret"}
 
 
 # --- 4. a credential change ends every trusted device ----------------------------------------------------------

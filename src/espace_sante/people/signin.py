@@ -378,7 +378,9 @@ async def second_factor_step(
     source = ratelimit.Source(ip, device)
     codes = codes_key(account_id, waiting.login)
     gate = await ratelimit.enter(rt, ratelimit.keys_for(codes, source))
-    if codes_closed(gate, codes, source):
+    # The stand-in's ceiling is counted but never closes: a distributed guesser passes it at once, and a wrong
+    # password's step would then end sooner than a right one's.
+    if codes_closed(gate, codes if account is not None else "", source):
         await rt.db.interaction("signin_flow_end", store.end_flow, flow_digest(flow_secret))
         await refuse_attempt(
             rt,

@@ -167,6 +167,10 @@ async def confirm(
     browser's trusted device for the account, `device_cookie`, else the address), the password's and the
     codes' ceilings, and past the codes' ceiling only a trusted device goes on, the holder being told
     (people/signin.py `codes_closed`). StepUpRefused otherwise."""
+    has = await rt.db.read("account_factors", account_store.factors, session.account_id)
+    if not has.password or not has.totp:
+        # Nothing to guess here (she signs in again instead): not counted.
+        raise StepUpRefused(SIGN_IN_AGAIN)
     key = login_key(session.login)[:254]
     found = await rt.db.read("account_get", account_store.by_id, session.account_id)
     account = Account.of(found) if found is not None else None
@@ -182,9 +186,6 @@ async def confirm(
         if account is not None:
             await signin.warn_codes_guessed(rt, gate, codes, account.notice_address)
         raise StepUpRefused(LOCKED)
-    has = await rt.db.read("account_factors", account_store.factors, session.account_id)
-    if not has.password or not has.totp:
-        raise StepUpRefused(SIGN_IN_AGAIN)
     stored = await rt.db.read("account_password", account_store.password, session.account_id)
     checked = await passwords.verify_password(
         rt.settings, stored[0] if stored else None, stored[1] if stored else "", password[:4096]
