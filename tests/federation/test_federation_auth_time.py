@@ -57,3 +57,21 @@ async def test_the_session_counts_from_the_providers_auth_time(
     )
     assert (await federated_sign_in(web, provider_url, "fcplus", sub)).status_code == 303
     assert await _auth_time(runtime, holder.nir) <= datetime.now(UTC) + timedelta(seconds=1)
+
+
+async def test_a_provider_that_does_not_say_when_is_not_taken_as_just_now(
+    web: httpx.AsyncClient, provider_url: str, runtime: Runtime, holder: Holder
+) -> None:
+    """We send `max_age`, so the provider must send `auth_time` (OpenID Connect Core 3.1.2.1). Before, a
+    missing one counted as now: the session could close a space at once. Now the session opens, but its
+    proof is not recent and closing first asks her to confirm who she is."""
+    sub = "fc-" + secrets.token_hex(8)
+    # The test provider always sends `auth_time` unless told to send null: a value that says nothing.
+    await set_user(provider_url, sub, {"acr": "eidas2", "ins": holder.nir, "auth_time": None})
+    answer = await federated_sign_in(web, provider_url, "fcplus", sub)
+    assert answer.status_code == 303, answer.text
+    assert await _auth_time(runtime, holder.nir) < datetime.now(UTC) - timedelta(days=365)
+    form = await web.get("/mon-espace/mon-espace-sante/fermer")
+    csrf = form.text.split('name="csrf" value="', 1)[1].split('"', 1)[0]
+    sent = await web.post("/mon-espace/mon-espace-sante/fermer", data={"csrf": csrf})
+    assert sent.status_code == 303 and sent.headers["location"].startswith("/compte/confirmer-identite")

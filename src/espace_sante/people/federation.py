@@ -427,13 +427,20 @@ async def verify_id_token(
     return claims
 
 
-def _auth_time(claims: dict[str, Any]) -> datetime | None:
-    """When the provider authenticated the person (`auth_time`, required when `max_age` was asked); None
-    (now) when it says nothing. Later than now is not believed: storage keeps the earlier of it and now."""
+#: The proof of a provider that did not say when the person authenticated: long ago.
+NOT_RECENT = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _auth_time(claims: dict[str, Any]) -> datetime:
+    """When the provider authenticated the person (`auth_time`). We always send `max_age`, which makes the
+    claim required (OpenID Connect Core 3.1.2.1): without it (or with a value that is no time) nothing says
+    the person was asked again, so the session opens but its proof is not recent (`NOT_RECENT`: a step-up
+    is needed for what cannot be undone, people/stepup.py). Later than now is not believed: storage keeps the
+    earlier of it and now."""
     value = claims.get("auth_time")
-    if isinstance(value, int | float) and not isinstance(value, bool) and value > 0:
+    if isinstance(value, int | float) and not isinstance(value, bool) and 0 < value < 1e11:
         return datetime.fromtimestamp(value, UTC)
-    return None
+    return NOT_RECENT
 
 
 async def _userinfo(

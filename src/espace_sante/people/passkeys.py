@@ -259,7 +259,13 @@ async def authenticate(
     row = await rt.db.read("passkey_get", store.passkey, raw_id)
     account = await rt.db.read("account_get", store.by_id, row.account_id) if row is not None else None
     source = ratelimit.Source(
-        ip, devices.trusted_device(rt.settings, device_cookie, account.account_id if account else None)
+        ip,
+        devices.trusted_device(
+            rt.settings,
+            device_cookie,
+            account.account_id if account else None,
+            account.credential_generation if account else 0,
+        ),
     )
     keys = [ratelimit.ip_key(ip)]
     if account is not None:
@@ -296,6 +302,7 @@ async def authenticate(
         await refuse_attempt(rt, gate, who, factor="passkey", reason=reason, ip=ip, request_id=request_id)
         raise SignInRefused(FAILED)
     account_id: uuid.UUID = account.account_id
+    generation = account.credential_generation
     new_count = verified.new_sign_count
     backed_up = verified.credential_backed_up
 
@@ -312,6 +319,8 @@ async def authenticate(
             ip=ip,
             request_id=request_id,
         )
-        return SignedIn(cookie, session, "", devices.remember(rt.settings, device_cookie, account_id))
+        return SignedIn(
+            cookie, session, "", devices.remember(rt.settings, device_cookie, account_id, generation)
+        )
 
     return await rt.db.interaction("signin_passkey", work)

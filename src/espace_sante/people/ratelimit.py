@@ -6,7 +6,7 @@ that counts the attempt in PostgreSQL, before the secret is checked, under sever
 
 - per secret *and source* (`pw:<login digest>|ip:<address>`, `2fa:<account>|…`, `pk:<account>|…`): the source
   is the browser's trusted device for this account when it has one (`dev:<id>`, people/devices.py), else the
-  client address. A few free failures, then a wait that doubles with every further failure (back-off), capped.
+  client address (an IPv6 one by its /64, `address`). A few free failures, then a wait that doubles with every further failure (back-off), capped.
   A success from that source forgets them. Someone else's failures never make a source wait.
 - per address, all logins together (`ip:<address>`, against trying one password on many logins): a larger
   allowance, then the same back-off. A trusted device is not counted here: it keeps its own allowance even
@@ -21,6 +21,7 @@ Counters live in the database so that every app process shares them.
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -46,7 +47,7 @@ class Source:
 
     @property
     def key(self) -> str:
-        return f"dev:{self.device}" if self.device else f"ip:{self.ip or 'unknown'}"
+        return f"dev:{self.device}" if self.device else ip_key(self.ip)
 
 
 def password_key(login_key: str) -> str:
@@ -62,8 +63,23 @@ def passkey_key(account_id: object) -> str:
     return f"pk:{account_id}"
 
 
+def address(ip: str) -> str:
+    """What a limit counts for a client address: an IPv4 address as itself, an IPv6 one by its /64, the
+    network any one host is given (RFC 6177: one client would otherwise have 2^64 addresses, each with its
+    own allowance); an IPv4-mapped address as IPv4. Sign-in and activation (spaces/activation.py) share it."""
+    try:
+        parsed = ipaddress.ip_address(ip.strip().split("%", 1)[0])
+    except ValueError:
+        return ip[:64] or "unknown"
+    if isinstance(parsed, ipaddress.IPv6Address):
+        if parsed.ipv4_mapped is not None:
+            return str(parsed.ipv4_mapped)
+        return str(ipaddress.IPv6Network((parsed, 64), strict=False))
+    return str(parsed)
+
+
 def ip_key(ip: str) -> str:
-    return f"ip:{ip or 'unknown'}"
+    return f"ip:{address(ip)}"
 
 
 def per_source(secret_key: str, source: Source) -> str:

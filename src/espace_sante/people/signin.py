@@ -13,13 +13,15 @@ same argon2 time as a known one.
 Past the login's ceiling (docs/access-policy.md "Sign-in limits"), a password typed from a browser that is not
 one of the account's trusted devices is checked *blind*: right or wrong, the answer is the code step, and only
 the right password with the right code opens a session. A distributed guesser learns nothing more about the
-password, and the holder, from any new address, still signs in.
+password, and the holder, from any new address, still signs in. The code step of a blind flow does the same
+work either way (a wrong password's on `NOBODY` and a stand-in counter, `codes_key`).
 """
 
 from __future__ import annotations
 
 import hashlib
 import secrets
+import uuid
 from dataclasses import dataclass
 
 from espace_sante import mail
@@ -53,6 +55,11 @@ NO_SECOND_FACTOR = (
     "Ce compte n'a pas de second facteur pour le mot de passe : connectez-vous avec une clé d'accès. "
     "/ This account has no second factor for passwords: sign in with a passkey."
 )
+
+
+#: The account id of a blind step whose password was wrong: no account has it, so its code step does the same
+#: reads as any other and finds nothing.
+NOBODY = uuid.UUID(int=0)
 
 
 class _Expired(Exception):
@@ -177,7 +184,12 @@ async def password_step(
     # A login no account can have (control characters, spaces…) is looked up nowhere, but costs the same.
     plausible = bool(LOGIN_PATTERN.match(key))
     account = await rt.db.read("account_by_login", store.by_login, key) if plausible else None
-    device = devices.trusted_device(rt.settings, device_cookie, account.account_id if account else None)
+    device = devices.trusted_device(
+        rt.settings,
+        device_cookie,
+        account.account_id if account else None,
+        account.credential_generation if account else 0,
+    )
     source = ratelimit.Source(ip, device)
     gate = await ratelimit.enter(rt, ratelimit.keys_for(ratelimit.password_key(key), source))
     who = _who(account, key)
@@ -203,7 +215,7 @@ async def password_step(
     async def work(conn: Conn) -> bool:
         await ratelimit.succeeded(conn, gate)
         if rehash is not None:
-            await store.set_password(conn, account.account_id, *rehash)
+            await store.set_password(conn, account.account_id, *rehash, rehash=True)
         if not has.totp:
             await trace.account_event(
                 conn,
@@ -295,6 +307,8 @@ class Waiting:
     account: Account | None
     next_path: str
     blind: bool
+    #: The account's credential generation, which its trusted devices sign (people/devices.py).
+    generation: int = 0
 
 
 async def waiting_flow(rt: Runtime, flow_secret: str) -> Waiting | None:
@@ -310,7 +324,31 @@ async def waiting_flow(rt: Runtime, flow_secret: str) -> Waiting | None:
     if row is None or row.disabled:
         return None
     account = Account.of(row)
-    return Waiting(found.login if found.blind else account.login, account, found.next_path, found.blind)
+    login = found.login if found.blind else account.login
+    return Waiting(login, account, found.next_path, found.blind, row.credential_generation)
+
+
+def codes_key(account_id: uuid.UUID, login: str) -> str:
+    """The counter of an account's codes; for a blind step whose password was wrong (`NOBODY`), a stand-in
+    per login: counted like a real one, so that the code step does the same work whether the password was
+    right or not, yet never against the holder's codes (a stranger's wrong passwords must not close them)."""
+    if account_id == NOBODY:
+        return ratelimit.second_factor_key("blind-" + ratelimit.password_key(login)[3:])
+    return ratelimit.second_factor_key(account_id)
+
+
+def codes_closed(gate: ratelimit.Gate, codes: str, source: ratelimit.Source) -> bool:
+    """Whether this attempt may not check a code: its source is waiting, or the account's codes are past
+    their ceiling and the source is not one of its trusted devices (whoever guesses codes knows the
+    password). The sign-in's code step and the step-up (people/stepup.py) share this rule."""
+    return not gate.allowed or (codes in gate.over and not source.trusted)
+
+
+async def warn_codes_guessed(rt: Runtime, gate: ratelimit.Gate, codes: str, to: str | None) -> None:
+    """The first attempt past the codes' ceiling: whoever guesses has the password, and the holder is told
+    (ASVS 2.2.3 spirit)."""
+    if gate.counts.get(codes) == gate.free.get(codes, 0) + 1:
+        await mail.notify_credential_change(rt, to, "codes-guessed")
 
 
 async def second_factor_step(
@@ -329,19 +367,20 @@ async def second_factor_step(
     waiting = await waiting_flow(rt, flow_secret)
     if waiting is None:
         raise SignInRefused(EXPIRED)
-    if waiting.account is None:
-        # A blind step whose password was wrong: its failure is counted and traced already.
-        await rt.db.interaction("signin_flow_end", store.end_flow, flow_digest(flow_secret))
-        raise SignInRefused(BLIND_WRONG)
     account, next_path, blind = waiting.account, waiting.next_path, waiting.blind
-    who = (account.kind, account.actor_id)
-    device = devices.trusted_device(rt.settings, device_cookie, account.account_id)
-    source = ratelimit.Source(ip, device)
-    gate = await ratelimit.enter(
-        rt, ratelimit.keys_for(ratelimit.second_factor_key(account.account_id), source)
+    # A blind step whose password was wrong goes through the same gate, reads and refusal as a wrong code
+    # (on a stand-in account and counter): neither the counters nor the time taken tell the password was right.
+    account_id = account.account_id if account is not None else NOBODY
+    who = (account.kind, account.actor_id) if account is not None else _anonymous(waiting.login)
+    device = devices.trusted_device(
+        rt.settings, device_cookie, account_id if account is not None else None, waiting.generation
     )
-    if not gate.allowed or (gate.over_ceiling and not source.trusted):
-        # Past the codes' ceiling only a trusted device may go on: whoever is guessing knows the password.
+    source = ratelimit.Source(ip, device)
+    codes = codes_key(account_id, waiting.login)
+    gate = await ratelimit.enter(rt, ratelimit.keys_for(codes, source))
+    # The stand-in's ceiling is counted but never closes: a distributed guesser passes it at once, and a wrong
+    # password's step would then end sooner than a right one's.
+    if codes_closed(gate, codes if account is not None else "", source):
         await rt.db.interaction("signin_flow_end", store.end_flow, flow_digest(flow_secret))
         await refuse_attempt(
             rt,
@@ -353,19 +392,17 @@ async def second_factor_step(
             request_id=request_id,
             count=gate.allowed,
         )
-        code_ceiling = ratelimit.second_factor_key(account.account_id)
-        if gate.counts.get(code_ceiling) == gate.free.get(code_ceiling, 0) + 1:
-            # The first attempt past the codes' ceiling: whoever guesses has the password (ASVS 2.2.3 spirit).
-            await mail.notify_credential_change(rt, account.notice_address, "codes-guessed")
+        if account is not None:
+            await warn_codes_guessed(rt, gate, codes, account.notice_address)
         raise SignInRefused(BLIND_WRONG if blind else LOCKED)
     peppers = passwords.peppers(rt.settings)
     code = code.strip()[:64]
     step: int | None = None
     use_totp = totp.looks_like_totp(code)
     if use_totp:
-        row = await rt.db.read("account_totp", store.totp, account.account_id)
+        row = await rt.db.read("account_totp", store.totp, account_id)
         if row is not None:
-            secret = totp.decrypt(peppers, account.account_id, row.secret_enc, row.key_id)
+            secret = totp.decrypt(peppers, account_id, row.secret_enc, row.key_id)
             step = totp.matching_step(secret, code)
     factor = "totp" if use_totp else "recovery"
     method = "password+totp" if use_totp else "password+recovery"
@@ -375,12 +412,14 @@ async def second_factor_step(
         if use_totp:
             if step is None:
                 return "wrong secret"
-            if not await store.use_totp_step(conn, account.account_id, step):
+            if not await store.use_totp_step(conn, account_id, step):
                 return "replayed code"
         elif not await store.use_recovery_code(
-            conn, account.account_id, totp.recovery_digests(peppers, account.account_id, code)
+            conn, account_id, totp.recovery_digests(peppers, account_id, code)
         ):
             return "wrong secret"
+        if account is None:
+            return "wrong secret"  # a blind step whose password was wrong (no account has NOBODY's codes)
         if not await store.end_flow(conn, flow_digest(flow_secret)):
             # Roll back: an expired step must not use up the code or the recovery code just checked.
             raise _Expired
@@ -392,14 +431,14 @@ async def second_factor_step(
         cookie, session = await sessions.start_in(
             conn,
             rt,
-            account.account_id,
+            account_id,
             acr=ACR,
             method=method,
             user_agent=user_agent,
             ip=ip,
             request_id=request_id,
         )
-        remembered = devices.remember(rt.settings, device_cookie, account.account_id)
+        remembered = devices.remember(rt.settings, device_cookie, account_id, waiting.generation)
         return SignedIn(cookie, session, next_path, remembered)
 
     try:
@@ -411,13 +450,13 @@ async def second_factor_step(
         await refuse_attempt(
             rt, gate, who, factor=factor, reason=outcome, ip=ip, request_id=request_id, uncount=replayed
         )
-        if replayed:
+        if replayed and account is not None:
             # SECURITY V2 2.8.4: a code used twice may mean someone else saw it; the person is told.
             await mail.notify_credential_change(rt, account.notice_address, "totp-replayed")
         if blind:
             await rt.db.interaction("signin_flow_end", store.end_flow, flow_digest(flow_secret))
             raise SignInRefused(BLIND_WRONG)
         raise SignInRefused(REPLAYED if replayed else WRONG_CODE)
-    if not use_totp:
+    if not use_totp and account is not None:
         await mail.notify_credential_change(rt, account.notice_address, "recovery-code-used")
     return outcome

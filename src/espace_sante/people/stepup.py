@@ -18,6 +18,7 @@ phone or at a counter, after their own checks) are not.
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta
 from typing import Literal
 
@@ -26,7 +27,7 @@ from espace_sante.access.actors import Actor, level_at_least
 from espace_sante.audit import trace
 from espace_sante.context import Context
 from espace_sante.errors import FhirError
-from espace_sante.people import accounts, passwords, ratelimit, totp
+from espace_sante.people import devices, passwords, ratelimit, signin, totp
 from espace_sante.people.accounts import LOCKED, Account, account_record, login_key
 from espace_sante.runtime import Runtime
 from espace_sante.storage import accounts as account_store
@@ -112,11 +113,15 @@ def require(ctx: Context, action: Action) -> None:
         raise StepUpRequired(action)
 
 
+#: A number of seconds in ASCII digits: `str.isdigit` accepts "²", which `int` refuses.
+_SECONDS = re.compile(r"[0-9]{1,9}")
+
+
 def within(session: Session, max_age: str) -> bool:
     """Whether the session's proof meets an OpenID Connect `max_age` (Core 3.1.2.1) a client sent with its
     authorization request: "" or not a number asks nothing; under a minute counts as a minute, the time to go
     through the step-up page and back (else `max_age=0` would send her there for ever)."""
-    if not max_age.isdigit() or len(max_age) > 9:
+    if not _SECONDS.fullmatch(max_age):
         return True
     age = datetime.now(UTC) - session.auth_time
     return age <= timedelta(seconds=max(int(max_age), 60))
@@ -148,25 +153,39 @@ async def _refused(
 
 
 async def confirm(
-    rt: Runtime, session: Session, *, password: str, code: str, ip: str, request_id: str = ""
+    rt: Runtime,
+    session: Session,
+    *,
+    password: str,
+    code: str,
+    ip: str,
+    request_id: str = "",
+    device_cookie: str = "",
 ) -> Session:
     """The person types their password and a TOTP or recovery code again: the session's `auth_time` becomes
-    now. The same counters as signing in (a guess here is a guess there); StepUpRefused otherwise."""
-    key = login_key(session.login)[:254]
-    gate = await ratelimit.enter(
-        rt,
-        [
-            ratelimit.password_key(key),
-            ratelimit.second_factor_key(session.account_id),
-            ratelimit.ip_key(ip),
-        ],
-    )
-    if not gate.allowed:
-        await _refused(rt, gate, session, "locked", ip, request_id, count=False)
-        raise StepUpRefused(LOCKED)
+    now. The same counters and rules as signing in (a guess here is a guess there): per source (the
+    browser's trusted device for the account, `device_cookie`, else the address), the password's and the
+    codes' ceilings, and past the codes' ceiling only a trusted device goes on, the holder being told
+    (people/signin.py `codes_closed`). StepUpRefused otherwise."""
     has = await rt.db.read("account_factors", account_store.factors, session.account_id)
     if not has.password or not has.totp:
+        # Nothing to guess here (she signs in again instead): not counted.
         raise StepUpRefused(SIGN_IN_AGAIN)
+    key = login_key(session.login)[:254]
+    found = await rt.db.read("account_get", account_store.by_id, session.account_id)
+    account = Account.of(found) if found is not None else None
+    generation = found.credential_generation if found is not None else 0
+    device = devices.trusted_device(rt.settings, device_cookie, session.account_id, generation)
+    source = ratelimit.Source(ip, device)
+    codes = signin.codes_key(session.account_id, key)
+    gate = await ratelimit.enter(
+        rt, [*ratelimit.keys_for(ratelimit.password_key(key), source), *ratelimit.keys_for(codes, source)]
+    )
+    if signin.codes_closed(gate, codes, source):
+        await _refused(rt, gate, session, "locked", ip, request_id, count=gate.allowed)
+        if account is not None:
+            await signin.warn_codes_guessed(rt, gate, codes, account.notice_address)
+        raise StepUpRefused(LOCKED)
     stored = await rt.db.read("account_password", account_store.password, session.account_id)
     checked = await passwords.verify_password(
         rt.settings, stored[0] if stored else None, stored[1] if stored else "", password[:4096]
@@ -210,7 +229,6 @@ async def confirm(
         return Session(**{**session.__dict__, "auth_time": at})
 
     outcome = await rt.db.interaction("stepup_confirm", work)
-    account = await _account(rt, session)
     if isinstance(outcome, str):
         await _refused(rt, gate, session, outcome, ip, request_id, count=True)
         if outcome == "replayed code" and account is not None:
@@ -220,7 +238,3 @@ async def confirm(
     if not use_totp and account is not None:
         await mail.notify_credential_change(rt, account.notice_address, "recovery-code-used")
     return outcome
-
-
-async def _account(rt: Runtime, session: Session) -> Account | None:
-    return await accounts.get(rt, session.account_id)

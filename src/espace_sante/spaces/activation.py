@@ -37,7 +37,6 @@ if and only if the lifecycle's transition commits. The activation page's three u
 from __future__ import annotations
 
 import hmac
-import ipaddress
 import logging
 import math
 import re
@@ -52,6 +51,7 @@ from espace_sante.access.actors import ACTIVATION, Actor
 from espace_sante.access.policy import Decision, decide
 from espace_sante.context import Context
 from espace_sante.errors import Conflict, NotFound
+from espace_sante.people import ratelimit
 from espace_sante.people.passwords import Peppers, peppers
 from espace_sante.runtime import Runtime
 from espace_sante.spaces import identity, transitions
@@ -218,17 +218,8 @@ async def discard(conn: Conn, space_id: uuid.UUID) -> bool:
 
 
 def ip_key(ip: str) -> str:
-    """The counter of a client address. IPv6 addresses count per /64, the network any one host is given (one
-    client would otherwise have 2^64 addresses, each with its own limit); an IPv4-mapped address as IPv4."""
-    try:
-        address = ipaddress.ip_address(ip.strip().split("%", 1)[0])
-    except ValueError:
-        return f"act-ip:{ip[:64] or 'unknown'}"
-    if isinstance(address, ipaddress.IPv6Address):
-        if address.ipv4_mapped is not None:
-            return f"act-ip:{address.ipv4_mapped}"
-        return f"act-ip:{ipaddress.IPv6Network((address, 64), strict=False)}"
-    return f"act-ip:{address}"
+    """The counter of a client address: IPv6 per /64, the rule sign-in counts by too (people/ratelimit.py)."""
+    return f"act-ip:{ratelimit.address(ip)}"
 
 
 @dataclass

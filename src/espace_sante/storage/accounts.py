@@ -25,9 +25,14 @@ class AccountRow:
     disabled: bool
     webauthn_user: bytes
     created_at: datetime
+    #: Goes up when a credential changes or every session is ended: what a trusted device signs
+    #: (people/devices.py), so that those events end every trusted device.
+    credential_generation: int = 0
 
 
-_ACCOUNT = "account_id, kind, actor_id, login, email, disabled, webauthn_user, created_at"
+_ACCOUNT = (
+    "account_id, kind, actor_id, login, email, disabled, webauthn_user, created_at, credential_generation"
+)
 
 
 def _account(row: Any) -> AccountRow:
@@ -40,6 +45,7 @@ def _account(row: Any) -> AccountRow:
         row["disabled"],
         bytes(row["webauthn_user"]),
         row["created_at"],
+        int(row["credential_generation"]),
     )
 
 
@@ -128,13 +134,27 @@ async def password(conn: Conn, account_id: uuid.UUID) -> tuple[str, str] | None:
     return None if row is None else (row["hash"], row["pepper_id"])
 
 
-async def set_password(conn: Conn, account_id: uuid.UUID, hash_: str, pepper_id: str) -> None:
+async def set_password(
+    conn: Conn, account_id: uuid.UUID, hash_: str, pepper_id: str, *, rehash: bool = False
+) -> None:
+    """Store a new password hash. `rehash`: the same password hashed again (new parameters or pepper), which
+    is no credential change and keeps the account's trusted devices."""
+    if not rehash:
+        await new_credential_generation(conn, account_id)
     await conn.execute(
         "INSERT INTO account_password (account_id, hash, pepper_id) VALUES ($1, $2, $3) "
         "ON CONFLICT (account_id) DO UPDATE SET hash = $2, pepper_id = $3, changed_at = now()",
         account_id,
         hash_,
         pepper_id,
+    )
+
+
+async def new_credential_generation(conn: Conn, account_id: uuid.UUID) -> None:
+    """A credential changed or every session was ended: the trusted devices signed before are void."""
+    await conn.execute(
+        "UPDATE account SET credential_generation = credential_generation + 1 WHERE account_id = $1",
+        account_id,
     )
 
 
@@ -158,6 +178,7 @@ async def totp(conn: Conn, account_id: uuid.UUID) -> TotpRow | None:
 async def set_totp(
     conn: Conn, account_id: uuid.UUID, secret_enc: bytes, key_id: str, last_step: int = 0
 ) -> None:
+    await new_credential_generation(conn, account_id)
     await conn.execute(
         "INSERT INTO account_totp (account_id, secret_enc, key_id, last_step) VALUES ($1, $2, $3, $4) "
         "ON CONFLICT (account_id) DO UPDATE SET secret_enc = $2, key_id = $3, last_step = $4, "

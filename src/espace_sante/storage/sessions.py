@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from espace_sante.storage.accounts import new_credential_generation
 from espace_sante.storage.db import Conn
 
 
@@ -57,7 +58,8 @@ async def insert(
     absolute_seconds: int,
     auth_time: datetime | None = None,
 ) -> Session:
-    # An identity provider's `auth_time` may be before now, never after (a clock ahead is not trusted).
+    # `auth_time` None: a sign-in here, now. An identity provider's may be before now (long before when it gave
+    # none, people/federation.py), never after (a clock ahead is not trusted).
     await conn.execute(
         "INSERT INTO web_session (session_id, secret_hash, account_id, acr, method, csrf_token, user_agent, ip, "
         "expires_at, auth_time) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, now() + make_interval(secs => $9), "
@@ -129,6 +131,9 @@ async def delete(conn: Conn, account_id: uuid.UUID, session_id: uuid.UUID) -> bo
 
 
 async def delete_all(conn: Conn, account_id: uuid.UUID, *, keep: uuid.UUID | None = None) -> int:
+    """End the account's sessions (but `keep`). Signing out everywhere also ends every trusted device: the
+    account's credential generation goes up (storage/accounts.py)."""
+    await new_credential_generation(conn, account_id)
     status: str = await conn.execute(
         "DELETE FROM web_session WHERE account_id = $1 AND ($2::uuid IS NULL OR session_id <> $2)",
         account_id,

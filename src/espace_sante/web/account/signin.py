@@ -668,6 +668,7 @@ async def step_up(request: Request) -> Response:
             code=field(form, "code", 64),
             ip=client_ip(request),
             request_id=request_id(request),
+            device_cookie=request.cookies.get(devices.COOKIE, ""),
         )
     except StepUpRefused as exc:
         return await _step_up_page(request, session, suite, error=exc.message, status=_status_of(exc.message))
