@@ -212,15 +212,19 @@ async def test_conditional_reference_with_no_match_is_a_clear_422(fhir: httpx.As
 
 
 async def test_conditional_reference_with_two_matches_is_a_clear_422(fhir: httpx.AsyncClient) -> None:
-    """Two Patients carry the same INS (a duplicate to merge): the server will not guess which one."""
-    nir = new_nir()
-    await _create(fhir, patient(nir))
-    await _create(fhir, patient(nir))
+    """Two Patients carry the same hospital number (IPP) of one establishment, each with its own INS: the
+    server will not guess which one. (Two Patients with one INS cannot be made: one person, one space.)"""
+    ipp = f"IPP-{new_nir()}"
+    local = "urn:oid:1.2.250.1.71.4.2.7.99"
+    for _ in range(2):
+        body = patient()
+        body["identifier"].append({"system": local, "value": ipp})
+        await _create(fhir, body)
     result = await fhir.post(
         "",
         json=bundle(
             "transaction",
-            post(observation(f"Patient?identifier={INS}|{nir}")),
+            post(observation(f"Patient?identifier={local}|{ipp}")),
         ),
         headers=FHIR_JSON,
     )
@@ -508,16 +512,20 @@ async def test_a_documents_content_takes_its_space_from_the_document_and_is_not_
 async def test_a_conditional_create_matching_two_patients_fails_the_transaction(
     fhir: httpx.AsyncClient,
 ) -> None:
-    """ifNoneExist matches two Patients: 412 naming the entry, and the other entry is not written."""
-    nir, other = new_nir(), new_nir()
-    await _create(fhir, patient(nir))
-    await _create(fhir, patient(nir))
+    """ifNoneExist matches two Patients (one hospital number on two records): 412 naming the entry, and the
+    other entry is not written."""
+    other = new_nir()
+    ipp, local = f"IPP-{new_nir()}", "urn:oid:1.2.250.1.71.4.2.7.99"
+    for _ in range(2):
+        body = patient()
+        body["identifier"].append({"system": local, "value": ipp})
+        await _create(fhir, body)
     result = await fhir.post(
         "",
         json=bundle(
             "transaction",
             post(patient(other)),
-            post(patient(nir), ifNoneExist=f"identifier={INS}|{nir}"),
+            post(patient(), ifNoneExist=f"identifier={local}|{ipp}"),
         ),
         headers=FHIR_JSON,
     )

@@ -576,7 +576,7 @@ async def create_in(
     _check_category(decision, body)
     await _check_document_links(conn, ctx, decision, body, space_id, rid)
     if rtype == "Patient":
-        _check_opens_with_ins(body)
+        await _check_opens_with_ins(conn, ctx, body)
         await _count_new_space(conn, ctx)
         await spaces.create(conn, ctx.runtime.keys, space_id)
     else:
@@ -720,15 +720,37 @@ _FROM_REGISTRY = (
 )
 
 
-def _check_opens_with_ins(body: Mapping[str, Any]) -> None:
+_ONE_SPACE = (
+    "Patient.identifier : un espace existe déjà pour cet INS ; désignez ce patient par son INS "
+    "(If-None-Exist: identifier=…, ou Patient?identifier=…) / a space already exists for this INS: name that "
+    "patient by their INS (If-None-Exist: identifier=…, or Patient?identifier=…)"
+)
+
+
+async def _check_opens_with_ins(conn: Conn, ctx: Context, body: Mapping[str, Any]) -> None:
     """A space belongs to a person the insurer knows: through the API, the Patient that opens one carries a
     valid INS (issue 16 #4: without this, any system client could open thousands of spaces, each with its key
-    and trace chain, outside the registry's lifecycle)."""
+    and trace chain, outside the registry's lifecycle), an INS that has no space yet (one person, one space:
+    a second Patient with the same INS would take over lookups by INS), and a test or demo INS only in
+    development."""
+    systems = _INS_SYSTEMS if ctx.runtime.settings.development_mode else (INS_NIR,)
     for identifier in body.get("identifier") or ():
         if not isinstance(identifier, dict):
             continue
         system, value = identifier.get("system"), identifier.get("value")
-        if system in _INS_SYSTEMS and isinstance(value, str) and explain_identifier(system, value) is None:
+        if (
+            isinstance(system, str)
+            and system in systems
+            and isinstance(value, str)
+            and explain_identifier(system, value) is None
+        ):
+            # Two requests with one INS wait for each other here, so that the second sees the first's space.
+            await locks.hold_until_commit(conn, f"space-of-ins:{system}|{value}")
+            if await store.ins_has_space(conn, system, value):
+                raise InvalidResource(
+                    _ONE_SPACE,
+                    issues=[Issue(_ONE_SPACE, "duplicate", expression="Patient.identifier")],
+                )
             return
     raise InvalidResource(
         _FROM_REGISTRY,
