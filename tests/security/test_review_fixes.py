@@ -50,3 +50,17 @@ async def test_superscript_digits_in_paging_are_a_clean_400(fhir: object) -> Non
     answer = await fhir.get("/Patient/_history?_count=%C2%B2")
     assert answer.status_code == 400
     assert answer.json()["resourceType"] == "OperationOutcome"
+
+
+async def test_superscript_digits_in_a_version_or_a_trace_page_are_clean_answers(fhir: object) -> None:
+    import httpx
+
+    from tests.factories import FHIR_JSON, patient
+
+    assert isinstance(fhir, httpx.AsyncClient)
+    created = await fhir.post("/Patient", json=patient(), headers=FHIR_JSON)
+    pid = created.json()["id"]
+    vread = await fhir.get(f"/Patient/{pid}/_history/%C2%B2")
+    assert vread.status_code in (400, 404) and vread.json()["resourceType"] == "OperationOutcome"
+    page = await fhir.get("/AuditEvent", params={"patient": f"Patient/{pid}", "_upto": "²"})
+    assert page.status_code in (400, 403, 404) and page.json()["resourceType"] == "OperationOutcome"

@@ -65,7 +65,7 @@ def _split_upto(pairs: Sequence[tuple[str, str]]) -> tuple[int | None, list[tupl
     rest = [(k, v) for k, v in pairs if k != UPTO]
     if not upto:
         return None, rest
-    if len(upto) > 1 or not upto[0].isdigit() or len(upto[0]) > 18:
+    if len(upto) > 1 or not (upto[0].isascii() and upto[0].isdigit()) or len(upto[0]) > 18:
         raise _bad("_upto invalide", "invalid _upto", UPTO)
     return int(upto[0]), rest
 

@@ -310,7 +310,7 @@ def parse_etag(value: str) -> int:
 
 def version_number(version: str) -> int:
     """A vread's version id as a number; 404 for anything that cannot be one."""
-    if not version.isdigit() or len(version) > 18:
+    if not (version.isascii() and version.isdigit()) or len(version) > 18:
         raise NotFound(f"version introuvable / version not found: {version}")
     return int(version)
 
