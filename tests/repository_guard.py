@@ -22,12 +22,18 @@ REPOSITORY = Path(__file__).resolve().parents[1]
 
 def _neighbours() -> tuple[str, ...]:
     needed = [Path(p).resolve() for p in (sys.prefix, sys.base_prefix, tempfile.gettempdir(), Path.home())]
+    temp = Path(tempfile.gettempdir()).resolve()
+    in_temp = REPOSITORY == temp or temp in REPOSITORY.parents
     watched = []
     for entry in REPOSITORY.parent.iterdir():
         entry = entry.resolve()
         if entry == REPOSITORY or not entry.is_dir():
             continue
         if any(entry == p or entry in p.parents for p in needed):
+            continue
+        # A clone inside the temporary folder has the tests' own temporary files beside it: there only the
+        # reference folder the project was written beside is watched.
+        if in_temp and entry.name != "shared":
             continue
         watched.append(str(entry) + os.sep)
     return tuple(watched)
