@@ -23,7 +23,7 @@ REPOSITORY = Path(__file__).resolve().parents[1]
 def _neighbours() -> tuple[str, ...]:
     needed = [Path(p).resolve() for p in (sys.prefix, sys.base_prefix, tempfile.gettempdir(), Path.home())]
     temp = Path(tempfile.gettempdir()).resolve()
-    in_temp = REPOSITORY == temp or temp in REPOSITORY.parents
+    in_temp = temp == REPOSITORY or temp in REPOSITORY.parents
     watched = []
     for entry in REPOSITORY.parent.iterdir():
         entry = entry.resolve()
