@@ -95,9 +95,8 @@ async def refuse_attempt(
     note: str = "",
 ) -> None:
     """Trace a refused attempt (and the wait it starts), in one transaction with the counters; password and
-    passkey sign-in share it. `count`: the
-    attempt was a guess (a refusal while waiting was counted nowhere); `uncount`: it was counted but was no
-    guess, and is given back."""
+    passkey sign-in share it. `count`: the attempt was a guess (a refusal while waiting was counted nowhere);
+    `uncount`: it was counted but was no guess, and is given back."""
     await rt.db.interaction(
         "signin_refused",
         _record_refusal,
