@@ -1,2 +1,3 @@
-"""The trace: what is recorded and how records chain (record.py), how heads are sealed (seal.py), how a
-chain is checked (verify.py)."""
+"""The trace: writing a record with each action (`trace`), sealing chain heads (`seal`, `chains`), checking the
+chains (`verify`), and showing records in plain words (`wording`) and as FHIR AuditEvent (`fhir`). The record's
+format and its SQL are in `storage/audit.py`."""

@@ -1,0 +1,1 @@
+"""The pages every notice points to: activate a space with its code, or oppose it."""
