@@ -10,7 +10,9 @@ from typing import Any
 
 import httpx
 
-from tests.factories import FHIR_JSON, patient
+from espace_sante.oauth import devtokens
+from espace_sante.runtime import Runtime
+from tests.factories import BASE, FHIR_JSON, patient
 
 LOINC = "http://loinc.org"
 UCUM = "http://unitsofmeasure.org"
@@ -85,3 +87,11 @@ async def found(fhir: httpx.AsyncClient, rtype: str, params: Any) -> set[str]:
     assert len(ids) == len(set(ids)), f"duplicates in {ids}"
     assert link(bundle, "next") is None
     return set(ids)
+
+
+async def client_as(http: httpx.AsyncClient, runtime: Runtime, subject: str, scope: str) -> httpx.AsyncClient:
+    """A /fhir client holding a development token of `subject` (`holder:<nir>`, `practitioner:<rpps>`...)."""
+    token = (await devtokens.issue(runtime, subject, scope)).access_token
+    return httpx.AsyncClient(
+        transport=http._transport, base_url=f"{BASE}/fhir", headers={"Authorization": f"Bearer {token}"}
+    )

@@ -1,6 +1,7 @@
 """A search that only counts still reaches the record it counts in (issue 16 #1): "does this patient have a
 document of this kind?" is answered by a count, a `_count=0` or a page past the end as well as by a page, so
-each leaves a record in the holder's trace like any search. Only zero matches may stay silent."""
+each leaves a record in the holder's trace like any search. So does a later page: the rows `_offset` skipped
+exist, in records the page does not show. Only zero matches may stay silent."""
 
 from __future__ import annotations
 
@@ -43,8 +44,15 @@ async def _two_records(fhir: httpx.AsyncClient) -> tuple[str, list[tuple[str, uu
 
 @pytest.mark.parametrize(
     "extra",
-    [{"_summary": "count"}, {"_count": "0"}, {"_offset": "100"}, {"_total": "accurate", "_count": "1"}],
-    ids=["summary-count", "count-0", "past-the-end", "total-accurate"],
+    [
+        {"_summary": "count"},
+        {"_count": "0"},
+        {"_offset": "100"},
+        {"_total": "accurate", "_count": "1"},
+        # The second page shows one record's row and tells that a row of the other comes before it.
+        {"_offset": "1", "_count": "1"},
+    ],
+    ids=["summary-count", "count-0", "past-the-end", "total-accurate", "later-page"],
 )
 async def test_a_search_that_counts_is_traced_in_every_space_it_counts(
     fhir: httpx.AsyncClient, runtime: Runtime, extra: dict[str, str]

@@ -3,22 +3,27 @@
 FHIR R4 search.html lets a lenient server drop an unknown parameter, but a server "SHALL reject" a modifier it
 does not support, and a dropped `patient.identifer` (a typo) leaves no patient filter at all: the answer would
 be every document the caller may see, of every patient. So unsupported modifiers, chains we cannot follow and
-unknown parameters of a search that names a patient are a 400 that names the parameter; harmless unknowns
-elsewhere are still ignored, and said in the Bundle."""
+unknown parameters of a search that names a patient, or of anyone's who reaches more than one record (a
+professional, a representative, a machine client), are a 400 that names the parameter; harmless unknowns of a
+holder alone are still ignored, and said in the Bundle."""
 
 from __future__ import annotations
 
+import uuid
+from datetime import timedelta
 from typing import Any
 
 import httpx
 import pytest
 
+from espace_sante import clock
+from espace_sante.fhir.compartment import space_of
 from espace_sante.oauth import devtokens
 from espace_sante.runtime import Runtime
 from espace_sante.storage import access as access_store
 from espace_sante.storage.db import Conn
 from tests.factories import BASE, INS, new_nir, new_professional, patient, pdsm_document
-from tests.search.helpers import create, link, match_ids, search
+from tests.search.helpers import client_as, create, link, match_ids, observation, search, unique_system
 
 
 def _refused(response: httpx.Response, name: str) -> None:
@@ -79,8 +84,10 @@ async def test_an_unknown_parameter_beside_a_patient_filter_is_refused(
 
 
 async def test_a_harmless_unknown_is_ignored_and_said_in_the_bundle(
-    fhir: httpx.AsyncClient, record: dict[str, Any]
+    http: httpx.AsyncClient, runtime: Runtime, record: dict[str, Any]
 ) -> None:
+    """Only for a caller who reaches one record (a holder alone): nothing she could drop widens her answer."""
+    fhir = await client_as(http, runtime, f"holder:{record['nir']}", "patient/*.rs")
     bundle = await search(
         fhir, "DocumentReference", {"_id": record["document"], "colour": "blue", "_elements": "id"}
     )
@@ -131,3 +138,90 @@ async def test_a_professionals_document_search_never_drops_a_parameter(
     warned = await holder.get("/DocumentReference", params={"_id": record["document"], "colour": "x"})
     assert warned.status_code == 200, warned.text
     assert match_ids(warned.json()) == [record["document"]]
+
+
+@pytest.fixture(scope="module")
+async def family(fhir: httpx.AsyncClient, runtime: Runtime) -> dict[str, Any]:
+    """A mother who represents two children, a professional who cares for both, and one
+    measurement of a code no other test uses in each child's record."""
+    system = unique_system()
+    mother = new_nir()
+    await create(fhir, patient(mother))  # a representative signs in with her own INS
+    rpps, _ = await new_professional(fhir, "10")
+    children = []
+    for _ in range(2):
+        nir = new_nir()
+        child = await create(fhir, patient(nir, birthDate="2018-03-01"))
+        made = await create(
+            fhir, observation(child["id"], code={"coding": [{"system": system, "code": "x"}]})
+        )
+        children.append({"nir": nir, "patient": child["id"], "observation": made["id"]})
+
+    async def relate(conn: Conn) -> None:
+        for child in children:
+            space = space_of(child["patient"])
+            assert isinstance(space, uuid.UUID)
+            await access_store.add_representative(conn, space, mother, clock.today() + timedelta(days=365))
+            await access_store.set_basis(conn, space, rpps, "consent", "test")
+            # Measurements are not shared with professionals by default: these children's parents share them.
+            await access_store.save_settings(
+                conn,
+                space,
+                emergency_refused=False,
+                samu_refused=False,
+                masked_in_emergency=False,
+                shared_sections=["Observation"],
+                matrix_overrides={},
+            )
+
+    await runtime.db.interaction("test_family", relate)
+    return {"code": f"{system}|x", "mother": mother, "rpps": rpps, "children": children}
+
+
+@pytest.mark.parametrize(
+    "caller",
+    ["feed", "practitioner", "representative"],
+)
+async def test_a_misspelt_patient_filter_is_refused_to_whoever_reaches_several_records(
+    fhir: httpx.AsyncClient, http: httpx.AsyncClient, runtime: Runtime, family: dict[str, Any], caller: str
+) -> None:
+    """`patinet` dropped, the search no longer names a patient: it would answer with both children's
+    measurements where the caller asked for one child's."""
+    clients = {
+        "feed": lambda: fhir,
+        "practitioner": lambda: client_as(http, runtime, f"practitioner:{family['rpps']}", "user/*.rs"),
+        "representative": lambda: client_as(
+            http, runtime, f"representative:{family['mother']}", "patient/*.rs"
+        ),
+    }
+    made = clients[caller]()
+    client = made if isinstance(made, httpx.AsyncClient) else await made
+    first = family["children"][0]
+    right = await search(
+        client, "Observation", {"patient": f"Patient/{first['patient']}", "code": family["code"]}
+    )
+    assert match_ids(right) == [first["observation"]]
+    wide = await search(client, "Observation", {"code": family["code"]})
+    assert sorted(match_ids(wide)) == sorted(c["observation"] for c in family["children"])
+    params = {"patinet": f"Patient/{first['patient']}", "code": family["code"]}
+    _refused(await client.get("/Observation", params=params), "patinet")
+    _refused(await client.get("/Observation", params={"_elements": "id", **params}), "patinet")
+    # A standard parameter that only shapes the answer cannot widen it: still ignored, and said.
+    shaped = await search(client, "Observation", {"code": family["code"], "_elements": "id"})
+    assert sorted(match_ids(shaped)) == sorted(c["observation"] for c in family["children"])
+    (outcome,) = [e for e in shaped["entry"] if e["search"]["mode"] == "outcome"]
+    assert [i["expression"] for i in outcome["resource"]["issue"]] == [["_elements"]]
+
+
+async def test_a_holder_alone_is_only_warned_of_a_misspelt_filter(
+    http: httpx.AsyncClient, runtime: Runtime, family: dict[str, Any]
+) -> None:
+    """A child's own access (one record) cannot be widened by a dropped parameter: warned, not refused."""
+    first = family["children"][0]
+    client = await client_as(http, runtime, f"holder:{first['nir']}", "patient/*.rs")
+    bundle = await search(
+        client, "Observation", {"patinet": f"Patient/{first['patient']}", "code": family["code"]}
+    )
+    assert match_ids(bundle) == [first["observation"]]
+    (outcome,) = [e for e in bundle["entry"] if e["search"]["mode"] == "outcome"]
+    assert [i["expression"] for i in outcome["resource"]["issue"]] == [["patinet"]]

@@ -14,7 +14,9 @@ search parameter with an unsupported modifier"), a chain whose head or target pa
 standard filter we do not implement (``_has``, ``_tag``...) are always errors, and so is any unknown
 parameter of a search that names a patient (``patient=``, ``patient.identifier=``...) or of a search whose
 caller must name one (``refuse_unknown``: a professional's DocumentReference search, ITI-67): there a
-dropped ``patient.identifer`` would answer with every patient's documents.
+dropped ``patient.identifer`` would answer with every patient's documents.  Whether the caller reaches
+more than one record is known only once the policy has decided: ``record.resources`` then refuses the
+ignored parameters with ``refuse_ignored``.
 """
 
 from __future__ import annotations
@@ -647,10 +649,18 @@ def names_patient(request: SearchRequest) -> bool:
     return False
 
 
-def _refuse_ignored(req: SearchRequest, why_fr: str, why_en: str) -> NoReturn:
-    n = _short(req.ignored[0])
+def dropped_filters(req: SearchRequest) -> list[str]:
+    """The ignored parameters that might have chosen what matches: every unknown name, but not the standard
+    ones that only shape the answer (`_elements`, `_contained`...), which no caller's scope makes wider."""
+    return [n for n in req.ignored if n.split(":", 1)[0] not in _UNSUPPORTED]
+
+
+def refuse_ignored(req: SearchRequest, why_fr: str, why_en: str, name: str | None = None) -> NoReturn:
+    """A 400 naming an ignored parameter (`name`, else the first): dropping it would widen the answer."""
+    name = req.ignored[0] if name is None else name
+    n = _short(name)
     _fail(
-        req.ignored[0],
+        name,
         f"Paramètre de recherche inconnu ou non pris en charge : '{n}' ({why_fr})",
         f"unknown or unsupported search parameter: '{n}' ({why_en})",
         "not-supported",
@@ -698,8 +708,8 @@ def parse_search(
         if echoed is not None:
             req.echo.append(echoed)
     if req.ignored and refuse_unknown:
-        _refuse_ignored(req, "le patient doit être nommé", "the patient must be named")
+        refuse_ignored(req, "le patient doit être nommé", "the patient must be named")
     if req.ignored and names_patient(req):
         # The client filters one patient's data: a misspelt parameter must not answer with more than meant.
-        _refuse_ignored(req, "la recherche nomme un patient", "the search names a patient")
+        refuse_ignored(req, "la recherche nomme un patient", "the search names a patient")
     return req

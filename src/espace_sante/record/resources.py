@@ -35,7 +35,7 @@ from espace_sante.errors import (
 )
 from espace_sante.fhir import compartment
 from espace_sante.fhir.identifiers import INS_NIR, INS_NIR_DEMO, INS_NIR_TEST, explain_identifier
-from espace_sante.fhir.searchquery import SearchRequest, parse_search
+from espace_sante.fhir.searchquery import SearchRequest, dropped_filters, parse_search, refuse_ignored
 from espace_sante.fhir.validation import RESOURCE_TYPES
 from espace_sante.storage import access as access_store
 from espace_sante.storage import locks, ratelimit, spaces, visibility
@@ -446,6 +446,16 @@ def parse_request(ctx: Context, resource_type: str, pairs: Sequence[tuple[str, s
 async def search_in(conn: Conn, ctx: Context, decision: Decision, request: SearchRequest) -> SearchResult:
     """A search of the stored resources inside the caller's transaction `conn`, scoped and traced."""
     decision = await scoped_search(conn, ctx, decision, request)
+    dropped = dropped_filters(request)
+    if dropped and _reaches_several(decision):
+        # `Observation?patinet=…` without its misspelt filter no longer names a patient: it would answer with
+        # every record the caller reaches. Only a caller who reaches one record cannot be widened by a drop.
+        refuse_ignored(
+            request,
+            "la recherche atteint plusieurs dossiers",
+            "the search reaches several records",
+            dropped[0],
+        )
     keys = ctx.runtime.keys
     # Every space a search counts rows in is traced like the spaces of the rows it returns: "how many
     # documents of this class" tells as much as the documents' list (issue 16). Only zero matches are silent.
@@ -457,8 +467,10 @@ async def search_in(conn: Conn, ctx: Context, decision: Decision, request: Searc
     matches, has_next = await search_store.page(conn, keys, decision, request)
     page = [(m.space_id, m.resource_id) for m in matches]
     total: int | None = None
-    if request.total == "accurate" or (not has_next and not matches and request.offset > 0):
-        # asked for, or a page past the end (a stale next link): count rather than report the offset
+    if request.total == "accurate" or request.offset > 0:
+        # Asked for, or a later page: a page at `_offset=N` tells that N rows come before it (and a page past
+        # the end, how many there are), in spaces the page does not show. Counting traces those spaces too;
+        # leaving `total` out would not, as the page itself reveals the skipped rows.
         counted = await search_store.counts(conn, decision, request)
         total = sum(counted.values())
     elif not has_next:
@@ -469,6 +481,13 @@ async def search_in(conn: Conn, ctx: Context, decision: Decision, request: Searc
         included += await _fetch_included(conn, ctx, target_type, found, seen)
     await _trace_search(conn, ctx, decision, request, [s.space_id for s in (*matches, *included)], counted)
     return SearchResult(request, matches, included, total, has_next)
+
+
+def _reaches_several(decision: Decision) -> bool:
+    """Whether the decision covers more than one record: every space (a machine client), or several (a
+    professional, a representative, a holder's app that also reaches her children)."""
+    spaces = decision.spaces
+    return spaces is None or len(spaces) > 1
 
 
 async def _trace_search(
