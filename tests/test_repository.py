@@ -4,13 +4,19 @@ machine or a folder beside the repository, and the guard plugin catches a read t
 from __future__ import annotations
 
 import re
+import tempfile
 from pathlib import Path
 
 from tests import repository_guard
 
 REPOSITORY = Path(__file__).resolve().parents[1]
-#: A machine's absolute paths, or the folder that sat beside the repository where it was written.
-MACHINE_PATH = re.compile(r"/work/|\.\./shared|\bshared/fr-interop")
+#: A path of the machine the project is written on, or `../<folder>` naming a folder beside this clone.
+_BESIDE = sorted(e.name for e in REPOSITORY.parent.iterdir() if e.is_dir() and e.resolve() != REPOSITORY)
+_PARENT = REPOSITORY.parent
+_PARENT_PATH = (
+    [] if _PARENT in (Path("/"), Path(tempfile.gettempdir()).resolve()) else [re.escape(f"{_PARENT}/")]
+)
+MACHINE_PATH = re.compile("|".join([*_PARENT_PATH, "/work/", *(re.escape(f"../{n}/") for n in _BESIDE)]))
 
 
 def test_no_source_or_test_names_a_path_outside_the_repository() -> None:
@@ -32,7 +38,7 @@ def test_no_source_or_test_names_a_path_outside_the_repository() -> None:
 
 def test_the_guard_sees_a_read_beside_the_repository(tmp_path: Path) -> None:
     """The plugin's hook is live in this very run: a file opened in a watched folder is recorded."""
-    neighbour = tmp_path / "shared"
+    neighbour = tmp_path / "reference"
     neighbour.mkdir()
     (neighbour / "value-set.json").write_text("{}")
     saved_watched, saved_seen = repository_guard.WATCHED, list(repository_guard.SEEN)
