@@ -39,6 +39,7 @@ from espace_sante.fhir.searchquery import SearchRequest, dropped_filters, parse_
 from espace_sante.fhir.validation import RESOURCE_TYPES
 from espace_sante.storage import access as access_store
 from espace_sante.storage import locks, ratelimit, spaces, visibility
+from espace_sante.storage import people as people_store
 from espace_sante.storage import resources as store
 from espace_sante.storage import search as search_store
 from espace_sante.storage.db import Conn
@@ -765,7 +766,7 @@ async def _check_opens_with_ins(conn: Conn, ctx: Context, body: Mapping[str, Any
         ):
             # Two requests with one INS wait for each other here, so that the second sees the first's space.
             await locks.hold_until_commit(conn, f"space-of-ins:{system}|{value}")
-            if await store.ins_has_space(conn, system, value):
+            if await people_store.ins_has_space(conn, system, value):
                 raise InvalidResource(
                     _ONE_SPACE,
                     issues=[Issue(_ONE_SPACE, "duplicate", expression="Patient.identifier")],

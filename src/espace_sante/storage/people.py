@@ -55,6 +55,21 @@ async def patient_by_ins(conn: Conn, ins: str) -> PatientRef | None:
     return None if row is None else PatientRef(row["space_id"], row["resource_id"])
 
 
+async def ins_has_space(conn: Conn, system: str, value: str) -> bool:
+    """Whether a person with this INS has a space: the registry's link, or a live Patient carrying it."""
+    return bool(
+        await conn.fetchval(
+            "SELECT EXISTS (SELECT 1 FROM registry_person WHERE nir = $2 AND $1 = $3) "
+            "OR EXISTS (SELECT 1 FROM sp_token t JOIN resource r USING (space_id, resource_type, resource_id) "
+            "WHERE t.resource_type = 'Patient' AND t.param = 'identifier' AND t.system = $1 AND t.code = $2 "
+            "AND NOT r.deleted)",
+            system,
+            value,
+            INS_SYSTEM,
+        )
+    )
+
+
 async def registry_patient(conn: Conn, ins: str) -> PatientRef | None:
     """The space the registry made for this INS and the id its Patient has (or will have once the space
     opens: migrations/0018)."""

@@ -415,17 +415,3 @@ async def _write_index(
             [row.param for row in rows],
             *([getattr(row, name) for row in rows] for name, _ in columns),
         )
-
-
-async def ins_has_space(conn: Conn, system: str, value: str) -> bool:
-    """Whether a person with this INS has a space: the registry's link, or a live Patient carrying it."""
-    return bool(
-        await conn.fetchval(
-            "SELECT EXISTS (SELECT 1 FROM registry_person WHERE nir = $2 AND $1 = 'urn:oid:1.2.250.1.213.1.4.8') "
-            "OR EXISTS (SELECT 1 FROM sp_token t JOIN resource r USING (space_id, resource_type, resource_id) "
-            "WHERE t.resource_type = 'Patient' AND t.param = 'identifier' AND t.system = $1 AND t.code = $2 "
-            "AND NOT r.deleted)",
-            system,
-            value,
-        )
-    )

@@ -480,17 +480,7 @@ async def totp_confirm(request: Request) -> Response:
     except AccountError as exc:
         return await _security_page(request, session, error=exc.message, status=_status_of(exc.message))
     if codes:
-        return render(
-            request,
-            "recovery_codes.html",
-            {
-                "title": "Codes de secours",
-                "signed_in": True,
-                "csrf": session.csrf_token,
-                "codes": codes,
-                "notice": NOTICES["totp"],
-            },
-        )
+        return _recovery_codes_page(request, session, codes, NOTICES["totp"])
     return see_other(f"{HOME}?message=totp")
 
 
@@ -507,6 +497,13 @@ async def recovery_regenerate(request: Request) -> Response:
         )
     except AccountError as exc:
         return await _security_page(request, session, error=exc.message, status=403)
+    return _recovery_codes_page(request, session, codes, "")
+
+
+def _recovery_codes_page(
+    request: Request, session: sessions.Session, codes: list[str], notice: str
+) -> Response:
+    """The recovery codes, shown once (after the TOTP is set up, or regenerated)."""
     return render(
         request,
         "recovery_codes.html",
@@ -515,7 +512,7 @@ async def recovery_regenerate(request: Request) -> Response:
             "signed_in": True,
             "csrf": session.csrf_token,
             "codes": codes,
-            "notice": "",
+            "notice": notice,
         },
     )
 
