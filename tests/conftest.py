@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import base64
 import os
+import shutil
+import tempfile
 import time
 import warnings
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -36,10 +38,38 @@ def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("espace-sante")
 
 
+#: `make test-citus` runs the core stories on a Citus cluster (tests/citus/README.md) instead of one server.
+ON_CITUS = os.environ.get("ESPACE_SANTE_TEST_CITUS") == "1"
+if not ON_CITUS:
+    collect_ignore = ["citus"]  # the Citus-only stories (routing, rebalancing) need a cluster
+
+
 @pytest.fixture(scope="session")
-async def runtime(data_dir: Path) -> AsyncIterator[Runtime]:
-    embedded = EmbeddedPostgres(data_dir / "pg")
-    dsn = await ensure_database(embedded.start())
+def citus_cluster() -> Iterator[Any]:
+    """A coordinator and two workers on loopback, started for the session (only under `make test-citus`)."""
+    if not ON_CITUS:
+        pytest.fail("the Citus stories run under `make test-citus`")
+    from tests.citus import cluster
+
+    # Not under pytest's folder: the nodes run as another user when the tests run as root, and pytest makes
+    # its folders readable by their owner only.
+    base = Path(tempfile.mkdtemp(prefix="espace-sante-citus-"))
+    started = cluster.start(base, workers=2)
+    yield started
+    started.stop()
+    shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+async def runtime(data_dir: Path, request: pytest.FixtureRequest) -> AsyncIterator[Runtime]:
+    embedded = None
+    if ON_CITUS:
+        from tests.citus import cluster
+
+        dsn = await cluster.form(request.getfixturevalue("citus_cluster"))
+    else:
+        embedded = EmbeddedPostgres(data_dir / "pg")
+        dsn = await ensure_database(embedded.start())
     await migrate.migrate(dsn)
     settings = Settings(
         data_dir=data_dir,
@@ -51,7 +81,8 @@ async def runtime(data_dir: Path) -> AsyncIterator[Runtime]:
         api_spaces_per_client=1_000_000,
     )
     rt = await Runtime.open(settings)
-    rt.embedded = embedded  # closing the runtime stops the server
+    if embedded is not None:
+        rt.embedded = embedded  # closing the runtime stops the server
     yield rt
     await rt.close()
 

@@ -11,6 +11,8 @@ from importlib import resources
 
 import asyncpg
 
+from espace_sante.storage import citus
+
 _LOCK_KEY = 0x65_73_70_61  # "espa"
 _NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
 
@@ -57,7 +59,8 @@ async def applied(conn: asyncpg.Connection) -> dict[int, str]:
 
 
 async def migrate(dsn: str) -> list[Migration]:
-    """Apply pending migrations; returns those applied now."""
+    """Apply pending migrations; returns those applied now. On Citus, the tables are placed on the cluster
+    after each migration from the baseline on (storage/citus.py)."""
     conn = await asyncpg.connect(dsn)
     done: list[Migration] = []
     try:
@@ -65,6 +68,7 @@ async def migrate(dsn: str) -> list[Migration]:
         try:
             await _ensure_table(conn)
             have = await applied(conn)
+            on_citus = await citus.is_citus(conn)
             for m in available():
                 if m.version in have:
                     if have[m.version] != m.checksum:
@@ -81,6 +85,10 @@ async def migrate(dsn: str) -> list[Migration]:
                         m.checksum,
                     )
                 done.append(m)
+                if on_citus and m.version >= citus.BASELINE:
+                    await citus.distribute(conn)
+            if on_citus and max(have, default=0) >= citus.BASELINE:
+                await citus.distribute(conn)  # a database made before its extension: placed now
         finally:
             await conn.execute("SELECT pg_advisory_unlock($1)", _LOCK_KEY)
     finally:
