@@ -52,6 +52,20 @@ lint: install ## ruff, ruff format, mypy --strict and the import rules (lint-imp
 	$(BIN)/mypy src
 	$(BIN)/lint-imports
 
+# --- Citus (issue 17, docs/architecture.md "On Citus"): not part of `make test` --------------------------------
+# The core stories again, on a coordinator and two workers on loopback, plus the Citus-only ones (tests/citus/).
+CITUS_T ?= tests/citus tests/api/test_crud.py tests/api/test_bundles.py tests/api/test_one_space_per_ins.py \
+	tests/search tests/documents/test_mhd.py tests/documents/test_visibility.py tests/access/test_world_search.py \
+	tests/access/test_rights_http.py tests/trace tests/audit tests/registry/test_import.py \
+	tests/lifecycle/test_lifecycle.py tests/lifecycle/test_lifecycle_command.py
+.PHONY: citus test-citus
+
+citus: install ## Build Citus once into .citus/ from ../shared/citus (or CITUS_SOURCE; or CITUS_PG_CONFIG=a system Citus)
+	$(BIN)/python -m tests.citus.cluster build
+
+test-citus: citus ## The core stories on a local Citus cluster (a coordinator and two workers)
+	ESPACE_SANTE_TEST_CITUS=1 $(BIN)/python -m pytest $(CITUS_T)
+
 bench: install ## Benchmarks against a real `espace-sante serve` (results in benchmarks/results/)
 	$(BIN)/python -m benchmarks.run
 

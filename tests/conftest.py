@@ -57,7 +57,8 @@ def citus_cluster() -> Iterator[Any]:
     started = cluster.start(base, workers=2)
     yield started
     started.stop()
-    shutil.rmtree(base, ignore_errors=True)
+    if not os.environ.get("ESPACE_SANTE_KEEP_CITUS"):  # kept to read the nodes' logs after a failure
+        shutil.rmtree(base, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

@@ -102,7 +102,10 @@ def build() -> Path:
         try:
             _run(
                 ["./configure", "--without-libcurl", "--without-lz4", "--without-zstd"],
-                cwd=tree, env=env, stdout=out, stderr=subprocess.STDOUT,
+                cwd=tree,
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
             )
             _run(["make", "-j2"], cwd=tree, env=env, stdout=out, stderr=subprocess.STDOUT)
             _run(["make", "install"], cwd=tree, env=env, stdout=out, stderr=subprocess.STDOUT)
@@ -176,8 +179,16 @@ class Cluster:
             node.pgdata.chmod(0o700)
         if not (node.pgdata / "PG_VERSION").exists():
             self._pg(
-                [str(self.bindir / "initdb"), "-D", str(node.pgdata), "-U", PG_USER, "--auth=trust",
-                 "--encoding=UTF8", "--no-sync"],
+                [
+                    str(self.bindir / "initdb"),
+                    "-D",
+                    str(node.pgdata),
+                    "-U",
+                    PG_USER,
+                    "--auth=trust",
+                    "--encoding=UTF8",
+                    "--no-sync",
+                ],
                 user,
             )
             conf = node.pgdata / "postgresql.conf"
@@ -186,10 +197,12 @@ class Cluster:
                     "\n# tests/citus/cluster.py\n"
                     "shared_preload_libraries = 'citus'\n"
                     f"port = {node.port}\nlisten_addresses = '127.0.0.1'\nunix_socket_directories = ''\n"
-                    "max_connections = 300\nfsync = off\nsynchronous_commit = off\nfull_page_writes = off\n"
+                    "max_connections = 300\nmax_worker_processes = 24\nfsync = off\nsynchronous_commit = off\nfull_page_writes = off\n"
                     # Shard moves (the rebalance test) copy through logical replication.
                     "wal_level = logical\nmax_replication_slots = 20\nmax_wal_senders = 20\n"
                     "citus.max_background_task_executors_per_node = 2\n"
+                    # A failed statement is logged with its parameters (tests only: they are test data).
+                    "log_parameter_max_length_on_error = -1\n"
                 )
         else:  # a node started again: the port chosen this time
             conf = node.pgdata / "postgresql.auto.conf"
@@ -197,8 +210,17 @@ class Cluster:
             if user:
                 shutil.chown(conf, user, user)
         self._pg(
-            [str(self.bindir / "pg_ctl"), "-D", str(node.pgdata), "-l", str(node.pgdata / "log"), "-w",
-             "-t", "60", "start"],
+            [
+                str(self.bindir / "pg_ctl"),
+                "-D",
+                str(node.pgdata),
+                "-l",
+                str(node.pgdata / "log"),
+                "-w",
+                "-t",
+                "60",
+                "start",
+            ],
             user,
         )
 
@@ -215,7 +237,9 @@ class Cluster:
 
     def add_worker(self) -> Node:
         """Start one more worker (a new, empty node): the caller adds it to the cluster (citus_add_node)."""
-        node = Node(f"worker{len(self.workers) + 1}", self.base / f"worker{len(self.workers) + 1}", _free_port())
+        node = Node(
+            f"worker{len(self.workers) + 1}", self.base / f"worker{len(self.workers) + 1}", _free_port()
+        )
         self._init_node(node)
         self.workers.append(node)
         return node
@@ -228,7 +252,7 @@ async def prepare(node: Node) -> None:
     conn = await asyncpg.connect(node.uri("postgres"))
     try:
         if not await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", DATABASE):
-            await conn.execute(f'CREATE DATABASE "{DATABASE}" ENCODING \'UTF8\' TEMPLATE template0')
+            await conn.execute(f"CREATE DATABASE \"{DATABASE}\" ENCODING 'UTF8' TEMPLATE template0")
     finally:
         await conn.close()
     conn = await asyncpg.connect(node.uri())

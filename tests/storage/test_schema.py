@@ -15,38 +15,11 @@ from espace_sante.access.actors import SYSTEM, Actor
 from espace_sante.access.policy import decide
 from espace_sante.access.scopes import Scopes
 from espace_sante.runtime import Runtime
-from espace_sante.storage import people
+from espace_sante.storage import citus, people
 
-#: Tables outside spaces, and why. A new table must be added to one side or the other.
-NOT_SPACE_DATA = {
-    "schema_migration": "bookkeeping",
-    "oauth_client": "machine clients (directory)",
-    "oauth_token": "machine client tokens (directory)",
-    "oauth_grant": "a person's authorisations of apps and software (directory)",
-    "oauth_code": "authorization codes (directory)",
-    "oauth_refresh": "refresh tokens (directory)",
-    "oauth_jti": "client assertion replay cache (directory)",
-    "oidc_flow": "OpenID Connect sign-ins in progress (directory)",
-    "operator": "insurer agents (directory)",
-    "account": "people who sign in (directory)",
-    "account_password": "sign-in credentials (directory)",
-    "account_totp": "sign-in credentials (directory)",
-    "account_totp_pending": "sign-in credentials (directory)",
-    "account_recovery_code": "sign-in credentials (directory)",
-    "account_passkey": "sign-in credentials (directory)",
-    "webauthn_challenge": "sign-in ceremonies (directory)",
-    "signin_flow": "sign-in ceremonies (directory)",
-    "web_session": "sign-in sessions (directory)",
-    "signin_throttle": "sign-in limits (directory)",
-    "outbox": "mail to send (directory)",
-    "letter_batch": "letter batches' folders and hand-over dates (bookkeeping, no addressee)",
-    "registry_person": "INS -> space lookup of the registry import, unique per INS (Citus: distributed by nir)",
-    "registry_import": "registry import checkpoints (bookkeeping)",
-    "procrastinate_jobs": "background jobs (procrastinate, 0012_jobs.sql); args name rows, hold no data",
-    "procrastinate_events": "background jobs (procrastinate)",
-    "procrastinate_periodic_defers": "background jobs (procrastinate)",
-    "procrastinate_workers": "background jobs (procrastinate)",
-}
+#: Tables outside spaces, and why: every table the Citus plan does not distribute on space_id
+#: (storage/citus.py, which says where each lives and why; a new table must be placed there).
+NOT_SPACE_DATA = set(citus.planned()) - set(citus.BY_SPACE)
 
 
 async def _tables(conn: asyncpg.Connection) -> list[str]:
@@ -88,12 +61,25 @@ async def test_every_table_of_space_data_leads_its_keys_with_space_id(runtime: R
         assert {"resource", "resource_version", "sp_token", "space_key"} <= set(tables)
 
 
+async def test_every_table_has_a_place_on_citus(runtime: Runtime) -> None:
+    """A new table says where it lives on a Citus cluster (storage/citus.py): distributed with its space,
+    on a key of its own, replicated to every node, or local to the coordinator, and why."""
+    async with runtime.db.pool.acquire() as conn:
+        tables = set(await _tables(conn))
+    assert tables - citus.planned() == set(), "place these tables in storage/citus.py"
+    assert citus.planned() - tables == set(), "storage/citus.py places tables that no longer exist"
+    by_space = set(citus.BY_SPACE)
+    assert not by_space & set(citus.REFERENCE) and not by_space & set(citus.COORDINATOR)
+    assert not set(citus.BY_OWN_KEY) & (by_space | set(citus.REFERENCE) | set(citus.COORDINATOR))
+
+
 #: Storage modules that hold no medical or identity data, or only directory data, and why. Every other module's
 #: public functions that return something are checked below.
 NO_MEDICAL_DATA = {
     "accounts": "people who sign in and their credentials (directory): read to authenticate, before any actor",
     "audit": "the trace's chains whole, for sealing and `audit verify`; people read it as AuditEvent (auditevents)",
     "blobcrypt": "encryption of content with a key its caller holds; the way to a content is documents.content_of",
+    "citus": "where each table lives on Citus (table names)",
     "blobs": "the object store's plumbing (keys, backends); objects are encrypted, reached via documents.content_of",
     "clients": "machine clients and their tokens (directory)",
     "db": "connections and transactions",

@@ -80,7 +80,7 @@ async def close_due(rt: Runtime, ctx: Context, day: date, batch: int) -> int:
                 elif not deaths:  # a death date still to come is read again next run
                     checked.append((c.space_id, c.identity_version))
             moved = await store.move_due(
-                conn, "space_id = ANY($4::uuid[])", LIVE, "closed", dead, limit=batch, closed_reason="death"
+                conn, "space_id = ANY($2::uuid[])", LIVE, "closed", dead, limit=batch, closed_reason="death"
             )
             await store.mark_death_checked(conn, checked)
             await audit_store.append_batch(

@@ -350,11 +350,11 @@ async def run(rt: Runtime, as_of: date | None = None, *, batch: int = BATCH) -> 
             if done < batch:
                 return total
 
-    counts.opened = await due("open", "notified", "opens_on <= $4", day)
+    counts.opened = await due("open", "notified", "opens_on <= $2", day)
     counts.closed_suspended = await due(
         "close",
         "suspended",
-        "state = 'suspended' AND (state_at AT TIME ZONE 'Europe/Paris')::date + $4::int <= $5",
+        "state = 'suspended' AND (state_at AT TIME ZONE 'Europe/Paris')::date + $2::int <= $3",
         settings.suspension_days,
         day,
         reason="suspension",
@@ -419,7 +419,7 @@ async def _destroy_due(rt: Runtime, ctx: Context, day: date, batch: int) -> int:
             await store.erase(conn, rt.keys, spaces)
             moved = await store.move_due(
                 conn,
-                "space_id = ANY($4::uuid[])",
+                "space_id = ANY($2::uuid[])",
                 TRANSITIONS["destroy"].sources,
                 "destroyed",
                 spaces,

@@ -59,24 +59,31 @@ async def facts(conn: Conn, actor: Actor, spaces: Sequence[uuid.UUID], *, today:
     holder_ins = actor.id if actor.kind == "holder" else actor.subject if actor.kind == "app" else ""
     representative = actor.id if actor.kind == "representative" else ""
     rpps = actor.id if actor.kind == "practitioner" else ""
+    distinct = list(dict.fromkeys(spaces))
+    # One space (a request naming its record): every table is filtered on that space by an equality, which
+    # Citus routes to the space's shard (it sends `= ANY` of one element, or a correlation it cannot follow
+    # through the UNION below, elsewhere). Several: each subquery follows the row's space.
+    one = len(distinct) == 1
+    sp = "$1::uuid" if one else "r.space_id"
     rows = await conn.fetch(
         "SELECT r.space_id, r.resource_id AS patient_id, s.emergency_refused, s.samu_refused, "
         "s.masked_in_emergency, s.shared_sections, s.matrix_overrides, "
-        "($2 <> '' AND EXISTS (SELECT 1 FROM sp_token t WHERE t.space_id = r.space_id AND "
+        f"($2 <> '' AND EXISTS (SELECT 1 FROM sp_token t WHERE t.space_id = {sp} AND "
         " t.resource_type = 'Patient' AND t.resource_id = r.resource_id AND t.param = 'identifier' "
         " AND t.system = $6 AND t.code = $2)) AS is_holder, "
-        "(SELECT p.until FROM space_representative p WHERE p.space_id = r.space_id "
+        f"(SELECT p.until FROM space_representative p WHERE p.space_id = {sp} "
         " AND p.representative_ins = $3) AS until, "
-        "ARRAY(SELECT b.basis FROM access_basis b WHERE b.space_id = r.space_id AND b.who = ANY($5::text[]) "
-        " AND b.revoked_at IS NULL UNION SELECT e.kind FROM emergency_access e WHERE e.space_id = r.space_id "
+        f"ARRAY(SELECT b.basis FROM access_basis b WHERE b.space_id = {sp} AND b.who = ANY($5::text[]) "
+        f" AND b.revoked_at IS NULL UNION SELECT e.kind FROM emergency_access e WHERE e.space_id = {sp} "
         " AND e.rpps = $4 AND e.ends_at > now()) AS bases, "
-        "EXISTS (SELECT 1 FROM access_block k WHERE k.space_id = r.space_id AND k.rpps = $4) AS blocked, "
+        f"EXISTS (SELECT 1 FROM access_block k WHERE k.space_id = {sp} AND k.rpps = $4) AS blocked, "
         # The lifecycle state (0009_lifecycle.sql): the policy reaches only spaces in a usable state.
         "sp.state "
-        "FROM resource r JOIN space sp ON sp.space_id = r.space_id "
-        "LEFT JOIN space_settings s ON s.space_id = r.space_id "
-        "WHERE r.space_id = ANY($1::uuid[]) AND r.resource_type = 'Patient' AND NOT r.deleted",
-        list(dict.fromkeys(spaces)),
+        f"FROM resource r JOIN space sp ON sp.space_id = r.space_id "
+        f"LEFT JOIN space_settings s ON s.space_id = r.space_id "
+        f"WHERE {'r.space_id = $1::uuid' if one else 'r.space_id = ANY($1::uuid[])'} "
+        "AND r.resource_type = 'Patient' AND NOT r.deleted",
+        distinct[0] if len(distinct) == 1 else distinct,
         holder_ins,
         representative,
         rpps,
@@ -125,7 +132,7 @@ async def set_basis(
     status: str = await conn.execute(
         "INSERT INTO access_basis (space_id, who, basis, granted_by) VALUES ($1, $2, $3, $4) "
         "ON CONFLICT (space_id, who, basis) DO UPDATE SET granted_by = EXCLUDED.granted_by, "
-        "granted_at = now(), revoked_at = NULL, objected_at = NULL "
+        "granted_at = EXCLUDED.granted_at, revoked_at = NULL, objected_at = NULL "
         "WHERE access_basis.objected_at IS NULL OR $5",
         space_id,
         who,
@@ -140,14 +147,14 @@ async def revoke_basis(
     conn: Conn, space_id: uuid.UUID, who: str, basis: str, *, objection: bool = False
 ) -> bool:
     """End a basis; with `objection` (the holder's), it also stays ended until the holder gives it again."""
+    # Two spellings rather than a CASE: Citus refuses now() inside CASE in a distributed UPDATE.
     status: str = await conn.execute(
-        "UPDATE access_basis SET revoked_at = now(), "
-        "objected_at = CASE WHEN $4 THEN now() ELSE objected_at END "
-        "WHERE space_id = $1 AND who = $2 AND basis = $3 AND revoked_at IS NULL",
+        "UPDATE access_basis SET revoked_at = now()"
+        + (", objected_at = now()" if objection else "")
+        + " WHERE space_id = $1 AND who = $2 AND basis = $3 AND revoked_at IS NULL",
         space_id,
         who,
         basis,
-        objection,
     )
     return status.endswith(" 1")
 
@@ -220,7 +227,7 @@ async def save_settings(
         "ON CONFLICT (space_id) DO UPDATE SET emergency_refused = EXCLUDED.emergency_refused, "
         "samu_refused = EXCLUDED.samu_refused, masked_in_emergency = EXCLUDED.masked_in_emergency, "
         "shared_sections = EXCLUDED.shared_sections, matrix_overrides = EXCLUDED.matrix_overrides, "
-        "updated_at = now()",
+        "updated_at = EXCLUDED.updated_at",
         space_id,
         emergency_refused,
         samu_refused,

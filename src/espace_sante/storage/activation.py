@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 
 from espace_sante.access.policy import Decision
-from espace_sante.storage import people
+from espace_sante.storage import locks, people
 from espace_sante.storage.db import Conn
 
 
@@ -37,7 +37,7 @@ async def replace(
     row = await conn.fetchrow(
         """INSERT INTO activation_code AS a (space_id, digest, pepper_id, expires_at) VALUES ($1, $2, $3, $4)
            ON CONFLICT (space_id) DO UPDATE SET digest = excluded.digest, pepper_id = excluded.pepper_id,
-             issued_at = now(), expires_at = excluded.expires_at, used_at = NULL, failures = 0, locked_at = NULL
+             issued_at = excluded.issued_at, expires_at = excluded.expires_at, used_at = NULL, failures = 0, locked_at = NULL
            RETURNING (xmax <> 0) AS replaced, expires_at""",
         space_id,
         digest,
@@ -51,10 +51,15 @@ async def replace(
 async def find(conn: Conn, digests: list[bytes]) -> list[CodeRow]:
     """The rows whose digest is one of `digests` (one per configured pepper), locked for this transaction so
     that concurrent attempts on one code are judged one after the other."""
-    rows = await conn.fetch(
-        "SELECT space_id, digest, pepper_id, expires_at, used_at, failures, locked_at, now() AS now "
-        "FROM activation_code WHERE digest = ANY($1::bytea[]) ORDER BY space_id FOR UPDATE",
-        digests,
+    rows = await locks.claim(
+        conn,
+        table="activation_code",
+        columns="space_id, digest, pepper_id, expires_at, used_at, failures, locked_at, now() AS now",
+        where="digest = ANY($1::bytea[])",
+        args=(digests,),
+        key=("space_id",),
+        order="space_id",
+        skip_locked=False,
     )
     return [
         CodeRow(

@@ -24,6 +24,7 @@ from typing import Any, Literal
 
 import orjson
 
+from espace_sante.storage import locks
 from espace_sante.storage.db import Conn
 
 Action = Literal[
@@ -376,8 +377,20 @@ async def append_batch(conn: Conn, records: Sequence[tuple[uuid.UUID, Record]]) 
     if not records:
         return
     spaces = sorted({s for s, _ in records})
-    lock = "SELECT space_id, seq, head FROM audit_chain WHERE space_id = ANY($1::uuid[]) ORDER BY space_id FOR UPDATE"
-    heads = {r["space_id"]: (int(r["seq"]), bytes(r["head"])) for r in await conn.fetch(lock, spaces)}
+
+    async def lock(of: list[uuid.UUID]) -> list[Any]:
+        return await locks.claim(
+            conn,
+            table="audit_chain",
+            columns="space_id, seq, head",
+            where="space_id = ANY($1::uuid[])",
+            args=(of,),
+            key=("space_id",),
+            order="space_id",
+            skip_locked=False,
+        )
+
+    heads = {r["space_id"]: (int(r["seq"]), bytes(r["head"])) for r in await lock(spaces)}
     missing = [s for s in spaces if s not in heads]
     if missing:
         await conn.execute(
@@ -386,7 +399,7 @@ async def append_batch(conn: Conn, records: Sequence[tuple[uuid.UUID, Record]]) 
             missing,
             GENESIS,
         )
-        heads |= {r["space_id"]: (int(r["seq"]), bytes(r["head"])) for r in await conn.fetch(lock, missing)}
+        heads |= {r["space_id"]: (int(r["seq"]), bytes(r["head"])) for r in await lock(missing)}
     rows: list[tuple[Any, ...]] = []
     sha256 = hashlib.sha256
     for space_id, r in records:

@@ -10,9 +10,10 @@ The plan (docs/architecture.md "On Citus"):
 - **space data**, distributed on `space_id` and all colocated with `space`: a space's rows of every table sit in
   the same shard group, so a statement naming one space runs on one worker (Citus's router executor), joins
   within a space included, and the trace is appended in the same worker transaction as the action;
-- **the registry's INS lookup** (`registry_person`), distributed on `nir` in its own group: its primary key, one
-  row per INS, is what stops two imports from making two spaces for one person, and Citus requires the
-  distribution column in every unique constraint;
+- **the lookups by identity**, distributed on the identifier in a group of their own: the registry's links
+  (`registry_person`, on `nir`: its primary key, one row per INS, is what stops two imports from making two
+  spaces for one person, and Citus requires the distribution column in every unique constraint) and the
+  Patients' identifiers (`patient_identifier`, on `value`), so that "which space is this INS" runs on one shard;
 - **the directory** (`dir_*`: professionals, roles, organisations), reference tables: small, read by the access
   policy inside statements about a space, so a copy on every worker keeps those statements on one worker;
 - **the coordinator's own tables** (accounts, sessions, OAuth, sign-in limits, the job queue, bookkeeping): left
@@ -65,9 +66,18 @@ BY_SPACE: Final[tuple[str, ...]] = (
     "legacy_set_aside",
 )
 
-#: Distributed on another column, each in its own colocation group, and why.
-BY_OWN_KEY: Final[dict[str, tuple[str, str]]] = {
-    "registry_person": ("nir", "one row per INS: the key that makes a second space for one person impossible"),
+#: Distributed on another column: table -> (column, the table it is colocated with or "none", why). In order.
+BY_OWN_KEY: Final[dict[str, tuple[str, str, str]]] = {
+    "registry_person": (
+        "nir",
+        "none",
+        "one row per INS: the key that makes a second space for one person impossible",
+    ),
+    "patient_identifier": (
+        "value",
+        "registry_person",
+        "which space holds a Patient with this identifier, found on one shard (an INS with its registry link)",
+    ),
 }
 
 #: Replicated to every node.
@@ -154,10 +164,10 @@ async def distribute(conn: Conn) -> list[str]:
                     "SELECT create_distributed_table($1, 'space_id', colocate_with => $2)", table, colocate
                 )
                 done.append(table)
-        for table, (column, _why) in BY_OWN_KEY.items():
+        for table, (column, colocate, _why) in BY_OWN_KEY.items():
             if table in exist and table not in known:
                 await conn.execute(
-                    "SELECT create_distributed_table($1, $2, colocate_with => 'none')", table, column
+                    "SELECT create_distributed_table($1, $2, colocate_with => $3)", table, column, colocate
                 )
                 done.append(table)
         for table in REFERENCE:

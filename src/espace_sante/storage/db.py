@@ -43,6 +43,25 @@ async def _reset(conn: asyncpg.Connection) -> None:
         await conn.execute("ROLLBACK")
 
 
+class Connection(asyncpg.Connection):
+    """A connection that knows whether its server is a Citus coordinator (learnt once, when it opens), for the
+    statements Citus runs differently (docs/architecture.md "On Citus")."""
+
+    distributed: bool = False
+
+
+async def _learn(conn: asyncpg.Connection) -> None:
+    conn.distributed = bool(  # type: ignore[attr-defined]
+        await conn.fetchval("SELECT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'citus')")
+    )
+
+
+def distributed(conn: Conn) -> bool:
+    """True when `conn`'s server is a Citus coordinator. A pool's connections know (Database); another
+    connection is taken for plain PostgreSQL."""
+    return bool(getattr(conn, "distributed", False))
+
+
 class DatabaseUnavailable(RuntimeError):
     """The database cannot be reached or timed out: the API answers 503."""
 
@@ -68,7 +87,13 @@ class Database:
 
     async def open(self) -> None:
         self._pool = await asyncpg.create_pool(
-            self.dsn, min_size=self._min, max_size=self._max, reset=_reset, server_settings=self._settings()
+            self.dsn,
+            min_size=self._min,
+            max_size=self._max,
+            reset=_reset,
+            init=_learn,
+            connection_class=Connection,
+            server_settings=self._settings(),
         )
 
     async def close(self) -> None:
@@ -89,7 +114,13 @@ class Database:
         connection of the main pool never waits on that pool for it (no pool-exhaustion deadlock)."""
         if self._side is None:
             self._side = await asyncpg.create_pool(
-                self.dsn, min_size=0, max_size=2, reset=_reset, server_settings=self._settings()
+                self.dsn,
+                min_size=0,
+                max_size=2,
+                reset=_reset,
+                init=_learn,
+                connection_class=Connection,
+                server_settings=self._settings(),
             )
         start = time.perf_counter()
         try:

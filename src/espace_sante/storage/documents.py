@@ -12,6 +12,7 @@ from datetime import datetime
 import asyncpg
 
 from espace_sante.access.policy import Decision
+from espace_sante.storage import locks
 from espace_sante.storage.db import Conn
 
 
@@ -235,11 +236,15 @@ async def unhide(conn: Conn, space_id: uuid.UUID, document_id: str) -> None:
 
 
 async def due_notices(conn: Conn, now: datetime, limit: int = 500) -> list[tuple[uuid.UUID, str]]:
-    rows = await conn.fetch(
-        "SELECT space_id, document_id FROM hidden_document WHERE noticed_at IS NULL AND notice_at <= $1 "
-        "ORDER BY notice_at LIMIT $2 FOR UPDATE SKIP LOCKED",
-        now,
-        limit,
+    rows = await locks.claim(
+        conn,
+        table="hidden_document",
+        columns="space_id, document_id",
+        where="noticed_at IS NULL AND notice_at <= $1",
+        args=(now,),
+        key=("space_id", "document_id"),
+        order="notice_at",
+        limit=limit,
     )
     return [(r["space_id"], r["document_id"]) for r in rows]
 
@@ -255,11 +260,15 @@ async def mark_noticed(conn: Conn, keys: Sequence[tuple[uuid.UUID, str]], now: d
 
 
 async def due_releases(conn: Conn, now: datetime, limit: int = 500) -> list[tuple[uuid.UUID, str]]:
-    rows = await conn.fetch(
-        "SELECT space_id, document_id FROM hidden_document WHERE release_at <= $1 ORDER BY release_at "
-        "LIMIT $2 FOR UPDATE SKIP LOCKED",
-        now,
-        limit,
+    rows = await locks.claim(
+        conn,
+        table="hidden_document",
+        columns="space_id, document_id",
+        where="release_at <= $1",
+        args=(now,),
+        key=("space_id", "document_id"),
+        order="release_at",
+        limit=limit,
     )
     return [(r["space_id"], r["document_id"]) for r in rows]
 

@@ -11,6 +11,7 @@ from collections import OrderedDict
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from espace_sante.crypto import DecryptionFailed, KeyRing, dek_context, new_data_key
+from espace_sante.storage import locks
 from espace_sante.storage.db import Conn
 
 CACHE_SECONDS = 60.0
@@ -110,9 +111,14 @@ class KeyStore:
     async def rewrap(self, conn: Conn) -> int:
         """Rewrap every data key under the current KEK (after a KEK rotation). Returns how many changed."""
         kek = self.ring.current
-        rows = await conn.fetch(
-            "SELECT space_id, key_version, kek_id, wrapped_key FROM space_key WHERE kek_id <> $1 FOR UPDATE",
-            kek.key_id,
+        rows = await locks.claim(
+            conn,
+            table="space_key",
+            columns="space_id, key_version, kek_id, wrapped_key",
+            where="kek_id <> $1",
+            args=(kek.key_id,),
+            key=("space_id", "key_version"),
+            skip_locked=False,
         )
         for row in rows:
             context = dek_context(str(row["space_id"]), row["key_version"])

@@ -11,7 +11,7 @@ from dataclasses import dataclass, replace
 from datetime import date
 from typing import Any
 
-from espace_sante.storage import people
+from espace_sante.storage import locks, people
 from espace_sante.storage.db import Conn
 from espace_sante.storage.keys import KeyStore
 from espace_sante.storage.provision import clear_pending
@@ -115,17 +115,26 @@ async def move(
 
 async def move_due(conn: Conn, due_sql: str, sources: frozenset[str], target: str, *args: Any, limit: int,
                    closed_reason: str | None = None) -> list[uuid.UUID]:  # fmt: skip
-    """Move up to `limit` spaces in `sources` matching `due_sql` (a condition on `space`, parameters from $4)
+    """Move up to `limit` spaces in `sources` matching `due_sql` (a condition on `space`, parameters from $2)
     to `target`, skipping rows another run holds; returns them."""
+    held = await locks.claim(
+        conn,
+        table="space",
+        columns="space_id",
+        where=f"state = ANY($1::text[]) AND ({due_sql})",
+        args=(sorted(sources), *args),
+        key=("space_id",),
+        order="space_id",
+        limit=limit,
+    )
+    if not held:
+        return []
     rows = await conn.fetch(
         "UPDATE space SET state = $2, state_at = now(), opens_on = NULL, prior_state = NULL, "
-        "closed_reason = $3, destroy_on = NULL WHERE space_id IN (SELECT space_id FROM space "
-        f"WHERE state = ANY($1::text[]) AND ({due_sql}) ORDER BY space_id LIMIT {int(limit)} "
-        "FOR UPDATE SKIP LOCKED) RETURNING space_id",
-        sorted(sources),
+        "closed_reason = $3, destroy_on = NULL WHERE space_id = ANY($1::uuid[]) RETURNING space_id",
+        [r["space_id"] for r in held],
         target,
         closed_reason,
-        *args,
     )
     return sorted(r["space_id"] for r in rows)
 
@@ -135,12 +144,16 @@ async def coming_of_age(
 ) -> list[tuple[uuid.UUID, str]]:
     """(space, state) of spaces in `states` with a representative whose rights ended by `as_of` and were not
     yet handled, locked (another run skips them)."""
-    rows = await conn.fetch(
-        "SELECT s.space_id, s.state FROM space s WHERE s.space_id IN (SELECT p.space_id FROM "
-        "space_representative p WHERE NOT p.of_age_done AND p.until <= $2) AND s.state = ANY($1::text[]) "
-        f"ORDER BY s.space_id LIMIT {int(limit)} FOR UPDATE OF s SKIP LOCKED",
-        sorted(states),
-        as_of,
+    rows = await locks.claim(
+        conn,
+        table="space s",
+        columns="s.space_id, s.state",
+        where="s.space_id IN (SELECT p.space_id FROM space_representative p WHERE NOT p.of_age_done "
+        "AND p.until <= $2) AND s.state = ANY($1::text[])",
+        args=(sorted(states), as_of),
+        key=("s.space_id",),
+        order="s.space_id",
+        limit=limit,
     )
     return [(r["space_id"], r["state"]) for r in rows]
 
@@ -156,12 +169,16 @@ async def mark_of_age(conn: Conn, spaces: Sequence[uuid.UUID], as_of: date) -> N
 async def due_for_destruction(conn: Conn, as_of: date, archive_years: int, *, limit: int) -> list[uuid.UUID]:
     """Closed spaces whose archive period ended, or whose holder asked for destruction due by `as_of`,
     locked (another run skips them)."""
-    rows = await conn.fetch(
-        "SELECT space_id FROM space WHERE state = 'closed' AND (destroy_on <= $1 OR "
-        "(state_at AT TIME ZONE 'Europe/Paris')::date + make_interval(years => $2) <= $1) "
-        f"ORDER BY space_id LIMIT {int(limit)} FOR UPDATE SKIP LOCKED",
-        as_of,
-        archive_years,
+    rows = await locks.claim(
+        conn,
+        table="space",
+        columns="space_id",
+        where="state = 'closed' AND (destroy_on <= $1 OR "
+        "(state_at AT TIME ZONE 'Europe/Paris')::date + make_interval(years => $2) <= $1)",
+        args=(as_of, archive_years),
+        key=("space_id",),
+        order="space_id",
+        limit=limit,
     )
     return [r["space_id"] for r in rows]
 

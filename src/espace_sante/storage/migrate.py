@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from importlib import resources
 
 import asyncpg
+import sqlparse
 
 from espace_sante.storage import citus
 
@@ -26,6 +27,16 @@ class Migration:
     @property
     def checksum(self) -> str:
         return hashlib.sha256(self.sql.encode()).hexdigest()
+
+    def statements(self) -> list[str]:
+        """The file's statements, one by one: Citus refuses a query string of several statements when one of
+        them changes a distributed table ("cannot insert multiple commands into a prepared statement", as it
+        propagates each to the shards), so every migration runs this way, on plain PostgreSQL too."""
+        return [
+            part
+            for part in sqlparse.split(self.sql)
+            if sqlparse.format(part, strip_comments=True).strip(" \n;")
+        ]
 
 
 class MigrationDrift(RuntimeError):
@@ -77,7 +88,8 @@ async def migrate(dsn: str) -> list[Migration]:
                         )
                     continue
                 async with conn.transaction():
-                    await conn.execute(m.sql)
+                    for statement in m.statements():
+                        await conn.execute(statement)
                     await conn.execute(
                         "INSERT INTO schema_migration (version, name, checksum) VALUES ($1, $2, $3)",
                         m.version,

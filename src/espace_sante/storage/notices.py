@@ -100,12 +100,14 @@ async def due_emails(conn: Conn, decision: Decision, limit: int) -> list[EmailNo
     them). The outbox path: written and marked in this one transaction. Only in spaces `decision` (to read
     Patient: a notice names its recipient) covers."""
     decision.require_read("Patient")
-    rows = await conn.fetch(
-        f"SELECT {_EMAIL} FROM notice "
-        "WHERE channel = 'email' AND delivered_at IS NULL AND uncertain_at IS NULL AND withdrawn_at IS NULL "
-        "ORDER BY created_at "
-        "LIMIT $1 FOR UPDATE SKIP LOCKED",
-        limit,
+    rows = await locks.claim(
+        conn,
+        table="notice",
+        columns=_EMAIL,
+        where="channel = 'email' AND delivered_at IS NULL AND uncertain_at IS NULL AND withdrawn_at IS NULL",
+        key=("space_id", "notice_id"),
+        order="created_at",
+        limit=limit,
     )
     return [_email(r) for r in rows if decision.covers(r["space_id"])]
 
@@ -246,10 +248,15 @@ async def counts(conn: Conn) -> dict[str, int]:
 async def lock_registered(conn: Conn, after: uuid.UUID | None, limit: int) -> list[uuid.UUID]:
     """The next `limit` spaces waiting for their notice after `after`, locked until the end of the
     transaction; spaces another run holds are skipped (it is notifying them)."""
-    rows = await conn.fetch(
-        "SELECT space_id FROM space WHERE state = 'registered' AND ($1::uuid IS NULL OR space_id > $1) "
-        f"ORDER BY space_id LIMIT {int(limit)} FOR UPDATE SKIP LOCKED",
-        after,
+    rows = await locks.claim(
+        conn,
+        table="space",
+        columns="space_id",
+        where="state = 'registered' AND ($1::uuid IS NULL OR space_id > $1)",
+        args=(after,),
+        key=("space_id",),
+        order="space_id",
+        limit=limit,
     )
     return [r["space_id"] for r in rows]
 
@@ -276,7 +283,7 @@ async def replace_codes(
         """INSERT INTO activation_code AS a (space_id, digest, pepper_id, expires_at)
            SELECT c.s, c.d, $3, $4 FROM unnest($1::uuid[], $2::bytea[]) AS c(s, d)
            ON CONFLICT (space_id) DO UPDATE SET digest = excluded.digest, pepper_id = excluded.pepper_id,
-             issued_at = now(), expires_at = excluded.expires_at, used_at = NULL, failures = 0, locked_at = NULL
+             issued_at = excluded.issued_at, expires_at = excluded.expires_at, used_at = NULL, failures = 0, locked_at = NULL
            RETURNING space_id, (xmax <> 0) AS replaced""",
         [c[0] for c in codes],
         [c[1] for c in codes],
@@ -367,10 +374,14 @@ async def due_letters(conn: Conn, decision: Decision, limit: int) -> list[Letter
     """Letters not yet built, locked for this transaction, in the spaces a decision to read Patient covers
     (a letter holds its recipient's name and address)."""
     decision.require_read("Patient")
-    rows = await conn.fetch(
-        "SELECT space_id, notice_id, letter, sealed, key_version FROM notice WHERE channel = 'letter' "
-        "AND built_at IS NULL AND withdrawn_at IS NULL ORDER BY created_at, notice_id LIMIT $1 FOR UPDATE SKIP LOCKED",
-        limit,
+    rows = await locks.claim(
+        conn,
+        table="notice",
+        columns="space_id, notice_id, letter, sealed, key_version",
+        where="channel = 'letter' AND built_at IS NULL AND withdrawn_at IS NULL",
+        key=("space_id", "notice_id"),
+        order="created_at, notice_id",
+        limit=limit,
     )
     return [
         LetterNotice(
@@ -502,12 +513,17 @@ async def lock_uncertain(conn: Conn, decision: Decision, notice_id: uuid.UUID) -
     """The uncertain, unresolved e-mail `notice_id`, locked for this transaction; None if there is none (unknown,
     delivered, withdrawn, or not uncertain) or it is in a space a decision to read Patient does not cover."""
     decision.require_read("Patient")
-    r = await conn.fetchrow(
-        f"SELECT {_EMAIL} FROM notice WHERE notice_id = $1 "
-        "AND channel = 'email' AND uncertain_at IS NOT NULL AND delivered_at IS NULL AND withdrawn_at IS NULL "
-        "FOR UPDATE",
-        notice_id,
+    found = await locks.claim(
+        conn,
+        table="notice",
+        columns=_EMAIL,
+        where="notice_id = $1 AND channel = 'email' AND uncertain_at IS NOT NULL AND delivered_at IS NULL "
+        "AND withdrawn_at IS NULL",
+        args=(notice_id,),
+        key=("space_id", "notice_id"),
+        skip_locked=False,
     )
+    r = found[0] if found else None
     return None if r is None or not decision.covers(r["space_id"]) else Held(_email(r))
 
 

@@ -41,28 +41,57 @@ class PractitionerRef:
 async def patient_by_ins(conn: Conn, ins: str) -> PatientRef | None:
     """The person's own Patient: in the space the registry made for this INS when there is one, else in the
     oldest space whose live Patient carries it. Never the most recently or least recently written copy: a
-    Patient another space holds with the same INS must not stand for the person (review of issue 16)."""
+    Patient another space holds with the same INS must not stand for the person (review of issue 16).
+
+    Two statements, each on one shard on Citus (docs/architecture.md "On Citus"): the registry's link, found
+    by the INS, then the Patient in that space; for a person the registry does not know (a space made through
+    the API), the spaces holding the INS by the identifier's own index (migrations/0029), then the Patient."""
+    made = await conn.fetchval("SELECT space_id FROM registry_person WHERE nir = $1", ins)
+    if made is not None:
+        row = await conn.fetchrow(
+            _LIVE_PATIENT_WITH_INS + "AND t.space_id = $3 ORDER BY r.resource_id LIMIT 1",
+            ins,
+            INS_SYSTEM,
+            made,
+        )
+        if row is not None:
+            return PatientRef(row["space_id"], row["resource_id"])
+    # The spaces whose Patient carries it, by the identifier's value (migrations/0029: one shard on Citus).
+    holding = [
+        r["space_id"]
+        for r in await conn.fetch(
+            "SELECT DISTINCT space_id FROM patient_identifier WHERE value = $1 AND system = $2",
+            ins,
+            INS_SYSTEM,
+        )
+    ]
+    if not holding:
+        return None
     row = await conn.fetchrow(
-        "SELECT t.space_id, t.resource_id FROM sp_token t JOIN resource r USING (space_id, resource_type, "
-        "resource_id) JOIN space s ON s.space_id = t.space_id "
-        "LEFT JOIN registry_person p ON p.nir = $1 AND p.space_id = t.space_id "
-        "WHERE t.resource_type = 'Patient' AND t.param = 'identifier' AND t.code = $1 "
-        "AND t.system = $2 AND NOT r.deleted "
-        "ORDER BY (p.space_id IS NULL), s.created_at, t.space_id, r.resource_id LIMIT 1",
+        _LIVE_PATIENT_WITH_INS + "AND t.space_id = ANY($3::uuid[]) ORDER BY s.created_at, t.space_id, "
+        "r.resource_id LIMIT 1",
         ins,
         INS_SYSTEM,
+        holding,
     )
     return None if row is None else PatientRef(row["space_id"], row["resource_id"])
+
+
+_LIVE_PATIENT_WITH_INS = (
+    "SELECT t.space_id, t.resource_id FROM sp_token t JOIN resource r USING (space_id, resource_type, "
+    "resource_id) JOIN space s ON s.space_id = t.space_id "
+    "WHERE t.resource_type = 'Patient' AND t.param = 'identifier' AND t.code = $1 "
+    "AND t.system = $2 AND NOT r.deleted "
+)
 
 
 async def ins_has_space(conn: Conn, system: str, value: str) -> bool:
     """Whether a person with this INS has a space: the registry's link, or a live Patient carrying it."""
     return bool(
         await conn.fetchval(
+            # Both by the identifier's value, colocated on Citus: one shard (migrations/0029).
             "SELECT EXISTS (SELECT 1 FROM registry_person WHERE nir = $2 AND $1 = $3) "
-            "OR EXISTS (SELECT 1 FROM sp_token t JOIN resource r USING (space_id, resource_type, resource_id) "
-            "WHERE t.resource_type = 'Patient' AND t.param = 'identifier' AND t.system = $1 AND t.code = $2 "
-            "AND NOT r.deleted)",
+            "OR EXISTS (SELECT 1 FROM patient_identifier WHERE value = $2 AND system = $1)",
             system,
             value,
             INS_SYSTEM,

@@ -26,6 +26,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from espace_sante.access.policy import Decision
 from espace_sante.crypto import NONCE_BYTES, dek_context, pending_aad, resource_aad
 from espace_sante.fhir import searchparams
+from espace_sante.storage import db, locks
 from espace_sante.storage.audit import AUDIT_COLUMNS, GENESIS, Record
 from espace_sante.storage.db import Conn
 from espace_sante.storage.keys import KeyStore
@@ -308,6 +309,16 @@ async def copy_rows(
     for kind, columns in _INDEX_COLUMNS.items():
         if index.get(kind):
             await conn.copy_records_to_table(f"sp_{kind}", records=index[kind], columns=(*base, *columns))
+    # The Patients' identifiers, also by value (migrations/0029, storage/resources.py _index_identifiers).
+    identifiers = [
+        (code, system, space_id, rid)
+        for space_id, rtype, rid, param, system, code in index.get("token", ())
+        if rtype == "Patient" and param == "identifier"
+    ]
+    if identifiers:
+        await conn.copy_records_to_table(
+            "patient_identifier", records=identifiers, columns=("value", "system", "space_id", "resource_id")
+        )
     if audit_rows:
         await conn.copy_records_to_table("audit_event", records=audit_rows, columns=_AUDIT_COLUMNS)
 
@@ -365,10 +376,15 @@ async def registry_people(conn: Conn, decision: Decision, nirs: Sequence[str]) -
     same people waits, then sees what this one wrote); their sealed identities under a decision to read
     Patient (only those in spaces it covers)."""
     decision.require_read("Patient")
-    rows = await conn.fetch(
-        "SELECT nir, space_id, patient_id, fingerprint, pending, pending_key FROM registry_person "
-        "WHERE nir = ANY($1::text[]) ORDER BY nir FOR UPDATE",
-        list(nirs),
+    rows = await locks.claim(
+        conn,
+        table="registry_person",
+        columns="nir, space_id, patient_id, fingerprint, pending, pending_key",
+        where="nir = ANY($1::text[])",
+        args=(list(nirs),),
+        key=("nir",),
+        order="nir",
+        skip_locked=False,
     )
     return {
         r["nir"]: Known(r["space_id"], r["patient_id"], bytes(r["fingerprint"]), _pending(r))
@@ -384,12 +400,25 @@ async def pending_of(
     to read Patient covering them; `lock` holds them until the transaction ends (the one that writes the
     Patient)."""
     decision.require_read("Patient", spaces)
-    rows = await conn.fetch(
-        "SELECT nir, space_id, patient_id, pending, pending_key FROM registry_person "
-        "WHERE space_id = ANY($1::uuid[]) AND pending IS NOT NULL ORDER BY nir"
-        + (" FOR UPDATE" if lock else ""),
-        list(spaces),
+    columns, where = (
+        "nir, space_id, patient_id, pending, pending_key",
+        "space_id = ANY($1::uuid[]) AND pending IS NOT NULL",
     )
+    if lock:
+        rows = await locks.claim(
+            conn,
+            table="registry_person",
+            columns=columns,
+            where=where,
+            args=(list(spaces),),
+            key=("nir",),
+            order="nir",
+            skip_locked=False,
+        )
+    else:
+        rows = await conn.fetch(
+            f"SELECT {columns} FROM registry_person WHERE {where} ORDER BY nir", list(spaces)
+        )
     return {r["space_id"]: p for r in rows if (p := _pending(r)) is not None}
 
 
@@ -471,6 +500,10 @@ async def claim(conn: Conn, people: Sequence[tuple[str, uuid.UUID, str, bytes, b
         return {p[0] for p in ordered}
     except asyncpg.UniqueViolationError:
         pass
+    except asyncpg.InternalServerError as err:
+        # Citus hands a worker's error during a COPY back as an internal error, with the worker's message.
+        if not (db.distributed(conn) and "duplicate key value violates unique constraint" in str(err)):
+            raise
     rows = await conn.fetch(
         "INSERT INTO registry_person (nir, space_id, patient_id, fingerprint, pending, pending_key) "
         "SELECT n, s, p, f, x, CASE WHEN x IS NULL THEN NULL ELSE 1 END "

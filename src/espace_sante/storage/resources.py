@@ -84,6 +84,10 @@ async def _encrypt(
 #: key-cache miss costs an unwrap, not another round trip.
 WRAPPED_KEY = "k.kek_id, k.wrapped_key"
 JOIN_KEY = "LEFT JOIN space_key k ON k.space_id = v.space_id AND k.key_version = v.key_version"
+#: The same for many rows (a search page): an inner join, which Citus plans beside the search's EXISTS clauses
+#: where it refuses the outer join ("complex joins are only supported..."). A version whose key is gone (a
+#: destroyed space, whose rows are erased with it) cannot be read anyway: it is left out rather than refused.
+JOIN_KEYS = "JOIN space_key k ON k.space_id = v.space_id AND k.key_version = v.key_version"
 
 
 async def _decrypt(
@@ -175,6 +179,8 @@ async def write(
         key_version,
         blob,
     )
+    identifying = rtype == "Patient" and t.resource == "resource"
+    held = await _identifiers_of(conn, space_id, rid) if identifying and previous is not None else set()
     if previous is None:
         await conn.execute(
             f"INSERT INTO {t.resource} (space_id, resource_type, resource_id, version_id, last_updated, deleted) "
@@ -200,9 +206,17 @@ async def write(
         # author, content): its old versions and its content stay hidden from whom they were hidden from.
         keep = VISIBILITY_PARAMS if body is None and rtype == "DocumentReference" else ()
         await _clear_index(conn, t, space_id, rtype, rid, keep=keep)
-    if body is not None:
-        await _write_index(conn, t, space_id, rtype, rid, searchparams.extract(body))
-        if rtype == "Patient" and t.resource == "resource":
+    values = None if body is None else searchparams.extract(body)
+    if values is not None:
+        await _write_index(conn, t, space_id, rtype, rid, values)
+    if identifying:
+        now_held = (
+            set()
+            if values is None
+            else {(v.system, v.code) for v in values.tokens if v.param == "identifier"}
+        )
+        await _index_identifiers(conn, space_id, rid, held, now_held)
+        if body is not None:
             await spaces.identity_changed(conn, space_id)
     return Stored(rtype, rid, version, when, plaintext, method, space_id)
 
@@ -367,6 +381,44 @@ async def _clear_index(
             rtype,
             rid,
             list(keep),
+        )
+
+
+async def _identifiers_of(conn: Conn, space_id: uuid.UUID, rid: str) -> set[tuple[str | None, str]]:
+    rows = await conn.fetch(
+        "SELECT system, code FROM sp_token WHERE space_id = $1 AND resource_type = 'Patient' AND resource_id = $2 "
+        "AND param = 'identifier'",
+        space_id,
+        rid,
+    )
+    return {(r["system"], r["code"]) for r in rows}
+
+
+async def _index_identifiers(
+    conn: Conn,
+    space_id: uuid.UUID,
+    rid: str,
+    before: set[tuple[str | None, str]],
+    after: set[tuple[str | None, str]],
+) -> None:
+    """Keep `patient_identifier` (migrations/0029) in step with the Patient's identifier search rows. One
+    statement per identifier that changed: each names its value, so on Citus each runs on that value's shard."""
+    for system, value in sorted(before - after, key=str):
+        await conn.execute(
+            "DELETE FROM patient_identifier WHERE value = $1 AND system IS NOT DISTINCT FROM $2 "
+            "AND space_id = $3 AND resource_id = $4",
+            value,
+            system,
+            space_id,
+            rid,
+        )
+    for system, value in sorted(after - before, key=str):
+        await conn.execute(
+            "INSERT INTO patient_identifier (value, system, space_id, resource_id) VALUES ($1, $2, $3, $4)",
+            value,
+            system,
+            space_id,
+            rid,
         )
 
 

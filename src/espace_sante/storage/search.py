@@ -24,10 +24,10 @@ from espace_sante.fhir.searchquery import (
     StringQuery,
     TokenQuery,
 )
-from espace_sante.storage import resources, visibility
+from espace_sante.storage import db, resources, visibility
 from espace_sante.storage.db import Conn
 from espace_sante.storage.keys import DIRECTORY_SPACE, KeyStore
-from espace_sante.storage.resources import JOIN_KEY, WRAPPED_KEY, Stored
+from espace_sante.storage.resources import JOIN_KEYS, WRAPPED_KEY, Stored
 from espace_sante.storage.tables import Tables, tables_for
 
 MAX_INCLUDED = 1000
@@ -39,6 +39,10 @@ class _Sql:
 
     def __init__(self) -> None:
         self.args: list[Any] = []
+        #: The parameter holding the one space a search is confined to, when it is: its subqueries then name
+        #: that space rather than follow the outer row's, which Citus routes to one shard (it does not follow
+        #: a correlation through nested subqueries); the rows are the same, every match lying in that space.
+        self.space: str | None = None
 
     def arg(self, value: Any) -> str:
         self.args.append(value)
@@ -46,11 +50,16 @@ class _Sql:
 
 
 def _owned(q: _Sql, alias: str, table: str, rtype: str, param: str, condition: str | None) -> str:
-    """`alias` (a resource row) owns an index row of `param` satisfying `condition`."""
-    where = f"x.resource_type = {q.arg(rtype)} AND x.param = {q.arg(param)}"
+    """`alias` (a resource row) owns an index row of `param` satisfying `condition`. Correlated on the space
+    (an EXISTS, which PostgreSQL plans as the same semi-join as an IN): Citus runs a subquery with its outer row
+    on the same shard only when they are joined on the distribution column."""
+    where = (
+        f"x.space_id = {q.space or f'{alias}.space_id'} AND x.resource_id = {alias}.resource_id AND "
+        f"x.resource_type = {q.arg(rtype)} AND x.param = {q.arg(param)}"
+    )
     if condition:
         where += f" AND ({condition})"
-    return f"({alias}.space_id, {alias}.resource_id) IN (SELECT x.space_id, x.resource_id FROM {table} x WHERE {where})"
+    return f"EXISTS (SELECT 1 FROM {table} x WHERE {where})"
 
 
 def _date_cond(q: _Sql, lo: str, hi: str, v: DateQuery) -> str:
@@ -111,10 +120,10 @@ def _number_cond(q: _Sql, col: str, prefix: str, value: Decimal) -> str:
             return f"({col} >= {q.arg(value - spread)} AND {col} <= {q.arg(value + spread)})"
 
 
-def _token_cond(q: _Sql, v: TokenQuery) -> str:
+def _token_cond(q: _Sql, v: TokenQuery, code_column: str = "x.code") -> str:
     if v.code is None:
         return f"x.system = {q.arg(v.system)}" if v.system else "false"
-    code = f"x.code = {q.arg(v.code)}"
+    code = f"{code_column} = {q.arg(v.code)}"
     if v.any_system:
         return code
     if v.system is None:
@@ -195,16 +204,21 @@ def _clause(
             # state the decision reaches: one probe of `space` per target, that is per space, instead of one
             # per row (_where leaves the row-level check out).
             sub = (
-                f"x.target_type = {q.arg(chain.target_type)} AND (x.space_id, x.target_id) IN (SELECT "
-                f"c.space_id, c.resource_id FROM {target.resource} c WHERE c.resource_type = "
+                f"x.target_type = {q.arg(chain.target_type)} AND EXISTS (SELECT 1 FROM {target.resource} c "
+                f"WHERE c.space_id = {q.space or 'x.space_id'} AND c.resource_id = x.target_id AND c.resource_type = "
                 f"{q.arg(chain.target_type)} AND NOT c.deleted AND {inner} AND "
                 f"{visibility.live_sql('c.space_id', states)})"
             )
         else:
+            # A target in a space is in the row's own space (references never cross spaces): said, so that
+            # Citus keeps the chain on the row's shard. The directory's targets are everywhere (reference tables).
+            same_space = (
+                f"c.space_id = {q.space or 'x.space_id'} AND " if target.resource == "resource" else ""
+            )
             sub = (
                 f"x.target_type = {q.arg(chain.target_type)} AND x.target_id IN (SELECT c.resource_id FROM "
-                f"{target.resource} c WHERE c.resource_type = {q.arg(chain.target_type)} AND NOT c.deleted "
-                f"AND {inner}{'' if reach is None else f' AND {reach}'})"
+                f"{target.resource} c WHERE {same_space}c.resource_type = {q.arg(chain.target_type)} "
+                f"AND NOT c.deleted AND {inner}{'' if reach is None else f' AND {reach}'})"
             )
         return _owned(q, alias, table, rtype, param.name, sub)
     condition = " OR ".join(_value_cond(q, v) for v in clause.values) or "false"
@@ -262,10 +276,11 @@ async def named_spaces(conn: Conn, request: SearchRequest) -> list[uuid.UUID] | 
     references never cross spaces."""
     for values in _identifier_values(request):
         q = _Sql()
-        condition = " OR ".join(_token_cond(q, v) for v in values)
+        # The identifiers by value (migrations/0029): one shard on Citus for one value.
+        condition = " OR ".join(_token_cond(q, v, "x.value") for v in values)
         rows = await conn.fetch(
-            f"SELECT DISTINCT x.space_id FROM sp_token x WHERE x.resource_type = 'Patient' AND "
-            f"x.param = 'identifier' AND ({condition}) LIMIT {q.arg(MAX_NAMED_SPACES + 1)}",
+            f"SELECT DISTINCT x.space_id FROM patient_identifier x WHERE ({condition}) "
+            f"LIMIT {q.arg(MAX_NAMED_SPACES + 1)}",
             *q.args,
         )
         if len(rows) <= MAX_NAMED_SPACES:
@@ -273,7 +288,21 @@ async def named_spaces(conn: Conn, request: SearchRequest) -> list[uuid.UUID] | 
     return None
 
 
-def _where(q: _Sql, decision: Decision, request: SearchRequest) -> tuple[Tables, str]:
+async def _pinned(conn: Conn, request: SearchRequest) -> list[uuid.UUID] | None:
+    """On Citus, the spaces a search that names its patient by identifier can match (`named_spaces`), so that
+    it runs on their shards only instead of every shard; None elsewhere, or when the search names no patient
+    this way or names a space already (one server finds the same rows through its index without the lookup's
+    round trip). Pinning changes no answer: every match lies in these spaces."""
+    if not db.distributed(conn) or space_hint(request) is not None:
+        return None
+    if tables_for(request.resource_type).resource != "resource":
+        return None
+    return await named_spaces(conn, request)
+
+
+def _where(
+    q: _Sql, decision: Decision, request: SearchRequest, pinned: list[uuid.UUID] | None = None
+) -> tuple[Tables, str]:
     rtype = request.resource_type
     decision.require("search", rtype)
     t = tables_for(rtype)
@@ -288,8 +317,13 @@ def _where(q: _Sql, decision: Decision, request: SearchRequest) -> tuple[Tables,
         scope = visibility.scope_sql(q.arg, "r", decision, space=space)
         if scope is not None:
             where.append(scope)
+    if space is None and pinned is not None and len(pinned) == 1:
+        space = q.arg(pinned[0])
     if space is not None:
         where.append(f"r.space_id = {space}")
+        q.space = space
+    elif pinned is not None:
+        where.append(f"r.space_id = ANY({q.arg(pinned)})")
     where += [_clause(q, t, "r", rtype, c, decision, anchor=c is anchor) for c in request.clauses]
     return t, " AND ".join(where)
 
@@ -340,15 +374,18 @@ async def page(
     conn: Conn, keys: KeyStore, decision: Decision, request: SearchRequest
 ) -> tuple[list[Stored], bool]:
     """One page of matches with their current bodies (one query), and whether another page follows."""
+    pinned = await _pinned(conn, request)
+    if pinned == []:
+        return [], False
     q = _Sql()
-    t, where = _where(q, decision, request)
+    t, where = _where(q, decision, request, pinned)
     order = _order(q, t, request)
     limit, offset = q.arg(request.count + 1), q.arg(request.offset)
     rows = await conn.fetch(
         f"SELECT r.space_id, r.resource_id, v.version_id, v.last_updated, v.method, v.key_version, v.body, "
         f"{WRAPPED_KEY} FROM {t.resource} r JOIN {t.version} v ON v.space_id = r.space_id AND "
         f"v.resource_type = r.resource_type AND v.resource_id = r.resource_id AND v.version_id = r.version_id "
-        f"{JOIN_KEY} WHERE {where} ORDER BY {order} LIMIT {limit} OFFSET {offset}",
+        f"{JOIN_KEYS} WHERE {where} ORDER BY {order} LIMIT {limit} OFFSET {offset}",
         *q.args,
     )
     found = await resources.bodies_of(conn, keys, decision, request.resource_type, rows[: request.count])
@@ -358,8 +395,11 @@ async def page(
 async def counts(conn: Conn, decision: Decision, request: SearchRequest) -> dict[uuid.UUID, int]:
     """The number of matches in each space that has any: a count tells whether a patient has such data as
     well as a page does, so the caller traces every space counted (issue 16)."""
+    pinned = await _pinned(conn, request)
+    if pinned == []:
+        return {}
     q = _Sql()
-    t, where = _where(q, decision, request)
+    t, where = _where(q, decision, request, pinned)
     rows = await conn.fetch(
         f"SELECT r.space_id, count(*) AS n FROM {t.resource} r WHERE {where} GROUP BY r.space_id", *q.args
     )

@@ -24,53 +24,61 @@ Arg = Callable[[Any], str]
 _STATE = re.compile(r"[a-z]{1,20}")
 
 
-def _owns(alias: str, table: str, param: str, condition: str) -> str:
+def _owns(alias: str, table: str, param: str, condition: str, space: str | None = None) -> str:
+    # `space`: the one space the rows lie in, named rather than followed from the row (see rows_sql).
     return (
-        f"EXISTS (SELECT 1 FROM {table} f WHERE f.space_id = {alias}.space_id AND f.resource_type = "
+        f"EXISTS (SELECT 1 FROM {table} f WHERE f.space_id = {space or f'{alias}.space_id'} AND f.resource_type = "
         f"{alias}.resource_type AND f.resource_id = {alias}.resource_id AND f.param = '{param}' AND {condition})"
     )
 
 
-def _labelled(arg: Arg, alias: str, codes: list[str]) -> str:
-    return _owns(alias, "sp_token", "security-label", f"f.code = ANY({arg(codes)}::text[])")
+def _labelled(arg: Arg, alias: str, codes: list[str], space: str | None = None) -> str:
+    return _owns(alias, "sp_token", "security-label", f"f.code = ANY({arg(codes)}::text[])", space)
 
 
-def _authored(arg: Arg, alias: str, reference: str) -> str:
+def _authored(arg: Arg, alias: str, reference: str, space: str | None = None) -> str:
     target_type, _, target_id = reference.partition("/")
     return _owns(
         alias,
         "sp_reference",
         "author",
         f"f.target_type = {arg(target_type)} AND f.target_id = {arg(target_id)}",
+        space,
     )
 
 
-def _document_rows(arg: Arg, alias: str, rows: Rows) -> list[str]:
+def _document_rows(arg: Arg, alias: str, rows: Rows, space: str | None = None) -> list[str]:
     conds = []
     if rows.categories is not None:
         conds.append(
-            _owns(alias, "sp_token", "category", f"f.code = ANY({arg(sorted(rows.categories))}::text[])")
+            _owns(
+                alias, "sp_token", "category", f"f.code = ANY({arg(sorted(rows.categories))}::text[])", space
+            )
         )
     hidden = set(rows.hidden)
     if rows.masked_author and MASKED_FROM_PROFESSIONALS in hidden:
         hidden.discard(MASKED_FROM_PROFESSIONALS)
         conds.append(
-            f"(NOT {_labelled(arg, alias, [MASKED_FROM_PROFESSIONALS])} OR "
-            f"{_authored(arg, alias, 'Practitioner/' + rows.masked_author)})"
+            f"(NOT {_labelled(arg, alias, [MASKED_FROM_PROFESSIONALS], space)} OR "
+            f"{_authored(arg, alias, 'Practitioner/' + rows.masked_author, space)})"
         )
     if hidden:
-        conds.append(f"NOT {_labelled(arg, alias, sorted(hidden))}")
+        conds.append(f"NOT {_labelled(arg, alias, sorted(hidden), space)}")
     if rows.author:
-        conds.append(_authored(arg, alias, rows.author))
+        conds.append(_authored(arg, alias, rows.author, space))
     return conds
 
 
-def rows_sql(arg: Arg, alias: str, rtype: str, rows: Rows) -> str:
-    """A boolean SQL expression over the resource row `alias`: true for the rows `rows` reaches."""
+def rows_sql(arg: Arg, alias: str, rtype: str, rows: Rows, *, space: str | None = None) -> str:
+    """A boolean SQL expression over the resource row `alias`: true for the rows `rows` reaches.
+
+    `space` is for rows that all lie in one space named by a parameter: the subqueries then name it instead of
+    following the row's, which Citus routes to one shard (it does not follow a correlation through OR-ed
+    subqueries); the rows reached are the same."""
     if rows.everything or rtype not in ("DocumentReference", "Binary"):
         return "true"
     if rtype == "DocumentReference":
-        conds = _document_rows(arg, alias, rows)
+        conds = _document_rows(arg, alias, rows, space)
         return " AND ".join(conds) if conds else "true"
     # A Binary is a document's content: reached through a live document that points at it, and never when any
     # document pointing at it (live or deleted: deleted documents keep these index rows, storage/resources.py
@@ -79,7 +87,7 @@ def rows_sql(arg: Arg, alias: str, rtype: str, rows: Rows) -> str:
     pointing = (
         "SELECT 1 FROM sp_reference b JOIN resource d ON d.space_id = b.space_id AND d.resource_type = "
         "b.resource_type AND d.resource_id = b.resource_id WHERE b.space_id = "
-        f"{alias}.space_id AND b.resource_type = 'DocumentReference' AND b.param = '{ATTACHMENT_PARAM}' "
+        f"{space or f'{alias}.space_id'} AND b.resource_type = 'DocumentReference' AND b.param = '{ATTACHMENT_PARAM}' "
         f"AND b.target_type = 'Binary' AND b.target_id = {alias}.resource_id"
     )
     if rows.categories is None and not rows.masked_author and not rows.author:
@@ -87,9 +95,9 @@ def rows_sql(arg: Arg, alias: str, rtype: str, rows: Rows) -> str:
             return "true"
         return (
             f"EXISTS ({pointing} AND NOT d.deleted) AND "
-            f"NOT EXISTS ({pointing} AND {_labelled(arg, 'd', sorted(rows.hidden))})"
+            f"NOT EXISTS ({pointing} AND {_labelled(arg, 'd', sorted(rows.hidden), space)})"
         )
-    conds = _document_rows(arg, "d", rows)
+    conds = _document_rows(arg, "d", rows, space)
     return f"EXISTS ({pointing} AND NOT d.deleted{''.join(' AND ' + c for c in conds)})"
 
 
@@ -106,7 +114,7 @@ def scope_sql(arg: Arg, alias: str, decision: Decision, *, space: str | None = N
         return "false"
     parts = []
     for s in decision.slices:
-        rows = rows_sql(arg, alias, decision.resource_type, s.rows)
+        rows = rows_sql(arg, alias, decision.resource_type, s.rows, space=space)
         spaces = f"{alias}.space_id = ANY({arg(sorted(s.spaces))}::uuid[])"
         parts.append(spaces if rows == "true" else f"({spaces} AND {rows})")
     return parts[0] if len(parts) == 1 else "(" + " OR ".join(parts) + ")"
@@ -160,7 +168,7 @@ async def reaches(conn: Conn, decision: Decision, space_id: uuid.UUID, rtype: st
     return bool(
         await conn.fetchval(
             f"SELECT 1 FROM {t.resource} r WHERE r.space_id = $1 AND r.resource_type = $2 AND r.resource_id = $3 "
-            f"AND {rows_sql(arg, 'r', rtype, rows)}",
+            f"AND {rows_sql(arg, 'r', rtype, rows, space='$1')}",
             *args,
         )
     )
