@@ -38,7 +38,7 @@ def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("espace-sante")
 
 
-#: `make test-citus` runs the core stories on a Citus cluster (tests/citus/README.md) instead of one server.
+#: `make test-citus` runs the core stories on a Citus cluster instead of one server (docs/architecture.md "On Citus").
 ON_CITUS = os.environ.get("ESPACE_SANTE_TEST_CITUS") == "1"
 if not ON_CITUS:
     collect_ignore = ["citus"]  # the Citus-only stories (routing, rebalancing) need a cluster

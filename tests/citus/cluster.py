@@ -160,6 +160,8 @@ class Cluster:
     bindir: Path
     coordinator: Node
     workers: list[Node] = field(default_factory=list)
+    #: shared_preload_libraries (benchmarks/citus_sizing.py adds pg_stat_statements to count statements).
+    preload: str = "citus"
 
     @property
     def uri(self) -> str:
@@ -195,7 +197,7 @@ class Cluster:
             with conf.open("a") as f:
                 f.write(
                     "\n# tests/citus/cluster.py\n"
-                    "shared_preload_libraries = 'citus'\n"
+                    f"shared_preload_libraries = '{self.preload}'\n"
                     f"port = {node.port}\nlisten_addresses = '127.0.0.1'\nunix_socket_directories = ''\n"
                     "max_connections = 300\nmax_worker_processes = 24\nfsync = off\nsynchronous_commit = off\nfull_page_writes = off\n"
                     # Shard moves (the rebalance test) copy through logical replication.
@@ -291,9 +293,9 @@ async def form(cluster: Cluster) -> str:
     return cluster.uri
 
 
-def start(base: Path, workers: int = 2) -> Cluster:
+def start(base: Path, workers: int = 2, *, preload: str = "citus") -> Cluster:
     """Start (initialising when new) a coordinator and `workers` workers under `base`; `form` joins them."""
-    cluster = Cluster(base, bindir(), Node("coordinator", base / "coordinator", _free_port()))
+    cluster = Cluster(base, bindir(), Node("coordinator", base / "coordinator", _free_port()), preload=preload)
     base.mkdir(parents=True, exist_ok=True)
     if _system_user():
         base.chmod(0o755)
