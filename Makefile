@@ -57,7 +57,7 @@ lint: install ## ruff, ruff format, mypy --strict and the import rules (lint-imp
 CITUS_T ?= tests/citus tests/api/test_crud.py tests/api/test_bundles.py tests/api/test_one_space_per_ins.py \
 	tests/search tests/documents/test_mhd.py tests/documents/test_visibility.py tests/access/test_world_search.py \
 	tests/access/test_rights_http.py tests/trace tests/audit tests/registry/test_import.py \
-	tests/lifecycle/test_lifecycle.py tests/lifecycle/test_lifecycle_command.py
+	tests/lifecycle/test_lifecycle.py tests/lifecycle/test_lifecycle_command.py tests/storage/test_identifier_index.py
 .PHONY: citus test-citus
 
 citus: install ## Build Citus once into .citus/ from ../shared/citus (or CITUS_SOURCE; or CITUS_PG_CONFIG=a system Citus)

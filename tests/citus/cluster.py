@@ -295,7 +295,9 @@ async def form(cluster: Cluster) -> str:
 
 def start(base: Path, workers: int = 2, *, preload: str = "citus") -> Cluster:
     """Start (initialising when new) a coordinator and `workers` workers under `base`; `form` joins them."""
-    cluster = Cluster(base, bindir(), Node("coordinator", base / "coordinator", _free_port()), preload=preload)
+    cluster = Cluster(
+        base, bindir(), Node("coordinator", base / "coordinator", _free_port()), preload=preload
+    )
     base.mkdir(parents=True, exist_ok=True)
     if _system_user():
         base.chmod(0o755)

@@ -92,7 +92,10 @@ def test_the_state_is_checked_once_per_space_when_the_search_has_one() -> None:
     where, args = _where([("patient.identifier", f"{INS}|{new_nir()}"), ("status", "current")])
     assert {"open", "active"} == PROFESSIONAL_STATES
     assert _state_checks(where) == ["c.space_id"]
-    assert "EXISTS (SELECT 1 FROM resource c WHERE c.space_id = x.space_id AND c.resource_id = x.target_id" in where
+    assert (
+        "EXISTS (SELECT 1 FROM resource c WHERE c.space_id = x.space_id AND c.resource_id = x.target_id"
+        in where
+    )
     # The states are written in (constants of the policy): as a text[] parameter they cost as much as the check.
     assert "s.state IN ('active', 'open')" in where and sorted(PROFESSIONAL_STATES) not in args
     # The space named by the search: one check of that parameter, the same the rows are limited to.

@@ -7,7 +7,7 @@ from typing import Any
 
 import httpx
 
-from tests.factories import pdsm_document
+from tests.factories import INS, pdsm_document
 from tests.search.helpers import (
     create,
     included,
@@ -147,6 +147,12 @@ async def test_chains_into_the_directory(fhir: httpx.AsyncClient) -> None:
     await create(fhir, observation(p["id"]))
     by_identifier = await search(fhir, "Observation", {"performer:Practitioner.identifier": f"{system}|42"})
     assert match_ids(by_identifier) == [obs["id"]]
+    # Confined to the patient's space (the chain's directory rows are in no space: review of issue 17).
+    in_her_space = {"patient": f"Patient/{p['id']}", "performer:Practitioner.identifier": f"{system}|42"}
+    assert match_ids(await search(fhir, "Observation", in_her_space)) == [obs["id"]]
+    ins = next(i["value"] for i in p["identifier"] if i["system"] == INS)
+    by_her_ins = {"patient.identifier": f"{INS}|{ins}", "performer:Practitioner.family": family}
+    assert match_ids(await search(fhir, "Observation", by_her_ins)) == [obs["id"]]
     by_name = await search(fhir, "Patient", {"general-practitioner:Practitioner.family": family})
     assert match_ids(by_name) == [p["id"]]
     assert other["id"] not in match_ids(by_name)

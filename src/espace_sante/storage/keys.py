@@ -118,6 +118,7 @@ class KeyStore:
             where="kek_id <> $1",
             args=(kek.key_id,),
             key=("space_id", "key_version"),
+            order="space_id, key_version",  # one order for every rewrap: two at once wait, never deadlock
             skip_locked=False,
         )
         for row in rows:

@@ -52,19 +52,37 @@ async def claim(
     per row, which batch jobs pay beside the per-space work they do anyway. The parts are SQL of the caller's
     (storage modules), never input; `where` uses $1..$n for `args`."""
     lock = "FOR UPDATE SKIP LOCKED" if skip_locked else "FOR UPDATE"
-    head = f"SELECT {columns} FROM {table} WHERE {where}"
-    tail = (f" ORDER BY {order}" if order else "") + (f" LIMIT {int(limit)}" if limit is not None else "")
+    head = f"SELECT {columns} FROM {table} WHERE ({where})"
+    order_by = f" ORDER BY {order}" if order else ""
     if not db.distributed(conn):
-        return list(await conn.fetch(f"{head}{tail} {lock}", *args))
+        bound = f" LIMIT {int(limit)}" if limit is not None else ""
+        return list(await conn.fetch(f"{head}{order_by}{bound} {lock}", *args))
     keys = ", ".join(key)
-    candidates = await conn.fetch(f"SELECT {keys} FROM {table} WHERE {where}{tail}", *args)
     at = len(args)
     one = await conn.prepare(
         f"{head} AND ({keys}) = ({', '.join(f'${at + i + 1}' for i in range(len(key)))}) {lock}"
     )
-    rows = []
-    for candidate in candidates:
-        row = await one.fetchrow(*args, *candidate.values())
-        if row is not None:
-            rows.append(row)
-    return rows
+    # As SKIP LOCKED does, a batch is filled past the rows others hold: candidates are read a page at a time
+    # until `limit` rows are locked or none are left (a short batch then means nothing is left for this run,
+    # which the callers' loops rely on). Rows this transaction locked still match, so the pages stay aligned.
+    rows: list[asyncpg.Record] = []
+    tried: set[tuple[Any, ...]] = set()
+    offset = 0
+    while True:
+        page_sql = f"SELECT {keys} FROM {table} WHERE ({where}){order_by}"
+        if limit is not None:
+            page_sql += f" LIMIT {int(limit)} OFFSET {offset}"
+        page = await conn.fetch(page_sql, *args)
+        for candidate in page:
+            values = tuple(candidate.values())
+            if values in tried:
+                continue
+            tried.add(values)
+            row = await one.fetchrow(*args, *values)
+            if row is not None:
+                rows.append(row)
+                if limit is not None and len(rows) >= limit:
+                    return rows
+        if limit is None or len(page) < limit:
+            return rows
+        offset += len(page)

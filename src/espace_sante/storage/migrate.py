@@ -11,6 +11,7 @@ from importlib import resources
 
 import asyncpg
 import sqlparse
+from sqlparse import lexer, tokens
 
 from espace_sante.storage import citus
 
@@ -32,11 +33,16 @@ class Migration:
         """The file's statements, one by one: Citus refuses a query string of several statements when one of
         them changes a distributed table ("cannot insert multiple commands into a prepared statement", as it
         propagates each to the shards), so every migration runs this way, on plain PostgreSQL too."""
-        return [
-            part
-            for part in sqlparse.split(self.sql)
-            if sqlparse.format(part, strip_comments=True).strip(" \n;")
-        ]
+        return [part for part in sqlparse.split(self.sql) if not _only_comments(part)]
+
+
+def _only_comments(part: str) -> bool:
+    """A part with nothing to run (a closing comment): tokens only, no grouping, which is slow on long
+    statements (a multi-row INSERT) and refuses past 10,000 tokens."""
+    return all(
+        kind in tokens.Comment or kind in tokens.Whitespace or kind is tokens.Newline or text == ";"
+        for kind, text in lexer.tokenize(part)  # type: ignore[no-untyped-call]
+    )
 
 
 class MigrationDrift(RuntimeError):

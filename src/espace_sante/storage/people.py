@@ -43,46 +43,18 @@ async def patient_by_ins(conn: Conn, ins: str) -> PatientRef | None:
     oldest space whose live Patient carries it. Never the most recently or least recently written copy: a
     Patient another space holds with the same INS must not stand for the person (review of issue 16).
 
-    Two statements, each on one shard on Citus (docs/architecture.md "On Citus"): the registry's link, found
-    by the INS, then the Patient in that space; for a person the registry does not know (a space made through
-    the API), the spaces holding the INS by the identifier's own index (migrations/0029), then the Patient."""
-    made = await conn.fetchval("SELECT space_id FROM registry_person WHERE nir = $1", ins)
-    if made is not None:
-        row = await conn.fetchrow(
-            _LIVE_PATIENT_WITH_INS + "AND t.space_id = $3 ORDER BY r.resource_id LIMIT 1",
-            ins,
-            INS_SYSTEM,
-            made,
-        )
-        if row is not None:
-            return PatientRef(row["space_id"], row["resource_id"])
-    # The spaces whose Patient carries it, by the identifier's value (migrations/0029: one shard on Citus).
-    holding = [
-        r["space_id"]
-        for r in await conn.fetch(
-            "SELECT DISTINCT space_id FROM patient_identifier WHERE value = $1 AND system = $2",
-            ins,
-            INS_SYSTEM,
-        )
-    ]
-    if not holding:
-        return None
+    One statement over the identifier index by value (migrations/0029, which holds the live Patients'
+    identifiers) and the registry's links, both keyed by the INS: on Citus they are colocated, and it runs on
+    one shard. Space ids are time-ordered (fhir/compartment.new_space_id): the smallest is the oldest."""
     row = await conn.fetchrow(
-        _LIVE_PATIENT_WITH_INS + "AND t.space_id = ANY($3::uuid[]) ORDER BY s.created_at, t.space_id, "
-        "r.resource_id LIMIT 1",
+        "SELECT i.space_id, i.resource_id FROM patient_identifier i "
+        "LEFT JOIN registry_person p ON p.nir = i.value AND p.space_id = i.space_id "
+        "WHERE i.value = $1 AND i.system = $2 "
+        "ORDER BY (p.space_id IS NULL), i.space_id, i.resource_id LIMIT 1",
         ins,
         INS_SYSTEM,
-        holding,
     )
     return None if row is None else PatientRef(row["space_id"], row["resource_id"])
-
-
-_LIVE_PATIENT_WITH_INS = (
-    "SELECT t.space_id, t.resource_id FROM sp_token t JOIN resource r USING (space_id, resource_type, "
-    "resource_id) JOIN space s ON s.space_id = t.space_id "
-    "WHERE t.resource_type = 'Patient' AND t.param = 'identifier' AND t.code = $1 "
-    "AND t.system = $2 AND NOT r.deleted "
-)
 
 
 async def ins_has_space(conn: Conn, system: str, value: str) -> bool:

@@ -402,8 +402,10 @@ async def _index_identifiers(
     after: set[tuple[str | None, str]],
 ) -> None:
     """Keep `patient_identifier` (migrations/0029) in step with the Patient's identifier search rows. One
-    statement per identifier that changed: each names its value, so on Citus each runs on that value's shard."""
-    for system, value in sorted(before - after, key=str):
+    statement per identifier: each names its value, so on Citus each runs on that value's shard. Every value
+    the Patient held or holds is rewritten, not only those that changed: a row missing for any reason (a
+    process still on the code before 0029 while it was applied) is put back at the Patient's next write."""
+    for system, value in sorted(before | after, key=str):
         await conn.execute(
             "DELETE FROM patient_identifier WHERE value = $1 AND system IS NOT DISTINCT FROM $2 "
             "AND space_id = $3 AND resource_id = $4",
@@ -412,7 +414,7 @@ async def _index_identifiers(
             space_id,
             rid,
         )
-    for system, value in sorted(after - before, key=str):
+    for system, value in sorted(after, key=str):
         await conn.execute(
             "INSERT INTO patient_identifier (value, system, space_id, resource_id) VALUES ($1, $2, $3, $4)",
             value,

@@ -53,8 +53,11 @@ def _owned(q: _Sql, alias: str, table: str, rtype: str, param: str, condition: s
     """`alias` (a resource row) owns an index row of `param` satisfying `condition`. Correlated on the space
     (an EXISTS, which PostgreSQL plans as the same semi-join as an IN): Citus runs a subquery with its outer row
     on the same shard only when they are joined on the distribution column."""
+    # The one space a search is confined to names a space table's rows only: the directory's all carry the
+    # nil space (a chain into the directory, `author:Practitioner.family=`, follows its row as before).
+    space = q.space if q.space and not table.startswith("dir_") else f"{alias}.space_id"
     where = (
-        f"x.space_id = {q.space or f'{alias}.space_id'} AND x.resource_id = {alias}.resource_id AND "
+        f"x.space_id = {space} AND x.resource_id = {alias}.resource_id AND "
         f"x.resource_type = {q.arg(rtype)} AND x.param = {q.arg(param)}"
     )
     if condition:
