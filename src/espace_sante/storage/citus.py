@@ -29,6 +29,7 @@ from __future__ import annotations
 from typing import Final
 
 from espace_sante.storage.db import Conn
+from espace_sante.storage.tables import DIRECTORY, SPACE
 
 #: The first migration after which tables are distributed (see the module's docstring).
 BASELINE: Final = 27
@@ -43,14 +44,9 @@ BY_SPACE: Final[tuple[str, ...]] = (
     "space_key",
     "space_settings",
     "space_representative",
-    "resource",
-    "resource_version",
-    "sp_token",
-    "sp_string",
-    "sp_date",
-    "sp_reference",
-    "sp_quantity",
-    "sp_number",
+    SPACE.resource,
+    SPACE.version,
+    *SPACE.index_tables,
     "audit_chain",
     "audit_event",
     "audit_seal",
@@ -81,16 +77,7 @@ BY_OWN_KEY: Final[dict[str, tuple[str, str, str]]] = {
 }
 
 #: Replicated to every node.
-REFERENCE: Final[tuple[str, ...]] = (
-    "dir_resource",
-    "dir_resource_version",
-    "dir_sp_token",
-    "dir_sp_string",
-    "dir_sp_date",
-    "dir_sp_reference",
-    "dir_sp_quantity",
-    "dir_sp_number",
-)
+REFERENCE: Final[tuple[str, ...]] = (DIRECTORY.resource, DIRECTORY.version, *DIRECTORY.index_tables)
 
 #: Local to the coordinator, and why.
 COORDINATOR: Final[dict[str, str]] = {

@@ -236,14 +236,21 @@ async def unhide(conn: Conn, space_id: uuid.UUID, document_id: str) -> None:
 
 
 async def due_notices(conn: Conn, now: datetime, limit: int = 500) -> list[tuple[uuid.UUID, str]]:
+    return await _due_hidden(conn, "noticed_at IS NULL AND notice_at <= $1", "notice_at", now, limit)
+
+
+async def _due_hidden(
+    conn: Conn, where: str, order: str, now: datetime, limit: int
+) -> list[tuple[uuid.UUID, str]]:
+    """Hidden documents due for their notice or their release, locked (another run skips them)."""
     rows = await locks.claim(
         conn,
         table="hidden_document",
         columns="space_id, document_id",
-        where="noticed_at IS NULL AND notice_at <= $1",
+        where=where,
         args=(now,),
         key=("space_id", "document_id"),
-        order="notice_at",
+        order=order,
         limit=limit,
     )
     return [(r["space_id"], r["document_id"]) for r in rows]
@@ -260,17 +267,7 @@ async def mark_noticed(conn: Conn, keys: Sequence[tuple[uuid.UUID, str]], now: d
 
 
 async def due_releases(conn: Conn, now: datetime, limit: int = 500) -> list[tuple[uuid.UUID, str]]:
-    rows = await locks.claim(
-        conn,
-        table="hidden_document",
-        columns="space_id, document_id",
-        where="release_at <= $1",
-        args=(now,),
-        key=("space_id", "document_id"),
-        order="release_at",
-        limit=limit,
-    )
-    return [(r["space_id"], r["document_id"]) for r in rows]
+    return await _due_hidden(conn, "release_at <= $1", "release_at", now, limit)
 
 
 async def content_ids(conn: Conn, space_id: uuid.UUID, document_id: str) -> list[str]:
