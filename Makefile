@@ -14,7 +14,7 @@ PORT ?= 8000
 T ?= tests
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test lint typecheck bench lock clean chromium libmagic
+.PHONY: help install run test lint typecheck bench lock clean chromium libmagic messages
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -51,6 +51,13 @@ lint: install ## ruff, ruff format, mypy --strict and the import rules (lint-imp
 	$(BIN)/ruff format --check src tests benchmarks
 	$(BIN)/mypy src
 	$(BIN)/lint-imports
+
+LOCALE := src/espace_sante/web/locale
+messages: install ## Extract the portal's strings (French, the source) and update the English catalogue to translate
+	$(BIN)/pybabel -q extract -F babel.cfg --project espace-sante --omit-header -o $(LOCALE)/messages.pot .
+	@test -f $(LOCALE)/en/LC_MESSAGES/messages.po || $(BIN)/pybabel -q init -i $(LOCALE)/messages.pot -d $(LOCALE) -l en
+	$(BIN)/pybabel -q update -i $(LOCALE)/messages.pot -d $(LOCALE) -l en --omit-header --no-fuzzy-matching
+	@echo "messages: translate the empty msgstr of $(LOCALE)/en/LC_MESSAGES/messages.po (tests/web/test_languages.py)"
 
 # --- Citus (issue 17, docs/architecture.md "On Citus"): not part of `make test` --------------------------------
 # The core stories again, on a coordinator and two workers on loopback, plus the Citus-only ones (tests/citus/).

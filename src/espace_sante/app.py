@@ -26,6 +26,7 @@ from espace_sante.web.account.signin import install as install_web_auth
 from espace_sante.web.activation.pages import router as activation_pages
 from espace_sante.web.holder.documents import install_documents_pages
 from espace_sante.web.holder.space import install_space_page
+from espace_sante.web.home import install_home
 
 
 def create_app(settings: Settings | None = None, runtime: Runtime | None = None) -> FastAPI:
@@ -72,6 +73,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     app.include_router(health.router)
     app.include_router(oauth_router)
     app.include_router(fhir_router)
+    install_home(app)  # / (what the service is, the ways in) and the language switch
     install_web_auth(app)  # sign-in and account security pages, /static
     install_documents_pages(app)  # the holder's « Mes documents » pages
     install_space_page(app)  # the holder's « État de mon espace santé »: close, reopen, destruction, contest

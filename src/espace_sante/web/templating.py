@@ -4,10 +4,13 @@ page Content-Security-Policy (V14 14.4: scripts and styles from this site only, 
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlencode
 
 from fastapi import Request
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 from starlette.responses import HTMLResponse
+
+from espace_sante.web import i18n
 
 #: Pages may load this site's own scripts and styles (web/static/), post forms to this site only, and be
 #: framed by nobody. The middleware's stricter default (`default-src 'none'`) applies to everything else.
@@ -22,7 +25,17 @@ env = Environment(
     undefined=StrictUndefined,
     trim_blocks=True,
     lstrip_blocks=True,
+    extensions=["jinja2.ext.i18n"],
 )
+# The page's language is a context variable (web/i18n.py): one environment serves French and English.
+env.install_gettext_callables(i18n.gettext, i18n.ngettext, newstyle=True)  # type: ignore[attr-defined]
+env.globals["date_text"] = i18n.date_text
+
+
+def switch_url(request: Request, locale: str) -> str:
+    """The language switch's link: to `locale`, back to this very page."""
+    back = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    return "/langue?" + urlencode({"vers": locale, "retour": back})
 
 
 def render(
@@ -33,16 +46,28 @@ def render(
     status: int = 200,
     headers: dict[str, str] | None = None,
     csp: str = PAGE_CSP,
+    translated: bool = False,
 ) -> HTMLResponse:
     """A page from `templates/`. Responses are never cached: they can hold secrets shown once or personal
-    data (SECURITY V8 8.1.1)."""
+    data (SECURITY V8 8.1.1). A `translated` page (every string of it in the catalogue) is shown in the
+    person's language with the switch; the others, written before the catalogues, in French until they are."""
     values: dict[str, Any] = {"csrf": "", "signed_in": False, "error": "", "notice": ""}
     values.update(context or {})
     values["request_path"] = request.url.path
-    html = env.get_template(name).render(**values)
+    lang = i18n.negotiate(request) if translated else i18n.SOURCE
+    values["lang"] = lang
+    values["languages"] = (
+        [(code, i18n.NAMES[code], switch_url(request, code)) for code in i18n.LOCALES if code != lang]
+        if translated
+        else []
+    )
+    with i18n.speaking(lang):
+        html = env.get_template(name).render(**values)
     response = HTMLResponse(html, status_code=status)
     response.headers["Content-Security-Policy"] = csp
     response.headers["Cache-Control"] = "no-store"
+    response.headers["Content-Language"] = lang
+    response.headers["Vary"] = "Accept-Language, Cookie"
     for key, value in (headers or {}).items():
         response.headers[key] = value
     return response
