@@ -25,6 +25,7 @@ from espace_sante.web.account.apps import router as oauth_pages
 from espace_sante.web.account.signin import install as install_web_auth
 from espace_sante.web.activation.pages import router as activation_pages
 from espace_sante.web.holder.documents import install_documents_pages
+from espace_sante.web.holder.history import install_history_page
 from espace_sante.web.holder.space import install_space_page
 from espace_sante.web.home import install_home
 
@@ -76,6 +77,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     install_home(app)  # / (what the service is, the ways in) and the language switch
     install_web_auth(app)  # sign-in and account security pages, /static
     install_documents_pages(app)  # the holder's « Mes documents » pages
+    install_history_page(app)  # the holder's « Historique des accès »
     install_space_page(app)  # the holder's « État de mon espace santé »: close, reopen, destruction, contest
     app.include_router(activation_pages)  # /activation: activate with the notice's code, or oppose
     app.include_router(oauth_pages)  # /oauth/authorize, connected apps, federated sign-in

@@ -396,3 +396,26 @@ class AuditEventRule(fhir.Rule):
 
 
 AUDIT_EVENTS = AuditEventRule()
+
+
+# --- the portal's access history ---------------------------------------------------------------------------
+
+
+async def history(
+    ctx: Context, space_id: uuid.UUID, pairs: Sequence[tuple[str, str]]
+) -> fhir.SearchResult | None:
+    """A space's trace as its holder (or a child's representative) reads it in the portal: the very search of
+    `GET /fhir/AuditEvent?patient=…` (search_in: the same filters, snapshot, hidden documents and its own
+    record once per page), named by the space the page is about rather than by a Patient id the page does not
+    know. None when the person is neither the space's holder nor its representative (the page then says it is
+    not found), or the space has no Patient yet."""
+    decision = await fhir.authorize(ctx, "search", RTYPE)
+
+    async def run(conn: Conn) -> fhir.SearchResult | None:
+        patient_id = await fhir.own_patient(conn, ctx, space_id)
+        if patient_id is None:
+            return None
+        request = parse_search(ctx, [("patient", f"Patient/{patient_id}"), *pairs])
+        return await search_in(conn, ctx, decision, request)
+
+    return await ctx.runtime.db.interaction("trace_history", run)
