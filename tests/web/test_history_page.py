@@ -123,7 +123,9 @@ async def test_she_filters_the_refusals_and_the_period(
     assert refused(only_refused) == len(lines(only_refused)) >= 1
     assert 'value="refus" selected' in only_refused.text and 'value="30j" selected' in only_refused.text
     # Reads and searches, refused attempts to read included; her own readings of this page are searches.
-    assert len(lines(reads)) >= 3 and not any("ajouté" in x or "modifié" in x for x in lines(reads)), lines(reads)
+    assert len(lines(reads)) >= 3 and not any("ajouté" in x or "modifié" in x for x in lines(reads)), lines(
+        reads
+    )
     assert len(lines(reads)) < len(lines(nonsense))  # her feed's creation of her Patient is not a reading
     assert nonsense.status_code == 200 and len(lines(nonsense)) == len(lines(everything)) + 3  # her readings
 
@@ -185,3 +187,63 @@ def _code(person: Person) -> str:
 
     assert person.totp_secret
     return next_code(person.totp_secret)
+
+
+async def test_she_downloads_her_history_as_a_spreadsheet_in_her_language(
+    runtime: Runtime, app: Any, fhir: httpx.AsyncClient
+) -> None:
+    """The download holds every record the filters select (here more than one page of the download's), the
+    snapshot of its first page, and is recorded as readings of her history, once per page read."""
+    import csv
+    import io
+
+    jeanne = await new_person(runtime, fhir)
+    patient_id = await her_patient(fhir, jeanne)
+    space = uuid.UUID(patient_id[:32])
+    doctor = await a_doctor_on_her_care_team(runtime, fhir, patient_id)
+    for _ in range(3):
+        await doctor.get(f"/Patient/{patient_id}")
+    async with browser(app) as client:
+        await sign_in(client, jeanne)
+        page = await client.get(HISTORY)
+        link = unescape(re.search(r'<a href="([^"]+)" download>', page.text).group(1))
+        before = await own_readings(runtime, space, jeanne.actor_id)
+        french = await client.get(link)
+        assert await own_readings(runtime, space, jeanne.actor_id) == before + 1
+        client.cookies.set("langue", "en")
+        english = await client.get(link, params={"quoi": "consultations"})
+    assert french.status_code == 200 and french.headers["content-type"].startswith("text/csv")
+    assert "attachment" in french.headers["content-disposition"] and french.content.startswith(
+        "\ufeff".encode()
+    )
+    rows = list(csv.reader(io.StringIO(french.content.decode("utf-8-sig"))))
+    assert rows[0] == ["Date", "Résultat", "Description"]
+    assert sum("équipe de soins" in r[2] for r in rows[1:]) == 3 and all(r[1] == "Autorisé" for r in rows[1:])
+    assert all(r[0][:4].isdigit() and "T" in r[0] for r in rows[1:])
+    english_rows = list(csv.reader(io.StringIO(english.content.decode("utf-8-sig"))))
+    assert (
+        english_rows[0] == ["Date", "Outcome", "Description"]
+        and "access-history.csv" in english.headers["content-disposition"]
+    )
+    assert sum("care team" in r[2] for r in english_rows[1:]) == 3
+
+
+async def test_a_download_of_several_pages_holds_every_record_once(
+    runtime: Runtime, app: Any, fhir: httpx.AsyncClient, monkeypatch: Any
+) -> None:
+    from espace_sante.web.holder import history
+
+    monkeypatch.setattr(history, "DOWNLOAD_PAGE", 2)
+    jeanne = await new_person(runtime, fhir)
+    patient_id = await her_patient(fhir, jeanne)
+    doctor = await a_doctor_on_her_care_team(runtime, fhir, patient_id)
+    for _ in range(5):
+        await doctor.get(f"/Patient/{patient_id}")
+    async with browser(app) as client:
+        await sign_in(client, jeanne)
+        shown = await client.get(HISTORY, params={"quoi": "consultations"})
+        download = await client.get(f"{HISTORY}/telecharger", params={"quoi": "consultations"})
+    rows = download.content.decode("utf-8-sig").strip().splitlines()[1:]
+    # What the page showed (its own reading was recorded after its snapshot, as the download's are after its own).
+    assert len(rows) == len(lines(shown)) + 1
+    assert sum("équipe de soins" in row for row in rows) == 5  # each of the doctor's reads once, over 4 pages

@@ -10,8 +10,11 @@ she pages (her own readings among them) do not shift the pages."""
 
 from __future__ import annotations
 
+import csv
 import html
+import io
 import re
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -19,10 +22,12 @@ from urllib.parse import urlencode
 
 import orjson
 from fastapi import FastAPI, Request
-from starlette.responses import Response
+from starlette.responses import Response, StreamingResponse
 
+from espace_sante import clock
 from espace_sante.audit import fhir as audit_fhir
 from espace_sante.record import auditevents
+from espace_sante.record.resources import SearchResult
 from espace_sante.web import i18n
 from espace_sante.web.holder import space
 from espace_sante.web.holder.whose import holder_whose
@@ -30,6 +35,7 @@ from espace_sante.web.portal import PageRefused, portal_router
 from espace_sante.web.templating import render
 
 HISTORY = "/mon-espace/historique"
+DOWNLOAD = f"{HISTORY}/telecharger"
 PAGE_SIZE = 20
 
 router = portal_router(link=HISTORY)
@@ -84,6 +90,15 @@ def _line(body: bytes, lang: str) -> Line:
     return Line(sentence=sentence, refused=str(event.get("outcome", "0")) != "0")
 
 
+def _filters(kind: str, period: str) -> list[tuple[str, str]]:
+    """The AuditEvent search parameters of the filters chosen."""
+    pairs = list(KINDS[kind])
+    days = PERIODS[period]
+    if days is not None:
+        pairs.append(("date", f"ge{(datetime.now(UTC) - timedelta(days=days)).date().isoformat()}"))
+    return pairs
+
+
 def _choice(request: Request, name: str, allowed: dict[str, Any]) -> str:
     value = request.query_params.get(name, "")
     return value if value in allowed else ""
@@ -100,10 +115,7 @@ async def history_page(request: Request) -> Response:
     lang = i18n.negotiate(request)
     kind, period = _choice(request, "quoi", KINDS), _choice(request, "periode", PERIODS)
     upto, offset = _number(request, "jusqua"), _number(request, "depuis") or 0
-    pairs: list[tuple[str, str]] = [*KINDS[kind], ("_count", str(PAGE_SIZE)), ("_offset", str(offset))]
-    days = PERIODS[period]
-    if days is not None:
-        pairs.append(("date", f"ge{(datetime.now(UTC) - timedelta(days=days)).date().isoformat()}"))
+    pairs = [*_filters(kind, period), ("_count", str(PAGE_SIZE)), ("_offset", str(offset))]
     if upto is not None:
         pairs.append((auditevents.UPTO, str(upto)))
     found = await auditevents.history(w.ctx, w.space_id, pairs)
@@ -141,9 +153,87 @@ async def history_page(request: Request) -> Response:
             "older": page_url(offset + PAGE_SIZE) if found.has_next else "",
             "newer": page_url(max(offset - PAGE_SIZE, 0)) if offset > 0 else "",
             "first": offset == 0,
+            "download": DOWNLOAD
+            + "?"
+            + urlencode({k: v for k, v in {"quoi": kind, "periode": period}.items() if v}),
         },
         translated=True,
     )
+
+
+#: The download: every record the filters select, in pages of this size (each page one reading in the trace).
+DOWNLOAD_PAGE = 200
+#: A download stops here (a century of a busy record); the page says to narrow the period beyond.
+DOWNLOAD_MAX = 50_000
+
+
+@router.get(DOWNLOAD)
+async def history_download(request: Request) -> Response:
+    """The history the filters select, as CSV (UTF-8 with a byte order mark, so that a spreadsheet opens the
+    accents right): when, whether the access was refused, and the sentence of the page, in her language."""
+    _session, w = await holder_whose(request, HISTORY)
+    lang = i18n.negotiate(request)
+    kind, period = _choice(request, "quoi", KINDS), _choice(request, "periode", PERIODS)
+    base = _filters(kind, period)
+    first = await auditevents.history(w.ctx, w.space_id, [*base, ("_count", str(DOWNLOAD_PAGE))])
+    if first is None:
+        raise PageRefused(
+            "Historique introuvable",
+            "Cet espace santé n'a pas encore d'historique à montrer.",
+            "This health space has no history to show yet.",
+            status=404,
+        )
+    snapshot = next((v for k, v in first.request.echo if k == auditevents.UPTO), "")
+    with i18n.speaking(lang):
+        header = [i18n.gettext("Date"), i18n.gettext("Résultat"), i18n.gettext("Description")]
+        words = {False: i18n.gettext("Autorisé"), True: i18n.gettext("Refusé")}
+        name = i18n.gettext("historique-des-acces")
+
+    async def rows() -> AsyncIterator[bytes]:
+        out = io.StringIO()
+        writer = csv.writer(out)
+        writer.writerow(header)
+        yield ("\ufeff" + out.getvalue()).encode()
+        found: SearchResult | None = first
+        offset = 0
+        while found is not None:
+            out.seek(0)
+            out.truncate()
+            for match in found.matches:
+                if match.body is None:
+                    continue
+                line = _line(match.body, lang)
+                writer.writerow([_recorded(match.body), words[line.refused], line.sentence])
+            yield out.getvalue().encode()
+            offset += DOWNLOAD_PAGE
+            if not found.has_next or offset >= DOWNLOAD_MAX:
+                return
+            found = await auditevents.history(
+                w.ctx,
+                w.space_id,
+                [
+                    *base,
+                    ("_count", str(DOWNLOAD_PAGE)),
+                    ("_offset", str(offset)),
+                    (auditevents.UPTO, snapshot),
+                ],
+            )
+
+    return StreamingResponse(
+        rows(),
+        media_type="text/csv; charset=utf-8",
+        headers={
+            "Content-Disposition": f'attachment; filename="{name}.csv"',
+            "Cache-Control": "no-store",
+            "X-Content-Type-Options": "nosniff",
+        },
+    )
+
+
+def _recorded(body: bytes) -> str:
+    """When, to the second, in French time with its offset (ISO 8601: a spreadsheet reads it)."""
+    recorded = datetime.fromisoformat(str(orjson.loads(body)["recorded"]))
+    return recorded.astimezone(clock.FRANCE).isoformat(timespec="seconds")
 
 
 def install_history_page(app: FastAPI) -> None:
