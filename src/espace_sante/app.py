@@ -26,6 +26,7 @@ from espace_sante.web.account.signin import install as install_web_auth
 from espace_sante.web.activation.pages import router as activation_pages
 from espace_sante.web.holder.documents import install_documents_pages
 from espace_sante.web.holder.history import install_history_page
+from espace_sante.web.holder.sharing import install_sharing_pages
 from espace_sante.web.holder.space import install_space_page
 from espace_sante.web.home import install_home
 
@@ -78,6 +79,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     install_web_auth(app)  # sign-in and account security pages, /static
     install_documents_pages(app)  # the holder's « Mes documents » pages
     install_history_page(app)  # the holder's « Historique des accès »
+    install_sharing_pages(app)  # the holder's « Qui peut voir mon dossier »
     install_space_page(app)  # the holder's « État de mon espace santé »: close, reopen, destruction, contest
     app.include_router(activation_pages)  # /activation: activate with the notice's code, or oppose
     app.include_router(oauth_pages)  # /oauth/authorize, connected apps, federated sign-in

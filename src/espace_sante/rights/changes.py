@@ -383,11 +383,12 @@ async def save_settings(
     await ctx.runtime.db.interaction("rights_settings", run)
 
 
-async def overview(ctx: Context, *, patient: str | None = None) -> dict[str, Any]:
-    """Who has access and on what basis, who is blocked, and the sharing rules: for the holder's page."""
+async def overview(ctx: Context, *, patient: str | None = None, ins: str | None = None) -> dict[str, Any]:
+    """Who has access and on what basis, who is blocked, and the sharing rules: for the holder's page (the
+    record named by Patient id or by its holder's INS, as a representative's pages name a child's)."""
 
     async def run(conn: Conn) -> dict[str, Any]:
-        target = await _target(conn, ctx, patient, None)
+        target = await _target(conn, ctx, patient, ins)
         await _allow(conn, ctx, "preview", target)
         facts = (await store.facts(conn, ctx.actor, [target.space_id], today=clock.today()))[0]
         matrix = habilitation.default()
@@ -430,14 +431,16 @@ async def overview(ctx: Context, *, patient: str | None = None) -> dict[str, Any
 # --- "what can this professional see?" --------------------------------------------------------------------
 
 
-async def preview(ctx: Context, *, rpps: str, patient: str | None = None) -> dict[str, Any]:
+async def preview(
+    ctx: Context, *, rpps: str, patient: str | None = None, ins: str | None = None
+) -> dict[str, Any]:
     """What the policy would let professional `rpps` read in the holder's space, item by item with the
     reason: the same `decide` and the same SQL as their own requests, run for the holder to see."""
     rpps = _check_who("consent", rpps)
     professional = await people.actor_for(ctx.runtime, "practitioner", rpps, scopes=Scopes.parse("user/*.rs"))
 
     async def run(conn: Conn) -> dict[str, Any]:
-        target = await _target(conn, ctx, patient, None)
+        target = await _target(conn, ctx, patient, ins)
         reason = await _allow(conn, ctx, "preview", target)
         facts = await store.facts(conn, professional, [target.space_id], today=clock.today())
         own_facts = await store.facts(conn, ctx.actor, [target.space_id], today=clock.today())
@@ -458,12 +461,20 @@ async def preview(ctx: Context, *, rpps: str, patient: str | None = None) -> dic
                 max_count=PREVIEW_LIMIT,
             )
             found, _ = await search_store.page(conn, ctx.runtime.keys, decision, request)
-            why = words(decision.reason_in(target.space_id))
+            why = decision.reason_in(target.space_id)
             for stored in found:
                 if not await visibility.reaches(conn, asker, target.space_id, rtype, stored.resource_id):
                     continue
                 body = orjson.loads(stored.body) if stored.body else {}
-                items.append({"type": rtype, "id": stored.resource_id, "label": _label(body), "reason": why})
+                items.append(
+                    {
+                        "type": rtype,
+                        "id": stored.resource_id,
+                        "label": _label(body),
+                        "reason": words(why),
+                        "reason_en": words(why, "en"),
+                    }
+                )
         await _trace(conn, ctx, target, "rights:preview", reason, f"|{rpps}|{professional.display}")
         bases = sorted(
             (facts[0].bases if facts else frozenset()), key=lambda b: BASES.index(b) if b in BASES else 9

@@ -1,0 +1,110 @@
+"""« Qui peut voir mon dossier »: Jeanne sees who has access to her record and on what basis, who she blocked, her
+emergency rules, and what her doctor can see now (the same decision as his own requests, recorded in her trace);
+in French or English, axe-clean at phone width."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from html import unescape
+from typing import Any
+
+import httpx
+
+from espace_sante.runtime import Runtime
+from espace_sante.storage import access as access_store
+from tests.accounts.helpers import browser, new_person, next_code, sign_in
+from tests.factories import new_professional
+from tests.web.axe import violations
+from tests.web.browser import needs_chromium, phone, serve, sign_in_with_keyboard
+from tests.web.test_history_page import her_patient
+
+SHARING = "/mon-espace/acces"
+
+
+def text(page: httpx.Response) -> str:
+    main = re.search(r"<main.*?</main>", page.text, re.S)
+    return re.sub(r"\s+", " ", unescape(re.sub(r"<[^>]+>", " ", main.group(0) if main else "")))
+
+
+async def her_world(runtime: Runtime, fhir: httpx.AsyncClient) -> tuple[Any, str, str, str]:
+    """Jeanne, her doctor on her care team, her pharmacist by her consent, and a professional she blocked."""
+    jeanne = await new_person(runtime, fhir)
+    space = uuid.UUID((await her_patient(fhir, jeanne))[:32])
+    doctor, _ = await new_professional(fhir)
+    pharmacist, _ = await new_professional(fhir, "21")
+    blocked, _ = await new_professional(fhir)
+
+    async def rights(conn: Any) -> None:
+        await access_store.set_basis(conn, space, doctor, "care_team", "test")
+        await access_store.set_basis(conn, space, pharmacist, "consent", "test")
+        await access_store.block(conn, space, blocked)
+
+    await runtime.db.interaction("t_rights", rights)
+    return jeanne, doctor, pharmacist, blocked
+
+
+async def test_she_sees_who_has_access_on_what_basis_and_her_emergency_rules(
+    runtime: Runtime, app: Any, fhir: httpx.AsyncClient
+) -> None:
+    jeanne, doctor, pharmacist, _blocked = await her_world(runtime, fhir)
+    async with browser(app) as client:
+        await sign_in(client, jeanne)
+        page = await client.get(SHARING)
+        client.cookies.set("langue", "en")
+        english = await client.get(SHARING)
+    assert page.status_code == 200, page.text
+    shown = text(page)
+    assert "équipe de soins qui vous prend en charge (article L1110-4)" in shown
+    assert "votre accord (article L1111-15)" in shown
+    assert f"{SHARING}/apercu?rpps={doctor}" in page.text and f"rpps={pharmacist}" in page.text
+    assert "Les professionnels bloqués" in shown and "pas même en urgence" in shown
+    assert "Accès en urgence par un professionnel de santé (article L1111-17) : oui" in shown
+    assert "montrés en cas d'urgence (article L1111-17) : non" in shown
+    assert 'aria-current="page"' in page.text
+    assert "member of the care team treating you" in text(english) and "In an emergency" in text(english)
+
+
+async def test_what_her_doctor_can_see_now_is_his_own_answer_and_is_recorded(
+    runtime: Runtime, app: Any, fhir: httpx.AsyncClient
+) -> None:
+    jeanne, doctor, _pharmacist, blocked = await her_world(runtime, fhir)
+    async with browser(app) as client:
+        await sign_in(client, jeanne)
+        seen = await client.get(f"{SHARING}/apercu", params={"rpps": doctor})
+        nothing = await client.get(f"{SHARING}/apercu", params={"rpps": blocked})
+        wrong = await client.get(f"{SHARING}/apercu", params={"rpps": "123"})
+    assert seen.status_code == 200 and "Identité" in text(seen), text(seen)
+    assert "membre de l'équipe de soins" in text(seen)
+    assert "Vous avez bloqué ce professionnel" in text(nothing)
+    assert wrong.status_code == 400 and "RPPS" in wrong.text
+    space = uuid.UUID((await her_patient(fhir, jeanne))[:32])
+    async with runtime.db.pool.acquire() as conn:
+        previews = await conn.fetchval(
+            "SELECT count(*) FROM audit_event WHERE space_id = $1 AND action = 'rights:preview'", space
+        )
+    assert previews == 2
+
+
+@needs_chromium
+async def test_the_pages_on_a_phone_pass_axe_in_both_languages(
+    runtime: Runtime, fhir: httpx.AsyncClient
+) -> None:
+    jeanne, _doctor, _pharmacist, _blocked = await her_world(runtime, fhir)
+    problems: list[str] = []
+    async with serve(runtime) as (_rt, base), phone(problems) as page:
+        await page.set_extra_http_headers({"Accept-Language": "fr-FR"})
+        assert jeanne.totp_secret
+        await sign_in_with_keyboard(
+            page, base, jeanne.login, jeanne.password, next_code(jeanne.totp_secret), SHARING
+        )
+        assert await violations(page) == []
+        assert await page.evaluate("() => document.documentElement.scrollWidth <= window.innerWidth")
+        await page.get_by_role("link", name="Ce que ce professionnel peut voir maintenant").first.click()
+        await page.wait_for_url(re.compile(r".*apercu.*"))
+        assert await violations(page) == []
+        await page.get_by_role("link", name="English").click()
+        await page.wait_for_load_state()
+        assert await page.evaluate("() => document.documentElement.lang") == "en"
+        assert await violations(page) == []
+    assert problems == []
