@@ -59,8 +59,10 @@ async def test_she_sees_who_has_access_on_what_basis_and_her_emergency_rules(
     assert "votre accord (article L1111-15)" in shown
     assert f"{SHARING}/apercu?rpps={doctor}" in page.text and f"rpps={pharmacist}" in page.text
     assert "Les professionnels bloqués" in shown and "pas même en urgence" in shown
-    assert "Accès en urgence par un professionnel de santé (article L1111-17) : oui" in shown
-    assert "montrés en cas d'urgence (article L1111-17) : non" in shown
+    assert "Accès en urgence par un professionnel de santé (article L1111-17)" in shown
+    assert 'id="regle-urgence" name="urgence" value="oui" checked' in page.text  # accepted by default
+    assert 'id="regle-samu" name="samu" value="oui" checked' in page.text
+    assert 'id="regle-masques" name="masques" value="oui" aria' in page.text  # masked stay hidden by default
     assert 'aria-current="page"' in page.text
     assert "member of the care team treating you" in text(english) and "In an emergency" in text(english)
 
@@ -108,3 +110,94 @@ async def test_the_pages_on_a_phone_pass_axe_in_both_languages(
         assert await page.evaluate("() => document.documentElement.lang") == "en"
         assert await violations(page) == []
     assert problems == []
+
+
+def form_of(page: httpx.Response, action: str, **hidden: str) -> dict[str, str]:
+    """The fields of the form posting to `action` whose hidden fields include `hidden`."""
+    for match in re.finditer(r'<form method="post" action="([^"]+)">(.*?)</form>', page.text, re.S):
+        if match.group(1) != action:
+            continue
+        fields = dict(re.findall(r'<input type="hidden" name="([^"]+)" value="([^"]*)">', match.group(2)))
+        if all(fields.get(k) == v for k, v in hidden.items()):
+            return {k: unescape(v) for k, v in fields.items()}
+    raise AssertionError(f"no form to {action} with {hidden}")
+
+
+async def test_she_withdraws_her_pharmacists_consent_blocks_her_doctor_and_refuses_the_samu(
+    runtime: Runtime, app: Any, fhir: httpx.AsyncClient
+) -> None:
+    """Each change through its form, confirmed in plain words, and what it changes seen on the page; the
+    pharmacist's read is refused at once."""
+    jeanne, doctor, pharmacist, blocked = await her_world(runtime, fhir)
+    patient_id = await her_patient(fhir, jeanne)
+    async with browser(app) as client:
+        await sign_in(client, jeanne)
+        page = await client.get(SHARING)
+        done = await client.post(
+            f"{SHARING}/retirer", data=form_of(page, f"{SHARING}/retirer", base="consent", qui=pharmacist)
+        )
+        assert done.status_code == 303 and done.headers["location"] == f"{SHARING}?message=retire"
+        page = await client.get(done.headers["location"])
+        assert "ce professionnel n'a plus accès" in text(page) and f"rpps={pharmacist}" not in page.text
+        done = await client.post(f"{SHARING}/bloquer", data=form_of(page, f"{SHARING}/bloquer", rpps=doctor))
+        page = await client.get(done.headers["location"])
+        assert "ce professionnel est bloqué" in text(page)
+        done = await client.post(
+            f"{SHARING}/debloquer", data=form_of(page, f"{SHARING}/debloquer", rpps=blocked)
+        )
+        page = await client.get(done.headers["location"])
+        rules = form_of(page, f"{SHARING}/urgence") | {
+            "urgence": "oui",
+            "masques": "oui",
+        }  # SAMU left unticked
+        done = await client.post(f"{SHARING}/urgence", data=rules)
+        page = await client.get(done.headers["location"])
+        forged = await client.post(f"{SHARING}/bloquer", data={"csrf": "x", "rpps": doctor})
+    shown = text(page)
+    assert "vos règles pour les urgences sont enregistrées" in shown
+    assert 'id="regle-urgence" name="urgence" value="oui" checked' in page.text
+    assert 'id="regle-samu" name="samu" value="oui" aria' in page.text  # unticked
+    assert 'id="regle-masques" name="masques" value="oui" checked' in page.text
+    assert forged.status_code == 403
+    pharmacy = await _software(runtime, pharmacist)
+    assert (await pharmacy.get(f"/Patient/{patient_id}")).status_code == 404
+    space = uuid.UUID(patient_id[:32])
+    async with runtime.db.pool.acquire() as conn:
+        actions = [
+            r["action"]
+            for r in await conn.fetch(
+                "SELECT action FROM audit_event WHERE space_id = $1 AND action LIKE 'rights:%' ORDER BY seq",
+                space,
+            )
+        ]
+    assert actions[-4:] == ["rights:revoke", "rights:block", "rights:unblock", "rights:settings"]
+
+
+async def _software(runtime: Runtime, rpps: str) -> httpx.AsyncClient:
+    from tests.web.test_history_page import software_of
+
+    return await software_of(runtime, rpps)
+
+
+async def test_a_session_below_the_level_a_change_needs_is_sent_to_confirm_her_identity(
+    runtime: Runtime, app: Any, fhir: httpx.AsyncClient
+) -> None:
+    """A session at a weaker level (a sign-in by a provider at eIDAS low, say) reads the page but changes
+    nothing until she proves who she is at the level the change needs; she then comes back to this page."""
+    jeanne, doctor, _pharmacist, _blocked = await her_world(runtime, fhir)
+    async with browser(app) as client:
+        await sign_in(client, jeanne)
+        page = await client.get(SHARING)
+        await runtime.db.interaction(
+            "t_weaker",
+            lambda c: c.execute(
+                "UPDATE web_session SET acr = 'eidas1' WHERE account_id = $1", jeanne.account_id
+            ),
+        )
+        asked = await client.post(f"{SHARING}/bloquer", data=form_of(page, f"{SHARING}/bloquer", rpps=doctor))
+        still = await client.get(SHARING)
+    assert asked.status_code == 303 and asked.headers["location"].startswith(
+        "/compte/confirmer-identite?suite="
+    )
+    assert "%2Fmon-espace%2Facces" in asked.headers["location"]
+    assert still.text.count(f'action="{SHARING}/debloquer"') == 1  # the one she had blocked before, not him

@@ -48,6 +48,17 @@ PREVIEW_TYPES = tuple(
 PREVIEW_LIMIT = 200
 
 
+class StrongerSignInRequired(Forbidden):
+    """A change of rights needs a stronger sign-in than the session's (403 on the API; the portal sends the
+    person to confirm her identity at that level and brings her back to the form)."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "connexion renforcée requise (clé d'accès, code à usage unique ou FranceConnect+) / a stronger "
+            "sign-in is required for this change"
+        )
+
+
 @dataclass(frozen=True)
 class Target:
     space_id: uuid.UUID
@@ -88,10 +99,7 @@ async def _allow(conn: Conn, ctx: Context, change: Change, target: Target, who: 
         # not even that the record exists (SECURITY threat model: no hint whether a person has a space).
         raise NotFound("dossier introuvable / record not found")
     if reason.code is Code.STRONGER_SIGNIN:
-        raise Forbidden(
-            "connexion renforcée requise (clé d'accès, code à usage unique ou FranceConnect+) / a stronger "
-            "sign-in is required for this change"
-        )
+        raise StrongerSignInRequired()
     raise Forbidden(
         f"changement non autorisé ({words(reason, 'fr')}) / change not allowed ({words(reason, 'en')})"
     )
@@ -419,6 +427,8 @@ async def overview(ctx: Context, *, patient: str | None = None, ins: str | None 
                 "samu_refused": facts.samu_refused,
                 "masked_in_emergency": facts.masked_in_emergency,
                 "shared_sections": sorted(shared),
+                # False: the matrix's default sections, followed as they change (NULL in space_settings).
+                "sections_chosen": facts.shared_sections is not None,
                 "matrix_overrides": {
                     p: {"add": sorted(o.add), "remove": sorted(o.remove)} for p, o in facts.overrides.items()
                 },

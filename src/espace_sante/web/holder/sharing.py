@@ -5,27 +5,44 @@ who is blocked, what the emergency rules are, and for each professional « what 
 - `GET /mon-espace/acces`: the overview, `rights/changes.overview`, the service `GET /access` answers.
 - `GET /mon-espace/acces/apercu?rpps=…`: `rights/changes.preview`, the same decision as `/access/preview`: the
   policy run for that professional, within what she may see herself; the preview is recorded in the trace.
+- `POST /mon-espace/acces/retirer` (withdraw a consent, object to a care-team member), `…/bloquer`,
+  `…/debloquer`, `…/urgence` (the three emergency rules): `rights/changes` `revoke`, `set_blocked`,
+  `save_settings`, with the session's anti-forgery token. Each change is confirmed in plain words on the page;
+  a session below the level the change needs is sent to confirm her identity (the step-up page) and comes
+  back to this page.
 
 Nothing is decided here: the page shows what the services answer, in the page's language."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any
 
 from fastapi import FastAPI, Query, Request
+from starlette.datastructures import FormData
 from starlette.responses import Response
 
+from espace_sante.errors import FhirError
 from espace_sante.fhir.identifiers import IdentifierError, validate_rpps
+from espace_sante.people.stepup import StepUpRequired
 from espace_sante.rights import changes
 from espace_sante.web import i18n
+from espace_sante.web.account.signin import FORGED, step_up_url
+from espace_sante.web.deps import check_csrf
+from espace_sante.web.forms import field, see_other, small_form
 from espace_sante.web.holder import space
-from espace_sante.web.holder.whose import holder_whose
+from espace_sante.web.holder.whose import Whose, holder_whose
+from espace_sante.web.messages import sentences
 from espace_sante.web.portal import PageRefused, portal_router
 from espace_sante.web.templating import render
 
 SHARING = "/mon-espace/acces"
 PREVIEW = f"{SHARING}/apercu"
+WITHDRAW = f"{SHARING}/retirer"
+BLOCK = f"{SHARING}/bloquer"
+UNBLOCK = f"{SHARING}/debloquer"
+EMERGENCY = f"{SHARING}/urgence"
 
 router = portal_router(
     not_found=(
@@ -66,6 +83,11 @@ async def sharing_page(request: Request) -> Response:
         people = [
             {
                 "name": b["name"] or b["who"],
+                "who": b["who"],
+                "code": b["basis"],
+                # What she may withdraw herself: a consent, or a care team she objects to (L1110-4); a
+                # médecin traitant is changed by declaring another one.
+                "withdrawable": b["basis"] in ("consent", "care_team"),
                 "basis": _basis(b["basis"]),
                 "since": _since(b["granted_at"]),
                 "preview": None if b["who"].startswith("finess:") else f"{PREVIEW}?rpps={b['who']}",
@@ -77,16 +99,28 @@ async def sharing_page(request: Request) -> Response:
         settings = seen["settings"]
         emergency = [
             (
+                "urgence",
                 _("Accès en urgence par un professionnel de santé (article L1111-17)"),
+                _(
+                    "Un professionnel qui vous soigne en urgence peut lire votre dossier pendant quelques heures."
+                ),
                 not settings["emergency_refused"],
             ),
-            (_("Accès par la régulation du SAMU (article R1111-48)"), not settings["samu_refused"]),
             (
+                "samu",
+                _("Accès par la régulation du SAMU (article R1111-48)"),
+                _("Le médecin régulateur du SAMU peut lire votre dossier quand vous l'appelez."),
+                not settings["samu_refused"],
+            ),
+            (
+                "masques",
                 _("Les documents que vous avez masqués sont montrés en cas d'urgence (article L1111-17)"),
+                _("Sans cela, les documents masqués restent cachés, même en urgence."),
                 bool(settings["masked_in_emergency"]),
             ),
         ]
         title = _("Qui peut voir son dossier") if w.child else _("Qui peut voir mon dossier")
+        notice = _notices().get(request.query_params.get("message", ""), "")
     return render(
         request,
         "sharing.html",
@@ -94,8 +128,13 @@ async def sharing_page(request: Request) -> Response:
         | {
             "title": title,
             "people": people,
-            "blocked": [b["name"] or b["rpps"] for b in seen["blocked"]],
+            "blocked": [(b["name"] or b["rpps"], b["rpps"]) for b in seen["blocked"]],
             "emergency": emergency,
+            "notice": notice,
+            "withdraw_url": WITHDRAW,
+            "block_url": BLOCK,
+            "unblock_url": UNBLOCK,
+            "emergency_url": EMERGENCY,
         },
         translated=True,
     )
@@ -149,6 +188,93 @@ def _kind(rtype: str) -> str:
         "MedicationStatement": _("Traitement"),
         "Patient": _("Identité"),
     }.get(rtype, rtype)
+
+
+# --- changes --------------------------------------------------------------------------------------------
+
+
+def _notices() -> dict[str, str]:
+    """The confirmation of each change, by the fixed key the redirection carries (never free text)."""
+    _ = i18n.gettext
+    return {
+        "retire": _("C'est fait : ce professionnel n'a plus accès à ce dossier à ce titre."),
+        "bloque": _(
+            "C'est fait : ce professionnel est bloqué. Il n'a plus accès à ce dossier, même en urgence."
+        ),
+        "debloque": _("C'est fait : ce professionnel n'est plus bloqué."),
+        "urgence": _("C'est fait : vos règles pour les urgences sont enregistrées."),
+    }
+
+
+Change = Callable[[Whose, FormData], Awaitable[str]]
+
+
+async def _act(request: Request, change: Change) -> Response:
+    """Every change here: the signed-in holder (or representative) and the anti-forgery token, the service,
+    then back to the page with its confirmation; a refusal on the page, in words."""
+    session, w = await holder_whose(request, SHARING)
+    form = await small_form(request)
+    if form is None or not check_csrf(request, session, field(form, "csrf")):
+        fr, en = sentences(FORGED)
+        raise PageRefused("Formulaire expiré", fr, en, status=403, link=SHARING)
+    try:
+        done = await change(w, form)
+    except (StepUpRequired, changes.StrongerSignInRequired):
+        return see_other(step_up_url(SHARING))
+    except FhirError as exc:
+        if exc.status >= 500:
+            raise
+        fr, en = sentences(exc.message)
+        raise PageRefused("Changement refusé", fr, en, status=exc.status, link=SHARING) from None
+    return see_other(f"{SHARING}?message={done}")
+
+
+@router.post(WITHDRAW)
+async def withdraw(request: Request) -> Response:
+    async def change(w: Whose, form: FormData) -> str:
+        await changes.revoke(w.ctx, basis=field(form, "base"), who=field(form, "qui"), ins=w.ins)
+        return "retire"
+
+    return await _act(request, change)
+
+
+@router.post(BLOCK)
+async def block(request: Request) -> Response:
+    async def change(w: Whose, form: FormData) -> str:
+        await changes.set_blocked(w.ctx, rpps=field(form, "rpps"), blocked=True, ins=w.ins)
+        return "bloque"
+
+    return await _act(request, change)
+
+
+@router.post(UNBLOCK)
+async def unblock(request: Request) -> Response:
+    async def change(w: Whose, form: FormData) -> str:
+        await changes.set_blocked(w.ctx, rpps=field(form, "rpps"), blocked=False, ins=w.ins)
+        return "debloque"
+
+    return await _act(request, change)
+
+
+@router.post(EMERGENCY)
+async def emergency_rules(request: Request) -> Response:
+    async def change(w: Whose, form: FormData) -> str:
+        now = (await changes.overview(w.ctx, ins=w.ins))["settings"]
+        await changes.save_settings(
+            w.ctx,
+            changes.Settings(
+                emergency_refused=field(form, "urgence") != "oui",
+                samu_refused=field(form, "samu") != "oui",
+                masked_in_emergency=field(form, "masques") == "oui",
+                # The other rules as they are (the matrix's default sections stay followed if not chosen).
+                shared_sections=tuple(now["shared_sections"]) if now["sections_chosen"] else None,
+                matrix_overrides=now["matrix_overrides"],
+            ),
+            ins=w.ins,
+        )
+        return "urgence"
+
+    return await _act(request, change)
 
 
 def install_sharing_pages(app: FastAPI) -> None:
