@@ -201,3 +201,30 @@ async def test_a_session_below_the_level_a_change_needs_is_sent_to_confirm_her_i
     )
     assert "%2Fmon-espace%2Facces" in asked.headers["location"]
     assert still.text.count(f'action="{SHARING}/debloquer"') == 1  # the one she had blocked before, not him
+
+
+async def test_she_finds_a_professional_in_the_directory_and_gives_her_consent(
+    runtime: Runtime, app: Any, fhir: httpx.AsyncClient
+) -> None:
+    """By RPPS or by name; the consent is then listed with the preview, and the professional reads."""
+    jeanne = await new_person(runtime, fhir)
+    patient_id = await her_patient(fhir, jeanne)
+    nurse, _ = await new_professional(fhir, "60")
+    async with browser(app) as client:
+        await sign_in(client, jeanne)
+        by_rpps = await client.get(SHARING, params={"cherche": nurse})
+        by_name = await client.get(SHARING, params={"cherche": "lefèvre"})
+        nobody = await client.get(SHARING, params={"cherche": "<script>Zyxw</script>"})
+        done = await client.post(f"{SHARING}/accord", data=form_of(by_rpps, f"{SHARING}/accord", rpps=nurse))
+        page = await client.get(done.headers["location"])
+        unknown = await client.post(
+            f"{SHARING}/accord", data=form_of(by_rpps, f"{SHARING}/accord") | {"rpps": "10000000000"}
+        )
+    assert f"RPPS {nurse}" in text(by_rpps) and "Infirmier" in text(by_rpps)
+    assert len(re.findall(r"· RPPS \d{11}", text(by_name))) >= 1
+    assert "ne correspond à « <script>Zyxw</script> »" in text(nobody) and "<script>Zyxw" not in nobody.text
+    assert done.headers["location"] == f"{SHARING}?message=accord"
+    assert "votre accord (article L1111-15)" in text(page) and f"rpps={nurse}" in page.text
+    assert unknown.status_code in (400, 404)
+    nurse_software = await _software(runtime, nurse)
+    assert (await nurse_software.get(f"/Patient/{patient_id}")).status_code == 200

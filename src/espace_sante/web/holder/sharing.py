@@ -5,6 +5,9 @@ who is blocked, what the emergency rules are, and for each professional « what 
 - `GET /mon-espace/acces`: the overview, `rights/changes.overview`, the service `GET /access` answers.
 - `GET /mon-espace/acces/apercu?rpps=…`: `rights/changes.preview`, the same decision as `/access/preview`: the
   policy run for that professional, within what she may see herself; the preview is recorded in the trace.
+- `GET /mon-espace/acces?cherche=…` finds professionals in the national directory by name or RPPS (a FHIR
+  search of Practitioner with their roles, as any client makes it); `POST /mon-espace/acces/accord` gives
+  one of them her consent (`rights/changes.grant`, basis `consent`, L1111-15).
 - `POST /mon-espace/acces/retirer` (withdraw a consent, object to a care-team member), `…/bloquer`,
   `…/debloquer`, `…/urgence` (the three emergency rules): `rights/changes` `revoke`, `set_blocked`,
   `save_settings`, with the session's anti-forgery token. Each change is confirmed in plain words on the page;
@@ -19,14 +22,18 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any
 
+import orjson
 from fastapi import FastAPI, Query, Request
 from starlette.datastructures import FormData
 from starlette.responses import Response
 
 from espace_sante.errors import FhirError
-from espace_sante.fhir.identifiers import IdentifierError, validate_rpps
+from espace_sante.fhir import valuesets
+from espace_sante.fhir.identifiers import RPPS, IdentifierError, validate_rpps
 from espace_sante.people.stepup import StepUpRequired
+from espace_sante.record import interactions as fhir
 from espace_sante.rights import changes
+from espace_sante.storage.people import RPPS_SYSTEMS
 from espace_sante.web import i18n
 from espace_sante.web.account.signin import FORGED, step_up_url
 from espace_sante.web.deps import check_csrf
@@ -43,6 +50,9 @@ WITHDRAW = f"{SHARING}/retirer"
 BLOCK = f"{SHARING}/bloquer"
 UNBLOCK = f"{SHARING}/debloquer"
 EMERGENCY = f"{SHARING}/urgence"
+CONSENT = f"{SHARING}/accord"
+#: How many professionals a directory search shows.
+FOUND_MAX = 10
 
 router = portal_router(
     not_found=(
@@ -77,6 +87,8 @@ def _since(value: str) -> str:
 async def sharing_page(request: Request) -> Response:
     session, w = await holder_whose(request, SHARING)
     seen = await changes.overview(w.ctx, ins=w.ins)
+    query = request.query_params.get("cherche", "")[:100]
+    found = await _directory(w.ctx, query) if query.strip() else []
     lang = i18n.negotiate(request)
     with i18n.speaking(lang):
         _ = i18n.gettext
@@ -135,9 +147,63 @@ async def sharing_page(request: Request) -> Response:
             "block_url": BLOCK,
             "unblock_url": UNBLOCK,
             "emergency_url": EMERGENCY,
+            "consent_url": CONSENT,
+            "query": query,
+            "found": found,
         },
         translated=True,
     )
+
+
+async def _directory(ctx: Any, query: str) -> list[dict[str, str]]:
+    """Professionals of the national directory by RPPS (11 digits) or by name, with their profession (TRE_G15,
+    the ANS's words) from their roles."""
+    query = " ".join(query.split())[:100]
+    if not query:
+        return []
+    by = ("identifier", f"{RPPS}|{query}") if query.isdigit() else ("name", query)
+    found = await fhir.search(
+        ctx,
+        "Practitioner",
+        [by, ("_count", str(FOUND_MAX)), ("_revinclude", "PractitionerRole:practitioner")],
+    )
+    professions: dict[str, str] = {}
+    g15 = valuesets.load("G15")
+    for stored in found.included:
+        role = orjson.loads(stored.body) if stored.body else {}
+        ref = str(role.get("practitioner", {}).get("reference", ""))
+        for code in role.get("code", []):
+            for coding in code.get("coding", []):
+                label = g15.display(coding.get("system"), coding.get("code"))
+                if label and ref not in professions:
+                    professions[ref] = label
+    out = []
+    for stored in found.matches:
+        body = orjson.loads(stored.body) if stored.body else {}
+        rpps = next(
+            (i.get("value", "") for i in body.get("identifier", []) if i.get("system") in RPPS_SYSTEMS), ""
+        )
+        if not rpps:
+            continue
+        name: dict[str, Any] = next(iter(body.get("name", [])), {})
+        words = " ".join([*name.get("prefix", []), *name.get("given", []), name.get("family", "")]).strip()
+        out.append(
+            {
+                "rpps": rpps,
+                "name": words or rpps,
+                "profession": professions.get(f"Practitioner/{stored.resource_id}", ""),
+            }
+        )
+    return out
+
+
+@router.post(CONSENT)
+async def consent(request: Request) -> Response:
+    async def change(w: Whose, form: FormData) -> str:
+        await changes.grant(w.ctx, basis="consent", who=field(form, "rpps"), ins=w.ins)
+        return "accord"
+
+    return await _act(request, change)
 
 
 @router.get(PREVIEW)
@@ -203,6 +269,9 @@ def _notices() -> dict[str, str]:
         ),
         "debloque": _("C'est fait : ce professionnel n'est plus bloqué."),
         "urgence": _("C'est fait : vos règles pour les urgences sont enregistrées."),
+        "accord": _(
+            "C'est fait : ce professionnel a votre accord pour lire ce dossier. Vous pouvez le retirer ici."
+        ),
     }
 
 
