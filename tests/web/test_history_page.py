@@ -110,7 +110,8 @@ async def test_she_filters_the_refusals_and_the_period(
     await doctor.get(f"/Patient/{patient_id}")
     stranger_rpps, _ = await new_professional(fhir)
     stranger = await software_of(runtime, stranger_rpps)
-    assert (await stranger.get(f"/Patient/{patient_id}")).status_code == 404  # no basis: refused, recorded
+    # No basis: refused, and recorded in the directory's chain (not yet in hers: docs/access-policy.md).
+    assert (await stranger.get(f"/Patient/{patient_id}")).status_code == 404
     async with browser(app) as client:
         await sign_in(client, jeanne)
         everything = await client.get(HISTORY)
@@ -119,10 +120,10 @@ async def test_she_filters_the_refusals_and_the_period(
         nonsense = await client.get(
             HISTORY, params={"quoi": "x", "periode": "y", "depuis": "-3", "jusqua": "abc"}
         )
-    assert refused(everything) >= 1 and len(lines(everything)) > refused(everything)
-    assert refused(only_refused) == len(lines(only_refused)) >= 1
+    assert refused(everything) == 0 and len(lines(everything)) >= 2
+    assert lines(only_refused) == [] and "Aucun accès ne correspond à ces critères." in only_refused.text
     assert 'value="refus" selected' in only_refused.text and 'value="30j" selected' in only_refused.text
-    # Reads and searches, refused attempts to read included; her own readings of this page are searches.
+    # Reads and searches; her own readings of this page are searches.
     assert len(lines(reads)) >= 3 and not any("ajouté" in x or "modifié" in x for x in lines(reads)), lines(
         reads
     )

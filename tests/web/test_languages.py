@@ -8,7 +8,6 @@ import re
 from pathlib import Path
 from typing import Any
 
-import httpx
 from babel.messages import pofile
 from babel.messages.extract import extract_from_dir
 from hypothesis import given
@@ -16,7 +15,7 @@ from hypothesis import strategies as st
 
 from espace_sante.runtime import Runtime
 from espace_sante.web import i18n
-from tests.accounts.helpers import browser, new_person, sign_in
+from tests.accounts.helpers import browser
 from tests.web.axe import violations
 from tests.web.browser import needs_chromium, phone, serve, tab_to
 
@@ -76,16 +75,6 @@ async def test_a_page_not_yet_translated_stays_whole_in_french(app: Any) -> None
         page = await client.get("/connexion", headers={"Accept-Language": "en"})
     assert '<html lang="fr">' in page.text and "Se connecter" in page.text
     assert "Skip to content" not in page.text and 'hreflang="en"' not in page.text
-
-
-async def test_a_person_signed_in_goes_from_the_root_to_her_own_pages(
-    runtime: Runtime, app: Any, fhir: httpx.AsyncClient
-) -> None:
-    jeanne = await new_person(runtime, fhir)
-    async with browser(app) as client:
-        assert (await sign_in(client, jeanne)).status_code == 303
-        root = await client.get("/")
-    assert root.status_code == 303 and root.headers["location"] == "/mon-espace/documents"
 
 
 def test_every_string_marked_for_translation_has_its_english() -> None:

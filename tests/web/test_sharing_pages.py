@@ -179,11 +179,12 @@ async def _software(runtime: Runtime, rpps: str) -> httpx.AsyncClient:
     return await software_of(runtime, rpps)
 
 
-async def test_a_session_below_the_level_a_change_needs_is_sent_to_confirm_her_identity(
+async def test_a_session_below_the_level_a_change_needs_is_told_to_sign_in_stronger(
     runtime: Runtime, app: Any, fhir: httpx.AsyncClient
 ) -> None:
     """A session at a weaker level (a sign-in by a provider at eIDAS low, say) reads the page but changes
-    nothing until she proves who she is at the level the change needs; she then comes back to this page."""
+    nothing: she is told to sign in again at the level the change needs (confirming her identity on the
+    step-up page would prove it only at the session's own level)."""
     jeanne, doctor, _pharmacist, _blocked = await her_world(runtime, fhir)
     async with browser(app) as client:
         await sign_in(client, jeanne)
@@ -196,10 +197,7 @@ async def test_a_session_below_the_level_a_change_needs_is_sent_to_confirm_her_i
         )
         asked = await client.post(f"{SHARING}/bloquer", data=form_of(page, f"{SHARING}/bloquer", rpps=doctor))
         still = await client.get(SHARING)
-    assert asked.status_code == 303 and asked.headers["location"].startswith(
-        "/compte/confirmer-identite?suite="
-    )
-    assert "%2Fmon-espace%2Facces" in asked.headers["location"]
+    assert asked.status_code == 403 and "connexion renforcée" in asked.text
     assert still.text.count(f'action="{SHARING}/debloquer"') == 1  # the one she had blocked before, not him
 
 
@@ -228,3 +226,20 @@ async def test_she_finds_a_professional_in_the_directory_and_gives_her_consent(
     assert unknown.status_code in (400, 404)
     nurse_software = await _software(runtime, nurse)
     assert (await nurse_software.get(f"/Patient/{patient_id}")).status_code == 200
+
+
+async def test_another_site_cannot_make_her_browser_record_a_preview(
+    runtime: Runtime, app: Any, fhir: httpx.AsyncClient
+) -> None:
+    jeanne, doctor, _pharmacist, _blocked = await her_world(runtime, fhir)
+    async with browser(app) as client:
+        await sign_in(client, jeanne)
+        sent = await client.get(
+            f"{SHARING}/apercu", params={"rpps": doctor}, headers={"Sec-Fetch-Site": "cross-site"}
+        )
+    assert sent.status_code == 303 and sent.headers["location"] == SHARING
+    space = uuid.UUID((await her_patient(fhir, jeanne))[:32])
+    async with runtime.db.pool.acquire() as conn:
+        assert not await conn.fetchval(
+            "SELECT count(*) FROM audit_event WHERE space_id = $1 AND action = 'rights:preview'", space
+        )

@@ -75,14 +75,11 @@ async def accesses(
         await access(conn, ctx, decision, action, space_id, entity_type=entity_type, detail=detail)
 
 
-async def refusal(
-    ctx: Context, decision: Decision, *, reason: Reason | None = None, space_id: uuid.UUID | None = None
-) -> None:
+async def refusal(ctx: Context, decision: Decision, *, reason: Reason | None = None) -> None:
     """Record a refusal by the policy, in its own transaction (the refused action never runs). The basis is
-    the reason's code (access/reasons.py), worded when the trace is read. Always in the directory's chain
-    (operators see one professional trying many records, SECURITY V8 8.1.4); when the refused request named a
-    space, in that space's chain too, where its holder reads it (L1111-19 II: every access, refusals
-    included, docs/access-policy.md "La trace")."""
+    the reason's code (access/reasons.py), worded when the trace is read. In the directory's chain, where
+    operators see one professional trying many records (SECURITY V8 8.1.4); not yet in the refused space's
+    own chain (docs/access-policy.md "La trace")."""
     record = Record(
         action="access:refused",
         outcome="8",
@@ -94,13 +91,7 @@ async def refusal(
         detail=decision.action,
         request_id=ctx.request_id,
     )
-
-    async def work(conn: Conn) -> None:
-        await audit_store.append(conn, DIRECTORY_SPACE, record)
-        if space_id is not None and space_id != DIRECTORY_SPACE:
-            await audit_store.append(conn, space_id, record)
-
-    await ctx.runtime.db.interaction("audit_refusal", work)
+    await ctx.runtime.db.interaction("audit_refusal", audit_store.append, DIRECTORY_SPACE, record)
 
 
 async def account_event(conn: Conn, record: Record) -> None:

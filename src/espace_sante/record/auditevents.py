@@ -318,10 +318,11 @@ def parse_search(ctx: Context, pairs: Sequence[tuple[str, str]]) -> SearchReques
 
 
 async def search_in(
-    conn: Conn, ctx: Context, decision: Decision, request: SearchRequest
+    conn: Conn, ctx: Context, decision: Decision, request: SearchRequest, *, others_only: bool = False
 ) -> fhir.SearchResult:
     """A patient's trace, newest first, inside the caller's transaction `conn` (parse_search made `request`):
-    listed up to the snapshot of its `_upto`, or the chain's head, then the reading recorded after it."""
+    listed up to the snapshot of its `_upto`, or the chain's head, then the reading recorded after it.
+    `others_only` leaves out the reader's own records (her home lists what others did)."""
     upto = next((int(v) for k, v in request.echo if k == UPTO), None)
     patient_id = _patient(request)
     _check_shape(request)
@@ -343,6 +344,7 @@ async def search_in(
     query = replace(
         _query(request, space_id, snapshot, patient_id),
         actor=_own_actions(decision, space_id),
+        not_actor=(ctx.actor.kind, ctx.actor.id) if others_only else None,
         excluded=sorted(await _hidden(conn, decision, space_id)),
     )
     detail = _searched(request)
@@ -402,13 +404,13 @@ AUDIT_EVENTS = AuditEventRule()
 
 
 async def history(
-    ctx: Context, space_id: uuid.UUID, pairs: Sequence[tuple[str, str]]
+    ctx: Context, space_id: uuid.UUID, pairs: Sequence[tuple[str, str]], *, others_only: bool = False
 ) -> fhir.SearchResult | None:
     """A space's trace as its holder (or a child's representative) reads it in the portal: the very search of
     `GET /fhir/AuditEvent?patient=…` (search_in: the same filters, snapshot, hidden documents and its own
     record once per page), named by the space the page is about rather than by a Patient id the page does not
-    know. None when the person is neither the space's holder nor its representative (the page then says it is
-    not found), or the space has no Patient yet."""
+    know. None when the person is neither the space's holder nor its current representative (the page then
+    says it is not found), or the space has no Patient yet. `others_only`: without her own records."""
     decision = await fhir.authorize(ctx, "search", RTYPE)
 
     async def run(conn: Conn) -> fhir.SearchResult | None:
@@ -416,6 +418,6 @@ async def history(
         if patient_id is None:
             return None
         request = parse_search(ctx, [("patient", f"Patient/{patient_id}"), *pairs])
-        return await search_in(conn, ctx, decision, request)
+        return await search_in(conn, ctx, decision, request, others_only=others_only)
 
     return await ctx.runtime.db.interaction("trace_history", run)

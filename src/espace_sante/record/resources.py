@@ -270,14 +270,20 @@ async def _out_of_reach(ctx: Context, decision: Decision, space_id: uuid.UUID | 
     """A person asked for a record they have no basis on: they are answered "not found" like anyone, and
     the attempt is traced as a refusal (SECURITY V8 8.1.4: one professional opening many records shows)."""
     if space_id is not None and needs_facts(ctx.actor) and decision.slices is not None:
-        await trace.refusal(ctx, decision, reason=Reason(Code.NO_BASIS), space_id=space_id)
+        await trace.refusal(ctx, decision, reason=Reason(Code.NO_BASIS))
 
 
 async def own_patient(conn: Conn, ctx: Context, space_id: uuid.UUID) -> str | None:
     """The Patient id of a space the person is the holder or the representative of (the facts the policy reads),
     or None: for her pages, which name the space and not the Patient."""
-    for fact in await access_store.facts(conn, ctx.actor, [space_id], today=clock.today()):
-        if fact.space_id == space_id and fact.relation in ("holder", "representative"):
+    today = clock.today()
+    for fact in await access_store.facts(conn, ctx.actor, [space_id], today=today):
+        current = fact.relation == "holder" or (
+            fact.relation == "representative"
+            and fact.representative_until is not None
+            and fact.representative_until > today
+        )
+        if fact.space_id == space_id and current:
             return fact.patient_id
     return None
 

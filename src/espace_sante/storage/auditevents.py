@@ -48,6 +48,8 @@ class TraceQuery:
     nothing: bool = False
     #: (actor kind, actor id): only that actor's records (a professional sees their own accesses).
     actor: tuple[str, str] | None = None
+    #: (actor kind, actor id): that actor's records left out (the holder's home shows what others did).
+    not_actor: tuple[str, str] | None = None
     #: (entity type, entity id) whose records are left out (documents hidden from the reader).
     excluded: Sequence[tuple[str, str]] = ()
 
@@ -88,6 +90,8 @@ def _where(q: TraceQuery) -> tuple[str, list[Any]]:
         conds.append("false")
     if q.actor is not None:
         conds.append(f"actor_kind = {arg(q.actor[0])} AND actor_id = {arg(q.actor[1])}")
+    if q.not_actor is not None:
+        conds.append(f"NOT (actor_kind = {arg(q.not_actor[0])} AND actor_id = {arg(q.not_actor[1])})")
     if q.excluded:
         conds.append(
             f"(entity_id IS NULL OR (entity_type, entity_id) NOT IN (SELECT * FROM unnest("

@@ -1,8 +1,8 @@
 """The site's root and the language switch.
 
 `/` says what the service is to anyone, with the three ways in: sign in, activate with the notice's code, or
-refuse the space. A person signed in goes to her own pages (the holder's documents; a professional's or an
-operator's account, until their portals exist). `/langue` remembers the language chosen with the switch that
+refuse the space. A holder signed in sees her home (web/holder/dashboard.py); a professional or an operator
+goes to their account, until their portals exist. `/langue` remembers the language chosen with the switch that
 every translated page shows, and comes back to that page."""
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from starlette.responses import RedirectResponse, Response
 
 from espace_sante.web import i18n
 from espace_sante.web.deps import current_session, runtime, safe_next
+from espace_sante.web.holder.dashboard import dashboard
 from espace_sante.web.holder.documents import HOME as HOLDER_HOME
 from espace_sante.web.portal import message_page
 from espace_sante.web.templating import render
@@ -27,6 +28,8 @@ router = APIRouter(include_in_schema=False)
 @router.get(ROOT)
 async def home(request: Request) -> Response:
     session = await current_session(request)
+    if session is not None and session.kind == "holder":
+        return await dashboard(request, ROOT)
     if session is not None:
         return RedirectResponse(LANDINGS.get(session.kind, "/compte/securite"), status_code=303)
     with i18n.speaking(i18n.negotiate(request)):

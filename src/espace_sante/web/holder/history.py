@@ -81,7 +81,7 @@ class Line:
     refused: bool
 
 
-def _line(body: bytes, lang: str) -> Line:
+def line_of(body: bytes, lang: str) -> Line:
     event: dict[str, Any] = orjson.loads(body)
     # The narrative is ours (audit/fhir.py), one paragraph per language, escaped: read back as plain text, and
     # escaped again by the template.
@@ -128,7 +128,7 @@ async def history_page(request: Request) -> Response:
         )
     snapshot = next((v for k, v in found.request.echo if k == auditevents.UPTO), "")
     with i18n.speaking(lang):
-        lines = [_line(m.body, lang) for m in found.matches if m.body is not None]
+        lines = [line_of(m.body, lang) for m in found.matches if m.body is not None]
         labels = _labels()
         title = (
             i18n.gettext("Historique des accès à son dossier")
@@ -188,6 +188,12 @@ async def history_download(request: Request) -> Response:
         header = [i18n.gettext("Date"), i18n.gettext("Résultat"), i18n.gettext("Description")]
         words = {False: i18n.gettext("Autorisé"), True: i18n.gettext("Refusé")}
         name = i18n.gettext("historique-des-acces")
+        cut = i18n.gettext(
+            "Le fichier s'arrête ici (%(n)s accès) : choisissez une période plus courte pour la suite."
+        ) % {"n": DOWNLOAD_MAX}
+        failed = i18n.gettext(
+            "Le fichier est incomplet : le service n'a pas pu lire la suite. Réessayez plus tard."
+        )
 
     async def rows() -> AsyncIterator[bytes]:
         out = io.StringIO()
@@ -202,22 +208,27 @@ async def history_download(request: Request) -> Response:
             for match in found.matches:
                 if match.body is None:
                     continue
-                line = _line(match.body, lang)
+                line = line_of(match.body, lang)
                 writer.writerow([_recorded(match.body), words[line.refused], line.sentence])
             yield out.getvalue().encode()
             offset += DOWNLOAD_PAGE
-            if not found.has_next or offset >= DOWNLOAD_MAX:
+            if not found.has_next:
                 return
-            found = await auditevents.history(
-                w.ctx,
-                w.space_id,
-                [
-                    *base,
-                    ("_count", str(DOWNLOAD_PAGE)),
-                    ("_offset", str(offset)),
-                    (auditevents.UPTO, snapshot),
-                ],
-            )
+            if offset >= DOWNLOAD_MAX:
+                yield _row(["", "", cut])
+                return
+            more = [
+                *base,
+                ("_count", str(DOWNLOAD_PAGE)),
+                ("_offset", str(offset)),
+                (auditevents.UPTO, snapshot),
+            ]
+            try:
+                found = await auditevents.history(w.ctx, w.space_id, more)
+            except Exception:
+                # The response has started: the file says it is incomplete rather than end quietly.
+                yield _row(["", "", failed])
+                raise
 
     return StreamingResponse(
         rows(),
@@ -228,6 +239,12 @@ async def history_download(request: Request) -> Response:
             "X-Content-Type-Options": "nosniff",
         },
     )
+
+
+def _row(cells: list[str]) -> bytes:
+    out = io.StringIO()
+    csv.writer(out).writerow(cells)
+    return out.getvalue().encode()
 
 
 def _recorded(body: bytes) -> str:

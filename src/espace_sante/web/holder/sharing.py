@@ -36,7 +36,7 @@ from espace_sante.rights import changes
 from espace_sante.storage.people import RPPS_SYSTEMS
 from espace_sante.web import i18n
 from espace_sante.web.account.signin import FORGED, step_up_url
-from espace_sante.web.deps import check_csrf
+from espace_sante.web.deps import check_csrf, same_site
 from espace_sante.web.forms import field, see_other, small_form
 from espace_sante.web.holder import space
 from espace_sante.web.holder.whose import Whose, holder_whose
@@ -209,6 +209,9 @@ async def consent(request: Request) -> Response:
 @router.get(PREVIEW)
 async def preview_page(request: Request, rpps: str = Query("", max_length=20)) -> Response:
     session, w = await holder_whose(request, SHARING)
+    if not same_site(request):
+        # The preview is recorded in her trace: another site may not make her browser write it there.
+        return see_other(SHARING)
     try:
         validate_rpps(rpps)
     except IdentifierError:
@@ -288,8 +291,20 @@ async def _act(request: Request, change: Change) -> Response:
         raise PageRefused("Formulaire expiré", fr, en, status=403, link=SHARING)
     try:
         done = await change(w, form)
-    except (StepUpRequired, changes.StrongerSignInRequired):
+    except StepUpRequired:
         return see_other(step_up_url(SHARING))
+    except changes.StrongerSignInRequired:
+        # Confirming her identity on the step-up page proves it again at the session's own level; a stronger
+        # level needs a stronger sign-in.
+        raise PageRefused(
+            "Connexion renforcée requise",
+            "Ce changement demande une connexion renforcée : déconnectez-vous, puis reconnectez-vous avec votre "
+            "code à usage unique, une clé d'accès ou FranceConnect+.",
+            "This change needs a stronger sign-in: sign out, then sign in again with your one-time code, a "
+            "passkey or FranceConnect+.",
+            status=403,
+            link=SHARING,
+        ) from None
     except FhirError as exc:
         if exc.status >= 500:
             raise
