@@ -30,7 +30,7 @@ from espace_sante.record import auditevents
 from espace_sante.record.resources import SearchResult
 from espace_sante.web import i18n
 from espace_sante.web.holder import space
-from espace_sante.web.holder.whose import holder_whose
+from espace_sante.web.holder.whose import Whose, holder_whose
 from espace_sante.web.portal import PageRefused, portal_router
 from espace_sante.web.templating import render
 
@@ -99,6 +99,19 @@ def _filters(kind: str, period: str) -> list[tuple[str, str]]:
     return pairs
 
 
+async def _read(w: Whose, pairs: list[tuple[str, str]]) -> tuple[SearchResult, str]:
+    """A page of the space's history and its snapshot (`_upto`), or the page saying there is none."""
+    found = await auditevents.history(w.ctx, w.space_id, pairs)
+    if found is None:
+        raise PageRefused(
+            "Historique introuvable",
+            "Cet espace santé n'a pas encore d'historique à montrer.",
+            "This health space has no history to show yet.",
+            status=404,
+        )
+    return found, next((v for k, v in found.request.echo if k == auditevents.UPTO), "")
+
+
 def _choice(request: Request, name: str, allowed: dict[str, Any]) -> str:
     value = request.query_params.get(name, "")
     return value if value in allowed else ""
@@ -118,15 +131,7 @@ async def history_page(request: Request) -> Response:
     pairs = [*_filters(kind, period), ("_count", str(PAGE_SIZE)), ("_offset", str(offset))]
     if upto is not None:
         pairs.append((auditevents.UPTO, str(upto)))
-    found = await auditevents.history(w.ctx, w.space_id, pairs)
-    if found is None:
-        raise PageRefused(
-            "Historique introuvable",
-            "Cet espace santé n'a pas encore d'historique à montrer.",
-            "This health space has no history to show yet.",
-            status=404,
-        )
-    snapshot = next((v for k, v in found.request.echo if k == auditevents.UPTO), "")
+    found, snapshot = await _read(w, pairs)
     with i18n.speaking(lang):
         lines = [line_of(m.body, lang) for m in found.matches if m.body is not None]
         labels = _labels()
@@ -175,15 +180,7 @@ async def history_download(request: Request) -> Response:
     lang = i18n.negotiate(request)
     kind, period = _choice(request, "quoi", KINDS), _choice(request, "periode", PERIODS)
     base = _filters(kind, period)
-    first = await auditevents.history(w.ctx, w.space_id, [*base, ("_count", str(DOWNLOAD_PAGE))])
-    if first is None:
-        raise PageRefused(
-            "Historique introuvable",
-            "Cet espace santé n'a pas encore d'historique à montrer.",
-            "This health space has no history to show yet.",
-            status=404,
-        )
-    snapshot = next((v for k, v in first.request.echo if k == auditevents.UPTO), "")
+    first, snapshot = await _read(w, [*base, ("_count", str(DOWNLOAD_PAGE))])
     with i18n.speaking(lang):
         header = [i18n.gettext("Date"), i18n.gettext("Résultat"), i18n.gettext("Description")]
         words = {False: i18n.gettext("Autorisé"), True: i18n.gettext("Refusé")}
