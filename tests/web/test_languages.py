@@ -8,6 +8,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+import httpx
 from babel.messages import pofile
 from babel.messages.extract import extract_from_dir
 from hypothesis import given
@@ -15,7 +16,7 @@ from hypothesis import strategies as st
 
 from espace_sante.runtime import Runtime
 from espace_sante.web import i18n
-from tests.accounts.helpers import browser
+from tests.accounts.helpers import browser, new_person, sign_in
 from tests.web.axe import violations
 from tests.web.browser import needs_chromium, phone, serve, tab_to
 
@@ -141,3 +142,27 @@ async def test_the_home_on_a_phone_in_both_languages_passes_axe_and_the_keyboard
         await page.evaluate("() => { document.documentElement.style.fontSize = '200%'; }")
         assert await page.evaluate("() => document.documentElement.scrollWidth <= window.innerWidth")
     assert problems == []
+
+
+async def test_the_portal_installs_on_a_phones_home_screen_and_caches_nothing_medical(
+    runtime: Runtime, app: Any, fhir: httpx.AsyncClient
+) -> None:
+    """A web app manifest (name, start, icon, theme colour) that pages link to and their policy lets load;
+    pages themselves are never stored (no-store), and there is no service worker to keep them."""
+    async with browser(app) as client:
+        home = await client.get("/")
+        manifest = await client.get("/static/manifest.webmanifest")
+        jeanne = await new_person(runtime, fhir)
+        await sign_in(client, jeanne)
+        mine = await client.get("/")
+        icon = await client.get("/static/icone.svg")
+    assert '<link rel="manifest" href="/static/manifest.webmanifest">' in home.text
+    assert "manifest-src 'self'" in home.headers["content-security-policy"]
+    assert manifest.status_code == 200 and manifest.headers["content-type"].startswith(
+        "application/manifest+json"
+    )
+    data = manifest.json()
+    assert data["start_url"] == "/" and data["display"] == "standalone" and data["theme_color"] == "#000091"
+    assert data["icons"][0]["src"] == "/static/icone.svg" and icon.status_code == 200
+    assert mine.status_code == 200 and mine.headers["cache-control"] == "no-store"
+    assert "serviceWorker" not in mine.text

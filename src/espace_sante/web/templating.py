@@ -16,6 +16,7 @@ from espace_sante.web import i18n
 #: framed by nobody. The middleware's stricter default (`default-src 'none'`) applies to everything else.
 PAGE_CSP = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; "
+    "manifest-src 'self'; "
     "form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
 )
 
