@@ -243,3 +243,16 @@ async def test_another_site_cannot_make_her_browser_record_a_preview(
         assert not await conn.fetchval(
             "SELECT count(*) FROM audit_event WHERE space_id = $1 AND action = 'rights:preview'", space
         )
+
+
+async def test_whatever_she_types_in_the_directory_search_is_a_name(
+    runtime: Runtime, app: Any, fhir: httpx.AsyncClient
+) -> None:
+    jeanne = await new_person(runtime, fhir)
+    async with browser(app) as client:
+        await sign_in(client, jeanne)
+        for typed in (",", "a,b", "a|b", "\\", "$x", "\x00", "%", "x" * 300):
+            page = await client.get(SHARING, params={"cherche": typed})
+            assert page.status_code == 200, (typed, page.text)
+            assert "\x00" not in page.text
+            assert "Aucun professionnel de l'annuaire ne correspond" in text(page) or typed == "\x00"

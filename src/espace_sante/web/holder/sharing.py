@@ -87,8 +87,8 @@ def _since(value: str) -> str:
 async def sharing_page(request: Request) -> Response:
     session, w = await holder_whose(request, SHARING)
     seen = await changes.overview(w.ctx, ins=w.ins)
-    query = request.query_params.get("cherche", "")[:100]
-    found = await _directory(w.ctx, query) if query.strip() else []
+    query = _typed(request.query_params.get("cherche", ""))
+    found = await _directory(w.ctx, query) if query else []
     lang = i18n.negotiate(request)
     with i18n.speaking(lang):
         _ = i18n.gettext
@@ -155,13 +155,20 @@ async def sharing_page(request: Request) -> Response:
     )
 
 
+def _typed(text: str) -> str:
+    """What she typed in the search box, as one line of printable characters (at most 100)."""
+    return "".join(c for c in " ".join(text.split()) if c.isprintable())[:100]
+
+
 async def _directory(ctx: Any, query: str) -> list[dict[str, str]]:
     """Professionals of the national directory by RPPS (11 digits) or by name, with their profession (TRE_G15,
     the ANS's words) from their roles."""
-    query = " ".join(query.split())[:100]
+    query = _typed(query)
     if not query:
         return []
-    by = ("identifier", f"{RPPS}|{query}") if query.isdigit() else ("name", query)
+    # What she types is one value: FHIR's separators in it are escaped (FHIR R4 search §3.1.1.1.6, "Escaping").
+    literal = query.replace("\\", "\\\\").replace(",", "\\,").replace("|", "\\|").replace("$", "\\$")
+    by = ("identifier", f"{RPPS}|{query}") if query.isdigit() else ("name", literal)
     found = await fhir.search(
         ctx,
         "Practitioner",
