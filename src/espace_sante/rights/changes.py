@@ -38,6 +38,9 @@ from espace_sante.storage.audit import SUCCESS, Record
 from espace_sante.storage.db import Conn
 
 GRANTABLE = ("consent", "care_team", "medecin_traitant")
+#: The bases the portal offers the holder to end herself: her consent, or her objection to a care-team member
+#: (L1110-4); a médecin traitant is changed by declaring another one.
+HOLDER_ENDS = ("consent", "care_team")
 EMERGENCY_REASONS = ("unable_to_consent", "immediate_risk", "samu_call")
 #: Types a preview lists (the directory and the trace are not part of "what they can see of your record").
 PREVIEW_TYPES = tuple(
@@ -413,6 +416,7 @@ async def overview(ctx: Context, *, patient: str | None = None, ins: str | None 
                     "granted_by": row["granted_by"],
                     "granted_at": row["granted_at"].isoformat(),
                     "active": row["revoked_at"] is None,
+                    "holder_ends": row["basis"] in HOLDER_ENDS,
                 }
             )
         return {

@@ -97,9 +97,7 @@ async def sharing_page(request: Request) -> Response:
                 "name": b["name"] or b["who"],
                 "who": b["who"],
                 "code": b["basis"],
-                # What she may withdraw herself: a consent, or a care team she objects to (L1110-4); a
-                # médecin traitant is changed by declaring another one.
-                "withdrawable": b["basis"] in ("consent", "care_team"),
+                "withdrawable": b["holder_ends"],
                 "basis": _basis(b["basis"]),
                 "since": _since(b["granted_at"]),
                 "preview": None if b["who"].startswith("finess:") else f"{PREVIEW}?rpps={b['who']}",
@@ -329,22 +327,22 @@ async def withdraw(request: Request) -> Response:
     return await _act(request, change)
 
 
-@router.post(BLOCK)
-async def block(request: Request) -> Response:
+async def _blocking(request: Request, blocked: bool) -> Response:
     async def change(w: Whose, form: FormData) -> str:
-        await changes.set_blocked(w.ctx, rpps=field(form, "rpps"), blocked=True, ins=w.ins)
-        return "bloque"
+        await changes.set_blocked(w.ctx, rpps=field(form, "rpps"), blocked=blocked, ins=w.ins)
+        return "bloque" if blocked else "debloque"
 
     return await _act(request, change)
+
+
+@router.post(BLOCK)
+async def block(request: Request) -> Response:
+    return await _blocking(request, True)
 
 
 @router.post(UNBLOCK)
 async def unblock(request: Request) -> Response:
-    async def change(w: Whose, form: FormData) -> str:
-        await changes.set_blocked(w.ctx, rpps=field(form, "rpps"), blocked=False, ins=w.ins)
-        return "debloque"
-
-    return await _act(request, change)
+    return await _blocking(request, False)
 
 
 @router.post(EMERGENCY)
