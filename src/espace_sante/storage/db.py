@@ -54,6 +54,13 @@ async def _learn(conn: asyncpg.Connection) -> None:
     conn.distributed = bool(  # type: ignore[attr-defined]
         await conn.fetchval("SELECT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'citus')")
     )
+    if conn.distributed:  # type: ignore[attr-defined]
+        # One connection per worker within a transaction: a transaction that wrote to a worker over one
+        # connection and then reads several of its shards would otherwise be refused ("cannot perform query
+        # with placements that were modified over multiple connections": a Bundle writing Patients, whose
+        # identifiers live on other shards, then resolving a conditional reference). Our statements name one
+        # shard; the few that fan out are batch jobs, which lose only parallelism within a worker.
+        await conn.execute("SET citus.max_adaptive_executor_pool_size = 1")
 
 
 def distributed(conn: Conn) -> bool:
