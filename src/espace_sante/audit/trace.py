@@ -15,9 +15,14 @@ from espace_sante.access.policy import Decision
 from espace_sante.access.reasons import Reason
 from espace_sante.context import Context
 from espace_sante.storage import audit as audit_store
+from espace_sante.storage import notifications as notifications_store
 from espace_sante.storage.audit import SUCCESS, Record
 from espace_sante.storage.db import Conn
 from espace_sante.storage.keys import DIRECTORY_SPACE
+
+#: Whose first access to a space the holder is told of: a professional, or a machine client (a hospital's or a
+#: lab's software). Her own apps and representatives are not strangers to her record.
+FIRST_ACCESS_TOLD = frozenset({"practitioner", "client"})
 
 
 async def access(
@@ -41,6 +46,12 @@ async def access(
         "resource:history",
     ):
         return
+    if ctx.actor.kind in FIRST_ACCESS_TOLD and outcome == SUCCESS and space_id != DIRECTORY_SPACE:
+        # A professional's (or her software's) first access to the record is told to the holder
+        # (notifications/), in this transaction: the access and its notification commit together.
+        await notifications_store.tell_first_access(
+            conn, space_id, ctx.actor.kind, ctx.actor.id, ctx.actor.display, notifications_store.FIRST_ACCESS
+        )
     await audit_store.append(
         conn,
         space_id,

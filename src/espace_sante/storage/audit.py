@@ -61,6 +61,7 @@ Action = Literal[
     "rights:block",
     "rights:unblock",
     "rights:settings",
+    "rights:notifications",
     "rights:representative",
     "rights:preview",
     "access:emergency",

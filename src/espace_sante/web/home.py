@@ -7,14 +7,14 @@ every translated page shows, and comes back to that page."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter, FastAPI, Query, Request
+from fastapi import FastAPI, Query, Request
 from starlette.responses import RedirectResponse, Response
 
 from espace_sante.web import i18n
 from espace_sante.web.deps import current_session, runtime, safe_next
 from espace_sante.web.holder.dashboard import dashboard
 from espace_sante.web.holder.documents import HOME as HOLDER_HOME
-from espace_sante.web.portal import message_page
+from espace_sante.web.portal import message_page, portal_router
 from espace_sante.web.templating import render
 
 ROOT = "/"
@@ -22,7 +22,7 @@ SWITCH = "/langue"
 #: Where a person signed in lands, by the kind of account.
 LANDINGS = {"holder": HOLDER_HOME, "practitioner": "/compte/securite", "operator": "/compte/securite"}
 
-router = APIRouter(include_in_schema=False)
+router = portal_router(link=ROOT)  # a service error on her home: the message page (web/portal.py)
 
 
 @router.get(ROOT)

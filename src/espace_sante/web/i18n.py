@@ -19,6 +19,7 @@ from contextvars import ContextVar
 from datetime import date, datetime
 from pathlib import Path
 from typing import Final
+from zoneinfo import ZoneInfo
 
 from babel import dates as babel_dates
 from babel.messages import mofile, pofile
@@ -104,6 +105,18 @@ def negotiate(request: Request) -> str:
     return SOURCE
 
 
+#: Instants are shown in French time (winter and summer), as the trace's words are (audit/wording.when).
+FRANCE: Final = ZoneInfo("Europe/Paris")
+
+
 def date_text(value: date | datetime) -> str:
-    """A date as the page's language writes it in full (« 7 décembre 2026 », "December 7, 2026")."""
+    """A date as the page's language writes it in full (« 7 décembre 2026 », "December 7, 2026"); an instant's
+    date is its day in France (23:30 UTC on the 7th in winter is the 8th there)."""
+    if isinstance(value, datetime) and value.tzinfo is not None:
+        value = value.astimezone(FRANCE)
     return str(babel_dates.format_date(value, format="long", locale=_current.get()))
+
+
+def instant_text(value: datetime) -> str:
+    """An instant with its French time, in the page's language (« 8 décembre 2026, 00:33 »)."""
+    return str(babel_dates.format_datetime(value, "d MMMM y, HH:mm", tzinfo=FRANCE, locale=_current.get()))

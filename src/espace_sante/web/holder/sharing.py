@@ -18,7 +18,6 @@ Nothing is decided here: the page shows what the services answer, in the page's 
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any
 
@@ -27,20 +26,17 @@ from fastapi import FastAPI, Query, Request
 from starlette.datastructures import FormData
 from starlette.responses import Response
 
-from espace_sante.errors import FhirError
 from espace_sante.fhir import valuesets
 from espace_sante.fhir.identifiers import RPPS, IdentifierError, validate_rpps
-from espace_sante.people.stepup import StepUpRequired
 from espace_sante.record import interactions as fhir
 from espace_sante.rights import changes
 from espace_sante.storage.people import RPPS_SYSTEMS
 from espace_sante.web import i18n
-from espace_sante.web.account.signin import FORGED, step_up_url
-from espace_sante.web.deps import check_csrf, same_site
-from espace_sante.web.forms import field, see_other, small_form
+from espace_sante.web.deps import same_site
+from espace_sante.web.forms import field, see_other
 from espace_sante.web.holder import space
+from espace_sante.web.holder.acting import Change, act
 from espace_sante.web.holder.whose import Whose, holder_whose
-from espace_sante.web.messages import sentences
 from espace_sante.web.portal import PageRefused, portal_router
 from espace_sante.web.templating import render
 
@@ -283,39 +279,8 @@ def _notices() -> dict[str, str]:
     }
 
 
-Change = Callable[[Whose, FormData], Awaitable[str]]
-
-
 async def _act(request: Request, change: Change) -> Response:
-    """Every change here: the signed-in holder (or representative) and the anti-forgery token, the service,
-    then back to the page with its confirmation; a refusal on the page, in words."""
-    session, w = await holder_whose(request, SHARING)
-    form = await small_form(request)
-    if form is None or not check_csrf(request, session, field(form, "csrf")):
-        fr, en = sentences(FORGED)
-        raise PageRefused("Formulaire expiré", fr, en, status=403, link=SHARING)
-    try:
-        done = await change(w, form)
-    except StepUpRequired:
-        return see_other(step_up_url(SHARING))
-    except changes.StrongerSignInRequired:
-        # Confirming her identity on the step-up page proves it again at the session's own level; a stronger
-        # level needs a stronger sign-in.
-        raise PageRefused(
-            "Connexion renforcée requise",
-            "Ce changement demande une connexion renforcée : déconnectez-vous, puis reconnectez-vous avec votre "
-            "code à usage unique, une clé d'accès ou FranceConnect+.",
-            "This change needs a stronger sign-in: sign out, then sign in again with your one-time code, a "
-            "passkey or FranceConnect+.",
-            status=403,
-            link=SHARING,
-        ) from None
-    except FhirError as exc:
-        if exc.status >= 500:
-            raise
-        fr, en = sentences(exc.message)
-        raise PageRefused("Changement refusé", fr, en, status=exc.status, link=SHARING) from None
-    return see_other(f"{SHARING}?message={done}")
+    return await act(request, SHARING, change)
 
 
 @router.post(WITHDRAW)
