@@ -42,6 +42,7 @@ from typing import Any
 from procrastinate import App, JobContext, PsycopgConnector, RetryStrategy
 
 from espace_sante.access.actors import DOCUMENTS
+from espace_sante.audit import trace
 from espace_sante.context import Context
 from espace_sante.logs import get_logger
 from espace_sante.mail import DeliveryDeferred
@@ -118,6 +119,12 @@ async def sweep_notifications(context: JobContext, timestamp: int) -> dict[str, 
     if done:
         log.info("notifications.sweep", **done)
     return done
+
+
+@app.task(name=trace.COPY_REFUSAL_TASK, queue=trace.QUEUE, pass_context=True)
+async def copy_refusal(context: JobContext, space_id: str, record: dict[str, Any]) -> bool:
+    """A refusal into the refused record's chain, after the refused request's transaction (audit/trace.py)."""
+    return await trace.copy_refusal(_runtime(context), uuid.UUID(space_id), record)
 
 
 @app.periodic(cron="7 * * * *", periodic_id="hourly")

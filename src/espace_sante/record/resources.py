@@ -270,7 +270,7 @@ async def _out_of_reach(ctx: Context, decision: Decision, space_id: uuid.UUID | 
     """A person asked for a record they have no basis on: they are answered "not found" like anyone, and
     the attempt is traced as a refusal (SECURITY V8 8.1.4: one professional opening many records shows)."""
     if space_id is not None and needs_facts(ctx.actor) and decision.slices is not None:
-        await trace.refusal(ctx, decision, reason=Reason(Code.NO_BASIS))
+        await trace.refusal(ctx, decision, reason=Reason(Code.NO_BASIS), space_id=space_id)
 
 
 async def own_patient(conn: Conn, ctx: Context, space_id: uuid.UUID) -> str | None:
