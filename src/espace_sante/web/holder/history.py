@@ -134,12 +134,13 @@ def _chosen(request: Request) -> Chosen:
     )
 
 
-_NONE = PageRefused(
-    "Historique introuvable",
-    "Cet espace santé n'a pas encore d'historique à montrer.",
-    "This health space has no history to show yet.",
-    status=404,
-)
+def _none() -> PageRefused:
+    return PageRefused(
+        "Historique introuvable",
+        "Cet espace santé n'a pas encore d'historique à montrer.",
+        "This health space has no history to show yet.",
+        status=404,
+    )
 
 
 def _snapshot(found: SearchResult) -> str:
@@ -150,7 +151,7 @@ async def _read(w: Whose, pairs: list[tuple[str, str]]) -> SearchResult:
     """A page of the space's history, or the page saying there is none."""
     found = await auditevents.history(w.ctx, w.space_id, pairs)
     if found is None:
-        raise _NONE
+        raise _none()
     return found
 
 
@@ -159,7 +160,7 @@ async def _read_page(w: Whose, pairs: list[tuple[str, str]]) -> auditevents.Hist
     none."""
     found = await auditevents.history_page(w.ctx, w.space_id, pairs)
     if found is None:
-        raise _NONE
+        raise _none()
     return found
 
 
