@@ -148,6 +148,7 @@ RETURNS_NO_SUCH_DATA = {
     "people.operator_display": "an insurer agent's name (directory)",
     "people.patient_by_ins": "the ids an INS its caller holds leads to, no identity",
     "people.practitioner_by_rpps": "a professional's directory entry",
+    "people.practitioners_rpps": "professionals' RPPS (directory identifiers)",
     "people.registry_patient": "the ids an INS its caller holds leads to, no identity",
     "provision.add_representatives": "the links it was given that were new",
     "provision.claim": "which of the INS it was given were claimed",

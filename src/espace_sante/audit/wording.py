@@ -213,6 +213,7 @@ _PARAMS: dict[str, tuple[str, str]] = {
     "subtype": ("type d'accès", "kind of access"),
     "outcome": ("résultat", "outcome"),
     "entity": ("élément concerné", "item concerned"),
+    "agent": ("auteur de l'accès", "who accessed"),
     "author": ("auteur", "author"),
     "period": ("période", "period"),
 }
