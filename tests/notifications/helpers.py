@@ -52,3 +52,14 @@ async def job_of(runtime: Runtime, notification_id: uuid.UUID) -> str | None:
         return None if status is None else str(status)
 
     return await runtime.db.read("t_job", run)
+
+
+async def run_queue(runtime: Runtime, name: str) -> None:
+    """Run the worker once over one queue, as `espace-sante worker` would: every job waiting there."""
+    from espace_sante.jobs import queue
+
+    with queue.on_runtime(runtime) as app:
+        async with app.open_async():
+            await app.run_worker_async(
+                queues=[name], **queue.worker_options(runtime, concurrency=1, once=True)
+            )
