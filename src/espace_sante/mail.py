@@ -213,10 +213,15 @@ class HandOff:
             code, reply = smtp.mail(sender)
             if code != 250:
                 raise smtplib.SMTPSenderRefused(code, reply, sender)
+            refused: dict[str, tuple[int, bytes]] = {}
             for to in self.to:
                 code, reply = smtp.rcpt(to)
                 if code not in (250, 251):
-                    raise smtplib.SMTPRecipientsRefused({to: (code, reply)})
+                    refused[to] = (code, reply)
+            # One refused address does not keep the message from the others (a representative's mailbox gone);
+            # only a message nobody can receive is refused.
+            if len(refused) == len(self.to):
+                raise smtplib.SMTPRecipientsRefused(refused)
             code, reply = smtp.docmd("data")
             if code != 354:
                 raise smtplib.SMTPDataError(code, reply)

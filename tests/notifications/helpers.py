@@ -18,7 +18,7 @@ async def deliver_all(runtime: Runtime) -> dict[str, int]:
 async def lines(runtime: Runtime, space_id: uuid.UUID) -> list[dict[str, Any]]:
     async def run(conn: Conn) -> list[dict[str, Any]]:
         rows = await conn.fetch(
-            "SELECT notification_id, kind, audience, actor_kind, actor_id, mail_state FROM notification "
+            "SELECT notification_id, kind, audience, actor_kind, actor_id, mail_state, created_at FROM notification "
             "WHERE space_id = $1 ORDER BY created_at",
             space_id,
         )

@@ -9,8 +9,10 @@ import uuid
 from typing import Any
 
 import httpx
+import pytest
 
 from espace_sante.demo import access as demo_access
+from espace_sante.mail import DeliveryDeferred
 from espace_sante.notifications import delivery
 from espace_sante.people import accounts
 from espace_sante.runtime import Runtime
@@ -23,7 +25,7 @@ from tests.factories import FHIR_JSON, new_professional, pdsm_document
 from tests.notifications.helpers import deliver_all, job_of, lines, mails_to
 from tests.web.test_dashboard import text
 from tests.web.test_history_page import a_doctor_on_her_care_team, her_patient, software_of
-from tests.worker.smtp import SmtpServer
+from tests.worker.smtp import Recorder, SmtpServer
 from tests.worker.test_queue import with_smtp
 
 PAGE = "/mon-espace/notifications"
@@ -153,10 +155,10 @@ async def test_a_weaker_session_or_a_forged_form_changes_no_choice(
         refused = await client.post(PAGE, data={"csrf": csrf_of(page.text), "courriel-document": "oui"})
         assert refused.status_code == 403 and "connexion renforcée" in refused.text
 
-    async def saved(conn: Conn) -> dict[str, bool]:
-        return await notifications_store.choices(conn, _space(patient_id))
+    async def saved(conn: Conn) -> dict[str, dict[str, bool]]:
+        return await notifications_store.choices(conn, _space(patient_id), [jeanne.actor_id])
 
-    assert await runtime.db.read("t_choices", saved) == {}
+    assert await runtime.db.read("t_choices", saved) == {jeanne.actor_id: {}}
 
 
 async def test_what_is_hidden_from_a_childs_representatives_is_never_told_to_them(
@@ -165,7 +167,7 @@ async def test_what_is_hidden_from_a_childs_representatives_is_never_told_to_the
     space = _space(world.child_patient)
 
     async def mother_wants_every_mail(conn: Conn) -> None:
-        await notifications_store.save_choices(conn, space, {"document": True, "first_access": True})
+        await notifications_store.save_choices(conn, space, MOTHER, {"document": True, "first_access": True})
 
     await runtime.db.interaction("t_choices", mother_wants_every_mail)
     mt = await as_actor(f"practitioner:{demo_access.MEDECIN_TRAITANT.rpps}", "user/*.cruds")  # Léo's doctor
@@ -245,3 +247,126 @@ async def test_a_line_handed_to_the_relay_by_a_dead_attempt_is_never_sent_again(
         assert server.recorder.messages == []
     [state] = [n["mail_state"] for n in await lines(runtime, space) if n["notification_id"] == line]
     assert state == "uncertain"
+
+
+async def test_a_feed_reaching_her_record_is_no_visit_to_tell_of(
+    runtime: Runtime, fhir: httpx.AsyncClient
+) -> None:
+    """The insurer's and national feeds are machine clients: their writes and reads are no professional's visit."""
+    jeanne = await new_person(runtime, fhir)  # her Patient written by a feed (a system client)
+    patient_id = await her_patient(fhir, jeanne)
+    assert (await fhir.get(f"/Patient/{patient_id}")).status_code == 200
+    assert [n for n in await lines(runtime, _space(patient_id)) if n["kind"] == "first_access"] == []
+
+
+async def test_a_childs_confidential_care_reaches_neither_his_parents_pages_nor_their_mail(
+    runtime: Runtime, as_actor: Client, world: World, fhir: httpx.AsyncClient
+) -> None:
+    """A professional whose first access to Léo's record is his confidential document: his mother is neither
+    shown nor mailed that access (R1111-50), as her history does not show it."""
+    from espace_sante.access.scopes import Scopes
+    from espace_sante.context import Context
+    from espace_sante.notifications import board
+    from espace_sante.people.actors import actor_for
+
+    space = _space(world.child_patient)
+
+    async def mother_wants_every_mail(conn: Conn) -> None:
+        await notifications_store.save_choices(conn, space, MOTHER, {"first_access": True})
+
+    await runtime.db.interaction("t_choices", mother_wants_every_mail)
+    rpps, _ = await new_professional(fhir, "60")
+    nurse = await as_actor(f"practitioner:{rpps}", "user/*.rs")
+
+    async def care_team(conn: Conn) -> None:
+        await access_store.set_basis(conn, space, rpps, "care_team", "test")
+
+    await runtime.db.interaction("t_team", care_team)
+    secret = world.documents["child:confidentiel"]
+    assert (await nurse.get(f"/fhir/DocumentReference/{secret}")).status_code == 200
+    [line] = [n for n in await lines(runtime, space) if n["actor_id"] == rpps]
+    mother = await actor_for(
+        runtime, "representative", MOTHER, scopes=Scopes.parse("patient/*.*"), acr="eidas2"
+    )
+    shown = await board.latest(Context(runtime, mother), space, since=None, limit=50) or []
+    assert line["kind"] == "first_access" and line["audience"] == "all"
+    assert not any(n.kind == "first_access" and n.at == line["created_at"] for n in shown)
+    leo = await actor_for(runtime, "holder", CHILD, scopes=Scopes.parse("patient/*.*"), acr="eidas2")
+    his = await board.latest(Context(runtime, leo), space, since=None, limit=50) or []
+    assert any(n.kind == "first_access" and n.at == line["created_at"] for n in his)  # Léo himself is told
+    mother_mail = demo_access.DEMO_ACCOUNTS[0][2]
+    before = len(await mails_to(runtime, mother_mail))
+    await deliver_all(runtime)
+    assert len(await mails_to(runtime, mother_mail)) == before
+
+
+async def test_one_refused_address_keeps_the_message_from_nobody_and_a_refusal_for_good_ends_it(
+    runtime: Runtime, fhir: httpx.AsyncClient
+) -> None:
+    jeanne = await new_person(runtime, fhir)
+    patient_id = await her_patient(fhir, jeanne)
+    space = _space(patient_id)
+    rpps, _ = await new_professional(fhir)
+    mt_address = f"medecin-{rpps}@exemple.fr"
+    await accounts.create(runtime, kind="practitioner", actor_id=rpps, login=mt_address, password=PASSWORD)
+    await runtime.db.interaction(
+        "t_mt", lambda c: access_store.set_basis(c, space, rpps, "medecin_traitant", "test")
+    )
+
+    async def emergency(conn: Conn) -> uuid.UUID:
+        return await notifications_store.tell(conn, notifications_store.NewNotification(space, "emergency"))
+
+    first = await runtime.db.interaction("t_emergency", emergency)
+    recorder = Recorder(refuse_rcpt={mt_address})
+    with SmtpServer(recorder) as server:
+        rt = with_smtp(runtime, server)
+        assert await delivery.deliver_one(rt, space, first) == "sent"
+        assert [m.recipient for m in recorder.messages] == [jeanne.login]  # his mailbox is gone, hers is not
+
+        second = await runtime.db.interaction("t_emergency", emergency)
+        recorder.refuse = {jeanne.login}  # the relay refuses the message itself, for good (554)
+        with pytest.raises(DeliveryDeferred):
+            await delivery.deliver_one(rt, space, second)
+    [state] = [n["mail_state"] for n in await lines(runtime, space) if n["notification_id"] == second]
+    assert state == "failed"
+    assert await delivery.deliver_one(runtime, space, second) == "already"  # never tried again
+
+
+async def test_she_blocked_her_medecin_traitant_so_he_is_not_told(
+    runtime: Runtime, fhir: httpx.AsyncClient
+) -> None:
+    jeanne = await new_person(runtime, fhir)
+    space = _space(await her_patient(fhir, jeanne))
+    rpps, _ = await new_professional(fhir)
+    mt_address = f"medecin-{rpps}@exemple.fr"
+    await accounts.create(runtime, kind="practitioner", actor_id=rpps, login=mt_address, password=PASSWORD)
+
+    async def blocked_mt(conn: Conn) -> uuid.UUID:
+        await access_store.set_basis(conn, space, rpps, "medecin_traitant", "test")
+        await access_store.block(conn, space, rpps)
+        return await notifications_store.tell(conn, notifications_store.NewNotification(space, "emergency"))
+
+    await runtime.db.interaction("t_blocked", blocked_mt)
+    await deliver_all(runtime)
+    assert await mails_to(runtime, mt_address) == []
+    assert len(await mails_to(runtime, jeanne.login)) >= 1
+
+
+async def test_a_line_tried_too_often_is_given_up(runtime: Runtime, fhir: httpx.AsyncClient) -> None:
+    jeanne = await new_person(runtime, fhir)
+    space = _space(await her_patient(fhir, jeanne))
+
+    async def tried(conn: Conn) -> uuid.UUID:
+        nid = await notifications_store.tell(conn, notifications_store.NewNotification(space, "emergency"))
+        await conn.execute(
+            "UPDATE notification SET mail_attempts = $2 WHERE notification_id = $1",
+            nid,
+            delivery.MAX_ATTEMPTS,
+        )
+        return nid
+
+    line = await runtime.db.interaction("t_tried", tried)
+    assert await delivery.deliver_one(runtime, space, line) == "failed"
+    assert [n["mail_state"] for n in await lines(runtime, space) if n["notification_id"] == line] == [
+        "failed"
+    ]

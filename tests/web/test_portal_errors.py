@@ -112,6 +112,13 @@ async def test_a_browser_lost_under_the_portal_gets_a_page_and_a_program_its_jso
         assert "Se déconnecter" in unescape(lost.text)
         program = await client.get("/mon-espace/nulle-part", headers={"Accept": "application/json"})
         assert program.status_code == 404 and program.json()["error"] == "not-found"
+        # A program that would take a page at a pinch still prefers JSON (RFC 9110 §12.5.1: q-values).
+        pinch = await client.get(
+            "/mon-espace/nulle-part", headers={"Accept": "application/json, text/html;q=0.1"}
+        )
+        assert pinch.headers["content-type"].startswith("application/json")
+        wrong = await client.delete("/mon-espace/acces", headers={"Accept": "text/html"})
+        assert wrong.status_code == 405 and "allow" in wrong.headers  # the page says it, the header too
     api = await fhir.get("/nulle-part/1", headers={"Accept": "text/html"})
     assert api.status_code == 404 and api.json()["resourceType"] == "OperationOutcome"
 

@@ -31,9 +31,17 @@ class Recorder:
     after it recorded it."""
 
     refuse: set[str] = field(default_factory=set)
+    #: Addresses refused at RCPT (a mailbox that does not exist), the message still taken for the others.
+    refuse_rcpt: set[str] = field(default_factory=set)
     delay: float = 0.0
     messages: list[Received] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
+
+    async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str, options: Any) -> str:
+        if address in self.refuse_rcpt:
+            return "550 5.1.1 no such mailbox (the test)"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         if any(to in self.refuse for to in envelope.rcpt_tos):

@@ -22,7 +22,7 @@ log = get_logger(__name__)
 
 #: A page for an error a browser meets outside any route (web/portal.error_page, given by app.py: the API does
 #: not import the portal), or None to answer as a program.
-Pages = Callable[[Request, FhirError], Awaitable[Response | None]]
+Pages = Callable[[Request, FhirError, dict[str, str] | None], Awaitable[Response | None]]
 
 
 def install(app: FastAPI, pages: Pages | None = None) -> None:
@@ -32,7 +32,7 @@ def install(app: FastAPI, pages: Pages | None = None) -> None:
         if request.url.path.startswith(("/fhir", "/access", "/space")):
             return error_response(error, headers)
         # No page when the database or our own code failed: drawing one needs them (the session, the words).
-        if page and pages is not None and (shown := await pages(request, error)) is not None:
+        if page and pages is not None and (shown := await pages(request, error, headers)) is not None:
             return shown
         return JSONResponse({"error": error.code, "error_description": error.message}, error.status, headers)
 

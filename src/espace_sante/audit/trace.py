@@ -26,9 +26,13 @@ from espace_sante.storage.audit import SUCCESS, Record
 from espace_sante.storage.db import Conn
 from espace_sante.storage.keys import DIRECTORY_SPACE
 
-#: Whose first access to a space the holder is told of: a professional, or a machine client (a hospital's or a
-#: lab's software). Her own apps and representatives are not strangers to her record.
-FIRST_ACCESS_TOLD = frozenset({"practitioner", "client"})
+#: Whose first access to a space the holder is told of: a professional. Not a machine client: those are the
+#: insurer's and the national feeds as much as a hospital's software, and a feed touching millions of records
+#: is nobody's visit (a hospital's documents are told as documents); nor her own apps or representatives.
+FIRST_ACCESS_TOLD = frozenset({"practitioner"})
+#: What a first access names when it reached a document: a representative is not told of an access to what
+#: is hidden from representatives (notifications/, R1111-50).
+DOCUMENT_TYPES = frozenset({"DocumentReference", "Binary"})
 
 
 async def access(
@@ -55,8 +59,15 @@ async def access(
     if ctx.actor.kind in FIRST_ACCESS_TOLD and outcome == SUCCESS and space_id != DIRECTORY_SPACE:
         # A professional's (or her software's) first access to the record is told to the holder
         # (notifications/), in this transaction: the access and its notification commit together.
+        about = f"{entity_type}/{entity_id}" if entity_type in DOCUMENT_TYPES and entity_id else None
         await notifications_store.tell_first_access(
-            conn, space_id, ctx.actor.kind, ctx.actor.id, ctx.actor.display, notifications_store.FIRST_ACCESS
+            conn,
+            space_id,
+            ctx.actor.kind,
+            ctx.actor.id,
+            ctx.actor.display,
+            notifications_store.FIRST_ACCESS,
+            about,
         )
     await audit_store.append(
         conn,

@@ -12,7 +12,16 @@ from espace_sante.context import Context
 from espace_sante.notifications import kinds
 from espace_sante.record import resources as fhir
 from espace_sante.storage import notifications as store
+from espace_sante.storage import visibility
 from espace_sante.storage.db import Conn
+
+#: Kinds whose line says a document was reached or added.
+REVEALING = frozenset({kinds.FIRST_ACCESS, kinds.DOCUMENT})
+
+
+def _about(about: str | None) -> tuple[str, str]:
+    kind, _, rid = (about or "").partition("/")
+    return kind, rid
 
 
 @dataclass(frozen=True)
@@ -45,6 +54,11 @@ async def latest(
             return None
         audiences = ("all", "holder") if ctx.actor.kind == "holder" else ("all",)
         found = await store.recent(conn, scoped, space_id, audiences=audiences, limit=limit)
+        # An access to (or the deposit of) a document hidden from this reader is not shown, as her history
+        # does not show it (a minor's confidential care, R1111-50). A waiting result is hers to know of.
+        rows = scoped.rows_in(space_id)
+        hidden = set(await visibility.hidden_documents(conn, space_id, rows.hidden)) if rows else set()
+        found = [n for n in found if not (n.kind in REVEALING and _about(n.about) in hidden)]
         return [
             Line(
                 n.kind,

@@ -2,8 +2,10 @@
 
 Who is written to is decided when the e-mail goes, from the space as it is then: the holder, and a minor's
 representatives whose rights run (not for what is hidden from them), each at the address of their account,
-if they have one and chose to be told of this kind; an emergency access is also told to the médecin traitant
-(R1111-48), whatever the holder chose. One message goes to all of them, none seeing the others' addresses.
+if they have one and chose, for this space, to be told of this kind; an emergency access is also told to the
+médecin traitant (R1111-48), whatever the holder chose, unless she blocked him. One message goes to all of
+them, none seeing the others' addresses; an address the relay refuses does not keep it from the others. A
+refusal for good (5xx) fails the line; a line tried MAX_ATTEMPTS times is given up as failed.
 
 Delivery follows the notices' guarantee (docs/notices.md, "Guarantees"): to the local outbox, written in the
 transaction that marks the line sent; to an SMTP relay, through mail.hand_over under the line's delivery lock
@@ -16,7 +18,7 @@ import uuid
 from dataclasses import dataclass
 
 from espace_sante.access.actors import NOTICES
-from espace_sante.access.policy import decide
+from espace_sante.access.policy import HIDDEN_FROM_REPRESENTATIVES, decide
 from espace_sante.logs import get_logger
 from espace_sante.mail import (
     DeliveryDeferred,
@@ -33,7 +35,7 @@ from espace_sante.people.accounts import Account
 from espace_sante.runtime import Runtime
 from espace_sante.storage import access as access_store
 from espace_sante.storage import accounts as accounts_store
-from espace_sante.storage import locks
+from espace_sante.storage import locks, visibility
 from espace_sante.storage import notifications as store
 from espace_sante.storage import people as people_store
 from espace_sante.storage.db import Conn
@@ -43,24 +45,27 @@ log = get_logger(__name__)
 #: The sweep leaves younger lines to their own jobs (it is the safety net, not the main path).
 SWEEP_AGE_SECONDS = 600
 SWEEP_BATCH = 500
+#: A line tried this often (the job's retries, then the sweeps) is given up as failed: a relay that never
+#: takes it must not hold the others back for ever.
+MAX_ATTEMPTS = 24
 
 
 async def _addresses(conn: Conn, line: store.ToMail) -> list[str]:
     """The addresses this line's e-mail goes to, as the space is now (an empty list: nobody to write to)."""
     reading = decide(NOTICES, "read", "Patient")  # who is told is the notices' part (access/named.py)
     people: list[tuple[str, str]] = []
-    choices = await store.choices(conn, line.space_id)
-    if kinds.by_email(line.kind, choices):
-        holder = await people_store.ins_of_space(conn, reading, line.space_id)
-        if holder:
-            people.append(("holder", holder))
-        if line.audience == "all":
-            people += [
-                ("holder", i) for i in await people_store.representatives_of(conn, reading, line.space_id)
-            ]
+    holder = await people_store.ins_of_space(conn, reading, line.space_id)
+    if holder:
+        people.append(("holder", holder))
+    if line.audience == "all" and not await _hidden_from_representatives(conn, line):
+        people += [("holder", i) for i in await people_store.representatives_of(conn, reading, line.space_id)]
+    # Each person's own choice for this space (one parent silences nobody but herself).
+    chosen = await store.choices(conn, line.space_id, [i for _, i in people])
+    people = [(k, i) for k, i in people if kinds.by_email(line.kind, chosen.get(i, {}))]
     if line.kind == kinds.EMERGENCY:
         mt = await access_store.medecin_traitant(conn, line.space_id)
-        if mt and not mt.startswith("finess:"):
+        blocked = set(await access_store.blocked_of(conn, line.space_id))
+        if mt and not mt.startswith("finess:") and mt not in blocked:  # R1111-48, unless she blocked him
             people.append(("practitioner", mt))
     found: list[str] = []
     for kind, actor_id in people:
@@ -69,6 +74,15 @@ async def _addresses(conn: Conn, line: store.ToMail) -> list[str]:
         if address and address not in found:
             found.append(address)
     return found
+
+
+async def _hidden_from_representatives(conn: Conn, line: store.ToMail) -> bool:
+    """Whether the line is about something hidden from a minor's representatives (R1111-50)."""
+    if not line.about:
+        return False
+    kind, _, rid = line.about.partition("/")
+    hidden = await visibility.hidden_documents(conn, line.space_id, frozenset({HIDDEN_FROM_REPRESENTATIVES}))
+    return (kind, rid) in set(hidden)
 
 
 def _message(rt: Runtime, line: store.ToMail, addresses: list[str]) -> Message:
@@ -80,6 +94,9 @@ async def _to_outbox(conn: Conn, rt: Runtime, space_id: uuid.UUID, nid: uuid.UUI
     line = await store.claim_mail(conn, space_id, nid)
     if line is None:
         return "already"
+    if line.attempts > MAX_ATTEMPTS:
+        await store.set_mail_state(conn, space_id, nid, "failed", "tried too often")
+        return "failed"
     addresses = await _addresses(conn, line)
     if not addresses:
         await store.set_mail_state(conn, space_id, nid, "none")
@@ -91,8 +108,8 @@ async def _to_outbox(conn: Conn, rt: Runtime, space_id: uuid.UUID, nid: uuid.UUI
 
 async def deliver_one(rt: Runtime, space_id: uuid.UUID, notification_id: uuid.UUID) -> str:
     """Send exactly this notification's e-mail: "sent", "none" (nobody to write to), "already" (sent, found
-    uncertain or with nobody before), "busy" (another live process is sending it) or "uncertain" (a dead
-    attempt had handed it to the relay: not sent again). Raises mail.DeliveryDeferred when the relay cannot
+    uncertain or with nobody before), "busy" (another live process is sending it), "uncertain" (a dead
+    attempt had handed it to the relay: not sent again) or "failed" (tried too often). Raises mail.DeliveryDeferred when the relay cannot
     take it now (the job tries again later)."""
     sender = mailer(rt)
     if isinstance(sender, OutboxMailer):
@@ -103,6 +120,9 @@ async def deliver_one(rt: Runtime, space_id: uuid.UUID, notification_id: uuid.UU
             return "busy"
         async with conn.transaction():
             line = await store.claim_mail(conn, space_id, notification_id)
+            if line is not None and not line.handed and line.attempts > MAX_ATTEMPTS:
+                await store.set_mail_state(conn, space_id, notification_id, "failed", "tried too often")
+                return "failed"
             if line is not None and line.handed:
                 await store.set_mail_state(
                     conn, space_id, notification_id, "uncertain", "handed to the relay, answer not recorded"
@@ -136,7 +156,11 @@ class _States:
         await store.set_mail_state(conn, self.space_id, self.notification_id, "handed")
 
     async def unhanded(self, conn: Conn, why: str) -> None:
-        await store.set_mail_state(conn, self.space_id, self.notification_id, "waiting", why)
+        # A refusal for good (5xx, RFC 5321 4.2.1) is not tried again; a temporary one (4xx) is.
+        final = why.split(" ")[-1].startswith("5")
+        await store.set_mail_state(
+            conn, self.space_id, self.notification_id, "failed" if final else "waiting", why
+        )
 
     async def uncertain(self, conn: Conn, why: str) -> None:
         log.warning("notification.uncertain", notification=str(self.notification_id), error=why)
@@ -150,7 +174,11 @@ async def sweep(rt: Runtime, *, min_age_seconds: float = SWEEP_AGE_SECONDS) -> d
     """Send the e-mails whose job was lost (a killed worker, retries run out): lines still waiting
     `min_age_seconds` after they were written. Idempotent; returns how many ended how."""
     lines = await rt.db.read(
-        "notifications_left", store.left_waiting, older_than_seconds=min_age_seconds, limit=SWEEP_BATCH
+        "notifications_left",
+        store.left_waiting,
+        older_than_seconds=min_age_seconds,
+        limit=SWEEP_BATCH,
+        max_attempts=MAX_ATTEMPTS + 1,
     )
     outcomes: dict[str, int] = {}
     for space_id, nid in lines:

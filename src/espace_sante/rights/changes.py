@@ -373,13 +373,13 @@ async def save_settings(
 async def notification_choices(
     ctx: Context, *, patient: str | None = None, ins: str | None = None
 ) -> dict[str, bool]:
-    """Whether she is told of each kind of notification by e-mail (notifications/kinds.py), her choice or the
-    kind's default; read as her rights are (the holder, a minor's representative)."""
+    """Whether she is told of each kind of this space's notifications by e-mail (notifications/kinds.py), her
+    own choice or the kind's default; read as her rights are (the holder, a minor's representative)."""
 
     async def run(conn: Conn) -> dict[str, bool]:
         target = await _target(conn, ctx, patient, ins)
         await _allow(conn, ctx, "preview", target)
-        chosen = await notifications_store.choices(conn, target.space_id)
+        chosen = (await notifications_store.choices(conn, target.space_id, [ctx.actor.id]))[ctx.actor.id]
         return {k.code: kinds.by_email(k.code, chosen) for k in kinds.KINDS}
 
     return await ctx.runtime.db.read("notification_choices", run)
@@ -388,8 +388,9 @@ async def notification_choices(
 async def save_notification_choices(
     ctx: Context, by_email: Mapping[str, bool], *, patient: str | None = None, ins: str | None = None
 ) -> None:
-    """Save her choices of being told by e-mail, kind by kind (after a strong sign-in: see STRONG_CHANGES);
-    traced in her history like any change of her choices."""
+    """Save her own choices of being told by e-mail of this space's notifications, kind by kind (after a
+    strong sign-in: see STRONG_CHANGES); a representative's are hers, not the child's nor the other parent's.
+    Traced in the space's history like any change of its choices."""
     unknown = sorted(set(by_email) - set(kinds.BY_CODE))
     if unknown:
         raise BadRequest(f"notification inconnue / unknown notification: {', '.join(unknown)}")
@@ -397,7 +398,7 @@ async def save_notification_choices(
     async def run(conn: Conn) -> None:
         target = await _target(conn, ctx, patient, ins)
         reason = await _allow(conn, ctx, "notifications", target)
-        await notifications_store.save_choices(conn, target.space_id, by_email)
+        await notifications_store.save_choices(conn, target.space_id, ctx.actor.id, by_email)
         chosen = ",".join(f"{k}={'1' if v else '0'}" for k, v in sorted(by_email.items()))
         await _trace(conn, ctx, target, "rights:notifications", reason, chosen)
 

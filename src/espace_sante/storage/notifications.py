@@ -64,13 +64,15 @@ class Notification:
 
 @dataclass(frozen=True)
 class ToMail:
-    """What a delivery needs of a line: which kind, for whom; nothing about who acted."""
+    """What a delivery needs of a line: which kind, for whom, about what; nothing about who acted."""
 
     space_id: uuid.UUID
     notification_id: uuid.UUID
     kind: str
     audience: str
+    about: str | None
     handed: bool
+    attempts: int
 
 
 async def tell(conn: Conn, new: NewNotification) -> uuid.UUID:
@@ -99,7 +101,13 @@ async def _add(conn: Conn, new: NewNotification) -> uuid.UUID:
 
 
 async def tell_first_access(
-    conn: Conn, space_id: uuid.UUID, actor_kind: str, actor_id: str, actor_display: str, kind: str
+    conn: Conn,
+    space_id: uuid.UUID,
+    actor_kind: str,
+    actor_id: str,
+    actor_display: str,
+    kind: str,
+    about: str | None = None,
 ) -> bool:
     """Remember that this actor reached the space; the first time, record the notification `kind` in the same
     statement and defer its delivery job (every later access: one index probe, nothing written). Whether it
@@ -108,14 +116,15 @@ async def tell_first_access(
     value = await conn.fetchval(
         "WITH first AS (INSERT INTO space_reader (space_id, actor_kind, actor_id) VALUES ($1, $2, $3) "
         "ON CONFLICT DO NOTHING RETURNING space_id) "
-        "INSERT INTO notification (space_id, notification_id, kind, actor_kind, actor_id, actor_display) "
-        "SELECT space_id, $4, $5, $2, $3, $6 FROM first RETURNING notification_id",
+        "INSERT INTO notification (space_id, notification_id, kind, actor_kind, actor_id, actor_display, about) "
+        "SELECT space_id, $4, $5, $2, $3, $6, $7 FROM first RETURNING notification_id",
         space_id,
         actor_kind,
         actor_id,
         nid,
         kind,
         actor_display,
+        about,
     )
     if not isinstance(value, uuid.UUID):
         return False
@@ -140,19 +149,28 @@ async def recent(
     return [Notification(**dict(r)) for r in rows]
 
 
-async def choices(conn: Conn, space_id: uuid.UUID) -> dict[str, bool]:
-    """Her choices of being told by e-mail, by kind (kinds without a row take their default)."""
-    rows = await conn.fetch("SELECT kind, by_email FROM notification_choice WHERE space_id = $1", space_id)
-    return {r["kind"]: bool(r["by_email"]) for r in rows}
+async def choices(conn: Conn, space_id: uuid.UUID, people: list[str]) -> dict[str, dict[str, bool]]:
+    """These people's choices of being told by e-mail of this space's notifications, by person then kind
+    (kinds without a row take their default)."""
+    rows = await conn.fetch(
+        "SELECT person, kind, by_email FROM notification_choice WHERE space_id = $1 AND person = ANY($2::text[])",
+        space_id,
+        people,
+    )
+    out: dict[str, dict[str, bool]] = {p: {} for p in people}
+    for r in rows:
+        out[r["person"]][r["kind"]] = bool(r["by_email"])
+    return out
 
 
-async def save_choices(conn: Conn, space_id: uuid.UUID, by_email: Mapping[str, bool]) -> None:
+async def save_choices(conn: Conn, space_id: uuid.UUID, person: str, by_email: Mapping[str, bool]) -> None:
     await conn.execute(
-        "INSERT INTO notification_choice (space_id, kind, by_email) SELECT $1, k, e "
-        "FROM unnest($2::text[], $3::boolean[]) AS c(k, e) "
-        "ON CONFLICT (space_id, kind) DO UPDATE SET by_email = EXCLUDED.by_email, changed_at = now() "
+        "INSERT INTO notification_choice (space_id, person, kind, by_email) SELECT $1, $2, k, e "
+        "FROM unnest($3::text[], $4::boolean[]) AS c(k, e) "
+        "ON CONFLICT (space_id, person, kind) DO UPDATE SET by_email = EXCLUDED.by_email, changed_at = now() "
         "WHERE notification_choice.by_email IS DISTINCT FROM EXCLUDED.by_email",
         space_id,
+        person,
         list(by_email),
         list(by_email.values()),
     )
@@ -164,7 +182,8 @@ async def claim_mail(conn: Conn, space_id: uuid.UUID, notification_id: uuid.UUID
     r = await conn.fetchrow(
         "UPDATE notification SET mail_attempts = mail_attempts + 1 WHERE space_id = $1 AND notification_id = $2 "
         "AND mail_state IN ('waiting', 'handed') "
-        "RETURNING space_id, notification_id, kind, audience, mail_state = 'handed' AS handed",
+        "RETURNING space_id, notification_id, kind, audience, about, mail_state = 'handed' AS handed, "
+        "mail_attempts AS attempts",
         space_id,
         notification_id,
     )
@@ -187,13 +206,16 @@ async def set_mail_state(
 
 
 async def left_waiting(
-    conn: Conn, *, older_than_seconds: float, limit: int
+    conn: Conn, *, older_than_seconds: float, limit: int, max_attempts: int
 ) -> list[tuple[uuid.UUID, uuid.UUID]]:
-    """Lines whose e-mail is still to send well after they were written (their job was lost)."""
+    """Lines whose e-mail is still to send well after they were written (their job was lost), the least tried
+    first: a line the relay keeps refusing does not hold back the others, and gives up at `max_attempts`."""
     rows = await conn.fetch(
         "SELECT space_id, notification_id FROM notification WHERE mail_state IN ('waiting', 'handed') "
-        "AND created_at < now() - make_interval(secs => $1) ORDER BY created_at LIMIT $2",
+        "AND created_at < now() - make_interval(secs => $1) AND mail_attempts < $3 "
+        "ORDER BY mail_attempts, created_at LIMIT $2",
         older_than_seconds,
         limit,
+        max_attempts,
     )
     return [(r["space_id"], r["notification_id"]) for r in rows]

@@ -158,9 +158,37 @@ def portal_router(
 PROGRAM_PATHS = ("/fhir", "/access", "/space", "/oauth", "/.well-known", "/health", "/static", "/openapi")
 
 
-async def error_page(request: Request, error: FhirError) -> Response | None:
+async def error_page(
+    request: Request, error: FhirError, headers: dict[str, str] | None = None
+) -> Response | None:
     """The message page for an error no page route answered (an unknown address under the portal, a wrong
-    method), when a browser asked for a page; None for a program, which gets api/errors.py's answer."""
-    if request.url.path.startswith(PROGRAM_PATHS) or "text/html" not in request.headers.get("accept", ""):
+    method), when a browser asked for a page; None for a program, which gets api/errors.py's answer (and when
+    the database is down: drawing the page needs the session)."""
+    if request.url.path.startswith(PROGRAM_PATHS) or not _wants_html(request.headers.get("accept", "")):
         return None
-    return await PortalRoute.refusal(request, error)
+    try:
+        page = await PortalRoute.refusal(request, error)
+    except DatabaseUnavailable:
+        return None
+    page.headers.update(headers or {})  # Allow, WWW-Authenticate, Retry-After: said to a browser too
+    return page
+
+
+def _wants_html(accept: str) -> bool:
+    """Whether HTML is among the media types `accept` prefers (RFC 9110 §12.5.1: the q-values)."""
+    weights: dict[str, float] = {}
+    for part in accept.split(","):
+        media, *params = (p.strip() for p in part.split(";"))
+        q = 1.0
+        for param in params:
+            name, _, value = param.partition("=")
+            if name.strip().lower() == "q":
+                try:
+                    q = float(value)
+                except ValueError:
+                    q = 0.0
+        weights[media.lower()] = max(q, weights.get(media.lower(), 0.0))
+    html = weights.get("text/html", 0.0)
+    return html > 0 and html >= max(
+        weights.get("application/json", 0.0), weights.get("application/fhir+json", 0.0)
+    )

@@ -41,7 +41,7 @@ async def run_hidden_documents(ctx: Context, now: datetime | None = None) -> Rel
             await notifications_store.tell(
                 conn,
                 notifications_store.NewNotification(
-                    space_id, notifications_store.WAITING, "holder", about=rid
+                    space_id, notifications_store.WAITING, "holder", about=f"DocumentReference/{rid}"
                 ),
             )
         return due

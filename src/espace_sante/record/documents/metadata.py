@@ -495,7 +495,7 @@ async def _tell(
             actor.kind if told else None,
             actor.id if told else None,
             actor.display if told else "",
-            rid,
+            f"DocumentReference/{rid}",
         ),
     )
 

@@ -16,9 +16,10 @@ CREATE TABLE notification (
     about            text,
     created_at       timestamptz NOT NULL DEFAULT now(),
     -- The e-mail: waiting, handed (committed just before the relay may accept it), sent, uncertain (handed,
-    -- answer lost: never sent again automatically), none (nobody to write to, or she chose not to be).
+    -- answer lost: never sent again automatically), none (nobody to write to, or nobody chose to be), failed
+    -- (the relay refused it for good, or it was tried too often: notifications/delivery.MAX_ATTEMPTS).
     mail_state       text NOT NULL DEFAULT 'waiting'
-                     CHECK (mail_state IN ('waiting', 'handed', 'sent', 'uncertain', 'none')),
+                     CHECK (mail_state IN ('waiting', 'handed', 'sent', 'uncertain', 'none', 'failed')),
     mail_attempts    integer NOT NULL DEFAULT 0,
     mail_error       text NOT NULL DEFAULT '',
     mailed_at        timestamptz,
@@ -26,16 +27,21 @@ CREATE TABLE notification (
 );
 CREATE INDEX notification_recent ON notification (space_id, created_at DESC);
 -- The sweep's work: the few lines whose job was lost (a killed worker, retries exhausted).
-CREATE INDEX notification_waiting ON notification (created_at) WHERE mail_state IN ('waiting', 'handed');
+CREATE INDEX notification_waiting ON notification (mail_attempts, created_at) WHERE mail_state IN ('waiting', 'handed');
+-- The first access's notification names what was reached ("DocumentReference/<id>"): a representative is not
+-- told of an access to what is hidden from representatives.
 
--- Her choice, per kind, of being told by e-mail (the dashboard shows every notification whatever she chose).
--- No row: the kind's default (notifications/kinds.py: on for emergency access and a first access).
+-- Each person's choice, per space and kind, of being told by e-mail (the pages show every notification
+-- whatever they chose): the holder's for her space, each representative's for the child's, so that one parent
+-- silences nobody but herself. `person` is the INS the policy knows them by. No row: the kind's default
+-- (notifications/kinds.py: on for emergency access and a first access).
 CREATE TABLE notification_choice (
     space_id    uuid NOT NULL,
+    person      text NOT NULL,
     kind        text NOT NULL,
     by_email    boolean NOT NULL,
     changed_at  timestamptz NOT NULL DEFAULT now(),
-    PRIMARY KEY (space_id, kind)
+    PRIMARY KEY (space_id, person, kind)
 );
 
 -- The professionals (and software) that ever reached a space, so that the first access is told once: one
@@ -50,8 +56,9 @@ CREATE TABLE space_reader (
 -- Those who reached a space before this table existed are not told of again as new.
 INSERT INTO space_reader (space_id, actor_kind, actor_id, first_at)
 SELECT space_id, actor_kind, actor_id, min(recorded_at) FROM audit_event
-WHERE actor_kind IN ('practitioner', 'client') AND outcome = '0'
-GROUP BY space_id, actor_kind, actor_id;
+WHERE actor_kind = 'practitioner' AND outcome = '0'
+GROUP BY space_id, actor_kind, actor_id
+ON CONFLICT DO NOTHING;  -- a backfill run ahead in batches (docs/notifications.md, "At scale") is kept
 
 -- "New since her last visit": a session remembers when its person's previous visit began.
 ALTER TABLE account ADD COLUMN visited_at timestamptz;
