@@ -30,7 +30,11 @@ env = Environment(
 )
 # The page's language is a context variable (web/i18n.py): one environment serves French and English.
 env.install_gettext_callables(i18n.gettext, i18n.ngettext, newstyle=True)  # type: ignore[attr-defined]
+# A `{% trans %}` block's text is looked up as `make messages` extracted it (babel.cfg `trimmed`): its lines
+# joined, so that templates can wrap their prose.
+env.policies["ext.i18n.trimmed"] = True
 env.globals["date_text"] = i18n.date_text
+env.globals["moment_text"] = i18n.moment_text
 
 
 def switch_url(request: Request, locale: str) -> str:
