@@ -12,11 +12,6 @@ def halves(message: str) -> tuple[str, str]:
     return fr.strip(), en.strip()
 
 
-def french(message: str) -> str:
-    """The French half of a service message."""
-    return halves(message)[0]
-
-
 def sentence(text: str) -> str:
     """The text as a sentence: a capital first, a full stop last (unless it ends with one already)."""
     text = text[:1].upper() + text[1:]

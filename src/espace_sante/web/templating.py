@@ -3,7 +3,7 @@ page Content-Security-Policy (V14 14.4: scripts and styles from this site only, 
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import urlencode
 
 from fastapi import Request
@@ -51,21 +51,20 @@ def render(
     status: int = 200,
     headers: dict[str, str] | None = None,
     csp: str = PAGE_CSP,
-    translated: bool = False,
+    translated: Literal[True] = True,
 ) -> HTMLResponse:
-    """A page from `templates/`. Responses are never cached: they can hold secrets shown once or personal
-    data (SECURITY V8 8.1.1). A `translated` page (every string of it in the catalogue) is shown in the
-    person's language with the switch; the others, written before the catalogues, in French until they are."""
+    """A page from `templates/`, in the person's language (web/i18n.py `negotiate`) with the switch to the
+    other. Responses are never cached: they can hold secrets shown once or personal data (SECURITY V8
+    8.1.1). Every page is translated now: `translated` says nothing more, and stays only while
+    web/holder/history.py and sharing.py, being edited elsewhere, still pass it (then it goes)."""
     values: dict[str, Any] = {"csrf": "", "signed_in": False, "error": "", "notice": ""}
     values.update(context or {})
     values["request_path"] = request.url.path
-    lang = i18n.negotiate(request) if translated else i18n.SOURCE
+    lang = i18n.negotiate(request)
     values["lang"] = lang
-    values["languages"] = (
-        [(code, i18n.NAMES[code], switch_url(request, code)) for code in i18n.LOCALES if code != lang]
-        if translated
-        else []
-    )
+    values["languages"] = [
+        (code, i18n.NAMES[code], switch_url(request, code)) for code in i18n.LOCALES if code != lang
+    ]
     with i18n.speaking(lang):
         html = env.get_template(name).render(**values)
     response = HTMLResponse(html, status_code=status)
