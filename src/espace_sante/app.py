@@ -26,9 +26,11 @@ from espace_sante.web.account.signin import install as install_web_auth
 from espace_sante.web.activation.pages import router as activation_pages
 from espace_sante.web.holder.documents import install_documents_pages
 from espace_sante.web.holder.history import install_history_page
+from espace_sante.web.holder.notifications import install_notification_pages
 from espace_sante.web.holder.sharing import install_sharing_pages
 from espace_sante.web.holder.space import install_space_page
 from espace_sante.web.home import install_home
+from espace_sante.web.portal import error_page
 
 
 def create_app(settings: Settings | None = None, runtime: Runtime | None = None) -> FastAPI:
@@ -71,7 +73,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     )
     if runtime is not None:
         app.state.runtime = runtime
-    errors.install(app)
+    errors.install(app, pages=error_page)  # a browser lost under the portal gets a page
     app.include_router(health.router)
     app.include_router(oauth_router)
     app.include_router(fhir_router)
@@ -80,6 +82,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     install_documents_pages(app)  # the holder's « Mes documents » pages
     install_history_page(app)  # the holder's « Historique des accès »
     install_sharing_pages(app)  # the holder's « Qui peut voir mon dossier »
+    install_notification_pages(app)  # the holder's « Mes notifications »
     install_space_page(app)  # the holder's « État de mon espace santé »: close, reopen, destruction, contest
     app.include_router(activation_pages)  # /activation: activate with the notice's code, or oppose
     app.include_router(oauth_pages)  # /oauth/authorize, connected apps, federated sign-in

@@ -28,7 +28,7 @@ from email import policy
 from email.message import EmailMessage
 from email.utils import make_msgid, parseaddr
 from pathlib import Path
-from typing import Protocol
+from typing import Literal, Protocol
 
 from espace_sante.audit.wording import when
 from espace_sante.logs import get_logger
@@ -45,11 +45,18 @@ class Message:
     to: str
     subject: str
     text: str
+    #: Further recipients of the same message, named in no header (each sees only their own address): the
+    #: two representatives of a child told of one event get one message, delivered once.
+    also: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
-        for value in (self.to, self.subject):
+        for value in (self.to, self.subject, *self.also):
             if "\r" in value or "\n" in value:
                 raise ValueError("a mail header cannot hold a line break")
+
+    @property
+    def recipients(self) -> tuple[str, ...]:
+        return (self.to, *self.also)
 
 
 class Mailer(Protocol):
@@ -67,8 +74,18 @@ class OutboxMailer:
 
 
 async def _keep(conn: Conn, message: Message, error: str) -> None:
+    await keep(conn, uuid.uuid4(), message, error)
+
+
+async def keep(conn: Conn, message_id: uuid.UUID, message: Message, error: str = "") -> None:
+    """Keep `message` in the outbox under `message_id`, in the caller's transaction."""
     await store.add_outbox(
-        conn, uuid.uuid4(), recipient=message.to, subject=message.subject, body=message.text, error=error
+        conn,
+        message_id,
+        recipient=", ".join(message.recipients),
+        subject=message.subject,
+        body=message.text,
+        error=error,
     )
 
 
@@ -146,7 +163,8 @@ class SmtpMailer:
     def build(self, message: Message, message_id: str | None = None) -> EmailMessage:
         mail = EmailMessage()
         mail["From"] = self.sender
-        mail["To"] = message.to
+        # Several recipients are not shown to each other (RFC 5322 3.6.3: the group syntax, no address).
+        mail["To"] = message.to if not message.also else "undisclosed-recipients:;"
         mail["Subject"] = message.subject
         mail["Message-ID"] = message_id or make_msgid(domain=self.domain)
         mail["Date"] = datetime.now(UTC).strftime("%a, %d %b %Y %H:%M:%S +0000")
@@ -157,16 +175,17 @@ class SmtpMailer:
     def _send_sync(self, message: Message) -> None:
         mail = self.build(message)
         with self.connect() as smtp:
-            smtp.send_message(mail)
+            smtp.send_message(mail, to_addrs=list(message.recipients))
 
     async def send(self, message: Message) -> None:
         await asyncio.to_thread(self._send_sync, message)
 
 
-def stable_message_id(notice_id: uuid.UUID, domain: str) -> str:
-    """The Message-ID of a notice, the same at every attempt: a mailbox that already holds it may drop a
-    second copy (many do); our own guarantee does not rest on that (docs/notices.md)."""
-    return f"<notice.{notice_id.hex}@{domain}>"  # short: an unfolded header line
+def stable_message_id(ident: uuid.UUID, domain: str, what: str = "notice") -> str:
+    """The Message-ID of a notice (or of another message sent once, `what`), the same at every attempt: a
+    mailbox that already holds it may drop a second copy (many do); our own guarantee does not rest on that
+    (docs/notices.md). Short enough to stay on one header line (RFC 5322 2.1.1: 78 characters)."""
+    return f"<{what}.{ident.hex}@{domain}>"
 
 
 class HandOff:
@@ -181,7 +200,7 @@ class HandOff:
     def __init__(self, smtp_mailer: SmtpMailer, message: Message, message_id: str) -> None:
         self.mailer = smtp_mailer
         self.mail = smtp_mailer.build(message, message_id)
-        self.to = message.to
+        self.to = message.recipients
         self._smtp: smtplib.SMTP | None = None
 
     def stage(self) -> None:
@@ -194,9 +213,10 @@ class HandOff:
             code, reply = smtp.mail(sender)
             if code != 250:
                 raise smtplib.SMTPSenderRefused(code, reply, sender)
-            code, reply = smtp.rcpt(self.to)
-            if code not in (250, 251):
-                raise smtplib.SMTPRecipientsRefused({self.to: (code, reply)})
+            for to in self.to:
+                code, reply = smtp.rcpt(to)
+                if code not in (250, 251):
+                    raise smtplib.SMTPRecipientsRefused({to: (code, reply)})
             code, reply = smtp.docmd("data")
             if code != 354:
                 raise smtplib.SMTPDataError(code, reply)
@@ -228,6 +248,75 @@ class HandOff:
             with contextlib.suppress(OSError):
                 self._smtp.close()
             self._smtp = None
+
+
+class DeliveryDeferred(Exception):
+    """The relay did not take the message now (down, or refused it): not accepted, tried again later (a job's
+    retries with backoff, then a periodic sweep). Its text is the error's type (with what a failed TLS check
+    found: `describe`), never an address."""
+
+
+class DeliveryStates(Protocol):
+    """Where one message's delivery state is committed (a notice's row, a notification's row), each step on
+    the delivering connection, in its own transaction, before the next step talks to the relay."""
+
+    async def failed(self, conn: Conn, why: str) -> None: ...
+    async def handed(self, conn: Conn) -> None: ...
+    async def unhanded(self, conn: Conn, why: str) -> None: ...
+    async def uncertain(self, conn: Conn, why: str) -> None: ...
+    async def delivered(self, conn: Conn) -> None: ...
+
+
+async def hand_over(
+    conn: Conn, sender: SmtpMailer, message: Message, message_id: str, states: DeliveryStates
+) -> Literal["delivered", "uncertain"]:
+    """Deliver `message` to the relay at most once: "handed" is committed just before the "." that ends DATA,
+    "delivered" when the relay says 250. An attempt that dies before the "." left nothing at the relay and may
+    be sent again; one that dies after may have been accepted and is never sent again automatically (the
+    caller's next attempt finds it handed and marks it uncertain). Raises DeliveryDeferred when the relay did
+    not take it (the caller's job tries again later). `conn` holds the message's delivery lock
+    (storage/locks.held_session) and no transaction."""
+    handoff = HandOff(sender, message, message_id)
+    try:
+        await asyncio.to_thread(handoff.stage)
+    except (OSError, smtplib.SMTPException) as exc:  # nothing accepted: the relay saw no final "."
+        # A relay that failed the TLS check lands here too (ssl.SSLError is an OSError): the message was never
+        # sent, so it waits for the next attempt with the check's reason as its error.
+        why = describe(exc)
+        async with conn.transaction():
+            await states.failed(conn, why)
+        raise DeliveryDeferred(why) from exc
+    try:
+        async with conn.transaction():
+            await states.handed(conn)
+    except BaseException:
+        handoff.abort()
+        raise
+    # From here the relay may accept the message. The "." goes at once (three bytes, no thread hop) to keep
+    # short the window where a crash loses it (after the commit of "handed", before the "." leaves): such a
+    # message is marked uncertain by the next attempt, never silently dropped.
+    try:
+        handoff.hand()
+    except OSError as exc:  # the relay had gone: the "." did not reach it, nothing accepted
+        handoff.abort()
+        async with conn.transaction():
+            await states.unhanded(conn, type(exc).__name__)
+        raise DeliveryDeferred(type(exc).__name__) from exc
+    try:
+        await asyncio.to_thread(handoff.answer)
+    except smtplib.SMTPResponseException as exc:  # a refusal, with its code: not accepted
+        handoff.abort()
+        async with conn.transaction():
+            await states.unhanded(conn, f"{type(exc).__name__} {exc.smtp_code}")
+        raise DeliveryDeferred(type(exc).__name__) from exc
+    except (OSError, smtplib.SMTPException) as exc:  # the answer is lost: maybe accepted, never resent
+        handoff.abort()
+        async with conn.transaction():
+            await states.uncertain(conn, f"uncertain: {type(exc).__name__}")
+        return "uncertain"
+    async with conn.transaction():
+        await states.delivered(conn)
+    return "delivered"
 
 
 def mailer(rt: Runtime) -> Mailer:

@@ -19,6 +19,7 @@ from espace_sante.record import documents
 from espace_sante.runtime import Runtime
 from tests.access.conftest import CHILD, MOTHER, Client, World
 from tests.factories import FHIR_JSON, pdsm_document
+from tests.notifications.helpers import deliver_all
 
 MT, HOSPITAL, PHARMACIST = w.MEDECIN_TRAITANT.rpps, w.HOSPITAL_DOCTOR.rpps, w.PHARMACIST.rpps
 A07 = "https://mos.esante.gouv.fr/NOS/TRE_A07-StatutVisibiliteDocument/FHIR/TRE-A07-StatutVisibiliteDocument"
@@ -165,8 +166,12 @@ async def test_the_medecin_traitant_may_release_a_result_too(as_actor: Client, w
 
 
 async def _outbox(runtime: Runtime, recipient: str) -> list[str]:
+    await deliver_all(runtime)  # the notifications' jobs, deferred with their events
+
     async def run(conn: Any) -> list[str]:
-        rows = await conn.fetch("SELECT body FROM outbox WHERE recipient = $1", recipient)
+        rows = await conn.fetch(
+            "SELECT body FROM outbox WHERE $1 = ANY(string_to_array(recipient, ', '))", recipient
+        )
         return [r["body"] for r in rows]
 
     return await runtime.db.read("t_outbox", run)

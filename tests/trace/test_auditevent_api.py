@@ -222,6 +222,38 @@ async def test_date_action_subtype_and_outcome_filters(cabinet: httpx.AsyncClien
     assert counted["total"] == 2 and "entry" not in counted
 
 
+async def test_agent_by_identifier_names_who_acted(cabinet: httpx.AsyncClient, story: Story) -> None:
+    """`agent:identifier=system|value` (R4 search.html#reference, the `identifier` modifier) keeps the records
+    of the agent whose `who.identifier` that is; a literal reference to anything but a directory Practitioner
+    names no one; other modifiers and chains on agent stay refused."""
+    everything = _resources(await _list(cabinet, story.pid, _count="200"))
+    who = _resources(await _list(cabinet, story.pid, subtype="update"))[0]["agent"][0]["who"]["identifier"]
+    token = f"{who['system']}|{who['value']}"
+    mine = _resources(await _list(cabinet, story.pid, _count="200", **{"agent:identifier": token}))
+    # Newest first: the feed's two readings above, then what `everything` listed of the feed's.
+    by_feed = [e["id"] for e in everything if e["agent"][0]["who"]["identifier"] == who]
+    assert [e["id"] for e in mine[2:]] == by_feed and len(by_feed) < len(everything)
+    assert all(e["agent"][0]["who"]["identifier"] == who for e in mine)
+    for params in (
+        {"agent:identifier": f"{who['system']}|cli_nobody"},
+        {"agent:identifier": f"https://rpps.esante.gouv.fr|{who['value']}"},
+        {"agent": "Organization/1"},
+        {"agent": f"Practitioner/{uuid.uuid4()}"},
+        {"source": "Device/1"},
+    ):
+        assert _resources(await _list(cabinet, story.pid, **params)) == [], params
+    for name in (
+        "agent:exact",
+        "agent:not",
+        "agent.identifier",
+        "agent:identifier:exact",
+        "entity:identifier",
+    ):
+        response = await cabinet.get("/AuditEvent", params={"patient": f"Patient/{story.pid}", name: token})
+        assert response.status_code == 400, name
+        assert response.json()["resourceType"] == "OperationOutcome"
+
+
 async def test_paging_follows_next_links_over_one_snapshot(cabinet: httpx.AsyncClient, story: Story) -> None:
     """Each page read adds a record to the chain being listed: the links pin a snapshot, so following them
     gives every record once, in order, with no duplicate and no gap."""
@@ -341,4 +373,6 @@ async def test_the_capability_statement_says_read_and_search_only(http: httpx.As
     assert {i["code"] for i in audit["interaction"]} == {"read", "search-type"}
     names = {p["name"] for p in audit["searchParam"]}
     assert {"patient", "date", "action", "subtype", "outcome", "_id"} <= names
+    agent = next(p for p in audit["searchParam"] if p["name"] == "agent")
+    assert "agent:identifier" in agent["documentation"]
     assert audit["searchRevInclude"] == [] and audit["searchInclude"] == []

@@ -260,6 +260,7 @@ async def test_the_list_is_one_service_call_one_trace_record_and_fewer_round_tri
     same documents as the generic search she could make through an app."""
     marie = await _demo_person(runtime, "holder", MOTHER)
     space_id = uuid.UUID(world.documents["ordonnance"][:32])
+    child_space = uuid.UUID(world.child_patient[:32])
     actor = await actor_for(
         runtime, "holder", MOTHER, scopes=Scopes.parse(SESSION_SCOPES["holder"]), acr="", via=""
     )
@@ -281,12 +282,15 @@ async def test_the_list_is_one_service_call_one_trace_record_and_fewer_round_tri
         assert (await sign_in(client, marie)).status_code == 303
         assert (await client.get(HOME)).status_code == 200  # sessions and caches warm
         before = await _last_seq(runtime, space_id)
+        child_before = await _last_seq(runtime, child_space)
         queries = _Queries(monkeypatch)
         page = await client.get(HOME)
         trips = queries.count
         monkeypatch.undo()
     assert page.status_code == 200
     assert await _records(runtime, space_id, before) == [("resource:search", "DocumentReference")]
+    # Her son's name is not on this page: his identity is neither read nor traced as read.
+    assert await _records(runtime, child_space, child_before) == []
     shown = re.findall(r'<li id="doc-([0-9a-f]+)"', page.text)
     assert shown == [m.resource_id for m in expected.matches]
     assert trips <= MAX_TRIPS, trips

@@ -117,3 +117,41 @@ async def test_the_holder_sees_the_page_with_her_navigation_and_the_api_keeps_it
     api = await fhir.get(f"/DocumentReference/{'0' * 48}")
     assert api.status_code == 404
     assert api.json()["resourceType"] == "OperationOutcome"
+
+
+async def test_a_browser_lost_under_the_portal_gets_a_page_and_a_program_its_json(
+    runtime: Any, app: Any, fhir: httpx.AsyncClient
+) -> None:
+    """An address no route answers is a page for a browser (with her navigation), JSON for a program, and an
+    OperationOutcome under the FHIR API, whoever asks."""
+    jeanne = await new_person(runtime, fhir)
+    async with browser(app) as client:
+        await sign_in(client, jeanne)
+        lost = await client.get("/mon-espace/nulle-part", headers={"Accept": "text/html"})
+        assert lost.status_code == 404 and lost.headers["content-type"].startswith("text/html")
+        assert "Se déconnecter" in unescape(lost.text)
+        program = await client.get("/mon-espace/nulle-part", headers={"Accept": "application/json"})
+        assert program.status_code == 404 and program.json()["error"] == "not-found"
+    api = await fhir.get("/nulle-part/1", headers={"Accept": "text/html"})
+    assert api.status_code == 404 and api.json()["resourceType"] == "OperationOutcome"
+
+
+async def test_a_service_error_on_her_home_is_the_message_page(
+    runtime: Any, app: Any, fhir: httpx.AsyncClient, monkeypatch: Any
+) -> None:
+    """The home is a portal route like the others: a refusal from a service it calls is the message page."""
+    from espace_sante.notifications import board
+
+    jeanne = await new_person(runtime, fhir)
+
+    async def refused(*args: Any, **kwargs: Any) -> Any:
+        raise Forbidden("accès refusé / access denied")
+
+    async with browser(app) as client:
+        await sign_in(client, jeanne)
+        monkeypatch.setattr(board, "latest", refused)
+        home = await client.get("/")
+        client.cookies.set("langue", "en")
+        english = await client.get("/")
+    assert home.status_code == 403 and home.headers["content-type"].startswith("text/html")
+    assert _alert(home.text) == "Accès refusé." and _alert(english.text) == "Access denied."

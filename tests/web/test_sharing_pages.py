@@ -13,7 +13,7 @@ import httpx
 
 from espace_sante.runtime import Runtime
 from espace_sante.storage import access as access_store
-from tests.accounts.helpers import browser, new_person, next_code, sign_in
+from tests.accounts.helpers import browser, csrf_of, new_person, next_code, sign_in
 from tests.factories import new_professional
 from tests.web.axe import violations
 from tests.web.browser import needs_chromium, phone, serve, sign_in_with_keyboard
@@ -256,3 +256,78 @@ async def test_whatever_she_types_in_the_directory_search_is_a_name(
             assert page.status_code == 200, (typed, page.text)
             assert "\x00" not in page.text
             assert "Aucun professionnel de l'annuaire ne correspond" in text(page) or typed == "\x00"
+
+
+async def test_she_finds_a_pharmacist_by_profession_and_town(
+    runtime: Runtime, app: Any, fhir: httpx.AsyncClient
+) -> None:
+    jeanne = await new_person(runtime, fhir)
+    town = (
+        f"Annecy-{uuid.uuid4().hex[:6]}"  # a town of her own: the shared directory holds other tests' people
+    )
+    pharmacist, pid = await new_professional(fhir, "21")
+    doctor, did = await new_professional(fhir, "10")
+    for rid in (pid, did):
+        body = (await fhir.get(f"/Practitioner/{rid}")).json()
+        body["address"] = [{"use": "work", "city": town, "country": "FR"}]
+        assert (await fhir.put(f"/Practitioner/{rid}", json=body)).status_code == 200
+    async with browser(app) as client:
+        await sign_in(client, jeanne)
+        pharmacists = text(await client.get(SHARING, params={"profession": "21", "ville": town}))
+        everyone = text(await client.get(SHARING, params={"ville": town}))
+        none = text(await client.get(SHARING, params={"profession": "60", "ville": town}))
+        odd = await client.get(SHARING, params={"profession": "pas-une-profession", "ville": town})
+    assert f"RPPS {pharmacist}" in pharmacists and f"RPPS {doctor}" not in pharmacists
+    assert "Pharmacien" in pharmacists and town in pharmacists
+    assert f"RPPS {pharmacist}" in everyone and f"RPPS {doctor}" in everyone
+    assert "Aucun professionnel de l'annuaire ne correspond à votre recherche." in none
+    assert odd.status_code == 200 and f"RPPS {doctor}" in text(odd)  # an unknown profession is no filter
+
+
+async def test_she_chooses_the_profile_sections_she_shares_and_what_pharmacists_read(
+    runtime: Runtime, app: Any, fhir: httpx.AsyncClient
+) -> None:
+    jeanne = await new_person(runtime, fhir)
+    async with browser(app) as client:
+        await sign_in(client, jeanne)
+        page = await client.get(SHARING)
+        shown = text(page)
+        assert "Pharmaciens" in shown and "Lisent : Synthèses, Prescriptions, Dispensations" in shown
+        token = csrf_of(page.text)
+        saved = await client.post(
+            f"{SHARING}/profil", data={"csrf": token, "rubrique": ["allergies", "antecedents"]}
+        )
+        assert saved.status_code == 303 and saved.headers["location"] == f"{SHARING}?message=profil"
+        # Pharmacists no longer read prescriptions (42), and read the reports (10) besides.
+        kept = ["11", "43", "44", "45", "60", "10"]
+        matrix = await client.post(
+            f"{SHARING}/matrice", data={"csrf": token, "groupe": "pharmacy", "categorie": kept}
+        )
+        assert matrix.status_code == 303
+        wrong = await client.post(
+            f"{SHARING}/matrice", data={"csrf": token, "groupe": "no_record_access", "categorie": ["10"]}
+        )
+        assert wrong.status_code == 400 and "Groupe de professions inconnu" in unescape(wrong.text)
+        after = text(await client.get(SHARING))
+        client.cookies.set("langue", "en")
+        english = text(await client.get(SHARING))
+    assert "Vous avez modifié la règle pour cette profession." in after
+    assert "Lisent : Comptes rendus, Synthèses, Dispensations" in after
+    assert "They read: Reports, Summaries, Dispensations" in english
+    seen = await rights_of(runtime, jeanne)
+    assert seen["shared_sections"] == ["AllergyIntolerance", "Condition", "Procedure"]
+    assert seen["matrix_overrides"]["21"] == {"add": ["10"], "remove": ["42"]}
+
+
+async def rights_of(runtime: Runtime, person: Any) -> dict[str, Any]:
+    """Her sharing rules as the service answers them (`GET /access`)."""
+    from espace_sante.access.scopes import Scopes
+    from espace_sante.context import Context
+    from espace_sante.people.actors import actor_for
+    from espace_sante.rights import changes
+
+    actor = await actor_for(
+        runtime, "holder", person.actor_id, scopes=Scopes.parse("patient/*.*"), acr="eidas2"
+    )
+    settings: dict[str, Any] = (await changes.overview(Context(runtime, actor)))["settings"]
+    return settings

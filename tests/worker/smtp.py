@@ -21,6 +21,8 @@ class Received:
     message_id: str
     subject: str
     text: str
+    #: The To header (several recipients are not shown to each other).
+    to_header: str = ""
 
 
 @dataclass
@@ -34,14 +36,16 @@ class Recorder:
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-        [to] = envelope.rcpt_tos
-        if to in self.refuse:
+        if any(to in self.refuse for to in envelope.rcpt_tos):
             return "554 5.7.1 refused by the test"
         parsed = email.message_from_bytes(envelope.content)
         body = parsed.get_payload(decode=True) if not parsed.is_multipart() else b""
         text = body.decode("utf-8", "replace") if isinstance(body, bytes) else ""
-        with self.lock:
-            self.messages.append(Received(to, str(parsed["Message-ID"]), str(parsed["Subject"]), text))
+        with self.lock:  # one message to several recipients: one line each, as each mailbox gets it
+            for to in envelope.rcpt_tos:
+                self.messages.append(
+                    Received(to, str(parsed["Message-ID"]), str(parsed["Subject"]), text, str(parsed["To"]))
+                )
         if self.delay:
             # Like a real relay: the message is queued (accepted) when the final "." arrives, and the answer
             # may come late; a client gone meanwhile does not take it back.

@@ -404,10 +404,11 @@ def _practitioner_rule(actor: Actor, action: Action, rtype: str, f: SpaceFacts, 
 
 Change = Literal[
     "consent", "care_team", "medecin_traitant", "revoke", "block", "unblock", "settings", "emergency",
-    "representative", "preview",
+    "representative", "preview", "notifications",
 ]  # fmt: skip
-#: Changes the holder makes only after a strong sign-in (SECURITY V3 3.7.1: sharing changes).
-STRONG_CHANGES = frozenset({"consent", "revoke", "block", "unblock", "settings"})
+#: Changes the holder makes only after a strong sign-in (SECURITY V3 3.7.1: sharing changes; and whether she
+#: is told of accesses, which someone on a weak session could otherwise silence before reading her record).
+STRONG_CHANGES = frozenset({"consent", "revoke", "block", "unblock", "settings", "notifications"})
 STRONG_LEVEL = "eidas2"
 
 

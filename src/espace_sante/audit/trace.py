@@ -2,7 +2,7 @@
 
 What is traced: every read, search, history and write of a space's data (in that space's chain), writes to
 the directory (in the directory's chain), and every refusal by the policy (in the directory's chain, since a
-refused request may name no space). Reads of directory data (a practitioner's name) are not medical data and
+refused request may name no space; a professional's refusal on an existing record, in its chain as well). Reads of directory data (a practitioner's name) are not medical data and
 are not traced. A search that returned nothing touched no space and leaves no record; one that returned
 data from several spaces leaves one record in each."""
 
@@ -10,14 +10,25 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable
+from dataclasses import fields
+from datetime import datetime
+from typing import Any
 
 from espace_sante.access.policy import Decision
 from espace_sante.access.reasons import Reason
 from espace_sante.context import Context
+from espace_sante.runtime import Runtime
 from espace_sante.storage import audit as audit_store
+from espace_sante.storage import jobs as jobs_store
+from espace_sante.storage import lifecycle as lifecycle_store
+from espace_sante.storage import notifications as notifications_store
 from espace_sante.storage.audit import SUCCESS, Record
 from espace_sante.storage.db import Conn
 from espace_sante.storage.keys import DIRECTORY_SPACE
+
+#: Whose first access to a space the holder is told of: a professional, or a machine client (a hospital's or a
+#: lab's software). Her own apps and representatives are not strangers to her record.
+FIRST_ACCESS_TOLD = frozenset({"practitioner", "client"})
 
 
 async def access(
@@ -41,6 +52,12 @@ async def access(
         "resource:history",
     ):
         return
+    if ctx.actor.kind in FIRST_ACCESS_TOLD and outcome == SUCCESS and space_id != DIRECTORY_SPACE:
+        # A professional's (or her software's) first access to the record is told to the holder
+        # (notifications/), in this transaction: the access and its notification commit together.
+        await notifications_store.tell_first_access(
+            conn, space_id, ctx.actor.kind, ctx.actor.id, ctx.actor.display, notifications_store.FIRST_ACCESS
+        )
     await audit_store.append(
         conn,
         space_id,
@@ -75,11 +92,24 @@ async def accesses(
         await access(conn, ctx, decision, action, space_id, entity_type=entity_type, detail=detail)
 
 
-async def refusal(ctx: Context, decision: Decision, *, reason: Reason | None = None) -> None:
+#: Whose refusals are copied into the refused record's own chain, for its holder to see (L1111-19: she sees every
+#: access, attempts included): a professional's or a software's. A person refused on someone else's record (a
+#: holder, an operator) is not worded to that record's holder as a visitor.
+REFUSALS_TOLD = frozenset({"practitioner", "client"})
+#: The job that copies a refusal into the refused record's chain (registered in jobs/queue.py).
+COPY_REFUSAL_TASK = "trace.copy_refusal"
+QUEUE = "trace"
+
+
+async def refusal(
+    ctx: Context, decision: Decision, *, reason: Reason | None = None, space_id: uuid.UUID | None = None
+) -> None:
     """Record a refusal by the policy, in its own transaction (the refused action never runs). The basis is
     the reason's code (access/reasons.py), worded when the trace is read. In the directory's chain, where
-    operators see one professional trying many records (SECURITY V8 8.1.4); not yet in the refused space's
-    own chain (docs/access-policy.md "La trace")."""
+    operators see one professional trying many records (SECURITY V8 8.1.4); and, for a professional's or a
+    software's refusal on a record (`space_id`), copied into that record's chain by a job deferred here: after
+    the refused request's transaction, which may hold that chain (a Bundle that wrote there first), and only
+    if the space exists (`copy_refusal`: nobody makes chains for ids they invent)."""
     record = Record(
         action="access:refused",
         outcome="8",
@@ -91,7 +121,45 @@ async def refusal(ctx: Context, decision: Decision, *, reason: Reason | None = N
         detail=decision.action,
         request_id=ctx.request_id,
     )
-    await ctx.runtime.db.interaction("audit_refusal", audit_store.append, DIRECTORY_SPACE, record)
+    copy = space_id is not None and space_id != DIRECTORY_SPACE and ctx.actor.kind in REFUSALS_TOLD
+
+    async def run(conn: Conn) -> None:
+        await audit_store.append(conn, DIRECTORY_SPACE, record)
+        if copy:
+            job = jobs_store.JobToDefer(
+                COPY_REFUSAL_TASK, {"space_id": str(space_id), "record": _as_args(record)}, queue=QUEUE
+            )
+            await jobs_store.defer(conn, [job])
+
+    await ctx.runtime.db.interaction("audit_refusal", run)
+
+
+def _as_args(record: Record) -> dict[str, object]:
+    values = {f.name: getattr(record, f.name) for f in fields(record)}
+    values["recorded_at"] = record.recorded_at.isoformat()
+    return values
+
+
+async def copy_refusal(rt: Runtime, space_id: uuid.UUID, args: dict[str, Any]) -> bool:
+    """Write a refusal recorded in the directory's chain into the refused record's chain too, as recorded
+    (same instant, actor and reason), once: a job run again after a crash finds it there. Nothing for a space
+    that does not exist (or no longer does). Whether it was written."""
+    values = dict(args)
+    values["recorded_at"] = datetime.fromisoformat(str(values["recorded_at"]))
+    record = Record(**values)
+    if record.action != "access:refused" or record.actor_kind not in REFUSALS_TOLD:
+        return False  # only what `refusal` defers
+
+    async def run(conn: Conn) -> bool:
+        state = await lifecycle_store.state_of(conn, space_id)
+        if state is None or state == "destroyed":
+            return False
+        if await audit_store.has_record(conn, space_id, record):
+            return False
+        await audit_store.append(conn, space_id, record)
+        return True
+
+    return bool(await rt.db.interaction("audit_refusal_copy", run))
 
 
 async def account_event(conn: Conn, record: Record) -> None:

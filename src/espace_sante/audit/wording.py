@@ -213,6 +213,7 @@ _PARAMS: dict[str, tuple[str, str]] = {
     "subtype": ("type d'accès", "kind of access"),
     "outcome": ("résultat", "outcome"),
     "entity": ("élément concerné", "item concerned"),
+    "agent": ("auteur de l'accès", "who accessed"),
     "author": ("auteur", "author"),
     "period": ("période", "period"),
 }
@@ -474,6 +475,8 @@ def _rights_fr(record: Record) -> str:
         return f"débloqué l'accès de {whom}"
     if record.action == "rights:settings":
         return "modifié vos règles de partage"
+    if record.action == "rights:notifications":
+        return "modifié les notifications que vous recevez par e-mail"
     if record.action == "rights:representative":
         return f"enregistré un représentant légal ({who})"
     if record.action == "rights:preview":
@@ -510,6 +513,8 @@ def _rights_en(record: Record) -> str:
         return f"unblocked {whom}"
     if record.action == "rights:settings":
         return "changed your sharing rules"
+    if record.action == "rights:notifications":
+        return "changed the notifications you receive by e-mail"
     if record.action == "rights:representative":
         return f"recorded a legal representative ({who})"
     if record.action == "rights:preview":

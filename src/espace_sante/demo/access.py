@@ -48,6 +48,8 @@ class DemoProfessional:
     specialty: str
     organisation: str | None
     role: str
+    #: Where they practise (the directory's address: a holder finds them by town).
+    city: str = "Lyon"
 
 
 PROFESSIONALS = (
@@ -62,7 +64,9 @@ PROFESSIONALS = (
         HOSPITAL_FINESS,
         "équipe de soins de l'hôpital",
     ),
-    DemoProfessional("10007654320", "Garnier", "Pierre", "", "21", "", None, "pharmacien (consentement)"),
+    DemoProfessional(
+        "10007654320", "Garnier", "Pierre", "", "21", "", None, "pharmacien (consentement)", "Villeurbanne"
+    ),
     DemoProfessional(
         "10008887770", "Bernard", "Sophie", "Dr", "10", "SM59", None, "médecin urgentiste (sans base)"
     ),
@@ -99,6 +103,7 @@ def directory() -> dict[str, Any]:
                     "resourceType": "Practitioner",
                     "identifier": [{"system": RPPS, "value": p.rpps}],
                     "name": [name],
+                    "address": [{"use": "work", "city": p.city, "country": "FR"}],
                     "active": True,
                 },
                 RPPS,

@@ -77,6 +77,7 @@ _TABLE: Final[dict[str, tuple[_Row, ...]]] = {
         ("family", "string", "Practitioner.name.family", "", "A portion of the family name"),
         ("given", "string", "Practitioner.name.given", "", "A portion of the given name"),
         ("active", "token", "Practitioner.active", "", "Whether the record is active"),
+        ("address-city", "string", "Practitioner.address.city", "", "A city specified in an address"),
     ),
     "PractitionerRole": (
         ("identifier", "token", "PractitionerRole.identifier", "", "A role identifier"),

@@ -358,6 +358,8 @@ class _Parser:
     strict: bool
     max_count: int
     req: SearchRequest
+    #: Reference parameters of the searched type that take `:identifier` (see parse_search).
+    by_identifier: frozenset[str] = frozenset()
     or_values: int = 0
     seen: set[str] = field(default_factory=set)
 
@@ -449,6 +451,11 @@ class _Parser:
         if param is None:
             # A modifier says the client meant a filter of a kind we cannot honour: never silently dropped.
             self.unknown(full, rtype, always=chained or mod is not None)
+        if mod == "identifier" and param.type == "reference" and not chained and base in self.by_identifier:
+            # R4 search.html#reference, modifier `identifier` (search-modifier-code: "the search parameter
+            # applies to the identifier on the resource, not the reference"): the value is a token,
+            # `system|value`, matched against Reference.identifier.
+            return Clause(base, param, mod, tuple(_token(full, v) for v in self.split_values(full, value)))
         type_modifier: str | None = None
         if mod is not None and mod not in _MODIFIERS[param.type]:
             allowed = not param.targets or mod in param.targets
@@ -675,14 +682,18 @@ def parse_search(
     default_count: int = 20,
     max_count: int = 200,
     refuse_unknown: bool = False,
+    by_identifier: frozenset[str] = frozenset(),
 ) -> SearchRequest:
     """Parse the (name, value) pairs of a search on `resource_type`; raises SearchError (400).
 
-    `refuse_unknown`: no unknown parameter is ignored (the caller must name the patient, ITI-67)."""
+    `refuse_unknown`: no unknown parameter is ignored (the caller must name the patient, ITI-67).
+    `by_identifier`: the reference parameters whose `:identifier` modifier the caller's store matches (a
+    Clause with that modifier and TokenQuery values); everywhere else the modifier stays refused, since the
+    search index holds literal references only and would drop the filter."""
     if len(pairs) > MAX_PAIRS:
         _fail("", f"Trop de paramètres (plus de {MAX_PAIRS})", f"too many parameters (more than {MAX_PAIRS})")
     req = SearchRequest(resource_type, count=min(default_count, max_count))
-    parser = _Parser(resource_type, strict, max_count, req)
+    parser = _Parser(resource_type, strict, max_count, req, by_identifier)
     for name, value in pairs:
         if len(name) > MAX_VALUE_LENGTH or len(value) > MAX_VALUE_LENGTH:
             _fail(

@@ -26,6 +26,9 @@ The tasks:
 - periodic `notices.purge` (hourly, at :47): deletes the files of letter batches handed over or past
   `letter_files_days`, and drops the texts of outbox messages delivered `outbox_body_days` ago
   (spaces/notices/letters.purge: codes in clear kept no longer than needed, docs/notices.md "Retention");
+- `notifications.deliver`: one notification's e-mail (notifications/delivery.deliver_one), deferred with the event
+  it tells of, retried as a notice is; periodic `notifications.sweep` (every 10 minutes, at :03) sends those
+  whose job was lost;
 - periodic `jobs.recover` (every 5 minutes): jobs left `doing` by a worker that stopped sending heartbeats
   (killed) are queued again."""
 
@@ -39,13 +42,17 @@ from typing import Any
 from procrastinate import App, JobContext, PsycopgConnector, RetryStrategy
 
 from espace_sante.access.actors import DOCUMENTS
+from espace_sante.audit import trace
 from espace_sante.context import Context
 from espace_sante.logs import get_logger
+from espace_sante.mail import DeliveryDeferred
+from espace_sante.notifications import delivery as notifications
 from espace_sante.record import documents
 from espace_sante.runtime import Runtime
 from espace_sante.spaces import lifecycle
 from espace_sante.spaces.legacy import importer as legacy
 from espace_sante.spaces.notices import delivery, letters
+from espace_sante.storage import notifications as notifications_store
 
 log = get_logger(__name__)
 
@@ -59,9 +66,7 @@ GRACEFUL_SECONDS = 30
 #: Tasks registered here; the worker binds it to the runtime's database (`on_runtime`).
 app = App(connector=PsycopgConnector())
 
-DELIVERY_RETRY = RetryStrategy(
-    max_attempts=12, exponential_wait=2, retry_exceptions={delivery.DeliveryDeferred}
-)
+DELIVERY_RETRY = RetryStrategy(max_attempts=12, exponential_wait=2, retry_exceptions={DeliveryDeferred})
 
 
 def _runtime(context: JobContext) -> Runtime:
@@ -89,6 +94,37 @@ async def sweep_notices(context: JobContext, timestamp: int) -> None:
     done = await delivery.deliver(_runtime(context), min_age_seconds=SWEEP_AGE_SECONDS)
     if done.delivered or done.failed or done.uncertain:
         log.info("notices.sweep", delivered=done.delivered, failed=done.failed, uncertain=done.uncertain)
+
+
+@app.task(
+    name=notifications_store.DELIVER_TASK,
+    queue=notifications_store.QUEUE,
+    pass_context=True,
+    retry=DELIVERY_RETRY,
+)
+async def deliver_notification(context: JobContext, space_id: str, notification_id: str) -> str:
+    """Send exactly this notification's e-mail (its outcome is the job's result: no address, no text)."""
+    return await notifications.deliver_one(_runtime(context), uuid.UUID(space_id), uuid.UUID(notification_id))
+
+
+@app.periodic(cron="3-59/10 * * * *", periodic_id="sweep")
+@app.task(
+    name="notifications.sweep",
+    queue=notifications_store.QUEUE,
+    pass_context=True,
+    queueing_lock="notifications.sweep",
+)
+async def sweep_notifications(context: JobContext, timestamp: int) -> dict[str, int]:
+    done = await notifications.sweep(_runtime(context))
+    if done:
+        log.info("notifications.sweep", **done)
+    return done
+
+
+@app.task(name=trace.COPY_REFUSAL_TASK, queue=trace.QUEUE, pass_context=True)
+async def copy_refusal(context: JobContext, space_id: str, record: dict[str, Any]) -> bool:
+    """A refusal into the refused record's chain, after the refused request's transaction (audit/trace.py)."""
+    return await trace.copy_refusal(_runtime(context), uuid.UUID(space_id), record)
 
 
 @app.periodic(cron="7 * * * *", periodic_id="hourly")

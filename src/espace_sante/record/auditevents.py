@@ -8,14 +8,18 @@ snapshot of the chain (`_upto`, the highest sequence number listed) in the page 
 readings append never shift the next page.
 
 Supported search parameters (FHIR R4 auditevent.html#search): patient (required), date and _lastUpdated
-(eq, ne, lt, le, gt, ge, sa, eb), action, subtype, outcome, type, entity, _id, and agent and source, which
-never match: agents and the observer are identified by identifier, not by a literal reference."""
+(eq, ne, lt, le, gt, ge, sa, eb), action, subtype, outcome, type, entity, _id, agent and source.
+The trace records who acted by identifier (audit/fhir.py: agent.who.identifier, RPPS for a professional), so
+`agent` is answered in its R4 form for logical references, `agent:identifier=system|value` (search.html
+#reference, modifier `identifier`; search-modifier-code: "applies to the identifier on the resource, not the
+reference"), and `agent=Practitioner/<id>` by the RPPS the directory entry carries (Reference.identifier's
+note allows a server to resolve a logical reference). Any other literal agent, and `source`, never match."""
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 import orjson
 
@@ -28,6 +32,7 @@ from espace_sante.fhir import compartment
 from espace_sante.fhir.searchquery import DateQuery, ReferenceQuery, SearchRequest, TokenQuery
 from espace_sante.record import resources as fhir
 from espace_sante.storage import auditevents as trace_store
+from espace_sante.storage import people as people_store
 from espace_sante.storage import visibility
 from espace_sante.storage.audit import StoredRecord
 from espace_sante.storage.db import Conn
@@ -54,6 +59,14 @@ _SUPPORTED = frozenset(
     }
 )
 _NEWEST_FIRST = {("date", True), ("_lastUpdated", True)}
+#: Reference parameters searched by `:identifier` (the only modifier this view takes).
+_BY_IDENTIFIER = frozenset({"agent"})
+#: Identifier system -> the actor kinds recorded under it (audit/fhir.py ACTOR_SYSTEMS), with the RPPS's OID
+#: form, which the directory also uses for the same eleven digits.
+_KINDS_OF_SYSTEM: dict[str, frozenset[str]] = {
+    system: frozenset(k for k, s in audit_fhir.ACTOR_SYSTEMS.items() if s == system)
+    for system in set(audit_fhir.ACTOR_SYSTEMS.values())
+} | {system: frozenset({"practitioner"}) for system in people_store.RPPS_SYSTEMS}
 
 
 def _bad(message_fr: str, message_en: str, expression: str | None = None) -> BadRequest:
@@ -113,7 +126,8 @@ def _check_shape(request: SearchRequest) -> None:
                 f"unsupported parameter on AuditEvent: {clause.name}",
                 clause.name,
             )
-        if clause.modifier or clause.chain or clause.missing is not None:
+        by_identifier = clause.modifier == "identifier" and clause.name in _BY_IDENTIFIER
+        if (clause.modifier and not by_identifier) or clause.chain or clause.missing is not None:
             raise _bad(
                 f"modificateurs et chaînage non pris en charge sur AuditEvent : {clause.name}",
                 f"modifiers and chaining are not supported on AuditEvent: {clause.name}",
@@ -156,8 +170,44 @@ def _ranges(values: Sequence[object], name: str) -> list[trace_store.Range]:
     return ranges
 
 
-def _query(request: SearchRequest, space_id: uuid.UUID, upto: int, patient_id: str) -> trace_store.TraceQuery:
+def _agents(
+    values: Sequence[object], modifier: str | None, rpps: dict[str, set[str]]
+) -> list[trace_store.Agent]:
+    """The actors one `agent` clause names: (kind or None for any, id or None for any)."""
+    found: list[trace_store.Agent] = []
+    for v in values:
+        if modifier == "identifier" and isinstance(v, TokenQuery):
+            if v.any_system:
+                found.append((None, v.code))  # `agent:identifier=123`: that value in any system
+            elif v.system is not None:  # `|123` (no system) matches nothing: every actor has one
+                found += [(kind, v.code) for kind in sorted(_KINDS_OF_SYSTEM.get(v.system, ()))]
+        elif isinstance(v, ReferenceQuery) and v.target_type in (None, "Practitioner"):
+            found += [("practitioner", number) for number in sorted(rpps.get(v.target_id, ()))]
+    return found
+
+
+def _practitioner_ids(request: SearchRequest) -> list[str]:
+    """The directory Practitioners named by literal `agent` references, to resolve to their RPPS."""
+    return sorted(
+        {
+            v.target_id
+            for c in request.clauses
+            if c.name == "agent" and c.modifier is None
+            for v in c.values
+            if isinstance(v, ReferenceQuery) and v.target_type in (None, "Practitioner")
+        }
+    )
+
+
+def _query(
+    request: SearchRequest,
+    space_id: uuid.UUID,
+    upto: int,
+    patient_id: str,
+    rpps: dict[str, set[str]] | None = None,
+) -> trace_store.TraceQuery:
     dates: list[list[trace_store.Range]] = []
+    agents: list[list[trace_store.Agent]] = []
     subtypes: set[str] | None = None
     outcomes: set[str] | None = None
     seqs: set[int] | None = None
@@ -205,8 +255,10 @@ def _query(request: SearchRequest, space_id: uuid.UUID, upto: int, patient_id: s
                 found.append((v.target_type, v.target_id))
             else:
                 entities = found if entities is None else [e for e in entities if e in found]
-        elif clause.name in ("agent", "source"):
-            nothing = True  # agents and the observer carry identifiers, never literal references
+        elif clause.name == "agent":
+            agents.append(_agents(values, clause.modifier, rpps or {}))
+        elif clause.name == "source":
+            nothing = True  # the observer (this server) carries an identifier, never a literal reference
     return trace_store.TraceQuery(
         space_id,
         upto,
@@ -215,6 +267,7 @@ def _query(request: SearchRequest, space_id: uuid.UUID, upto: int, patient_id: s
         outcomes=None if outcomes is None else frozenset(outcomes),
         seqs=None if seqs is None else frozenset(seqs),
         entities=entities,
+        agents=agents,
         nothing=nothing,
     )
 
@@ -309,12 +362,20 @@ def parse_search(ctx: Context, pairs: Sequence[tuple[str, str]]) -> SearchReques
     """A search of the trace, checked before any transaction: it names one patient, and asks nothing this view
     does not do. A page link's snapshot (`_upto`) is kept in the request's echo."""
     upto, rest = _split_upto(pairs)
-    request = fhir.parse_request(ctx, RTYPE, rest)
+    request = fhir.parse_request(ctx, RTYPE, rest, by_identifier=_BY_IDENTIFIER)
     _patient(request)
     _check_shape(request)
     if upto is not None:
         request.echo.append((UPTO, str(upto)))
     return request
+
+
+@dataclass(frozen=True)
+class Professional:
+    """A professional who appears in a space's trace: his RPPS and his name as last recorded there."""
+
+    rpps: str
+    name: str
 
 
 async def search_in(
@@ -323,6 +384,21 @@ async def search_in(
     """A patient's trace, newest first, inside the caller's transaction `conn` (parse_search made `request`):
     listed up to the snapshot of its `_upto`, or the chain's head, then the reading recorded after it.
     `others_only` leaves out the reader's own records (her home lists what others did)."""
+    found, _ = await _search_in(conn, ctx, decision, request, others_only=others_only, professionals=False)
+    return found
+
+
+async def _search_in(
+    conn: Conn,
+    ctx: Context,
+    decision: Decision,
+    request: SearchRequest,
+    *,
+    others_only: bool,
+    professionals: bool,
+) -> tuple[fhir.SearchResult, list[Professional]]:
+    """search_in, and with `professionals` the professionals of the same snapshot whose records this reader
+    may see, whatever the request's filters (what a filter by professional offers)."""
     upto = next((int(v) for k, v in request.echo if k == UPTO), None)
     patient_id = _patient(request)
     _check_shape(request)
@@ -335,17 +411,33 @@ async def search_in(
         or space_id == DIRECTORY_SPACE
         or not await visibility.covers(conn, decision, space_id)
     ):
-        return empty
+        return empty, []
     head = await trace_store.head_seq(conn, space_id)
     # The patient named must be the space's own (an id with the right prefix is not enough).
     if head is None or await trace_store.patient_of(conn, space_id) != patient_id:
-        return empty
+        return empty, []
     snapshot = head if upto is None else min(upto, head)
-    query = replace(
-        _query(request, space_id, snapshot, patient_id),
+    named = _practitioner_ids(request)
+    rpps = await people_store.practitioners_rpps(conn, named) if named else {}
+    # What this reader may see of the chain at all: their own records only (a professional), without
+    # documents hidden from them, without their own records when asked.
+    bounds = trace_store.TraceQuery(
+        space_id,
+        snapshot,
         actor=_own_actions(decision, space_id),
         not_actor=(ctx.actor.kind, ctx.actor.id) if others_only else None,
         excluded=sorted(await _hidden(conn, decision, space_id)),
+    )
+    query = replace(
+        _query(request, space_id, snapshot, patient_id, rpps),
+        actor=bounds.actor,
+        not_actor=bounds.not_actor,
+        excluded=bounds.excluded,
+    )
+    listed = (
+        [Professional(n, name) for n, name in await trace_store.professionals(conn, decision, bounds)]
+        if professionals
+        else []
     )
     detail = _searched(request)
     if UPTO not in {name for name, _ in request.echo}:
@@ -367,7 +459,7 @@ async def search_in(
         matches = await _rendered(conn, ctx, found, patient_id)
     # Listed first, recorded second: the record lands after the snapshot, outside this listing.
     await trace.access(conn, ctx, decision, "resource:search", space_id, entity_type=RTYPE, detail=detail)
-    return fhir.SearchResult(request, matches, [], total, has_next)
+    return fhir.SearchResult(request, matches, [], total, has_next), listed
 
 
 class AuditEventRule(fhir.Rule):
@@ -419,5 +511,36 @@ async def history(
             return None
         request = parse_search(ctx, [("patient", f"Patient/{patient_id}"), *pairs])
         return await search_in(conn, ctx, decision, request, others_only=others_only)
+
+    return await ctx.runtime.db.interaction("trace_history", run)
+
+
+@dataclass(frozen=True)
+class HistoryPage:
+    """A page of a space's history, and the professionals who appear in it (the filter's choices)."""
+
+    found: fhir.SearchResult
+    professionals: list[Professional]
+
+
+def by_professional(rpps: str) -> tuple[str, str]:
+    """The search parameter that keeps one professional's records: his RPPS as the agent's identifier."""
+    return "agent:identifier", f"{audit_fhir.ACTOR_SYSTEMS['practitioner']}|{rpps}"
+
+
+async def history_page(
+    ctx: Context, space_id: uuid.UUID, pairs: Sequence[tuple[str, str]]
+) -> HistoryPage | None:
+    """history(), with the professionals who appear in the space's trace up to the same snapshot, read in the
+    same transaction and covered by the same record of her reading (a page makes one service call)."""
+    decision = await fhir.authorize(ctx, "search", RTYPE)
+
+    async def run(conn: Conn) -> HistoryPage | None:
+        patient_id = await fhir.own_patient(conn, ctx, space_id)
+        if patient_id is None:
+            return None
+        request = parse_search(ctx, [("patient", f"Patient/{patient_id}"), *pairs])
+        found, listed = await _search_in(conn, ctx, decision, request, others_only=False, professionals=True)
+        return HistoryPage(found, listed)
 
     return await ctx.runtime.db.interaction("trace_history", run)

@@ -270,7 +270,7 @@ async def _out_of_reach(ctx: Context, decision: Decision, space_id: uuid.UUID | 
     """A person asked for a record they have no basis on: they are answered "not found" like anyone, and
     the attempt is traced as a refusal (SECURITY V8 8.1.4: one professional opening many records shows)."""
     if space_id is not None and needs_facts(ctx.actor) and decision.slices is not None:
-        await trace.refusal(ctx, decision, reason=Reason(Code.NO_BASIS))
+        await trace.refusal(ctx, decision, reason=Reason(Code.NO_BASIS), space_id=space_id)
 
 
 async def own_patient(conn: Conn, ctx: Context, space_id: uuid.UUID) -> str | None:
@@ -444,8 +444,15 @@ async def history(
     return await ctx.runtime.db.interaction("fhir_history", run)
 
 
-def parse_request(ctx: Context, resource_type: str, pairs: Sequence[tuple[str, str]]) -> SearchRequest:
-    """A search request parsed with this context's strictness and the configured page sizes."""
+def parse_request(
+    ctx: Context,
+    resource_type: str,
+    pairs: Sequence[tuple[str, str]],
+    *,
+    by_identifier: frozenset[str] = frozenset(),
+) -> SearchRequest:
+    """A search request parsed with this context's strictness and the configured page sizes; `by_identifier`
+    names the reference parameters the type's own search matches by `:identifier` (fhir/searchquery.py)."""
     settings = ctx.runtime.settings
     return parse_search(
         resource_type,
@@ -456,6 +463,7 @@ def parse_request(ctx: Context, resource_type: str, pairs: Sequence[tuple[str, s
         # A professional's DocumentReference search is ITI-67, which names the patient: an unknown parameter
         # there is a mistake to report, never a filter to drop (issue 16).
         refuse_unknown=ctx.actor.kind == "practitioner" and resource_type == "DocumentReference",
+        by_identifier=by_identifier,
     )
 
 

@@ -9,6 +9,7 @@ their trace in plain words."""
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -17,7 +18,7 @@ import orjson
 
 from espace_sante import clock
 from espace_sante.access import matrix as habilitation
-from espace_sante.access.actors import NOTICES, REGISTRY
+from espace_sante.access.actors import REGISTRY
 from espace_sante.access.policy import BASES, Change, decide, may_change
 from espace_sante.access.reasons import Code, words
 from espace_sante.access.scopes import Scopes
@@ -27,10 +28,12 @@ from espace_sante.fhir import compartment
 from espace_sante.fhir.identifiers import IdentifierError, validate_finess, validate_nir, validate_rpps
 from espace_sante.fhir.searchquery import parse_search
 from espace_sante.fhir.validation import RESOURCE_TYPES
+from espace_sante.notifications import kinds
 from espace_sante.people import actors as people
 from espace_sante.people import stepup
 from espace_sante.storage import access as store
 from espace_sante.storage import audit as audit_store
+from espace_sante.storage import notifications as notifications_store
 from espace_sante.storage import people as people_store
 from espace_sante.storage import search as search_store
 from espace_sante.storage import visibility
@@ -248,7 +251,7 @@ async def emergency(
         )
     minutes = ctx.runtime.settings.emergency_access_minutes
 
-    async def run(conn: Conn) -> tuple[datetime, list[tuple[str, str]]]:
+    async def run(conn: Conn) -> datetime:
         target = await _target(conn, ctx, patient, ins)
         basis = await _allow(conn, ctx, "emergency", target, ctx.actor.id)
         # After the checks that tell a stranger nothing: a recent proof of identity (SECURITY V3 3.7.1).
@@ -256,48 +259,21 @@ async def emergency(
         ends = datetime.now(UTC) + timedelta(minutes=minutes)
         await store.start_emergency(conn, target.space_id, ctx.actor.id, kind, reason, ends)
         await _trace(conn, ctx, target, "access:emergency", basis, f"{kind}|{reason}|")
-        # Who is told (R1111-48): the holder (or a minor's representatives) and the médecin traitant.
-        # Telling people is the notices' part (access/named.py): their INS under its decision.
-        telling = decide(NOTICES, "read", "Patient")
-        told = [("holder", i) for i in [await people_store.ins_of_space(conn, telling, target.space_id)] if i]
-        told += [("holder", i) for i in await people_store.representatives_of(conn, telling, target.space_id)]
-        mt = await store.medecin_traitant(conn, target.space_id)
-        if mt and not mt.startswith("finess:"):
-            told.append(("practitioner", mt))
-        return ends, told
-
-    ends, told = await ctx.runtime.db.interaction("rights_emergency", run)
-    await _tell_emergency(ctx, told, kind)
-    return ends
-
-
-async def _tell_emergency(ctx: Context, told: list[tuple[str, str]], kind: str) -> None:
-    """E-mail each person told who has an address on their account; no medical content, only that an access
-    happened and where to read the trace. Sent after the commit; a failure keeps the message in the outbox."""
-    from espace_sante import mail
-    from espace_sante.people import accounts
-
-    who = ctx.actor.display or ctx.actor.id
-    what_fr = "un accès de régulation (SAMU)" if kind == "samu" else "un accès en urgence"
-    what_en = "an emergency regulation (SAMU) access" if kind == "samu" else "an emergency access"
-    page = ctx.runtime.settings.base_url.rstrip("/")
-    for actor_kind, actor_id in told:
-        account = await accounts.find_by_actor(ctx.runtime, actor_kind, actor_id)
-        address = account.notice_address if account is not None and not account.disabled else None
-        if not address:
-            continue
-        text = (
-            f"Bonjour,\n\n{who} a ouvert {what_fr} à un dossier que vous suivez (le vôtre, celui d'un enfant "
-            f"que vous représentez ou d'un patient dont vous êtes le médecin traitant). Il est limité dans le temps "
-            f"et inscrit dans l'historique des accès : {page}\n\nMon espace santé\n\n---\n\n"
-            f"Hello,\n\n{who} opened {what_en} to a record you follow. It is time-limited and listed in the "
-            f"access history: {page}\n"
+        # Who is told (R1111-48): the holder (or a minor's representatives) and the médecin traitant, by the
+        # notification recorded with the access (notifications/delivery.py decides the addresses).
+        await notifications_store.tell(
+            conn,
+            notifications_store.NewNotification(
+                target.space_id,
+                notifications_store.EMERGENCY,
+                actor_kind=ctx.actor.kind,
+                actor_id=ctx.actor.id,
+                actor_display=ctx.actor.display,
+            ),
         )
-        message = mail.Message(address, "Mon espace santé : accès en urgence / emergency access", text)
-        try:
-            await mail.mailer(ctx.runtime).send(message)
-        except OSError:
-            await mail.OutboxMailer(ctx.runtime).send(message)
+        return ends
+
+    return await ctx.runtime.db.interaction("rights_emergency", run)
 
 
 async def add_representative(
@@ -392,6 +368,40 @@ async def save_settings(
         await _trace(conn, ctx, target, "rights:settings", reason, "")
 
     await ctx.runtime.db.interaction("rights_settings", run)
+
+
+async def notification_choices(
+    ctx: Context, *, patient: str | None = None, ins: str | None = None
+) -> dict[str, bool]:
+    """Whether she is told of each kind of notification by e-mail (notifications/kinds.py), her choice or the
+    kind's default; read as her rights are (the holder, a minor's representative)."""
+
+    async def run(conn: Conn) -> dict[str, bool]:
+        target = await _target(conn, ctx, patient, ins)
+        await _allow(conn, ctx, "preview", target)
+        chosen = await notifications_store.choices(conn, target.space_id)
+        return {k.code: kinds.by_email(k.code, chosen) for k in kinds.KINDS}
+
+    return await ctx.runtime.db.read("notification_choices", run)
+
+
+async def save_notification_choices(
+    ctx: Context, by_email: Mapping[str, bool], *, patient: str | None = None, ins: str | None = None
+) -> None:
+    """Save her choices of being told by e-mail, kind by kind (after a strong sign-in: see STRONG_CHANGES);
+    traced in her history like any change of her choices."""
+    unknown = sorted(set(by_email) - set(kinds.BY_CODE))
+    if unknown:
+        raise BadRequest(f"notification inconnue / unknown notification: {', '.join(unknown)}")
+
+    async def run(conn: Conn) -> None:
+        target = await _target(conn, ctx, patient, ins)
+        reason = await _allow(conn, ctx, "notifications", target)
+        await notifications_store.save_choices(conn, target.space_id, by_email)
+        chosen = ",".join(f"{k}={'1' if v else '0'}" for k, v in sorted(by_email.items()))
+        await _trace(conn, ctx, target, "rights:notifications", reason, chosen)
+
+    await ctx.runtime.db.interaction("notification_choices_save", run)
 
 
 async def overview(ctx: Context, *, patient: str | None = None, ins: str | None = None) -> dict[str, Any]:

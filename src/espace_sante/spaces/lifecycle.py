@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
@@ -192,14 +193,18 @@ class Represented:
     state: str
 
 
-async def represented(ctx: Context) -> list[Represented]:
+async def represented(
+    ctx: Context, *, named: Callable[[uuid.UUID], bool] = lambda _: True
+) -> list[Represented]:
     """The minors' spaces the signed-in person represents today (rights not ended: at 18 they drop out of
     this list the same day the policy stops answering), with the child's INS and name from the space's
     identity (its Patient, or the registry's while it waits) and the space's state: what the portal offers to
     switch to. Empty for anyone but a person acting as themselves or as a representative.
 
     The children's identities are read as their representative, under the policy (a child's space in a state
-    the policy does not reach shows no name), and each read is traced in the child's chain as hers."""
+    the policy does not reach shows no name), and each read is traced in the child's chain as hers: only for
+    the spaces `named` picks (a page that shows one child's name reads that one; the others come with their
+    space and state only, their identity neither read nor traced)."""
     actor = ctx.actor
     rt = ctx.runtime
     if actor.kind not in ("holder", "representative"):
@@ -219,10 +224,14 @@ async def represented(ctx: Context) -> list[Represented]:
             for s, state, until in rows
         ]
         reading = decide(parent, "read", "Patient", facts, today=today)
-        found = await identity.bodies(conn, rt, spaces, decision=reading)
+        wanted = [s for s in spaces if named(s)]
+        found = await identity.bodies(conn, rt, wanted, decision=reading) if wanted else {}
         own_ins = decide(LIFECYCLE, "read", "Patient")
         out = []
         for space_id, state, _ in rows:
+            if space_id not in wanted:
+                out.append(Represented(space_id, "", "", state))
+                continue
             patient_id, body = found.get(space_id, ("", {}))
             if patient_id:
                 await trace.access(

@@ -61,6 +61,7 @@ Action = Literal[
     "rights:block",
     "rights:unblock",
     "rights:settings",
+    "rights:notifications",
     "rights:representative",
     "rights:preview",
     "access:emergency",
@@ -218,6 +219,21 @@ async def append(conn: Conn, space_id: uuid.UUID, record: Record) -> int:
         canonical(space_id, record),
     )
     return int(seq)
+
+
+async def has_record(conn: Conn, space_id: uuid.UUID, record: Record) -> bool:
+    """Whether the space's chain holds this record already (same instant, action, actor and request)."""
+    found = await conn.fetchval(
+        "SELECT EXISTS (SELECT 1 FROM audit_event WHERE space_id = $1 AND recorded_at = $2 AND action = $3 "
+        "AND actor_kind = $4 AND actor_id = $5 AND request_id = $6)",
+        space_id,
+        record.recorded_at,
+        record.action,
+        record.actor_kind,
+        record.actor_id,
+        record.request_id,
+    )
+    return bool(found)
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,9 @@ from espace_sante.storage.audit import (  # one row shape for the whole trace
 )
 from espace_sante.storage.db import Conn
 
+#: An actor a listing asks for: (kind or None for any kind, id or None for any id).
+Agent = tuple[str | None, str | None]
+
 
 @dataclass(frozen=True)
 class Range:
@@ -44,6 +47,8 @@ class TraceQuery:
     seqs: frozenset[int] | None = None
     #: (entity type or None for any, entity id): a record matches one of them.
     entities: Sequence[tuple[str | None, str]] | None = None
+    #: Who acted, as an AND of ORs of actors (one OR per `agent` clause).
+    agents: Sequence[Sequence[Agent]] = ()
     #: A filter that can match nothing (a code of another system): skip the rows, keep the query's shape.
     nothing: bool = False
     #: (actor kind, actor id): only that actor's records (a professional sees their own accesses).
@@ -122,6 +127,15 @@ def _where(q: TraceQuery) -> tuple[str, list[Any]]:
             else:
                 parts.append(f"(entity_type = {arg(rtype)} AND entity_id = {arg(rid)})")
         conds.append("(" + " OR ".join(parts or ["false"]) + ")")
+    for actors in q.agents:
+        parts = []
+        for kind, ident in actors:
+            # Equalities, not `= ANY`, so that one actor's records come from audit_event_space_actor in
+            # sequence order (migrations/0030) and a page stops after its rows.
+            both = [f"actor_kind = {arg(kind)}"] if kind is not None else []
+            both += [f"actor_id = {arg(ident)}"] if ident is not None else []
+            parts.append("(" + (" AND ".join(both) or "true") + ")")
+        conds.append("(" + " OR ".join(parts or ["false"]) + ")")
     return " AND ".join(conds), params
 
 
@@ -139,6 +153,28 @@ async def page(
         offset,
     )
     return [stored_record(r) for r in rows]
+
+
+#: The professionals a select lists at most (a record seen by a whole hospital ward stays a usable list).
+MAX_PROFESSIONALS = 500
+
+
+async def professionals(conn: Conn, decision: Decision, q: TraceQuery) -> list[tuple[str, str]]:
+    """(RPPS, name as last recorded) of the professionals whose records `q` selects in one space's chain, by
+    name: the distinct actors come from audit_event_space_actor within the space (migrations/0030), never
+    from the whole trace."""
+    decision.require_read("AuditEvent", [q.space_id])
+    where, params = _where(q)
+    rows = await conn.fetch(
+        f"SELECT a.actor_id, coalesce(("
+        f"  SELECT e.actor_display FROM audit_event e WHERE e.space_id = $1 AND e.seq <= $2 "
+        f"  AND e.actor_kind = 'practitioner' AND e.actor_id = a.actor_id ORDER BY e.seq DESC LIMIT 1"
+        f"), '') AS display "
+        f"FROM (SELECT DISTINCT actor_id FROM audit_event WHERE {where} AND actor_kind = 'practitioner') a "
+        f"ORDER BY display, a.actor_id LIMIT {MAX_PROFESSIONALS}",
+        *params,
+    )
+    return [(str(r["actor_id"]), str(r["display"])) for r in rows]
 
 
 async def count(conn: Conn, q: TraceQuery) -> int:

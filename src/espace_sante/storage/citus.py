@@ -60,6 +60,9 @@ BY_SPACE: Final[tuple[str, ...]] = (
     "activation_code",
     "notice",
     "legacy_set_aside",
+    "notification",
+    "notification_choice",
+    "space_reader",
 )
 
 #: Distributed on another column: table -> (column, the table it is colocated with or "none", why). In order.

@@ -4,8 +4,10 @@ second run of a long job from starting (session-scoped, gone with a killed run's
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
-from typing import Any
+import uuid
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from typing import Any, cast
 
 import asyncpg
 
@@ -27,6 +29,28 @@ async def try_session_lock(conn: Conn, key: int) -> bool:
 
 async def session_unlock(conn: Conn, key: int) -> None:
     await conn.execute("SELECT pg_advisory_unlock($1)", key)
+
+
+@asynccontextmanager
+async def held_session(database: db.Database, purpose: bytes, ident: uuid.UUID) -> AsyncIterator[Conn | None]:
+    """A connection holding the session lock of (`purpose`, `ident`) (one message's delivery) for as long as
+    the caller talks to the relay, or None when another live process holds it. The lock is the connection's:
+    a killed worker's lock goes with its connection, so a crash never leaves the thing locked, and the states
+    it committed tell the next attempt what the dead one did."""
+    digest = hashlib.sha256(purpose + b":" + ident.bytes).digest()
+    key = int.from_bytes(digest[:8], "big", signed=True)
+    async with database.pool.acquire() as proxy:
+        conn = cast(Conn, proxy)  # the pool hands out proxies that behave as connections
+        if not await try_session_lock(conn, key):
+            yield None
+            return
+        try:
+            yield conn
+        finally:
+            try:
+                await session_unlock(conn, key)
+            except Exception:  # a broken connection: close it, the lock goes with it
+                conn.terminate()
 
 
 async def claim(

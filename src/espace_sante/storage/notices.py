@@ -4,19 +4,17 @@ one e-mail's delivery (claimed, handed to the relay, delivered or uncertain)."""
 
 from __future__ import annotations
 
-import hashlib
 import uuid
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
-from typing import Any, cast
+from typing import Any
 
 import orjson
 
 from espace_sante.access.policy import Decision
 from espace_sante.storage import locks
-from espace_sante.storage.db import Conn, Database
+from espace_sante.storage.db import Conn
 
 
 @dataclass(frozen=True)
@@ -155,32 +153,6 @@ async def due_email_keys(
         min_age_seconds,
     )
     return [(r["space_id"], r["notice_id"], r["created_at"]) for r in rows]
-
-
-def _session_key(notice_id: uuid.UUID) -> int:
-    digest = hashlib.sha256(b"notice-delivery:" + notice_id.bytes).digest()
-    return int.from_bytes(digest[:8], "big", signed=True)
-
-
-@asynccontextmanager
-async def delivery_session(db: Database, notice_id: uuid.UUID) -> AsyncIterator[Conn | None]:
-    """A connection holding the notice's delivery lock (a session advisory lock) for as long as the caller
-    talks to the relay, or None when another live process holds it. The lock is the connection's: a killed
-    worker's lock goes with its connection, so a crash never leaves a notice locked, and the committed states
-    (handed_at) tell the next attempt what the dead one did."""
-    async with db.pool.acquire() as proxy:
-        conn = cast(Conn, proxy)  # the pool hands out proxies that behave as connections
-        key = _session_key(notice_id)
-        if not await locks.try_session_lock(conn, key):
-            yield None
-            return
-        try:
-            yield conn
-        finally:
-            try:
-                await locks.session_unlock(conn, key)
-            except Exception:  # a broken connection: close it, the lock goes with it
-                conn.terminate()
 
 
 async def claim_email(

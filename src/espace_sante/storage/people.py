@@ -113,6 +113,24 @@ async def practitioner_by_rpps(conn: Conn, rpps: str) -> PractitionerRef | None:
     return PractitionerRef(pid, role["profession"] or "", role["specialty"] or "", role["organisation"] or "")
 
 
+async def practitioners_rpps(conn: Conn, practitioner_ids: Sequence[str]) -> dict[str, set[str]]:
+    """The RPPS each of these directory Practitioners carries (a trace records a professional by RPPS, a FHIR
+    client may name him by his directory entry: `AuditEvent?agent=Practitioner/<id>`)."""
+    if not practitioner_ids:
+        return {}
+    rows = await conn.fetch(
+        "SELECT t.resource_id, t.code FROM dir_sp_token t JOIN dir_resource r USING (space_id, resource_type, resource_id) "
+        "WHERE t.resource_type = 'Practitioner' AND t.resource_id = ANY($1::text[]) AND t.param = 'identifier' "
+        "AND t.system = ANY($2::text[]) AND NOT r.deleted",
+        list(practitioner_ids),
+        list(RPPS_SYSTEMS),
+    )
+    out: dict[str, set[str]] = {}
+    for r in rows:
+        out.setdefault(str(r["resource_id"]), set()).add(str(r["code"]))
+    return out
+
+
 async def operator_display(conn: Conn, login: str) -> str | None:
     value = await conn.fetchval("SELECT display FROM operator WHERE login = $1 AND NOT disabled", login)
     return None if value is None else str(value)

@@ -32,11 +32,13 @@ class Session:
     last_seen_at: datetime
     expires_at: datetime
     auth_time: datetime
+    #: When her previous visit (session) began, None on her first: what is "new since her last visit".
+    previous_visit_at: datetime | None = None
 
 
 _COLUMNS = (
     "s.session_id, s.account_id, a.kind, a.actor_id, a.login, s.acr, s.method, s.csrf_token, s.user_agent, "
-    "s.ip, s.created_at, s.last_seen_at, s.expires_at, s.auth_time"
+    "s.ip, s.created_at, s.last_seen_at, s.expires_at, s.auth_time, s.previous_visit_at"
 )
 
 
@@ -60,10 +62,13 @@ async def insert(
 ) -> Session:
     # `auth_time` None: a sign-in here, now. An identity provider's may be before now (long before when it gave
     # none, people/federation.py), never after (a clock ahead is not trusted).
+    # The session remembers when the account's previous visit began; this one becomes the last (one statement).
     await conn.execute(
+        "WITH visit AS (UPDATE account a SET visited_at = now() FROM (SELECT visited_at FROM account "
+        "WHERE account_id = $3 FOR UPDATE) AS before WHERE a.account_id = $3 RETURNING before.visited_at) "
         "INSERT INTO web_session (session_id, secret_hash, account_id, acr, method, csrf_token, user_agent, ip, "
-        "expires_at, auth_time) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, now() + make_interval(secs => $9), "
-        "LEAST(COALESCE($10, now()), now()))",
+        "expires_at, auth_time, previous_visit_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, "
+        "now() + make_interval(secs => $9), LEAST(COALESCE($10, now()), now()), (SELECT visited_at FROM visit))",
         session_id,
         secret_hash,
         account_id,

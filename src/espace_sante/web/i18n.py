@@ -7,7 +7,7 @@ strings with `{% trans %}` or `_()` (Jinja2's i18n extension), Python with `gett
 is used, or with `N_` where it is written ahead of the request (a router's words, a refusal's title), to be
 translated where it is shown. The current language is a context variable set for one request's page
 (web/portal.py, web/templating.py), so one shared template environment serves both. Dates are written in
-the page's language by Babel (`date_text`, `moment_text`). tests/web/test_languages.py fails on a marked
+the page's language by Babel (`date_text`, `instant_text`). tests/web/test_languages.py fails on a marked
 string without its English."""
 
 from __future__ import annotations
@@ -21,13 +21,12 @@ from contextvars import ContextVar
 from datetime import date, datetime
 from pathlib import Path
 from typing import Final, Literal
+from zoneinfo import ZoneInfo
 
 from babel import dates as babel_dates
 from babel.messages import mofile, pofile
 from babel.support import Translations
 from starlette.requests import Request
-
-from espace_sante import clock
 
 LOCALES: Final = ("fr", "en")
 SOURCE: Final = "fr"
@@ -129,9 +128,16 @@ def negotiate(request: Request) -> str:
     return SOURCE
 
 
+#: Instants are shown in French time (winter and summer), as the trace's words are (audit/wording.when).
+FRANCE: Final = ZoneInfo("Europe/Paris")
+
+
 def date_text(value: date | datetime) -> str:
-    """A date as the page's language writes it in full (« 7 décembre 2026 », "December 7, 2026"); in French
-    the first of the month is « 1er », as French writes it (CLDR's pattern has no ordinal)."""
+    """A date as the page's language writes it in full (« 7 décembre 2026 », "December 7, 2026"); an instant's
+    date is its day in France (23:30 UTC on the 7th in winter is the 8th there); in French the first of the
+    month is « 1er », as French writes it (CLDR's pattern has no ordinal)."""
+    if isinstance(value, datetime) and value.tzinfo is not None:
+        value = value.astimezone(FRANCE)
     locale = _current.get()
     text = str(babel_dates.format_date(value, format="long", locale=locale))
     if locale == "fr" and value.day == 1 and text.startswith("1 "):
@@ -144,9 +150,9 @@ def month_text(year: int, month: int) -> str:
     return str(babel_dates.format_skeleton("yMMMM", date(year, month, 1), locale=_current.get()))
 
 
-def moment_text(instant: datetime) -> str:
-    """A date and time in French time, as the page's language writes them (« 3 mars 2026 à 10:12 », "March 3,
-    2026 at 10:12 AM")."""
-    local = instant.astimezone(clock.FRANCE)
+def instant_text(value: datetime) -> str:
+    """An instant with its French time, as the page's language writes them (« 8 décembre 2026 à 00:33 »,
+    "December 8, 2026 at 12:33 AM")."""
+    local = value.astimezone(FRANCE)
     time = str(babel_dates.format_time(local, format="short", locale=_current.get()))
     return gettext("%(date)s à %(time)s") % {"date": date_text(local), "time": time}

@@ -146,12 +146,13 @@ class PortalRoute(APIRoute):
 
         return page
 
-    async def refusal(self, request: Request, exc: FhirError) -> Response:
+    @classmethod
+    async def refusal(cls, request: Request, exc: FhirError) -> Response:
         status = exc.status
         if status in (404, 410):
-            title, fr, en = self.not_found
+            title, fr, en = cls.not_found
         elif status == 412:
-            title, fr, en = self.changed
+            title, fr, en = cls.changed
             status = 409
         elif status == 401:
             title, fr, en = N_("Connexion requise"), N_("Connectez-vous d'abord."), ""
@@ -165,7 +166,7 @@ class PortalRoute(APIRoute):
             title = N_("Action refusée") if status == 403 else N_("Demande refusée")
             fr, en = sentences(exc.message)
         return await message_page(
-            request, title, fr, en, status=status if status >= 400 else 500, link=self.link
+            request, title, fr, en, status=status if status >= 400 else 500, link=cls.link
         )
 
 
@@ -183,3 +184,15 @@ def portal_router(
         words["changed"] = changed
     route = type("PagesRoute", (PortalRoute,), words)
     return APIRouter(include_in_schema=False, route_class=route)
+
+
+#: Addresses whose errors answer a program (OperationOutcome or JSON, api/errors.py), never a page.
+PROGRAM_PATHS = ("/fhir", "/access", "/space", "/oauth", "/.well-known", "/health", "/static", "/openapi")
+
+
+async def error_page(request: Request, error: FhirError) -> Response | None:
+    """The message page for an error no page route answered (an unknown address under the portal, a wrong
+    method), when a browser asked for a page; None for a program, which gets api/errors.py's answer."""
+    if request.url.path.startswith(PROGRAM_PATHS) or "text/html" not in request.headers.get("accept", ""):
+        return None
+    return await PortalRoute.refusal(request, error)

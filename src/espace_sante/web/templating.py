@@ -34,7 +34,7 @@ env.install_gettext_callables(i18n.gettext, i18n.ngettext, newstyle=True)  # typ
 # joined, so that templates can wrap their prose.
 env.policies["ext.i18n.trimmed"] = True
 env.globals["date_text"] = i18n.date_text
-env.globals["moment_text"] = i18n.moment_text
+env.globals["instant_text"] = i18n.instant_text
 
 
 def switch_url(request: Request, locale: str) -> str:

@@ -23,7 +23,9 @@ _AUDIT_DOCS = {
     "action": "C, R, U, D or E (a search is E, as in IHE BALP)",
     "subtype": "The FHIR interaction (restful-interaction: read, vread, search-type, create, update, "
     "delete, history-instance, history-type)",
-    "agent": "Never matches: agents are identified by identifier, not by a literal reference",
+    "agent": "Who acted, recorded by identifier (RPPS for a professional): agent:identifier=system|value "
+    "(search.html#reference, the identifier modifier), or Practitioner/<id>, matched by the RPPS of that "
+    "directory entry; other literal references never match",
     "source": "Never matches: the observer is identified by identifier, not by a literal reference",
 }
 _SMART_EXT = "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris"

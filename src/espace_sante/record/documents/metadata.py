@@ -11,7 +11,13 @@ from typing import Any
 
 import orjson
 
-from espace_sante.access.policy import HIDDEN_FROM_HOLDER, MASKED_FROM_PROFESSIONALS, Decision, decide
+from espace_sante.access.policy import (
+    HIDDEN_FROM_HOLDER,
+    HIDDEN_FROM_REPRESENTATIVES,
+    MASKED_FROM_PROFESSIONALS,
+    Decision,
+    decide,
+)
 from espace_sante.audit import trace
 from espace_sante.context import Context
 from espace_sante.errors import (
@@ -27,6 +33,7 @@ from espace_sante.fhir import pdsm
 from espace_sante.fhir.validation import validate_resource
 from espace_sante.record import resources as fhir
 from espace_sante.storage import documents as docs_store
+from espace_sante.storage import notifications as notifications_store
 from espace_sante.storage import resources as store
 from espace_sante.storage.db import Conn
 
@@ -457,11 +464,40 @@ async def write_metadata(
         )
     if HIDDEN_FROM_HOLDER in change.removed:
         await docs_store.unhide(conn, space_id, rid)
+        await _tell(conn, ctx, notifications_store.RELEASED, space_id, rid, after)
     if HIDDEN_FROM_HOLDER in change.added:
         await schedule_release(conn, ctx, space_id, rid, datetime.now(UTC))
     if change.status is not None and change.status[1] != "current":
         await docs_store.unhide(conn, space_id, rid)
     return stored
+
+
+#: Whose new documents the holder is told of: a professional's, her care's software. Not her own, her
+#: representatives' or her apps', and not the service's (a legacy DMP import would write to millions at once).
+TOLD_OF_DOCUMENTS_BY = frozenset({"practitioner", "client"})
+
+
+async def _tell(
+    conn: Conn, ctx: Context, kind: str, space_id: uuid.UUID, rid: str, body: dict[str, Any]
+) -> None:
+    """Tell the holder of this document (notifications/), in the write's transaction; its representatives
+    only when it is not hidden from them (R1111-50)."""
+    _, flags = pdsm.security_flags(body)
+    audience = "holder" if HIDDEN_FROM_REPRESENTATIVES in flags else "all"
+    actor = ctx.actor
+    told = actor.kind in TOLD_OF_DOCUMENTS_BY
+    await notifications_store.tell(
+        conn,
+        notifications_store.NewNotification(
+            space_id,
+            kind,
+            audience,
+            actor.kind if told else None,
+            actor.id if told else None,
+            actor.display if told else "",
+            rid,
+        ),
+    )
 
 
 async def schedule_release(
@@ -487,6 +523,8 @@ async def after_document_write(conn: Conn, ctx: Context, stored: store.Stored, b
     _, flags = pdsm.security_flags(body)
     if HIDDEN_FROM_HOLDER in flags and (body.get("status") in (None, "current")):
         await schedule_release(conn, ctx, stored.space_id, stored.resource_id, stored.last_updated)
+    elif stored.version_id == 1 and ctx.actor.kind in TOLD_OF_DOCUMENTS_BY:
+        await _tell(conn, ctx, notifications_store.DOCUMENT, stored.space_id, stored.resource_id, body)
     for i, relation in enumerate(body.get("relatesTo") or ()):
         if not isinstance(relation, dict) or relation.get("code") != "replaces":
             continue

@@ -14,9 +14,7 @@ The e-mail's text is rendered at delivery from the notice's sealed words (spaces
 
 from __future__ import annotations
 
-import asyncio
 import re
-import smtplib
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -29,7 +27,15 @@ from espace_sante.context import Context
 from espace_sante.crypto import DecryptionFailed
 from espace_sante.errors import Conflict, NotFound
 from espace_sante.logs import get_logger
-from espace_sante.mail import HandOff, Message, OutboxMailer, SmtpMailer, describe, mailer, stable_message_id
+from espace_sante.mail import (
+    DeliveryDeferred,
+    Message,
+    OutboxMailer,
+    SmtpMailer,
+    hand_over,
+    mailer,
+    stable_message_id,
+)
 from espace_sante.people.passwords import peppers
 from espace_sante.runtime import Runtime
 from espace_sante.spaces import activation, identity
@@ -39,6 +45,7 @@ from espace_sante.storage import accounts as accounts_store
 from espace_sante.storage import audit as audit_store
 from espace_sante.storage import jobs as jobs_store
 from espace_sante.storage import lifecycle as lifecycle_store
+from espace_sante.storage import locks
 from espace_sante.storage import notices as store
 from espace_sante.storage.audit import SUCCESS, Record
 from espace_sante.storage.db import Conn
@@ -90,12 +97,6 @@ async def record(conn: Conn, rt: Runtime, notices: list[store.NewNotice]) -> Non
         await jobs_store.defer(
             conn, [delivery_batch_job(emails[i : i + size]) for i in range(0, len(emails), size)]
         )
-
-
-class DeliveryDeferred(Exception):
-    """The relay did not take the message now (down, or refused it): not accepted, tried again later (the
-    job's retries with backoff, then the periodic sweep). Its text is the error's type (with what a failed TLS
-    check found: mail.describe), never an address."""
 
 
 @dataclass
@@ -193,7 +194,7 @@ async def deliver_one(rt: Runtime, space_id: uuid.UUID, notice_id: uuid.UUID) ->
     if isinstance(sender, OutboxMailer):
         return await rt.db.interaction("notice_outbox", _keep_in_outbox, rt, space_id, notice_id)
     assert isinstance(sender, SmtpMailer)
-    async with store.delivery_session(rt.db, notice_id) as conn:
+    async with locks.held_session(rt.db, b"notice-delivery", notice_id) as conn:
         if conn is None:
             return "busy"
         async with conn.transaction():
@@ -212,48 +213,36 @@ async def deliver_one(rt: Runtime, space_id: uuid.UUID, notice_id: uuid.UUID) ->
             return "uncertain"
         assert text is not None
         message = Message(claim.email.recipient, claim.email.subject, text)
-        handoff = HandOff(sender, message, stable_message_id(notice_id, sender.domain))
-        try:
-            await asyncio.to_thread(handoff.stage)
-        except (OSError, smtplib.SMTPException) as exc:  # nothing accepted: the relay saw no final "."
-            # A relay that failed the TLS check lands here too (ssl.SSLError is an OSError): the message was
-            # never sent, so it waits for the next attempt with the check's reason as its error.
-            why = describe(exc)
-            async with conn.transaction():
-                await store.mark_failed(conn, space_id, notice_id, why)
-            raise DeliveryDeferred(why) from exc
-        try:
-            async with conn.transaction():
-                await store.mark_handed(conn, space_id, notice_id)
-        except BaseException:
-            handoff.abort()
-            raise
-        # From here the relay may accept the message. The "." goes at once (three bytes, no thread hop) to keep
-        # short the window where a crash loses it (after the commit of handed_at, before the "." leaves): such
-        # a notice is marked uncertain by the next attempt, never silently dropped.
-        try:
-            handoff.hand()
-        except OSError as exc:  # the relay had gone: the "." did not reach it, nothing accepted
-            handoff.abort()
-            async with conn.transaction():
-                await store.unhand(conn, space_id, notice_id, type(exc).__name__)
-            raise DeliveryDeferred(type(exc).__name__) from exc
-        try:
-            await asyncio.to_thread(handoff.answer)
-        except smtplib.SMTPResponseException as exc:  # a refusal, with its code: not accepted
-            handoff.abort()
-            async with conn.transaction():
-                await store.unhand(conn, space_id, notice_id, f"{type(exc).__name__} {exc.smtp_code}")
-            raise DeliveryDeferred(type(exc).__name__) from exc
-        except (OSError, smtplib.SMTPException) as exc:  # the answer is lost: maybe accepted, never resent
-            handoff.abort()
-            async with conn.transaction():
-                await store.mark_uncertain(conn, space_id, notice_id, f"uncertain: {type(exc).__name__}")
-            log.warning("notice.uncertain", notice=str(notice_id), error=type(exc).__name__)
-            return "uncertain"
-        async with conn.transaction():
-            await store.mark_delivered(conn, space_id, notice_id)
-        return "delivered"
+        states = _NoticeStates(space_id, notice_id)
+        outcome = await hand_over(conn, sender, message, stable_message_id(notice_id, sender.domain), states)
+        if outcome == "uncertain":
+            log.warning("notice.uncertain", notice=str(notice_id), error=states.why)
+        return outcome
+
+
+@dataclass
+class _NoticeStates:
+    """A notice's delivery states (mail.hand_over), in its row."""
+
+    space_id: uuid.UUID
+    notice_id: uuid.UUID
+    why: str = ""
+
+    async def failed(self, conn: Conn, why: str) -> None:
+        await store.mark_failed(conn, self.space_id, self.notice_id, why)
+
+    async def handed(self, conn: Conn) -> None:
+        await store.mark_handed(conn, self.space_id, self.notice_id)
+
+    async def unhanded(self, conn: Conn, why: str) -> None:
+        await store.unhand(conn, self.space_id, self.notice_id, why)
+
+    async def uncertain(self, conn: Conn, why: str) -> None:
+        self.why = why
+        await store.mark_uncertain(conn, self.space_id, self.notice_id, why)
+
+    async def delivered(self, conn: Conn) -> None:
+        await store.mark_delivered(conn, self.space_id, self.notice_id)
 
 
 async def deliver(rt: Runtime, *, batch: int = BATCH, min_age_seconds: float = 0) -> Delivered:

@@ -194,7 +194,7 @@ async def connected_apps(request: Request) -> Response:
         {
             "id": str(g.grant_id),
             "name": g.client_name,
-            "since": i18n.moment_text(g.granted_at),
+            "since": i18n.instant_text(g.granted_at),
             "phrases": smart.describe(g.scope, i18n.language(), holder=holder),
         }
         for g in await smart.connected(ctx)

@@ -366,8 +366,8 @@ async def _security_page(
                     "current": s.session_id == session.session_id,
                     "device": _device(s.user_agent),
                     "ip": s.ip,
-                    "started": i18n.moment_text(s.created_at),
-                    "seen": i18n.moment_text(s.last_seen_at),
+                    "started": i18n.instant_text(s.created_at),
+                    "seen": i18n.instant_text(s.last_seen_at),
                     "method": _method(s.method),
                 }
                 for s in listed
@@ -376,8 +376,8 @@ async def _security_page(
                 {
                     "id": base64.urlsafe_b64encode(k.credential_id).decode().rstrip("="),
                     "name": k.name,
-                    "added": i18n.moment_text(k.created_at),
-                    "used": i18n.moment_text(k.last_used_at) if k.last_used_at else "",
+                    "added": i18n.instant_text(k.created_at),
+                    "used": i18n.instant_text(k.last_used_at) if k.last_used_at else "",
                 }
                 for k in keys
             ],

@@ -627,7 +627,7 @@ async def opposed(request: Request) -> Response:
         {
             "title": _("Votre opposition est enregistrée"),
             "name": found.name,
-            "at": i18n.moment_text(found.at),
+            "at": i18n.instant_text(found.at),
             "reference": found.reference,
             "minor": found.minor_then,
             "proof": PROOF,

@@ -18,7 +18,6 @@ Nothing is decided here: the page shows what the services answer, in the page's 
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any
 
@@ -27,20 +26,20 @@ from fastapi import FastAPI, Query, Request
 from starlette.datastructures import FormData
 from starlette.responses import Response
 
-from espace_sante.errors import FhirError
+from espace_sante.access import matrix as habilitation
+from espace_sante.access.matrix import PROFESSION_LABELS
+from espace_sante.errors import BadRequest
 from espace_sante.fhir import valuesets
 from espace_sante.fhir.identifiers import RPPS, IdentifierError, validate_rpps
-from espace_sante.people.stepup import StepUpRequired
 from espace_sante.record import interactions as fhir
 from espace_sante.rights import changes
-from espace_sante.storage.people import RPPS_SYSTEMS
+from espace_sante.storage.people import PROFESSION_SYSTEMS, RPPS_SYSTEMS
 from espace_sante.web import i18n
-from espace_sante.web.account.signin import FORGED, step_up_url
-from espace_sante.web.deps import check_csrf, same_site
-from espace_sante.web.forms import field, see_other, small_form
+from espace_sante.web.deps import same_site
+from espace_sante.web.forms import field, see_other
 from espace_sante.web.holder import space
+from espace_sante.web.holder.acting import Change, act
 from espace_sante.web.holder.whose import Whose, holder_whose
-from espace_sante.web.messages import sentences
 from espace_sante.web.portal import PageRefused, portal_router
 from espace_sante.web.templating import render
 
@@ -51,6 +50,8 @@ BLOCK = f"{SHARING}/bloquer"
 UNBLOCK = f"{SHARING}/debloquer"
 EMERGENCY = f"{SHARING}/urgence"
 CONSENT = f"{SHARING}/accord"
+SECTIONS = f"{SHARING}/profil"
+MATRIX = f"{SHARING}/matrice"
 #: How many professionals a directory search shows.
 FOUND_MAX = 10
 
@@ -76,6 +77,88 @@ def _basis(code: str) -> str:
     }.get(code, code)
 
 
+def _section_words() -> dict[str, tuple[str, tuple[str, ...]]]:
+    """The profile's sections as she chooses them (key: label, the matrix's sections it covers): medical and
+    surgical history are one choice, as the matrix gives them one label."""
+    _ = i18n.gettext
+    return {
+        "antecedents": (_("Antécédents médicaux et chirurgicaux"), ("Condition", "Procedure")),
+        "allergies": (_("Allergies"), ("AllergyIntolerance",)),
+        "traitements": (_("Traitements"), ("MedicationStatement",)),
+        "vaccinations": (_("Vaccinations"), ("Immunization",)),
+        "mesures": (_("Mesures (poids, tension, glycémie...)"), ("Observation",)),
+        "directives": (_("Directives anticipées, don d'organes"), ("Consent",)),
+        "contacts": (_("Personnes à prévenir"), ("RelatedPerson",)),
+    }
+
+
+def _category_words() -> dict[str, str]:
+    """The document classes of the matrix (TRE_A03 groups, as the matrix names them), in the page's language."""
+    _ = i18n.gettext
+    return {
+        "10": _("Comptes rendus"),
+        "11": _("Synthèses"),
+        "31": _("Imagerie médicale"),
+        "42": _("Prescriptions"),
+        "43": _("Dispensations"),
+        "44": _("Plans de soins, protocoles de soins"),
+        "45": _("Traitements administrés"),
+        "52": _("Certificats, déclarations"),
+        "60": _("Données de remboursement"),
+        "90": _("Documents que vous avez déposés"),
+    }
+
+
+def _group_words() -> dict[str, str]:
+    _ = i18n.gettext
+    return {
+        "medical": _("Médecins, chirurgiens-dentistes, sages-femmes"),
+        "pharmacy": _("Pharmaciens"),
+        "nursing": _("Infirmiers"),
+        "rehabilitation": _(
+            "Rééducation (kinésithérapie, orthophonie, orthoptie, ergothérapie, psychomotricité, pédicurie-podologie)"
+        ),
+        "medical_technology": _(
+            "Biologie et imagerie (techniciens de laboratoire, manipulateurs, physiciens médicaux)"
+        ),
+        "care_support": _("Psychologues, diététiciens"),
+        "appliances": _("Appareillage (audioprothésistes, opticiens, orthoprothésistes...)"),
+        "no_record_access": _("Assistants, aides-soignants, préparateurs, ambulanciers"),
+    }
+
+
+#: Professions that read no document, whatever she decides: not health professionals the law lets read a
+#: record (the matrix's "no_record_access" group).
+CLOSED_GROUPS = frozenset({"no_record_access"})
+
+
+def _groups(settings: dict[str, Any]) -> list[dict[str, Any]]:
+    """Each profession group of the matrix: what it reads by default, with her adjustments applied."""
+    matrix = habilitation.default()
+    overrides = settings["matrix_overrides"]
+    words, names = _category_words(), _group_words()
+    out = []
+    for key, (_label, members) in matrix.groups.items():
+        if not members:
+            continue
+        first = members[0]
+        default = matrix.by_profession[first].read
+        change = overrides.get(first, {"add": [], "remove": []})
+        reads = (set(default) | set(change.get("add", []))) - set(change.get("remove", []))
+        categories = [(c, words.get(c, c), c in reads, c in default) for c in matrix.categories]
+        out.append(
+            {
+                "key": key,
+                "label": names.get(key, _label),
+                "reads": ", ".join(words.get(c, c) for c in matrix.categories if c in reads),
+                "changed": reads != set(default),
+                "adjustable": key not in CLOSED_GROUPS,
+                "categories": categories,
+            }
+        )
+    return out
+
+
 def _since(value: str) -> str:
     try:
         return i18n.date_text(datetime.fromisoformat(value))
@@ -88,7 +171,12 @@ async def sharing_page(request: Request) -> Response:
     session, w = await holder_whose(request, SHARING)
     seen = await changes.overview(w.ctx, ins=w.ins)
     query = _typed(request.query_params.get("cherche", ""))
-    found = await _directory(w.ctx, query) if query else []
+    town = _typed(request.query_params.get("ville", ""))
+    profession = request.query_params.get("profession", "")
+    if profession not in PROFESSION_LABELS:
+        profession = ""
+    searched = bool(query or town or profession)
+    found = await _directory(w.ctx, query, profession, town) if searched else []
     lang = i18n.negotiate(request)
     with i18n.speaking(lang):
         _ = i18n.gettext
@@ -129,6 +217,9 @@ async def sharing_page(request: Request) -> Response:
                 bool(settings["masked_in_emergency"]),
             ),
         ]
+        shared = set(settings["shared_sections"])
+        sections = [(k, label, bool(shared & set(codes))) for k, (label, codes) in _section_words().items()]
+        groups = _groups(settings)
         title = _("Qui peut voir son dossier") if w.child else _("Qui peut voir mon dossier")
         notice = _notices().get(request.query_params.get("message", ""), "")
     return render(
@@ -145,8 +236,16 @@ async def sharing_page(request: Request) -> Response:
             "block_url": BLOCK,
             "unblock_url": UNBLOCK,
             "emergency_url": EMERGENCY,
+            "sections": sections,
+            "groups": groups,
+            "sections_url": SECTIONS,
+            "matrix_url": MATRIX,
             "consent_url": CONSENT,
             "query": query,
+            "town": town,
+            "profession": profession,
+            "professions": sorted(PROFESSION_LABELS.items(), key=lambda p: p[1]),
+            "searched": searched,
             "found": found,
         },
         translated=True,
@@ -158,23 +257,46 @@ def _typed(text: str) -> str:
     return "".join(c for c in " ".join(text.split()) if c.isprintable())[:100]
 
 
-async def _directory(ctx: Any, query: str) -> list[dict[str, str]]:
-    """Professionals of the national directory by RPPS (11 digits) or by name, with their profession (TRE_G15,
-    the ANS's words) from their roles."""
-    query = _typed(query)
-    if not query:
+def _literal(text: str) -> str:
+    """What she types is one value: FHIR's separators in it are escaped (FHIR R4 search §3.1.1.1.6)."""
+    return text.replace("\\", "\\\\").replace(",", "\\,").replace("|", "\\|").replace("$", "\\$")
+
+
+async def _directory(ctx: Any, query: str, profession: str = "", town: str = "") -> list[dict[str, str]]:
+    """Professionals of the national directory by RPPS (11 digits) or name, profession (TRE_G15) and town,
+    with their profession (the ANS's words) from their roles. By profession, the search is of their roles
+    (PractitionerRole.code), following the role to the practitioner for the name and the town (one level of
+    chaining, FHIR R4 search §3.1.1.4.8)."""
+    query, town = _typed(query), _typed(town)
+    if not (query or profession or town):
         return []
-    # What she types is one value: FHIR's separators in it are escaped (FHIR R4 search §3.1.1.1.6, "Escaping").
-    literal = query.replace("\\", "\\\\").replace(",", "\\,").replace("|", "\\|").replace("$", "\\$")
-    by = ("identifier", f"{RPPS}|{query}") if query.isdigit() else ("name", literal)
-    found = await fhir.search(
-        ctx,
-        "Practitioner",
-        [by, ("_count", str(FOUND_MAX)), ("_revinclude", "PractitionerRole:practitioner")],
-    )
-    professions: dict[str, str] = {}
     g15 = valuesets.load("G15")
-    for stored in found.included:
+    by_rpps = query.isdigit()
+    if profession:
+        # Either way the directory writes the profession's system (its URL or its OID).
+        either = ",".join(f"{system}|{profession}" for system in PROFESSION_SYSTEMS)
+        pairs = [("role", either), ("_include", "PractitionerRole:practitioner")]
+        if query:
+            named = (
+                ("practitioner.identifier", f"{RPPS}|{query}")
+                if by_rpps
+                else ("practitioner.name", _literal(query))
+            )
+            pairs.append(named)
+        if town:
+            pairs.append(("practitioner.address-city", _literal(town)))
+        found = await fhir.search(ctx, "PractitionerRole", [*pairs, ("_count", str(FOUND_MAX))])
+        roles, people = found.matches, found.included
+    else:
+        pairs = [("_revinclude", "PractitionerRole:practitioner")]
+        if query:
+            pairs.append(("identifier", f"{RPPS}|{query}") if by_rpps else ("name", _literal(query)))
+        if town:
+            pairs.append(("address-city", _literal(town)))
+        found = await fhir.search(ctx, "Practitioner", [*pairs, ("_count", str(FOUND_MAX))])
+        roles, people = found.included, found.matches
+    professions: dict[str, str] = {}
+    for stored in roles:
         role = orjson.loads(stored.body) if stored.body else {}
         ref = str(role.get("practitioner", {}).get("reference", ""))
         for code in role.get("code", []):
@@ -183,7 +305,7 @@ async def _directory(ctx: Any, query: str) -> list[dict[str, str]]:
                 if label and ref not in professions:
                     professions[ref] = label
     out = []
-    for stored in found.matches:
+    for stored in people:
         body = orjson.loads(stored.body) if stored.body else {}
         rpps = next(
             (i.get("value", "") for i in body.get("identifier", []) if i.get("system") in RPPS_SYSTEMS), ""
@@ -192,11 +314,13 @@ async def _directory(ctx: Any, query: str) -> list[dict[str, str]]:
             continue
         name: dict[str, Any] = next(iter(body.get("name", [])), {})
         words = " ".join([*name.get("prefix", []), *name.get("given", []), name.get("family", "")]).strip()
+        city = next((a.get("city", "") for a in body.get("address", []) if a.get("city")), "")
         out.append(
             {
                 "rpps": rpps,
                 "name": words or rpps,
                 "profession": professions.get(f"Practitioner/{stored.resource_id}", ""),
+                "city": str(city),
             }
         )
     return out
@@ -277,45 +401,16 @@ def _notices() -> dict[str, str]:
         ),
         "debloque": _("C'est fait : ce professionnel n'est plus bloqué."),
         "urgence": _("C'est fait : vos règles pour les urgences sont enregistrées."),
+        "profil": _("C'est fait : les rubriques partagées de votre profil sont enregistrées."),
+        "matrice": _("C'est fait : ce que lit cette profession est enregistré."),
         "accord": _(
             "C'est fait : ce professionnel a votre accord pour lire ce dossier. Vous pouvez le retirer ici."
         ),
     }
 
 
-Change = Callable[[Whose, FormData], Awaitable[str]]
-
-
 async def _act(request: Request, change: Change) -> Response:
-    """Every change here: the signed-in holder (or representative) and the anti-forgery token, the service,
-    then back to the page with its confirmation; a refusal on the page, in words."""
-    session, w = await holder_whose(request, SHARING)
-    form = await small_form(request)
-    if form is None or not check_csrf(request, session, field(form, "csrf")):
-        fr, en = sentences(FORGED)
-        raise PageRefused("Formulaire expiré", fr, en, status=403, link=SHARING)
-    try:
-        done = await change(w, form)
-    except StepUpRequired:
-        return see_other(step_up_url(SHARING))
-    except changes.StrongerSignInRequired:
-        # Confirming her identity on the step-up page proves it again at the session's own level; a stronger
-        # level needs a stronger sign-in.
-        raise PageRefused(
-            "Connexion renforcée requise",
-            "Ce changement demande une connexion renforcée : déconnectez-vous, puis reconnectez-vous avec votre "
-            "code à usage unique, une clé d'accès ou FranceConnect+.",
-            "This change needs a stronger sign-in: sign out, then sign in again with your one-time code, a "
-            "passkey or FranceConnect+.",
-            status=403,
-            link=SHARING,
-        ) from None
-    except FhirError as exc:
-        if exc.status >= 500:
-            raise
-        fr, en = sentences(exc.message)
-        raise PageRefused("Changement refusé", fr, en, status=exc.status, link=SHARING) from None
-    return see_other(f"{SHARING}?message={done}")
+    return await act(request, SHARING, change)
 
 
 @router.post(WITHDRAW)
@@ -349,19 +444,71 @@ async def unblock(request: Request) -> Response:
 async def emergency_rules(request: Request) -> Response:
     async def change(w: Whose, form: FormData) -> str:
         now = (await changes.overview(w.ctx, ins=w.ins))["settings"]
-        await changes.save_settings(
-            w.ctx,
-            changes.Settings(
-                emergency_refused=field(form, "urgence") != "oui",
-                samu_refused=field(form, "samu") != "oui",
-                masked_in_emergency=field(form, "masques") == "oui",
-                # The other rules as they are (the matrix's default sections stay followed if not chosen).
-                shared_sections=tuple(now["shared_sections"]) if now["sections_chosen"] else None,
-                matrix_overrides=now["matrix_overrides"],
-            ),
-            ins=w.ins,
+        rules = _rules(
+            now,
+            emergency_refused=field(form, "urgence") != "oui",
+            samu_refused=field(form, "samu") != "oui",
+            masked_in_emergency=field(form, "masques") == "oui",
         )
+        await changes.save_settings(w.ctx, rules, ins=w.ins)
         return "urgence"
+
+    return await _act(request, change)
+
+
+def _rules(now: dict[str, Any], **changed: Any) -> changes.Settings:
+    """Her sharing rules as they are, with `changed` replaced (the matrix's default sections stay followed if
+    she never chose hers)."""
+    current: dict[str, Any] = {
+        "emergency_refused": now["emergency_refused"],
+        "samu_refused": now["samu_refused"],
+        "masked_in_emergency": now["masked_in_emergency"],
+        "shared_sections": tuple(now["shared_sections"]) if now["sections_chosen"] else None,
+        "matrix_overrides": now["matrix_overrides"],
+    }
+    return changes.Settings(**(current | changed))
+
+
+@router.post(SECTIONS)
+async def shared_sections(request: Request) -> Response:
+    async def change(w: Whose, form: FormData) -> str:
+        now = (await changes.overview(w.ctx, ins=w.ins))["settings"]
+        words = _section_words()
+        chosen = [k for k in form.getlist("rubrique") if isinstance(k, str) and k in words]
+        codes = tuple(sorted(c for k in chosen for c in words[k][1]))
+        await changes.save_settings(w.ctx, _rules(now, shared_sections=codes), ins=w.ins)
+        return "profil"
+
+    return await _act(request, change)
+
+
+@router.post(MATRIX)
+async def profession_reads(request: Request) -> Response:
+    """Her adjustment for one group of professions: the classes they read, set as additions to and removals
+    from the national rule, for each profession of the group (the policy applies them, access/matrix.py)."""
+
+    async def change(w: Whose, form: FormData) -> str:
+        matrix = habilitation.default()
+        key = field(form, "groupe", 40)
+        if key not in matrix.groups or key in CLOSED_GROUPS:
+            raise BadRequest("groupe de professions inconnu / unknown group of professions")
+        now = (await changes.overview(w.ctx, ins=w.ins))["settings"]
+        chosen = {c for c in form.getlist("categorie") if isinstance(c, str) and c in matrix.categories}
+        overrides = {p: {k: list(v) for k, v in o.items()} for p, o in now["matrix_overrides"].items()}
+        for profession in matrix.groups[key][1]:
+            default = set(matrix.by_profession[profession].read)
+            mine = overrides.get(profession, {"add": [], "remove": []})
+            # Her choices of profile sections for this profession stay; the document classes are replaced.
+            add = [i for i in mine.get("add", []) if i not in matrix.categories] + sorted(chosen - default)
+            remove = [i for i in mine.get("remove", []) if i not in matrix.categories] + sorted(
+                default - chosen
+            )
+            if add or remove:
+                overrides[profession] = {"add": add, "remove": remove}
+            else:
+                overrides.pop(profession, None)
+        await changes.save_settings(w.ctx, _rules(now, matrix_overrides=overrides), ins=w.ins)
+        return "matrice"
 
     return await _act(request, change)
 

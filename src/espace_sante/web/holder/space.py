@@ -137,7 +137,7 @@ def _delay(days: int) -> str:
 
 
 async def _whose(request: Request) -> tuple[Session, Whose]:
-    return await holder_whose(request, HOME)
+    return await holder_whose(request, HOME, children=True)
 
 
 async def status_of(w: Whose) -> lifecycle.Status:

@@ -78,9 +78,11 @@ class NotHolder(PageRefused):
         )
 
 
-async def holder_whose(request: Request, home: str) -> tuple[Session, Whose]:
+async def holder_whose(request: Request, home: str, *, children: bool = False) -> tuple[Session, Whose]:
     """The holder's session and the space her page is about. SignInRequired without a session (back to this
-    address after signing in for a GET, to `home` otherwise); NotHolder for anyone else's session."""
+    address after signing in for a GET, to `home` otherwise); NotHolder for anyone else's session. With
+    `children`, for a page that lists them, every child's name is read (and traced in his chain as read);
+    otherwise only that of the child whose space the page shows."""
     session = await current_session(request)
     if session is None:
         raise SignInRequired(deps.here(request) if request.method == "GET" else home)
@@ -89,29 +91,29 @@ async def holder_whose(request: Request, home: str) -> tuple[Session, Whose]:
     ctx = await session_context(request)
     if ctx.actor.kind != "holder":
         raise NotHolder()
-    return session, await whose(request, session, ctx)
+    return session, await whose(request, session, ctx, children=children)
 
 
 def _ref(session: Session, space_id: uuid.UUID) -> str:
     return hmac.new(session.csrf_token.encode(), b"pour:" + space_id.bytes, hashlib.sha256).hexdigest()[:32]
 
 
-async def whose(request: Request, session: Session, ctx: Context) -> Whose:
+async def whose(request: Request, session: Session, ctx: Context, *, children: bool = False) -> Whose:
     """The space this request's holder page is about (her own unless she chose a child's she represents)."""
     chosen = request.cookies.get(COOKIE, "")
-    found = await lifecycle.represented(ctx)
+    found = await lifecycle.represented(ctx, named=lambda s: children or _ref(session, s) == chosen)
     refs = [_ref(session, r.space_id) for r in found]
-    children = tuple(
+    listed = tuple(
         Child(ref, r.name or _("Votre enfant"), r.state, ref == chosen)
         for r, ref in zip(found, refs, strict=True)
     )
-    for r, child in zip(found, children, strict=True):
+    for r, child in zip(found, listed, strict=True):
         if child.current:
             acting = Context(
                 ctx.runtime, dataclasses.replace(ctx.actor, kind="representative"), request_id=ctx.request_id
             )
-            return Whose(acting, r.space_id, r.ins, child.name, children)
-    return Whose(ctx, await lifecycle.space_of(ctx, None), ctx.actor.id, "", children)
+            return Whose(acting, r.space_id, r.ins, child.name, listed)
+    return Whose(ctx, await lifecycle.space_of(ctx, None), ctx.actor.id, "", listed)
 
 
 @router.post(CHOOSE)
@@ -127,7 +129,7 @@ async def choose(request: Request) -> Response:
     wanted = field(form, "pour", 100)
     try:
         ctx = await session_context(request)
-        found = await lifecycle.represented(ctx)
+        found = await lifecycle.represented(ctx, named=lambda _: False)  # which spaces, not who
     except FhirError:
         found = []
     target = next((r for r in found if wanted and _ref(session, r.space_id) == wanted), None)

@@ -1,0 +1,11 @@
+-- One professional's accesses in one space's trace (the holder's « Historique des accès » filtered by
+-- professional, `AuditEvent?agent:identifier=…`), and the list of the professionals who appear in it. The
+-- existing audit_event_actor (actor_kind, actor_id, recorded_at) serves "everything this actor did": it does
+-- not start with the space, so for a busy doctor it would walk his records in every space, and on Citus it is
+-- not the distribution column. This one leads with space_id, then the actor, then seq: a page of one actor's
+-- records newest first is a backward range scan that stops after its rows (with `seq <= snapshot` as the
+-- upper bound, so a download paged by key stays linear), and the distinct professionals of a space are read
+-- from the index alone.
+-- A plain CREATE INDEX holds off writes to audit_event while it builds (migrations run in a transaction). On a
+-- large base, build it first with CREATE INDEX CONCURRENTLY under this name: IF NOT EXISTS then keeps it.
+CREATE INDEX IF NOT EXISTS audit_event_space_actor ON audit_event (space_id, actor_kind, actor_id, seq);
