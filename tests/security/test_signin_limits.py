@@ -181,17 +181,17 @@ async def test_past_the_logins_ceiling_a_password_is_checked_blind_and_the_holde
             assert blind.status_code == 303 and blind.headers["location"] == "/connexion/code"
             assert jeanne.login in (await guesser.get("/connexion/code")).text
             refused = await type_code(guesser, wrong_code(jeanne))
-            assert refused.status_code == 400 and signin.BLIND_WRONG in refused.text
+            assert refused.status_code == 400 and signin.BLIND_WRONG.split(" / ")[0] in refused.text
         async with at(app, new_address()) as knows_the_password:
             blind = await type_password(knows_the_password, jeanne.login, jeanne.password)
             assert blind.status_code == 303 and blind.headers["location"] == "/connexion/code"
             refused = await type_code(knows_the_password, wrong_code(jeanne))
-            assert refused.status_code == 400 and signin.BLIND_WRONG in refused.text
+            assert refused.status_code == 400 and signin.BLIND_WRONG.split(" / ")[0] in refused.text
         mallorys_guess = await type_password(mallorys, jeanne.login, "essai de mallory")
         assert mallorys_guess.headers.get("location") == "/connexion/code"
 
         wrong = await type_password(laptop, jeanne.login, "faute de frappe")
-        assert wrong.status_code == 400 and signin.WRONG in wrong.text
+        assert wrong.status_code == 400 and signin.WRONG.split(" / ")[0] in wrong.text
     async with at(app, new_address()) as phone:
         done = await sign_in(phone, jeanne)
         assert done.status_code == 303 and done.headers["location"] == "/compte/securite"
@@ -243,7 +243,10 @@ async def test_past_the_codes_ceiling_only_a_trusted_device_may_type_a_code_and_
                     )
         async with at(app, new_address()) as elsewhere:
             refused = await sign_in(elsewhere, jeanne)
-            assert refused.status_code == 429 and accounts.LOCKED.replace("'", "&#39;") in refused.text
+            assert (
+                refused.status_code == 429
+                and accounts.LOCKED.split(" / ")[0].replace("'", "&#39;") in refused.text
+            )
         again = await sign_in(laptop, jeanne)
         assert again.status_code == 303 and again.headers["location"] == "/compte/securite"
     async with runtime.db.pool.acquire() as conn:

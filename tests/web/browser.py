@@ -70,8 +70,9 @@ async def serve(runtime: Runtime) -> AsyncIterator[tuple[Runtime, str]]:
 
 @contextlib.asynccontextmanager
 async def phone(problems: list[str], width: int = 320, height: int = 640) -> AsyncIterator[Any]:
-    """A page in Chromium with a phone's touch screen (320 px wide by default: the narrowest in use); console
-    errors and page errors go to `problems`."""
+    """A page in Chromium with a phone's touch screen (320 px wide by default: the narrowest in use), set to
+    French (the portal follows the browser's language: a story in English says so); console errors and page
+    errors go to `problems`."""
     from playwright.async_api import async_playwright
 
     async with async_playwright() as pw:
@@ -82,6 +83,7 @@ async def phone(problems: list[str], width: int = 320, height: int = 640) -> Asy
                 is_mobile=True,
                 has_touch=True,
                 accept_downloads=True,
+                locale="fr-FR",
             )
             page = await context.new_page()
             page.on(

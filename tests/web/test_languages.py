@@ -65,17 +65,21 @@ async def test_the_switch_goes_back_to_this_site_only_and_refuses_an_unknown_lan
             assert away.status_code == 303 and away.headers["location"] == "/", elsewhere
         unknown = await client.get("/langue", params={"vers": "klingon", "retour": "/"})
     assert unknown.status_code == 400
-    assert "choisissez le français" in unknown.text
+    # In the language this browser chose just before (English, by the switch).
+    assert "choose French or English" in unknown.text and "choisissez" not in unknown.text
     assert "set-cookie" not in unknown.headers or "langue=" not in unknown.headers["set-cookie"]
+    async with browser(app) as client:
+        unknown = await client.get("/langue", params={"vers": "klingon", "retour": "/"})
+    assert "choisissez le français" in unknown.text
 
 
-async def test_a_page_not_yet_translated_stays_whole_in_french(app: Any) -> None:
-    """No page mixes languages: the sign-in page, written before the catalogues, keeps French throughout (and
-    says so) until its strings are in the catalogue."""
+async def test_every_page_follows_the_persons_language_the_sign_in_page_too(app: Any) -> None:
+    """Every page is translated now (tests/web/test_pages_in_both_languages.py tours them): the sign-in page
+    follows the browser's language, with the switch back to French."""
     async with browser(app) as client:
         page = await client.get("/connexion", headers={"Accept-Language": "en"})
-    assert '<html lang="fr">' in page.text and "Se connecter" in page.text
-    assert "Skip to content" not in page.text and 'hreflang="en"' not in page.text
+    assert '<html lang="en">' in page.text and "Sign in with a passkey" in page.text
+    assert "Se connecter" not in page.text and 'hreflang="fr"' in page.text
 
 
 def test_every_string_marked_for_translation_has_its_english() -> None:

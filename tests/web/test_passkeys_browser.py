@@ -39,7 +39,7 @@ async def test_a_holder_adds_a_passkey_and_signs_in_with_it(
     async with async_playwright() as pw:
         browser = await pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
         try:
-            context = await browser.new_context()
+            context = await browser.new_context(locale="fr-FR")  # the portal follows the browser's language
             page = await context.new_page()
             page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
             page.on("pageerror", lambda e: problems.append(str(e)))

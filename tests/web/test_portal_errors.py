@@ -1,6 +1,7 @@
 """The portal's one answer to a service refusal (web/portal.py, issue 15): a page route that lets a FhirError
-escape answers a French page with its status, the English line and the person's navigation; a database outage
-is a 503 page; an API route still answers an OperationOutcome."""
+escape answers a page in the person's language (the service's own sentence: its half in that language) with its
+status and the person's navigation; a database outage is a 503 page; an API route still answers an
+OperationOutcome."""
 
 from __future__ import annotations
 
@@ -53,19 +54,19 @@ def _alert(html: str) -> str:
     return unescape(found.group(1)).strip()
 
 
-def _english(html: str) -> str:
-    found = re.search(r'<p lang="en"[^>]*>([^<]*)<', html)
-    assert found, "no English line"
+def _title(html: str) -> str:
+    found = re.search(r"<h1>([^<]*)</h1>", html)
+    assert found, "no title"
     return unescape(found.group(1)).strip()
 
 
-async def test_a_service_error_in_a_page_route_is_a_french_page_with_its_status_and_english_line() -> None:
+async def test_a_service_error_in_a_page_route_is_a_page_in_the_persons_language_with_its_status() -> None:
     transport = httpx.ASGITransport(app=_tiny_app())
     async with httpx.AsyncClient(transport=transport, base_url="https://test") as client:
         refused = await client.get("/refuse")
         assert refused.status_code == 403 and refused.headers["content-type"].startswith("text/html")
         assert _alert(refused.text) == "Accès refusé : pas ce document."
-        assert _english(refused.text) == "Access denied: not this document."
+        assert _title(refused.text) == "Action refusée" and "not this document" not in refused.text
         assert refused.headers["cache-control"] == "no-store"
 
         absent = await client.get("/absent")
@@ -81,6 +82,22 @@ async def test_a_service_error_in_a_page_route_is_a_french_page_with_its_status_
         own = await client.get("/titulaire")
         assert own.status_code == 403 and _alert(own.text) == "Réservé au titulaire."
 
+        # In English: the service's English half, the router's and the page's own English, and titles the
+        # catalogue lacks ("Chose introuvable", "Réservé") give way to their status's.
+        client.headers["Accept-Language"] = "en"
+        refused = await client.get("/refuse")
+        assert _alert(refused.text) == "Access denied: not this document."
+        assert _title(refused.text) == "Action refused" and '<html lang="en">' in refused.text
+        absent = await client.get("/absent")
+        assert (_title(absent.text), _alert(absent.text)) == ("Page not found", "Not found.")
+        changed = await client.get("/change")
+        assert "changed meanwhile" in _alert(changed.text)
+        down = await client.get("/panne")
+        assert _title(down.text) == "Service unavailable" and "indisponible" not in down.text
+        own = await client.get("/titulaire")
+        assert (_title(own.text), _alert(own.text)) == ("Action refused", "For the holder only.")
+        assert "Continue" in own.text and "Continuer" not in own.text
+
 
 async def test_the_holder_sees_the_page_with_her_navigation_and_the_api_keeps_its_operation_outcome(
     runtime: Any, app: Any, fhir: httpx.AsyncClient
@@ -91,9 +108,12 @@ async def test_the_holder_sees_the_page_with_her_navigation_and_the_api_keeps_it
         missing = await client.get(f"/mon-espace/documents/{'0' * 48}/contenu")
         assert missing.status_code == 404
         assert _alert(missing.text) == "Ce document est introuvable : il a peut-être été supprimé."
-        assert _english(missing.text) == "This document cannot be found: it may have been deleted."
         assert 'href="/mon-espace/documents"' in missing.text  # her navigation
         assert "Se déconnecter" in unescape(missing.text)
+        client.cookies.set("langue", "en")
+        missing = await client.get(f"/mon-espace/documents/{'0' * 48}/contenu")
+        assert _alert(missing.text) == "This document cannot be found: it may have been deleted."
+        assert _title(missing.text) == "Document not found" and "Sign out" in missing.text
     api = await fhir.get(f"/DocumentReference/{'0' * 48}")
     assert api.status_code == 404
     assert api.json()["resourceType"] == "OperationOutcome"
@@ -138,5 +158,7 @@ async def test_a_service_error_on_her_home_is_the_message_page(
         await sign_in(client, jeanne)
         monkeypatch.setattr(board, "latest", refused)
         home = await client.get("/")
+        client.cookies.set("langue", "en")
+        english = await client.get("/")
     assert home.status_code == 403 and home.headers["content-type"].startswith("text/html")
-    assert _english(home.text) == "Access denied."
+    assert _alert(home.text) == "Accès refusé." and _alert(english.text) == "Access denied."

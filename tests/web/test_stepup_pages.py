@@ -75,7 +75,7 @@ async def test_closing_after_a_while_asks_her_to_confirm_who_she_is_then_closes(
             },
         )
         assert wrong.status_code == 400
-        assert _alert(wrong.text) == "Mot de passe ou code incorrect. / Wrong password or code."
+        assert _alert(wrong.text) == "Mot de passe ou code incorrect."  # the page's language only
         assert 'aria-invalid="true"' in wrong.text
 
         confirmed = await client.post(

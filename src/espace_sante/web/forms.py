@@ -15,11 +15,11 @@ from starlette.responses import RedirectResponse
 
 @dataclass(frozen=True)
 class Problem:
-    """One error of a form: the field it is about (its id, linked from the summary), French, English."""
+    """One error of a form: the field it is about (its id, linked from the summary) and what to say, in the
+    page's language."""
 
     field: str
-    fr: str
-    en: str = ""
+    text: str
 
 
 def see_other(path: str) -> RedirectResponse:

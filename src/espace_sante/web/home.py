@@ -3,7 +3,7 @@
 `/` says what the service is to anyone, with the three ways in: sign in, activate with the notice's code, or
 refuse the space. A holder signed in sees her home (web/holder/dashboard.py); a professional or an operator
 goes to their account, until their portals exist. `/langue` remembers the language chosen with the switch that
-every translated page shows, and comes back to that page."""
+every page shows, and comes back to that page."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from espace_sante.web import i18n
 from espace_sante.web.deps import current_session, runtime, safe_next
 from espace_sante.web.holder.dashboard import dashboard
 from espace_sante.web.holder.documents import HOME as HOLDER_HOME
+from espace_sante.web.i18n import N_
 from espace_sante.web.portal import message_page, portal_router
 from espace_sante.web.templating import render
 
@@ -22,7 +23,9 @@ SWITCH = "/langue"
 #: Where a person signed in lands, by the kind of account.
 LANDINGS = {"holder": HOLDER_HOME, "practitioner": "/compte/securite", "operator": "/compte/securite"}
 
-router = portal_router(link=ROOT)  # a service error on her home: the message page (web/portal.py)
+#: A portal router: the request speaks the person's language throughout (her home's parts are built in it), and
+#: a service error is the message page (web/portal.py).
+router = portal_router(link=ROOT)
 
 
 @router.get(ROOT)
@@ -32,9 +35,7 @@ async def home(request: Request) -> Response:
         return await dashboard(request, ROOT)
     if session is not None:
         return RedirectResponse(LANDINGS.get(session.kind, "/compte/securite"), status_code=303)
-    with i18n.speaking(i18n.negotiate(request)):
-        title = i18n.gettext("Mon espace santé")
-    return render(request, "home.html", {"title": title}, translated=True)
+    return render(request, "home.html", {"title": i18n.gettext("Mon espace santé")})
 
 
 @router.get(SWITCH)
@@ -47,9 +48,8 @@ async def switch(
     if vers not in i18n.LOCALES:
         return await message_page(
             request,
-            "Langue inconnue",
-            "Cette langue n'est pas proposée : choisissez le français ou l'anglais.",
-            "This language is not offered: choose French or English.",
+            N_("Langue inconnue"),
+            N_("Cette langue n'est pas proposée : choisissez le français ou l'anglais."),
             status=400,
             link=ROOT,
         )

@@ -30,7 +30,11 @@ env = Environment(
 )
 # The page's language is a context variable (web/i18n.py): one environment serves French and English.
 env.install_gettext_callables(i18n.gettext, i18n.ngettext, newstyle=True)  # type: ignore[attr-defined]
+# A `{% trans %}` block's text is looked up as `make messages` extracted it (babel.cfg `trimmed`): its lines
+# joined, so that templates can wrap their prose.
+env.policies["ext.i18n.trimmed"] = True
 env.globals["date_text"] = i18n.date_text
+env.globals["instant_text"] = i18n.instant_text
 
 
 def switch_url(request: Request, locale: str) -> str:
@@ -47,21 +51,18 @@ def render(
     status: int = 200,
     headers: dict[str, str] | None = None,
     csp: str = PAGE_CSP,
-    translated: bool = False,
 ) -> HTMLResponse:
-    """A page from `templates/`. Responses are never cached: they can hold secrets shown once or personal
-    data (SECURITY V8 8.1.1). A `translated` page (every string of it in the catalogue) is shown in the
-    person's language with the switch; the others, written before the catalogues, in French until they are."""
+    """A page from `templates/`, in the person's language (web/i18n.py `negotiate`) with the switch to the
+    other. Responses are never cached: they can hold secrets shown once or personal data (SECURITY V8
+    8.1.1)."""
     values: dict[str, Any] = {"csrf": "", "signed_in": False, "error": "", "notice": ""}
     values.update(context or {})
     values["request_path"] = request.url.path
-    lang = i18n.negotiate(request) if translated else i18n.SOURCE
+    lang = i18n.negotiate(request)
     values["lang"] = lang
-    values["languages"] = (
-        [(code, i18n.NAMES[code], switch_url(request, code)) for code in i18n.LOCALES if code != lang]
-        if translated
-        else []
-    )
+    values["languages"] = [
+        (code, i18n.NAMES[code], switch_url(request, code)) for code in i18n.LOCALES if code != lang
+    ]
     with i18n.speaking(lang):
         html = env.get_template(name).render(**values)
     response = HTMLResponse(html, status_code=status)

@@ -11,7 +11,8 @@
 - `GET /connexion/federation/{provider}`: start a sign-in with FranceConnect+ (`fcplus`) or Pro Santé Connect
   (`psc`); `GET /connexion/federation/{provider}/retour`: the provider's answer, which starts the session.
 
-Pages carry no inline script or style (the CSP forbids them) and never put a token or an INS in a URL."""
+Pages carry no inline script or style (the CSP forbids them) and never put a token or an INS in a URL; they
+are in the person's language (web/i18n.py), refusals of the services too (web/messages.py `shown`)."""
 
 from __future__ import annotations
 
@@ -21,14 +22,13 @@ from fastapi import Request
 from starlette.datastructures import FormData
 from starlette.responses import RedirectResponse, Response
 
-from espace_sante.audit.wording import when
 from espace_sante.errors import NotFound
 from espace_sante.oauth import authorize as smart
 from espace_sante.oauth.authorize import AuthorizeError
 from espace_sante.people import federation, sessions, stepup
 from espace_sante.people.federation import FederationRefused
-from espace_sante.web import deps
-from espace_sante.web.account.signin import step_up_url
+from espace_sante.web import deps, i18n
+from espace_sante.web.account.signin import FORGED, step_up_url
 from espace_sante.web.deps import (
     SESSION_COOKIE,
     check_csrf,
@@ -44,20 +44,19 @@ from espace_sante.web.deps import (
     user_agent,
 )
 from espace_sante.web.forms import field, small_form
+from espace_sante.web.i18n import gettext as _
+from espace_sante.web.messages import shown
 from espace_sante.web.portal import portal_router
 from espace_sante.web.templating import render
 
 router = portal_router()  # a service error that escapes a page: the message page (web/portal.py)
 
 APPS = "/compte/applications"
-FORGED = (
-    "Ce formulaire a expiré ou ne vient pas de ce site : rechargez la page et recommencez. "
-    "/ This form expired or does not come from this site: reload the page and try again."
-)
-_NOTICES = {
-    "deconnectee": "L'application est déconnectée : elle n'a plus accès à votre dossier. "
-    "/ The app is disconnected: it no longer has access to your record.",
-}
+
+
+def _notices() -> dict[str, str]:
+    """Messages after a redirection, by the fixed key the URL carries, in the page's language."""
+    return {"deconnectee": _("L'application est déconnectée : elle n'a plus accès à votre dossier.")}
 
 
 def _redirect(location: str, status: int = 302) -> RedirectResponse:
@@ -80,9 +79,12 @@ def _authorize_error(request: Request, exc: AuthorizeError, status: int = 302) -
         return _redirect(exc.location(), status)
     return _problem(
         request,
-        "Demande d'accès refusée",
-        "Cette demande ne vient pas d'une application enregistrée, ou son adresse de retour ne correspond pas "
-        f"à celle qui est enregistrée : nous ne vous y renvoyons pas. ({exc.description})",
+        _("Demande d'accès refusée"),
+        _(
+            "Cette demande ne vient pas d'une application enregistrée, ou son adresse de retour ne correspond "
+            "pas à celle qui est enregistrée : nous ne vous y renvoyons pas. (%(detail)s)"
+        )
+        % {"detail": shown(exc.description)},
         status=400,
     )
 
@@ -111,13 +113,13 @@ async def authorize(request: Request) -> Response:
     if not smart.may_authorise(ctx.actor, auth):
         return _problem(
             request,
-            "Autorisation impossible avec ce compte",
-            "Cette application s'adresse aux titulaires d'un dossier"
+            _("Autorisation impossible avec ce compte"),
+            _("Cette application s'adresse aux titulaires d'un dossier.")
             if auth.person_kind == "holder"
-            else "Ce logiciel s'adresse aux professionnels de santé",
+            else _("Ce logiciel s'adresse aux professionnels de santé."),
             status=403,
             link=smart.refusal(auth),
-            link_text="Revenir à l'application",
+            link_text=_("Revenir à l'application"),
         )
     if await smart.covered(rt, ctx.actor, auth):
         return _redirect(await smart.approve(ctx, auth, consented=False))
@@ -126,14 +128,17 @@ async def authorize(request: Request) -> Response:
         request,
         "oauth_consent.html",
         {
-            "title": "Autoriser une application" if holder else "Autoriser un logiciel",
-            "client_label": "L'application" if holder else "Le logiciel",
+            "title": _("Autoriser une application") if holder else _("Autoriser un logiciel"),
+            "holder": holder,
             "client_name": auth.client.name,
-            "phrases": smart.describe(auth.scope, holder=holder),
+            "phrases": smart.describe(auth.scope, i18n.language(), holder=holder),
             "explanation": (
-                "Elle n'aura accès qu'à votre dossier, et seulement à ce qui est listé ci-dessus."
+                _("Elle n'aura accès qu'à votre dossier, et seulement à ce qui est listé ci-dessus.")
                 if holder
-                else "Il agira en votre nom, avec vos droits d'accès, et seulement pour ce qui est listé ci-dessus."
+                else _(
+                    "Il agira en votre nom, avec vos droits d'accès, et seulement pour ce qui est listé "
+                    "ci-dessus."
+                )
             ),
             "params": [(k, v) for k, v in auth.params if k not in ("csrf", "decision")],
             "csrf": session.csrf_token,
@@ -149,14 +154,14 @@ async def authorize_decision(request: Request) -> Response:
     if session is None:
         return _problem(
             request,
-            "Connexion requise",
-            "Connectez-vous d'abord. / Sign in first.",
+            _("Connexion requise"),
+            _("Connectez-vous d'abord."),
             status=401,
             link=sign_in_url(""),
-            link_text="Se connecter",
+            link_text=_("Se connecter"),
         )
     if form is None or not check_csrf(request, session, _text(form, "csrf")):
-        return _problem(request, "Formulaire refusé", FORGED, status=403)
+        return _problem(request, _("Formulaire refusé"), shown(FORGED), status=403)
     params = [(k, v) for k, v in form.multi_items() if isinstance(v, str) and k not in ("csrf", "decision")]
     rt = deps.runtime(request)
     try:
@@ -189,8 +194,8 @@ async def connected_apps(request: Request) -> Response:
         {
             "id": str(g.grant_id),
             "name": g.client_name,
-            "since": when(g.granted_at),
-            "phrases": smart.describe(g.scope, holder=holder),
+            "since": i18n.instant_text(g.granted_at),
+            "phrases": smart.describe(g.scope, i18n.language(), holder=holder),
         }
         for g in await smart.connected(ctx)
     ]
@@ -198,17 +203,19 @@ async def connected_apps(request: Request) -> Response:
         request,
         "oauth_apps.html",
         {
-            "title": "Applications connectées" if holder else "Logiciels autorisés",
+            "title": _("Applications connectées") if holder else _("Logiciels autorisés"),
             "intro": (
-                "Les applications que vous avez autorisées à accéder à votre dossier. Déconnecter une application "
-                "lui retire tout accès immédiatement."
+                _(
+                    "Les applications que vous avez autorisées à accéder à votre dossier. Déconnecter une "
+                    "application lui retire tout accès immédiatement."
+                )
                 if holder
-                else "Les logiciels que vous avez autorisés à agir en votre nom."
+                else _("Les logiciels que vous avez autorisés à agir en votre nom.")
             ),
             "grants": grants,
             "csrf": session.csrf_token,
             "signed_in": True,
-            "notice": _NOTICES.get(request.query_params.get("message", ""), ""),
+            "notice": _notices().get(request.query_params.get("message", ""), ""),
         },
     )
 
@@ -220,17 +227,17 @@ async def disconnect_app(request: Request, grant_id: str) -> Response:
     assert session is not None
     form = await _form(request)
     if form is None or not check_csrf(request, session, _text(form, "csrf")):
-        return _problem(request, "Formulaire refusé", FORGED, status=403)
+        return _problem(request, _("Formulaire refusé"), shown(FORGED), status=403)
     try:
         await smart.disconnect(ctx, uuid.UUID(grant_id))
     except (ValueError, NotFound):
         return _problem(
             request,
-            "Application introuvable",
-            "Cette application n'est pas connectée à votre dossier.",
+            _("Application introuvable"),
+            _("Cette application n'est pas connectée à votre dossier."),
             status=404,
             link=APPS,
-            link_text="Applications connectées",
+            link_text=_("Applications connectées"),
         )
     return _redirect(APPS + "?message=deconnectee", 303)
 
@@ -246,11 +253,11 @@ async def federation_start(request: Request, provider: str) -> Response:
     except FederationRefused as exc:
         return _problem(
             request,
-            "Connexion impossible",
-            exc.message,
+            _("Connexion impossible"),
+            shown(exc.message),
             status=404 if exc.reason == "unknown_provider" else 502,
             link="/connexion",
-            link_text="Autres moyens de connexion",
+            link_text=_("Autres moyens de connexion"),
         )
     response = _redirect(started.location, 303)
     set_cookie(response, federation.COOKIE, started.flow_secret, max_age=federation.FLOW_SECONDS)
@@ -274,11 +281,11 @@ async def federation_return(request: Request, provider: str) -> Response:
     except FederationRefused as exc:
         response = _problem(
             request,
-            "Connexion refusée",
-            exc.message,
+            _("Connexion refusée"),
+            shown(exc.message),
             status=403,
             link="/connexion",
-            link_text="Revenir à la connexion",
+            link_text=_("Revenir à la connexion"),
         )
         clear_cookie(response, federation.COOKIE)
         return response

@@ -14,7 +14,8 @@ Routes (French paths, the portal's language):
   account without a password signs in again instead (passkey, FranceConnect+), and comes back the same way.
 
 Every POST checks an anti-forgery token (web/deps.py). Pages call one service function each and show its
-message when it refuses; bad input gets a French sentence, never a 500.
+message when it refuses, in the page's language (web/messages.py `shown`); bad input gets a sentence, never a
+500.
 """
 
 from __future__ import annotations
@@ -31,12 +32,11 @@ from fastapi.staticfiles import StaticFiles
 from starlette.datastructures import FormData
 from starlette.responses import JSONResponse, Response
 
-from espace_sante.audit.wording import when
 from espace_sante.people import accounts, devices, passkeys, sessions, signin, stepup
 from espace_sante.people.accounts import Account, AccountError, ReauthRequired
 from espace_sante.people.signin import SignInRefused
 from espace_sante.people.stepup import StepUpRefused
-from espace_sante.web import deps
+from espace_sante.web import deps, i18n
 from espace_sante.web.deps import (
     FLOW_COOKIE,
     PRE_COOKIE,
@@ -57,12 +57,16 @@ from espace_sante.web.deps import (
     user_agent,
 )
 from espace_sante.web.forms import field, see_other, small_form
-from espace_sante.web.portal import portal_router
+from espace_sante.web.i18n import N_
+from espace_sante.web.i18n import gettext as _
+from espace_sante.web.messages import sentences, shown
+from espace_sante.web.portal import message_page, portal_router
 from espace_sante.web.templating import render
 
 router = portal_router()  # a service error that escapes a page: the message page (web/portal.py)
 
 HOME = "/compte/securite"
+#: In both languages, as services word their refusals: pages show its half (web/messages.py `shown`).
 FORGED = (
     "Ce formulaire a expiré ou ne vient pas de ce site : rechargez la page et recommencez. "
     "/ This form expired or does not come from this site: reload the page and try again."
@@ -70,20 +74,24 @@ FORGED = (
 TOO_LARGE = "Requête trop grande. / Request too large."
 _MAX_JSON = 64 * 1024
 
-#: Messages after a redirection, by a fixed key (the URL never carries free text).
-NOTICES: dict[str, str] = {
-    "fin": "Vous êtes déconnecté. / You are signed out.",
-    "partout": "Toutes vos sessions sont fermées. / Every session of yours is closed.",
-    "session": "La session a été fermée. / The session was closed.",
-    "cle": "Votre clé d'accès est enregistrée. / Your passkey is registered.",
-    "cle-retiree": "La clé d'accès a été retirée. / The passkey was removed.",
-    "totp": "L'application d'authentification est configurée. / The authenticator app is set up.",
-    "mot-de-passe": (
-        "Votre mot de passe est changé ; vos autres sessions ont été fermées. "
-        "/ Your password is changed; your other sessions were closed."
-    ),
-    "expire": signin.EXPIRED,
-}
+
+def _notices() -> dict[str, str]:
+    """Messages after a redirection, by the fixed key the URL carries (never free text), in the page's
+    language (built per page: the language is the page's)."""
+    return {
+        "fin": _("Vous êtes déconnecté."),
+        "partout": _("Toutes vos sessions sont fermées."),
+        "session": _("La session a été fermée."),
+        "cle": _("Votre clé d'accès est enregistrée."),
+        "cle-retiree": _("La clé d'accès a été retirée."),
+        "totp": _("L'application d'authentification est configurée."),
+        "mot-de-passe": _("Votre mot de passe est changé ; vos autres sessions ont été fermées."),
+        "expire": shown(signin.EXPIRED),
+    }
+
+
+def _notice(request: Request) -> str:
+    return _notices().get(request.query_params.get("message", ""), "")
 
 
 async def _form(request: Request) -> FormData | None:
@@ -125,8 +133,13 @@ def _pre_session_page(request: Request, template: str, context: dict[str, str], 
 def _signin_page(
     request: Request, *, error: str = "", status: int = 200, login: str = "", next_path: str = ""
 ) -> Response:
-    notice = NOTICES.get(request.query_params.get("message", ""), "")
-    context = {"error": error, "notice": notice, "login": login, "next": next_path, "title": "Se connecter"}
+    context = {
+        "error": error,
+        "notice": _notice(request),
+        "login": login,
+        "next": next_path,
+        "title": _("Se connecter"),
+    }
     return _pre_session_page(request, "signin.html", context, status)
 
 
@@ -139,7 +152,7 @@ async def signin_form(request: Request) -> Response:
 async def signin_password(request: Request) -> Response:
     form = await _form(request)
     if form is None or not check_pre_token(request, field(form, "csrf", 200)):
-        return _signin_page(request, error=FORGED, status=403)
+        return _signin_page(request, error=shown(FORGED), status=403)
     login = field(form, "login", 254)
     next_path = safe_next(field(form, "next", 2000))
     try:
@@ -154,7 +167,11 @@ async def signin_password(request: Request) -> Response:
         )
     except SignInRefused as exc:
         return _signin_page(
-            request, error=exc.message, status=_status_of(exc.message), login=login, next_path=next_path
+            request,
+            error=shown(exc.message),
+            status=_status_of(exc.message),
+            login=login,
+            next_path=next_path,
         )
     response = see_other("/connexion/code")
     set_cookie(response, FLOW_COOKIE, flow, max_age=deps.runtime(request).settings.signin_step_seconds)
@@ -162,7 +179,7 @@ async def signin_password(request: Request) -> Response:
 
 
 def _code_page(request: Request, login: str, *, error: str = "", status: int = 200) -> Response:
-    context = {"error": error, "login": login, "title": "Code de vérification"}
+    context = {"error": error, "login": login, "title": _("Code de vérification")}
     return _pre_session_page(request, "signin_code.html", context, status)
 
 
@@ -204,7 +221,7 @@ async def signin_code(request: Request) -> Response:
         return see_other("/connexion?message=expire")
     form = await _form(request)
     if form is None or not check_pre_token(request, field(form, "csrf", 200)):
-        return _code_page(request, waiting.login, error=FORGED, status=403)
+        return _code_page(request, waiting.login, error=shown(FORGED), status=403)
     try:
         done = await signin.second_factor_step(
             rt,
@@ -217,10 +234,10 @@ async def signin_code(request: Request) -> Response:
         )
     except SignInRefused as exc:
         if exc.message in (signin.EXPIRED, accounts.LOCKED, signin.BLIND_WRONG):
-            response = _signin_page(request, error=exc.message, status=_status_of(exc.message))
+            response = _signin_page(request, error=shown(exc.message), status=_status_of(exc.message))
             clear_cookie(response, FLOW_COOKIE)
             return response
-        return _code_page(request, waiting.login, error=exc.message, status=400)
+        return _code_page(request, waiting.login, error=shown(exc.message), status=400)
     await _end_previous(request)
     return _signed_in(request, see_other(done.next_path or HOME), done)
 
@@ -228,7 +245,7 @@ async def signin_code(request: Request) -> Response:
 @router.post("/connexion/cle/options")
 async def signin_passkey_options(request: Request) -> Response:
     if not check_pre_token(request, None):
-        return _json_error(FORGED, 403)
+        return _json_error(shown(FORGED), 403)
     options = await passkeys.authentication_options(deps.runtime(request), binding=pre_binding(request))
     return JSONResponse(options, headers={"Cache-Control": "no-store"})
 
@@ -236,10 +253,10 @@ async def signin_passkey_options(request: Request) -> Response:
 @router.post("/connexion/cle")
 async def signin_passkey(request: Request) -> Response:
     if not check_pre_token(request, None):
-        return _json_error(FORGED, 403)
+        return _json_error(shown(FORGED), 403)
     data = await _json(request)
     if data is None or not isinstance(data.get("credential"), dict):
-        return _json_error(passkeys.FAILED)
+        return _json_error(shown(passkeys.FAILED))
     try:
         done = await passkeys.authenticate(
             deps.runtime(request),
@@ -251,7 +268,7 @@ async def signin_passkey(request: Request) -> Response:
             device_cookie=request.cookies.get(devices.COOKIE, ""),
         )
     except SignInRefused as exc:
-        return _json_error(exc.message, _status_of(exc.message))
+        return _json_error(shown(exc.message), _status_of(exc.message))
     await _end_previous(request)
     target = safe_next(str(data.get("next") or "")) or HOME
     return _signed_in(
@@ -268,7 +285,7 @@ async def signout(request: Request) -> Response:
         return response
     form = await _form(request)
     if form is None or not check_csrf(request, session, field(form, "csrf", 200)):
-        return render(request, "message.html", {"title": "Formulaire expiré", "error": FORGED}, status=403)
+        return await _forged(request)
     await sessions.end(deps.runtime(request), session, request_id=request_id(request))
     response = see_other("/connexion?message=fin")
     clear_cookie(response, SESSION_COOKIE)
@@ -280,7 +297,8 @@ async def signout(request: Request) -> Response:
 
 
 def _device(agent: str) -> str:
-    """ "Firefox sur Android" from a user agent, or a neutral label (never shown unescaped)."""
+    """ "Firefox sur Android" from a user agent, in the page's language, or a neutral label (never shown
+    unescaped)."""
     browsers = (
         ("Edg/", "Edge"),
         ("Firefox/", "Firefox"),
@@ -299,8 +317,8 @@ def _device(agent: str) -> str:
     browser = next((name for token, name in browsers if token in agent), "")
     system = next((name for token, name in systems if token in agent), "")
     if browser and system:
-        return f"{browser} sur {system}"
-    return browser or system or "Appareil non reconnu"
+        return _("%(browser)s sur %(system)s") % {"browser": browser, "system": system}
+    return browser or system or _("Appareil non reconnu")
 
 
 async def _account(request: Request, session: sessions.Session) -> Account:
@@ -310,11 +328,13 @@ async def _account(request: Request, session: sessions.Session) -> Account:
     return found
 
 
-_METHODS = {
-    "password+totp": "mot de passe et application d'authentification",
-    "password+recovery": "mot de passe et code de secours",
-    "passkey": "clé d'accès",
-}
+def _method(code: str) -> str:
+    """How a session was signed in, in the page's language."""
+    return {
+        "password+totp": _("mot de passe et application d'authentification"),
+        "password+recovery": _("mot de passe et code de secours"),
+        "passkey": _("clé d'accès"),
+    }.get(code, code)
 
 
 async def _security_page(
@@ -329,14 +349,14 @@ async def _security_page(
         request,
         "security.html",
         {
-            "title": "Sécurité de votre compte",
+            "title": _("Sécurité de votre compte"),
             "signed_in": True,
             "holder_nav": session.kind == "holder",
             "csrf": session.csrf_token,
             "error": error,
-            "notice": NOTICES.get(request.query_params.get("message", ""), ""),
+            "notice": _notice(request),
             "account": account,
-            "method": _METHODS.get(session.method, session.method),
+            "method": _method(session.method),
             "acr": session.acr,
             "fresh": sessions.is_fresh(rt, session),
             "factors": factors,
@@ -346,9 +366,9 @@ async def _security_page(
                     "current": s.session_id == session.session_id,
                     "device": _device(s.user_agent),
                     "ip": s.ip,
-                    "started": when(s.created_at),
-                    "seen": when(s.last_seen_at),
-                    "method": _METHODS.get(s.method, s.method),
+                    "started": i18n.instant_text(s.created_at),
+                    "seen": i18n.instant_text(s.last_seen_at),
+                    "method": _method(s.method),
                 }
                 for s in listed
             ],
@@ -356,8 +376,8 @@ async def _security_page(
                 {
                     "id": base64.urlsafe_b64encode(k.credential_id).decode().rstrip("="),
                     "name": k.name,
-                    "added": when(k.created_at),
-                    "used": when(k.last_used_at) if k.last_used_at else "jamais",
+                    "added": i18n.instant_text(k.created_at),
+                    "used": i18n.instant_text(k.last_used_at) if k.last_used_at else "",
                 }
                 for k in keys
             ],
@@ -389,20 +409,15 @@ async def _checked_form(request: Request) -> tuple[sessions.Session, FormData | 
     return session, form
 
 
-def _forged(request: Request) -> Response:
-    return render(
-        request,
-        "message.html",
-        {"title": "Formulaire expiré", "error": FORGED, "signed_in": True},
-        status=403,
-    )
+async def _forged(request: Request) -> Response:
+    return await message_page(request, N_("Formulaire expiré"), *sentences(FORGED), status=403, link=HOME)
 
 
 @router.post("/compte/sessions/fermer-toutes")
 async def sessions_end_all(request: Request) -> Response:
     session, form = await _checked_form(request)
     if form is None:
-        return _forged(request)
+        return await _forged(request)
     await sessions.end_everywhere(deps.runtime(request), session, request_id=request_id(request))
     response = see_other("/connexion?message=partout")
     clear_cookie(response, SESSION_COOKIE)
@@ -413,17 +428,13 @@ async def sessions_end_all(request: Request) -> Response:
 async def session_revoke(request: Request, session_id: str) -> Response:
     session, form = await _checked_form(request)
     if form is None:
-        return _forged(request)
+        return await _forged(request)
     try:
         target = uuid.UUID(session_id)
     except ValueError:
-        return await _security_page(
-            request, session, error="Session inconnue. / Unknown session.", status=404
-        )
+        return await _security_page(request, session, error=_("Session inconnue."), status=404)
     if not await sessions.revoke(deps.runtime(request), session, target, request_id=request_id(request)):
-        return await _security_page(
-            request, session, error="Session inconnue. / Unknown session.", status=404
-        )
+        return await _security_page(request, session, error=_("Session inconnue."), status=404)
     if target == session.session_id:
         response = see_other("/connexion?message=fin")
         clear_cookie(response, SESSION_COOKIE)
@@ -440,20 +451,20 @@ def _require_fresh(request: Request, session: sessions.Session) -> None:
 async def totp_begin(request: Request) -> Response:
     session, form = await _checked_form(request)
     if form is None:
-        return _forged(request)
+        return await _forged(request)
     try:
         _require_fresh(request, session)
         account = await _account(request, session)
         secret, uri = await accounts.begin_totp(deps.runtime(request), account)
     except AccountError as exc:
-        return await _security_page(request, session, error=exc.message, status=403)
+        return await _security_page(request, session, error=shown(exc.message), status=403)
     from espace_sante.people.totp import grouped
 
     return render(
         request,
         "totp_setup.html",
         {
-            "title": "Application d'authentification",
+            "title": _("Application d'authentification"),
             "signed_in": True,
             "csrf": session.csrf_token,
             "secret": grouped(secret),
@@ -466,7 +477,7 @@ async def totp_begin(request: Request) -> Response:
 async def totp_confirm(request: Request) -> Response:
     session, form = await _checked_form(request)
     if form is None:
-        return _forged(request)
+        return await _forged(request)
     try:
         _require_fresh(request, session)
         account = await _account(request, session)
@@ -478,9 +489,11 @@ async def totp_confirm(request: Request) -> Response:
             request_id=request_id(request),
         )
     except AccountError as exc:
-        return await _security_page(request, session, error=exc.message, status=_status_of(exc.message))
+        return await _security_page(
+            request, session, error=shown(exc.message), status=_status_of(exc.message)
+        )
     if codes:
-        return _recovery_codes_page(request, session, codes, NOTICES["totp"])
+        return _recovery_codes_page(request, session, codes, _notices()["totp"])
     return see_other(f"{HOME}?message=totp")
 
 
@@ -488,7 +501,7 @@ async def totp_confirm(request: Request) -> Response:
 async def recovery_regenerate(request: Request) -> Response:
     session, form = await _checked_form(request)
     if form is None:
-        return _forged(request)
+        return await _forged(request)
     try:
         _require_fresh(request, session)
         account = await _account(request, session)
@@ -496,7 +509,7 @@ async def recovery_regenerate(request: Request) -> Response:
             deps.runtime(request), account, request_id=request_id(request)
         )
     except AccountError as exc:
-        return await _security_page(request, session, error=exc.message, status=403)
+        return await _security_page(request, session, error=shown(exc.message), status=403)
     return _recovery_codes_page(request, session, codes, "")
 
 
@@ -508,7 +521,7 @@ def _recovery_codes_page(
         request,
         "recovery_codes.html",
         {
-            "title": "Codes de secours",
+            "title": _("Codes de secours"),
             "signed_in": True,
             "csrf": session.csrf_token,
             "codes": codes,
@@ -521,13 +534,13 @@ def _recovery_codes_page(
 async def password_change(request: Request) -> Response:
     session, form = await _checked_form(request)
     if form is None:
-        return _forged(request)
+        return await _forged(request)
     new = field(form, "new", 4096)
     if new != field(form, "confirm", 4096):
         return await _security_page(
             request,
             session,
-            error="Les deux saisies du nouveau mot de passe diffèrent. / The two new passwords differ.",
+            error=_("Les deux saisies du nouveau mot de passe diffèrent."),
             status=400,
         )
     try:
@@ -545,7 +558,9 @@ async def password_change(request: Request) -> Response:
             request_id=request_id(request),
         )
     except AccountError as exc:
-        return await _security_page(request, session, error=exc.message, status=_status_of(exc.message))
+        return await _security_page(
+            request, session, error=shown(exc.message), status=_status_of(exc.message)
+        )
     return see_other(f"{HOME}?message=mot-de-passe")
 
 
@@ -553,15 +568,15 @@ async def password_change(request: Request) -> Response:
 async def passkey_register_options(request: Request) -> Response:
     session = await current_session(request)
     if session is None:
-        return _json_error("Connectez-vous d'abord. / Sign in first.", 401)
+        return _json_error(_("Connectez-vous d'abord."), 401)
     if not check_csrf(request, session, None):
-        return _json_error(FORGED, 403)
+        return _json_error(shown(FORGED), 403)
     if not sessions.is_fresh(deps.runtime(request), session):
-        return _json_error(ReauthRequired().message, 403)
+        return _json_error(shown(ReauthRequired().message), 403)
     try:
         options = await passkeys.registration_options(deps.runtime(request), session)
     except AccountError as exc:
-        return _json_error(exc.message)
+        return _json_error(shown(exc.message))
     return JSONResponse(options, headers={"Cache-Control": "no-store"})
 
 
@@ -569,14 +584,14 @@ async def passkey_register_options(request: Request) -> Response:
 async def passkey_register(request: Request) -> Response:
     session = await current_session(request)
     if session is None:
-        return _json_error("Connectez-vous d'abord. / Sign in first.", 401)
+        return _json_error(_("Connectez-vous d'abord."), 401)
     if not check_csrf(request, session, None):
-        return _json_error(FORGED, 403)
+        return _json_error(shown(FORGED), 403)
     if not sessions.is_fresh(deps.runtime(request), session):
-        return _json_error(ReauthRequired().message, 403)
+        return _json_error(shown(ReauthRequired().message), 403)
     data = await _json(request)
     if data is None or not isinstance(data.get("credential"), dict):
-        return _json_error(passkeys.FAILED)
+        return _json_error(shown(passkeys.FAILED))
     try:
         await passkeys.register(
             deps.runtime(request),
@@ -586,7 +601,7 @@ async def passkey_register(request: Request) -> Response:
             request_id=request_id(request),
         )
     except AccountError as exc:
-        return _json_error(exc.message)
+        return _json_error(shown(exc.message))
     return JSONResponse({"redirect": f"{HOME}?message=cle"}, headers={"Cache-Control": "no-store"})
 
 
@@ -594,20 +609,18 @@ async def passkey_register(request: Request) -> Response:
 async def passkey_remove(request: Request, credential: str) -> Response:
     session, form = await _checked_form(request)
     if form is None:
-        return _forged(request)
+        return await _forged(request)
     try:
         _require_fresh(request, session)
         raw = base64.urlsafe_b64decode(credential + "=" * (-len(credential) % 4))
     except AccountError as exc:
-        return await _security_page(request, session, error=exc.message, status=403)
+        return await _security_page(request, session, error=shown(exc.message), status=403)
     except (binascii.Error, ValueError):
         raw = b""
     if not raw or not await passkeys.remove(
         deps.runtime(request), session, raw, request_id=request_id(request)
     ):
-        return await _security_page(
-            request, session, error="Clé d'accès inconnue. / Unknown passkey.", status=404
-        )
+        return await _security_page(request, session, error=_("Clé d'accès inconnue."), status=404)
     return see_other(f"{HOME}?message=cle-retiree")
 
 
@@ -629,7 +642,7 @@ async def _step_up_page(
         request,
         "stepup.html",
         {
-            "title": "Confirmer votre identité",
+            "title": _("Confirmer votre identité"),
             "signed_in": True,
             "holder_nav": session.kind == "holder",
             "csrf": session.csrf_token,
@@ -655,7 +668,7 @@ async def step_up_form(request: Request) -> Response:
 async def step_up(request: Request) -> Response:
     session, form = await _checked_form(request)
     if form is None:
-        return _forged(request)
+        return await _forged(request)
     suite = safe_next(field(form, "suite", 2000)) or HOME
     try:
         await stepup.confirm(
@@ -668,7 +681,9 @@ async def step_up(request: Request) -> Response:
             device_cookie=request.cookies.get(devices.COOKIE, ""),
         )
     except StepUpRefused as exc:
-        return await _step_up_page(request, session, suite, error=exc.message, status=_status_of(exc.message))
+        return await _step_up_page(
+            request, session, suite, error=shown(exc.message), status=_status_of(exc.message)
+        )
     return see_other(suite)
 
 
@@ -684,13 +699,10 @@ def install(app: FastAPI) -> None:
     async def sign_in_required(request: Request, exc: SignInRequired) -> Response:
         if request.method == "GET":
             return see_other(sign_in_url(exc.next_path))
-        return render(
+        return await message_page(
             request,
-            "message.html",
-            {
-                "title": "Connexion requise",
-                "error": "Connectez-vous d'abord. / Sign in first.",
-                "link": sign_in_url(exc.next_path),
-            },
+            N_("Connexion requise"),
+            N_("Connectez-vous d'abord."),
             status=401,
+            link=sign_in_url(exc.next_path),
         )

@@ -1,6 +1,7 @@
 """The activation page, where every notice sends people (`<base_url>/activation`, PRODUCT section 2, issue 6):
 with the code of their notice and their birth date (their child's, for a child's space) they activate their
-space, at any time, or oppose its creation before it opens. French first, phone first (docs/activation.md).
+space, at any time, or oppose its creation before it opens. In French or English (web/i18n.py), phone first
+(docs/activation.md).
 
 Routes:
 - `GET /activation`: the two choices, explained.
@@ -41,6 +42,7 @@ from datetime import date
 from typing import Any
 
 import orjson
+from babel import dates as babel_dates
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from fastapi import Request
 from starlette.datastructures import FormData
@@ -48,7 +50,7 @@ from starlette.responses import Response
 
 from espace_sante import clock
 from espace_sante.access.actors import ACTIVATION
-from espace_sante.audit.wording import MONTHS_FR, when
+from espace_sante.audit.wording import MONTHS_FR
 from espace_sante.context import Context
 from espace_sante.crypto import DecryptionFailed, open_, seal
 from espace_sante.errors import NotFound
@@ -56,7 +58,7 @@ from espace_sante.people import accounts, passwords, totp
 from espace_sante.people.accounts import AccountError, AccountTaken
 from espace_sante.spaces import activation, opposition
 from espace_sante.spaces.activation import ActivationRefused, Holder
-from espace_sante.web import deps
+from espace_sante.web import deps, i18n
 from espace_sante.web.account.signin import FORGED
 from espace_sante.web.deps import (
     PRE_COOKIE,
@@ -70,7 +72,8 @@ from espace_sante.web.deps import (
     set_cookie,
 )
 from espace_sante.web.forms import Problem, field, see_other, small_form
-from espace_sante.web.messages import halves
+from espace_sante.web.i18n import gettext as _
+from espace_sante.web.messages import shown
 from espace_sante.web.portal import portal_router
 from espace_sante.web.templating import render
 
@@ -92,13 +95,11 @@ CONFIRM_SECONDS = 15 * 60
 ACCOUNT_SECONDS = 30 * 60
 PROOF_SECONDS = 30 * 60
 
-#: Messages after a redirection, by a fixed key (the URL never carries free text).
-NOTICES: dict[str, tuple[str, str]] = {
-    "expire": (
-        "Cette étape a expiré ou a déjà été faite : recommencez en saisissant votre code.",
-        "This step expired or was already done: start again with your code.",
-    ),
-}
+
+def _notices() -> dict[str, str]:
+    """Messages after a redirection, by the fixed key the URL carries (never free text), in the page's
+    language."""
+    return {"expire": _("Cette étape a expiré ou a déjà été faite : recommencez en saisissant votre code.")}
 
 
 async def _form(request: Request) -> FormData | None:
@@ -144,8 +145,8 @@ def _expired(request: Request, path: str) -> Response:
     return response
 
 
-def _notice(request: Request) -> tuple[str, str]:
-    return NOTICES.get(request.query_params.get("message", ""), ("", ""))
+def _notice(request: Request) -> str:
+    return _notices().get(request.query_params.get("message", ""), "")
 
 
 # --- the state carried between steps ----------------------------------------------------------------------
@@ -183,21 +184,27 @@ def _flow(request: Request, purpose: str) -> dict[str, Any] | None:
 
 # --- reading the form -------------------------------------------------------------------------------------
 
-_MONTH_NAMES = {
-    unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode(): i + 1
-    for i, name in enumerate(MONTHS_FR)
-}
+
+def _folded(text: str) -> str:
+    return unicodedata.normalize("NFKD", text.lower()).encode("ascii", "ignore").decode()
+
+
+#: Month names in both languages of the page: whichever the person types.
+_MONTH_NAMES: list[tuple[str, int]] = [(_folded(name), i + 1) for i, name in enumerate(MONTHS_FR)] + [
+    (_folded(str(name)), int(number))
+    for number, name in babel_dates.get_month_names("wide", locale="en").items()
+]
 
 
 def _month(text: str) -> int | None:
-    """3, 03, « mars », « Mars », « fevrier », « févr. »: what people type for a month."""
+    """3, 03, « mars », « Mars », « fevrier », « févr. », "March", "sept": what people type for a month."""
     if text.isdecimal():  # not isdigit(): « ² » is a digit that int() refuses
         return int(text)
-    folded = unicodedata.normalize("NFKD", text.lower()).encode("ascii", "ignore").decode().rstrip(".")
+    folded = _folded(text).rstrip(".")
     if len(folded) >= 3:
-        found = [n for name, n in _MONTH_NAMES.items() if name.startswith(folded)]
+        found = {n for name, n in _MONTH_NAMES if name.startswith(folded)}
         if len(found) == 1:
-            return found[0]
+            return found.pop()
     return None
 
 
@@ -206,22 +213,28 @@ def birth_date_of(day: str, month: str, year: str) -> tuple[date | None, Problem
     and phone keyboard, unlike a date picker scrolled back 75 years), or the problem with it."""
     day, month, year = day.strip(), month.strip(), year.strip()
     if not (day or month or year):
-        return None, Problem("jour", "Saisissez la date de naissance.", "Type the birth date.")
-    for value, part, fr, en in (
-        (day, "jour", "le jour", "the day"),
-        (month, "mois", "le mois", "the month"),
-        (year, "annee", "l'année", "the year"),
+        return None, Problem("jour", _("Saisissez la date de naissance."))
+    for value, part, missing in (
+        (
+            day,
+            "jour",
+            _("La date de naissance doit comprendre un jour, un mois et une année : saisissez le jour."),
+        ),
+        (
+            month,
+            "mois",
+            _("La date de naissance doit comprendre un jour, un mois et une année : saisissez le mois."),
+        ),
+        (
+            year,
+            "annee",
+            _("La date de naissance doit comprendre un jour, un mois et une année : saisissez l'année."),
+        ),
     ):
         if not value:
-            return None, Problem(
-                part,
-                f"La date de naissance doit comprendre un jour, un mois et une année : saisissez {fr}.",
-                f"The birth date needs a day, a month and a year: type {en}.",
-            )
+            return None, Problem(part, missing)
     if not (year.isdecimal() and len(year) == 4):
-        return None, Problem(
-            "annee", "L'année doit compter 4 chiffres, par exemple 1950.", "The year needs 4 digits."
-        )
+        return None, Problem("annee", _("L'année doit compter 4 chiffres, par exemple 1950."))
     number = _month(month)
     try:
         if not day.isdecimal() or number is None:
@@ -229,15 +242,11 @@ def birth_date_of(day: str, month: str, year: str) -> tuple[date | None, Problem
         born = date(int(year), number, int(day))
     except ValueError:
         return None, Problem(
-            "jour",
-            "La date de naissance doit être une vraie date, par exemple 27 3 1950.",
-            "The birth date must be a real date, for example 27 3 1950.",
+            "jour", _("La date de naissance doit être une vraie date, par exemple 27 3 1950.")
         )
     if born > clock.today() or born.year < 1880:
         return None, Problem(
-            "jour",
-            "La date de naissance doit être une date passée, par exemple 27 3 1950.",
-            "The birth date must be in the past.",
+            "jour", _("La date de naissance doit être une date passée, par exemple 27 3 1950.")
         )
     return born, None
 
@@ -247,16 +256,15 @@ def code_problem(code: str) -> Problem | None:
     typed = activation.normalise(code)
     if not typed:
         return Problem(
-            "code",
-            "Saisissez votre code d'activation : il figure sur votre courrier ou votre courriel.",
-            "Type your activation code: it is on your letter or e-mail.",
+            "code", _("Saisissez votre code d'activation : il figure sur votre courrier ou votre courriel.")
         )
     if not activation.well_formed(typed):
         return Problem(
             "code",
-            "Le code d'activation compte 14 lettres et chiffres (sans 0, O, 1, I ni L) : "
-            "vérifiez-le sur votre courrier ou votre courriel.",
-            "The activation code has 14 letters and digits: check it on your letter or e-mail.",
+            _(
+                "Le code d'activation compte 14 lettres et chiffres (sans 0, O, 1, I ni L) : "
+                "vérifiez-le sur votre courrier ou votre courriel."
+            ),
         )
     return None
 
@@ -301,28 +309,33 @@ def _status_of(exc: ActivationRefused) -> int:
 
 @router.get(HOME)
 async def choice(request: Request) -> Response:
-    return _page(request, "activation.html", {"title": "Activer mon espace santé ou m'opposer à sa création"})
+    return _page(
+        request, "activation.html", {"title": _("Activer mon espace santé ou m'opposer à sa création")}
+    )
 
 
 # --- code and birth date --------------------------------------------------------------------------------------
 
-_FORMS = {
-    "activer": {
-        "title": "Activer mon espace santé",
-        "action": ACTIVATE,
-        "lead": "Saisissez le code d'activation reçu par courrier ou par courriel, puis la date de naissance.",
-        "lead_en": "Type the activation code from your letter or e-mail, then the birth date.",
-    },
-    "opposer": {
-        "title": "M'opposer à la création de mon espace santé",
-        "action": OPPOSE,
-        "lead": (
-            "Saisissez le code d'activation reçu par courrier ou par courriel, puis la date de naissance. Rien "
-            "n'est enregistré à cette étape : vous confirmerez à l'étape suivante."
-        ),
-        "lead_en": "Type the activation code and the birth date. Nothing is recorded yet: you confirm next.",
-    },
-}
+
+def _forms() -> dict[str, dict[str, str]]:
+    """The two forms of a code and a birth date: to activate, to oppose (in the page's language)."""
+    return {
+        "activer": {
+            "title": _("Activer mon espace santé"),
+            "action": ACTIVATE,
+            "lead": _(
+                "Saisissez le code d'activation reçu par courrier ou par courriel, puis la date de naissance."
+            ),
+        },
+        "opposer": {
+            "title": _("M'opposer à la création de mon espace santé"),
+            "action": OPPOSE,
+            "lead": _(
+                "Saisissez le code d'activation reçu par courrier ou par courriel, puis la date de naissance. "
+                "Rien n'est enregistré à cette étape : vous confirmerez à l'étape suivante."
+            ),
+        },
+    }
 
 
 def _code_form(
@@ -333,12 +346,10 @@ def _code_form(
     problems: Sequence[Problem] = (),
     status: int = 200,
 ) -> Response:
-    notice_fr, notice_en = _notice(request) if not problems else ("", "")
     values = {
-        **_FORMS[which],
+        **_forms()[which],
         **(typed or _Typed("", "", "", "")).values(),
-        "notice_fr": notice_fr,
-        "notice_en": notice_en,
+        "notice": "" if problems else _notice(request),
     }
     return _page(request, "activation_code.html", values, status=status, problems=problems)
 
@@ -347,8 +358,7 @@ async def _read_code_form(request: Request, which: str) -> tuple[_Typed, date] |
     """The typed code and birth date, or the form again with its problems (or the forged-form answer)."""
     form = await _form(request)
     if form is None or not check_pre_token(request, field(form, "csrf")):
-        fr, en = halves(FORGED)
-        return _code_form(request, which, problems=[Problem("code", fr, en)], status=403)
+        return _code_form(request, which, problems=[Problem("code", shown(FORGED))], status=403)
     typed = _typed(form)
     born, problems = _problems(typed)
     if problems or born is None:
@@ -357,9 +367,10 @@ async def _read_code_form(request: Request, which: str) -> tuple[_Typed, date] |
 
 
 def _refused(request: Request, which: str, typed: _Typed, exc: ActivationRefused) -> Response:
-    fr, en = halves(exc.message)
     kept = _Typed("", typed.day, typed.month, typed.year) if exc.locked else typed
-    return _code_form(request, which, kept, problems=[Problem("code", fr, en)], status=_status_of(exc))
+    return _code_form(
+        request, which, kept, problems=[Problem("code", shown(exc.message))], status=_status_of(exc)
+    )
 
 
 @router.get(ACTIVATE)
@@ -398,11 +409,11 @@ def _done(request: Request, holder: Holder, *, codes: list[str]) -> Response:
     """The end of an activation: recovery codes of a new account; or what to do with an existing account or
     a child's space."""
     if codes:
-        title = "Votre compte est créé"
+        title = _("Votre compte est créé")
     elif holder.minor:
-        title = "L'espace santé de votre enfant est activé"
+        title = _("L'espace santé de votre enfant est activé")
     else:
-        title = "Votre espace santé est activé"
+        title = _("Votre espace santé est activé")
     values = {
         "title": title,
         "codes": codes,
@@ -428,12 +439,12 @@ def _account_page(
         request,
         "activation_account.html",
         {
-            "title": "Créer vos moyens de connexion",
+            "title": _("Créer vos moyens de connexion"),
             "name": flow.get("n", ""),
             "login": login,
             "secret": totp.grouped(secret),
             # The app shows this label next to the codes; the login is not chosen yet, the name is known.
-            "uri": totp.provisioning_uri(secret, str(flow.get("n") or "Mon compte")),
+            "uri": totp.provisioning_uri(secret, str(flow.get("n") or _("Mon compte"))),
         },
         status=status,
         problems=problems,
@@ -453,35 +464,26 @@ def _account_problems(form: FormData, secret: str) -> tuple[str, list[Problem]]:
     problems: list[Problem] = []
     if not login:
         problems.append(
-            Problem(
-                "login",
-                "Choisissez un identifiant : votre adresse électronique, de préférence.",
-                "Choose a login: your e-mail address, preferably.",
-            )
+            Problem("login", _("Choisissez un identifiant : votre adresse électronique, de préférence."))
         )
     else:
         try:
             accounts.check_login(login)
         except AccountError as exc:
-            problems.append(Problem("login", *halves(exc.message)))
+            problems.append(Problem("login", shown(exc.message)))
     password = field(form, "password", 4096)
     if not password:
-        problems.append(Problem("password", "Choisissez un mot de passe.", "Choose a password."))
+        problems.append(Problem("password", _("Choisissez un mot de passe.")))
     elif password != field(form, "confirm", 4096):
         problems.append(
-            Problem(
-                "confirm",
-                "Les deux saisies du mot de passe diffèrent : saisissez-le à nouveau.",
-                "The two passwords differ.",
-            )
+            Problem("confirm", _("Les deux saisies du mot de passe diffèrent : saisissez-le à nouveau."))
         )
     code = field(form, "code", 20)
     if totp.matching_step(secret, code) is None:
         problems.append(
             Problem(
                 "code",
-                "Code incorrect : saisissez le code à 6 chiffres que l'application affiche en ce moment.",
-                "Wrong code: type the 6-digit code the app shows now.",
+                _("Code incorrect : saisissez le code à 6 chiffres que l'application affiche en ce moment."),
             )
         )
     return login, problems
@@ -494,7 +496,7 @@ async def account_create(request: Request) -> Response:
         return _expired(request, ACTIVATE)
     form = await _form(request)
     if form is None or not check_pre_token(request, field(form, "csrf")):
-        return _account_page(request, flow, problems=[Problem("login", *halves(FORGED))], status=403)
+        return _account_page(request, flow, problems=[Problem("login", shown(FORGED))], status=403)
     secret = str(flow["t"])
     login, problems = _account_problems(form, secret)
     if problems:
@@ -522,11 +524,11 @@ async def account_create(request: Request) -> Response:
         if existing is not None:  # this person made their account meanwhile (another tab)
             return _done(request, replace(holder, has_account=True), codes=[])
         return _account_page(
-            request, flow, login=login, problems=[Problem("login", *halves(exc.message))], status=409
+            request, flow, login=login, problems=[Problem("login", shown(exc.message))], status=409
         )
     except AccountError as exc:
         return _account_page(
-            request, flow, login=login, problems=[Problem("password", *halves(exc.message))], status=400
+            request, flow, login=login, problems=[Problem("password", shown(exc.message))], status=400
         )
     if not created.created:  # the login was already this person's: nothing new to show
         return _done(request, replace(holder, has_account=True), codes=[])
@@ -567,7 +569,7 @@ def _confirm_page(
     return _page(
         request,
         "activation_confirm.html",
-        {"title": "Confirmer votre opposition", "name": flow.get("n", ""), "minor": bool(flow.get("m"))},
+        {"title": _("Confirmer votre opposition"), "name": flow.get("n", ""), "minor": bool(flow.get("m"))},
         status=status,
         problems=problems,
     )
@@ -588,14 +590,14 @@ async def oppose_confirm(request: Request) -> Response:
         return _expired(request, OPPOSE)
     form = await _form(request)
     if form is None or not check_pre_token(request, field(form, "csrf")):
-        return _confirm_page(request, flow, problems=[Problem("confirmer", *halves(FORGED))], status=403)
+        return _confirm_page(request, flow, problems=[Problem("confirmer", shown(FORGED))], status=403)
     try:
         holder = await activation.oppose_with_code(
             _context(request), str(flow["c"]), date.fromisoformat(str(flow["b"])), ip=client_ip(request)
         )
     except ActivationRefused as exc:
         response = _code_form(
-            request, "opposer", problems=[Problem("code", *halves(exc.message))], status=_status_of(exc)
+            request, "opposer", problems=[Problem("code", shown(exc.message))], status=_status_of(exc)
         )
         clear_cookie(response, FLOW_COOKIE)
         return response
@@ -623,9 +625,9 @@ async def opposed(request: Request) -> Response:
         request,
         "activation_opposed.html",
         {
-            "title": "Votre opposition est enregistrée",
+            "title": _("Votre opposition est enregistrée"),
             "name": found.name,
-            "at": when(found.at),
+            "at": i18n.instant_text(found.at),
             "reference": found.reference,
             "minor": found.minor_then,
             "proof": PROOF,
@@ -642,11 +644,12 @@ async def proof(request: Request) -> Response:
             request,
             "message.html",
             {
-                "title": "Attestation introuvable",
-                "error": (
-                    "Cette attestation n'est plus disponible ici (le lien marche 30 minutes, sur l'appareil "
-                    f"où l'opposition a été faite). Pour la recevoir, appelez le {PHONE}."
-                ),
+                "title": _("Attestation introuvable"),
+                "error": _(
+                    "Cette attestation n'est plus disponible ici (le lien marche %(minutes)s minutes, sur "
+                    "l'appareil où l'opposition a été faite). Pour la recevoir, appelez le %(phone)s."
+                )
+                % {"minutes": PROOF_SECONDS // 60, "phone": PHONE},
                 "link": HOME,
             },
             status=404,

@@ -94,5 +94,4 @@ async def _page(request: Request, session: Session, w: Whose) -> Response:
             "space_url": space.HOME,
             "choose_url": CHOOSE,
         },
-        translated=True,
     )

@@ -1,4 +1,5 @@
-"""The holder's documents pages, « Mes documents » (PRODUCT §3 and §10: French, accessible, phone first).
+"""The holder's documents pages, « Mes documents » (PRODUCT §3 and §10: French or English, accessible, phone
+first).
 
 Routes:
 - `GET /mon-espace/documents`: her documents, newest first (what the policy lets her see: never a result
@@ -21,7 +22,7 @@ list is `record/documents/listing.for_holder`: one transaction and one trace rec
 What the page shows of each document is built in web/holder/documents_view.py, the upload read by
 web/uploads.py. Every POST carries the session's anti-forgery token (web/deps.py). A service refusal becomes
 the portal's message page with its status (web/portal.py), never a 500; an upload refusal comes back on the
-form with what she typed, a refused deletion says why.
+form with what she typed, a refused deletion says why; all in the page's language.
 """
 
 from __future__ import annotations
@@ -43,9 +44,11 @@ from espace_sante.web.account.signin import FORGED
 from espace_sante.web.deps import check_csrf
 from espace_sante.web.forms import field, see_other, small_form
 from espace_sante.web.holder import space
-from espace_sante.web.holder.documents_view import DOCUMENT_ID, Item, binary_of, items
+from espace_sante.web.holder.documents_view import DOCUMENT_ID, Item, binary_of, items, words
 from espace_sante.web.holder.whose import Whose, holder_whose
-from espace_sante.web.messages import french, sentences
+from espace_sante.web.i18n import N_
+from espace_sante.web.i18n import gettext as _
+from espace_sante.web.messages import halves, in_language, sentences
 from espace_sante.web.portal import message_page, portal_router
 from espace_sante.web.templating import render
 from espace_sante.web.uploads import UploadParser
@@ -55,38 +58,35 @@ UPLOAD = f"{HOME}/ajouter"
 
 router = portal_router(
     not_found=(
-        "Document introuvable",
-        "Ce document est introuvable : il a peut-être été supprimé.",
-        "This document cannot be found: it may have been deleted.",
+        N_("Document introuvable"),
+        N_("Ce document est introuvable : il a peut-être été supprimé."),
+        "",
     ),
     changed=(
-        "Document modifié entre-temps",
-        "Ce document a changé entre-temps : revenez à la liste et recommencez.",
-        "This document changed meanwhile: go back to the list and start again.",
+        N_("Document modifié entre-temps"),
+        N_("Ce document a changé entre-temps : revenez à la liste et recommencez."),
+        "",
     ),
     link=HOME,
 )
 
-#: What the page says masking does (R1111-49, L1111-16), in plain words.
-MASKING = (
-    "Les professionnels de santé ne le verront plus, sauf votre médecin traitant et l'auteur du document. "
-    "Vous pouvez le rendre visible à nouveau à tout moment."
-)
-NOT_DELETED = (
+NOT_DELETED = N_(
     "Ce document n'a pas été supprimé : vous pouvez supprimer seulement les documents que vous avez ajoutés "
     "vous-même. Vous pouvez en revanche le masquer aux professionnels de santé."
 )
-ACCEPTED = "un PDF, une photo (JPEG ou PNG) ou un texte"
 #: How many documents the page lists (the newest).
 PAGE_SIZE = 50
 
-#: Messages after a redirection, by a fixed key (the URL never carries free text).
-NOTICES: dict[str, str] = {
-    "ajoute": "Votre document est ajouté.",
-    "masque": "Le document est masqué aux professionnels de santé.",
-    "affiche": "Le document est de nouveau visible par vos professionnels de santé.",
-    "supprime": "Le document est supprimé.",
-}
+
+def _notices() -> dict[str, str]:
+    """Messages after a redirection, by the fixed key the URL carries (never free text), in the page's
+    language."""
+    return {
+        "ajoute": _("Votre document est ajouté."),
+        "masque": _("Le document est masqué aux professionnels de santé."),
+        "affiche": _("Le document est de nouveau visible par vos professionnels de santé."),
+        "supprime": _("Le document est supprimé."),
+    }
 
 
 async def _whose(request: Request) -> tuple[Session, Whose]:
@@ -94,8 +94,7 @@ async def _whose(request: Request) -> tuple[Session, Whose]:
 
 
 async def _forged(request: Request) -> Response:
-    fr, en = sentences(FORGED)
-    return await message_page(request, "Formulaire expiré", fr, en, status=403, link=HOME)
+    return await message_page(request, N_("Formulaire expiré"), *sentences(FORGED), status=403, link=HOME)
 
 
 # --- the list --------------------------------------------------------------------------------------------
@@ -115,25 +114,27 @@ async def documents_list(request: Request) -> Response:
         # empty list. The lifecycle gives the state's details (since when, until when).
         status = await space.status_of(w)
         unreachable = space.unreachable(status, w)
-        title = (
-            "Pas encore de documents"
-            if status.state in space.WAITING
-            else f"{'Vos' if w.own else 'Ses'} documents ne sont pas consultables"
-        )
+        if status.state in space.WAITING:
+            title = _("Pas encore de documents")
+        else:
+            title = (
+                _("Vos documents ne sont pas consultables")
+                if w.own
+                else _("Ses documents ne sont pas consultables")
+            )
     return render(
         request,
         "documents.html",
         space.holder_page(w, session)
         | {
-            "title": "Mes documents" if w.own else f"Documents de {w.child}",
+            "title": _("Mes documents") if w.own else _("Documents de %(name)s") % {"name": w.child},
             "unreachable": unreachable,
             "unreachable_title": title,
             "space_url": space.HOME,
-            "notice": NOTICES.get(request.query_params.get("message", ""), ""),
+            "notice": _notices().get(request.query_params.get("message", ""), ""),
             "documents": found,
             "more": shown.more,
             "page_size": PAGE_SIZE,
-            "masking": MASKING,
             "upload_url": UPLOAD,
             "home": HOME,
         },
@@ -142,7 +143,7 @@ async def documents_list(request: Request) -> Response:
 
 @router.get(HOME + "/{rid}/contenu")
 async def document_content(request: Request, rid: str) -> Response:
-    _, w = await _whose(request)
+    _session, w = await _whose(request)
     if not DOCUMENT_ID.match(rid):
         raise NotFound()
     stored = await fhir.read(w.ctx, "DocumentReference", rid)
@@ -203,8 +204,12 @@ async def document_delete(request: Request, rid: str) -> Response:
 # --- upload ----------------------------------------------------------------------------------------------
 
 
+def _megabytes(limit: int) -> str:
+    return f"{limit / (1024 * 1024):.0f}"
+
+
 def _too_large_message(limit: int) -> str:
-    return f"Ce fichier est trop volumineux : {limit / (1024 * 1024):.0f} Mo au plus."
+    return _("Ce fichier est trop volumineux : %(size)s Mo au plus.") % {"size": _megabytes(limit)}
 
 
 def _upload_page(
@@ -224,14 +229,15 @@ def _upload_page(
         "document_upload.html",
         space.holder_page(w, session)
         | {
-            "title": "Ajouter un document" if w.own else f"Ajouter un document pour {w.child}",
+            "title": _("Ajouter un document")
+            if w.own
+            else _("Ajouter un document pour %(name)s") % {"name": w.child},
             "upload_error": error,
             "error_field": error_field,
             "doc_title": title,
             "type_code": type_code,
-            "types": [(code, labels[1]) for code, labels in documents.UPLOAD_TYPES.items()],
-            "limit_mb": f"{limit / (1024 * 1024):.0f}",
-            "accepted": ACCEPTED,
+            "types": [(code, words(labels[1])) for code, labels in documents.UPLOAD_TYPES.items()],
+            "limit_mb": _megabytes(limit),
             "upload_url": UPLOAD,
             "home": HOME,
         },
@@ -248,17 +254,21 @@ async def upload_form(request: Request) -> Response:
 
 
 def _upload_refusal(exc: FhirError, limit: int) -> tuple[str, str]:
-    """(French sentence, field in error) for a refusal of `documents.upload`."""
+    """(sentence in the page's language, field in error) for a refusal of `documents.upload`."""
     if isinstance(exc, PayloadTooLarge) or exc.status == 413:
         return _too_large_message(limit), "fichier"
     if exc.expression == "title":
-        return "Donnez un titre au document.", "titre"
+        return _("Donnez un titre au document."), "titre"
     if exc.expression == "type":
-        return "Choisissez le type de document.", "type"
-    detail = french(exc.message).removeprefix("Binary.data : ").rstrip(". ")
+        return _("Choisissez le type de document."), "type"
+    fr, en = halves(exc.message)
+    detail = in_language(fr.removeprefix("Binary.data : "), en).rstrip(". ")
     if exc.expression == "file" or exc.expression == "Binary.data":
-        return f"Ce fichier n'a pas été ajouté : {ACCEPTED} sont acceptés. Détail : {detail}.", "fichier"
-    return f"Ce document n'a pas pu être ajouté : {detail}.", ""
+        return _(
+            "Ce fichier n'a pas été ajouté : un PDF, une photo (JPEG ou PNG) ou un texte sont acceptés. "
+            "Détail : %(detail)s."
+        ) % {"detail": detail}, "fichier"
+    return _("Ce document n'a pas pu être ajouté : %(detail)s.") % {"detail": detail}, ""
 
 
 @router.post(UPLOAD)
@@ -270,7 +280,7 @@ async def upload(request: Request) -> Response:
     sent = await UploadParser(limit, drain=4 * limit + 64 * 1024).read(request)
     if sent.malformed and not sent.fields:
         return _upload_page(
-            request, session, w, error="Le formulaire n'a pas pu être lu : recommencez.", status=400
+            request, session, w, error=_("Le formulaire n'a pas pu être lu : recommencez."), status=400
         )
     if not check_csrf(request, session, sent.fields.get("csrf", "")[:200]):
         return await _forged(request)
@@ -293,7 +303,7 @@ async def upload(request: Request) -> Response:
             session,
             w,
             **again,
-            error="Le formulaire n'a pas pu être lu : recommencez.",
+            error=_("Le formulaire n'a pas pu être lu : recommencez."),
             status=400,
         )
     if (hidden := bidi_control(title)) is not None:
@@ -304,8 +314,11 @@ async def upload(request: Request) -> Response:
             session,
             w,
             **again,
-            error=f"Le titre contient un caractère invisible qui change l'ordre d'affichage du texte ({hidden}) : "
-            "retirez-le.",
+            error=_(
+                "Le titre contient un caractère invisible qui change l'ordre d'affichage du texte "
+                "(%(character)s) : retirez-le."
+            )
+            % {"character": hidden},
             error_field="titre",
             status=422,
         )
@@ -315,7 +328,7 @@ async def upload(request: Request) -> Response:
             session,
             w,
             **again,
-            error="Choisissez un fichier.",
+            error=_("Choisissez un fichier."),
             error_field="fichier",
             status=400,
         )

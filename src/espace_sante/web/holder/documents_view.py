@@ -1,7 +1,9 @@
 """The documents as « Mes documents » shows them (web/holder/documents.py): one line per document, its
 title, class and type in words (the French value sets), its date in Paris time, its author's name, whether it
-is the holder's own upload and whether it is masked to professionals. No I/O: the page gives it what
-record/documents/listing.py read."""
+is the holder's own upload and whether it is masked to professionals, in the page's language (web/i18n.py).
+The value sets' words are French: the classes and the holder's own types have their English in the
+catalogue; the other types (JDV_J07's, a hundred and more) are shown as the value set words them. No I/O: the
+page gives it what record/documents/listing.py read."""
 
 from __future__ import annotations
 
@@ -15,13 +17,48 @@ import orjson
 
 from espace_sante import clock
 from espace_sante.access.policy import MASKED_FROM_PROFESSIONALS
-from espace_sante.audit.wording import MONTHS_FR
 from espace_sante.fhir import pdsm, valuesets
 from espace_sante.record import documents
 from espace_sante.record.documents.listing import Listing
+from espace_sante.web import i18n
+from espace_sante.web.i18n import N_
+from espace_sante.web.i18n import gettext as _
 
 #: What a document id may look like in a page address (anything else is "not found" at once).
 DOCUMENT_ID = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
+
+#: The words of the document classes (JDV_J06, fhir/data) and of the holder's own types (UPLOAD_TYPES in
+#: record/documents/publish.py), as those lists word them: marked so that the catalogue holds their English,
+#: which `_words` finds.
+VALUE_SET_WORDS = (
+    N_("Compte rendu"),
+    N_("Synthèse"),
+    N_("Imagerie médicale"),
+    N_("Prescription"),
+    N_("Dispensation"),
+    N_("Plan de soins, protocole de soins"),
+    N_("Traitement administré"),
+    N_("Certificat, déclaration"),
+    N_("Données de remboursement"),
+    N_("Autres documents déposés par le patient"),
+    N_("Document de gestion"),
+    N_("Document technique"),
+    N_("Résultat de biologie"),
+    N_("Imagerie"),
+    N_("Ordonnance ou soins"),
+    N_("Certificat"),
+    N_("Document administratif"),
+    N_("Autre document"),
+    N_("Compte rendu (consultation, hospitalisation)"),
+    N_("Résultats d'analyses"),
+    N_("Imagerie (radio, échographie…)"),
+    N_("Ordonnance, traitement, document de soins"),
+)
+
+
+def words(display: str) -> str:
+    """A value set's French word in the page's language, when the catalogue has it (as written otherwise)."""
+    return _(display) if display else ""
 
 
 @dataclass(frozen=True)
@@ -39,7 +76,8 @@ class Item:
 
 
 def day(value: Any) -> str:
-    """ "12 juin 2026" (in Paris time) from a FHIR instant, dateTime or date; "" when absent or unreadable."""
+    """ "12 juin 2026" (in Paris time, in the page's language) from a FHIR instant, dateTime or date; "" when
+    absent or unreadable."""
     if not isinstance(value, str) or not value:
         return ""
     try:
@@ -48,14 +86,14 @@ def day(value: Any) -> str:
             if len(parts) == 1:
                 return str(parts[0])
             if len(parts) == 2:
-                return f"{MONTHS_FR[parts[1] - 1]} {parts[0]}"
+                return i18n.month_text(parts[0], parts[1])
             when = date(parts[0], parts[1], parts[2])
         else:
             instant = datetime.fromisoformat(value.replace("Z", "+00:00"))
             when = clock.day_of(instant)
     except (ValueError, IndexError):
         return ""
-    return f"{'1er' if when.day == 1 else when.day} {MONTHS_FR[when.month - 1]} {when.year}"
+    return i18n.date_text(when)
 
 
 def _name(resource: Mapping[str, Any]) -> str:
@@ -80,7 +118,7 @@ def _author(
     ins: str,
     patient_id: str,
     directory: Mapping[str, Mapping[str, Any]],
-    holder: str = "Vous",
+    holder: str,
 ) -> tuple[str, bool]:
     """Who wrote the document, in words, and whether it is the holder's own upload (`holder` names its
     author: "Vous", or a child's representatives, who upload in the child's name)."""
@@ -120,7 +158,7 @@ def _author(
                 continue
         if isinstance(author.get("display"), str) and author["display"].strip():
             names.append(author["display"].strip())
-    return (", ".join(names) if names else "Un professionnel de santé"), False
+    return (", ".join(names) if names else _("Un professionnel de santé")), False
 
 
 def _shown(concept: Any, vs: valuesets.ValueSet | None) -> str:
@@ -156,7 +194,7 @@ def _kind(body: Mapping[str, Any]) -> tuple[str, str]:
         if isinstance(c, dict) and c.get("code") in documents.UPLOAD_TYPES
     ]
     detail = documents.UPLOAD_TYPES[mine[0]][0] if mine else _shown(concept, valuesets.accepted_type_code())
-    return kind, detail if detail != kind else ""
+    return words(kind), words(detail) if detail != kind else ""
 
 
 def title_of(body: Mapping[str, Any]) -> str:
@@ -167,7 +205,7 @@ def title_of(body: Mapping[str, Any]) -> str:
         attachment = content.get("attachment") if isinstance(content, dict) else None
         if isinstance(attachment, dict) and isinstance(attachment.get("title"), str) and attachment["title"]:
             return str(attachment["title"]).strip()
-    return "Document sans titre"
+    return _("Document sans titre")
 
 
 def binary_of(body: Mapping[str, Any]) -> str | None:
@@ -194,15 +232,15 @@ def items(listing: Listing, ins: str, *, own: bool) -> list[Item]:
             continue
         body = orjson.loads(stored.body)
         author, mine = _author(
-            body, ins, listing.patient_id, directory, "Vous" if own else "Ses représentants légaux"
+            body, ins, listing.patient_id, directory, _("Vous") if own else _("Ses représentants légaux")
         )
-        _, flags = pdsm.security_flags(body)
+        _labels, flags = pdsm.security_flags(body)
         kind, detail = _kind(body)
         shown.append(
             Item(
                 id=stored.resource_id,
                 title=title_of(body),
-                kind=kind or "Document",
+                kind=kind or _("Document"),
                 type=detail,
                 date=day(body.get("date")) or day(stored.last_updated.isoformat()),
                 author=author,

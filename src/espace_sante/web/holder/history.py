@@ -230,7 +230,6 @@ async def history_page(request: Request) -> Response:
             "download": DOWNLOAD + "?" + urlencode(chosen.query()),
             "download_pdf": DOWNLOAD_PDF + "?" + urlencode(chosen.query()),
         },
-        translated=True,
     )
 
 

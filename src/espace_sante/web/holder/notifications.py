@@ -133,7 +133,6 @@ async def notifications_page(request: Request) -> Response:
             "notice": notice,
             "save_url": NOTIFICATIONS,
         },
-        translated=True,
     )
 
 

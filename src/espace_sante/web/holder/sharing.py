@@ -248,7 +248,6 @@ async def sharing_page(request: Request) -> Response:
             "searched": searched,
             "found": found,
         },
-        translated=True,
     )
 
 
@@ -371,7 +370,6 @@ async def preview_page(request: Request, rpps: str = Query("", max_length=20)) -
         "sharing_preview.html",
         space.holder_page(w, session)
         | {"title": title, "items": items, "bases": bases, "blocked": seen["blocked"], "back": SHARING},
-        translated=True,
     )
 
 

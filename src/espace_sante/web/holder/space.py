@@ -1,5 +1,5 @@
-"""The holder's page about her space itself, « État de mon espace santé » (PRODUCT §2 and §10: French,
-accessible, phone first; docs/lifecycle.md "The holder's page").
+"""The holder's page about her space itself, « État de mon espace santé » (PRODUCT §2 and §10: French or
+English, accessible, phone first; docs/lifecycle.md "The holder's page").
 
 Routes:
 - `GET /mon-espace/mon-espace-sante`: the state in plain words (since when; when closed, until when it is
@@ -21,7 +21,7 @@ A holder signs in whatever the state of her space (sessions do not depend on it:
 that she can reopen it or contest its suspension here. A parent switches here to the space of a child she
 represents; the page then shows and acts on that space. The rules stay in spaces/lifecycle.py (which
 state allows what, who may ask, a space closed after a death is not reopened); this page reads the table to
-offer only what it allows, and shows the service's refusal in French with its English line, never a 500.
+offer only what it allows, and shows the service's refusal in the page's language, never a 500.
 Every POST carries the session's anti-forgery token (web/deps.py); results come back as a message on the
 page.
 """
@@ -39,17 +39,19 @@ from starlette.datastructures import FormData
 from starlette.responses import Response
 
 from espace_sante import clock
-from espace_sante.audit.wording import MONTHS_FR
 from espace_sante.errors import FhirError
 from espace_sante.people.sessions import Session
 from espace_sante.people.stepup import StepUpRequired
 from espace_sante.spaces import lifecycle
 from espace_sante.spaces.notices import issue
+from espace_sante.web import i18n
 from espace_sante.web.account.signin import FORGED, step_up_url
 from espace_sante.web.deps import check_csrf
 from espace_sante.web.forms import field, see_other, small_form
 from espace_sante.web.holder.whose import CHOOSE, Whose, holder_whose, install_whose
-from espace_sante.web.messages import sentences
+from espace_sante.web.i18n import N_
+from espace_sante.web.i18n import gettext as _
+from espace_sante.web.messages import in_language, shown
 from espace_sante.web.portal import portal_router
 from espace_sante.web.templating import render
 
@@ -59,9 +61,9 @@ ACCOUNT = "/compte/securite"
 
 router = portal_router(
     not_found=(
-        "Espace santé introuvable",
-        "Aucun espace santé n'est disponible pour votre compte.",
-        "No health space is available for your account.",
+        N_("Espace santé introuvable"),
+        N_("Aucun espace santé n'est disponible pour votre compte."),
+        "",
     ),
     link=ACCOUNT,
 )
@@ -71,89 +73,52 @@ REOPEN = f"{HOME}/rouvrir"
 CONTEST = f"{HOME}/contester"
 ASK = f"{HOME}/demander"
 DOCUMENTS = "/mon-espace/documents"
-
-#: The state in the holder's words ("Votre espace santé est …").
-PLAIN: dict[str, str] = {
-    "registered": "en préparation",
-    "notified": "en attente d'ouverture",
-    "open": "ouvert",
-    "active": "ouvert",
-    "suspended": "suspendu",
-    "closed": "fermé",
-    "opposed": "refusé (opposition enregistrée)",
-}
-
-#: The same, for the English line under a refusal.
-PLAIN_EN: dict[str, str] = {
-    "registered": "being prepared",
-    "notified": "not open yet",
-    "open": "open",
-    "active": "open",
-    "suspended": "suspended",
-    "closed": "closed",
-    "opposed": "refused (objection recorded)",
-}
-
-#: Messages after a redirection, by a fixed key (the URL never carries free text).
-NOTICES: dict[str, str] = {
-    "ferme": "{sujet} est fermé. Vous pouvez le rouvrir depuis cette page.",
-    "destruction": "Votre demande de destruction est enregistrée : {espace} est fermé.",
-    "rouvert": "{sujet} est rouvert : vous retrouvez tout son contenu.",
-    "annule": "{sujet} est rouvert et la destruction est annulée : vous retrouvez tout son contenu.",
-    "conteste": "Votre contestation est enregistrée : la suspension est levée.",
-    "demande": (
-        "Votre demande est enregistrée : un avis avec un code d'activation est envoyé (par courriel, ou par "
-        "courrier sans adresse électronique)."
-    ),
-    "enfant": "Vous gérez maintenant l'espace santé de votre enfant : le haut de chaque page le rappelle.",
-    "moi": "Vous êtes de retour sur votre propre espace santé.",
-    "introuvable": (
-        "Vous ne gérez plus cet espace santé (votre enfant a peut-être eu 18 ans) : voici votre propre espace "
-        "santé."
-    ),
-    "refuse": "Le formulaire a expiré : rien n'a changé. Réessayez depuis cette page.",
-}
-
-#: What the documents page says instead of an empty list when the space is out of the holder's reach
-#: (`{sujet}`: whose space, `{ses}`: whose documents).
-UNREACHABLE: dict[str, str] = {
-    "closed": (
-        "{sujet} est fermé : {ses} documents sont conservés, mais personne ne peut les consulter "
-        "tant qu'il est fermé, vous non plus."
-    ),
-    "suspended": (
-        "{sujet} est suspendu : {ses} documents sont conservés, mais personne ne peut les consulter "
-        "pendant la suspension, vous non plus."
-    ),
-    "opposed": (
-        "{sujet} n'a pas été créé : une opposition a été enregistrée. Il ne contient aucun document."
-    ),
-    # Registered or notified: within reach, but empty until it opens (nobody deposits before; an activation
-    # opens it at once).
-    "waiting": (
-        "{sujet} n'est pas encore ouvert{quand} : il ne contient pas encore de documents. Vous pourrez en "
-        "ajouter dès son ouverture, ou dès maintenant en l'activant avec le code d'activation reçu."
-    ),
-}
 UNDERSTOOD = "compris"
 #: States before the opening: the space exists, nothing is in it yet.
 WAITING = frozenset({"registered", "notified"})
 
 
-@dataclass(frozen=True)
-class Refusal:
-    """A refusal as the page shows it: a French sentence and the English line under it."""
-
-    fr: str
-    en: str
-
-
 # --- small helpers ---------------------------------------------------------------------------------------
 
 
-def day(value: date) -> str:
-    """ "1er mars 2027"."""
-    return f"{'1er' if value.day == 1 else value.day} {MONTHS_FR[value.month - 1]} {value.year}"
+def _plain(state: str) -> str:
+    """The state in the holder's words, after « est » ("Votre espace santé est …")."""
+    return {
+        "registered": _("en préparation"),
+        "notified": _("en attente d'ouverture"),
+        "open": _("ouvert"),
+        "active": _("ouvert"),
+        "suspended": _("suspendu"),
+        "closed": _("fermé"),
+        "opposed": _("refusé (opposition enregistrée)"),
+    }.get(state) or in_language(*lifecycle.STATE_WORDS.get(state, (state, state)))
+
+
+def _notices() -> dict[str, str]:
+    """Messages after a redirection, by the fixed key the URL carries (never free text); `%(subject)s` is whose
+    space it is, as a sentence starts ("Votre espace santé"), `%(space)s` the same within one."""
+    return {
+        "ferme": _("%(subject)s est fermé. Vous pouvez le rouvrir depuis cette page."),
+        "destruction": _("Votre demande de destruction est enregistrée : %(space)s est fermé."),
+        "rouvert": _("%(subject)s est rouvert : vous retrouvez tout son contenu."),
+        "annule": _(
+            "%(subject)s est rouvert et la destruction est annulée : vous retrouvez tout son contenu."
+        ),
+        "conteste": _("Votre contestation est enregistrée : la suspension est levée."),
+        "demande": _(
+            "Votre demande est enregistrée : un avis avec un code d'activation est envoyé (par courriel, ou "
+            "par courrier sans adresse électronique)."
+        ),
+        "enfant": _(
+            "Vous gérez maintenant l'espace santé de votre enfant : le haut de chaque page le rappelle."
+        ),
+        "moi": _("Vous êtes de retour sur votre propre espace santé."),
+        "introuvable": _(
+            "Vous ne gérez plus cet espace santé (votre enfant a peut-être eu 18 ans) : voici votre propre "
+            "espace santé."
+        ),
+        "refuse": _("Le formulaire a expiré : rien n'a changé. Réessayez depuis cette page."),
+    }
 
 
 def _local_day(instant: Any) -> date:
@@ -165,8 +130,10 @@ def _local_day(instant: Any) -> date:
 def _delay(days: int) -> str:
     """ "3 mois" for 90 days, "6 semaines" for 42; "45 jours" otherwise."""
     if days % 30 == 0:
-        return f"{days // 30} mois"
-    return f"{days // 7} semaines" if days % 7 == 0 else f"{days} jours"
+        return i18n.ngettext("%(num)s mois", "%(num)s mois", days // 30) % {"num": days // 30}
+    if days % 7 == 0:
+        return i18n.ngettext("%(num)s semaine", "%(num)s semaines", days // 7) % {"num": days // 7}
+    return i18n.ngettext("%(num)s jour", "%(num)s jours", days) % {"num": days}
 
 
 async def _whose(request: Request) -> tuple[Session, Whose]:
@@ -180,23 +147,22 @@ async def status_of(w: Whose) -> lifecycle.Status:
 
 def its(w: Whose) -> str:
     """ "mon espace santé", or "l'espace santé de Léa Martin" when she acts for a child."""
-    return f"l'espace santé de {w.child}" if w.child else "mon espace santé"
+    return _("l'espace santé de %(name)s") % {"name": w.child} if w.child else _("mon espace santé")
 
 
 def _your(w: Whose) -> str:
-    return f"l'espace santé de {w.child}" if w.child else "votre espace santé"
+    return _("l'espace santé de %(name)s") % {"name": w.child} if w.child else _("votre espace santé")
 
 
 def _your_cap(w: Whose) -> str:
     """`_your` to start a sentence: "Votre espace santé", "L'espace santé de Léa Martin"."""
-    your = _your(w)
-    return your[0].upper() + your[1:]
+    return _("L'espace santé de %(name)s") % {"name": w.child} if w.child else _("Votre espace santé")
 
 
 def holder_page(w: Whose, session: Session) -> dict[str, Any]:
     """What every holder page's frame needs: whose space it is (the line at the top, the way back) and how
-    to name it, in her voice (`its`: "mon espace santé") and in ours (`your`: "votre espace santé")."""
-    your = _your(w)
+    to name it, in her voice (`its`: "mon espace santé") and in ours (`your`: "votre espace santé"), in the
+    page's language."""
     return {
         "signed_in": True,
         "holder_nav": True,
@@ -204,7 +170,7 @@ def holder_page(w: Whose, session: Session) -> dict[str, Any]:
         "acting_for": w.child,
         "choose_url": CHOOSE,
         "its": its(w),
-        "your": your,
+        "your": _your(w),
         "your_cap": _your_cap(w),
     }
 
@@ -227,60 +193,86 @@ class View:
     ask: bool
 
 
-def view(status: lifecycle.Status, w: Whose) -> View:
+def _details(status: lifecycle.Status, w: Whose) -> list[str]:
+    """What the state means for her, sentence by sentence."""
     settings = w.ctx.runtime.settings
-    since = day(_local_day(status.since))
     state = status.state
-    plain = PLAIN.get(state, lifecycle.STATE_WORDS.get(state, (state, state))[0])
+    day = i18n.date_text
     details: list[str] = []
     if state in ("open", "active"):
         details.append(
-            "Vous et les professionnels de santé que vous autorisez pouvez le consulter ; les professionnels "
-            "peuvent y ajouter des documents."
+            _(
+                "Vous et les professionnels de santé que vous autorisez pouvez le consulter ; les "
+                "professionnels peuvent y ajouter des documents."
+            )
         )
     elif state == "notified" and status.opens_on is not None:
-        details.append(f"Il ouvrira le {day(status.opens_on)}, sauf si vous vous y opposez.")
+        details.append(
+            _("Il ouvrira le %(day)s, sauf si vous vous y opposez.") % {"day": day(status.opens_on)}
+        )
     elif state == "suspended":
         closes = _local_day(status.since) + timedelta(days=settings.suspension_days)
         details.append(
-            "L'Assurance Maladie l'a suspendu (suspicion de fraude ou problème technique). Pendant la "
-            "suspension, personne ne peut le consulter, vous non plus, et rien n'y est ajouté."
+            _(
+                "L'Assurance Maladie l'a suspendu (suspicion de fraude ou problème technique). Pendant la "
+                "suspension, personne ne peut le consulter, vous non plus, et rien n'y est ajouté."
+            )
         )
         details.append(
-            f"Si vous pensez que c'est une erreur, contestez la suspension. Sans contestation, il sera fermé "
-            f"à partir du {day(closes)}."
+            _(
+                "Si vous pensez que c'est une erreur, contestez la suspension. Sans contestation, il sera "
+                "fermé à partir du %(day)s."
+            )
+            % {"day": day(closes)}
         )
     elif state == "closed":
         details.append(
-            "Tant qu'il est fermé, personne ne peut le consulter, vous non plus, et les professionnels de santé "
-            "ne peuvent plus y ajouter de documents. Son contenu est conservé."
+            _(
+                "Tant qu'il est fermé, personne ne peut le consulter, vous non plus, et les professionnels de "
+                "santé ne peuvent plus y ajouter de documents. Son contenu est conservé."
+            )
         )
         if status.closed_reason == "death":
-            details.append("Il a été fermé à la suite d'un décès : il ne peut pas être rouvert.")
+            details.append(_("Il a été fermé à la suite d'un décès : il ne peut pas être rouvert."))
         elif status.destroy_on is not None:
             details.append(
-                f"Vous avez demandé sa destruction : il sera détruit définitivement le "
-                f"{day(status.destroy_on)}. D'ici là, vous pouvez encore le rouvrir, ce qui annule la "
-                "destruction."
+                _(
+                    "Vous avez demandé sa destruction : il sera détruit définitivement le %(day)s. D'ici là, "
+                    "vous pouvez encore le rouvrir, ce qui annule la destruction."
+                )
+                % {"day": day(status.destroy_on)}
             )
         else:
             if status.closed_reason == "suspension":
-                details.append("Il a été fermé à la fin d'une suspension qui n'a pas été contestée.")
+                details.append(_("Il a été fermé à la fin d'une suspension qui n'a pas été contestée."))
             until = lifecycle.kept_until(status.since, settings.archive_years)
             details.append(
-                f"Il est conservé jusqu'au {day(until)} : d'ici là, vous pouvez le rouvrir et retrouver tout son "
-                "contenu. Ensuite, il sera détruit définitivement."
+                _(
+                    "Il est conservé jusqu'au %(day)s : d'ici là, vous pouvez le rouvrir et retrouver tout son "
+                    "contenu. Ensuite, il sera détruit définitivement."
+                )
+                % {"day": day(until)}
             )
+    return details
+
+
+def view(status: lifecycle.Status, w: Whose) -> View:
+    state = status.state
     allowed = {
         e
         for e in ("close", "erase", "reopen", "resume", "request")
         if state in lifecycle.TRANSITIONS[e].sources
     }
+    headline = _("%(subject)s est %(state)s depuis le %(since)s.") % {
+        "subject": _your_cap(w),
+        "state": _plain(state),
+        "since": i18n.date_text(_local_day(status.since)),
+    }
     return View(
         state=state,
-        headline=f"{_your_cap(w)} est {plain} depuis le {since}.",
-        details=details,
-        destroy_on=day(status.destroy_on) if status.destroy_on else "",
+        headline=headline,
+        details=_details(status, w),
+        destroy_on=i18n.date_text(status.destroy_on) if status.destroy_on else "",
         close="close" in allowed,
         # Asked again, a destruction would move its day later: once asked, reopening is the way back.
         erase="erase" in allowed and status.destroy_on is None,
@@ -296,14 +288,57 @@ def unreachable(status: lifecycle.Status, w: Whose) -> str:
     state = status.state
     if state in lifecycle.USABLE:
         return ""
-    words = UNREACHABLE["waiting"] if state in WAITING else UNREACHABLE.get(state, UNREACHABLE["closed"])
-    when = f" (il ouvrira le {day(status.opens_on)})" if status.opens_on and state == "notified" else ""
-    return words.format(sujet=_your_cap(w), ses="vos" if w.own else "ses", quand=when)
+    words = {"subject": _your_cap(w)}
+    if state in WAITING:
+        # Within reach, but empty until it opens (nobody deposits before; an activation opens it at once).
+        if status.opens_on and state == "notified":
+            return _(
+                "%(subject)s n'est pas encore ouvert (il ouvrira le %(day)s) : il ne contient pas encore de "
+                "documents. Vous pourrez en ajouter dès son ouverture, ou dès maintenant en l'activant avec le "
+                "code d'activation reçu."
+            ) % (words | {"day": i18n.date_text(status.opens_on)})
+        return (
+            _(
+                "%(subject)s n'est pas encore ouvert : il ne contient pas encore de documents. Vous pourrez en "
+                "ajouter dès son ouverture, ou dès maintenant en l'activant avec le code d'activation reçu."
+            )
+            % words
+        )
+    if state == "opposed":
+        return (
+            _(
+                "%(subject)s n'a pas été créé : une opposition a été enregistrée. Il ne contient aucun document."
+            )
+            % words
+        )
+    if state == "suspended":
+        return (
+            _(
+                "%(subject)s est suspendu : vos documents sont conservés, mais personne ne peut les consulter "
+                "pendant la suspension, vous non plus."
+            )
+            if w.own
+            else _(
+                "%(subject)s est suspendu : ses documents sont conservés, mais personne ne peut les consulter "
+                "pendant la suspension, vous non plus."
+            )
+        ) % words
+    return (
+        _(
+            "%(subject)s est fermé : vos documents sont conservés, mais personne ne peut les consulter tant "
+            "qu'il est fermé, vous non plus."
+        )
+        if w.own
+        else _(
+            "%(subject)s est fermé : ses documents sont conservés, mais personne ne peut les consulter tant "
+            "qu'il est fermé, vous non plus."
+        )
+    ) % words
 
 
 def _notice(request: Request, w: Whose) -> str:
-    words = NOTICES.get(request.query_params.get("message", ""), "")
-    return words.format(sujet=_your_cap(w), espace=_your(w))
+    words = _notices().get(request.query_params.get("message", ""), "")
+    return words % {"subject": _your_cap(w), "space": _your(w)} if words else ""
 
 
 def _page(
@@ -312,7 +347,7 @@ def _page(
     w: Whose,
     status: lifecycle.Status,
     *,
-    refusal: Refusal | None = None,
+    refusal: str = "",
     code: int = 200,
 ) -> Response:
     settings = w.ctx.runtime.settings
@@ -321,7 +356,7 @@ def _page(
         "space.html",
         holder_page(w, session)
         | {
-            "title": f"État de {its(w)}",
+            "title": _("État de %(space)s") % {"space": its(w)},
             "own": w.own,
             "children": w.children,
             "notice": "" if refusal else _notice(request, w),
@@ -341,18 +376,18 @@ def _page(
     )
 
 
-def refusal_of(exc: FhirError, state: str, w: Whose) -> Refusal:
-    """A service refusal in the holder's words: an illegal change names the state the space is in; any other
-    refusal (a space closed after a death is not reopened; a role that may not ask) is the service's own
-    sentence, its English half under it."""
-    fr, en = sentences(exc.message)
+def refusal_of(exc: FhirError, state: str, w: Whose) -> str:
+    """A service refusal in the holder's words, in the page's language: an illegal change names the state the
+    space is in; any other refusal (a space closed after a death is not reopened; a role that may not ask) is
+    the service's own sentence."""
     if exc.status == 409 and exc.message.startswith("changement impossible"):
-        fr = f"Ce changement n'est pas possible : {_your(w)} est {PLAIN.get(state, state)}."
-        whose_en = "your health space" if w.own else f"the health space of {w.child}"
-        en = f"This change is not possible: {whose_en} is {PLAIN_EN.get(state, state)}."
-    elif exc.status == 403:
-        fr = f"Cette action ne vous est pas permise. {fr}"
-    return Refusal(fr, en)
+        return _("Ce changement n'est pas possible : %(space)s est %(state)s.") % {
+            "space": _your(w),
+            "state": _plain(state),
+        }
+    if exc.status == 403:
+        return _("Cette action ne vous est pas permise. %(reason)s") % {"reason": shown(exc.message)}
+    return shown(exc.message)
 
 
 async def _refused(request: Request, session: Session, w: Whose, exc: FhirError) -> Response:
@@ -364,9 +399,8 @@ async def _refused(request: Request, session: Session, w: Whose, exc: FhirError)
 
 
 async def _forged(request: Request, session: Session, w: Whose) -> Response:
-    fr, en = sentences(FORGED)
     status = await status_of(w)
-    return _page(request, session, w, status, refusal=Refusal(fr, en), code=403)
+    return _page(request, session, w, status, refusal=shown(FORGED), code=403)
 
 
 @router.get(HOME)
@@ -385,9 +419,9 @@ def _confirm_close(request: Request, session: Session, w: Whose) -> Response:
         "space_close.html",
         holder_page(w, session)
         | {
-            "title": f"Fermer {its(w)}",
+            "title": _("Fermer %(space)s") % {"space": its(w)},
             "archive_years": settings.archive_years,
-            "kept_until": day(lifecycle.kept_until(datetime.now(UTC), settings.archive_years)),
+            "kept_until": i18n.date_text(lifecycle.kept_until(datetime.now(UTC), settings.archive_years)),
             "close_url": CLOSE,
             "home": HOME,
         },
@@ -459,10 +493,12 @@ def _confirm_erase(
         "space_erase.html",
         holder_page(w, session)
         | {
-            "title": f"Demander la destruction de {its(w)}",
+            "title": _("Demander la destruction de %(space)s") % {"space": its(w)},
             "erase_error": error,
             "ticked": ticked,
-            "destroy_on": day(lifecycle.destruction_day(clock.today(), settings.destruction_delay_days)),
+            "destroy_on": i18n.date_text(
+                lifecycle.destruction_day(clock.today(), settings.destruction_delay_days)
+            ),
             "understood": UNDERSTOOD,
             "erase_url": ERASE,
             "home": HOME,
@@ -489,7 +525,7 @@ async def erase(request: Request) -> Response:
                 request,
                 session,
                 w,
-                error="Cochez la case pour confirmer que vous avez compris : rien n'a été demandé.",
+                error=_("Cochez la case pour confirmer que vous avez compris : rien n'a été demandé."),
                 code=400,
             )
         await lifecycle.erase(w.ctx, w.space_id)

@@ -30,6 +30,8 @@ from espace_sante.spaces import lifecycle
 from espace_sante.web import deps
 from espace_sante.web.deps import SignInRequired, check_csrf, current_session, session_context
 from espace_sante.web.forms import field, see_other, small_form
+from espace_sante.web.i18n import N_
+from espace_sante.web.i18n import gettext as _
 from espace_sante.web.portal import PageRefused, portal_router
 
 router = portal_router()  # a service error that escapes a page: the message page (web/portal.py)
@@ -71,9 +73,8 @@ class NotHolder(PageRefused):
 
     def __init__(self) -> None:
         super().__init__(
-            "Page réservée au titulaire",
-            "Cette page montre votre propre espace santé : elle est réservée à son titulaire.",
-            "This page shows your own health space: it is for its holder only.",
+            N_("Page réservée au titulaire"),
+            N_("Cette page montre votre propre espace santé : elle est réservée à son titulaire."),
         )
 
 
@@ -103,7 +104,7 @@ async def whose(request: Request, session: Session, ctx: Context, *, children: b
     found = await lifecycle.represented(ctx, named=lambda s: children or _ref(session, s) == chosen)
     refs = [_ref(session, r.space_id) for r in found]
     listed = tuple(
-        Child(ref, r.name or "Votre enfant", r.state, ref == chosen)
+        Child(ref, r.name or _("Votre enfant"), r.state, ref == chosen)
         for r, ref in zip(found, refs, strict=True)
     )
     for r, child in zip(found, listed, strict=True):

@@ -1,6 +1,8 @@
 /* Passkeys (WebAuthn) for the sign-in and account security pages. No inline script: the CSP forbids it.
-   Buttons carry data-passkey="signin" or "register" and the URLs to call; the anti-forgery token is in
-   <meta name="csrf-token"> and goes in the X-CSRF-Token header. */
+   Buttons carry data-passkey="signin" or "register", the URLs to call, and what to say on the status line in
+   the page's language (data-say-*: the script holds no words of its own); the anti-forgery token is in
+   <meta name="csrf-token"> and goes in the X-CSRF-Token header. The server's refusals come in the page's
+   language too. */
 (function () {
   "use strict";
 
@@ -25,6 +27,10 @@
     return meta ? meta.getAttribute("content") : "";
   }
 
+  function words(button, key) {
+    return button.getAttribute("data-say-" + key) || "";
+  }
+
   function post(url, body) {
     return fetch(url, {
       method: "POST",
@@ -33,7 +39,7 @@
       body: JSON.stringify(body || {})
     }).then(function (response) {
       return response.json().catch(function () { return {}; }).then(function (data) {
-        if (!response.ok) { throw new Error(data.message || "Erreur " + response.status); }
+        if (!response.ok) { throw new Error(data.message || ""); }
         return data;
       });
     });
@@ -44,18 +50,14 @@
     if (target) { target.textContent = text; }
   }
 
-  function explain(error) {
-    if (error && error.name === "NotAllowedError") {
-      return "Opération annulée ou délai dépassé. Réessayez.";
-    }
-    if (error && error.name === "InvalidStateError") {
-      return "Cette clé d'accès est déjà enregistrée sur cet appareil.";
-    }
-    return (error && error.message) || "La clé d'accès n'a pas fonctionné.";
+  function explain(button, error) {
+    if (error && error.name === "NotAllowedError") { return words(button, "cancelled"); }
+    if (error && error.name === "InvalidStateError") { return words(button, "duplicate"); }
+    return (error && error.message) || words(button, "failed");
   }
 
   function signIn(button) {
-    say(button, "Vérification en cours…");
+    say(button, words(button, "working"));
     post(button.getAttribute("data-options-url")).then(function (options) {
       options.challenge = fromB64url(options.challenge);
       (options.allowCredentials || []).forEach(function (c) { c.id = fromB64url(c.id); });
@@ -79,14 +81,14 @@
         }
       });
     }).then(function (result) {
-      say(button, "Connexion réussie.");
+      say(button, words(button, "done"));
       window.location.assign(result.redirect);
-    }).catch(function (error) { say(button, explain(error)); });
+    }).catch(function (error) { say(button, explain(button, error)); });
   }
 
   function register(button) {
     var field = document.getElementById(button.getAttribute("data-name-field"));
-    say(button, "Enregistrement en cours…");
+    say(button, words(button, "working"));
     post(button.getAttribute("data-options-url")).then(function (options) {
       options.challenge = fromB64url(options.challenge);
       options.user.id = fromB64url(options.user.id);
@@ -110,15 +112,15 @@
         }
       });
     }).then(function (result) {
-      say(button, "Clé d'accès enregistrée.");
+      say(button, words(button, "done"));
       window.location.assign(result.redirect);
-    }).catch(function (error) { say(button, explain(error)); });
+    }).catch(function (error) { say(button, explain(button, error)); });
   }
 
   var supported = !!(window.PublicKeyCredential && navigator.credentials);
   document.querySelectorAll("[data-passkey]").forEach(function (button) {
     if (!supported) {
-      say(button, "Ce navigateur ne gère pas les clés d'accès : utilisez votre mot de passe.");
+      say(button, words(button, "unsupported"));
       button.disabled = true;
       return;
     }
