@@ -101,7 +101,9 @@ async def test_the_demo_holder_does_everything_issue_18_asks_on_a_phone(
             assert f"{pro.given} {pro.family}" in history and basis in history, (pro, history)
         assert "Accès refusé" in history and "Sophie Bernard" in history
         await _fits(page)
-        await page.get_by_label("Professionnel").select_option(label=f"Dr Claire Lefèvre, médecin (RPPS {demo.MEDECIN_TRAITANT.rpps})")
+        await page.get_by_label("Professionnel").select_option(
+            label=f"Dr Claire Lefèvre, médecin (RPPS {demo.MEDECIN_TRAITANT.rpps})"
+        )
         await page.get_by_role("button", name="Afficher").click()
         await page.wait_for_url("**professionnel=*")
         filtered = await page.locator("main ol").inner_text()
@@ -175,9 +177,9 @@ async def test_the_demo_holder_does_everything_issue_18_asks_on_a_phone(
         assert "Consultation confidentielle" not in documents  # hidden from his representatives (R1111-50)
         await _fits(page)
         await page.goto(f"{base}/mon-espace/acces")
-        samu = page.get_by_label("Access by the SAMU emergency regulation (article R1111-48)")
+        samu = page.get_by_label("Access by the emergency medical regulation, SAMU (article R1111-48)")
         await samu.uncheck()
-        await page.get_by_role("button", name="Save my emergency rules").click()
+        await page.get_by_role("button", name="Save my rules for emergencies").click()
         await page.wait_for_url("**/mon-espace/acces?message=urgence")
         await _fits(page)
         await (
@@ -191,7 +193,7 @@ async def test_the_demo_holder_does_everything_issue_18_asks_on_a_phone(
         assert "Consultation confidentielle" not in preview  # his doctor's answer within his mother's own
         await _fits(page)
         await page.goto(f"{base}/mon-espace/historique")
-        assert "Access history" in await page.locator("h1").inner_text()
+        assert "History of the accesses to their record" in await page.locator("h1").inner_text()
         await _fits(page)
         await page.goto(f"{base}/mon-espace/notifications")
         await page.get_by_label("New document").check()
