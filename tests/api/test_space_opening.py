@@ -204,3 +204,112 @@ async def test_the_quota_comes_back_when_its_window_ends(runtime: Runtime, http:
             assert refused.status_code == 429 and refused.headers["Retry-After"] in ("1", "2", "3")
             await asyncio.sleep(int(refused.headers["Retry-After"]) + 0.2)
             assert (await feed.post("/Patient", json=patient(), headers=FHIR_JSON)).status_code == 201
+
+
+# --- the INS of a Patient is the registry's -------------------------------------------------------------------
+
+
+def _put_entry(body: dict[str, Any]) -> dict[str, Any]:
+    return {"resource": body, "request": {"method": "PUT", "url": f"Patient/{body['id']}"}}
+
+
+def _assert_keeps_its_ins(response: httpx.Response, status: int = 422) -> None:
+    assert response.status_code == status, response.text
+    said, where = _outcome(response)
+    assert where[-1].endswith("identifier"), where
+    assert "registre" in said and "changed only by the insurer's registry" in said, said
+
+
+async def test_an_update_cannot_strip_or_change_the_ins_and_the_ins_keeps_its_one_space(
+    fhir: httpx.AsyncClient,
+) -> None:
+    """The probe's sequence: a PUT with `identifier: []` answered 200, then a new Patient with the same INS
+    answered 201, a second space for the same person and the first one left without INS."""
+    nir = new_nir()
+    created = (await fhir.post("/Patient", json=patient(nir), headers=FHIR_JSON)).json()
+    pid = created["id"]
+
+    stripped = await fhir.put(f"/Patient/{pid}", json=dict(created, identifier=[]), headers=FHIR_JSON)
+    _assert_keeps_its_ins(stripped)
+    assert stripped.json()["issue"][0]["expression"] == ["Patient.identifier"]
+    no_identifier = {k: v for k, v in created.items() if k != "identifier"}
+    _assert_keeps_its_ins(await fhir.put(f"/Patient/{pid}", json=no_identifier, headers=FHIR_JSON))
+    other = dict(created, identifier=[{"system": INS, "value": new_nir()}])
+    _assert_keeps_its_ins(await fhir.put(f"/Patient/{pid}", json=other, headers=FHIR_JSON))
+    added = dict(created, identifier=[*created["identifier"], {"system": INS_NIA, "value": "7"}])
+    _assert_keeps_its_ins(await fhir.put(f"/Patient/{pid}", json=added, headers=FHIR_JSON))
+
+    # Through a transaction or a batch: the same rule, the same words.
+    transaction = await fhir.post(
+        "",
+        json={
+            "resourceType": "Bundle",
+            "type": "transaction",
+            "entry": [_put_entry(dict(created, identifier=[]))],
+        },
+        headers=FHIR_JSON,
+    )
+    _assert_keeps_its_ins(transaction)
+    batch = await fhir.post(
+        "",
+        json={"resourceType": "Bundle", "type": "batch", "entry": [_put_entry(other)]},
+        headers=FHIR_JSON,
+    )
+    assert batch.status_code == 200, batch.text
+    assert batch.json()["entry"][0]["response"]["status"][:3] == "422"
+
+    # Nothing changed: one version, the INS still finds the patient, and it still has its only space.
+    current = (await fhir.get(f"/Patient/{pid}")).json()
+    assert current["meta"]["versionId"] == "1" and current["identifier"] == created["identifier"]
+    again = await fhir.post("/Patient", json=patient(nir), headers=FHIR_JSON)
+    assert again.status_code == 422, again.text
+    assert again.json()["issue"][0]["code"] == "duplicate"
+    found = await fhir.get("/Patient", params={"identifier": f"{INS}|{nir}"})
+    assert [e["resource"]["id"] for e in found.json().get("entry", [])] == [pid]
+
+    # What does not touch the INS is still an ordinary update, and so is another kind of identifier.
+    kept = dict(
+        created,
+        gender="male",
+        identifier=[
+            {"use": "official", **created["identifier"][0]},
+            {"system": "urn:oid:1.2.3.4", "value": "x"},
+        ],
+    )
+    updated = await fhir.put(f"/Patient/{pid}", json=kept, headers=FHIR_JSON)
+    assert updated.status_code == 200, updated.text
+
+
+async def test_a_deleted_patient_comes_back_with_its_own_ins_only(fhir: httpx.AsyncClient) -> None:
+    """A Patient deleted by mistake is put back (PUT, 201) with the INS it had, never with another one."""
+    created = (await fhir.post("/Patient", json=patient(), headers=FHIR_JSON)).json()
+    pid = created["id"]
+    assert (await fhir.delete(f"/Patient/{pid}")).status_code == 204
+    other = dict(created, identifier=[{"system": INS, "value": new_nir()}])
+    _assert_keeps_its_ins(await fhir.put(f"/Patient/{pid}", json=other, headers=FHIR_JSON))
+    back = await fhir.put(f"/Patient/{pid}", json=created, headers=FHIR_JSON)
+    assert back.status_code == 201, back.text
+
+    # Deleted again, and meanwhile another Patient carries that INS: putting this one back would make two.
+    assert (await fhir.delete(f"/Patient/{pid}")).status_code == 204
+    nir = created["identifier"][0]["value"]
+    assert (await fhir.post("/Patient", json=patient(nir), headers=FHIR_JSON)).status_code == 201
+    twice = await fhir.put(f"/Patient/{pid}", json=created, headers=FHIR_JSON)
+    assert twice.status_code == 422, twice.text
+    assert twice.json()["issue"][0]["code"] == "duplicate"
+
+
+async def test_a_second_patient_with_an_ins_that_has_a_space_opens_nothing(fhir: httpx.AsyncClient) -> None:
+    """One person, one space: a plain create with a known INS is refused (422 `duplicate`), a conditional
+    create on that INS answers the existing Patient (200, conditional create), and neither opens a space."""
+    nir = new_nir()
+    created = await fhir.post("/Patient", json=patient(nir), headers=FHIR_JSON)
+    assert created.status_code == 201, created.text
+    plain = await fhir.post("/Patient", json=patient(nir, gender="male"), headers=FHIR_JSON)
+    assert plain.status_code == 422, plain.text
+    assert plain.json()["issue"][0]["code"] == "duplicate"
+    condition = {**FHIR_JSON, "If-None-Exist": f"identifier={INS}|{nir}"}
+    conditional = await fhir.post("/Patient", json=patient(nir), headers=condition)
+    assert conditional.status_code == 200 and conditional.json()["id"] == created.json()["id"]
+    found = await fhir.get("/Patient", params={"identifier": f"{INS}|{nir}", "_summary": "count"})
+    assert found.json()["total"] == 1

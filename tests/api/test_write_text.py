@@ -15,7 +15,7 @@ from espace_sante.errors import BadRequest
 from espace_sante.oauth import clients as oauth_clients
 from espace_sante.people import accounts
 from espace_sante.runtime import Runtime
-from tests.factories import FHIR_JSON, patient, pdsm_document
+from tests.factories import FHIR_JSON, new_nir, patient, pdsm_document
 
 X = 'xmlns="http://www.w3.org/1999/xhtml"'
 RLO = "\u202e"
@@ -116,3 +116,40 @@ async def test_a_client_name_with_a_bidi_control_is_refused(runtime: Runtime) ->
 def test_a_login_with_a_bidi_control_is_refused() -> None:
     with pytest.raises(accounts.AccountError, match="U\\+202E"):
         accounts.check_login(f"jeanne{RLO}nitram")
+
+
+#: Invisible format characters (Unicode category Cf): a bidirectional control, and characters that are harmless
+#: in a name but make two logins or addresses look the same (`jeanne@exa<U+200B>mple.fr`).
+FORMAT_CHARACTERS = ["\u202e", "\u2066", "\u200b", "\u200d", "\u200c", "\u00ad", "\u2060", "\ufeff"]
+
+
+@pytest.mark.parametrize("hidden", FORMAT_CHARACTERS)
+def test_a_login_or_an_email_address_with_a_format_character_is_refused(hidden: str) -> None:
+    code = f"U+{ord(hidden):04X}"
+    for address in (f"jeanne{hidden}@exemple.fr", f"jeanne@exem{hidden}ple.fr", f"{hidden}jeanne@exemple.fr"):
+        with pytest.raises(accounts.AccountError, match=code.replace("+", "\\+")) as refused:
+            accounts.check_email(address)
+        assert "adresse électronique" in refused.value.message.lower(), refused.value.message
+        assert "e-mail address" in refused.value.message, refused.value.message
+        with pytest.raises(accounts.AccountError, match=code.replace("+", "\\+")):
+            accounts.check_login(address)
+    assert accounts.check_email("jeanne.martin@exemple.fr") == "jeanne.martin@exemple.fr"
+    assert accounts.check_login("jeanne.martin@exemple.fr") == "jeanne.martin@exemple.fr"
+
+
+async def test_an_account_with_a_reversed_email_address_is_not_created(
+    runtime: Runtime, fhir: httpx.AsyncClient
+) -> None:
+    """The probe's address: `moc.elpmexe@{RLO}…` shows as another address to whoever reads the account."""
+    nir = new_nir()
+    assert (await fhir.post("/Patient", json=patient(nir), headers=FHIR_JSON)).status_code == 201
+    with pytest.raises(accounts.AccountError, match="U\\+202E"):
+        await accounts.create(
+            runtime,
+            kind="holder",
+            actor_id=nir,
+            login=f"jeanne-{nir}",
+            password="Correct-horse-battery-9",
+            email=f"jeanne@{RLO}rf.elpmexe",
+        )
+    assert await accounts.find_by_actor(runtime, "holder", nir) is None

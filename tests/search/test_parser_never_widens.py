@@ -1,6 +1,7 @@
 """The parser's promise (issue 16 #2), over generated names: in lenient mode a parameter is dropped only when
-dropping it cannot widen the answer. No modifier and no chain is ever dropped; nothing is dropped from a search
-that names a patient, or whose caller must name one (a professional's ITI-67)."""
+dropping it cannot widen the answer. No modifier and no chain is ever dropped; no filter is dropped from a search
+that names a patient, or whose caller must name one (a professional's ITI-67): only the standard parameters that
+shape the answer and choose no rows (`_elements`, `_contained`) are ignored there, and listed."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from espace_sante.fhir.searchparams import params_for
-from espace_sante.fhir.searchquery import SearchError, SearchRequest, parse_search
+from espace_sante.fhir.searchquery import SearchError, SearchRequest, dropped_filters, parse_search
 from tests.factories import INS
 
 PATIENT_ID = "0" * 47 + "1"
@@ -55,7 +56,7 @@ def _parse(pairs: list[tuple[str, str]], *, refuse_unknown: bool = False) -> Sea
 def test_a_search_that_names_a_patient_drops_nothing(pairs: list[tuple[str, str]], at: int) -> None:
     pairs.insert(min(at, len(pairs)), ("patient", PATIENT_ID))
     req = _parse(pairs)
-    assert req is None or req.ignored == [], pairs
+    assert req is None or dropped_filters(req) == [], pairs
 
 
 @settings(max_examples=300, deadline=None)
@@ -69,4 +70,13 @@ def test_a_modifier_or_a_chain_is_never_dropped(pairs: list[tuple[str, str]]) ->
 @given(st.lists(st.tuples(names(), VALUES), min_size=1, max_size=4))
 def test_a_search_whose_caller_must_name_the_patient_drops_nothing(pairs: list[tuple[str, str]]) -> None:
     req = _parse(pairs, refuse_unknown=True)
-    assert req is None or req.ignored == [], pairs
+    assert req is None or dropped_filters(req) == [], pairs
+
+
+def test_what_only_shapes_the_answer_is_ignored_beside_a_patient_filter() -> None:
+    """The one exception of the two properties above, written out: `_elements` is listed as ignored, and the
+    patient filter is kept."""
+    for refuse_unknown in (False, True):
+        req = _parse([("patient", PATIENT_ID), ("_elements", "id")], refuse_unknown=refuse_unknown)
+        assert req is not None and req.ignored == ["_elements"] and dropped_filters(req) == []
+        assert [c.name for c in req.clauses] == ["patient"]

@@ -360,17 +360,18 @@ async def test_an_updated_resource_is_found_by_its_new_values_only(fhir: httpx.A
     """After a PUT, the old name, birth date and identifier no longer find the patient; the new ones do."""
     old_family, new_family = unique_family(), unique_family()
     old_system, new_system = unique_system(), unique_system()
+    ins = _ins()
     p = await new_patient(
         fhir,
         name=[{"family": old_family}],
         birthDate="1970-01-01",
-        identifier=[{"system": old_system, "value": "1"}, _ins()],
+        identifier=[{"system": old_system, "value": "1"}, ins],
     )
     changed = {
         **p,
         "name": [{"family": new_family}],
         "birthDate": "1971-02-02",
-        "identifier": [{"system": new_system, "value": "1"}],
+        "identifier": [{"system": new_system, "value": "1"}, ins],  # the INS is the registry's to change
     }
     response = await fhir.put(f"/Patient/{p['id']}", json=changed, headers=FHIR_JSON)
     assert response.status_code == 200, response.text

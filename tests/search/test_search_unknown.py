@@ -131,6 +131,10 @@ async def test_a_professionals_document_search_never_drops_a_parameter(
     found = await pro.get("/DocumentReference", params={"_id": record["document"]})
     assert match_ids(found.json()) == [record["document"]]
     _refused(await pro.get("/DocumentReference", params={"_id": record["document"], "colour": "x"}), "colour")
+    # A parameter that only shapes the answer is not a filter to drop: ignored and said, even in ITI-67.
+    shaped = await pro.get("/DocumentReference", params={"_id": record["document"], "_elements": "id"})
+    assert shaped.status_code == 200, shaped.text
+    assert match_ids(shaped.json()) == [record["document"]]
     token = (await devtokens.issue(runtime, f"holder:{record['nir']}", "patient/*.rs")).access_token
     holder = httpx.AsyncClient(
         transport=http._transport, base_url=f"{BASE}/fhir", headers={"Authorization": f"Bearer {token}"}
@@ -225,3 +229,34 @@ async def test_a_holder_alone_is_only_warned_of_a_misspelt_filter(
     assert match_ids(bundle) == [first["observation"]]
     (outcome,) = [e for e in bundle["entry"] if e["search"]["mode"] == "outcome"]
     assert [i["expression"] for i in outcome["resource"]["issue"]] == [["patinet"]]
+
+
+@pytest.mark.parametrize("caller", ["holder", "feed", "practitioner", "representative"])
+async def test_a_search_that_names_the_patient_ignores_and_lists_what_only_shapes_the_answer(
+    fhir: httpx.AsyncClient, http: httpx.AsyncClient, runtime: Runtime, family: dict[str, Any], caller: str
+) -> None:
+    """`_elements` and `_contained` choose no rows (docs/access-policy.md: "ignored and listed for everyone"):
+    beside a patient filter they were refused as if they could widen it. A real unknown there stays a 400."""
+    first = family["children"][0]
+    users = {
+        "holder": f"holder:{first['nir']}",
+        "practitioner": f"practitioner:{family['rpps']}",
+        "representative": f"representative:{family['mother']}",
+    }
+    client = (
+        fhir
+        if caller == "feed"
+        else await client_as(
+            http, runtime, users[caller], "user/*.rs" if caller == "practitioner" else "patient/*.rs"
+        )
+    )
+    named = {"patient": f"Patient/{first['patient']}", "code": family["code"]}
+    for shaping in ({"_elements": "id"}, {"_contained": "true"}, {"_elements": "id", "_contained": "both"}):
+        bundle = await search(client, "Observation", {**named, **shaping})
+        assert match_ids(bundle) == [first["observation"]], shaping
+        (outcome,) = [e for e in bundle["entry"] if e["search"]["mode"] == "outcome"]
+        assert [i["expression"] for i in outcome["resource"]["issue"]] == [[n] for n in shaping]
+        self_link = link(bundle, "self")
+        assert self_link is not None and not any(n in self_link for n in shaping), self_link
+    _refused(await client.get("/Observation", params={**named, "_elements": "id", "colour": "x"}), "colour")
+    _refused(await client.get("/Observation", params={"_elements": "id", **named, "colour": "x"}), "colour")

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import dataclasses
 import secrets
+from datetime import date
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -16,10 +18,16 @@ import pytest
 from espace_sante.app import create_app
 from espace_sante.runtime import Runtime
 from espace_sante.settings import Settings
-from tests.accounts.helpers import new_person, sign_in, trace_actions
+from espace_sante.spaces import activation
+from espace_sante.storage.keys import DIRECTORY_SPACE
+from tests.accounts.helpers import csrf_of, new_person, sign_in, trace_actions
+from tests.activation.test_activate_and_oppose import code_for, imported
+from tests.activation.test_redeem import new_ip
+from tests.registry.test_import import person
 from tests.security.test_signin_limits import at, type_password
 
 PROXY = "127.0.0.250"
+BORN = date(1950, 3, 27)
 
 
 def behind_proxy(runtime: Runtime, **changes: Any) -> Any:
@@ -61,6 +69,56 @@ async def test_a_forged_forwarded_for_from_an_untrusted_address_is_ignored(runti
     for n in range(5):
         async with at(app, "127.0.0.249", **{"X-Forwarded-For": f"192.0.2.{n + 1}"}) as forger:
             answers.append((await type_password(forger, someone_else(), "Printemps2026!!")).status_code)
+    assert answers == [400, 400, 400, 429, 429]
+
+
+async def _post_code(client: httpx.AsyncClient, code: str, born: date) -> httpx.Response:
+    page = await client.get("/activation/activer")
+    assert page.status_code == 200, page.text
+    form = {"csrf": csrf_of(page.text), "code": code, "jour": str(born.day), "mois": str(born.month)}
+    return await client.post("/activation/activer", data={**form, "annee": str(born.year)})
+
+
+async def _refusals_traced_for(runtime: Runtime, ip: str) -> int:
+    """Activation refusals that name no space, traced in the directory's chain with this client address."""
+    return int(
+        await runtime.db.fetchval(
+            "n",
+            "SELECT count(*) FROM audit_event WHERE space_id = $1 AND action = 'activation:failure' "
+            "AND detail = $2",
+            DIRECTORY_SPACE,
+            f"ip={ip}",
+        )
+    )
+
+
+async def test_the_activation_page_counts_each_person_behind_a_trusted_proxy(
+    runtime: Runtime, tmp_path: Path
+) -> None:
+    """The activation page's per-address limit, like sign-in's: one person guessing codes through the proxy
+    must wait after 3 tries, Anne, through the same proxy, still activates her space, and a client that is not
+    the proxy cannot buy new tries with a new X-Forwarded-For. Addresses are fresh (new_ip) because the
+    counters live in the session's database."""
+    app = behind_proxy(runtime, activation_ip_max_attempts=3)
+    guesser, forger = new_ip(), new_ip()
+    by_proxy = await _refusals_traced_for(runtime, PROXY)
+    async with at(app, PROXY, **{"X-Forwarded-For": guesser}) as client:
+        answers = [(await _post_code(client, activation.new_code(), BORN)).status_code for _ in range(5)]
+    assert answers == [400, 400, 400, 429, 429]
+    assert await _refusals_traced_for(runtime, guesser) == 5  # the person's address, not the proxy's
+    assert await _refusals_traced_for(runtime, PROXY) == by_proxy
+
+    anne = person(first_names="Anne", last_name="Proxy", birth_date=BORN.isoformat())
+    [space] = await imported(runtime, tmp_path, anne)
+    code = await code_for(runtime, space)
+    async with at(app, PROXY, **{"X-Forwarded-For": f"{new_ip()}, {new_ip()}"}) as client:
+        done = await _post_code(client, code, BORN)
+    assert done.status_code == 303 and done.headers["location"] == "/activation/compte", done.text
+
+    answers = []
+    for _ in range(5):
+        async with at(app, forger, **{"X-Forwarded-For": new_ip()}) as client:
+            answers.append((await _post_code(client, activation.new_code(), BORN)).status_code)
     assert answers == [400, 400, 400, 429, 429]
 
 

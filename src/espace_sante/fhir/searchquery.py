@@ -14,7 +14,9 @@ search parameter with an unsupported modifier"), a chain whose head or target pa
 standard filter we do not implement (``_has``, ``_tag``...) are always errors, and so is any unknown
 parameter of a search that names a patient (``patient=``, ``patient.identifier=``...) or of a search whose
 caller must name one (``refuse_unknown``: a professional's DocumentReference search, ITI-67): there a
-dropped ``patient.identifer`` would answer with every patient's documents.  Whether the caller reaches
+dropped ``patient.identifer`` would answer with every patient's documents.  The standard parameters that
+only shape the answer (``_elements``, ``_contained``: ``dropped_filters`` leaves them out) choose no rows, and
+are ignored and reported there too.  Whether the caller reaches
 more than one record is known only once the policy has decided: ``record.resources`` then refuses the
 ignored parameters with ``refuse_ignored``.
 """
@@ -718,9 +720,12 @@ def parse_search(
             continue
         if echoed is not None:
             req.echo.append(echoed)
-    if req.ignored and refuse_unknown:
-        refuse_ignored(req, "le patient doit être nommé", "the patient must be named")
-    if req.ignored and names_patient(req):
+    # Only what could have chosen rows is refused: `_elements` and `_contained` shape the answer, so they stay
+    # ignored and listed for everyone (search.html#errors lets a lenient server ignore them), patient named or not.
+    dropped = dropped_filters(req)
+    if dropped and refuse_unknown:
+        refuse_ignored(req, "le patient doit être nommé", "the patient must be named", dropped[0])
+    if dropped and names_patient(req):
         # The client filters one patient's data: a misspelt parameter must not answer with more than meant.
-        refuse_ignored(req, "la recherche nomme un patient", "the search names a patient")
+        refuse_ignored(req, "la recherche nomme un patient", "the search names a patient", dropped[0])
     return req

@@ -9,13 +9,19 @@ What is refused is exactly the Unicode property Bidi_Control (UAX #9 section 2, 
 U+200F, U+202A-U+202E, U+2066-U+2069. Not the whole of category Cf, which also holds characters that names and
 text need and that reorder nothing: U+200D ZERO WIDTH JOINER (emoji sequences, Indic scripts), U+200C ZERO
 WIDTH NON-JOINER (Persian), U+00AD SOFT HYPHEN (pasted from word processors), U+2060 WORD JOINER, the tag
-characters of subdivision flags, U+FEFF. Pure functions, no I/O."""
+characters of subdivision flags, U+FEFF.
+
+Identifiers a person compares by eye and that need none of those characters, the logins and e-mail addresses of
+accounts (people/accounts.py), refuse every format character (`format_character`, category Cf): a zero-width
+space or a soft hyphen makes `jeanne@exa<U+200B>mple.fr` look like another account's address. Pure functions,
+no I/O."""
 
 from __future__ import annotations
 
 import re
+import unicodedata
 
-__all__ = ["BIDI_CONTROLS", "bidi_control", "bidi_message"]
+__all__ = ["BIDI_CONTROLS", "bidi_control", "bidi_message", "format_character"]
 
 #: Unicode 15.1 PropList.txt, Bidi_Control.
 BIDI_CONTROLS = frozenset(
@@ -37,3 +43,12 @@ def bidi_message(where: str, code: str) -> str:
         f"d'affichage du texte) / invisible character not allowed ({code}, a bidirectional control that "
         "changes the order in which the text is displayed)"
     )
+
+
+def format_character(text: str) -> str | None:
+    """The first format character (Unicode category Cf, bidirectional controls included) in `text`, written
+    `U+200B`; None when there is none. For identifiers only: names and free text keep their joiners."""
+    for char in text:
+        if unicodedata.category(char) == "Cf":
+            return f"U+{ord(char):04X}"
+    return None

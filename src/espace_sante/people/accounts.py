@@ -26,7 +26,7 @@ from espace_sante.access.actors import ActorKind
 from espace_sante.access.scopes import Scopes
 from espace_sante.audit import trace
 from espace_sante.errors import BadRequest, Conflict, NotFound
-from espace_sante.fhir.text import bidi_control
+from espace_sante.fhir.text import bidi_control, format_character
 from espace_sante.people import actors as people
 from espace_sante.people import passwords, ratelimit, totp
 from espace_sante.runtime import Runtime
@@ -83,7 +83,9 @@ class Account:
         """Where security notices go: the e-mail address, or the login when it is one."""
         if self.email:
             return self.email
-        return self.login if _EMAIL.match(self.login) else None
+        # A login taken before format characters were refused is not trusted as an address.
+        is_address = _EMAIL.match(self.login) and format_character(self.login) is None
+        return self.login if is_address else None
 
 
 def login_key(login: str) -> str:
@@ -98,6 +100,12 @@ def check_login(login: str) -> str:
             f"L'identifiant contient un caractère invisible qui change l'ordre d'affichage ({hidden}). "
             f"/ The login contains an invisible character that reorders the text ({hidden})."
         )
+    if (hidden := format_character(text)) is not None:
+        # Two logins differing by a zero-width character look the same to whoever reads them (issue 16 #5).
+        raise AccountError(
+            f"L'identifiant contient un caractère invisible ({hidden}). "
+            f"/ The login contains an invisible character ({hidden})."
+        )
     if not _LOGIN.match(text):
         raise AccountError(
             "L'identifiant doit compter de 3 à 254 caractères, sans espace. "
@@ -110,6 +118,13 @@ def check_email(email: str | None) -> str | None:
     if email is None or not email.strip():
         return None
     text = email.strip()
+    if (hidden := format_character(text)) is not None:
+        # U+202E shows `jeanne@<U+202E>rf.elpmexe` as another address; a zero-width space hides a difference
+        # (issue 16 #5). No address needs one.
+        raise AccountError(
+            f"L'adresse électronique contient un caractère invisible ({hidden}). "
+            f"/ The e-mail address contains an invisible character ({hidden})."
+        )
     if len(text) > 254 or not _EMAIL.match(text):
         raise AccountError("Adresse électronique invalide. / Invalid e-mail address.")
     return text

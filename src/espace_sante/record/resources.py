@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+import orjson
+
 from espace_sante import clock
 from espace_sante.access.policy import PROFESSIONAL_STATES, Action, Decision, decide, needs_facts, with_chains
 from espace_sante.access.reasons import Code, Reason, words
@@ -34,7 +36,7 @@ from espace_sante.errors import (
     TooManyRequests,
 )
 from espace_sante.fhir import compartment
-from espace_sante.fhir.identifiers import INS_NIR, INS_NIR_DEMO, INS_NIR_TEST, explain_identifier
+from espace_sante.fhir.identifiers import INS_NIA, INS_NIR, INS_NIR_DEMO, INS_NIR_TEST, explain_identifier
 from espace_sante.fhir.searchquery import SearchRequest, dropped_filters, parse_search, refuse_ignored
 from espace_sante.fhir.validation import RESOURCE_TYPES
 from espace_sante.storage import access as access_store
@@ -703,6 +705,8 @@ async def update_in(
                 expression=_patient_element(rtype),
             )
         await _check_patient_exists(conn, decision, body, space_id)
+    if rtype == "Patient":
+        await _check_keeps_ins(conn, ctx, decision, space_id, rid, body, previous)
     _check_category(decision, body)
     await _check_document_links(conn, ctx, decision, body, space_id, rid)
     check_references_stay_in_space(body, space_id)
@@ -799,6 +803,64 @@ async def _check_opens_with_ins(conn: Conn, ctx: Context, body: Mapping[str, Any
         _FROM_REGISTRY,
         issues=[Issue(_FROM_REGISTRY, "business-rule", expression="Patient.identifier")],
     )
+
+
+#: Every INS system the server knows, the provisional INS-NIA included: none of them is the client's to change.
+_ALL_INS_SYSTEMS = frozenset({INS_NIR, INS_NIA, INS_NIR_TEST, INS_NIR_DEMO})
+_REGISTRY_ONLY = (
+    "Patient.identifier : l'INS d'un patient ne se retire ni ne se change par l'API, seul le registre des "
+    "bénéficiaires de l'Assurance Maladie le modifie ; renvoyez le Patient avec son INS inchangé / a patient's "
+    "INS is neither removed nor changed through the API, an INS is changed only by the insurer's registry of "
+    "beneficiaries: send the Patient back with its INS unchanged"
+)
+
+
+def _ins_of(body: Mapping[str, Any] | None) -> frozenset[tuple[str, str]]:
+    """The INS (system, value) pairs a Patient body carries, whatever its other identifiers."""
+    found: set[tuple[str, str]] = set()
+    for identifier in (body or {}).get("identifier") or ():
+        if isinstance(identifier, dict):
+            system, value = identifier.get("system"), identifier.get("value")
+            if system in _ALL_INS_SYSTEMS and isinstance(system, str) and isinstance(value, str):
+                found.add((system, value))
+    return frozenset(found)
+
+
+async def _check_keeps_ins(
+    conn: Conn,
+    ctx: Context,
+    decision: Decision,
+    space_id: uuid.UUID,
+    rid: str,
+    body: Mapping[str, Any],
+    previous: store.Current,
+) -> None:
+    """An update through the API keeps the Patient's INS as it is (issue 16): a PUT with `identifier: []` used
+    to leave the space without INS, and a new Patient with that INS then opened a second space for the same
+    person (see `_check_opens_with_ins`); changing it would make the space someone else's. The INS comes from
+    the insurer's registry, whose feed writes the Patient itself (spaces/registry/importer.py), not here.
+
+    A deleted Patient put back (PUT on a deleted resource, http.html#update) is compared with the last version
+    it had, and its INS must not have found another space meanwhile: one person, one space."""
+    if previous.deleted:
+        # Deleting a deleted resource writes nothing: the version before the delete had a body.
+        last = previous.version_id - 1
+        stored = await store.read(conn, ctx.runtime.keys, decision, space_id, "Patient", rid, last)
+    else:
+        stored = await store.read(conn, ctx.runtime.keys, decision, space_id, "Patient", rid)
+    before = _ins_of(None if stored is None or stored.body is None else orjson.loads(stored.body))
+    if _ins_of(body) != before:
+        raise InvalidResource(
+            _REGISTRY_ONLY,
+            issues=[Issue(_REGISTRY_ONLY, "business-rule", expression="Patient.identifier")],
+        )
+    if previous.deleted:
+        for system, value in sorted(before):
+            await locks.hold_until_commit(conn, f"space-of-ins:{system}|{value}")
+            if await people_store.ins_has_space(conn, system, value, besides=space_id):
+                raise InvalidResource(
+                    _ONE_SPACE, issues=[Issue(_ONE_SPACE, "duplicate", expression="Patient.identifier")]
+                )
 
 
 async def _count_new_space(conn: Conn, ctx: Context) -> None:

@@ -57,16 +57,20 @@ async def patient_by_ins(conn: Conn, ins: str) -> PatientRef | None:
     return None if row is None else PatientRef(row["space_id"], row["resource_id"])
 
 
-async def ins_has_space(conn: Conn, system: str, value: str) -> bool:
-    """Whether a person with this INS has a space: the registry's link, or a live Patient carrying it."""
+async def ins_has_space(conn: Conn, system: str, value: str, *, besides: uuid.UUID | None = None) -> bool:
+    """Whether a person with this INS has a space (other than `besides`): the registry's link, or a live
+    Patient carrying it."""
     return bool(
         await conn.fetchval(
             # Both by the identifier's value, colocated on Citus: one shard (migrations/0029).
-            "SELECT EXISTS (SELECT 1 FROM registry_person WHERE nir = $2 AND $1 = $3) "
-            "OR EXISTS (SELECT 1 FROM patient_identifier WHERE value = $2 AND system = $1)",
+            "SELECT EXISTS (SELECT 1 FROM registry_person WHERE nir = $2 AND $1 = $3 "
+            "AND space_id IS DISTINCT FROM $4) "
+            "OR EXISTS (SELECT 1 FROM patient_identifier WHERE value = $2 AND system = $1 "
+            "AND space_id IS DISTINCT FROM $4)",
             system,
             value,
             INS_SYSTEM,
+            besides,
         )
     )
 
