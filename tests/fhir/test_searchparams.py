@@ -44,7 +44,7 @@ EXPECTED_NAMES: dict[str, set[str]] = {
         "address-postalcode", "address", "telecom", "active", "general-practitioner", "link",
     },
     "RelatedPerson": {"identifier", "patient", "name", "relationship", "birthdate"},
-    "Practitioner": {"identifier", "name", "family", "given", "active"},
+    "Practitioner": {"identifier", "name", "family", "given", "active", "address-city"},
     "PractitionerRole": {"identifier", "practitioner", "organization", "role", "specialty", "active"},
     "Organization": {"identifier", "name", "type", "active", "address-city", "partof"},
     "DocumentReference": {

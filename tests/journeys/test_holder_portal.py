@@ -1,7 +1,7 @@
 """Issue 18's "done when", in Chromium at phone size: Marie-Ange Santoni, the demo holder, signs in with the
 keyboard and sees her home; on « Qui peut voir mon dossier » she withdraws her pharmacist's consent, unblocks
 and blocks Dr Roux again, refuses the SAMU, opens "what can Dr Lefèvre see?"; she reads her access history with
-each demo professional's access and its basis (the emergency doctor's refused attempt too), filters it by
+each demo professional's access and its basis (a stranger's refused attempt too), filters it by
 professional and downloads it; she changes her notifications. Then, in English, she switches to Léo's space and
 does the same as his representative, without seeing what is hidden from representatives. axe-core reports
 nothing on any page. The demo world is shared by other tests: what she changed is put back afterwards."""
@@ -22,6 +22,7 @@ from espace_sante.storage import access as access_store
 from espace_sante.storage.db import Conn
 from tests.access.conftest import World
 from tests.accounts.helpers import next_code
+from tests.factories import new_professional
 from tests.notifications.helpers import run_queue
 from tests.web.axe import violations
 from tests.web.browser import needs_chromium, phone, serve, sign_in_with_keyboard
@@ -69,14 +70,16 @@ async def put_back(runtime: Runtime, world: World) -> AsyncIterator[None]:
 
 @needs_chromium
 async def test_the_demo_holder_does_everything_issue_18_asks_on_a_phone(
-    runtime: Runtime, world: World, http: httpx.AsyncClient, put_back: None
+    runtime: Runtime, world: World, fhir: httpx.AsyncClient, put_back: None
 ) -> None:
     mother = make_nir(demo.MOTHER_NIR13)
-    # Her professionals reach her record through their own software; the emergency doctor has no basis.
-    for pro in (demo.MEDECIN_TRAITANT, demo.HOSPITAL_DOCTOR, demo.PHARMACIST, demo.EMERGENCY_DOCTOR):
+    # Her professionals reach her record through their own software; a doctor with no basis is refused.
+    for pro in (demo.MEDECIN_TRAITANT, demo.HOSPITAL_DOCTOR, demo.PHARMACIST):
         software = await client_of(runtime, f"practitioner:{pro.rpps}", "user/*.rs")
-        answer = await software.get(f"/Patient/{world.mother_patient}")
-        assert answer.status_code == (404 if pro is demo.EMERGENCY_DOCTOR else 200), pro
+        assert (await software.get(f"/Patient/{world.mother_patient}")).status_code == 200, pro
+    stranger, _ = await new_professional(fhir)
+    refused = await client_of(runtime, f"practitioner:{stranger}", "user/*.rs")
+    assert (await refused.get(f"/Patient/{world.mother_patient}")).status_code == 404
     await run_queue(runtime, "trace")  # the refused attempt reaches her own chain
 
     problems: list[str] = []
@@ -99,7 +102,7 @@ async def test_the_demo_holder_does_everything_issue_18_asks_on_a_phone(
             (demo.PHARMACIST, "votre consentement"),
         ):
             assert f"{pro.given} {pro.family}" in history and basis in history, (pro, history)
-        assert "Accès refusé" in history and "Sophie Bernard" in history
+        assert "Accès refusé" in history and "s'est vu refuser" in history
         await _fits(page)
         await page.get_by_label("Professionnel").select_option(
             label=f"Dr Claire Lefèvre, médecin (RPPS {demo.MEDECIN_TRAITANT.rpps})"

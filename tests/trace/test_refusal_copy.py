@@ -13,6 +13,7 @@ from espace_sante.audit import trace
 from espace_sante.runtime import Runtime
 from espace_sante.storage.db import Conn
 from espace_sante.storage.keys import DIRECTORY_SPACE
+from tests.access.conftest import MOTHER, World
 from tests.accounts.helpers import new_person
 from tests.factories import new_professional
 from tests.notifications.helpers import run_queue
@@ -74,6 +75,7 @@ async def test_no_chain_for_a_record_nobody_has_nor_for_a_holder_refused_elsewhe
     prober = await software_of(runtime, rpps)
     invented = uuid.uuid4()
     assert (await prober.get(f"/Patient/{invented.hex}{'0' * 16}")).status_code == 404
+    assert await _copy_jobs(runtime, rpps) == []  # not even a job for an id nobody has
     await run_queue(runtime, trace.QUEUE)
     assert await _refusals(runtime, invented, rpps) == 0
     assert await _refusals(runtime, DIRECTORY_SPACE, rpps) == 1  # the attempt itself stays on record
@@ -86,3 +88,21 @@ async def test_no_chain_for_a_record_nobody_has_nor_for_a_holder_refused_elsewhe
     assert (await as_jeanne.get(f"/Patient/{paul_patient}")).status_code == 404
     assert await _copy_jobs(runtime, jeanne.actor_id) == []
     assert await _refusals(runtime, uuid.UUID(paul_patient[:32]), jeanne.actor_id) == 0
+
+
+async def test_an_attempt_on_what_is_hidden_from_the_parents_is_not_shown_to_them(
+    runtime: Runtime, fhir: httpx.AsyncClient, world: World
+) -> None:
+    """A professional refused on Léo's confidential document: the attempt reaches his chain naming the
+    document, and his mother's view of his history leaves it out, as it leaves out his doctor's read of it."""
+    rpps, _ = await new_professional(fhir)
+    stranger = await software_of(runtime, rpps)
+    secret = world.documents["child:confidentiel"]
+    assert (await stranger.get(f"/DocumentReference/{secret}")).status_code == 404
+    await run_queue(runtime, trace.QUEUE)
+    space = uuid.UUID(world.child_patient[:32])
+    assert await _refusals(runtime, space, rpps) == 1
+    mother = await client_of(runtime, f"representative:{MOTHER}", "patient/*.rs")
+    seen = await mother.get("/AuditEvent", params={"patient": world.child_patient, "_count": "200"})
+    assert seen.status_code == 200
+    assert rpps not in seen.text

@@ -56,7 +56,7 @@ async def test_she_reads_and_changes_her_notifications_with_the_keyboard_on_a_ph
         assert await page.evaluate("() => document.documentElement.scrollWidth <= window.innerWidth")
     assert problems == []
 
-    async def saved(conn: Conn) -> dict[str, bool]:
-        return await notifications_store.choices(conn, uuid.UUID(patient_id[:32]))
+    async def saved(conn: Conn) -> dict[str, dict[str, bool]]:
+        return await notifications_store.choices(conn, uuid.UUID(patient_id[:32]), [jeanne.actor_id])
 
-    assert (await runtime.db.read("t_choices", saved))["document"] is True
+    assert (await runtime.db.read("t_choices", saved))[jeanne.actor_id]["document"] is True

@@ -331,3 +331,44 @@ async def rights_of(runtime: Runtime, person: Any) -> dict[str, Any]:
     )
     settings: dict[str, Any] = (await changes.overview(Context(runtime, actor)))["settings"]
     return settings
+
+
+async def test_saving_a_group_keeps_what_she_set_for_one_of_its_professions_and_takes_every_box(
+    runtime: Runtime, app: Any, fhir: httpx.AsyncClient
+) -> None:
+    """She had kept imaging from dentists (through an app); saving the medical group from the page, all ten
+    boxes but one, changes what she changed there and nothing else."""
+    jeanne = await new_person(runtime, fhir)
+    space = uuid.UUID((await her_patient(fhir, jeanne))[:32])
+
+    async def no_imaging_for_dentists(conn: Any) -> None:
+        await access_store.save_settings(
+            conn,
+            space,
+            emergency_refused=False,
+            samu_refused=False,
+            masked_in_emergency=False,
+            shared_sections=None,
+            matrix_overrides={"40": {"add": [], "remove": ["31"]}},
+        )
+
+    await runtime.db.interaction("t_dentists", no_imaging_for_dentists)
+    async with browser(app) as client:
+        await sign_in(client, jeanne)
+        page = await client.get(SHARING)
+        everything_but_reimbursements = ["10", "11", "31", "42", "43", "44", "45", "52", "90"]
+        saved = await client.post(
+            f"{SHARING}/matrice",
+            data={
+                "csrf": csrf_of(page.text),
+                "groupe": "medical",
+                "categorie": everything_but_reimbursements,
+            },
+        )
+        assert saved.status_code == 303, saved.text
+    overrides = (await rights_of(runtime, jeanne))["matrix_overrides"]
+    assert overrides["10"] == {"add": [], "remove": ["60"]} and overrides["50"] == {
+        "add": [],
+        "remove": ["60"],
+    }
+    assert overrides["40"] == {"add": [], "remove": ["31", "60"]}  # imaging stays kept from dentists

@@ -14,13 +14,14 @@ from dataclasses import fields
 from datetime import datetime
 from typing import Any
 
-from espace_sante.access.policy import Decision
+from espace_sante.access.policy import PERSON_STATES, Decision
 from espace_sante.access.reasons import Reason
 from espace_sante.context import Context
 from espace_sante.runtime import Runtime
 from espace_sante.storage import audit as audit_store
 from espace_sante.storage import jobs as jobs_store
 from espace_sante.storage import lifecycle as lifecycle_store
+from espace_sante.storage import locks
 from espace_sante.storage import notifications as notifications_store
 from espace_sante.storage.audit import SUCCESS, Record
 from espace_sante.storage.db import Conn
@@ -109,18 +110,29 @@ async def accesses(
 REFUSALS_TOLD = frozenset({"practitioner", "client"})
 #: The job that copies a refusal into the refused record's chain (registered in jobs/queue.py).
 COPY_REFUSAL_TASK = "trace.copy_refusal"
+#: The states of a space whose holder reads her trace: a refusal is copied only there (not into a space
+#: opposed, closed or destroyed, nor one nobody has).
+COPIED_STATES = PERSON_STATES
 QUEUE = "trace"
 
 
 async def refusal(
-    ctx: Context, decision: Decision, *, reason: Reason | None = None, space_id: uuid.UUID | None = None
+    ctx: Context,
+    decision: Decision,
+    *,
+    reason: Reason | None = None,
+    space_id: uuid.UUID | None = None,
+    entity_id: str | None = None,
 ) -> None:
     """Record a refusal by the policy, in its own transaction (the refused action never runs). The basis is
     the reason's code (access/reasons.py), worded when the trace is read. In the directory's chain, where
     operators see one professional trying many records (SECURITY V8 8.1.4); and, for a professional's or a
     software's refusal on a record (`space_id`), copied into that record's chain by a job deferred here: after
     the refused request's transaction, which may hold that chain (a Bundle that wrote there first), and only
-    if the space exists (`copy_refusal`: nobody makes chains for ids they invent)."""
+    if the space exists and is one people use (`copy_refusal`: nobody makes chains, nor jobs, for ids they
+    invent). The record names what was asked for (`entity_id`): a reader of that chain from whom the document
+    is hidden is not shown the attempt either (record/auditevents.py). A copy keeps the instant of the attempt,
+    so it may stand after a later record in the chain: the chain's order is that of writing (`seq`)."""
     record = Record(
         action="access:refused",
         outcome="8",
@@ -129,6 +141,7 @@ async def refusal(
         actor_display=ctx.actor.display,
         basis=(reason or decision.reason).recorded,
         entity_type=decision.resource_type,
+        entity_id=entity_id,
         detail=decision.action,
         request_id=ctx.request_id,
     )
@@ -136,7 +149,7 @@ async def refusal(
 
     async def run(conn: Conn) -> None:
         await audit_store.append(conn, DIRECTORY_SPACE, record)
-        if copy:
+        if copy and space_id is not None and await lifecycle_store.state_of(conn, space_id) in COPIED_STATES:
             job = jobs_store.JobToDefer(
                 COPY_REFUSAL_TASK, {"space_id": str(space_id), "record": _as_args(record)}, queue=QUEUE
             )
@@ -162,9 +175,12 @@ async def copy_refusal(rt: Runtime, space_id: uuid.UUID, args: dict[str, Any]) -
         return False  # only what `refusal` defers
 
     async def run(conn: Conn) -> bool:
-        state = await lifecycle_store.state_of(conn, space_id)
-        if state is None or state == "destroyed":
+        if await lifecycle_store.state_of(conn, space_id) not in COPIED_STATES:
             return False
+        # Two runs of one job (a worker taken for dead) check and write one after the other.
+        await locks.hold_until_commit(
+            conn, f"refusal-copy:{space_id}:{record.request_id}:{record.recorded_at}"
+        )
         if await audit_store.has_record(conn, space_id, record):
             return False
         await audit_store.append(conn, space_id, record)

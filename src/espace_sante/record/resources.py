@@ -268,11 +268,14 @@ async def scoped(
     return decide(ctx.actor, decision.action, decision.resource_type, facts, today=today)
 
 
-async def _out_of_reach(ctx: Context, decision: Decision, space_id: uuid.UUID | None) -> None:
+async def _out_of_reach(
+    ctx: Context, decision: Decision, space_id: uuid.UUID | None, rid: str | None = None
+) -> None:
     """A person asked for a record they have no basis on: they are answered "not found" like anyone, and
-    the attempt is traced as a refusal (SECURITY V8 8.1.4: one professional opening many records shows)."""
+    the attempt is traced as a refusal (SECURITY V8 8.1.4: one professional opening many records shows),
+    naming what was asked for (so that her history hides an attempt on what is hidden from its reader)."""
     if space_id is not None and needs_facts(ctx.actor) and decision.slices is not None:
-        await trace.refusal(ctx, decision, reason=Reason(Code.NO_BASIS), space_id=space_id)
+        await trace.refusal(ctx, decision, reason=Reason(Code.NO_BASIS), space_id=space_id, entity_id=rid)
 
 
 async def own_patient(conn: Conn, ctx: Context, space_id: uuid.UUID) -> str | None:
@@ -352,7 +355,7 @@ async def read_in(
     if space_id is not None:
         decision = await scoped(conn, ctx, decision, [space_id])
     if space_id is None or not decision.covers(space_id):
-        await _out_of_reach(ctx, decision, space_id)
+        await _out_of_reach(ctx, decision, space_id, rid)
         raise NotFound(f"{rtype}/{rid} introuvable / not found")
     found = await store.read(conn, ctx.runtime.keys, decision, space_id, rtype, rid, version)
     if found is None:

@@ -160,19 +160,27 @@ MAX_PROFESSIONALS = 500
 
 
 async def professionals(conn: Conn, decision: Decision, q: TraceQuery) -> list[tuple[str, str]]:
-    """(RPPS, name as last recorded) of the professionals whose records `q` selects in one space's chain, by
-    name: the distinct actors come from audit_event_space_actor within the space (migrations/0030), never
-    from the whole trace."""
+    """(RPPS, name as last recorded) of the professionals in one space's chain up to its snapshot, by name.
+    The distinct actors are found by skipping from one to the next in audit_event_space_actor (a loose index
+    scan: one probe per professional, never a walk over their tens of thousands of records), then each one's
+    latest name by a backward probe of the same index."""
     decision.require_read("AuditEvent", [q.space_id])
-    where, params = _where(q)
     rows = await conn.fetch(
-        f"SELECT a.actor_id, coalesce(("
-        f"  SELECT e.actor_display FROM audit_event e WHERE e.space_id = $1 AND e.seq <= $2 "
-        f"  AND e.actor_kind = 'practitioner' AND e.actor_id = a.actor_id ORDER BY e.seq DESC LIMIT 1"
-        f"), '') AS display "
-        f"FROM (SELECT DISTINCT actor_id FROM audit_event WHERE {where} AND actor_kind = 'practitioner') a "
-        f"ORDER BY display, a.actor_id LIMIT {MAX_PROFESSIONALS}",
-        *params,
+        "WITH RECURSIVE actor(id, n) AS ("
+        "  (SELECT actor_id, 1 FROM audit_event WHERE space_id = $1 AND actor_kind = 'practitioner' AND seq <= $2 "
+        "   ORDER BY actor_id LIMIT 1) "
+        "  UNION ALL "
+        "  SELECT (SELECT e.actor_id FROM audit_event e WHERE e.space_id = $1 AND e.actor_kind = 'practitioner' "
+        "          AND e.actor_id > actor.id AND e.seq <= $2 ORDER BY e.actor_id LIMIT 1), n + 1 "
+        f"  FROM actor WHERE actor.id IS NOT NULL AND n < {MAX_PROFESSIONALS}"
+        ") "
+        "SELECT a.id AS actor_id, coalesce(("
+        "  SELECT e.actor_display FROM audit_event e WHERE e.space_id = $1 AND e.actor_kind = 'practitioner' "
+        "  AND e.actor_id = a.id AND e.seq <= $2 ORDER BY e.seq DESC LIMIT 1"
+        "), '') AS display FROM actor a WHERE a.id IS NOT NULL "
+        f"ORDER BY display, a.id LIMIT {MAX_PROFESSIONALS}",
+        q.space_id,
+        q.upto,
     )
     return [(str(r["actor_id"]), str(r["display"])) for r in rows]
 

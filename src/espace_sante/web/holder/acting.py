@@ -26,10 +26,11 @@ from espace_sante.web.portal import PageRefused
 Change = Callable[[Whose, FormData], Awaitable[str]]
 
 
-async def act(request: Request, page: str, change: Change) -> Response:
-    """Make `change` from a form posted on `page`, and go back there with `?message=<its key>`."""
+async def act(request: Request, page: str, change: Change, *, max_fields: int = 10) -> Response:
+    """Make `change` from a form posted on `page` (at most `max_fields` fields), and go back there with
+    `?message=<its key>`."""
     session, w = await holder_whose(request, page)
-    form = await small_form(request)
+    form = await small_form(request, max_fields=max_fields)
     if form is None or not check_csrf(request, session, field(form, "csrf")):
         fr, en = sentences(FORGED)
         raise PageRefused("Formulaire expiré", fr, en, status=403, link=page)

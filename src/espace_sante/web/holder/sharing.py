@@ -143,15 +143,16 @@ def _groups(settings: dict[str, Any]) -> list[dict[str, Any]]:
             continue
         first = members[0]
         default = matrix.by_profession[first].read
-        change = overrides.get(first, {"add": [], "remove": []})
-        reads = (set(default) | set(change.get("add", []))) - set(change.get("remove", []))
+        reads = _reads(matrix, overrides, first)
         categories = [(c, words.get(c, c), c in reads, c in default) for c in matrix.categories]
         out.append(
             {
                 "key": key,
                 "label": names.get(key, _label),
                 "reads": ", ".join(words.get(c, c) for c in matrix.categories if c in reads),
-                "changed": reads != set(default),
+                "changed": any(
+                    _reads(matrix, overrides, p) != set(matrix.by_profession[p].read) for p in members
+                ),
                 "adjustable": key not in CLOSED_GROUPS,
                 "categories": categories,
             }
@@ -491,15 +492,21 @@ async def profession_reads(request: Request) -> Response:
         if key not in matrix.groups or key in CLOSED_GROUPS:
             raise BadRequest("groupe de professions inconnu / unknown group of professions")
         now = (await changes.overview(w.ctx, ins=w.ins))["settings"]
-        chosen = {c for c in form.getlist("categorie") if isinstance(c, str) and c in matrix.categories}
         overrides = {p: {k: list(v) for k, v in o.items()} for p, o in now["matrix_overrides"].items()}
-        for profession in matrix.groups[key][1]:
+        chosen = {c for c in form.getlist("categorie") if isinstance(c, str) and c in matrix.categories}
+        members = matrix.groups[key][1]
+        # What she changed is the difference from what the page showed (the group's first profession): applied
+        # to each profession of the group, whose other differences (set through the API) stay as they were.
+        shown = _reads(matrix, overrides, members[0])
+        added, removed = chosen - shown, shown - chosen
+        for profession in members:
+            reads = (_reads(matrix, overrides, profession) | added) - removed
             default = set(matrix.by_profession[profession].read)
             mine = overrides.get(profession, {"add": [], "remove": []})
             # Her choices of profile sections for this profession stay; the document classes are replaced.
-            add = [i for i in mine.get("add", []) if i not in matrix.categories] + sorted(chosen - default)
+            add = [i for i in mine.get("add", []) if i not in matrix.categories] + sorted(reads - default)
             remove = [i for i in mine.get("remove", []) if i not in matrix.categories] + sorted(
-                default - chosen
+                default - reads
             )
             if add or remove:
                 overrides[profession] = {"add": add, "remove": remove}
@@ -508,7 +515,15 @@ async def profession_reads(request: Request) -> Response:
         await changes.save_settings(w.ctx, _rules(now, matrix_overrides=overrides), ins=w.ins)
         return "matrice"
 
-    return await _act(request, change)
+    # The token, the group and one box per document class.
+    return await act(request, SHARING, change, max_fields=len(habilitation.default().categories) + 4)
+
+
+def _reads(matrix: habilitation.Matrix, overrides: dict[str, Any], profession: str) -> set[str]:
+    """The document classes `profession` reads with her adjustments."""
+    change = overrides.get(profession, {})
+    default = set(matrix.by_profession[profession].read)
+    return (default | set(change.get("add", []))) - set(change.get("remove", []))
 
 
 def install_sharing_pages(app: FastAPI) -> None:
