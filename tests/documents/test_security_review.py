@@ -202,7 +202,7 @@ async def test_d3_a_professional_cannot_mask_by_spelling_masque_ps_in_another_sy
 async def test_d4_a_professional_cannot_sign_as_another_through_a_contained_practitioner_role(
     as_actor: Client, world: World
 ) -> None:
-    """D4: `fhir._check_contained_authors` skips a contained PractitionerRole without a contained practitioner,
+    """D4: `rules._check_contained_authors` skips a contained PractitionerRole without a contained practitioner,
     while PDSm accepts the IdNat_PS on the role itself: the pharmacist deposits as the médecin traitant."""
     pharmacist = await as_actor(f"practitioner:{PHARMACIST}", "user/*.cruds")
     forged = pdsm_document(f"Patient/{world.mother_patient}", category="43", rpps=PHARMACIST)
@@ -216,7 +216,7 @@ async def test_d4_a_professional_cannot_sign_as_another_through_a_contained_prac
 async def test_d5_a_holder_cannot_deposit_a_document_signed_by_her_doctor(
     as_actor: Client, world: World
 ) -> None:
-    """D5: a holder's plain FHIR deposit is not PDSm-checked and `_check_contained_authors` runs for professionals
+    """D5: a holder's plain FHIR deposit is not PDSm-checked and `rules._check_contained_authors` runs for professionals
     only: she deposits a prescription whose contained author is her médecin traitant."""
     holder = await as_actor(f"holder:{MOTHER}", "patient/*.*")
     subject = f"Patient/{world.mother_patient}"
