@@ -12,9 +12,10 @@ from __future__ import annotations
 import re
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
+from urllib.parse import parse_qsl
 
 from espace_sante import clock
 from espace_sante.access.policy import PROFESSIONAL_STATES, Action, Decision, decide, needs_facts, with_chains
@@ -38,6 +39,7 @@ from espace_sante.fhir.identifiers import INS_NIR, INS_NIR_DEMO, INS_NIR_TEST, e
 from espace_sante.fhir.searchquery import SearchRequest, dropped_filters, parse_search, refuse_ignored
 from espace_sante.fhir.validation import RESOURCE_TYPES
 from espace_sante.storage import access as access_store
+from espace_sante.storage import lifecycle as lifecycle_store
 from espace_sante.storage import locks, ratelimit, spaces, visibility
 from espace_sante.storage import people as people_store
 from espace_sante.storage import resources as store
@@ -619,13 +621,15 @@ async def create_in(
     if not decision.covers(space_id):
         # A space the actor has no basis on answers like one that does not exist.
         raise _no_such_patient(rtype, body)
-    if ctx.actor.kind == "client" and rtype != "Patient" and space_id != DIRECTORY_SPACE:
-        # Machine clients (professionals' software, feeds) are decided without facts; a deposit still waits for
-        # the space to open, and a closed, opposed or suspended one takes nothing (PRODUCT §2).
-        from espace_sante.storage import lifecycle as lifecycle_store
-
-        if await lifecycle_store.state_of(conn, space_id) not in PROFESSIONAL_STATES:
-            raise _no_such_patient(rtype, body)
+    # Machine clients (professionals' software, feeds) are decided without facts; a deposit still waits for the
+    # space to open, and a closed, opposed or suspended one takes nothing (PRODUCT §2).
+    if (
+        ctx.actor.kind == "client"
+        and rtype != "Patient"
+        and space_id != DIRECTORY_SPACE
+        and await lifecycle_store.state_of(conn, space_id) not in PROFESSIONAL_STATES
+    ):
+        raise _no_such_patient(rtype, body)
     await rule.check_body(conn, ctx, decision, space_id, rid, body)
     if rtype == "Patient":
         await _check_opens_with_ins(conn, ctx, body)
@@ -945,8 +949,6 @@ async def conditional_match(
 ) -> list[store.Stored]:
     """Resources of `rtype` matching a conditional query (If-None-Exist, conditional references).
     The actor needs search rights on the type: a condition must not reveal what they could not search."""
-    from urllib.parse import parse_qsl
-
     if "?" in query:
         prefix, _, query = query.partition("?")
         if prefix and prefix != rtype:
@@ -979,8 +981,6 @@ async def conditional_match(
 
 
 def _first_two(request: SearchRequest) -> SearchRequest:
-    from dataclasses import replace
-
     return replace(request, count=2, offset=0, includes=[], revincludes=[], sort=[])
 
 

@@ -49,6 +49,7 @@ from espace_sante.context import Context
 from espace_sante.errors import FhirError, InvalidResource
 from espace_sante.fhir import pdsm
 from espace_sante.fhir.identifiers import validate_nir
+from espace_sante.record.documents import publish_simplified
 from espace_sante.runtime import Runtime
 from espace_sante.spaces.legacy import metadata
 from espace_sante.spaces.legacy.metadata import DocumentEntry, MetadataRefused, Problem
@@ -334,8 +335,6 @@ async def _deposit(
             "invalid-metadata", issues[0].expression or "", tuple(i.diagnostics for i in issues[:20])
         )
     dr["content"][0]["attachment"]["data"] = base64.b64encode(content).decode()
-    from espace_sante.record.documents import publish_simplified
-
     try:
         await publish_simplified(Context(rt, ACTOR), dr)
     except FhirError as exc:
