@@ -129,7 +129,7 @@ async def test_d1_the_old_content_of_a_document_hidden_from_the_holder_stays_hid
 
 
 async def test_d2_a_professional_cannot_mask_his_document_by_a_put(as_actor: Client, world: World) -> None:
-    """D2: `_update_in` never asks `documents._allowed_change`: the author PUTs MASQUE_PS, which the PDSm PATCH
+    """D2: an update never asked `_allowed_change` (now `metadata.check_update` does): the author PUTs MASQUE_PS, which the PDSm PATCH
     refuses to professionals (R1111-49), and the pharmacist stops seeing a synthesis he may read."""
     doc = await _deposit(as_actor, world.mother_patient, HOSPITAL, "11")
     pharmacist = await as_actor(f"practitioner:{PHARMACIST}", "user/*.rs")

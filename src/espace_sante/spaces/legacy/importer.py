@@ -8,7 +8,7 @@ blob store under the space's key, and the trace in the same transaction. It is d
 actor, `ACTOR`, whose name the holder reads in their trace: « Le logiciel « Reprise de votre ancien DMP » a
 ajouté un document à votre dossier ».
 
-Which spaces take the documents: the rule of every feed (record/resources._create_in, access.policy
+Which spaces take the documents: the rule of every feed (record/resources.create_in, access.policy
 PROFESSIONAL_STATES), open and active spaces only. A registered or notified person may still oppose during the
 window (R1111-28) and an opposition keeps nothing medical, so importing their record before the opening would
 put medical data where it may have to be shredded; an early activation makes the space active, and the next
