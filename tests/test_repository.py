@@ -8,6 +8,8 @@ import re
 import tempfile
 from pathlib import Path
 
+import pytest
+
 from tests import repository_guard
 
 REPOSITORY = Path(__file__).resolve().parents[1]
@@ -72,3 +74,37 @@ def test_the_guard_sees_a_read_beside_the_repository(tmp_path: Path) -> None:
     finally:
         repository_guard.WATCHED = saved_watched
         repository_guard.SEEN[:] = saved_seen
+
+
+#: changelog.d/README.md: `<issue>[.<name>].<type>.md`, or `+<name>.<type>.md` for a change with no issue.
+FRAGMENT = re.compile(
+    r"^(\d+(\.[a-z0-9]+(-[a-z0-9]+)*)?|\+[a-z0-9]+(-[a-z0-9]+)*)\.(feature|bugfix|fix|misc)\.md$"
+)
+
+
+def test_every_changelog_fragment_is_named_as_changelog_d_readme_says() -> None:
+    names = [p.name for p in (REPOSITORY / "changelog.d").iterdir() if p.name != "README.md"]
+    assert names, "changelog.d holds the fragments"
+    assert [n for n in names if not FRAGMENT.match(n)] == []
+
+
+@pytest.mark.parametrize(
+    ("name", "valid"),
+    [
+        ("17.citus.feature.md", True),
+        ("15.feature.md", True),
+        ("+smart-oauth.feature.md", True),
+        ("16.count-trace.fix.md", True),
+        ("16.verify.misc.md", True),
+        ("15.clone.bugfix.md", True),
+        ("17.citus.features.md", False),
+        ("17.Citus.feature.md", False),
+        ("citus.feature.md", False),
+        ("+.feature.md", False),
+        ("17..feature.md", False),
+        ("17.citus.feature.txt", False),
+        ("17.citus-.feature.md", False),
+    ],
+)
+def test_the_fragment_names_rule(name: str, valid: bool) -> None:
+    assert bool(FRAGMENT.match(name)) is valid
