@@ -13,7 +13,9 @@ import secrets
 from typing import Protocol
 
 from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 NONCE_BYTES = 12  # 96-bit random nonces (NIST SP 800-38D 8.2.2); far below 2^32 messages per key per space
 
@@ -113,9 +115,6 @@ def derive_subkey(aead: AESGCM, label: bytes) -> bytes:
     """A 32-byte key for another purpose (a MAC), derived from a data key we hold only as an AEAD object: the
     encryption of a constant under the reserved nonce is a pseudo-random function of the key, and HKDF
     separates purposes by `label` (RFC 5869)."""
-    from cryptography.hazmat.primitives import hashes
-    from cryptography.hazmat.primitives.kdf.hkdf import HKDF
-
     seed = aead.encrypt(_DERIVE_NONCE, _DERIVE_INPUT, b"")[:32]
     return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=label).derive(seed)
 

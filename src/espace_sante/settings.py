@@ -6,6 +6,8 @@ import base64
 import binascii
 import contextlib
 import ipaddress
+import os
+import secrets
 from functools import cached_property
 from pathlib import Path
 from typing import Literal
@@ -387,9 +389,6 @@ def _b64key(text: str, where: str, what: str = _KEK_SIZE) -> bytes:
 def _dev_kek(path: Path, what: str = _KEK_SIZE) -> bytes:
     """A random 32-byte key kept in `path` (mode 0600), made once. Also serves the development audit signing
     key: a raw Ed25519 private key is 32 random bytes too."""
-    import os
-    import secrets
-
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
         # A name of this process's own: processes started together (`registry import --jobs N`) all make the

@@ -17,6 +17,7 @@ import pytest
 
 from espace_sante.demo import access as w
 from tests.access.conftest import CHILD, MOTHER, Client, World
+from tests.trace import records as trace_records
 
 MT, HOSPITAL, PHARMACIST, URGENTIST, BLOCKED = (p.rpps for p in w.PROFESSIONALS)
 ALL_MOTHER = {"cr", "ordonnance", "cr-hospit", "cr-masque", "resultat-annonce"}
@@ -293,11 +294,10 @@ async def test_the_trace_keeps_a_hidden_document_hidden(as_actor: Client, world:
 async def test_a_read_without_basis_is_refused_in_the_trace(
     as_actor: Client, world: World, runtime: object
 ) -> None:
-    from espace_sante.storage import audit as audit_store
     from espace_sante.storage.keys import DIRECTORY_SPACE
 
     async def refusals(conn: object) -> int:
-        rows = await audit_store.recent(conn, DIRECTORY_SPACE, before=None, limit=100_000)  # type: ignore[arg-type]
+        rows = await trace_records.newest(conn, DIRECTORY_SPACE, limit=100_000)  # type: ignore[arg-type]
         return sum(1 for r in rows if r.record.action == "access:refused" and r.record.actor_id == BLOCKED)
 
     before = await runtime.db.read("t", refusals)  # type: ignore[attr-defined]

@@ -105,7 +105,10 @@ def test_a_system_actor_without_a_name_in_the_table_reaches_nothing() -> None:
     assert decide(stranger, "read", "Patient").reason == Reason.of(
         Code.NO_ALLOWANCE, actor="someone-new", type="Patient", interaction="r"
     )
-    assert rule.may(stranger, "close") == (False, "no allowance for someone-new to close")
+    assert rule.may(stranger, "close") == (
+        False,
+        Reason.of(Code.NO_ALLOWANCE, actor="someone-new", event="close"),
+    )
     facts = SpaceFacts(space_id=uuid.uuid4(), state="active")
     assert may_change(stranger, "care_team", facts)[0] is False
     assert may_change(NOTICES, "care_team", facts)[0] is False

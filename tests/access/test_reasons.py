@@ -13,8 +13,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from espace_sante.access import reasons
-from espace_sante.access.actors import Actor, ActorKind
+from espace_sante.access import lifecycle, reasons
+from espace_sante.access.actors import LIFECYCLE, NOTICES, SYSTEM, Actor, ActorKind
 from espace_sante.access.matrix import TRE_G15_PROFESSIONS
 from espace_sante.access.policy import BASES, Action, Change, SpaceFacts, decide, may_change
 from espace_sante.access.reasons import UNWORDED, WORDS, Code, Reason
@@ -268,6 +268,17 @@ def test_no_change_of_rights_carries_an_unworded_reason(
     actor: Actor, change: Change, facts: SpaceFacts | None, who: str
 ) -> None:
     _allowed, reason = may_change(actor, change, facts, who=who)
+    _worded(reason)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    actor=actors() | st.sampled_from([LIFECYCLE, NOTICES, SYSTEM]),
+    event=st.sampled_from([*lifecycle.TRANSITIONS, "frobnicate"]),
+)
+def test_no_change_of_state_carries_an_unworded_reason(actor: Actor, event: str) -> None:
+    """access/lifecycle.may, the rule beside the policy, answers with the policy's worded codes too."""
+    _allowed, reason = lifecycle.may(actor, event)
     _worded(reason)
 
 

@@ -11,10 +11,10 @@ from espace_sante.access.reasons import Code, Reason
 from espace_sante.audit.fhir import ACCESS_REASONS
 from espace_sante.demo import access as w
 from espace_sante.runtime import Runtime
-from espace_sante.storage import audit as audit_store
 from espace_sante.storage.keys import DIRECTORY_SPACE
 from tests.access.conftest import Client, World
 from tests.factories import FHIR_JSON, new_nir, patient
+from tests.trace import records as trace_records
 
 HOSPITAL = w.PROFESSIONALS[1].rpps
 
@@ -76,7 +76,7 @@ async def test_a_refusal_records_the_code_and_says_why_in_both_languages(
         "create Observation (this connection does not hold the corresponding right)"
     )
     request_id = response.headers["x-request-id"]
-    recent = await runtime.db.read("test_recent", audit_store.recent, DIRECTORY_SPACE, before=None, limit=50)
+    recent = await runtime.db.read("test_recent", trace_records.newest, DIRECTORY_SPACE, limit=50)
     (refusal,) = [s.record for s in recent if s.record.request_id == request_id]
     assert refusal.basis == "policy:no-session-scope?context=user&interaction=c&type=Observation"
     assert (

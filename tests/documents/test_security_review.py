@@ -129,7 +129,7 @@ async def test_d1_the_old_content_of_a_document_hidden_from_the_holder_stays_hid
 
 
 async def test_d2_a_professional_cannot_mask_his_document_by_a_put(as_actor: Client, world: World) -> None:
-    """D2: `_update_in` never asks `documents._allowed_change`: the author PUTs MASQUE_PS, which the PDSm PATCH
+    """D2: an update never asked `_allowed_change` (now `metadata.check_update` does): the author PUTs MASQUE_PS, which the PDSm PATCH
     refuses to professionals (R1111-49), and the pharmacist stops seeing a synthesis he may read."""
     doc = await _deposit(as_actor, world.mother_patient, HOSPITAL, "11")
     pharmacist = await as_actor(f"practitioner:{PHARMACIST}", "user/*.rs")
@@ -202,7 +202,7 @@ async def test_d3_a_professional_cannot_mask_by_spelling_masque_ps_in_another_sy
 async def test_d4_a_professional_cannot_sign_as_another_through_a_contained_practitioner_role(
     as_actor: Client, world: World
 ) -> None:
-    """D4: `fhir._check_contained_authors` skips a contained PractitionerRole without a contained practitioner,
+    """D4: `rules._check_contained_authors` skips a contained PractitionerRole without a contained practitioner,
     while PDSm accepts the IdNat_PS on the role itself: the pharmacist deposits as the médecin traitant."""
     pharmacist = await as_actor(f"practitioner:{PHARMACIST}", "user/*.cruds")
     forged = pdsm_document(f"Patient/{world.mother_patient}", category="43", rpps=PHARMACIST)
@@ -216,7 +216,7 @@ async def test_d4_a_professional_cannot_sign_as_another_through_a_contained_prac
 async def test_d5_a_holder_cannot_deposit_a_document_signed_by_her_doctor(
     as_actor: Client, world: World
 ) -> None:
-    """D5: a holder's plain FHIR deposit is not PDSm-checked and `_check_contained_authors` runs for professionals
+    """D5: a holder's plain FHIR deposit is not PDSm-checked and `rules._check_contained_authors` runs for professionals
     only: she deposits a prescription whose contained author is her médecin traitant."""
     holder = await as_actor(f"holder:{MOTHER}", "patient/*.*")
     subject = f"Patient/{world.mother_patient}"

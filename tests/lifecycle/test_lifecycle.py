@@ -403,7 +403,7 @@ async def test_a_feed_deposits_nothing_in_a_space_that_is_not_open(
     runtime: Runtime, fhir: httpx.AsyncClient
 ) -> None:
     """Machine clients are decided without facts; a deposit into a closed space is still refused, like an
-    unknown patient (the state check on writes, record/resources._create_in)."""
+    unknown patient (the state check on writes, record/resources.create_in)."""
     from tests.factories import pdsm_document
 
     created = await fhir.post("/Patient", json=patient(), headers=FHIR_JSON)

@@ -77,7 +77,6 @@ async def test_every_table_has_a_place_on_citus(runtime: Runtime) -> None:
 #: public functions that return something are checked below.
 NO_MEDICAL_DATA = {
     "accounts": "people who sign in and their credentials (directory): read to authenticate, before any actor",
-    "audit": "the trace's chains whole, for sealing and `audit verify`; people read it as AuditEvent (auditevents)",
     "blobcrypt": "encryption of content with a key its caller holds; the way to a content is documents.content_of",
     "citus": "where each table lives on Citus (table names)",
     "blobs": "the object store's plumbing (keys, backends); objects are encrypted, reached via documents.content_of",
@@ -109,6 +108,11 @@ RETURNS_NO_SUCH_DATA = {
     "activation.find": "activation code digests and their spaces",
     "activation.last_opposition": "when and by which channel an opposition was recorded",
     "activation.replace": "whether a code was replaced, and until when",
+    "audit.chain": "a space's trace chain whole, for sealing and `audit verify` (audit/chains.py), never for a "
+    "person: people read the trace under a decision (auditevents, as AuditEvent)",
+    "audit.head": "a chain's length and head hash",
+    "audit.seals": "signed chain heads",
+    "audit.unsealed_heads": "space ids, chain lengths and head hashes",
     "auditevents.client_names": "machine clients' names (directory)",
     "auditevents.head_seq": "a chain's length",
     "auditevents.patient_of": "a Patient id, no identity",

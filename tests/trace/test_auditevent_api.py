@@ -14,10 +14,10 @@ import pytest
 from espace_sante.fhir.validation import validate_resource
 from espace_sante.oauth import clients as oauth_clients
 from espace_sante.runtime import Runtime
-from espace_sante.storage import audit as audit_store
 from espace_sante.storage.keys import DIRECTORY_SPACE
 from tests.conftest import TokenFactory
 from tests.factories import BASE, FHIR_JSON, INS, new_nir, patient
+from tests.trace import records as trace_records
 
 CABINET = "Logiciel du cabinet"
 
@@ -338,7 +338,7 @@ async def test_without_audit_event_rights_403_and_the_refusal_is_in_the_director
     )
     assert response.status_code == 403, response.text
     request_id = response.headers["x-request-id"]
-    recent = await runtime.db.read("test_recent", audit_store.recent, DIRECTORY_SPACE, before=None, limit=50)
+    recent = await runtime.db.read("test_recent", trace_records.newest, DIRECTORY_SPACE, limit=50)
     refusals = [s.record for s in recent if s.record.request_id == request_id]
     assert len(refusals) == 1
     refusal = refusals[0]

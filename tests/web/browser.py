@@ -1,5 +1,7 @@
 """Debian's Chromium for the browser tests (`make test` installs it), and the real app served by uvicorn on a
-free port for it to open (tests/web/conftest.py `site`)."""
+free port for it to open (tests/web/conftest.py `site`). Without Chromium the browser tests are skipped, but in
+CI (the environment variable `CI` set, as .ci/run does): there they fail, so that the accessibility stories
+cannot be skipped unseen."""
 
 from __future__ import annotations
 
@@ -7,8 +9,9 @@ import asyncio
 import contextlib
 import dataclasses
 import json
+import os
 import socket
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -30,9 +33,28 @@ ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
-needs_chromium = pytest.mark.skipif(
-    not Path(CHROMIUM).exists(), reason="Debian's chromium is missing: `make test` installs it"
-)
+MISSING = "Debian's chromium is missing: `make test` installs it (`make chromium`)"
+
+
+def in_ci(environ: Mapping[str, str]) -> bool:
+    """Whether this run is CI's: `CI` set to anything but empty, 0 or false (.ci/run exports CI=1)."""
+    return environ.get("CI", "").strip().lower() not in ("", "0", "false")
+
+
+def skips_without_chromium(environ: Mapping[str, str], chromium: str) -> bool:
+    """Whether the browser tests are skipped: Chromium missing, outside CI only."""
+    return not Path(chromium).exists() and not in_ci(environ)
+
+
+needs_chromium = pytest.mark.skipif(skips_without_chromium(os.environ, CHROMIUM), reason=MISSING)
+
+
+def chromium() -> str:
+    """Chromium's path, for `launch(executable_path=...)`; a failure that says why when it is missing (in CI,
+    where `needs_chromium` does not skip)."""
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"CI={os.environ.get('CI', '')}: {MISSING}", pytrace=False)
+    return CHROMIUM
 
 
 class _Server(uvicorn.Server):
@@ -76,9 +98,9 @@ async def phone(problems: list[str], width: int = 320, height: int = 640) -> Asy
     from playwright.async_api import async_playwright
 
     async with async_playwright() as pw:
-        chromium = await pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        browser = await pw.chromium.launch(executable_path=chromium(), args=ARGS)
         try:
-            context = await chromium.new_context(
+            context = await browser.new_context(
                 viewport={"width": width, "height": height},
                 is_mobile=True,
                 has_touch=True,
@@ -92,7 +114,7 @@ async def phone(problems: list[str], width: int = 320, height: int = 640) -> Asy
             page.on("pageerror", lambda e: problems.append(str(e)))
             yield page
         finally:
-            await chromium.close()
+            await browser.close()
 
 
 async def tab_to(page: Any, what: str) -> None:

@@ -17,7 +17,7 @@ import pytest
 
 from espace_sante.runtime import Runtime
 from tests.accounts.helpers import new_person, next_code, trace_actions
-from tests.web.browser import ARGS, CHROMIUM, needs_chromium, serve
+from tests.web.browser import ARGS, chromium, needs_chromium, serve
 
 pytestmark = needs_chromium
 
@@ -37,7 +37,7 @@ async def test_a_holder_adds_a_passkey_and_signs_in_with_it(
     jeanne = await new_person(rt, fhir)
     problems: list[str] = []
     async with async_playwright() as pw:
-        browser = await pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        browser = await pw.chromium.launch(executable_path=chromium(), args=ARGS)
         try:
             context = await browser.new_context(locale="fr-FR")  # the portal follows the browser's language
             page = await context.new_page()

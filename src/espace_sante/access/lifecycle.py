@@ -19,6 +19,7 @@ from typing import Literal
 
 from espace_sante.access import named
 from espace_sante.access.actors import Actor
+from espace_sante.access.reasons import Code, Reason
 
 #: Who may act: the space's holder (or a legal representative with rights), an operator of the insurer, the
 #: service itself (the periodic run, the registry, the notices: each named actor only for the events its
@@ -83,16 +84,17 @@ def sees(actor: Actor, relation: Relation) -> bool:
     return actor.kind in ("operator", "system")
 
 
-def may(actor: Actor, event: str) -> tuple[bool, str]:
-    """Whether the actor's role may carry out `event` (whatever the state: `TRANSITIONS` sources say that)."""
+def may(actor: Actor, event: str) -> tuple[bool, Reason]:
+    """Whether the actor's role may carry out `event` (whatever the state: `TRANSITIONS` sources say that), and
+    why: a reason of access/reasons.py, worded there like the policy's."""
     rule = TRANSITIONS.get(event)
     if rule is None:
-        return False, f"unknown event {event!r}"
+        return False, Reason.of(Code.UNKNOWN_ACTION, action=event)
     role = who(actor)
     if role not in rule.who:
-        return False, f"not allowed to {actor.kind} actors"
+        return False, Reason.of(Code.NO_STATE_CHANGE, kind=actor.kind, event=event)
     if actor.kind == "system":
         allowed = named.allowance(actor)
         if not (allowed.everything or event in allowed.events):
-            return False, f"no allowance for {actor.id} to {event}"
-    return True, role
+            return False, Reason.of(Code.NO_ALLOWANCE, actor=actor.id, event=event)
+    return True, Reason.of(Code.STATE_CHANGE, role=role, event=event)

@@ -19,7 +19,7 @@ from typing import Literal
 from espace_sante import clock
 from espace_sante.access import matrix as habilitation
 from espace_sante.access import named
-from espace_sante.access.actors import Actor
+from espace_sante.access.actors import Actor, level_at_least
 from espace_sante.access.reasons import BASIS_CODES, Code, Reason
 
 Action = Literal["create", "read", "vread", "update", "patch", "delete", "search", "history"]
@@ -422,8 +422,6 @@ def may_change(
     emergency access, for themselves only and never when blocked; the insurer's feeds (system scopes) record
     the médecin traitant, care teams and legal representatives. Only professionals (RPPS) and establishments
     (FINESS) can ever be granted access: no insurer or employer has such an identifier (L1111-18)."""
-    from espace_sante.access.actors import level_at_least
-
     if facts is None:
         return False, Reason(Code.NO_SPACE)
     if facts.state not in PERSON_STATES:

@@ -1,6 +1,7 @@
 """The policy's reasons: a code and its parameters, worded here and nowhere else (issue 15).
 
-Every decision of the policy (access/policy.py `decide`, `may_change`) carries a `Reason`. The trace records
+Every decision of the policy (access/policy.py `decide`, `may_change`) and of the lifecycle rule beside it
+(access/lifecycle.py `may`) carries a `Reason`. The trace records
 it in `audit_event.basis` as `policy:<code>` with its parameters as a query string
 (`policy:system-scope?interaction=r&type=Observation`); the words come from `WORDS`, in French and English,
 for two readers: anyone (a refusal message, a professional's preview, the FHIR `purposeOfUse`) and the holder
@@ -36,7 +37,7 @@ class Code(StrEnum):
     SYSTEM_SCOPE = "system-scope"  # type, interaction
     NO_SYSTEM_SCOPE = "no-system-scope"  # type, interaction
     #: A named service actor (access/named.py) asked for what its allowance does not hold.
-    NO_ALLOWANCE = "no-allowance"  # actor, type, interaction
+    NO_ALLOWANCE = "no-allowance"  # actor, and type and interaction, or event (access/lifecycle.py)
     # decide(): people, apps and professionals' software, by the scopes of their sign-in
     SESSION_SCOPE = "session-scope"  # context (user, patient), type, interaction
     NO_SESSION_SCOPE = "no-session-scope"  # context, type, interaction
@@ -44,7 +45,7 @@ class Code(StrEnum):
     DIRECTORY_FEEDS_ONLY = "directory-feeds-only"
     OPERATOR = "operator"
     NO_RULE = "no-rule"  # kind (of actor)
-    UNKNOWN_ACTION = "unknown-action"  # action
+    UNKNOWN_ACTION = "unknown-action"  # action (or event: access/lifecycle.py)
     POLICY_ERROR = "policy-error"
     # decide(): the basis in one space
     HOLDER = "holder"
@@ -68,6 +69,9 @@ class Code(StrEnum):
     CARE_TEAM_DECLARED = "care-team-declared"
     CONSENT_IN_CONSULTATION = "consent-in-consultation"
     NOT_PROFESSIONALS_DECISION = "not-professionals-decision"
+    # access/lifecycle.may(): changes of a space's state
+    STATE_CHANGE = "state-change"  # role, event
+    NO_STATE_CHANGE = "no-state-change"  # kind (of actor), event
     #: A development token (oauth/devtokens.py records the old text; listed so that it has words).
     DEVELOPMENT_TOKEN = "development-token"  # noqa: S105 (a reason code, not a secret)
 
@@ -186,6 +190,11 @@ WORDS: Mapping[Code, Words] = {
     Code.NOT_PROFESSIONALS_DECISION: Words(
         "ce changement n'est pas une décision du professionnel",
         "this change is not the professional's decision",
+    ),
+    Code.STATE_CHANGE: Words("changement d'état permis à ce rôle", "change of state allowed to this role"),
+    Code.NO_STATE_CHANGE: Words(
+        "ce changement d'état n'est pas permis à ce type d'utilisateur",
+        "this change of state is not allowed to this kind of user",
     ),
     Code.DEVELOPMENT_TOKEN: Words("jeton de développement", "development token"),
 }

@@ -17,6 +17,7 @@ from espace_sante.access.scopes import Scopes
 from espace_sante.context import Context
 from espace_sante.demo.entries import conditional_entry
 from espace_sante.fhir.identifiers import make_nir
+from espace_sante.people import accounts
 from espace_sante.people import actors as people
 from espace_sante.record import bundles
 from espace_sante.rights import changes as rights
@@ -252,8 +253,6 @@ DEMO_ACCOUNTS = (
 
 async def _accounts(rt: Runtime) -> None:
     """Local accounts (password + TOTP) for the demo people, with the addresses their notices go to."""
-    from espace_sante.people import accounts
-
     await rt.db.interaction("demo_operator", people_store.ensure_operator, "agent.dupont", "Agent Dupont")
     for kind, ident, login, secret in DEMO_ACCOUNTS:
         actor_id = make_nir(ident) if kind == "holder" else ident

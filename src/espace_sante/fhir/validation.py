@@ -145,6 +145,7 @@ def _known_type(name: str) -> bool:
     """Whether ``name`` is a resource type known to fhir.resources (R4B), datatypes excluded."""
     if not _TYPE_NAME.match(name):
         return False
+    # Imported here: fhir.resources takes seconds to import, paid at the first validation, not by every command.
     from fhir.resources.R4B import get_fhir_model_class
 
     try:
@@ -300,6 +301,7 @@ _PRIMITIVE_NAMES = {
 
 
 def _primitive_issues(resource_type: str, body: dict[str, Any], reported: set[str]) -> list[Issue]:
+    # Imported here: fhir.resources takes seconds to import, paid at the first validation, not by every command.
     from fhir.resources.R4B import get_fhir_model_class
 
     issues: list[Issue] = []

@@ -25,6 +25,7 @@ started through people/sessions.py with `method="federation:<provider>"`."""
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 import secrets
@@ -36,6 +37,7 @@ from urllib.parse import urlencode
 
 from joserfc import jwt
 from joserfc.errors import JoseError
+from joserfc.jwk import KeySet
 
 from espace_sante import outbound
 from espace_sante.access.actors import level_at_least
@@ -153,8 +155,6 @@ def callback_url(settings: Settings, name: str) -> str:
 
 
 def _challenge(verifier: str) -> str:
-    import base64
-
     return base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
 
 
@@ -369,8 +369,6 @@ def _national_id(provider: Provider, value: object) -> str:
 
 
 async def _keys(rt: Runtime, meta: dict[str, Any], kid: str | None) -> Any:
-    from joserfc.jwk import KeySet
-
     url = str(meta["jwks_uri"])
     for refresh in (False, True):
         try:

@@ -112,6 +112,7 @@ _EDGES = re.compile(r"^[\W\d_]+|[\W\d_]+$")
 
 @functools.cache
 def _common() -> frozenset[str]:
+    # Imported here: zxcvbn's lists are large, read once at the first password checked (functools.cache).
     from zxcvbn.frequency_lists import FREQUENCY_LISTS
 
     words = {w.casefold() for w in FREQUENCY_LISTS["passwords"]}

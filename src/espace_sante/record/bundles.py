@@ -8,10 +8,14 @@ resource. Entries run in the order the spec sets: DELETE, POST, PUT, GET."""
 
 from __future__ import annotations
 
+import base64
+import binascii
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
+
+import orjson
 
 from espace_sante.access.policy import Decision, decide
 from espace_sante.audit import trace
@@ -26,10 +30,12 @@ from espace_sante.errors import (
     PreconditionFailed,
     TooManyRequests,
 )
-from espace_sante.fhir import compartment
+from espace_sante.fhir import compartment, pdsm
+from espace_sante.fhir.searchparams import extract, params_for
 from espace_sante.fhir.validation import validate_resource
 from espace_sante.record import documents, interactions
 from espace_sante.record import resources as fhir
+from espace_sante.storage import documents as docs_store
 from espace_sante.storage import locks
 from espace_sante.storage import resources as store
 from espace_sante.storage.db import Conn
@@ -215,11 +221,6 @@ async def _parse_patch(ctx: Context, entry: Entry, raw: dict[str, Any]) -> Entry
     if isinstance(resource, dict) and resource.get("resourceType") == "Parameters":
         entry.patch = resource
     elif isinstance(resource, dict) and resource.get("resourceType") == "Binary":
-        import base64
-        import binascii
-
-        import orjson
-
         try:
             entry.patch = orjson.loads(base64.b64decode(str(resource.get("data", "")), validate=True))
         except (binascii.Error, ValueError, orjson.JSONDecodeError):
@@ -423,9 +424,6 @@ async def _replay(conn: Conn, ctx: Context, entries: list[Entry]) -> list[EntryR
     first one stored, and stores nothing (ITI-65 retries after a lost response must not duplicate documents).
     Two concurrent copies are serialised on the uniqueId. Each entry names what the first submission made
     (`location`); its body comes back only if the sender may read it (a feed that only writes gets ids)."""
-    from espace_sante.fhir import pdsm
-    from espace_sante.storage import documents as docs_store
-
     sset = next(e for e in entries if documents.is_submission_set(e.body))
     assert sset.body is not None and sset.assigned is not None
     unique = pdsm.submission_unique_id(sset.body)
@@ -563,8 +561,6 @@ def _check_unresolved(e: Entry) -> None:
 def _matches_new(target_type: str, query: str, created: list[Entry]) -> list[str]:
     """`Type/id` of the resources created by this transaction that a token-only condition matches
     (`identifier=system|value`, the French INS case). Other conditions only match stored resources."""
-    from espace_sante.fhir.searchparams import extract, params_for
-
     try:
         pairs = parse_qsl(query, keep_blank_values=True, strict_parsing=True)
     except ValueError:

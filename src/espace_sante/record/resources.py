@@ -12,9 +12,10 @@ from __future__ import annotations
 import re
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
+from urllib.parse import parse_qsl
 
 import orjson
 
@@ -40,6 +41,7 @@ from espace_sante.fhir.identifiers import INS_NIA, INS_NIR, INS_NIR_DEMO, INS_NI
 from espace_sante.fhir.searchquery import SearchRequest, dropped_filters, parse_search, refuse_ignored
 from espace_sante.fhir.validation import RESOURCE_TYPES
 from espace_sante.storage import access as access_store
+from espace_sante.storage import lifecycle as lifecycle_store
 from espace_sante.storage import locks, ratelimit, spaces, visibility
 from espace_sante.storage import people as people_store
 from espace_sante.storage import resources as store
@@ -118,6 +120,23 @@ class Rule:
     ) -> None:
         """After the generic checks, before the write: `previous` is None for a create, the locked current
         version (possibly a delete) for an update."""
+
+    def names_its_patient(self, body: Mapping[str, Any]) -> bool:
+        """Whether an update's body must keep naming its space's patient (every resource of a space does, but
+        one the type lets stand without a patient: its id already fixes its space)."""
+        return True
+
+    async def check_body(
+        self,
+        conn: Conn,
+        ctx: Context,
+        decision: Decision,
+        space_id: uuid.UUID,
+        rid: str,
+        body: dict[str, Any],
+    ) -> None:
+        """The type's first checks of a create or an update, once its space is known and covered, before the
+        patient and references are checked: what the body may say for this actor (which may complete it)."""
 
     async def write(
         self,
@@ -455,9 +474,11 @@ def parse_request(
     pairs: Sequence[tuple[str, str]],
     *,
     by_identifier: frozenset[str] = frozenset(),
+    refuse_unknown: bool = False,
 ) -> SearchRequest:
     """A search request parsed with this context's strictness and the configured page sizes; `by_identifier`
-    names the reference parameters the type's own search matches by `:identifier` (fhir/searchquery.py)."""
+    names the reference parameters the type's own search matches by `:identifier` (fhir/searchquery.py); with
+    `refuse_unknown`, an unknown parameter is refused even when the context is lenient (a type's rule says)."""
     settings = ctx.runtime.settings
     return parse_search(
         resource_type,
@@ -465,9 +486,7 @@ def parse_request(
         strict=ctx.strict,
         default_count=settings.search_default_count,
         max_count=settings.search_max_count,
-        # A professional's DocumentReference search is ITI-67, which names the patient: an unknown parameter
-        # there is a mistake to report, never a filter to drop (issue 16).
-        refuse_unknown=ctx.actor.kind == "practitioner" and resource_type == "DocumentReference",
+        refuse_unknown=refuse_unknown,
         by_identifier=by_identifier,
     )
 
@@ -614,15 +633,16 @@ async def create_in(
     if not decision.covers(space_id):
         # A space the actor has no basis on answers like one that does not exist.
         raise _no_such_patient(rtype, body)
-    if ctx.actor.kind == "client" and rtype != "Patient" and space_id != DIRECTORY_SPACE:
-        # Machine clients (professionals' software, feeds) are decided without facts; a deposit still waits for
-        # the space to open, and a closed, opposed or suspended one takes nothing (PRODUCT §2).
-        from espace_sante.storage import lifecycle as lifecycle_store
-
-        if await lifecycle_store.state_of(conn, space_id) not in PROFESSIONAL_STATES:
-            raise _no_such_patient(rtype, body)
-    _check_category(decision, body)
-    await _check_document_links(conn, ctx, decision, body, space_id, rid)
+    # Machine clients (professionals' software, feeds) are decided without facts; a deposit still waits for the
+    # space to open, and a closed, opposed or suspended one takes nothing (PRODUCT §2).
+    if (
+        ctx.actor.kind == "client"
+        and rtype != "Patient"
+        and space_id != DIRECTORY_SPACE
+        and await lifecycle_store.state_of(conn, space_id) not in PROFESSIONAL_STATES
+    ):
+        raise _no_such_patient(rtype, body)
+    await rule.check_body(conn, ctx, decision, space_id, rid, body)
     if rtype == "Patient":
         await _check_opens_with_ins(conn, ctx, body)
         await _count_new_space(conn, ctx)
@@ -698,10 +718,8 @@ async def update_in(
             f"version {expected} périmée, la version courante est {previous.version_id} / "
             f"stale version {expected}, current is {previous.version_id}"
         )
-    # A Binary may have no securityContext (a transaction puts it in the space of the document that points at
-    # it); its id already fixes its space. Any other space resource must keep naming the same patient.
-    unbound_binary = rtype == "Binary" and not compartment.patient_references(body)
-    if rtype != "Patient" and space_id != DIRECTORY_SPACE and not unbound_binary:
+    # A space resource must keep naming the same patient (but one its type lets stand without: rule).
+    if rtype != "Patient" and space_id != DIRECTORY_SPACE and rule.names_its_patient(body):
         if await space_for_new(conn, ctx, body) != space_id:
             raise InvalidResource(
                 "une ressource ne peut pas changer de patient / a resource cannot move to another patient",
@@ -710,8 +728,7 @@ async def update_in(
         await _check_patient_exists(conn, decision, body, space_id)
     if rtype == "Patient":
         await _check_keeps_ins(conn, ctx, decision, space_id, rid, body, previous)
-    _check_category(decision, body)
-    await _check_document_links(conn, ctx, decision, body, space_id, rid)
+    await rule.check_body(conn, ctx, decision, space_id, rid, body)
     check_references_stay_in_space(body, space_id)
     await rule.check_write(conn, ctx, decision, space_id, rid, body, previous)
     stored = await rule.write(conn, ctx, decision, space_id, rid, body, "PUT", previous)
@@ -958,154 +975,6 @@ def _no_such_patient(rtype: str, body: Mapping[str, Any]) -> InvalidResource:
     )
 
 
-def _document_classes(body: Mapping[str, Any]) -> list[str]:
-    classes = []
-    for concept in body.get("category") or ():
-        for coding in concept.get("coding") or () if isinstance(concept, dict) else ():
-            if isinstance(coding, dict) and isinstance(coding.get("code"), str):
-                classes.append(coding["code"])
-    return classes
-
-
-async def _check_document_links(
-    conn: Conn, ctx: Context, decision: Decision, body: dict[str, Any], space_id: uuid.UUID, rid: str
-) -> None:
-    """A document's author and content, for people (SECURITY 5.1.2, and the review of 2026-11-24):
-
-    - the author is the person writing: a professional names themselves, a holder or a representative the
-      holder; the server adds it when absent, and refuses someone else;
-    - a Binary is the content of one document only, and a person's document takes as content only a Binary
-      written in the same transaction or already its own: pointing a new document at another document's
-      content would give its reader and its author's rights over that content."""
-    if body.get("resourceType") != "DocumentReference" or not needs_facts(ctx.actor):
-        return
-    actor = ctx.actor
-    own = (
-        f"Practitioner/{actor.practitioner_id}"
-        if actor.kind == "practitioner"
-        else f"Patient/{(await _patient_of_space(conn, space_id))}"
-    )
-    authors = body.get("author")
-    if not isinstance(authors, list) or not authors:
-        body["author"] = [{"reference": own}]
-    else:
-        for i, author in enumerate(authors):
-            ref = author.get("reference") if isinstance(author, dict) else None
-            kind = ref.split("/", 1)[0] if isinstance(ref, str) else ""
-            if kind in ("Practitioner", "Patient", "RelatedPerson", "PractitionerRole") and ref != own:
-                raise InvalidResource(
-                    f"DocumentReference.author[{i}] : vous ne pouvez signer qu'en votre nom ({own}) / you may "
-                    f"only author as yourself",
-                    expression=f"DocumentReference.author[{i}]",
-                )
-        if not any(isinstance(a, dict) and a.get("reference") == own for a in authors):
-            authors.append({"reference": own})
-    if actor.kind == "practitioner":
-        _check_contained_authors(body, actor.id)
-    else:
-        _check_person_authors(body)
-    for i, content in enumerate(body.get("content") or []):
-        url = content.get("attachment", {}).get("url") if isinstance(content, dict) else None
-        if not isinstance(url, str):
-            continue
-        target = _referenced_id(url) if "Binary/" in url else None
-        if target is None:
-            continue
-        where = f"DocumentReference.content[{i}].attachment.url"
-        owners = await visibility.documents_pointing_at(conn, space_id, target)
-        if any(owner != rid for owner in owners):
-            raise InvalidResource(
-                f"{where} : ce contenu appartient à un autre document / this content belongs to another document",
-                expression=where,
-            )
-        if rid not in owners and not await store.created_here(conn, space_id, "Binary", target):
-            raise InvalidResource(
-                f"{where} : le contenu doit être déposé avec le document (même transaction) / the content "
-                "must be submitted with the document (same transaction)",
-                expression=where,
-            )
-
-
-#: A professional's national identifiers as PDSm authors carry them: the RPPS, or the IdNat_PS ("8" + RPPS).
-_RPPS_SYSTEM = "https://rpps.esante.gouv.fr"
-_IDNPS_SYSTEM = "urn:oid:1.2.250.1.71.4.2.1"
-
-
-def _contained_authors(body: dict[str, Any]) -> Iterator[tuple[int, dict[str, Any] | None]]:
-    """(index, contained resource) of each author given as `#id` (PDSm contains its authors)."""
-    contained = {
-        c.get("id"): c
-        for c in body.get("contained") or ()
-        if isinstance(c, dict) and isinstance(c.get("id"), str)
-    }
-    for i, author in enumerate(body.get("author") or ()):
-        ref = author.get("reference") if isinstance(author, dict) else None
-        if isinstance(ref, str) and ref.startswith("#"):
-            yield i, contained.get(ref[1:])
-
-
-def _check_contained_authors(body: dict[str, Any], rpps: str) -> None:
-    """PDSm authors are contained resources (`#id`): a professional may name only themselves there too."""
-    for i, target in _contained_authors(body):
-        named_by = [target]
-        if isinstance(target, dict) and target.get("resourceType") == "PractitionerRole":
-            # The role's own IdNat_PS counts as much as its practitioner's (PDSm accepts either; review D4).
-            inner = (target.get("practitioner") or {}).get("reference")
-            if isinstance(inner, str) and inner.startswith("#"):
-                named_by += [t for j, t in _contained_authors({**body, "author": [{"reference": inner}]})]
-        ids = {
-            (ident.get("system"), ident.get("value"))
-            for resource in named_by
-            if isinstance(resource, dict)
-            and resource.get("resourceType") in ("Practitioner", "PractitionerRole")
-            for ident in resource.get("identifier") or ()
-            if isinstance(ident, dict)
-        }
-        named = {v for s_, v in ids if s_ == _RPPS_SYSTEM} | {
-            v[1:] for s_, v in ids if s_ == _IDNPS_SYSTEM and isinstance(v, str) and v.startswith("8")
-        }
-        if named and named != {rpps}:
-            raise InvalidResource(
-                f"DocumentReference.author[{i}] : vous ne pouvez signer qu'en votre nom (RPPS {rpps}) / you may "
-                "only author as yourself",
-                expression=f"DocumentReference.author[{i}]",
-            )
-
-
-def _check_person_authors(body: dict[str, Any]) -> None:
-    """A holder's (or representative's, or app's) document is theirs: no contained professional or organisation
-    as its author (review of 2026-12-03, D5: a prescription "signed" by her doctor)."""
-    for i, target in _contained_authors(body):
-        if isinstance(target, dict) and target.get("resourceType") in (
-            "Practitioner",
-            "PractitionerRole",
-            "Organization",
-        ):
-            raise InvalidResource(
-                f"DocumentReference.author[{i}] : vous ne pouvez signer qu'en votre nom / you may only author as "
-                "yourself",
-                expression=f"DocumentReference.author[{i}]",
-            )
-
-
-async def _patient_of_space(conn: Conn, space_id: uuid.UUID) -> str:
-    found = await access_store.patient_of_space(conn, space_id)
-    return found or ""
-
-
-def _check_category(decision: Decision, body: Mapping[str, Any]) -> None:
-    """A professional deposits only the document classes the habilitation matrix lets their profession write."""
-    if decision.write_categories is None or body.get("resourceType") != "DocumentReference":
-        return
-    classes = _document_classes(body)
-    if not classes or not all(decision.may_write_category(c) for c in classes):
-        raise Forbidden(
-            "votre profession ne peut pas déposer cette classe de document (matrice d'habilitation) / your "
-            "profession may not deposit this class of document (habilitation matrix): "
-            + (", ".join(classes) or "aucune classe / no class")
-        )
-
-
 def iter_references(node: Any, where: str) -> Iterator[tuple[str, dict[str, Any], str]]:
     """(location, holder object, key) of every literal reference and Attachment.url in a resource."""
     if isinstance(node, dict):
@@ -1123,7 +992,7 @@ def iter_references(node: Any, where: str) -> Iterator[tuple[str, dict[str, Any]
 _ATTACHED = re.compile(r"(?:^|/)(?:Binary|DocumentReference)/")
 
 
-def _referenced_id(reference: str) -> str:
+def referenced_id(reference: str) -> str:
     """The logical id a literal reference names: `Type/id`, `Type/id/_history/v`, absolute or relative."""
     parts = reference.split("?", 1)[0].split("#", 1)[0].rstrip("/").split("/")
     if len(parts) >= 4 and parts[-2] == "_history":
@@ -1139,7 +1008,7 @@ def check_references_stay_in_space(body: dict[str, Any], space_id: uuid.UUID) ->
         value = holder[key]
         if key == "url" and not _ATTACHED.search(value):
             continue
-        target = compartment.space_of(_referenced_id(value)) if "/" in value else None
+        target = compartment.space_of(referenced_id(value)) if "/" in value else None
         if target is not None and target != space_id:
             raise InvalidResource(
                 f"{where} désigne les données d'un autre patient / references another patient's data",
@@ -1152,8 +1021,6 @@ async def conditional_match(
 ) -> list[store.Stored]:
     """Resources of `rtype` matching a conditional query (If-None-Exist, conditional references).
     The actor needs search rights on the type: a condition must not reveal what they could not search."""
-    from urllib.parse import parse_qsl
-
     if "?" in query:
         prefix, _, query = query.partition("?")
         if prefix and prefix != rtype:
@@ -1186,8 +1053,6 @@ async def conditional_match(
 
 
 def _first_two(request: SearchRequest) -> SearchRequest:
-    from dataclasses import replace
-
     return replace(request, count=2, offset=0, includes=[], revincludes=[], sort=[])
 
 

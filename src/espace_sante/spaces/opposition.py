@@ -21,6 +21,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
+from xml.sax.saxutils import escape
 
 from espace_sante.audit.wording import when
 from espace_sante.context import Context
@@ -140,8 +141,7 @@ def _day(value: date) -> str:
 def pdf(op: Opposition) -> bytes:
     """The proof, one A4 page in French with an English summary: who, when, how, the reference, what it means
     and how to ask for a space later."""
-    from xml.sax.saxutils import escape
-
+    # Imported here: reportlab takes seconds to import, which the server and CLI pay only when a PDF is made.
     from reportlab.lib.pagesizes import A4
     from reportlab.lib.styles import ParagraphStyle
     from reportlab.lib.units import mm

@@ -18,6 +18,7 @@ from espace_sante import clock
 from espace_sante.access import lifecycle as rule
 from espace_sante.access.actors import LIFECYCLE, Actor
 from espace_sante.access.policy import decide
+from espace_sante.access.reasons import words
 from espace_sante.context import Context
 from espace_sante.errors import BadRequest, Conflict, Forbidden, NotFound
 from espace_sante.people import stepup
@@ -118,7 +119,7 @@ async def apply_in(
     await check_sees(conn, ctx.actor, space_id)
     allowed, why = rule.may(ctx.actor, event)
     if not allowed:
-        raise Forbidden(f"« {event} » : action non permise à ce rôle / {why}")
+        raise Forbidden(f"« {event} » : {words(why, 'fr')} / « {event} »: {words(why, 'en')}")
     if row.state not in step.sources:
         raise _refused(event, row.state)
     if event in ("close", "erase"):  # allowed, but not undone alone: a recent proof of identity first

@@ -300,21 +300,6 @@ async def spaces(conn: Conn, *, after: uuid.UUID | None = None, limit: int = 10_
     return [r["space_id"] for r in rows]
 
 
-async def recent(
-    conn: Conn, space_id: uuid.UUID, *, before: datetime | None, limit: int, offset: int = 0
-) -> list[StoredRecord]:
-    """A space's records, newest first (for the holder's view and AuditEvent)."""
-    rows = await conn.fetch(
-        f"SELECT space_id, seq, {RECORD_COLUMNS}, prev_hash, hash FROM audit_event WHERE space_id = $1 "
-        "AND ($2::timestamptz IS NULL OR recorded_at < $2) ORDER BY seq DESC LIMIT $3 OFFSET $4",
-        space_id,
-        before,
-        limit,
-        offset,
-    )
-    return [stored_record(r) for r in rows]
-
-
 @dataclass(frozen=True)
 class Seal:
     space_id: uuid.UUID

@@ -12,6 +12,7 @@ from datetime import datetime
 import asyncpg
 
 from espace_sante.access.policy import Decision
+from espace_sante.fhir.searchparams import ATTACHMENT_PARAM
 from espace_sante.storage import locks
 from espace_sante.storage.db import Conn
 
@@ -272,8 +273,6 @@ async def due_releases(conn: Conn, now: datetime, limit: int = 500) -> list[tupl
 
 async def content_ids(conn: Conn, space_id: uuid.UUID, document_id: str) -> list[str]:
     """The Binaries a document's attachments point at (the attachment index)."""
-    from espace_sante.fhir.searchparams import ATTACHMENT_PARAM
-
     rows = await conn.fetch(
         "SELECT DISTINCT target_id FROM sp_reference WHERE space_id = $1 AND resource_type = 'DocumentReference' "
         "AND resource_id = $2 AND param = $3 AND target_type = 'Binary'",
@@ -286,8 +285,6 @@ async def content_ids(conn: Conn, space_id: uuid.UUID, document_id: str) -> list
 
 async def pointed_by_live_document(conn: Conn, space_id: uuid.UUID, binary_id: str) -> bool:
     """Whether a live document's attachment points at this Binary."""
-    from espace_sante.fhir.searchparams import ATTACHMENT_PARAM
-
     return bool(
         await conn.fetchval(
             "SELECT 1 FROM sp_reference b JOIN resource d ON d.space_id = b.space_id AND d.resource_type = "

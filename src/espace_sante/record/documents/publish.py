@@ -18,6 +18,7 @@ from espace_sante.fhir.validation import validate_resource
 from espace_sante.record import resources as fhir
 from espace_sante.record.documents import integrity, rules
 from espace_sante.record.documents.content import PERSON_KINDS, size_words
+from espace_sante.storage import people
 from espace_sante.storage import resources as store
 from espace_sante.storage.db import Conn
 
@@ -83,8 +84,6 @@ async def upload(
     (`for_ins`); the document is the child's own deposit (PDSm: a patient's deposit has the patient as its
     author), and the trace names the representative who made it. Whether they may write into that space is
     the policy's decision on the write, as for any deposit."""
-    from espace_sante.storage import people
-
     title = " ".join(title.split())[:200]
     if not title:
         raise InvalidResource("titre obligatoire / a title is required", expression="title")

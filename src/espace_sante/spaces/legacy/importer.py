@@ -8,7 +8,7 @@ blob store under the space's key, and the trace in the same transaction. It is d
 actor, `ACTOR`, whose name the holder reads in their trace: « Le logiciel « Reprise de votre ancien DMP » a
 ajouté un document à votre dossier ».
 
-Which spaces take the documents: the rule of every feed (record/resources._create_in, access.policy
+Which spaces take the documents: the rule of every feed (record/resources.create_in, access.policy
 PROFESSIONAL_STATES), open and active spaces only. A registered or notified person may still oppose during the
 window (R1111-28) and an opposition keeps nothing medical, so importing their record before the opening would
 put medical data where it may have to be shredded; an early activation makes the space active, and the next
@@ -49,6 +49,7 @@ from espace_sante.context import Context
 from espace_sante.errors import FhirError, InvalidResource
 from espace_sante.fhir import pdsm
 from espace_sante.fhir.identifiers import validate_nir
+from espace_sante.record.documents import publish_simplified
 from espace_sante.runtime import Runtime
 from espace_sante.spaces.legacy import metadata
 from espace_sante.spaces.legacy.metadata import DocumentEntry, MetadataRefused, Problem
@@ -334,8 +335,6 @@ async def _deposit(
             "invalid-metadata", issues[0].expression or "", tuple(i.diagnostics for i in issues[:20])
         )
     dr["content"][0]["attachment"]["data"] = base64.b64encode(content).decode()
-    from espace_sante.record.documents import publish_simplified
-
     try:
         await publish_simplified(Context(rt, ACTOR), dr)
     except FhirError as exc:

@@ -27,6 +27,7 @@ from lxml import etree
 
 from espace_sante.fhir import pdsm
 from espace_sante.fhir import valuesets as vsets
+from espace_sante.fhir.identifiers import explain_identifier
 
 __all__ = [
     "Author",
@@ -441,8 +442,6 @@ def patient_ins(entry: DocumentEntry, *, production: bool) -> tuple[str, str] | 
                 "INS de test refusé en production",
                 "test INS refused in production",
             )
-        from espace_sante.fhir.identifiers import explain_identifier
-
         error = explain_identifier(f"urn:oid:{pdsm.INS_NIR_OID}", value)
         if error is not None:
             return Problem(

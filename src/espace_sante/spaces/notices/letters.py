@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from xml.sax.saxutils import escape
 
 from espace_sante.access.actors import SYSTEM
 from espace_sante.errors import NotFound
@@ -248,6 +249,7 @@ _FONT_FILES = (
 
 def fonts() -> tuple[str, str]:
     """DejaVu when installed (every Latin name: Ngô Văn), else reportlab's Helvetica (Latin-1)."""
+    # Imported here: reportlab takes seconds to import, which the server and CLI pay only when a PDF is made.
     from reportlab.pdfbase import pdfmetrics
     from reportlab.pdfbase.ttfonts import TTFont
 
@@ -263,8 +265,7 @@ def fonts() -> tuple[str, str]:
 def render(path: Path, letters: list[dict[str, Any]], base_url: str) -> None:
     """One A4 page per letter, in French. The address block sits where a French DL window envelope shows it
     (left 110 mm, top 50 mm, 85 x 40 mm); the sender top left; then the same words as the e-mail."""
-    from xml.sax.saxutils import escape
-
+    # Imported here: reportlab takes seconds to import, which the server and CLI pay only when a PDF is made.
     from reportlab.lib.pagesizes import A4
     from reportlab.lib.styles import ParagraphStyle
     from reportlab.lib.units import mm

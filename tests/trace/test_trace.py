@@ -17,6 +17,7 @@ from espace_sante.storage import audit as audit_store
 from espace_sante.storage.audit import GENESIS, chain_hash
 from espace_sante.storage.keys import DIRECTORY_SPACE
 from tests.factories import FHIR_JSON, INS, new_nir, patient
+from tests.trace import records as trace_records
 
 
 async def _records(runtime: Runtime, space: uuid.UUID) -> list[audit_store.StoredRecord]:
@@ -160,7 +161,7 @@ async def test_a_refusal_is_traced(http: httpx.AsyncClient, token_for: Any, runt
     )
     assert response.status_code == 403
     async with runtime.db.pool.acquire() as conn:
-        last = (await audit_store.recent(conn, DIRECTORY_SPACE, before=None, limit=1))[0].record
+        last = (await trace_records.newest(conn, DIRECTORY_SPACE, limit=1))[0].record
     assert (last.action, last.outcome, last.entity_type, last.detail) == (
         "access:refused",
         "8",
