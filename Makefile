@@ -81,7 +81,7 @@ clean: ## Remove the venv and the demo data folder
 
 # --- Supply chain and secrets (issue 16 #7) -----------------------------------------------------------------------
 .PHONY: audit-deps secrets secrets-baseline
-SECRETS_EXCLUDE := ^(requirements\.lock|src/espace_sante/fhir/data/.*\.json|tests/data/.*|\.secrets\.baseline)$$
+SECRETS_EXCLUDE := ^(requirements\.lock|benchmarks/results/.*\.json|src/espace_sante/fhir/data/.*\.json|tests/data/.*|\.secrets\.baseline)$$
 
 audit-deps: install ## Known vulnerabilities in requirements.lock (pip-audit; says NOT AUDITED when offline)
 	$(BIN)/python scripts/audit_deps.py requirements.lock

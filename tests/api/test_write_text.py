@@ -149,7 +149,7 @@ async def test_an_account_with_a_reversed_email_address_is_not_created(
             kind="holder",
             actor_id=nir,
             login=f"jeanne-{nir}",
-            password="Correct-horse-battery-9",
+            password="Correct-horse-battery-9",  # pragma: allowlist secret
             email=f"jeanne@{RLO}rf.elpmexe",
         )
     assert await accounts.find_by_actor(runtime, "holder", nir) is None

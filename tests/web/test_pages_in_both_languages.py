@@ -161,7 +161,12 @@ async def test_the_sign_in_account_and_apps_pages_in_either_language(
             check(step_up, lang)
             refused = await client.post(
                 "/compte/confirmer-identite",
-                data={"csrf": token, "suite": "/compte/securite", "password": "faux", "code": "000000"},
+                data={
+                    "csrf": token,
+                    "suite": "/compte/securite",
+                    "password": "faux",  # pragma: allowlist secret
+                    "code": "000000",
+                },
             )
             check(refused, lang)
 
