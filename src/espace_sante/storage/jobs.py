@@ -33,6 +33,12 @@ class JobToDefer:
     scheduled_at: datetime | None = None
 
 
+def one_at_a_time(task_name: str, args: dict[str, Any], *, queue: str, key: str) -> JobToDefer:
+    """The job of exactly one thing (a notice's delivery, a notification's): its locks named `key` keep it to
+    one waiting and one running job."""
+    return JobToDefer(task_name, args, queue=queue, lock=key, queueing_lock=key)
+
+
 async def defer(conn: Conn, jobs: Sequence[JobToDefer]) -> list[int]:
     """Insert `jobs` in the caller's transaction (one statement whatever their number); returns their ids.
     A worker sees them once the transaction commits, and never if it rolls back."""

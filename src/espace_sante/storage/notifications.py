@@ -25,15 +25,9 @@ RELEASED = "released"
 
 
 def delivery_job(space_id: uuid.UUID, notification_id: uuid.UUID) -> jobs.JobToDefer:
-    """The job that sends exactly this notification's e-mail; its locks keep it to one waiting, one running."""
-    key = f"notification:{notification_id}"
-    return jobs.JobToDefer(
-        DELIVER_TASK,
-        {"space_id": str(space_id), "notification_id": str(notification_id)},
-        queue=QUEUE,
-        lock=key,
-        queueing_lock=key,
-    )
+    """The job that sends exactly this notification's e-mail."""
+    args = {"space_id": str(space_id), "notification_id": str(notification_id)}
+    return jobs.one_at_a_time(DELIVER_TASK, args, queue=QUEUE, key=f"notification:{notification_id}")
 
 
 @dataclass(frozen=True)

@@ -66,15 +66,9 @@ QUEUE = "notices"
 
 
 def delivery_job(space_id: uuid.UUID, notice_id: uuid.UUID) -> jobs_store.JobToDefer:
-    """The job that delivers exactly this notice; its locks keep it to one waiting and one running job."""
-    key = f"notice:{notice_id}"
-    return jobs_store.JobToDefer(
-        DELIVER_TASK,
-        {"space_id": str(space_id), "notice_id": str(notice_id)},
-        queue=QUEUE,
-        lock=key,
-        queueing_lock=key,
-    )
+    """The job that delivers exactly this notice."""
+    args = {"space_id": str(space_id), "notice_id": str(notice_id)}
+    return jobs_store.one_at_a_time(DELIVER_TASK, args, queue=QUEUE, key=f"notice:{notice_id}")
 
 
 def delivery_batch_job(emails: list[tuple[uuid.UUID, uuid.UUID]]) -> jobs_store.JobToDefer:
