@@ -91,10 +91,12 @@ async def serve(runtime: Runtime) -> AsyncIterator[tuple[Runtime, str]]:
 
 
 @contextlib.asynccontextmanager
-async def phone(problems: list[str], width: int = 320, height: int = 640) -> AsyncIterator[Any]:
+async def phone(
+    problems: list[str], width: int = 320, height: int = 640, *, javascript: bool = True
+) -> AsyncIterator[Any]:
     """A page in Chromium with a phone's touch screen (320 px wide by default: the narrowest in use), set to
-    French (the portal follows the browser's language: a story in English says so); console errors and page
-    errors go to `problems`."""
+    French (the portal follows the browser's language: a story in English says so), JavaScript on unless
+    told; console errors and page errors go to `problems`."""
     from playwright.async_api import async_playwright
 
     async with async_playwright() as pw:
@@ -106,6 +108,7 @@ async def phone(problems: list[str], width: int = 320, height: int = 640) -> Asy
                 has_touch=True,
                 accept_downloads=True,
                 locale="fr-FR",
+                java_script_enabled=javascript,
             )
             page = await context.new_page()
             page.on(
