@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import jsonpatch
 import orjson
 
 from espace_sante.access.policy import (
@@ -29,7 +30,7 @@ from espace_sante.errors import (
     NotFound,
     PreconditionFailed,
 )
-from espace_sante.fhir import pdsm
+from espace_sante.fhir import pdsm, valuesets
 from espace_sante.fhir.validation import validate_resource
 from espace_sante.record import resources as fhir
 from espace_sante.storage import documents as docs_store
@@ -46,8 +47,6 @@ PATCHABLE = ("status", "securityLabel", "extension")
 
 def apply_json_patch(body: dict[str, Any], operations: Any) -> dict[str, Any]:
     """RFC 6902 applied to a copy (jsonpatch); a malformed patch is a 400 naming the operation."""
-    import jsonpatch
-
     if not isinstance(operations, list):
         raise BadRequest(
             "JSON Patch : un tableau d'opérations est attendu / an array of operations is expected"
@@ -145,8 +144,6 @@ def check_label_systems(body: dict[str, Any], where: str = "DocumentReference") 
     """Visibility codes are TRE_A07's and confidentiality codes HL7's, whatever the spelling of the system, and
     nothing else: access SQL matches a label by its code, the rules read it by its system's OID, and both must
     mean the same label (review of 2026-12-03, D3 and D14)."""
-    from espace_sante.fhir import valuesets
-
     problems = []
     for i, label in enumerate(body.get("securityLabel") or ()):
         for j, coding in enumerate((label.get("coding") or ()) if isinstance(label, dict) else ()):

@@ -36,6 +36,7 @@ from espace_sante.people import accounts, devices, passkeys, sessions, signin, s
 from espace_sante.people.accounts import Account, AccountError, ReauthRequired
 from espace_sante.people.signin import SignInRefused
 from espace_sante.people.stepup import StepUpRefused
+from espace_sante.people.totp import grouped
 from espace_sante.web import deps, i18n
 from espace_sante.web.deps import (
     FLOW_COOKIE,
@@ -458,8 +459,6 @@ async def totp_begin(request: Request) -> Response:
         secret, uri = await accounts.begin_totp(deps.runtime(request), account)
     except AccountError as exc:
         return await _security_page(request, session, error=shown(exc.message), status=403)
-    from espace_sante.people.totp import grouped
-
     return render(
         request,
         "totp_setup.html",

@@ -51,7 +51,7 @@ class _Layout:
     """A canvas and a cursor: lines wrapped to the text width, a new page when one is full."""
 
     def __init__(self, out: io.BytesIO, words: Words) -> None:
-        from reportlab.pdfgen.canvas import Canvas
+        from reportlab.pdfgen.canvas import Canvas  # lazy: seconds to import, only a download needs it
 
         self.regular, self.bold = letters.fonts()
         self.words = words
