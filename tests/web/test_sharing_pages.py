@@ -372,3 +372,35 @@ async def test_saving_a_group_keeps_what_she_set_for_one_of_its_professions_and_
         "remove": ["60"],
     }
     assert overrides["40"] == {"add": [], "remove": ["31", "60"]}  # imaging stays kept from dentists
+
+
+async def test_two_changes_of_her_rules_at_once_each_keep_the_other(
+    runtime: Runtime, fhir: httpx.AsyncClient
+) -> None:
+    """Two pages saved at the same moment (two representatives, say): each change is made on the rules as the
+    other left them, so neither is lost."""
+    import asyncio
+    import dataclasses
+
+    from espace_sante.access.scopes import Scopes
+    from espace_sante.context import Context
+    from espace_sante.people.actors import actor_for
+    from espace_sante.rights import changes
+
+    jeanne = await new_person(runtime, fhir)
+    actor = await actor_for(
+        runtime, "holder", jeanne.actor_id, scopes=Scopes.parse("patient/*.*"), acr="eidas2"
+    )
+    ctx = Context(runtime, actor)
+    await asyncio.gather(
+        changes.save_settings(ctx, lambda now: dataclasses.replace(now, samu_refused=True)),
+        changes.save_settings(
+            ctx, lambda now: dataclasses.replace(now, shared_sections=("AllergyIntolerance",))
+        ),
+        changes.save_settings(
+            ctx, lambda now: dataclasses.replace(now, matrix_overrides={"21": {"add": [], "remove": ["42"]}})
+        ),
+    )
+    rules = await rights_of(runtime, jeanne)
+    assert rules["samu_refused"] is True and rules["shared_sections"] == ["AllergyIntolerance"]
+    assert rules["matrix_overrides"] == {"21": {"add": [], "remove": ["42"]}}

@@ -9,7 +9,7 @@ their trace in plain words."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -33,10 +33,10 @@ from espace_sante.people import actors as people
 from espace_sante.people import stepup
 from espace_sante.storage import access as store
 from espace_sante.storage import audit as audit_store
+from espace_sante.storage import locks, visibility
 from espace_sante.storage import notifications as notifications_store
 from espace_sante.storage import people as people_store
 from espace_sante.storage import search as search_store
-from espace_sante.storage import visibility
 from espace_sante.storage.audit import SUCCESS, Record
 from espace_sante.storage.db import Conn
 
@@ -349,25 +349,52 @@ def _check_settings(s: Settings) -> None:
 
 
 async def save_settings(
-    ctx: Context, settings: Settings, *, patient: str | None = None, ins: str | None = None
+    ctx: Context,
+    settings: Settings | Callable[[Settings], Settings],
+    *,
+    patient: str | None = None,
+    ins: str | None = None,
 ) -> None:
-    _check_settings(settings)
+    """Save her sharing rules: `settings` as given, or a change of the rules as they are (a function of them),
+    made in the transaction that saves them and after every other change of this space's rules has committed:
+    two pages saved at once (two representatives) each keep the other's change."""
+    if isinstance(settings, Settings):
+        _check_settings(settings)
 
     async def run(conn: Conn) -> None:
         target = await _target(conn, ctx, patient, ins)
         reason = await _allow(conn, ctx, "settings", target)
+        await locks.hold_until_commit(conn, f"space-settings:{target.space_id}")
+        chosen = settings
+        if not isinstance(chosen, Settings):
+            chosen = chosen(await _settings_now(conn, ctx, target))
+            _check_settings(chosen)
         await store.save_settings(
             conn,
             target.space_id,
-            emergency_refused=settings.emergency_refused,
-            samu_refused=settings.samu_refused,
-            masked_in_emergency=settings.masked_in_emergency,
-            shared_sections=settings.shared_sections,
-            matrix_overrides=settings.matrix_overrides or {},
+            emergency_refused=chosen.emergency_refused,
+            samu_refused=chosen.samu_refused,
+            masked_in_emergency=chosen.masked_in_emergency,
+            shared_sections=chosen.shared_sections,
+            matrix_overrides=chosen.matrix_overrides or {},
         )
         await _trace(conn, ctx, target, "rights:settings", reason, "")
 
     await ctx.runtime.db.interaction("rights_settings", run)
+
+
+async def _settings_now(conn: Conn, ctx: Context, target: Target) -> Settings:
+    """The space's sharing rules as stored (sections None while she follows the matrix's defaults)."""
+    facts = (await store.facts(conn, ctx.actor, [target.space_id], today=clock.today()))[0]
+    return Settings(
+        emergency_refused=facts.emergency_refused,
+        samu_refused=facts.samu_refused,
+        masked_in_emergency=facts.masked_in_emergency,
+        shared_sections=tuple(sorted(facts.shared_sections)) if facts.shared_sections is not None else None,
+        matrix_overrides={
+            p: {"add": sorted(o.add), "remove": sorted(o.remove)} for p, o in facts.overrides.items()
+        },
+    )
 
 
 async def notification_choices(

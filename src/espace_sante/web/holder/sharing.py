@@ -18,6 +18,7 @@ Nothing is decided here: the page shows what the services answer, in the page's 
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import datetime
 from typing import Any
 
@@ -442,40 +443,29 @@ async def unblock(request: Request) -> Response:
 @router.post(EMERGENCY)
 async def emergency_rules(request: Request) -> Response:
     async def change(w: Whose, form: FormData) -> str:
-        now = (await changes.overview(w.ctx, ins=w.ins))["settings"]
-        rules = _rules(
-            now,
-            emergency_refused=field(form, "urgence") != "oui",
-            samu_refused=field(form, "samu") != "oui",
-            masked_in_emergency=field(form, "masques") == "oui",
-        )
+        def rules(now: changes.Settings) -> changes.Settings:
+            return dataclasses.replace(
+                now,
+                emergency_refused=field(form, "urgence") != "oui",
+                samu_refused=field(form, "samu") != "oui",
+                masked_in_emergency=field(form, "masques") == "oui",
+            )
+
         await changes.save_settings(w.ctx, rules, ins=w.ins)
         return "urgence"
 
     return await _act(request, change)
 
 
-def _rules(now: dict[str, Any], **changed: Any) -> changes.Settings:
-    """Her sharing rules as they are, with `changed` replaced (the matrix's default sections stay followed if
-    she never chose hers)."""
-    current: dict[str, Any] = {
-        "emergency_refused": now["emergency_refused"],
-        "samu_refused": now["samu_refused"],
-        "masked_in_emergency": now["masked_in_emergency"],
-        "shared_sections": tuple(now["shared_sections"]) if now["sections_chosen"] else None,
-        "matrix_overrides": now["matrix_overrides"],
-    }
-    return changes.Settings(**(current | changed))
-
-
 @router.post(SECTIONS)
 async def shared_sections(request: Request) -> Response:
     async def change(w: Whose, form: FormData) -> str:
-        now = (await changes.overview(w.ctx, ins=w.ins))["settings"]
         words = _section_words()
         chosen = [k for k in form.getlist("rubrique") if isinstance(k, str) and k in words]
         codes = tuple(sorted(c for k in chosen for c in words[k][1]))
-        await changes.save_settings(w.ctx, _rules(now, shared_sections=codes), ins=w.ins)
+        await changes.save_settings(
+            w.ctx, lambda now: dataclasses.replace(now, shared_sections=codes), ins=w.ins
+        )
         return "profil"
 
     return await _act(request, change)
@@ -491,28 +481,34 @@ async def profession_reads(request: Request) -> Response:
         key = field(form, "groupe", 40)
         if key not in matrix.groups or key in CLOSED_GROUPS:
             raise BadRequest("groupe de professions inconnu / unknown group of professions")
-        now = (await changes.overview(w.ctx, ins=w.ins))["settings"]
-        overrides = {p: {k: list(v) for k, v in o.items()} for p, o in now["matrix_overrides"].items()}
         chosen = {c for c in form.getlist("categorie") if isinstance(c, str) and c in matrix.categories}
-        members = matrix.groups[key][1]
-        # What she changed is the difference from what the page showed (the group's first profession): applied
-        # to each profession of the group, whose other differences (set through the API) stay as they were.
-        shown = _reads(matrix, overrides, members[0])
-        added, removed = chosen - shown, shown - chosen
-        for profession in members:
-            reads = (_reads(matrix, overrides, profession) | added) - removed
-            default = set(matrix.by_profession[profession].read)
-            mine = overrides.get(profession, {"add": [], "remove": []})
-            # Her choices of profile sections for this profession stay; the document classes are replaced.
-            add = [i for i in mine.get("add", []) if i not in matrix.categories] + sorted(reads - default)
-            remove = [i for i in mine.get("remove", []) if i not in matrix.categories] + sorted(
-                default - reads
-            )
-            if add or remove:
-                overrides[profession] = {"add": add, "remove": remove}
-            else:
-                overrides.pop(profession, None)
-        await changes.save_settings(w.ctx, _rules(now, matrix_overrides=overrides), ins=w.ins)
+
+        def rules(now: changes.Settings) -> changes.Settings:
+            overrides = {
+                p: {k: list(v) for k, v in o.items()} for p, o in (now.matrix_overrides or {}).items()
+            }
+            members = matrix.groups[key][1]
+            # What she changed is the difference from what the page shows for the group (its first
+            # profession): applied to each profession of the group, whose other differences (set through the
+            # API) stay as they were.
+            shown = _reads(matrix, overrides, members[0])
+            added, removed = chosen - shown, shown - chosen
+            for profession in members:
+                reads = (_reads(matrix, overrides, profession) | added) - removed
+                default = set(matrix.by_profession[profession].read)
+                mine = overrides.get(profession, {"add": [], "remove": []})
+                # Her choices of profile sections for this profession stay; the document classes are replaced.
+                add = [i for i in mine.get("add", []) if i not in matrix.categories] + sorted(reads - default)
+                remove = [i for i in mine.get("remove", []) if i not in matrix.categories] + sorted(
+                    default - reads
+                )
+                if add or remove:
+                    overrides[profession] = {"add": add, "remove": remove}
+                else:
+                    overrides.pop(profession, None)
+            return dataclasses.replace(now, matrix_overrides=overrides)
+
+        await changes.save_settings(w.ctx, rules, ins=w.ins)
         return "matrice"
 
     # The token, the group and one box per document class.
