@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import Any
 
 from espace_sante.access.policy import Decision
+from espace_sante.storage import db
 from espace_sante.storage.audit import (  # one row shape for the whole trace
     RECORD_COLUMNS,
     REFUSED_SUBTYPES,
@@ -165,19 +166,29 @@ async def professionals(conn: Conn, decision: Decision, q: TraceQuery) -> list[t
     scan: one probe per professional, never a walk over their tens of thousands of records), then each one's
     latest name by a backward probe of the same index."""
     decision.require_read("AuditEvent", [q.space_id])
+    # Citus plans no recursive query over a distributed table: there, the distinct professionals are read in
+    # the space's one shard (the same answer, a walk of its index instead of a probe per professional).
+    actors = (
+        "SELECT DISTINCT actor_id AS id FROM audit_event WHERE space_id = $1 AND actor_kind = 'practitioner' "
+        "AND seq <= $2"
+        if db.distributed(conn)
+        else (
+            "WITH RECURSIVE actor(id, n) AS ("
+            "  (SELECT actor_id, 1 FROM audit_event WHERE space_id = $1 AND actor_kind = 'practitioner' "
+            "   AND seq <= $2 ORDER BY actor_id LIMIT 1) "
+            "  UNION ALL "
+            "  SELECT (SELECT e.actor_id FROM audit_event e WHERE e.space_id = $1 AND e.actor_kind = 'practitioner' "
+            "          AND e.actor_id > actor.id AND e.seq <= $2 ORDER BY e.actor_id LIMIT 1), n + 1 "
+            f"  FROM actor WHERE actor.id IS NOT NULL AND n < {MAX_PROFESSIONALS}"
+            ") SELECT id FROM actor WHERE id IS NOT NULL"
+        )
+    )
     rows = await conn.fetch(
-        "WITH RECURSIVE actor(id, n) AS ("
-        "  (SELECT actor_id, 1 FROM audit_event WHERE space_id = $1 AND actor_kind = 'practitioner' AND seq <= $2 "
-        "   ORDER BY actor_id LIMIT 1) "
-        "  UNION ALL "
-        "  SELECT (SELECT e.actor_id FROM audit_event e WHERE e.space_id = $1 AND e.actor_kind = 'practitioner' "
-        "          AND e.actor_id > actor.id AND e.seq <= $2 ORDER BY e.actor_id LIMIT 1), n + 1 "
-        f"  FROM actor WHERE actor.id IS NOT NULL AND n < {MAX_PROFESSIONALS}"
-        ") "
+        f"WITH a AS ({actors}) "
         "SELECT a.id AS actor_id, coalesce(("
         "  SELECT e.actor_display FROM audit_event e WHERE e.space_id = $1 AND e.actor_kind = 'practitioner' "
         "  AND e.actor_id = a.id AND e.seq <= $2 ORDER BY e.seq DESC LIMIT 1"
-        "), '') AS display FROM actor a WHERE a.id IS NOT NULL "
+        "), '') AS display FROM a "
         f"ORDER BY display, a.id LIMIT {MAX_PROFESSIONALS}",
         q.space_id,
         q.upto,

@@ -6,7 +6,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 
 from espace_sante.access.policy import Decision
 from espace_sante.storage import jobs
@@ -161,12 +161,13 @@ async def save_choices(conn: Conn, space_id: uuid.UUID, person: str, by_email: M
     await conn.execute(
         "INSERT INTO notification_choice (space_id, person, kind, by_email) SELECT $1, $2, k, e "
         "FROM unnest($3::text[], $4::boolean[]) AS c(k, e) "
-        "ON CONFLICT (space_id, person, kind) DO UPDATE SET by_email = EXCLUDED.by_email, changed_at = now() "
+        "ON CONFLICT (space_id, person, kind) DO UPDATE SET by_email = EXCLUDED.by_email, changed_at = $5 "
         "WHERE notification_choice.by_email IS DISTINCT FROM EXCLUDED.by_email",
         space_id,
         person,
         list(by_email),
         list(by_email.values()),
+        datetime.now(UTC),
     )
 
 
@@ -187,15 +188,17 @@ async def claim_mail(conn: Conn, space_id: uuid.UUID, notification_id: uuid.UUID
 async def set_mail_state(
     conn: Conn, space_id: uuid.UUID, notification_id: uuid.UUID, state: str, error: str = ""
 ) -> None:
-    """Move the e-mail to `state` (waiting after a failure, handed, sent, uncertain, none)."""
+    """Move the e-mail to `state` (waiting after a failure, handed, sent, uncertain, none, failed)."""
+    # The instant is a parameter: Citus refuses now() inside a CASE of a distributed UPDATE.
+    sent_at = datetime.now(UTC) if state == "sent" else None
     await conn.execute(
-        "UPDATE notification SET mail_state = $3, mail_error = $4, "
-        "mailed_at = CASE WHEN $3 = 'sent' THEN now() ELSE mailed_at END "
+        "UPDATE notification SET mail_state = $3, mail_error = $4, mailed_at = coalesce($5, mailed_at) "
         "WHERE space_id = $1 AND notification_id = $2",
         space_id,
         notification_id,
         state,
         error,
+        sent_at,
     )
 
 
